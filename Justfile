@@ -1,0 +1,50 @@
+# Mazu: the commands people run. `just --list` shows them all.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Crates that must stay free of std and I/O (they run inside the Envoy Wasm filter).
+no_std_crates := "-p mazu-rbe -p mazu-identity"
+
+# List the recipes.
+default:
+    @just --list
+
+# Install what a fresh machine lacks (toolchain target, just).
+setup:
+    bash scripts/setup.sh
+
+# The main job. For now: the RBE walkthrough (CRS, registrations, encryption, membership).
+demo:
+    cargo run --release -p mazu-rbe --example rbe_walkthrough
+
+# Every check CI runs: formatting, lints, the no_std wasm32 build, and all tests.
+test: fmt-check clippy wasm-check
+    cargo test --workspace --all-targets
+    cargo test --workspace --doc
+
+# Build the pure-logic crates for wasm32 without std, as the filter will.
+wasm-check:
+    cargo build {{no_std_crates}} --no-default-features --target wasm32-wasip1
+
+# Lints, warnings denied.
+clippy:
+    cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+    cargo fmt --all
+
+fmt-check:
+    cargo fmt --all -- --check
+
+# Criterion benchmarks; e.g. `just bench mazu-rbe`.
+bench crate="":
+    cargo bench {{ if crate == "" { "--workspace" } else { "-p " + crate } }}
+
+# Run one fuzz target for a while (needs nightly + cargo-fuzz); e.g. `just fuzz identity certificate 300`.
+fuzz crate target seconds="60":
+    cargo install --locked cargo-fuzz >/dev/null 2>&1 || true
+    cd {{crate}}/fuzz && cargo +nightly fuzz run {{target}} -- -max_total_time={{seconds}}
+
+# API documentation for the workspace.
+doc:
+    cargo doc --workspace --no-deps

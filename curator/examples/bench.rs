@@ -1,0 +1,479 @@
+//! Curator benchmarks over real HTTP on 127.0.0.1 (server and load generator
+//! in this one process, release build). Prints a Markdown table.
+//!
+//! ```sh
+//! cargo run --release -p mazu-curator --features bench-seed --example bench
+//! ```
+//!
+//! Registrations run at capacity 65,536 (block size 256) with 1,000 already
+//! registered. Generating a registration at that size takes ~0.1 s of key
+//! generation, so the first run pre-generates 1,000 + 200 registrations (and a
+//! log holding the first 1,000) into `target/bench-fixtures/`; later runs reuse
+//! them (delete the directory to regenerate). Snapshot sizes and fetch times at
+//! 10,000 and 100,000 entries use the `bench-seed` path (synthetic registry
+//! entries, no RBE keys), see docs/curator.md.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark harness")]
+
+use core::net::SocketAddr;
+use core::time::Duration;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use mazu_curator::config::LimitsConfig;
+use mazu_curator::entry::LogEntry;
+use mazu_curator::metrics::Metrics;
+use mazu_curator::register::RegistrationRequest;
+use mazu_curator::store::{FileLogStore, LogStore, MemoryLogStore};
+use mazu_curator::{AppState, Curator, CuratorOptions, app};
+use mazu_dev_issuer::{Algorithm, DEFAULT_ISSUER_URL, DevIssuer, TokenRequest};
+use mazu_identity::{RegistryEntry, SpkiHash, TrustConfig, WorkloadId};
+use mazu_rbe::Crs;
+
+const CAPACITY: u32 = 65_536;
+const PRELOADED: usize = 1_000;
+const SEQUENTIAL: usize = 40;
+const CONCURRENT: usize = 160;
+const CLIENTS: usize = 8;
+
+fn fixture_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    );
+    target
+        .join("bench-fixtures")
+        .join(format!("curator-{CAPACITY}"))
+}
+
+struct Fixture {
+    crs: Crs,
+    issuer: DevIssuer,
+    requests: Vec<RegistrationRequest>,
+    log: PathBuf,
+}
+
+fn load_or_build_fixture() -> Fixture {
+    let dir = fixture_dir();
+    let done = dir.join("complete");
+    if !done.exists() {
+        build_fixture(&dir);
+        std::fs::write(&done, b"ok").unwrap();
+    }
+    let crs = Crs::from_bytes(&std::fs::read(dir.join("crs.bin")).unwrap()).unwrap();
+    let issuer = DevIssuer::load(dir.join("issuer")).unwrap();
+    let file = std::fs::File::open(dir.join("requests.jsonl")).unwrap();
+    let requests = std::io::BufReader::new(file)
+        .lines()
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    Fixture {
+        crs,
+        issuer,
+        requests,
+        log: dir.join("registrations.log"),
+    }
+}
+
+fn build_fixture(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let total = PRELOADED + SEQUENTIAL + CONCURRENT;
+    eprintln!(
+        "building the fixture in {} ({total} registrations, once)...",
+        dir.display()
+    );
+    let mut rng = rand::rngs::OsRng;
+    let crs = Crs::generate_insecure_dev(CAPACITY, &mut rng).unwrap();
+    std::fs::write(dir.join("crs.bin"), crs.to_bytes()).unwrap();
+    let issuer = DevIssuer::generate(Algorithm::Es256, DEFAULT_ISSUER_URL, &mut rng).unwrap();
+    issuer.save(dir.join("issuer")).unwrap();
+    // Tokens valid for ten years so the cached fixture keeps working.
+    let tokens: Vec<String> = (0..total)
+        .map(|i| {
+            issuer
+                .mint(&TokenRequest::new("bench", format!("sa-{i}")).lifetime(10 * 365 * 86_400))
+                .unwrap()
+        })
+        .collect();
+    let started = Instant::now();
+    let threads = std::thread::available_parallelism().map_or(2, core::num::NonZeroUsize::get);
+    let chunks: Vec<Vec<(usize, String)>> = (0..threads)
+        .map(|t| {
+            tokens
+                .iter()
+                .cloned()
+                .enumerate()
+                .skip(t)
+                .step_by(threads)
+                .collect()
+        })
+        .collect();
+    let mut requests: Vec<(usize, RegistrationRequest)> = std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                let crs = &crs;
+                s.spawn(move || {
+                    chunk
+                        .into_iter()
+                        .map(|(i, token)| {
+                            let slot = u32::try_from(i).unwrap();
+                            let agent = mazu_curator::client::build_registration(
+                                crs,
+                                &token,
+                                slot,
+                                &mut rand::rngs::OsRng,
+                            )
+                            .unwrap();
+                            if i % 100 == 0 {
+                                eprintln!("  keygen {i}/{total}");
+                            }
+                            (i, agent.request)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    requests.sort_by_key(|(i, _)| *i);
+    eprintln!("  keygen took {:.1} s", started.elapsed().as_secs_f64());
+    let mut out =
+        std::io::BufWriter::new(std::fs::File::create(dir.join("requests.jsonl")).unwrap());
+    for (_, r) in &requests {
+        serde_json::to_writer(&mut out, r).unwrap();
+        out.write_all(b"\n").unwrap();
+    }
+    out.flush().unwrap();
+    // The first PRELOADED as a log (checked again by every replay).
+    let (store, _) = FileLogStore::open(&dir.join("registrations.log"), crs.digest()).unwrap();
+    for (i, r) in requests.iter().take(PRELOADED) {
+        let d = mazu_curator::register::decode(r.clone()).unwrap();
+        let entry = LogEntry {
+            accepted_at_ms: 1_700_000_000_000 + *i as u64,
+            token: d.token,
+            tls_spki: d.spki,
+            tls_signature: d.signature,
+            registration: d.registration.to_bytes(),
+        };
+        store.append(&entry.to_bytes()).unwrap();
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
+}
+
+async fn serve(state: AppState) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app(state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    addr
+}
+
+fn limits() -> LimitsConfig {
+    LimitsConfig {
+        rate_limit_per_minute: 0,
+        max_pending_registrations: 1024,
+        max_body_bytes: 4 << 20,
+        request_timeout: Duration::from_secs(600),
+        ..LimitsConfig::default()
+    }
+}
+
+async fn timed_get(
+    http: &reqwest::Client,
+    url: &str,
+    etag: Option<&str>,
+) -> (Duration, u16, usize) {
+    let started = Instant::now();
+    let mut req = http.get(url);
+    if let Some(tag) = etag {
+        req = req.header("if-none-match", tag);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let len = r.bytes().await.unwrap().len();
+    (started.elapsed(), status, len)
+}
+
+async fn repeat_get(
+    http: &reqwest::Client,
+    url: &str,
+    etag: Option<&str>,
+    n: usize,
+) -> (Duration, Duration, u16, usize) {
+    let mut times = Vec::with_capacity(n);
+    let mut last = (0, 0);
+    for _ in 0..n {
+        let (t, s, len) = timed_get(http, url, etag).await;
+        times.push(t);
+        last = (s, len);
+    }
+    times.sort();
+    let mean = times.iter().sum::<Duration>() / u32::try_from(n).unwrap();
+    (mean, percentile(&times, 0.99), last.0, last.1)
+}
+
+#[tokio::main]
+async fn main() {
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let fx = load_or_build_fixture();
+    let threads = std::thread::available_parallelism().map_or(2, core::num::NonZeroUsize::get);
+
+    // Reference costs of the RBE checks at this size.
+    let sample = mazu_curator::register::decode(fx.requests[PRELOADED].clone()).unwrap();
+    let started = Instant::now();
+    for _ in 0..5 {
+        sample.registration.verify_well_formed(&fx.crs).unwrap();
+    }
+    rows.push((
+        "RBE well-formedness check, one registration (n = 256)".into(),
+        ms(started.elapsed() / 5),
+    ));
+
+    let started = Instant::now();
+    for _ in 0..5 {
+        let _: mazu_rbe::Registration =
+            serde_json::from_value(fx.requests[PRELOADED].registration.clone()).unwrap();
+    }
+    rows.push((
+        "decoding one registration (256 G1 points, subgroup-checked)".into(),
+        ms(started.elapsed() / 5),
+    ));
+
+    // --- registrations at capacity 65,536 with 1,000 registered ---
+    let data = tempfile::tempdir().unwrap();
+    let log = data.path().join("registrations.log");
+    std::fs::copy(&fx.log, &log).unwrap();
+    let trust = TrustConfig::builder("cluster.local")
+        .issuer(DEFAULT_ISSUER_URL, fx.issuer.jwks_json().as_bytes())
+        .build()
+        .unwrap();
+    let (store, _) = FileLogStore::open(&log, fx.crs.digest()).unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let options = CuratorOptions {
+        max_pending_registrations: 1024,
+        verify_threads: threads,
+        ..CuratorOptions::default()
+    };
+    let crs = fx.crs.clone();
+    let m = metrics.clone();
+    let started = Instant::now();
+    let (curator, report) = tokio::task::spawn_blocking(move || {
+        Curator::open(
+            crs,
+            trust,
+            Arc::new(store) as Arc<dyn LogStore>,
+            m,
+            &options,
+        )
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.entries, PRELOADED as u64);
+    rows.push((
+        format!("start-up replay of {PRELOADED} entries (every check re-run)"),
+        format!("{:.2} s", started.elapsed().as_secs_f64()),
+    ));
+    let state = AppState::with_curator(Arc::new(curator), metrics, limits());
+    let addr = serve(state).await;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    let url = format!("http://{addr}/v1/registrations");
+
+    // One at a time: latency without queueing.
+    let mut lat = Vec::new();
+    let seq: Vec<_> = fx.requests[PRELOADED..PRELOADED + SEQUENTIAL].to_vec();
+    let started = Instant::now();
+    for r in &seq {
+        let t = Instant::now();
+        let resp = http.post(&url).json(r).send().await.unwrap();
+        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+        lat.push(t.elapsed());
+    }
+    let wall = started.elapsed();
+    lat.sort();
+    rows.push((
+        format!("registration, 1 client ({SEQUENTIAL} regs): throughput"),
+        format!("{:.1} /s", SEQUENTIAL as f64 / wall.as_secs_f64()),
+    ));
+    rows.push((
+        "registration, 1 client: p50 / p99 latency".into(),
+        format!(
+            "{} / {}",
+            ms(percentile(&lat, 0.5)),
+            ms(percentile(&lat, 0.99))
+        ),
+    ));
+
+    // Many clients at once: throughput and tail latency with queueing.
+    let conc: Vec<RegistrationRequest> = fx.requests[PRELOADED + SEQUENTIAL..].to_vec();
+    let queue = Arc::new(std::sync::Mutex::new(conc.into_iter()));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let queue = queue.clone();
+        let http = http.clone();
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let next = queue.lock().unwrap().next();
+                let Some(r) = next else { break };
+                let t = Instant::now();
+                let resp = http.post(&url).json(&r).send().await.unwrap();
+                assert_eq!(resp.status(), 201);
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    let wall = started.elapsed();
+    lat.sort();
+    rows.push((
+        format!("registration, {CLIENTS} clients ({CONCURRENT} regs): throughput"),
+        format!("{:.1} /s", CONCURRENT as f64 / wall.as_secs_f64()),
+    ));
+    rows.push((
+        format!("registration, {CLIENTS} clients: p50 / p99 latency"),
+        format!(
+            "{} / {}",
+            ms(percentile(&lat, 0.5)),
+            ms(percentile(&lat, 0.99))
+        ),
+    ));
+
+    // Unchanged polls.
+    let version = PRELOADED + SEQUENTIAL + CONCURRENT;
+    let tag = format!("\"{version}\"");
+    let base = format!("http://{addr}");
+    let (mean, p99, status, _) =
+        repeat_get(&http, &format!("{base}/v1/registry"), Some(&tag), 2000).await;
+    assert_eq!(status, 304);
+    rows.push((
+        "unchanged poll `GET /v1/registry` + If-None-Match → 304: mean / p99".into(),
+        format!("{} / {}", us(mean), us(p99)),
+    ));
+    let (mean, p99, status, _) = repeat_get(
+        &http,
+        &format!("{base}/v1/registry?since={version}"),
+        Some(&tag),
+        2000,
+    )
+    .await;
+    assert_eq!(status, 304);
+    rows.push((
+        "unchanged delta poll `?since=V` → 304: mean / p99".into(),
+        format!("{} / {}", us(mean), us(p99)),
+    ));
+    let (mean, p99, status, len) =
+        repeat_get(&http, &format!("{base}/v1/params?format=binary"), None, 500).await;
+    assert_eq!(status, 200);
+    rows.push((
+        format!("`GET /v1/params?format=binary` (200, {len} B, cached): mean / p99"),
+        format!("{} / {}", us(mean), us(p99)),
+    ));
+
+    // --- snapshots at 10,000 and 100,000 entries (bench-seed path) ---
+    for n in [10_000usize, 100_000] {
+        let mut rng = rand::rngs::OsRng;
+        let crs = Crs::generate_insecure_dev(16, &mut rng).unwrap();
+        let trust = TrustConfig::builder("cluster.local")
+            .issuer(DEFAULT_ISSUER_URL, fx.issuer.jwks_json().as_bytes())
+            .build()
+            .unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let (curator, _) = Curator::open(
+            crs,
+            trust,
+            Arc::new(MemoryLogStore::new()) as Arc<dyn LogStore>,
+            metrics.clone(),
+            &CuratorOptions::default(),
+        )
+        .unwrap();
+        curator.bench_seed((0..n).map(|i| {
+            let mut id = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rng, &mut id);
+            RegistryEntry {
+                workload_id: WorkloadId::from_bytes(id),
+                slot: u32::try_from(i).unwrap(),
+                spki_hash: SpkiHash::of_spki_der(&id),
+                token_expiry: 1_900_000_000,
+                revoked: false,
+            }
+        }));
+        let state = AppState::with_curator(Arc::new(curator), metrics, limits());
+        let addr = serve(state).await;
+        let url = format!("http://{addr}/v1/registry");
+        let (cold, status, len) = timed_get(&http, &url, None).await;
+        assert_eq!(status, 200);
+        let (warm, p99, _, _) = repeat_get(&http, &url, None, 20).await;
+        rows.push((
+            format!("snapshot, {n} entries: size / first fetch (encode) / cached fetch mean, p99"),
+            format!(
+                "{:.2} MB / {} / {}, {}",
+                len as f64 / 1e6,
+                ms(cold),
+                ms(warm),
+                ms(p99)
+            ),
+        ));
+        let (cold, _, len) = timed_get(&http, &format!("{url}?format=json"), None).await;
+        rows.push((
+            format!("snapshot JSON, {n} entries: size / first fetch"),
+            format!("{:.2} MB / {}", len as f64 / 1e6, ms(cold)),
+        ));
+        let (mean, _, status, len) =
+            repeat_get(&http, &format!("{url}?since={}", n - 100), None, 50).await;
+        assert_eq!(status, 200);
+        rows.push((
+            format!("delta of 100 entries at {n}: size / fetch mean"),
+            format!("{len} B / {}", us(mean)),
+        ));
+        let (mean, p99, status, _) = repeat_get(&http, &url, Some(&format!("\"{n}\"")), 2000).await;
+        assert_eq!(status, 304);
+        rows.push((
+            format!("unchanged poll at {n} entries → 304: mean / p99"),
+            format!("{} / {}", us(mean), us(p99)),
+        ));
+    }
+
+    println!("| measurement | result |\n|---|---|");
+    for (k, v) in rows {
+        println!("| {k} | {v} |");
+    }
+    println!(
+        "\n({threads} CPUs; server and load generator share them; registrations fsync to {}.)",
+        data.path().display()
+    );
+}

@@ -1,0 +1,290 @@
+//! The API's error type: every refusal has an HTTP status and a stable,
+//! machine-readable code, sent as
+//! `{"error":{"code":"slot_taken","message":"slot 5 is already registered"}}`.
+//!
+//! Internal failures are logged with their details; clients get only
+//! `internal` and a generic message.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Every error the HTTP API returns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The body is not JSON of the expected shape.
+    #[error("malformed request body: {0}")]
+    MalformedBody(String),
+    /// The request has no `Content-Type: application/json`.
+    #[error("expected Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// The body is larger than the configured limit.
+    #[error("request body larger than {limit} bytes")]
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A field decoded but its value is invalid (bad base64, wrong length).
+    #[error("invalid field {field}: {reason}")]
+    InvalidField {
+        /// The JSON field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A query parameter or path segment is invalid.
+    #[error("invalid request parameter: {0}")]
+    InvalidParameter(String),
+    /// The token was refused; `code` is the identity crate's stable name
+    /// (`token_expired`, `token_wrong_audience`, `token_unknown_kid`, ...).
+    #[error("token refused: {message}")]
+    Token {
+        /// Stable snake_case reason.
+        code: &'static str,
+        /// Human-readable reason.
+        message: String,
+    },
+    /// The RBE registration's id is not SHA-256 of the token.
+    #[error("registration id is not SHA-256 of the token")]
+    IdMismatch,
+    /// This workload id is already registered.
+    #[error("id already registered in slot {slot}")]
+    AlreadyRegistered {
+        /// Where it is registered.
+        slot: u32,
+    },
+    /// A token with the same signed content (claims digest) is already
+    /// registered: a re-encoded copy of a registered token.
+    #[error("a token with the same signed content is already registered")]
+    TokenAlreadyRegistered,
+    /// The slot already holds a key.
+    #[error("slot {0} is already registered")]
+    SlotTaken(u32),
+    /// The slot is reserved for another id.
+    #[error("slot {0} is reserved for another id")]
+    SlotReserved(u32),
+    /// The slot is not below the capacity.
+    #[error("slot {slot} out of range (capacity {capacity})")]
+    SlotOutOfRange {
+        /// The slot.
+        slot: u32,
+        /// The capacity.
+        capacity: u32,
+    },
+    /// Every slot is registered or reserved.
+    #[error("no free slot: every slot is registered or reserved")]
+    RegistryFull,
+    /// The RBE registration does not decode.
+    #[error("invalid RBE registration: {0}")]
+    InvalidRegistration(String),
+    /// The RBE registration carries the wrong number of helper values.
+    #[error("wrong number of helper values: {0}")]
+    HelperCount(String),
+    /// The helper values fail the batched pairing check.
+    #[error("helper values are not well-formed for this key and slot")]
+    InvalidHelpers,
+    /// The proof of knowledge of the RBE secret key does not verify.
+    #[error("proof of knowledge of the RBE secret key is invalid")]
+    InvalidProofOfKnowledge,
+    /// The RBE public key is the identity element.
+    #[error("RBE public key is the identity element")]
+    IdentityPublicKey,
+    /// `tls_spki` is not a supported, valid key.
+    #[error("invalid TLS key: {0}")]
+    InvalidTlsKey(String),
+    /// `tls_signature` does not verify over the proof-of-possession message.
+    #[error("{0}")]
+    BadTlsSignature(String),
+    /// No such route.
+    #[error("no such endpoint")]
+    NotFound,
+    /// The route exists but not for this method.
+    #[error("method not allowed for this endpoint")]
+    MethodNotAllowed,
+    /// The id is not registered.
+    #[error("id not registered (registry version {version})")]
+    UnknownId {
+        /// The registry version the answer is for.
+        version: u64,
+    },
+    /// `since` is later than the current version.
+    #[error("since={since} is ahead of the current version {version}")]
+    VersionAhead {
+        /// Requested version.
+        since: u64,
+        /// Current version.
+        version: u64,
+    },
+    /// Too many registration requests from this client.
+    #[error("too many requests from this client; retry after {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds until a request will be accepted.
+        retry_after_secs: u64,
+    },
+    /// The service is at its concurrency or queue limit.
+    #[error("the curator is overloaded; retry later")]
+    Overloaded,
+    /// The request took longer than the configured timeout.
+    #[error("request timed out")]
+    Timeout,
+    /// The log has not been replayed yet.
+    #[error("the curator is starting (replaying its log); retry shortly")]
+    NotReady,
+    /// The log could not be written; nothing was changed.
+    #[error("the registration log cannot be written; nothing was changed")]
+    StorageUnavailable,
+    /// An unexpected failure (details are logged, not sent).
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    /// The stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedBody(_) => "malformed_body",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::InvalidField { .. } => "invalid_field",
+            Self::InvalidParameter(_) => "invalid_parameter",
+            Self::Token { code, .. } => code,
+            Self::IdMismatch => "id_mismatch",
+            Self::AlreadyRegistered { .. } => "already_registered",
+            Self::TokenAlreadyRegistered => "token_already_registered",
+            Self::SlotTaken(_) => "slot_taken",
+            Self::SlotReserved(_) => "slot_reserved",
+            Self::SlotOutOfRange { .. } => "slot_out_of_range",
+            Self::RegistryFull => "registry_full",
+            Self::InvalidRegistration(_) => "invalid_registration",
+            Self::HelperCount(_) => "helper_count",
+            Self::InvalidHelpers => "invalid_helpers",
+            Self::InvalidProofOfKnowledge => "invalid_proof_of_knowledge",
+            Self::IdentityPublicKey => "identity_public_key",
+            Self::InvalidTlsKey(_) => "invalid_tls_key",
+            Self::BadTlsSignature(_) => "bad_tls_signature",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::UnknownId { .. } => "unknown_id",
+            Self::VersionAhead { .. } => "version_ahead",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Overloaded => "overloaded",
+            Self::Timeout => "timeout",
+            Self::NotReady => "not_ready",
+            Self::StorageUnavailable => "storage_unavailable",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MalformedBody(_)
+            | Self::InvalidField { .. }
+            | Self::InvalidParameter(_)
+            | Self::InvalidRegistration(_)
+            | Self::InvalidTlsKey(_)
+            | Self::VersionAhead { .. } => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Token { .. } => StatusCode::UNAUTHORIZED,
+            Self::IdMismatch
+            | Self::SlotOutOfRange { .. }
+            | Self::HelperCount(_)
+            | Self::InvalidHelpers
+            | Self::InvalidProofOfKnowledge
+            | Self::IdentityPublicKey
+            | Self::BadTlsSignature(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::AlreadyRegistered { .. }
+            | Self::TokenAlreadyRegistered
+            | Self::SlotTaken(_)
+            | Self::SlotReserved(_)
+            | Self::RegistryFull => StatusCode::CONFLICT,
+            Self::NotFound | Self::UnknownId { .. } => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Self::Overloaded | Self::NotReady | Self::StorageUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// An internal failure: logs `detail` and returns [`ApiError::Internal`].
+    pub fn internal(detail: impl core::fmt::Display) -> Self {
+        tracing::error!(%detail, "internal error");
+        Self::Internal
+    }
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// `code` and `message` of an error response.
+#[derive(Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+            },
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        match &self {
+            Self::RateLimited { retry_after_secs } => {
+                if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                    response.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+            }
+            Self::Overloaded | Self::NotReady => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn renders_code_and_message() {
+        let response = ApiError::SlotTaken(5).into_response();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(
+            &body[..],
+            br#"{"error":{"code":"slot_taken","message":"slot 5 is already registered"}}"#
+        );
+    }
+
+    #[test]
+    fn rate_limit_has_retry_after() {
+        let response = ApiError::RateLimited {
+            retry_after_secs: 7,
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "7");
+    }
+}

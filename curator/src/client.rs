@@ -1,0 +1,85 @@
+//! The agent side of a registration, as a reference: builds exactly the
+//! `POST /v1/registrations` body the curator expects (RBE key pair for the
+//! slot, TLS key pair, proof of possession). Tests and benchmarks use it; the
+//! node agent produces the same bytes.
+
+use base64ct::{Base64, Encoding};
+use mazu_rbe::{Crs, KeyGenError, Registration, SecretKey};
+use p256::ecdsa::signature::Signer;
+use p256::ecdsa::{Signature, SigningKey};
+use p256::pkcs8::EncodePublicKey;
+use rand::{CryptoRng, RngCore};
+use sha2::{Digest, Sha256};
+
+use crate::pop::pop_message;
+use crate::register::RegistrationRequest;
+
+/// Everything an agent keeps from one registration.
+#[derive(Debug)]
+pub struct AgentRegistration {
+    /// The request body to send.
+    pub request: RegistrationRequest,
+    /// The RBE secret key (kept by the agent).
+    pub rbe_secret: SecretKey,
+    /// The TLS signing key (kept by the agent).
+    pub tls_key: SigningKey,
+    /// The workload id, SHA-256 of the token.
+    pub id: [u8; 32],
+}
+
+/// DER SubjectPublicKeyInfo of `key`'s public key.
+pub fn spki_der(key: &SigningKey) -> Vec<u8> {
+    key.verifying_key()
+        .to_public_key_der()
+        .map(|d| d.as_bytes().to_vec())
+        .unwrap_or_default()
+}
+
+/// Signs the proof-of-possession message (DER signature).
+pub fn sign_pop(key: &SigningKey, registration: &Registration, spki: &[u8]) -> Vec<u8> {
+    let message = pop_message(
+        &registration.id,
+        registration.slot,
+        &registration.to_bytes(),
+        spki,
+    );
+    let signature: Signature = key.sign(&message);
+    signature.to_der().as_bytes().to_vec()
+}
+
+/// Builds a complete registration for `token` in `slot`.
+pub fn build_registration<R: RngCore + CryptoRng>(
+    crs: &Crs,
+    token: &str,
+    slot: u32,
+    rng: &mut R,
+) -> Result<AgentRegistration, KeyGenError> {
+    let id: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let (rbe_secret, registration) = mazu_rbe::keygen(crs, slot, id, rng)?;
+    let tls_key = SigningKey::random(rng);
+    let spki = spki_der(&tls_key);
+    let signature = sign_pop(&tls_key, &registration, &spki);
+    let request = request_for(token, &registration, &spki, &signature);
+    Ok(AgentRegistration {
+        request,
+        rbe_secret,
+        tls_key,
+        id,
+    })
+}
+
+/// Assembles a request from its parts (tests use it to tamper with one).
+pub fn request_for(
+    token: &str,
+    registration: &Registration,
+    spki: &[u8],
+    signature: &[u8],
+) -> RegistrationRequest {
+    RegistrationRequest {
+        token: token.to_owned(),
+        slot: registration.slot,
+        registration: serde_json::to_value(registration).unwrap_or_default(),
+        tls_spki: Base64::encode_string(spki),
+        tls_signature: Base64::encode_string(signature),
+    }
+}

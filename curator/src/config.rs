@@ -1,0 +1,500 @@
+//! Command-line configuration (every flag can also be set through the
+//! environment variable named in `--help`).
+//!
+//! [`Args`] is what clap parses; [`Args::validate`] turns it into a checked
+//! [`Config`] or a [`ConfigError`] that says exactly what is missing or wrong.
+//! Files named by the configuration (CRS, JWKS) are read by
+//! [`crate::bootstrap`].
+
+use core::net::SocketAddr;
+use core::time::Duration;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+/// Default token audience.
+pub const DEFAULT_AUDIENCE: &str = "mazu";
+/// Default SPIFFE trust domain.
+pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
+
+/// The key curator: accepts workload registrations into a durable log and
+/// serves the RBE public parameters, the registry, openings and proofs.
+///
+/// It holds no secret: everything it serves can be recomputed from its log
+/// (`GET /v1/log`). API reference: docs/curator.md.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "mazu-curator", version, about, long_about)]
+pub struct Args {
+    /// Address to listen on (HTTP). Port 0 picks a free port; the bound
+    /// address is logged and written to --addr-file.
+    #[arg(long, env = "MAZU_CURATOR_LISTEN", default_value = DEFAULT_LISTEN, value_name = "ADDR")]
+    pub listen: SocketAddr,
+
+    /// Directory for the registration log (`registrations.log`) and, with
+    /// --dev-crs, the generated development CRS. Created if missing.
+    #[arg(long, env = "MAZU_CURATOR_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// The CRS file (canonical binary encoding, from a multi-party ceremony).
+    /// With --dev-crs: where the development CRS is generated (if the file
+    /// does not exist) and loaded from.
+    #[arg(long, env = "MAZU_CURATOR_CRS", value_name = "FILE")]
+    pub crs: Option<PathBuf>,
+
+    /// INSECURE, development only: use a single-contributor CRS whose secret
+    /// was known to this process when it generated it (anyone holding that
+    /// secret can decrypt and forge openings). Generated into --crs, or
+    /// DATA_DIR/dev-crs.bin, if missing. Logged as a warning at start-up and
+    /// reported by /readyz.
+    #[arg(long, env = "MAZU_CURATOR_DEV_CRS")]
+    pub dev_crs: bool,
+
+    /// Registry capacity N (number of slots). Must equal the CRS's capacity;
+    /// with --dev-crs it is the capacity of the generated CRS.
+    #[arg(long, env = "MAZU_CURATOR_CAPACITY", value_name = "N")]
+    pub capacity: Option<u32>,
+
+    /// A trusted token issuer and its JWKS file, as ISSUER=PATH (e.g.
+    /// `https://kubernetes.default.svc.cluster.local=/etc/mazu/jwks.json`).
+    /// Repeat for several issuers. The JWKS is read once at start-up (fetching
+    /// it from a URL is not supported; restart to rotate keys). ISSUER must
+    /// equal the tokens' `iss` claim and must not contain '='.
+    #[arg(
+        long = "issuer",
+        env = "MAZU_CURATOR_ISSUERS",
+        value_delimiter = ',',
+        value_name = "ISSUER=JWKS_FILE"
+    )]
+    pub issuers: Vec<String>,
+
+    /// The audience tokens must be issued for (their `aud` must be exactly this).
+    #[arg(long, env = "MAZU_CURATOR_AUDIENCE", default_value = DEFAULT_AUDIENCE)]
+    pub audience: String,
+
+    /// The SPIFFE trust domain of the workloads (spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT).
+    #[arg(long, env = "MAZU_CURATOR_TRUST_DOMAIN", default_value = DEFAULT_TRUST_DOMAIN)]
+    pub trust_domain: String,
+
+    /// Clock skew tolerated when checking a token's exp/nbf/iat, in seconds.
+    #[arg(
+        long,
+        env = "MAZU_CURATOR_CLOCK_SKEW_SECS",
+        default_value_t = 60,
+        value_name = "SECS"
+    )]
+    pub clock_skew_secs: u64,
+
+    /// Write the bound listen address (e.g. 127.0.0.1:40123) to this file once
+    /// the socket is bound (written atomically).
+    #[arg(long, env = "MAZU_CURATOR_ADDR_FILE", value_name = "FILE")]
+    pub addr_file: Option<PathBuf>,
+
+    /// How long a slot reservation (POST /v1/slots) is held, in seconds.
+    #[arg(
+        long,
+        env = "MAZU_CURATOR_RESERVATION_TTL_SECS",
+        default_value_t = 300,
+        value_name = "SECS"
+    )]
+    pub reservation_ttl_secs: u64,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "MAZU_CURATOR_MAX_BODY_BYTES", default_value_t = 1 << 20, value_name = "BYTES")]
+    pub max_body_bytes: usize,
+
+    /// Registration requests (slots + registrations) allowed per client IP per
+    /// minute; 0 disables the per-client limit.
+    #[arg(
+        long,
+        env = "MAZU_CURATOR_RATE_LIMIT_PER_MINUTE",
+        default_value_t = 60,
+        value_name = "N"
+    )]
+    pub rate_limit_per_minute: u32,
+
+    /// Burst size of the per-client rate limit.
+    #[arg(
+        long,
+        env = "MAZU_CURATOR_RATE_LIMIT_BURST",
+        default_value_t = 20,
+        value_name = "N"
+    )]
+    pub rate_limit_burst: u32,
+
+    /// Requests processed at once across all /v1 endpoints; further requests
+    /// are refused at once with 503 "overloaded" (load shedding).
+    #[arg(
+        long,
+        env = "MAZU_CURATOR_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 256,
+        value_name = "N"
+    )]
+    pub max_concurrent_requests: usize,
+
+    /// Registrations being verified or waiting for the writer at once; further
+    /// registrations are refused with 503 "overloaded".
+    #[arg(
+        long,
+        env = "MAZU_CURATOR_MAX_PENDING_REGISTRATIONS",
+        default_value_t = 64,
+        value_name = "N"
+    )]
+    pub max_pending_registrations: usize,
+
+    /// Registrations verified in parallel (pairing checks run on blocking
+    /// threads); default: the number of CPUs.
+    #[arg(long, env = "MAZU_CURATOR_VERIFY_THREADS", value_name = "N")]
+    pub verify_threads: Option<usize>,
+
+    /// Whole-request timeout (including reading the body), in seconds.
+    #[arg(
+        long,
+        env = "MAZU_CURATOR_REQUEST_TIMEOUT_SECS",
+        default_value_t = 30,
+        value_name = "SECS"
+    )]
+    pub request_timeout_secs: u64,
+
+    /// On SIGTERM/Ctrl-C, how long to let in-flight requests finish, in seconds.
+    #[arg(
+        long,
+        env = "MAZU_CURATOR_SHUTDOWN_GRACE_SECS",
+        default_value_t = 10,
+        value_name = "SECS"
+    )]
+    pub shutdown_grace_secs: u64,
+}
+
+/// Where the CRS comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CrsSource {
+    /// A ceremony CRS read from a file.
+    File(PathBuf),
+    /// An insecure development CRS, generated into this file if missing.
+    Dev(PathBuf),
+}
+
+/// One trusted issuer and its JWKS file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerSpec {
+    /// The issuer URL (the tokens' `iss`).
+    pub issuer: String,
+    /// Path of its JWKS (JSON).
+    pub jwks_path: PathBuf,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// CRS source.
+    pub crs: CrsSource,
+    /// Capacity N.
+    pub capacity: u32,
+    /// Trusted issuers.
+    pub issuers: Vec<IssuerSpec>,
+    /// Required audience.
+    pub audience: String,
+    /// SPIFFE trust domain.
+    pub trust_domain: String,
+    /// Token clock skew.
+    pub clock_skew_secs: u64,
+    /// Where to write the bound address.
+    pub addr_file: Option<PathBuf>,
+    /// Slot reservation lifetime.
+    pub reservation_ttl: Duration,
+    /// Service limits.
+    pub limits: LimitsConfig,
+    /// Grace period on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// The request limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Body size limit in bytes.
+    pub max_body_bytes: usize,
+    /// Per-client requests per minute (0: off).
+    pub rate_limit_per_minute: u32,
+    /// Per-client burst.
+    pub rate_limit_burst: u32,
+    /// Global concurrency limit.
+    pub max_concurrent_requests: usize,
+    /// Registrations in flight.
+    pub max_pending_registrations: usize,
+    /// Parallel verifications.
+    pub verify_threads: usize,
+    /// Request timeout.
+    pub request_timeout: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            rate_limit_per_minute: 60,
+            rate_limit_burst: 20,
+            max_concurrent_requests: 256,
+            max_pending_registrations: 64,
+            verify_threads: default_verify_threads(),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+fn default_verify_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, core::num::NonZeroUsize::get)
+}
+
+/// What is wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A required setting is absent.
+    #[error("missing {flag}: {hint}")]
+    Missing {
+        /// The flag.
+        flag: &'static str,
+        /// What to pass.
+        hint: &'static str,
+    },
+    /// A setting has an invalid value.
+    #[error("invalid {flag}: {reason}")]
+    Invalid {
+        /// The flag.
+        flag: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn invalid(flag: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        flag,
+        reason: reason.into(),
+    }
+}
+
+impl Args {
+    /// Checks every setting and returns the validated [`Config`].
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let data_dir = self.data_dir.ok_or(ConfigError::Missing {
+            flag: "--data-dir",
+            hint: "the directory that holds the registration log",
+        })?;
+        let capacity = self.capacity.ok_or(ConfigError::Missing {
+            flag: "--capacity",
+            hint: "the registry capacity N, equal to the CRS's capacity",
+        })?;
+        if capacity < 2 {
+            return Err(invalid(
+                "--capacity",
+                format!("{capacity} is below the minimum of 2"),
+            ));
+        }
+        let crs = match (self.crs, self.dev_crs) {
+            (Some(path), false) => CrsSource::File(path),
+            (path, true) => CrsSource::Dev(path.unwrap_or_else(|| data_dir.join("dev-crs.bin"))),
+            (None, false) => {
+                return Err(ConfigError::Missing {
+                    flag: "--crs",
+                    hint: "the CRS file from the ceremony (or --dev-crs for an insecure local demo)",
+                });
+            }
+        };
+        if self.issuers.is_empty() {
+            return Err(ConfigError::Missing {
+                flag: "--issuer",
+                hint: "at least one trusted issuer as ISSUER=JWKS_FILE",
+            });
+        }
+        let issuers = self
+            .issuers
+            .iter()
+            .map(|spec| parse_issuer(spec))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, a) in issuers.iter().enumerate() {
+            if issuers[..i].iter().any(|b| b.issuer == a.issuer) {
+                return Err(invalid(
+                    "--issuer",
+                    format!("issuer {} given twice", a.issuer),
+                ));
+            }
+        }
+        if self.audience.is_empty() {
+            return Err(invalid("--audience", "must not be empty"));
+        }
+        if self.trust_domain.is_empty() {
+            return Err(invalid("--trust-domain", "must not be empty"));
+        }
+        if self.reservation_ttl_secs == 0 {
+            return Err(invalid("--reservation-ttl-secs", "must be at least 1"));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(invalid("--max-body-bytes", "must be at least 1024"));
+        }
+        if self.max_concurrent_requests == 0 {
+            return Err(invalid("--max-concurrent-requests", "must be at least 1"));
+        }
+        if self.max_pending_registrations == 0 {
+            return Err(invalid("--max-pending-registrations", "must be at least 1"));
+        }
+        if self.request_timeout_secs == 0 {
+            return Err(invalid("--request-timeout-secs", "must be at least 1"));
+        }
+        let verify_threads = self.verify_threads.unwrap_or_else(default_verify_threads);
+        if verify_threads == 0 {
+            return Err(invalid("--verify-threads", "must be at least 1"));
+        }
+        Ok(Config {
+            listen: self.listen,
+            data_dir,
+            crs,
+            capacity,
+            issuers,
+            audience: self.audience,
+            trust_domain: self.trust_domain,
+            clock_skew_secs: self.clock_skew_secs,
+            addr_file: self.addr_file,
+            reservation_ttl: Duration::from_secs(self.reservation_ttl_secs),
+            limits: LimitsConfig {
+                max_body_bytes: self.max_body_bytes,
+                rate_limit_per_minute: self.rate_limit_per_minute,
+                rate_limit_burst: self.rate_limit_burst,
+                max_concurrent_requests: self.max_concurrent_requests,
+                max_pending_registrations: self.max_pending_registrations,
+                verify_threads,
+                request_timeout: Duration::from_secs(self.request_timeout_secs),
+            },
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+        })
+    }
+}
+
+fn parse_issuer(spec: &str) -> Result<IssuerSpec, ConfigError> {
+    let (issuer, path) = spec
+        .split_once('=')
+        .ok_or_else(|| invalid("--issuer", format!("{spec:?} is not ISSUER=JWKS_FILE")))?;
+    if issuer.is_empty() || path.is_empty() {
+        return Err(invalid(
+            "--issuer",
+            format!("{spec:?} is not ISSUER=JWKS_FILE"),
+        ));
+    }
+    Ok(IssuerSpec {
+        issuer: issuer.to_owned(),
+        jwks_path: PathBuf::from(path),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["mazu-curator"];
+        argv.extend_from_slice(args);
+        Args::try_parse_from(argv).expect("clap").validate()
+    }
+
+    const OK: &[&str] = &[
+        "--data-dir",
+        "/tmp/d",
+        "--crs",
+        "/tmp/crs.bin",
+        "--capacity",
+        "16",
+        "--issuer",
+        "https://issuer.example=/tmp/jwks.json",
+    ];
+
+    #[test]
+    fn defaults() {
+        let c = parse(OK).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.audience, "mazu");
+        assert_eq!(c.trust_domain, "cluster.local");
+        assert_eq!(c.crs, CrsSource::File("/tmp/crs.bin".into()));
+        assert_eq!(
+            c.issuers,
+            vec![IssuerSpec {
+                issuer: "https://issuer.example".into(),
+                jwks_path: "/tmp/jwks.json".into()
+            }]
+        );
+        assert_eq!(c.reservation_ttl, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn missing_settings_are_named() {
+        for (drop_flag, flag) in [
+            ("--data-dir", "--data-dir"),
+            ("--crs", "--crs"),
+            ("--capacity", "--capacity"),
+            ("--issuer", "--issuer"),
+        ] {
+            let i = OK.iter().position(|a| *a == drop_flag).unwrap();
+            let mut args = OK.to_vec();
+            args.drain(i..i + 2);
+            let err = parse(&args).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Missing { flag: f, .. } if f == flag),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn dev_crs_defaults_into_data_dir() {
+        let c = parse(&[
+            "--data-dir",
+            "/tmp/d",
+            "--dev-crs",
+            "--capacity",
+            "16",
+            "--issuer",
+            "i=/j",
+        ])
+        .unwrap();
+        assert_eq!(c.crs, CrsSource::Dev("/tmp/d/dev-crs.bin".into()));
+    }
+
+    #[test]
+    fn malformed_values() {
+        let mut args = OK.to_vec();
+        args[7] = "no-equals-sign";
+        assert!(matches!(
+            parse(&args),
+            Err(ConfigError::Invalid {
+                flag: "--issuer",
+                ..
+            })
+        ));
+        let mut args = OK.to_vec();
+        args.extend_from_slice(&["--issuer", "https://issuer.example=/other"]);
+        assert!(matches!(
+            parse(&args),
+            Err(ConfigError::Invalid {
+                flag: "--issuer",
+                ..
+            })
+        ));
+        let mut args = OK.to_vec();
+        args[5] = "1";
+        assert!(matches!(
+            parse(&args),
+            Err(ConfigError::Invalid {
+                flag: "--capacity",
+                ..
+            })
+        ));
+        // clap itself refuses non-numbers and bad addresses.
+        assert!(Args::try_parse_from(["x", "--capacity", "many"]).is_err());
+        assert!(Args::try_parse_from(["x", "--listen", "nowhere"]).is_err());
+    }
+}

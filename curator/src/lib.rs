@@ -1,0 +1,47 @@
+//! Mazu's key curator.
+//!
+//! The curator replaces a service mesh's certificate authority with an
+//! *unprivileged* service: it accepts workload registrations (a Kubernetes
+//! token, an RBE key with its helper values and proof of knowledge, and a TLS
+//! key with a proof of possession), appends each to a durable log, and serves
+//! public data: RBE public parameters, the CRS, the registry (snapshot and
+//! deltas), openings, membership proofs and the raw log. It holds no secret
+//! that makes an identity, and everything it serves can be recomputed from the
+//! log.
+//!
+//! Layout:
+//! - [`config`]: flags and validation; [`bootstrap`]: loading the CRS and JWKS;
+//! - [`store`]: the [`store::LogStore`] trait and the embedded file log;
+//! - [`entry`]: the log entry's canonical bytes; [`pop`]: the TLS proof of
+//!   possession message;
+//! - [`registry`]: the in-memory state rebuilt from the log;
+//!   [`reservations`]: slot reservations;
+//! - [`register`]: the parallel verification half of a registration;
+//!   [`writer`]: the serialized commit half;
+//! - [`service`]: [`service::Curator`], the service without HTTP;
+//! - [`client`]: the agent side of a registration (reference and tests);
+//! - [`api`]: routes, errors, extractors; [`limits`]: per-client rate limits;
+//!   [`metrics`]: Prometheus metrics; [`server`]: process wiring.
+//!
+//! The HTTP API and configuration are documented in `docs/curator.md`.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod bootstrap;
+pub mod client;
+pub mod config;
+pub mod entry;
+pub mod limits;
+pub mod metrics;
+pub mod pop;
+pub mod register;
+pub mod registry;
+pub mod reservations;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod writer;
+
+pub use api::{AppState, app};
+pub use service::{Curator, CuratorOptions};

@@ -1,0 +1,219 @@
+//! Prometheus metrics, served as text on `GET /metrics`.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `mazu_curator_registrations_accepted_total` | counter | |
+//! | `mazu_curator_registrations_refused_total` | counter | `reason` (the API error code) |
+//! | `mazu_curator_slot_reservations_total` | counter | `outcome` (`new`, `existing`, or an error code) |
+//! | `mazu_curator_log_entries` | gauge | |
+//! | `mazu_curator_ready` | gauge | |
+//! | `mazu_curator_replay_seconds` | gauge | |
+//! | `mazu_curator_registration_verify_seconds` | histogram | |
+//! | `mazu_curator_registration_commit_seconds` | histogram | |
+//! | `mazu_curator_http_request_duration_seconds` | histogram | `method`, `route`, `status` |
+
+use core::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label set of the refusal counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// The API error code.
+    pub reason: String,
+}
+
+/// Label set of the reservation counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `new`, `existing` or an API error code.
+    pub outcome: String,
+}
+
+/// Label set of the HTTP latency histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// HTTP method.
+    pub method: String,
+    /// The matched route pattern (`/v1/openings/{slot}`), or `unmatched`.
+    pub route: String,
+    /// Response status code.
+    pub status: u16,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs .. ~26 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 19))
+}
+
+/// Every metric the curator exports, plus the registry that encodes them.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Registrations appended to the log.
+    pub accepted: Counter,
+    /// Registrations refused, by reason.
+    pub refused: Family<ReasonLabels, Counter>,
+    /// Slot reservation requests, by outcome.
+    pub reservations: Family<OutcomeLabels, Counter>,
+    /// Entries in the log (the registry version).
+    pub log_entries: Gauge,
+    /// 1 once the log is replayed and the store is healthy.
+    pub ready: Gauge,
+    /// How long the start-up replay took.
+    pub replay_seconds: Gauge<f64, AtomicU64>,
+    /// Time spent verifying one registration (token, PoP, RBE checks).
+    pub verify_seconds: Histogram,
+    /// Time in the serialized writer: re-check, append + fsync, apply.
+    pub commit_seconds: Histogram,
+    /// HTTP request latency by route.
+    pub http: Family<RouteLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers all metrics.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("mazu_curator");
+        let accepted = Counter::default();
+        registry.register(
+            "registrations_accepted",
+            "Registrations appended to the log",
+            accepted.clone(),
+        );
+        let refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "registrations_refused",
+            "Registrations refused, by reason (API error code)",
+            refused.clone(),
+        );
+        let reservations = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "slot_reservations",
+            "Slot reservation requests, by outcome",
+            reservations.clone(),
+        );
+        let log_entries = Gauge::default();
+        registry.register(
+            "log_entries",
+            "Entries in the registration log (the registry version)",
+            log_entries.clone(),
+        );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 when the log is replayed and registrations are accepted",
+            ready.clone(),
+        );
+        let replay_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "replay_seconds",
+            "Time the start-up log replay took",
+            replay_seconds.clone(),
+        );
+        let verify_seconds = latency_histogram();
+        registry.register(
+            "registration_verify_seconds",
+            "Time to verify one registration (token, proof of possession, RBE checks)",
+            verify_seconds.clone(),
+        );
+        let commit_seconds = latency_histogram();
+        registry.register(
+            "registration_commit_seconds",
+            "Time in the serialized writer per registration (re-check, append + fsync, apply)",
+            commit_seconds.clone(),
+        );
+        let http = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by method, route and status",
+            http.clone(),
+        );
+        Self {
+            registry,
+            accepted,
+            refused,
+            reservations,
+            log_entries,
+            ready,
+            replay_seconds,
+            verify_seconds,
+            commit_seconds,
+            http,
+        }
+    }
+
+    /// Counts a refused registration.
+    pub fn refuse(&self, reason: &str) {
+        self.refused
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a reservation outcome.
+    pub fn reservation(&self, outcome: &str) {
+        self.reservations
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_text_format() {
+        let m = Metrics::new();
+        m.accepted.inc();
+        m.refuse("slot_taken");
+        m.refuse("slot_taken");
+        m.log_entries.set(3);
+        m.http
+            .get_or_create(&RouteLabels {
+                method: "GET".into(),
+                route: "/v1/params".into(),
+                status: 200,
+            })
+            .observe(0.001);
+        let text = m.encode();
+        assert!(
+            text.contains("mazu_curator_registrations_accepted_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"mazu_curator_registrations_refused_total{reason="slot_taken"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains("mazu_curator_log_entries 3"), "{text}");
+        assert!(
+            text.contains(r#"mazu_curator_http_request_duration_seconds_count{method="GET",route="/v1/params",status="200"} 1"#),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

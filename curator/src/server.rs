@@ -1,0 +1,253 @@
+//! Process wiring: load the configuration's files, open the log, bind, replay
+//! in the background (ready afterwards), serve until SIGTERM/Ctrl-C, then shut
+//! down gracefully.
+
+use core::future::Future;
+use core::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+
+use crate::api::{AppState, app};
+use crate::bootstrap::{self, BootError};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::service::{Curator, CuratorOptions, OpenError};
+use crate::store::{FileLogStore, LogStore, StoreError};
+
+/// Name of the log file inside the data directory.
+pub const LOG_FILE: &str = "registrations.log";
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// A configured file is missing or invalid.
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    /// The data directory cannot be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The log cannot be opened.
+    #[error("cannot open the registration log: {0}")]
+    Store(#[from] StoreError),
+    /// The log cannot be replayed.
+    #[error("cannot replay the registration log: {0}")]
+    Replay(#[from] OpenError),
+    /// The listen address cannot be bound or the address file written.
+    #[error("{what}: {source}")]
+    Io {
+        /// What failed.
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A start-up task panicked.
+    #[error("start-up task failed: {0}")]
+    Task(String),
+}
+
+/// Initializes logging to stderr: `RUST_LOG` filter syntax, default `info`.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            core::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                core::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
+        () = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ServerError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ServerError::Task(e.to_string()))
+}
+
+/// Runs the curator until `shutdown` resolves (or start-up fails).
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let boot_config = config.clone();
+    let loaded = blocking(move || bootstrap::load_crs(&boot_config)).await??;
+    if loaded.dev {
+        tracing::warn!(
+            path = %loaded.path.display(),
+            generated = loaded.generated,
+            "USING AN INSECURE DEVELOPMENT CRS: a single party knew its secret and can decrypt \
+             everything and forge openings. Never use --dev-crs outside local demos."
+        );
+    }
+    tracing::info!(
+        capacity = loaded.crs.capacity(),
+        block_size = loaded.crs.block_size(),
+        digest = %hex::encode(loaded.crs.digest()),
+        verify_ms = loaded.verify_time.as_millis() as u64,
+        "CRS loaded and verified"
+    );
+    let trust = bootstrap::load_trust(&config)?;
+    tracing::info!(
+        issuers = ?config.issuers.iter().map(|i| i.issuer.as_str()).collect::<Vec<_>>(),
+        audience = %config.audience,
+        trust_domain = %config.trust_domain,
+        "token trust configured"
+    );
+
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    let log_path = config.data_dir.join(LOG_FILE);
+    let digest = loaded.crs.digest();
+    let (store, report) = blocking(move || FileLogStore::open(&log_path, digest)).await??;
+    if report.discarded_bytes > 0 {
+        tracing::warn!(
+            discarded_bytes = report.discarded_bytes,
+            reason = report.discarded_reason.unwrap_or(""),
+            "discarded a torn or damaged tail of the registration log (an interrupted, \
+             never-acknowledged write)"
+        );
+    }
+    tracing::info!(
+        path = %store.path().display(),
+        entries = report.entries,
+        created = report.created,
+        scan_ms = report.scan_time.as_millis() as u64,
+        "registration log opened"
+    );
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Io {
+            what: format!("cannot listen on {}", config.listen),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| ServerError::Io {
+        what: "cannot read the bound address".into(),
+        source,
+    })?;
+    tracing::info!(addr = %local, "listening");
+    if let Some(path) = &config.addr_file {
+        bootstrap::write_atomic(path, local.to_string().as_bytes()).map_err(|source| {
+            ServerError::Io {
+                what: format!("cannot write the address file {}", path.display()),
+                source,
+            }
+        })?;
+    }
+
+    let metrics = Arc::new(Metrics::new());
+    let state = AppState::new(metrics.clone(), config.limits.clone(), loaded.dev);
+    let options = CuratorOptions {
+        reservation_ttl: config.reservation_ttl,
+        max_pending_registrations: config.limits.max_pending_registrations,
+        verify_threads: config.limits.verify_threads,
+        dev_crs: loaded.dev,
+    };
+
+    // Replay in the background: /healthz answers meanwhile, /readyz says 503.
+    let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<ServerError>();
+    let replay_state = state.clone();
+    let crs = loaded.crs;
+    let store: Arc<dyn LogStore> = Arc::new(store);
+    let replay = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        match Curator::open(crs, trust, store, metrics, &options) {
+            Ok((curator, report)) => {
+                tracing::info!(
+                    entries = report.entries,
+                    replay_ms = report.elapsed.as_millis() as u64,
+                    total_ms = started.elapsed().as_millis() as u64,
+                    "log replayed; ready"
+                );
+                replay_state.set_ready(Arc::new(curator));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "log replay failed");
+                let _ = fatal_tx.send(ServerError::Replay(e));
+            }
+        }
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut fatal = None;
+    let stop = {
+        let mut stop_rx = stop_rx.clone();
+        async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        }
+    };
+    let server = axum::serve(
+        listener,
+        app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop);
+    let mut server = std::pin::pin!(server.into_future());
+    let grace = config.shutdown_grace;
+    tokio::pin!(shutdown);
+    tokio::pin!(fatal_rx);
+    let result = tokio::select! {
+        r = &mut server => r,
+        () = &mut shutdown => {
+            let _ = stop_tx.send(true);
+            match tokio::time::timeout(grace, &mut server).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time");
+                    Ok(())
+                }
+            }
+        }
+        Ok(e) = &mut fatal_rx => {
+            let _ = stop_tx.send(true);
+            fatal = Some(e);
+            let _ = tokio::time::timeout(grace, &mut server).await;
+            Ok(())
+        }
+    };
+    drop(replay);
+    if let Some(e) = fatal {
+        return Err(e);
+    }
+    result.map_err(|source| ServerError::Io {
+        what: "server error".into(),
+        source,
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,531 @@
+//! The embedded log: one append-only file of checksummed frames.
+//!
+//! # File format
+//!
+//! ```text
+//! header  = "MAZULOG1" (8 bytes: magic, the final '1' is the file format version)
+//!           context  (32 bytes: the SHA-256 digest of the CRS the log was written under)
+//! frame*  = length   (u32 big-endian, 1 ..= MAX_ENTRY_LEN: payload length)
+//!           crc      (u32 big-endian: CRC-32C (Castagnoli) of the payload)
+//!           payload  (length bytes: one log entry, see crate::entry)
+//! ```
+//!
+//! An append writes one frame at the end of the file and calls `fdatasync`
+//! before it returns; the curator acknowledges a registration only after that.
+//!
+//! # Recovery
+//!
+//! [`FileLogStore::open`] scans every frame. Because appends are serialized and
+//! each one is synced before the next starts, a crash can only damage the
+//! *last* frame. A damaged frame (incomplete header or payload, length out of
+//! range, CRC mismatch) that reaches the end of the file is such a torn tail:
+//! the file is truncated before it and the number of discarded bytes is
+//! reported. A damaged frame with more data after it is corruption, not a
+//! crash, and opening fails with [`StoreError::Corrupt`] rather than silently
+//! dropping acknowledged entries.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::time::Duration;
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+use std::time::Instant;
+
+use super::{LogStore, StoreError};
+
+/// Magic bytes at the start of the file; the last byte is the format version.
+pub const FILE_MAGIC: [u8; 8] = *b"MAZULOG1";
+
+/// Header length: magic + 32-byte context.
+const HEADER_LEN: u64 = 8 + 32;
+
+/// Frame header length: u32 length + u32 CRC-32C.
+const FRAME_HEADER_LEN: u64 = 8;
+
+/// Largest entry a frame may carry (8 MiB). A registration at the largest RBE
+/// capacity (block size 32,768) is about 1.6 MB; anything larger is damage.
+pub const MAX_ENTRY_LEN: usize = 8 << 20;
+
+/// What [`FileLogStore::open`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Valid entries in the log.
+    pub entries: u64,
+    /// Bytes of a torn or damaged tail that were truncated away (0 normally).
+    pub discarded_bytes: u64,
+    /// Why the tail was discarded, if it was.
+    pub discarded_reason: Option<&'static str>,
+    /// Whether the file was created (or its header rewritten) by this open.
+    pub created: bool,
+    /// How long the scan took.
+    pub scan_time: Duration,
+}
+
+/// The append-only file store. See the [`crate::store`] module docs and
+/// `docs/curator.md` for the file format and recovery rules.
+#[derive(Debug)]
+pub struct FileLogStore {
+    path: PathBuf,
+    /// Serializes appends; holds the write handle and the end offset.
+    writer: Mutex<Writer>,
+    /// Start offset of every committed frame, readable while an append syncs.
+    offsets: RwLock<Vec<u64>>,
+    /// Read handle for positional reads (`pread` needs no lock).
+    reader: File,
+    /// Mirror of `Writer::poisoned`, readable without waiting for an fsync.
+    poisoned: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Writer {
+    file: File,
+    end: u64,
+    poisoned: bool,
+}
+
+impl FileLogStore {
+    /// Opens (or creates) the log at `path`, bound to `context` (the CRS
+    /// digest): a log written under another context is refused. Scans and
+    /// verifies every frame and truncates a torn tail (see the module docs).
+    pub fn open(path: &Path, context: [u8; 32]) -> Result<(Self, OpenReport), StoreError> {
+        let started = Instant::now();
+        let display = path.display().to_string();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        let len = file.metadata()?.len();
+
+        let mut expected_header = Vec::with_capacity(HEADER_LEN as usize);
+        expected_header.extend_from_slice(&FILE_MAGIC);
+        expected_header.extend_from_slice(&context);
+
+        let mut created = false;
+        if len < HEADER_LEN {
+            // A crash while the header was being written leaves a prefix of it
+            // (or nothing). Anything else is not ours.
+            let mut head = vec![0u8; len as usize];
+            file.read_exact_at(&mut head, 0)?;
+            let prefix_ok = head.iter().zip(&expected_header).all(|(a, b)| a == b)
+                || head.iter().all(|b| *b == 0);
+            if !prefix_ok {
+                return Err(StoreError::NotALog { path: display });
+            }
+            file.set_len(0)?;
+            file.write_all_at(&expected_header, 0)?;
+            file.sync_all()?;
+            sync_parent_dir(path)?;
+            created = true;
+        } else {
+            let mut head = [0u8; HEADER_LEN as usize];
+            file.read_exact_at(&mut head, 0)?;
+            if head[..8] != FILE_MAGIC {
+                return Err(StoreError::NotALog { path: display });
+            }
+            if head[8..] != context {
+                return Err(StoreError::ContextMismatch {
+                    path: display,
+                    expected: hex::encode(context),
+                    found: hex::encode(&head[8..]),
+                });
+            }
+        }
+
+        let len = file.metadata()?.len();
+        let scan = scan_frames(&file, len)?;
+        let mut discarded_bytes = 0;
+        let mut discarded_reason = None;
+        if let Some(damage) = scan.damage {
+            let trailing = len - damage.offset;
+            if !damage.reaches_eof {
+                return Err(StoreError::Corrupt {
+                    path: display,
+                    offset: damage.offset,
+                    reason: damage.reason,
+                    trailing,
+                });
+            }
+            file.set_len(damage.offset)?;
+            file.sync_all()?;
+            discarded_bytes = trailing;
+            discarded_reason = Some(damage.reason);
+        }
+        let end = scan.end;
+        let entries = scan.offsets.len() as u64;
+        let reader = OpenOptions::new().read(true).open(path)?;
+        let store = Self {
+            path: path.to_path_buf(),
+            writer: Mutex::new(Writer {
+                file,
+                end,
+                poisoned: false,
+            }),
+            offsets: RwLock::new(scan.offsets),
+            reader,
+            poisoned: AtomicBool::new(false),
+        };
+        let report = OpenReport {
+            entries,
+            discarded_bytes,
+            discarded_reason,
+            created,
+            scan_time: started.elapsed(),
+        };
+        Ok((store, report))
+    }
+
+    /// The file this store writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn offsets(&self) -> std::sync::RwLockReadGuard<'_, Vec<u64>> {
+        // A panic while holding the lock cannot leave the vector inconsistent
+        // (pushes are atomic from a reader's view), so ignore poisoning.
+        self.offsets
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A frame encoding of `entry`: length, CRC-32C, payload.
+pub(crate) fn encode_frame(entry: &[u8]) -> Result<Vec<u8>, StoreError> {
+    if entry.is_empty() || entry.len() > MAX_ENTRY_LEN {
+        return Err(StoreError::EntryLength(entry.len()));
+    }
+    let len = u32::try_from(entry.len()).map_err(|_| StoreError::EntryLength(entry.len()))?;
+    let mut frame = Vec::with_capacity(entry.len() + FRAME_HEADER_LEN as usize);
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&crc32c::crc32c(entry).to_be_bytes());
+    frame.extend_from_slice(entry);
+    Ok(frame)
+}
+
+impl LogStore for FileLogStore {
+    fn append(&self, entry: &[u8]) -> Result<u64, StoreError> {
+        let frame = encode_frame(entry)?;
+        let mut w = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if w.poisoned {
+            return Err(StoreError::Poisoned);
+        }
+        let at = w.end;
+        let written = w
+            .file
+            .write_all_at(&frame, at)
+            .and_then(|()| w.file.sync_data());
+        if let Err(err) = written {
+            // After a failed write or fsync the page cache may hold bytes that
+            // never reach the disk (or will later). Cut the file back to the
+            // last acknowledged frame; if even that fails, stop accepting.
+            let rolled_back = w.file.set_len(at).and_then(|()| w.file.sync_all());
+            if rolled_back.is_err() {
+                w.poisoned = true;
+                self.poisoned.store(true, Ordering::SeqCst);
+            }
+            tracing::error!(error = %err, rolled_back = rolled_back.is_ok(), "log append failed");
+            return Err(StoreError::Io(err));
+        }
+        w.end = at + frame.len() as u64;
+        let mut offsets = self
+            .offsets
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        offsets.push(at);
+        Ok(offsets.len() as u64 - 1)
+    }
+
+    fn read_range(&self, start: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        // Copy the frame offsets we need, then read without holding the lock.
+        let wanted: Vec<u64> = {
+            let offsets = self.offsets();
+            let Ok(start) = usize::try_from(start) else {
+                return Ok(Vec::new());
+            };
+            if start >= offsets.len() {
+                return Ok(Vec::new());
+            }
+            let stop = start.saturating_add(limit).min(offsets.len());
+            offsets[start..stop].to_vec()
+        };
+        let mut out = Vec::with_capacity(wanted.len());
+        for at in wanted {
+            let mut head = [0u8; FRAME_HEADER_LEN as usize];
+            self.reader.read_exact_at(&mut head, at)?;
+            let (len, crc) = split_frame_header(&head);
+            let mut payload = vec![0u8; len as usize];
+            self.reader
+                .read_exact_at(&mut payload, at + FRAME_HEADER_LEN)?;
+            if crc32c::crc32c(&payload) != crc {
+                // The frame verified when it was written or scanned: the file
+                // changed under us.
+                return Err(StoreError::Corrupt {
+                    path: self.path.display().to_string(),
+                    offset: at,
+                    reason: "checksum mismatch on read",
+                    trailing: 0,
+                });
+            }
+            out.push(payload);
+        }
+        Ok(out)
+    }
+
+    fn len(&self) -> u64 {
+        self.offsets().len() as u64
+    }
+
+    fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::SeqCst)
+    }
+}
+
+fn split_frame_header(head: &[u8; FRAME_HEADER_LEN as usize]) -> (u32, u32) {
+    let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    let crc = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+    (len, crc)
+}
+
+/// Where the scan stopped before the end of the file, and why.
+struct Damage {
+    offset: u64,
+    reason: &'static str,
+    /// Whether the damaged frame extends to (or past) the end of the file, as a
+    /// frame interrupted by a crash does.
+    reaches_eof: bool,
+}
+
+struct Scan {
+    offsets: Vec<u64>,
+    /// End of the last valid frame.
+    end: u64,
+    damage: Option<Damage>,
+}
+
+fn scan_frames(file: &File, len: u64) -> Result<Scan, StoreError> {
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(HEADER_LEN))?;
+    let mut offsets = Vec::new();
+    let mut pos = HEADER_LEN;
+    let mut payload = Vec::new();
+    let damage = loop {
+        let remaining = len - pos;
+        if remaining == 0 {
+            break None;
+        }
+        if remaining < FRAME_HEADER_LEN {
+            break Some(Damage {
+                offset: pos,
+                reason: "incomplete frame header",
+                reaches_eof: true,
+            });
+        }
+        let mut head = [0u8; FRAME_HEADER_LEN as usize];
+        reader.read_exact(&mut head)?;
+        let (frame_len, crc) = split_frame_header(&head);
+        if frame_len == 0 || frame_len as usize > MAX_ENTRY_LEN {
+            // The length itself is garbage, so where this frame would end is
+            // unknown. A crash leaves at most one frame's worth of bytes (often
+            // zeros from a size update that beat the data to disk).
+            let bound = FRAME_HEADER_LEN + MAX_ENTRY_LEN as u64;
+            break Some(Damage {
+                offset: pos,
+                reason: "frame length out of range",
+                reaches_eof: remaining <= bound,
+            });
+        }
+        let frame_end = pos + FRAME_HEADER_LEN + u64::from(frame_len);
+        if frame_end > len {
+            break Some(Damage {
+                offset: pos,
+                reason: "incomplete frame payload",
+                reaches_eof: true,
+            });
+        }
+        payload.resize(frame_len as usize, 0);
+        reader.read_exact(&mut payload)?;
+        if crc32c::crc32c(&payload) != crc {
+            break Some(Damage {
+                offset: pos,
+                reason: "frame checksum mismatch",
+                reaches_eof: frame_end == len,
+            });
+        }
+        offsets.push(pos);
+        pos = frame_end;
+    };
+    Ok(Scan {
+        offsets,
+        end: pos,
+        damage,
+    })
+}
+
+/// Makes a newly created file's directory entry durable.
+fn sync_parent_dir(path: &Path) -> std::io::Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(parent)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    const CTX: [u8; 32] = [7; 32];
+
+    fn open(path: &Path) -> (FileLogStore, OpenReport) {
+        FileLogStore::open(path, CTX).expect("open")
+    }
+
+    #[test]
+    fn append_read_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let (store, report) = open(&path);
+        assert!(report.created);
+        assert_eq!(store.len(), 0);
+        assert_eq!(store.append(b"one").unwrap(), 0);
+        assert_eq!(store.append(b"two!").unwrap(), 1);
+        assert_eq!(store.append(&[9u8; 1000]).unwrap(), 2);
+        assert_eq!(
+            store.read_range(1, 10).unwrap(),
+            vec![b"two!".to_vec(), vec![9u8; 1000]]
+        );
+        assert!(store.read_range(3, 10).unwrap().is_empty());
+        drop(store);
+
+        let (store, report) = open(&path);
+        assert!(!report.created);
+        assert_eq!(report.entries, 3);
+        assert_eq!(report.discarded_bytes, 0);
+        assert_eq!(
+            store.read_range(0, 2).unwrap(),
+            vec![b"one".to_vec(), b"two!".to_vec()]
+        );
+        assert_eq!(store.append(b"four").unwrap(), 3);
+    }
+
+    #[test]
+    fn rejects_empty_and_oversized_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = open(&dir.path().join("log"));
+        assert!(matches!(store.append(b""), Err(StoreError::EntryLength(0))));
+        let big = vec![0u8; MAX_ENTRY_LEN + 1];
+        assert!(matches!(
+            store.append(&big),
+            Err(StoreError::EntryLength(_))
+        ));
+        assert_eq!(store.len(), 0);
+    }
+
+    #[test]
+    fn other_context_or_foreign_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        drop(open(&path));
+        assert!(matches!(
+            FileLogStore::open(&path, [8; 32]),
+            Err(StoreError::ContextMismatch { .. })
+        ));
+        let foreign = dir.path().join("foreign");
+        std::fs::write(&foreign, b"hello, this is not a log at all, no no no").unwrap();
+        assert!(matches!(
+            FileLogStore::open(&foreign, CTX),
+            Err(StoreError::NotALog { .. })
+        ));
+        let short = dir.path().join("short");
+        std::fs::write(&short, b"XY").unwrap();
+        assert!(matches!(
+            FileLogStore::open(&short, CTX),
+            Err(StoreError::NotALog { .. })
+        ));
+    }
+
+    #[test]
+    fn torn_header_is_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, b"MAZU").unwrap();
+        let (store, report) = open(&path);
+        assert!(report.created);
+        assert_eq!(store.append(b"x").unwrap(), 0);
+    }
+
+    fn append_raw(path: &Path, bytes: &[u8]) {
+        let mut f = OpenOptions::new().append(true).open(path).unwrap();
+        f.write_all(bytes).unwrap();
+    }
+
+    #[test]
+    fn torn_tails_are_truncated() {
+        let frame = encode_frame(b"the last entry").unwrap();
+        let mut bad_crc = frame.clone();
+        *bad_crc.last_mut().unwrap() ^= 1;
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("half a header", frame[..5].to_vec()),
+            ("header, half a payload", frame[..12].to_vec()),
+            ("whole frame, bad checksum", bad_crc),
+            ("zeros", vec![0u8; 4096]),
+            ("garbage length", vec![0xff; 20]),
+        ];
+        for (name, tail) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("log");
+            let (store, _) = open(&path);
+            store.append(b"first").unwrap();
+            store.append(b"second").unwrap();
+            drop(store);
+            let good_len = std::fs::metadata(&path).unwrap().len();
+            append_raw(&path, &tail);
+
+            let (store, report) = open(&path);
+            assert_eq!(report.entries, 2, "{name}");
+            assert_eq!(report.discarded_bytes, tail.len() as u64, "{name}");
+            assert!(report.discarded_reason.is_some(), "{name}");
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), good_len, "{name}");
+            // The store keeps working after the repair.
+            assert_eq!(store.append(b"third").unwrap(), 2, "{name}");
+            drop(store);
+            let (store, report) = open(&path);
+            assert_eq!(report.discarded_bytes, 0, "{name}");
+            assert_eq!(
+                store.read_range(0, 9).unwrap(),
+                vec![b"first".to_vec(), b"second".to_vec(), b"third".to_vec()],
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn corruption_before_the_tail_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let (store, _) = open(&path);
+        store.append(b"first").unwrap();
+        store.append(b"second").unwrap();
+        store.append(b"third").unwrap();
+        drop(store);
+        // Flip a payload byte of the first frame.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = HEADER_LEN as usize + FRAME_HEADER_LEN as usize;
+        bytes[at] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = FileLogStore::open(&path, CTX).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Corrupt { offset, .. } if offset == HEADER_LEN),
+            "{err}"
+        );
+        // Nothing was truncated.
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    }
+}

@@ -1,0 +1,106 @@
+//! Durable storage of the registration log, behind the [`LogStore`] trait.
+//!
+//! The curator's whole state is a function of its log: an ordered list of
+//! opaque entries (see [`crate::entry`]). A store only has to append entries
+//! durably, read them back by index and say how many there are. The embedded
+//! [`FileLogStore`] is the production implementation; [`MemoryLogStore`] serves
+//! unit tests (and can simulate a failing disk). A database-backed store can be
+//! added later without touching the rest of the service.
+//!
+//! All methods are blocking: call them from a dedicated thread or
+//! `spawn_blocking`, never directly on the async executor.
+
+mod file;
+mod memory;
+
+pub use file::{FILE_MAGIC, FileLogStore, MAX_ENTRY_LEN, OpenReport};
+pub use memory::MemoryLogStore;
+
+/// An append-only, durable list of byte entries.
+///
+/// Implementations are internally synchronized: `append` may run on one
+/// thread while `read_range` and `len` run on others. Appends are expected to
+/// come from a single writer (the curator serializes them), but concurrent
+/// appends must still be safe.
+pub trait LogStore: Send + Sync + core::fmt::Debug + 'static {
+    /// Appends `entry` and returns its index. When this returns `Ok`, the entry
+    /// is durable (it survives a crash or power loss). When it returns `Err`,
+    /// the entry is not part of the log and the log is unchanged; a store that
+    /// cannot guarantee that any more reports [`StoreError::Poisoned`] from
+    /// then on.
+    fn append(&self, entry: &[u8]) -> Result<u64, StoreError>;
+
+    /// Up to `limit` entries starting at index `start` (fewer at the end of the
+    /// log, none if `start >= len()`).
+    fn read_range(&self, start: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError>;
+
+    /// The number of entries (the index the next append gets).
+    fn len(&self) -> u64;
+
+    /// Whether the log has no entries.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether a failed write left the store unable to accept appends.
+    fn is_poisoned(&self) -> bool {
+        false
+    }
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// An I/O error from the operating system.
+    #[error("log I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The file is not a Mazu log (wrong magic) or its header is damaged.
+    #[error("{path} is not a Mazu curator log (bad header)")]
+    NotALog {
+        /// The file.
+        path: String,
+    },
+    /// The log was written under another CRS than the one configured.
+    #[error(
+        "the log {path} was written under CRS {found}, but the configured CRS is {expected}: \
+         refusing to mix them (use the original CRS or a new data directory)"
+    )]
+    ContextMismatch {
+        /// The file.
+        path: String,
+        /// Hex of the context (CRS digest) configured now.
+        expected: String,
+        /// Hex of the context recorded in the log header.
+        found: String,
+    },
+    /// A damaged frame followed by more data: not a torn tail from a crash but
+    /// corruption inside the log. The store refuses to discard acknowledged
+    /// entries on its own.
+    #[error(
+        "log {path} is corrupt at byte offset {offset} ({reason}) and {trailing} more bytes follow; \
+         this is not a torn tail, refusing to start (inspect the file; truncating it at that \
+         offset discards every entry after it)"
+    )]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// Offset of the damaged frame.
+        offset: u64,
+        /// What is wrong with it.
+        reason: &'static str,
+        /// Bytes after the damaged frame's start.
+        trailing: u64,
+    },
+    /// An entry longer than [`MAX_ENTRY_LEN`] or empty.
+    #[error("entry length {0} out of range (1..={MAX_ENTRY_LEN})")]
+    EntryLength(usize),
+    /// An earlier write or sync failed and could not be rolled back: the
+    /// on-disk state is unknown, so the store accepts no more appends until the
+    /// process restarts and re-reads the file.
+    #[error("the log is unavailable after an earlier write failure; restart the curator")]
+    Poisoned,
+    /// A simulated failure ([`MemoryLogStore::fail_next_append`]).
+    #[error("simulated storage failure")]
+    Simulated,
+}

@@ -1,0 +1,276 @@
+//! Concurrency and crash safety against the `mazu-curator` process: many
+//! agents at once, `kill -9` in a loop during registrations, and a torn tail
+//! appended by hand.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers panic on failure by design"
+)]
+
+mod common;
+
+use core::time::Duration;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use base64ct::{Base64, Encoding};
+use common::{Curator, Fixture};
+use mazu_curator::registry::Registry;
+use mazu_identity::RegistrySnapshot;
+use mazu_rbe::Crs;
+use rand::Rng;
+
+/// Recomputes the public parameters from the served log, in this process,
+/// and checks they are byte-identical to the served ones.
+async fn replay_matches(c: &Curator, crs: &Crs) -> u64 {
+    let mut registry = Registry::new(crs.clone());
+    let mut start = 0;
+    loop {
+        let page = c
+            .get_json(&format!("/v1/log?start={start}&limit=1000"))
+            .await;
+        let entries = page["entries"].as_array().expect("entries");
+        if entries.is_empty() {
+            break;
+        }
+        for e in entries {
+            let bytes = Base64::decode_vec(e["entry"].as_str().expect("entry")).expect("base64");
+            registry.replay_entry(&bytes).expect("served log replays");
+        }
+        start += entries.len() as u64;
+    }
+    let served = c.get_bytes("/v1/params?format=binary").await;
+    assert_eq!(
+        registry.rbe().public_params().to_bytes(),
+        served,
+        "replayed params differ"
+    );
+    registry.version()
+}
+
+#[tokio::test]
+async fn many_agents_register_concurrently_each_exactly_once() {
+    const AGENTS: usize = 24;
+    let fx = Fixture::new();
+    let mut args = fx.args(64);
+    args.extend(["--rate-limit-per-minute".into(), "0".into()]);
+    let mut c = Curator::spawn(fx.dir.path(), &args);
+    c.ready().await;
+    let crs = c.crs().await;
+    let c = Arc::new(c);
+    let mut tasks = Vec::new();
+    for i in 0..AGENTS {
+        let c = c.clone();
+        let crs = crs.clone();
+        let token = fx.token(&format!("sa-{i}"));
+        tasks.push(tokio::spawn(async move {
+            let (agent, body) = c.register(&crs, &token).await;
+            (
+                agent.id,
+                body["index"].as_u64().unwrap(),
+                body["entry"]["slot"].as_u64().unwrap(),
+            )
+        }));
+    }
+    let mut ids = HashSet::new();
+    let mut indices = HashSet::new();
+    let mut slots = HashSet::new();
+    for t in tasks {
+        let (id, index, slot) = t.await.expect("agent task");
+        assert!(ids.insert(id));
+        assert!(indices.insert(index));
+        assert!(slots.insert(slot));
+    }
+    assert_eq!(indices, (0..AGENTS as u64).collect());
+    assert_eq!(c.version().await, AGENTS as u64);
+    let snapshot = RegistrySnapshot::decode(&c.get_bytes("/v1/registry").await).unwrap();
+    assert_eq!(snapshot.len(), AGENTS);
+    for id in &ids {
+        assert!(
+            snapshot
+                .get(&mazu_identity::WorkloadId::from_bytes(*id))
+                .is_some()
+        );
+    }
+    assert_eq!(replay_matches(&c, &crs).await, AGENTS as u64);
+}
+
+#[tokio::test]
+async fn kill_9_during_registrations_loses_nothing_acknowledged() {
+    const ROUNDS: usize = 5;
+    const AGENTS: usize = 6;
+    const PER_AGENT: usize = 4;
+    let fx = Fixture::new();
+    let mut args = fx.args(256);
+    args.extend(["--rate-limit-per-minute".into(), "0".into()]);
+    let acked: Arc<Mutex<Vec<[u8; 32]>>> = Arc::default();
+    let mut crs = None;
+    let mut rng = rand::rngs::OsRng;
+    for round in 0..ROUNDS {
+        let mut c = Curator::spawn(fx.dir.path(), &args);
+        c.ready().await;
+        let crs = crs.get_or_insert(c.crs().await).clone();
+
+        // Everything acknowledged so far is there, and the state is exactly
+        // the replay of the log.
+        let version = replay_matches(&c, &crs).await;
+        let acked_now = acked.lock().unwrap().clone();
+        assert!(version >= acked_now.len() as u64);
+        for id in &acked_now {
+            let r = c.get(&format!("/v1/proofs/{}", hex::encode(id))).await;
+            assert_eq!(
+                r.status(),
+                200,
+                "round {round}: acknowledged id lost:\n{}",
+                c.log()
+            );
+        }
+        // Restarting without writes serves byte-identical parameters.
+        let params = c.get_bytes("/v1/params?format=binary").await;
+        c.kill9();
+        let mut c = Curator::spawn(fx.dir.path(), &args);
+        c.ready().await;
+        assert_eq!(c.get_bytes("/v1/params?format=binary").await, params);
+
+        // Registrations in flight, then SIGKILL at a random moment.
+        let c = Arc::new(c);
+        let mut tasks = Vec::new();
+        for a in 0..AGENTS {
+            let c = c.clone();
+            let crs = crs.clone();
+            let acked = acked.clone();
+            let tokens: Vec<String> = (0..PER_AGENT)
+                .map(|k| fx.token(&format!("r{round}-a{a}-{k}")))
+                .collect();
+            tasks.push(tokio::spawn(async move {
+                for token in tokens {
+                    let Ok(agent) = tokio::time::timeout(
+                        Duration::from_secs(30),
+                        try_prepare(&c, &crs, &token),
+                    )
+                    .await
+                    else {
+                        return;
+                    };
+                    let Some(agent) = agent else { return };
+                    let sent = c
+                        .http
+                        .post(c.url("/v1/registrations"))
+                        .json(&agent.request)
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status() == 201 => acked.lock().unwrap().push(agent.id),
+                        Ok(r) => panic!("unexpected refusal {}", r.status()),
+                        Err(_) => return, // the process died under us
+                    }
+                }
+            }));
+        }
+        // Kill while registrations are flowing: once this round has some
+        // acknowledged, at a random moment shortly after.
+        let target = acked_now.len() + 3;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while acked.lock().unwrap().len() < target && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let delay = rng.gen_range(0..40);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        c.kill9_shared();
+        for t in tasks {
+            t.await.expect("agent task");
+        }
+        drop(c);
+    }
+    // Final check after the last kill.
+    let mut c = Curator::spawn(fx.dir.path(), &args);
+    c.ready().await;
+    let crs = crs.unwrap();
+    let version = replay_matches(&c, &crs).await;
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        !acked.is_empty(),
+        "no registration was acknowledged before the kills"
+    );
+    assert!(version >= acked.len() as u64);
+    for id in &acked {
+        let r = c.get(&format!("/v1/proofs/{}", hex::encode(id))).await;
+        assert_eq!(r.status(), 200, "acknowledged id lost");
+    }
+    eprintln!(
+        "kill -9 loop: {} acknowledged, {} in the log",
+        acked.len(),
+        version
+    );
+}
+
+/// Reserve + keygen; `None` if the process went away.
+async fn try_prepare(
+    c: &Curator,
+    crs: &Crs,
+    token: &str,
+) -> Option<mazu_curator::client::AgentRegistration> {
+    let r = c
+        .http
+        .post(c.url("/v1/slots"))
+        .json(&serde_json::json!({ "token": token }))
+        .send()
+        .await
+        .ok()?;
+    let body: serde_json::Value = r.json().await.ok()?;
+    let slot = u32::try_from(body["slot"].as_u64()?).ok()?;
+    let crs = crs.clone();
+    let token = token.to_owned();
+    tokio::task::spawn_blocking(move || {
+        mazu_curator::client::build_registration(&crs, &token, slot, &mut rand::rngs::OsRng).ok()
+    })
+    .await
+    .ok()?
+}
+
+#[tokio::test]
+async fn torn_tail_is_discarded_and_state_kept() {
+    let fx = Fixture::new();
+    let args = fx.args(16);
+    let mut c = Curator::spawn(fx.dir.path(), &args);
+    c.ready().await;
+    let crs = c.crs().await;
+    for sa in ["a", "b", "c"] {
+        c.register(&crs, &fx.token(sa)).await;
+    }
+    let params = c.get_bytes("/v1/params?format=binary").await;
+    let snapshot = c.get_bytes("/v1/registry").await;
+    assert!(c.terminate().success());
+
+    // A frame cut off mid-payload, as a crash during an append leaves it.
+    let log_path = fx.data_dir().join("registrations.log");
+    let good_len = std::fs::metadata(&log_path).unwrap().len();
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        f.write_all(&[0, 0, 0x10, 0, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3])
+            .unwrap();
+    }
+
+    let mut c = Curator::spawn(fx.dir.path(), &args);
+    c.ready().await;
+    assert!(c.log().contains("discarded"), "{}", c.log());
+    assert!(c.log().contains("discarded_bytes=11"), "{}", c.log());
+    assert_eq!(std::fs::metadata(&log_path).unwrap().len(), good_len);
+    assert_eq!(c.version().await, 3);
+    assert_eq!(c.get_bytes("/v1/params?format=binary").await, params);
+    assert_eq!(c.get_bytes("/v1/registry").await, snapshot);
+
+    // It keeps working, and a restart keeps the new state.
+    c.register(&crs, &fx.token("d")).await;
+    let params = c.get_bytes("/v1/params?format=binary").await;
+    c.kill9();
+    let mut c = Curator::spawn(fx.dir.path(), &args);
+    c.ready().await;
+    assert_eq!(c.version().await, 4);
+    assert_eq!(c.get_bytes("/v1/params?format=binary").await, params);
+    assert_eq!(replay_matches(&c, &crs).await, 4);
+}

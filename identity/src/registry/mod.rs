@@ -1,0 +1,17 @@
+//! The registry as the filter sees it: workload ID → (slot, key hash, expiry,
+//! revoked), at a curator log size, with a canonical binary encoding and
+//! incremental deltas.
+
+mod codec;
+mod delta;
+mod entry;
+mod error;
+mod snapshot;
+
+pub use delta::{DELTA_FORMAT, DELTA_HEADER_LEN, DELTA_MAGIC, RegistryDelta};
+pub use entry::{ENTRY_LEN, RegistryEntry};
+pub use error::RegistryError;
+pub use snapshot::{RegistrySnapshot, SNAPSHOT_FORMAT, SNAPSHOT_HEADER_LEN, SNAPSHOT_MAGIC};
+
+#[cfg(test)]
+mod tests;

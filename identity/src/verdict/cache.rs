@@ -1,0 +1,186 @@
+//! A verdict function with bounded caches, for the filter.
+
+use alloc::collections::BTreeMap;
+
+use super::{CheckedCertificate, Verdict, decide, recheck};
+use crate::digest::{WorkloadId, sha256};
+use crate::jwt::{TokenError, VerifiedToken};
+use crate::registry::RegistrySnapshot;
+use crate::trust::TrustConfig;
+
+/// Default number of entries in each cache (a cached token is about 0.5 KiB,
+/// a cached certificate about 1 KiB).
+pub const DEFAULT_CACHE_CAPACITY: usize = 4096;
+
+/// [`verdict()`](fn@super::verdict) plus two bounded caches, giving the same verdicts:
+///
+/// * verified tokens, keyed by SHA-256 of the token bytes: a hit skips the
+///   signature and claim checks, which depend only on the token bytes and the
+///   (fixed) trust configuration, and re-checks `exp`/`nbf`/`iat` against `now`;
+/// * certificates whose time- and registry-independent checks all passed,
+///   keyed by SHA-256 of the certificate input (PEM or DER as given): a hit
+///   skips parsing too and re-runs only the validity, token-time and registry
+///   checks, in the pure function's order.
+///
+/// Only successes are cached (an attacker varying bytes would defeat a
+/// negative cache anyway). Entries go when their token (or certificate)
+/// expires or, when a cache is full, the one expiring soonest makes room.
+/// The registry is never cached: every verdict consults the snapshot given.
+#[derive(Clone, Debug)]
+pub struct Verifier {
+    trust: TrustConfig,
+    tokens: BoundedCache<WorkloadId, VerifiedToken>,
+    certificates: BoundedCache<[u8; 32], CheckedCertificate>,
+}
+
+impl Verifier {
+    /// A verifier caching up to `capacity` tokens and `capacity` certificates
+    /// (0 disables caching).
+    pub fn new(trust: TrustConfig, capacity: usize) -> Self {
+        Self {
+            trust,
+            tokens: BoundedCache::new(capacity, |t: &VerifiedToken| t.claims.expires_at),
+            certificates: BoundedCache::new(capacity, CheckedCertificate::expires_at),
+        }
+    }
+
+    /// The configuration verdicts are made under.
+    pub fn trust(&self) -> &TrustConfig {
+        &self.trust
+    }
+
+    /// Number of cached tokens.
+    pub fn cached_tokens(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Number of cached certificates.
+    pub fn cached_certificates(&self) -> usize {
+        self.certificates.len()
+    }
+
+    /// Drops cached entries that have expired at `now_unix`.
+    pub fn purge_expired(&mut self, now_unix: u64) {
+        let skew = self.trust.clock_skew_secs();
+        self.tokens.purge(now_unix, skew);
+        self.certificates.purge(now_unix, skew);
+    }
+
+    /// Same result as [`verdict()`](fn@super::verdict) with this configuration.
+    pub fn verdict(
+        &mut self,
+        peer_certificate: &[u8],
+        now_unix: u64,
+        registry: &RegistrySnapshot,
+    ) -> Verdict {
+        let Self {
+            trust,
+            tokens,
+            certificates,
+        } = self;
+        let skew = trust.clock_skew_secs();
+        // Oversized input is refused by the pure path without hashing it.
+        let key = (peer_certificate.len() <= trust.max_certificate_len())
+            .then(|| sha256(peer_certificate));
+        if let Some(checked) = key.and_then(|key| certificates.get(&key)) {
+            return recheck(checked, now_unix, trust, registry);
+        }
+        let mut newly_checked = None;
+        let verdict = decide(
+            peer_certificate,
+            now_unix,
+            trust,
+            registry,
+            |token, id| {
+                if let Some(cached) = tokens.get(&id) {
+                    return match cached.claims.check_times(now_unix, skew) {
+                        Ok(()) => Ok(cached.clone()),
+                        Err(err) => {
+                            if err == TokenError::Expired {
+                                tokens.remove(&id);
+                            }
+                            Err(err)
+                        }
+                    };
+                }
+                let verified = trust.verify_token(token, now_unix)?;
+                tokens.insert(id, verified.clone(), now_unix, skew);
+                Ok(verified)
+            },
+            |checked| newly_checked = Some(checked.clone()),
+        );
+        if let (Some(key), Some(checked)) = (key, newly_checked) {
+            certificates.insert(key, checked, now_unix, skew);
+        }
+        verdict
+    }
+}
+
+/// A map with a size bound; entries carry an expiry (Unix seconds).
+#[derive(Clone)]
+struct BoundedCache<K, V> {
+    capacity: usize,
+    expiry: fn(&V) -> u64,
+    map: BTreeMap<K, V>,
+}
+
+impl<K, V> core::fmt::Debug for BoundedCache<K, V> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BoundedCache")
+            .field("capacity", &self.capacity)
+            .field("len", &self.map.len())
+            .finish()
+    }
+}
+
+impl<K: Ord + Copy, V> BoundedCache<K, V> {
+    fn new(capacity: usize, expiry: fn(&V) -> u64) -> Self {
+        Self {
+            capacity,
+            expiry,
+            map: BTreeMap::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn get(&self, key: &K) -> Option<&V> {
+        self.map.get(key)
+    }
+
+    fn remove(&mut self, key: &K) {
+        self.map.remove(key);
+    }
+
+    fn purge(&mut self, now_unix: u64, skew: u64) {
+        let expiry = self.expiry;
+        self.map
+            .retain(|_, value| now_unix < expiry(value).saturating_add(skew));
+    }
+
+    /// Inserts, first dropping expired entries and then the soonest-expiring
+    /// ones if the cache is full. O(n) only when full.
+    fn insert(&mut self, key: K, value: V, now_unix: u64, skew: u64) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.map.len() >= self.capacity && !self.map.contains_key(&key) {
+            self.purge(now_unix, skew);
+            let expiry = self.expiry;
+            while self.map.len() >= self.capacity {
+                let Some(victim) = self
+                    .map
+                    .iter()
+                    .min_by_key(|(_, v)| expiry(v))
+                    .map(|(k, _)| *k)
+                else {
+                    break;
+                };
+                self.map.remove(&victim);
+            }
+        }
+        self.map.insert(key, value);
+    }
+}

@@ -1,0 +1,244 @@
+//! The connection verdict: may this peer certificate talk to us?
+//!
+//! [`verdict()`](fn@crate::verdict) is a pure function of the certificate, the time, the trust
+//! configuration and the registry snapshot. [`Verifier`] adds bounded caches
+//! (verified tokens, and certificates whose static checks passed) so that the
+//! second sight of a token skips the signature check and the second sight of a
+//! certificate skips parsing, and returns the same verdicts.
+
+mod cache;
+mod deny;
+
+pub use cache::{DEFAULT_CACHE_CAPACITY, Verifier};
+pub use deny::DenyReason;
+
+use crate::certificate::{PeerCertificate, check_validity_window};
+use crate::digest::{ClaimsDigest, SpkiHash, WorkloadId};
+use crate::jwt::{TokenError, VerifiedToken};
+use crate::registry::RegistrySnapshot;
+use crate::spiffe::SpiffeId;
+use crate::trust::TrustConfig;
+
+/// Who the peer is, once every check passed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerIdentity {
+    /// The peer's SPIFFE ID (certificate URI SAN, matching the token).
+    pub spiffe_id: SpiffeId,
+    /// SHA-256 of its token.
+    pub workload_id: WorkloadId,
+    /// SHA-256 of the token's signing input (see [`ClaimsDigest`]).
+    pub claims_digest: ClaimsDigest,
+    /// Its registry slot.
+    pub slot: u32,
+    /// Its token's `exp`, Unix seconds.
+    pub token_expiry: u64,
+    /// Its certificate's `notAfter`, Unix seconds.
+    pub certificate_not_after: u64,
+    /// When this verdict stops holding at the latest: the earlier of the
+    /// token's expiry and the certificate's `notAfter` (before skew). A
+    /// per-certificate verdict cache must also drop it when the registry
+    /// changes (a revocation).
+    pub valid_until: u64,
+}
+
+/// The outcome for one peer certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every check passed.
+    Allow(PeerIdentity),
+    /// The first check that failed.
+    Deny(DenyReason),
+}
+
+impl Verdict {
+    /// Whether the peer is allowed.
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Self::Allow(_))
+    }
+
+    /// The deny reason, if denied.
+    pub fn deny_reason(&self) -> Option<&DenyReason> {
+        match self {
+            Self::Allow(_) => None,
+            Self::Deny(reason) => Some(reason),
+        }
+    }
+
+    /// `"allow"` or the deny reason's stable name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Allow(_) => "allow",
+            Self::Deny(reason) => reason.as_str(),
+        }
+    }
+}
+
+/// Decides whether a peer may connect.
+///
+/// `peer_certificate` is the peer's leaf certificate as PEM (Envoy's
+/// `connection.peer_certificate`) or DER. The TLS handshake must already have
+/// proved that the peer holds the certificate's private key. Allowed only if,
+/// in this order (the first failure is the reason):
+///
+/// 1. the certificate parses within limits and is within its validity;
+/// 2. SHA-256 of the embedded token equals the workload ID in the extension;
+/// 3. the token verifies (signature by a configured issuer key, issuer,
+///    audience, times, claims);
+/// 4. the certificate does not outlive the token;
+/// 5. the URI SAN equals the SPIFFE ID the token's claims and the trust domain give;
+/// 6. the workload ID is registered, not revoked, its registration has not
+///    expired, and the registered key hash equals this certificate's SPKI hash.
+pub fn verdict(
+    peer_certificate: &[u8],
+    now_unix: u64,
+    trust: &TrustConfig,
+    registry: &RegistrySnapshot,
+) -> Verdict {
+    decide(
+        peer_certificate,
+        now_unix,
+        trust,
+        registry,
+        |token, _id| trust.verify_token(token, now_unix),
+        |_| {},
+    )
+}
+
+/// What every time- and registry-independent check established about one
+/// certificate: enough to redo only the time and registry checks later.
+#[derive(Clone, Debug)]
+pub(crate) struct CheckedCertificate {
+    pub(crate) spiffe_id: SpiffeId,
+    pub(crate) spki_hash: SpkiHash,
+    pub(crate) not_before: u64,
+    pub(crate) not_after: u64,
+    pub(crate) token: VerifiedToken,
+}
+
+impl CheckedCertificate {
+    /// When the cached checks stop mattering: the certificate or token is over.
+    pub(crate) fn expires_at(&self) -> u64 {
+        self.not_after.min(self.token.claims.expires_at)
+    }
+}
+
+/// The checks, with token verification supplied by the caller (direct, or
+/// through the cache). `verify_token` gets the token and its workload ID.
+/// `on_checked` sees the certificate once every static check has passed (the
+/// cache keeps it).
+pub(crate) fn decide(
+    peer_certificate: &[u8],
+    now_unix: u64,
+    trust: &TrustConfig,
+    registry: &RegistrySnapshot,
+    verify_token: impl FnOnce(&[u8], WorkloadId) -> Result<VerifiedToken, TokenError>,
+    on_checked: impl FnOnce(&CheckedCertificate),
+) -> Verdict {
+    into_verdict(
+        static_checks(peer_certificate, now_unix, trust, verify_token).and_then(|checked| {
+            on_checked(&checked);
+            registry_checks(checked, now_unix, trust, registry)
+        }),
+    )
+}
+
+/// Steps 1-5 (certificate, ID, token, lifetime, SPIFFE ID), in order.
+fn static_checks(
+    peer_certificate: &[u8],
+    now_unix: u64,
+    trust: &TrustConfig,
+    verify_token: impl FnOnce(&[u8], WorkloadId) -> Result<VerifiedToken, TokenError>,
+) -> Result<CheckedCertificate, DenyReason> {
+    let skew = trust.clock_skew_secs();
+    let cert = PeerCertificate::parse(peer_certificate, trust.max_certificate_len())?;
+    cert.check_validity(now_unix, skew)?;
+
+    let workload_id = WorkloadId::of_token(&cert.token);
+    if workload_id != cert.workload_id {
+        return Err(DenyReason::WorkloadIdMismatch);
+    }
+
+    let token = verify_token(&cert.token, workload_id)?;
+    let claims = &token.claims;
+    if cert.not_after > claims.expires_at.saturating_add(skew) {
+        return Err(DenyReason::CertificateOutlivesToken);
+    }
+    let expected = SpiffeId::new(
+        trust.trust_domain(),
+        &claims.kubernetes.namespace,
+        &claims.kubernetes.service_account.name,
+    )
+    .map_err(DenyReason::InvalidTokenIdentity)?;
+    if expected != cert.spiffe_id {
+        return Err(DenyReason::SpiffeIdMismatch);
+    }
+    Ok(CheckedCertificate {
+        spiffe_id: cert.spiffe_id,
+        spki_hash: cert.spki_hash,
+        not_before: cert.not_before,
+        not_after: cert.not_after,
+        token,
+    })
+}
+
+/// For a certificate whose static checks passed earlier: the time checks
+/// those steps contain, in the same order, then step 6. Gives the same result
+/// as [`decide`] on the same certificate.
+pub(crate) fn recheck(
+    checked: &CheckedCertificate,
+    now_unix: u64,
+    trust: &TrustConfig,
+    registry: &RegistrySnapshot,
+) -> Verdict {
+    let skew = trust.clock_skew_secs();
+    let times = check_validity_window(checked.not_before, checked.not_after, now_unix, skew)
+        .map_err(DenyReason::Certificate)
+        .and_then(|()| {
+            checked
+                .token
+                .claims
+                .check_times(now_unix, skew)
+                .map_err(DenyReason::Token)
+        });
+    into_verdict(times.and_then(|()| registry_checks(checked.clone(), now_unix, trust, registry)))
+}
+
+/// Step 6: registered, not revoked, not expired, same key.
+fn registry_checks(
+    checked: CheckedCertificate,
+    now_unix: u64,
+    trust: &TrustConfig,
+    registry: &RegistrySnapshot,
+) -> Result<PeerIdentity, DenyReason> {
+    let workload_id = checked.token.workload_id;
+    let entry = registry
+        .get(&workload_id)
+        .ok_or(DenyReason::NotRegistered)?;
+    if entry.revoked {
+        return Err(DenyReason::Revoked);
+    }
+    if now_unix >= entry.token_expiry.saturating_add(trust.clock_skew_secs()) {
+        return Err(DenyReason::RegistrationExpired);
+    }
+    if !entry.spki_hash.ct_eq(&checked.spki_hash) {
+        return Err(DenyReason::KeyMismatch);
+    }
+    let token_expiry = checked.token.claims.expires_at;
+    Ok(PeerIdentity {
+        spiffe_id: checked.spiffe_id,
+        workload_id,
+        claims_digest: checked.token.claims_digest,
+        slot: entry.slot,
+        token_expiry,
+        certificate_not_after: checked.not_after,
+        valid_until: token_expiry.min(checked.not_after),
+    })
+}
+
+fn into_verdict(result: Result<PeerIdentity, DenyReason>) -> Verdict {
+    match result {
+        Ok(identity) => Verdict::Allow(identity),
+        Err(reason) => Verdict::Deny(reason),
+    }
+}

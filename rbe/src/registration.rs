@@ -1,0 +1,363 @@
+//! The public registration record and its stateless checks.
+
+use alloc::vec::Vec;
+
+use bls12_381_plus::{
+    G1Affine, G1Projective, G2Affine, G2Prepared, G2Projective, Gt, multi_miller_loop,
+};
+
+use crate::WorkloadId;
+use crate::crs::Crs;
+use crate::encoding::{Codec, G1_LEN, Reader, Writer, impl_canonical};
+use crate::error::DecodeError;
+use crate::error::RegistrationError;
+use crate::msm::msm_u128;
+use crate::params::MAX_CAPACITY;
+use crate::pok::{ProofOfKnowledge, Statement};
+use crate::transcript::{DOMAIN_HELPER_WEIGHTS, Transcript, expand_weights};
+
+/// One registration: what the curator's log stores and every auditor replays.
+///
+/// A plain record: construct it with [`crate::keygen`] or by decoding; nothing
+/// about it is trusted until [`Registration::verify_well_formed`] (or
+/// [`crate::RegistryState::verify`], which adds the slot and id checks) passes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registration {
+    /// The slot `s`: block `s / n`, position `s mod n + 1`.
+    pub slot: u32,
+    /// The workload id (in Mazu: SHA-256 of the token).
+    pub id: WorkloadId,
+    /// `pk = sk * h_i`.
+    pub public_key: G1Affine,
+    /// `xi_j = sk * h_(n+1+i-j)` for `j` in `[1, n]`, `j != i`, in increasing `j`.
+    pub helpers: Vec<G1Affine>,
+    /// Proof of knowledge of `sk`.
+    pub proof: ProofOfKnowledge,
+}
+
+impl Registration {
+    /// The helper value this registration contributes to the opening of
+    /// `position` (one-based) in its block, given block size `n`. `None` for
+    /// its own position, an out-of-range position, or a malformed helper list.
+    pub fn helper_for(&self, block_size: u32, position: u32) -> Option<&G1Affine> {
+        if block_size == 0 || self.helpers.len() + 1 != block_size as usize {
+            return None;
+        }
+        let own = self.slot % block_size + 1;
+        let index = match position {
+            0 => return None,
+            p if p == own || p > block_size => return None,
+            p if p < own => p - 1,
+            p => p - 2,
+        };
+        self.helpers.get(index as usize)
+    }
+
+    /// Every check that needs only the CRS (not the registry): slot in range,
+    /// key not the identity, n-1 helpers, proof of knowledge, and the batched
+    /// helper check. Deterministic, no RNG.
+    ///
+    /// Helper check: with 128-bit weights `w_j`, accept iff
+    /// `e(sum_j w_j xi_j, G2) == e(pk, sum_j w_j hh_(n+1-j))`: one G1 and one
+    /// G2 multi-scalar multiplication, a 2-term Miller loop, one final
+    /// exponentiation.
+    ///
+    /// Soundness: write `xi_j = z^(n+1-j) * pk + D_j`. The check passes iff
+    /// `sum_j w_j d_j = 0 (mod r)` where `D_j = d_j * G1`. The weights are
+    /// SHA-256 of the CRS digest and the *entire* registration encoding
+    /// (helpers, key, proof, slot, id), so they are fixed only after the
+    /// registrant committed to every `D_j`: modelling SHA-256 as a random
+    /// oracle, a registration with some `d_j != 0` passes with probability at
+    /// most 2^-128 per hash query (for fixed other weights, `w -> w * d_j` is
+    /// injective on `[0, 2^128)` because 2^128 < r). No verifier randomness
+    /// is needed, so the check is a pure function every auditor reproduces.
+    pub fn verify_well_formed(&self, crs: &Crs) -> Result<(), RegistrationError> {
+        let dims = crs.dimensions();
+        let out_of_range = RegistrationError::SlotOutOfRange {
+            slot: self.slot,
+            capacity: dims.capacity(),
+        };
+        let pos = dims.locate(self.slot).ok_or(out_of_range.clone())?;
+        let n = dims.block_size();
+        let i = pos.position;
+        if bool::from(self.public_key.is_identity()) {
+            return Err(RegistrationError::IdentityPublicKey);
+        }
+        if self.helpers.len() != n as usize - 1 {
+            return Err(RegistrationError::HelperCount {
+                expected: n as usize - 1,
+                found: self.helpers.len(),
+            });
+        }
+        let base = crs.h(i).ok_or(out_of_range)?;
+        let digest = crs.digest();
+        let statement = Statement {
+            crs_digest: &digest,
+            id: &self.id,
+            slot: self.slot,
+            base,
+            public_key: &self.public_key,
+        };
+        if !self.proof.verify(&statement) {
+            return Err(RegistrationError::InvalidProofOfKnowledge);
+        }
+        if self.helpers_consistent(crs, i) {
+            Ok(())
+        } else {
+            Err(RegistrationError::InvalidHelpers)
+        }
+    }
+
+    /// The batched pairing check (see [`Registration::verify_well_formed`]).
+    fn helpers_consistent(&self, crs: &Crs, i: u32) -> bool {
+        let n = crs.block_size();
+        let mut t = Transcript::new(DOMAIN_HELPER_WEIGHTS);
+        t.append(b"crs", &crs.digest());
+        t.append(b"registration", &self.to_bytes());
+        let weights = expand_weights(&t.finish(), self.helpers.len());
+
+        let mut g2_bases: Vec<G2Affine> = Vec::with_capacity(self.helpers.len());
+        for j in (1..=n).filter(|j| *j != i) {
+            match crs.hh(n + 1 - j) {
+                Some(p) => g2_bases.push(*p),
+                None => return false,
+            }
+        }
+        let lhs = G1Affine::from(msm_u128::<G1Projective>(&self.helpers, &weights));
+        let rhs = G2Prepared::from(G2Affine::from(msm_u128::<G2Projective>(
+            &g2_bases, &weights,
+        )));
+        let neg_pk = -self.public_key;
+        multi_miller_loop(&[(&lhs, crs.g2_generator()), (&neg_pk, &rhs)]).final_exponentiation()
+            == Gt::IDENTITY
+    }
+}
+
+impl Codec for Registration {
+    const MAGIC: [u8; 4] = *b"RBER";
+
+    fn write(&self, w: &mut Writer) {
+        w.u32(self.slot);
+        w.bytes(&self.id);
+        w.g1(&self.public_key);
+        w.count(self.helpers.len());
+        for h in &self.helpers {
+            w.g1(h);
+        }
+        w.g1(&self.proof.commitment);
+        w.scalar(&self.proof.response);
+    }
+
+    /// Points are subgroup-checked; the identity is left to
+    /// [`Registration::verify_well_formed`], which reports it with its own
+    /// error variant.
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let slot = r.u32("slot")?;
+        let id = r.array::<32>("id")?;
+        let public_key = r.g1("public key")?;
+        // A block has at most sqrt(MAX_CAPACITY) positions.
+        let max_helpers = (1usize << (MAX_CAPACITY.trailing_zeros() / 2)) - 1;
+        let count = r.count("helper count", G1_LEN, max_helpers)?;
+        let mut helpers = Vec::with_capacity(count);
+        for _ in 0..count {
+            helpers.push(r.g1("helper value")?);
+        }
+        let commitment = r.g1("proof commitment")?;
+        let response = r.scalar("proof response")?;
+        Ok(Self {
+            slot,
+            id,
+            public_key,
+            helpers,
+            proof: ProofOfKnowledge {
+                commitment,
+                response,
+            },
+        })
+    }
+}
+
+impl_canonical!(Registration);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::keygen;
+    use bls12_381_plus::Scalar;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    fn setup(capacity: u32) -> (Crs, ChaCha20Rng) {
+        let mut rng = ChaCha20Rng::seed_from_u64(21);
+        let crs = Crs::generate_insecure_dev(capacity, &mut rng).unwrap();
+        (crs, rng)
+    }
+
+    #[test]
+    fn honest_registration_verifies() {
+        let (crs, mut rng) = setup(25);
+        for slot in [0u32, 4, 7, 24] {
+            let (_, reg) = keygen(&crs, slot, [slot as u8; 32], &mut rng).unwrap();
+            reg.verify_well_formed(&crs).unwrap();
+        }
+    }
+
+    #[test]
+    fn helper_for_maps_positions() {
+        let (crs, mut rng) = setup(16);
+        let (_, reg) = keygen(&crs, 6, [1; 32], &mut rng).unwrap(); // position 3
+        assert!(reg.helper_for(4, 3).is_none());
+        assert!(reg.helper_for(4, 0).is_none());
+        assert!(reg.helper_for(4, 5).is_none());
+        assert!(reg.helper_for(5, 1).is_none());
+        assert_eq!(reg.helper_for(4, 1), Some(&reg.helpers[0]));
+        assert_eq!(reg.helper_for(4, 2), Some(&reg.helpers[1]));
+        assert_eq!(reg.helper_for(4, 4), Some(&reg.helpers[2]));
+    }
+
+    /// One wrong helper among n, at every position, for every own position.
+    #[test]
+    fn rejects_one_wrong_helper_anywhere() {
+        let (crs, mut rng) = setup(25); // n = 5
+        for slot in 0..5u32 {
+            let (_, reg) = keygen(&crs, slot, [slot as u8; 32], &mut rng).unwrap();
+            for k in 0..reg.helpers.len() {
+                let mut bad = reg.clone();
+                bad.helpers[k] =
+                    G1Affine::from(G1Projective::from(bad.helpers[k]) + G1Projective::GENERATOR);
+                assert_eq!(
+                    bad.verify_well_formed(&crs),
+                    Err(RegistrationError::InvalidHelpers),
+                    "slot {slot} helper {k}"
+                );
+                // A helper from the right chain but the wrong index.
+                let mut shifted = reg.clone();
+                shifted.helpers.swap(k, (k + 1) % reg.helpers.len());
+                assert_eq!(
+                    shifted.verify_well_formed(&crs),
+                    Err(RegistrationError::InvalidHelpers)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_helpers_for_another_key() {
+        let (crs, mut rng) = setup(16);
+        let (_, a) = keygen(&crs, 1, [1; 32], &mut rng).unwrap();
+        let (_, b) = keygen(&crs, 1, [2; 32], &mut rng).unwrap();
+        let mut mixed = a.clone();
+        mixed.helpers = b.helpers.clone();
+        assert_eq!(
+            mixed.verify_well_formed(&crs),
+            Err(RegistrationError::InvalidHelpers)
+        );
+    }
+
+    #[test]
+    fn rejects_bad_proof_of_knowledge() {
+        let (crs, mut rng) = setup(16);
+        let (_, reg) = keygen(&crs, 5, [5; 32], &mut rng).unwrap();
+        let mut bad = reg.clone();
+        bad.proof.response += Scalar::ONE;
+        assert_eq!(
+            bad.verify_well_formed(&crs),
+            Err(RegistrationError::InvalidProofOfKnowledge)
+        );
+        // A valid proof bound to another id.
+        let mut other_id = reg.clone();
+        other_id.id = [6; 32];
+        assert_eq!(
+            other_id.verify_well_formed(&crs),
+            Err(RegistrationError::InvalidProofOfKnowledge)
+        );
+        // Scaling the key and all helpers keeps the helper check happy; only
+        // the proof of knowledge catches the mauled key.
+        let c = Scalar::from(3u64);
+        let mut mauled = reg.clone();
+        mauled.public_key = G1Affine::from(G1Projective::from(reg.public_key) * c);
+        for h in &mut mauled.helpers {
+            *h = G1Affine::from(G1Projective::from(*h) * c);
+        }
+        assert_eq!(
+            mauled.verify_well_formed(&crs),
+            Err(RegistrationError::InvalidProofOfKnowledge)
+        );
+        // The same key material from another CRS.
+        let other = Crs::generate_insecure_dev(16, &mut rng).unwrap();
+        assert_eq!(
+            reg.verify_well_formed(&other),
+            Err(RegistrationError::InvalidProofOfKnowledge)
+        );
+    }
+
+    #[test]
+    fn rejects_identity_count_and_range() {
+        let (crs, mut rng) = setup(16);
+        let (_, reg) = keygen(&crs, 5, [5; 32], &mut rng).unwrap();
+        let mut id = reg.clone();
+        id.public_key = G1Affine::identity();
+        assert_eq!(
+            id.verify_well_formed(&crs),
+            Err(RegistrationError::IdentityPublicKey)
+        );
+        let mut short = reg.clone();
+        short.helpers.pop();
+        assert_eq!(
+            short.verify_well_formed(&crs),
+            Err(RegistrationError::HelperCount {
+                expected: 3,
+                found: 2
+            })
+        );
+        let mut long = reg.clone();
+        long.helpers.push(G1Affine::generator());
+        assert!(matches!(
+            long.verify_well_formed(&crs),
+            Err(RegistrationError::HelperCount { found: 4, .. })
+        ));
+        let mut far = reg.clone();
+        far.slot = 16;
+        assert_eq!(
+            far.verify_well_formed(&crs),
+            Err(RegistrationError::SlotOutOfRange {
+                slot: 16,
+                capacity: 16
+            })
+        );
+        // Same position in another block: the proof is bound to the slot.
+        let mut moved = reg.clone();
+        moved.slot = 9;
+        assert_eq!(
+            moved.verify_well_formed(&crs),
+            Err(RegistrationError::InvalidProofOfKnowledge)
+        );
+    }
+
+    #[test]
+    fn encoding_round_trip_and_strictness() {
+        let (crs, mut rng) = setup(16);
+        let (_, reg) = keygen(&crs, 5, [5; 32], &mut rng).unwrap();
+        let bytes = reg.to_bytes();
+        assert_eq!(bytes.len(), 5 + 4 + 32 + 48 + 4 + 3 * 48 + 48 + 32);
+        assert_eq!(Registration::from_bytes(&bytes).unwrap(), reg);
+        // Helper count larger than the bytes present: no allocation, typed error.
+        let mut lie = bytes.clone();
+        lie[89..93].copy_from_slice(&1000u32.to_be_bytes());
+        assert!(matches!(
+            Registration::from_bytes(&lie),
+            Err(DecodeError::Truncated { .. })
+        ));
+        let mut huge = bytes.clone();
+        huge[89..93].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(
+            Registration::from_bytes(&huge),
+            Err(DecodeError::LengthOutOfRange { .. })
+        ));
+        // A flipped byte in a helper: invalid encoding or (rarely) another
+        // valid point, never a panic.
+        let mut flip = bytes.clone();
+        flip[100] ^= 0x40;
+        let _ = Registration::from_bytes(&flip);
+    }
+}
