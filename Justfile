@@ -17,8 +17,8 @@ setup:
 demo:
     cargo run --release -p mazu-rbe --example rbe_walkthrough
 
-# Every check CI runs: formatting, lints, the no_std wasm32 build, and all tests.
-test: fmt-check clippy wasm-check
+# Every check CI runs: formatting, lints, the no_std wasm32 build, the filter .wasm, and all tests.
+test: fmt-check clippy wasm-check wasm-filter
     cargo test --workspace --all-targets
     cargo test --workspace --doc
 
@@ -26,9 +26,15 @@ test: fmt-check clippy wasm-check
 wasm-check:
     cargo build {{no_std_crates}} --no-default-features --target wasm32-wasip1
 
-# Lints, warnings denied.
+# Build the Envoy filter (.wasm, size-optimized) that wasm-tests and Envoy load.
+wasm-filter:
+    cargo build -p mazu-filter --target wasm32-wasip1 --profile wasm
+    @ls -l "${CARGO_TARGET_DIR:-target}/wasm32-wasip1/wasm/mazu_filter.wasm"
+
+# Lints, warnings denied (native, and the filter as Envoy runs it).
 clippy:
     cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy -p mazu-filter --target wasm32-wasip1 -- -D warnings
 
 fmt:
     cargo fmt --all

@@ -1,0 +1,417 @@
+//! The plugin configuration: JSON, parsed and validated once in the root
+//! context (`on_configure`), then shared read-only with every connection.
+//!
+//! Every field is checked; the first problem found is reported with the
+//! field's path (e.g. `curator.refresh_interval_ms: must be between 100 and
+//! 3600000, got 5`). Unknown fields are refused so that a typo cannot silently
+//! fall back to a default. The reference is `docs/filter.md`.
+
+use core::fmt;
+
+use mazu_identity::{Jwks, TrustConfig, TrustDomain};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Which peer the filter checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// A listener filter chain: check the downstream (client) certificate at
+    /// the first `on_downstream_data`.
+    Inbound,
+    /// An upstream-facing filter chain: check the upstream (server)
+    /// certificate at the first `on_upstream_data`, before the server's bytes
+    /// reach the client.
+    Outbound,
+}
+
+impl Direction {
+    /// `inbound` or `outbound`, as used in metric names and logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+/// What happens to a connection that arrives before any registry was fetched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BeforeRegistry {
+    /// Close it (the default).
+    Deny,
+    /// Hold it (inbound only) until the registry arrives or `timeout_ms` passes,
+    /// then decide or close.
+    Park {
+        /// The longest a connection is held, milliseconds.
+        timeout_ms: u64,
+    },
+}
+
+/// What happens once the registry has not been confirmed by the curator for
+/// longer than `max_staleness_secs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenStale {
+    /// Close every new connection until the curator answers again (the default).
+    Deny,
+    /// Keep deciding with the last good registry.
+    EnforceLastKnown,
+}
+
+/// Where and how often the registry is fetched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CuratorConfig {
+    /// The Envoy cluster the callouts go to (static or CDS).
+    pub cluster: String,
+    /// The `:authority` of the callouts.
+    pub authority: String,
+    /// The registry path, e.g. `/v1/registry`; `?since=<version>` is appended
+    /// for incremental updates.
+    pub registry_path: String,
+    /// How often the registry is refreshed, milliseconds.
+    pub refresh_interval_ms: u64,
+    /// Timeout of one callout, milliseconds.
+    pub timeout_ms: u64,
+    /// Largest registry body accepted, bytes.
+    pub max_body_bytes: usize,
+}
+
+/// The validated filter configuration.
+#[derive(Clone, Debug)]
+pub struct FilterConfig {
+    /// Which peer is checked.
+    pub direction: Direction,
+    /// Registry source.
+    pub curator: CuratorConfig,
+    /// Token and certificate rules for the verdict.
+    pub trust: TrustConfig,
+    /// Behaviour before the first registry.
+    pub before_registry: BeforeRegistry,
+    /// Most connections parked at once per VM; beyond it new ones are closed.
+    pub max_parked: usize,
+    /// Registry age (since the curator last confirmed it) after which
+    /// `when_stale` applies, seconds.
+    pub max_staleness_secs: u64,
+    /// Behaviour once the registry is stale.
+    pub when_stale: WhenStale,
+    /// Most cached verdicts per VM.
+    pub verdict_cache_entries: usize,
+}
+
+/// Defaults, documented in `docs/filter.md`.
+pub mod defaults {
+    /// `curator.registry_path`.
+    pub const REGISTRY_PATH: &str = "/v1/registry";
+    /// `curator.refresh_interval_ms`.
+    pub const REFRESH_INTERVAL_MS: u64 = 5_000;
+    /// `curator.timeout_ms`.
+    pub const TIMEOUT_MS: u64 = 2_000;
+    /// `curator.max_body_bytes`: 64 MiB, about 800,000 registered workloads.
+    pub const MAX_BODY_BYTES: usize = 64 << 20;
+    /// `park_timeout_ms`.
+    pub const PARK_TIMEOUT_MS: u64 = 5_000;
+    /// `max_parked`.
+    pub const MAX_PARKED: usize = 1_024;
+    /// `max_staleness_secs`: 15 minutes.
+    pub const MAX_STALENESS_SECS: u64 = 900;
+    /// `verdict_cache_entries`.
+    pub const VERDICT_CACHE_ENTRIES: usize = 4_096;
+}
+
+/// Why a configuration was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No configuration was given at all.
+    Empty,
+    /// Not JSON of the expected shape (unknown field, wrong type, missing field).
+    Json(String),
+    /// A field's value is not acceptable.
+    Invalid {
+        /// The field's path, e.g. `curator.timeout_ms`.
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Empty => f.write_str("no plugin configuration (expected a JSON object)"),
+            ConfigError::Json(message) => write!(f, "{message}"),
+            ConfigError::Invalid { field, problem } => write!(f, "{field}: {problem}"),
+        }
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig<'a> {
+    direction: Option<Direction>,
+    curator: Option<RawCurator>,
+    #[serde(borrow)]
+    trust: Option<RawTrust<'a>>,
+    before_registry: Option<RawBeforeRegistry>,
+    park_timeout_ms: Option<u64>,
+    max_parked: Option<u64>,
+    max_staleness_secs: Option<u64>,
+    when_stale: Option<WhenStale>,
+    verdict_cache_entries: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawBeforeRegistry {
+    Deny,
+    Park,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCurator {
+    cluster: Option<String>,
+    authority: Option<String>,
+    registry_path: Option<String>,
+    refresh_interval_ms: Option<u64>,
+    timeout_ms: Option<u64>,
+    max_body_bytes: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrust<'a> {
+    trust_domain: Option<String>,
+    #[serde(borrow)]
+    issuers: Option<Vec<RawIssuer<'a>>>,
+    audience: Option<String>,
+    clock_skew_secs: Option<u64>,
+    max_token_bytes: Option<u64>,
+    max_certificate_bytes: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIssuer<'a> {
+    issuer: Option<String>,
+    #[serde(borrow)]
+    jwks: Option<&'a RawValue>,
+}
+
+fn required<T>(value: Option<T>, field: &str) -> Result<T, ConfigError> {
+    value.ok_or_else(|| invalid(field, "is required"))
+}
+
+fn in_range(value: u64, field: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(invalid(
+            field,
+            format!("must be between {min} and {max}, got {value}"),
+        ))
+    }
+}
+
+/// A non-empty printable-ASCII string without spaces, at most `max` bytes.
+fn token_like(value: String, field: &str, max: usize) -> Result<String, ConfigError> {
+    if value.is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    if value.len() > max {
+        return Err(invalid(field, format!("must be at most {max} bytes")));
+    }
+    if !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            field,
+            "must be printable ASCII without spaces or control characters",
+        ));
+    }
+    Ok(value)
+}
+
+impl FilterConfig {
+    /// Parses and validates the plugin configuration bytes.
+    pub fn parse(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ConfigError::Empty);
+        }
+        let raw: RawConfig<'_> =
+            serde_json::from_slice(bytes).map_err(|e| ConfigError::Json(e.to_string()))?;
+
+        let direction = required(raw.direction, "direction")?;
+        let curator = parse_curator(required(raw.curator, "curator")?)?;
+        let trust = parse_trust(required(raw.trust, "trust")?)?;
+
+        let park_timeout_ms = in_range(
+            raw.park_timeout_ms.unwrap_or(defaults::PARK_TIMEOUT_MS),
+            "park_timeout_ms",
+            1,
+            60_000,
+        )?;
+        let before_registry = match raw.before_registry.unwrap_or(RawBeforeRegistry::Deny) {
+            RawBeforeRegistry::Deny => BeforeRegistry::Deny,
+            RawBeforeRegistry::Park if direction == Direction::Outbound => {
+                return Err(invalid(
+                    "before_registry",
+                    "\"park\" is only supported for direction \"inbound\" \
+                     (Envoy cannot resume a paused upstream)",
+                ));
+            }
+            RawBeforeRegistry::Park => BeforeRegistry::Park {
+                timeout_ms: park_timeout_ms,
+            },
+        };
+        let max_parked = in_range(
+            raw.max_parked.unwrap_or(defaults::MAX_PARKED as u64),
+            "max_parked",
+            1,
+            65_536,
+        )?;
+        let refresh_secs = curator.refresh_interval_ms.div_ceil(1000);
+        let max_staleness_secs = in_range(
+            raw.max_staleness_secs
+                .unwrap_or(defaults::MAX_STALENESS_SECS),
+            "max_staleness_secs",
+            // At least two refresh intervals, so one lost answer is not an outage.
+            (2 * refresh_secs).max(10),
+            7 * 24 * 3600,
+        )?;
+        let verdict_cache_entries = in_range(
+            raw.verdict_cache_entries
+                .unwrap_or(defaults::VERDICT_CACHE_ENTRIES as u64),
+            "verdict_cache_entries",
+            1,
+            1_000_000,
+        )?;
+        Ok(FilterConfig {
+            direction,
+            curator,
+            trust,
+            before_registry,
+            max_parked: usize::try_from(max_parked).unwrap_or(defaults::MAX_PARKED),
+            max_staleness_secs,
+            when_stale: raw.when_stale.unwrap_or(WhenStale::Deny),
+            verdict_cache_entries: usize::try_from(verdict_cache_entries)
+                .unwrap_or(defaults::VERDICT_CACHE_ENTRIES),
+        })
+    }
+
+    /// How often the root context ticks: often enough to refresh the
+    /// registry on time and to release parked connections within ~10% of
+    /// their timeout, never more often than every 50 ms nor less than every
+    /// second.
+    pub fn tick_period_ms(&self) -> u64 {
+        let mut period = self.curator.refresh_interval_ms;
+        if let BeforeRegistry::Park { timeout_ms } = self.before_registry {
+            period = period.min(timeout_ms / 10);
+        }
+        period.clamp(50, 1_000)
+    }
+}
+
+fn parse_curator(raw: RawCurator) -> Result<CuratorConfig, ConfigError> {
+    let cluster = token_like(
+        required(raw.cluster, "curator.cluster")?,
+        "curator.cluster",
+        1024,
+    )?;
+    let authority = token_like(
+        required(raw.authority, "curator.authority")?,
+        "curator.authority",
+        1024,
+    )?;
+    let registry_path = token_like(
+        raw.registry_path
+            .unwrap_or_else(|| defaults::REGISTRY_PATH.to_owned()),
+        "curator.registry_path",
+        1024,
+    )?;
+    if !registry_path.starts_with('/') || registry_path.contains(['?', '#']) {
+        return Err(invalid(
+            "curator.registry_path",
+            "must start with '/' and contain no query ('?') or fragment ('#')",
+        ));
+    }
+    let refresh_interval_ms = in_range(
+        raw.refresh_interval_ms
+            .unwrap_or(defaults::REFRESH_INTERVAL_MS),
+        "curator.refresh_interval_ms",
+        100,
+        3_600_000,
+    )?;
+    let timeout_ms = in_range(
+        raw.timeout_ms.unwrap_or(defaults::TIMEOUT_MS),
+        "curator.timeout_ms",
+        10,
+        60_000,
+    )?;
+    let max_body_bytes = in_range(
+        raw.max_body_bytes
+            .unwrap_or(defaults::MAX_BODY_BYTES as u64),
+        "curator.max_body_bytes",
+        1_024,
+        1 << 30,
+    )?;
+    Ok(CuratorConfig {
+        cluster,
+        authority,
+        registry_path,
+        refresh_interval_ms,
+        timeout_ms,
+        max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(defaults::MAX_BODY_BYTES),
+    })
+}
+
+fn parse_trust(raw: RawTrust<'_>) -> Result<TrustConfig, ConfigError> {
+    let trust_domain = required(raw.trust_domain, "trust.trust_domain")?;
+    TrustDomain::new(&trust_domain).map_err(|e| invalid("trust.trust_domain", e.to_string()))?;
+    let raw_issuers = required(raw.issuers, "trust.issuers")?;
+    if raw_issuers.is_empty() {
+        return Err(invalid("trust.issuers", "must name at least one issuer"));
+    }
+    let mut builder = TrustConfig::builder(&trust_domain);
+    for (i, raw_issuer) in raw_issuers.into_iter().enumerate() {
+        let field = format!("trust.issuers[{i}]");
+        let url = token_like(
+            required(raw_issuer.issuer, &format!("{field}.issuer"))?,
+            &format!("{field}.issuer"),
+            2048,
+        )?;
+        let jwks_raw = required(raw_issuer.jwks, &format!("{field}.jwks"))?;
+        // Parsed here too, so that the message names the field.
+        let jwks = Jwks::from_json(jwks_raw.get().as_bytes())
+            .map_err(|e| invalid(format!("{field}.jwks"), e.to_string()))?;
+        builder = builder.issuer_jwks(&url, jwks);
+    }
+    let audience = required(raw.audience, "trust.audience")?;
+    builder = builder.audience(&token_like(audience, "trust.audience", 1024)?);
+    if let Some(skew) = raw.clock_skew_secs {
+        builder = builder.clock_skew_secs(in_range(
+            skew,
+            "trust.clock_skew_secs",
+            0,
+            mazu_identity::jwt::MAX_CLOCK_SKEW_SECS,
+        )?);
+    }
+    if let Some(len) = raw.max_token_bytes {
+        builder = builder.max_token_len(usize::try_from(len).unwrap_or(usize::MAX));
+    }
+    if let Some(len) = raw.max_certificate_bytes {
+        builder = builder.max_certificate_len(usize::try_from(len).unwrap_or(usize::MAX));
+    }
+    builder.build().map_err(|e| invalid("trust", e.to_string()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,284 @@
+use core::cell::Cell;
+
+use super::*;
+use crate::config::FilterConfig;
+use crate::testing::{Fixture, NOW, Workload, snapshot};
+
+const NOW_MS: u64 = NOW * 1000;
+
+fn engine(fixture: &Fixture, extra: &str) -> Engine {
+    Engine::new(FilterConfig::parse(fixture.config_json(extra).as_bytes()).unwrap())
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Decides `workload` with Envoy's digest, counting certificate reads.
+fn decide(engine: &mut Engine, workload: &Workload, reads: &Cell<u32>) -> Decision {
+    use sha2::{Digest, Sha256};
+    let digest = hex(&Sha256::digest(&workload.issued.der));
+    engine.decide(
+        NOW_MS,
+        PeerFacts {
+            mtls: Some(true),
+            digest_hex: Some(digest.as_bytes()),
+        },
+        || {
+            reads.set(reads.get() + 1);
+            Some(workload.pem.clone().into_bytes())
+        },
+    )
+}
+
+fn allowed(peer: &str, cached: bool) -> Decision {
+    Decision::Allow {
+        peer: peer.into(),
+        cached,
+    }
+}
+
+#[test]
+fn registered_peer_is_allowed_then_served_from_the_cache() {
+    let fixture = Fixture::new();
+    let cart = fixture.workload("shop", "cart", 0);
+    let mut engine = engine(&fixture, "");
+    assert!(engine.install(snapshot(1, &[cart.entry]), NOW_MS));
+    let reads = Cell::new(0);
+    let peer = "spiffe://cluster.local/ns/shop/sa/cart";
+    assert_eq!(decide(&mut engine, &cart, &reads), allowed(peer, false));
+    assert_eq!(decide(&mut engine, &cart, &reads), allowed(peer, true));
+    assert_eq!(reads.get(), 1, "a cache hit reads no certificate");
+    assert_eq!(engine.cached_verdicts(), 1);
+}
+
+#[test]
+fn revocation_applies_to_the_next_connection_despite_the_cache() {
+    let fixture = Fixture::new();
+    let cart = fixture.workload("shop", "cart", 0);
+    let shop = fixture.workload("shop", "shop", 1);
+    let mut engine = engine(&fixture, "");
+    engine.install(snapshot(1, &[cart.entry]), NOW_MS);
+    let reads = Cell::new(0);
+    assert!(matches!(
+        decide(&mut engine, &cart, &reads),
+        Decision::Allow { cached: false, .. }
+    ));
+
+    // An unrelated registration: the cached allow survives (one lookup).
+    engine.install(snapshot(2, &[cart.entry, shop.entry]), NOW_MS);
+    assert!(matches!(
+        decide(&mut engine, &cart, &reads),
+        Decision::Allow { cached: true, .. }
+    ));
+    assert_eq!(reads.get(), 1);
+
+    // Revoked: the cache entry is dropped and the full verdict says why.
+    let mut revoked = cart.entry;
+    revoked.revoked = true;
+    engine.install(snapshot(3, &[revoked, shop.entry]), NOW_MS);
+    assert_eq!(
+        decide(&mut engine, &cart, &reads),
+        Decision::Deny {
+            reason: "revoked",
+            peer: Some("spiffe://cluster.local/ns/shop/sa/cart".into()),
+            cached: false
+        }
+    );
+    assert_eq!(reads.get(), 2);
+}
+
+#[test]
+fn a_cached_denial_lasts_only_for_its_registry_version() {
+    let fixture = Fixture::new();
+    let cart = fixture.workload("shop", "cart", 0);
+    let mut engine = engine(&fixture, "");
+    engine.install(snapshot(0, &[]), NOW_MS);
+    let reads = Cell::new(0);
+    let denied = |cached| Decision::Deny {
+        reason: "not_registered",
+        peer: Some("spiffe://cluster.local/ns/shop/sa/cart".into()),
+        cached,
+    };
+    assert_eq!(decide(&mut engine, &cart, &reads), denied(false));
+    assert_eq!(decide(&mut engine, &cart, &reads), denied(true));
+    engine.install(snapshot(1, &[cart.entry]), NOW_MS);
+    assert!(matches!(
+        decide(&mut engine, &cart, &reads),
+        Decision::Allow { cached: false, .. }
+    ));
+}
+
+#[test]
+fn key_mismatch_is_denied() {
+    let fixture = Fixture::new();
+    let cart = fixture.workload("shop", "cart", 0);
+    let thief = fixture.workload("shop", "cart", 0);
+    // The registry binds cart's token to cart's key; the thief presents a
+    // certificate with its own key (its token is different here, so bind
+    // the thief's workload ID to cart's key to model a stolen token).
+    let mut stolen = thief.entry;
+    stolen.spki_hash = cart.entry.spki_hash;
+    let mut engine = engine(&fixture, "");
+    engine.install(snapshot(1, &[stolen]), NOW_MS);
+    let reads = Cell::new(0);
+    assert!(matches!(
+        decide(&mut engine, &thief, &reads),
+        Decision::Deny {
+            reason: "key_mismatch",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn no_client_certificate_is_denied() {
+    let fixture = Fixture::new();
+    let mut engine = engine(&fixture, "");
+    engine.install(snapshot(0, &[]), NOW_MS);
+    for mtls in [None, Some(false)] {
+        let decision = engine.decide(
+            NOW_MS,
+            PeerFacts {
+                mtls,
+                digest_hex: None,
+            },
+            || panic!("must not read a certificate"),
+        );
+        assert!(matches!(
+            decision,
+            Decision::Deny {
+                reason: reason::NO_CLIENT_CERTIFICATE,
+                ..
+            }
+        ));
+    }
+    let decision = engine.decide(
+        NOW_MS,
+        PeerFacts {
+            mtls: Some(true),
+            digest_hex: None,
+        },
+        || None,
+    );
+    assert!(matches!(
+        decision,
+        Decision::Deny {
+            reason: reason::NO_PEER_CERTIFICATE,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn garbage_certificates_are_denied_not_panicked_on() {
+    let fixture = Fixture::new();
+    let mut engine = engine(&fixture, "");
+    engine.install(snapshot(0, &[]), NOW_MS);
+    for input in [
+        &b""[..],
+        b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        b"\x30\x82\xff\xff",
+        &[0xff; 20_000][..],
+    ] {
+        let decision = engine.decide(
+            NOW_MS,
+            PeerFacts {
+                mtls: Some(true),
+                digest_hex: Some(b"zz"),
+            },
+            || Some(input.to_vec()),
+        );
+        assert!(
+            matches!(decision, Decision::Deny { peer: None, .. }),
+            "{decision:?}"
+        );
+    }
+}
+
+#[test]
+fn before_the_first_registry() {
+    let fixture = Fixture::new();
+    let cart = fixture.workload("shop", "cart", 0);
+    let reads = Cell::new(0);
+    let mut deny = engine(&fixture, "");
+    assert_eq!(deny.registry_state(NOW_MS), RegistryState::Missing);
+    assert!(matches!(
+        decide(&mut deny, &cart, &reads),
+        Decision::Deny {
+            reason: reason::REGISTRY_UNAVAILABLE,
+            ..
+        }
+    ));
+    let mut park = engine(&fixture, r#","before_registry":"park""#);
+    assert_eq!(decide(&mut park, &cart, &reads), Decision::Park);
+    assert_eq!(reads.get(), 0);
+    // The root decides the parked connection once the registry is there.
+    assert!(matches!(
+        park.decide_parked(NOW_MS, cart.pem.as_bytes(), None),
+        Decision::Deny {
+            reason: reason::REGISTRY_UNAVAILABLE,
+            ..
+        }
+    ));
+    park.install(snapshot(1, &[cart.entry]), NOW_MS);
+    assert!(matches!(
+        park.decide_parked(NOW_MS, cart.pem.as_bytes(), None),
+        Decision::Allow { cached: false, .. }
+    ));
+}
+
+#[test]
+fn staleness() {
+    let fixture = Fixture::new();
+    let cart = fixture.workload("shop", "cart", 0);
+    let reads = Cell::new(0);
+    let confirmed = NOW_MS - 901_000; // default max staleness: 900 s
+    let mut strict = engine(&fixture, "");
+    strict.install(snapshot(1, &[cart.entry]), confirmed);
+    assert_eq!(strict.registry_state(NOW_MS), RegistryState::Stale);
+    assert!(matches!(
+        decide(&mut strict, &cart, &reads),
+        Decision::Deny {
+            reason: reason::REGISTRY_STALE,
+            ..
+        }
+    ));
+    // A 304 from the curator makes it fresh again.
+    strict.confirm(NOW_MS);
+    assert_eq!(strict.registry_state(NOW_MS), RegistryState::Fresh);
+    assert!(matches!(
+        decide(&mut strict, &cart, &reads),
+        Decision::Allow { .. }
+    ));
+
+    let mut lenient = engine(&fixture, r#","when_stale":"enforce_last_known""#);
+    lenient.install(snapshot(1, &[cart.entry]), confirmed);
+    assert!(matches!(
+        decide(&mut lenient, &cart, &reads),
+        Decision::Allow { .. }
+    ));
+}
+
+#[test]
+fn older_registries_are_not_installed() {
+    let fixture = Fixture::new();
+    let mut engine = engine(&fixture, "");
+    assert!(engine.install(snapshot(3, &[]), 10));
+    assert!(!engine.install(snapshot(2, &[]), 20));
+    assert_eq!(engine.registry_version(), Some(3));
+    assert_eq!(engine.confirmed_ms(), 20);
+}
+
+#[test]
+fn hex_digests() {
+    let digest = [0xab; 32];
+    assert_eq!(parse_hex_digest(hex(&digest).as_bytes()), Some(digest));
+    assert_eq!(
+        parse_hex_digest(hex(&digest).to_uppercase().as_bytes()),
+        Some(digest)
+    );
+    assert_eq!(parse_hex_digest(b"ab"), None);
+    assert_eq!(parse_hex_digest(&[b'g'; 64]), None);
+    assert_ne!(fallback_digest(b"x"), fallback_digest(b"y"));
+}

@@ -1,0 +1,38 @@
+//! Mazu's proxy-wasm network filter for Envoy.
+//!
+//! Envoy completes the mTLS handshake (the peer proved it holds the key of
+//! its self-signed certificate); this filter then admits the connection only
+//! if [`mazu_identity::verdict`] allows the peer certificate against the
+//! registry of registered workloads, which it keeps current from the key
+//! curator through HTTP callouts. Everything else is closed, counted and
+//! logged with its reason.
+//!
+//! The crate is thin glue around pure, natively tested modules:
+//! - [`config`]: the plugin configuration (JSON), validated once;
+//! - [`engine`]: the per-VM decision state (registry copy, verdict cache);
+//! - [`sync`]: what to fetch from the curator and what its answers mean,
+//!   and the shared-data layout that hands the registry to every worker VM;
+//! - [`parking`]: connections held until the first registry arrives;
+//! - [`cache`]: the bounded verdict cache;
+//! - [`metrics`]: metric names.
+//!
+//! The proxy-wasm glue (`plugin`) is compiled only for `wasm32`. The
+//! configuration reference, metrics and behaviour are in `docs/filter.md`.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+extern crate alloc;
+
+pub mod cache;
+pub mod config;
+pub mod engine;
+pub mod metrics;
+pub mod parking;
+pub mod sync;
+
+#[cfg(target_arch = "wasm32")]
+mod plugin;
+
+#[cfg(test)]
+mod testing;

@@ -1,0 +1,136 @@
+//! Metric names. Every name starts with `mazu.<direction>.`; Envoy shows
+//! them in its admin `/stats` with its `wasmcustom.` prefix, e.g.
+//! `wasmcustom.mazu.inbound.connections_allowed`.
+
+use alloc::string::String;
+
+use crate::config::Direction;
+
+/// A counter or gauge the filter defines up front.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fixed {
+    /// Connections let through.
+    ConnectionsAllowed,
+    /// Connections closed (sum of every `denied.<reason>`).
+    ConnectionsDenied,
+    /// Decisions answered by the verdict cache.
+    VerdictCacheHits,
+    /// Decisions that ran the full verdict.
+    VerdictCacheMisses,
+    /// Connections parked while no registry existed.
+    ConnectionsParked,
+    /// Callouts sent to the curator.
+    RegistryFetches,
+    /// Answers that installed a newer registry.
+    RegistryUpdates,
+    /// Answers confirming the registry held (304 or the same version).
+    RegistryUnchanged,
+    /// Callouts that failed (sum of every `registry_fetch_failures.<kind>`).
+    RegistryFetchFailures,
+    /// Gauge: the registry version this VM decides with.
+    RegistryVersion,
+    /// Gauge: entries in that registry.
+    RegistryEntries,
+    /// Gauge: seconds since the curator last confirmed it.
+    RegistryAgeSeconds,
+    /// Gauge: connections parked right now in this VM.
+    ParkedNow,
+}
+
+impl Fixed {
+    /// Every fixed metric.
+    pub const ALL: [Fixed; 13] = [
+        Fixed::ConnectionsAllowed,
+        Fixed::ConnectionsDenied,
+        Fixed::VerdictCacheHits,
+        Fixed::VerdictCacheMisses,
+        Fixed::ConnectionsParked,
+        Fixed::RegistryFetches,
+        Fixed::RegistryUpdates,
+        Fixed::RegistryUnchanged,
+        Fixed::RegistryFetchFailures,
+        Fixed::RegistryVersion,
+        Fixed::RegistryEntries,
+        Fixed::RegistryAgeSeconds,
+        Fixed::ParkedNow,
+    ];
+
+    /// The name after `mazu.<direction>.`.
+    pub const fn suffix(self) -> &'static str {
+        match self {
+            Fixed::ConnectionsAllowed => "connections_allowed",
+            Fixed::ConnectionsDenied => "connections_denied",
+            Fixed::VerdictCacheHits => "verdict_cache_hits",
+            Fixed::VerdictCacheMisses => "verdict_cache_misses",
+            Fixed::ConnectionsParked => "connections_parked",
+            Fixed::RegistryFetches => "registry_fetches",
+            Fixed::RegistryUpdates => "registry_updates",
+            Fixed::RegistryUnchanged => "registry_unchanged",
+            Fixed::RegistryFetchFailures => "registry_fetch_failures",
+            Fixed::RegistryVersion => "registry_version",
+            Fixed::RegistryEntries => "registry_entries",
+            Fixed::RegistryAgeSeconds => "registry_age_seconds",
+            Fixed::ParkedNow => "parked_connections",
+        }
+    }
+
+    /// Whether it is a gauge (else a counter).
+    pub const fn is_gauge(self) -> bool {
+        matches!(
+            self,
+            Fixed::RegistryVersion
+                | Fixed::RegistryEntries
+                | Fixed::RegistryAgeSeconds
+                | Fixed::ParkedNow
+        )
+    }
+
+    /// Index into a table of metric ids.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// `mazu.<direction>.<suffix>`.
+pub fn name(direction: Direction, suffix: &str) -> String {
+    format!("mazu.{}.{suffix}", direction.as_str())
+}
+
+/// The counter of one deny reason: `mazu.<direction>.denied.<reason>`.
+pub fn denied_name(direction: Direction, reason: &str) -> String {
+    format!("mazu.{}.denied.{reason}", direction.as_str())
+}
+
+/// The counter of one fetch failure kind:
+/// `mazu.<direction>.registry_fetch_failures.<kind>`.
+pub fn fetch_failure_name(direction: Direction, kind: &str) -> String {
+    format!("mazu.{}.registry_fetch_failures.{kind}", direction.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indices_match_the_table() {
+        for (i, metric) in Fixed::ALL.iter().enumerate() {
+            assert_eq!(metric.index(), i);
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(
+            name(Direction::Inbound, Fixed::ConnectionsAllowed.suffix()),
+            "mazu.inbound.connections_allowed"
+        );
+        assert_eq!(
+            denied_name(Direction::Outbound, "revoked"),
+            "mazu.outbound.denied.revoked"
+        );
+        assert_eq!(
+            fetch_failure_name(Direction::Inbound, "no_answer"),
+            "mazu.inbound.registry_fetch_failures.no_answer"
+        );
+    }
+}

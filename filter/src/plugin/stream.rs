@@ -1,0 +1,259 @@
+//! One connection: checked at its first data event after the handshake.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, StreamContext};
+use proxy_wasm::types::{Action, PeerType};
+
+use crate::config::Direction;
+use crate::engine::{Decision, PeerFacts, parse_hex_digest, reason};
+use crate::metrics::Fixed;
+
+use super::host;
+use super::vm::{self, ParkedPeer, Settled, SharedVm};
+
+/// Where a connection stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Not decided yet.
+    Pending,
+    /// Let through: every later event continues.
+    Allowed,
+    /// Closed: every later event stops.
+    Denied,
+    /// Waiting for the root to decide it.
+    Parked,
+}
+
+/// Which side's certificate a check reads.
+#[derive(Clone, Copy, Debug)]
+enum Peer {
+    Downstream,
+    Upstream,
+}
+
+impl Peer {
+    const fn prefix(self) -> &'static str {
+        match self {
+            Peer::Downstream => "connection",
+            Peer::Upstream => "upstream",
+        }
+    }
+}
+
+/// The stream context of one connection.
+pub struct Stream {
+    context_id: u32,
+    vm: Option<SharedVm>,
+    park_timeout_ms: Option<u64>,
+    state: State,
+}
+
+impl Stream {
+    /// A connection of a root context; `vm` is `None` when the root is not
+    /// configured (every connection is then closed).
+    pub fn new(context_id: u32, vm: Option<SharedVm>, park_timeout_ms: Option<u64>) -> Self {
+        Stream {
+            context_id,
+            vm,
+            park_timeout_ms,
+            state: State::Pending,
+        }
+    }
+
+    fn direction(&self) -> Option<Direction> {
+        self.vm
+            .as_ref()
+            .map(|vm| vm.borrow().engine.config().direction)
+    }
+
+    /// Runs the check for `peer` and carries out the decision.
+    fn check(&mut self, peer: Peer) -> Action {
+        let Some(vm) = self.vm.clone() else {
+            host::error("mazu-filter: connection on an unconfigured plugin; closing it");
+            self.close(peer);
+            return Action::Pause;
+        };
+        // A worker that has not ticked since another VM fetched the first
+        // registry picks it up now rather than refusing the connection.
+        if vm.borrow().engine.registry().is_none() {
+            vm::load_shared(&vm);
+        }
+        let prefix = peer.prefix();
+        let now_ms = host::now_ms();
+        let mtls = host::bool_property(&[prefix, "mtls"]);
+        let digest_hex = host::property(&[prefix, "sha256_peer_certificate_digest"]);
+        let facts = PeerFacts {
+            mtls,
+            digest_hex: digest_hex.as_deref(),
+        };
+        let decide = || {
+            vm.borrow_mut().engine.decide(now_ms, facts, || {
+                host::property(&[prefix, "peer_certificate"])
+            })
+        };
+        let mut decision = decide();
+        // Before refusing, make sure this VM is not behind another VM's
+        // newer registry (a workload registered since this VM's last tick).
+        if let Decision::Deny { reason, .. } = &decision
+            && *reason != reason::NO_CLIENT_CERTIFICATE
+            && vm::load_shared(&vm)
+        {
+            decision = decide();
+        }
+        if decision == Decision::Park {
+            return self.park(&vm, peer, now_ms, digest_hex.as_deref());
+        }
+        vm.borrow_mut().record_decision(&decision);
+        self.carry_out(&decision, peer)
+    }
+
+    fn park(
+        &mut self,
+        vm: &SharedVm,
+        peer: Peer,
+        now_ms: u64,
+        digest_hex: Option<&[u8]>,
+    ) -> Action {
+        let deny = |reason: &'static str| Decision::Deny {
+            reason,
+            peer: None,
+            cached: false,
+        };
+        let decision = match (self.park_timeout_ms, peer) {
+            (Some(timeout_ms), Peer::Downstream) => {
+                match host::property(&[peer.prefix(), "peer_certificate"]) {
+                    None => deny(reason::NO_PEER_CERTIFICATE),
+                    Some(certificate) => {
+                        let parked = ParkedPeer {
+                            certificate,
+                            digest: digest_hex.and_then(parse_hex_digest),
+                        };
+                        let mut guard = vm.borrow_mut();
+                        match guard.lot.park(
+                            self.context_id,
+                            now_ms.saturating_add(timeout_ms),
+                            parked,
+                        ) {
+                            Ok(()) => {
+                                guard.metrics.increment(Fixed::ConnectionsParked);
+                                let parked_now = guard.lot.len() as u64;
+                                guard.metrics.record(Fixed::ParkedNow, parked_now);
+                                self.state = State::Parked;
+                                host::debug(&format!(
+                                    "mazu-filter: connection {} parked until the registry arrives",
+                                    self.context_id
+                                ));
+                                return Action::Pause;
+                            }
+                            Err(_) => deny(reason::PARK_OVERFLOW),
+                        }
+                    }
+                }
+            }
+            // Upstream data cannot be resumed: never park it.
+            _ => deny(reason::REGISTRY_UNAVAILABLE),
+        };
+        vm.borrow_mut().record_decision(&decision);
+        self.carry_out(&decision, peer)
+    }
+
+    fn carry_out(&mut self, decision: &Decision, peer: Peer) -> Action {
+        match decision {
+            Decision::Allow { .. } => {
+                self.state = State::Allowed;
+                Action::Continue
+            }
+            Decision::Deny { .. } | Decision::Park => {
+                self.close(peer);
+                Action::Pause
+            }
+        }
+    }
+
+    fn close(&mut self, peer: Peer) {
+        self.state = State::Denied;
+        if let Err(status) = hostcalls::close_downstream() {
+            host::warn(&format!("mazu-filter: close_downstream failed: {status:?}"));
+        }
+        if matches!(peer, Peer::Upstream)
+            && let Err(status) = hostcalls::close_upstream()
+        {
+            host::warn(&format!("mazu-filter: close_upstream failed: {status:?}"));
+        }
+    }
+
+    /// A parked connection's next event: did the root settle it?
+    fn parked_event(&mut self) -> Action {
+        let settled = self
+            .vm
+            .as_ref()
+            .and_then(|vm| vm.borrow_mut().settled.remove(&self.context_id));
+        match settled {
+            Some(Settled::Allowed) => {
+                self.state = State::Allowed;
+                Action::Continue
+            }
+            Some(Settled::Denied) => {
+                self.state = State::Denied;
+                Action::Pause
+            }
+            None => Action::Pause,
+        }
+    }
+
+    fn forget(&mut self) {
+        if let Some(vm) = &self.vm {
+            let mut vm = vm.borrow_mut();
+            vm.lot.remove(self.context_id);
+            vm.settled.remove(&self.context_id);
+        }
+    }
+}
+
+impl Context for Stream {
+    fn on_done(&mut self) -> bool {
+        self.forget();
+        true
+    }
+}
+
+impl StreamContext for Stream {
+    fn on_new_connection(&mut self) -> Action {
+        // Before the TLS handshake: nothing to check yet.
+        Action::Continue
+    }
+
+    fn on_downstream_data(&mut self, _data_size: usize, _end_of_stream: bool) -> Action {
+        match self.state {
+            State::Allowed => Action::Continue,
+            State::Denied => Action::Pause,
+            State::Parked => self.parked_event(),
+            State::Pending => match self.direction() {
+                // Outbound: the server is checked on its first bytes.
+                Some(Direction::Outbound) => Action::Continue,
+                Some(Direction::Inbound) | None => self.check(Peer::Downstream),
+            },
+        }
+    }
+
+    fn on_upstream_data(&mut self, _data_size: usize, _end_of_stream: bool) -> Action {
+        match self.state {
+            State::Allowed => Action::Continue,
+            State::Denied => Action::Pause,
+            // Resuming hands the held bytes straight to the next filter, so
+            // the server's answer may be this connection's first event since.
+            State::Parked => self.parked_event(),
+            State::Pending => match self.direction() {
+                Some(Direction::Outbound) | None => self.check(Peer::Upstream),
+                // Inbound, server-first protocol: the client has not sent a
+                // byte yet, so decide the client now, before the server's
+                // bytes reach it.
+                Some(Direction::Inbound) => self.check(Peer::Downstream),
+            },
+        }
+    }
+
+    fn on_downstream_close(&mut self, _peer_type: PeerType) {
+        self.forget();
+    }
+}

@@ -1,0 +1,211 @@
+//! State shared by the root context and the connections of one VM, and the
+//! bookkeeping every decision goes through (metrics and the denial log line).
+
+use alloc::collections::BTreeMap;
+use alloc::rc::Rc;
+use core::cell::RefCell;
+
+use proxy_wasm::types::{Bytes, MetricType};
+
+use crate::cache::CertDigest;
+use crate::config::Direction;
+use crate::engine::{Decision, Engine};
+use crate::metrics::{self, Fixed};
+use crate::parking::ParkingLot;
+use crate::sync::{FetchFailure, RegistryStatus, SharedKeys};
+
+use super::host;
+
+/// Shared handle.
+pub type SharedVm = Rc<RefCell<Vm>>;
+
+/// What a parked connection keeps for the root to decide it later.
+pub struct ParkedPeer {
+    /// The PEM peer certificate.
+    pub certificate: Bytes,
+    /// Envoy's digest of it, if it gave one.
+    pub digest: Option<CertDigest>,
+}
+
+/// How the root settled a parked connection; read by the connection at its
+/// next event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// Resumed.
+    Allowed,
+    /// Closed.
+    Denied,
+}
+
+/// Metric ids of one VM.
+pub struct Metrics {
+    direction: Direction,
+    fixed: [Option<u32>; Fixed::ALL.len()],
+    denied: BTreeMap<&'static str, Option<u32>>,
+    fetch_failures: BTreeMap<&'static str, Option<u32>>,
+}
+
+impl Metrics {
+    /// Defines the fixed metrics and the fetch-failure counters. Deny reasons
+    /// are defined at their first use.
+    pub fn define(direction: Direction) -> Metrics {
+        let mut fixed = [None; Fixed::ALL.len()];
+        for metric in Fixed::ALL {
+            let kind = if metric.is_gauge() {
+                MetricType::Gauge
+            } else {
+                MetricType::Counter
+            };
+            fixed[metric.index()] =
+                host::define_metric(kind, &metrics::name(direction, metric.suffix()));
+        }
+        let fetch_failures = FetchFailure::ALL_NAMES
+            .iter()
+            .map(|kind| {
+                let name = metrics::fetch_failure_name(direction, kind);
+                (*kind, host::define_metric(MetricType::Counter, &name))
+            })
+            .collect();
+        Metrics {
+            direction,
+            fixed,
+            denied: BTreeMap::new(),
+            fetch_failures,
+        }
+    }
+
+    /// Adds 1 to a fixed counter.
+    pub fn increment(&self, metric: Fixed) {
+        host::increment(self.fixed.get(metric.index()).copied().flatten());
+    }
+
+    /// Sets a fixed gauge.
+    pub fn record(&self, metric: Fixed, value: u64) {
+        host::record(self.fixed.get(metric.index()).copied().flatten(), value);
+    }
+
+    /// Adds 1 to `denied.<reason>` (defining it on first use).
+    pub fn increment_denied(&mut self, reason: &'static str) {
+        let direction = self.direction;
+        let id = *self.denied.entry(reason).or_insert_with(|| {
+            host::define_metric(
+                MetricType::Counter,
+                &metrics::denied_name(direction, reason),
+            )
+        });
+        host::increment(id);
+    }
+
+    /// Adds 1 to `registry_fetch_failures` and to its kind.
+    pub fn increment_fetch_failure(&mut self, failure: &FetchFailure) {
+        self.increment(Fixed::RegistryFetchFailures);
+        let direction = self.direction;
+        let kind = failure.as_str();
+        let id = *self.fetch_failures.entry(kind).or_insert_with(|| {
+            host::define_metric(
+                MetricType::Counter,
+                &metrics::fetch_failure_name(direction, kind),
+            )
+        });
+        host::increment(id);
+    }
+}
+
+/// Everything one VM shares between its root context and its connections.
+pub struct Vm {
+    /// Decision state.
+    pub engine: Engine,
+    /// Connections waiting for the first registry.
+    pub lot: ParkingLot<ParkedPeer>,
+    /// Parked connections the root decided, until the connection looks.
+    pub settled: BTreeMap<u32, Settled>,
+    /// Metric ids.
+    pub metrics: Metrics,
+    /// Where the registry copy lives in shared data.
+    pub keys: SharedKeys,
+}
+
+/// Installs a newer registry from shared data, if a root context (of this or
+/// another VM) published one; records the curator's last confirmation.
+/// Returns whether a new registry was installed.
+pub fn load_shared(vm: &SharedVm) -> bool {
+    let status_key = vm.borrow().keys.status.clone();
+    let Some(status) = host::shared(&status_key)
+        .0
+        .and_then(|bytes| RegistryStatus::decode(&bytes))
+    else {
+        return false;
+    };
+    let held = vm.borrow().engine.registry_version();
+    if held.is_some_and(|v| v >= status.version) {
+        vm.borrow_mut().engine.confirm(status.confirmed_ms);
+        return false;
+    }
+    let snapshot_key = vm.borrow().keys.snapshot.clone();
+    let Some(bytes) = host::shared(&snapshot_key).0 else {
+        return false;
+    };
+    match mazu_identity::RegistrySnapshot::decode(&bytes) {
+        Ok(snapshot) => {
+            let version = snapshot.version();
+            let entries = snapshot.len();
+            let installed = vm
+                .borrow_mut()
+                .engine
+                .install(snapshot, status.confirmed_ms);
+            if installed {
+                host::info(&format!(
+                    "mazu-filter: registry version {version} ({entries} entries) from shared data"
+                ));
+            }
+            installed
+        }
+        Err(e) => {
+            host::error(&format!(
+                "mazu-filter: shared registry copy does not decode ({e}); keeping the held one"
+            ));
+            false
+        }
+    }
+}
+
+impl Vm {
+    /// Counts and logs a final decision (allow or deny; not park).
+    pub fn record_decision(&mut self, decision: &Decision) {
+        let direction = self.engine.config().direction.as_str();
+        match decision {
+            Decision::Allow { peer, cached } => {
+                self.metrics.increment(Fixed::ConnectionsAllowed);
+                if *cached {
+                    // The hot path: no log line (formatting it would cost
+                    // more than the decision).
+                    self.metrics.increment(Fixed::VerdictCacheHits);
+                } else {
+                    self.metrics.increment(Fixed::VerdictCacheMisses);
+                    host::debug(&format!(
+                        "mazu-filter: allowed {direction} connection: peer={peer}"
+                    ));
+                }
+            }
+            Decision::Deny {
+                reason,
+                peer,
+                cached,
+            } => {
+                self.metrics.increment(Fixed::ConnectionsDenied);
+                self.metrics.increment_denied(reason);
+                if *cached {
+                    self.metrics.increment(Fixed::VerdictCacheHits);
+                } else if !crate::engine::reason::ALL.contains(reason) {
+                    // The full verdict ran (filter-level denials never reach it).
+                    self.metrics.increment(Fixed::VerdictCacheMisses);
+                }
+                host::warn(&format!(
+                    "mazu-filter: denied {direction} connection: reason={reason} peer={}",
+                    peer.as_deref().unwrap_or("-")
+                ));
+            }
+            Decision::Park => {}
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Test fixtures: a development issuer, workload certificates and registries
+//! made with the identity crate's own builder.
+
+use mazu_dev_issuer::{Algorithm, DEFAULT_ISSUER_URL, DevIssuer, TokenRequest};
+use mazu_identity::certificate::{CertificateRequest, IssuedCertificate, build_certificate};
+use mazu_identity::{RegistryEntry, RegistrySnapshot, TrustDomain};
+use p256::ecdsa::SigningKey;
+use rand::rngs::OsRng;
+
+/// The trust domain of every fixture.
+pub const TRUST_DOMAIN: &str = "cluster.local";
+/// "Now" for the fixtures, Unix seconds.
+pub const NOW: u64 = 1_800_000_000;
+
+/// An issuer and helpers to make workloads.
+pub struct Fixture {
+    pub issuer: DevIssuer,
+}
+
+/// One workload: its certificate (PEM) and the registry entry registering it.
+pub struct Workload {
+    pub pem: String,
+    pub issued: IssuedCertificate,
+    pub entry: RegistryEntry,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        Fixture {
+            issuer: DevIssuer::generate(Algorithm::Es256, DEFAULT_ISSUER_URL, &mut OsRng)
+                .expect("issuer"),
+        }
+    }
+
+    /// A plugin configuration trusting this issuer.
+    pub fn config_json(&self, extra: &str) -> String {
+        format!(
+            r#"{{"direction":"inbound",
+                "curator":{{"cluster":"mazu-curator","authority":"curator.local"}},
+                "trust":{{"trust_domain":"{TRUST_DOMAIN}","audience":"mazu",
+                  "issuers":[{{"issuer":"{DEFAULT_ISSUER_URL}","jwks":{}}}]}}
+                {extra}}}"#,
+            self.issuer.jwks_json()
+        )
+    }
+
+    /// A registered workload `ns/sa` with a token issued at `NOW`.
+    pub fn workload(&self, ns: &str, sa: &str, slot: u32) -> Workload {
+        let token = self
+            .issuer
+            .mint(&TokenRequest::new(ns, sa).issued_at(NOW - 60))
+            .expect("token");
+        let key = SigningKey::random(&mut OsRng);
+        let domain = TrustDomain::new(TRUST_DOMAIN).expect("domain");
+        let issued = build_certificate(
+            &CertificateRequest::new(token.as_bytes(), &domain, NOW - 60, [7; 16]),
+            &key,
+        )
+        .expect("certificate");
+        let claims = mazu_dev_issuer::decode_unverified(&token).expect("parts");
+        let claims: mazu_dev_issuer::Claims =
+            serde_json::from_slice(&claims.claims).expect("claims");
+        let entry = RegistryEntry {
+            workload_id: issued.workload_id,
+            slot,
+            spki_hash: issued.spki_hash,
+            token_expiry: claims.exp,
+            revoked: false,
+        };
+        Workload {
+            pem: issued.to_pem().expect("pem"),
+            issued,
+            entry,
+        }
+    }
+}
+
+/// A snapshot at `version` holding `entries`.
+pub fn snapshot(version: u64, entries: &[RegistryEntry]) -> RegistrySnapshot {
+    RegistrySnapshot::from_entries(version, entries.to_vec()).expect("snapshot")
+}

@@ -1,0 +1,225 @@
+//! The real `mazu-curator` process on 127.0.0.1, for tests: started with a
+//! development CRS and the fixtures' token issuer, workloads registered
+//! through its HTTP API exactly as an agent does (`POST /v1/slots`, then
+//! `POST /v1/registrations` built with `mazu_curator::client`).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use core::time::Duration;
+use p256::ecdsa::SigningKey;
+use rand::rngs::OsRng;
+
+use crate::fixtures::{Mesh, TRUST_DOMAIN, Workload, WorkloadSpec};
+
+/// The command that builds the curator binary.
+pub const BUILD_COMMAND: &str = "cargo build -p mazu-curator";
+
+/// Where the curator binary is: `$MAZU_CURATOR_BIN`, or `debug/mazu-curator`
+/// (then `release/`) in the target directory this test runs from.
+pub fn curator_binary() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("MAZU_CURATOR_BIN") {
+        let path = PathBuf::from(path);
+        if path.is_file() {
+            return Ok(path);
+        }
+        bail!("MAZU_CURATOR_BIN={} does not exist", path.display());
+    }
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        let dir = PathBuf::from(dir);
+        candidates.push(dir.join("debug/mazu-curator"));
+        candidates.push(dir.join("release/mazu-curator"));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        // <target>/<profile>/deps/<test binary>
+        if let Some(profile_dir) = exe.parent().and_then(|deps| deps.parent()) {
+            candidates.push(profile_dir.join("mazu-curator"));
+        }
+    }
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    candidates.push(workspace.join("target/debug/mazu-curator"));
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| anyhow!("the mazu-curator binary is missing: run `{BUILD_COMMAND}` first (or set MAZU_CURATOR_BIN)"))
+}
+
+/// A running curator; killed on drop, its log printed if the thread panicked.
+pub struct Curator {
+    child: Child,
+    dir: tempfile::TempDir,
+    /// Its HTTP port.
+    pub port: u16,
+}
+
+impl Curator {
+    /// Starts a curator trusting `mesh`'s issuer, with a development CRS of
+    /// capacity 16, and waits until it is ready.
+    pub fn start(mesh: &Mesh) -> Result<Curator> {
+        let binary = curator_binary()?;
+        let dir = tempfile::tempdir()?;
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, mesh.jwks_json())?;
+        let addr_file = dir.path().join("addr");
+        let log = std::fs::File::create(dir.path().join("curator.log"))?;
+        let child = Command::new(&binary)
+            .args(["--listen", "127.0.0.1:0", "--dev-crs", "--capacity", "16"])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--addr-file")
+            .arg(&addr_file)
+            .arg("--issuer")
+            .arg(format!("{}={}", mesh.issuer.issuer_url(), jwks.display()))
+            .args(["--audience", "mazu", "--trust-domain", TRUST_DOMAIN])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let mut curator = Curator {
+            child,
+            dir,
+            port: 0,
+        };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            if let Some(status) = curator.child.try_wait()? {
+                bail!("mazu-curator exited with {status}:\n{}", curator.log());
+            }
+            if curator.port == 0
+                && let Ok(addr) = std::fs::read_to_string(&addr_file)
+                && let Some(port) = addr.trim().rsplit(':').next().and_then(|p| p.parse().ok())
+            {
+                curator.port = port;
+            }
+            if curator.port != 0
+                && curator
+                    .request("GET", "/readyz", None)
+                    .is_ok_and(|(s, _)| s == 200)
+            {
+                return Ok(curator);
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        bail!("mazu-curator not ready after 60 s:\n{}", curator.log())
+    }
+
+    /// One HTTP/1.1 request; the status and body.
+    pub fn request(&self, method: &str, path: &str, json: Option<&str>) -> Result<(u16, Vec<u8>)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let body = json.unwrap_or("");
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response)?;
+        let split = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| anyhow!("malformed HTTP response"))?;
+        let head = String::from_utf8_lossy(&response[..split]).into_owned();
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| anyhow!("no status in {head}"))?;
+        let mut body = response[split + 4..].to_vec();
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            body = dechunk(&body);
+        }
+        Ok((status, body))
+    }
+
+    /// Registers workload `ns/sa` the way an agent does: a fresh token, a
+    /// slot reservation, an RBE key pair and a TLS key with proof of
+    /// possession; returns the workload whose certificate uses that TLS key.
+    pub fn register(
+        &self,
+        mesh: &Mesh,
+        namespace: &str,
+        service_account: &str,
+    ) -> Result<Workload> {
+        let spec = WorkloadSpec::new(namespace, service_account);
+        let mut request = mazu_dev_issuer::TokenRequest::new(namespace, service_account)
+            .issued_at(spec.issued_at);
+        request.lifetime = spec.token_lifetime;
+        let token = mesh.issuer.mint(&request)?;
+
+        let slot_body = format!(r#"{{"token":"{token}"}}"#);
+        let (status, body) = self.request("POST", "/v1/slots", Some(&slot_body))?;
+        if status != 200 && status != 201 {
+            bail!(
+                "POST /v1/slots: {status} {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let answer: serde_json::Value = serde_json::from_slice(&body)?;
+        let slot = answer["slot"]
+            .as_u64()
+            .and_then(|s| u32::try_from(s).ok())
+            .ok_or_else(|| anyhow!("no slot in {answer}"))?;
+
+        let crs_bytes = std::fs::read(self.dir.path().join("data/dev-crs.bin"))?;
+        let crs = mazu_rbe::Crs::from_bytes(&crs_bytes).map_err(|e| anyhow!("dev CRS: {e:?}"))?;
+        let agent = mazu_curator::client::build_registration(&crs, &token, slot, &mut OsRng)
+            .map_err(|e| anyhow!("RBE key generation: {e:?}"))?;
+        let json = serde_json::to_string(&agent.request)?;
+        let (status, body) = self.request("POST", "/v1/registrations", Some(&json))?;
+        if status != 200 && status != 201 {
+            bail!(
+                "POST /v1/registrations: {status} {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let key: SigningKey = agent.tls_key;
+        Ok(mesh.workload_with_key(token, &spec, key))
+    }
+
+    /// The curator's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("curator.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Curator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!("---- mazu-curator log ----\n{}\n---- end ----", self.log());
+        }
+    }
+}
+
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") {
+        let Some(size) = core::str::from_utf8(&body[..line_end])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
+        else {
+            break;
+        };
+        let rest = &body[line_end + 2..];
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.extend_from_slice(&rest[..size]);
+        body = rest.get(size + 2..).unwrap_or_default();
+    }
+    out
+}

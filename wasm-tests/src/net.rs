@@ -1,0 +1,277 @@
+//! Loopback helpers for the real-Envoy tests: free ports, an echo server, a
+//! registry stand-in that fails on demand, and a TLS client (`openssl
+//! s_client`) presenting a workload certificate.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::time::Duration;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, anyhow};
+
+/// A port free right now on 127.0.0.1.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A thread serving TCP connections until dropped.
+pub struct Server {
+    /// The port it listens on.
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn serve(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> Result<Server> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let handler = Arc::new(handler);
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            if stopped.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(stream) = stream else { continue };
+            let _ = stream.set_nodelay(true);
+            let handler = handler.clone();
+            thread::spawn(move || handler(stream));
+        }
+    });
+    Ok(Server { port, stop })
+}
+
+/// An echo server: every byte comes back.
+pub fn echo_server() -> Result<Server> {
+    serve(|mut stream| {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// A stand-in for the curator where a test needs failures on demand (the
+/// real one is in [`crate::curator`]): a minimal HTTP/1.1 server answering
+/// every `GET` with the registry snapshot bytes it is given (`ETag:
+/// "<version>"`, `304` on a matching `If-None-Match`), or `503` while
+/// [`set_unavailable`](RegistryServer::set_unavailable). The filter accepts a
+/// full snapshot in answer to a delta request, so `?since=` needs no support.
+pub struct RegistryServer {
+    server: Server,
+    body: Arc<Mutex<(u64, Vec<u8>)>>,
+    unavailable: Arc<AtomicBool>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl RegistryServer {
+    /// Serves `snapshot` (encoded), version `version`.
+    pub fn start(version: u64, snapshot: Vec<u8>) -> Result<RegistryServer> {
+        let body = Arc::new(Mutex::new((version, snapshot)));
+        let unavailable = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (served, down, log) = (body.clone(), unavailable.clone(), requests.clone());
+        let server = serve(move |stream| {
+            let _ = answer_registry(stream, &served, down.load(Ordering::SeqCst), &log);
+        })?;
+        Ok(RegistryServer {
+            server,
+            body,
+            unavailable,
+            requests,
+        })
+    }
+
+    /// While true, every request gets `503 Service Unavailable`.
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.unavailable.store(unavailable, Ordering::SeqCst);
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.server.port
+    }
+
+    /// Replaces what is served.
+    pub fn set(&self, version: u64, snapshot: Vec<u8>) {
+        *self.body.lock().unwrap_or_else(PoisonError::into_inner) = (version, snapshot);
+    }
+
+    /// Request lines received so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+fn answer_registry(
+    stream: TcpStream,
+    body: &Mutex<(u64, Vec<u8>)>,
+    unavailable: bool,
+    log: &Mutex<Vec<String>>,
+) -> Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut if_none_match = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("if-none-match")
+        {
+            if_none_match = Some(value.trim().to_owned());
+        }
+    }
+    log.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(request_line.trim_end().to_owned());
+    let (version, bytes) = body.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let etag = format!("\"{version}\"");
+    let mut stream = stream;
+    if unavailable {
+        write!(
+            stream,
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        )?;
+    } else if if_none_match.as_deref() == Some(etag.as_str()) {
+        write!(
+            stream,
+            "HTTP/1.1 304 Not Modified\r\netag: {etag}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        )?;
+    } else {
+        write!(
+            stream,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\netag: {etag}\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n",
+            bytes.len()
+        )?;
+        stream.write_all(&bytes)?;
+    }
+    stream.flush()?;
+    let _ = stream.shutdown(Shutdown::Write);
+    Ok(())
+}
+
+/// What a TLS client saw.
+#[derive(Debug)]
+pub struct ClientOutcome {
+    /// Bytes received back.
+    pub received: Vec<u8>,
+    /// `openssl s_client`'s stderr (handshake details, alerts).
+    pub stderr: String,
+}
+
+/// Connects with `openssl s_client` presenting `cert_pem`/`key_pem` (either
+/// may be `None` for no client certificate), sends `message`, and collects
+/// what comes back until the server closes or `wait` passes.
+pub fn tls_round_trip(
+    port: u16,
+    identity: Option<(&str, &str)>,
+    message: &[u8],
+    wait: Duration,
+    dir: &Path,
+) -> Result<ClientOutcome> {
+    let mut command = Command::new("openssl");
+    command
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-quiet",
+        ])
+        .args(["-servername", "envoy.mazu.test"]);
+    if let Some((cert, key)) = identity {
+        let tag = format!(
+            "{:x}",
+            Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id())
+        );
+        let cert_path = dir.join(format!("client-{tag}.crt"));
+        let key_path = dir.join(format!("client-{tag}.key"));
+        std::fs::write(&cert_path, cert)?;
+        std::fs::write(&key_path, key)?;
+        command
+            .arg("-cert")
+            .arg(cert_path)
+            .arg("-key")
+            .arg(key_path);
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run openssl s_client")?;
+    let mut stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    let mut stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let sink = received.clone();
+    let reader = thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend_from_slice(&buf[..n]);
+        }
+    });
+    let err_reader = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    if let Some(mut stdin) = child.stdin.take() {
+        // Give the handshake a moment so the bytes go out as application data.
+        thread::sleep(Duration::from_millis(300));
+        let _ = stdin.write_all(message);
+        let _ = stdin.flush();
+        // Keep stdin open: -quiet ignores EOF on stdin, the server decides.
+        let start = Instant::now();
+        while start.elapsed() < wait {
+            if child.try_wait()?.is_some() {
+                break;
+            }
+            let done = received
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len()
+                >= message.len();
+            if done {
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        drop(stdin);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = reader.join();
+    let stderr = err_reader.join().unwrap_or_default();
+    let received = received
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    Ok(ClientOutcome { received, stderr })
+}

@@ -1,0 +1,109 @@
+//! Bad plugin configurations are refused by the real `.wasm`: `on_configure`
+//! returns false and the reason is logged at error level.
+
+use mazu_wasm_tests::abi::{Action, LogLevel};
+use mazu_wasm_tests::fixtures::{CURATOR_CLUSTER, Mesh, unix_now};
+use mazu_wasm_tests::harness::module;
+use mazu_wasm_tests::plugin::{PeerProperties, Side, Vm};
+use mazu_wasm_tests::state::ProcessHandle;
+
+fn start(config: &str) -> Vm {
+    let mut vm = Vm::new(
+        module(),
+        &ProcessHandle::new(),
+        &[CURATOR_CLUSTER],
+        unix_now() * 1000,
+    )
+    .expect("instantiate");
+    let accepted = vm.start(config.as_bytes()).expect("start");
+    assert!(!accepted, "accepted: {config}");
+    vm
+}
+
+#[test]
+fn bad_configurations_are_refused_with_an_error_log() {
+    let mesh = Mesh::new();
+    let good = mesh.config("inbound", "");
+    let cases: Vec<(String, &str)> = vec![
+        (String::new(), "no plugin configuration"),
+        ("{not json".into(), "key must be a string"),
+        (mesh.config("sideways", ""), "unknown variant `sideways`"),
+        (
+            mesh.config("inbound", r#","park_timeout_ms":0"#),
+            "park_timeout_ms: must be between 1 and 60000, got 0",
+        ),
+        (
+            mesh.config("inbound", r#","when_stale":"shrug""#),
+            "unknown variant `shrug`",
+        ),
+        (
+            mesh.config("inbound", r#","colour":"blue""#),
+            "unknown field `colour`",
+        ),
+        (
+            mesh.config("outbound", r#","before_registry":"park""#),
+            "before_registry: \"park\" is only supported",
+        ),
+        (
+            good.replace("\"refresh_interval_ms\":1000", "\"refresh_interval_ms\":1"),
+            "curator.refresh_interval_ms: must be between 100",
+        ),
+        (
+            good.replace(
+                "\"registry_path\":\"/v1/registry\"",
+                "\"registry_path\":\"v1\"",
+            ),
+            "curator.registry_path: must start with '/'",
+        ),
+        (
+            good.replace(
+                "\"trust_domain\":\"cluster.local\"",
+                "\"trust_domain\":\"Cluster Local\"",
+            ),
+            "trust.trust_domain:",
+        ),
+        (
+            good.replace("\"audience\":\"mazu\"", "\"audience\":\"\""),
+            "trust.audience: must not be empty",
+        ),
+        (
+            good.replace(&mesh.jwks_json(), "{\"keys\":[{\"kty\":\"oct\"}]}"),
+            "trust.issuers[0].jwks:",
+        ),
+    ];
+    for (config, expected) in &cases {
+        let vm = start(config);
+        let error = vm
+            .logs()
+            .iter()
+            .find(|l| l.level == LogLevel::Error)
+            .unwrap_or_else(|| panic!("no error logged for {config}"));
+        assert!(
+            error
+                .message
+                .starts_with("mazu-filter: invalid plugin configuration: ")
+                && error.message.contains(expected),
+            "expected {expected:?} in {:?}",
+            error.message
+        );
+    }
+}
+
+#[test]
+fn a_refused_configuration_lets_nothing_through() {
+    // Envoy does not create connections on a plugin whose configuration
+    // failed; if a host did anyway, the filter closes them.
+    let mut vm = start("{}");
+    let (id, _) = vm
+        .connect(
+            Side::Downstream,
+            &PeerProperties {
+                mtls: Some(true),
+                peer_certificate: Some("x".into()),
+                digest: None,
+            },
+        )
+        .unwrap();
+    assert_eq!(vm.downstream_data(id, b"x").unwrap(), Action::Pause);
+    assert!(vm.connection(id).unwrap().closed_downstream);
+}
