@@ -64,10 +64,7 @@ pub struct RegistryStatus {
 impl RegistryStatus {
     /// 16 bytes: version then confirmation time, big-endian.
     pub fn encode(&self) -> [u8; 16] {
-        let mut out = [0u8; 16];
-        out[..8].copy_from_slice(&self.version.to_be_bytes());
-        out[8..].copy_from_slice(&self.confirmed_ms.to_be_bytes());
-        out
+        encode_two_u64(self.version, self.confirmed_ms)
     }
 
     /// Decodes [`encode`](Self::encode)'s output; `None` for anything else.
@@ -92,10 +89,7 @@ pub struct Lease {
 impl Lease {
     /// 16 bytes: owner then expiry, big-endian.
     pub fn encode(&self) -> [u8; 16] {
-        let mut out = [0u8; 16];
-        out[..8].copy_from_slice(&self.owner.to_be_bytes());
-        out[8..].copy_from_slice(&self.expires_ms.to_be_bytes());
-        out
+        encode_two_u64(self.owner, self.expires_ms)
     }
 
     /// Decodes [`encode`](Self::encode)'s output; `None` for anything else.
@@ -109,6 +103,14 @@ impl Lease {
     pub fn may_take(current: Option<Lease>, me: u64, now_ms: u64) -> bool {
         current.is_none_or(|lease| lease.owner == me || lease.expires_ms <= now_ms)
     }
+}
+
+/// Two big-endian `u64`s in 16 bytes (the inverse of [`two_u64`]).
+fn encode_two_u64(a: u64, b: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&a.to_be_bytes());
+    out[8..].copy_from_slice(&b.to_be_bytes());
+    out
 }
 
 fn two_u64(bytes: &[u8]) -> Option<(u64, u64)> {
