@@ -13,14 +13,25 @@ default:
 setup:
     bash scripts/setup.sh
 
-# The main job. For now: the RBE walkthrough (CRS, registrations, encryption, membership).
-demo:
+# The main job: start the local mesh (curator, agents, Envoy sidecars with the filter,
+# backends) on 127.0.0.1, show what it allows and denies, stop it. `just demo --keep-up`
+# leaves it running until Ctrl-C.
+demo *args: wasm-filter
+    cargo build -p mazu-curator -p mazu-agent -p mazu-e2e
+    "${CARGO_TARGET_DIR:-target}/debug/mazu-mesh" {{args}}
+
+# The RBE walkthrough: CRS, registrations, encryption, membership proofs (library only).
+rbe-demo:
     cargo run --release -p mazu-rbe --example rbe_walkthrough
 
 # Every check CI runs: formatting, lints, the no_std wasm32 build, the filter .wasm, and all tests.
-test: fmt-check clippy wasm-check wasm-filter
+test: fmt-check clippy wasm-check wasm-filter istio-check
     cargo test --workspace --all-targets
     cargo test --workspace --doc
+
+# Offline checks of istio/: CRD + Kubernetes schemas, the filter's config parser, envoy --mode validate, demo dry run.
+istio-check: wasm-filter
+    python3 istio/tests/check_manifests.py
 
 # Build the pure-logic crates for wasm32 without std, as the filter will.
 wasm-check:
@@ -54,3 +65,11 @@ fuzz crate target seconds="60":
 # API documentation for the workspace.
 doc:
     cargo doc --workspace --no-deps
+
+# Side-by-side performance run (plain mTLS vs Mazu through real Envoys; ~15 min): writes docs/performance.md and docs/img/p90-latency.svg.
+perf *args:
+    bash scripts/install-oha.sh
+    bash scripts/install-envoy.sh
+    cargo build -p mazu-curator -p mazu-agent -p mazu-bench
+    cargo build -p mazu-filter --target wasm32-wasip1 --profile wasm
+    "${CARGO_TARGET_DIR:-target}/debug/mazu-bench" --out docs/ {{args}}

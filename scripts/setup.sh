@@ -26,3 +26,10 @@ log "just $(just --version | cut -d' ' -f2) ready"
 if [[ -f scripts/install-envoy.sh ]]; then
   bash scripts/install-envoy.sh
 fi
+
+# Python packages for the offline Istio manifest checks (istio/tests/check_manifests.py).
+if ! python3 -c 'import yaml, jsonschema, kubernetes_validate' >/dev/null 2>&1; then
+  log "installing PyYAML, jsonschema and kubernetes-validate from PyPI (Istio manifest checks)"
+  python3 -m pip install --quiet --disable-pip-version-check \
+    pyyaml==6.0.3 jsonschema==4.26.0 kubernetes-validate==1.37.0
+fi

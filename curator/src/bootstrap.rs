@@ -1,12 +1,11 @@
 //! Start-up loading of the files the configuration names: the CRS (or the
-//! generated development CRS) and the issuers' JWKS documents. Every failure
-//! says which file and what is wrong with it.
+//! generated development CRS); the issuers' JWKS are loaded by
+//! [`crate::jwks`]. Every failure says which file and what is wrong with it.
 
 use core::time::Duration;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use mazu_identity::TrustConfig;
 use mazu_rbe::Crs;
 
 use crate::config::{Config, CrsSource};
@@ -22,8 +21,11 @@ pub struct LoadedCrs {
     pub generated: bool,
     /// The file it was read from or written to.
     pub path: PathBuf,
-    /// Time spent in [`Crs::verify`].
+    /// Time spent verifying it: [`Crs::verify`] for a development CRS, the
+    /// whole ceremony transcript ([`mazu_rbe::ceremony::verify_crs`]) otherwise.
     pub verify_time: Duration,
+    /// For a ceremony CRS: the transcript file and its number of contributions.
+    pub ceremony: Option<(PathBuf, usize)>,
 }
 
 /// A start-up failure.
@@ -66,6 +68,18 @@ pub enum BootError {
         /// The configured capacity.
         configured: u32,
     },
+    /// The ceremony transcript does not verify, or does not end in the CRS.
+    #[error(
+        "refusing the CRS {crs}: the ceremony transcript {transcript} does not vouch for it: {source}"
+    )]
+    CeremonyInvalid {
+        /// The CRS file.
+        crs: PathBuf,
+        /// The transcript file.
+        transcript: PathBuf,
+        /// Why.
+        source: mazu_rbe::ceremony::CeremonyError,
+    },
     /// A development CRS could not be generated.
     #[error("cannot generate a development CRS of capacity {capacity}: {source}")]
     CrsGenerate {
@@ -77,6 +91,19 @@ pub enum BootError {
     /// The issuer/JWKS/audience configuration is invalid.
     #[error("invalid token trust configuration: {0}")]
     Trust(#[from] mazu_identity::ConfigError),
+    /// A JWKS URL could not be fetched at start-up.
+    #[error("cannot fetch the JWKS of issuer {issuer} from {url}: {source}")]
+    JwksFetch {
+        /// The issuer.
+        issuer: String,
+        /// The URL.
+        url: String,
+        /// Why.
+        source: crate::jwks::FetchError,
+    },
+    /// The HTTP client for JWKS URLs cannot be built.
+    #[error("cannot build the HTTP client for JWKS URLs: {0}")]
+    JwksClient(String),
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BootError {
@@ -88,9 +115,9 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BootErr
 /// `--dev-crs` and the file does not exist), checks its capacity and verifies
 /// its structure.
 pub fn load_crs(config: &Config) -> Result<LoadedCrs, BootError> {
-    let (path, dev) = match &config.crs {
-        CrsSource::File(p) => (p.clone(), false),
-        CrsSource::Dev(p) => (p.clone(), true),
+    let (path, dev, transcript) = match &config.crs {
+        CrsSource::File { crs, transcript } => (crs.clone(), false, Some(transcript.clone())),
+        CrsSource::Dev(p) => (p.clone(), true, None),
     };
     let mut generated = false;
     let crs = if dev && !path.exists() {
@@ -121,30 +148,37 @@ pub fn load_crs(config: &Config) -> Result<LoadedCrs, BootError> {
         });
     }
     let started = Instant::now();
-    crs.verify().map_err(|source| BootError::CrsInvalid {
-        path: path.clone(),
-        source,
-    })?;
+    let ceremony = match transcript {
+        // The transcript check runs `Crs::verify` on every contribution's
+        // CRS, the last of which must be this one (same digest).
+        Some(transcript) => {
+            let bytes = std::fs::read(&transcript)
+                .map_err(io("reading the ceremony transcript", &transcript))?;
+            let verified = mazu_rbe::ceremony::verify_crs(&crs, &bytes).map_err(|source| {
+                BootError::CeremonyInvalid {
+                    crs: path.clone(),
+                    transcript: transcript.clone(),
+                    source,
+                }
+            })?;
+            Some((transcript, verified.contributions().len()))
+        }
+        None => {
+            crs.verify().map_err(|source| BootError::CrsInvalid {
+                path: path.clone(),
+                source,
+            })?;
+            None
+        }
+    };
     Ok(LoadedCrs {
         crs,
         dev,
         generated,
         path,
         verify_time: started.elapsed(),
+        ceremony,
     })
-}
-
-/// Reads every issuer's JWKS and builds the token verification policy.
-pub fn load_trust(config: &Config) -> Result<TrustConfig, BootError> {
-    let mut builder = TrustConfig::builder(&config.trust_domain)
-        .audience(&config.audience)
-        .clock_skew_secs(config.clock_skew_secs);
-    for issuer in &config.issuers {
-        let json = std::fs::read(&issuer.jwks_path)
-            .map_err(io("reading the JWKS file", &issuer.jwks_path))?;
-        builder = builder.issuer(&issuer.issuer, &json);
-    }
-    Ok(builder.build()?)
 }
 
 /// Writes `bytes` to `path` through a temporary file, fsync and rename, so a

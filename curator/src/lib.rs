@@ -10,7 +10,8 @@
 //! log.
 //!
 //! Layout:
-//! - [`config`]: flags and validation; [`bootstrap`]: loading the CRS and JWKS;
+//! - [`config`]: flags and validation; [`bootstrap`]: loading the CRS;
+//!   [`jwks`]: the issuers' keys (files, or URLs refreshed periodically);
 //! - [`store`]: the [`store::LogStore`] trait and the embedded file log;
 //! - [`entry`]: the log entry's canonical bytes; [`pop`]: the TLS proof of
 //!   possession message;
@@ -18,6 +19,8 @@
 //!   [`reservations`]: slot reservations;
 //! - [`register`]: the parallel verification half of a registration;
 //!   [`writer`]: the serialized commit half;
+//! - [`snapshot`]: the checked state snapshot that shortens start-up;
+//! - [`checkpoint`]: the Merkle tree over the log and signed checkpoints;
 //! - [`service`]: [`service::Curator`], the service without HTTP;
 //! - [`client`]: the agent side of a registration (reference and tests);
 //! - [`api`]: routes, errors, extractors; [`limits`]: per-client rate limits;
@@ -29,9 +32,11 @@
 
 pub mod api;
 pub mod bootstrap;
+pub mod checkpoint;
 pub mod client;
 pub mod config;
 pub mod entry;
+pub mod jwks;
 pub mod limits;
 pub mod metrics;
 pub mod pop;
@@ -40,6 +45,7 @@ pub mod registry;
 pub mod reservations;
 pub mod server;
 pub mod service;
+pub mod snapshot;
 pub mod store;
 pub mod writer;
 

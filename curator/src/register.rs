@@ -6,7 +6,7 @@
 
 use base64ct::{Base64, Encoding};
 use mazu_identity::{TokenError, TrustConfig, VerifiedToken};
-use mazu_rbe::{Crs, Registration, RegistrationError};
+use mazu_rbe::{Crs, Registration, RegistrationError, WellFormedRegistration};
 use serde::{Deserialize, Serialize};
 
 use crate::api::error::ApiError;
@@ -46,6 +46,10 @@ pub struct Prepared {
     pub entry: LogEntry,
     /// Facts derived from the entry.
     pub facts: EntryFacts,
+    /// The RBE registration with the proof that its stateless (pairing)
+    /// checks passed under the curator's CRS: the writer adds only the cheap
+    /// state checks ([`mazu_rbe::RegistryState::verify_fresh`]).
+    pub well_formed: WellFormedRegistration,
 }
 
 impl Prepared {
@@ -83,6 +87,8 @@ pub fn rbe_error(e: &RegistrationError) -> ApiError {
         RegistrationError::HelperCount { .. } => ApiError::HelperCount(e.to_string()),
         RegistrationError::InvalidProofOfKnowledge => ApiError::InvalidProofOfKnowledge,
         RegistrationError::InvalidHelpers => ApiError::InvalidHelpers,
+        // StaleVerification / CrsMismatch: the writer checked against the
+        // wrong state or CRS, which is a bug, not the client's fault.
         other => ApiError::internal(format!("unexpected RBE refusal: {other}")),
     }
 }
@@ -203,8 +209,8 @@ pub fn finish(
         &signature,
     )
     .map_err(|e| pop_error(&e))?;
-    registration
-        .verify_well_formed(crs)
+    let well_formed = registration
+        .into_well_formed(crs)
         .map_err(|e| rbe_error(&e))?;
     let entry = LogEntry {
         accepted_at_ms: 0,
@@ -216,10 +222,15 @@ pub fn finish(
     entry
         .check_lengths()
         .map_err(|e| ApiError::MalformedBody(e.to_string()))?;
-    let facts = EntryFacts::with_registration(&entry, registration).map_err(|e| match e {
-        FactsError::IdMismatch => ApiError::IdMismatch,
-        other => ApiError::internal(format!("verified registration does not derive: {other}")),
-    })?;
+    let facts =
+        EntryFacts::with_registration(&entry, well_formed.registration().clone()).map_err(|e| {
+            match e {
+                FactsError::IdMismatch => ApiError::IdMismatch,
+                other => {
+                    ApiError::internal(format!("verified registration does not derive: {other}"))
+                }
+            }
+        })?;
     // The replay derivation must agree with the verified token.
     if facts.claims_digest != verified.claims_digest
         || facts.registry_entry.token_expiry != verified.claims.expires_at
@@ -228,5 +239,9 @@ pub fn finish(
             "claims digest or expiry derived from the entry differ from the verified token",
         ));
     }
-    Ok(Prepared { entry, facts })
+    Ok(Prepared {
+        entry,
+        facts,
+        well_formed,
+    })
 }

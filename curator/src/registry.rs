@@ -13,7 +13,10 @@ use std::collections::HashSet;
 use mazu_identity::{
     ClaimsDigest, RegistryDelta, RegistryEntry, RegistrySnapshot, SpkiHash, WorkloadId,
 };
-use mazu_rbe::{Crs, Registration, RegistrationError, RegistryState, VerifiedRegistration};
+use mazu_rbe::{
+    Crs, Registration, RegistrationError, RegistryState, VerifiedRegistration,
+    WellFormedRegistration,
+};
 
 use crate::entry::{LogEntry, MAX_TOKEN_LEN};
 
@@ -69,25 +72,40 @@ impl EntryFacts {
         registration: Registration,
     ) -> Result<Self, FactsError> {
         debug_assert_eq!(registration.to_bytes(), entry.registration);
-        let workload_id = WorkloadId::of_token(&entry.token);
-        if workload_id.as_bytes() != &registration.id {
-            return Err(FactsError::IdMismatch);
-        }
-        let claims = mazu_identity::jwt::parse_claims_unverified(&entry.token, MAX_TOKEN_LEN)?;
-        let claims_digest = ClaimsDigest::of_signing_input(signing_input(&entry.token));
-        let registry_entry = RegistryEntry {
-            workload_id,
-            slot: registration.slot,
-            spki_hash: SpkiHash::of_spki_der(&entry.tls_spki),
-            token_expiry: claims.expires_at,
-            revoked: false,
-        };
+        let (registry_entry, claims_digest) =
+            identity_facts(entry, registration.slot, &registration.id)?;
         Ok(Self {
             registration,
             registry_entry,
             claims_digest,
         })
     }
+}
+
+/// The identity-layer values of a log entry whose registration has this slot
+/// and id: checks the id binding (id = SHA-256 of the token) and derives the
+/// registry entry and the claims digest. No curve arithmetic; shared by
+/// [`EntryFacts::with_registration`] and the snapshot loader, so both derive
+/// exactly the same values.
+pub fn identity_facts(
+    entry: &LogEntry,
+    slot: u32,
+    id: &[u8; 32],
+) -> Result<(RegistryEntry, ClaimsDigest), FactsError> {
+    let workload_id = WorkloadId::of_token(&entry.token);
+    if workload_id.as_bytes() != id {
+        return Err(FactsError::IdMismatch);
+    }
+    let claims = mazu_identity::jwt::parse_claims_unverified(&entry.token, MAX_TOKEN_LEN)?;
+    let claims_digest = ClaimsDigest::of_signing_input(signing_input(&entry.token));
+    let registry_entry = RegistryEntry {
+        workload_id,
+        slot,
+        spki_hash: SpkiHash::of_spki_der(&entry.tls_spki),
+        token_expiry: claims.expires_at,
+        revoked: false,
+    };
+    Ok((registry_entry, claims_digest))
 }
 
 /// `header.payload`: the token up to its last dot.
@@ -139,6 +157,22 @@ impl Registry {
             rbe: RegistryState::new(crs),
             entries: Vec::new(),
             claims: HashSet::new(),
+            seeded: 0,
+        }
+    }
+
+    /// A registry restored from a checked state snapshot
+    /// ([`crate::snapshot::restore`]): the RBE state and the identity values
+    /// re-derived from the covered log entries, in log order.
+    pub(crate) fn from_restored(
+        rbe: RegistryState,
+        entries: Vec<RegistryEntry>,
+        claims: HashSet<ClaimsDigest>,
+    ) -> Self {
+        Self {
+            rbe,
+            entries,
+            claims,
             seeded: 0,
         }
     }
@@ -220,6 +254,15 @@ impl Registry {
         registration: Registration,
     ) -> Result<VerifiedRegistration, RegistrationError> {
         self.rbe.verify(registration)
+    }
+
+    /// The RBE state checks alone, for a registration whose pairing check
+    /// already passed (see [`RegistryState::verify_fresh`]).
+    pub fn verify_fresh(
+        &self,
+        well_formed: WellFormedRegistration,
+    ) -> Result<VerifiedRegistration, RegistrationError> {
+        self.rbe.verify_fresh(well_formed)
     }
 
     /// Applies a registration verified against this version, with the facts

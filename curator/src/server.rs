@@ -12,8 +12,10 @@ use tokio::net::TcpListener;
 use crate::api::{AppState, app};
 use crate::bootstrap::{self, BootError};
 use crate::config::Config;
+use crate::jwks::TrustSource;
 use crate::metrics::Metrics;
-use crate::service::{Curator, CuratorOptions, OpenError};
+use crate::service::{Curator, CuratorOptions, OpenError, SnapshotOptions};
+use crate::snapshot::SNAPSHOT_FILE;
 use crate::store::{FileLogStore, LogStore, StoreError};
 
 /// Name of the log file inside the data directory.
@@ -48,6 +50,9 @@ pub enum ServerError {
         /// Why.
         source: std::io::Error,
     },
+    /// The checkpoint key cannot be read or created.
+    #[error(transparent)]
+    CheckpointKey(#[from] crate::checkpoint::KeyError),
     /// A start-up task panicked.
     #[error("start-up task failed: {0}")]
     Task(String),
@@ -113,6 +118,13 @@ pub async fn run(
              everything and forge openings. Never use --dev-crs outside local demos."
         );
     }
+    if let Some((transcript, contributions)) = &loaded.ceremony {
+        tracing::info!(
+            transcript = %transcript.display(),
+            contributions,
+            "ceremony transcript verified: the CRS is its final CRS"
+        );
+    }
     tracing::info!(
         capacity = loaded.crs.capacity(),
         block_size = loaded.crs.block_size(),
@@ -120,9 +132,13 @@ pub async fn run(
         verify_ms = loaded.verify_time.as_millis() as u64,
         "CRS loaded and verified"
     );
-    let trust = bootstrap::load_trust(&config)?;
+    let (trust_source, trust) = TrustSource::load(&config).await?;
     tracing::info!(
         issuers = ?config.issuers.iter().map(|i| i.issuer.as_str()).collect::<Vec<_>>(),
+        jwks_refresh_secs = config
+            .jwks_refresh
+            .filter(|_| trust_source.has_urls())
+            .map_or(0, |d| d.as_secs()),
         audience = %config.audience,
         trust_domain = %config.trust_domain,
         "token trust configured"
@@ -132,6 +148,17 @@ pub async fn run(
         path: config.data_dir.display().to_string(),
         source,
     })?;
+    let key_path = config
+        .checkpoint_key
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join(crate::checkpoint::CHECKPOINT_KEY_FILE));
+    let (checkpoint_key, generated) =
+        crate::checkpoint::load_or_generate_key(&key_path, config.checkpoint_key.is_none())?;
+    tracing::info!(
+        path = %key_path.display(),
+        generated,
+        "checkpoint signing key loaded (it signs log checkpoints only and grants no identity power)"
+    );
     let log_path = config.data_dir.join(LOG_FILE);
     let digest = loaded.crs.digest();
     let (store, report) = blocking(move || FileLogStore::open(&log_path, digest)).await??;
@@ -178,7 +205,23 @@ pub async fn run(
         max_pending_registrations: config.limits.max_pending_registrations,
         verify_threads: config.limits.verify_threads,
         dev_crs: loaded.dev,
+        snapshot: config.snapshot_every.map(|every| SnapshotOptions {
+            path: config.data_dir.join(SNAPSHOT_FILE),
+            every,
+        }),
+        checkpoint_key: Some(checkpoint_key),
+        checkpoint_origin: config.checkpoint_origin.clone(),
     };
+    let scan_time = report.scan_time;
+    if let Some(interval) = config.jwks_refresh
+        && trust_source.has_urls()
+    {
+        tokio::spawn(crate::jwks::refresh_loop(
+            trust_source,
+            interval,
+            state.clone(),
+        ));
+    }
 
     // Replay in the background: /healthz answers meanwhile, /readyz says 503.
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<ServerError>();
@@ -190,10 +233,20 @@ pub async fn run(
         match Curator::open(crs, trust, store, metrics, &options) {
             Ok((curator, report)) => {
                 tracing::info!(
+                    origin = curator.transparency().origin(),
+                    verifier_key = curator.transparency().verifier_key(),
+                    tree_size = curator.transparency().size(),
+                    "checkpoints signed"
+                );
+                tracing::info!(
                     entries = report.entries,
-                    replay_ms = report.elapsed.as_millis() as u64,
-                    total_ms = started.elapsed().as_millis() as u64,
-                    "log replayed; ready"
+                    scan_ms = scan_time.as_millis() as u64,
+                    snapshot_entries = report.snapshot_entries,
+                    snapshot_load_ms = report.snapshot_load.as_millis() as u64,
+                    replayed_entries = report.replayed_entries,
+                    replay_ms = report.replay.as_millis() as u64,
+                    total_ms = (started.elapsed() + scan_time).as_millis() as u64,
+                    "state rebuilt from the log; ready"
                 );
                 replay_state.set_ready(Arc::new(curator));
             }
@@ -243,6 +296,14 @@ pub async fn run(
     drop(replay);
     if let Some(e) = fatal {
         return Err(e);
+    }
+    // Clean shutdown: leave a snapshot of the final state, so the next start
+    // replays nothing. Best effort: the log is already durable.
+    if let Ok(curator) = state.curator() {
+        let curator = curator.clone();
+        if let Ok(Err(e)) = blocking(move || curator.snapshot_now()).await {
+            tracing::warn!(error = %e, "writing the shutdown snapshot failed");
+        }
     }
     result.map_err(|source| ServerError::Io {
         what: "server error".into(),

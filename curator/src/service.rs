@@ -5,6 +5,7 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,11 +14,15 @@ use mazu_identity::{RegistryDelta, TrustConfig, WorkloadId};
 use mazu_rbe::{Crs, MembershipProof, Opening};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use mazu_log::MerkleTree;
+
 use crate::api::error::ApiError;
+use crate::checkpoint::Transparency;
 use crate::metrics::Metrics;
 use crate::register::{self, Prepared, RegistrationRequest, conflict_error, token_error};
 use crate::registry::{EntryFacts, Registry, ReplayEntryError};
 use crate::reservations::Reservations;
+use crate::snapshot::{self, Snapshots};
 use crate::store::{LogStore, StoreError};
 use crate::writer::{self, Committed, Job};
 
@@ -46,6 +51,23 @@ pub struct CuratorOptions {
     pub verify_threads: usize,
     /// Whether the CRS is an insecure development CRS (reported by /readyz).
     pub dev_crs: bool,
+    /// State snapshots (start from one, write them); `None`: always replay
+    /// the whole log and write none.
+    pub snapshot: Option<SnapshotOptions>,
+    /// The checkpoint signing key (Ed25519 secret); `None`: a random key
+    /// for this process only (tests).
+    pub checkpoint_key: Option<[u8; 32]>,
+    /// The checkpoint origin; `None`: [`crate::checkpoint::default_origin`].
+    pub checkpoint_origin: Option<String>,
+}
+
+/// Where and how often the state snapshot is written (see [`crate::snapshot`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotOptions {
+    /// The snapshot file (`DATA_DIR/state.snapshot`).
+    pub path: PathBuf,
+    /// Write one every this many log entries (0: only on clean shutdown).
+    pub every: u64,
 }
 
 impl Default for CuratorOptions {
@@ -55,17 +77,31 @@ impl Default for CuratorOptions {
             max_pending_registrations: 64,
             verify_threads: 2,
             dev_crs: false,
+            snapshot: None,
+            checkpoint_key: None,
+            checkpoint_origin: None,
         }
     }
 }
 
-/// What the start-up replay did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the start-up rebuild of the state did.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplayReport {
-    /// Entries replayed.
+    /// Entries in the state (snapshot + replayed).
     pub entries: u64,
-    /// How long it took.
+    /// How long the whole rebuild took.
     pub elapsed: Duration,
+    /// Entries covered by the snapshot that was used (0: none used).
+    pub snapshot_entries: u64,
+    /// Time spent reading and checking the snapshot (also when refused).
+    pub snapshot_load: Duration,
+    /// Why an existing snapshot was not used, if one was refused.
+    pub snapshot_refused: Option<String>,
+    /// Entries replayed with every check (the tail after the snapshot, or
+    /// the whole log).
+    pub replayed_entries: u64,
+    /// Time spent replaying them.
+    pub replay: Duration,
 }
 
 /// Start-up replay failed: the log does not describe a valid registry.
@@ -86,6 +122,9 @@ pub enum OpenError {
     /// The writer thread could not be started.
     #[error("cannot start the log writer thread: {0}")]
     Thread(#[from] std::io::Error),
+    /// The checkpoint signer cannot be set up (invalid origin).
+    #[error("cannot set up checkpoint signing: {0}")]
+    Checkpoint(#[from] mazu_log::NoteError),
 }
 
 /// A granted slot reservation.
@@ -107,16 +146,30 @@ pub struct SlotGrant {
 #[derive(Debug)]
 pub(crate) struct Core {
     pub(crate) crs: Arc<Crs>,
-    pub(crate) trust: TrustConfig,
+    /// The token policy; replaced as a whole when JWKS URLs are refreshed.
+    trust: RwLock<Arc<TrustConfig>>,
     registry: RwLock<Registry>,
     pub(crate) store: Arc<dyn LogStore>,
     reservations: Mutex<Reservations>,
     pub(crate) metrics: Arc<Metrics>,
     /// Set when the log and the state disagree (a bug): stop accepting.
     pub(crate) failed: AtomicBool,
+    /// The state snapshot writer, if snapshots are on.
+    pub(crate) snapshots: Option<Arc<Snapshots>>,
+    /// The Merkle tree over the log and the checkpoint signer.
+    pub(crate) transparency: Arc<Transparency>,
 }
 
 impl Core {
+    /// The current token policy (a cheap reference; never held across a
+    /// refresh).
+    pub(crate) fn trust(&self) -> Arc<TrustConfig> {
+        self.trust
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     pub(crate) fn read_registry(&self) -> RwLockReadGuard<'_, Registry> {
         self.registry
             .read()
@@ -163,8 +216,10 @@ pub struct Curator {
 }
 
 impl Curator {
-    /// Replays `store` into a fresh registry over `crs` (blocking: run it on a
-    /// blocking thread) and starts the writer.
+    /// Rebuilds the registry over `crs` from `store` (blocking: run it on a
+    /// blocking thread) and starts the writer. With snapshots on, a valid
+    /// snapshot that matches the log prefix replaces the replay of that
+    /// prefix (see [`crate::snapshot`]); otherwise every entry is replayed.
     pub fn open(
         crs: Crs,
         trust: TrustConfig,
@@ -173,71 +228,70 @@ impl Curator {
         options: &CuratorOptions,
     ) -> Result<(Self, ReplayReport), OpenError> {
         let started = Instant::now();
-        let mut registry = Registry::new(crs.clone());
-        let total = store.len();
-        // Decoding an entry (every point subgroup-checked) costs about as much
-        // as verifying it: decode on a second thread while this one verifies
-        // and applies, in log order.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(u64, EntryFacts), OpenError>>(64);
-        let decode_store = store.clone();
-        let index = std::thread::scope(|scope| {
-            scope.spawn(move || {
-                let mut index = 0u64;
-                while index < total {
-                    let chunk = match decode_store.read_range(index, 64) {
-                        Ok(c) if !c.is_empty() => c,
-                        Ok(_) => break,
-                        Err(e) => {
-                            let _ = tx.send(Err(e.into()));
-                            return;
-                        }
-                    };
-                    for bytes in chunk {
-                        let item = EntryFacts::from_entry_bytes(&bytes)
-                            .map(|f| (index, f))
-                            .map_err(|e| OpenError::Replay {
-                                index,
-                                error: e.into(),
-                            });
-                        if tx.send(item).is_err() {
-                            return; // the verifier stopped on an error
-                        }
-                        index += 1;
-                    }
-                }
-            });
-            let mut applied = 0u64;
-            for item in rx {
-                let (index, facts) = item?;
-                registry
-                    .replay_facts(&facts)
-                    .map_err(|error| OpenError::Replay { index, error })?;
-                applied = index + 1;
-                if applied.is_multiple_of(1000) {
-                    tracing::info!(replayed = applied, total, "replaying the log");
+        let mut snapshot_refused = None;
+        let mut registry = None;
+        if let Some(opts) = &options.snapshot {
+            match snapshot::load(&opts.path, &crs, store.as_ref()) {
+                Ok(Some(restored)) => registry = Some(restored),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(
+                        path = %opts.path.display(),
+                        reason = %e,
+                        "state snapshot not used; replaying the whole log (the log is \
+                         authoritative, this only costs start-up time)"
+                    );
+                    snapshot_refused = Some(e.to_string());
                 }
             }
-            Ok::<u64, OpenError>(applied)
-        })?;
+        }
+        let snapshot_load = started.elapsed();
+        let snapshot_entries = registry.as_ref().map_or(0, Registry::version);
+        let mut registry = registry.unwrap_or_else(|| Registry::new(crs.clone()));
+        let replay_started = Instant::now();
+        let index = replay_from(&mut registry, &store, snapshot_entries)?;
         let report = ReplayReport {
             entries: index,
             elapsed: started.elapsed(),
+            snapshot_entries,
+            snapshot_load,
+            snapshot_refused,
+            replayed_entries: index - snapshot_entries,
+            replay: replay_started.elapsed(),
         };
         metrics
             .log_entries
             .set(i64::try_from(index).unwrap_or(i64::MAX));
         metrics.replay_seconds.set(report.elapsed.as_secs_f64());
+        let snapshots = options
+            .snapshot
+            .as_ref()
+            .map(|o| Arc::new(Snapshots::new(o.path.clone(), o.every, snapshot_entries)));
+
+        let tree = merkle_tree(store.as_ref(), index)?;
+        let origin = options
+            .checkpoint_origin
+            .clone()
+            .unwrap_or_else(|| crate::checkpoint::default_origin(&crs.digest()));
+        let key = options.checkpoint_key.unwrap_or_else(|| {
+            let mut k = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut k);
+            k
+        });
+        let transparency = Arc::new(Transparency::new(tree, &origin, &key)?);
 
         let crs_binary = Bytes::from(crs.to_bytes());
         let crs_json = Bytes::from(serde_json::to_vec(&crs).map_err(std::io::Error::other)?);
         let core = Arc::new(Core {
             crs: Arc::new(crs),
-            trust,
+            trust: RwLock::new(Arc::new(trust)),
             registry: RwLock::new(registry),
             store,
             reservations: Mutex::new(Reservations::new(options.reservation_ttl)),
             metrics,
             failed: AtomicBool::new(false),
+            snapshots,
+            transparency,
         });
         let (tx, rx) = mpsc::channel(options.max_pending_registrations.max(1));
         let handle = writer::spawn(core.clone(), rx)?;
@@ -253,6 +307,11 @@ impl Curator {
             writer: Mutex::new(Some(handle)),
         };
         Ok((curator, report))
+    }
+
+    /// The Merkle tree and checkpoint signer.
+    pub fn transparency(&self) -> &Transparency {
+        &self.core.transparency
     }
 
     /// The registry version (log size).
@@ -293,7 +352,7 @@ impl Curator {
     pub fn reserve_slot(&self, token: &str) -> Result<SlotGrant, ApiError> {
         let verified = self
             .core
-            .trust
+            .trust()
             .verify_token(token.as_bytes(), now_unix())
             .map_err(|e| token_error(&e))?;
         let id = *verified.workload_id.as_bytes();
@@ -482,6 +541,36 @@ impl Curator {
         Ok((size, entries))
     }
 
+    /// Replaces the token policy (a JWKS refresh). Requests already past the
+    /// token check keep the policy they were checked with.
+    pub fn set_trust(&self, trust: TrustConfig) {
+        *self
+            .core
+            .trust
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(trust);
+    }
+
+    /// Writes a state snapshot now (blocking; the clean-shutdown snapshot),
+    /// unless snapshots are off, the state disagrees with the log, or one of
+    /// this version exists. Returns the bytes written.
+    pub fn snapshot_now(&self) -> std::io::Result<usize> {
+        let Some(snapshots) = &self.core.snapshots else {
+            return Ok(0);
+        };
+        if self.core.failed.load(Ordering::SeqCst) {
+            return Ok(0);
+        }
+        // Clone under the lock (a memory copy), encode and write without it.
+        let state = self.core.read_registry().rbe().clone();
+        snapshots.write_now(&state)
+    }
+
+    /// Whether a background snapshot write is running.
+    pub fn snapshot_in_progress(&self) -> bool {
+        self.core.snapshots.as_ref().is_some_and(|s| s.is_busy())
+    }
+
     /// Stops the writer after the queued registrations (call after the HTTP
     /// server has stopped).
     pub fn shutdown(self) {
@@ -497,6 +586,78 @@ impl Curator {
     }
 }
 
+/// The Merkle tree over the leaf hashes of the first `size` log entries.
+fn merkle_tree(store: &dyn LogStore, size: u64) -> Result<MerkleTree, OpenError> {
+    let mut tree = MerkleTree::new();
+    while tree.len() < size {
+        let chunk = store.read_range(tree.len(), 256)?;
+        if chunk.is_empty() {
+            break;
+        }
+        for bytes in chunk
+            .iter()
+            .take(usize::try_from(size - tree.len()).unwrap_or(usize::MAX))
+        {
+            tree.push(crate::entry::LogEntry::leaf_hash(bytes));
+        }
+    }
+    Ok(tree)
+}
+
+/// Replays the log entries from `start` on into `registry` with every check;
+/// returns the log size replayed to.
+fn replay_from(
+    registry: &mut Registry,
+    store: &Arc<dyn LogStore>,
+    start: u64,
+) -> Result<u64, OpenError> {
+    let total = store.len();
+    // Decoding an entry (every point subgroup-checked) costs about as much
+    // as verifying it: decode on a second thread while this one verifies
+    // and applies, in log order.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(u64, EntryFacts), OpenError>>(64);
+    let decode_store = store.clone();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut index = start;
+            while index < total {
+                let chunk = match decode_store.read_range(index, 64) {
+                    Ok(c) if !c.is_empty() => c,
+                    Ok(_) => break,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into()));
+                        return;
+                    }
+                };
+                for bytes in chunk {
+                    let item = EntryFacts::from_entry_bytes(&bytes)
+                        .map(|f| (index, f))
+                        .map_err(|e| OpenError::Replay {
+                            index,
+                            error: e.into(),
+                        });
+                    if tx.send(item).is_err() {
+                        return; // the verifier stopped on an error
+                    }
+                    index += 1;
+                }
+            }
+        });
+        let mut applied = start;
+        for item in rx {
+            let (index, facts) = item?;
+            registry
+                .replay_facts(&facts)
+                .map_err(|error| OpenError::Replay { index, error })?;
+            applied = index + 1;
+            if applied.is_multiple_of(1000) {
+                tracing::info!(replayed = applied, total, "replaying the log");
+            }
+        }
+        Ok::<u64, OpenError>(applied)
+    })
+}
+
 /// The order-independent checks, cheapest first. Runs on a blocking thread.
 fn prepare(core: &Core, request: RegistrationRequest) -> Result<Prepared, ApiError> {
     let register::Decoded {
@@ -505,7 +666,7 @@ fn prepare(core: &Core, request: RegistrationRequest) -> Result<Prepared, ApiErr
         spki,
         signature,
     } = register::decode(request)?;
-    let verified = register::check_token(&core.trust, &token, &registration.id, now_unix())?;
+    let verified = register::check_token(&core.trust(), &token, &registration.id, now_unix())?;
     let slot = registration.slot;
     core.read_registry()
         .check_fresh(&registration.id, &verified.claims_digest, slot)

@@ -2,11 +2,13 @@
 //!
 //! One dedicated thread takes prepared registrations in arrival order and, for
 //! each: re-checks freshness against the current state (id, claims digest,
-//! slot, reservation), runs the RBE state checks for this exact version,
-//! appends the entry to the log (which fsyncs), then applies it to the
-//! in-memory state. A refusal at any step before the append changes nothing;
-//! an append failure changes nothing either (the store rolls back or refuses
-//! further appends). Verification work done before this point runs in
+//! slot, reservation), runs the RBE *state* checks for this exact version
+//! ([`mazu_rbe::RegistryState::verify_fresh`]: map lookups, no pairing: the
+//! pairing check already ran in parallel and its result travels as a
+//! [`mazu_rbe::WellFormedRegistration`]), appends the entry to the log (which
+//! fsyncs), then applies it to the in-memory state. A refusal at any step
+//! before the append changes nothing; an append failure changes nothing
+//! either (the store rolls back or refuses further appends). Verification work done before this point runs in
 //! parallel on other threads.
 
 use core::sync::atomic::Ordering;
@@ -82,6 +84,14 @@ fn commit(core: &Core, prepared: Prepared) -> Result<Committed, ApiError> {
     {
         return Err(ApiError::SlotReserved(slot));
     }
+    // What is applied must be what is logged: the checked registration must
+    // be the one the entry's facts were derived from (a `Prepared` is only
+    // built by `register::finish`, but its fields are public).
+    if prepared.well_formed.registration() != &prepared.facts.registration {
+        return Err(ApiError::internal(
+            "checked registration differs from the entry's registration",
+        ));
+    }
     // Re-check against the current version; only this thread changes it, so
     // the result holds until the apply below.
     let verified = {
@@ -90,7 +100,7 @@ fn commit(core: &Core, prepared: Prepared) -> Result<Committed, ApiError> {
             .check_fresh(&id, &prepared.facts.claims_digest, slot)
             .map_err(|c| conflict_error(&c))?;
         registry
-            .verify(prepared.facts.registration.clone())
+            .verify_fresh(prepared.well_formed)
             .map_err(|e| rbe_error(&e))?
     };
     let mut entry = prepared.entry;
@@ -118,9 +128,19 @@ fn commit(core: &Core, prepared: Prepared) -> Result<Committed, ApiError> {
             "log index {index} does not match registry version {version}"
         )));
     }
+    let leaf_hash = LogEntry::leaf_hash(&bytes);
+    core.transparency.push(leaf_hash);
     core.metrics
         .log_entries
         .set(i64::try_from(version).unwrap_or(i64::MAX));
+    if let Some(snapshots) = &core.snapshots
+        && snapshots.due(version)
+    {
+        // Clone under the read lock (a memory copy); encoding, writing and
+        // fsyncing happen on another thread, so the writer is not held up.
+        let state = core.read_registry().rbe().clone();
+        snapshots.write_in_background(state);
+    }
     core.lock_reservations().release(&id);
     tracing::info!(
         index,
@@ -133,6 +153,6 @@ fn commit(core: &Core, prepared: Prepared) -> Result<Committed, ApiError> {
         version,
         entry: prepared.facts.registry_entry,
         accepted_at_ms: entry.accepted_at_ms,
-        leaf_hash: LogEntry::leaf_hash(&bytes),
+        leaf_hash,
     })
 }

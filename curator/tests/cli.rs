@@ -58,6 +58,11 @@ fn help_explains_every_flag() {
         "--verify-threads",
         "--request-timeout-secs",
         "--shutdown-grace-secs",
+        "--jwks-refresh-secs",
+        "--snapshot-every",
+        "--crs-transcript",
+        "--checkpoint-key",
+        "--checkpoint-origin",
     ] {
         assert!(
             help.contains(flag),
@@ -136,7 +141,12 @@ fn malformed_files_and_values_are_refused() {
     let crs = fx.dir.path().join("crs.bin");
     std::fs::write(&crs, b"not a crs").unwrap();
     let mut bad = without(&args, "--dev-crs", false);
-    bad.extend(["--crs".into(), crs.display().to_string()]);
+    bad.extend([
+        "--crs".into(),
+        crs.display().to_string(),
+        "--crs-transcript".into(),
+        crs.display().to_string(),
+    ]);
     let o = run(&bad);
     assert_eq!(o.status.code(), Some(1));
     assert!(
@@ -211,6 +221,138 @@ async fn a_log_entry_that_does_not_replay_stops_the_process() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("log entry #1 cannot be replayed"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// A ceremony of capacity 16 with `contributions` contributions: the
+/// transcript bytes and the final CRS bytes.
+fn ceremony(contributions: usize) -> (Vec<u8>, Vec<u8>) {
+    use mazu_rbe::ceremony::Transcript;
+    let mut t = Transcript::new(16).unwrap();
+    for i in 0..contributions {
+        t.contribute(&format!("party-{i}"), &mut rand::rngs::OsRng)
+            .unwrap();
+    }
+    (t.to_bytes(), t.latest_crs().to_bytes())
+}
+
+/// The curator starts only on a CRS that a verified ceremony transcript ends
+/// in; without --dev-crs, a transcript is required.
+#[tokio::test]
+async fn a_ceremony_crs_needs_a_transcript_that_verifies() {
+    let fx = Fixture::new();
+    let (transcript, crs) = ceremony(2);
+    let crs_path = fx.dir.path().join("crs.bin");
+    let transcript_path = fx.dir.path().join("transcript.bin");
+    std::fs::write(&crs_path, &crs).unwrap();
+    std::fs::write(&transcript_path, &transcript).unwrap();
+    let base = without(&fx.args(16), "--dev-crs", false);
+    let with = |crs: &std::path::Path, transcript: Option<&std::path::Path>| {
+        let mut a = base.clone();
+        a.extend(["--crs".into(), crs.display().to_string()]);
+        if let Some(t) = transcript {
+            a.extend(["--crs-transcript".into(), t.display().to_string()]);
+        }
+        a
+    };
+
+    // Valid: starts, serves that CRS, says so in its log.
+    let mut c = Curator::spawn(fx.dir.path(), &with(&crs_path, Some(&transcript_path)));
+    c.ready().await;
+    assert_eq!(c.get_bytes("/v1/crs").await, crs);
+    assert!(
+        c.log().contains("ceremony transcript verified"),
+        "{}",
+        c.log()
+    );
+    let health = c.get_json("/readyz").await;
+    assert_eq!(health["dev_crs"], false, "{health}");
+    assert!(c.terminate().success());
+
+    // Missing: refused by name (exit 2), also through the environment.
+    let o = run(&with(&crs_path, None));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("missing --crs-transcript"),
+        "{}",
+        stderr(&o)
+    );
+    let o = Command::new(BIN)
+        .args(with(&crs_path, None))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("MAZU_CURATOR_CRS_TRANSCRIPT", &transcript_path)
+        .env("RUST_LOG", "error")
+        .arg("--addr-file")
+        .arg(fx.dir.path().join("never"))
+        .spawn()
+        .map(|mut child| {
+            // It gets past validation (it would serve): stop it.
+            std::thread::sleep(core::time::Duration::from_millis(300));
+            let early = child.try_wait().unwrap();
+            let _ = child.kill();
+            let _ = child.wait();
+            early
+        })
+        .unwrap();
+    assert!(
+        o.is_none(),
+        "env MAZU_CURATOR_CRS_TRANSCRIPT not honoured: {o:?}"
+    );
+
+    let refused = |args: Vec<String>, what: &str| {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(1), "{what}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains("does not vouch for it"), "{what}: {err}");
+        let lines: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("mazu-curator:"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{what}: one line: {err}");
+        assert!(lines[0].contains("does not vouch for it"), "{what}: {err}");
+        err
+    };
+
+    // Tampered: one byte of the last contribution's CRS changed (a valid
+    // point encoding cannot be guaranteed, so any refusal counts), and the
+    // first contribution's name changed (decodes, but its proof breaks).
+    let mut t = transcript.clone();
+    let n = t.len();
+    t[n - 20] ^= 0x01;
+    let tampered = fx.dir.path().join("tampered.bin");
+    std::fs::write(&tampered, &t).unwrap();
+    refused(with(&crs_path, Some(&tampered)), "flipped byte");
+    let renamed: Vec<u8> = {
+        let needle = b"party-0";
+        let i = transcript
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .unwrap();
+        let mut t = transcript.clone();
+        t[i + 6] = b'9';
+        t
+    };
+    std::fs::write(&tampered, &renamed).unwrap();
+    let err = refused(with(&crs_path, Some(&tampered)), "renamed contributor");
+    assert!(err.contains("contribution #1"), "{err}");
+
+    // A valid transcript of another ceremony: does not end in this CRS.
+    let (other_transcript, _) = ceremony(1);
+    std::fs::write(&tampered, &other_transcript).unwrap();
+    let err = refused(with(&crs_path, Some(&tampered)), "other ceremony");
+    assert!(err.contains("CRS digest differs"), "{err}");
+
+    // A truncated transcript.
+    std::fs::write(&tampered, &transcript[..transcript.len() / 2]).unwrap();
+    refused(with(&crs_path, Some(&tampered)), "truncated");
+
+    // A missing transcript file.
+    let o = run(&with(&crs_path, Some(&fx.dir.path().join("nope.bin"))));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("reading the ceremony transcript"),
         "{}",
         stderr(&o)
     );

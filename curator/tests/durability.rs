@@ -274,3 +274,46 @@ async fn torn_tail_is_discarded_and_state_kept() {
     assert_eq!(c.get_bytes("/v1/params?format=binary").await, params);
     assert_eq!(replay_matches(&c, &crs).await, 4);
 }
+
+#[tokio::test]
+async fn restart_uses_the_shutdown_snapshot_and_ignores_a_damaged_one() {
+    let fx = Fixture::new();
+    let args = fx.args(16);
+    let mut c = Curator::spawn(fx.dir.path(), &args);
+    c.ready().await;
+    let crs = c.crs().await;
+    for sa in ["a", "b", "c"] {
+        c.register(&crs, &fx.token(sa)).await;
+    }
+    let params = c.get_bytes("/v1/params?format=binary").await;
+    let registry = c.get_bytes("/v1/registry").await;
+    assert!(c.terminate().success());
+    let snapshot = fx.data_dir().join("state.snapshot");
+    assert!(snapshot.exists(), "no shutdown snapshot:\n{}", c.log());
+
+    // Restart from the snapshot: nothing to replay.
+    let mut c = Curator::spawn(fx.dir.path(), &args);
+    c.ready().await;
+    let log = c.log();
+    assert!(log.contains("snapshot_entries=3"), "{log}");
+    assert!(log.contains("replayed_entries=0"), "{log}");
+    assert!(log.contains("snapshot_load_ms="), "{log}");
+    assert_eq!(c.get_bytes("/v1/params?format=binary").await, params);
+    assert_eq!(c.get_bytes("/v1/registry").await, registry);
+    c.kill9();
+
+    // A damaged snapshot: refused with a warning, the log is replayed, same state.
+    let mut bytes = std::fs::read(&snapshot).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&snapshot, &bytes).unwrap();
+    let mut c = Curator::spawn(fx.dir.path(), &args);
+    c.ready().await;
+    let log = c.log();
+    assert!(log.contains("state snapshot not used"), "{log}");
+    assert!(log.contains("checksum"), "{log}");
+    assert!(log.contains("replayed_entries=3"), "{log}");
+    assert_eq!(c.get_bytes("/v1/params?format=binary").await, params);
+    assert_eq!(c.get_bytes("/v1/registry").await, registry);
+    assert_eq!(replay_matches(&c, &crs).await, 3);
+}

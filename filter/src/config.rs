@@ -307,12 +307,12 @@ impl FilterConfig {
         })
     }
 
-    /// How often the root context ticks: often enough to refresh the
-    /// registry on time and to release parked connections within ~10% of
-    /// their timeout, never more often than every 50 ms nor less than every
-    /// second.
+    /// How often the root context ticks: four times per refresh interval
+    /// (so a fetch starts at most a quarter interval late), often enough to
+    /// release parked connections within ~10% of their timeout, never more
+    /// often than every 50 ms nor less than every second.
     pub fn tick_period_ms(&self) -> u64 {
-        let mut period = self.curator.refresh_interval_ms;
+        let mut period = self.curator.refresh_interval_ms / 4;
         if let BeforeRegistry::Park { timeout_ms } = self.before_registry {
             period = period.min(timeout_ms / 10);
         }

@@ -95,7 +95,8 @@ impl Decision {
 /// `None` when the property was absent.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PeerFacts<'a> {
-    /// `connection.mtls` / `upstream.mtls`.
+    /// `connection.mtls` inbound; outbound, whether the server's certificate
+    /// digest is present (Envoy has no `upstream.mtls`).
     pub mtls: Option<bool>,
     /// `sha256_peer_certificate_digest`: hex SHA-256 of the DER certificate.
     pub digest_hex: Option<&'a [u8]>,

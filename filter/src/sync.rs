@@ -326,6 +326,8 @@ pub struct InFlight {
     pub token: u32,
     /// What was asked.
     pub kind: FetchKind,
+    /// When it was sent, milliseconds since the epoch.
+    pub dispatched_ms: u64,
     /// When it counts as unanswered, milliseconds since the epoch.
     pub deadline_ms: u64,
 }
@@ -385,6 +387,7 @@ impl Fetcher {
         self.in_flight = Some(InFlight {
             token,
             kind,
+            dispatched_ms: now_ms,
             deadline_ms: now_ms
                 .saturating_add(curator.timeout_ms)
                 .saturating_add(ANSWER_GRACE_MS),
@@ -405,7 +408,13 @@ impl Fetcher {
         have_registry: bool,
         curator: &CuratorConfig,
     ) {
-        self.in_flight = None;
+        // After an answer, the next fetch is due one interval after this one
+        // was *sent*: counting from the answer would make a tick that comes
+        // exactly one interval later find it not yet due, and halve the rate.
+        let mut base_ms = self
+            .in_flight
+            .take()
+            .map_or(now_ms, |f| f.dispatched_ms.min(now_ms));
         let mut delay = curator.refresh_interval_ms;
         match failure {
             None => {
@@ -423,12 +432,14 @@ impl Fetcher {
                         | FetchFailure::Garbage
                         | FetchFailure::BadBody(_)
                 );
+                // Back off from the failure itself, not from the attempt.
+                base_ms = now_ms;
                 if !have_registry {
                     delay = delay.min(BOOTSTRAP_RETRY_MS);
                 }
             }
         }
-        self.next_due_ms = now_ms.saturating_add(delay);
+        self.next_due_ms = base_ms.saturating_add(delay);
     }
 
     /// If the callout in flight passed its deadline, forgets it and returns

@@ -114,11 +114,11 @@ impl Crs {
         ))
     }
 
-    /// One ceremony contribution: multiply element `t` by `s^t` (so the
-    /// secret becomes `z * s`). The contributor must forget `s`. The proof of
-    /// the update (knowledge of `s`, ratio checks against the previous CRS)
-    /// is not part of this crate yet; [`Crs::verify`] still checks the result's
-    /// structure.
+    /// The arithmetic of one ceremony contribution: multiply element `t` by
+    /// `s^t` (so the secret becomes `z * s`). The contributor must forget `s`.
+    /// This alone proves nothing to others; a ceremony contribution with its
+    /// update proof is [`crate::ceremony::Transcript::contribute`], which
+    /// calls this.
     pub fn update(&self, s: &Scalar) -> Result<Self, CrsError> {
         if *s == Scalar::ZERO {
             return Err(CrsError::ZeroUpdate);
@@ -166,6 +166,19 @@ impl Crs {
         Self::from_parts(dims, a1, a2)
     }
 
+    /// The public starting point of a ceremony: every element is its group's
+    /// generator, i.e. the powers of the secret `z = 1`. It publishes the
+    /// punctured power (`G1` itself), so [`Crs::verify`] refuses it; only a
+    /// contribution on top of it makes a usable CRS.
+    pub(crate) fn ceremony_start(dims: Dimensions) -> Self {
+        let n = dims.block_size() as usize;
+        Self::from_parts(
+            dims,
+            vec![G1Affine::generator(); 2 * n - 1],
+            vec![G2Affine::generator(); n],
+        )
+    }
+
     /// Assemble and compute the cached values. Does not verify.
     fn from_parts(dims: Dimensions, g1: Vec<G1Affine>, g2: Vec<G2Affine>) -> Self {
         let h1 = g1.first().copied().unwrap_or_else(G1Affine::identity);
@@ -180,6 +193,64 @@ impl Crs {
         };
         crs.digest = Sha256::digest(crs.to_bytes()).into();
         crs
+    }
+
+    /// Write the elements only (no header, capacity or block size): the
+    /// ceremony transcript stores many CRSs of one capacity.
+    pub(crate) fn write_elements(&self, w: &mut Writer) {
+        for p in &self.g1 {
+            w.g1(p);
+        }
+        for p in &self.g2 {
+            w.g2(p);
+        }
+    }
+
+    /// Read the `2n - 1` G1 and `n` G2 elements of a CRS of dimensions `dims`
+    /// (each subgroup-checked, identity refused). Does not verify the powers.
+    pub(crate) fn read_elements(dims: Dimensions, r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let nu = dims.block_size() as usize;
+        let need = Self::elements_len(dims);
+        if r.remaining() < need {
+            return Err(DecodeError::Truncated {
+                field: "crs elements",
+                needed: need - r.remaining(),
+            });
+        }
+        let mut g1 = Vec::with_capacity(2 * nu - 1);
+        for _ in 0..(2 * nu - 1) {
+            g1.push(r.g1_nonzero("crs g1 element")?);
+        }
+        let mut g2 = Vec::with_capacity(nu);
+        for _ in 0..nu {
+            g2.push(r.g2_nonzero("crs g2 element")?);
+        }
+        Ok(Self::from_parts(dims, g1, g2))
+    }
+
+    /// A copy with one G1 and/or G2 element replaced (by storage index), for
+    /// tests that need a CRS no honest code path produces.
+    #[cfg(test)]
+    pub(crate) fn with_elements_replaced(
+        &self,
+        g1: Option<(usize, G1Affine)>,
+        g2: Option<(usize, G2Affine)>,
+    ) -> Self {
+        let mut a = self.g1.clone();
+        let mut b = self.g2.clone();
+        if let Some((k, p)) = g1 {
+            a[k] = p;
+        }
+        if let Some((k, p)) = g2 {
+            b[k] = p;
+        }
+        Self::from_parts(self.dims, a, b)
+    }
+
+    /// Encoded size of the elements alone (see [`Crs::write_elements`]).
+    pub(crate) fn elements_len(dims: Dimensions) -> usize {
+        let nu = dims.block_size() as usize;
+        (2 * nu - 1) * G1_LEN + nu * G2_LEN
     }
 
     /// Capacity, block size and block count.
@@ -359,12 +430,7 @@ impl Codec for Crs {
     fn write(&self, w: &mut Writer) {
         w.u32(self.dims.capacity());
         w.u32(self.dims.block_size());
-        for p in &self.g1 {
-            w.g1(p);
-        }
-        for p in &self.g2 {
-            w.g2(p);
-        }
+        self.write_elements(w);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -380,23 +446,7 @@ impl Codec for Crs {
                 "block size is not ceil(sqrt(capacity))",
             ));
         }
-        let nu = n as usize;
-        let need = (2 * nu - 1) * G1_LEN + nu * G2_LEN;
-        if r.remaining() < need {
-            return Err(DecodeError::Truncated {
-                field: "crs elements",
-                needed: need - r.remaining(),
-            });
-        }
-        let mut g1 = Vec::with_capacity(2 * nu - 1);
-        for _ in 0..(2 * nu - 1) {
-            g1.push(r.g1_nonzero("crs g1 element")?);
-        }
-        let mut g2 = Vec::with_capacity(nu);
-        for _ in 0..nu {
-            g2.push(r.g2_nonzero("crs g2 element")?);
-        }
-        Ok(Self::from_parts(dims, g1, g2))
+        Self::read_elements(dims, r)
     }
 }
 

@@ -47,6 +47,9 @@ pub enum Error {
     /// Replaying a registration log failed.
     #[error(transparent)]
     Replay(#[from] ReplayError),
+    /// A state image was refused.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
     /// An opening could not be updated.
     #[error(transparent)]
     Opening(#[from] OpeningError),
@@ -244,6 +247,44 @@ pub enum RegistrationError {
     /// another CRS).
     #[error("registration was verified against another state")]
     StaleVerification,
+    /// A [`crate::WellFormedRegistration`] checked against another CRS than
+    /// the state's.
+    #[error("registration was checked against another CRS")]
+    CrsMismatch,
+}
+
+/// Why a state image ([`crate::SnapshotRestore`]) was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// The bytes do not decode (truncated, trailing bytes, bad magic or
+    /// version, a point off the curve, a count out of range).
+    #[error("state image does not decode: {0}")]
+    Decode(#[from] DecodeError),
+    /// The image was made under another CRS.
+    #[error("state image was made under another CRS")]
+    CrsMismatch,
+    /// Fields that decode but contradict each other or the CRS.
+    #[error("state image is inconsistent: {0}")]
+    Inconsistent(&'static str),
+    /// Registration `index` of the log is not the one the image holds.
+    #[error("log registration #{index} is not the one the state image holds")]
+    PrefixMismatch {
+        /// Zero-based log position.
+        index: u64,
+    },
+    /// More or fewer registrations were pushed than the image covers.
+    #[error("state image covers {covers} registrations, {pushed} were pushed")]
+    PrefixLength {
+        /// Registrations the image covers.
+        covers: u64,
+        /// Registrations pushed.
+        pushed: u64,
+    },
+    /// The log digest recomputed from the pushed registrations is not the
+    /// image's (same registrations in another order, or a tampered digest).
+    #[error("log digest of the pushed registrations differs from the state image's")]
+    LogDigestMismatch,
 }
 
 /// A registration log could not be replayed.

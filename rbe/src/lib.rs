@@ -50,6 +50,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod ceremony;
 mod crs;
 mod encoding;
 mod encrypt;
@@ -64,18 +65,20 @@ mod pok;
 mod proof;
 mod public_params;
 mod registration;
+mod snapshot;
 mod state;
 mod transcript;
 
 pub use bls12_381_plus;
 pub use bls12_381_plus::{G1Affine, G2Affine, Gt, Scalar};
 
+pub use ceremony::CeremonyError;
 pub use crs::Crs;
 pub use encoding::{Canonical, FORMAT_VERSION};
 pub use encrypt::{Ciphertext, decrypt, encrypt, encrypt_to_commitment};
 pub use error::{
     CrsError, DecodeError, DecryptError, EncryptError, Error, Group, KeyGenError, OpeningError,
-    ProofError, RegistrationError, ReplayError,
+    ProofError, RegistrationError, ReplayError, SnapshotError,
 };
 pub use keys::{SecretKey, keygen};
 pub use opening::{Opening, OpeningHistory};
@@ -83,7 +86,8 @@ pub use params::{Dimensions, MAX_CAPACITY, MIN_CAPACITY, SlotPosition};
 pub use pok::ProofOfKnowledge;
 pub use proof::{MembershipProof, NonMembershipProof};
 pub use public_params::PublicParams;
-pub use registration::Registration;
+pub use registration::{Registration, WellFormedRegistration};
+pub use snapshot::SnapshotRestore;
 pub use state::{RegistryState, VerifiedRegistration};
 
 /// A 32-byte workload identifier (in Mazu: `SHA-256(token)`).

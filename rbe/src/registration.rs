@@ -16,6 +16,46 @@ use crate::params::MAX_CAPACITY;
 use crate::pok::{ProofOfKnowledge, Statement};
 use crate::transcript::{DOMAIN_HELPER_WEIGHTS, Transcript, expand_weights};
 
+/// A registration that passed [`Registration::into_well_formed`]: every check
+/// that needs only the CRS (slot in range, key not the identity, n-1 helpers,
+/// proof of knowledge, batched pairing check of the helpers).
+///
+/// Proof-carrying: its fields are private, so outside this crate the only way
+/// to get one is to pass the check. It remembers the digest of the CRS it was
+/// checked against, and [`crate::RegistryState::verify_fresh`] refuses it for
+/// a state over any other CRS. It says nothing about the registry (slot free,
+/// id new): that is `verify_fresh`'s job, against one exact state.
+///
+/// ```compile_fail
+/// # use mazu_rbe::{Registration, WellFormedRegistration};
+/// # fn forge(registration: Registration) -> WellFormedRegistration {
+/// // Private fields: cannot be built without the check.
+/// WellFormedRegistration { registration, crs_digest: [0; 32] }
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct WellFormedRegistration {
+    registration: Registration,
+    crs_digest: [u8; 32],
+}
+
+impl WellFormedRegistration {
+    /// The registration.
+    pub fn registration(&self) -> &Registration {
+        &self.registration
+    }
+
+    /// The digest of the CRS the checks ran against.
+    pub fn crs_digest(&self) -> &[u8; 32] {
+        &self.crs_digest
+    }
+
+    /// Take the registration back (dropping the evidence of the check).
+    pub fn into_inner(self) -> Registration {
+        self.registration
+    }
+}
+
 /// One registration: what the curator's log stores and every auditor replays.
 ///
 /// A plain record: construct it with [`crate::keygen`] or by decoding; nothing
@@ -106,6 +146,20 @@ impl Registration {
         } else {
             Err(RegistrationError::InvalidHelpers)
         }
+    }
+
+    /// [`Registration::verify_well_formed`], keeping the result: on success
+    /// the registration comes back as a [`WellFormedRegistration`] bound to
+    /// this CRS's digest, which [`crate::RegistryState::verify_fresh`] turns
+    /// into a [`crate::VerifiedRegistration`] with only the cheap state checks.
+    /// This lets the expensive part run in parallel, ahead of the serialized
+    /// state checks, without running it twice.
+    pub fn into_well_formed(self, crs: &Crs) -> Result<WellFormedRegistration, RegistrationError> {
+        self.verify_well_formed(crs)?;
+        Ok(WellFormedRegistration {
+            crs_digest: crs.digest(),
+            registration: self,
+        })
     }
 
     /// The batched pairing check (see [`Registration::verify_well_formed`]).

@@ -12,7 +12,7 @@ use crate::error::{RegistrationError, ReplayError};
 use crate::opening::Opening;
 use crate::proof::{MembershipProof, NonMembershipProof};
 use crate::public_params::PublicParams;
-use crate::registration::Registration;
+use crate::registration::{Registration, WellFormedRegistration};
 use crate::transcript::Transcript;
 
 /// A registration that passed every check against one state. The only way to
@@ -39,9 +39,9 @@ impl VerifiedRegistration {
 
 /// Openings of every position of one block that has at least one registration.
 #[derive(Clone, Debug)]
-struct Block {
+pub(crate) struct Block {
     /// `u_(k,j)` for `j` in `[1, n]` at index `j - 1`.
-    openings: Vec<G1Affine>,
+    pub(crate) openings: Vec<G1Affine>,
 }
 
 /// Block commitments, per-position openings of touched blocks, id -> slot and
@@ -53,17 +53,32 @@ struct Block {
 /// 1024 commitments and the CRS.
 #[derive(Clone, Debug)]
 pub struct RegistryState {
-    crs: Crs,
-    commitments: Vec<G1Affine>,
-    blocks: BTreeMap<u32, Block>,
-    ids: BTreeMap<WorkloadId, u32>,
-    keys: BTreeMap<u32, G1Affine>,
-    version: u64,
-    log_digest: [u8; 32],
+    pub(crate) crs: Crs,
+    pub(crate) commitments: Vec<G1Affine>,
+    pub(crate) blocks: BTreeMap<u32, Block>,
+    pub(crate) ids: BTreeMap<WorkloadId, u32>,
+    pub(crate) keys: BTreeMap<u32, G1Affine>,
+    pub(crate) version: u64,
+    pub(crate) log_digest: [u8; 32],
 }
 
 /// Domain tag of the registration-log hash chain.
 const DOMAIN_LOG: &[u8] = b"mazu-rbe/v1/registration-log";
+
+/// `d_0 = H(CRS digest)`: the log digest of the empty registry.
+pub(crate) fn log_digest_start(crs_digest: &[u8; 32]) -> [u8; 32] {
+    let mut t = Transcript::new(DOMAIN_LOG);
+    t.append(b"crs", crs_digest);
+    t.finish()
+}
+
+/// `d_(k+1) = H(d_k, registration_k)` over the registration's canonical bytes.
+pub(crate) fn log_digest_step(previous: &[u8; 32], registration_bytes: &[u8]) -> [u8; 32] {
+    let mut t = Transcript::new(DOMAIN_LOG);
+    t.append(b"previous", previous);
+    t.append(b"registration", registration_bytes);
+    t.finish()
+}
 
 impl RegistryState {
     /// The empty registry over `crs` (call [`Crs::verify`] first on a CRS you
@@ -78,11 +93,7 @@ impl RegistryState {
             ids: BTreeMap::new(),
             keys: BTreeMap::new(),
             version: 0,
-            log_digest: {
-                let mut t = Transcript::new(DOMAIN_LOG);
-                t.append(b"crs", &crs_digest);
-                t.finish()
-            },
+            log_digest: log_digest_start(&crs_digest),
         }
     }
 
@@ -122,7 +133,48 @@ impl RegistryState {
     /// Every check, in order: slot in range, slot free, id new, key not the
     /// identity, n-1 helpers, proof of knowledge, batched helper check (see
     /// [`Registration::verify_well_formed`]). Pure and deterministic.
+    ///
+    /// This runs the pairing check. A caller that already holds a
+    /// [`WellFormedRegistration`] for this state's CRS should use
+    /// [`RegistryState::verify_fresh`] instead, which does only the state
+    /// checks.
     pub fn verify(&self, reg: Registration) -> Result<VerifiedRegistration, RegistrationError> {
+        self.check_state(&reg)?;
+        let well_formed = reg.into_well_formed(&self.crs)?;
+        Ok(VerifiedRegistration {
+            registration: well_formed.into_inner(),
+            log_digest: self.log_digest,
+        })
+    }
+
+    /// The state checks alone, for a registration that already passed the
+    /// stateless checks ([`Registration::into_well_formed`], typically on
+    /// another thread): the CRS it was checked against is this state's CRS
+    /// ([`RegistrationError::CrsMismatch`] otherwise), slot in range, slot
+    /// free, id new. No curve arithmetic: a few map lookups.
+    ///
+    /// The result is bound to this state's log digest exactly as
+    /// [`RegistryState::verify`]'s is, so [`RegistryState::apply`] refuses
+    /// it on any other state.
+    pub fn verify_fresh(
+        &self,
+        well_formed: WellFormedRegistration,
+    ) -> Result<VerifiedRegistration, RegistrationError> {
+        // The proof of knowledge and the helper weights are bound to the CRS
+        // digest; a check under another CRS says nothing about this one.
+        if well_formed.crs_digest() != &self.crs.digest() {
+            return Err(RegistrationError::CrsMismatch);
+        }
+        self.check_state(well_formed.registration())?;
+        Ok(VerifiedRegistration {
+            registration: well_formed.into_inner(),
+            log_digest: self.log_digest,
+        })
+    }
+
+    /// Slot in range, slot free, id new (the order [`RegistryState::verify`]
+    /// reports them in).
+    fn check_state(&self, reg: &Registration) -> Result<(), RegistrationError> {
         let capacity = self.crs.capacity();
         if reg.slot >= capacity {
             return Err(RegistrationError::SlotOutOfRange {
@@ -138,11 +190,7 @@ impl RegistryState {
                 existing_slot: *existing_slot,
             });
         }
-        reg.verify_well_formed(&self.crs)?;
-        Ok(VerifiedRegistration {
-            registration: reg,
-            log_digest: self.log_digest,
-        })
+        Ok(())
     }
 
     /// Apply a registration verified against exactly this state:
@@ -183,10 +231,7 @@ impl RegistryState {
         self.ids.insert(reg.id, reg.slot);
         self.keys.insert(reg.slot, reg.public_key);
         self.version += 1;
-        let mut t = Transcript::new(DOMAIN_LOG);
-        t.append(b"previous", &self.log_digest);
-        t.append(b"registration", &reg.to_bytes());
-        self.log_digest = t.finish();
+        self.log_digest = log_digest_step(&self.log_digest, &reg.to_bytes());
         Ok(())
     }
 
@@ -300,6 +345,102 @@ mod tests {
         }
     }
 
+    fn dev_crs(seed: u64, capacity: u32) -> (Crs, rand_chacha::ChaCha20Rng) {
+        use rand_core::SeedableRng;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+        let crs = Crs::generate_insecure_dev(capacity, &mut rng).unwrap();
+        (crs, rng)
+    }
+
+    #[test]
+    fn verify_fresh_accepts_and_matches_verify() {
+        let (crs, mut rng) = dev_crs(8, 16);
+        let mut a = RegistryState::new(crs.clone());
+        let mut b = RegistryState::new(crs.clone());
+        for slot in [3u32, 9] {
+            let (_, reg) = crate::keygen(&crs, slot, [slot as u8; 32], &mut rng).unwrap();
+            let wf = reg.clone().into_well_formed(&crs).unwrap();
+            assert_eq!(wf.crs_digest(), &crs.digest());
+            let fresh = b.verify_fresh(wf).unwrap();
+            b.apply(&fresh).unwrap();
+            a.verify_and_apply(reg).unwrap();
+        }
+        assert_eq!(a.public_params().to_bytes(), b.public_params().to_bytes());
+        assert_eq!(a.log_digest(), b.log_digest());
+    }
+
+    #[test]
+    fn well_formed_under_another_crs_is_refused() {
+        let (crs_a, mut rng) = dev_crs(1, 16);
+        let (crs_b, _) = dev_crs(2, 16);
+        let (_, reg) = crate::keygen(&crs_a, 4, [4; 32], &mut rng).unwrap();
+        let wf = reg.into_well_formed(&crs_a).unwrap();
+        let state_b = RegistryState::new(crs_b);
+        assert_eq!(
+            state_b.verify_fresh(wf.clone()).unwrap_err(),
+            RegistrationError::CrsMismatch
+        );
+        // Under its own CRS it passes.
+        RegistryState::new(crs_a).verify_fresh(wf).unwrap();
+    }
+
+    #[test]
+    fn into_well_formed_refuses_what_verify_well_formed_refuses() {
+        let (crs, mut rng) = dev_crs(3, 16);
+        let (_, reg) = crate::keygen(&crs, 4, [4; 32], &mut rng).unwrap();
+        let mut bad = reg.clone();
+        bad.helpers.swap(0, 1);
+        assert_eq!(
+            bad.into_well_formed(&crs).unwrap_err(),
+            RegistrationError::InvalidHelpers
+        );
+        let mut bad = reg;
+        bad.id = [5; 32];
+        assert_eq!(
+            bad.into_well_formed(&crs).unwrap_err(),
+            RegistrationError::InvalidProofOfKnowledge
+        );
+    }
+
+    #[test]
+    fn verify_fresh_refuses_taken_slot_duplicate_id_and_stale_use() {
+        let (crs, mut rng) = dev_crs(4, 16);
+        let mut state = RegistryState::new(crs.clone());
+        let (_, first) = crate::keygen(&crs, 2, [2; 32], &mut rng).unwrap();
+        // Both checked before the first is applied (as the curator's parallel
+        // verification does).
+        let (_, same_slot) = crate::keygen(&crs, 2, [3; 32], &mut rng).unwrap();
+        let (_, same_id) = crate::keygen(&crs, 7, [2; 32], &mut rng).unwrap();
+        let (_, other) = crate::keygen(&crs, 8, [8; 32], &mut rng).unwrap();
+        let wf_first = first.into_well_formed(&crs).unwrap();
+        let wf_slot = same_slot.into_well_formed(&crs).unwrap();
+        let wf_id = same_id.into_well_formed(&crs).unwrap();
+        let wf_other = other.into_well_formed(&crs).unwrap();
+        // Verified against version 0, applied only after version 1 exists.
+        let early = state.verify_fresh(wf_other.clone()).unwrap();
+        let v = state.verify_fresh(wf_first.clone()).unwrap();
+        state.apply(&v).unwrap();
+        assert_eq!(
+            state.verify_fresh(wf_slot).unwrap_err(),
+            RegistrationError::SlotTaken(2)
+        );
+        assert_eq!(
+            state.verify_fresh(wf_id).unwrap_err(),
+            RegistrationError::DuplicateId { existing_slot: 2 }
+        );
+        assert_eq!(
+            state.verify_fresh(wf_first).unwrap_err(),
+            RegistrationError::SlotTaken(2)
+        );
+        assert_eq!(
+            state.apply(&early).unwrap_err(),
+            RegistrationError::StaleVerification
+        );
+        let v = state.verify_fresh(wf_other).unwrap();
+        state.apply(&v).unwrap();
+        assert_eq!(state.version(), 2);
+    }
+
     /// The curator shares the state and CRS across request handlers.
     #[test]
     fn shared_types_are_send_and_sync() {
@@ -309,6 +450,7 @@ mod tests {
         assert_send_sync::<PublicParams>();
         assert_send_sync::<Registration>();
         assert_send_sync::<VerifiedRegistration>();
+        assert_send_sync::<WellFormedRegistration>();
         assert_send_sync::<crate::SecretKey>();
     }
 }

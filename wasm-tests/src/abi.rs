@@ -131,6 +131,8 @@ impl MetricKind {
 
 /// `proxy_peer_type_t` for close events.
 pub mod peer {
+    /// Unknown (Envoy's report of an upstream end of stream).
+    pub const UNKNOWN: i32 = 0;
     /// Closed by this side (Envoy, on the filter's request).
     pub const LOCAL: i32 = 1;
     /// Closed by the remote peer.

@@ -3,8 +3,6 @@
 //! through its HTTP API exactly as an agent does (`POST /v1/slots`, then
 //! `POST /v1/registrations` built with `mazu_curator::client`).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -113,35 +111,7 @@ impl Curator {
 
     /// One HTTP/1.1 request; the status and body.
     pub fn request(&self, method: &str, path: &str, json: Option<&str>) -> Result<(u16, Vec<u8>)> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-        let body = json.unwrap_or("");
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\
-             content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        )?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response)?;
-        let split = response
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or_else(|| anyhow!("malformed HTTP response"))?;
-        let head = String::from_utf8_lossy(&response[..split]).into_owned();
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| anyhow!("no status in {head}"))?;
-        let mut body = response[split + 4..].to_vec();
-        if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            body = dechunk(&body);
-        }
-        Ok((status, body))
+        crate::http::request(self.port, method, path, json)
     }
 
     /// Registers workload `ns/sa` the way an agent does: a fresh token, a
@@ -203,23 +173,4 @@ impl Drop for Curator {
             eprintln!("---- mazu-curator log ----\n{}\n---- end ----", self.log());
         }
     }
-}
-
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") {
-        let Some(size) = core::str::from_utf8(&body[..line_end])
-            .ok()
-            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
-        else {
-            break;
-        };
-        let rest = &body[line_end + 2..];
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.extend_from_slice(&rest[..size]);
-        body = rest.get(size + 2..).unwrap_or_default();
-    }
-    out
 }

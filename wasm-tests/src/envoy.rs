@@ -8,14 +8,12 @@
 //! printed when the test fails.
 
 use core::time::Duration;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::Instant;
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, bail};
 use serde_json::json;
 
 use crate::net::free_port;
@@ -134,30 +132,9 @@ impl Envoy {
         bail!("envoy not ready after {limit:?}:\n{}", self.log())
     }
 
-    /// GETs an admin path; the body.
+    /// GETs an admin path (which must answer 200); the body.
     pub fn admin(&self, path: &str) -> Result<String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.admin_port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n"
-        )?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        let (head, body) = response
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| anyhow!("malformed admin response"))?;
-        if !head.starts_with("HTTP/1.1 200") {
-            bail!("admin {path}: {head}");
-        }
-        let chunked = head
-            .lines()
-            .any(|line| line.eq_ignore_ascii_case("transfer-encoding: chunked"));
-        Ok(if chunked {
-            dechunk(body)
-        } else {
-            body.to_owned()
-        })
+        crate::http::get_text(self.admin_port, path)
     }
 
     /// Counters and gauges whose name contains `needle`, from `/stats`.
@@ -215,22 +192,6 @@ impl Envoy {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
-}
-
-/// Decodes an HTTP/1.1 chunked body (enough for Envoy's admin answers).
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].strip_prefix("\r\n").unwrap_or(&rest[size..]);
-    }
-    out
 }
 
 impl Drop for Envoy {

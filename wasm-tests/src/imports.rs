@@ -123,6 +123,7 @@ fn define_proxy(
         "proxy_get_current_time_nanoseconds",
         "proxy_set_tick_period_milliseconds",
         "proxy_get_buffer_bytes",
+        "proxy_set_buffer_bytes",
         "proxy_get_header_map_pairs",
         "proxy_get_header_map_value",
         "proxy_get_property",
@@ -220,6 +221,28 @@ fn define_proxy(
                 return Ok(Status::NotFound.code());
             }
             return_bytes(&mut c, &slice, ptr_ptr, size_ptr)?;
+            Ok(Status::Ok.code())
+        },
+    )?;
+
+    linker.func_wrap(
+        ENV,
+        "proxy_set_buffer_bytes",
+        |mut c: Ctx<'_>, kind: i32, start: i32, size: i32, ptr: i32, len: i32| -> Result<i32> {
+            let value = read(&mut c, ptr, len)?;
+            let state = c.data_mut();
+            let effective = state.effective_context;
+            let Some(connection) = state.connections.get_mut(&effective) else {
+                return Ok(Status::NotFound.code());
+            };
+            let buffer = match kind {
+                abi::buffer::DOWNSTREAM_DATA => &mut connection.held_downstream,
+                abi::buffer::UPSTREAM_DATA => &mut connection.held_upstream,
+                other => bail!("the test host cannot set buffer type {other}"),
+            };
+            let start = offset(start).min(buffer.len());
+            let end = start.saturating_add(offset(size)).min(buffer.len());
+            buffer.splice(start..end, value);
             Ok(Status::Ok.code())
         },
     )?;

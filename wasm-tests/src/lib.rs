@@ -11,7 +11,8 @@
 //! - [`harness`]: the compiled module (once per process) and configured VMs;
 //! - [`curator`]: the real `mazu-curator` process, with registrations through its API;
 //! - [`envoy`]: a real Envoy process with the filter (see `tests/envoy.rs`);
-//! - [`net`]: loopback servers and the TLS client those tests use.
+//! - [`net`]: loopback servers and the TLS client those tests use;
+//! - [`http`]: plain HTTP/1.1 GETs (curator API, Envoy admin) for harnesses.
 //!
 //! The tests load the `.wasm` named by `MAZU_FILTER_WASM`, or the one
 //! `cargo build -p mazu-filter --target wasm32-wasip1 --profile wasm` leaves
@@ -25,6 +26,7 @@ pub mod curator;
 pub mod envoy;
 pub mod fixtures;
 pub mod harness;
+pub mod http;
 pub mod imports;
 pub mod net;
 pub mod plugin;

@@ -48,6 +48,7 @@ struct Exports {
     downstream_data: TypedFunc<(i32, i32, i32), i32>,
     upstream_data: TypedFunc<(i32, i32, i32), i32>,
     downstream_close: TypedFunc<(i32, i32), ()>,
+    upstream_close: TypedFunc<(i32, i32), ()>,
     http_call_response: TypedFunc<(i32, i32, i32, i32, i32), ()>,
     done: TypedFunc<i32, i32>,
     delete: TypedFunc<i32, ()>,
@@ -65,6 +66,8 @@ impl Exports {
             upstream_data: instance.get_typed_func(&mut *store, "proxy_on_upstream_data")?,
             downstream_close: instance
                 .get_typed_func(&mut *store, "proxy_on_downstream_connection_close")?,
+            upstream_close: instance
+                .get_typed_func(&mut *store, "proxy_on_upstream_connection_close")?,
             http_call_response: instance
                 .get_typed_func(&mut *store, "proxy_on_http_call_response")?,
             done: instance.get_typed_func(&mut *store, "proxy_on_done")?,
@@ -253,7 +256,9 @@ impl Vm {
             Side::Upstream => "upstream",
         };
         let key = |name: &str| format!("{prefix}\0{name}");
-        if let Some(mtls) = peer.mtls {
+        // Like Envoy, which defines `mtls` for the downstream connection
+        // only (there is no `upstream.mtls` attribute).
+        if let Some(mtls) = peer.mtls.filter(|_| side == Side::Downstream) {
             connection
                 .properties
                 .insert(key("mtls"), vec![u8::from(mtls)]);
@@ -316,6 +321,26 @@ impl Vm {
 
     /// Delivers upstream bytes.
     pub fn upstream_data(&mut self, context: u32, data: &[u8]) -> Result<Action> {
+        self.upstream_event(context, data, false)
+    }
+
+    /// The server's last bytes, then its close, as Envoy delivers them: one
+    /// `on_upstream_data` with `end_of_stream`, the guest's stream
+    /// operations, then `on_upstream_connection_close` for the same context
+    /// id (Envoy sends it even if the guest's close already deleted the
+    /// context, which the SDK treats as a fatal error).
+    pub fn upstream_data_end(&mut self, context: u32, data: &[u8]) -> Result<Action> {
+        let action = self.upstream_event(context, data, true)?;
+        self.enter(context);
+        self.exports
+            .upstream_close
+            .call(&mut self.store, (context as i32, abi::peer::UNKNOWN))
+            .map_err(|e| self.explain(e))?;
+        self.flush()?;
+        Ok(action)
+    }
+
+    fn upstream_event(&mut self, context: u32, data: &[u8], end: bool) -> Result<Action> {
         self.connection_mut(context)?
             .held_upstream
             .extend_from_slice(data);
@@ -324,7 +349,7 @@ impl Vm {
         let action = self
             .exports
             .upstream_data
-            .call(&mut self.store, (context as i32, size, 0))
+            .call(&mut self.store, (context as i32, size, i32::from(end)))
             .map_err(|e| self.explain(e))?;
         let action = Action::from_code(action);
         if action == Action::Continue {

@@ -336,9 +336,27 @@ fn outbound_checks_the_server_before_its_bytes_reach_the_client() {
         conn.forwarded_upstream.is_empty(),
         "the impostor's bytes reached the client"
     );
-    assert!(conn.closed_upstream && conn.closed_downstream);
+    assert!(conn.closed_downstream);
     assert_eq!(vm.stat("mazu.outbound.denied.not_registered"), 1);
     assert!(vm.logged("denied outbound connection: reason=not_registered"));
+
+    // The impostor answers and closes at once (its last bytes and the end
+    // of stream in one event, as a `connection: close` HTTP server does).
+    // Envoy then reports the upstream close for the same context: closing
+    // inside the data event would have deleted it first and made the SDK
+    // panic, losing the VM. The bytes are dropped, the close comes after.
+    let (id, _) = vm.connect(Side::Upstream, &impostor.peer()).unwrap();
+    assert_eq!(vm.downstream_data(id, b"query").unwrap(), Action::Continue);
+    assert_eq!(vm.upstream_data_end(id, b"rows").unwrap(), Action::Pause);
+    let conn = vm.connection(id).unwrap();
+    assert!(conn.forwarded_upstream.is_empty() && conn.held_upstream.is_empty());
+    assert!(conn.closed_downstream);
+    assert_eq!(vm.stat("mazu.outbound.denied.not_registered"), 2);
+    // The VM is still in service.
+    let (id, _) = vm.connect(Side::Upstream, &server.peer()).unwrap();
+    assert_eq!(vm.downstream_data(id, b"query").unwrap(), Action::Continue);
+    assert_eq!(vm.upstream_data_end(id, b"rows").unwrap(), Action::Continue);
+    assert_eq!(vm.connection(id).unwrap().forwarded_upstream, b"rows");
 }
 
 #[test]

@@ -14,6 +14,7 @@ pub mod extract;
 pub mod json;
 mod ops;
 mod read;
+mod transparency;
 pub mod views;
 mod write;
 
@@ -117,6 +118,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/openings/{slot}", get(read::opening))
         .route("/v1/proofs/{id}", get(read::proof))
         .route("/v1/log", get(read::log))
+        .route("/v1/checkpoint", get(transparency::checkpoint))
+        .route("/v1/checkpoint/key", get(transparency::checkpoint_key))
+        .route("/v1/proofs/inclusion", get(transparency::inclusion))
+        .route("/v1/proofs/consistency", get(transparency::consistency))
         .layer(axum::Extension(BodyLimit(limits.max_body_bytes)))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(

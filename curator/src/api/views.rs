@@ -208,3 +208,33 @@ pub struct HealthJson {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
+
+/// `GET /v1/proofs/inclusion?index=I&size=N`: the leaf hash of entry `I`
+/// and its RFC 9162 inclusion proof (audit path, leaf to root) in the tree
+/// of the first `N` entries; hashes as lowercase hex.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionProofJson {
+    /// The entry's index.
+    pub index: u64,
+    /// The tree size the proof is for.
+    pub size: u64,
+    /// The entry's leaf hash, SHA-256(0x00 || entry).
+    pub leaf_hash: String,
+    /// The proof hashes.
+    pub proof: Vec<String>,
+}
+
+/// `GET /v1/proofs/consistency?from=M&to=N`: the RFC 9162 consistency proof
+/// between the trees of the first `M` and `N` entries; hashes as lowercase
+/// hex.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyProofJson {
+    /// The older tree size.
+    pub from: u64,
+    /// The newer tree size.
+    pub to: u64,
+    /// The proof hashes.
+    pub proof: Vec<String>,
+}

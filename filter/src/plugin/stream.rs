@@ -2,7 +2,7 @@
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, StreamContext};
-use proxy_wasm::types::{Action, PeerType};
+use proxy_wasm::types::{Action, BufferType, PeerType};
 
 use crate::config::Direction;
 use crate::engine::{Decision, PeerFacts, parse_hex_digest, reason};
@@ -40,12 +40,24 @@ impl Peer {
     }
 }
 
+/// The upstream data event being handled.
+#[derive(Clone, Copy, Debug)]
+struct UpstreamEvent {
+    size: usize,
+    end_of_stream: bool,
+}
+
 /// The stream context of one connection.
 pub struct Stream {
     context_id: u32,
     vm: Option<SharedVm>,
     park_timeout_ms: Option<u64>,
     state: State,
+    /// Set while `on_upstream_data` runs.
+    upstream_event: Option<UpstreamEvent>,
+    /// A denial made on the upstream's last bytes, carried out when Envoy
+    /// reports the upstream close that follows them.
+    close_on_upstream_close: bool,
 }
 
 impl Stream {
@@ -57,6 +69,8 @@ impl Stream {
             vm,
             park_timeout_ms,
             state: State::Pending,
+            upstream_event: None,
+            close_on_upstream_close: false,
         }
     }
 
@@ -70,7 +84,7 @@ impl Stream {
     fn check(&mut self, peer: Peer) -> Action {
         let Some(vm) = self.vm.clone() else {
             host::error("mazu-filter: connection on an unconfigured plugin; closing it");
-            self.close(peer);
+            self.close();
             return Action::Pause;
         };
         // A worker that has not ticked since another VM fetched the first
@@ -80,8 +94,14 @@ impl Stream {
         }
         let prefix = peer.prefix();
         let now_ms = host::now_ms();
-        let mtls = host::bool_property(&[prefix, "mtls"]);
         let digest_hex = host::property(&[prefix, "sha256_peer_certificate_digest"]);
+        // Envoy defines `mtls` for the downstream connection only. A server
+        // that completed a TLS handshake always presented a certificate, so
+        // upstream the presence of its digest is the same fact.
+        let mtls = match peer {
+            Peer::Downstream => host::bool_property(&[prefix, "mtls"]),
+            Peer::Upstream => Some(digest_hex.is_some()),
+        };
         let facts = PeerFacts {
             mtls,
             digest_hex: digest_hex.as_deref(),
@@ -104,7 +124,7 @@ impl Stream {
             return self.park(&vm, peer, now_ms, digest_hex.as_deref());
         }
         vm.borrow_mut().record_decision(&decision);
-        self.carry_out(&decision, peer)
+        self.carry_out(&decision)
     }
 
     fn park(
@@ -154,31 +174,47 @@ impl Stream {
             _ => deny(reason::REGISTRY_UNAVAILABLE),
         };
         vm.borrow_mut().record_decision(&decision);
-        self.carry_out(&decision, peer)
+        self.carry_out(&decision)
     }
 
-    fn carry_out(&mut self, decision: &Decision, peer: Peer) -> Action {
+    fn carry_out(&mut self, decision: &Decision) -> Action {
         match decision {
             Decision::Allow { .. } => {
                 self.state = State::Allowed;
                 Action::Continue
             }
             Decision::Deny { .. } | Decision::Park => {
-                self.close(peer);
+                self.close();
                 Action::Pause
             }
         }
     }
 
-    fn close(&mut self, peer: Peer) {
+    fn close(&mut self) {
         self.state = State::Denied;
+        if let Some(event) = self.upstream_event {
+            // The server's bytes that triggered the check never reach the
+            // client, whatever happens to the connection next.
+            if let Err(status) = hostcalls::set_buffer(BufferType::UpstreamData, 0, event.size, &[])
+            {
+                host::warn(&format!(
+                    "mazu-filter: dropping upstream data failed: {status:?}"
+                ));
+            }
+            if event.end_of_stream {
+                // Envoy reports the upstream close right after this event.
+                // Closing now would delete this context first, and that
+                // report would then hit an id the SDK no longer knows (it
+                // panics, and the VM is lost): close from there instead.
+                self.close_on_upstream_close = true;
+                return;
+            }
+        }
+        // One close, of the downstream connection: in a network filter both
+        // of the SDK's streams are that connection (a second close, with
+        // `close_upstream`, is not needed).
         if let Err(status) = hostcalls::close_downstream() {
             host::warn(&format!("mazu-filter: close_downstream failed: {status:?}"));
-        }
-        if matches!(peer, Peer::Upstream)
-            && let Err(status) = hostcalls::close_upstream()
-        {
-            host::warn(&format!("mazu-filter: close_upstream failed: {status:?}"));
         }
     }
 
@@ -198,6 +234,25 @@ impl Stream {
                 Action::Pause
             }
             None => Action::Pause,
+        }
+    }
+
+    /// An upstream data event: the server's bytes (outbound), or the first
+    /// event of a server-first protocol (inbound).
+    fn upstream_data(&mut self) -> Action {
+        match self.state {
+            State::Allowed => Action::Continue,
+            State::Denied => Action::Pause,
+            // Resuming hands the held bytes straight to the next filter, so
+            // the server's answer may be this connection's first event since.
+            State::Parked => self.parked_event(),
+            State::Pending => match self.direction() {
+                Some(Direction::Outbound) | None => self.check(Peer::Upstream),
+                // Inbound, server-first protocol: the client has not sent a
+                // byte yet, so decide the client now, before the server's
+                // bytes reach it.
+                Some(Direction::Inbound) => self.check(Peer::Downstream),
+            },
         }
     }
 
@@ -236,20 +291,21 @@ impl StreamContext for Stream {
         }
     }
 
-    fn on_upstream_data(&mut self, _data_size: usize, _end_of_stream: bool) -> Action {
-        match self.state {
-            State::Allowed => Action::Continue,
-            State::Denied => Action::Pause,
-            // Resuming hands the held bytes straight to the next filter, so
-            // the server's answer may be this connection's first event since.
-            State::Parked => self.parked_event(),
-            State::Pending => match self.direction() {
-                Some(Direction::Outbound) | None => self.check(Peer::Upstream),
-                // Inbound, server-first protocol: the client has not sent a
-                // byte yet, so decide the client now, before the server's
-                // bytes reach it.
-                Some(Direction::Inbound) => self.check(Peer::Downstream),
-            },
+    fn on_upstream_data(&mut self, data_size: usize, end_of_stream: bool) -> Action {
+        self.upstream_event = Some(UpstreamEvent {
+            size: data_size,
+            end_of_stream,
+        });
+        let action = self.upstream_data();
+        self.upstream_event = None;
+        action
+    }
+
+    fn on_upstream_close(&mut self, _peer_type: PeerType) {
+        if core::mem::take(&mut self.close_on_upstream_close)
+            && let Err(status) = hostcalls::close_downstream()
+        {
+            host::warn(&format!("mazu-filter: close_downstream failed: {status:?}"));
         }
     }
 

@@ -195,16 +195,18 @@ fn fetch_schedule() {
         Some(FetchKind::Full { have: None })
     );
 
-    // Success: deltas at the refresh interval.
+    // Success: deltas at the refresh interval, counted from when the last
+    // fetch was sent (a tick exactly one interval later must find it due).
     fetcher.started(2, FetchKind::Full { have: None }, 4_000, &curator);
     fetcher.finished(None, 4_100, true, &curator);
-    assert_eq!(fetcher.due(9_099, Some(5)), None);
+    assert_eq!(fetcher.due(8_999, Some(5)), None);
     assert_eq!(
-        fetcher.due(9_100, Some(5)),
+        fetcher.due(9_000, Some(5)),
         Some(FetchKind::Delta { since: 5 })
     );
 
-    // A delta that does not apply: next time a full snapshot.
+    // A delta that does not apply: next time a full snapshot, one interval
+    // after the failure.
     fetcher.started(3, FetchKind::Delta { since: 5 }, 9_100, &curator);
     fetcher.finished(
         Some(&FetchFailure::DeltaMismatch(RegistryError::Truncated)),

@@ -1,0 +1,217 @@
+//! The agent's error types: one enum per concern, wrapped by [`Error`].
+
+use std::path::PathBuf;
+
+/// Anything the agent library can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Talking to the curator failed or it refused.
+    #[error(transparent)]
+    Curator(#[from] CuratorError),
+    /// The state directory could not be read or written.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The token file.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// Building the certificate or the throwaway root.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    /// Encryption or decryption.
+    #[error(transparent)]
+    Crypt(#[from] CryptError),
+    /// The SDS server.
+    // The I/O error is part of the message, not a `source`, so that
+    // `{:#}` chains do not print it twice.
+    #[error("SDS server on {path}: {error}")]
+    Sds {
+        /// The socket path.
+        path: PathBuf,
+        /// What failed.
+        error: std::io::Error,
+    },
+    /// A registration could not be completed for a reason other than the
+    /// curator's answer (key generation, an id registered with other keys).
+    #[error("registration: {0}")]
+    Registration(String),
+    /// A setting is unusable (the binary exits with a one-line message).
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// Why a curator request failed. [`CuratorError::is_transient`] tells the
+/// retry loop whether waiting can help.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CuratorError {
+    /// No answer (connection refused, timeout, reset).
+    #[error("curator unreachable at {url}: {reason}")]
+    Unreachable {
+        /// The URL asked.
+        url: String,
+        /// The transport error, as text (reqwest's error chain).
+        reason: String,
+    },
+    /// The curator answered with an API error.
+    #[error("curator refused {what}: {status} {code}: {message}")]
+    Refused {
+        /// What was asked (e.g. `POST /v1/registrations`).
+        what: String,
+        /// HTTP status.
+        status: u16,
+        /// The API error code (`token_expired`, `not_ready`, ...).
+        code: String,
+        /// The curator's message.
+        message: String,
+    },
+    /// The answer did not parse or did not check out.
+    #[error("unexpected answer to {what}: {reason}")]
+    Malformed {
+        /// What was asked.
+        what: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The curator serves another CRS than the pinned or stored one.
+    #[error("the curator's CRS digest is {served}, expected {expected}: refusing it")]
+    CrsMismatch {
+        /// Hex digest served.
+        served: String,
+        /// Hex digest expected.
+        expected: String,
+    },
+}
+
+impl CuratorError {
+    /// Whether retrying later can succeed: transport failures, 5xx, 408 and
+    /// 429. A 4xx refusal (an expired token, a bad request) is permanent for
+    /// this token; a CRS mismatch is permanent for this configuration.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CuratorError::Unreachable { .. } => true,
+            CuratorError::Refused { status, .. } => {
+                *status >= 500 || *status == 408 || *status == 429
+            }
+            CuratorError::Malformed { .. } => true,
+            CuratorError::CrsMismatch { .. } => false,
+        }
+    }
+
+    /// The API error code, if the curator answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            CuratorError::Refused { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// State directory failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// An I/O error on a path.
+    #[error("{op} {path}: {error}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The error (in the message, not a `source`: printed once).
+        error: std::io::Error,
+    },
+    /// A stored file does not parse.
+    #[error("state file {path} is corrupt: {reason}")]
+    Corrupt {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl StateError {
+    /// Wraps an I/O error with what was done to which path.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, error: std::io::Error) -> Self {
+        StateError::Io {
+            op,
+            path: path.into(),
+            error,
+        }
+    }
+
+    /// A file whose content does not parse.
+    pub fn corrupt(path: impl Into<PathBuf>, reason: impl ToString) -> Self {
+        StateError::Corrupt {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Token file problems.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The file does not exist (yet: the kubelet may not have written it).
+    #[error("token file {0} does not exist")]
+    Missing(PathBuf),
+    /// Reading failed.
+    #[error("reading token file {path}: {error}")]
+    Unreadable {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        error: std::io::Error,
+    },
+    /// The file is empty.
+    #[error("token file {0} is empty")]
+    Empty(PathBuf),
+    /// The claims do not parse (the curator would refuse it anyway).
+    #[error("token in {path} is not a usable Kubernetes token: {reason}")]
+    Malformed {
+        /// The path.
+        path: PathBuf,
+        /// The identity crate's refusal.
+        reason: String,
+    },
+}
+
+/// Certificate and key building failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CredentialsError {
+    /// The identity crate refused to build the certificate.
+    #[error("building the workload certificate: {0}")]
+    Build(String),
+    /// Encoding a key or certificate.
+    #[error("encoding {0}")]
+    Encoding(&'static str),
+    /// A stored key does not decode.
+    #[error("decoding the stored {0}")]
+    Decoding(&'static str),
+}
+
+/// Encryption and decryption failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CryptError {
+    /// The input is not a Mazu ciphertext.
+    #[error("not an RBE ciphertext: {0}")]
+    BadCiphertext(String),
+    /// No stored registration holds the ciphertext's slot.
+    #[error("the ciphertext is for slot {0}, and no stored registration holds that slot")]
+    NoKeyForSlot(u32),
+    /// The stored openings do not include the ciphertext's block commitment.
+    #[error(
+        "no opening for the ciphertext's block commitment (made under a registry version this agent never saw)"
+    )]
+    NoOpening,
+    /// The rbe crate refused.
+    #[error("{0}")]
+    Rbe(String),
+    /// The id is not registered.
+    #[error("id {0} is not registered at the curator")]
+    UnknownId(String),
+}

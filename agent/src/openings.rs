@@ -1,0 +1,90 @@
+//! Keeping the workload's RBE opening current.
+//!
+//! A ciphertext is made under the block commitment `C_k` published at the
+//! time; decrypting needs the opening for exactly that commitment. The agent
+//! starts from the opening the curator serves right after registering and
+//! then applies every later registration of its block from the public log
+//! (`OpeningHistory::update`), keeping each version, so a message encrypted
+//! under any commitment since then still decrypts. Each refresh is checked
+//! against the opening the curator serves for the same version.
+
+use mazu_rbe::{Crs, OpeningError, OpeningHistory};
+use tracing::{debug, warn};
+
+use crate::curator::CuratorClient;
+use crate::error::{CuratorError, Error};
+use crate::state::RegistrationRecord;
+
+/// The first history for `slot`: the opening the curator serves now, and the
+/// log position it covers.
+pub async fn initial(
+    client: &CuratorClient,
+    slot: u32,
+) -> Result<(OpeningHistory, u64), CuratorError> {
+    let answer = client.opening(slot).await?;
+    if !answer.registered || answer.opening.slot != slot {
+        return Err(CuratorError::Malformed {
+            what: format!("GET /v1/openings/{slot}"),
+            reason: "the slot is not registered".to_owned(),
+        });
+    }
+    Ok((OpeningHistory::new(answer.opening), answer.version))
+}
+
+/// Applies every registration logged since `record.openings_version` to
+/// `history`. Returns whether anything changed (then `record` and `history`
+/// need storing).
+pub async fn refresh(
+    client: &CuratorClient,
+    crs: &Crs,
+    record: &mut RegistrationRecord,
+    history: &mut OpeningHistory,
+) -> Result<bool, Error> {
+    let (logged, size) = client.registrations_since(record.openings_version).await?;
+    let mut changed = false;
+    for item in &logged {
+        match history.update(crs, &item.registration) {
+            Ok(()) => {
+                debug!(
+                    slot = item.registration.slot,
+                    index = item.index,
+                    "opening updated"
+                );
+                changed = true;
+            }
+            // Other blocks, our own registration, or one already folded
+            // into the opening we started from: nothing to apply.
+            Err(
+                OpeningError::OtherBlock(_)
+                | OpeningError::OwnSlot
+                | OpeningError::AlreadyApplied(_),
+            ) => {}
+            Err(e) => {
+                return Err(Error::Crypt(crate::error::CryptError::Rbe(format!(
+                    "applying log entry {} to the opening: {e}",
+                    item.index
+                ))));
+            }
+        }
+    }
+    if size != record.openings_version {
+        record.openings_version = size;
+        changed = true;
+    }
+    // Cross-check with the curator's own opening when it is for the same
+    // version (a later registration may have raced in; then the next refresh
+    // checks again).
+    if changed
+        && let Ok(answer) = client.opening(record.slot).await
+        && answer.version == record.openings_version
+        && answer.opening != *history.latest()
+    {
+        warn!(
+            slot = record.slot,
+            version = answer.version,
+            "the opening computed from the log differs from the curator's; restarting the history from the curator's"
+        );
+        *history = OpeningHistory::new(answer.opening);
+    }
+    Ok(changed)
+}

@@ -1,0 +1,452 @@
+//! The SDS v3 server (Envoy's Secret Discovery Service) on a Unix socket,
+//! with the resource names Istio uses, so the agent can stand in for
+//! istio-agent's socket the way SPIRE's agent does:
+//!
+//! - `default`: a `tls_certificate` with the workload certificate and its
+//!   PKCS#8 key, inline;
+//! - `ROOTCA`: a `validation_context` with `trust_chain_verification:
+//!   ACCEPT_UNTRUSTED` (Mazu peers are self-signed; the Wasm filter checks
+//!   them against the curator's registry) and, as `trusted_ca`, the agent's
+//!   throwaway root: without any `trusted_ca` Envoy lets a client with no
+//!   certificate through.
+//!
+//! `StreamSecrets` is state-of-the-world: every response carries every
+//! requested resource that exists, a `version_info` derived from their
+//! content and a fresh nonce. A request whose `response_nonce` is the last
+//! one sent is an ACK (or a NACK when it has `error_detail`: logged, and the
+//! same content is not sent again); a request with an older nonce is stale
+//! and ignored, as the xDS protocol says. New credentials are pushed to every
+//! open stream.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::core::v3::DataSource;
+use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::certificate_validation_context::TrustChainVerification;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CertificateValidationContext, Secret, TlsCertificate, secret,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::{
+    SecretDiscoveryService, SecretDiscoveryServiceServer,
+};
+use envoy_types::pb::google::protobuf::Any;
+use prost::Message as _;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, info, warn};
+
+use crate::error::Error;
+
+/// Istio's resource name for the workload certificate and key.
+pub const DEFAULT_RESOURCE: &str = "default";
+/// Istio's resource name for the validation context.
+pub const ROOTCA_RESOURCE: &str = "ROOTCA";
+/// The type of every resource served.
+pub const SECRET_TYPE_URL: &str =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+
+/// What the SDS server serves at a moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Secrets {
+    /// Certificate chain PEM and key PEM (absent until the first
+    /// registration succeeded).
+    pub certificate: Option<(String, String)>,
+    /// The throwaway root PEM for `ROOTCA`.
+    pub root_ca_pem: String,
+}
+
+fn content_version(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+fn inline(text: &str) -> Option<DataSource> {
+    Some(DataSource {
+        specifier: Some(Specifier::InlineString(text.to_owned())),
+        ..Default::default()
+    })
+}
+
+impl Secrets {
+    /// The `Secret` named `name`, if it exists now.
+    pub fn secret(&self, name: &str) -> Option<Secret> {
+        let kind = match name {
+            DEFAULT_RESOURCE => {
+                let (chain, key) = self.certificate.as_ref()?;
+                secret::Type::TlsCertificate(TlsCertificate {
+                    certificate_chain: inline(chain),
+                    private_key: inline(key),
+                    ..Default::default()
+                })
+            }
+            ROOTCA_RESOURCE => secret::Type::ValidationContext(CertificateValidationContext {
+                trusted_ca: inline(&self.root_ca_pem),
+                trust_chain_verification: TrustChainVerification::AcceptUntrusted as i32,
+                ..Default::default()
+            }),
+            _ => return None,
+        };
+        Some(Secret {
+            name: name.to_owned(),
+            r#type: Some(kind),
+        })
+    }
+
+    /// The resources among `names` that exist, and a version for exactly
+    /// that content.
+    /// An empty `names` means every resource (xDS wildcard subscription).
+    pub fn resources(&self, names: &BTreeSet<String>) -> (Vec<Any>, String) {
+        let everything: BTreeSet<String> = [DEFAULT_RESOURCE, ROOTCA_RESOURCE]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let names = if names.is_empty() { &everything } else { names };
+        let mut encoded = Vec::new();
+        for name in names {
+            if let Some(secret) = self.secret(name) {
+                encoded.push(Any {
+                    type_url: SECRET_TYPE_URL.to_owned(),
+                    value: secret.encode_to_vec(),
+                });
+            }
+        }
+        let parts: Vec<&[u8]> = encoded.iter().map(|a| a.value.as_slice()).collect();
+        let version = content_version(&parts);
+        (encoded, version)
+    }
+}
+
+/// The SDS service over a watch channel of [`Secrets`].
+#[derive(Clone, Debug)]
+pub struct SdsService {
+    secrets: watch::Receiver<Arc<Secrets>>,
+    nonces: Arc<core::sync::atomic::AtomicU64>,
+}
+
+impl SdsService {
+    /// A service serving whatever `secrets` holds.
+    pub fn new(secrets: watch::Receiver<Arc<Secrets>>) -> Self {
+        SdsService {
+            secrets,
+            nonces: Arc::new(core::sync::atomic::AtomicU64::new(0)),
+        }
+    }
+
+    fn next_nonce(&self) -> String {
+        let n = self
+            .nonces
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        format!("{n:x}")
+    }
+}
+
+/// Per-stream xDS bookkeeping (pure: unit-tested without gRPC).
+#[derive(Debug, Default)]
+pub struct StreamState {
+    /// The resource names the client subscribed to.
+    pub names: Option<BTreeSet<String>>,
+    /// Nonce of the last response.
+    pub last_nonce: Option<String>,
+    /// Version of the last response.
+    pub last_version: Option<String>,
+}
+
+/// What to do with one request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RequestAction {
+    /// Send the current resources.
+    Respond,
+    /// ACK of the last response: nothing to send.
+    Ack,
+    /// NACK of the last response: nothing to send, log the error.
+    Nack(String),
+    /// A response to an older response: ignore.
+    Stale,
+}
+
+impl StreamState {
+    /// Classifies a request and records its subscription.
+    pub fn on_request(&mut self, request: &DiscoveryRequest) -> RequestAction {
+        let names: BTreeSet<String> = request.resource_names.iter().cloned().collect();
+        if !request.response_nonce.is_empty() {
+            if self.last_nonce.as_deref() != Some(request.response_nonce.as_str()) {
+                return RequestAction::Stale;
+            }
+            let same_names = self.names.as_ref() == Some(&names);
+            self.names = Some(names);
+            if !same_names {
+                // A subscription change rides on the ACK: answer it.
+                return RequestAction::Respond;
+            }
+            return match &request.error_detail {
+                Some(status) => RequestAction::Nack(status.message.clone()),
+                None => RequestAction::Ack,
+            };
+        }
+        self.names = Some(names);
+        // A first request (or a reconnect): always answer, even with the
+        // version the client says it has, so it can confirm it.
+        self.last_version = None;
+        RequestAction::Respond
+    }
+}
+
+type ResponseTx = mpsc::Sender<Result<DiscoveryResponse, Status>>;
+
+async fn send_current(
+    service: &SdsService,
+    state: &mut StreamState,
+    secrets: &Secrets,
+    tx: &ResponseTx,
+) -> bool {
+    let Some(names) = state.names.as_ref() else {
+        return true;
+    };
+    let (resources, version) = secrets.resources(names);
+    if resources.is_empty() {
+        // Nothing requested exists yet (no certificate before the first
+        // registration): Envoy keeps waiting, and the watch pushes it later.
+        debug!(?names, "SDS: requested resources not available yet");
+        return true;
+    }
+    if state.last_version.as_deref() == Some(version.as_str()) {
+        return true;
+    }
+    let nonce = service.next_nonce();
+    let response = DiscoveryResponse {
+        version_info: version.clone(),
+        resources,
+        type_url: SECRET_TYPE_URL.to_owned(),
+        nonce: nonce.clone(),
+        ..Default::default()
+    };
+    info!(?names, %version, %nonce, "SDS: pushing secrets");
+    state.last_nonce = Some(nonce);
+    state.last_version = Some(version);
+    tx.send(Ok(response)).await.is_ok()
+}
+
+async fn run_stream(service: SdsService, mut inbound: Streaming<DiscoveryRequest>, tx: ResponseTx) {
+    let mut secrets = service.secrets.clone();
+    let mut state = StreamState::default();
+    loop {
+        tokio::select! {
+            request = inbound.message() => {
+                let request = match request {
+                    Ok(Some(r)) => r,
+                    Ok(None) => { debug!("SDS stream closed by the client"); return; }
+                    Err(status) => { debug!(%status, "SDS stream ended"); return; }
+                };
+                match state.on_request(&request) {
+                    RequestAction::Respond => {
+                        let current = secrets.borrow_and_update().clone();
+                        if !send_current(&service, &mut state, &current, &tx).await {
+                            return;
+                        }
+                    }
+                    RequestAction::Ack => {
+                        debug!(version = %request.version_info, "SDS: ACK");
+                    }
+                    RequestAction::Nack(message) => {
+                        warn!(version = ?state.last_version, %message, "SDS: Envoy rejected the pushed secrets (NACK)");
+                    }
+                    RequestAction::Stale => {
+                        debug!(nonce = %request.response_nonce, "SDS: ignoring a request with a stale nonce");
+                    }
+                }
+            }
+            changed = secrets.changed() => {
+                if changed.is_err() {
+                    // The agent is shutting down.
+                    return;
+                }
+                let current = secrets.borrow_and_update().clone();
+                if !send_current(&service, &mut state, &current, &tx).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl SecretDiscoveryService for SdsService {
+    type DeltaSecretsStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+    type StreamSecretsStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
+
+    async fn delta_secrets(
+        &self,
+        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaSecretsStream>, Status> {
+        Err(Status::unimplemented(
+            "delta SDS is not supported: use the state-of-the-world StreamSecrets",
+        ))
+    }
+
+    async fn stream_secrets(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamSecretsStream>, Status> {
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(run_stream(self.clone(), request.into_inner(), tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn fetch_secrets(
+        &self,
+        request: Request<DiscoveryRequest>,
+    ) -> Result<Response<DiscoveryResponse>, Status> {
+        let request = request.into_inner();
+        let names: BTreeSet<String> = request.resource_names.into_iter().collect();
+        let current = self.secrets.borrow().clone();
+        let (resources, version) = current.resources(&names);
+        if resources.is_empty() {
+            return Err(Status::unavailable(
+                "none of the requested secrets is available yet",
+            ));
+        }
+        Ok(Response::new(DiscoveryResponse {
+            version_info: version,
+            resources,
+            type_url: SECRET_TYPE_URL.to_owned(),
+            nonce: self.next_nonce(),
+            ..Default::default()
+        }))
+    }
+}
+
+/// Binds the Unix socket at `path` (replacing a stale socket left by a
+/// crashed agent, refusing to replace anything else) with `mode`.
+pub fn bind(path: &Path, mode: u32) -> Result<tokio::net::UnixListener, Error> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    let err = |error| Error::Sds {
+        path: path.to_owned(),
+        error,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path).map_err(err)?,
+        Ok(_) => {
+            return Err(Error::Config(format!(
+                "--sds-socket {} exists and is not a socket",
+                path.display()
+            )));
+        }
+        Err(_) => {}
+    }
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(err)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
+    Ok(listener)
+}
+
+/// Serves SDS on `listener` until `shutdown` completes, then removes the
+/// socket file.
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    path: PathBuf,
+    secrets: watch::Receiver<Arc<Secrets>>,
+    shutdown: impl core::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let service = SecretDiscoveryServiceServer::new(SdsService::new(secrets));
+    let result = tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await;
+    let _ = std::fs::remove_file(&path);
+    result.map_err(|e| Error::Sds {
+        path,
+        error: std::io::Error::other(e),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(names: &[&str], nonce: &str, nack: bool) -> DiscoveryRequest {
+        DiscoveryRequest {
+            resource_names: names.iter().map(|s| (*s).to_owned()).collect(),
+            response_nonce: nonce.to_owned(),
+            type_url: SECRET_TYPE_URL.to_owned(),
+            error_detail: nack.then(|| envoy_types::pb::google::rpc::Status {
+                code: 3,
+                message: "bad".to_owned(),
+                details: vec![],
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ack_nack_and_stale_nonces() {
+        let mut s = StreamState::default();
+        assert_eq!(
+            s.on_request(&request(&["default"], "", false)),
+            RequestAction::Respond
+        );
+        s.last_nonce = Some("1".to_owned());
+        assert_eq!(
+            s.on_request(&request(&["default"], "0", false)),
+            RequestAction::Stale
+        );
+        assert_eq!(
+            s.on_request(&request(&["default"], "1", false)),
+            RequestAction::Ack
+        );
+        assert_eq!(
+            s.on_request(&request(&["default"], "1", true)),
+            RequestAction::Nack("bad".to_owned())
+        );
+        assert_eq!(
+            s.on_request(&request(&["default", "ROOTCA"], "1", false)),
+            RequestAction::Respond
+        );
+    }
+
+    #[test]
+    fn resources_and_versions() {
+        let mut secrets = Secrets {
+            certificate: None,
+            root_ca_pem: "root".to_owned(),
+        };
+        let names: BTreeSet<String> = ["default", "ROOTCA", "other"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let (r1, v1) = secrets.resources(&names);
+        assert_eq!(r1.len(), 1, "only ROOTCA before a certificate exists");
+        secrets.certificate = Some(("cert".to_owned(), "key".to_owned()));
+        let (r2, v2) = secrets.resources(&names);
+        assert_eq!(r2.len(), 2);
+        assert_ne!(v1, v2);
+        assert_eq!(
+            secrets.resources(&names).1,
+            v2,
+            "same content, same version"
+        );
+        let rootca = Secret::decode(r2[0].value.as_slice()).expect("decode");
+        let Some(secret::Type::ValidationContext(vc)) = rootca.r#type else {
+            panic!("ROOTCA is a validation context");
+        };
+        assert_eq!(
+            vc.trust_chain_verification,
+            TrustChainVerification::AcceptUntrusted as i32
+        );
+        assert!(vc.trusted_ca.is_some());
+    }
+}

@@ -1,0 +1,413 @@
+//! `mazu-bench`: Mazu against plain CA-based mTLS, side by side, through
+//! real Envoy sidecars on 127.0.0.1 — keep-alive latency at a fixed rate,
+//! connection churn with cached and cold verdicts, and the filter's memory
+//! at 10,000 and 100,000 registered IDs — then `docs/performance.md` and
+//! `docs/img/p90-latency.svg`.
+//!
+//! `just perf` runs it with the full durations; `--quick` is a ~2-minute
+//! smoke run for development.
+
+#![forbid(unsafe_code)]
+
+mod backend;
+mod certs;
+mod oha;
+mod plot;
+mod report;
+mod results;
+mod scale;
+mod stats;
+mod topology;
+
+use core::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, Result};
+use clap::Parser;
+use mazu_e2e::mesh::{LocalMesh, MeshOptions};
+
+use crate::backend::Backend;
+use crate::oha::Load;
+use crate::results::{Churn, Conditions, LatencyRun, Results};
+use crate::topology::{Kind, Pair, filter_stats, one_request};
+
+/// Mazu against plain mTLS through real Envoy sidecars; writes the report.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Where to write performance.md and img/p90-latency.svg.
+    #[arg(long, default_value = "docs")]
+    out: PathBuf,
+    /// Seconds per latency measurement (each configuration, each connection
+    /// count, each round).
+    #[arg(long, default_value_t = 60)]
+    duration_secs: u64,
+    /// Smoke run: 5 s measurements, fewer restarts (labelled QUICK in the report).
+    #[arg(long)]
+    quick: bool,
+    /// Interleaved rounds per connection count (A B, then B A, …).
+    #[arg(long, default_value_t = 2)]
+    rounds: u32,
+    /// Fixed request rate of the latency runs, requests per second.
+    #[arg(long, default_value_t = 1000)]
+    rate: u32,
+    /// Connection counts of the latency runs.
+    #[arg(long, value_delimiter = ',', default_values_t = [16, 64])]
+    connections: Vec<u32>,
+    /// Request (and response) body bytes.
+    #[arg(long, default_value_t = 1024)]
+    body_bytes: usize,
+    /// Fixed rate of the new-connection (churn) runs, connections per second.
+    #[arg(long, default_value_t = 200)]
+    churn_rate: u32,
+    /// Server-sidecar restarts for the cold-verdict samples (per configuration).
+    #[arg(long, default_value_t = 12)]
+    restarts: u32,
+    /// Registry sizes for the memory measurement (0 is always added).
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000u64, 100_000])]
+    registry_sizes: Vec<u64>,
+    /// Skip the latency runs.
+    #[arg(long)]
+    skip_latency: bool,
+    /// Skip the churn runs.
+    #[arg(long)]
+    skip_churn: bool,
+    /// Skip the memory measurement.
+    #[arg(long)]
+    skip_scale: bool,
+    /// Keep the working files (configurations, logs) here instead of a
+    /// temporary directory.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let mut args = Args::parse();
+    if args.quick {
+        args.duration_secs = args.duration_secs.min(5);
+        args.restarts = args.restarts.min(4);
+    }
+    let temp = tempfile::Builder::new().prefix("mazu-bench-").tempdir()?;
+    let work = args
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_owned());
+    std::fs::create_dir_all(&work)?;
+    let oha = oha::binary()?;
+    let envoy = mazu_wasm_tests::envoy::envoy_binary()?;
+    let mut results = Results {
+        conditions: conditions(&args, &oha, &envoy),
+        ..Results::default()
+    };
+    eprintln!(
+        "mazu-bench: {} run, load average {}; work files in {}",
+        results.conditions.mode,
+        results.conditions.load_before,
+        work.display()
+    );
+
+    let wasm;
+    {
+        let backend = Backend::start()?;
+        eprintln!("mazu-bench: starting the local mesh (curator, agents, sidecars)");
+        let mesh = LocalMesh::start(MeshOptions {
+            dir: Some(work.join("mesh")),
+            ..MeshOptions::default()
+        })
+        .context("starting the local mesh (build it first: see `just perf`)")?;
+        wasm = mesh.binaries.filter_wasm.clone();
+        let mut baseline = Pair::baseline(&envoy, &work.join("baseline"), backend.port)?;
+        let mut mazu = Pair::mazu(&mesh, &work.join("mazu"), backend.port)?;
+        eprintln!("mazu-bench: both pairs answer");
+        if !args.skip_latency {
+            latency(&args, &oha, &baseline, &mazu, &mut results)?;
+        }
+        if !args.skip_churn {
+            churn(&args, &oha, &mut baseline, &mut mazu, &mut results)?;
+        }
+        // Everything stops here (sidecars, mesh, backend) before the memory
+        // runs, so that those Envoys have the machine to themselves.
+    }
+    if !args.skip_scale {
+        let mut sizes = vec![0];
+        sizes.extend(args.registry_sizes.iter().copied().filter(|&n| n > 0));
+        for n in sizes {
+            for workers in [1, 2] {
+                eprintln!("mazu-bench: filter memory, {n} registered IDs, {workers} worker(s)");
+                let reading = match scale::measure(&envoy, &wasm, &work.join("scale"), n, workers) {
+                    Ok(reading) => reading,
+                    Err(error) => {
+                        eprintln!("mazu-bench: memory run failed: {error:#}");
+                        results.notes.push(format!(
+                            "memory run {n} IDs / {workers} worker(s) failed: {error}"
+                        ));
+                        continue;
+                    }
+                };
+                eprintln!(
+                    "  RSS {:.1} MB, tcmalloc {:.1} MB",
+                    reading.rss as f64 / 1e6,
+                    reading.allocated as f64 / 1e6
+                );
+                results.memory.push(reading);
+            }
+        }
+    }
+    results.conditions.load_after = load_average();
+
+    let text = report::render(&results);
+    std::fs::create_dir_all(args.out.join("img"))?;
+    let report_path = args.out.join("performance.md");
+    std::fs::write(&report_path, &text)?;
+    plot::draw_p90(&results, &args.out.join(report::PLOT_PATH))?;
+    eprintln!(
+        "mazu-bench: wrote {} and {}",
+        report_path.display(),
+        args.out.join(report::PLOT_PATH).display()
+    );
+    for goal in results.goals() {
+        println!(
+            "{}: {} (limit {} {}) -> {}",
+            goal.name,
+            goal.measured.map_or("not measured".to_owned(), |m| format!(
+                "{m:+.3} {}",
+                goal.unit
+            )),
+            goal.limit,
+            goal.unit,
+            match goal.met() {
+                Some(true) => "met",
+                Some(false) => "MISSED",
+                None => "-",
+            }
+        );
+    }
+    drop(temp);
+    Ok(())
+}
+
+/// The keep-alive latency runs, interleaved.
+fn latency(
+    args: &Args,
+    oha: &Path,
+    baseline: &Pair,
+    mazu: &Pair,
+    results: &mut Results,
+) -> Result<()> {
+    for &connections in &args.connections {
+        let load = |pair: &Pair, duration| Load {
+            port: pair.outbound_port,
+            rate: Some(args.rate),
+            connections,
+            duration,
+            keep_alive: true,
+            body_bytes: args.body_bytes,
+        };
+        // Warm-up, discarded.
+        for pair in [baseline, mazu] {
+            oha::run(oha, &load(pair, Duration::from_secs(2)))?;
+        }
+        for round in 0..args.rounds {
+            let order = if round % 2 == 0 {
+                [baseline, mazu]
+            } else {
+                [mazu, baseline]
+            };
+            for pair in order {
+                let summary = oha::run(oha, &load(pair, Duration::from_secs(args.duration_secs)))?;
+                eprintln!(
+                    "mazu-bench: latency {} c={connections} round {}: p50 {:.3} p90 {:.3} p99 {:.3} ms, {} requests, {} failed",
+                    pair.kind.label(),
+                    round + 1,
+                    summary.latency.p50,
+                    summary.latency.p90,
+                    summary.latency.p99,
+                    summary.requests,
+                    summary.failures()
+                );
+                note_failures(
+                    results,
+                    &format!("latency {} c={connections}", pair.kind.label()),
+                    &summary,
+                );
+                if !report::plausible(&summary.latency) {
+                    results.notes.push(format!(
+                        "latency {} c={connections} round {}: implausible percentiles {:?}",
+                        pair.kind.label(),
+                        round + 1,
+                        summary.latency
+                    ));
+                }
+                results.latency.push(LatencyRun {
+                    kind: pair.kind,
+                    connections,
+                    round,
+                    summary,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// New connections: cached verdicts at a fixed rate, the highest rate, and
+/// cold verdicts after server restarts.
+fn churn(
+    args: &Args,
+    oha: &Path,
+    baseline: &mut Pair,
+    mazu: &mut Pair,
+    results: &mut Results,
+) -> Result<()> {
+    let churn_secs = if args.quick {
+        5
+    } else {
+        args.duration_secs.min(30)
+    };
+    let load = |pair: &Pair, rate, secs| Load {
+        port: pair.outbound_port,
+        rate,
+        connections: 16,
+        duration: Duration::from_secs(secs),
+        keep_alive: false,
+        body_bytes: args.body_bytes,
+    };
+    let mut churns = [Churn::default(), Churn::default()];
+    for c in &mut churns {
+        c.cached_rate = args.churn_rate;
+    }
+    for pair in [&*baseline, &*mazu] {
+        oha::run(oha, &load(pair, Some(args.churn_rate), 2))?;
+    }
+    let counters = |pair: &Pair| -> Result<(i64, i64)> {
+        let stats = filter_stats(pair.server.admin_port)?;
+        let get = |k: &str| stats.get(k).copied().unwrap_or(0);
+        Ok((
+            get("mazu.inbound.verdict_cache_hits"),
+            get("mazu.inbound.verdict_cache_misses"),
+        ))
+    };
+    let before = counters(mazu)?;
+    for round in 0..args.rounds {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for index in order {
+            let pair: &Pair = if index == 0 { baseline } else { mazu };
+            let summary = oha::run(oha, &load(pair, Some(args.churn_rate), churn_secs))?;
+            eprintln!(
+                "mazu-bench: new connections {} round {}: p50 {:.3} p90 {:.3} p99 {:.3} ms, {} failed",
+                pair.kind.label(),
+                round + 1,
+                summary.latency.p50,
+                summary.latency.p90,
+                summary.latency.p99,
+                summary.failures()
+            );
+            note_failures(
+                results,
+                &format!("new connections {}", pair.kind.label()),
+                &summary,
+            );
+            churns[index].cached.push(summary);
+        }
+    }
+    let after = counters(mazu)?;
+    churns[1].cache_counters = Some((after.0 - before.0, after.1 - before.1));
+    let max_secs = if args.quick { 3 } else { 10 };
+    for (index, pair) in [&*baseline, &*mazu].into_iter().enumerate() {
+        let summary = oha::run(oha, &load(pair, None, max_secs))?;
+        eprintln!(
+            "mazu-bench: max new-connection rate {}: {:.0}/s",
+            pair.kind.label(),
+            summary.requests_per_sec
+        );
+        churns[index].max_rate = Some(summary.requests_per_sec);
+    }
+    for restart in 0..args.restarts {
+        let order = if restart % 2 == 0 { [0, 1] } else { [1, 0] };
+        for index in order {
+            let pair: &mut Pair = if index == 0 {
+                &mut *baseline
+            } else {
+                &mut *mazu
+            };
+            pair.restart_server()?;
+            let (status, cold) = one_request(pair.outbound_port)?;
+            let (status2, warm) = one_request(pair.outbound_port)?;
+            if status != 200 || status2 != 200 {
+                results.notes.push(format!(
+                    "cold-verdict sample {} of {}: statuses {status}/{status2}",
+                    restart + 1,
+                    pair.kind.label()
+                ));
+                continue;
+            }
+            churns[index].cold_ms.push(cold.as_secs_f64() * 1000.0);
+            churns[index].warm_ms.push(warm.as_secs_f64() * 1000.0);
+        }
+    }
+    let [base, mazu_churn] = churns;
+    results.churn.insert(Kind::Baseline, base);
+    results.churn.insert(Kind::Mazu, mazu_churn);
+    Ok(())
+}
+
+fn note_failures(results: &mut Results, what: &str, summary: &oha::Summary) {
+    if summary.failures() > 0 {
+        results.notes.push(format!(
+            "{what}: {} of {} requests failed ({:?} {:?})",
+            summary.failures(),
+            summary.requests + summary.errors.values().sum::<u64>(),
+            summary.status_codes,
+            summary.errors
+        ));
+    }
+}
+
+fn conditions(args: &Args, oha: &Path, envoy: &Path) -> Conditions {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let kernel = command_output("uname", &["-r"]);
+    let envoy_version = command_output(&envoy.display().to_string(), &["--version"]);
+    let envoy_version = envoy_version
+        .split("version:")
+        .nth(1)
+        .map_or(envoy_version.clone(), |v| v.trim().to_owned());
+    Conditions {
+        started: command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        mode: if args.quick { "quick" } else { "full" }.to_owned(),
+        duration_secs: args.duration_secs,
+        rounds: args.rounds,
+        rate: args.rate,
+        body_bytes: args.body_bytes,
+        machine: format!("{cpus} CPUs ({cpu}), Linux {kernel}, loopback"),
+        load_before: load_average(),
+        load_after: String::new(),
+        tools: format!(
+            "{}; Envoy {envoy_version}",
+            oha::version(oha).unwrap_or_else(|_| "oha".to_owned())
+        ),
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,349 @@
+//! The two configurations under test, each a pair of real Envoy sidecars on
+//! 127.0.0.1 in front of the same bench backend:
+//!
+//! - **baseline**: plain CA-based mTLS (`bench/envoy/baseline-*.yaml`):
+//!   CA-signed certificates from files, the client certificate checked
+//!   against the CA, no filter;
+//! - **Mazu**: the local mesh's sidecar configuration as is
+//!   (`e2e/envoy/*.yaml` rendered by `mazu_e2e::envoy_config::render`, with
+//!   the mesh's own plugin configuration): self-signed certificates over SDS
+//!   from the mesh's node agents, the filter inbound and outbound, the
+//!   registry from the mesh's curator. The only difference from the mesh's
+//!   own frontend/checkout sidecars is the workload port (the 1 KiB backend).
+//!
+//! Both run with the mesh's Envoy flags (`--concurrency 1`).
+
+use core::time::Duration;
+use std::collections::BTreeMap;
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use mazu_e2e::envoy_config::{self, OutboundPeer, SidecarConfig, substitute};
+use mazu_e2e::mesh::LocalMesh;
+use mazu_e2e::process::Process;
+use mazu_wasm_tests::http;
+use mazu_wasm_tests::net::free_port;
+
+use crate::certs;
+
+const BASELINE_SERVER: &str = include_str!("../envoy/baseline-server.yaml");
+const BASELINE_CLIENT: &str = include_str!("../envoy/baseline-client.yaml");
+
+/// Envoy's flags, the same for every sidecar of both configurations (and
+/// the local mesh's).
+pub const ENVOY_FLAGS: &[&str] = &[
+    "--concurrency",
+    "1",
+    "--disable-hot-restart",
+    "--log-level",
+    "warn",
+    "--component-log-level",
+    "wasm:info",
+];
+
+/// Which configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// Plain CA-based mTLS, no filter.
+    Baseline,
+    /// Self-signed certificates over SDS and the Mazu filter both ways.
+    Mazu,
+}
+
+impl Kind {
+    /// Its name in the report.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Baseline => "baseline",
+            Kind::Mazu => "Mazu",
+        }
+    }
+}
+
+/// One Envoy sidecar process with its configuration file.
+pub struct Sidecar {
+    name: String,
+    binary: PathBuf,
+    config_path: PathBuf,
+    log_path: PathBuf,
+    /// Its admin port.
+    pub admin_port: u16,
+    /// Filter directions to wait for (registry version) after a start.
+    filter_directions: Vec<&'static str>,
+    process: Option<Process>,
+}
+
+impl Sidecar {
+    fn start(
+        name: &str,
+        binary: &Path,
+        config_path: PathBuf,
+        admin_port: u16,
+        filter_directions: Vec<&'static str>,
+        registry_version: Option<i64>,
+    ) -> Result<Sidecar> {
+        let mut sidecar = Sidecar {
+            name: name.to_owned(),
+            binary: binary.to_owned(),
+            log_path: config_path.with_extension("log"),
+            config_path,
+            admin_port,
+            filter_directions,
+            process: None,
+        };
+        sidecar.launch(registry_version)?;
+        Ok(sidecar)
+    }
+
+    /// Starts Envoy; waits until it is live and, when `registry_version` is
+    /// given, until every filter of it holds that registry version.
+    fn launch(&mut self, registry_version: Option<i64>) -> Result<()> {
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("--config-path")
+            .arg(&self.config_path)
+            .args(ENVOY_FLAGS);
+        let mut process = Process::spawn(&self.name, command, &self.log_path)?;
+        let admin = self.admin_port;
+        process.wait_until("live", Duration::from_secs(60), || {
+            http::get_text(admin, "/ready").is_ok_and(|body| body.trim() == "LIVE")
+        })?;
+        if let Some(version) = registry_version {
+            let directions = self.filter_directions.clone();
+            process.wait_until("holding the registry", Duration::from_secs(30), || {
+                filter_stats(admin).is_ok_and(|stats| {
+                    directions.iter().all(|d| {
+                        stats
+                            .get(&format!("mazu.{d}.registry_version"))
+                            .is_some_and(|v| *v >= version)
+                    })
+                })
+            })?;
+        }
+        self.process = Some(process);
+        Ok(())
+    }
+
+    /// Kills Envoy (SIGKILL) and starts it again with the same configuration:
+    /// every cache in it (TLS sessions, the filter's verdict and token caches)
+    /// is gone.
+    pub fn restart(&mut self, registry_version: Option<i64>) -> Result<()> {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+        self.launch(registry_version)
+    }
+}
+
+/// The filter's counters and gauges of the Envoy with admin port `admin`
+/// (names without the `wasmcustom.` prefix).
+pub fn filter_stats(admin: u16) -> Result<BTreeMap<String, i64>> {
+    let body = http::get_text(admin, "/stats?filter=mazu\\.")?;
+    Ok(body
+        .lines()
+        .filter_map(|line| {
+            let (name, value) = line.split_once(": ")?;
+            let name = name.strip_prefix("wasmcustom.").unwrap_or(name);
+            Some((name.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect())
+}
+
+/// A client sidecar and a server sidecar of one configuration.
+pub struct Pair {
+    /// Which configuration.
+    pub kind: Kind,
+    /// The client sidecar's plain-text outbound port: load goes here.
+    pub outbound_port: u16,
+    /// The client sidecar (kept running).
+    _client: Sidecar,
+    /// The server sidecar.
+    pub server: Sidecar,
+    /// The registry version the filters must hold (Mazu only).
+    registry_version: Option<i64>,
+}
+
+impl Pair {
+    /// The baseline pair in `dir` (certificates, configurations, logs).
+    pub fn baseline(envoy: &Path, dir: &Path, backend_port: u16) -> Result<Pair> {
+        std::fs::create_dir_all(dir)?;
+        let cert_dir = dir.join("pki");
+        certs::make_baseline_pki(&cert_dir)?;
+        let (server_admin, inbound, client_admin, outbound) =
+            (free_port()?, free_port()?, free_port()?, free_port()?);
+        let certs = cert_dir.display().to_string();
+        let server_yaml = substitute(
+            BASELINE_SERVER,
+            &[
+                ("ADMIN_PORT", server_admin.to_string()),
+                ("INBOUND_PORT", inbound.to_string()),
+                ("WORKLOAD_PORT", backend_port.to_string()),
+                ("CERT_DIR", certs.clone()),
+            ],
+        )?;
+        let client_yaml = substitute(
+            BASELINE_CLIENT,
+            &[
+                ("ADMIN_PORT", client_admin.to_string()),
+                ("OUTBOUND_PORT", outbound.to_string()),
+                ("PEER_INBOUND_PORT", inbound.to_string()),
+                ("CERT_DIR", certs),
+            ],
+        )?;
+        let server_path = dir.join("baseline-server.yaml");
+        let client_path = dir.join("baseline-client.yaml");
+        std::fs::write(&server_path, server_yaml)?;
+        std::fs::write(&client_path, client_yaml)?;
+        let server = Sidecar::start(
+            "envoy (baseline server)",
+            envoy,
+            server_path,
+            server_admin,
+            vec![],
+            None,
+        )?;
+        let client = Sidecar::start(
+            "envoy (baseline client)",
+            envoy,
+            client_path,
+            client_admin,
+            vec![],
+            None,
+        )?;
+        let pair = Pair {
+            kind: Kind::Baseline,
+            outbound_port: outbound,
+            _client: client,
+            server,
+            registry_version: None,
+        };
+        pair.check_round_trip()?;
+        Ok(pair)
+    }
+
+    /// The Mazu pair: the mesh's `frontend` (client) and `checkout` (server)
+    /// sidecar configurations, with their agents' SDS, the mesh's curator and
+    /// plugin configuration, in front of the bench backend.
+    pub fn mazu(mesh: &LocalMesh, dir: &Path, backend_port: u16) -> Result<Pair> {
+        std::fs::create_dir_all(dir)?;
+        let client_spec = mesh.service("frontend")?;
+        let server_spec = mesh.service("checkout")?;
+        let (server_admin, inbound, client_admin, client_inbound, outbound) = (
+            free_port()?,
+            free_port()?,
+            free_port()?,
+            free_port()?,
+            free_port()?,
+        );
+        let inbound_config = mesh.plugin_config("inbound");
+        let outbound_config = mesh.plugin_config("outbound");
+        let wasm = &mesh.binaries.filter_wasm;
+        let server_sds = server_spec.sds_socket();
+        let server_yaml = envoy_config::render(&SidecarConfig {
+            service: &server_spec.spec.name,
+            namespace: &server_spec.spec.namespace,
+            admin_port: server_admin,
+            inbound_port: inbound,
+            workload_port: backend_port,
+            curator_port: mesh.curator_port(),
+            sds_socket: &server_sds,
+            filter_wasm: wasm,
+            inbound_plugin_config: &inbound_config,
+            outbound_plugin_config: &outbound_config,
+            peers: &[],
+        })?;
+        let client_sds = client_spec.sds_socket();
+        let peers = [OutboundPeer {
+            name: server_spec.spec.name.clone(),
+            outbound_port: outbound,
+            peer_inbound_port: inbound,
+        }];
+        let client_yaml = envoy_config::render(&SidecarConfig {
+            service: &client_spec.spec.name,
+            namespace: &client_spec.spec.namespace,
+            admin_port: client_admin,
+            inbound_port: client_inbound,
+            workload_port: backend_port,
+            curator_port: mesh.curator_port(),
+            sds_socket: &client_sds,
+            filter_wasm: wasm,
+            inbound_plugin_config: &inbound_config,
+            outbound_plugin_config: &outbound_config,
+            peers: &peers,
+        })?;
+        let server_path = dir.join("mazu-server.yaml");
+        let client_path = dir.join("mazu-client.yaml");
+        std::fs::write(&server_path, server_yaml)?;
+        std::fs::write(&client_path, client_yaml)?;
+        let version = mesh.registry_version()?;
+        let envoy = &mesh.binaries.envoy;
+        let server = Sidecar::start(
+            "envoy (Mazu server)",
+            envoy,
+            server_path,
+            server_admin,
+            vec!["inbound"],
+            Some(version),
+        )?;
+        let client = Sidecar::start(
+            "envoy (Mazu client)",
+            envoy,
+            client_path,
+            client_admin,
+            vec!["inbound", "outbound"],
+            Some(version),
+        )?;
+        let pair = Pair {
+            kind: Kind::Mazu,
+            outbound_port: outbound,
+            _client: client,
+            server,
+            registry_version: Some(version),
+        };
+        pair.check_round_trip()?;
+        Ok(pair)
+    }
+
+    /// Restarts the server sidecar (cold caches), waiting for its filter's
+    /// registry (Mazu).
+    pub fn restart_server(&mut self) -> Result<()> {
+        self.server.restart(self.registry_version)
+    }
+
+    /// One request through the pair must come back with the 1 KiB body.
+    pub fn check_round_trip(&self) -> Result<()> {
+        let (status, _) = one_request(self.outbound_port)?;
+        if status != 200 {
+            bail!(
+                "{} pair: a request through the sidecars got status {status}",
+                self.kind.label()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One `GET /` on a new connection to `port` (`connection: close`): the
+/// status and the time from `connect` to the end of the response.
+pub fn one_request(port: u16) -> Result<(u16, Duration)> {
+    let start = Instant::now();
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .with_context(|| format!("connecting to 127.0.0.1:{port}"))?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(b"GET / HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n")?;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let elapsed = start.elapsed();
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok((status, elapsed))
+}

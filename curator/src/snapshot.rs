@@ -1,0 +1,306 @@
+//! The state snapshot: a start-up accelerator, never a source of truth.
+//!
+//! Replaying the log decodes every RBE registration (each point
+//! subgroup-checked) and re-runs its pairing check: ~40 ms per entry at
+//! capacity 65,536, most of an hour for a full registry. The curator therefore
+//! writes, every `--snapshot-every` entries and on a clean shutdown, an image
+//! of its RBE state ([`mazu_rbe::RegistryState::to_snapshot_bytes`]) to
+//! `DATA_DIR/state.snapshot`, atomically (temporary file, fsync, rename, fsync
+//! of the directory).
+//!
+//! # File format
+//!
+//! ```text
+//! magic      "MZSNAP01" (8 bytes; the final '1' is the format version)
+//! crs digest 32 bytes
+//! entries    u64 BE: the log prefix the snapshot covers (= the image's version)
+//! image len  u64 BE
+//! image      the rbe crate's state image (RBES)
+//! checksum   SHA-256 of every byte above (32 bytes)
+//! ```
+//!
+//! # Loading
+//!
+//! The log stays authoritative: it is scanned as always, and the snapshot is
+//! used only if it is intact (length, checksum, magic), made under the
+//! configured CRS, covers no more entries than the log holds, and matches the
+//! log prefix it claims to cover: [`mazu_rbe::SnapshotRestore`] checks every
+//! covered registration's slot, id and public key and recomputes the log
+//! digest from the log's own bytes (hashing only, no curve arithmetic), and
+//! recomputes the block commitments from the keys. The identity-layer state
+//! (registry entries, claims digests) is not in the snapshot at all: it is
+//! re-derived from the covered log entries, which is cheap. Then only the
+//! entries after the prefix are replayed with every check. Anything else
+//! (missing, damaged, stale, another CRS, another log) logs a warning and
+//! falls back to the full replay, so a bad snapshot can cost time but never
+//! change the state the public parameters are computed from.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use mazu_identity::{ClaimsDigest, RegistryEntry};
+use mazu_rbe::{Crs, RegistryState, SnapshotError, SnapshotRestore};
+use sha2::{Digest, Sha256};
+
+use crate::entry::LogEntry;
+use crate::registry::{FactsError, Registry, identity_facts};
+use crate::store::{LogStore, StoreError};
+
+/// Name of the snapshot file inside the data directory.
+pub const SNAPSHOT_FILE: &str = "state.snapshot";
+
+/// Magic bytes; the last byte is the format version.
+pub const SNAPSHOT_MAGIC: [u8; 8] = *b"MZSNAP01";
+
+/// Header: magic, CRS digest, entries, image length.
+const HEADER_LEN: usize = 8 + 32 + 8 + 8;
+
+/// Entries read from the log per batch while checking the prefix.
+const READ_BATCH: usize = 256;
+
+/// Why a snapshot was not used (the curator then replays the whole log).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotLoadError {
+    /// The file cannot be read.
+    #[error("cannot read the snapshot: {0}")]
+    Io(#[from] std::io::Error),
+    /// Shorter than a header and checksum, or the image length disagrees
+    /// with the file length (a truncated or extended file).
+    #[error("snapshot is truncated or has a wrong length")]
+    Length,
+    /// The SHA-256 over the file does not match (damaged file).
+    #[error("snapshot checksum mismatch (damaged file)")]
+    Checksum,
+    /// Not a snapshot of this format.
+    #[error("not a curator snapshot (bad magic or unsupported version)")]
+    Magic,
+    /// Made under another CRS.
+    #[error("snapshot was made under another CRS")]
+    CrsMismatch,
+    /// Covers more entries than the log holds (the log was replaced or
+    /// truncated after the snapshot was written).
+    #[error("snapshot covers {covers} entries but the log holds only {log_len}")]
+    AheadOfLog {
+        /// Entries the snapshot covers.
+        covers: u64,
+        /// Entries in the log.
+        log_len: u64,
+    },
+    /// The header's entry count is not the image's.
+    #[error("snapshot header and image disagree on the entry count")]
+    EntryCount,
+    /// The image is invalid or does not match the log prefix.
+    #[error("snapshot does not match the log: {0}")]
+    Restore(#[from] SnapshotError),
+    /// Reading the log prefix failed.
+    #[error("reading the log prefix: {0}")]
+    Store(#[from] StoreError),
+    /// A covered log entry is malformed or conflicts with an earlier one.
+    #[error("log entry #{index} of the covered prefix: {reason}")]
+    Entry {
+        /// Its index.
+        index: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Encodes the snapshot file for `state`.
+pub fn encode(state: &RegistryState) -> Vec<u8> {
+    let image = state.to_snapshot_bytes();
+    let mut out = Vec::with_capacity(HEADER_LEN + image.len() + 32);
+    out.extend_from_slice(&SNAPSHOT_MAGIC);
+    out.extend_from_slice(&state.crs().digest());
+    out.extend_from_slice(&state.version().to_be_bytes());
+    out.extend_from_slice(&(image.len() as u64).to_be_bytes());
+    out.extend_from_slice(&image);
+    let checksum = Sha256::digest(&out);
+    out.extend_from_slice(&checksum);
+    out
+}
+
+/// A snapshot file whose framing passed: (entries covered, image bytes).
+fn parse<'a>(bytes: &'a [u8], crs_digest: &[u8; 32]) -> Result<(u64, &'a [u8]), SnapshotLoadError> {
+    let body_len = bytes
+        .len()
+        .checked_sub(32)
+        .filter(|l| *l >= HEADER_LEN)
+        .ok_or(SnapshotLoadError::Length)?;
+    let (body, checksum) = bytes.split_at(body_len);
+    if Sha256::digest(body).as_slice() != checksum {
+        return Err(SnapshotLoadError::Checksum);
+    }
+    let (header, image) = body.split_at(HEADER_LEN);
+    if header[..8] != SNAPSHOT_MAGIC {
+        return Err(SnapshotLoadError::Magic);
+    }
+    if &header[8..40] != crs_digest {
+        return Err(SnapshotLoadError::CrsMismatch);
+    }
+    let mut entries = [0u8; 8];
+    entries.copy_from_slice(&header[40..48]);
+    let mut image_len = [0u8; 8];
+    image_len.copy_from_slice(&header[48..56]);
+    if u64::from_be_bytes(image_len) != image.len() as u64 {
+        return Err(SnapshotLoadError::Length);
+    }
+    Ok((u64::from_be_bytes(entries), image))
+}
+
+/// Loads the snapshot at `path` (`Ok(None)` if there is none) and checks it
+/// against the first entries of `store` (see the module docs). Returns the
+/// registry at the covered version.
+pub fn load(
+    path: &Path,
+    crs: &Crs,
+    store: &dyn LogStore,
+) -> Result<Option<Registry>, SnapshotLoadError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    restore(&bytes, crs, store).map(Some)
+}
+
+/// [`load`] on bytes already read.
+pub fn restore(
+    bytes: &[u8],
+    crs: &Crs,
+    store: &dyn LogStore,
+) -> Result<Registry, SnapshotLoadError> {
+    let (covers, image) = parse(bytes, &crs.digest())?;
+    let log_len = store.len();
+    if covers > log_len {
+        return Err(SnapshotLoadError::AheadOfLog { covers, log_len });
+    }
+    let mut restore = SnapshotRestore::from_bytes_unchecked(crs.clone(), image)?;
+    if restore.covers() != covers {
+        return Err(SnapshotLoadError::EntryCount);
+    }
+    let capacity = usize::try_from(covers).unwrap_or(0);
+    let mut entries: Vec<RegistryEntry> = Vec::with_capacity(capacity);
+    let mut claims: HashSet<ClaimsDigest> = HashSet::with_capacity(capacity);
+    let mut index = 0u64;
+    while index < covers {
+        let want = usize::try_from(covers - index).map_or(READ_BATCH, |r| r.min(READ_BATCH));
+        let chunk = store.read_range(index, want)?;
+        if chunk.is_empty() {
+            return Err(SnapshotLoadError::AheadOfLog {
+                covers,
+                log_len: index,
+            });
+        }
+        for bytes in chunk {
+            let entry_error = |reason: String| SnapshotLoadError::Entry { index, reason };
+            let entry = LogEntry::from_bytes(&bytes).map_err(|e| entry_error(e.to_string()))?;
+            let (slot, id) = restore.push_registration(&entry.registration)?;
+            let (registry_entry, claims_digest) = identity_facts(&entry, slot, &id)
+                .map_err(|e: FactsError| entry_error(e.to_string()))?;
+            if !claims.insert(claims_digest) {
+                return Err(entry_error("claims digest registered twice".into()));
+            }
+            entries.push(registry_entry);
+            index += 1;
+        }
+    }
+    let rbe = restore.finish()?;
+    Ok(Registry::from_restored(rbe, entries, claims))
+}
+
+/// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync
+/// of the directory. A crash leaves the old snapshot or the new one, and a
+/// half-written temporary file that the next write replaces.
+pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    crate::bootstrap::write_atomic(path, bytes)
+}
+
+/// Writes snapshots: every `every` entries (in the background, off the
+/// writer thread) and on demand (shutdown).
+#[derive(Debug)]
+pub(crate) struct Snapshots {
+    path: PathBuf,
+    every: u64,
+    /// Version of the newest snapshot written (or being written).
+    last: AtomicU64,
+    /// A background write is running.
+    busy: Arc<AtomicBool>,
+    /// Serializes writes of the same file.
+    lock: Mutex<()>,
+}
+
+impl Snapshots {
+    /// `every` = 0 disables the periodic snapshots (on-demand ones still work).
+    pub(crate) fn new(path: PathBuf, every: u64, last: u64) -> Self {
+        Self {
+            path,
+            every,
+            last: AtomicU64::new(last),
+            busy: Arc::new(AtomicBool::new(false)),
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// Whether a periodic snapshot is due at `version`.
+    pub(crate) fn due(&self, version: u64) -> bool {
+        self.every > 0
+            && version >= self.last.load(Ordering::SeqCst).saturating_add(self.every)
+            && !self.busy.load(Ordering::SeqCst)
+    }
+
+    /// Writes a snapshot of `state` now (blocking) unless one at least as new
+    /// exists. Returns the bytes written (0 if skipped).
+    pub(crate) fn write_now(&self, state: &RegistryState) -> std::io::Result<usize> {
+        let _guard = self
+            .lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let version = state.version();
+        // A snapshot of version 0 would only slow the next start down.
+        if version == 0 || version <= self.last.load(Ordering::SeqCst) && self.path.exists() {
+            return Ok(0);
+        }
+        let started = Instant::now();
+        let bytes = encode(state);
+        write(&self.path, &bytes)?;
+        self.last.fetch_max(version, Ordering::SeqCst);
+        tracing::info!(
+            entries = version,
+            bytes = bytes.len(),
+            write_ms = started.elapsed().as_millis() as u64,
+            path = %self.path.display(),
+            "state snapshot written"
+        );
+        Ok(bytes.len())
+    }
+
+    /// Writes a snapshot of `state` on a background thread, unless one is
+    /// already being written.
+    pub(crate) fn write_in_background(self: &Arc<Self>, state: RegistryState) {
+        if self.busy.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let this = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("state-snapshot".into())
+            .spawn(move || {
+                if let Err(e) = this.write_now(&state) {
+                    tracing::warn!(error = %e, "writing the state snapshot failed (the log is unaffected)");
+                }
+                this.busy.store(false, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            self.busy.store(false, Ordering::SeqCst);
+            tracing::warn!(error = %e, "cannot start the snapshot thread");
+        }
+    }
+
+    /// Whether a background write is running (tests wait for it).
+    pub(crate) fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,150 @@
+//! The workloads behind the sidecars: tiny HTTP/1.1 servers on 127.0.0.1
+//! that answer every request with their service name, and the plain-text
+//! client a workload uses to call a peer through its sidecar.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::time::Duration;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread;
+
+use anyhow::{Context as _, Result};
+
+/// A running backend; stops accepting when dropped.
+pub struct Backend {
+    /// The port it listens on.
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl Backend {
+    /// Starts the backend of `service` on a free port.
+    pub fn start(service: &str) -> Result<Backend> {
+        let listener = TcpListener::bind("127.0.0.1:0").context("binding a backend")?;
+        let port = listener.local_addr()?.port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let body = format!("hello from {service}\n");
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let body = body.clone();
+                thread::spawn(move || {
+                    let _ = answer(stream, &body);
+                });
+            }
+        });
+        Ok(Backend { port, stop })
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so the thread ends.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Serves requests on one connection until the client closes it or asks
+/// to close it (`connection: close`).
+fn answer(stream: TcpStream, body: &str) -> Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    loop {
+        let mut content_length = 0usize;
+        let mut close = false;
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header)? == 0 {
+                return Ok(());
+            }
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    content_length = value.trim().parse().unwrap_or(0);
+                } else if name.eq_ignore_ascii_case("connection") {
+                    close = value.trim().eq_ignore_ascii_case("close");
+                }
+            }
+        }
+        let mut request_body = vec![0u8; content_length];
+        reader.read_exact(&mut request_body)?;
+        let connection = if close { "close" } else { "keep-alive" };
+        write!(
+            writer,
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\
+             connection: {connection}\r\n\r\n{body}",
+            body.len()
+        )?;
+        writer.flush()?;
+        if close {
+            return Ok(());
+        }
+    }
+}
+
+/// What a call through a sidecar gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallResult {
+    /// An HTTP answer came back.
+    Answered {
+        /// Its status code.
+        status: u16,
+        /// Its body.
+        body: String,
+    },
+    /// The connection was closed (or reset) before any answer: the mesh
+    /// refused it.
+    Closed,
+}
+
+/// One `GET /` to `port` on a new connection; waits at most `timeout`.
+pub fn http_get(port: u16, host: &str, timeout: Duration) -> Result<CallResult> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .with_context(|| format!("connecting to 127.0.0.1:{port}"))?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    match stream.read_to_end(&mut response) {
+        Ok(_) => {}
+        // A reset after a denial still means "closed"; a timeout with
+        // nothing read is an error the caller should see.
+        Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(error) if response.is_empty() => {
+            return Err(error).context(format!("no answer from 127.0.0.1:{port}"));
+        }
+        Err(_) => {}
+    }
+    if response.is_empty() {
+        return Ok(CallResult::Closed);
+    }
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok(CallResult::Answered {
+        status,
+        body: body.to_owned(),
+    })
+}

@@ -1,0 +1,759 @@
+//! The local mesh: the real key curator, and for each service a node agent,
+//! an Envoy sidecar running the Mazu filter inbound and outbound, and a small
+//! backend, all as processes on 127.0.0.1, in one working directory.
+//!
+//! Start order matters: the curator first, then every agent (which registers
+//! its workload and then serves SDS), then the Envoys (which wait for their
+//! certificates over SDS), and finally a wait until every filter holds the
+//! curator's current registry. Everything is stopped when the mesh is
+//! dropped (sidecars before the curator).
+
+use core::time::Duration;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use mazu_dev_issuer::TokenRequest;
+use mazu_wasm_tests::fixtures::{self, Mesh as TokenAuthority};
+use mazu_wasm_tests::http;
+use mazu_wasm_tests::net::free_port;
+use sha2::{Digest as _, Sha256};
+
+use crate::backend::{Backend, CallResult, http_get};
+use crate::binaries::Binaries;
+use crate::envoy_config::{self, OutboundPeer, SidecarConfig};
+use crate::process::Process;
+
+/// The SPIFFE trust domain of the local mesh.
+pub const TRUST_DOMAIN: &str = fixtures::TRUST_DOMAIN;
+/// The audience the mesh's tokens carry.
+pub const AUDIENCE: &str = "mazu";
+
+/// One service of the mesh.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// Its name (also its service account).
+    pub name: String,
+    /// Its Kubernetes namespace.
+    pub namespace: String,
+}
+
+impl ServiceSpec {
+    /// Service `name` in `namespace`, running as service account `name`.
+    pub fn new(name: &str, namespace: &str) -> Self {
+        ServiceSpec {
+            name: name.to_owned(),
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    /// Its SPIFFE ID.
+    pub fn spiffe_id(&self) -> String {
+        format!(
+            "spiffe://{TRUST_DOMAIN}/ns/{}/sa/{}",
+            self.namespace, self.name
+        )
+    }
+}
+
+/// How the mesh is laid out.
+#[derive(Clone, Debug)]
+pub struct MeshOptions {
+    /// The services; each may call every other one.
+    pub services: Vec<ServiceSpec>,
+    /// How often the filters poll the curator, milliseconds.
+    pub refresh_interval_ms: u64,
+    /// Registry capacity (slots) of the curator's development CRS.
+    pub capacity: u32,
+    /// Lifetime of the tokens the mesh's issuer mints, seconds.
+    pub token_lifetime_secs: u64,
+    /// Working directory to use (kept); a temporary one (removed) if `None`.
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for MeshOptions {
+    fn default() -> Self {
+        MeshOptions {
+            services: vec![
+                ServiceSpec::new("frontend", "shop"),
+                ServiceSpec::new("checkout", "shop"),
+            ],
+            refresh_interval_ms: 1000,
+            capacity: 16,
+            token_lifetime_secs: 3600,
+            dir: None,
+        }
+    }
+}
+
+/// How a call or a connection attempt ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The request reached the backend and its answer came back.
+    Allowed,
+    /// The mesh closed the connection.
+    Denied {
+        /// Which check closed it, e.g. `checkout inbound`, or `tls` when the
+        /// handshake itself failed.
+        by: String,
+        /// The reason, e.g. `not_registered` (the filter's deny reason).
+        reason: String,
+    },
+}
+
+impl Verdict {
+    /// Whether it was allowed.
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Verdict::Allowed)
+    }
+
+    /// The deny reason, if denied.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Verdict::Allowed => None,
+            Verdict::Denied { reason, .. } => Some(reason),
+        }
+    }
+}
+
+/// A running key curator with a fixed port (so sidecars find it again after
+/// a restart) and a data directory that survives restarts.
+struct CuratorNode {
+    binary: PathBuf,
+    dir: PathBuf,
+    capacity: u32,
+    port: u16,
+    process: Option<Process>,
+}
+
+impl CuratorNode {
+    fn start(&mut self) -> Result<()> {
+        let addr_file = self.dir.join("addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .arg("--dev-crs")
+            .arg("--capacity")
+            .arg(self.capacity.to_string())
+            .arg("--issuer")
+            .arg(format!(
+                "{}={}",
+                mazu_dev_issuer::DEFAULT_ISSUER_URL,
+                self.dir.join("jwks.json").display()
+            ))
+            .args(["--audience", AUDIENCE, "--trust-domain", TRUST_DOMAIN])
+            .arg("--addr-file")
+            .arg(&addr_file)
+            .env("RUST_LOG", "info");
+        let mut process = Process::spawn("mazu-curator", command, &self.dir.join("curator.log"))?;
+        process.wait_until("listening", Duration::from_secs(30), || addr_file.is_file())?;
+        let addr = std::fs::read_to_string(&addr_file)?;
+        self.port = addr
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| anyhow!("bad address file: {addr}"))?;
+        let port = self.port;
+        process.wait_until("ready", Duration::from_secs(60), || {
+            http::get(port, "/readyz").is_ok_and(|(status, _)| status == 200)
+        })?;
+        self.process = Some(process);
+        Ok(())
+    }
+}
+
+/// One service: its backend, node agent and sidecar.
+pub struct Sidecar {
+    /// What it is.
+    pub spec: ServiceSpec,
+    /// Its working directory (token, agent state, SDS socket, Envoy config and logs).
+    pub dir: PathBuf,
+    /// The sidecar's mTLS port.
+    pub inbound_port: u16,
+    /// The sidecar's admin port.
+    pub admin_port: u16,
+    /// Plain-text ports to reach each peer through the sidecar.
+    pub outbound: BTreeMap<String, u16>,
+    // Declared in stop order: Envoy, then the agent, then the backend.
+    envoy: Option<Process>,
+    agent: Process,
+    backend: Backend,
+}
+
+impl Sidecar {
+    /// The token file the agent watches.
+    pub fn token_path(&self) -> PathBuf {
+        self.dir.join("token")
+    }
+
+    /// The agent's state directory.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("agent-state")
+    }
+
+    /// Where the agent writes the certificate and key it serves.
+    pub fn cert_dir(&self) -> PathBuf {
+        self.dir.join("certs")
+    }
+
+    /// The agent's SDS socket.
+    pub fn sds_socket(&self) -> PathBuf {
+        self.dir.join("sds.sock")
+    }
+
+    /// The agent's `status.json`, once it has registered.
+    pub fn agent_status(&self) -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(self.state_dir().join("status.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// The workload id the agent has registered and serves (lowercase hex).
+    pub fn registered_id(&self) -> Option<String> {
+        let status = self.agent_status()?;
+        status["id"].as_str().map(str::to_owned)
+    }
+
+    /// The certificate (PEM) and key (PKCS#8 PEM) the agent serves.
+    pub fn served_identity(&self) -> Result<(String, String)> {
+        let cert = std::fs::read_to_string(self.cert_dir().join("cert.pem"))?;
+        let key = std::fs::read_to_string(self.cert_dir().join("key.pem"))?;
+        Ok((cert, key))
+    }
+
+    /// The token the agent currently reads.
+    pub fn token(&self) -> Result<String> {
+        Ok(std::fs::read_to_string(self.token_path())?
+            .trim()
+            .to_owned())
+    }
+
+    /// The filter's counters and gauges in this sidecar (`/stats`, names
+    /// without the `wasmcustom.` prefix).
+    pub fn filter_stats(&self) -> Result<BTreeMap<String, i64>> {
+        let body = http::get_text(self.admin_port, "/stats?filter=mazu\\.")?;
+        Ok(body
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.split_once(": ")?;
+                let name = name.strip_prefix("wasmcustom.").unwrap_or(name);
+                Some((name.to_owned(), value.trim().parse().ok()?))
+            })
+            .collect())
+    }
+
+    /// The workload's own port (its backend, in plain text).
+    pub fn workload_port(&self) -> u16 {
+        self.backend.port
+    }
+
+    /// The sidecar Envoy's process id.
+    pub fn envoy_pid(&self) -> Option<u32> {
+        self.envoy.as_ref().map(Process::pid)
+    }
+
+    /// Whether Envoy holds `cert_pem` (by serial number, from admin `/certs`).
+    pub fn envoy_serves(&self, cert_pem: &str) -> Result<bool> {
+        let serial = serial_hex(cert_pem)?;
+        let certs = http::get_text(self.admin_port, "/certs")?;
+        Ok(certs
+            .to_ascii_lowercase()
+            .contains(&format!("\"{serial}\"")))
+    }
+
+    /// The Envoy log so far.
+    pub fn envoy_log(&self) -> String {
+        self.envoy
+            .as_ref()
+            .map(|envoy| envoy.log_tail(200))
+            .unwrap_or_default()
+    }
+
+    /// The agent log so far.
+    pub fn agent_log(&self) -> String {
+        self.agent.log_tail(200)
+    }
+}
+
+/// The whole local mesh.
+pub struct LocalMesh {
+    // Sidecars stop before the curator.
+    services: Vec<Sidecar>,
+    curator: CuratorNode,
+    /// The development token issuer (the mesh's stand-in for the Kubernetes
+    /// service-account issuer), with the fixtures that build certificates.
+    pub tokens: TokenAuthority,
+    /// The programs run.
+    pub binaries: Binaries,
+    options: MeshOptions,
+    dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl LocalMesh {
+    /// Starts the mesh and waits until every filter holds the registry.
+    pub fn start(options: MeshOptions) -> Result<LocalMesh> {
+        let binaries = Binaries::locate()?;
+        let (dir, temp) = match &options.dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                (dir.clone(), None)
+            }
+            None => {
+                let temp = tempfile::Builder::new().prefix("mazu-mesh-").tempdir()?;
+                (temp.path().to_owned(), Some(temp))
+            }
+        };
+        let tokens = TokenAuthority::new();
+        let curator_dir = dir.join("curator");
+        std::fs::create_dir_all(&curator_dir)?;
+        std::fs::write(curator_dir.join("jwks.json"), tokens.jwks_json())?;
+        let mut curator = CuratorNode {
+            binary: binaries.curator.clone(),
+            dir: curator_dir,
+            capacity: options.capacity,
+            port: 0,
+            process: None,
+        };
+        curator.start()?;
+        let mut mesh = LocalMesh {
+            services: Vec::new(),
+            curator,
+            tokens,
+            binaries,
+            options: options.clone(),
+            dir,
+            _temp: temp,
+        };
+        let names: Vec<String> = options.services.iter().map(|s| s.name.clone()).collect();
+        let inbound_ports = names
+            .iter()
+            .map(|name| Ok((name.clone(), free_port()?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        // Agents first, all at once: registering is the slow part.
+        let mut pending = Vec::new();
+        for spec in &options.services {
+            pending.push(mesh.start_agent(spec, inbound_ports[&spec.name])?);
+        }
+        for (spec, sidecar) in options.services.iter().zip(pending) {
+            let peers: Vec<&ServiceSpec> = options
+                .services
+                .iter()
+                .filter(|other| other.name != spec.name)
+                .collect();
+            let sidecar = mesh.finish_sidecar(sidecar, &peers, &inbound_ports)?;
+            mesh.services.push(sidecar);
+        }
+        mesh.wait_for_registry(Duration::from_secs(30))?;
+        Ok(mesh)
+    }
+
+    /// The working directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The curator's HTTP port.
+    pub fn curator_port(&self) -> u16 {
+        self.curator.port
+    }
+
+    /// The services, in start order.
+    pub fn services(&self) -> &[Sidecar] {
+        &self.services
+    }
+
+    /// The sidecar of service `name`.
+    pub fn service(&self, name: &str) -> Result<&Sidecar> {
+        self.services
+            .iter()
+            .find(|s| s.spec.name == name)
+            .ok_or_else(|| anyhow!("no service {name} in the mesh"))
+    }
+
+    /// The refresh interval the filters use.
+    pub fn refresh_interval(&self) -> Duration {
+        Duration::from_millis(self.options.refresh_interval_ms)
+    }
+
+    /// A fresh token for `spec`'s service account from the mesh's issuer.
+    pub fn mint_token(&self, spec: &ServiceSpec) -> Result<String> {
+        let mut request =
+            TokenRequest::new(&spec.namespace, &spec.name).issued_at(fixtures::unix_now());
+        request.lifetime = self.options.token_lifetime_secs;
+        self.tokens.issuer.mint(&request).context("minting a token")
+    }
+
+    /// Writes a token the way the kubelet does: the new file replaces the
+    /// old one atomically.
+    fn write_token(path: &Path, token: &str) -> Result<()> {
+        let temp = path.with_extension("tmp");
+        std::fs::write(&temp, token)?;
+        std::fs::rename(&temp, path)?;
+        Ok(())
+    }
+
+    fn start_agent(&self, spec: &ServiceSpec, inbound_port: u16) -> Result<PendingSidecar> {
+        let dir = self.dir.join(&spec.name);
+        std::fs::create_dir_all(&dir)?;
+        let token = self.mint_token(spec)?;
+        let token_path = dir.join("token");
+        Self::write_token(&token_path, &token)?;
+        let socket = dir.join("sds.sock");
+        let _ = std::fs::remove_file(&socket);
+        let mut command = Command::new(&self.binaries.agent);
+        command
+            .arg("run")
+            .arg("--curator")
+            .arg(format!("http://127.0.0.1:{}", self.curator.port))
+            .arg("--token-file")
+            .arg(&token_path)
+            .arg("--state-dir")
+            .arg(dir.join("agent-state"))
+            .arg("--cert-dir")
+            .arg(dir.join("certs"))
+            .arg("--sds-socket")
+            .arg(&socket)
+            .args(["--trust-domain", TRUST_DOMAIN])
+            .args(["--poll-interval-ms", "200"])
+            // A rotated certificate is shown to peers only once every
+            // filter has had time to poll the registry that holds it.
+            .arg("--propagation-delay-ms")
+            .arg((self.options.refresh_interval_ms * 5 / 2).to_string())
+            .env("RUST_LOG", "info");
+        let agent = Process::spawn(
+            &format!("mazu-agent ({})", spec.name),
+            command,
+            &dir.join("agent.log"),
+        )?;
+        Ok(PendingSidecar {
+            spec: spec.clone(),
+            dir,
+            agent,
+            expected_id: workload_id_hex(&token),
+            inbound_port,
+        })
+    }
+
+    fn finish_sidecar(
+        &self,
+        mut pending: PendingSidecar,
+        peers: &[&ServiceSpec],
+        inbound_ports: &BTreeMap<String, u16>,
+    ) -> Result<Sidecar> {
+        let status_path = pending.dir.join("agent-state/status.json");
+        let socket = pending.dir.join("sds.sock");
+        let expected = pending.expected_id.clone();
+        pending
+            .agent
+            .wait_until("registered", Duration::from_secs(60), || {
+                socket.exists()
+                    && std::fs::read_to_string(&status_path)
+                        .ok()
+                        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                        .is_some_and(|status| status["id"].as_str() == Some(expected.as_str()))
+            })?;
+        let backend = Backend::start(&pending.spec.name)?;
+        let admin_port = free_port()?;
+        let mut outbound = BTreeMap::new();
+        let mut outbound_peers = Vec::new();
+        for peer in peers {
+            let port = free_port()?;
+            outbound.insert(peer.name.clone(), port);
+            outbound_peers.push(OutboundPeer {
+                name: peer.name.clone(),
+                outbound_port: port,
+                peer_inbound_port: *inbound_ports
+                    .get(&peer.name)
+                    .ok_or_else(|| anyhow!("no inbound port for {}", peer.name))?,
+            });
+        }
+        let yaml = envoy_config::render(&SidecarConfig {
+            service: &pending.spec.name,
+            namespace: &pending.spec.namespace,
+            admin_port,
+            inbound_port: pending.inbound_port,
+            workload_port: backend.port,
+            curator_port: self.curator.port,
+            sds_socket: &socket,
+            filter_wasm: &self.binaries.filter_wasm,
+            inbound_plugin_config: &self.plugin_config("inbound"),
+            outbound_plugin_config: &self.plugin_config("outbound"),
+            peers: &outbound_peers,
+        })?;
+        let config_path = pending.dir.join("envoy.yaml");
+        std::fs::write(&config_path, yaml)?;
+        let mut command = Command::new(&self.binaries.envoy);
+        command.arg("--config-path").arg(&config_path).args([
+            "--concurrency",
+            "1",
+            "--disable-hot-restart",
+            "--log-level",
+            "warn",
+            "--component-log-level",
+            "wasm:info",
+        ]);
+        let mut envoy = Process::spawn(
+            &format!("envoy ({})", pending.spec.name),
+            command,
+            &pending.dir.join("envoy.log"),
+        )?;
+        envoy.wait_until("live", Duration::from_secs(60), || {
+            http::get_text(admin_port, "/ready").is_ok_and(|body| body.trim() == "LIVE")
+        })?;
+        Ok(Sidecar {
+            spec: pending.spec,
+            dir: pending.dir,
+            inbound_port: pending.inbound_port,
+            admin_port,
+            outbound,
+            envoy: Some(envoy),
+            agent: pending.agent,
+            backend,
+        })
+    }
+
+    /// The filter's configuration for `direction` (see docs/filter.md).
+    pub fn plugin_config(&self, direction: &str) -> String {
+        serde_json::json!({
+            "direction": direction,
+            "curator": {
+                "cluster": "mazu-curator",
+                "authority": "mazu-curator",
+                "registry_path": "/v1/registry",
+                "refresh_interval_ms": self.options.refresh_interval_ms,
+                "timeout_ms": 1000
+            },
+            "trust": {
+                "trust_domain": TRUST_DOMAIN,
+                "audience": AUDIENCE,
+                "issuers": [{
+                    "issuer": self.tokens.issuer.issuer_url(),
+                    "jwks": serde_json::from_str::<serde_json::Value>(&self.tokens.jwks_json())
+                        .unwrap_or_default()
+                }]
+            },
+            // Keep deciding from the last registry if the curator goes away
+            // (scenario 9); registrations carry their own expiry.
+            "when_stale": "enforce_last_known"
+        })
+        .to_string()
+    }
+
+    /// Adds service `spec` while the mesh runs, able to call `peers`.
+    pub fn add_service(&mut self, spec: ServiceSpec, peers: &[&str]) -> Result<&Sidecar> {
+        let mut ports = BTreeMap::new();
+        let mut peer_specs = Vec::new();
+        for name in peers {
+            let sidecar = self.service(name)?;
+            ports.insert(sidecar.spec.name.clone(), sidecar.inbound_port);
+            peer_specs.push(sidecar.spec.clone());
+        }
+        let inbound_port = free_port()?;
+        let pending = self.start_agent(&spec, inbound_port)?;
+        let peer_refs: Vec<&ServiceSpec> = peer_specs.iter().collect();
+        let sidecar = self.finish_sidecar(pending, &peer_refs, &ports)?;
+        self.services.push(sidecar);
+        self.wait_for_registry(Duration::from_secs(30))?;
+        self.services
+            .last()
+            .ok_or_else(|| anyhow!("the service was just added"))
+    }
+
+    /// The curator's registry version (its log size).
+    pub fn registry_version(&self) -> Result<i64> {
+        let body = http::get_text(self.curator.port, "/v1/registry?format=json")?;
+        let json: serde_json::Value = serde_json::from_str(&body)?;
+        json["version"]
+            .as_i64()
+            .ok_or_else(|| anyhow!("no version in the registry: {body}"))
+    }
+
+    /// The curator's registry, as served (JSON).
+    pub fn registry_json(&self) -> Result<String> {
+        http::get_text(self.curator.port, "/v1/registry?format=json")
+    }
+
+    /// The curator's public parameters, as served.
+    pub fn public_params(&self) -> Result<String> {
+        http::get_text(self.curator.port, "/v1/params")
+    }
+
+    /// Waits until every filter (inbound and outbound) holds the curator's
+    /// current registry version.
+    pub fn wait_for_registry(&self, limit: Duration) -> Result<()> {
+        let version = self.registry_version()?;
+        let start = Instant::now();
+        for sidecar in &self.services {
+            loop {
+                let stats = sidecar.filter_stats()?;
+                let held = |direction: &str| {
+                    stats
+                        .get(&format!("mazu.{direction}.registry_version"))
+                        .copied()
+                        .unwrap_or(-1)
+                };
+                let outbound_ok = sidecar.outbound.is_empty() || held("outbound") >= version;
+                if held("inbound") >= version && outbound_ok {
+                    break;
+                }
+                if start.elapsed() > limit {
+                    bail!(
+                        "{}'s filters hold registry {}/{} after {limit:?}, curator has {version}:\n{}",
+                        sidecar.spec.name,
+                        held("inbound"),
+                        held("outbound"),
+                        sidecar.envoy_log()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills the curator (SIGKILL).
+    pub fn kill_curator(&mut self) {
+        if let Some(mut process) = self.curator.process.take() {
+            process.kill();
+        }
+    }
+
+    /// Starts the curator again on the same port with the same data.
+    pub fn restart_curator(&mut self) -> Result<()> {
+        self.kill_curator();
+        self.curator.start()
+    }
+
+    /// Whether the curator answers `/healthz`.
+    pub fn curator_is_up(&self) -> bool {
+        http::get(self.curator.port, "/healthz").is_ok()
+    }
+
+    /// Gives `service` a new token, as the kubelet does when it rotates the
+    /// projected token; returns the new token's workload id (hex).
+    pub fn rotate_token(&self, service: &str) -> Result<String> {
+        let sidecar = self.service(service)?;
+        let token = self.mint_token(&sidecar.spec)?;
+        Self::write_token(&sidecar.token_path(), &token)?;
+        Ok(workload_id_hex(&token))
+    }
+
+    /// `from`'s workload calls `to` through both sidecars; which check (if
+    /// any) closed the connection, from the filters' deny counters.
+    pub fn call(&self, from: &str, to: &str) -> Result<Verdict> {
+        let source = self.service(from)?;
+        let target = self.service(to)?;
+        let port = *source
+            .outbound
+            .get(to)
+            .ok_or_else(|| anyhow!("{from} has no outbound listener for {to}"))?;
+        let before = (source.filter_stats()?, target.filter_stats()?);
+        let result = http_get(port, to, Duration::from_secs(10))?;
+        match result {
+            CallResult::Answered { status: 200, body }
+                if body.contains(&format!("hello from {to}")) =>
+            {
+                Ok(Verdict::Allowed)
+            }
+            other => {
+                let after = (source.filter_stats()?, target.filter_stats()?);
+                let mut found = denials(&before.0, &after.0, "outbound")
+                    .map(|reason| (format!("{from} outbound"), reason));
+                if found.is_none() {
+                    found = denials(&before.1, &after.1, "inbound")
+                        .map(|reason| (format!("{to} inbound"), reason));
+                }
+                let (by, reason) = found.unwrap_or_else(|| {
+                    ("mesh".to_owned(), format!("no filter verdict ({other:?})"))
+                });
+                Ok(Verdict::Denied { by, reason })
+            }
+        }
+    }
+
+    /// Connects straight to `target`'s sidecar with mTLS, presenting
+    /// `identity` (certificate PEM, key PEM) or no certificate, as an
+    /// attacker on the network would, and sends one HTTP request.
+    pub fn connect_as(&self, target: &str, identity: Option<(&str, &str)>) -> Result<Verdict> {
+        let sidecar = self.service(target)?;
+        let before = sidecar.filter_stats()?;
+        let request = format!("GET / HTTP/1.1\r\nhost: {target}\r\nconnection: close\r\n\r\n");
+        let outcome = mazu_wasm_tests::net::tls_round_trip(
+            sidecar.inbound_port,
+            identity,
+            request.as_bytes(),
+            Duration::from_secs(5),
+            &self.dir,
+        )?;
+        let received = String::from_utf8_lossy(&outcome.received);
+        if received.contains(&format!("hello from {target}")) {
+            return Ok(Verdict::Allowed);
+        }
+        let after = sidecar.filter_stats()?;
+        if let Some(reason) = denials(&before, &after, "inbound") {
+            return Ok(Verdict::Denied {
+                by: format!("{target} inbound"),
+                reason,
+            });
+        }
+        let stderr = outcome.stderr.to_ascii_lowercase();
+        let reason = if stderr.contains("certificate required") {
+            "tls_certificate_required".to_owned()
+        } else {
+            format!(
+                "closed before the filter decided: {}",
+                outcome.stderr.trim()
+            )
+        };
+        Ok(Verdict::Denied {
+            by: "tls".to_owned(),
+            reason,
+        })
+    }
+}
+
+/// A service whose agent was started but not yet registered.
+struct PendingSidecar {
+    spec: ServiceSpec,
+    dir: PathBuf,
+    agent: Process,
+    expected_id: String,
+    inbound_port: u16,
+}
+
+/// The deny reason whose counter grew between two stat readings of one
+/// direction, if any.
+fn denials(
+    before: &BTreeMap<String, i64>,
+    after: &BTreeMap<String, i64>,
+    direction: &str,
+) -> Option<String> {
+    let prefix = format!("mazu.{direction}.denied.");
+    after.iter().find_map(|(name, value)| {
+        let reason = name.strip_prefix(&prefix)?;
+        (*value > before.get(name).copied().unwrap_or(0)).then(|| reason.to_owned())
+    })
+}
+
+/// The serial number of a PEM certificate, lowercase hex.
+pub fn serial_hex(cert_pem: &str) -> Result<String> {
+    use der::Decode as _;
+    let (_, der) =
+        der::pem::decode_vec(cert_pem.as_bytes()).map_err(|e| anyhow!("certificate PEM: {e}"))?;
+    let certificate = x509_cert::Certificate::from_der(&der)?;
+    Ok(fixtures::hex(
+        certificate.tbs_certificate.serial_number.as_bytes(),
+    ))
+}
+
+/// The workload id of `token` (SHA-256 of the token as written), lowercase hex.
+pub fn workload_id_hex(token: &str) -> String {
+    fixtures::hex(&Sha256::digest(token.as_bytes()))
+}

@@ -1,0 +1,348 @@
+//! The attack scenarios, each against a fresh local mesh of real
+//! processes: the curator, a `mazu-agent` per service serving SDS, an Envoy
+//! 1.40 sidecar per service with the Mazu filter inbound and outbound.
+//!
+//! Needs the binaries (`cargo build -p mazu-curator -p mazu-agent`), the
+//! filter `.wasm` and Envoy (`bash scripts/install-envoy.sh`); `just test`
+//! provides all of them.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failure is the test failing
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::time::Duration;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Instant, SystemTime};
+
+use mazu_e2e::attacks;
+use mazu_e2e::backend::{CallResult, http_get};
+use mazu_e2e::mesh::{LocalMesh, MeshOptions, ServiceSpec, Verdict};
+
+fn start_mesh() -> LocalMesh {
+    LocalMesh::start(MeshOptions::default()).expect("the local mesh starts")
+}
+
+fn frontend() -> ServiceSpec {
+    ServiceSpec::new("frontend", "shop")
+}
+
+#[track_caller]
+fn assert_denied(verdict: &Verdict, reasons: &[&str]) {
+    match verdict {
+        Verdict::Denied { reason, .. } if reasons.contains(&reason.as_str()) => {}
+        other => panic!("expected a denial for one of {reasons:?}, got {other:?}"),
+    }
+}
+
+/// Calls `port` (a sidecar's outbound listener) in a loop until stopped,
+/// counting answers and failures: traffic that must keep flowing.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    handle: Option<thread::JoinHandle<Vec<String>>>,
+}
+
+impl Traffic {
+    fn start(port: u16, host: &'static str) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let (s, o, f) = (stop.clone(), ok.clone(), failed.clone());
+        let handle = thread::spawn(move || {
+            let mut failures = Vec::new();
+            while !s.load(Ordering::SeqCst) {
+                match http_get(port, host, Duration::from_secs(5)) {
+                    Ok(CallResult::Answered { status: 200, .. }) => {
+                        o.fetch_add(1, Ordering::SeqCst);
+                    }
+                    other => {
+                        f.fetch_add(1, Ordering::SeqCst);
+                        failures.push(format!("{other:?}"));
+                    }
+                }
+                thread::sleep(Duration::from_millis(25));
+            }
+            failures
+        });
+        Traffic {
+            stop,
+            ok,
+            failed,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops the loop; (answered, failures).
+    fn finish(mut self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        let failures = self
+            .handle
+            .take()
+            .map(|h| h.join().expect("traffic thread"))
+            .unwrap_or_default();
+        assert_eq!(self.failed.load(Ordering::SeqCst) as usize, failures.len());
+        (self.ok.load(Ordering::SeqCst), failures)
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn s01_registered_workloads_call_each_other_both_ways() {
+    let mesh = start_mesh();
+    assert_eq!(mesh.call("frontend", "checkout").unwrap(), Verdict::Allowed);
+    assert_eq!(mesh.call("checkout", "frontend").unwrap(), Verdict::Allowed);
+    // Both filters decided (inbound and outbound), nothing was denied.
+    for sidecar in mesh.services() {
+        let stats = sidecar.filter_stats().unwrap();
+        assert!(stats["mazu.inbound.connections_allowed"] >= 1, "{stats:?}");
+        assert!(stats["mazu.outbound.connections_allowed"] >= 1, "{stats:?}");
+        assert_eq!(stats["mazu.inbound.connections_denied"], 0, "{stats:?}");
+        assert_eq!(stats["mazu.outbound.connections_denied"], 0, "{stats:?}");
+    }
+}
+
+#[test]
+fn s02_a_mesh_ca_certificate_without_a_mazu_token_is_denied() {
+    let mesh = start_mesh();
+    let forged = attacks::mesh_ca_signed(mesh.dir(), &frontend()).unwrap();
+    let verdict = mesh.connect_as("checkout", Some(forged.as_pair())).unwrap();
+    assert_denied(&verdict, &["certificate_missing_mazu_extension"]);
+}
+
+#[test]
+fn s03_a_stolen_token_with_another_tls_key_is_denied() {
+    let mesh = start_mesh();
+    let stolen = attacks::stolen_token(&mesh, "frontend").unwrap();
+    let verdict = mesh.connect_as("checkout", Some(stolen.as_pair())).unwrap();
+    assert_denied(&verdict, &["key_mismatch"]);
+    // The victim's own certificate still works.
+    let (cert, key) = mesh.service("frontend").unwrap().served_identity().unwrap();
+    assert_eq!(
+        mesh.connect_as("checkout", Some((&cert, &key))).unwrap(),
+        Verdict::Allowed
+    );
+}
+
+#[test]
+fn s04_a_valid_token_that_was_never_registered_is_denied() {
+    let mesh = start_mesh();
+    let unregistered = attacks::never_registered(&mesh, &frontend()).unwrap();
+    let verdict = mesh
+        .connect_as("checkout", Some(unregistered.as_pair()))
+        .unwrap();
+    assert_denied(&verdict, &["not_registered"]);
+}
+
+#[test]
+fn s05_expired_foreign_misaddressed_and_tampered_tokens_are_denied() {
+    let mesh = start_mesh();
+    let cases = [
+        (
+            attacks::expired_token(&mesh, &frontend()),
+            &["token_expired", "certificate_expired"][..],
+        ),
+        (
+            attacks::other_issuer(&mesh, &frontend()).unwrap(),
+            // Its key id is in no trusted JWKS: refused before the issuer
+            // claim is even compared.
+            &["token_unknown_kid", "token_wrong_issuer"][..],
+        ),
+        (
+            attacks::other_audience(&mesh, &frontend()),
+            &["token_wrong_audience"][..],
+        ),
+        (
+            attacks::tampered_token(&mesh, "frontend").unwrap(),
+            &["token_bad_signature"][..],
+        ),
+    ];
+    for (credential, reasons) in &cases {
+        let verdict = mesh
+            .connect_as("checkout", Some(credential.as_pair()))
+            .unwrap();
+        assert_denied(&verdict, reasons);
+    }
+}
+
+#[test]
+fn s06_a_certificate_whose_spiffe_id_is_not_the_tokens_service_account_is_denied() {
+    let mesh = start_mesh();
+    let checkout = mesh.service("checkout").unwrap().spec.clone();
+    let forged = attacks::spiffe_id_mismatch(&mesh, "frontend", &checkout).unwrap();
+    let verdict = mesh.connect_as("checkout", Some(forged.as_pair())).unwrap();
+    assert_denied(&verdict, &["spiffe_id_mismatch"]);
+}
+
+#[test]
+fn s07_a_client_without_a_certificate_is_denied() {
+    let mesh = start_mesh();
+    let verdict = mesh.connect_as("checkout", None).unwrap();
+    assert_denied(
+        &verdict,
+        &["tls_certificate_required", "no_client_certificate"],
+    );
+}
+
+#[test]
+fn s08_a_new_workload_is_allowed_within_one_refresh_interval_without_restarts() {
+    let mut mesh = start_mesh();
+    let checkout = mesh.service("checkout").unwrap();
+    let (checkout_admin, checkout_envoy_pid) = (checkout.admin_port, checkout.envoy_pid());
+    let traffic = Traffic::start(
+        mesh.service("frontend").unwrap().outbound["checkout"],
+        "checkout",
+    );
+    let version_before = mesh.registry_version().unwrap();
+
+    // Watch when checkout's inbound filter installs the next registry version.
+    let seen_at = Arc::new(std::sync::Mutex::new(None::<SystemTime>));
+    let watcher = {
+        let seen_at = seen_at.clone();
+        thread::spawn(move || {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(60) {
+                // The VM holds what either of its plugins (inbound,
+                // outbound) fetched; connections read it at once.
+                let version = mazu_wasm_tests::http::get_text(
+                    checkout_admin,
+                    "/stats?filter=mazu\\.(in|out)bound\\.registry_version",
+                )
+                .ok()
+                .and_then(|body| {
+                    body.lines()
+                        .filter_map(|line| line.split(": ").nth(1)?.trim().parse::<i64>().ok())
+                        .max()
+                });
+                if version.is_some_and(|v| v > version_before) {
+                    *seen_at.lock().unwrap() = Some(SystemTime::now());
+                    return;
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    let payments = mesh
+        .add_service(ServiceSpec::new("payments", "shop"), &["checkout"])
+        .unwrap();
+    let registered_at = std::fs::metadata(payments.state_dir().join("status.json"))
+        .and_then(|m| m.modified())
+        .unwrap();
+    watcher.join().unwrap();
+    let seen_at = seen_at
+        .lock()
+        .unwrap()
+        .expect("checkout saw the new registration");
+    let delay = seen_at.duration_since(registered_at).unwrap_or_default();
+    // One interval, plus the filter's tick (a quarter interval) and the
+    // time of the callout and of this watcher's polling.
+    let limit = mesh.refresh_interval() * 5 / 4 + Duration::from_millis(300);
+    assert!(
+        delay <= limit,
+        "checkout learned the registration after {delay:?} (limit {limit:?})"
+    );
+    assert_eq!(mesh.call("payments", "checkout").unwrap(), Verdict::Allowed);
+    let (answered, failures) = traffic.finish();
+    assert!(answered > 0);
+    assert!(failures.is_empty(), "traffic failed: {failures:?}");
+    // Nothing was restarted.
+    let checkout = mesh.service("checkout").unwrap();
+    assert_eq!(checkout.envoy_pid(), checkout_envoy_pid);
+}
+
+#[test]
+fn s09_existing_registrations_work_while_the_curator_is_down_and_it_restarts_with_the_same_registry()
+ {
+    let mut mesh = start_mesh();
+    let registry = mesh.registry_json().unwrap();
+    let params = mesh.public_params().unwrap();
+    let failures_before = fetch_failures(&mesh, "checkout");
+    mesh.kill_curator();
+    assert!(!mesh.curator_is_up());
+    // Let the filters notice (at least one failed poll), then connect anew.
+    let start = Instant::now();
+    while fetch_failures(&mesh, "checkout") == failures_before {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no failed poll seen"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    for _ in 0..3 {
+        assert_eq!(mesh.call("frontend", "checkout").unwrap(), Verdict::Allowed);
+        assert_eq!(mesh.call("checkout", "frontend").unwrap(), Verdict::Allowed);
+    }
+    mesh.restart_curator().unwrap();
+    assert_eq!(mesh.registry_json().unwrap(), registry);
+    assert_eq!(mesh.public_params().unwrap(), params);
+    mesh.wait_for_registry(Duration::from_secs(10)).unwrap();
+    assert_eq!(mesh.call("frontend", "checkout").unwrap(), Verdict::Allowed);
+}
+
+fn fetch_failures(mesh: &LocalMesh, service: &str) -> i64 {
+    mesh.service(service)
+        .unwrap()
+        .filter_stats()
+        .unwrap()
+        .get("mazu.inbound.registry_fetch_failures")
+        .copied()
+        .unwrap_or(0)
+}
+
+#[test]
+fn s10_token_rotation_re_registers_and_traffic_keeps_flowing() {
+    let mesh = start_mesh();
+    let frontend = mesh.service("frontend").unwrap();
+    let old_id = frontend.registered_id().unwrap();
+    let old_cert = frontend.served_identity().unwrap().0;
+    let version_before = mesh.registry_version().unwrap();
+    let traffic = Traffic::start(frontend.outbound["checkout"], "checkout");
+    let reverse = Traffic::start(
+        mesh.service("checkout").unwrap().outbound["frontend"],
+        "frontend",
+    );
+    thread::sleep(Duration::from_millis(500));
+
+    let new_id = mesh.rotate_token("frontend").unwrap();
+    assert_ne!(new_id, old_id);
+    let start = Instant::now();
+    while frontend.registered_id().as_deref() != Some(new_id.as_str()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the agent did not re-register:\n{}",
+            frontend.agent_log()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(mesh.registry_version().unwrap(), version_before + 1);
+    let new_cert = frontend.served_identity().unwrap().0;
+    assert_ne!(new_cert, old_cert);
+    // Envoy presents the new certificate (pushed over SDS) ...
+    let start = Instant::now();
+    while !frontend.envoy_serves(&new_cert).unwrap() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "Envoy kept the old certificate"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    // ... and the traffic has gone on, with the new identity, for a while.
+    thread::sleep(mesh.refresh_interval() * 2);
+    let (answered, failures) = traffic.finish();
+    let (reverse_answered, reverse_failures) = reverse.finish();
+    assert!(answered > 10 && reverse_answered > 10);
+    assert!(
+        failures.is_empty(),
+        "frontend -> checkout failed: {failures:?}"
+    );
+    assert!(
+        reverse_failures.is_empty(),
+        "checkout -> frontend failed: {reverse_failures:?}"
+    );
+    assert_eq!(mesh.call("frontend", "checkout").unwrap(), Verdict::Allowed);
+}

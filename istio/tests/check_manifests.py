@@ -1,0 +1,938 @@
+#!/usr/bin/env python3
+"""Offline checks of Mazu's Istio manifests (istio/), run by `just istio-check`.
+
+Everything that can be checked without a cluster:
+
+  parse       every YAML file under istio/ parses
+  render      the kustomizations (base, overlays/dev, namespace) render
+              (istio/tools/kustomize_lite.py, the subset of kustomize they use)
+  crd         every Istio resource validates against the OpenAPI schema of its CRD in
+              ../shared/istio-crds/istio-crds.gen.yaml, strictly (unknown fields are
+              errors, as with `kubectl apply --validate=strict`); the CRDs' CEL rules
+              that apply to these kinds are evaluated by hand-written equivalents
+  core        every core Kubernetes resource validates with kubernetes-validate
+              (Kubernetes 1.33 schemas, strict), also the Pod the "mazu" injection
+              template of istio/install/istio-mazu.yaml produces
+  consistent  the curator cluster, authority, trust domain, audience, issuer and JWKS
+              agree across the Service, the curator, the agent template and both
+              WasmPlugins
+  plugin      each WasmPlugin's pluginConfig, passed through google.protobuf.Struct as
+              Istio does, is accepted by the filter's own parser
+              (`cargo run -p mazu-filter --example check_config`)
+  envoy       the EnvoyFilter patches, applied with Istio's MERGE semantics to a
+              representative sidecar configuration (tests/fixtures/sidecar-envoy.yaml),
+              with both WasmPlugins rendered in as the real mazu_filter.wasm, give a
+              configuration the real Envoy accepts (`envoy --mode validate`, which also
+              runs the filter's on_configure)
+  negative    cases that must fail do fail: schema errors (tests/fixtures/negative),
+              bad pluginConfigs (parser and real Envoy), and the naive EnvoyFilter
+              patches these manifests avoid (Envoy rejects the result)
+  demo        istio/demo/run-all.sh --dry-run succeeds and prints every step
+
+One line per check ("ok" or "FAIL"); exit status 1 if any check failed.
+Environment: MAZU_ISTIO_CRDS (CRD bundle path), MAZU_ENVOY (Envoy binary),
+MAZU_FILTER_WASM (the filter .wasm), CARGO_TARGET_DIR (as cargo).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+try:
+    import jsonschema
+    import kubernetes_validate
+    import yaml
+except ImportError as e:  # pragma: no cover - environment problem
+    print(f"FAIL setup: missing Python package ({e}); run `bash scripts/setup.sh`")
+    sys.exit(1)
+
+HERE = Path(__file__).resolve().parent
+ISTIO = HERE.parent
+REPO = ISTIO.parent
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(ISTIO / "tools"))
+import kustomize_lite  # noqa: E402
+
+K8S_VERSION = "1.33.0"
+KUSTOMIZATIONS = ["base", "overlays/dev", "namespace"]
+ISTIO_GROUPS = (".istio.io",)
+CURATOR_FQDN = "mazu-curator.mazu-system.svc.cluster.local"
+
+
+# --------------------------------------------------------------------------- report
+
+
+class Report:
+    def __init__(self) -> None:
+        self.passed = 0
+        self.failed = 0
+
+    def ok(self, name: str, detail: str = "") -> None:
+        self.passed += 1
+        print(f"ok   {name}" + (f"  ({detail})" if detail else ""), flush=True)
+
+    def fail(self, name: str, detail: str) -> None:
+        self.failed += 1
+        detail = " ".join(detail.split())
+        if len(detail) > 600:
+            detail = detail[:600] + " ..."
+        print(f"FAIL {name}: {detail}", flush=True)
+
+    def check(self, name: str, condition: bool, detail: str) -> bool:
+        if condition:
+            self.ok(name)
+        else:
+            self.fail(name, detail)
+        return condition
+
+
+def rel(path: Path | str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def describe(doc: dict[str, Any]) -> str:
+    meta = doc.get("metadata", {})
+    ns = meta.get("namespace")
+    return f"{doc.get('kind')}/{(ns + '/') if ns else ''}{meta.get('name')}"
+
+
+# ------------------------------------------------------------------ CRD schemas
+
+
+def structural_to_jsonschema(s: Any) -> Any:
+    """A Kubernetes structural schema as a strict JSON Schema.
+
+    Like the API server with strict field validation: a field the schema does not
+    list is an error unless x-kubernetes-preserve-unknown-fields allows it.
+    """
+    if not isinstance(s, dict):
+        return s
+    out: dict[str, Any] = {}
+    for key in (
+        "type", "enum", "pattern", "minimum", "maximum", "exclusiveMinimum",
+        "exclusiveMaximum", "minLength", "maxLength", "minItems", "maxItems",
+        "minProperties", "maxProperties", "required", "uniqueItems", "multipleOf",
+    ):
+        if key in s:
+            out[key] = s[key]
+    for key in ("oneOf", "anyOf", "allOf"):
+        if key in s:
+            out[key] = [structural_to_jsonschema(x) for x in s[key]]
+    if "not" in s:
+        out["not"] = structural_to_jsonschema(s["not"])
+    if "items" in s:
+        out["items"] = structural_to_jsonschema(s["items"])
+    if "properties" in s:
+        out["properties"] = {k: structural_to_jsonschema(v) for k, v in s["properties"].items()}
+    if isinstance(s.get("additionalProperties"), dict):
+        out["additionalProperties"] = structural_to_jsonschema(s["additionalProperties"])
+    elif "additionalProperties" in s:
+        out["additionalProperties"] = s["additionalProperties"]
+    elif "properties" in s and not s.get("x-kubernetes-preserve-unknown-fields"):
+        out["additionalProperties"] = False
+    if s.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if s.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    return out
+
+
+def load_crd_validators(path: Path) -> dict[tuple[str, str], tuple[Any, dict[str, Any]]]:
+    """(apiVersion, kind) -> (validator, original openAPIV3Schema)."""
+    validators = {}
+    with open(path, encoding="utf-8") as f:
+        for crd in yaml.safe_load_all(f):
+            if not crd or crd.get("kind") != "CustomResourceDefinition":
+                continue
+            group = crd["spec"]["group"]
+            kind = crd["spec"]["names"]["kind"]
+            for version in crd["spec"]["versions"]:
+                schema = version["schema"]["openAPIV3Schema"]
+                js = structural_to_jsonschema(schema)
+                js.setdefault("properties", {})
+                js["properties"]["apiVersion"] = {"type": "string"}
+                js["properties"]["kind"] = {"type": "string"}
+                js["properties"]["metadata"] = {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1, "maxLength": 253},
+                        "namespace": {"type": "string"},
+                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+                    },
+                }
+                js["required"] = sorted(set(js.get("required", [])) | {"apiVersion", "kind", "metadata"})
+                js["additionalProperties"] = False
+                validator = jsonschema.Draft7Validator(js)
+                validators[(f"{group}/{version['name']}", kind)] = (validator, schema)
+    return validators
+
+
+def _has(value: Any, field: str) -> bool:
+    return isinstance(value, dict) and field in value
+
+
+# CEL rules of the Istio CRDs, as Python. A rule not listed here is counted as not
+# evaluated (and reported), never silently taken as passed.
+def _url_scheme_ok(url: str) -> bool:
+    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", url)
+    scheme = m.group(1).lower() if m else ""
+    return scheme in ("", "http", "https", "oci", "file")
+
+
+def _normalize(rule: str) -> str:
+    return " ".join(rule.split())
+
+
+def _port_level_mtls_rule(v: Any) -> bool:
+    if "portLevelMtls" not in v:
+        return True
+    return len((v.get("selector") or {}).get("matchLabels") or {}) > 0
+
+
+CEL_RULES: dict[str, Callable[[Any], bool]] = {
+    '!self.contains("*")': lambda v: "*" not in v,
+    'self.all(key, !key.contains("*"))': lambda v: all("*" not in k for k in v),
+    "self.all(key, key.size() != 0)": lambda v: all(len(k) for k in v),
+    "self.size() == 0": lambda v: len(v) == 0,
+    "0 < self && self <= 65535": lambda v: 0 < v <= 65535,
+    "(has(self.workloadSelector) ? 1 : 0) + (has(self.targetRefs) ? 1 : 0) <= 1":
+        lambda v: sum(_has(v, f) for f in ("workloadSelector", "targetRefs")) <= 1,
+    "has(self.portLevelMtls) ? (((has(self.selector) && has(self.selector.matchLabels)) ? "
+    "self.selector.matchLabels : {}).size() > 0) : true": _port_level_mtls_rule,
+    "(has(self.selector) ? 1 : 0) + (has(self.targetRef) ? 1 : 0) + (has(self.targetRefs) ? 1 : 0) <= 1":
+        lambda v: sum(_has(v, f) for f in ("selector", "targetRef", "targetRefs")) <= 1,
+    '(has(self.valueFrom) ? self.valueFrom : "") != "HOST" || !has(self.value)':
+        lambda v: v.get("valueFrom", "") != "HOST" or "value" not in v,
+    'has(self.context) ? ((self.context == "WAYPOINT") ? has(self.waypoint) : !has(self.waypoint)) : !has(self.waypoint)':
+        lambda v: (_has(v, "waypoint") if v.get("context") == "WAYPOINT" else not _has(v, "waypoint")),
+}
+URL_RULE_PREFIX = "isURL(self) ? (url(self).getScheme() in"
+
+
+def cel_problems(schema: Any, value: Any, path: str, unevaluated: set[str]) -> list[str]:
+    """Evaluates the x-kubernetes-validations rules along value's actual shape."""
+    problems: list[str] = []
+    if not isinstance(schema, dict):
+        return problems
+    for rule in schema.get("x-kubernetes-validations", []):
+        fn = CEL_RULES.get(_normalize(rule["rule"]))
+        if rule["rule"].startswith(URL_RULE_PREFIX):
+            fn = _url_scheme_ok
+        if fn is None:
+            unevaluated.add(_normalize(rule["rule"]))
+            continue
+        try:
+            passed = fn(value)
+        except (TypeError, AttributeError):
+            passed = False
+        if not passed:
+            problems.append(f"{path or '<root>'}: {rule.get('message', _normalize(rule['rule']))}")
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for k, v in value.items():
+            sub = props.get(k, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                problems += cel_problems(sub, v, f"{path}.{k}" if path else k, unevaluated)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, v in enumerate(value):
+            problems += cel_problems(schema["items"], v, f"{path}[{i}]", unevaluated)
+    return problems
+
+
+class Validator:
+    """Validates one resource: Istio kinds against the CRDs, core kinds with kubernetes-validate."""
+
+    def __init__(self, crds: dict[tuple[str, str], tuple[Any, dict[str, Any]]]) -> None:
+        self.crds = crds
+        self.unevaluated_cel: set[str] = set()
+
+    def is_istio(self, doc: dict[str, Any]) -> bool:
+        group = doc.get("apiVersion", "").rpartition("/")[0]
+        return group.endswith(ISTIO_GROUPS)
+
+    def errors(self, doc: dict[str, Any]) -> list[str]:
+        key = (doc.get("apiVersion", ""), doc.get("kind", ""))
+        if self.is_istio(doc):
+            if key not in self.crds:
+                return [f"no CRD schema for {key[0]} {key[1]}"]
+            validator, schema = self.crds[key]
+            errs = [
+                f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
+                for e in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+            ]
+            errs += cel_problems(schema, doc, "", self.unevaluated_cel)
+            return errs
+        try:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            return [f"{'.'.join(str(p) for p in e.path) or '<root>'}: {e.message}"]
+        except kubernetes_validate.SchemaNotFoundError as e:
+            return [e.message]
+        return []
+
+
+# -------------------------------------------------------------- pluginConfig
+
+
+def struct_json(value: Any, path: str = "") -> Any:
+    """value as it comes out of google.protobuf.Struct: every number a double.
+
+    Istio stores pluginConfig as a Struct and hands the filter its JSON (protojson);
+    a whole-number double prints without a fraction ("5000"), so integers survive
+    if they are exact as doubles. Anything larger than 2^53 would not.
+    """
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        as_double = float(value)
+        if isinstance(value, int) and int(as_double) != value:
+            raise ValueError(f"{path}: {value} is not exact as a double (google.protobuf.Struct)")
+        if math.isfinite(as_double) and as_double.is_integer() and abs(as_double) < 1e21:
+            return int(as_double)
+        return as_double
+    if isinstance(value, dict):
+        return {k: struct_json(v, f"{path}.{k}" if path else k) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [struct_json(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    raise ValueError(f"{path}: {type(value).__name__} cannot be in a Struct")
+
+
+def plugin_config_json(plugin: dict[str, Any]) -> str:
+    return json.dumps(struct_json(plugin["spec"]["pluginConfig"]), separators=(",", ":"))
+
+
+class ConfigChecker:
+    """Runs the filter's real configuration parser (filter/examples/check_config.rs)."""
+
+    def __init__(self) -> None:
+        self.command = ["cargo", "run", "-q", "-p", "mazu-filter", "--example", "check_config"]
+
+    def run(self, config: str) -> tuple[int, str]:
+        proc = subprocess.run(
+            self.command, input=config, text=True, capture_output=True, cwd=REPO, timeout=1800
+        )
+        out = (proc.stdout.strip() or proc.stderr.strip()).splitlines()
+        return proc.returncode, out[-1] if out else ""
+
+
+# ------------------------------------------------- EnvoyFilter patch application
+
+# Fields of one oneof, for the messages the patches touch: setting one clears the others
+# (protobuf merge semantics).
+ONEOFS = [
+    {"validation_context", "validation_context_sds_secret_config", "combined_validation_context",
+     "validation_context_certificate_provider", "validation_context_certificate_provider_instance"},
+    {"type", "cluster_type"},
+    {"typed_config"},
+]
+
+
+class PatchError(Exception):
+    pass
+
+
+def proto_merge(dst: dict[str, Any], src: dict[str, Any], path: str = "") -> None:
+    """proto.Merge on the JSON form: messages merge field by field, repeated fields
+    append, scalars replace, a oneof member replaces its siblings, and an Any merges
+    only with an Any of the same type (Istio's MergeAnyWithAny)."""
+    for key, value in src.items():
+        here = f"{path}.{key}" if path else key
+        if key == "@type":
+            if "@type" in dst and dst["@type"] != value:
+                raise PatchError(f"{path}: cannot merge {value} into {dst['@type']}")
+            dst["@type"] = value
+            continue
+        for group in ONEOFS:
+            if key in group:
+                for other in group - {key}:
+                    dst.pop(other, None)
+        if isinstance(value, dict) and isinstance(dst.get(key), dict):
+            proto_merge(dst[key], value, here)
+        elif isinstance(value, list) and isinstance(dst.get(key), list):
+            dst[key] = dst[key] + copy.deepcopy(value)
+        else:
+            dst[key] = copy.deepcopy(value)
+
+
+def merge_transport_socket_cluster(cluster: dict[str, Any], patch: dict[str, Any]) -> bool:
+    """Istio's mergeTransportSocketCluster (pilot/pkg/networking/core/envoyfilter/cluster_patch.go).
+    Returns True when the merge was handled here."""
+    ts = patch.get("transport_socket")
+    if ts is None:
+        return False
+    target = None
+    matches = cluster.get("transport_socket_matches") or []
+    if matches:
+        for m in matches:
+            if m.get("transport_socket", {}).get("name") == ts.get("name"):
+                target = m["transport_socket"]
+                break
+        if target is None:
+            return True  # dropped: a transport_socket beside matches is invalid
+    elif cluster.get("transport_socket", {}).get("name") == ts.get("name"):
+        target = cluster["transport_socket"]
+    if target is None:
+        cluster["transport_socket"] = copy.deepcopy(ts)
+    elif target.get("typed_config") and ts.get("typed_config"):
+        proto_merge(target["typed_config"], ts["typed_config"], "transport_socket.typed_config")
+    return True
+
+
+def merge_transport_socket_listener(chain: dict[str, Any], patch: dict[str, Any]) -> bool:
+    """Istio's mergeTransportSocketListener (listener_patch.go)."""
+    ts = patch.get("transport_socket")
+    if ts is None or chain.get("transport_socket") is None:
+        return False
+    if chain["transport_socket"].get("name") != ts.get("name"):
+        raise PatchError("transport socket name mismatch (not modelled)")
+    if chain["transport_socket"].get("typed_config") and ts.get("typed_config"):
+        proto_merge(chain["transport_socket"]["typed_config"], ts["typed_config"], "transport_socket.typed_config")
+    return True
+
+
+def context_of_listener(listener: dict[str, Any]) -> str:
+    return "SIDECAR_INBOUND" if listener.get("traffic_direction") == "INBOUND" else "SIDECAR_OUTBOUND"
+
+
+def context_of_cluster(cluster: dict[str, Any]) -> str | None:
+    name = cluster["name"]
+    if name.startswith("outbound|") or name in ("PassthroughCluster", "BlackHoleCluster"):
+        return "SIDECAR_OUTBOUND"
+    if name.startswith("inbound|") or name == "InboundPassthroughCluster":
+        return "SIDECAR_INBOUND"
+    return None  # bootstrap clusters (sds-grpc, xds-grpc)
+
+
+def _context_ok(patch_context: str, actual: str | None) -> bool:
+    return actual is not None and patch_context in ("ANY", actual)
+
+
+def chain_matches(match: dict[str, Any], chain: dict[str, Any]) -> bool:
+    fc_match = match.get("listener", {}).get("filterChain")
+    if not fc_match:
+        return True
+    fcm = chain.get("filter_chain_match", {})
+    unsupported = set(fc_match) - {"name", "transportProtocol", "destinationPort"}
+    if unsupported:
+        raise PatchError(f"filterChain match field(s) {sorted(unsupported)} not modelled")
+    if "name" in fc_match and fc_match["name"] != chain.get("name"):
+        return False
+    if "transportProtocol" in fc_match and fcm.get("transport_protocol") != fc_match["transportProtocol"]:
+        return False
+    if "destinationPort" in fc_match and fcm.get("destination_port") != fc_match["destinationPort"]:
+        return False
+    return True
+
+
+def cluster_matches(match: dict[str, Any], cluster: dict[str, Any]) -> bool:
+    cm = match.get("cluster")
+    if not cm:
+        return True
+    if "name" in cm:
+        return cm["name"] == cluster["name"]
+    parts = cluster["name"].split("|")
+    if len(parts) != 4:
+        return not (cm.get("service") or cm.get("subset") or cm.get("portNumber"))
+    _, port, subset, host = parts
+    if cm.get("subset") and cm["subset"] != subset:
+        return False
+    if cm.get("service") and cm["service"] != host:
+        return False
+    return not cm.get("portNumber") or str(cm["portNumber"]) == port
+
+
+def apply_envoy_filters(config: dict[str, Any], envoy_filters: list[dict[str, Any]]) -> list[str]:
+    """Applies the EnvoyFilters' MERGE patches (FILTER_CHAIN, CLUSTER) in place;
+    returns what was patched."""
+    applied: list[str] = []
+    static = config["static_resources"]
+    for ef in envoy_filters:
+        for cp in ef["spec"]["configPatches"]:
+            op = cp["patch"]["operation"]
+            value = cp["patch"]["value"]
+            ctx = cp.get("match", {}).get("context", "ANY")
+            if op != "MERGE":
+                raise PatchError(f"operation {op} not modelled")
+            if cp["applyTo"] == "FILTER_CHAIN":
+                for listener in static["listeners"]:
+                    if not _context_ok(ctx, context_of_listener(listener)):
+                        continue
+                    lname = cp.get("match", {}).get("listener", {}).get("name")
+                    if lname and lname != listener["name"]:
+                        continue
+                    for chain in listener["filter_chains"]:
+                        if chain_matches(cp.get("match", {}), chain):
+                            if not merge_transport_socket_listener(chain, value):
+                                proto_merge(chain, value)
+                            applied.append(f"{listener['name']}/{chain.get('name', '-')}")
+            elif cp["applyTo"] == "CLUSTER":
+                for cluster in static["clusters"]:
+                    if _context_ok(ctx, context_of_cluster(cluster)) and cluster_matches(cp.get("match", {}), cluster):
+                        if not merge_transport_socket_cluster(cluster, value):
+                            proto_merge(cluster, value)
+                        applied.append(cluster["name"])
+            else:
+                raise PatchError(f"applyTo {cp['applyTo']} not modelled")
+    return applied
+
+
+def render_wasm_plugins(config: dict[str, Any], plugins: list[dict[str, Any]], wasm_path: Path) -> None:
+    """Puts each WasmPlugin into the chains Istio would, as the filter istio-agent hands
+    Envoy after fetching the module (ECDS, code rewritten to the local file): first in
+    the inbound chains (SERVER) or the outbound listeners' chains (CLIENT)."""
+    for plugin in plugins:
+        spec = plugin["spec"]
+        name = f"{plugin['metadata']['namespace']}.{plugin['metadata']['name']}"
+        modes = {m.get("mode", "CLIENT_AND_SERVER") for m in spec.get("match", [{}])}
+        directions = set()
+        if modes & {"SERVER", "CLIENT_AND_SERVER", "UNDEFINED"}:
+            directions.add("SIDECAR_INBOUND")
+        if modes & {"CLIENT", "CLIENT_AND_SERVER", "UNDEFINED"}:
+            directions.add("SIDECAR_OUTBOUND")
+        wasm_filter = {
+            "name": name,
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm",
+                "config": {
+                    "name": name,
+                    "root_id": spec.get("pluginName", ""),
+                    "fail_open": spec.get("failStrategy") == "FAIL_OPEN",
+                    "vm_config": {
+                        "vm_id": name,
+                        "runtime": "envoy.wasm.runtime.v8",
+                        "code": {"local": {"filename": str(wasm_path)}},
+                    },
+                    "configuration": {
+                        "@type": "type.googleapis.com/google.protobuf.StringValue",
+                        "value": plugin_config_json(plugin),
+                    },
+                },
+            },
+        }
+        for listener in config["static_resources"]["listeners"]:
+            if context_of_listener(listener) not in directions:
+                continue
+            for chain in listener["filter_chains"]:
+                if chain.get("name") == "virtualInbound-blackhole":
+                    continue
+                chain["filters"].insert(0, copy.deepcopy(wasm_filter))
+
+
+def envoy_validate(envoy: Path, config: dict[str, Any]) -> tuple[bool, str]:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(config, f)
+        path = f.name
+    try:
+        proc = subprocess.run(
+            [str(envoy), "--mode", "validate", "-c", path, "--log-level", "error"],
+            capture_output=True, text=True, timeout=300,
+        )
+    finally:
+        os.unlink(path)
+    text = (proc.stdout + proc.stderr).strip()
+    lines = [l for l in text.splitlines() if l.strip()]
+    ok = proc.returncode == 0 and "OK" in (lines[-1] if lines else "")
+    reason = next((l for l in lines if "mazu-filter:" in l), None) or next(
+        (l for l in reversed(lines) if "rror" in l or "failed" in l or "critical" in l), lines[-1] if lines else "")
+    reason = reason.split("] ", 1)[-1] if reason.startswith("[") else reason
+    return ok, reason.strip()
+
+
+def find_tls(chain_or_socket_holder: dict[str, Any]) -> dict[str, Any]:
+    return chain_or_socket_holder.get("transport_socket", {}).get("typed_config", {})
+
+
+# ------------------------------------------------------------------------ main
+
+
+def main() -> int:
+    r = Report()
+    crd_path = Path(os.environ.get("MAZU_ISTIO_CRDS", REPO.parent / "shared" / "istio-crds" / "istio-crds.gen.yaml"))
+    envoy = Path(os.environ.get("MAZU_ENVOY", REPO / ".tools" / "envoy" / "bin" / "envoy"))
+    target_dir = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    if not target_dir.is_absolute():
+        target_dir = REPO / target_dir
+    wasm = Path(os.environ.get("MAZU_FILTER_WASM", target_dir / "wasm32-wasip1" / "wasm" / "mazu_filter.wasm"))
+
+    # --- parse
+    docs_by_file: dict[Path, list[dict[str, Any]]] = {}
+    for path in sorted(ISTIO.rglob("*.yaml")):
+        if "local" in path.relative_to(ISTIO).parts[:2]:
+            continue  # istio/overlays/local: generated by the demo, not part of the tree
+        try:
+            with open(path, encoding="utf-8") as f:
+                docs = [d for d in yaml.safe_load_all(f) if d is not None]
+            if not docs:
+                raise ValueError("no YAML document")
+            docs_by_file[path] = [d for d in docs if isinstance(d, dict)]
+            r.ok(f"parse {rel(path)}", f"{len(docs)} document(s)")
+        except (yaml.YAMLError, ValueError) as e:
+            r.fail(f"parse {rel(path)}", str(e))
+
+    # --- render
+    rendered: dict[str, list[dict[str, Any]]] = {}
+    for k in KUSTOMIZATIONS:
+        try:
+            rendered[k] = kustomize_lite.build(str(ISTIO / k))
+            r.ok(f"render istio/{k}", f"{len(rendered[k])} resources")
+        except (kustomize_lite.KustomizeError, OSError, yaml.YAMLError) as e:
+            r.fail(f"render istio/{k}", str(e))
+
+    # --- schemas
+    if not crd_path.is_file():
+        r.fail("crd schemas", f"{crd_path} is missing: the Istio CRD bundle is expected at "
+               "../shared/istio-crds/istio-crds.gen.yaml beside the repository (or set MAZU_ISTIO_CRDS)")
+        crds = {}
+    else:
+        crds = load_crd_validators(crd_path)
+        r.ok("crd schemas loaded", f"{len(crds)} kinds from {crd_path.name}")
+    validator = Validator(crds)
+
+    to_validate: list[tuple[str, dict[str, Any]]] = []
+    for k, docs in rendered.items():
+        to_validate += [(f"istio/{k}", d) for d in docs]
+    for path in sorted((ISTIO / "demo" / "samples").glob("*.yaml")):
+        to_validate += [(rel(path), d) for d in docs_by_file.get(path, [])]
+    for source, doc in to_validate:
+        label = "crd " if validator.is_istio(doc) else "core"
+        if label == "crd " and not crds:
+            r.fail(f"crd  {source} {describe(doc)}", "no CRD schemas loaded")
+            continue
+        errs = validator.errors(doc)
+        if errs:
+            r.fail(f"{label} {source} {describe(doc)}", "; ".join(errs))
+        else:
+            r.ok(f"{label} {source} {describe(doc)}")
+
+    # --- the injection template (istio/install/istio-mazu.yaml) as a Pod
+    operator_path = ISTIO / "install" / "istio-mazu.yaml"
+    operator = (docs_by_file.get(operator_path) or [{}])[0]
+    template_pod: dict[str, Any] = {}
+    try:
+        assert operator.get("kind") == "IstioOperator", "not an IstioOperator"
+        template = yaml.safe_load(operator["spec"]["values"]["sidecarInjectorWebhook"]["templates"]["mazu"])
+        template_pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "sleep", "namespace": "mazu-demo", **template.get("metadata", {})},
+            "spec": copy.deepcopy(template["spec"]),
+        }
+        template_pod["spec"]["containers"] = [{"name": "app", "image": "docker.io/curlimages/curl:8.11.1"}]
+        # The "sidecar" template contributes this volume (and istio-proxy's mount of it).
+        template_pod["spec"]["volumes"].append({"name": "workload-socket", "emptyDir": {}})
+        errs = validator.errors(template_pod)
+        mounts = {m["name"] for c in template_pod["spec"]["initContainers"] for m in c.get("volumeMounts", [])}
+        volumes = {v["name"] for v in template_pod["spec"]["volumes"]}
+        if mounts - volumes:
+            errs.append(f"mounts without a volume: {sorted(mounts - volumes)}")
+        if errs:
+            r.fail("core istio/install/istio-mazu.yaml injection template \"mazu\" as a Pod", "; ".join(errs))
+        else:
+            r.ok("core istio/install/istio-mazu.yaml injection template \"mazu\" as a Pod")
+    except (AssertionError, KeyError, TypeError, yaml.YAMLError) as e:
+        r.fail("istio/install/istio-mazu.yaml", f"no usable injection template \"mazu\": {e!r}")
+
+    if validator.unevaluated_cel:
+        print(f"note {len(validator.unevaluated_cel)} CEL rule(s) of these CRDs are not evaluated offline: "
+              + "; ".join(sorted(validator.unevaluated_cel)), flush=True)
+
+    # --- consistency
+    base = rendered.get("base", [])
+    def find(kind: str, name: str | None = None) -> list[dict[str, Any]]:
+        return [d for d in base if d.get("kind") == kind and (name is None or d["metadata"]["name"] == name)]
+    plugins = find("WasmPlugin")
+    envoy_filters = find("EnvoyFilter")
+    try:
+        service = find("Service", "mazu-curator")[0]
+        deployment = find("Deployment", "mazu-curator")[0]
+        issuers_cm = find("ConfigMap", "mazu-curator-issuers")[0]
+        env = {}
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]:
+            ref = e.get("valueFrom", {}).get("configMapKeyRef")
+            if ref:
+                cm = find("ConfigMap", ref["name"])[0]
+                env[e["name"]] = cm["data"][ref["key"]]
+            else:
+                env[e["name"]] = e.get("value")
+        port = service["spec"]["ports"][0]["port"]
+        fqdn = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc.cluster.local"
+        cluster = f"outbound|{port}||{fqdn}"
+        issuer_url, _, jwks_file = env["MAZU_CURATOR_ISSUERS"].partition("=")
+        cm_jwks = json.loads(issuers_cm["data"][Path(jwks_file).name])
+        listen_port = int(env["MAZU_CURATOR_LISTEN"].rpartition(":")[2])
+        container_ports = {p["name"]: p["containerPort"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
+        r.check("consistent curator Service targets the listen port",
+                container_ports.get(service["spec"]["ports"][0]["targetPort"]) == listen_port,
+                f"targetPort {service['spec']['ports'][0]['targetPort']} -> {container_ports}, listen {listen_port}")
+        r.check("consistent WasmPlugins: two, inbound (SERVER) and outbound (CLIENT)",
+                sorted((p["spec"]["pluginConfig"]["direction"], p["spec"]["match"][0]["mode"]) for p in plugins)
+                == [("inbound", "SERVER"), ("outbound", "CLIENT")],
+                f"{[(p['metadata']['name'], p['spec'].get('match')) for p in plugins]}")
+        for p in plugins:
+            pc, spec, n = p["spec"]["pluginConfig"], p["spec"], p["metadata"]["name"]
+            problems = []
+            for field, want in (("type", "NETWORK"), ("phase", "AUTHN"), ("failStrategy", "FAIL_CLOSE")):
+                if spec.get(field) != want:
+                    problems.append(f"{field} is {spec.get(field)!r}, want {want}")
+            if pc["curator"]["cluster"] != cluster:
+                problems.append(f"curator.cluster {pc['curator']['cluster']!r} != {cluster!r} (from the Service)")
+            if pc["curator"]["authority"] != fqdn:
+                problems.append(f"curator.authority {pc['curator']['authority']!r} != {fqdn!r}")
+            if pc["trust"]["trust_domain"] != env["MAZU_CURATOR_TRUST_DOMAIN"]:
+                problems.append("trust_domain differs from the curator's")
+            if pc["trust"]["audience"] != env["MAZU_CURATOR_AUDIENCE"]:
+                problems.append("audience differs from the curator's")
+            if [i["issuer"] for i in pc["trust"]["issuers"]] != [issuer_url]:
+                problems.append("issuers differ from the curator's")
+            elif pc["trust"]["issuers"][0]["jwks"] != cm_jwks:
+                problems.append("JWKS differs from the curator's (ConfigMap mazu-curator-issuers)")
+            r.check(f"consistent WasmPlugin {n}: {spec.get('type')} {spec.get('phase')} {spec.get('failStrategy')}, "
+                    f"curator {pc['curator']['cluster']}, trust = curator's", not problems, "; ".join(problems))
+        if template_pod:
+            agent = template_pod["spec"]["initContainers"][0]
+            args = agent["args"]
+            flag = lambda name: args[args.index(name) + 1] if name in args else None  # noqa: E731
+            token_vol = next(v for v in template_pod["spec"]["volumes"] if v["name"] == "mazu-token")
+            audience = token_vol["projected"]["sources"][0]["serviceAccountToken"]["audience"]
+            mount = next(m for m in agent["volumeMounts"] if m["name"] == "mazu-token")["mountPath"]
+            token_path = token_vol["projected"]["sources"][0]["serviceAccountToken"]["path"]
+            problems = []
+            if flag("--curator") != f"http://{fqdn}:{port}":
+                problems.append(f"--curator {flag('--curator')} != http://{fqdn}:{port}")
+            if flag("--trust-domain") != env["MAZU_CURATOR_TRUST_DOMAIN"]:
+                problems.append("--trust-domain differs from the curator's")
+            if audience != env["MAZU_CURATOR_AUDIENCE"]:
+                problems.append(f"projected token audience {audience!r} != curator audience")
+            if flag("--token-file") != f"{mount}/{token_path}":
+                problems.append(f"--token-file {flag('--token-file')} is not the projected token {mount}/{token_path}")
+            if flag("--sds-socket") != "/var/run/secrets/workload-spiffe-uds/socket":
+                problems.append("--sds-socket is not Istio's workload-spiffe-uds socket")
+            if agent.get("restartPolicy") != "Always" or "startupProbe" not in agent:
+                problems.append("the agent must be a native sidecar with a startupProbe (it must start before istio-proxy)")
+            if operator["spec"]["meshConfig"]["trustDomain"] != env["MAZU_CURATOR_TRUST_DOMAIN"]:
+                problems.append("meshConfig.trustDomain differs")
+            r.check("consistent agent template: curator URL, token audience/path, trust domain, SDS socket",
+                    not problems, "; ".join(problems))
+        selectors = {json.dumps(p["spec"]["selector"]["matchLabels"]) for p in plugins} | {
+            json.dumps(e["spec"]["workloadSelector"]["labels"]) for e in envoy_filters}
+        r.check("consistent WasmPlugins and EnvoyFilters select the same pods", len(selectors) == 1, f"{selectors}")
+        sample_pods = [d["spec"]["template"] for p, ds in docs_by_file.items() if "samples" in p.parts
+                       for d in ds if d.get("kind") == "Deployment"]
+        wanted = json.loads(next(iter(selectors)))
+        bad = [t["metadata"]["labels"].get("app") for t in sample_pods
+               if any(t["metadata"]["labels"].get(k) != v for k, v in wanted.items())]
+        r.check("consistent demo workloads carry the Mazu label", not bad, f"missing on {bad}")
+    except (IndexError, KeyError, StopIteration, ValueError) as e:
+        r.fail("consistent", f"could not read the base resources: {e!r}")
+
+    # --- pluginConfig through the filter's parser
+    checker = ConfigChecker()
+    good_configs = []
+    for p in plugins:
+        name = f"plugin WasmPlugin {p['metadata']['name']}: pluginConfig accepted by the filter's parser"
+        try:
+            config = plugin_config_json(p)
+        except ValueError as e:
+            r.fail(name, str(e))
+            continue
+        code, line = checker.run(config)
+        if code == 0:
+            r.ok(name, line)
+            good_configs.append((p, config))
+        else:
+            r.fail(name, line)
+    if good_configs:
+        base_plugin, base_json = next(((p, c) for p, c in good_configs if p["spec"]["pluginConfig"]["direction"] == "inbound"), good_configs[0])
+        base_cfg = json.loads(base_json)
+        broken: list[tuple[str, dict[str, Any], str]] = []
+        typo = copy.deepcopy(base_cfg)
+        typo["curator"]["clusetr"] = typo["curator"].pop("cluster")
+        broken.append(("misspelled field curator.clusetr", typo, "unknown field"))
+        fast = copy.deepcopy(base_cfg)
+        fast["curator"]["refresh_interval_ms"] = 5
+        broken.append(("curator.refresh_interval_ms 5", fast, "refresh_interval_ms"))
+        park_out = copy.deepcopy(base_cfg)
+        park_out["direction"] = "outbound"
+        broken.append(("before_registry park on outbound", park_out, "before_registry"))
+        no_jwks = copy.deepcopy(base_cfg)
+        no_jwks["trust"]["issuers"][0]["jwks"] = {"keys": []}
+        broken.append(("issuer with an empty JWKS", no_jwks, "jwks"))
+        for what, cfg, expect in broken:
+            code, line = checker.run(json.dumps(cfg))
+            r.check(f"negative pluginConfig rejected by the parser: {what}", code == 1 and expect in line,
+                    f"exit {code}: {line!r} (expected a refusal mentioning {expect!r})")
+            if code == 1:
+                print(f"     -> {line}")
+
+    # --- Envoy
+    fixture_path = HERE / "fixtures" / "sidecar-envoy.yaml"
+    if not envoy.is_file():
+        r.fail("envoy", f"{envoy} is missing: run `bash scripts/install-envoy.sh`")
+    elif not wasm.is_file():
+        r.fail("envoy", f"{wasm} is missing: run `just wasm-filter` (or set MAZU_FILTER_WASM)")
+    else:
+        fixture = yaml.safe_load(fixture_path.read_text())
+        ok, why = envoy_validate(envoy, fixture)
+        r.check(f"envoy validate {rel(fixture_path)} as is (the baseline)", ok, why)
+        patched = copy.deepcopy(fixture)
+        try:
+            applied = apply_envoy_filters(patched, envoy_filters)
+            render_wasm_plugins(patched, plugins, wasm)
+            r.ok("envoy EnvoyFilter MERGE patches applied", f"{len(applied)} targets: {', '.join(applied)}")
+        except (PatchError, KeyError) as e:
+            r.fail("envoy EnvoyFilter MERGE patches applied", str(e))
+        else:
+            ok, why = envoy_validate(envoy, patched)
+            r.check("envoy validate: fixture + EnvoyFilters + both WasmPlugins (real .wasm, on_configure run)", ok, why)
+            # What the patches must have done, and not done.
+            inbound = next(l for l in patched["static_resources"]["listeners"] if l["name"] == "virtualInbound")
+            problems = []
+            for chain in inbound["filter_chains"]:
+                tls = find_tls(chain)
+                if chain.get("filter_chain_match", {}).get("transport_protocol") == "tls":
+                    cvc = tls["common_tls_context"]["combined_validation_context"]
+                    if cvc["default_validation_context"].get("trust_chain_verification") != "ACCEPT_UNTRUSTED":
+                        problems.append(f"{chain['name']}: not ACCEPT_UNTRUSTED")
+                    if cvc.get("validation_context_sds_secret_config", {}).get("name") != "ROOTCA":
+                        problems.append(f"{chain['name']}: ROOTCA lost")
+                    if not tls.get("require_client_certificate"):
+                        problems.append(f"{chain['name']}: client certificate no longer required")
+                    if chain["filters"][0]["name"] != "istio-system.mazu-inbound":
+                        problems.append(f"{chain['name']}: the Mazu filter is not first")
+                elif "transport_socket" in chain:
+                    problems.append(f"{chain['name']}: a plaintext chain got a transport socket")
+            r.check("envoy inbound: every mTLS chain ACCEPT_UNTRUSTED + ROOTCA kept + client cert required + Mazu filter first; plaintext chains untouched",
+                    not problems, "; ".join(problems))
+            problems = []
+            for cluster in patched["static_resources"]["clusters"]:
+                name = cluster["name"]
+                if name.startswith("outbound|"):
+                    m = cluster["transport_socket_matches"]
+                    ctx = m[0]["transport_socket"]["typed_config"]["common_tls_context"]
+                    if m[0]["name"] != "tlsMode-istio" or ctx.get("validation_context", {}).get("trust_chain_verification") != "ACCEPT_UNTRUSTED":
+                        problems.append(f"{name}: tlsMode-istio not ACCEPT_UNTRUSTED")
+                    if "combined_validation_context" in ctx:
+                        problems.append(f"{name}: istiod's ROOTCA validation still in place")
+                    if [s["name"] for s in ctx.get("tls_certificate_sds_secret_configs", [])] != ["default"]:
+                        problems.append(f"{name}: the SDS certificate 'default' is not presented exactly once")
+                    if m[1]["transport_socket"]["name"] != "envoy.transport_sockets.raw_buffer" or "transport_socket" in cluster:
+                        problems.append(f"{name}: plaintext match or cluster transport socket changed")
+                if name in ("sds-grpc", "xds-grpc") and "transport_socket" in cluster:
+                    problems.append(f"{name}: a bootstrap cluster was patched")
+            r.check("envoy outbound: tlsMode-istio presents SDS 'default' once and accepts self-signed servers; bootstrap clusters untouched",
+                    not problems, "; ".join(problems))
+
+            # Negative: what the naive patches would do.
+            naive_out = copy.deepcopy(envoy_filters)
+            for ef in naive_out:
+                for cp in ef["spec"]["configPatches"]:
+                    if cp["applyTo"] == "CLUSTER":
+                        cp["patch"]["value"]["transport_socket"]["typed_config"]["common_tls_context"] = {
+                            "combined_validation_context": {"default_validation_context": {"trust_chain_verification": "ACCEPT_UNTRUSTED"}}}
+            naive_in = copy.deepcopy(envoy_filters)
+            for ef in naive_in:
+                for cp in ef["spec"]["configPatches"]:
+                    if cp["applyTo"] == "FILTER_CHAIN":
+                        cp["match"]["listener"].pop("filterChain", None)
+            for what, efs in (
+                ("outbound patch with a partial combined_validation_context (breaks PassthroughCluster)", naive_out),
+                ("inbound patch without the transportProtocol tls match (breaks the plaintext chain)", naive_in),
+            ):
+                cfg = copy.deepcopy(fixture)
+                apply_envoy_filters(cfg, efs)
+                ok, why = envoy_validate(envoy, cfg)
+                r.check(f"negative envoy rejects the {what}", not ok, "Envoy accepted it")
+                if not ok:
+                    print(f"     -> {why[:300]}")
+            bad_plugins = copy.deepcopy(plugins)
+            bad_plugins[0]["spec"]["pluginConfig"]["curator"]["refresh_interval_ms"] = 5
+            cfg = copy.deepcopy(fixture)
+            render_wasm_plugins(cfg, bad_plugins, wasm)
+            ok, why = envoy_validate(envoy, cfg)
+            r.check("negative envoy refuses a WasmPlugin whose pluginConfig the filter refuses (FAIL_CLOSE)", not ok, "Envoy accepted it")
+            if not ok:
+                print(f"     -> {why[:300]}")
+
+    # --- negative schema cases
+    for path in sorted((HERE / "fixtures" / "negative").glob("*.yaml")):
+        expect = re.search(r"^# expect: (.+)$", path.read_text(), re.M)
+        docs = docs_by_file.get(path, [])
+        if not expect or len(docs) != 1:
+            r.fail(f"negative {rel(path)}", "needs one document and an '# expect: ...' line")
+            continue
+        if validator.is_istio(docs[0]) and not crds:
+            r.fail(f"negative {rel(path)}", "no CRD schemas loaded")
+            continue
+        errs = "; ".join(validator.errors(docs[0]))
+        r.check(f"negative {rel(path)} rejected", expect.group(1) in errs,
+                f"expected an error containing {expect.group(1)!r}, got {errs or 'no error'!r}")
+        if errs:
+            print(f"     -> {errs[:300]}")
+
+    # --- demo dry run, and the install overlay it generates
+    demo = ISTIO / "demo" / "run-all.sh"
+    with tempfile.TemporaryDirectory(prefix="mazu-demo-") as workdir:
+        env = dict(
+            os.environ,
+            MAZU_DEMO_WORKDIR=workdir,
+            MAZU_FILTER_URL="oci://registry.example/mazu-filter@sha256:" + "ab" * 32,
+            MAZU_FILTER_SHA256="ab" * 32,
+            MAZU_CURATOR_IMAGE="registry.example/curator@sha256:" + "cd" * 32,
+        )
+        proc = subprocess.run(["bash", str(demo), "--dry-run"], capture_output=True, text=True, env=env,
+                              timeout=600, cwd=REPO)
+        out = proc.stdout
+        steps = re.findall(r"^==> (.+)$", out, re.M)
+        needed = ["kind: WasmPlugin", "kind: EnvoyFilter", "kind: PeerAuthentication", "istioctl install",
+                  "istioctl proxy-config", "kubectl apply", "certificate_missing_mazu_extension"]
+        missing = [n for n in needed if n not in out]
+        r.check(f"demo {rel(demo)} --dry-run", proc.returncode == 0 and not missing and len(steps) >= 6,
+                f"exit {proc.returncode}, {len(steps)} steps, missing {missing}; stderr: {proc.stderr[-400:]}")
+        if proc.returncode == 0:
+            print(f"     -> {len(steps)} steps, {len(out.splitlines())} lines printed")
+        try:
+            generated = kustomize_lite.build(workdir)
+        except (kustomize_lite.KustomizeError, OSError, yaml.YAMLError) as e:
+            r.fail("demo generated install overlay renders", str(e))
+            generated = []
+        for doc in generated:
+            errs = validator.errors(doc) if (crds or not validator.is_istio(doc)) else ["no CRD schemas loaded"]
+            if doc.get("kind") == "WasmPlugin" and not errs:
+                spec = doc["spec"]
+                if spec.get("url") != env["MAZU_FILTER_URL"] or spec.get("sha256") != env["MAZU_FILTER_SHA256"]:
+                    errs.append("the pinned filter url/sha256 were not applied")
+                code, line = checker.run(plugin_config_json(doc))
+                if code != 0:
+                    errs.append(f"pluginConfig refused: {line}")
+            if doc.get("kind") == "Deployment":
+                image = doc["spec"]["template"]["spec"]["containers"][0]["image"]
+                if image != env["MAZU_CURATOR_IMAGE"]:
+                    errs.append(f"curator image {image} is not {env['MAZU_CURATOR_IMAGE']}")
+            name = f"demo generated install overlay: {describe(doc)}"
+            if errs:
+                r.fail(name, "; ".join(errs))
+            else:
+                r.ok(name)
+
+    print(f"istio-check: {r.passed} passed, {r.failed} failed")
+    return 1 if r.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,535 @@
+//! A fast-to-load image of a [`RegistryState`], checked against the log it
+//! claims to summarize.
+//!
+//! Replaying a log decodes every registration (each of its `n + 1` points
+//! subgroup-checked) and runs its pairing check: tens of milliseconds per
+//! registration at `n = 256`, most of an hour for a full registry of 65,536.
+//! A curator that keeps an image of its own state can restart from it and
+//! replay only the entries after it.
+//!
+//! # Format (`RBES`, version 1)
+//!
+//! ```text
+//! magic "RBES", version 0x01
+//! crs digest        32 bytes
+//! version           u64   registrations applied
+//! log digest        32 bytes (RegistryState::log_digest)
+//! commitments       u32 count (= number of blocks B), B uncompressed G1 points (96 B)
+//! touched blocks    u32 count, then per block in increasing index:
+//!                   index u32 (< B), n uncompressed G1 points (the openings)
+//! registrations     u32 count (= version), then per registration in increasing slot:
+//!                   slot u32, id (32 bytes), public key (uncompressed G1, 96 B)
+//! ```
+//!
+//! # What is and is not checked on load
+//!
+//! [`SnapshotRestore::from_bytes_unchecked`] decodes points **without the
+//! subgroup check** (that check is what makes decoding expensive); it checks
+//! that every point is on the curve, every count and index is consistent, the
+//! CRS digest matches, and recomputes every block commitment from the keys.
+//! [`SnapshotRestore::push_registration`] then walks the log prefix the image
+//! claims to cover (canonical registration bytes only, no curve arithmetic):
+//! every registration's slot, id and public key must be the image's, and the
+//! log digest recomputed from those bytes must equal the image's. Only then
+//! does [`SnapshotRestore::finish`] hand out the state.
+//!
+//! So the public parameters (CRS digest, version, commitments) of a restored
+//! state are exactly those a full replay of that log prefix gives. The
+//! **openings are taken on trust**: they are the one part of the state that
+//! needs the helper values (the bulk of the log) to recompute. The image must
+//! therefore come from a party that already verified the log, typically the
+//! same process that wrote it (see `docs/curator.md`); a tampered opening is
+//! caught by whoever uses it (membership proofs and decryption check against
+//! the commitments), and an auditor replays the log instead.
+
+use alloc::collections::BTreeMap;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use bls12_381_plus::{G1Affine, G1Projective};
+
+use crate::WorkloadId;
+use crate::crs::Crs;
+use crate::encoding::{Codec, Reader, Writer};
+use crate::error::{DecodeError, SnapshotError};
+use crate::registration::Registration;
+use crate::state::{Block, RegistryState, log_digest_step};
+
+/// Type tag of the state image.
+const MAGIC: [u8; 4] = *b"RBES";
+
+/// Uncompressed G1 point length.
+const G1_UNCOMPRESSED_LEN: usize = 96;
+
+impl RegistryState {
+    /// The state image: every commitment and opening uncompressed, the
+    /// id/slot/key table, the version and the log digest (format in
+    /// `docs/rbe.md`). Load it with [`SnapshotRestore`], which checks it
+    /// against the log prefix it covers.
+    pub fn to_snapshot_bytes(&self) -> Vec<u8> {
+        let n = self.crs.block_size() as usize;
+        let mut w = Writer::new(MAGIC);
+        w.bytes(&self.crs.digest());
+        w.u64(self.version);
+        w.bytes(&self.log_digest);
+        w.count(self.commitments.len());
+        for c in &self.commitments {
+            w.bytes(&c.to_uncompressed());
+        }
+        w.count(self.blocks.len());
+        for (index, block) in &self.blocks {
+            w.u32(*index);
+            debug_assert_eq!(block.openings.len(), n);
+            for u in &block.openings {
+                w.bytes(&u.to_uncompressed());
+            }
+        }
+        // Slot order (the keys map), with each slot's id.
+        let mut id_of: BTreeMap<u32, &WorkloadId> = BTreeMap::new();
+        for (id, slot) in &self.ids {
+            id_of.insert(*slot, id);
+        }
+        w.count(self.keys.len());
+        for (slot, pk) in &self.keys {
+            w.u32(*slot);
+            w.bytes(id_of.get(slot).map_or(&[0u8; 32], |id| *id));
+            w.bytes(&pk.to_uncompressed());
+        }
+        w.into_bytes()
+    }
+}
+
+/// A state image ([`RegistryState::to_snapshot_bytes`]) being checked
+/// against the log prefix it claims to cover. The public parameters of the
+/// state it gives are exactly those of a full replay of that prefix; the
+/// openings are taken on trust (see `docs/rbe.md`, "State images").
+///
+/// ```
+/// use mazu_rbe::{Crs, RegistryState, SnapshotRestore, keygen};
+/// use rand_chacha::ChaCha20Rng;
+/// use rand_core::SeedableRng;
+///
+/// let mut rng = ChaCha20Rng::seed_from_u64(1);
+/// let crs = Crs::generate_insecure_dev(16, &mut rng)?;
+/// let mut state = RegistryState::new(crs.clone());
+/// let (_, reg) = keygen(&crs, 3, [3; 32], &mut rng)?;
+/// let log = vec![reg.to_bytes()]; // what a log stores
+/// state.verify_and_apply(reg)?;
+/// let image = state.to_snapshot_bytes();
+///
+/// let mut restore = SnapshotRestore::from_bytes_unchecked(crs, &image)?;
+/// for registration_bytes in log.iter().take(restore.covers() as usize) {
+///     restore.push_registration(registration_bytes)?;
+/// }
+/// let restored = restore.finish()?;
+/// assert_eq!(restored.public_params().to_bytes(), state.public_params().to_bytes());
+/// # Ok::<(), mazu_rbe::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct SnapshotRestore {
+    state: RegistryState,
+    /// Log digest recomputed from the registrations pushed so far.
+    digest: [u8; 32],
+    /// Registrations pushed so far.
+    pushed: u64,
+}
+
+impl SnapshotRestore {
+    /// Decodes a state image over `crs` **without subgroup checks** (points
+    /// are checked to be on the curve). Checks the CRS digest, every count and
+    /// index, the id/key maps, and that each block commitment is the sum of
+    /// that block's keys. The state is not usable until the log prefix has
+    /// been pushed and [`SnapshotRestore::finish`] accepted it.
+    pub fn from_bytes_unchecked(crs: Crs, bytes: &[u8]) -> Result<Self, SnapshotError> {
+        let mut r = Reader::open(bytes, MAGIC)?;
+        let crs_digest = r.array::<32>("crs digest")?;
+        if crs_digest != crs.digest() {
+            return Err(SnapshotError::CrsMismatch);
+        }
+        let dims = crs.dimensions();
+        let n = dims.block_size() as usize;
+        let block_count = dims.blocks() as usize;
+        let capacity = dims.capacity();
+        let version = r.u64("version")?;
+        let log_digest = r.array::<32>("log digest")?;
+
+        let count = r.count("commitment count", G1_UNCOMPRESSED_LEN, block_count)?;
+        if count != block_count {
+            return Err(SnapshotError::Inconsistent(
+                "commitment count is not the block count",
+            ));
+        }
+        let mut commitments = Vec::with_capacity(count);
+        for _ in 0..count {
+            commitments.push(g1_unchecked(&mut r, "commitment")?);
+        }
+
+        let block_len = 4 + n * G1_UNCOMPRESSED_LEN;
+        let count = r.count("block count", block_len, block_count)?;
+        let mut blocks = BTreeMap::new();
+        let mut previous: Option<u32> = None;
+        for _ in 0..count {
+            let index = r.u32("block index")?;
+            if index as usize >= block_count || previous.is_some_and(|p| index <= p) {
+                return Err(SnapshotError::Inconsistent(
+                    "block indices out of range or not increasing",
+                ));
+            }
+            previous = Some(index);
+            let mut openings = Vec::with_capacity(n);
+            for _ in 0..n {
+                openings.push(g1_unchecked(&mut r, "opening")?);
+            }
+            blocks.insert(index, Block { openings });
+        }
+
+        let count = r.count(
+            "registration count",
+            4 + 32 + G1_UNCOMPRESSED_LEN,
+            capacity as usize,
+        )?;
+        if count as u64 != version {
+            return Err(SnapshotError::Inconsistent(
+                "registration count is not the version",
+            ));
+        }
+        let mut ids = BTreeMap::new();
+        let mut keys = BTreeMap::new();
+        let mut sums = vec![G1Projective::IDENTITY; block_count];
+        let mut previous: Option<u32> = None;
+        for _ in 0..count {
+            let slot = r.u32("slot")?;
+            let id = r.array::<32>("id")?;
+            let pk = g1_unchecked(&mut r, "public key")?;
+            if slot >= capacity || previous.is_some_and(|p| slot <= p) {
+                return Err(SnapshotError::Inconsistent(
+                    "slots out of range or not increasing",
+                ));
+            }
+            previous = Some(slot);
+            if ids.insert(id, slot).is_some() {
+                return Err(SnapshotError::Inconsistent("an id is registered twice"));
+            }
+            let pos = dims
+                .locate(slot)
+                .ok_or(SnapshotError::Inconsistent("slot out of range"))?;
+            if !blocks.contains_key(&pos.block) {
+                return Err(SnapshotError::Inconsistent(
+                    "a registered slot's block has no openings",
+                ));
+            }
+            if let Some(sum) = sums.get_mut(pos.block as usize) {
+                *sum += pk;
+            }
+            keys.insert(slot, pk);
+        }
+        r.finish()?;
+        // The commitments are what the public parameters publish: recompute
+        // them from the keys (which the log prefix pins down) rather than
+        // trusting the image. One addition per registration.
+        let mut recomputed = vec![G1Affine::identity(); block_count];
+        G1Projective::batch_normalize(&sums, &mut recomputed);
+        if recomputed != commitments {
+            return Err(SnapshotError::Inconsistent(
+                "a block commitment is not the sum of its keys",
+            ));
+        }
+        let digest = crate::state::log_digest_start(&crs_digest);
+        Ok(Self {
+            state: RegistryState {
+                crs,
+                commitments,
+                blocks,
+                ids,
+                keys,
+                version,
+                log_digest,
+            },
+            digest,
+            pushed: 0,
+        })
+    }
+
+    /// How many log entries the image covers (its version): push exactly
+    /// that many registrations, from the start of the log.
+    pub fn covers(&self) -> u64 {
+        self.state.version
+    }
+
+    /// Checks the next registration of the log prefix, given as its
+    /// canonical bytes (`Registration::to_bytes`, as a log stores them):
+    /// its slot, id and public key must be the image's. Reads the fixed-size
+    /// header of the encoding only; no point is decoded. Returns that slot and
+    /// id (for the caller's own bindings, e.g. id = hash of a token).
+    pub fn push_registration(
+        &mut self,
+        registration_bytes: &[u8],
+    ) -> Result<(u32, WorkloadId), SnapshotError> {
+        let index = self.pushed;
+        if index >= self.state.version {
+            return Err(SnapshotError::PrefixLength {
+                covers: self.state.version,
+                pushed: index + 1,
+            });
+        }
+        let mut r = Reader::open(registration_bytes, Registration::MAGIC)?;
+        let slot = r.u32("slot")?;
+        let id = r.array::<32>("id")?;
+        let pk = r.array::<48>("public key")?;
+        let matches = self.state.ids.get(&id) == Some(&slot)
+            && self
+                .state
+                .keys
+                .get(&slot)
+                .is_some_and(|key| key.to_compressed() == pk);
+        if !matches {
+            return Err(SnapshotError::PrefixMismatch { index });
+        }
+        self.digest = log_digest_step(&self.digest, registration_bytes);
+        self.pushed += 1;
+        Ok((slot, id))
+    }
+
+    /// The restored state, if exactly [`SnapshotRestore::covers`]
+    /// registrations were pushed and the log digest recomputed from them is
+    /// the image's.
+    pub fn finish(self) -> Result<RegistryState, SnapshotError> {
+        if self.pushed != self.state.version {
+            return Err(SnapshotError::PrefixLength {
+                covers: self.state.version,
+                pushed: self.pushed,
+            });
+        }
+        if self.digest != self.state.log_digest {
+            return Err(SnapshotError::LogDigestMismatch);
+        }
+        Ok(self.state)
+    }
+}
+
+/// **Unchecked**: an uncompressed G1 point that is on the curve but *not*
+/// checked to be in the prime-order subgroup. Only for the state image, whose
+/// points came out of this crate's own arithmetic on checked inputs (see the
+/// module docs for why that is acceptable there; the subgroup check is the
+/// cost the image exists to avoid).
+fn g1_unchecked(r: &mut Reader<'_>, field: &'static str) -> Result<G1Affine, DecodeError> {
+    let bytes: [u8; G1_UNCOMPRESSED_LEN] = r.array(field)?;
+    let point = Option::<G1Affine>::from(G1Affine::from_uncompressed_unchecked(&bytes))
+        .filter(|p| bool::from(p.is_on_curve()))
+        .ok_or(DecodeError::InvalidPoint {
+            field,
+            group: crate::error::Group::G1,
+        })?;
+    Ok(point)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::keygen;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    fn registered(capacity: u32, slots: &[u32]) -> (Crs, RegistryState, Vec<Vec<u8>>) {
+        let mut rng = ChaCha20Rng::seed_from_u64(99);
+        let crs = Crs::generate_insecure_dev(capacity, &mut rng).unwrap();
+        let mut state = RegistryState::new(crs.clone());
+        let mut log = Vec::new();
+        for slot in slots {
+            let (_, reg) = keygen(&crs, *slot, [*slot as u8 + 1; 32], &mut rng).unwrap();
+            log.push(reg.to_bytes());
+            state.verify_and_apply(reg).unwrap();
+        }
+        (crs, state, log)
+    }
+
+    fn restore(crs: &Crs, image: &[u8], log: &[Vec<u8>]) -> Result<RegistryState, SnapshotError> {
+        let mut r = SnapshotRestore::from_bytes_unchecked(crs.clone(), image)?;
+        for reg in log.iter().take(usize::try_from(r.covers()).unwrap()) {
+            r.push_registration(reg)?;
+        }
+        r.finish()
+    }
+
+    #[test]
+    fn round_trip_gives_the_same_state() {
+        let (crs, state, log) = registered(16, &[0, 5, 6, 15]);
+        let image = state.to_snapshot_bytes();
+        let restored = restore(&crs, &image, &log).unwrap();
+        assert_eq!(
+            restored.public_params().to_bytes(),
+            state.public_params().to_bytes()
+        );
+        assert_eq!(restored.log_digest(), state.log_digest());
+        for slot in 0..16 {
+            assert_eq!(restored.opening(slot), state.opening(slot));
+            assert_eq!(restored.public_key(slot), state.public_key(slot));
+        }
+        assert_eq!(restored.to_snapshot_bytes(), image);
+        // And it keeps working: the next registration applies identically.
+        let mut a = state.clone();
+        let mut b = restored;
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let (_, reg) = keygen(&crs, 7, [77; 32], &mut rng).unwrap();
+        a.verify_and_apply(reg.clone()).unwrap();
+        b.verify_and_apply(reg).unwrap();
+        assert_eq!(a.public_params().to_bytes(), b.public_params().to_bytes());
+        assert_eq!(a.log_digest(), b.log_digest());
+    }
+
+    #[test]
+    fn empty_state_round_trips() {
+        let (crs, state, log) = registered(16, &[]);
+        let restored = restore(&crs, &state.to_snapshot_bytes(), &log).unwrap();
+        assert_eq!(restored.version(), 0);
+    }
+
+    #[test]
+    fn refuses_another_crs() {
+        let (_, state, log) = registered(16, &[1]);
+        let (other, _, _) = {
+            let mut rng = ChaCha20Rng::seed_from_u64(1234);
+            let crs = Crs::generate_insecure_dev(16, &mut rng).unwrap();
+            (crs.clone(), RegistryState::new(crs), ())
+        };
+        assert_eq!(
+            restore(&other, &state.to_snapshot_bytes(), &log).unwrap_err(),
+            SnapshotError::CrsMismatch
+        );
+    }
+
+    #[test]
+    fn refuses_another_or_short_prefix() {
+        let (crs, state, log) = registered(16, &[0, 5, 6]);
+        let image = state.to_snapshot_bytes();
+        // Another log with the same CRS.
+        let (_, _, other_log) = {
+            let mut rng = ChaCha20Rng::seed_from_u64(5);
+            let mut st = RegistryState::new(crs.clone());
+            let mut log = Vec::new();
+            for slot in [0u32, 5, 6] {
+                let (_, reg) = keygen(&crs, slot, [slot as u8 + 1; 32], &mut rng).unwrap();
+                log.push(reg.to_bytes());
+                st.verify_and_apply(reg).unwrap();
+            }
+            ((), st, log)
+        };
+        assert_eq!(
+            restore(&crs, &image, &other_log).unwrap_err(),
+            SnapshotError::PrefixMismatch { index: 0 }
+        );
+        // The same registrations in another order.
+        let reordered = vec![log[1].clone(), log[0].clone(), log[2].clone()];
+        assert_eq!(
+            restore(&crs, &image, &reordered).unwrap_err(),
+            SnapshotError::LogDigestMismatch
+        );
+        // A log shorter than the image.
+        assert!(matches!(
+            restore(&crs, &image, &log[..2]).unwrap_err(),
+            SnapshotError::PrefixLength {
+                covers: 3,
+                pushed: 2
+            }
+        ));
+        // Pushing past the image.
+        let mut r = SnapshotRestore::from_bytes_unchecked(crs.clone(), &image).unwrap();
+        for reg in &log {
+            r.push_registration(reg).unwrap();
+        }
+        assert!(matches!(
+            r.push_registration(&log[0]),
+            Err(SnapshotError::PrefixLength { .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_damaged_images() {
+        let (crs, state, log) = registered(16, &[0, 5]);
+        let image = state.to_snapshot_bytes();
+        // Truncated anywhere, or extended.
+        for cut in [0, 4, 5, 40, 100, image.len() - 1] {
+            assert!(restore(&crs, &image[..cut], &log).is_err(), "cut at {cut}");
+        }
+        let mut long = image.clone();
+        long.push(0);
+        assert!(restore(&crs, &long, &log).is_err());
+        // A tampered commitment (a valid point, just another one).
+        let mut tampered = image.clone();
+        let at = 5 + 32 + 8 + 32 + 4;
+        tampered[at..at + 96].copy_from_slice(&G1Affine::generator().to_uncompressed());
+        assert_eq!(
+            restore(&crs, &tampered, &log).unwrap_err(),
+            SnapshotError::Inconsistent("a block commitment is not the sum of its keys")
+        );
+        // A point off the curve.
+        let mut off = image.clone();
+        off[at + 95] ^= 1;
+        assert!(matches!(
+            restore(&crs, &off, &log).unwrap_err(),
+            SnapshotError::Decode(DecodeError::InvalidPoint { .. })
+        ));
+        // A tampered log digest.
+        let mut digest = image.clone();
+        digest[5 + 32 + 8] ^= 1;
+        assert_eq!(
+            restore(&crs, &digest, &log).unwrap_err(),
+            SnapshotError::LogDigestMismatch
+        );
+        // Structural lies, each refused by name.
+        let header = 5 + 32 + 8 + 32;
+        let commitments = 4 + 4 * 96; // capacity 16: 4 blocks
+        let block = 4 + 4 * 96;
+        let blocks_at = header + commitments;
+        let regs_at = blocks_at + 4 + block; // slots 0 and 5: blocks 0 and 1
+        let regs_at = regs_at + block;
+        let inconsistent = |edit: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = image.clone();
+            edit(&mut b);
+            restore(&crs, &b, &log).unwrap_err()
+        };
+        assert!(matches!(
+            inconsistent(&|b| b[header..header + 4].copy_from_slice(&3u32.to_be_bytes())),
+            SnapshotError::Inconsistent(_) | SnapshotError::Decode(_)
+        ));
+        // Block indices swapped (not increasing).
+        assert!(matches!(
+            inconsistent(&|b| {
+                b[blocks_at + 4..blocks_at + 8].copy_from_slice(&1u32.to_be_bytes());
+                b[blocks_at + 4 + block..blocks_at + 8 + block]
+                    .copy_from_slice(&0u32.to_be_bytes());
+            }),
+            SnapshotError::Inconsistent("block indices out of range or not increasing")
+        ));
+        // Registration count different from the version.
+        assert_eq!(
+            inconsistent(&|b| b[regs_at..regs_at + 4].copy_from_slice(&1u32.to_be_bytes())),
+            SnapshotError::Inconsistent("registration count is not the version")
+        );
+        // The second registration claims the first one's id.
+        let second = regs_at + 4 + 4 + 32 + 96;
+        assert_eq!(
+            inconsistent(&|b| {
+                let first_id: Vec<u8> = b[regs_at + 8..regs_at + 40].to_vec();
+                b[second + 4..second + 36].copy_from_slice(&first_id);
+            }),
+            SnapshotError::Inconsistent("an id is registered twice")
+        );
+        // Slots not increasing.
+        assert_eq!(
+            inconsistent(&|b| b[second..second + 4].copy_from_slice(&0u32.to_be_bytes())),
+            SnapshotError::Inconsistent("slots out of range or not increasing")
+        );
+
+        // Every single-byte flip is refused or (for an opening's bytes, the
+        // part taken on trust) still gives the same public parameters.
+        let pp = state.public_params().to_bytes();
+        for i in (0..image.len()).step_by(7) {
+            let mut flipped = image.clone();
+            flipped[i] ^= 0x01;
+            if let Ok(s) = restore(&crs, &flipped, &log) {
+                assert_eq!(s.public_params().to_bytes(), pp, "byte {i}");
+            }
+        }
+    }
+}
