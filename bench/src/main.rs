@@ -27,7 +27,6 @@ use anyhow::{Context as _, Result};
 use clap::Parser;
 use mazu_e2e::mesh::{LocalMesh, MeshOptions};
 
-use crate::backend::Backend;
 use crate::oha::Load;
 use crate::results::{Churn, Conditions, LatencyRun, Results};
 use crate::topology::{Kind, Pair, filter_stats, one_request};
@@ -109,7 +108,7 @@ fn main() -> Result<()> {
 
     let wasm;
     {
-        let backend = Backend::start()?;
+        let backend = backend::start()?;
         eprintln!("mazu-bench: starting the local mesh (curator, agents, sidecars)");
         let mesh = LocalMesh::start(MeshOptions {
             dir: Some(work.join("mesh")),

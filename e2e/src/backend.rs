@@ -19,13 +19,19 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// Starts the backend of `service` on a free port.
+    /// Starts the backend of `service` on a free port: it answers
+    /// `hello from <service>`.
     pub fn start(service: &str) -> Result<Backend> {
+        Backend::serving(format!("hello from {service}\n").into_bytes())
+    }
+
+    /// Starts a backend on a free port that answers every request with `body`.
+    pub fn serving(body: Vec<u8>) -> Result<Backend> {
         let listener = TcpListener::bind("127.0.0.1:0").context("binding a backend")?;
         let port = listener.local_addr()?.port();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
-        let body = format!("hello from {service}\n");
+        let body: Arc<[u8]> = body.into();
         thread::spawn(move || {
             for stream in listener.incoming() {
                 if stopped.load(Ordering::SeqCst) {
@@ -52,7 +58,7 @@ impl Drop for Backend {
 
 /// Serves requests on one connection until the client closes it or asks
 /// to close it (`connection: close`).
-fn answer(stream: TcpStream, body: &str) -> Result<()> {
+fn answer(stream: TcpStream, body: &[u8]) -> Result<()> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
@@ -87,9 +93,10 @@ fn answer(stream: TcpStream, body: &str) -> Result<()> {
         write!(
             writer,
             "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\
-             connection: {connection}\r\n\r\n{body}",
+             connection: {connection}\r\n\r\n",
             body.len()
         )?;
+        writer.write_all(body)?;
         writer.flush()?;
         if close {
             return Ok(());
