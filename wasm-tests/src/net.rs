@@ -14,8 +14,26 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, anyhow};
 
-/// A port free right now on 127.0.0.1.
+/// A port free right now on 127.0.0.1, for a server another process will
+/// bind (Envoy listeners, a curator that must keep its port across restarts).
+///
+/// It is picked at random *below* the kernel's ephemeral range: a port the
+/// OS handed out for port 0 is also where it puts the source ports of
+/// outgoing connections, so between this check and the other process's
+/// bind a client socket (of any test running meanwhile) could take it.
 pub fn free_port() -> Result<u16> {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.max(10_001));
+    for _ in 0..200 {
+        let port = rand::Rng::gen_range(&mut rand::thread_rng(), low..high);
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return Ok(listener.local_addr()?.port());
+        }
+    }
+    // Everything below the ephemeral range seems taken: fall back to the OS.
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
