@@ -14,7 +14,6 @@
 //! Both run with the mesh's Envoy flags (`--concurrency 1`).
 
 use core::time::Duration;
-use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -24,6 +23,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, bail};
 use mazu_e2e::envoy_config::{self, OutboundPeer, SidecarConfig, substitute};
 use mazu_e2e::mesh::LocalMesh;
+pub use mazu_e2e::mesh::filter_stats;
 use mazu_e2e::process::Process;
 use mazu_wasm_tests::http;
 use mazu_wasm_tests::net::free_port;
@@ -137,20 +137,6 @@ impl Sidecar {
         }
         self.launch(registry_version)
     }
-}
-
-/// The filter's counters and gauges of the Envoy with admin port `admin`
-/// (names without the `wasmcustom.` prefix).
-pub fn filter_stats(admin: u16) -> Result<BTreeMap<String, i64>> {
-    let body = http::get_text(admin, "/stats?filter=mazu\\.")?;
-    Ok(body
-        .lines()
-        .filter_map(|line| {
-            let (name, value) = line.split_once(": ")?;
-            let name = name.strip_prefix("wasmcustom.").unwrap_or(name);
-            Some((name.to_owned(), value.trim().parse().ok()?))
-        })
-        .collect())
 }
 
 /// A client sidecar and a server sidecar of one configuration.

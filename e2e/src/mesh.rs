@@ -237,15 +237,7 @@ impl Sidecar {
     /// The filter's counters and gauges in this sidecar (`/stats`, names
     /// without the `wasmcustom.` prefix).
     pub fn filter_stats(&self) -> Result<BTreeMap<String, i64>> {
-        let body = http::get_text(self.admin_port, "/stats?filter=mazu\\.")?;
-        Ok(body
-            .lines()
-            .filter_map(|line| {
-                let (name, value) = line.split_once(": ")?;
-                let name = name.strip_prefix("wasmcustom.").unwrap_or(name);
-                Some((name.to_owned(), value.trim().parse().ok()?))
-            })
-            .collect())
+        filter_stats(self.admin_port)
     }
 
     /// The workload's own port (its backend, in plain text).
@@ -740,6 +732,20 @@ fn denials(
         let reason = name.strip_prefix(&prefix)?;
         (*value > before.get(name).copied().unwrap_or(0)).then(|| reason.to_owned())
     })
+}
+
+/// The Mazu filter's counters and gauges of the Envoy whose admin port is
+/// `admin_port` (`/stats`, names without the `wasmcustom.` prefix).
+pub fn filter_stats(admin_port: u16) -> Result<BTreeMap<String, i64>> {
+    let body = http::get_text(admin_port, "/stats?filter=mazu\\.")?;
+    Ok(body
+        .lines()
+        .filter_map(|line| {
+            let (name, value) = line.split_once(": ")?;
+            let name = name.strip_prefix("wasmcustom.").unwrap_or(name);
+            Some((name.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect())
 }
 
 /// The serial number of a PEM certificate, lowercase hex.
