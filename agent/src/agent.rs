@@ -14,8 +14,10 @@
 //!    curator (`GET /v1/proofs/{id}` must show our RBE key);
 //! 4. renews the certificate (same registered key) when it is within the
 //!    rotation margin of `notAfter` and the token still allows a longer one;
-//! 5. brings the RBE opening up to date from the log, every
-//!    `opening_refresh` interval.
+//! 5. every `opening_refresh` interval, checks the curator's signed
+//!    checkpoint (consistent with the one accepted before, still holding
+//!    this agent's registration: [`crate::transparency`]), then brings the
+//!    RBE opening up to date from the log, up to that checkpoint only.
 //!
 //! Curator calls that fail transiently (unreachable, 5xx, 408, 429) are
 //! retried with capped exponential backoff and jitter; a refusal of a token
@@ -36,12 +38,13 @@ use tracing::{debug, error, info, warn};
 use crate::backoff::Backoff;
 use crate::credentials::{ServedCertificate, build_served};
 use crate::curator::CuratorClient;
-use crate::error::{CuratorError, Error, StateError};
+use crate::error::{CheckpointError, CuratorError, Error, StateError};
 use crate::files::CertDir;
 use crate::openings;
 use crate::sds::Secrets;
 use crate::state::{Keys, RegistrationDir, RegistrationRecord, StateDir, Status};
 use crate::token::{Token, TokenEvent, TokenWatcher};
+use crate::transparency::{CheckResult, CheckpointTracker, Refusal};
 
 /// Everything `run` needs (the binary builds it from flags).
 #[derive(Clone, Debug)]
@@ -78,6 +81,9 @@ pub struct AgentConfig {
     pub backoff_initial: Duration,
     /// Longest retry delay.
     pub backoff_max: Duration,
+    /// Pinned checkpoint verifier key (C2SP verifier-key format); `None`:
+    /// trust the key the curator serves the first time.
+    pub checkpoint_key: Option<String>,
 }
 
 fn unix_now() -> u64 {
@@ -149,6 +155,34 @@ pub struct Agent {
     next_curator_call: Instant,
     next_opening_refresh: Instant,
     warned_token_expiry: Option<[u8; 32]>,
+    /// The curator's checkpoints: the accepted one, refusals.
+    checkpoints: CheckpointTracker,
+}
+
+/// What the checkpoint check needs to know of the served registration.
+struct OwnRef {
+    id: String,
+    log_index: Option<u64>,
+    registered_version: u64,
+    spki_der: Vec<u8>,
+}
+
+impl OwnRef {
+    fn new(record: &RegistrationRecord, keys: &Keys) -> Self {
+        OwnRef {
+            id: record.id.clone(),
+            log_index: record.log_index,
+            registered_version: record.registered_version,
+            spki_der: mazu_curator::client::spki_der(&keys.tls),
+        }
+    }
+
+    /// Whether raw log entry `bytes` is this registration.
+    fn is_entry(&self, bytes: &[u8]) -> bool {
+        mazu_curator::entry::LogEntry::from_bytes(bytes).is_ok_and(|e| {
+            hex::encode(Sha256::digest(&e.token)) == self.id && e.tls_spki == self.spki_der
+        })
+    }
 }
 
 impl Agent {
@@ -181,6 +215,8 @@ impl Agent {
             }
             None => None,
         };
+        let checkpoints =
+            CheckpointTracker::open(&config.state_dir, config.checkpoint_key.as_deref())?;
         let now = Instant::now();
         let backoff = Backoff::new(config.backoff_initial, config.backoff_max);
         let mut agent = Agent {
@@ -197,6 +233,7 @@ impl Agent {
             next_curator_call: now,
             next_opening_refresh: now,
             warned_token_expiry: None,
+            checkpoints,
         };
         agent.restore();
         Ok((agent, receiver))
@@ -342,6 +379,12 @@ impl Agent {
             }
         }
         if Instant::now() >= self.next_opening_refresh {
+            let own = self
+                .active
+                .as_ref()
+                .filter(|a| !a.unconfirmed)
+                .map(|a| OwnRef::new(&a.record, &a.keys));
+            self.check_checkpoint(own).await?;
             self.refresh_openings().await?;
             self.next_opening_refresh = Instant::now() + self.config.opening_refresh;
         }
@@ -421,7 +464,12 @@ impl Agent {
             (Some(request), Some(keys)) => {
                 info!(id = %id_hex, slot = request.slot, "resending the stored pending registration");
                 match self.client.register(&request).await {
-                    Ok(answer) => Attempt::Registered(answer.version, answer.entry.slot, keys),
+                    Ok(answer) => Attempt::Registered(
+                        answer.version,
+                        answer.entry.slot,
+                        Some(answer.index),
+                        keys,
+                    ),
                     Err(e) if e.code() == Some("already_registered") => {
                         Attempt::AlreadyRegistered(keys)
                     }
@@ -435,8 +483,8 @@ impl Agent {
             _ => self.fresh_attempt(token, &crs, &dir).await?,
         };
         let keys = match attempt {
-            Attempt::Registered(version, slot, keys) => {
-                let record = self.record_from(token, &keys, version, slot);
+            Attempt::Registered(version, slot, index, keys) => {
+                let record = self.record_from(token, &keys, version, slot, index);
                 return self.activate(token.clone(), dir, record, keys).await;
             }
             Attempt::AlreadyRegistered(keys) => keys,
@@ -446,7 +494,7 @@ impl Agent {
         match self.client.proof(&id_hex).await? {
             Some(p) if Some(p.proof.public_key) == keys.rbe.public_key(&crs) => {
                 info!(id = %id_hex, slot = p.slot, "found our earlier registration at the curator");
-                let record = self.record_from(token, &keys, p.version, p.slot);
+                let record = self.record_from(token, &keys, p.version, p.slot, None);
                 self.activate(token.clone(), dir, record, keys).await
             }
             Some(_) => Err(Outcome::GiveUp(Error::Registration(format!(
@@ -493,7 +541,12 @@ impl Agent {
                 if answer.entry.spki_hash != ours {
                     warn!(curator = %answer.entry.spki_hash, %ours, "the curator reports another SPKI hash");
                 }
-                Ok(Attempt::Registered(answer.version, answer.entry.slot, keys))
+                Ok(Attempt::Registered(
+                    answer.version,
+                    answer.entry.slot,
+                    Some(answer.index),
+                    keys,
+                ))
             }
             Err(e) if e.code() == Some("already_registered") => {
                 Ok(Attempt::AlreadyRegistered(keys))
@@ -508,6 +561,7 @@ impl Agent {
         keys: &Keys,
         version: u64,
         slot: u32,
+        log_index: Option<u64>,
     ) -> RegistrationRecord {
         RegistrationRecord {
             id: token.id_hex(),
@@ -516,6 +570,7 @@ impl Agent {
             spki_hash: hex::encode(Sha256::digest(mazu_curator::client::spki_der(&keys.tls))),
             token_exp: token.expires_at,
             openings_version: version,
+            log_index,
         }
     }
 
@@ -530,8 +585,17 @@ impl Agent {
         keys: Keys,
     ) -> Result<(), Outcome> {
         info!(id = %record.id, slot = record.slot, version = record.registered_version, "registered");
+        // The checkpoint that holds the registration, before using any of
+        // the curator's registry data.
+        if let Err(Outcome::Retry(e) | Outcome::GiveUp(e)) = self
+            .check_checkpoint(Some(OwnRef::new(&record, &keys)))
+            .await
+        {
+            warn!(error = %e, "could not check the curator's checkpoint yet; checking again on the next refresh");
+        }
         let history = match dir.openings()? {
             Some(h) => Some(h),
+            None if self.checkpoints.usable_size().is_none() => None,
             None => match openings::initial(&self.client, record.slot).await {
                 Ok((history, version)) => {
                     record.openings_version = version;
@@ -636,6 +700,9 @@ impl Agent {
             token_exp: active.token.expires_at,
             curator: self.config.curator.clone(),
             updated_at: unix_now(),
+            checkpoint_size: self.checkpoints.accepted_size(),
+            log_index: self.checkpoints.included_index(&active.record.id),
+            checkpoint_refused: self.checkpoints.refusal().cloned(),
         };
         if let Err(e) = self.state.write_status(&status) {
             error!(error = %e, "could not write status.json");
@@ -694,6 +761,134 @@ impl Agent {
         }
     }
 
+    /// Checks the curator's checkpoint ([`crate::transparency`]), tracking
+    /// the served registration's log entry first. A refusal is reported and
+    /// recorded, not an error: the loop carries on with the remembered
+    /// checkpoint. Only transient trouble is an `Err` (retried with
+    /// backoff).
+    async fn check_checkpoint(&mut self, own: Option<OwnRef>) -> Result<(), Outcome> {
+        if let Some(own) = own
+            && self.checkpoints.own_entry().is_none_or(|o| o.id != own.id)
+        {
+            match self.locate_own_entry(&own).await? {
+                Ok((index, leaf)) => {
+                    debug!(index, "tracking this registration's log entry");
+                    self.checkpoints.track_own(&own.id, index, &leaf)?;
+                }
+                Err(error) => {
+                    let refusal = self.checkpoints.record_refusal(error, None, None)?;
+                    self.report_refusal(&refusal);
+                    self.write_status();
+                    return Ok(());
+                }
+            }
+        }
+        let was_refused = self.checkpoints.refusal().is_some();
+        match self
+            .checkpoints
+            .check(&self.client)
+            .await
+            .map_err(Outcome::Retry)?
+        {
+            CheckResult::Accepted { changed, size } => {
+                if was_refused {
+                    info!(
+                        size,
+                        "the curator's checkpoint is consistent with the accepted one again"
+                    );
+                }
+                if changed {
+                    info!(size, log_index = ?self.active.as_ref().and_then(|a| self.checkpoints.included_index(&a.record.id)), "accepted the curator's checkpoint");
+                    self.write_status();
+                }
+            }
+            CheckResult::Refused(refusal) => {
+                self.report_refusal(&refusal);
+                self.write_status();
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds the served registration's log entry: at the index the curator
+    /// gave when it accepted it, or else (restored or `already_registered`
+    /// registrations) by scanning the log back from the registered version.
+    /// The inner `Err` is a refusal: the log does not hold it.
+    async fn locate_own_entry(
+        &self,
+        own: &OwnRef,
+    ) -> Result<Result<(u64, mazu_log::merkle::Hash), CheckpointError>, Outcome> {
+        let retry = |e: CuratorError| Outcome::Retry(e.into());
+        if let Some(index) = own.log_index {
+            let (size, entries) = self.client.log_entries(index, 1).await.map_err(retry)?;
+            return Ok(match entries.first() {
+                Some((_, bytes)) if own.is_entry(bytes) => {
+                    Ok((index, mazu_log::merkle::leaf_hash(bytes)))
+                }
+                _ => Err(CheckpointError::OwnEntryMissing {
+                    index,
+                    size,
+                    reason: "the log entry at the index the curator gave when it accepted the registration is not this registration".to_owned(),
+                }),
+            });
+        }
+        // Newest first: a registration the agent just learnt of is near
+        // the end.
+        const PAGE: u64 = 100;
+        let mut end = own.registered_version;
+        let mut size = end;
+        while end > 0 {
+            let start = end.saturating_sub(PAGE);
+            let mut next = start;
+            while next < end {
+                let (served_size, entries) = self
+                    .client
+                    .log_entries(next, end - next)
+                    .await
+                    .map_err(retry)?;
+                size = served_size;
+                if let Some((index, bytes)) = entries.iter().find(|(_, b)| own.is_entry(b)) {
+                    return Ok(Ok((*index, mazu_log::merkle::leaf_hash(bytes))));
+                }
+                if entries.is_empty() {
+                    break;
+                }
+                // The curator may cap a page short: go on from there.
+                next += entries.len() as u64;
+            }
+            end = start;
+        }
+        Ok(Err(CheckpointError::OwnEntryMissing {
+            index: own.registered_version.saturating_sub(1),
+            size,
+            reason: format!(
+                "no entry of the log's first {} holds this registration, which the curator reports registered",
+                own.registered_version
+            ),
+        }))
+    }
+
+    /// Logs a refusal: the full evidence (both signed notes) when it is new,
+    /// a reminder otherwise.
+    fn report_refusal(&self, refusal: &Refusal) {
+        if refusal.new {
+            error!(
+                kind = refusal.error.kind(),
+                reason = %refusal.error,
+                remembered_checkpoint = ?refusal.remembered_note,
+                offered_checkpoint = ?refusal.offered_note,
+                "refusing the curator's checkpoint: the curator (or whoever answers in its place) misbehaves; keeping the remembered checkpoint, not using its newer registry data, still serving the current certificate"
+            );
+        } else {
+            warn!(
+                kind = refusal.error.kind(),
+                count = refusal.count,
+                reason = %refusal.error,
+                "still refusing the curator's checkpoint"
+            );
+        }
+    }
+
     async fn refresh_openings(&mut self) -> Result<(), Outcome> {
         let crs = self.crs().await?;
         let Some(active) = self.active.as_mut() else {
@@ -702,6 +897,11 @@ impl Agent {
         if active.unconfirmed {
             return Ok(());
         }
+        // Registry data only up to a checkpoint accepted as consistent.
+        let Some(limit) = self.checkpoints.usable_size() else {
+            debug!("no consistent checkpoint accepted: not using the curator's registry data");
+            return Ok(());
+        };
         let history = match active.history.as_mut() {
             Some(h) => h,
             None => {
@@ -714,7 +914,7 @@ impl Agent {
             }
         };
         let before = active.record.openings_version;
-        if openings::refresh(&self.client, &crs, &mut active.record, history)
+        if openings::refresh_until(&self.client, &crs, &mut active.record, history, limit)
             .await
             .map_err(Outcome::from)?
         {
@@ -743,8 +943,8 @@ pub fn needs_renewal(now: u64, not_after: u64, token_exp: u64, margin: u64, life
 
 /// What sending a registration gave.
 enum Attempt {
-    /// Accepted: version and slot.
-    Registered(u64, u32, Keys),
+    /// Accepted: version, slot and log index.
+    Registered(u64, u32, Option<u64>, Keys),
     /// The id is registered already (maybe by our earlier attempt).
     AlreadyRegistered(Keys),
 }

@@ -6,6 +6,7 @@ use core::time::Duration;
 
 use base64ct::{Base64, Encoding};
 use mazu_curator::register::RegistrationRequest;
+use mazu_log::merkle::Hash;
 use mazu_rbe::{Crs, MembershipProof, Opening, PublicParams, Registration};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -86,6 +87,30 @@ pub struct RegistryAnswer {
     pub version: u64,
     /// Every entry.
     pub entries: Vec<EntryInfo>,
+}
+
+/// An inclusion proof as served (`GET /v1/proofs/inclusion`), decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InclusionProof {
+    /// The leaf hash the curator says is at the index.
+    pub leaf_hash: Hash,
+    /// The audit path, leaf to root.
+    pub proof: Vec<Hash>,
+}
+
+#[derive(Deserialize)]
+struct InclusionJson {
+    index: u64,
+    size: u64,
+    leaf_hash: String,
+    proof: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct ConsistencyJson {
+    from: u64,
+    to: u64,
+    proof: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -320,40 +345,148 @@ impl CuratorClient {
         &self,
         start: u64,
     ) -> Result<(Vec<LoggedRegistration>, u64), CuratorError> {
+        self.registrations_between(start, u64::MAX).await
+    }
+
+    /// The registrations at log indexes `start..end` (fewer if the log is
+    /// shorter), decoded. Returns them and the position reached: the log
+    /// size the curator reported, or `end` if that came first (never less
+    /// than `start`).
+    pub async fn registrations_between(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<(Vec<LoggedRegistration>, u64), CuratorError> {
+        let what = "GET /v1/log";
+        let malformed = |reason: String| CuratorError::Malformed {
+            what: what.to_owned(),
+            reason,
+        };
         let mut out = Vec::new();
         let mut next = start;
         loop {
-            let path = format!("/v1/log?start={next}&limit=100");
-            let what = "GET /v1/log";
-            let page: LogPage = self.json(what, self.http.get(self.url(&path))).await?;
-            let malformed = |reason: String| CuratorError::Malformed {
-                what: what.to_owned(),
-                reason,
-            };
-            for item in &page.entries {
-                if item.index != next {
-                    return Err(malformed(format!(
-                        "entry index {} where {next} was expected",
-                        item.index
-                    )));
-                }
-                let bytes = Base64::decode_vec(&item.entry)
-                    .map_err(|_| malformed("entry is not base64".to_owned()))?;
-                let entry = mazu_curator::entry::LogEntry::from_bytes(&bytes)
+            if next >= end {
+                return Ok((out, next));
+            }
+            let limit = (end - next).min(100);
+            let (size, entries) = self.log_entries(next, limit).await?;
+            for (index, bytes) in &entries {
+                let entry = mazu_curator::entry::LogEntry::from_bytes(bytes)
                     .map_err(|e| malformed(e.to_string()))?;
                 let registration = Registration::from_bytes(&entry.registration)
                     .map_err(|e| malformed(e.to_string()))?;
                 out.push(LoggedRegistration {
-                    index: item.index,
+                    index: *index,
                     registration,
                 });
-                next += 1;
             }
-            if page.entries.is_empty() || next >= page.size {
-                return Ok((out, page.size.max(next)));
+            next += entries.len() as u64;
+            if entries.is_empty() || next >= size {
+                return Ok((out, size.max(next)));
             }
         }
     }
+
+    /// Raw log entries from index `start` (at most `limit`, fewer when the
+    /// curator caps the page): the log size and `(index, entry bytes)`.
+    pub async fn log_entries(
+        &self,
+        start: u64,
+        limit: u64,
+    ) -> Result<(u64, Vec<(u64, Vec<u8>)>), CuratorError> {
+        let path = format!("/v1/log?start={start}&limit={}", limit.clamp(1, 1000));
+        let what = "GET /v1/log";
+        let page: LogPage = self.json(what, self.http.get(self.url(&path))).await?;
+        let malformed = |reason: String| CuratorError::Malformed {
+            what: what.to_owned(),
+            reason,
+        };
+        let mut out = Vec::with_capacity(page.entries.len());
+        for (i, item) in page.entries.iter().enumerate() {
+            let expected = start + i as u64;
+            if item.index != expected {
+                return Err(malformed(format!(
+                    "entry index {} where {expected} was expected",
+                    item.index
+                )));
+            }
+            let bytes = Base64::decode_vec(&item.entry)
+                .map_err(|_| malformed("entry is not base64".to_owned()))?;
+            out.push((item.index, bytes));
+        }
+        Ok((page.size, out))
+    }
+
+    /// `GET /v1/checkpoint`: the signed checkpoint note, as served (not
+    /// verified here: see [`crate::transparency`]).
+    pub async fn checkpoint(&self) -> Result<String, CuratorError> {
+        self.text("GET /v1/checkpoint", "/v1/checkpoint").await
+    }
+
+    /// `GET /v1/checkpoint/key`: the checkpoint verifier key the curator
+    /// serves (one line, trailing newline removed).
+    pub async fn checkpoint_key(&self) -> Result<String, CuratorError> {
+        let key = self
+            .text("GET /v1/checkpoint/key", "/v1/checkpoint/key")
+            .await?;
+        Ok(key.trim_end().to_owned())
+    }
+
+    /// `GET /v1/proofs/inclusion?index=I&size=N`, hashes decoded.
+    pub async fn inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<InclusionProof, CuratorError> {
+        let what = "GET /v1/proofs/inclusion";
+        let path = format!("/v1/proofs/inclusion?index={index}&size={size}");
+        let answer: InclusionJson = self.json(what, self.http.get(self.url(&path))).await?;
+        let malformed = |reason: &str| CuratorError::Malformed {
+            what: what.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if answer.index != index || answer.size != size {
+            return Err(malformed("the proof is for another index or size"));
+        }
+        Ok(InclusionProof {
+            leaf_hash: parse_hash(&answer.leaf_hash)
+                .ok_or_else(|| malformed("leaf hash is not 32 hex bytes"))?,
+            proof: parse_hashes(&answer.proof)
+                .ok_or_else(|| malformed("a proof hash is not 32 hex bytes"))?,
+        })
+    }
+
+    /// `GET /v1/proofs/consistency?from=M&to=N`, hashes decoded.
+    pub async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, CuratorError> {
+        let what = "GET /v1/proofs/consistency";
+        let path = format!("/v1/proofs/consistency?from={from}&to={to}");
+        let answer: ConsistencyJson = self.json(what, self.http.get(self.url(&path))).await?;
+        let malformed = |reason: &str| CuratorError::Malformed {
+            what: what.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if answer.from != from || answer.to != to {
+            return Err(malformed("the proof is for other sizes"));
+        }
+        parse_hashes(&answer.proof).ok_or_else(|| malformed("a proof hash is not 32 hex bytes"))
+    }
+
+    async fn text(&self, what: &str, path: &str) -> Result<String, CuratorError> {
+        let bytes = self.bytes(what, self.http.get(self.url(path))).await?;
+        String::from_utf8(bytes).map_err(|_| CuratorError::Malformed {
+            what: what.to_owned(),
+            reason: "not UTF-8 text".to_owned(),
+        })
+    }
+}
+
+/// A 32-byte hash from lowercase or uppercase hex.
+pub fn parse_hash(text: &str) -> Option<Hash> {
+    hex::decode(text).ok()?.try_into().ok()
+}
+
+fn parse_hashes(texts: &[String]) -> Option<Vec<Hash>> {
+    texts.iter().map(|h| parse_hash(h)).collect()
 }
 
 /// reqwest errors hide the cause (connection refused, ...) in their source

@@ -21,6 +21,10 @@ pub enum Error {
     /// Encryption or decryption.
     #[error(transparent)]
     Crypt(#[from] CryptError),
+    /// The curator's signed checkpoint was refused (see
+    /// [`crate::transparency`]).
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
     /// The SDS server.
     // The I/O error is part of the message, not a `source`, so that
     // `{:#}` chains do not print it twice.
@@ -214,4 +218,97 @@ pub enum CryptError {
     /// The id is not registered.
     #[error("id {0} is not registered at the curator")]
     UnknownId(String),
+}
+
+/// Why the agent refused a checkpoint the curator served: each is evidence
+/// that the curator (or whoever answers in its place) misbehaves, not a
+/// transient failure (see [`crate::transparency`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// The note is not signed by the trusted key (or is malformed).
+    #[error("the checkpoint does not verify with the {trust} checkpoint key {key}: {reason}")]
+    BadSignature {
+        /// The trusted verifier key.
+        key: String,
+        /// `pinned` or `trusted on first use`.
+        trust: &'static str,
+        /// The verifier's refusal.
+        reason: String,
+    },
+    /// The curator serves another checkpoint key than the trusted one.
+    #[error(
+        "the curator now serves checkpoint key {served}, not the {trust} {trusted}, and its checkpoint does not verify with the latter: {reason}"
+    )]
+    KeyChanged {
+        /// The key served now.
+        served: String,
+        /// The trusted key.
+        trusted: String,
+        /// `pinned` or `trusted on first use`.
+        trust: &'static str,
+        /// Why the checkpoint did not verify.
+        reason: String,
+    },
+    /// A smaller tree than one already accepted: the log was rolled back.
+    #[error(
+        "the checkpoint has {offered} entries, fewer than the {remembered} of the checkpoint accepted before: the log was rolled back"
+    )]
+    Rollback {
+        /// The accepted size.
+        remembered: u64,
+        /// The offered size.
+        offered: u64,
+    },
+    /// The same size with another root: the log was rewritten (a fork).
+    #[error(
+        "the checkpoint has the same size {size} as the one accepted before but root {offered_root}, not {remembered_root}: the log was rewritten (a fork)"
+    )]
+    Fork {
+        /// The tree size.
+        size: u64,
+        /// The accepted root (hex).
+        remembered_root: String,
+        /// The offered root (hex).
+        offered_root: String,
+    },
+    /// No valid consistency proof from the accepted tree to the offered
+    /// one: the offered log does not extend the accepted one.
+    #[error(
+        "no valid consistency proof from the checkpoint accepted before ({from} entries) to the offered one ({to} entries): {reason}"
+    )]
+    Inconsistent {
+        /// The accepted size.
+        from: u64,
+        /// The offered size.
+        to: u64,
+        /// What failed.
+        reason: String,
+    },
+    /// The agent's own registration is not (or no longer) in the log.
+    #[error(
+        "this agent's registration (log index {index}) is not in the log of {size} entries: {reason}"
+    )]
+    OwnEntryMissing {
+        /// The entry's log index.
+        index: u64,
+        /// The tree size checked against.
+        size: u64,
+        /// What failed.
+        reason: String,
+    },
+}
+
+impl CheckpointError {
+    /// A short stable name of the refusal (`status.json`, logs, tests).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CheckpointError::BadSignature { .. } => "bad_signature",
+            CheckpointError::KeyChanged { .. } => "key_changed",
+            CheckpointError::Rollback { .. } => "rollback",
+            CheckpointError::Fork { .. } => "fork",
+            CheckpointError::Inconsistent { .. } => "inconsistent",
+            CheckpointError::OwnEntryMissing { .. } => "own_entry_missing",
+        }
+    }
 }

@@ -16,6 +16,7 @@
 //! - [`state`]: the state directory; [`credentials`]: certificate, keys and
 //!   the throwaway root;
 //! - outputs: [`files`] (`cert.pem`/`key.pem`) and [`sds`] (SDS v3);
+//! - [`transparency`]: holding the curator to its signed checkpoints;
 //! - [`openings`]: keeping the RBE opening current; [`crypt`]: `encrypt` and
 //!   `decrypt`.
 //!
@@ -30,10 +31,12 @@ pub mod crypt;
 pub mod curator;
 pub mod error;
 pub mod files;
+pub mod node;
 pub mod openings;
 pub mod sds;
 pub mod state;
 pub mod token;
+pub mod transparency;
 
 pub use agent::{Agent, AgentConfig};
 pub use error::Error;

@@ -27,7 +27,20 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Register the token, serve the certificate, keep both current.
-    Run(RunArgs),
+    Run {
+        #[command(flatten)]
+        workload: WorkloadArgs,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// Serve every pod of this node: one agent and SDS socket per pod, from
+    /// the kubelet's projected tokens.
+    Node(NodeArgs),
+    /// Wait until a Unix socket accepts connections (exit 0), or time out (exit 1).
+    WaitSocket(WaitSocketArgs),
+    /// Print the node agent's node.json; exit 1 if it is missing or stale
+    /// (the DaemonSet's liveness and readiness probe).
+    NodeStatus(NodeStatusArgs),
     /// Encrypt a message to a workload id with public parameters only.
     Encrypt(EncryptArgs),
     /// Decrypt a message encrypted to this agent's workload.
@@ -36,26 +49,33 @@ enum Command {
     Status(StatusArgs),
 }
 
+/// `run`'s per-workload flags (`node` derives them per pod).
 #[derive(Args, Debug)]
-struct RunArgs {
-    /// Curator base URL, e.g. http://127.0.0.1:7878.
-    #[arg(long, env = "MAZU_AGENT_CURATOR")]
-    curator: String,
+struct WorkloadArgs {
     /// The workload's projected service-account token file.
     #[arg(long, env = "MAZU_AGENT_TOKEN_FILE")]
     token_file: PathBuf,
     /// State directory (keys, registration, status.json); created 0700.
     #[arg(long, env = "MAZU_AGENT_STATE_DIR")]
     state_dir: PathBuf,
-    /// SPIFFE trust domain of the certificate's URI SAN.
-    #[arg(long, env = "MAZU_AGENT_TRUST_DOMAIN", default_value = "cluster.local")]
-    trust_domain: String,
     /// Write cert.pem and key.pem (0600) here, atomically.
     #[arg(long, env = "MAZU_AGENT_CERT_DIR")]
     cert_dir: Option<PathBuf>,
     /// Serve SDS v3 (resources `default` and `ROOTCA`) on this Unix socket.
     #[arg(long, env = "MAZU_AGENT_SDS_SOCKET")]
     sds_socket: Option<PathBuf>,
+}
+
+/// The agent's settings shared by `run` and `node` (flattened into both):
+/// a flag added here reaches every pod's agent in node mode too.
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Curator base URL, e.g. http://127.0.0.1:7878.
+    #[arg(long, env = "MAZU_AGENT_CURATOR")]
+    curator: String,
+    /// SPIFFE trust domain of the certificate's URI SAN.
+    #[arg(long, env = "MAZU_AGENT_TRUST_DOMAIN", default_value = "cluster.local")]
+    trust_domain: String,
     /// Octal mode of the SDS socket (whoever can connect gets the key).
     #[arg(long, env = "MAZU_AGENT_SDS_SOCKET_MODE", default_value = "600", value_parser = parse_octal)]
     sds_socket_mode: u32,
@@ -90,6 +110,48 @@ struct RunArgs {
     /// Longest retry delay, in milliseconds.
     #[arg(long, env = "MAZU_AGENT_BACKOFF_MAX_MS", default_value_t = 30_000)]
     backoff_max_ms: u64,
+    /// Pin the curator's checkpoint verifier key (NAME+HASH+KEY, as served
+    /// by GET /v1/checkpoint/key); without it the key served first is
+    /// trusted. Production should pin it.
+    #[arg(long, env = "MAZU_AGENT_CHECKPOINT_KEY", value_name = "VKEY")]
+    checkpoint_key: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct NodeArgs {
+    #[command(flatten)]
+    agent: RunArgs,
+    /// The kubelet's pods directory (read only).
+    #[arg(long, env = "MAZU_AGENT_PODS_DIR", default_value = mazu_agent::node::DEFAULT_PODS_DIR)]
+    pods_dir: PathBuf,
+    /// Name of the pods' projected token volume (audience `mazu`).
+    #[arg(long, env = "MAZU_AGENT_TOKEN_VOLUME", default_value = mazu_agent::node::DEFAULT_TOKEN_VOLUME)]
+    token_volume: String,
+    /// Path of the token inside that volume.
+    #[arg(long, env = "MAZU_AGENT_TOKEN_PATH", default_value = mazu_agent::node::DEFAULT_TOKEN_PATH)]
+    token_path: PathBuf,
+    /// Parent of the per-pod state directories (STATE_ROOT/<pod uid>); created 0700.
+    #[arg(long, env = "MAZU_AGENT_STATE_ROOT")]
+    state_root: PathBuf,
+    /// Parent of the per-pod socket directories (SOCKET_ROOT/<pod uid>/socket).
+    #[arg(long, env = "MAZU_AGENT_SOCKET_ROOT", default_value = mazu_agent::node::DEFAULT_SOCKET_ROOT)]
+    socket_root: PathBuf,
+    /// Give each SDS socket this owner, UID or UID:GID (istio-proxy is 1337).
+    #[arg(long, env = "MAZU_AGENT_SOCKET_OWNER")]
+    socket_owner: Option<mazu_agent::node::SocketOwner>,
+    /// How often the pods directory is scanned, in milliseconds.
+    #[arg(long, env = "MAZU_AGENT_SCAN_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+    scan_interval_ms: u64,
+}
+
+#[derive(Args, Debug)]
+struct WaitSocketArgs {
+    /// The Unix socket to wait for.
+    #[arg(long, env = "MAZU_AGENT_WAIT_PATH")]
+    path: PathBuf,
+    /// Give up (exit 1) after this many seconds.
+    #[arg(long, env = "MAZU_AGENT_WAIT_TIMEOUT_SECS", default_value_t = 120)]
+    timeout_secs: u64,
 }
 
 #[derive(Args, Debug)]
@@ -139,6 +201,16 @@ struct DecryptArgs {
 }
 
 #[derive(Args, Debug)]
+struct NodeStatusArgs {
+    /// The node agent's state root.
+    #[arg(long, env = "MAZU_AGENT_STATE_ROOT")]
+    state_root: PathBuf,
+    /// Fail if the last completed scan is older than this.
+    #[arg(long, env = "MAZU_AGENT_MAX_AGE_SECS", default_value_t = 30)]
+    max_age_secs: u64,
+}
+
+#[derive(Args, Debug)]
 struct StatusArgs {
     /// The agent's state directory.
     #[arg(long, env = "MAZU_AGENT_STATE_DIR")]
@@ -182,10 +254,13 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Run(args) => run(args).await,
+            Command::Run { workload, args } => run(workload, args).await,
+            Command::Node(args) => node(args).await,
+            Command::WaitSocket(args) => wait_socket(&args).await,
             Command::Encrypt(args) => encrypt(args).await,
             Command::Decrypt(args) => decrypt(args).await,
             Command::Status(args) => status(&args),
+            Command::NodeStatus(args) => node_status(&args),
         }
     });
     match result {
@@ -214,22 +289,19 @@ fn check_url(url: &str) -> Result<(), Error> {
     }
 }
 
-async fn run(args: RunArgs) -> anyhow::Result<()> {
+/// The agent configuration from the shared flags and one workload's paths
+/// (`node` passes empty ones: its template's paths are replaced per pod).
+fn agent_config(args: RunArgs, workload: WorkloadArgs) -> Result<AgentConfig, Error> {
     check_url(&args.curator)?;
     let trust_domain = TrustDomain::new(&args.trust_domain)
         .map_err(|e| Error::Config(format!("--trust-domain {:?}: {e}", args.trust_domain)))?;
-    if args.cert_dir.is_none() && args.sds_socket.is_none() {
-        tracing::warn!(
-            "neither --cert-dir nor --sds-socket given: the certificate is only registered, not served"
-        );
-    }
-    let config = AgentConfig {
+    Ok(AgentConfig {
         curator: args.curator,
-        token_file: args.token_file,
-        state_dir: args.state_dir,
+        token_file: workload.token_file,
+        state_dir: workload.state_dir,
         trust_domain,
-        cert_dir: args.cert_dir,
-        sds_socket: args.sds_socket.clone(),
+        cert_dir: workload.cert_dir,
+        sds_socket: workload.sds_socket,
         sds_socket_mode: args.sds_socket_mode,
         rotation_margin: Duration::from_secs(args.rotation_margin_secs),
         propagation_delay: Duration::from_millis(args.propagation_delay_ms),
@@ -239,15 +311,27 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         crs_digest: args.crs_digest,
         backoff_initial: Duration::from_millis(args.backoff_initial_ms),
         backoff_max: Duration::from_millis(args.backoff_max_ms),
-    };
+        checkpoint_key: args.checkpoint_key,
+    })
+}
+
+async fn run(workload: WorkloadArgs, args: RunArgs) -> anyhow::Result<()> {
+    // Flags first: a configuration error is the only line printed.
+    let config = agent_config(args, workload)?;
+    if config.cert_dir.is_none() && config.sds_socket.is_none() {
+        tracing::warn!(
+            "neither --cert-dir nor --sds-socket given: the certificate is only registered, not served"
+        );
+    }
+    let (sds_socket, sds_socket_mode) = (config.sds_socket.clone(), config.sds_socket_mode);
     let (agent, secrets) = Agent::new(config).context("starting the agent")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let sds = match &args.sds_socket {
+    let sds = match &sds_socket {
         Some(path) => {
-            let listener = mazu_agent::sds::bind(path, args.sds_socket_mode)?;
+            let listener = mazu_agent::sds::bind(path, sds_socket_mode)?;
             tracing::info!(socket = %path.display(), "serving SDS v3");
             Some(tokio::spawn(mazu_agent::sds::serve(
                 listener,
@@ -267,7 +351,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         match tokio::time::timeout(Duration::from_secs(3), sds).await {
             Ok(Ok(result)) => result?,
             _ => {
-                if let Some(path) = &args.sds_socket {
+                if let Some(path) = &sds_socket {
                     let _ = std::fs::remove_file(path);
                 }
             }
@@ -277,26 +361,81 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+async fn node(args: NodeArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal();
+    // The template's paths are placeholders: node mode sets them per pod.
+    let workload = WorkloadArgs {
+        token_file: PathBuf::new(),
+        state_dir: PathBuf::new(),
+        cert_dir: None,
+        sds_socket: None,
     };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let config = mazu_agent::node::NodeConfig {
+        template: agent_config(args.agent, workload)?,
+        pods_dir: args.pods_dir,
+        token_volume: args.token_volume,
+        token_path: args.token_path,
+        state_root: args.state_root,
+        socket_root: args.socket_root,
+        socket_owner: args.socket_owner,
+        scan_interval: Duration::from_millis(args.scan_interval_ms),
+    };
+    mazu_agent::node::run(config, shutdown).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Exit 0 once `--path` accepts a connection: what an init container runs so
+/// that istio-proxy starts only after the node agent serves the pod's socket
+/// (istio-agent looks for it once, at start-up).
+async fn wait_socket(args: &WaitSocketArgs) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout_secs);
+    loop {
+        let error = match tokio::net::UnixStream::connect(&args.path).await {
+            Ok(_) => {
+                tracing::info!(socket = %args.path.display(), "the socket accepts connections");
+                return Ok(());
             }
-            Err(_) => core::future::pending::<()>().await,
+            Err(e) => e,
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(anyhow!(
+                "{} did not accept a connection within {} s (last error: {error})",
+                args.path.display(),
+                args.timeout_secs,
+            ));
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = core::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    tracing::info!("signal received");
+}
+
+/// Completes on SIGTERM or Ctrl-C. The SIGTERM handler is installed when this
+/// is called, not when it is first polled: `node` passes it down while it is
+/// still starting pods, and a SIGTERM then must stop it cleanly, not kill it.
+fn shutdown_signal() -> impl core::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let terminate = async move {
+            match sigterm {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => core::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = core::future::pending::<()>();
+        tokio::select! {
+            () = ctrl_c => {}
+            () = terminate => {}
+        }
+        tracing::info!("signal received");
+    }
 }
 
 fn read_input(name: &str) -> anyhow::Result<Vec<u8>> {
@@ -363,5 +502,27 @@ fn status(args: &StatusArgs) -> anyhow::Result<()> {
         )
     })?;
     println!("{}", serde_json::to_string_pretty(&status)?);
+    Ok(())
+}
+
+fn node_status(args: &NodeStatusArgs) -> anyhow::Result<()> {
+    let status = mazu_agent::node::NodeStatus::read(&args.state_root)?.ok_or_else(|| {
+        anyhow!(
+            "no {} in {}: the node agent has not completed a scan yet",
+            mazu_agent::node::NODE_STATUS_FILE,
+            args.state_root.display()
+        )
+    })?;
+    println!("{}", serde_json::to_string_pretty(&status)?);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let age = now.saturating_sub(status.updated_at);
+    if age > args.max_age_secs {
+        return Err(anyhow!(
+            "the node agent's last scan was {age} s ago (more than {} s): it is stuck",
+            args.max_age_secs
+        ));
+    }
     Ok(())
 }

@@ -7,6 +7,10 @@
 //! (`OpeningHistory::update`), keeping each version, so a message encrypted
 //! under any commitment since then still decrypts. Each refresh is checked
 //! against the opening the curator serves for the same version.
+//!
+//! The `run` loop applies log entries only up to the size of a checkpoint it
+//! accepted ([`crate::transparency`]): registry data the curator has not
+//! committed to consistently is not used.
 
 use mazu_rbe::{Crs, OpeningError, OpeningHistory};
 use tracing::{debug, warn};
@@ -40,7 +44,24 @@ pub async fn refresh(
     record: &mut RegistrationRecord,
     history: &mut OpeningHistory,
 ) -> Result<bool, Error> {
-    let (logged, size) = client.registrations_since(record.openings_version).await?;
+    refresh_until(client, crs, record, history, u64::MAX).await
+}
+
+/// [`refresh`], applying only log entries before index `limit` (the size of
+/// an accepted checkpoint).
+pub async fn refresh_until(
+    client: &CuratorClient,
+    crs: &Crs,
+    record: &mut RegistrationRecord,
+    history: &mut OpeningHistory,
+    limit: u64,
+) -> Result<bool, Error> {
+    if limit <= record.openings_version {
+        return Ok(false);
+    }
+    let (logged, size) = client
+        .registrations_between(record.openings_version, limit)
+        .await?;
     let mut changed = false;
     for item in &logged {
         match history.update(crs, &item.registration) {
@@ -67,7 +88,7 @@ pub async fn refresh(
             }
         }
     }
-    if size != record.openings_version {
+    if size > record.openings_version {
         record.openings_version = size;
         changed = true;
     }

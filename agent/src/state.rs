@@ -8,6 +8,8 @@
 //!   root-ca.pem                 the throwaway root for Envoy's validation context
 //!   current                     hex id of the registration being served
 //!   status.json                 what is served (for people, tests and the demo)
+//!   checkpoint.json             the checkpoint key and the last accepted checkpoint
+//!                               (see `crate::transparency`)
 //!   registrations/<id hex>/     0700, one per token ever registered (the last two kept)
 //!     token                     0600 the JWT, exactly as registered
 //!     tls-key.pem               0600 PKCS#8 P-256 key
@@ -120,6 +122,39 @@ pub struct Status {
     pub curator: String,
     /// When this file was written, Unix seconds.
     pub updated_at: u64,
+    /// Tree size of the last signed checkpoint the agent accepted (see
+    /// `crate::transparency`); absent until one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_size: Option<u64>,
+    /// Log index of this registration's entry, once proven included in an
+    /// accepted checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_index: Option<u64>,
+    /// The checkpoint refusal in force (the curator served a checkpoint
+    /// inconsistent with what the agent accepted before); absent when the
+    /// last check passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_refused: Option<CheckpointRefusal>,
+}
+
+/// A checkpoint refusal, as `status.json` and `checkpoint.json` show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointRefusal {
+    /// Short name (`bad_signature`, `key_changed`, `rollback`, `fork`,
+    /// `inconsistent`, `own_entry_missing`).
+    pub kind: String,
+    /// What is wrong, in words.
+    pub reason: String,
+    /// How many checks in a row were refused.
+    pub count: u64,
+    /// When the first of them happened, Unix seconds.
+    pub since: u64,
+    /// When the last one happened, Unix seconds.
+    pub last_at: u64,
+    /// Size of the checkpoint the agent keeps (accepted before).
+    pub remembered_size: Option<u64>,
+    /// Size of the refused checkpoint, if its signature verified.
+    pub offered_size: Option<u64>,
 }
 
 impl Status {
@@ -145,6 +180,11 @@ pub struct RegistrationRecord {
     /// Log position up to which `openings.bin` has been brought (every log
     /// entry before it has been applied).
     pub openings_version: u64,
+    /// Log index of the registration's entry, when the curator said it
+    /// (absent in records from before it was kept, and when the agent
+    /// learnt of its registration through `already_registered`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_index: Option<u64>,
 }
 
 impl RegistrationRecord {
@@ -436,10 +476,28 @@ mod tests {
             token_exp: 11,
             curator: "http://127.0.0.1:1".to_owned(),
             updated_at: 9,
+            checkpoint_size: Some(4),
+            log_index: Some(2),
+            checkpoint_refused: Some(CheckpointRefusal {
+                kind: "fork".to_owned(),
+                reason: "r".to_owned(),
+                count: 2,
+                since: 8,
+                last_at: 9,
+                remembered_size: Some(4),
+                offered_size: Some(4),
+            }),
         };
         let json = serde_json::to_vec(&status).expect("json");
         assert_eq!(Status::parse(&json).expect("parse"), status);
         assert!(Status::parse(b"{\"id\":1}").is_err());
+        // A status.json from before the checkpoint fields still parses.
+        let mut old = serde_json::to_value(&status).expect("json");
+        for field in ["checkpoint_size", "log_index", "checkpoint_refused"] {
+            old.as_object_mut().expect("object").remove(field);
+        }
+        let parsed = Status::parse(old.to_string().as_bytes()).expect("old status");
+        assert_eq!(parsed.checkpoint_size, None);
         assert!(RegistrationRecord::parse(b"[]").is_err());
     }
 

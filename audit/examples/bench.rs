@@ -105,14 +105,7 @@ fn build_fixture(dir: &Path, capacity: u32, entries: usize) {
             .flat_map(|h| h.join().unwrap())
             .collect()
     });
-    let mut log = b"MAZULOG1".to_vec();
-    log.extend_from_slice(&crs.digest());
-    for f in &frames {
-        log.extend_from_slice(&u32::try_from(f.len()).unwrap().to_be_bytes());
-        log.extend_from_slice(&crc32c::crc32c(f).to_be_bytes());
-        log.extend_from_slice(f);
-    }
-    std::fs::write(dir.join("data/registrations.log"), log).unwrap();
+    mazu_wasm_tests::curator_log::write_log(&dir.join("data"), crs.digest(), &frames).unwrap();
     std::fs::write(dir.join("complete"), b"").unwrap();
     eprintln!(
         "fixture: {entries} registrations in {:.0} s",

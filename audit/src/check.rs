@@ -12,6 +12,7 @@ use mazu_log::merkle::{Hash, MerkleTree, leaf_hash, verify_consistency, verify_i
 use mazu_log::{Checkpoint, CheckpointVerifier};
 use mazu_rbe::{Crs, PublicParams, Registration, WellFormedRegistration};
 use serde::Deserialize;
+use sha2::Digest as _;
 
 use crate::client::CuratorClient;
 use crate::state::{SavedCheckpoint, State};
@@ -423,9 +424,11 @@ pub async fn run(
     Ok(report)
 }
 
-/// The recomputed root against the checkpoint, and a few inclusion proofs
-/// from the curator against it.
+/// The recomputed root against the checkpoint, the registry it signs
+/// against the one recomputed at its size, and a few inclusion proofs from
+/// the curator against it.
 async fn check_root(replay: &mut Replay<'_>, cp: &Checkpoint) -> Result<(), AuditError> {
+    check_registry_binding(replay, cp);
     let root = replay
         .tree
         .root(cp.size)
@@ -463,6 +466,41 @@ async fn check_root(replay: &mut Replay<'_>, cp: &Checkpoint) -> Result<(), Audi
         }
     }
     Ok(())
+}
+
+/// The checkpoint's registry line (what filters check registries against)
+/// must be the digest of the registry the log yields at its size: a
+/// different one is the curator's signature on a registry its log does not
+/// justify. `replay` must stand at the checkpoint's size.
+fn check_registry_binding(replay: &mut Replay<'_>, cp: &Checkpoint) {
+    let signed = match mazu_log::evidence::registry_digest(cp) {
+        Ok(signed) => signed,
+        Err(e) => {
+            replay.flag(Discrepancy::global(format!(
+                "the signed checkpoint does not bind a registry: {e}"
+            )));
+            return;
+        }
+    };
+    match replay.registry.snapshot() {
+        Ok(ours) => {
+            let ours: Hash = sha2::Sha256::digest(ours.encode()).into();
+            if ours != signed {
+                replay.flag(Discrepancy::global(format!(
+                    "the signed checkpoint (size {}) binds registry digest {}, but the registry \
+                     recomputed from the log at that size hashes to {}: filters were served a \
+                     registry the log does not yield",
+                    cp.size,
+                    hex::encode(signed),
+                    hex::encode(ours)
+                )));
+            }
+        }
+        Err(e) => replay.flag(Discrepancy::global(format!(
+            "the registry recomputed at size {} does not encode: {e}",
+            cp.size
+        ))),
+    }
 }
 
 fn compare_state(replay: &mut Replay<'_>, version: u64, params: &[u8], registry: &[u8]) {

@@ -8,9 +8,10 @@
 
 mod common;
 
-use common::{Lie, World, lying_proxy, read_frames, write_frames};
+use common::{Lie, World, lying_proxy};
 use mazu_audit::check::Report;
 use mazu_curator::entry::LogEntry;
+use mazu_wasm_tests::curator_log::{read_log, write_log};
 
 fn assert_clean(r: &Report) {
     assert!(
@@ -88,7 +89,7 @@ async fn a_lying_log_is_caught() {
 
     // A forged entry (another TLS key in entry 3): its proof of possession
     // fails, the root differs, and the served registry is not the replay's.
-    let (_, frames) = read_frames(&w.log_path());
+    let (_, frames) = read_log(&w.data_dir()).unwrap();
     let mut forged = LogEntry::from_bytes(&frames[3]).unwrap();
     let other = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
     forged.tls_spki = mazu_curator::client::spki_der(&other);
@@ -122,13 +123,13 @@ async fn a_curator_that_rewrites_its_log_is_caught() {
     let state = w.dir.path().join("audit-state.json");
     assert_clean(&w.audit(&c.base, &crs, Some(&state)).await);
     c.stop().await;
-    let (header, frames) = read_frames(&w.log_path());
+    let (header, frames) = read_log(&w.data_dir()).unwrap();
     assert_eq!(frames.len(), 4);
 
     // Reordered on disk: the curator replays it happily and signs it.
     let mut reordered = frames.clone();
     reordered.swap(1, 2);
-    write_frames(&w.log_path(), &header, &reordered);
+    write_log(&w.data_dir(), header, &reordered).unwrap();
     let c = w.start().await;
     let fresh = w.audit(&c.base, &crs, None).await;
     assert_found(&fresh, Some(2), "out of order");
@@ -139,7 +140,7 @@ async fn a_curator_that_rewrites_its_log_is_caught() {
     c.stop().await;
 
     // Dropped on disk (the last entry): a rollback.
-    write_frames(&w.log_path(), &header, &frames[..3]);
+    write_log(&w.data_dir(), header, &frames[..3]).unwrap();
     let c = w.start().await;
     let r = w.audit(&c.base, &crs, Some(&state)).await;
     assert_found(&r, None, "rolled back");
@@ -148,7 +149,7 @@ async fn a_curator_that_rewrites_its_log_is_caught() {
     // Dropped in the middle and the log regrown to the same size: a fork.
     let mut dropped = frames.clone();
     dropped.remove(1);
-    write_frames(&w.log_path(), &header, &dropped);
+    write_log(&w.data_dir(), header, &dropped).unwrap();
     let c = w.start().await;
     c.register(&w, &crs, "shop", "refill").await;
     let r = w.audit(&c.base, &crs, Some(&state)).await;
@@ -162,7 +163,7 @@ async fn a_curator_that_rewrites_its_log_is_caught() {
     let other = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
     forged.tls_spki = mazu_curator::client::spki_der(&other);
     forged_frames[2] = forged.to_bytes();
-    write_frames(&w.log_path(), &header, &forged_frames);
+    write_log(&w.data_dir(), header, &forged_frames).unwrap();
     let c = w.start().await;
     let r = w.audit(&c.base, &crs, None).await;
     assert_found(&r, Some(2), "proof of possession");
@@ -188,6 +189,26 @@ async fn inconsistent_checkpoints_are_caught() {
     let p = lying_proxy(c.base.clone(), Lie::Checkpoint(tampered)).await;
     let r = w.audit(&p, &crs, Some(&state)).await;
     assert_found(&r, None, "does not verify");
+
+    // A checkpoint, validly signed with the curator's key, of the right size
+    // and root, that binds another registry (what a curator would sign to
+    // serve filters a registry its log does not yield).
+    let key = std::fs::read_to_string(w.data_dir().join("checkpoint.key")).unwrap();
+    let key: [u8; 32] = hex::decode(key.trim()).unwrap().try_into().unwrap();
+    let honest = c.text("/v1/checkpoint").await;
+    let origin = honest.lines().next().unwrap();
+    let signer = mazu_log::CheckpointSigner::new(origin, &key).unwrap();
+    let cp = signer.verifier().verify(honest.as_bytes()).unwrap();
+    let other_registry = mazu_log::evidence::registry_extension(&[7; 32]);
+    let lie = signer.sign_with_extensions(cp.size, &cp.root, vec![other_registry]);
+    let p = lying_proxy(c.base.clone(), Lie::Checkpoint(lie)).await;
+    let r = w.audit(&p, &crs, None).await;
+    assert_found(&r, None, "a registry the log does not yield");
+    // ... or none at all.
+    let bare = signer.sign(cp.size, &cp.root);
+    let p = lying_proxy(c.base.clone(), Lie::Checkpoint(bare)).await;
+    let r = w.audit(&p, &crs, None).await;
+    assert_found(&r, None, "does not bind a registry");
     c.stop().await;
 
     // Another checkpoint key (the key file replaced): the pinned key wins.

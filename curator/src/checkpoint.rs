@@ -95,8 +95,8 @@ pub struct Transparency {
     tree: RwLock<MerkleTree>,
     signer: CheckpointSigner,
     verifier_key: String,
-    /// The last signed checkpoint (size, note).
-    cache: Mutex<Option<(u64, String)>>,
+    /// The last signed checkpoint (size, registry digest, note).
+    cache: Mutex<Option<(u64, Hash, String)>>,
 }
 
 impl Transparency {
@@ -150,28 +150,27 @@ impl Transparency {
         self.signer.verifier()
     }
 
-    /// The signed checkpoint of the current tree: (size, note). Signed once
-    /// per size.
-    pub fn checkpoint(&self) -> (u64, String) {
-        let (size, root) = {
-            let tree = self.read();
-            let size = tree.len();
-            (size, tree.root(size))
-        };
+    /// The signed checkpoint of the first `size` entries, binding the
+    /// registry snapshot of that version by its SHA-256 `registry_digest`
+    /// (an extension line, `mazu_log::evidence`). Signed once per size: the
+    /// registry at a version is a function of the log, so the digest is too.
+    pub fn checkpoint_at(&self, size: u64, registry_digest: &Hash) -> Result<String, ProofError> {
+        let root = self.read().root(size)?;
         let mut cache = self
             .cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((s, note)) = cache.as_ref()
-            && *s == size
+        if let Some((s, d, note)) = cache.as_ref()
+            && (*s, d) == (size, registry_digest)
         {
-            return (size, note.clone());
+            return Ok(note.clone());
         }
-        // `root(len)` cannot fail; fall back to the empty root defensively.
-        let root = root.unwrap_or_else(|_| mazu_log::merkle::empty_root());
-        let note = self.signer.sign(size, &root);
-        *cache = Some((size, note.clone()));
-        (size, note)
+        let extension = mazu_log::evidence::registry_extension(registry_digest);
+        let note = self
+            .signer
+            .sign_with_extensions(size, &root, vec![extension]);
+        *cache = Some((size, *registry_digest, note.clone()));
+        Ok(note)
     }
 
     /// The leaf hash at `index` and its inclusion proof in the tree of
@@ -227,15 +226,25 @@ mod tests {
     #[test]
     fn checkpoints_follow_the_tree() {
         let t = Transparency::new(MerkleTree::new(), "mazu-curator/test", &[1; 32]).unwrap();
-        let (size, note) = t.checkpoint();
-        assert_eq!(size, 0);
+        let note = t.checkpoint_at(0, &[3; 32]).unwrap();
         let v = CheckpointVerifier::parse(t.verifier_key()).unwrap();
-        assert_eq!(v.verify(note.as_bytes()).unwrap().size, 0);
+        let cp = v.verify(note.as_bytes()).unwrap();
+        assert_eq!(cp.size, 0);
+        assert_eq!(mazu_log::evidence::registry_digest(&cp), Ok([3; 32]));
+        assert!(t.checkpoint_at(1, &[3; 32]).is_err(), "beyond the tree");
         t.push(mazu_log::merkle::leaf_hash(b"a"));
         t.push(mazu_log::merkle::leaf_hash(b"b"));
-        let (size, note) = t.checkpoint();
-        let cp = v.verify(note.as_bytes()).unwrap();
-        assert_eq!((size, cp.size), (2, 2));
+        let cp = v
+            .verify(t.checkpoint_at(2, &[4; 32]).unwrap().as_bytes())
+            .unwrap();
+        assert_eq!(cp.size, 2);
+        assert_eq!(mazu_log::evidence::registry_digest(&cp), Ok([4; 32]));
+        // Any older size can still be signed (the registry version may lag
+        // the tree by the entry being applied).
+        let one = v
+            .verify(t.checkpoint_at(1, &[5; 32]).unwrap().as_bytes())
+            .unwrap();
+        assert_eq!(one.root, mazu_log::merkle::leaf_hash(b"a"));
         let (leaf, proof) = t.inclusion(1, 2).unwrap();
         mazu_log::merkle::verify_inclusion(&leaf, 1, 2, &proof, &cp.root).unwrap();
         assert!(t.inclusion(2, 2).is_err());

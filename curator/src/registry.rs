@@ -303,11 +303,15 @@ impl Registry {
         RegistrySnapshot::from_entries(self.version(), self.entries.clone())
     }
 
-    /// The delta from `since` to this version, or `None` if `since` is ahead.
-    pub fn delta(&self, since: u64) -> Option<RegistryDelta> {
-        let version = self.version();
-        let start = usize::try_from(since).ok().filter(|_| since <= version)?;
-        RegistryDelta::new(since, version, self.entries[start..].to_vec()).ok()
+    /// The delta from version `since` to version `to`, or `None` unless
+    /// `since <= to <= ` this version.
+    pub fn delta(&self, since: u64, to: u64) -> Option<RegistryDelta> {
+        if since > to || to > self.version() {
+            return None;
+        }
+        let start = usize::try_from(since).ok()?;
+        let end = usize::try_from(to).ok()?;
+        RegistryDelta::new(since, to, self.entries.get(start..end)?.to_vec()).ok()
     }
 }
 

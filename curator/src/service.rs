@@ -15,6 +15,7 @@ use mazu_rbe::{Crs, MembershipProof, Opening};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use mazu_log::MerkleTree;
+use sha2::Digest as _;
 
 use crate::api::error::ApiError;
 use crate::checkpoint::Transparency;
@@ -197,8 +198,7 @@ type Cache = tokio::sync::Mutex<Option<(u64, Bytes)>>;
 struct Caches {
     params_binary: Cache,
     params_json: Cache,
-    snapshot_binary: Cache,
-    snapshot_json: Cache,
+    snapshot: Cache,
 }
 
 /// The key curator. Cheap to share behind an `Arc`.
@@ -455,15 +455,9 @@ impl Curator {
     }
 
     /// The full registry snapshot at the current version: (version, identity
-    /// crate's binary encoding or JSON). Built on a blocking thread once per
-    /// version.
-    pub async fn snapshot(&self, json: bool) -> Result<(u64, Bytes), ApiError> {
-        let cache = if json {
-            &self.caches.snapshot_json
-        } else {
-            &self.caches.snapshot_binary
-        };
-        let mut slot = cache.lock().await;
+    /// crate's binary encoding). Built on a blocking thread once per version.
+    pub async fn snapshot(&self) -> Result<(u64, Bytes), ApiError> {
+        let mut slot = self.caches.snapshot.lock().await;
         let current = self.version();
         if let Some((v, b)) = slot.as_ref().filter(|(v, _)| *v == current) {
             return Ok((*v, b.clone()));
@@ -478,12 +472,7 @@ impl Curator {
             };
             let snapshot = mazu_identity::RegistrySnapshot::from_entries(version, entries)
                 .map_err(ApiError::internal)?;
-            let bytes = if json {
-                serde_json::to_vec(&crate::api::views::SnapshotJson::from(&snapshot))
-                    .map_err(ApiError::internal)?
-            } else {
-                snapshot.encode()
-            };
+            let bytes = snapshot.encode();
             Ok::<_, ApiError>((snapshot.version(), Bytes::from(bytes)))
         })
         .await
@@ -492,13 +481,37 @@ impl Curator {
         Ok((version, bytes))
     }
 
-    /// The delta from `since` to the current version.
-    pub fn delta(&self, since: u64) -> Result<RegistryDelta, ApiError> {
+    /// The delta from `since` to version `to` (at most the current version).
+    pub fn delta(&self, since: u64, to: u64) -> Result<RegistryDelta, ApiError> {
         let registry = self.core.read_registry();
         let version = registry.version();
         registry
-            .delta(since)
+            .delta(since, to)
             .ok_or(ApiError::VersionAhead { since, version })
+    }
+
+    /// The evidence for the registry at the current version `N`: `(N, the
+    /// signed checkpoint of size N, the binary snapshot)`. The checkpoint
+    /// binds the snapshot with its SHA-256 (`mazu_log::evidence`), so the
+    /// curator signs which registry its log yields.
+    pub async fn evidence(&self) -> Result<(u64, String, Bytes), ApiError> {
+        let (version, bytes) = self.snapshot().await?;
+        let digest: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+        let note = self
+            .core
+            .transparency
+            .checkpoint_at(version, &digest)
+            .map_err(ApiError::internal)?;
+        Ok((version, note, bytes))
+    }
+
+    /// The consistency proof from tree size `from` to `to`.
+    pub fn consistency(&self, from: u64, to: u64) -> Result<Vec<mazu_log::Hash>, ApiError> {
+        self.core
+            .transparency
+            .consistency(from, to)
+            .map(|(_, _, proof)| proof)
+            .map_err(|e| ApiError::InvalidParameter(e.to_string()))
     }
 
     /// The current opening of `slot`, whether it is registered, and the version.

@@ -110,6 +110,11 @@ fn commit(core: &Core, prepared: Prepared) -> Result<Committed, ApiError> {
         tracing::error!(error = %e, "appending a registration to the log failed; nothing changed");
         ApiError::StorageUnavailable
     })?;
+    // The tree follows the durable log; the registry catches up below. So
+    // the tree is never behind the registry, and a checkpoint can always be
+    // signed at the registry's version.
+    let leaf_hash = LogEntry::leaf_hash(&bytes);
+    core.transparency.push(leaf_hash);
     let version = {
         let mut registry = core.write_registry();
         if let Err(e) = registry.apply(&verified, &prepared.facts) {
@@ -128,8 +133,6 @@ fn commit(core: &Core, prepared: Prepared) -> Result<Committed, ApiError> {
             "log index {index} does not match registry version {version}"
         )));
     }
-    let leaf_hash = LogEntry::leaf_hash(&bytes);
-    core.transparency.push(leaf_hash);
     core.metrics
         .log_entries
         .set(i64::try_from(version).unwrap_or(i64::MAX));

@@ -1,8 +1,9 @@
 //! The Merkle tree over the log and its signed checkpoints, over real HTTP
 //! against the curator process: checkpoints verify with the served key (and
 //! a tampered one does not), inclusion proofs verify (and not for another
-//! index), consistency proofs link an older checkpoint to a newer one, and
-//! the key survives a restart.
+//! index), consistency proofs link an older checkpoint to a newer one, the
+//! key survives a restart, and registry answers carry a checkpoint that
+//! binds them and a consistency proof from the client's checkpoint.
 
 #![allow(
     clippy::unwrap_used,
@@ -13,6 +14,11 @@ mod common;
 
 use common::{Curator, Fixture};
 use mazu_curator::api::views::{ConsistencyProofJson, InclusionProofJson};
+use mazu_identity::{RegistryDelta, RegistrySnapshot};
+use mazu_log::evidence::{
+    CHECKPOINT_HEADER, CHECKPOINT_SIZE_HEADER, CONSISTENCY_HEADER, decode_note, decode_proof,
+    registry_digest,
+};
 use mazu_log::merkle::{Hash, leaf_hash, verify_consistency, verify_inclusion};
 use mazu_log::{Checkpoint, CheckpointVerifier, NoteError};
 
@@ -220,4 +226,106 @@ async fn checkpoints_and_proofs_verify_over_http() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("checkpoint key"));
+}
+
+/// `GET path` with `Mazu-Checkpoint-Size: held` (if any): the body, the
+/// verified checkpoint it carries, and its consistency proof (if any).
+async fn registry_answer(
+    c: &Curator,
+    v: &CheckpointVerifier,
+    path: &str,
+    held: Option<&str>,
+) -> (Vec<u8>, Checkpoint, Option<Vec<Hash>>) {
+    let mut request = reqwest::Client::new().get(c.url(path));
+    if let Some(held) = held {
+        request = request.header(CHECKPOINT_SIZE_HEADER, held);
+    }
+    let r = request.send().await.unwrap();
+    assert_eq!(r.status(), 200, "GET {path}");
+    let note = decode_note(r.headers()[CHECKPOINT_HEADER].as_bytes()).unwrap();
+    let cp = v.verify(&note).unwrap();
+    let proof = r
+        .headers()
+        .get(CONSISTENCY_HEADER)
+        .map(|h| decode_proof(h.as_bytes()).unwrap());
+    (r.bytes().await.unwrap().to_vec(), cp, proof)
+}
+
+#[tokio::test]
+async fn registry_answers_carry_a_checkpoint_binding_them_and_a_consistency_proof() {
+    let fx = Fixture::new();
+    let mut c = Curator::spawn(fx.dir.path(), &fx.args(16));
+    c.ready().await;
+    let crs = c.crs().await;
+    let v = CheckpointVerifier::parse(&text(&c, "/v1/checkpoint/key").await).unwrap();
+
+    // The empty registry is bound too.
+    let (body, cp0, proof) = registry_answer(&c, &v, "/v1/registry", None).await;
+    assert_eq!(cp0.size, 0);
+    assert_eq!(registry_digest(&cp0).unwrap(), sha256(&body));
+    assert!(proof.is_none());
+
+    for sa in ["a", "b", "c"] {
+        c.register(&crs, &fx.token(sa)).await;
+    }
+    // A full snapshot: the checkpoint's size is the snapshot's version and
+    // it signs the snapshot's digest; the proof links the held size 1.
+    let (_, served) = checkpoint(&c, &v).await;
+    assert_eq!(served.size, 3);
+    let (body, cp3, proof) = registry_answer(&c, &v, "/v1/registry", Some("1")).await;
+    let snapshot = RegistrySnapshot::decode(&body).unwrap();
+    assert_eq!((snapshot.version(), cp3.size), (3, 3));
+    assert_eq!(cp3, served, "the same checkpoint as /v1/checkpoint");
+    assert_eq!(registry_digest(&cp3).unwrap(), sha256(&body));
+    let consistency = registry_answer(&c, &v, "/v1/registry", Some("0")).await.2;
+    assert!(consistency.is_some());
+    let mut tree = mazu_log::MerkleTree::new();
+    for entry in c.get_json("/v1/log?start=0").await["entries"]
+        .as_array()
+        .unwrap()
+    {
+        tree.push(hash(entry["leaf_hash"].as_str().unwrap()));
+    }
+    let root1 = tree.root(1).unwrap();
+    verify_consistency(1, 3, &root1, &cp3.root, &proof.unwrap()).unwrap();
+
+    // A delta carries the checkpoint of its target version, which binds the
+    // full snapshot of that version (not the delta's bytes).
+    let (delta, cpd, proof) = registry_answer(&c, &v, "/v1/registry?since=2", Some("2")).await;
+    let delta = RegistryDelta::decode(&delta).unwrap();
+    assert_eq!((delta.to_version(), cpd.size), (3, 3));
+    assert_eq!(registry_digest(&cpd).unwrap(), sha256(&body));
+    verify_consistency(2, 3, &tree.root(2).unwrap(), &cpd.root, &proof.unwrap()).unwrap();
+    // JSON answers carry the same evidence.
+    let (_, cpj, _) = registry_answer(&c, &v, "/v1/registry?format=json", None).await;
+    assert_eq!(cpj, cp3);
+
+    // Held at the current size (or beyond it): no proof to give.
+    assert!(
+        registry_answer(&c, &v, "/v1/registry", Some("3"))
+            .await
+            .2
+            .is_none()
+    );
+    assert!(
+        registry_answer(&c, &v, "/v1/registry", Some("9"))
+            .await
+            .2
+            .is_none()
+    );
+    // A held size that is not a number is refused.
+    let r = reqwest::Client::new()
+        .get(c.url("/v1/registry"))
+        .header(CHECKPOINT_SIZE_HEADER, "three")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(common::code(&body), "invalid_parameter");
+}
+
+fn sha256(bytes: &[u8]) -> Hash {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
 }

@@ -126,6 +126,9 @@ struct CuratorNode {
     capacity: u32,
     port: u16,
     process: Option<Process>,
+    /// Its checkpoint verifier key (generated on first start, kept in the
+    /// data directory), which the filters pin.
+    checkpoint_key: String,
 }
 
 impl CuratorNode {
@@ -164,8 +167,18 @@ impl CuratorNode {
         process.wait_until("ready", Duration::from_secs(60), || {
             http::get(port, "/readyz").is_ok_and(|(status, _)| status == 200)
         })?;
+        self.checkpoint_key = http::get_text(port, "/v1/checkpoint/key")?
+            .trim()
+            .to_owned();
         self.process = Some(process);
         Ok(())
+    }
+
+    /// Rewrites the (stopped) curator's log: `edit` gets every entry in log
+    /// order and may reorder, drop or replace them; the curator replays the
+    /// result as its own on the next start.
+    fn rewrite_log(&self, edit: impl FnOnce(&mut Vec<Vec<u8>>)) -> Result<()> {
+        mazu_wasm_tests::curator_log::rewrite_log(&self.dir.join("data"), edit)
     }
 }
 
@@ -240,6 +253,18 @@ impl Sidecar {
         filter_stats(self.admin_port)
     }
 
+    /// How many registry answers this sidecar refused because the curator's
+    /// log evidence did not hold. Its inbound and outbound filters share one
+    /// registry copy, fetched by whichever holds the lease, so this is the
+    /// sum of both directions' counters.
+    pub fn checkpoint_refusals(&self) -> Result<i64> {
+        let stats = self.filter_stats()?;
+        Ok(["inbound", "outbound"]
+            .iter()
+            .filter_map(|dir| stats.get(&format!("mazu.{dir}.registry_fetch_failures.checkpoint")))
+            .sum())
+    }
+
     /// The workload's own port (its backend, in plain text).
     pub fn workload_port(&self) -> u16 {
         self.backend.port
@@ -312,6 +337,7 @@ impl LocalMesh {
             capacity: options.capacity,
             port: 0,
             process: None,
+            checkpoint_key: String::new(),
         };
         curator.start()?;
         let mut mesh = LocalMesh {
@@ -520,7 +546,10 @@ impl LocalMesh {
                 "authority": "mazu-curator",
                 "registry_path": "/v1/registry",
                 "refresh_interval_ms": self.options.refresh_interval_ms,
-                "timeout_ms": 1000
+                "timeout_ms": 1000,
+                // Registries are used only with checkpoints consistent with
+                // the last one accepted (docs/audit.md).
+                "checkpoint_key": self.curator.checkpoint_key
             },
             "trust": {
                 "trust_domain": TRUST_DOMAIN,
@@ -621,6 +650,21 @@ impl LocalMesh {
     pub fn restart_curator(&mut self) -> Result<()> {
         self.kill_curator();
         self.curator.start()
+    }
+
+    /// Makes the curator lie: stops it, rewrites its log with `edit` (see
+    /// `CuratorNode::rewrite_log`) and starts it again on the same port, with
+    /// the same checkpoint key. It then signs checkpoints of the rewritten
+    /// log, which no filter that saw the old one may accept.
+    pub fn rewrite_curator_log(&mut self, edit: impl FnOnce(&mut Vec<Vec<u8>>)) -> Result<()> {
+        self.kill_curator();
+        self.curator.rewrite_log(edit)?;
+        self.curator.start()
+    }
+
+    /// The curator's checkpoint verifier key, which the filters pin.
+    pub fn checkpoint_key(&self) -> &str {
+        &self.curator.checkpoint_key
     }
 
     /// Whether the curator answers `/healthz`.

@@ -1,6 +1,7 @@
 //! The connections the demo makes and prints: the mesh's own traffic, then
-//! each attack of the list against a sidecar. The tests in
-//! `tests/scenarios.rs` make the same connections and assert each result.
+//! each attack of the list against a sidecar, then a curator that
+//! rewrites its log. The tests in `tests/scenarios.rs` make the same
+//! connections and assert each result.
 
 use core::fmt::Write as _;
 
@@ -146,4 +147,28 @@ pub fn table(outcomes: &[Outcome]) -> String {
         );
     }
     out
+}
+
+/// The curator lies about its history: it swaps the first two logged
+/// registrations on disk and restarts (same port, same checkpoint key), then
+/// signs checkpoints of the rewritten log. Waits until every sidecar has
+/// refused it at least once (or `limit` passes) and returns the refusals
+/// per service. The filters keep the registry they held.
+pub fn curator_rewrites_its_log(
+    mesh: &mut LocalMesh,
+    limit: core::time::Duration,
+) -> Result<Vec<(String, i64)>> {
+    mesh.rewrite_curator_log(|entries| entries.swap(0, 1))?;
+    let start = std::time::Instant::now();
+    loop {
+        let refusals = mesh
+            .services()
+            .iter()
+            .map(|s| Ok((s.spec.name.clone(), s.checkpoint_refusals()?)))
+            .collect::<Result<Vec<_>>>()?;
+        if refusals.iter().all(|(_, n)| *n > 0) || start.elapsed() > limit {
+            return Ok(refusals);
+        }
+        std::thread::sleep(core::time::Duration::from_millis(100));
+    }
 }

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Instant, SystemTime};
 
-use mazu_e2e::attacks;
 use mazu_e2e::backend::{CallResult, http_get};
 use mazu_e2e::mesh::{LocalMesh, MeshOptions, ServiceSpec, Verdict};
+use mazu_e2e::{attacks, scenarios};
 
 fn start_mesh() -> LocalMesh {
     LocalMesh::start(MeshOptions::default()).expect("the local mesh starts")
@@ -294,6 +294,33 @@ fn fetch_failures(mesh: &LocalMesh, service: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// Rotates `service`'s token and waits until its agent registered the new
+/// id and its Envoy presents the new certificate (pushed over SDS); returns
+/// both.
+fn rotate_and_wait_until_served(mesh: &LocalMesh, service: &str) -> (String, String) {
+    let new_id = mesh.rotate_token(service).unwrap();
+    let sidecar = mesh.service(service).unwrap();
+    let start = Instant::now();
+    while sidecar.registered_id().as_deref() != Some(new_id.as_str()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the agent did not re-register:\n{}",
+            sidecar.agent_log()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let new_cert = sidecar.served_identity().unwrap().0;
+    let start = Instant::now();
+    while !sidecar.envoy_serves(&new_cert).unwrap() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "Envoy kept the old certificate"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    (new_id, new_cert)
+}
+
 #[test]
 fn s10_token_rotation_re_registers_and_traffic_keeps_flowing() {
     let mesh = start_mesh();
@@ -308,30 +335,11 @@ fn s10_token_rotation_re_registers_and_traffic_keeps_flowing() {
     );
     thread::sleep(Duration::from_millis(500));
 
-    let new_id = mesh.rotate_token("frontend").unwrap();
+    let (new_id, new_cert) = rotate_and_wait_until_served(&mesh, "frontend");
     assert_ne!(new_id, old_id);
-    let start = Instant::now();
-    while frontend.registered_id().as_deref() != Some(new_id.as_str()) {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the agent did not re-register:\n{}",
-            frontend.agent_log()
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
     assert_eq!(mesh.registry_version().unwrap(), version_before + 1);
-    let new_cert = frontend.served_identity().unwrap().0;
     assert_ne!(new_cert, old_cert);
-    // Envoy presents the new certificate (pushed over SDS) ...
-    let start = Instant::now();
-    while !frontend.envoy_serves(&new_cert).unwrap() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "Envoy kept the old certificate"
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
-    // ... and the traffic has gone on, with the new identity, for a while.
+    // The traffic has gone on, with the new identity, for a while.
     thread::sleep(mesh.refresh_interval() * 2);
     let (answered, failures) = traffic.finish();
     let (reverse_answered, reverse_failures) = reverse.finish();
@@ -345,4 +353,54 @@ fn s10_token_rotation_re_registers_and_traffic_keeps_flowing() {
         "checkout -> frontend failed: {reverse_failures:?}"
     );
     assert_eq!(mesh.call("frontend", "checkout").unwrap(), Verdict::Allowed);
+}
+
+fn checkpoint_refusals(mesh: &LocalMesh, service: &str) -> i64 {
+    mesh.service(service)
+        .unwrap()
+        .checkpoint_refusals()
+        .unwrap()
+}
+
+#[test]
+fn s11_a_curator_that_rewrites_its_log_is_refused_by_every_filter() {
+    let mut mesh = start_mesh();
+    assert!(mesh.checkpoint_key().starts_with("mazu-curator/"));
+    assert_eq!(mesh.call("frontend", "checkout").unwrap(), Verdict::Allowed);
+    for service in ["frontend", "checkout"] {
+        assert_eq!(checkpoint_refusals(&mesh, service), 0);
+    }
+
+    // The curator swaps the two logged registrations and restarts: same
+    // size, same key, another history. Every filter holds the earlier
+    // checkpoint and refuses the forked one.
+    let refusals = scenarios::curator_rewrites_its_log(&mut mesh, Duration::from_secs(15)).unwrap();
+    assert!(
+        refusals.iter().all(|(_, n)| *n > 0),
+        "a filter accepted the forked log: {refusals:?}\n{}",
+        mesh.service("checkout").unwrap().envoy_log()
+    );
+    let log = mesh.service("checkout").unwrap().envoy_log();
+    assert!(log.contains("CURATOR MISBEHAVIOUR?"), "{log}");
+    assert!(log.contains("forked log"), "{log}");
+    // The registry held stays in force.
+    assert_eq!(mesh.call("frontend", "checkout").unwrap(), Verdict::Allowed);
+    assert_eq!(mesh.call("checkout", "frontend").unwrap(), Verdict::Allowed);
+
+    // A registration that exists only in the rewritten log (frontend's agent
+    // registers a rotated token with the lying curator) is not accepted by
+    // checkout's filter: the grown log is not consistent with its
+    // checkpoint, so frontend's new certificate is refused.
+    let version = mesh.registry_version().unwrap();
+    rotate_and_wait_until_served(&mesh, "frontend");
+    assert_eq!(mesh.registry_version().unwrap(), version + 1);
+    let refused_before = checkpoint_refusals(&mesh, "checkout");
+    thread::sleep(mesh.refresh_interval() * 2);
+    assert!(checkpoint_refusals(&mesh, "checkout") > refused_before);
+    let log = mesh.service("checkout").unwrap().envoy_log();
+    assert!(log.contains("is not append-only"), "{log}");
+    assert_denied(
+        &mesh.call("frontend", "checkout").unwrap(),
+        &["not_registered"],
+    );
 }

@@ -9,6 +9,7 @@
 use core::fmt;
 
 use mazu_identity::{Jwks, TrustConfig, TrustDomain};
+use mazu_log::CheckpointVerifier;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -75,6 +76,10 @@ pub struct CuratorConfig {
     pub timeout_ms: u64,
     /// Largest registry body accepted, bytes.
     pub max_body_bytes: usize,
+    /// The curator's checkpoint verifier key: when set, a registry is used
+    /// only with a checkpoint it signed that is consistent with the last one
+    /// accepted ([`crate::transparency`]).
+    pub checkpoint_key: Option<CheckpointVerifier>,
 }
 
 /// The validated filter configuration.
@@ -186,6 +191,7 @@ struct RawCurator {
     refresh_interval_ms: Option<u64>,
     timeout_ms: Option<u64>,
     max_body_bytes: Option<u64>,
+    checkpoint_key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -363,6 +369,17 @@ fn parse_curator(raw: RawCurator) -> Result<CuratorConfig, ConfigError> {
         1_024,
         1 << 30,
     )?;
+    let checkpoint_key = raw
+        .checkpoint_key
+        .map(|key| {
+            CheckpointVerifier::parse(key.trim()).map_err(|e| {
+                invalid(
+                    "curator.checkpoint_key",
+                    format!("not a checkpoint verifier key (name+hash+key, as served at /v1/checkpoint/key): {e}"),
+                )
+            })
+        })
+        .transpose()?;
     Ok(CuratorConfig {
         cluster,
         authority,
@@ -370,6 +387,7 @@ fn parse_curator(raw: RawCurator) -> Result<CuratorConfig, ConfigError> {
         refresh_interval_ms,
         timeout_ms,
         max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(defaults::MAX_BODY_BYTES),
+        checkpoint_key,
     })
 }
 

@@ -12,6 +12,8 @@
 //! - [`engine`]: the per-VM decision state (registry copy, verdict cache);
 //! - [`sync`]: what to fetch from the curator and what its answers mean,
 //!   and the shared-data layout that hands the registry to every worker VM;
+//! - [`transparency`]: refusing a registry the curator's append-only log
+//!   does not vouch for (signed checkpoints, consistency proofs);
 //! - [`parking`]: connections held until the first registry arrives;
 //! - [`cache`]: the bounded verdict cache;
 //! - [`metrics`]: metric names.
@@ -30,6 +32,7 @@ pub mod engine;
 pub mod metrics;
 pub mod parking;
 pub mod sync;
+pub mod transparency;
 
 #[cfg(target_arch = "wasm32")]
 mod plugin;

@@ -14,7 +14,10 @@ use alloc::vec::Vec;
 
 use mazu_identity::{RegistryDelta, RegistryError, RegistrySnapshot};
 
+use mazu_log::evidence::CHECKPOINT_SIZE_HEADER;
+
 use crate::config::CuratorConfig;
+use crate::transparency::CheckpointFailure;
 
 /// Magic of an encoded snapshot (`MZRS`).
 const SNAPSHOT_MAGIC: &[u8; 4] = &mazu_identity::registry::SNAPSHOT_MAGIC;
@@ -33,6 +36,9 @@ pub struct SharedKeys {
     pub lease: String,
     /// A counter handing out instance numbers to root contexts.
     pub instances: String,
+    /// The last checkpoint accepted
+    /// ([`AcceptedCheckpoint`](crate::transparency::AcceptedCheckpoint)).
+    pub checkpoint: String,
 }
 
 impl SharedKeys {
@@ -47,6 +53,7 @@ impl SharedKeys {
             status: format!("{base}|status"),
             lease: format!("{base}|lease"),
             instances: format!("{base}|instances"),
+            checkpoint: format!("{base}|checkpoint"),
         }
     }
 }
@@ -154,8 +161,10 @@ pub struct FetchRequest {
 }
 
 impl FetchRequest {
-    /// The request for `kind` against `curator`.
-    pub fn new(curator: &CuratorConfig, kind: FetchKind) -> Self {
+    /// The request for `kind` against `curator`; `held_checkpoint` is the
+    /// size of the last checkpoint accepted, for which the curator adds a
+    /// consistency proof.
+    pub fn new(curator: &CuratorConfig, kind: FetchKind, held_checkpoint: Option<u64>) -> Self {
         let path = match kind {
             FetchKind::Full { .. } => curator.registry_path.clone(),
             FetchKind::Delta { since } => format!("{}?since={since}", curator.registry_path),
@@ -171,6 +180,9 @@ impl FetchRequest {
         } = kind
         {
             headers.push(("if-none-match".to_owned(), format!("\"{version}\"")));
+        }
+        if let Some(size) = held_checkpoint {
+            headers.push((CHECKPOINT_SIZE_HEADER.to_owned(), size.to_string()));
         }
         FetchRequest { kind, headers }
     }
@@ -201,6 +213,10 @@ pub enum FetchFailure {
     },
     /// A delta that does not apply to the registry held.
     DeltaMismatch(RegistryError),
+    /// The log's evidence is missing or does not hold: the curator's log is
+    /// not the append-only log it signed before, or the registry is not the
+    /// one it signed.
+    Checkpoint(CheckpointFailure),
 }
 
 impl FetchFailure {
@@ -214,11 +230,12 @@ impl FetchFailure {
             FetchFailure::BadBody(_) | FetchFailure::Garbage => "bad_body",
             FetchFailure::Rollback { .. } => "rollback",
             FetchFailure::DeltaMismatch(_) => "delta_mismatch",
+            FetchFailure::Checkpoint(_) => "checkpoint",
         }
     }
 
     /// Every [`as_str`](Self::as_str) name, for defining metrics up front.
-    pub const ALL_NAMES: [&'static str; 7] = [
+    pub const ALL_NAMES: [&'static str; 8] = [
         "dispatch",
         "no_answer",
         "http_status",
@@ -226,6 +243,7 @@ impl FetchFailure {
         "bad_body",
         "rollback",
         "delta_mismatch",
+        "checkpoint",
     ];
 }
 
@@ -242,6 +260,7 @@ impl core::fmt::Display for FetchFailure {
                 write!(f, "snapshot version {got} is older than the held {have}")
             }
             FetchFailure::DeltaMismatch(e) => write!(f, "delta does not apply: {e}"),
+            FetchFailure::Checkpoint(e) => write!(f, "refused by the log's evidence: {e}"),
         }
     }
 }

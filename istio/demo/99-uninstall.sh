@@ -20,6 +20,8 @@ else
 fi
 note "the PersistentVolumeClaim goes with the namespace: the registration log is deleted"
 run kubectl delete namespace mazu-system --ignore-not-found
+note "the node agent goes with mazu-node; its per-pod state is in /run/mazu on each node (gone at reboot)"
+run kubectl delete namespace mazu-node --ignore-not-found
 if [[ $with_istio == 1 ]]; then
   step "Uninstall Istio"
   run istioctl uninstall --purge -y

@@ -68,6 +68,21 @@ ISTIO_GROUPS = (".istio.io",)
 CURATOR_FQDN = "mazu-curator.mazu-system.svc.cluster.local"
 
 
+def checkpoint_verifier_key(name: str, public_key: bytes) -> str:
+    """A C2SP note verifier key, as the curator serves at /v1/checkpoint/key."""
+    import base64
+    import hashlib
+
+    key_hash = hashlib.sha256(name.encode() + b"\n\x01" + public_key).digest()[:4]
+    encoded = base64.b64encode(b"\x01" + public_key).decode()
+    return f"{name}+{key_hash.hex()}+{encoded}"
+
+
+# The install overlay pins this one (the Ed25519 base point: a valid key whose
+# secret nobody needs here).
+CHECKPOINT_KEY = checkpoint_verifier_key("mazu-curator/586d2a9e3bd4c5b1", bytes.fromhex("58" + "66" * 31))
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -285,6 +300,203 @@ class Validator:
         except kubernetes_validate.SchemaNotFoundError as e:
             return [e.message]
         return []
+
+
+# ------------------------------------------------------------- the node agent
+
+SOCKET_DIR = "/var/run/secrets/workload-spiffe-uds"  # where istio-agent looks for "socket"
+POD_UID_ENV = "MAZU_POD_UID"
+KUBELET_PODS = "/var/lib/kubelet/pods"
+ALLOWED_CAPS = {"DAC_READ_SEARCH", "CHOWN"}
+MERGE_KEYS = {"containers": "name", "initContainers": "name", "volumes": "name",
+              "volumeMounts": "mountPath", "env": "name"}
+
+
+def flag(args: list[str], name: str) -> str | None:
+    if name in args and args.index(name) + 1 < len(args):
+        return args[args.index(name) + 1]
+    return None
+
+
+def strategic_merge(dst: dict[str, Any], src: dict[str, Any]) -> None:
+    """Merges `src` into `dst` like a strategic merge patch of a Pod (what istiod does with
+    the templates of inject.istio.io/templates, in order): maps recursively, the lists
+    of MERGE_KEYS by their key, anything else replaced."""
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            strategic_merge(dst[k], v)
+        elif isinstance(v, list) and k in MERGE_KEYS and isinstance(dst.get(k), list):
+            key = MERGE_KEYS[k]
+            for item in v:
+                match = next((d for d in dst[k] if isinstance(d, dict) and d.get(key) == item.get(key)), None)
+                if match is None:
+                    dst[k].append(copy.deepcopy(item))
+                else:
+                    strategic_merge(match, item)
+        else:
+            dst[k] = copy.deepcopy(v)
+
+
+def drop_nulls(value: Any) -> Any:
+    """What the API server does with null fields: they are unset."""
+    if isinstance(value, dict):
+        return {k: drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [drop_nulls(v) for v in value]
+    return value
+
+
+def injected_pod(template: dict[str, Any]) -> dict[str, Any]:
+    """The Pod a Mazu workload gets from `inject.istio.io/templates: sidecar,<template>` with
+    `sidecar.istio.io/nativeSidecar: "false"`, as far as the templates touch it: the
+    "sidecar" template's istio-proxy (a regular container) mounting the volume
+    workload-socket at SOCKET_DIR, whose emptyDir Istio leaves null so that a custom
+    template may give that volume another type (as its SPIRE template does), then the
+    custom template merged in."""
+    pod: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "sleep", "namespace": "mazu-demo", "labels": {"app": "sleep"}},
+        "spec": {
+            "initContainers": [],
+            "containers": [
+                {"name": "app", "image": "docker.io/curlimages/curl:8.11.1"},
+                {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.27.0",
+                 "args": ["proxy", "sidecar"],
+                 "securityContext": {"runAsUser": 1337, "runAsGroup": 1337, "runAsNonRoot": True},
+                 "volumeMounts": [{"name": "workload-socket", "mountPath": SOCKET_DIR}]},
+            ],
+            "volumes": [{"name": "workload-socket", "emptyDir": None}],
+        },
+    }
+    strategic_merge(pod, {k: v for k, v in template.items() if k in ("metadata", "spec")})
+    pod = drop_nulls(pod)
+    for v in pod["spec"]["volumes"]:
+        if set(v) == {"name"}:
+            v["emptyDir"] = {}  # the API server's default volume type
+    return pod
+
+
+def all_containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return pod["spec"].get("initContainers", []) + pod["spec"].get("containers", [])
+
+
+def daemonset_problems(ds: dict[str, Any], namespaces: dict[str, dict[str, Any]]) -> list[str]:
+    """What the node agent's DaemonSet must have (docs/istio.md, "The agent")."""
+    problems: list[str] = []
+    spec = ds["spec"]["template"]["spec"]
+    agent = next((c for c in spec.get("containers", []) if (c.get("args") or [None])[0] == "node"), None)
+    if agent is None:
+        return ["no container runs `mazu-agent node`"]
+    args = agent["args"]
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    mounts = {m["mountPath"]: m for m in agent.get("volumeMounts", [])}
+
+    def host_mount(name: str, default: str | None, read_only: bool) -> None:
+        path = flag(args, name) or default
+        mount = mounts.get(path) if path else None
+        if mount is None:
+            problems.append(f"{name} {path} is not a mounted volume")
+            return
+        host = volumes.get(mount["name"], {}).get("hostPath", {}).get("path")
+        if host != path:
+            problems.append(f"{name} {path} is not the node's {path} (hostPath {host})")
+        if bool(mount.get("readOnly")) != read_only:
+            problems.append(f"{name} {path} must be mounted {'read-only' if read_only else 'read-write'}")
+
+    host_mount("--pods-dir", KUBELET_PODS, True)
+    pods_mount = mounts.get(flag(args, "--pods-dir") or KUBELET_PODS, {})
+    if pods_mount and pods_mount.get("mountPropagation") != "HostToContainer":
+        problems.append("--pods-dir needs mountPropagation HostToContainer (the kubelet mounts each "
+                        "pod's projected volume after the agent started)")
+    if (flag(args, "--pods-dir") or KUBELET_PODS) != KUBELET_PODS:
+        problems.append(f"--pods-dir is not the kubelet's {KUBELET_PODS}")
+    host_mount("--socket-root", "/run/mazu/pods", False)
+    if flag(args, "--state-root") is None:
+        problems.append("no --state-root")
+    else:
+        host_mount("--state-root", None, False)
+    if flag(args, "--socket-owner") is None:
+        problems.append("no --socket-owner: istio-proxy (1337) could not connect to a 0600 socket")
+    sc = agent.get("securityContext", {})
+    caps = sc.get("capabilities", {})
+    if "ALL" not in caps.get("drop", []):
+        problems.append("capabilities are not all dropped")
+    if set(caps.get("add", [])) - ALLOWED_CAPS:
+        problems.append(f"capabilities added beyond {sorted(ALLOWED_CAPS)}: {caps.get('add')}")
+    if sc.get("privileged") or sc.get("allowPrivilegeEscalation") is not False or not sc.get("readOnlyRootFilesystem"):
+        problems.append("must be unprivileged, without privilege escalation, with a read-only root file system")
+    seccomp = sc.get("seccompProfile") or spec.get("securityContext", {}).get("seccompProfile", {})
+    if seccomp.get("type") != "RuntimeDefault":
+        problems.append("seccompProfile is not RuntimeDefault")
+    for probe in ("livenessProbe", "readinessProbe"):
+        if probe not in agent:
+            problems.append(f"no {probe}")
+    res = agent.get("resources", {})
+    if not res.get("requests") or "memory" not in res.get("limits", {}):
+        problems.append("resources need requests and a memory limit")
+    if not any(t.get("operator") == "Exists" and "key" not in t for t in spec.get("tolerations", [])):
+        problems.append("does not tolerate every taint: Mazu pods on tainted nodes would wait for a socket forever")
+    if spec.get("hostNetwork") or spec.get("hostPID"):
+        problems.append("hostNetwork/hostPID are not needed")
+    ns = namespaces.get(ds["metadata"].get("namespace", ""))
+    level = (ns or {}).get("metadata", {}).get("labels", {}).get("pod-security.kubernetes.io/enforce", "privileged")
+    if ns is None:
+        problems.append(f"namespace {ds['metadata'].get('namespace')} is not part of the manifests")
+    elif level != "privileged":
+        problems.append(f"namespace {ns['metadata']['name']} enforces Pod Security {level!r}, which refuses hostPath volumes")
+    return problems
+
+
+def node_template_problems(pod: dict[str, Any], ds: dict[str, Any], audience: str) -> list[str]:
+    """What the injected Pod of the DaemonSet template must have to get exactly its own
+    socket from the node agent, and to start istio-proxy only once that socket serves."""
+    problems: list[str] = []
+    args = next(c for c in ds["spec"]["template"]["spec"]["containers"] if (c.get("args") or [None])[0] == "node")["args"]
+    socket_root = flag(args, "--socket-root") or "/run/mazu/pods"
+    owner = int((flag(args, "--socket-owner") or "-1").partition(":")[0])
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    sock = volumes.get("workload-socket", {})
+    if sock.get("hostPath", {}).get("path") != socket_root or len(sock) != 2:
+        problems.append(f"volume workload-socket is not (only) the hostPath {socket_root} (the DaemonSet's --socket-root): {sock}")
+    expr = f"$({POD_UID_ENV})"
+    for c in all_containers(pod):
+        for m in c.get("volumeMounts", []):
+            if m["name"] != "workload-socket":
+                continue
+            if m.get("subPathExpr") != expr:
+                problems.append(f"{c['name']}: the workload-socket mount lacks subPathExpr {expr} (the pod would see every pod's socket)")
+            if not m.get("readOnly"):
+                problems.append(f"{c['name']}: the workload-socket mount is not read-only")
+            env = {e["name"]: e for e in c.get("env", [])}
+            ref = env.get(POD_UID_ENV, {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+            if ref != "metadata.uid":
+                problems.append(f"{c['name']}: {POD_UID_ENV} is not the downward API metadata.uid")
+    proxy = next((c for c in pod["spec"]["containers"] if c["name"] == "istio-proxy"), None)
+    if proxy is None or not any(m["mountPath"] == SOCKET_DIR and m["name"] == "workload-socket"
+                                for m in proxy.get("volumeMounts", [])):
+        problems.append(f"istio-proxy (a regular container) does not mount workload-socket at {SOCKET_DIR}")
+    waits = [c for c in pod["spec"].get("initContainers", []) if (c.get("args") or [None])[0] == "wait-socket"]
+    if not waits:
+        problems.append("no init container runs `mazu-agent wait-socket`: istio-proxy could start before the "
+                        "socket exists and serve istiod's certificate")
+    for w in waits:
+        if flag(w["args"], "--path") != f"{SOCKET_DIR}/socket":
+            problems.append(f"{w['name']}: --path is not {SOCKET_DIR}/socket")
+        if w.get("restartPolicy") == "Always":
+            problems.append(f"{w['name']}: a native sidecar does not hold istio-proxy back; it must be a plain init container")
+        if w.get("securityContext", {}).get("runAsUser") != owner:
+            problems.append(f"{w['name']}: runs as {w.get('securityContext', {}).get('runAsUser')}, "
+                            f"not as the socket owner {owner} (it could not connect)")
+    token_volume = flag(args, "--token-volume") or "mazu-token"
+    token = volumes.get(token_volume, {}).get("projected", {}).get("sources", [{}])[0].get("serviceAccountToken", {})
+    if token.get("audience") != audience:
+        problems.append(f"projected token volume {token_volume!r}: audience {token.get('audience')!r} is not the curator's {audience!r}")
+    if token.get("path") != (flag(args, "--token-path") or "token"):
+        problems.append(f"projected token path {token.get('path')!r} is not the DaemonSet's --token-path")
+    if not any(m["name"] == token_volume for c in all_containers(pod) for m in c.get("volumeMounts", [])):
+        problems.append(f"no container mounts {token_volume!r}: the kubelet skips unused volumes and would never write the token")
+    return problems
 
 
 # -------------------------------------------------------------- pluginConfig
@@ -561,6 +773,106 @@ def find_tls(chain_or_socket_holder: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------ main
 
 
+def node_checks(r: Report, base: list[dict[str, Any]], template_pods: dict[str, dict[str, Any]],
+                raw_templates: dict[str, dict[str, Any]], operator: dict[str, Any], env: dict[str, Any],
+                curator_url: str) -> None:
+    """The node agent's DaemonSet and the "mazu" template, and the cases they must refuse."""
+    namespaces = {d["metadata"]["name"]: d for d in base if d.get("kind") == "Namespace"}
+    daemonsets = [d for d in base if d.get("kind") == "DaemonSet" and d["metadata"]["name"] == "mazu-agent"]
+    if not daemonsets:
+        r.fail("node agent DaemonSet", "no DaemonSet mazu-agent in istio/base")
+        return
+    ds = daemonsets[0]
+    problems = daemonset_problems(ds, namespaces)
+    r.check("node agent DaemonSet: kubelet pods dir read-only + HostToContainer, socket and state roots, "
+            "socket owner, least privilege, probes, resources, every node, privileged namespace",
+            not problems, "; ".join(problems))
+    args = next(c for c in ds["spec"]["template"]["spec"]["containers"] if (c.get("args") or [None])[0] == "node")["args"]
+    problems = []
+    if flag(args, "--curator") != curator_url:
+        problems.append(f"--curator {flag(args, '--curator')} != {curator_url}")
+    if flag(args, "--trust-domain") != env["MAZU_CURATOR_TRUST_DOMAIN"] or \
+            operator["spec"]["meshConfig"]["trustDomain"] != env["MAZU_CURATOR_TRUST_DOMAIN"]:
+        problems.append("--trust-domain differs from the curator's or meshConfig.trustDomain")
+    r.check("consistent node agent: curator URL, trust domain", not problems, "; ".join(problems))
+    audience = env["MAZU_CURATOR_AUDIENCE"]
+    if "mazu" not in template_pods:
+        return
+    problems = node_template_problems(template_pods["mazu"], ds, audience)
+    r.check("node template \"mazu\": hostPath socket root with subPathExpr $(MAZU_POD_UID) everywhere (own socket "
+            "only), wait-socket init container before istio-proxy as the socket owner, token volume (audience, "
+            "path) mounted", not problems, "; ".join(problems))
+
+    # Negative: variants both checks must refuse.
+    negatives: list[tuple[str, list[str], str]] = []
+
+    def ds_variant(edit: Callable[[dict[str, Any]], None]) -> list[str]:
+        variant = copy.deepcopy(ds)
+        edit(variant)
+        return daemonset_problems(variant, namespaces)
+
+    def agent_of(d: dict[str, Any]) -> dict[str, Any]:
+        return d["spec"]["template"]["spec"]["containers"][0]
+
+    def no_pods_mount(d: dict[str, Any]) -> None:
+        agent_of(d)["volumeMounts"] = [m for m in agent_of(d)["volumeMounts"] if m["mountPath"] != KUBELET_PODS]
+
+    def no_propagation(d: dict[str, Any]) -> None:
+        for m in agent_of(d)["volumeMounts"]:
+            m.pop("mountPropagation", None)
+
+    def in_mazu_system(d: dict[str, Any]) -> None:
+        d["metadata"]["namespace"] = "mazu-system"
+
+    def privileged(d: dict[str, Any]) -> None:
+        agent_of(d)["securityContext"]["capabilities"] = {"add": ["SYS_ADMIN"]}
+
+    negatives += [
+        ("DaemonSet without the kubelet pods-dir mount", ds_variant(no_pods_mount), "--pods-dir"),
+        ("DaemonSet whose pods-dir mount lacks HostToContainer propagation", ds_variant(no_propagation), "HostToContainer"),
+        ("DaemonSet in mazu-system (Pod Security restricted)", ds_variant(in_mazu_system), "refuses hostPath"),
+        ("DaemonSet with SYS_ADMIN and no dropped capabilities", ds_variant(privileged), "capabilities"),
+    ]
+
+    def template_variant(edit: Callable[[dict[str, Any]], None]) -> list[str]:
+        variant = copy.deepcopy(raw_templates["mazu"])
+        edit(variant["spec"])
+        return node_template_problems(injected_pod(variant), ds, audience)
+
+    def no_sub_path_expr(spec: dict[str, Any]) -> None:
+        for c in spec["containers"]:
+            for m in c.get("volumeMounts", []):
+                m.pop("subPathExpr", None)
+
+    def no_wait(spec: dict[str, Any]) -> None:
+        spec["initContainers"] = [c for c in spec["initContainers"] if c["args"][0] != "wait-socket"]
+
+    def native_wait(spec: dict[str, Any]) -> None:
+        for c in spec["initContainers"]:
+            c["restartPolicy"] = "Always"
+
+    def token_not_mounted(spec: dict[str, Any]) -> None:
+        for c in spec["initContainers"]:
+            c["volumeMounts"] = [m for m in c.get("volumeMounts", []) if m["name"] != "mazu-token"]
+
+    def emptydir_socket(spec: dict[str, Any]) -> None:
+        spec["volumes"] = [v for v in spec["volumes"] if v["name"] != "workload-socket"]
+
+    negatives += [
+        ("template whose istio-proxy mount lacks subPathExpr", template_variant(no_sub_path_expr), "subPathExpr"),
+        ("template without the wait-socket init container", template_variant(no_wait), "wait-socket"),
+        ("template whose wait container is a native sidecar", template_variant(native_wait), "native sidecar"),
+        ("template that declares the token volume but mounts it nowhere", template_variant(token_not_mounted), "skips unused volumes"),
+        ("template that keeps the sidecar template's emptyDir socket", template_variant(emptydir_socket), "hostPath"),
+    ]
+    for what, found, expect in negatives:
+        hit = next((p for p in found if expect in p), None)
+        r.check(f"negative node agent checks refuse a {what}", hit is not None,
+                f"expected a problem mentioning {expect!r}, got {found or 'none'}")
+        if hit:
+            print(f"     -> {hit[:300]}")
+
+
 def main() -> int:
     r = Report()
     crd_path = Path(os.environ.get("MAZU_ISTIO_CRDS", REPO.parent / "shared" / "istio-crds" / "istio-crds.gen.yaml"))
@@ -620,33 +932,30 @@ def main() -> int:
         else:
             r.ok(f"{label} {source} {describe(doc)}")
 
-    # --- the injection template (istio/install/istio-mazu.yaml) as a Pod
+    # --- the injection templates (istio/install/istio-mazu.yaml) as Pods
     operator_path = ISTIO / "install" / "istio-mazu.yaml"
     operator = (docs_by_file.get(operator_path) or [{}])[0]
-    template_pod: dict[str, Any] = {}
+    raw_templates: dict[str, dict[str, Any]] = {}
+    template_pods: dict[str, dict[str, Any]] = {}
     try:
         assert operator.get("kind") == "IstioOperator", "not an IstioOperator"
-        template = yaml.safe_load(operator["spec"]["values"]["sidecarInjectorWebhook"]["templates"]["mazu"])
-        template_pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "sleep", "namespace": "mazu-demo", **template.get("metadata", {})},
-            "spec": copy.deepcopy(template["spec"]),
-        }
-        template_pod["spec"]["containers"] = [{"name": "app", "image": "docker.io/curlimages/curl:8.11.1"}]
-        # The "sidecar" template contributes this volume (and istio-proxy's mount of it).
-        template_pod["spec"]["volumes"].append({"name": "workload-socket", "emptyDir": {}})
-        errs = validator.errors(template_pod)
-        mounts = {m["name"] for c in template_pod["spec"]["initContainers"] for m in c.get("volumeMounts", [])}
-        volumes = {v["name"] for v in template_pod["spec"]["volumes"]}
-        if mounts - volumes:
-            errs.append(f"mounts without a volume: {sorted(mounts - volumes)}")
-        if errs:
-            r.fail("core istio/install/istio-mazu.yaml injection template \"mazu\" as a Pod", "; ".join(errs))
-        else:
-            r.ok("core istio/install/istio-mazu.yaml injection template \"mazu\" as a Pod")
+        templates = operator["spec"]["values"]["sidecarInjectorWebhook"]["templates"]
+        for name in ("mazu", "mazu-pod"):
+            raw_templates[name] = yaml.safe_load(templates[name])
+            pod = injected_pod(raw_templates[name])
+            template_pods[name] = pod
+            errs = validator.errors(pod)
+            mounts = {m["name"] for c in all_containers(pod) for m in c.get("volumeMounts", [])}
+            volumes = {v["name"] for v in pod["spec"]["volumes"]}
+            if mounts - volumes:
+                errs.append(f"mounts without a volume: {sorted(mounts - volumes)}")
+            label = f"core istio/install/istio-mazu.yaml: a Pod injected with templates sidecar,{name}"
+            if errs:
+                r.fail(label, "; ".join(errs))
+            else:
+                r.ok(label)
     except (AssertionError, KeyError, TypeError, yaml.YAMLError) as e:
-        r.fail("istio/install/istio-mazu.yaml", f"no usable injection template \"mazu\": {e!r}")
+        r.fail("istio/install/istio-mazu.yaml", f"no usable injection templates \"mazu\" and \"mazu-pod\": {e!r}")
 
     if validator.unevaluated_cel:
         print(f"note {len(validator.unevaluated_cel)} CEL rule(s) of these CRDs are not evaluated offline: "
@@ -704,7 +1013,8 @@ def main() -> int:
                 problems.append("JWKS differs from the curator's (ConfigMap mazu-curator-issuers)")
             r.check(f"consistent WasmPlugin {n}: {spec.get('type')} {spec.get('phase')} {spec.get('failStrategy')}, "
                     f"curator {pc['curator']['cluster']}, trust = curator's", not problems, "; ".join(problems))
-        if template_pod:
+        if "mazu-pod" in template_pods:
+            template_pod = template_pods["mazu-pod"]
             agent = template_pod["spec"]["initContainers"][0]
             args = agent["args"]
             flag = lambda name: args[args.index(name) + 1] if name in args else None  # noqa: E731
@@ -727,8 +1037,9 @@ def main() -> int:
                 problems.append("the agent must be a native sidecar with a startupProbe (it must start before istio-proxy)")
             if operator["spec"]["meshConfig"]["trustDomain"] != env["MAZU_CURATOR_TRUST_DOMAIN"]:
                 problems.append("meshConfig.trustDomain differs")
-            r.check("consistent agent template: curator URL, token audience/path, trust domain, SDS socket",
+            r.check("consistent per-pod agent template \"mazu-pod\": curator URL, token audience/path, trust domain, SDS socket",
                     not problems, "; ".join(problems))
+        node_checks(r, base, template_pods, raw_templates, operator, env, f"http://{fqdn}:{port}")
         selectors = {json.dumps(p["spec"]["selector"]["matchLabels"]) for p in plugins} | {
             json.dumps(e["spec"]["workloadSelector"]["labels"]) for e in envoy_filters}
         r.check("consistent WasmPlugins and EnvoyFilters select the same pods", len(selectors) == 1, f"{selectors}")
@@ -738,6 +1049,15 @@ def main() -> int:
         bad = [t["metadata"]["labels"].get("app") for t in sample_pods
                if any(t["metadata"]["labels"].get(k) != v for k, v in wanted.items())]
         r.check("consistent demo workloads carry the Mazu label", not bad, f"missing on {bad}")
+        bad = []
+        for t in sample_pods:
+            notes = t["metadata"].get("annotations", {})
+            chosen = [x.strip() for x in notes.get("inject.istio.io/templates", "sidecar").split(",")]
+            if any(x.startswith("mazu") for x in chosen) and (
+                    not set(chosen) <= {"sidecar"} | set(raw_templates)
+                    or notes.get("sidecar.istio.io/nativeSidecar") != "false"):
+                bad.append(t["metadata"]["labels"].get("app"))
+        r.check("consistent demo workloads name existing Mazu templates, with nativeSidecar \"false\"", not bad, f"wrong on {bad}")
     except (IndexError, KeyError, StopIteration, ValueError) as e:
         r.fail("consistent", f"could not read the base resources: {e!r}")
 
@@ -894,6 +1214,8 @@ def main() -> int:
             MAZU_FILTER_URL="oci://registry.example/mazu-filter@sha256:" + "ab" * 32,
             MAZU_FILTER_SHA256="ab" * 32,
             MAZU_CURATOR_IMAGE="registry.example/curator@sha256:" + "cd" * 32,
+            MAZU_AGENT_IMAGE="registry.example/agent@sha256:" + "ef" * 32,
+            MAZU_CHECKPOINT_KEY=CHECKPOINT_KEY,
         )
         proc = subprocess.run(["bash", str(demo), "--dry-run"], capture_output=True, text=True, env=env,
                               timeout=600, cwd=REPO)
@@ -917,6 +1239,8 @@ def main() -> int:
                 spec = doc["spec"]
                 if spec.get("url") != env["MAZU_FILTER_URL"] or spec.get("sha256") != env["MAZU_FILTER_SHA256"]:
                     errs.append("the pinned filter url/sha256 were not applied")
+                if spec.get("pluginConfig", {}).get("curator", {}).get("checkpoint_key") != CHECKPOINT_KEY:
+                    errs.append("the curator's checkpoint key was not pinned")
                 code, line = checker.run(plugin_config_json(doc))
                 if code != 0:
                     errs.append(f"pluginConfig refused: {line}")
@@ -924,6 +1248,10 @@ def main() -> int:
                 image = doc["spec"]["template"]["spec"]["containers"][0]["image"]
                 if image != env["MAZU_CURATOR_IMAGE"]:
                     errs.append(f"curator image {image} is not {env['MAZU_CURATOR_IMAGE']}")
+            if doc.get("kind") == "DaemonSet":
+                image = doc["spec"]["template"]["spec"]["containers"][0]["image"]
+                if image != env["MAZU_AGENT_IMAGE"]:
+                    errs.append(f"agent image {image} is not {env['MAZU_AGENT_IMAGE']}")
             name = f"demo generated install overlay: {describe(doc)}"
             if errs:
                 r.fail(name, "; ".join(errs))

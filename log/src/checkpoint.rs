@@ -298,11 +298,18 @@ impl CheckpointSigner {
 
     /// Signs a checkpoint of `size` and `root` and returns the signed note.
     pub fn sign(&self, size: u64, root: &Hash) -> String {
+        self.sign_with_extensions(size, root, Vec::new())
+    }
+
+    /// Signs a checkpoint of `size` and `root` whose body carries
+    /// `extensions` (lines without newlines, e.g. the registry digest of
+    /// [`crate::evidence::registry_extension`]) and returns the signed note.
+    pub fn sign_with_extensions(&self, size: u64, root: &Hash, extensions: Vec<String>) -> String {
         let cp = Checkpoint {
             origin: self.name.clone(),
             size,
             root: *root,
-            extensions: Vec::new(),
+            extensions,
         };
         let text = cp.body();
         let sig = self.key.sign(text.as_bytes());

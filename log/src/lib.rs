@@ -1,11 +1,13 @@
 //! Mazu's transparency-log primitives, shared by the key curator (which
-//! serves them), the auditor (which checks them) and, later, the filter and
-//! the node agent (which will remember the last checkpoint they accepted).
+//! serves them), the auditor (which checks them), the filter and the node
+//! agent (which remember the last checkpoint they accepted).
 //!
 //! - [`merkle`]: RFC 6962 / RFC 9162 Merkle tree hashing over 32-byte leaf
 //!   hashes, inclusion and consistency proofs and their verification;
 //! - [`checkpoint`]: C2SP `tlog-checkpoint` bodies in C2SP `signed-note`s
-//!   with Ed25519 signatures, and the verifier-key format.
+//!   with Ed25519 signatures, and the verifier-key format;
+//! - [`evidence`]: how registry answers carry a checkpoint and a consistency
+//!   proof (HTTP headers), and the checkpoint line that binds the registry.
 //!
 //! Pure logic, `no_std` + `alloc`: no I/O, no clock, no RNG (the signer
 //! takes its 32-byte secret from the caller). A separate crate rather than a
@@ -41,7 +43,9 @@ extern crate alloc;
 extern crate std;
 
 pub mod checkpoint;
+pub mod evidence;
 pub mod merkle;
 
 pub use checkpoint::{Checkpoint, CheckpointSigner, CheckpointVerifier, NoteError};
+pub use evidence::EvidenceError;
 pub use merkle::{Hash, MerkleTree, ProofError};

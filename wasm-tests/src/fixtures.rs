@@ -210,10 +210,17 @@ impl Mesh {
     /// A plugin configuration: the given `direction`, the fixtures'
     /// curator cluster and issuer, plus `extra` top-level members (`,"k":v`).
     pub fn config(&self, direction: &str, extra: &str) -> String {
+        self.config_with(direction, "", extra)
+    }
+
+    /// [`config`](Self::config) with `curator_extra` members of `curator`
+    /// (`,"k":v`), e.g. a checkpoint key.
+    pub fn config_with(&self, direction: &str, curator_extra: &str, extra: &str) -> String {
         format!(
             r#"{{"direction":"{direction}",
                 "curator":{{"cluster":"{CURATOR_CLUSTER}","authority":"curator.mazu.test",
-                            "registry_path":"/v1/registry","refresh_interval_ms":1000,"timeout_ms":500}},
+                            "registry_path":"/v1/registry","refresh_interval_ms":1000,"timeout_ms":500
+                            {curator_extra}}},
                 "trust":{{"trust_domain":"{TRUST_DOMAIN}","audience":"mazu",
                           "issuers":[{{"issuer":"{DEFAULT_ISSUER_URL}","jwks":{}}}]}}
                 {extra}}}"#,

@@ -23,6 +23,7 @@
 
 pub mod abi;
 pub mod curator;
+pub mod curator_log;
 pub mod envoy;
 pub mod fixtures;
 pub mod harness;

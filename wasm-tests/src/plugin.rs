@@ -213,15 +213,29 @@ impl Vm {
     /// Answers callout `token`. `status: None` models Envoy's answer to a
     /// callout that failed (timeout, reset): no headers, no body.
     pub fn respond(&mut self, token: u32, status: Option<u16>, body: &[u8]) -> Result<()> {
+        self.respond_with(token, status, &[], body)
+    }
+
+    /// Answers callout `token` with `extra` headers besides `:status` and
+    /// `content-type` (none at all when `status` is `None`).
+    pub fn respond_with(
+        &mut self,
+        token: u32,
+        status: Option<u16>,
+        extra: &[(&str, &[u8])],
+        body: &[u8],
+    ) -> Result<()> {
         let headers: Vec<(String, Vec<u8>)> = status
             .map(|s| {
-                vec![
+                let mut headers = vec![
                     (":status".to_owned(), s.to_string().into_bytes()),
                     (
                         "content-type".to_owned(),
                         b"application/octet-stream".to_vec(),
                     ),
-                ]
+                ];
+                headers.extend(extra.iter().map(|(n, v)| ((*n).to_owned(), v.to_vec())));
+                headers
             })
             .unwrap_or_default();
         let header_count = headers.len() as i32;

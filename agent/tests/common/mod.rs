@@ -63,15 +63,24 @@ impl AgentProcess {
     /// Starts `mazu-agent run --curator URL --token-file .. --state-dir ..`
     /// plus `extra` arguments, with fast polling and retries for tests.
     pub fn start(curator_url: &str, token_file: &Path, state_dir: &Path, extra: &[&str]) -> Self {
-        let log_path = state_dir.with_extension(format!("log-{}", rand::random::<u32>()));
-        let log = std::fs::File::create(&log_path).expect("agent log");
-        let child = Command::new(AGENT)
+        let mut command = Command::new(AGENT);
+        command
             .arg("run")
-            .args(["--curator", curator_url])
             .arg("--token-file")
             .arg(token_file)
             .arg("--state-dir")
-            .arg(state_dir)
+            .arg(state_dir);
+        Self::spawn(command, curator_url, state_dir, extra)
+    }
+
+    /// `command` (a subcommand and its own flags) with the curator, fast
+    /// polling and retries for tests, and `extra`; stderr to a log file next
+    /// to `state_dir`.
+    fn spawn(mut command: Command, curator_url: &str, state_dir: &Path, extra: &[&str]) -> Self {
+        let log_path = state_dir.with_extension(format!("log-{}", rand::random::<u32>()));
+        let log = std::fs::File::create(&log_path).expect("agent log");
+        let child = command
+            .args(["--curator", curator_url])
             .args(["--poll-interval-ms", "100", "--opening-refresh-ms", "300"])
             .args(["--backoff-initial-ms", "100", "--backoff-max-ms", "1000"])
             .args(["--propagation-delay-ms", "200"])
@@ -313,4 +322,300 @@ pub fn mode(path: &Path) -> u32 {
         .permissions()
         .mode()
         & 0o777
+}
+
+impl AgentProcess {
+    /// Starts `mazu-agent node --curator URL --pods-dir .. --state-root ..
+    /// --socket-root ..` plus `extra`, with fast scans, polling and retries
+    /// for tests. `state_dir` is the state root (its `status.json` does not
+    /// exist: read `STATE_ROOT/<uid>/status.json`).
+    pub fn start_node(
+        curator_url: &str,
+        pods_dir: &Path,
+        state_root: &Path,
+        socket_root: &Path,
+        extra: &[&str],
+    ) -> Self {
+        let mut command = Command::new(AGENT);
+        command
+            .arg("node")
+            .arg("--pods-dir")
+            .arg(pods_dir)
+            .arg("--state-root")
+            .arg(state_root)
+            .arg("--socket-root")
+            .arg(socket_root)
+            .args(["--scan-interval-ms", "200"]);
+        Self::spawn(command, curator_url, state_root, extra)
+    }
+}
+
+/// Writes `token` into a projected volume directory the way the kubelet's
+/// atomic writer does: the file in a timestamped directory, `..data`
+/// pointing at it, and `token -> ..data/token`; a rewrite swaps `..data`.
+pub fn write_projected_token(volume_dir: &Path, token: &str) {
+    std::fs::create_dir_all(volume_dir).expect("volume dir");
+    let stamp = format!("..{:016x}", rand::random::<u64>());
+    std::fs::create_dir(volume_dir.join(&stamp)).expect("timestamped dir");
+    std::fs::write(volume_dir.join(&stamp).join("token"), token).expect("write token");
+    let tmp = volume_dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&stamp, &tmp).expect("symlink");
+    std::fs::rename(&tmp, volume_dir.join("..data")).expect("swap ..data");
+    let link = volume_dir.join("token");
+    if std::fs::symlink_metadata(&link).is_err() {
+        std::os::unix::fs::symlink("..data/token", &link).expect("token symlink");
+    }
+}
+
+/// A real Envoy with one TLS listener per SDS socket: listener `i` takes
+/// `default` and `ROOTCA` from socket `i` (its own `sds-i` cluster: a static
+/// HTTP/2 cluster with a pipe address, as Istio's `sds-grpc`) and proxies
+/// to an echo backend. Killed on drop.
+pub struct SdsEnvoy {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub admin_port: u16,
+    pub listener_ports: Vec<u16>,
+}
+
+impl SdsEnvoy {
+    /// Starts Envoy for `sockets`, with listeners on free ports that
+    /// require a client certificate if `mutual`.
+    pub fn start(sockets: &[PathBuf], echo_port: u16, mutual: bool) -> Self {
+        use mazu_wasm_tests::net::free_port;
+        use serde_json::json;
+        let admin_port = free_port().expect("port");
+        let listener_ports: Vec<u16> = sockets.iter().map(|_| free_port().expect("port")).collect();
+        let sds = |cluster: &str, name: &str| {
+            json!({
+                "name": name,
+                "sds_config": {
+                    "resource_api_version": "V3",
+                    "initial_fetch_timeout": "30s",
+                    "api_config_source": {
+                        "api_type": "GRPC",
+                        "transport_api_version": "V3",
+                        "grpc_services": [{"envoy_grpc": {"cluster_name": cluster}}]
+                    }
+                }
+            })
+        };
+        let mut listeners = Vec::new();
+        let mut clusters = vec![json!({
+            "name": "echo",
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": {
+                "cluster_name": "echo",
+                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                    "socket_address": {"address": "127.0.0.1", "port_value": echo_port}
+                }}}]}]
+            }
+        })];
+        for (i, (socket, port)) in sockets.iter().zip(&listener_ports).enumerate() {
+            let cluster = format!("sds-{i}");
+            listeners.push(json!({
+                "name": format!("pod-{i}"),
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                "filter_chains": [{
+                    "transport_socket": {
+                        "name": "envoy.transport_sockets.tls",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                            "require_client_certificate": mutual,
+                            "common_tls_context": {
+                                "tls_certificate_sds_secret_configs": [sds(&cluster, "default")],
+                                "validation_context_sds_secret_config": sds(&cluster, "ROOTCA")
+                            }
+                        }
+                    },
+                    "filters": [{
+                        "name": "envoy.filters.network.tcp_proxy",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                            "stat_prefix": format!("pod_{i}"),
+                            "cluster": "echo"
+                        }
+                    }]
+                }]
+            }));
+            clusters.push(json!({
+                "name": cluster,
+                "type": "STATIC",
+                "connect_timeout": "1s",
+                "typed_extension_protocol_options": {
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                        "explicit_http_config": {"http2_protocol_options": {}}
+                    }
+                },
+                "load_assignment": {
+                    "cluster_name": cluster,
+                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                        "pipe": {"path": socket.display().to_string()}
+                    }}}]}]
+                }
+            }));
+        }
+        let config = json!({
+            "node": {"id": "sidecar~127.0.0.1~node.shop~shop.svc.cluster.local", "cluster": "node.shop"},
+            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+            "static_resources": {"listeners": listeners, "clusters": clusters}
+        });
+        let binary = mazu_wasm_tests::envoy::envoy_binary().expect("envoy binary");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("envoy.json");
+        std::fs::write(
+            &config_path,
+            serde_json::to_vec_pretty(&config).expect("json"),
+        )
+        .expect("write config");
+        let log = std::fs::File::create(dir.path().join("envoy.log")).expect("log");
+        let child = Command::new(binary)
+            .arg("--config-path")
+            .arg(&config_path)
+            .args(["--concurrency", "1", "--disable-hot-restart"])
+            .args(["--log-level", "info"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start envoy");
+        SdsEnvoy {
+            child,
+            dir,
+            admin_port,
+            listener_ports,
+        }
+    }
+
+    /// Envoy's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
+    }
+
+    /// Waits until every listener is active: each got both secrets over SDS.
+    pub fn wait_listeners_active(&mut self, limit: Duration) {
+        let name = "listener_manager.total_listeners_active";
+        let want = self.listener_ports.len() as i64;
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("envoy exited with {status}:\n{}", self.log());
+            }
+            let value = http_get(self.admin_port, &format!("/stats?filter={name}"))
+                .ok()
+                .filter(|(status, _)| *status == 200)
+                .and_then(|(_, body)| {
+                    String::from_utf8_lossy(&body).lines().find_map(|l| {
+                        l.strip_prefix(&format!("{name}: "))
+                            .and_then(|v| v.trim().parse::<i64>().ok())
+                    })
+                });
+            if value == Some(want) {
+                return;
+            }
+            if start.elapsed() > limit {
+                panic!("{name} = {value:?}, want {want}:\n{}", self.log());
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The certificate (PEM) Envoy presents on listener `i`, read with
+    /// `openssl s_client`, presenting `client` (certificate and key files)
+    /// if given.
+    pub fn presented_certificate(&self, i: usize, client: Option<(&Path, &Path)>) -> String {
+        let mut command = Command::new("openssl");
+        command.args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{}", self.listener_ports[i]),
+        ]);
+        if let Some((cert, key)) = client {
+            command.arg("-cert").arg(cert).arg("-key").arg(key);
+        }
+        let out = command
+            .stdin(Stdio::null())
+            .output()
+            .expect("openssl s_client");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let begin = text.find("-----BEGIN CERTIFICATE-----").unwrap_or_else(|| {
+            panic!(
+                "no server certificate in s_client output:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let end_marker = "-----END CERTIFICATE-----";
+        let end = text[begin..].find(end_marker).expect("end of certificate") + begin;
+        format!("{}\n", &text[begin..end + end_marker.len()])
+    }
+}
+
+impl Drop for SdsEnvoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!("---- envoy log ----\n{}\n---- end ----", self.log());
+        }
+    }
+}
+
+impl FixedCurator {
+    /// Its data directory (`registrations.log`, `checkpoint.key`, the
+    /// development CRS), which survives a stop.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Registers a workload `ns/sa` the way an agent does (fresh token,
+    /// slot, RBE and TLS keys); returns its id.
+    pub fn register(&self, mesh: &Mesh, namespace: &str, service_account: &str) -> Result<String> {
+        let token = mint(mesh, namespace, service_account);
+        let body = serde_json::json!({ "token": token }).to_string();
+        let (status, answer) =
+            mazu_wasm_tests::http::request(self.port, "POST", "/v1/slots", Some(&body))?;
+        if status != 200 && status != 201 {
+            bail!(
+                "POST /v1/slots: {status} {}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+        let answer: serde_json::Value = serde_json::from_slice(&answer)?;
+        let slot = answer["slot"]
+            .as_u64()
+            .and_then(|s| u32::try_from(s).ok())
+            .context("no slot in the answer")?;
+        let crs = mazu_rbe::Crs::from_bytes(&std::fs::read(self.data_dir().join("dev-crs.bin"))?)
+            .map_err(|e| anyhow::anyhow!("dev CRS: {e:?}"))?;
+        let built =
+            mazu_curator::client::build_registration(&crs, &token, slot, &mut rand::rngs::OsRng)
+                .map_err(|e| anyhow::anyhow!("RBE key generation: {e:?}"))?;
+        let json = serde_json::to_string(&built.request)?;
+        let (status, answer) =
+            mazu_wasm_tests::http::request(self.port, "POST", "/v1/registrations", Some(&json))?;
+        if status != 200 && status != 201 {
+            bail!(
+                "POST /v1/registrations: {status} {}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+        Ok(id_of(&token))
+    }
+
+    /// The log's context (CRS digest) and entries, to rewrite it while the
+    /// curator is stopped.
+    pub fn read_log(&self) -> ([u8; 32], Vec<Vec<u8>>) {
+        mazu_wasm_tests::curator_log::read_log(&self.data_dir()).expect("read the log")
+    }
+
+    /// Replaces the log by these entries, so the next start replays exactly
+    /// them (and signs checkpoints over them: a curator rewriting its
+    /// history).
+    pub fn write_log(&self, context: [u8; 32], entries: &[Vec<u8>]) {
+        mazu_wasm_tests::curator_log::write_log(&self.data_dir(), context, entries)
+            .expect("write the log");
+    }
 }

@@ -47,10 +47,6 @@ impl World {
         self.dir.path().join("data")
     }
 
-    pub fn log_path(&self) -> PathBuf {
-        self.data_dir().join("registrations.log")
-    }
-
     pub fn issuer_arg(&self) -> String {
         format!("{DEFAULT_ISSUER_URL}={}", self.jwks_path.display())
     }
@@ -226,37 +222,6 @@ impl Drop for RunningCurator {
             let _ = stop.send(());
         }
     }
-}
-
-// ---- log-file surgery ------------------------------------------------------
-
-const HEADER_LEN: usize = 8 + 32;
-
-/// The header and the frames' payloads of a log file.
-pub fn read_frames(path: &Path) -> (Vec<u8>, Vec<Vec<u8>>) {
-    let bytes = std::fs::read(path).unwrap();
-    let header = bytes[..HEADER_LEN].to_vec();
-    let mut frames = Vec::new();
-    let mut at = HEADER_LEN;
-    while at < bytes.len() {
-        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        frames.push(bytes[at + 8..at + 8 + len].to_vec());
-        at += 8 + len;
-    }
-    (header, frames)
-}
-
-/// Writes a log file with valid CRCs, and removes the state snapshot (so
-/// the curator replays the edited log).
-pub fn write_frames(path: &Path, header: &[u8], frames: &[Vec<u8>]) {
-    let mut out = header.to_vec();
-    for f in frames {
-        out.extend_from_slice(&(f.len() as u32).to_be_bytes());
-        out.extend_from_slice(&crc32c::crc32c(f).to_be_bytes());
-        out.extend_from_slice(f);
-    }
-    std::fs::write(path, out).unwrap();
-    let _ = std::fs::remove_file(path.with_file_name("state.snapshot"));
 }
 
 // ---- a lying proxy ---------------------------------------------------------

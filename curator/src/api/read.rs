@@ -7,13 +7,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use mazu_identity::WorkloadId;
+use mazu_log::evidence::{
+    CHECKPOINT_HEADER, CHECKPOINT_SIZE_HEADER, CONSISTENCY_HEADER, encode_note, encode_proof,
+};
 use serde::Deserialize;
 
 use super::AppState;
 use super::error::ApiError;
 use super::etag::{etag, if_none_match, not_modified};
 use super::extract::{ApiPath, ApiQuery};
-use super::views::{DeltaJson, LogEntryJson, LogJson, OpeningJson, ProofJson};
+use super::views::{DeltaJson, LogEntryJson, LogJson, OpeningJson, ProofJson, SnapshotJson};
 
 const OCTET_STREAM: &str = "application/octet-stream";
 const JSON: &str = "application/json";
@@ -98,6 +101,12 @@ pub(super) struct RegistryQuery {
 
 /// `GET /v1/registry[?since=V][&format=binary|json]` (default binary): the
 /// full snapshot, or the delta from version `since`.
+///
+/// Every 200 carries the log's evidence (`mazu_log::evidence`):
+/// `Mazu-Checkpoint`, the signed checkpoint at the answer's version, which
+/// binds the snapshot of that version; and, when the request says
+/// `Mazu-Checkpoint-Size: M` with `M` below the version, `Mazu-Consistency`,
+/// the consistency proof from `M`.
 pub(super) async fn registry(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -109,23 +118,59 @@ pub(super) async fn registry(
     if if_none_match(&headers, &current) {
         return Ok(not_modified(&current));
     }
-    match q.since {
-        None => {
-            let (version, bytes) = curator.snapshot(json).await?;
-            Ok(tagged(bytes, json, &version.to_string()))
+    let held_size = checkpoint_size(&headers)?;
+    // Evidence first: the answer is then built at exactly its version.
+    let (version, note, snapshot) = curator.evidence().await?;
+    let body = match (q.since, json) {
+        (None, false) => snapshot,
+        (None, true) => {
+            let decoded =
+                mazu_identity::RegistrySnapshot::decode(&snapshot).map_err(ApiError::internal)?;
+            Bytes::from(
+                serde_json::to_vec(&SnapshotJson::from(&decoded)).map_err(ApiError::internal)?,
+            )
         }
-        Some(since) => {
-            let delta = curator.delta(since)?;
-            let bytes = if json {
+        (Some(since), _) => {
+            let delta = curator.delta(since, version)?;
+            if json {
                 Bytes::from(
                     serde_json::to_vec(&DeltaJson::from(&delta)).map_err(ApiError::internal)?,
                 )
             } else {
                 Bytes::from(delta.encode())
-            };
-            Ok(tagged(bytes, json, &delta.to_version().to_string()))
+            }
         }
+    };
+    let mut response = tagged(body, json, &version.to_string());
+    let evidence = response.headers_mut();
+    evidence.insert(CHECKPOINT_HEADER, header_value(&encode_note(&note))?);
+    if let Some(held) = held_size.filter(|&held| held < version) {
+        let proof = curator.consistency(held, version)?;
+        evidence.insert(CONSISTENCY_HEADER, header_value(&encode_proof(&proof))?);
     }
+    Ok(response)
+}
+
+/// The client's `Mazu-Checkpoint-Size`, if it sent one.
+fn checkpoint_size(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(CHECKPOINT_SIZE_HEADER) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::InvalidParameter(format!(
+                "{CHECKPOINT_SIZE_HEADER} must be a tree size (a decimal number)"
+            ))
+        })
+}
+
+/// Base64 is always a valid header value; fail loudly if that ever changes.
+fn header_value(value: &str) -> Result<HeaderValue, ApiError> {
+    HeaderValue::from_str(value).map_err(ApiError::internal)
 }
 
 /// `GET /v1/openings/{slot}`.

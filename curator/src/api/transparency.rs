@@ -28,18 +28,19 @@ fn proof_error(e: ProofError) -> ApiError {
     ApiError::InvalidParameter(e.to_string())
 }
 
-/// `GET /v1/checkpoint`: the signed checkpoint of the current tree (C2SP
-/// signed note, `text/plain`). `ETag: "<tree size>"`.
+/// `GET /v1/checkpoint`: the signed checkpoint at the current registry
+/// version (C2SP signed note, `text/plain`), binding the registry snapshot
+/// (`mazu_log::evidence`). `ETag: "<tree size>"`.
 pub(super) async fn checkpoint(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let t = state.curator()?.transparency();
-    let current = t.size().to_string();
+    let curator = state.curator()?;
+    let current = curator.version().to_string();
     if if_none_match(&headers, &current) {
         return Ok(not_modified(&current));
     }
-    let (size, note) = t.checkpoint();
+    let (size, note, _) = curator.evidence().await?;
     let mut response = text(note);
     response
         .headers_mut()

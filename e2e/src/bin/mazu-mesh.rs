@@ -64,7 +64,7 @@ fn run(args: &Args, stop: &mpsc::Receiver<()>) -> Result<bool> {
         names.join(", ")
     );
     let started = Instant::now();
-    let mesh = LocalMesh::start(options).context("starting the mesh")?;
+    let mut mesh = LocalMesh::start(options).context("starting the mesh")?;
     println!(
         "Mesh up in {:.1} s (working directory {}); registry version {}.\n",
         started.elapsed().as_secs_f64(),
@@ -80,6 +80,7 @@ fn run(args: &Args, stop: &mpsc::Receiver<()>) -> Result<bool> {
         outcomes.len()
     );
     if args.keep_up {
+        // The lying curator below would leave the mesh refusing its updates.
         print_how_to_talk(&mesh);
         // Wait for Ctrl-C; check the curator now and then so a crash is seen.
         while stop.recv_timeout(Duration::from_secs(5)).is_err() {
@@ -91,8 +92,51 @@ fn run(args: &Args, stop: &mpsc::Receiver<()>) -> Result<bool> {
             }
         }
         println!("Stopping the mesh.");
+        return Ok(all_expected);
     }
-    Ok(all_expected)
+    let lie_caught = show_a_lying_curator(&mut mesh)?;
+    Ok(all_expected && lie_caught)
+}
+
+/// The curator rewrites its log; every filter must refuse it and keep
+/// deciding with the registry it held.
+fn show_a_lying_curator(mesh: &mut LocalMesh) -> Result<bool> {
+    println!(
+        "\nNow the curator lies: it swaps two logged registrations on disk and restarts with \
+         the same checkpoint key ..."
+    );
+    let refusals = scenarios::curator_rewrites_its_log(mesh, Duration::from_secs(15))?;
+    let refused = refusals.iter().all(|(_, n)| *n > 0);
+    for (service, n) in &refusals {
+        println!("  {service}'s sidecar refused the curator's registry answers {n} time(s)");
+    }
+    let names: Vec<String> = mesh
+        .services()
+        .iter()
+        .map(|s| s.spec.name.clone())
+        .collect();
+    let (Some(from), Some(to)) = (names.first(), names.get(1)) else {
+        return Ok(refused);
+    };
+    let still = mesh.call(from, to)?;
+    println!(
+        "  {from} -> {to} on the registry held: {}",
+        if still.is_allowed() {
+            "allowed"
+        } else {
+            "DENIED"
+        }
+    );
+    let caught = refused && still.is_allowed();
+    println!(
+        "{}",
+        if caught {
+            "Every sidecar refused the rewritten log (\"CURATOR MISBEHAVIOUR?\" in each Envoy log)."
+        } else {
+            "UNEXPECTED: a sidecar accepted the rewritten log."
+        }
+    );
+    Ok(caught)
 }
 
 fn print_how_to_talk(mesh: &LocalMesh) {

@@ -28,6 +28,19 @@ fn minimal_configuration_takes_the_defaults() {
     assert_eq!(config.max_staleness_secs, defaults::MAX_STALENESS_SECS);
     assert_eq!(config.trust.trust_domain().as_str(), "cluster.local");
     assert_eq!(config.tick_period_ms(), 1_000);
+    assert_eq!(config.curator.checkpoint_key, None);
+}
+
+#[test]
+fn a_checkpoint_key_is_read() {
+    let signer = mazu_log::CheckpointSigner::new("mazu-curator/0123", &[1; 32]).unwrap();
+    let vkey = signer.verifier().to_vkey();
+    let json = Fixture::new().config_json("").replace(
+        r#""authority":"curator.local"}"#,
+        &format!(r#""authority":"curator.local","checkpoint_key":"{vkey}\n"}}"#),
+    );
+    let config = FilterConfig::parse(json.as_bytes()).unwrap();
+    assert_eq!(config.curator.checkpoint_key, Some(signer.verifier()));
 }
 
 #[test]
@@ -124,6 +137,14 @@ fn curator_fields_are_checked() {
         (
             r#""curator":{"cluster":"c","authority":"a","port":1}"#,
             "unknown field `port`",
+        ),
+        (
+            r#""curator":{"cluster":"c","authority":"a","checkpoint_key":"mazu-curator/x"}"#,
+            "curator.checkpoint_key: not a checkpoint verifier key",
+        ),
+        (
+            r#""curator":{"cluster":"c","authority":"a","checkpoint_key":""}"#,
+            "curator.checkpoint_key: not a checkpoint verifier key",
         ),
     ];
     for (curator, expected) in cases {

@@ -5,18 +5,21 @@ use alloc::collections::BTreeMap;
 use alloc::rc::Rc;
 use core::cell::RefCell;
 
-use mazu_identity::RegistrySnapshot;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, RootContext, StreamContext};
 use proxy_wasm::types::{BufferType, ContextType, MapType};
 
-use crate::config::{BeforeRegistry, FilterConfig};
+use mazu_log::evidence;
+use sha2::{Digest as _, Sha256};
+
+use crate::config::{BeforeRegistry, CuratorConfig, FilterConfig};
 use crate::engine::{Decision, Engine, reason};
 use crate::metrics::Fixed;
 use crate::parking::ParkingLot;
 use crate::sync::{
     self, FetchFailure, FetchOutcome, FetchRequest, Fetcher, Lease, RegistryStatus, SharedKeys,
 };
+use crate::transparency::{self, AcceptedCheckpoint, CheckpointFailure, Evidence};
 
 use super::host;
 use super::stream::Stream;
@@ -54,6 +57,17 @@ impl Root {
         let tick = config.tick_period_ms();
         hostcalls::set_tick_period(core::time::Duration::from_millis(tick))
             .map_err(|status| format!("cannot set the tick period: {status:?}"))?;
+        match &config.curator.checkpoint_key {
+            Some(key) => host::info(&format!(
+                "mazu-filter: registries are used only with a checkpoint by {} consistent \
+                 with the last one accepted",
+                key.to_vkey()
+            )),
+            None => host::warn(
+                "mazu-filter: no curator.checkpoint_key: the curator's log is NOT held to \
+                 append-only (set it to the key served at /v1/checkpoint/key)",
+            ),
+        }
         host::info(&format!(
             "mazu-filter: configured: direction={} curator={}{} refresh={}ms \
              before_registry={:?} when_stale={:?} max_staleness={}s tick={}ms instance={}",
@@ -159,7 +173,12 @@ impl Root {
         if !holds {
             return;
         }
-        let request = FetchRequest::new(&config_curator, kind);
+        let held_checkpoint = config_curator
+            .checkpoint_key
+            .as_ref()
+            .and_then(|_| self.held_checkpoint(&keys))
+            .map(|held| held.size);
+        let request = FetchRequest::new(&config_curator, kind, held_checkpoint);
         let headers: Vec<(&str, &str)> = request
             .headers
             .iter()
@@ -207,13 +226,81 @@ impl Root {
         ));
     }
 
-    /// Publishes a registry this root fetched, for the other VMs.
-    fn publish(&self, snapshot: Option<&RegistrySnapshot>, version: u64, now_ms: u64) {
+    /// The last checkpoint accepted by any root of this Envoy.
+    fn held_checkpoint(&self, keys: &SharedKeys) -> Option<AcceptedCheckpoint> {
+        host::shared(&keys.checkpoint)
+            .0
+            .as_deref()
+            .and_then(AcceptedCheckpoint::decode)
+    }
+
+    /// With a checkpoint key configured, checks the answer's evidence for the
+    /// registry of `version` whose encoding hashes to `digest` (computed by
+    /// `digest` only when needed); returns the checkpoint to remember
+    /// (`None` without a key).
+    fn check_evidence(
+        &self,
+        config: &CuratorConfig,
+        version: u64,
+        digest: impl FnOnce(Option<AcceptedCheckpoint>) -> [u8; 32],
+    ) -> Result<Option<AcceptedCheckpoint>, CheckpointFailure> {
+        let (Some(verifier), Some(keys)) = (&config.checkpoint_key, &self.keys) else {
+            return Ok(None);
+        };
+        let header = |name| {
+            hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
+                .ok()
+                .flatten()
+        };
+        let checkpoint = header(evidence::CHECKPOINT_HEADER);
+        let consistency = header(evidence::CONSISTENCY_HEADER);
+        let offered = Evidence {
+            checkpoint: checkpoint.as_deref(),
+            consistency: consistency.as_deref(),
+        };
+        let held = self.held_checkpoint(keys);
+        let digest = digest(held);
+        transparency::check(verifier, held, &offered, version, &digest)
+            .map(Some)
+            .inspect_err(|failure| {
+                let held = held.map_or_else(
+                    || "none".to_owned(),
+                    |h| format!("size {} root {}", h.size, hex(&h.root)),
+                );
+                let note = checkpoint
+                    .as_deref()
+                    .and_then(|c| evidence::decode_note(c).ok())
+                    .map(|n| String::from_utf8_lossy(&n).replace('\n', "\\n"))
+                    .unwrap_or_default();
+                host::error(&format!(
+                    "mazu-filter: CURATOR MISBEHAVIOUR? registry version {version} refused: \
+                     {failure}; accepted checkpoint: {held}; offered checkpoint: {note:?}"
+                ));
+            })
+    }
+
+    /// Publishes a registry this root fetched (its encoding), and the
+    /// checkpoint that came with it, for the other VMs.
+    fn publish(
+        &self,
+        encoded: Option<&[u8]>,
+        checkpoint: Option<AcceptedCheckpoint>,
+        version: u64,
+        now_ms: u64,
+    ) {
         let Some(keys) = &self.keys else { return };
-        if let Some(snapshot) = snapshot
-            && !host::set_shared(&keys.snapshot, &snapshot.encode(), None)
+        if let Some(encoded) = encoded
+            && !host::set_shared(&keys.snapshot, encoded, None)
         {
             host::error("mazu-filter: cannot publish the registry in shared data");
+            return;
+        }
+        // Before the status, so that a root that sees the new version also
+        // sees the checkpoint that vouches for it.
+        if let Some(checkpoint) = checkpoint
+            && !host::set_shared(&keys.checkpoint, &checkpoint.encode(), None)
+        {
+            host::error("mazu-filter: cannot publish the accepted checkpoint in shared data");
             return;
         }
         let (value, cas) = host::shared(&keys.status);
@@ -258,35 +345,70 @@ impl Root {
             };
             sync::interpret(vm.borrow().engine.registry(), status, &body)
         };
+        if let Err(failure) = self.apply(&vm, outcome, status, now_ms) {
+            self.fetch_failed(&failure, now_ms);
+        }
+        self.settle_parked(now_ms);
+        self.record_gauges(now_ms);
+    }
+
+    /// Installs and publishes what an answer brought, once its evidence
+    /// holds; a failure leaves the registry held as it was.
+    fn apply(
+        &mut self,
+        vm: &SharedVm,
+        outcome: FetchOutcome,
+        status: Option<u16>,
+        now_ms: u64,
+    ) -> Result<(), FetchFailure> {
+        let curator = vm.borrow().engine.config().curator.clone();
         match outcome {
             FetchOutcome::Updated(snapshot) => {
                 let version = snapshot.version();
                 let entries = snapshot.len();
-                self.publish(Some(&snapshot), version, now_ms);
-                {
-                    let mut vm = vm.borrow_mut();
-                    vm.engine.install(snapshot, now_ms);
-                    vm.metrics.increment(Fixed::RegistryUpdates);
-                    let curator = vm.engine.config().curator.clone();
-                    self.fetcher.finished(None, now_ms, true, &curator);
-                }
+                let encoded = snapshot.encode();
+                let digest = |_| Sha256::digest(&encoded).into();
+                let checkpoint = self
+                    .check_evidence(&curator, version, digest)
+                    .map_err(FetchFailure::Checkpoint)?;
+                self.publish(Some(&encoded), checkpoint, version, now_ms);
+                let mut vm = vm.borrow_mut();
+                vm.engine.install(snapshot, now_ms);
+                vm.metrics.increment(Fixed::RegistryUpdates);
+                self.fetcher.finished(None, now_ms, true, &curator);
                 host::info(&format!(
                     "mazu-filter: registry version {version} ({entries} entries) from the curator"
                 ));
             }
             FetchOutcome::Unchanged => {
                 let version = vm.borrow().engine.registry_version().unwrap_or(0);
-                self.publish(None, version, now_ms);
+                // A 200 that changes nothing still carries a checkpoint: a
+                // curator that forked its log at the same size is caught
+                // here, before its log grows. (A 304 carries nothing.)
+                let checkpoint = if status == Some(200) {
+                    let digest = |held: Option<AcceptedCheckpoint>| match held {
+                        Some(held) if held.size == version => held.registry,
+                        _ => vm
+                            .borrow()
+                            .engine
+                            .registry()
+                            .map(|r| Sha256::digest(r.encode()).into())
+                            .unwrap_or_default(),
+                    };
+                    self.check_evidence(&curator, version, digest)
+                        .map_err(FetchFailure::Checkpoint)?
+                } else {
+                    None
+                };
+                self.publish(None, checkpoint, version, now_ms);
                 let mut vm = vm.borrow_mut();
                 vm.engine.confirm(now_ms);
                 vm.metrics.increment(Fixed::RegistryUnchanged);
-                let curator = vm.engine.config().curator.clone();
                 self.fetcher.finished(None, now_ms, true, &curator);
             }
-            FetchOutcome::Failed(failure) => self.fetch_failed(&failure, now_ms),
+            FetchOutcome::Failed(failure) => return Err(failure),
         }
-        self.settle_parked(now_ms);
-        self.record_gauges(now_ms);
+        Ok(())
     }
 
     /// Decides parked connections once a registry exists; closes those whose
@@ -420,4 +542,9 @@ impl RootContext for Root {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::StreamContext)
     }
+}
+
+/// Lower-case hex, for log lines.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -11,6 +11,7 @@ fn curator() -> CuratorConfig {
         refresh_interval_ms: 5_000,
         timeout_ms: 2_000,
         max_body_bytes: 1 << 20,
+        checkpoint_key: None,
     }
 }
 
@@ -30,7 +31,7 @@ fn snapshot(version: u64, entries: &[RegistryEntry]) -> RegistrySnapshot {
 
 #[test]
 fn requests() {
-    let full = FetchRequest::new(&curator(), FetchKind::Full { have: None });
+    let full = FetchRequest::new(&curator(), FetchKind::Full { have: None }, None);
     assert_eq!(
         full.headers,
         [
@@ -41,17 +42,30 @@ fn requests() {
         ]
         .map(|(n, v)| (n.to_owned(), v.to_owned()))
     );
-    let conditional = FetchRequest::new(&curator(), FetchKind::Full { have: Some(7) });
+    let conditional = FetchRequest::new(&curator(), FetchKind::Full { have: Some(7) }, None);
     assert!(
         conditional
             .headers
             .contains(&("if-none-match".to_owned(), "\"7\"".to_owned()))
     );
-    let delta = FetchRequest::new(&curator(), FetchKind::Delta { since: 7 });
+    let delta = FetchRequest::new(&curator(), FetchKind::Delta { since: 7 }, None);
     assert!(
         delta
             .headers
             .contains(&(":path".to_owned(), "/v1/registry?since=7".to_owned()))
+    );
+    assert!(
+        !delta
+            .headers
+            .iter()
+            .any(|(n, _)| n == "mazu-checkpoint-size")
+    );
+    // The size of the checkpoint held, for the consistency proof.
+    let proving = FetchRequest::new(&curator(), FetchKind::Delta { since: 7 }, Some(7));
+    assert!(
+        proving
+            .headers
+            .contains(&("mazu-checkpoint-size".to_owned(), "7".to_owned()))
     );
 }
 
