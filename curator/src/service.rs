@@ -198,7 +198,19 @@ type Cache = tokio::sync::Mutex<Option<(u64, Bytes)>>;
 struct Caches {
     params_binary: Cache,
     params_json: Cache,
-    snapshot: Cache,
+    snapshot: tokio::sync::Mutex<Option<EncodedSnapshot>>,
+}
+
+/// The registry snapshot of one version, encoded, with its SHA-256 (what
+/// checkpoints bind): both computed once per version.
+#[derive(Clone, Debug)]
+pub struct EncodedSnapshot {
+    /// The registry version.
+    pub version: u64,
+    /// The identity crate's binary encoding (`MZRS`).
+    pub bytes: Bytes,
+    /// SHA-256 of `bytes`.
+    pub digest: [u8; 32],
 }
 
 /// The key curator. Cheap to share behind an `Arc`.
@@ -337,8 +349,16 @@ impl Curator {
 
     /// **Benchmarks only** (feature `bench-seed`): see
     /// [`Registry::bench_seed`](crate::registry::Registry::bench_seed).
+    /// The Merkle tree gets one stand-in leaf per entry (its id), so that
+    /// registry answers can carry checkpoints at the seeded version.
     #[cfg(feature = "bench-seed")]
     pub fn bench_seed(&self, entries: impl IntoIterator<Item = mazu_identity::RegistryEntry>) {
+        let entries: Vec<_> = entries.into_iter().collect();
+        for e in &entries {
+            self.core
+                .transparency
+                .push(mazu_log::merkle::leaf_hash(e.workload_id.as_bytes()));
+        }
         self.core.write_registry().bench_seed(entries);
     }
 
@@ -454,16 +474,16 @@ impl Curator {
         }
     }
 
-    /// The full registry snapshot at the current version: (version, identity
-    /// crate's binary encoding). Built on a blocking thread once per version.
-    pub async fn snapshot(&self) -> Result<(u64, Bytes), ApiError> {
+    /// The full registry snapshot at the current version, encoded and
+    /// hashed. Built on a blocking thread once per version.
+    pub async fn snapshot(&self) -> Result<EncodedSnapshot, ApiError> {
         let mut slot = self.caches.snapshot.lock().await;
         let current = self.version();
-        if let Some((v, b)) = slot.as_ref().filter(|(v, _)| *v == current) {
-            return Ok((*v, b.clone()));
+        if let Some(cached) = slot.as_ref().filter(|s| s.version == current) {
+            return Ok(cached.clone());
         }
         let core = self.core.clone();
-        let (version, bytes) = tokio::task::spawn_blocking(move || {
+        let encoded = tokio::task::spawn_blocking(move || {
             // Copy the entries under the lock (a memcpy); sort and encode
             // without it, so the writer is not held up.
             let (version, entries) = {
@@ -473,12 +493,17 @@ impl Curator {
             let snapshot = mazu_identity::RegistrySnapshot::from_entries(version, entries)
                 .map_err(ApiError::internal)?;
             let bytes = snapshot.encode();
-            Ok::<_, ApiError>((snapshot.version(), Bytes::from(bytes)))
+            let digest = sha2::Sha256::digest(&bytes).into();
+            Ok::<_, ApiError>(EncodedSnapshot {
+                version: snapshot.version(),
+                bytes: Bytes::from(bytes),
+                digest,
+            })
         })
         .await
         .map_err(ApiError::internal)??;
-        *slot = Some((version, bytes.clone()));
-        Ok((version, bytes))
+        *slot = Some(encoded.clone());
+        Ok(encoded)
     }
 
     /// The delta from `since` to version `to` (at most the current version).
@@ -495,14 +520,13 @@ impl Curator {
     /// binds the snapshot with its SHA-256 (`mazu_log::evidence`), so the
     /// curator signs which registry its log yields.
     pub async fn evidence(&self) -> Result<(u64, String, Bytes), ApiError> {
-        let (version, bytes) = self.snapshot().await?;
-        let digest: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+        let snapshot = self.snapshot().await?;
         let note = self
             .core
             .transparency
-            .checkpoint_at(version, &digest)
+            .checkpoint_at(snapshot.version, &snapshot.digest)
             .map_err(ApiError::internal)?;
-        Ok((version, note, bytes))
+        Ok((snapshot.version, note, snapshot.bytes))
     }
 
     /// The consistency proof from tree size `from` to `to`.

@@ -95,7 +95,7 @@ impl World {
 async fn served(c: &Curator) -> (Vec<u8>, Vec<u8>) {
     (
         c.params(false).await.unwrap().1.to_vec(),
-        c.snapshot().await.unwrap().1.to_vec(),
+        c.snapshot().await.unwrap().bytes.to_vec(),
     )
 }
 
