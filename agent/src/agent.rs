@@ -38,7 +38,7 @@ use tracing::{debug, error, info, warn};
 use crate::backoff::Backoff;
 use crate::credentials::{ServedCertificate, build_served};
 use crate::curator::CuratorClient;
-use crate::error::{CheckpointError, CuratorError, Error, StateError};
+use crate::error::{CheckpointError, CredentialsError, CuratorError, Error, StateError};
 use crate::files::CertDir;
 use crate::openings;
 use crate::sds::Secrets;
@@ -84,6 +84,25 @@ pub struct AgentConfig {
     /// Pinned checkpoint verifier key (C2SP verifier-key format); `None`:
     /// trust the key the curator serves the first time.
     pub checkpoint_key: Option<String>,
+}
+
+impl AgentConfig {
+    /// A certificate for `token` with the registered TLS key, valid from
+    /// `now` for the configured lifetime (bounded by the token's expiry).
+    fn certificate(
+        &self,
+        token: &Token,
+        keys: &Keys,
+        now: u64,
+    ) -> Result<ServedCertificate, CredentialsError> {
+        build_served(
+            token,
+            &keys.tls,
+            &self.trust_domain,
+            now,
+            self.cert_lifetime.as_secs(),
+        )
+    }
 }
 
 fn unix_now() -> u64 {
@@ -252,13 +271,7 @@ impl Agent {
                 return Ok(None);
             };
             let token = Token::parse(&dir.path().join("token"), jwt.as_bytes())?;
-            let served = build_served(
-                &token,
-                &keys.tls,
-                &self.config.trust_domain,
-                unix_now(),
-                self.config.cert_lifetime.as_secs(),
-            )?;
+            let served = self.config.certificate(&token, &keys, unix_now())?;
             let history = dir.openings()?;
             Ok(Some(Active {
                 token,
@@ -610,14 +623,10 @@ impl Agent {
             },
         };
         dir.store_record(&record)?;
-        let served = build_served(
-            &token,
-            &keys.tls,
-            &self.config.trust_domain,
-            unix_now(),
-            self.config.cert_lifetime.as_secs(),
-        )
-        .map_err(|e| Outcome::GiveUp(e.into()))?;
+        let served = self
+            .config
+            .certificate(&token, &keys, unix_now())
+            .map_err(|e| Outcome::GiveUp(e.into()))?;
         self.await_propagation().await;
         self.state.set_current(dir.id_hex())?;
         let previous = self.active.as_ref().map(|a| a.dir.id_hex().to_owned());
@@ -740,13 +749,7 @@ impl Agent {
             return;
         }
         let not_after = active.served.issued.not_after;
-        match build_served(
-            &active.token,
-            &active.keys.tls,
-            &self.config.trust_domain,
-            now,
-            lifetime,
-        ) {
+        match self.config.certificate(&active.token, &active.keys, now) {
             Ok(served) => {
                 info!(
                     old_not_after = not_after,

@@ -17,24 +17,12 @@ mod support;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use mazu_rbe::Scalar;
-use mazu_rbe::bls12_381_plus::{G1Affine, G2Affine, pairing};
 use mazu_rbe::ceremony::Transcript;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use support::ThreadCpuTime;
+use support::{ThreadCpuTime, baseline};
 
 const CAPACITIES: [u32; 3] = [1 << 10, 1 << 16, 1 << 20];
-
-fn baseline(c: &mut Criterion<ThreadCpuTime>) {
-    let mut g = c.benchmark_group("baseline");
-    g.sample_size(20);
-    let p = G1Affine::generator();
-    let q = G2Affine::generator();
-    g.bench_function("pairing", |b| {
-        b.iter(|| pairing(black_box(&p), black_box(&q)))
-    });
-    g.finish();
-}
 
 fn ceremony(c: &mut Criterion<ThreadCpuTime>) {
     let mut rng = ChaCha20Rng::seed_from_u64(2026);

@@ -15,11 +15,10 @@ use core::time::Duration;
 mod support;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
-use mazu_rbe::bls12_381_plus::{G1Affine, G2Affine, pairing};
 use mazu_rbe::{Crs, Registration, RegistryState, decrypt, encrypt, keygen};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use support::ThreadCpuTime;
+use support::{ThreadCpuTime, baseline};
 
 const CAPACITIES: [u32; 3] = [1 << 10, 1 << 16, 1 << 20];
 
@@ -27,17 +26,6 @@ fn id(slot: u32) -> [u8; 32] {
     let mut id = [0x5a; 32];
     id[..4].copy_from_slice(&slot.to_be_bytes());
     id
-}
-
-fn baseline(c: &mut Criterion<ThreadCpuTime>) {
-    let mut g = c.benchmark_group("baseline");
-    g.sample_size(20);
-    let p = G1Affine::generator();
-    let q = G2Affine::generator();
-    g.bench_function("pairing", |b| {
-        b.iter(|| pairing(black_box(&p), black_box(&q)))
-    });
-    g.finish();
 }
 
 fn rbe(c: &mut Criterion<ThreadCpuTime>) {

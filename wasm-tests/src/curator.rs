@@ -3,7 +3,7 @@
 //! through its HTTP API exactly as an agent does (`POST /v1/slots`, then
 //! `POST /v1/registrations` built with `mazu_curator::client`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::Instant;
@@ -129,33 +129,7 @@ impl Curator {
         request.lifetime = spec.token_lifetime;
         let token = mesh.issuer.mint(&request)?;
 
-        let slot_body = format!(r#"{{"token":"{token}"}}"#);
-        let (status, body) = self.request("POST", "/v1/slots", Some(&slot_body))?;
-        if status != 200 && status != 201 {
-            bail!(
-                "POST /v1/slots: {status} {}",
-                String::from_utf8_lossy(&body)
-            );
-        }
-        let answer: serde_json::Value = serde_json::from_slice(&body)?;
-        let slot = answer["slot"]
-            .as_u64()
-            .and_then(|s| u32::try_from(s).ok())
-            .ok_or_else(|| anyhow!("no slot in {answer}"))?;
-
-        let crs_bytes = std::fs::read(self.dir.path().join("data/dev-crs.bin"))?;
-        let crs = mazu_rbe::Crs::from_bytes(&crs_bytes).map_err(|e| anyhow!("dev CRS: {e:?}"))?;
-        let agent = mazu_curator::client::build_registration(&crs, &token, slot, &mut OsRng)
-            .map_err(|e| anyhow!("RBE key generation: {e:?}"))?;
-        let json = serde_json::to_string(&agent.request)?;
-        let (status, body) = self.request("POST", "/v1/registrations", Some(&json))?;
-        if status != 200 && status != 201 {
-            bail!(
-                "POST /v1/registrations: {status} {}",
-                String::from_utf8_lossy(&body)
-            );
-        }
-        let key: SigningKey = agent.tls_key;
+        let key = register_token(self.port, &self.dir.path().join("data"), &token)?;
         Ok(mesh.workload_with_key(token, &spec, key))
     }
 
@@ -163,6 +137,40 @@ impl Curator {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("curator.log")).unwrap_or_default()
     }
+}
+
+/// Registers `token` at the curator on 127.0.0.1:`port` the way an agent
+/// does: a slot reservation, an RBE key pair under the development CRS in
+/// the curator's `data_dir`, and a TLS key with proof of possession; returns
+/// the TLS key.
+pub fn register_token(port: u16, data_dir: &Path, token: &str) -> Result<SigningKey> {
+    let slot_body = format!(r#"{{"token":"{token}"}}"#);
+    let (status, body) = crate::http::request(port, "POST", "/v1/slots", Some(&slot_body))?;
+    if status != 200 && status != 201 {
+        bail!(
+            "POST /v1/slots: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let answer: serde_json::Value = serde_json::from_slice(&body)?;
+    let slot = answer["slot"]
+        .as_u64()
+        .and_then(|s| u32::try_from(s).ok())
+        .ok_or_else(|| anyhow!("no slot in {answer}"))?;
+
+    let crs_bytes = std::fs::read(data_dir.join("dev-crs.bin"))?;
+    let crs = mazu_rbe::Crs::from_bytes(&crs_bytes).map_err(|e| anyhow!("dev CRS: {e:?}"))?;
+    let agent = mazu_curator::client::build_registration(&crs, token, slot, &mut OsRng)
+        .map_err(|e| anyhow!("RBE key generation: {e:?}"))?;
+    let json = serde_json::to_string(&agent.request)?;
+    let (status, body) = crate::http::request(port, "POST", "/v1/registrations", Some(&json))?;
+    if status != 200 && status != 201 {
+        bail!(
+            "POST /v1/registrations: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    Ok(agent.tls_key)
 }
 
 impl Drop for Curator {

@@ -574,34 +574,7 @@ impl FixedCurator {
     /// slot, RBE and TLS keys); returns its id.
     pub fn register(&self, mesh: &Mesh, namespace: &str, service_account: &str) -> Result<String> {
         let token = mint(mesh, namespace, service_account);
-        let body = serde_json::json!({ "token": token }).to_string();
-        let (status, answer) =
-            mazu_wasm_tests::http::request(self.port, "POST", "/v1/slots", Some(&body))?;
-        if status != 200 && status != 201 {
-            bail!(
-                "POST /v1/slots: {status} {}",
-                String::from_utf8_lossy(&answer)
-            );
-        }
-        let answer: serde_json::Value = serde_json::from_slice(&answer)?;
-        let slot = answer["slot"]
-            .as_u64()
-            .and_then(|s| u32::try_from(s).ok())
-            .context("no slot in the answer")?;
-        let crs = mazu_rbe::Crs::from_bytes(&std::fs::read(self.data_dir().join("dev-crs.bin"))?)
-            .map_err(|e| anyhow::anyhow!("dev CRS: {e:?}"))?;
-        let built =
-            mazu_curator::client::build_registration(&crs, &token, slot, &mut rand::rngs::OsRng)
-                .map_err(|e| anyhow::anyhow!("RBE key generation: {e:?}"))?;
-        let json = serde_json::to_string(&built.request)?;
-        let (status, answer) =
-            mazu_wasm_tests::http::request(self.port, "POST", "/v1/registrations", Some(&json))?;
-        if status != 200 && status != 201 {
-            bail!(
-                "POST /v1/registrations: {status} {}",
-                String::from_utf8_lossy(&answer)
-            );
-        }
+        mazu_wasm_tests::curator::register_token(self.port, &self.data_dir(), &token)?;
         Ok(id_of(&token))
     }
 

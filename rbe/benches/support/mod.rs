@@ -4,13 +4,18 @@
 //! samples then mostly measure the scheduler. Linux reports the nanoseconds a
 //! thread actually ran in `/proc/thread-self/schedstat` (first field), which
 //! is what "time on one core" means. Where that file is missing, the
-//! measurement falls back to wall-clock time (and says so once).
+//! measurement falls back to wall-clock time (and says so once). Also the
+//! pairing baseline both bench targets report against.
 
 use std::fs;
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use core::hint::black_box;
+
+use criterion::Criterion;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use mazu_rbe::bls12_381_plus::{G1Affine, G2Affine, pairing};
 
 /// Thread CPU time in nanoseconds (wall clock if unavailable).
 pub struct ThreadCpuTime {
@@ -61,4 +66,17 @@ impl Measurement for ThreadCpuTime {
     fn formatter(&self) -> &dyn ValueFormatter {
         self.wall.formatter()
     }
+}
+
+/// The baseline every figure is reported against: one pairing, measured in
+/// the same run.
+pub fn baseline(c: &mut Criterion<ThreadCpuTime>) {
+    let mut g = c.benchmark_group("baseline");
+    g.sample_size(20);
+    let p = G1Affine::generator();
+    let q = G2Affine::generator();
+    g.bench_function("pairing", |b| {
+        b.iter(|| pairing(black_box(&p), black_box(&q)))
+    });
+    g.finish();
 }
