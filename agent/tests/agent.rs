@@ -6,7 +6,7 @@ mod common;
 use core::time::Duration;
 
 use common::{
-    AgentProcess, FixedCurator, agent_command, id_of, mint, mint_with, mode, registry,
+    AgentFiles, AgentProcess, FixedCurator, agent_command, id_of, mint, mint_with, mode, registry,
     registry_entry, spki_hash_of_pem, write_token,
 };
 use mazu_wasm_tests::curator::Curator;
@@ -23,17 +23,14 @@ fn curator_url(curator: &Curator) -> String {
 fn registers_and_serves_files() {
     let mesh = Mesh::new();
     let curator = Curator::start(&mesh).expect("curator");
-    let dir = tempfile::tempdir().expect("tempdir");
+    let files = AgentFiles::new();
     let token = mint(&mesh, "shop", "web");
-    let token_file = dir.path().join("token");
-    write_token(&token_file, &token);
-    let state = dir.path().join("state");
-    let certs = dir.path().join("certs");
+    write_token(&files.token_file, &token);
     let mut agent = AgentProcess::start(
         &curator_url(&curator),
-        &token_file,
-        &state,
-        &["--cert-dir", certs.to_str().expect("utf-8")],
+        &files.token_file,
+        &files.state,
+        &["--cert-dir", files.certs.to_str().expect("utf-8")],
     );
     let status = agent.wait_status(WAIT, |_| true);
 
@@ -41,21 +38,21 @@ fn registers_and_serves_files() {
     assert_eq!(status.id, id_of(&token));
     assert_eq!(status.spiffe_id, "spiffe://cluster.local/ns/shop/sa/web");
     let entry = registry_entry(curator.port, &status.id).expect("registered");
-    let cert_pem = std::fs::read_to_string(certs.join("cert.pem")).expect("cert.pem");
+    let cert_pem = std::fs::read_to_string(files.certs.join("cert.pem")).expect("cert.pem");
     assert_eq!(entry["spki_hash"], spki_hash_of_pem(&cert_pem));
     assert_eq!(entry["slot"], status.slot);
     assert_eq!(status.spki_hash, spki_hash_of_pem(&cert_pem));
     assert!(status.cert_not_after <= status.token_exp);
 
-    // Permissions: private key and state 0600/0700.
+    // Permissions: private key and files.state 0600/0700.
     assert!(
-        std::fs::read_to_string(certs.join("key.pem"))
+        std::fs::read_to_string(files.certs.join("key.pem"))
             .expect("key.pem")
             .starts_with("-----BEGIN PRIVATE KEY-----")
     );
-    assert_eq!(mode(&certs.join("key.pem")), 0o600);
-    assert_eq!(mode(&state), 0o700);
-    let reg_dir = state.join("registrations").join(&status.id);
+    assert_eq!(mode(&files.certs.join("key.pem")), 0o600);
+    assert_eq!(mode(&files.state), 0o700);
+    let reg_dir = files.state.join("registrations").join(&status.id);
     for secret in [
         "tls-key.pem",
         "rbe-secret.bin",
@@ -66,7 +63,11 @@ fn registers_and_serves_files() {
     }
 
     // `mazu-agent status` prints the same status.
-    let out = agent_command(&["status", "--state-dir", state.to_str().expect("utf-8")]);
+    let out = agent_command(&[
+        "status",
+        "--state-dir",
+        files.state.to_str().expect("utf-8"),
+    ]);
     assert!(out.status.success());
     let printed: mazu_agent::state::Status =
         serde_json::from_slice(&out.stdout).expect("status JSON");
@@ -80,20 +81,27 @@ fn registers_and_serves_files() {
 fn restart_reuses_the_registration() {
     let mesh = Mesh::new();
     let curator = Curator::start(&mesh).expect("curator");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let token_file = dir.path().join("token");
-    write_token(&token_file, &mint(&mesh, "shop", "cart"));
-    let state = dir.path().join("state");
-    let certs = dir.path().join("certs");
-    let args = ["--cert-dir", certs.to_str().expect("utf-8")];
+    let files = AgentFiles::new();
+    write_token(&files.token_file, &mint(&mesh, "shop", "cart"));
+    let args = ["--cert-dir", files.certs.to_str().expect("utf-8")];
 
-    let mut first = AgentProcess::start(&curator_url(&curator), &token_file, &state, &args);
+    let mut first = AgentProcess::start(
+        &curator_url(&curator),
+        &files.token_file,
+        &files.state,
+        &args,
+    );
     let status = first.wait_status(WAIT, |_| true);
-    let key_before = std::fs::read_to_string(certs.join("key.pem")).expect("key");
+    let key_before = std::fs::read_to_string(files.certs.join("key.pem")).expect("key");
     assert_eq!(first.terminate(), Some(0));
     let version_before = registry(curator.port)["version"].clone();
 
-    let mut second = AgentProcess::start(&curator_url(&curator), &token_file, &state, &args);
+    let mut second = AgentProcess::start(
+        &curator_url(&curator),
+        &files.token_file,
+        &files.state,
+        &args,
+    );
     second.wait_log(WAIT, "not registering again");
     let again = second.wait_status(WAIT, |s| s.updated_at >= status.updated_at);
     assert_eq!(again.id, status.id);
@@ -104,9 +112,9 @@ fn restart_reuses_the_registration() {
         "no new registration"
     );
     assert!(!second.log().contains("reserved a slot"));
-    let key_after = std::fs::read_to_string(certs.join("key.pem")).expect("key");
+    let key_after = std::fs::read_to_string(files.certs.join("key.pem")).expect("key");
     assert_eq!(key_before, key_after, "same registered TLS key");
-    let cert = std::fs::read_to_string(certs.join("cert.pem")).expect("cert");
+    let cert = std::fs::read_to_string(files.certs.join("cert.pem")).expect("cert");
     assert_eq!(spki_hash_of_pem(&cert), status.spki_hash);
 }
 
@@ -114,27 +122,24 @@ fn restart_reuses_the_registration() {
 fn rotates_when_the_token_file_changes() {
     let mesh = Mesh::new();
     let curator = Curator::start(&mesh).expect("curator");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let token_file = dir.path().join("token");
+    let files = AgentFiles::new();
     let first_token = mint(&mesh, "shop", "pay");
-    write_token(&token_file, &first_token);
-    let state = dir.path().join("state");
-    let certs = dir.path().join("certs");
+    write_token(&files.token_file, &first_token);
     let mut agent = AgentProcess::start(
         &curator_url(&curator),
-        &token_file,
-        &state,
-        &["--cert-dir", certs.to_str().expect("utf-8")],
+        &files.token_file,
+        &files.state,
+        &["--cert-dir", files.certs.to_str().expect("utf-8")],
     );
     let first = agent.wait_status(WAIT, |_| true);
-    let first_cert = std::fs::read_to_string(certs.join("cert.pem")).expect("cert");
+    let first_cert = std::fs::read_to_string(files.certs.join("cert.pem")).expect("cert");
 
     let second_token = mint(&mesh, "shop", "pay");
-    write_token(&token_file, &second_token);
+    write_token(&files.token_file, &second_token);
     let second = agent.wait_status(WAIT, |s| s.id == id_of(&second_token));
     assert_ne!(second.slot, first.slot);
     assert!(second.registered_version > first.registered_version);
-    let second_cert = std::fs::read_to_string(certs.join("cert.pem")).expect("cert");
+    let second_cert = std::fs::read_to_string(files.certs.join("cert.pem")).expect("cert");
     assert_ne!(first_cert, second_cert);
     assert_eq!(spki_hash_of_pem(&second_cert), second.spki_hash);
     // Both ids are registered (the old one until it expires).
@@ -149,19 +154,16 @@ fn curator_down_then_up_and_old_certificate_kept_until_the_new_one_is_registered
     let mesh = Mesh::new();
     let port = free_port().expect("port");
     let mut curator = FixedCurator::new(&mesh, port).expect("curator");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let token_file = dir.path().join("token");
+    let files = AgentFiles::new();
     let first_token = mint(&mesh, "shop", "stock");
-    write_token(&token_file, &first_token);
-    let state = dir.path().join("state");
-    let certs = dir.path().join("certs");
+    write_token(&files.token_file, &first_token);
 
     // The agent starts before the curator: it retries, serving nothing yet.
     let mut agent = AgentProcess::start(
         &curator.url(),
-        &token_file,
-        &state,
-        &["--cert-dir", certs.to_str().expect("utf-8")],
+        &files.token_file,
+        &files.state,
+        &["--cert-dir", files.certs.to_str().expect("utf-8")],
     );
     agent.wait_log(WAIT, "curator unreachable");
     std::thread::sleep(Duration::from_millis(1500));
@@ -176,18 +178,18 @@ fn curator_down_then_up_and_old_certificate_kept_until_the_new_one_is_registered
     curator.start().expect("start curator");
     let first = agent.wait_status(WAIT, |_| true);
     assert_eq!(first.id, id_of(&first_token));
-    let first_cert = std::fs::read_to_string(certs.join("cert.pem")).expect("cert");
+    let first_cert = std::fs::read_to_string(files.certs.join("cert.pem")).expect("cert");
 
     // The curator goes away; the token rotates: the old certificate stays.
     curator.stop();
     let second_token = mint(&mesh, "shop", "stock");
-    write_token(&token_file, &second_token);
+    write_token(&files.token_file, &second_token);
     agent.wait_log(WAIT, &format!("id={}", id_of(&second_token)));
     std::thread::sleep(Duration::from_secs(2));
     assert!(agent.running());
     assert_eq!(agent.status().expect("status").id, first.id);
     assert_eq!(
-        std::fs::read_to_string(certs.join("cert.pem")).expect("cert"),
+        std::fs::read_to_string(files.certs.join("cert.pem")).expect("cert"),
         first_cert,
         "the old certificate is served while the curator is down"
     );
@@ -200,7 +202,7 @@ fn curator_down_then_up_and_old_certificate_kept_until_the_new_one_is_registered
         second.spki_hash
     );
     assert_ne!(
-        std::fs::read_to_string(certs.join("cert.pem")).expect("cert"),
+        std::fs::read_to_string(files.certs.join("cert.pem")).expect("cert"),
         first_cert
     );
     assert_eq!(agent.terminate(), Some(0));
@@ -211,14 +213,20 @@ fn encrypted_to_the_id_decrypted_by_the_agent() {
     let mesh = Mesh::new();
     let curator = Curator::start(&mesh).expect("curator");
     let url = curator_url(&curator);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let token_file = dir.path().join("token");
+    let files = AgentFiles::new();
     let token = mint(&mesh, "vault", "reader");
-    write_token(&token_file, &token);
-    let state = dir.path().join("state");
-    let mut agent = AgentProcess::start(&url, &token_file, &state, &[]);
+    write_token(&files.token_file, &token);
+    let mut agent = AgentProcess::start(&url, &files.token_file, &files.state, &[]);
     let status = agent.wait_status(WAIT, |_| true);
-    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_owned();
+    let path = |name: &str| {
+        files
+            .dir
+            .path()
+            .join(name)
+            .to_str()
+            .expect("utf-8")
+            .to_owned()
+    };
 
     // Encrypted with public parameters only, to the id (from --token-file).
     std::fs::write(path("msg"), b"attack at dawn").expect("write");
@@ -301,15 +309,14 @@ fn encrypted_to_the_id_decrypted_by_the_agent() {
 fn refused_token_is_logged_and_the_agent_keeps_running() {
     let mesh = Mesh::new();
     let curator = Curator::start(&mesh).expect("curator");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let token_file = dir.path().join("token");
+    let files = AgentFiles::new();
     // A token for another audience: the curator refuses it (401).
     let wrong = mint_with(&mesh, "shop", "web", |r| {
         r.audiences = vec!["other".to_owned()]
     });
-    write_token(&token_file, &wrong);
-    let state = dir.path().join("state");
-    let mut agent = AgentProcess::start(&curator_url(&curator), &token_file, &state, &[]);
+    write_token(&files.token_file, &wrong);
+    let mut agent =
+        AgentProcess::start(&curator_url(&curator), &files.token_file, &files.state, &[]);
     agent.wait_log(WAIT, "token_wrong_audience");
     agent.wait_log(WAIT, "waiting for the token file to change");
     std::thread::sleep(Duration::from_millis(500));
@@ -324,7 +331,7 @@ fn refused_token_is_logged_and_the_agent_keeps_running() {
 
     // The kubelet writes a good token: registered.
     let good = mint(&mesh, "shop", "web");
-    write_token(&token_file, &good);
+    write_token(&files.token_file, &good);
     let status = agent.wait_status(WAIT, |s| s.id == id_of(&good));
     assert!(registry_entry(curator.port, &status.id).is_some());
 }
@@ -333,15 +340,14 @@ fn refused_token_is_logged_and_the_agent_keeps_running() {
 fn missing_token_file_is_waited_for() {
     let mesh = Mesh::new();
     let curator = Curator::start(&mesh).expect("curator");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let token_file = dir.path().join("token");
-    let state = dir.path().join("state");
-    let mut agent = AgentProcess::start(&curator_url(&curator), &token_file, &state, &[]);
+    let files = AgentFiles::new();
+    let mut agent =
+        AgentProcess::start(&curator_url(&curator), &files.token_file, &files.state, &[]);
     agent.wait_log(WAIT, "waiting for a usable token file");
     std::thread::sleep(Duration::from_millis(300));
     assert!(agent.running());
     let token = mint(&mesh, "shop", "late");
-    write_token(&token_file, &token);
+    write_token(&files.token_file, &token);
     agent.wait_status(WAIT, |s| s.id == id_of(&token));
 }
 
@@ -405,15 +411,13 @@ fn bad_flags_exit_2_with_one_line() {
 fn a_crs_other_than_the_pinned_one_is_refused() {
     let mesh = Mesh::new();
     let curator = Curator::start(&mesh).expect("curator");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let token_file = dir.path().join("token");
-    write_token(&token_file, &mint(&mesh, "shop", "pinned"));
-    let state = dir.path().join("state");
+    let files = AgentFiles::new();
+    write_token(&files.token_file, &mint(&mesh, "shop", "pinned"));
     let pinned = "00".repeat(32);
     let mut agent = AgentProcess::start(
         &curator_url(&curator),
-        &token_file,
-        &state,
+        &files.token_file,
+        &files.state,
         &["--crs-digest", &pinned],
     );
     agent.wait_log(WAIT, &format!("expected {pinned}: refusing it"));

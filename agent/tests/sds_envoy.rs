@@ -10,7 +10,7 @@ use core::time::Duration;
 use std::thread;
 use std::time::Instant;
 
-use common::{AgentProcess, SdsEnvoy, id_of, mint, write_token};
+use common::{AgentFiles, AgentProcess, SdsEnvoy, id_of, mint, write_token};
 use mazu_wasm_tests::curator::Curator;
 use mazu_wasm_tests::fixtures::Mesh;
 use mazu_wasm_tests::net::{echo_server, tls_round_trip};
@@ -21,21 +21,19 @@ const WAIT: Duration = Duration::from_secs(60);
 fn sds_to_real_envoy_mtls_handshake_and_rotation_push() {
     let mesh = Mesh::new();
     let curator = Curator::start(&mesh).expect("curator");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let token_file = dir.path().join("token");
+    let files = AgentFiles::new();
     let first_token = mint(&mesh, "shop", "front");
-    write_token(&token_file, &first_token);
-    let socket = dir.path().join("sds.sock");
-    let certs = dir.path().join("certs");
+    write_token(&files.token_file, &first_token);
+    let socket = files.dir.path().join("sds.sock");
     let mut agent = AgentProcess::start(
         &format!("http://127.0.0.1:{}", curator.port),
-        &token_file,
-        &dir.path().join("state"),
+        &files.token_file,
+        &files.state,
         &[
             "--sds-socket",
             socket.to_str().expect("utf-8"),
             "--cert-dir",
-            certs.to_str().expect("utf-8"),
+            files.certs.to_str().expect("utf-8"),
         ],
     );
     agent.wait_status(WAIT, |_| true);
@@ -51,8 +49,8 @@ fn sds_to_real_envoy_mtls_handshake_and_rotation_push() {
     // A peer with its own self-signed Mazu certificate: mTLS completes and
     // the echo backend answers through Envoy.
     let peer = mesh.workload("shop", "client");
-    let peer_cert = dir.path().join("peer.crt");
-    let peer_key = dir.path().join("peer.key");
+    let peer_cert = files.dir.path().join("peer.crt");
+    let peer_key = files.dir.path().join("peer.key");
     std::fs::write(&peer_cert, &peer.cert_pem).expect("write");
     std::fs::write(&peer_key, &peer.key_pem).expect("write");
     let outcome = tls_round_trip(
@@ -60,7 +58,7 @@ fn sds_to_real_envoy_mtls_handshake_and_rotation_push() {
         Some((&peer.cert_pem, &peer.key_pem)),
         b"hello through envoy\n",
         Duration::from_secs(5),
-        dir.path(),
+        files.dir.path(),
     )
     .expect("client");
     assert_eq!(
@@ -71,7 +69,7 @@ fn sds_to_real_envoy_mtls_handshake_and_rotation_push() {
         envoy.log()
     );
     // Envoy presented exactly the agent's certificate.
-    let served = std::fs::read_to_string(certs.join("cert.pem")).expect("cert.pem");
+    let served = std::fs::read_to_string(files.certs.join("cert.pem")).expect("cert.pem");
     assert_eq!(
         envoy.presented_certificate(0, Some((&peer_cert, &peer_key))),
         served
@@ -83,7 +81,7 @@ fn sds_to_real_envoy_mtls_handshake_and_rotation_push() {
         None,
         b"no cert\n",
         Duration::from_secs(3),
-        dir.path(),
+        files.dir.path(),
     )
     .expect("client");
     assert!(
@@ -93,9 +91,9 @@ fn sds_to_real_envoy_mtls_handshake_and_rotation_push() {
 
     // Rotation: a new token, a new registration, pushed to Envoy.
     let second_token = mint(&mesh, "shop", "front");
-    write_token(&token_file, &second_token);
+    write_token(&files.token_file, &second_token);
     agent.wait_status(WAIT, |s| s.id == id_of(&second_token));
-    let rotated = std::fs::read_to_string(certs.join("cert.pem")).expect("cert.pem");
+    let rotated = std::fs::read_to_string(files.certs.join("cert.pem")).expect("cert.pem");
     assert_ne!(rotated, served);
     let start = Instant::now();
     loop {
@@ -114,7 +112,7 @@ fn sds_to_real_envoy_mtls_handshake_and_rotation_push() {
         Some((&peer.cert_pem, &peer.key_pem)),
         b"after rotation\n",
         Duration::from_secs(5),
-        dir.path(),
+        files.dir.path(),
     )
     .expect("client");
     assert_eq!(again.received, b"after rotation\n", "{}", again.stderr);

@@ -51,6 +51,28 @@ pub fn write_token(path: &Path, token: &str) {
     std::fs::rename(&tmp, path).expect("rename token");
 }
 
+/// One agent's files in a fresh temporary directory: the token file (the
+/// test writes it, as the kubelet would), the state directory and the
+/// certificate directory (neither exists until the agent creates it).
+pub struct AgentFiles {
+    pub dir: tempfile::TempDir,
+    pub token_file: PathBuf,
+    pub state: PathBuf,
+    pub certs: PathBuf,
+}
+
+impl AgentFiles {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        AgentFiles {
+            token_file: dir.path().join("token"),
+            state: dir.path().join("state"),
+            certs: dir.path().join("certs"),
+            dir,
+        }
+    }
+}
+
 /// A running `mazu-agent run`; killed on drop, its log printed if the test
 /// failed.
 pub struct AgentProcess {
