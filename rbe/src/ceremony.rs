@@ -556,17 +556,7 @@ impl Codec for Transcript {
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let capacity = r.u32("capacity")?;
-        let dims =
-            Dimensions::for_capacity(capacity).map_err(|_| DecodeError::LengthOutOfRange {
-                field: "capacity",
-                value: u64::from(capacity),
-            })?;
-        if r.u32("block_size")? != dims.block_size() {
-            return Err(DecodeError::Inconsistent(
-                "block size is not ceil(sqrt(capacity))",
-            ));
-        }
+        let dims = r.dimensions()?;
         let count = r.count(
             "contributions",
             Contribution::min_len(dims),

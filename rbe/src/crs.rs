@@ -428,24 +428,12 @@ impl Codec for Crs {
     const MAGIC: [u8; 4] = *b"RBEC";
 
     fn write(&self, w: &mut Writer) {
-        w.u32(self.dims.capacity());
-        w.u32(self.dims.block_size());
+        w.dimensions(self.dims);
         self.write_elements(w);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let capacity = r.u32("capacity")?;
-        let dims =
-            Dimensions::for_capacity(capacity).map_err(|_| DecodeError::LengthOutOfRange {
-                field: "capacity",
-                value: u64::from(capacity),
-            })?;
-        let n = r.u32("block_size")?;
-        if n != dims.block_size() {
-            return Err(DecodeError::Inconsistent(
-                "block size is not ceil(sqrt(capacity))",
-            ));
-        }
+        let dims = r.dimensions()?;
         Self::read_elements(dims, r)
     }
 }

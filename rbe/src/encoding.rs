@@ -17,6 +17,7 @@ use bls12_381_plus::{G1Affine, G2Affine, Gt, Scalar};
 
 use crate::error::{DecodeError, Group};
 use crate::gt::is_in_subgroup_vartime;
+use crate::params::Dimensions;
 
 /// The format version byte written after each type tag.
 pub const FORMAT_VERSION: u8 = 1;
@@ -127,6 +128,12 @@ impl Writer {
         self.bytes(&v.to_be_bytes());
     }
 
+    /// The capacity, then the block size ([`Reader::dimensions`] reads them).
+    pub(crate) fn dimensions(&mut self, dims: Dimensions) {
+        self.u32(dims.capacity());
+        self.u32(dims.block_size());
+    }
+
     pub(crate) fn u64(&mut self, v: u64) {
         self.bytes(&v.to_be_bytes());
     }
@@ -216,6 +223,23 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
         Ok(u32::from_be_bytes(self.array(field)?))
+    }
+
+    /// A capacity and the block size it implies (`ceil(sqrt(capacity))`,
+    /// stored redundantly so a reader can check it).
+    pub(crate) fn dimensions(&mut self) -> Result<Dimensions, DecodeError> {
+        let capacity = self.u32("capacity")?;
+        let dims =
+            Dimensions::for_capacity(capacity).map_err(|_| DecodeError::LengthOutOfRange {
+                field: "capacity",
+                value: u64::from(capacity),
+            })?;
+        if self.u32("block_size")? != dims.block_size() {
+            return Err(DecodeError::Inconsistent(
+                "block size is not ceil(sqrt(capacity))",
+            ));
+        }
+        Ok(dims)
     }
 
     pub(crate) fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {

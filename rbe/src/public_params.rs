@@ -73,8 +73,7 @@ impl Codec for PublicParams {
 
     fn write(&self, w: &mut Writer) {
         w.bytes(&self.crs_digest);
-        w.u32(self.dims.capacity());
-        w.u32(self.dims.block_size());
+        w.dimensions(self.dims);
         w.u64(self.version);
         w.count(self.commitments.len());
         for c in &self.commitments {
@@ -84,17 +83,7 @@ impl Codec for PublicParams {
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let crs_digest = r.array::<32>("crs digest")?;
-        let capacity = r.u32("capacity")?;
-        let dims =
-            Dimensions::for_capacity(capacity).map_err(|_| DecodeError::LengthOutOfRange {
-                field: "capacity",
-                value: u64::from(capacity),
-            })?;
-        if r.u32("block size")? != dims.block_size() {
-            return Err(DecodeError::Inconsistent(
-                "block size is not ceil(sqrt(capacity))",
-            ));
-        }
+        let dims = r.dimensions()?;
         let version = r.u64("version")?;
         let count = r.count("commitment count", G1_LEN, MAX_CAPACITY as usize)?;
         if count != dims.blocks() as usize {
@@ -102,7 +91,7 @@ impl Codec for PublicParams {
                 "commitment count is not the block count",
             ));
         }
-        if version > u64::from(capacity) {
+        if version > u64::from(dims.capacity()) {
             return Err(DecodeError::Inconsistent("more registrations than slots"));
         }
         let mut commitments = Vec::with_capacity(count);
