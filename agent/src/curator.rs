@@ -5,6 +5,7 @@
 use core::time::Duration;
 
 use base64ct::{Base64, Encoding};
+use mazu_curator::api::views::{ConsistencyProofJson, InclusionProofJson, LogJson};
 use mazu_curator::register::RegistrationRequest;
 use mazu_log::merkle::Hash;
 use mazu_rbe::{Crs, MembershipProof, Opening, PublicParams, Registration};
@@ -96,33 +97,6 @@ pub struct InclusionProof {
     pub leaf_hash: Hash,
     /// The audit path, leaf to root.
     pub proof: Vec<Hash>,
-}
-
-#[derive(Deserialize)]
-struct InclusionJson {
-    index: u64,
-    size: u64,
-    leaf_hash: String,
-    proof: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct ConsistencyJson {
-    from: u64,
-    to: u64,
-    proof: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct LogPage {
-    size: u64,
-    entries: Vec<LogPageEntry>,
-}
-
-#[derive(Deserialize)]
-struct LogPageEntry {
-    index: u64,
-    entry: String,
 }
 
 #[derive(Deserialize)]
@@ -396,7 +370,7 @@ impl CuratorClient {
     ) -> Result<(u64, Vec<(u64, Vec<u8>)>), CuratorError> {
         let path = format!("/v1/log?start={start}&limit={}", limit.clamp(1, 1000));
         let what = "GET /v1/log";
-        let page: LogPage = self.json(what, self.http.get(self.url(&path))).await?;
+        let page: LogJson = self.json(what, self.http.get(self.url(&path))).await?;
         let malformed = |reason: String| CuratorError::Malformed {
             what: what.to_owned(),
             reason,
@@ -440,7 +414,7 @@ impl CuratorClient {
     ) -> Result<InclusionProof, CuratorError> {
         let what = "GET /v1/proofs/inclusion";
         let path = format!("/v1/proofs/inclusion?index={index}&size={size}");
-        let answer: InclusionJson = self.json(what, self.http.get(self.url(&path))).await?;
+        let answer: InclusionProofJson = self.json(what, self.http.get(self.url(&path))).await?;
         let malformed = |reason: &str| CuratorError::Malformed {
             what: what.to_owned(),
             reason: reason.to_owned(),
@@ -460,7 +434,7 @@ impl CuratorClient {
     pub async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, CuratorError> {
         let what = "GET /v1/proofs/consistency";
         let path = format!("/v1/proofs/consistency?from={from}&to={to}");
-        let answer: ConsistencyJson = self.json(what, self.http.get(self.url(&path))).await?;
+        let answer: ConsistencyProofJson = self.json(what, self.http.get(self.url(&path))).await?;
         let malformed = |reason: &str| CuratorError::Malformed {
             what: what.to_owned(),
             reason: reason.to_owned(),

@@ -5,13 +5,13 @@ use core::time::Duration;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use mazu_curator::api::views::LogJson;
 use mazu_curator::entry::LogEntry;
 use mazu_curator::registry::{EntryFacts, Registry};
 use mazu_identity::{RegistrySnapshot, TrustConfig};
 use mazu_log::merkle::{Hash, MerkleTree, leaf_hash, verify_consistency, verify_inclusion};
 use mazu_log::{Checkpoint, CheckpointVerifier};
 use mazu_rbe::{Crs, PublicParams, Registration, WellFormedRegistration};
-use serde::Deserialize;
 use sha2::Digest as _;
 
 use crate::client::CuratorClient;
@@ -72,20 +72,6 @@ impl Report {
     pub fn is_clean(&self) -> bool {
         self.discrepancies.is_empty()
     }
-}
-
-/// `GET /v1/log` page (the curator's `LogJson`, read leniently).
-#[derive(Debug, Deserialize)]
-struct LogPage {
-    size: u64,
-    entries: Vec<LogPageEntry>,
-}
-
-#[derive(Debug, Deserialize)]
-struct LogPageEntry {
-    index: u64,
-    leaf_hash: String,
-    entry: String,
 }
 
 /// An entry that passed every order-independent check.
@@ -156,7 +142,7 @@ impl Replay<'_> {
             let start = self.tree.len();
             let limit = usize::try_from(to - start).unwrap_or(PAGE).min(PAGE);
             let t = Instant::now();
-            let page: LogPage = self
+            let page: LogJson = self
                 .client
                 .get_json(&format!("/v1/log?start={start}&limit={limit}"))
                 .await?;

@@ -10,9 +10,9 @@
 use core::time::Duration;
 use std::path::PathBuf;
 
+use mazu_curator::api::views::LogJson;
 use mazu_curator::entry::{LogEntry, MAX_TOKEN_LEN};
 use mazu_identity::SpiffeId;
-use serde::Deserialize;
 
 use crate::AuditError;
 use crate::client::CuratorClient;
@@ -69,18 +69,6 @@ impl core::fmt::Display for Alert {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct LogPage {
-    size: u64,
-    entries: Vec<LogPageEntry>,
-}
-
-#[derive(Debug, Deserialize)]
-struct LogPageEntry {
-    index: u64,
-    entry: String,
-}
-
 /// A watcher at a position in the log.
 #[derive(Debug)]
 pub struct Monitor {
@@ -101,7 +89,7 @@ impl Monitor {
         let next = match remembered {
             Some(n) => n,
             None if config.from_now => {
-                let page: LogPage = client.get_json("/v1/log?start=0&limit=1").await?;
+                let page: LogJson = client.get_json("/v1/log?start=0&limit=1").await?;
                 page.size
             }
             None => 0,
@@ -124,7 +112,7 @@ impl Monitor {
         let mut alerts = Vec::new();
         let mut unreadable = Vec::new();
         loop {
-            let page: LogPage = self
+            let page: LogJson = self
                 .client
                 .get_json(&format!("/v1/log?start={}&limit=1000", self.next))
                 .await?;
