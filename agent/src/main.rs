@@ -124,7 +124,8 @@ struct NodeArgs {
     /// The kubelet's pods directory (read only).
     #[arg(long, env = "MAZU_AGENT_PODS_DIR", default_value = mazu_agent::node::DEFAULT_PODS_DIR)]
     pods_dir: PathBuf,
-    /// Name of the pods' projected token volume (audience `mazu`).
+    /// Name of the pods' projected token volume (requested with the
+    /// deployment's audience, the curator's --audience).
     #[arg(long, env = "MAZU_AGENT_TOKEN_VOLUME", default_value = mazu_agent::node::DEFAULT_TOKEN_VOLUME)]
     token_volume: String,
     /// Path of the token inside that volume.

@@ -2,7 +2,8 @@
 //! directories, the way SPIRE's agent serves a whole node.
 //!
 //! A pod is served when the kubelet has written its projected
-//! service-account token (audience `mazu`) to
+//! service-account token (with the deployment's audience, the curator's
+//! `--audience`) to
 //! `PODS_DIR/<pod uid>/volumes/kubernetes.io~projected/<TOKEN_VOLUME>/<TOKEN_PATH>`.
 //! Each served pod gets an ordinary [`Agent`] — the same registration,
 //! rotation and restore logic as `mazu-agent run` — built from one template

@@ -161,7 +161,12 @@ async fn main() {
         "--capacity".into(),
         capacity.to_string(),
         "--issuer".into(),
-        format!("{DEFAULT_ISSUER_URL}={}", dir.join("jwks.json").display()),
+        format!(
+            "{DEFAULT_ISSUER_URL}={};namespaces=*",
+            dir.join("jwks.json").display()
+        ),
+        "--audience".into(),
+        mazu_dev_issuer::DEV_AUDIENCE.into(),
         "--listen".into(),
         "127.0.0.1:0".into(),
         "--addr-file".into(),
@@ -196,8 +201,12 @@ async fn main() {
 
     let threads = std::thread::available_parallelism().map_or(2, core::num::NonZeroUsize::get);
     let trust = TrustConfig::builder("cluster.local")
-        .audience("mazu")
-        .issuer(DEFAULT_ISSUER_URL, &jwks)
+        .audience(mazu_dev_issuer::DEV_AUDIENCE)
+        .issuer(
+            DEFAULT_ISSUER_URL,
+            &jwks,
+            mazu_identity::trust::NamespaceScope::any(),
+        )
         .build()
         .unwrap();
     let config = CheckConfig {

@@ -9,6 +9,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use mazu_audit::check::{self, CheckConfig, Progress};
 use mazu_audit::monitor::{Monitor, MonitorConfig};
+use mazu_identity::trust::NamespaceScope;
 use mazu_identity::{SpiffeId, TrustConfig};
 
 /// Exit code when discrepancies were found (check) or an alert fired
@@ -56,13 +57,21 @@ struct CheckArgs {
     /// The expected CRS file (canonical binary), instead of --crs-digest.
     #[arg(long, value_name = "FILE")]
     crs: Option<PathBuf>,
-    /// A trusted token issuer and its JWKS file, as ISSUER=JWKS_FILE;
+    /// A trusted token issuer, its JWKS file and the namespaces it may
+    /// assert, as ISSUER=JWKS_FILE;namespaces=SCOPE (the curator's --issuer
+    /// syntax: SCOPE is names joined by '+', or '*' for every namespace);
     /// repeatable. Tokens are checked against these keys as of each entry's
-    /// acceptance time.
-    #[arg(long = "issuer", value_name = "ISSUER=JWKS_FILE", required = true)]
+    /// acceptance time; a token naming a namespace outside its issuer's scope
+    /// is reported (token_namespace_out_of_scope).
+    #[arg(
+        long = "issuer",
+        value_name = "ISSUER=JWKS_FILE;namespaces=SCOPE",
+        required = true
+    )]
     issuers: Vec<String>,
-    /// The audience tokens must carry (the curator's --audience).
-    #[arg(long, default_value = "mazu")]
+    /// The audience tokens must carry: the curator's --audience. Required,
+    /// no default; the shared "mazu" is refused.
+    #[arg(long, required = true)]
     audience: String,
     /// The SPIFFE trust domain (the curator's --trust-domain).
     #[arg(long, default_value = "cluster.local")]
@@ -143,17 +152,24 @@ fn trust_config(args: &CheckArgs) -> TrustConfig {
         .audience(&args.audience)
         .clock_skew_secs(args.clock_skew_secs);
     for spec in &args.issuers {
-        let Some((issuer, path)) = spec
+        let Some((issuer, path, scope)) = spec
             .split_once('=')
-            .filter(|(i, p)| !i.is_empty() && !p.is_empty())
+            .and_then(|(i, rest)| rest.rsplit_once(";namespaces=").map(|(p, s)| (i, p, s)))
+            .filter(|(i, p, _)| !i.is_empty() && !p.is_empty())
         else {
             usage(&format!(
-                "invalid --issuer: {spec:?} is not ISSUER=JWKS_FILE"
+                "invalid --issuer: {spec:?} is not ISSUER=JWKS_FILE;namespaces=SCOPE \
+                 (SCOPE: namespaces joined by '+', or '*' for every namespace)"
             ));
         };
+        let scope = NamespaceScope::parse(scope).unwrap_or_else(|e| {
+            usage(&format!(
+                "invalid --issuer: namespace scope of {issuer}: {e}"
+            ))
+        });
         let doc = std::fs::read(path)
             .unwrap_or_else(|e| fail(&format!("reading the JWKS file {path}: {e}")));
-        builder = builder.issuer(issuer, &doc);
+        builder = builder.issuer(issuer, &doc, scope);
     }
     builder
         .build()

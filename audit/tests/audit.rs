@@ -235,6 +235,8 @@ async fn the_cli_reports_and_the_monitor_alerts() {
             hex::encode(crs.digest()),
             "--issuer".into(),
             w.issuer_arg(),
+            "--audience".into(),
+            mazu_dev_issuer::DEV_AUDIENCE.into(),
         ];
         async move {
             tokio::task::spawn_blocking(move || {

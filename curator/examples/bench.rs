@@ -314,7 +314,12 @@ async fn main() {
     let log = data.path().join("registrations.log");
     std::fs::copy(&fx.log, &log).unwrap();
     let trust = TrustConfig::builder("cluster.local")
-        .issuer(DEFAULT_ISSUER_URL, fx.issuer.jwks_json().as_bytes())
+        .audience(mazu_dev_issuer::DEV_AUDIENCE)
+        .issuer(
+            DEFAULT_ISSUER_URL,
+            fx.issuer.jwks_json().as_bytes(),
+            mazu_identity::trust::NamespaceScope::any(),
+        )
         .build()
         .unwrap();
     let metrics = Arc::new(Metrics::new());
@@ -498,7 +503,12 @@ async fn main() {
         let mut rng = rand::rngs::OsRng;
         let crs = Crs::generate_insecure_dev(16, &mut rng).unwrap();
         let trust = TrustConfig::builder("cluster.local")
-            .issuer(DEFAULT_ISSUER_URL, fx.issuer.jwks_json().as_bytes())
+            .audience(mazu_dev_issuer::DEV_AUDIENCE)
+            .issuer(
+                DEFAULT_ISSUER_URL,
+                fx.issuer.jwks_json().as_bytes(),
+                mazu_identity::trust::NamespaceScope::any(),
+            )
             .build()
             .unwrap();
         let metrics = Arc::new(Metrics::new());

@@ -11,11 +11,10 @@ use core::time::Duration;
 use std::path::PathBuf;
 
 use clap::Parser;
+use mazu_identity::trust::NamespaceScope;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
-/// Default token audience.
-pub const DEFAULT_AUDIENCE: &str = "mazu";
 /// Default SPIFFE trust domain.
 pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
 
@@ -76,17 +75,23 @@ pub struct Args {
     #[arg(long, env = "MAZU_CURATOR_CAPACITY", value_name = "N")]
     pub capacity: Option<u32>,
 
-    /// A trusted token issuer and its JWKS, as ISSUER=PATH or ISSUER=URL
-    /// (e.g. `https://kubernetes.default.svc.cluster.local=/etc/mazu/jwks.json`
-    /// or `...=http://jwks-proxy:8080/openid/v1/jwks`). Repeat for several
-    /// issuers. A file is read once at start-up; a URL (http:// only, see
-    /// docs) is fetched at start-up and every --jwks-refresh-secs. ISSUER must
-    /// equal the tokens' `iss` claim and must not contain '='.
+    /// A trusted token issuer, its JWKS and the namespaces it may assert, as
+    /// ISSUER=JWKS;namespaces=SCOPE where JWKS is a file or an http:// URL and
+    /// SCOPE is namespace names joined by '+' (`shop+payments`) or `*` for
+    /// every namespace (only for the cluster's own issuer). E.g.
+    /// `https://kubernetes.default.svc.cluster.local=/etc/mazu/jwks.json;namespaces=*`
+    /// or `https://tenant.example=http://jwks-proxy:8080/jwks;namespaces=tenant-a`.
+    /// The scope is required: a token naming a namespace outside its
+    /// issuer's scope is refused (token_namespace_out_of_scope). Repeat
+    /// for several issuers (comma-separated in the environment variable). A
+    /// file is read once at start-up; a URL (http:// only, see docs) is
+    /// fetched at start-up and every --jwks-refresh-secs. ISSUER must equal
+    /// the tokens' `iss` claim and must not contain '='.
     #[arg(
         long = "issuer",
         env = "MAZU_CURATOR_ISSUERS",
         value_delimiter = ',',
-        value_name = "ISSUER=JWKS_FILE_OR_URL"
+        value_name = "ISSUER=JWKS;namespaces=SCOPE"
     )]
     pub issuers: Vec<String>,
 
@@ -112,9 +117,14 @@ pub struct Args {
     )]
     pub snapshot_every: u64,
 
-    /// The audience tokens must be issued for (their `aud` must be exactly this).
-    #[arg(long, env = "MAZU_CURATOR_AUDIENCE", default_value = DEFAULT_AUDIENCE)]
-    pub audience: String,
+    /// The audience tokens must be issued for (their `aud` must be exactly
+    /// this). Required, and unique to this deployment, so that a token seen
+    /// in another deployment's log or certificates cannot be registered
+    /// here: recommended "mazu:" followed by the checkpoint origin (by
+    /// default "mazu:mazu-curator/<first 16 hex digits of the CRS digest>";
+    /// the curator logs the value at start-up). The shared "mazu" is refused.
+    #[arg(long, env = "MAZU_CURATOR_AUDIENCE", value_name = "AUDIENCE")]
+    pub audience: Option<String>,
 
     /// The SPIFFE trust domain of the workloads (spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT).
     #[arg(long, env = "MAZU_CURATOR_TRUST_DOMAIN", default_value = DEFAULT_TRUST_DOMAIN)]
@@ -232,6 +242,8 @@ pub struct IssuerSpec {
     pub issuer: String,
     /// Its JWKS (JSON).
     pub jwks: JwksSource,
+    /// The namespaces it may assert.
+    pub namespaces: NamespaceScope,
 }
 
 /// Where an issuer's JWKS is read from.
@@ -385,7 +397,7 @@ impl Args {
         if self.issuers.is_empty() {
             return Err(ConfigError::Missing {
                 flag: "--issuer",
-                hint: "at least one trusted issuer as ISSUER=JWKS_FILE or ISSUER=JWKS_URL",
+                hint: "at least one trusted issuer as ISSUER=JWKS_FILE_OR_URL;namespaces=SCOPE",
             });
         }
         let issuers = self
@@ -401,8 +413,20 @@ impl Args {
                 ));
             }
         }
-        if self.audience.is_empty() {
-            return Err(invalid("--audience", "must not be empty"));
+        let audience = self.audience.ok_or(ConfigError::Missing {
+            flag: "--audience",
+            hint: "the deployment's own token audience, e.g. \"mazu:\" followed by the \
+                   checkpoint origin (\"mazu:mazu-curator/<first 16 hex digits of the CRS \
+                   digest>\"); there is no default, a shared audience lets tokens from one \
+                   deployment be registered at another",
+        })?;
+        mazu_identity::trust::check_audience(&audience)
+            .map_err(|e| invalid("--audience", e.to_string()))?;
+        if let Some(issuer) = issuers.iter().find(|i| i.issuer == audience) {
+            return Err(invalid(
+                "--audience",
+                mazu_identity::trust::AudienceError::IsIssuer(issuer.issuer.clone()).to_string(),
+            ));
         }
         if let Some(origin) = &self.checkpoint_origin
             && !crate::checkpoint::valid_origin(origin)
@@ -442,7 +466,7 @@ impl Args {
             checkpoint_origin: self.checkpoint_origin,
             capacity,
             issuers,
-            audience: self.audience,
+            audience,
             trust_domain: self.trust_domain,
             clock_skew_secs: self.clock_skew_secs,
             addr_file: self.addr_file,
@@ -464,15 +488,33 @@ impl Args {
     }
 }
 
+/// What follows the JWKS in an `--issuer` value.
+const SCOPE_PARAMETER: &str = ";namespaces=";
+
 fn parse_issuer(spec: &str) -> Result<IssuerSpec, ConfigError> {
     let malformed = || {
         invalid(
             "--issuer",
-            format!("{spec:?} is not ISSUER=JWKS_FILE or ISSUER=JWKS_URL"),
+            format!("{spec:?} is not ISSUER=JWKS_FILE_OR_URL;namespaces=SCOPE"),
         )
     };
-    let (issuer, source) = spec.split_once('=').ok_or_else(malformed)?;
-    if issuer.is_empty() || source.is_empty() {
+    let (issuer, rest) = spec.split_once('=').ok_or_else(malformed)?;
+    if issuer.is_empty() || rest.is_empty() {
+        return Err(malformed());
+    }
+    let Some((source, scope)) = rest.rsplit_once(SCOPE_PARAMETER) else {
+        return Err(invalid(
+            "--issuer",
+            format!(
+                "{spec:?} has no namespace scope: append \";namespaces=NS+NS\" (the namespaces \
+                 this issuer may assert) or \";namespaces=*\" (every namespace, for the \
+                 cluster's own issuer only)"
+            ),
+        ));
+    };
+    let namespaces = NamespaceScope::parse(scope)
+        .map_err(|e| invalid("--issuer", format!("namespace scope of {issuer}: {e}")))?;
+    if source.is_empty() {
         return Err(malformed());
     }
     let jwks = if let Some(rest) = source.strip_prefix("http://") {
@@ -501,6 +543,7 @@ fn parse_issuer(spec: &str) -> Result<IssuerSpec, ConfigError> {
     Ok(IssuerSpec {
         issuer: issuer.to_owned(),
         jwks,
+        namespaces,
     })
 }
 
@@ -524,14 +567,16 @@ mod tests {
         "--capacity",
         "16",
         "--issuer",
-        "https://issuer.example=/tmp/jwks.json",
+        "https://issuer.example=/tmp/jwks.json;namespaces=*",
+        "--audience",
+        "mazu:mazu-curator/0123456789abcdef",
     ];
 
     #[test]
     fn defaults() {
         let c = parse(OK).unwrap();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
-        assert_eq!(c.audience, "mazu");
+        assert_eq!(c.audience, "mazu:mazu-curator/0123456789abcdef");
         assert_eq!(c.trust_domain, "cluster.local");
         assert_eq!(
             c.crs,
@@ -544,7 +589,8 @@ mod tests {
             c.issuers,
             vec![IssuerSpec {
                 issuer: "https://issuer.example".into(),
-                jwks: JwksSource::File("/tmp/jwks.json".into())
+                jwks: JwksSource::File("/tmp/jwks.json".into()),
+                namespaces: NamespaceScope::any(),
             }]
         );
         assert_eq!(c.reservation_ttl, Duration::from_secs(300));
@@ -560,6 +606,7 @@ mod tests {
             ("--crs-transcript", "--crs-transcript"),
             ("--capacity", "--capacity"),
             ("--issuer", "--issuer"),
+            ("--audience", "--audience"),
         ] {
             let i = OK.iter().position(|a| *a == drop_flag).unwrap();
             let mut args = OK.to_vec();
@@ -575,12 +622,16 @@ mod tests {
     #[test]
     fn jwks_url_and_switches() {
         let mut args = OK.to_vec();
-        args[9] = "https://issuer.example=http://127.0.0.1:8080/jwks?x=1";
+        args[9] = "https://issuer.example=http://127.0.0.1:8080/jwks?x=1;namespaces=shop+payments";
         args.extend_from_slice(&["--jwks-refresh-secs", "0", "--snapshot-every", "0"]);
         let c = parse(&args).unwrap();
         assert_eq!(
             c.issuers[0].jwks,
             JwksSource::Url("http://127.0.0.1:8080/jwks?x=1".into())
+        );
+        assert_eq!(
+            c.issuers[0].namespaces,
+            NamespaceScope::parse("payments+shop").unwrap()
         );
         assert_eq!(c.jwks_refresh, None);
         assert_eq!(c.snapshot_every, None);
@@ -595,7 +646,9 @@ mod tests {
             "--capacity",
             "16",
             "--issuer",
-            "i=/j",
+            "i=/j;namespaces=*",
+            "--audience",
+            "mazu:dev",
         ])
         .unwrap();
         assert_eq!(c.crs, CrsSource::Dev("/tmp/d/dev-crs.bin".into()));
@@ -613,7 +666,7 @@ mod tests {
             })
         ));
         let mut args = OK.to_vec();
-        args.extend_from_slice(&["--issuer", "https://issuer.example=/other"]);
+        args.extend_from_slice(&["--issuer", "https://issuer.example=/other;namespaces=*"]);
         assert!(matches!(
             parse(&args),
             Err(ConfigError::Invalid {
@@ -631,9 +684,10 @@ mod tests {
             })
         ));
         for bad in [
-            "https://issuer.example=https://issuer.example/jwks",
-            "https://issuer.example=ftp://x/jwks",
-            "https://issuer.example=http://",
+            "https://issuer.example=https://issuer.example/jwks;namespaces=*",
+            "https://issuer.example=ftp://x/jwks;namespaces=*",
+            "https://issuer.example=http://;namespaces=*",
+            "https://issuer.example=;namespaces=*",
         ] {
             let mut args = OK.to_vec();
             args[9] = bad;
@@ -651,5 +705,75 @@ mod tests {
         // clap itself refuses non-numbers and bad addresses.
         assert!(Args::try_parse_from(["x", "--capacity", "many"]).is_err());
         assert!(Args::try_parse_from(["x", "--listen", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn the_shared_audience_is_refused() {
+        for shared in ["mazu", "MAZU", "mazu:"] {
+            let mut args = OK.to_vec();
+            args[11] = shared;
+            let err = parse(&args).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { flag: "--audience", reason }
+                    if reason.contains("shared by every Mazu deployment")),
+                "{err}"
+            );
+        }
+        let mut args = OK.to_vec();
+        args[11] = "https://issuer.example";
+        assert!(matches!(
+            parse(&args),
+            Err(ConfigError::Invalid {
+                flag: "--audience",
+                ..
+            })
+        ));
+        let mut args = OK.to_vec();
+        args[11] = "";
+        assert!(parse(&args).is_err());
+    }
+
+    #[test]
+    fn every_issuer_needs_an_explicit_namespace_scope() {
+        for (bad, says) in [
+            (
+                "https://issuer.example=/tmp/jwks.json",
+                "no namespace scope",
+            ),
+            ("https://issuer.example=/tmp/jwks.json;namespaces=", "empty"),
+            (
+                "https://issuer.example=/tmp/jwks.json;namespaces=*+shop",
+                "only entry",
+            ),
+            (
+                "https://issuer.example=/tmp/jwks.json;namespaces=Shop",
+                "not a Kubernetes namespace",
+            ),
+            // A comma separates issuers, so "cart" is a second, malformed one.
+            (
+                "https://issuer.example=/tmp/jwks.json;namespaces=shop,cart",
+                "\"cart\" is not ISSUER=",
+            ),
+            (
+                "https://issuer.example=/tmp/jwks.json;namespaces=shop cart",
+                "not a Kubernetes namespace",
+            ),
+        ] {
+            let mut args = OK.to_vec();
+            args[9] = bad;
+            let err = parse(&args).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { flag: "--issuer", reason } if reason.contains(says)),
+                "{bad}: {err}"
+            );
+        }
+        // Several issuers in the environment variable: commas between issuers.
+        let mut args = OK.to_vec();
+        args[9] =
+            "https://a.example=/a.json;namespaces=*,https://b.example=/b.json;namespaces=tenant";
+        let c = parse(&args).unwrap();
+        assert_eq!(c.issuers.len(), 2);
+        assert!(c.issuers[1].namespaces.allows("tenant"));
+        assert!(!c.issuers[1].namespaces.allows("shop"));
     }
 }

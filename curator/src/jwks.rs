@@ -20,6 +20,7 @@ use mazu_identity::TrustConfig;
 use crate::api::AppState;
 use crate::bootstrap::BootError;
 use crate::config::{Config, JwksSource};
+use mazu_identity::trust::NamespaceScope;
 
 /// Largest JWKS document accepted (1 MiB; real ones are a few KB).
 pub const MAX_JWKS_BYTES: usize = 1 << 20;
@@ -69,6 +70,8 @@ pub struct TrustSource {
     clock_skew_secs: u64,
     /// (issuer, source, last good document).
     issuers: Vec<(String, JwksSource, Vec<u8>)>,
+    /// Each issuer's namespace scope, in the order of `issuers`.
+    scopes: Vec<NamespaceScope>,
     client: reqwest::Client,
 }
 
@@ -105,6 +108,11 @@ impl TrustSource {
             audience: config.audience.clone(),
             clock_skew_secs: config.clock_skew_secs,
             issuers,
+            scopes: config
+                .issuers
+                .iter()
+                .map(|i| i.namespaces.clone())
+                .collect(),
             client,
         };
         let trust = source.build(None)?;
@@ -128,12 +136,12 @@ impl TrustSource {
         let mut builder = TrustConfig::builder(&self.trust_domain)
             .audience(&self.audience)
             .clock_skew_secs(self.clock_skew_secs);
-        for (i, (issuer, _, doc)) in self.issuers.iter().enumerate() {
+        for (i, ((issuer, _, doc), scope)) in self.issuers.iter().zip(&self.scopes).enumerate() {
             let doc = replacement
                 .and_then(|r| r.get(i))
                 .and_then(Option::as_ref)
                 .unwrap_or(doc);
-            builder = builder.issuer(issuer, doc);
+            builder = builder.issuer(issuer, doc, scope.clone());
         }
         builder.build()
     }

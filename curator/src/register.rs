@@ -137,6 +137,65 @@ fn base64_field(field: &'static str, value: &str, max: usize) -> Result<Vec<u8>,
     Ok(bytes)
 }
 
+/// What [`precheck`] reads from a request without decoding any point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prechecked {
+    /// The registration's workload id.
+    pub id: [u8; 32],
+    /// The slot.
+    pub slot: u32,
+}
+
+/// The cheap checks that run before the token's signature and before any
+/// curve point is decoded (each point costs a subgroup check, and a
+/// registration carries up to n − 1 of them): the registration's JSON shape,
+/// its id, the slot (equal to `registration.slot`, in range) and the number
+/// of helper values (`block_size − 1`). An unauthenticated request that fails
+/// these costs a JSON parse, not seconds of curve arithmetic.
+pub fn precheck(
+    req: &RegistrationRequest,
+    capacity: u32,
+    block_size: u32,
+) -> Result<Prechecked, ApiError> {
+    let invalid = |reason: &str| ApiError::InvalidRegistration(reason.to_owned());
+    let fields = req
+        .registration
+        .as_object()
+        .ok_or_else(|| invalid("registration is not a JSON object"))?;
+    let slot = fields
+        .get("slot")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|slot| u32::try_from(slot).ok())
+        .ok_or_else(|| invalid("registration.slot is not a u32"))?;
+    if slot != req.slot {
+        return Err(ApiError::InvalidField {
+            field: "slot",
+            reason: format!("slot {} differs from registration.slot {slot}", req.slot),
+        });
+    }
+    if slot >= capacity {
+        return Err(ApiError::SlotOutOfRange { slot, capacity });
+    }
+    let id = fields
+        .get("id")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|id| Base64::decode_vec(id).ok())
+        .and_then(|id| <[u8; 32]>::try_from(id).ok())
+        .ok_or_else(|| invalid("registration.id is not 32 bytes of standard base64"))?;
+    let helpers = fields
+        .get("helpers")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| invalid("registration.helpers is not an array"))?;
+    let expected = block_size.saturating_sub(1) as usize;
+    if helpers.len() != expected {
+        return Err(ApiError::HelperCount(format!(
+            "helper count {}, expected {expected}",
+            helpers.len()
+        )));
+    }
+    Ok(Prechecked { id, slot })
+}
+
 /// A request's decoded fields.
 #[derive(Debug, Clone)]
 pub struct Decoded {

@@ -134,7 +134,11 @@ pub async fn run(
     );
     let (trust_source, trust) = TrustSource::load(&config).await?;
     tracing::info!(
-        issuers = ?config.issuers.iter().map(|i| i.issuer.as_str()).collect::<Vec<_>>(),
+        issuers = ?config
+            .issuers
+            .iter()
+            .map(|i| format!("{} (namespaces {})", i.issuer, i.namespaces))
+            .collect::<Vec<_>>(),
         jwks_refresh_secs = config
             .jwks_refresh
             .filter(|_| trust_source.has_urls())
@@ -228,6 +232,7 @@ pub async fn run(
     let replay_state = state.clone();
     let crs = loaded.crs;
     let store: Arc<dyn LogStore> = Arc::new(store);
+    let audience = config.audience.clone();
     let replay = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         match Curator::open(crs, trust, store, metrics, &options) {
@@ -238,6 +243,7 @@ pub async fn run(
                     tree_size = curator.transparency().size(),
                     "checkpoints signed"
                 );
+                log_audience_advice(&audience, curator.transparency().origin());
                 tracing::info!(
                     entries = report.entries,
                     scan_ms = scan_time.as_millis() as u64,
@@ -311,4 +317,30 @@ pub async fn run(
     })?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Compares the configured audience with the one derived from this log's
+/// origin (`mazu:<origin>`, the recommended deployment-unique value): an
+/// audience that names another log is most likely copied from another
+/// deployment, and tokens for one would then be accepted by the other.
+fn log_audience_advice(audience: &str, origin: &str) {
+    let derived = mazu_identity::trust::audience_for_log(origin);
+    if audience == derived {
+        return;
+    }
+    if audience.starts_with(mazu_identity::trust::AUDIENCE_PREFIX) {
+        tracing::warn!(
+            audience,
+            recommended = %derived,
+            "the audience names a log origin that is not this curator's; make sure it is \
+             unique to this deployment (see docs/curator.md, --audience)"
+        );
+    } else {
+        tracing::info!(
+            audience,
+            recommended = %derived,
+            "the audience is not the one derived from this log's origin; it must be unique \
+             to this deployment"
+        );
+    }
 }

@@ -697,22 +697,30 @@ fn replay_from(
 
 /// The order-independent checks, cheapest first. Runs on a blocking thread.
 fn prepare(core: &Core, request: RegistrationRequest) -> Result<Prepared, ApiError> {
+    // Cheapest first: the JSON shape, then one token signature and the state
+    // lookups, and only then the curve points (subgroup checks) and pairings.
+    let register::Prechecked { id, slot } =
+        register::precheck(&request, core.crs.capacity(), core.crs.block_size())?;
+    let verified = register::check_token(&core.trust(), request.token.as_bytes(), &id, now_unix())?;
+    core.read_registry()
+        .check_fresh(&id, &verified.claims_digest, slot)
+        .map_err(|c| conflict_error(&c))?;
+    if core
+        .lock_reservations()
+        .reserved_for_other(slot, &id, Instant::now())
+    {
+        return Err(ApiError::SlotReserved(slot));
+    }
     let register::Decoded {
         token,
         registration,
         spki,
         signature,
     } = register::decode(request)?;
-    let verified = register::check_token(&core.trust(), &token, &registration.id, now_unix())?;
-    let slot = registration.slot;
-    core.read_registry()
-        .check_fresh(&registration.id, &verified.claims_digest, slot)
-        .map_err(|c| conflict_error(&c))?;
-    if core
-        .lock_reservations()
-        .reserved_for_other(slot, &registration.id, Instant::now())
-    {
-        return Err(ApiError::SlotReserved(slot));
+    if registration.id != id || registration.slot != slot {
+        return Err(ApiError::internal(
+            "decoded registration differs from its pre-checked id or slot",
+        ));
     }
     register::finish(&core.crs, &verified, token, registration, spki, signature)
 }

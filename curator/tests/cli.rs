@@ -80,6 +80,7 @@ fn missing_settings_are_refused_by_name() {
         ("--data-dir", true),
         ("--capacity", true),
         ("--issuer", true),
+        ("--audience", true),
         ("--dev-crs", false),
     ] {
         let o = run(&without(&args, flag, value));
@@ -112,11 +113,35 @@ fn malformed_files_and_values_are_refused() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("ISSUER=JWKS_FILE"), "{}", stderr(&o));
 
+    // An issuer without a namespace scope: refused, naming the syntax.
+    let mut bad = without(&args, "--issuer", true);
+    bad.extend([
+        "--issuer".into(),
+        format!("https://x={}", fx.jwks_path.display()),
+    ]);
+    let o = run(&bad);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains(";namespaces="), "{}", stderr(&o));
+
+    // The audience every deployment used to share.
+    let mut bad = without(&args, "--audience", true);
+    bad.extend(["--audience".into(), "mazu".into()]);
+    let o = run(&bad);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("shared by every Mazu deployment"),
+        "{}",
+        stderr(&o)
+    );
+
     // A JWKS file that is missing, then one that is not a JWKS.
     let mut bad = without(&args, "--issuer", true);
     bad.extend([
         "--issuer".into(),
-        format!("https://x={}", fx.dir.path().join("nope.json").display()),
+        format!(
+            "https://x={};namespaces=*",
+            fx.dir.path().join("nope.json").display()
+        ),
     ]);
     let o = run(&bad);
     assert_eq!(o.status.code(), Some(1));
@@ -128,7 +153,10 @@ fn malformed_files_and_values_are_refused() {
     let junk = fx.dir.path().join("junk.json");
     std::fs::write(&junk, "{\"keys\": 5}").unwrap();
     let mut bad = without(&args, "--issuer", true);
-    bad.extend(["--issuer".into(), format!("https://x={}", junk.display())]);
+    bad.extend([
+        "--issuer".into(),
+        format!("https://x={};namespaces=*", junk.display()),
+    ]);
     let o = run(&bad);
     assert_eq!(o.status.code(), Some(1));
     assert!(

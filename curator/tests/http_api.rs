@@ -534,3 +534,61 @@ fn malleate(token: &str) -> String {
         Base64UrlUnpadded::encode_string(&flipped.to_bytes())
     )
 }
+
+/// A registration body costs the curator curve arithmetic (a subgroup check
+/// per point, up to n − 1 of them) only after its token verified: an
+/// unauthenticated request is refused on its token (or its shape) before any
+/// point is decoded. Before the fix these bodies were refused as
+/// `invalid_registration`, i.e. after decoding the points.
+#[tokio::test]
+async fn unauthenticated_bodies_are_refused_before_any_point_is_decoded() {
+    let fx = Fixture::new();
+    let mut c = Curator::spawn(fx.dir.path(), &fx.args(16));
+    c.ready().await;
+    let crs = c.crs().await;
+    let before = state_of(&c).await;
+    let agent = c.prepare(&crs, &fx.token("a")).await;
+
+    // Points that would fail to decode, and a token that does not verify.
+    let not_a_point = Base64::encode_string(&[0xff; 48]);
+    let mut request = agent.request.clone();
+    request.token = malleate(&fx.token("a")).replace('.', "!");
+    for helper in request.registration["helpers"]
+        .as_array_mut()
+        .expect("helpers")
+    {
+        *helper = json!(not_a_point);
+    }
+    request.registration["public_key"] = json!(not_a_point);
+    let (status, body) = c.post_registration(&request).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(code(&body).starts_with("token_"), "{body}");
+
+    // A valid token from another workload: refused on the id, still before
+    // the points.
+    request.token = fx.token("b");
+    let (status, body) = c.post_registration(&request).await;
+    assert_eq!((status, code(&body)), (422, "id_mismatch"), "{body}");
+
+    // The helper count is checked from the JSON alone.
+    let mut short = agent.request.clone();
+    short.token = "garbage".into();
+    short.registration["helpers"]
+        .as_array_mut()
+        .expect("helpers")
+        .pop();
+    let (status, body) = c.post_registration(&short).await;
+    assert_eq!((status, code(&body)), (422, "helper_count"), "{body}");
+
+    // So is the slot's range.
+    let mut far = agent.request.clone();
+    far.slot = 16;
+    far.registration["slot"] = json!(16);
+    let (status, body) = c.post_registration(&far).await;
+    assert_eq!(code(&body), "slot_out_of_range", "{status} {body}");
+
+    assert_eq!(state_of(&c).await, before);
+    // The genuine request still registers.
+    let (status, body) = c.post_registration(&agent.request).await;
+    assert_eq!(status, 201, "{body}");
+}

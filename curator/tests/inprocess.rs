@@ -36,7 +36,12 @@ fn world(limits: LimitsConfig) -> World {
     let crs = Crs::generate_insecure_dev(16, &mut rng).unwrap();
     let issuer = DevIssuer::generate(Algorithm::Es256, DEFAULT_ISSUER_URL, &mut rng).unwrap();
     let trust = TrustConfig::builder("cluster.local")
-        .issuer(DEFAULT_ISSUER_URL, issuer.jwks_json().as_bytes())
+        .audience(mazu_dev_issuer::DEV_AUDIENCE)
+        .issuer(
+            DEFAULT_ISSUER_URL,
+            issuer.jwks_json().as_bytes(),
+            mazu_identity::trust::NamespaceScope::any(),
+        )
         .build()
         .unwrap();
     let store = Arc::new(MemoryLogStore::new());
@@ -254,7 +259,12 @@ async fn a_log_that_does_not_replay_is_refused_with_its_index() {
     assert_eq!(s, StatusCode::CREATED, "{body}");
     w.store.append(b"MZLE\x01 not an entry").unwrap();
     let trust = TrustConfig::builder("cluster.local")
-        .issuer(DEFAULT_ISSUER_URL, w.issuer.jwks_json().as_bytes())
+        .audience(mazu_dev_issuer::DEV_AUDIENCE)
+        .issuer(
+            DEFAULT_ISSUER_URL,
+            w.issuer.jwks_json().as_bytes(),
+            mazu_identity::trust::NamespaceScope::any(),
+        )
         .build()
         .unwrap();
     let err = Curator::open(

@@ -55,9 +55,11 @@ fn url_args(fx: &Fixture, addr: SocketAddr) -> Vec<String> {
         "--capacity".into(),
         "16".into(),
         "--issuer".into(),
-        format!("{DEFAULT_ISSUER_URL}=http://{addr}/jwks"),
+        format!("{DEFAULT_ISSUER_URL}=http://{addr}/jwks;namespaces=*"),
         "--jwks-refresh-secs".into(),
         "1".into(),
+        "--audience".into(),
+        mazu_dev_issuer::DEV_AUDIENCE.into(),
     ]
 }
 
@@ -169,7 +171,7 @@ async fn an_unreachable_or_bad_jwks_url_stops_the_start() {
 
     // https:// is refused up front (no TLS in this build), naming the flag.
     let mut args = url_args(&fx, addr);
-    args[6] = format!("{DEFAULT_ISSUER_URL}=https://{addr}/jwks");
+    args[6] = format!("{DEFAULT_ISSUER_URL}=https://{addr}/jwks;namespaces=*");
     let o = run_to_exit(args).await;
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(2), "{err}");

@@ -51,7 +51,12 @@ impl World {
 
     fn trust(&self) -> TrustConfig {
         TrustConfig::builder("cluster.local")
-            .issuer(DEFAULT_ISSUER_URL, self.issuer.jwks_json().as_bytes())
+            .audience(mazu_dev_issuer::DEV_AUDIENCE)
+            .issuer(
+                DEFAULT_ISSUER_URL,
+                self.issuer.jwks_json().as_bytes(),
+                mazu_identity::trust::NamespaceScope::any(),
+            )
             .build()
             .unwrap()
     }

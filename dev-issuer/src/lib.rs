@@ -19,7 +19,7 @@
 //!
 //! ```json
 //! {
-//!   "aud": ["mazu"],
+//!   "aud": ["mazu:dev"],
 //!   "exp": 1700003600,
 //!   "iat": 1700000000,
 //!   "iss": "https://kubernetes.default.svc.cluster.local",
@@ -84,8 +84,8 @@ pub use jwks::{Jwk, Jwks};
 pub use keys::{Algorithm, DEFAULT_RSA_BITS, IssuerKey};
 pub use store::write_atomic;
 pub use token::{
-    Claims, DEFAULT_AUDIENCE, DEFAULT_ISSUER_URL, DEFAULT_LIFETIME_SECS, KubernetesClaims,
-    ObjectRef, TokenParts, TokenRequest, decode_unverified, derived_uid, now_unix, random_uuid_v4,
+    Claims, DEFAULT_ISSUER_URL, DEFAULT_LIFETIME_SECS, DEV_AUDIENCE, KubernetesClaims, ObjectRef,
+    TokenParts, TokenRequest, decode_unverified, derived_uid, now_unix, random_uuid_v4,
     signing_input, unsigned_token,
 };
 

@@ -93,8 +93,11 @@ enum Command {
         /// Node UID [default: derived from the node name].
         #[arg(long, value_name = "UID", requires = "node")]
         node_uid: Option<String>,
-        /// Audience; repeat for several [default: mazu].
-        #[arg(long = "audience", value_name = "A")]
+        /// Audience; repeat for several. Required: the deployment's own
+        /// audience, as the curator's --audience (e.g. "mazu:" followed by
+        /// the curator's checkpoint origin). There is no default: a shared
+        /// audience would let a token from one deployment register at another.
+        #[arg(long = "audience", value_name = "A", required = true)]
         audiences: Vec<String>,
         /// Lifetime: seconds, or a number with s, m, h or d (e.g. 600s, 10m, 1h).
         /// Kubernetes' minimum is 10m; anything is accepted here.
@@ -170,9 +173,7 @@ fn run(cli: Cli) -> Result<()> {
                     node_uid.unwrap_or_else(|| mazu_dev_issuer::derived_uid("node", "", &name));
                 request = request.node(name, uid);
             }
-            if !audiences.is_empty() {
-                request = request.audiences(audiences);
-            }
+            request = request.audiences(audiences);
             if let Some(t) = issued_at {
                 request = request.issued_at(t);
             }

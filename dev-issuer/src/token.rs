@@ -11,8 +11,11 @@ use crate::jwks::b64;
 
 /// The issuer URL a default kube-apiserver puts in `iss`.
 pub const DEFAULT_ISSUER_URL: &str = "https://kubernetes.default.svc.cluster.local";
-/// The audience minted when a request names none.
-pub const DEFAULT_AUDIENCE: &str = "mazu";
+/// The audience minted when a [`TokenRequest`] names none: the audience of
+/// development and test deployments, which configure their curator and
+/// verifiers with it. Never the shared `mazu`, which verifiers refuse: a real
+/// deployment's audience is its own (`mazu:` + the curator's log origin).
+pub const DEV_AUDIENCE: &str = "mazu:dev";
 /// The default token lifetime, in seconds.
 pub const DEFAULT_LIFETIME_SECS: u64 = 3600;
 
@@ -102,7 +105,7 @@ pub struct TokenRequest {
     pub pod: Option<ObjectRef>,
     /// The node; `None` omits `kubernetes.io.node`.
     pub node: Option<ObjectRef>,
-    /// Audiences; default `["mazu"]`.
+    /// Audiences; default `[DEV_AUDIENCE]` (`["mazu:dev"]`).
     pub audiences: Vec<String>,
     /// `iat` in unix seconds; `None` means now.
     pub issued_at: Option<u64>,
@@ -119,7 +122,7 @@ pub struct TokenRequest {
 
 impl TokenRequest {
     /// A request for service account `service_account` in `namespace`, bound to a
-    /// pod named `<service_account>-pod`, for audience `mazu`, valid for an hour from
+    /// pod named `<service_account>-pod`, for audience [`DEV_AUDIENCE`], valid for an hour from
     /// now, without a node. The service account's and pod's UIDs are derived from
     /// their names ([`derived_uid`]), so repeated mints agree.
     pub fn new(namespace: impl Into<String>, service_account: impl Into<String>) -> Self {
@@ -130,7 +133,7 @@ impl TokenRequest {
             service_account: ObjectRef::derived("serviceaccount", &namespace, service_account),
             pod: Some(pod),
             node: None,
-            audiences: vec![DEFAULT_AUDIENCE.to_owned()],
+            audiences: vec![DEV_AUDIENCE.to_owned()],
             issued_at: None,
             lifetime: DEFAULT_LIFETIME_SECS,
             not_before: None,

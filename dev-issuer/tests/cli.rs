@@ -163,6 +163,8 @@ fn init_jwks_mint() {
             "ns",
             "--service-account",
             "sa",
+            "--audience",
+            "mazu:test-deployment",
             "--out",
             s(&out),
         ])
@@ -176,7 +178,7 @@ fn init_jwks_mint() {
     );
     let claims: Claims =
         serde_json::from_slice(&decode_unverified(&file_token).unwrap().claims).unwrap();
-    assert_eq!(claims.aud, ["mazu"]);
+    assert_eq!(claims.aud, ["mazu:test-deployment"]);
     assert_eq!(claims.exp - claims.iat, 3600);
     assert_eq!(claims.iss, "https://kubernetes.default.svc.cluster.local");
 }
@@ -193,6 +195,8 @@ fn clear_errors() {
         "a",
         "--service-account",
         "b",
+        "--audience",
+        "mazu:test-deployment",
     ]);
     assert!(e.contains("does not exist") && e.contains("init"), "{e}");
     let e = err(&["jwks", "--dir", s(&missing)]);
@@ -207,6 +211,8 @@ fn clear_errors() {
         "a",
         "--service-account",
         "b",
+        "--audience",
+        "mazu:test-deployment",
         "--lifetime",
         "1w",
     ]);
@@ -222,6 +228,19 @@ fn clear_errors() {
         "a",
         "--service-account",
         "b",
+        "--audience",
+        "mazu:test-deployment",
     ]);
     assert!(e.contains("issuer.json"), "{e}");
+    // No audience: refused, there is no default.
+    let e = err(&[
+        "mint",
+        "--dir",
+        s(tmp.path()),
+        "--namespace",
+        "a",
+        "--service-account",
+        "b",
+    ]);
+    assert!(e.contains("--audience"), "{e}");
 }

@@ -232,7 +232,7 @@ fn defaults() {
     let iss = issuer(Algorithm::Es256, 8);
     let before = mazu_dev_issuer::now_unix();
     let claims = iss.claims(&TokenRequest::new("ns", "sa"));
-    assert_eq!(claims.aud, ["mazu"]);
+    assert_eq!(claims.aud, [mazu_dev_issuer::DEV_AUDIENCE]);
     assert!(claims.iat >= before && claims.iat <= before + 5);
     assert_eq!(claims.exp, claims.iat + 3600);
     assert_eq!(claims.nbf, claims.iat);

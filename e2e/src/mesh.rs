@@ -28,8 +28,9 @@ use crate::process::Process;
 
 /// The SPIFFE trust domain of the local mesh.
 pub const TRUST_DOMAIN: &str = fixtures::TRUST_DOMAIN;
-/// The audience the mesh's tokens carry.
-pub const AUDIENCE: &str = "mazu";
+/// The audience the mesh's tokens carry: this test deployment's own (the
+/// shared "mazu" is refused by the curator and the filter).
+pub const AUDIENCE: &str = fixtures::AUDIENCE;
 
 /// One service of the mesh.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,7 +147,7 @@ impl CuratorNode {
             .arg(self.capacity.to_string())
             .arg("--issuer")
             .arg(format!(
-                "{}={}",
+                "{}={};namespaces=*",
                 mazu_dev_issuer::DEFAULT_ISSUER_URL,
                 self.dir.join("jwks.json").display()
             ))
@@ -556,6 +557,7 @@ impl LocalMesh {
                 "audience": AUDIENCE,
                 "issuers": [{
                     "issuer": self.tokens.issuer.issuer_url(),
+                    "namespaces": ["*"],
                     "jwks": serde_json::from_str::<serde_json::Value>(&self.tokens.jwks_json())
                         .unwrap_or_default()
                 }]

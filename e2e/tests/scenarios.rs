@@ -142,24 +142,28 @@ fn s04_a_valid_token_that_was_never_registered_is_denied() {
 #[test]
 fn s05_expired_foreign_misaddressed_and_tampered_tokens_are_denied() {
     let mesh = start_mesh();
+    // None of these tokens is registered (the curator refuses the first
+    // three, and an edited token has another id), and the verdict checks the
+    // registry binding before any token signature: an attacker's certificate
+    // costs a hash and a lookup, not an RSA/ECDSA verification. The token
+    // reasons themselves are covered with registered entries in
+    // wasm-tests/tests/connections.rs and identity/tests/verdict.rs.
     let cases = [
         (
             attacks::expired_token(&mesh, &frontend()),
-            &["token_expired", "certificate_expired"][..],
+            &["certificate_expired", "not_registered"][..],
         ),
         (
             attacks::other_issuer(&mesh, &frontend()).unwrap(),
-            // Its key id is in no trusted JWKS: refused before the issuer
-            // claim is even compared.
-            &["token_unknown_kid", "token_wrong_issuer"][..],
+            &["not_registered"][..],
         ),
         (
             attacks::other_audience(&mesh, &frontend()),
-            &["token_wrong_audience"][..],
+            &["not_registered"][..],
         ),
         (
             attacks::tampered_token(&mesh, "frontend").unwrap(),
-            &["token_bad_signature"][..],
+            &["not_registered"][..],
         ),
     ];
     for (credential, reasons) in &cases {

@@ -8,6 +8,7 @@
 
 use core::fmt;
 
+use mazu_identity::trust::{NamespaceScope, check_audience};
 use mazu_identity::{Jwks, TrustConfig, TrustDomain};
 use mazu_log::CheckpointVerifier;
 use serde::Deserialize;
@@ -212,6 +213,7 @@ struct RawIssuer<'a> {
     issuer: Option<String>,
     #[serde(borrow)]
     jwks: Option<&'a RawValue>,
+    namespaces: Option<Vec<String>>,
 }
 
 fn required<T>(value: Option<T>, field: &str) -> Result<T, ConfigError> {
@@ -410,10 +412,18 @@ fn parse_trust(raw: RawTrust<'_>) -> Result<TrustConfig, ConfigError> {
         // Parsed here too, so that the message names the field.
         let jwks = Jwks::from_json(jwks_raw.get().as_bytes())
             .map_err(|e| invalid(format!("{field}.jwks"), e.to_string()))?;
-        builder = builder.issuer_jwks(&url, jwks);
+        let namespaces = required(raw_issuer.namespaces, &format!("{field}.namespaces"))?;
+        let scope = NamespaceScope::namespaces(&namespaces)
+            .map_err(|e| invalid(format!("{field}.namespaces"), e.to_string()))?;
+        builder = builder.issuer_jwks(&url, jwks, scope);
     }
-    let audience = required(raw.audience, "trust.audience")?;
-    builder = builder.audience(&token_like(audience, "trust.audience", 1024)?);
+    let audience = token_like(
+        required(raw.audience, "trust.audience")?,
+        "trust.audience",
+        1024,
+    )?;
+    check_audience(&audience).map_err(|e| invalid("trust.audience", e.to_string()))?;
+    builder = builder.audience(&audience);
     if let Some(skew) = raw.clock_skew_secs {
         builder = builder.clock_skew_secs(in_range(
             skew,

@@ -8,12 +8,15 @@
 //! 1. `mtls` (must be true: Envoy lets a client without a certificate through
 //!    a validation context that has no trusted CA);
 //! 2. whether a registry exists and is fresh enough (else `deny`/`park`);
-//! 3. the verdict cache, keyed by Envoy's `sha256_peer_certificate_digest`:
+//! 3. the verdict caches, keyed by Envoy's `sha256_peer_certificate_digest`:
 //!    a cached allow is re-checked against the current registry entry (one
 //!    binary search) whenever the registry version moved since it was
 //!    cached, so a revocation applies to the very next connection; a cached
 //!    deny holds only for the registry version it was made under and at most
-//!    [`DENY_TTL_SECS`];
+//!    [`DENY_TTL_SECS`]. Allows and denials live in two separate bounded
+//!    caches (denials in one [`DENY_CACHE_DIVISOR`] times smaller), so that a
+//!    flood of distinct denied certificates, which anyone can make, only
+//!    ever evicts other denials and never an allowed peer;
 //! 4. on a miss, the full [`Verifier::verdict`] on the PEM certificate.
 
 use alloc::string::{String, ToString};
@@ -30,6 +33,11 @@ use crate::config::{BeforeRegistry, FilterConfig, WhenStale};
 /// registry changes). Short, so that a certificate that was not yet valid, or
 /// a workload that registers a moment later, is not held off for long.
 pub const DENY_TTL_SECS: u64 = 10;
+
+/// The denial cache holds `verdict_cache_entries / DENY_CACHE_DIVISOR`
+/// entries (at least one): denials are cheap to redo (the verdict refuses an
+/// unregistered key before any signature check) and only damp repeats.
+pub const DENY_CACHE_DIVISOR: usize = 8;
 
 /// Reasons the filter itself denies for, beside the verdict's own
 /// ([`mazu_identity::DenyReason::as_str`]).
@@ -113,20 +121,22 @@ pub enum RegistryState {
     Stale,
 }
 
+/// A cached allow.
 #[derive(Clone, Debug)]
-enum Cached {
-    Allow {
-        peer: String,
-        /// The registry entry the allow was made against; any other entry
-        /// (revoked, or a different binding) sends the next lookup to a full verdict.
-        entry: RegistryEntry,
-        registry_version: u64,
-    },
-    Deny {
-        reason: &'static str,
-        peer: Option<String>,
-        registry_version: u64,
-    },
+struct CachedAllow {
+    peer: String,
+    /// The registry entry the allow was made against; any other entry
+    /// (revoked, or a different binding) sends the next lookup to a full verdict.
+    entry: RegistryEntry,
+    registry_version: u64,
+}
+
+/// A cached denial.
+#[derive(Clone, Debug)]
+struct CachedDeny {
+    reason: &'static str,
+    peer: Option<String>,
+    registry_version: u64,
 }
 
 /// The decision state of one VM.
@@ -136,20 +146,25 @@ pub struct Engine {
     verifier: Verifier,
     registry: Option<RegistrySnapshot>,
     confirmed_ms: u64,
-    cache: VerdictCache<Cached>,
+    /// Allowed peers only: nothing a denied certificate does evicts them.
+    allowed: VerdictCache<CachedAllow>,
+    /// Denials, in their own smaller cache.
+    denied: VerdictCache<CachedDeny>,
 }
 
 impl Engine {
     /// A fresh engine for `config`, without a registry.
     pub fn new(config: FilterConfig) -> Self {
         let verifier = Verifier::new(config.trust.clone(), config.verdict_cache_entries);
-        let cache = VerdictCache::new(config.verdict_cache_entries);
+        let allowed = VerdictCache::new(config.verdict_cache_entries);
+        let denied = VerdictCache::new(config.verdict_cache_entries / DENY_CACHE_DIVISOR);
         Engine {
             config,
             verifier,
             registry: None,
             confirmed_ms: 0,
-            cache,
+            allowed,
+            denied,
         }
     }
 
@@ -273,45 +288,34 @@ impl Engine {
         let registry = self.registry.as_ref()?;
         let version = registry.version();
         let skew = self.config.trust.clock_skew_secs();
-        let cached = self.cache.get_mut(digest, now_unix)?;
-        match cached {
-            Cached::Allow {
-                peer,
-                entry,
-                registry_version,
-            } => {
-                if *registry_version != version {
-                    // Same binding, still not revoked, registration not expired.
-                    let current = registry.get(&entry.workload_id);
-                    let still_valid = current == Some(&*entry)
-                        && now_unix < entry.token_expiry.saturating_add(skew);
-                    if !still_valid {
-                        self.cache.remove(digest);
-                        return None;
-                    }
-                    *registry_version = version;
-                }
-                Some(Decision::Allow {
-                    peer: peer.clone(),
-                    cached: true,
-                })
-            }
-            Cached::Deny {
-                reason,
-                peer,
-                registry_version,
-            } => {
-                if *registry_version != version {
-                    self.cache.remove(digest);
+        if let Some(cached) = self.allowed.get_mut(digest, now_unix) {
+            if cached.registry_version != version {
+                // Same binding, still not revoked, registration not expired.
+                let entry = &cached.entry;
+                let current = registry.get(&entry.workload_id);
+                let still_valid =
+                    current == Some(entry) && now_unix < entry.token_expiry.saturating_add(skew);
+                if !still_valid {
+                    self.allowed.remove(digest);
                     return None;
                 }
-                Some(Decision::Deny {
-                    reason,
-                    peer: peer.clone(),
-                    cached: true,
-                })
+                cached.registry_version = version;
             }
+            return Some(Decision::Allow {
+                peer: cached.peer.clone(),
+                cached: true,
+            });
         }
+        let cached = self.denied.get_mut(digest, now_unix)?;
+        if cached.registry_version != version {
+            self.denied.remove(digest);
+            return None;
+        }
+        Some(Decision::Deny {
+            reason: cached.reason,
+            peer: cached.peer.clone(),
+            cached: true,
+        })
     }
 
     fn decide_certificate(
@@ -331,9 +335,10 @@ impl Engine {
                     return allow(&identity, false);
                 };
                 let decision = allow(&identity, false);
-                self.cache.insert(
+                self.denied.remove(&digest);
+                self.allowed.insert(
                     digest,
-                    Cached::Allow {
+                    CachedAllow {
                         peer: identity.spiffe_id.as_str().to_string(),
                         entry,
                         registry_version: version,
@@ -346,9 +351,9 @@ impl Engine {
             Verdict::Deny(deny) => {
                 let reason = deny.as_str();
                 let peer = peer_spiffe_id(certificate, self.config.trust.max_certificate_len());
-                self.cache.insert(
+                self.denied.insert(
                     digest,
-                    Cached::Deny {
+                    CachedDeny {
                         reason,
                         peer: peer.clone(),
                         registry_version: version,
@@ -365,9 +370,14 @@ impl Engine {
         }
     }
 
-    /// Number of cached verdicts.
+    /// Number of cached verdicts (allows and denials).
     pub fn cached_verdicts(&self) -> usize {
-        self.cache.len()
+        self.allowed.len() + self.denied.len()
+    }
+
+    /// Number of cached allows.
+    pub fn cached_allows(&self) -> usize {
+        self.allowed.len()
     }
 }
 

@@ -1,7 +1,7 @@
 //! Test fixtures: a development issuer, workload certificates and registries
 //! made with the identity crate's own builder.
 
-use mazu_dev_issuer::{Algorithm, DEFAULT_ISSUER_URL, DevIssuer, TokenRequest};
+use mazu_dev_issuer::{Algorithm, DEFAULT_ISSUER_URL, DEV_AUDIENCE, DevIssuer, TokenRequest};
 use mazu_identity::certificate::{CertificateRequest, IssuedCertificate, build_certificate};
 use mazu_identity::{RegistryEntry, RegistrySnapshot, TrustDomain};
 use p256::ecdsa::SigningKey;
@@ -37,8 +37,8 @@ impl Fixture {
         format!(
             r#"{{"direction":"inbound",
                 "curator":{{"cluster":"mazu-curator","authority":"curator.local"}},
-                "trust":{{"trust_domain":"{TRUST_DOMAIN}","audience":"mazu",
-                  "issuers":[{{"issuer":"{DEFAULT_ISSUER_URL}","jwks":{}}}]}}
+                "trust":{{"trust_domain":"{TRUST_DOMAIN}","audience":"{DEV_AUDIENCE}",
+                  "issuers":[{{"issuer":"{DEFAULT_ISSUER_URL}","jwks":{},"namespaces":["*"]}}]}}
                 {extra}}}"#,
             self.issuer.jwks_json()
         )

@@ -44,7 +44,12 @@ fn setup() -> Setup {
     let ec_issuer = DevIssuer::generate(Algorithm::Es256, DEFAULT_ISSUER_URL, &mut rng).unwrap();
     let jwks = DevIssuer::merged_jwks([&rsa_issuer, &ec_issuer]).to_json();
     let trust = TrustConfig::builder("cluster.local")
-        .issuer(DEFAULT_ISSUER_URL, jwks.as_bytes())
+        .audience(mazu_dev_issuer::DEV_AUDIENCE)
+        .issuer(
+            DEFAULT_ISSUER_URL,
+            jwks.as_bytes(),
+            mazu_identity::trust::NamespaceScope::any(),
+        )
         .build()
         .unwrap();
     let td = TrustDomain::new("cluster.local").unwrap();

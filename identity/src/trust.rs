@@ -1,5 +1,23 @@
-//! What a verifier trusts: the trust domain, the token issuers and their keys,
-//! the audience, and the limits. Built once from configuration and validated.
+//! What a verifier trusts: the trust domain, the token issuers with their
+//! keys and namespace scopes, the audience, and the limits. Built once from
+//! configuration and validated.
+//!
+//! Two rules are configuration, not defaults:
+//! - the **audience** ([`audience`]) is required and must be unique to the
+//!   deployment; the shared `mazu` is refused;
+//! - every **issuer** has a [`NamespaceScope`] ([`scope`]): the namespaces
+//!   its tokens may name. "Every namespace" is only what is written (`*`).
+
+mod audience;
+mod scope;
+
+pub use audience::{
+    AUDIENCE_PREFIX, AudienceError, MAX_AUDIENCE_LEN, SHARED_AUDIENCE, audience_for_log,
+    check_audience,
+};
+pub use scope::{
+    ANY_NAMESPACE, MAX_NAMESPACE_LEN, NamespaceScope, SCOPE_LIST_SEPARATOR, ScopeError,
+};
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -7,7 +25,7 @@ use alloc::vec::Vec;
 use crate::certificate::DEFAULT_MAX_CERTIFICATE_LEN;
 use crate::jwks::{Jwks, JwksError};
 use crate::jwt::{
-    DEFAULT_AUDIENCE, DEFAULT_CLOCK_SKEW_SECS, DEFAULT_MAX_TOKEN_LEN, Issuer, MAX_CLOCK_SKEW_SECS,
+    DEFAULT_CLOCK_SKEW_SECS, DEFAULT_MAX_TOKEN_LEN, Issuer, MAX_CLOCK_SKEW_SECS,
     TOKEN_LEN_LIMIT_RANGE, TokenError, TokenPolicy, VerifiedToken,
 };
 use crate::spiffe::{SpiffeIdError, TrustDomain};
@@ -39,9 +57,9 @@ pub enum ConfigError {
         /// What is wrong with its keys.
         error: JwksError,
     },
-    /// The audience is empty.
-    #[error("audience must not be empty")]
-    EmptyAudience,
+    /// The audience is missing or not deployment-unique (see [`check_audience`]).
+    #[error("{0}")]
+    Audience(AudienceError),
     /// Clock skew above [`MAX_CLOCK_SKEW_SECS`].
     #[error("clock skew {0} s is above the maximum of {MAX_CLOCK_SKEW_SECS} s")]
     ClockSkewTooLarge(u64),
@@ -68,8 +86,8 @@ pub struct TrustConfig {
 #[must_use]
 pub struct TrustConfigBuilder {
     trust_domain: String,
-    issuers: Vec<(String, IssuerKeys)>,
-    audience: String,
+    issuers: Vec<(String, IssuerKeys, NamespaceScope)>,
+    audience: Option<String>,
     clock_skew_secs: u64,
     max_token_len: usize,
     max_certificate_len: usize,
@@ -82,13 +100,14 @@ enum IssuerKeys {
 }
 
 impl TrustConfig {
-    /// Starts a configuration for `trust_domain` with the defaults: audience
-    /// `mazu`, 60 s clock skew, 8 KiB tokens, 16 KiB certificates.
+    /// Starts a configuration for `trust_domain` with the defaults: 60 s
+    /// clock skew, 8 KiB tokens, 16 KiB certificates. The audience and at
+    /// least one issuer have no default and must be given.
     pub fn builder(trust_domain: &str) -> TrustConfigBuilder {
         TrustConfigBuilder {
             trust_domain: trust_domain.to_string(),
             issuers: Vec::new(),
-            audience: DEFAULT_AUDIENCE.to_string(),
+            audience: None,
             clock_skew_secs: DEFAULT_CLOCK_SKEW_SECS,
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
             max_certificate_len: DEFAULT_MAX_CERTIFICATE_LEN,
@@ -123,23 +142,28 @@ impl TrustConfig {
 
 impl TrustConfigBuilder {
     /// Trusts tokens from `issuer_url` (their `iss`) signed by a key of the
-    /// JWKS document `jwks_json` (parsed by [`build`](Self::build)).
-    pub fn issuer(mut self, issuer_url: &str, jwks_json: &[u8]) -> Self {
-        self.issuers
-            .push((issuer_url.to_string(), IssuerKeys::Json(jwks_json.to_vec())));
+    /// JWKS document `jwks_json` (parsed by [`build`](Self::build)), for the
+    /// namespaces in `scope` only.
+    pub fn issuer(mut self, issuer_url: &str, jwks_json: &[u8], scope: NamespaceScope) -> Self {
+        self.issuers.push((
+            issuer_url.to_string(),
+            IssuerKeys::Json(jwks_json.to_vec()),
+            scope,
+        ));
         self
     }
 
     /// Same as [`issuer`](Self::issuer) with an already parsed JWKS.
-    pub fn issuer_jwks(mut self, issuer_url: &str, jwks: Jwks) -> Self {
+    pub fn issuer_jwks(mut self, issuer_url: &str, jwks: Jwks, scope: NamespaceScope) -> Self {
         self.issuers
-            .push((issuer_url.to_string(), IssuerKeys::Parsed(jwks)));
+            .push((issuer_url.to_string(), IssuerKeys::Parsed(jwks), scope));
         self
     }
 
-    /// The audience tokens must carry, alone (default `mazu`).
+    /// The audience tokens must carry, alone. Required; it must be unique to
+    /// the deployment ([`check_audience`]; recommended: [`audience_for_log`]).
     pub fn audience(mut self, audience: &str) -> Self {
-        self.audience = audience.to_string();
+        self.audience = Some(audience.to_string());
         self
     }
 
@@ -165,9 +189,10 @@ impl TrustConfigBuilder {
     pub fn build(self) -> Result<TrustConfig, ConfigError> {
         let trust_domain =
             TrustDomain::new(&self.trust_domain).map_err(ConfigError::TrustDomain)?;
-        if self.audience.is_empty() {
-            return Err(ConfigError::EmptyAudience);
-        }
+        let audience = self
+            .audience
+            .ok_or(ConfigError::Audience(AudienceError::Missing))?;
+        check_audience(&audience).map_err(ConfigError::Audience)?;
         if self.clock_skew_secs > MAX_CLOCK_SKEW_SECS {
             return Err(ConfigError::ClockSkewTooLarge(self.clock_skew_secs));
         }
@@ -185,9 +210,12 @@ impl TrustConfigBuilder {
             return Err(ConfigError::NoIssuers);
         }
         let mut issuers: Vec<Issuer> = Vec::with_capacity(self.issuers.len());
-        for (url, keys) in self.issuers {
+        for (url, keys, scope) in self.issuers {
             if url.is_empty() || !url.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(ConfigError::InvalidIssuer(url));
+            }
+            if url == audience {
+                return Err(ConfigError::Audience(AudienceError::IsIssuer(url)));
             }
             if issuers.iter().any(|i| i.url() == url) {
                 return Err(ConfigError::DuplicateIssuer(url));
@@ -213,14 +241,9 @@ impl TrustConfigBuilder {
                     error: JwksError::DuplicateKid(key.kid().to_string()),
                 });
             }
-            issuers.push(Issuer::new(url, jwks));
+            issuers.push(Issuer::new(url, jwks, scope));
         }
-        let tokens = TokenPolicy::new(
-            issuers,
-            self.audience,
-            self.clock_skew_secs,
-            self.max_token_len,
-        );
+        let tokens = TokenPolicy::new(issuers, audience, self.clock_skew_secs, self.max_token_len);
         Ok(TrustConfig {
             trust_domain,
             tokens,

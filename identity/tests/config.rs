@@ -8,6 +8,7 @@ mod support;
 
 use mazu_dev_issuer::{DevIssuer, IssuerKey};
 use mazu_identity::jwt::Algorithm;
+use mazu_identity::trust::{AudienceError, NamespaceScope, ScopeError};
 use mazu_identity::{ConfigError, Jwks, JwksError, SpiffeIdError, TrustConfig};
 use rand::SeedableRng;
 use serde_json::{Value, json};
@@ -158,14 +159,20 @@ fn refuses_bad_jwks_documents() {
 }
 
 fn builder() -> mazu_identity::TrustConfigBuilder {
-    TrustConfig::builder(TRUST_DOMAIN).issuer(ISSUER, issuers().jwks_json.as_bytes())
+    TrustConfig::builder(TRUST_DOMAIN)
+        .audience(AUDIENCE)
+        .issuer(ISSUER, issuers().jwks_json.as_bytes(), any())
+}
+
+fn any() -> NamespaceScope {
+    NamespaceScope::any()
 }
 
 #[test]
 fn validates_the_trust_configuration() {
     let config = builder().build().unwrap();
     assert_eq!(config.trust_domain().as_str(), TRUST_DOMAIN);
-    assert_eq!(config.token_policy().audience(), "mazu");
+    assert_eq!(config.token_policy().audience(), AUDIENCE);
     assert_eq!(config.clock_skew_secs(), 60);
     assert_eq!(config.token_policy().max_token_len(), 8192);
     assert_eq!(config.max_certificate_len(), 16384);
@@ -173,28 +180,35 @@ fn validates_the_trust_configuration() {
 
     let err = |b: mazu_identity::TrustConfigBuilder| b.build().unwrap_err();
     assert_eq!(
-        err(TrustConfig::builder("Cluster.Local").issuer(ISSUER, issuers().jwks_json.as_bytes())),
+        err(TrustConfig::builder("Cluster.Local")
+            .audience(AUDIENCE)
+            .issuer(ISSUER, issuers().jwks_json.as_bytes(), any())),
         ConfigError::TrustDomain(SpiffeIdError::InvalidTrustDomainChar)
     );
     assert_eq!(
-        err(TrustConfig::builder(TRUST_DOMAIN)),
+        err(TrustConfig::builder(TRUST_DOMAIN).audience(AUDIENCE)),
         ConfigError::NoIssuers
     );
     assert_eq!(
         err(TrustConfig::builder(TRUST_DOMAIN)
-            .issuer("https://a b", issuers().jwks_json.as_bytes())),
+            .audience(AUDIENCE)
+            .issuer("https://a b", issuers().jwks_json.as_bytes(), any())),
         ConfigError::InvalidIssuer("https://a b".into())
     );
     assert_eq!(
-        err(TrustConfig::builder(TRUST_DOMAIN).issuer("", issuers().jwks_json.as_bytes())),
+        err(TrustConfig::builder(TRUST_DOMAIN)
+            .audience(AUDIENCE)
+            .issuer("", issuers().jwks_json.as_bytes(), any())),
         ConfigError::InvalidIssuer(String::new())
     );
     assert_eq!(
-        err(builder().issuer(ISSUER, b"{}")),
+        err(builder().issuer(ISSUER, b"{}", any())),
         ConfigError::DuplicateIssuer(ISSUER.into())
     );
     assert_eq!(
-        err(TrustConfig::builder(TRUST_DOMAIN).issuer(ISSUER, b"[]")),
+        err(TrustConfig::builder(TRUST_DOMAIN)
+            .audience(AUDIENCE)
+            .issuer(ISSUER, b"[]", any())),
         ConfigError::Jwks {
             issuer: ISSUER.into(),
             error: JwksError::MalformedJwks
@@ -202,13 +216,16 @@ fn validates_the_trust_configuration() {
     );
     // The same key published by two issuers: key selection by kid would be ambiguous.
     assert_eq!(
-        err(builder().issuer("https://other.example", rsa().jwks_json().as_bytes())),
+        err(builder().issuer("https://other.example", rsa().jwks_json().as_bytes(), any())),
         ConfigError::Jwks {
             issuer: "https://other.example".into(),
             error: JwksError::DuplicateKid(rsa().kid().into())
         }
     );
-    assert_eq!(err(builder().audience("")), ConfigError::EmptyAudience);
+    assert_eq!(
+        err(builder().audience("")),
+        ConfigError::Audience(AudienceError::Empty)
+    );
     assert_eq!(
         err(builder().clock_skew_secs(601)),
         ConfigError::ClockSkewTooLarge(601)
@@ -248,7 +265,7 @@ fn several_issuers_each_with_their_own_keys() {
     );
     let jwks = Jwks::from_json(tenant.jwks_json().as_bytes()).unwrap();
     let config = builder()
-        .issuer_jwks("https://tenant.example", jwks)
+        .issuer_jwks("https://tenant.example", jwks, any())
         .build()
         .unwrap();
     let token = tenant.mint(&request()).unwrap();
@@ -268,5 +285,107 @@ fn several_issuers_each_with_their_own_keys() {
     assert_eq!(
         config.verify_token(spoof.as_bytes(), NOW),
         Err(mazu_identity::TokenError::WrongIssuer)
+    );
+}
+
+#[test]
+fn the_audience_is_required_and_must_not_be_the_shared_one() {
+    let err = |b: mazu_identity::TrustConfigBuilder| b.build().unwrap_err();
+    // No default: a builder without an audience is refused.
+    assert_eq!(
+        err(TrustConfig::builder(TRUST_DOMAIN).issuer(
+            ISSUER,
+            issuers().jwks_json.as_bytes(),
+            any()
+        )),
+        ConfigError::Audience(AudienceError::Missing)
+    );
+    // The audience every deployment used to share, in any spelling.
+    for shared in ["mazu", "Mazu", "mazu:"] {
+        let e = err(builder().audience(shared));
+        assert_eq!(
+            e,
+            ConfigError::Audience(AudienceError::Shared(shared.into()))
+        );
+        assert!(e.to_string().contains("deployment-unique"), "{e}");
+    }
+    // The issuer URL is the API server's default audience.
+    assert_eq!(
+        err(builder().audience(ISSUER)),
+        ConfigError::Audience(AudienceError::IsIssuer(ISSUER.into()))
+    );
+    assert!(matches!(
+        err(builder().audience("mazu prod")),
+        ConfigError::Audience(AudienceError::NotPrintable(_))
+    ));
+    // The recommended value: "mazu:" and the curator's log origin.
+    let derived = mazu_identity::trust::audience_for_log("mazu-curator/0123456789abcdef");
+    assert!(builder().audience(&derived).build().is_ok());
+}
+
+#[test]
+fn a_token_from_another_deployment_is_refused() {
+    // Same issuer, same keys, another deployment's audience: the token seen
+    // in that deployment's log cannot be used here.
+    let other = mint(
+        rsa(),
+        &request().audiences(["mazu:mazu-curator/ffffffffffffffff"]),
+    );
+    assert_eq!(
+        trust().verify_token(&other, NOW),
+        Err(mazu_identity::TokenError::WrongAudience)
+    );
+}
+
+#[test]
+fn an_issuer_only_asserts_the_namespaces_in_its_scope() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    let tenant = DevIssuer::from_key(
+        IssuerKey::Ec(p256::ecdsa::SigningKey::random(&mut rng)),
+        "https://tenant.example",
+    );
+    let config = builder()
+        .issuer(
+            "https://tenant.example",
+            tenant.jwks_json().as_bytes(),
+            NamespaceScope::parse("tenant-a+tenant-b").unwrap(),
+        )
+        .build()
+        .unwrap();
+    assert_eq!(
+        config.token_policy().issuers()[1].scope().to_string(),
+        "tenant-a+tenant-b"
+    );
+    let inside = tenant
+        .mint(&mazu_dev_issuer::TokenRequest::new("tenant-b", "api").issued_at(NOW - 60))
+        .unwrap();
+    assert!(config.verify_token(inside.as_bytes(), NOW).is_ok());
+    // The tenant's issuer signs a token for the cluster's "shop" namespace:
+    // a valid signature, but not its namespace to vouch for.
+    let outside = tenant.mint(&request()).unwrap();
+    let e = config.verify_token(outside.as_bytes(), NOW).unwrap_err();
+    assert_eq!(e, mazu_identity::TokenError::NamespaceOutOfScope);
+    assert_eq!(e.as_str(), "token_namespace_out_of_scope");
+    // The cluster issuer (scope "*") still vouches for every namespace.
+    assert!(config.verify_token(&rsa_token(), NOW).is_ok());
+    // A scoped cluster issuer refuses its own tokens outside the scope.
+    let scoped = TrustConfig::builder(TRUST_DOMAIN)
+        .audience(AUDIENCE)
+        .issuer(
+            ISSUER,
+            issuers().jwks_json.as_bytes(),
+            NamespaceScope::namespaces(["payments"]).unwrap(),
+        )
+        .build()
+        .unwrap();
+    assert_eq!(
+        scoped.verify_token(&rsa_token(), NOW),
+        Err(mazu_identity::TokenError::NamespaceOutOfScope)
+    );
+    // Scopes are explicit: nothing, or "*" among names, is refused.
+    assert_eq!(NamespaceScope::parse(""), Err(ScopeError::Empty));
+    assert_eq!(
+        NamespaceScope::namespaces(["*", "shop"]),
+        Err(ScopeError::WildcardNotAlone)
     );
 }

@@ -8,6 +8,7 @@
 mod support;
 
 use mazu_identity::jwt::{TokenPart, parse_claims_unverified};
+use mazu_identity::trust::NamespaceScope;
 use mazu_identity::{ClaimsDigest, TokenError, TrustConfig, WorkloadId};
 use p256::ecdsa::Signature;
 use serde_json::json;
@@ -23,7 +24,7 @@ fn verifies_rs256_and_es256_tokens() {
         let c = &verified.claims;
         assert_eq!(c.issuer, ISSUER);
         assert_eq!(c.subject, "system:serviceaccount:shop:cart");
-        assert_eq!(c.audiences, ["mazu"]);
+        assert_eq!(c.audiences, [AUDIENCE]);
         assert_eq!(
             (c.issued_at, c.not_before, c.expires_at),
             (NOW - 60, Some(NOW - 60), TOKEN_EXP)
@@ -52,11 +53,11 @@ fn verifies_rs256_and_es256_tokens() {
 #[test]
 fn accepts_a_single_string_audience() {
     let mut claims = claims_value(rsa(), &request());
-    claims["aud"] = json!("mazu");
+    claims["aud"] = json!(AUDIENCE);
     let token = sign_claims(rsa(), &claims.to_string());
     assert_eq!(
         trust().verify_token(&token, NOW).unwrap().claims.audiences,
-        ["mazu"]
+        [AUDIENCE]
     );
 }
 
@@ -75,7 +76,12 @@ fn time_window_with_skew() {
         Err(TokenError::NotYetValid)
     );
     let strict = TrustConfig::builder(TRUST_DOMAIN)
-        .issuer(ISSUER, issuers().jwks_json.as_bytes())
+        .audience(AUDIENCE)
+        .issuer(
+            ISSUER,
+            issuers().jwks_json.as_bytes(),
+            NamespaceScope::any(),
+        )
         .clock_skew_secs(0)
         .build()
         .unwrap();
@@ -241,7 +247,12 @@ fn names_each_missing_claim() {
 fn limits_and_audience_are_configurable() {
     let token = rsa_token();
     let small = TrustConfig::builder(TRUST_DOMAIN)
-        .issuer(ISSUER, issuers().jwks_json.as_bytes())
+        .audience(AUDIENCE)
+        .issuer(
+            ISSUER,
+            issuers().jwks_json.as_bytes(),
+            NamespaceScope::any(),
+        )
         .max_token_len(512)
         .build()
         .unwrap();
@@ -253,7 +264,11 @@ fn limits_and_audience_are_configurable() {
         })
     );
     let custom = TrustConfig::builder(TRUST_DOMAIN)
-        .issuer(ISSUER, issuers().jwks_json.as_bytes())
+        .issuer(
+            ISSUER,
+            issuers().jwks_json.as_bytes(),
+            NamespaceScope::any(),
+        )
         .audience("mesh.example")
         .build()
         .unwrap();

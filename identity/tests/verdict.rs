@@ -302,7 +302,7 @@ fn token_cases() -> Vec<Case> {
             "Mazu and the API server",
             mint(
                 rsa(),
-                &request().audiences(["mazu", "https://kubernetes.default.svc.cluster.local"]),
+                &request().audiences([AUDIENCE, "https://kubernetes.default.svc.cluster.local"]),
             ),
         ),
         token_case(
@@ -337,7 +337,7 @@ fn token_cases() -> Vec<Case> {
         "ES256, Mazu and the API server",
         mint(
             ec(),
-            &request().audiences(["mazu", "https://kubernetes.default.svc.cluster.local"]),
+            &request().audiences([AUDIENCE, "https://kubernetes.default.svc.cluster.local"]),
         ),
     ));
     cases.push(token_case(
@@ -667,6 +667,12 @@ fn binding_cases() -> Vec<Case> {
         now: NOW,
         registry: registered(&es.token, &tls_key(8)),
     });
+    // The tenant's issuer vouching for the cluster's "shop" namespace.
+    cases.push(token_case(
+        "token_namespace_out_of_scope",
+        "tenant issuer, namespace outside its scope",
+        mint(tenant(), &request()),
+    ));
     // A token whose namespace is not a valid SPIFFE path segment.
     let bad_ns = with_claims(|c| {
         c["kubernetes.io"]["namespace"] = json!("..");
@@ -790,6 +796,7 @@ const ALL_REASONS: &[&str] = &[
     "token_missing_claim",
     "token_subject_mismatch",
     "token_wrong_issuer",
+    "token_namespace_out_of_scope",
     "token_wrong_audience",
     "token_extra_audience",
     "token_expired",
@@ -1017,4 +1024,120 @@ fn cache_is_bounded_and_evicts_soonest_expiry() {
     }
     assert_eq!(uncached.cached_tokens(), 0);
     assert_eq!(uncached.cached_certificates(), 0);
+}
+
+/// A certificate for `token` under a fresh TLS key (seed), built at NOW.
+fn under_key(token: &[u8], seed: u64) -> Vec<u8> {
+    workload_with_key(token.to_vec(), seed)
+}
+
+#[test]
+fn registry_binding_is_checked_before_the_token_signature() {
+    let trust = trust();
+    let good = rsa_token();
+    // A token with a broken signature, in a certificate for a key nobody
+    // registered: the registry refuses it, no signature is verified.
+    let forged = flip_signature_bit(&good);
+    let cert = workload_with_key(forged.clone(), 8);
+    assert_eq!(
+        verdict(&cert, NOW, &trust, &RegistrySnapshot::empty()).as_str(),
+        "not_registered"
+    );
+    // The same forged token registered under another key.
+    assert_eq!(
+        verdict(&cert, NOW, &trust, &registered(&forged, &tls_key(9))).as_str(),
+        "key_mismatch"
+    );
+    // Only with the right key registered does the signature get checked.
+    assert_eq!(
+        verdict(&cert, NOW, &trust, &registered(&forged, &tls_key(8))).as_str(),
+        "token_bad_signature"
+    );
+
+    // A flood of certificates carrying the victim's valid (public) token
+    // under attackers' keys, and of valid but unregistered tokens: not one
+    // RSA/ECDSA verification.
+    let victim = workload(good.clone());
+    let registry = registered(&victim.token, &victim.key);
+    let mut verifier = Verifier::new(trust.clone(), 0);
+    for seed in 100..110 {
+        assert_eq!(
+            verifier
+                .verdict(&under_key(&good, seed), NOW, &registry)
+                .as_str(),
+            "key_mismatch"
+        );
+        let unregistered = mint(rsa(), &request().jti(format!("flood-{seed}")));
+        assert_eq!(
+            verifier
+                .verdict(&under_key(&unregistered, seed), NOW, &registry)
+                .as_str(),
+            "not_registered"
+        );
+    }
+    assert_eq!(verifier.token_verifications(), 0);
+    // The legitimate holder costs one verification.
+    assert!(
+        verifier
+            .verdict(&victim.cert.der, NOW, &registry)
+            .is_allow()
+    );
+    assert_eq!(verifier.token_verifications(), 1);
+}
+
+#[test]
+fn a_flood_of_denied_certificates_never_evicts_an_allowed_entry() {
+    const CAPACITY: usize = 4;
+    let trust = trust();
+    let mut verifier = Verifier::new(trust, CAPACITY);
+    // Fill both caches with allowed peers.
+    let allowed: Vec<_> = (0..CAPACITY as u64)
+        .map(|i| {
+            let token = mint(rsa(), &request().jti(format!("allowed-{i}")));
+            let key = tls_key(200 + i);
+            let cert = under_key(&token, 200 + i);
+            (entry(&token, &key, i as u32), cert, token)
+        })
+        .collect();
+    let mut entries: Vec<_> = allowed.iter().map(|(e, _, _)| *e).collect();
+    entries.sort_by_key(|e| e.workload_id);
+    let registry = registry(entries);
+    for (_, cert, _) in &allowed {
+        assert!(verifier.verdict(cert, NOW, &registry).is_allow());
+    }
+    assert_eq!(verifier.cached_certificates(), CAPACITY);
+    assert_eq!(verifier.cached_tokens(), CAPACITY);
+
+    // Ten times the capacity of distinct denied certificates: allowed
+    // peers' public tokens under fresh keys (every token and certificate
+    // check but the binding would pass), and certificates that fail late
+    // (registered under the right key, wrong SPIFFE ID).
+    for n in 0..(10 * CAPACITY as u64) {
+        let (_, _, token) = &allowed[(n % CAPACITY as u64) as usize];
+        let denied = verifier.verdict(&under_key(token, 1000 + n), NOW, &registry);
+        assert_eq!(denied.as_str(), "key_mismatch");
+    }
+    for (i, (_, _, token)) in allowed.iter().enumerate() {
+        let wrong_san = certs::build(
+            &tls_key(200 + i as u64),
+            NOW - 60,
+            TOKEN_EXP,
+            standard_exts("spiffe://cluster.local/ns/shop/sa/admin", token),
+        );
+        assert_eq!(
+            verifier.verdict(&wrong_san, NOW, &registry).as_str(),
+            "spiffe_id_mismatch"
+        );
+    }
+    assert_eq!(verifier.cached_certificates(), CAPACITY);
+    assert_eq!(verifier.cached_tokens(), CAPACITY);
+
+    // Every allowed peer is still a cache hit: still cached, allowed, and
+    // not one more signature verification.
+    let before = verifier.token_verifications();
+    for (_, cert, _) in &allowed {
+        assert!(verifier.is_cached(cert));
+        assert!(verifier.verdict(cert, NOW, &registry).is_allow());
+    }
+    assert_eq!(verifier.token_verifications(), before);
 }

@@ -48,11 +48,11 @@ overlay, workdir = sys.argv[1], sys.argv[2]
 issuer, jwks = os.environ["MAZU_ISSUER"], json.loads(os.environ["MAZU_JWKS"])
 rel = os.path.relpath(overlay, workdir)
 cm_ops = [
-    {"op": "replace", "path": "/data/issuers", "value": f"{issuer}=/etc/mazu/issuers/jwks.json"},
+    {"op": "replace", "path": "/data/issuers", "value": f"{issuer}=/etc/mazu/issuers/jwks.json;namespaces=*"},
     {"op": "replace", "path": "/data/jwks.json", "value": json.dumps(jwks, indent=2) + "\n"},
 ]
 plugin_ops = [{"op": "replace", "path": "/spec/pluginConfig/trust/issuers",
-               "value": [{"issuer": issuer, "jwks": jwks}]}]
+               "value": [{"issuer": issuer, "namespaces": ["*"], "jwks": jwks}]}]
 if os.environ.get("MAZU_FILTER_URL"):
     plugin_ops.append({"op": "replace", "path": "/spec/url", "value": os.environ["MAZU_FILTER_URL"]})
 if os.environ.get("MAZU_FILTER_SHA256"):

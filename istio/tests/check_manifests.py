@@ -982,7 +982,14 @@ def main() -> int:
         port = service["spec"]["ports"][0]["port"]
         fqdn = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc.cluster.local"
         cluster = f"outbound|{port}||{fqdn}"
-        issuer_url, _, jwks_file = env["MAZU_CURATOR_ISSUERS"].partition("=")
+        issuer_url, _, issuer_rest = env["MAZU_CURATOR_ISSUERS"].partition("=")
+        jwks_file, _, issuer_scope = issuer_rest.rpartition(";namespaces=")
+        r.check("consistent curator issuer has an explicit namespace scope (ISSUER=JWKS;namespaces=SCOPE)",
+                bool(jwks_file) and bool(issuer_scope), f"MAZU_CURATOR_ISSUERS={env['MAZU_CURATOR_ISSUERS']!r}")
+        curator_audience = env["MAZU_CURATOR_AUDIENCE"] or ""
+        r.check("consistent curator audience is deployment-unique (not the shared \"mazu\")",
+                curator_audience.lower() not in ("", "mazu", "mazu:") and curator_audience != issuer_url,
+                f"MAZU_CURATOR_AUDIENCE={curator_audience!r}")
         cm_jwks = json.loads(issuers_cm["data"][Path(jwks_file).name])
         listen_port = int(env["MAZU_CURATOR_LISTEN"].rpartition(":")[2])
         container_ports = {p["name"]: p["containerPort"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
@@ -1011,6 +1018,10 @@ def main() -> int:
                 problems.append("issuers differ from the curator's")
             elif pc["trust"]["issuers"][0]["jwks"] != cm_jwks:
                 problems.append("JWKS differs from the curator's (ConfigMap mazu-curator-issuers)")
+            elif "+".join(sorted(pc["trust"]["issuers"][0].get("namespaces") or [])) != \
+                    "+".join(sorted(issuer_scope.split("+"))):
+                problems.append(f"issuer namespaces {pc['trust']['issuers'][0].get('namespaces')!r} differ from "
+                                f"the curator's scope {issuer_scope!r}")
             r.check(f"consistent WasmPlugin {n}: {spec.get('type')} {spec.get('phase')} {spec.get('failStrategy')}, "
                     f"curator {pc['curator']['cluster']}, trust = curator's", not problems, "; ".join(problems))
         if "mazu-pod" in template_pods:

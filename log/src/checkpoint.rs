@@ -44,7 +44,7 @@ pub const MAX_EXTENSIONS: usize = 100;
 /// The signature algorithm byte of Ed25519 in C2SP signed notes.
 pub const ALG_ED25519: u8 = 0x01;
 
-const DASH: &str = "\u{2014} ";
+pub(crate) const DASH: &str = "\u{2014} ";
 
 /// Why a note, a checkpoint or a verifier key was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -200,6 +200,47 @@ pub struct Note {
     pub signatures: Vec<NoteSignature>,
 }
 
+impl NoteSignature {
+    /// Parses one signature line, without its final newline:
+    /// `— <name> <base64(key hash (4 bytes) || signature)>` (untrusted
+    /// input; the line is bounded by the caller, e.g. [`MAX_NOTE_LEN`]).
+    pub fn parse_line(line: &str) -> Result<Self, NoteError> {
+        let bad = NoteError::Malformed;
+        if line.len() > MAX_NOTE_LEN {
+            return Err(NoteError::TooLarge);
+        }
+        if line.chars().any(char::is_control) {
+            return Err(bad("control characters"));
+        }
+        let rest = line
+            .strip_prefix(DASH)
+            .ok_or(bad("signature line does not start with an em dash"))?;
+        let (name, b64) = rest
+            .split_once(' ')
+            .ok_or(bad("signature line has no name"))?;
+        if !valid_name(name) {
+            return Err(NoteError::InvalidName);
+        }
+        let raw = Base64::decode_vec(b64).map_err(|_| bad("signature is not base64"))?;
+        if raw.len() < 5 {
+            return Err(bad("signature too short"));
+        }
+        Ok(Self {
+            name: name.to_string(),
+            key_hash: [raw[0], raw[1], raw[2], raw[3]],
+            signature: raw[4..].to_vec(),
+        })
+    }
+
+    /// The signature line, ending with a newline.
+    pub fn to_line(&self) -> String {
+        let mut raw = Vec::with_capacity(4 + self.signature.len());
+        raw.extend_from_slice(&self.key_hash);
+        raw.extend_from_slice(&self.signature);
+        format!("{DASH}{} {}\n", self.name, Base64::encode_string(&raw))
+    }
+}
+
 impl Note {
     /// Parses a signed note (untrusted bytes; bounded).
     pub fn parse(bytes: &[u8]) -> Result<Self, NoteError> {
@@ -224,24 +265,7 @@ impl Note {
             if signatures.len() == MAX_SIGNATURES {
                 return Err(bad("too many signatures"));
             }
-            let rest = line
-                .strip_prefix(DASH)
-                .ok_or(bad("signature line does not start with an em dash"))?;
-            let (name, b64) = rest
-                .split_once(' ')
-                .ok_or(bad("signature line has no name"))?;
-            if !valid_name(name) {
-                return Err(NoteError::InvalidName);
-            }
-            let raw = Base64::decode_vec(b64).map_err(|_| bad("signature is not base64"))?;
-            if raw.len() < 5 {
-                return Err(bad("signature too short"));
-            }
-            signatures.push(NoteSignature {
-                name: name.to_string(),
-                key_hash: [raw[0], raw[1], raw[2], raw[3]],
-                signature: raw[4..].to_vec(),
-            });
+            signatures.push(NoteSignature::parse_line(line)?);
         }
         if signatures.is_empty() {
             return Err(bad("no signatures"));

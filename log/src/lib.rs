@@ -7,7 +7,10 @@
 //! - [`checkpoint`]: C2SP `tlog-checkpoint` bodies in C2SP `signed-note`s
 //!   with Ed25519 signatures, and the verifier-key format;
 //! - [`evidence`]: how registry answers carry a checkpoint and a consistency
-//!   proof (HTTP headers), and the checkpoint line that binds the registry.
+//!   proof (HTTP headers), and the checkpoint line that binds the registry;
+//! - [`record`]: the compact leaf records (bind, reveal, release, revoke) the
+//!   tree commits to, from which every party derives the registry;
+//! - [`frontier`]: the right edge of a tree, to follow a log leaf by leaf.
 //!
 //! Pure logic, `no_std` + `alloc`: no I/O, no clock, no RNG (the signer
 //! takes its 32-byte secret from the caller). A separate crate rather than a
@@ -43,9 +46,16 @@ extern crate alloc;
 extern crate std;
 
 pub mod checkpoint;
+pub mod cosignature;
 pub mod evidence;
+pub mod frontier;
 pub mod merkle;
+pub mod record;
+pub mod witness_protocol;
 
 pub use checkpoint::{Checkpoint, CheckpointSigner, CheckpointVerifier, NoteError};
+pub use cosignature::{CosignatureError, CosignatureSigner, WitnessPolicy, WitnessVerifier};
 pub use evidence::EvidenceError;
+pub use frontier::Frontier;
 pub use merkle::{Hash, MerkleTree, ProofError};
+pub use record::{LeafRecord, RecordBody, RecordError, ReleaseReason};

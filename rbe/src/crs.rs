@@ -9,6 +9,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
+use bls12_381_plus::group::Group as _;
 use bls12_381_plus::{
     G1Affine, G1Projective, G2Affine, G2Prepared, G2Projective, Gt, Scalar, multi_miller_loop,
     pairing,
@@ -303,9 +304,14 @@ impl Crs {
     }
 
     /// Check, without `z`, that the elements are consecutive powers of one
-    /// nonzero secret in both groups. Deterministic (Fiat–Shamir weights from
-    /// the digest); cost: MSMs over ~3n G1 and n G2 points with 128-bit
-    /// weights, one 4-term Miller loop, one final exponentiation.
+    /// secret `z` in both groups, and that `z` is not a root of unity of an
+    /// order small enough to be seen from the published elements.
+    /// Deterministic (Fiat–Shamir weights from the digest); cost: MSMs over
+    /// ~3n G1 and n G2 points with 128-bit weights, one 4-term Miller loop and
+    /// one final exponentiation for the powers, 4n point comparisons and one
+    /// pairing for the order.
+    ///
+    /// # Powers
     ///
     /// Individual equations, each folded into one product with its own weight:
     /// * `e(h_t, hh_1) = e(h_(t+1), G2)` for consecutive published pairs
@@ -316,8 +322,47 @@ impl Crs {
     /// With `h_1 = z * G1` these force `h_t = z^t * G1` and `hh_t = z^t * G2`.
     /// If any equation fails, the weighted product is one only with
     /// probability at most 2^-128 per attempt (the weights are a random oracle
-    /// of the whole CRS). It cannot detect a `z` known to someone: that is
-    /// what the ceremony is for.
+    /// of the whole CRS). No element is the identity, so `z != 0`.
+    ///
+    /// # Small-order secrets
+    ///
+    /// Let `m` be the multiplicative order of `z` (a divisor of `r - 1`).
+    /// Refused, in this order: `z = 1` ([`CrsError::TrivialSecret`]), then
+    /// every `z` with `z^t = 1` or `z^t = -1` for some `t` in `[1, 2n + 1]`
+    /// ([`CrsError::SmallOrderSecret`], reporting the smallest such `t`),
+    /// i.e. exactly the `z` with `m <= 2n + 1`, or `m` even and `m <= 4n + 2`
+    /// (`z^t = 1` iff `m` divides `t`; `z^t = -1` iff `m` is even and `t` is
+    /// an odd multiple of `m / 2`). Checks, all on elements already at hand:
+    /// * `t != n + 1`, `t <= 2n`: `h_t == G1` or `h_t == -G1` (point
+    ///   comparisons);
+    /// * `t = n + 1`: `Z = e(h_1, hh_n)` (cached) `== e(G1, G2)` or its inverse;
+    /// * `t = 2n + 1`: `e(h_(2n), hh_1) == e(G1, G2)` or its inverse (one
+    ///   pairing, after the power check).
+    ///
+    /// Why these are fatal. If `z^d = ±1` for some `d <= n + 1`, then
+    /// `z^(n+1) = ±z^e` for an exponent `e` in `{0} ∪ [1, n] ∪ [n+2, 2n]`: the
+    /// punctured power `h_(n+1)` is, up to sign, a published element or `G1`,
+    /// and everyone can decrypt and forge. If `t` is in `[n + 2, 2n + 1]`, then
+    /// `m <= 4n + 2`, `z` is one of at most `4n + 2` roots of unity (computable
+    /// from the factorisation of `r - 1`), and trying `w * G1 == h_1` for each
+    /// candidate `w` finds `z` itself.
+    ///
+    /// What cannot be checked. The same search finds `z` for **any** small `m`
+    /// (in `O(sqrt(m))` steps by baby-step giant-step, since `z = w^k` for a
+    /// generator `w` of the order-`m` subgroup), and `r - 1 =
+    /// 2^32 * 3 * 11 * 19 * 10177 * 125527 * 859267 * 906349^2 * 2508409 *
+    /// 2529403 * 52437899 * 254760293^2` has many such subgroups (the
+    /// `2^32`-th roots of unity among them). Testing `z^m = 1` needs an element
+    /// with exponent `m`; the CRS has exponents up to `2n` in G1 (and `3n` in
+    /// Gt, one pairing per exponent), so larger orders are invisible to it.
+    /// They are excluded by the ceremony instead: a uniformly random `z` has
+    /// order at most `B` with probability below `2^17.3 * B / 2^254` (there
+    /// are ~2^17.2 divisors of `r - 1`), e.g. below `2^-77` for `B = 2^160`,
+    /// and with one honest contributor the final secret is the honest
+    /// contributor's uniform `s` times values fixed by others (extractable
+    /// from their proofs of knowledge), so it is as unlikely to land in a small
+    /// subgroup. The same holds for a CRS made by someone who kept `z`:
+    /// nothing here detects it; that is what the ceremony is for.
     pub fn verify(&self) -> Result<(), CrsError> {
         let n = self.dims.block_size();
         let nu = n as usize;
@@ -362,6 +407,7 @@ impl Crs {
         if self.g1[0] == G1Affine::generator() {
             return Err(CrsError::TrivialSecret);
         }
+        self.check_order_up_to_2n()?;
 
         // Consecutive published pairs (h_t, h_(t+1)) in storage order:
         // h_1..h_n are g1[0..n], h_(n+2)..h_(2n) are g1[n..2n-1].
@@ -404,12 +450,55 @@ impl Crs {
             (&v_minus_b, &self.g2_generator),
             (&neg_g1, &w),
         ];
-        if multi_miller_loop(&terms).final_exponentiation() == Gt::IDENTITY {
-            Ok(())
-        } else {
-            Err(CrsError::NotPowers)
+        if multi_miller_loop(&terms).final_exponentiation() != Gt::IDENTITY {
+            return Err(CrsError::NotPowers);
         }
+        // t = 2n + 1: the only exponent beyond 2n that is checked. With the
+        // powers established, e(h_(2n), hh_1) = e(G1, G2)^(z^(2n+1)).
+        let top = pairing(&self.g1[2 * nu - 2], &self.g2[0]);
+        small_order(2 * n + 1, &top, &Gt::generator())
     }
+
+    /// `z^t != ±1` for `t` in `[1, 2n]` (see [`Crs::verify`]): `h_t` against
+    /// `±G1`, and for the punctured `t = n + 1` the cached `Z` against
+    /// `e(G1, G2)^(±1)`. Reports the smallest `t`.
+    fn check_order_up_to_2n(&self) -> Result<(), CrsError> {
+        let n = self.dims.block_size();
+        let g1 = G1Affine::generator();
+        let gt = Gt::generator();
+        for t in 1..=2 * n {
+            if t == n + 1 {
+                small_order(t, &self.z_gt, &gt)?;
+            } else if let Some(h) = self.h(t) {
+                small_order(t, h, &g1)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A CRS made from the given secret, whatever it is (also one that
+    /// [`Crs::verify`] must refuse). Tests only.
+    #[cfg(test)]
+    pub(crate) fn from_known_secret_for_tests(capacity: u32, z: &Scalar) -> Self {
+        let dims = Dimensions::for_capacity(capacity).unwrap_or_else(|e| panic!("{e}"));
+        Self::from_secret(dims, z, &G1Projective::GENERATOR, &G2Projective::GENERATOR)
+    }
+}
+
+/// `Err(SmallOrderSecret)` if `element` is `one` (`z^t = 1`) or its inverse
+/// (`z^t = -1`), where `element` is `z^t` times the generator `one`.
+fn small_order<T>(t: u32, element: &T, one: &T) -> Result<(), CrsError>
+where
+    T: PartialEq + Copy + core::ops::Neg<Output = T>,
+{
+    let value = if element == one {
+        1
+    } else if *element == -*one {
+        -1
+    } else {
+        return Ok(());
+    };
+    Err(CrsError::SmallOrderSecret { power: t, value })
 }
 
 /// A uniformly random nonzero scalar (512 bits reduced: bias ~2^-256).
@@ -617,6 +706,135 @@ mod tests {
             &G2Projective::GENERATOR,
         );
         assert_eq!(c.verify(), Err(CrsError::TrivialSecret));
+    }
+
+    /// The prime factors of `r - 1` below 2^16 (the others are far above
+    /// any order tested here).
+    const SMALL_PRIMES_OF_R_MINUS_1: [u64; 5] = [2, 3, 11, 19, 10177];
+
+    /// `r - 1` as little-endian u64 limbs, divided by `m` (which must divide
+    /// it).
+    fn r_minus_1_over(m: u64) -> [u64; 4] {
+        let bytes = (-Scalar::ONE).to_le_bytes();
+        let mut limbs = [0u64; 4];
+        for (k, chunk) in bytes.chunks_exact(8).enumerate() {
+            limbs[k] = u64::from_le_bytes(chunk.try_into().unwrap());
+        }
+        let mut rem: u128 = 0;
+        for limb in limbs.iter_mut().rev() {
+            let cur = (rem << 64) | u128::from(*limb);
+            *limb = (cur / u128::from(m)) as u64;
+            rem = cur % u128::from(m);
+        }
+        assert_eq!(rem, 0, "{m} does not divide r - 1");
+        limbs
+    }
+
+    /// Does `m` divide `r - 1` (over the small primes)?
+    fn divides_r_minus_1(m: u64) -> bool {
+        let mut rest = m;
+        let mut twos = 0;
+        for p in SMALL_PRIMES_OF_R_MINUS_1 {
+            while rest.is_multiple_of(p) {
+                rest /= p;
+                if p == 2 {
+                    twos += 1;
+                } else if m.is_multiple_of(p * p) {
+                    return false; // 3, 11, 19, 10177 divide r - 1 once
+                }
+            }
+        }
+        rest == 1 && twos <= 32
+    }
+
+    /// A primitive `m`-th root of unity: `7^((r-1)/m)`, checked primitive.
+    fn primitive_root_of_unity(m: u64) -> Scalar {
+        use bls12_381_plus::ff::PrimeField;
+        let w = Scalar::MULTIPLICATIVE_GENERATOR.pow_vartime(&r_minus_1_over(m));
+        assert_eq!(w.pow_vartime(&[m, 0, 0, 0]), Scalar::ONE);
+        for p in SMALL_PRIMES_OF_R_MINUS_1 {
+            if m.is_multiple_of(p) {
+                assert_ne!(
+                    w.pow_vartime(&[m / p, 0, 0, 0]),
+                    Scalar::ONE,
+                    "not primitive"
+                );
+            }
+        }
+        w
+    }
+
+    #[test]
+    fn refuses_minus_one() {
+        for capacity in [2u32, 16, 25] {
+            let c = Crs::from_known_secret_for_tests(capacity, &-Scalar::ONE);
+            assert_eq!(
+                c.verify(),
+                Err(CrsError::SmallOrderSecret {
+                    power: 1,
+                    value: -1
+                })
+            );
+        }
+    }
+
+    /// Each check path on its own: `h_t = ±G1`, `Z = e(G1, G2)^(±1)` at the
+    /// punctured exponent, and the pairing at `2n + 1`.
+    #[test]
+    fn refuses_small_orders_by_each_check() {
+        let cases: [(u32, u64, u32, i8); 7] = [
+            // (capacity, order m, reported t, value)
+            (4, 2, 1, -1),    // n = 2: z = -1
+            (4, 3, 3, 1),     // n = 2: z^(n+1) = 1, only Z shows it
+            (4, 4, 2, -1),    // n = 2: h_2 = -G1
+            (4, 6, 3, -1),    // n = 2: z^(n+1) = -1, Z = e(G1, G2)^-1
+            (4, 8, 4, -1),    // n = 2: h_(2n) = -G1
+            (25, 11, 11, 1),  // n = 5: z^(2n+1) = 1, only the pairing shows it
+            (25, 22, 11, -1), // n = 5: z^(2n+1) = -1
+        ];
+        for (capacity, m, power, value) in cases {
+            let c = Crs::from_known_secret_for_tests(capacity, &primitive_root_of_unity(m));
+            assert_eq!(
+                c.verify(),
+                Err(CrsError::SmallOrderSecret { power, value }),
+                "capacity {capacity}, order {m}"
+            );
+        }
+    }
+
+    /// For every order `m` dividing `r - 1` up to a little beyond `4n + 2`:
+    /// refused iff `m <= 2n + 1`, or `m` even and `m <= 4n + 2`. Orders just
+    /// above that bound pass: they are the documented limit of what the CRS
+    /// can show (those `z` are still insecure, and excluded only by the
+    /// ceremony).
+    #[test]
+    fn small_order_boundary_is_exactly_2n_plus_1() {
+        for capacity in [4u32, 16, 25, 81] {
+            let n = Dimensions::for_capacity(capacity).unwrap().block_size();
+            let bound = u64::from(2 * n + 1);
+            let mut passed_above = 0;
+            for m in (1..=2 * bound + 12).filter(|m| divides_r_minus_1(*m)) {
+                let c = Crs::from_known_secret_for_tests(capacity, &primitive_root_of_unity(m));
+                let refused = m <= bound || (m.is_multiple_of(2) && m <= 2 * bound);
+                match c.verify() {
+                    Err(CrsError::TrivialSecret) => assert_eq!(m, 1),
+                    Err(CrsError::SmallOrderSecret { power, value }) => {
+                        assert!(refused, "n = {n}, order {m} refused");
+                        let t = if value == 1 { m } else { m / 2 };
+                        assert_eq!(u64::from(power), t, "n = {n}, order {m}");
+                    }
+                    Ok(()) => {
+                        assert!(!refused, "n = {n}, order {m} accepted");
+                        passed_above += 1;
+                    }
+                    Err(e) => panic!("n = {n}, order {m}: {e}"),
+                }
+            }
+            assert!(
+                passed_above > 0,
+                "n = {n}: no order beyond the bound tested"
+            );
+        }
     }
 
     #[test]

@@ -19,7 +19,10 @@ use crate::error::{DecodeError, Group};
 use crate::gt::is_in_subgroup_vartime;
 use crate::params::Dimensions;
 
-/// The format version byte written after each type tag.
+/// The format version byte written after each type tag, unless a type says
+/// otherwise ([`Canonical::VERSION`]): every type is at version 1 except
+/// [`crate::MembershipProof`], which is at version 2 (it gained the
+/// registrant's id and proof of knowledge; version 1 proofs are refused).
 pub const FORMAT_VERSION: u8 = 1;
 
 /// Compressed G1 point length.
@@ -39,6 +42,10 @@ pub trait Canonical: Sized {
     /// The 4-byte type tag the encoding starts with.
     const MAGIC: [u8; 4];
 
+    /// The format version byte after the tag. The decoder accepts this
+    /// version only.
+    const VERSION: u8 = FORMAT_VERSION;
+
     /// The canonical encoding.
     fn to_bytes(&self) -> Vec<u8>;
 
@@ -51,6 +58,8 @@ pub trait Canonical: Sized {
 pub(crate) trait Codec: Sized {
     /// Type tag.
     const MAGIC: [u8; 4];
+    /// Format version byte (the only one the decoder accepts).
+    const VERSION: u8 = FORMAT_VERSION;
     /// Write the fields (after the header).
     fn write(&self, w: &mut Writer);
     /// Read the fields (after the header).
@@ -62,6 +71,7 @@ macro_rules! impl_canonical {
     ($t:ty) => {
         impl $crate::encoding::Canonical for $t {
             const MAGIC: [u8; 4] = <$t as $crate::encoding::Codec>::MAGIC;
+            const VERSION: u8 = <$t as $crate::encoding::Codec>::VERSION;
 
             fn to_bytes(&self) -> alloc::vec::Vec<u8> {
                 $crate::encoding::encode_value(self)
@@ -89,14 +99,14 @@ pub(crate) use impl_canonical;
 
 /// Header + fields.
 pub(crate) fn encode_value<T: Codec>(value: &T) -> Vec<u8> {
-    let mut w = Writer::new(T::MAGIC);
+    let mut w = Writer::with_version(T::MAGIC, T::VERSION);
     value.write(&mut w);
     w.into_bytes()
 }
 
 /// Header + fields + nothing else.
 pub(crate) fn decode_value<T: Codec>(bytes: &[u8]) -> Result<T, DecodeError> {
-    let mut r = Reader::open(bytes, T::MAGIC)?;
+    let mut r = Reader::open_version(bytes, T::MAGIC, T::VERSION)?;
     let value = T::read(&mut r)?;
     r.finish()?;
     Ok(value)
@@ -108,11 +118,17 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// A writer that has already written the header.
+    /// A writer that has already written the header (version
+    /// [`FORMAT_VERSION`]).
     pub(crate) fn new(magic: [u8; 4]) -> Self {
+        Self::with_version(magic, FORMAT_VERSION)
+    }
+
+    /// A writer that has already written the header with this version byte.
+    pub(crate) fn with_version(magic: [u8; 4], version: u8) -> Self {
         let mut buf = Vec::with_capacity(64);
         buf.extend_from_slice(&magic);
-        buf.push(FORMAT_VERSION);
+        buf.push(version);
         Self { buf }
     }
 
@@ -167,8 +183,18 @@ pub(crate) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    /// Check the header (tag and version) and position after it.
+    /// Check the header (tag and version [`FORMAT_VERSION`]) and position
+    /// after it.
     pub(crate) fn open(bytes: &'a [u8], magic: [u8; 4]) -> Result<Self, DecodeError> {
+        Self::open_version(bytes, magic, FORMAT_VERSION)
+    }
+
+    /// Check the header (tag and exactly this version) and position after it.
+    pub(crate) fn open_version(
+        bytes: &'a [u8],
+        magic: [u8; 4],
+        expected_version: u8,
+    ) -> Result<Self, DecodeError> {
         let mut r = Self { rest: bytes };
         let found: [u8; 4] = r.array("magic")?;
         if found != magic {
@@ -178,7 +204,7 @@ impl<'a> Reader<'a> {
             });
         }
         let [version] = r.array::<1>("version")?;
-        if version != FORMAT_VERSION {
+        if version != expected_version {
             return Err(DecodeError::UnsupportedVersion(version));
         }
         Ok(r)

@@ -179,6 +179,20 @@ pub enum CrsError {
     /// `h_1` is the generator itself, i.e. `z = 1`, which publishes `z^(n+1)`.
     #[error("h_1 is the generator: z = 1 would publish the punctured power")]
     TrivialSecret,
+    /// The secret is a root of unity of small order: `z^power = value` with
+    /// `value` 1 or -1 and `power <= 2n + 1`. Then the punctured power is
+    /// (up to sign) a published element or `G1`, or `z` itself is found by
+    /// trying the at most `4n + 2` roots of unity of that order (see
+    /// [`crate::Crs::verify`]).
+    #[error(
+        "the secret is a small-order root of unity (z^{power} = {value}): the punctured power is computable"
+    )]
+    SmallOrderSecret {
+        /// The exponent `t` found with `z^t = value`.
+        power: u32,
+        /// `1` or `-1`.
+        value: i8,
+    },
     /// The batched pairing check failed: the elements are not consecutive powers
     /// of one secret in both groups.
     #[error("CRS elements are not consecutive powers of one secret")]
@@ -342,6 +356,16 @@ pub enum ProofError {
     /// A membership proof for the identity key (that is non-membership).
     #[error("membership proof for the identity key")]
     IdentityPublicKey,
+    /// The proof of knowledge of the key's secret does not verify for this
+    /// CRS, id, slot and key: the key is not one its claimant registered at
+    /// that slot (for example the block commitment, or a registered key
+    /// shifted by a multiple of `G1`).
+    #[error("proof of knowledge of the secret key is invalid")]
+    InvalidProofOfKnowledge,
+    /// The membership proof is for another workload id than the one asked
+    /// about.
+    #[error("membership proof is for another id")]
+    IdMismatch,
     /// The pairing equation does not hold.
     #[error("pairing check failed")]
     Invalid,

@@ -66,7 +66,7 @@ fn unb64_var(field: &'static str, s: &str, max: usize) -> Result<Vec<u8>, Decode
 fn via_binary<T: Codec>(
     build: impl FnOnce(&mut Writer) -> Result<(), DecodeError>,
 ) -> Result<T, DecodeError> {
-    let mut w = Writer::new(T::MAGIC);
+    let mut w = Writer::with_version(T::MAGIC, T::VERSION);
     build(&mut w)?;
     decode_value(&w.into_bytes())
 }
@@ -269,14 +269,21 @@ impl<'de> Deserialize<'de> for Opening {
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MembershipProofJson {
+    id: String,
     public_key: String,
+    proof_of_knowledge: ProofJson,
     opening: OpeningJson,
 }
 
 impl Serialize for MembershipProof {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         MembershipProofJson {
+            id: b64(&self.id),
             public_key: g1(&self.public_key),
+            proof_of_knowledge: ProofJson {
+                commitment: g1(&self.proof_of_knowledge.commitment),
+                response: b64(&self.proof_of_knowledge.response.to_be_bytes()),
+            },
             opening: OpeningJson::from(&self.opening),
         }
         .serialize(s)
@@ -289,6 +296,18 @@ impl<'de> Deserialize<'de> for MembershipProof {
             via_binary(|w| {
                 j.opening.write(w)?;
                 w.bytes(&unb64("public_key", &j.public_key, G1_LEN)?);
+                w.bytes(&unb64("id", &j.id, 32)?);
+                let pok = &j.proof_of_knowledge;
+                w.bytes(&unb64(
+                    "proof_of_knowledge.commitment",
+                    &pok.commitment,
+                    G1_LEN,
+                )?);
+                w.bytes(&unb64(
+                    "proof_of_knowledge.response",
+                    &pok.response,
+                    SCALAR_LEN,
+                )?);
                 Ok(())
             })
         })

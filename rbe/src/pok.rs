@@ -5,13 +5,23 @@
 //! helper check alone would accept it. The challenge binds the proof to the CRS,
 //! the workload id, the slot and the key, so a proof cannot be replayed for
 //! another id or slot.
+//!
+//! The same proof, copied from the registration, makes a
+//! [`crate::MembershipProof`] binding: it shows that the claimed key is
+//! `sk * h_i` for an `sk` its registrant knew, which rules out claiming the
+//! block commitment (or any other combination of published points) as a key.
 
 use bls12_381_plus::{G1Affine, G1Projective, Scalar};
 use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroizing;
 
 use crate::WorkloadId;
+use crate::encoding::{G1_LEN, SCALAR_LEN, decode_g1, decode_scalar};
+use crate::error::DecodeError;
 use crate::transcript::{DOMAIN_POK, Transcript};
+
+/// Length of [`ProofOfKnowledge::to_compressed`]: `R` compressed, then `s`.
+pub(crate) const POK_LEN: usize = G1_LEN + SCALAR_LEN;
 
 /// A Schnorr proof: commitment `R = k * h_i` and response `s = k + c * sk`
 /// where `c = H(domain, CRS digest, id, slot, pk, R)`.
@@ -73,6 +83,30 @@ impl ProofOfKnowledge {
         }
     }
 
+    /// `R` compressed (48 bytes) then `s` (32 bytes, big-endian): the last
+    /// 80 bytes of a registration's encoding.
+    pub(crate) fn to_compressed(self) -> [u8; POK_LEN] {
+        let mut out = [0u8; POK_LEN];
+        out[..G1_LEN].copy_from_slice(&self.commitment.to_compressed());
+        out[G1_LEN..].copy_from_slice(&self.response.to_be_bytes());
+        out
+    }
+
+    /// Strict inverse of [`ProofOfKnowledge::to_compressed`] (`R`
+    /// subgroup-checked, `s` canonical; the identity `R` is left to
+    /// [`ProofOfKnowledge::verify`], which refuses it).
+    pub(crate) fn from_compressed(bytes: &[u8; POK_LEN]) -> Result<Self, DecodeError> {
+        let (r, s) = bytes.split_at(G1_LEN);
+        let mut r_bytes = [0u8; G1_LEN];
+        r_bytes.copy_from_slice(r);
+        let mut s_bytes = [0u8; SCALAR_LEN];
+        s_bytes.copy_from_slice(s);
+        Ok(Self {
+            commitment: decode_g1("proof commitment", &r_bytes)?,
+            response: decode_scalar("proof response", &s_bytes)?,
+        })
+    }
+
     /// `s * h_i == R + c * pk`, with `R` not the identity.
     pub(crate) fn verify(&self, st: &Statement<'_>) -> bool {
         if bool::from(self.commitment.is_identity()) {
@@ -128,5 +162,11 @@ mod tests {
             response: Scalar::ZERO,
         };
         assert!(!zero.verify(&st));
+
+        let bytes = proof.to_compressed();
+        assert_eq!(ProofOfKnowledge::from_compressed(&bytes), Ok(proof));
+        let mut big = bytes;
+        big[G1_LEN..].fill(0xff);
+        assert!(ProofOfKnowledge::from_compressed(&big).is_err());
     }
 }

@@ -29,9 +29,12 @@
 //! CRS digest matches, and recomputes every block commitment from the keys.
 //! [`SnapshotRestore::push_registration`] then walks the log prefix the image
 //! claims to cover (canonical registration bytes only, no curve arithmetic):
-//! every registration's slot, id and public key must be the image's, and the
-//! log digest recomputed from those bytes must equal the image's. Only then
-//! does [`SnapshotRestore::finish`] hand out the state.
+//! every registration's slot, id and public key must be the image's (each
+//! image entry exactly once), and the log digest recomputed from those bytes
+//! must equal the image's. Only then does [`SnapshotRestore::finish`] hand out
+//! the state. The registrations' proofs of knowledge, which membership proofs
+//! carry, are not in the image: they are taken (still compressed, not
+//! decoded) from the last 80 bytes of the pushed registrations.
 //!
 //! So the public parameters (CRS digest, version, commitments) of a restored
 //! state are exactly those a full replay of that log prefix gives. The
@@ -50,10 +53,12 @@ use bls12_381_plus::{G1Affine, G1Projective};
 
 use crate::WorkloadId;
 use crate::crs::Crs;
+use crate::encoding::G1_LEN;
 use crate::encoding::{Codec, Reader, Writer};
 use crate::error::{DecodeError, SnapshotError};
+use crate::pok::POK_LEN;
 use crate::registration::Registration;
-use crate::state::{Block, RegistryState, log_digest_step};
+use crate::state::{Block, KeyRecord, RegistryState, log_digest_step};
 
 /// Type tag of the state image.
 const MAGIC: [u8; 4] = *b"RBES";
@@ -242,6 +247,7 @@ impl SnapshotRestore {
                 blocks,
                 ids,
                 keys,
+                key_records: BTreeMap::new(),
                 version,
                 log_digest,
             },
@@ -258,9 +264,12 @@ impl SnapshotRestore {
 
     /// Checks the next registration of the log prefix, given as its
     /// canonical bytes (`Registration::to_bytes`, as a log stores them):
-    /// its slot, id and public key must be the image's. Reads the fixed-size
-    /// header of the encoding only; no point is decoded. Returns that slot and
-    /// id (for the caller's own bindings, e.g. id = hash of a token).
+    /// its slot, id and public key must be the image's, and no slot may be
+    /// pushed twice. Reads the fixed-size header, the helper count (the
+    /// length must match it) and the trailing proof of knowledge, which the
+    /// restored state keeps for its membership proofs; no point is decoded.
+    /// Returns that slot and id (for the caller's own bindings, e.g. id =
+    /// hash of a token).
     pub fn push_registration(
         &mut self,
         registration_bytes: &[u8],
@@ -276,15 +285,30 @@ impl SnapshotRestore {
         let slot = r.u32("slot")?;
         let id = r.array::<32>("id")?;
         let pk = r.array::<48>("public key")?;
+        let count = r.u32("helper count")?;
+        let helpers_len = usize::try_from(count)
+            .ok()
+            .and_then(|c| c.checked_mul(G1_LEN))
+            .ok_or(DecodeError::LengthOutOfRange {
+                field: "helper count",
+                value: u64::from(count),
+            })?;
+        r.take("helper value", helpers_len)?;
+        let proof = r.array::<POK_LEN>("proof of knowledge")?;
+        r.finish()?;
         let matches = self.state.ids.get(&id) == Some(&slot)
             && self
                 .state
                 .keys
                 .get(&slot)
-                .is_some_and(|key| key.to_compressed() == pk);
+                .is_some_and(|key| key.to_compressed() == pk)
+            && !self.state.key_records.contains_key(&slot);
         if !matches {
             return Err(SnapshotError::PrefixMismatch { index });
         }
+        // `covers()` pushes, each a distinct slot of the image: when
+        // `finish` accepts, every registered slot has its record.
+        self.state.key_records.insert(slot, KeyRecord { id, proof });
         self.digest = log_digest_step(&self.digest, registration_bytes);
         self.pushed += 1;
         Ok((slot, id))
@@ -364,6 +388,17 @@ mod tests {
         for slot in 0..16 {
             assert_eq!(restored.opening(slot), state.opening(slot));
             assert_eq!(restored.public_key(slot), state.public_key(slot));
+            // Membership proofs carry the proof of knowledge taken from the
+            // pushed log entries.
+            assert_eq!(
+                restored.membership_proof(slot),
+                state.membership_proof(slot)
+            );
+        }
+        let pp = restored.public_params();
+        for slot in [0, 5, 6, 15] {
+            let proof = restored.membership_proof(slot).unwrap();
+            proof.verify(&crs, &pp).unwrap();
         }
         assert_eq!(restored.to_snapshot_bytes(), image);
         // And it keeps working: the next registration applies identically.
@@ -375,6 +410,27 @@ mod tests {
         b.verify_and_apply(reg).unwrap();
         assert_eq!(a.public_params().to_bytes(), b.public_params().to_bytes());
         assert_eq!(a.log_digest(), b.log_digest());
+    }
+
+    /// Each image entry must be pushed once: a log that repeats an entry
+    /// cannot leave a registered slot without its proof of knowledge.
+    #[test]
+    fn refuses_a_registration_pushed_twice() {
+        let (crs, state, log) = registered(16, &[0, 5]);
+        let image = state.to_snapshot_bytes();
+        let mut r = SnapshotRestore::from_bytes_unchecked(crs, &image).unwrap();
+        r.push_registration(&log[0]).unwrap();
+        assert_eq!(
+            r.push_registration(&log[0]),
+            Err(SnapshotError::PrefixMismatch { index: 1 })
+        );
+        // A registration whose length does not match its helper count.
+        let mut short = log[1].clone();
+        short.pop();
+        assert!(matches!(
+            r.push_registration(&short),
+            Err(SnapshotError::Decode(_))
+        ));
     }
 
     #[test]

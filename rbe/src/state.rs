@@ -10,6 +10,7 @@ use crate::WorkloadId;
 use crate::crs::Crs;
 use crate::error::{RegistrationError, ReplayError};
 use crate::opening::Opening;
+use crate::pok::{POK_LEN, ProofOfKnowledge};
 use crate::proof::{MembershipProof, NonMembershipProof};
 use crate::public_params::PublicParams;
 use crate::registration::{Registration, WellFormedRegistration};
@@ -44,8 +45,19 @@ pub(crate) struct Block {
     pub(crate) openings: Vec<G1Affine>,
 }
 
+/// What a membership proof needs besides the key and the opening: the id and
+/// the proof of knowledge a slot was registered with, kept compressed
+/// (112 bytes per registration) and decoded when a proof is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct KeyRecord {
+    pub(crate) id: WorkloadId,
+    /// [`ProofOfKnowledge::to_compressed`] of the registration's proof.
+    pub(crate) proof: [u8; POK_LEN],
+}
+
 /// Block commitments, per-position openings of touched blocks, id -> slot and
-/// slot -> key maps, and the number of registrations applied.
+/// slot -> key maps (with each key's id and proof of knowledge, for
+/// membership proofs), and the number of registrations applied.
 ///
 /// Openings are allocated per block on its first registration (n points), so
 /// memory grows with use: at N = 2^20 (n = 1024) a fully registered registry
@@ -58,6 +70,7 @@ pub struct RegistryState {
     pub(crate) blocks: BTreeMap<u32, Block>,
     pub(crate) ids: BTreeMap<WorkloadId, u32>,
     pub(crate) keys: BTreeMap<u32, G1Affine>,
+    pub(crate) key_records: BTreeMap<u32, KeyRecord>,
     pub(crate) version: u64,
     pub(crate) log_digest: [u8; 32],
 }
@@ -92,6 +105,7 @@ impl RegistryState {
             blocks: BTreeMap::new(),
             ids: BTreeMap::new(),
             keys: BTreeMap::new(),
+            key_records: BTreeMap::new(),
             version: 0,
             log_digest: log_digest_start(&crs_digest),
         }
@@ -230,6 +244,13 @@ impl RegistryState {
         *commitment = G1Affine::from(G1Projective::from(*commitment) + reg.public_key);
         self.ids.insert(reg.id, reg.slot);
         self.keys.insert(reg.slot, reg.public_key);
+        self.key_records.insert(
+            reg.slot,
+            KeyRecord {
+                id: reg.id,
+                proof: reg.proof.to_compressed(),
+            },
+        );
         self.version += 1;
         self.log_digest = log_digest_step(&self.log_digest, &reg.to_bytes());
         Ok(())
@@ -300,11 +321,19 @@ impl RegistryState {
         })
     }
 
-    /// Membership proof for a registered slot.
+    /// Membership proof for a registered slot: its key, the id and proof of
+    /// knowledge it was registered with, and its current opening. `None` for
+    /// a free slot (and, for a state restored from an image, if the log
+    /// prefix pushed held a proof of knowledge that does not decode, which a
+    /// verified log never does).
     pub fn membership_proof(&self, slot: u32) -> Option<MembershipProof> {
         let public_key = *self.keys.get(&slot)?;
+        let record = self.key_records.get(&slot)?;
+        let proof_of_knowledge = ProofOfKnowledge::from_compressed(&record.proof).ok()?;
         Some(MembershipProof {
+            id: record.id,
             public_key,
+            proof_of_knowledge,
             opening: self.opening(slot)?,
         })
     }

@@ -104,7 +104,7 @@ where
     assert_eq!(back, v);
     assert_eq!(back.to_bytes(), bytes);
     assert_eq!(&bytes[..4], &T::MAGIC);
-    assert_eq!(bytes[4], mazu_rbe::FORMAT_VERSION);
+    assert_eq!(bytes[4], T::VERSION);
 }
 
 #[test]
@@ -173,6 +173,100 @@ fn json_shape_is_documented_shape() {
 }
 
 #[test]
+fn format_versions() {
+    let s = samples();
+    assert_eq!(mazu_rbe::FORMAT_VERSION, 1);
+    assert_eq!(<MembershipProof as Canonical>::VERSION, 2);
+    for bytes in [
+        &s.crs,
+        &s.pp,
+        &s.registration,
+        &s.opening,
+        &s.non_membership,
+    ] {
+        assert_eq!(bytes[4], 1);
+    }
+    assert_eq!(s.membership[4], 2);
+}
+
+/// Version 2 of the membership proof: the version 1 fields, then the id and
+/// the proof of knowledge. Version 1 proofs (not binding) and a version 2
+/// header on a version 1 body are refused; so is an identity `R`.
+#[test]
+fn membership_proof_v2_layout_and_strictness() {
+    let s = samples();
+    let bytes = &s.membership;
+    assert_eq!(bytes.len(), 5 + 4 + 3 * 48 + 32 + 48 + 32);
+    let proof = MembershipProof::from_bytes(bytes).unwrap();
+    assert_eq!(&bytes[153..185], &proof.id);
+    assert_eq!(
+        &bytes[185..233],
+        &proof.proof_of_knowledge.commitment.to_compressed()
+    );
+    assert_eq!(
+        &bytes[233..],
+        &proof.proof_of_knowledge.response.to_be_bytes()
+    );
+
+    let mut v1 = bytes[..153].to_vec();
+    v1[4] = 1;
+    assert_eq!(
+        MembershipProof::from_bytes(&v1),
+        Err(DecodeError::UnsupportedVersion(1))
+    );
+    let mut v1_full = bytes.clone();
+    v1_full[4] = 1;
+    assert_eq!(
+        MembershipProof::from_bytes(&v1_full),
+        Err(DecodeError::UnsupportedVersion(1))
+    );
+    assert!(matches!(
+        MembershipProof::from_bytes(&bytes[..153]),
+        Err(DecodeError::Truncated { .. })
+    ));
+    let mut identity_r = bytes.clone();
+    identity_r[185..233].copy_from_slice(&mazu_rbe::G1Affine::identity().to_compressed());
+    assert_eq!(
+        MembershipProof::from_bytes(&identity_r),
+        Err(DecodeError::IdentityPoint {
+            field: "proof commitment"
+        })
+    );
+    let mut big_s = bytes.clone();
+    big_s[233..].fill(0xff);
+    assert!(matches!(
+        MembershipProof::from_bytes(&big_s),
+        Err(DecodeError::NonCanonicalScalar { .. })
+    ));
+
+    // JSON: id, public_key, proof_of_knowledge {commitment, response}, opening.
+    let v: serde_json::Value = serde_json::to_value(proof).unwrap();
+    let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["id", "opening", "proof_of_knowledge", "public_key"]);
+    assert_eq!(v["id"].as_str().unwrap().len(), 44);
+    assert_eq!(
+        v["proof_of_knowledge"]["commitment"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    assert_eq!(
+        v["proof_of_knowledge"]["response"].as_str().unwrap().len(),
+        44
+    );
+    // The version 1 JSON shape (no id, no proof of knowledge) is refused.
+    let mut old = v.clone();
+    old.as_object_mut().unwrap().remove("id");
+    old.as_object_mut().unwrap().remove("proof_of_knowledge");
+    assert!(serde_json::from_value::<MembershipProof>(old).is_err());
+    let mut extra = v.clone();
+    extra["extra"] = serde_json::Value::Bool(true);
+    assert!(serde_json::from_value::<MembershipProof>(extra).is_err());
+}
+
+#[test]
 fn ciphertext_decoder_checks_gt_subgroup_and_points() {
     let s = samples();
     let ct = &s.ciphertext;
@@ -237,7 +331,8 @@ fn non_subgroup_points_rejected_in_every_g1_position_of_small_types() {
     let bad = non_subgroup_g1();
     for (name, bytes, offsets) in [
         ("opening", &s.opening, vec![9, 57]),
-        ("membership", &s.membership, vec![9, 57, 105]),
+        // slot, commitment, value, key, id (32), proof commitment, response.
+        ("membership", &s.membership, vec![9, 57, 105, 185]),
         ("non-membership", &s.non_membership, vec![9, 57]),
         ("public params", &s.pp, vec![5 + 32 + 4 + 4 + 8 + 4]),
     ] {

@@ -13,7 +13,7 @@ use core::time::Duration;
 use p256::ecdsa::SigningKey;
 use rand::rngs::OsRng;
 
-use crate::fixtures::{Mesh, TRUST_DOMAIN, Workload, WorkloadSpec};
+use crate::fixtures::{AUDIENCE, Mesh, TRUST_DOMAIN, Workload, WorkloadSpec};
 
 /// The command that builds the curator binary.
 pub const BUILD_COMMAND: &str = "cargo build -p mazu-curator";
@@ -74,8 +74,12 @@ impl Curator {
             .arg("--addr-file")
             .arg(&addr_file)
             .arg("--issuer")
-            .arg(format!("{}={}", mesh.issuer.issuer_url(), jwks.display()))
-            .args(["--audience", "mazu", "--trust-domain", TRUST_DOMAIN])
+            .arg(format!(
+                "{}={};namespaces=*",
+                mesh.issuer.issuer_url(),
+                jwks.display()
+            ))
+            .args(["--audience", AUDIENCE, "--trust-domain", TRUST_DOMAIN])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))

@@ -18,6 +18,8 @@ use crate::plugin::PeerProperties;
 pub const TRUST_DOMAIN: &str = "cluster.local";
 /// The callout cluster of the fixtures' configuration.
 pub const CURATOR_CLUSTER: &str = "mazu-curator";
+/// The audience of the test deployment's tokens, curator and filters.
+pub const AUDIENCE: &str = mazu_dev_issuer::DEV_AUDIENCE;
 
 /// The current time, Unix seconds.
 pub fn unix_now() -> u64 {
@@ -115,7 +117,7 @@ impl WorkloadSpec {
             issued_at: now - 60,
             token_lifetime: 3600,
             not_before: None,
-            audiences: vec!["mazu".to_owned()],
+            audiences: vec![AUDIENCE.to_owned()],
             certificate_time: now - 60,
             certificate_lifetime: 24 * 3600,
             trust_domain: TRUST_DOMAIN.to_owned(),
@@ -221,8 +223,8 @@ impl Mesh {
                 "curator":{{"cluster":"{CURATOR_CLUSTER}","authority":"curator.mazu.test",
                             "registry_path":"/v1/registry","refresh_interval_ms":1000,"timeout_ms":500
                             {curator_extra}}},
-                "trust":{{"trust_domain":"{TRUST_DOMAIN}","audience":"mazu",
-                          "issuers":[{{"issuer":"{DEFAULT_ISSUER_URL}","jwks":{}}}]}}
+                "trust":{{"trust_domain":"{TRUST_DOMAIN}","audience":"{AUDIENCE}",
+                          "issuers":[{{"issuer":"{DEFAULT_ISSUER_URL}","jwks":{},"namespaces":["*"]}}]}}
                 {extra}}}"#,
             self.jwks_json()
         )

@@ -2,7 +2,7 @@
 //! returns false and the reason is logged at error level.
 
 use mazu_wasm_tests::abi::{Action, LogLevel};
-use mazu_wasm_tests::fixtures::{CURATOR_CLUSTER, Mesh, unix_now};
+use mazu_wasm_tests::fixtures::{AUDIENCE, CURATOR_CLUSTER, Mesh, unix_now};
 use mazu_wasm_tests::harness::module;
 use mazu_wasm_tests::plugin::{PeerProperties, Side, Vm};
 use mazu_wasm_tests::state::ProcessHandle;
@@ -63,8 +63,19 @@ fn bad_configurations_are_refused_with_an_error_log() {
             "trust.trust_domain:",
         ),
         (
-            good.replace("\"audience\":\"mazu\"", "\"audience\":\"\""),
+            good.replace(&format!("\"audience\":\"{AUDIENCE}\""), "\"audience\":\"\""),
             "trust.audience: must not be empty",
+        ),
+        (
+            good.replace(
+                &format!("\"audience\":\"{AUDIENCE}\""),
+                "\"audience\":\"mazu\"",
+            ),
+            "trust.audience: audience \"mazu\" is shared by every Mazu deployment",
+        ),
+        (
+            good.replace(",\"namespaces\":[\"*\"]", ""),
+            "trust.issuers[0].namespaces: is required",
         ),
         (
             good.replace(&mesh.jwks_json(), "{\"keys\":[{\"kty\":\"oct\"}]}"),

@@ -191,6 +191,19 @@ fn every_verdict_deny_reason_closes_the_connection() {
         let token = mazu_dev_issuer::unsigned_token(&header, &claims, &parts.signature);
         good.with_token(&token)
     };
+    // Registered under the good certificate's key, so that the verdict gets
+    // past the registry (checked before any token) to the token itself.
+    let alg_none_entry = {
+        let parts = mazu_dev_issuer::decode_unverified(&good.token).unwrap();
+        let claims = String::from_utf8(parts.claims).unwrap();
+        let header = format!(r#"{{"alg":"none","kid":"{}x"}}"#, mesh.issuer.kid());
+        let token = mazu_dev_issuer::unsigned_token(&header, &claims, &parts.signature);
+        mazu_identity::RegistryEntry {
+            workload_id: mazu_identity::WorkloadId::of_token(token.as_bytes()),
+            slot: 50,
+            ..good.entry
+        }
+    };
 
     // Certificate failures.
     let mut spec = WorkloadSpec::new("shop", "expired");
@@ -221,6 +234,7 @@ fn every_verdict_deny_reason_closes_the_connection() {
             expired_cert.entry,
             future_cert.entry,
             foreign_domain.entry,
+            alg_none_entry,
         ],
     );
     let mut vm = inbound_with(&mesh, "", &registry);

@@ -253,7 +253,11 @@ impl FixedCurator {
         std::fs::write(&jwks, mesh.jwks_json())?;
         Ok(FixedCurator {
             child: None,
-            issuer_arg: format!("{}={}", mesh.issuer.issuer_url(), jwks.display()),
+            issuer_arg: format!(
+                "{}={};namespaces=*",
+                mesh.issuer.issuer_url(),
+                jwks.display()
+            ),
             dir,
             port,
         })
@@ -277,7 +281,8 @@ impl FixedCurator {
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
             .args(["--issuer", &self.issuer_arg])
-            .args(["--audience", "mazu", "--trust-domain", TRUST_DOMAIN])
+            .args(["--audience", mazu_dev_issuer::DEV_AUDIENCE])
+            .args(["--trust-domain", TRUST_DOMAIN])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))

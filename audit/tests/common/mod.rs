@@ -48,7 +48,10 @@ impl World {
     }
 
     pub fn issuer_arg(&self) -> String {
-        format!("{DEFAULT_ISSUER_URL}={}", self.jwks_path.display())
+        format!(
+            "{DEFAULT_ISSUER_URL}={};namespaces=*",
+            self.jwks_path.display()
+        )
     }
 
     pub fn token(&self, ns: &str, sa: &str) -> String {
@@ -57,8 +60,12 @@ impl World {
 
     pub fn trust(&self) -> TrustConfig {
         TrustConfig::builder("cluster.local")
-            .audience("mazu")
-            .issuer(DEFAULT_ISSUER_URL, &self.issuer.jwks_json().into_bytes())
+            .audience(mazu_dev_issuer::DEV_AUDIENCE)
+            .issuer(
+                DEFAULT_ISSUER_URL,
+                &self.issuer.jwks_json().into_bytes(),
+                mazu_identity::trust::NamespaceScope::any(),
+            )
             .build()
             .unwrap()
     }
@@ -76,6 +83,8 @@ impl World {
             CAPACITY.to_string(),
             "--issuer".into(),
             self.issuer_arg(),
+            "--audience".into(),
+            mazu_dev_issuer::DEV_AUDIENCE.into(),
             "--listen".into(),
             "127.0.0.1:0".into(),
             "--addr-file".into(),

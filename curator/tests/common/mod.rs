@@ -52,7 +52,10 @@ impl Fixture {
     }
 
     pub fn issuer_arg(&self) -> String {
-        format!("{DEFAULT_ISSUER_URL}={}", self.jwks_path.display())
+        format!(
+            "{DEFAULT_ISSUER_URL}={};namespaces=*",
+            self.jwks_path.display()
+        )
     }
 
     /// A fresh valid token for `shop/<sa>` (random jti, so every call differs).
@@ -72,6 +75,8 @@ impl Fixture {
             capacity.to_string(),
             "--issuer".into(),
             self.issuer_arg(),
+            "--audience".into(),
+            mazu_dev_issuer::DEV_AUDIENCE.into(),
         ]
     }
 }

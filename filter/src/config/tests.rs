@@ -98,8 +98,8 @@ fn refusals_name_the_field() {
 fn curator_fields_are_checked() {
     let jwks = Fixture::new().issuer.jwks_json();
     let trust = format!(
-        r#""trust":{{"trust_domain":"cluster.local","audience":"mazu",
-            "issuers":[{{"issuer":"https://issuer","jwks":{jwks}}}]}}"#
+        r#""trust":{{"trust_domain":"cluster.local","audience":"mazu:test",
+            "issuers":[{{"issuer":"https://issuer","jwks":{jwks},"namespaces":["*"]}}]}}"#
     );
     let cases: &[(&str, &str)] = &[
         (
@@ -161,42 +161,90 @@ fn trust_fields_are_checked() {
     let jwks = Fixture::new().issuer.jwks_json();
     let curator = r#""curator":{"cluster":"c","authority":"a"}"#;
     let cases: Vec<(String, &str)> = vec![
-        (r#""trust":{"audience":"mazu","issuers":[]}"#.into(), "trust.trust_domain: is required"),
+        (r#""trust":{"audience":"mazu:test","issuers":[]}"#.into(), "trust.trust_domain: is required"),
         (
-            r#""trust":{"trust_domain":"Bad Domain","audience":"mazu","issuers":[]}"#.into(),
+            r#""trust":{"trust_domain":"Bad Domain","audience":"mazu:test","issuers":[]}"#.into(),
             "trust.trust_domain:",
         ),
         (
-            r#""trust":{"trust_domain":"cluster.local","audience":"mazu","issuers":[]}"#.into(),
+            r#""trust":{"trust_domain":"cluster.local","audience":"mazu:test","issuers":[]}"#.into(),
             "trust.issuers: must name at least one issuer",
         ),
         (
-            r#""trust":{"trust_domain":"cluster.local","audience":"mazu","issuers":[{"issuer":"https://i"}]}"#
+            r#""trust":{"trust_domain":"cluster.local","audience":"mazu:test","issuers":[{"issuer":"https://i"}]}"#
                 .into(),
             "trust.issuers[0].jwks: is required",
         ),
         (
-            r#""trust":{"trust_domain":"cluster.local","audience":"mazu","issuers":[{"issuer":"https://i","jwks":{"keys":7}}]}"#
+            r#""trust":{"trust_domain":"cluster.local","audience":"mazu:test","issuers":[{"issuer":"https://i","jwks":{"keys":7}}]}"#
                 .into(),
             "trust.issuers[0].jwks: JWKS does not have the RFC 7517 shape",
         ),
         (
             format!(
-                r#""trust":{{"trust_domain":"cluster.local","issuers":[{{"issuer":"https://i","jwks":{jwks}}}]}}"#
+                r#""trust":{{"trust_domain":"cluster.local","issuers":[{{"issuer":"https://i","jwks":{jwks},"namespaces":["*"]}}]}}"#
             ),
             "trust.audience: is required",
         ),
         (
             format!(
-                r#""trust":{{"trust_domain":"cluster.local","audience":"mazu","clock_skew_secs":601,"issuers":[{{"issuer":"https://i","jwks":{jwks}}}]}}"#
+                r#""trust":{{"trust_domain":"cluster.local","audience":"mazu:test","clock_skew_secs":601,"issuers":[{{"issuer":"https://i","jwks":{jwks},"namespaces":["*"]}}]}}"#
             ),
             "trust.clock_skew_secs: must be between 0 and 600",
         ),
         (
             format!(
-                r#""trust":{{"trust_domain":"cluster.local","audience":"mazu","issuers":[{{"issuer":"https://i","jwks":{jwks}}},{{"issuer":"https://i","jwks":{jwks}}}]}}"#
+                r#""trust":{{"trust_domain":"cluster.local","audience":"mazu:test","issuers":[{{"issuer":"https://i","jwks":{jwks},"namespaces":["*"]}},{{"issuer":"https://i","jwks":{jwks},"namespaces":["*"]}}]}}"#
             ),
             "trust: ",
+        ),
+        (
+            format!(
+                r#""trust":{{"trust_domain":"cluster.local","audience":"mazu","issuers":[{{"issuer":"https://i","jwks":{jwks},"namespaces":["*"]}}]}}"#
+            ),
+            "trust.audience: audience \"mazu\" is shared by every Mazu deployment",
+        ),
+        (
+            format!(
+                r#""trust":{{"trust_domain":"cluster.local","audience":"MAZU:","issuers":[{{"issuer":"https://i","jwks":{jwks},"namespaces":["*"]}}]}}"#
+            ),
+            "deployment-unique audience",
+        ),
+        (
+            format!(
+                r#""trust":{{"trust_domain":"cluster.local","audience":"https://i","issuers":[{{"issuer":"https://i","jwks":{jwks},"namespaces":["*"]}}]}}"#
+            ),
+            "is an issuer URL",
+        ),
+        (
+            format!(
+                r#""trust":{{"trust_domain":"cluster.local","audience":"mazu:test","issuers":[{{"issuer":"https://i","jwks":{jwks}}}]}}"#
+            ),
+            "trust.issuers[0].namespaces: is required",
+        ),
+        (
+            format!(
+                r#""trust":{{"trust_domain":"cluster.local","audience":"mazu:test","issuers":[{{"issuer":"https://i","jwks":{jwks},"namespaces":[]}}]}}"#
+            ),
+            "trust.issuers[0].namespaces: the namespace list is empty",
+        ),
+        (
+            format!(
+                r#""trust":{{"trust_domain":"cluster.local","audience":"mazu:test","issuers":[{{"issuer":"https://i","jwks":{jwks},"namespaces":["*","shop"]}}]}}"#
+            ),
+            "trust.issuers[0].namespaces: \"*\" (every namespace) must be the only entry",
+        ),
+        (
+            format!(
+                r#""trust":{{"trust_domain":"cluster.local","audience":"mazu:test","issuers":[{{"issuer":"https://i","jwks":{jwks},"namespaces":["Shop"]}}]}}"#
+            ),
+            "trust.issuers[0].namespaces: \"Shop\" is not a Kubernetes namespace name",
+        ),
+        (
+            format!(
+                r#""trust":{{"trust_domain":"cluster.local","audience":"mazu:test","issuers":[{{"issuer":"https://i","jwks":{jwks},"namespaces":"*"}}]}}"#
+            ),
+            "invalid type",
         ),
     ];
     for (trust, expected) in cases {

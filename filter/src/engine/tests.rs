@@ -282,3 +282,76 @@ fn hex_digests() {
     assert_eq!(parse_hex_digest(&[b'g'; 64]), None);
     assert_ne!(fallback_digest(b"x"), fallback_digest(b"y"));
 }
+
+#[test]
+fn a_flood_of_denied_certificates_never_evicts_an_allowed_peer() {
+    use mazu_identity::certificate::{CertificateRequest, build_certificate};
+    use sha2::{Digest, Sha256};
+
+    const CAPACITY: usize = 16;
+    let fixture = Fixture::new();
+    let mut engine = engine(&fixture, &format!(r#","verdict_cache_entries":{CAPACITY}"#));
+    let workloads: Vec<Workload> = (0..CAPACITY as u32)
+        .map(|i| fixture.workload("shop", &format!("sa{i}"), i))
+        .collect();
+    let entries: Vec<_> = workloads.iter().map(|w| w.entry).collect();
+    let mut sorted = entries.clone();
+    sorted.sort_by_key(|e| e.workload_id);
+    assert!(engine.install(snapshot(CAPACITY as u64, &sorted), NOW_MS));
+    let reads = Cell::new(0);
+    for (i, w) in workloads.iter().enumerate() {
+        let peer = format!("spiffe://cluster.local/ns/shop/sa/sa{i}");
+        assert_eq!(decide(&mut engine, w, &reads), allowed(&peer, false));
+    }
+    assert_eq!(engine.cached_allows(), CAPACITY);
+
+    // Ten times the capacity of distinct denied certificates: the allowed
+    // peers' public tokens in certificates for attackers' fresh keys.
+    let domain = mazu_identity::TrustDomain::new("cluster.local").unwrap();
+    for n in 0..10 * CAPACITY {
+        let victim = &workloads[n % CAPACITY];
+        let token = victim_token(victim);
+        let key = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+        let issued = build_certificate(
+            &CertificateRequest::new(token.as_bytes(), &domain, NOW - 60, [9; 16]),
+            &key,
+        )
+        .unwrap();
+        let digest = hex(&Sha256::digest(&issued.der));
+        let pem = issued.to_pem().unwrap();
+        let decision = engine.decide(
+            NOW_MS,
+            PeerFacts {
+                mtls: Some(true),
+                digest_hex: Some(digest.as_bytes()),
+            },
+            || Some(pem.clone().into_bytes()),
+        );
+        assert!(
+            matches!(
+                decision,
+                Decision::Deny {
+                    reason: "key_mismatch",
+                    cached: false,
+                    ..
+                }
+            ),
+            "{decision:?}"
+        );
+    }
+    assert!(engine.cached_verdicts() - engine.cached_allows() <= CAPACITY / DENY_CACHE_DIVISOR);
+
+    // Every allowed peer is still answered from the cache.
+    let before = reads.get();
+    for (i, w) in workloads.iter().enumerate() {
+        let peer = format!("spiffe://cluster.local/ns/shop/sa/sa{i}");
+        assert_eq!(decide(&mut engine, w, &reads), allowed(&peer, true));
+    }
+    assert_eq!(reads.get(), before, "no certificate was read again");
+}
+
+/// The token inside a workload's certificate.
+fn victim_token(workload: &Workload) -> String {
+    let cert = mazu_identity::PeerCertificate::parse(&workload.issued.der, 1 << 16).unwrap();
+    String::from_utf8(cert.token.clone()).unwrap()
+}

@@ -37,7 +37,8 @@ fn build() -> World {
     let ec = DevIssuer::from_key(IssuerKey::Ec(SigningKey::random(&mut rng)), ISSUER);
     let jwks = DevIssuer::merged_jwks([&rsa, &ec]).to_json();
     let trust = TrustConfig::builder("cluster.local")
-        .issuer(ISSUER, jwks.as_bytes())
+        .audience(mazu_dev_issuer::DEV_AUDIENCE)
+        .issuer(ISSUER, jwks.as_bytes(), mazu_identity::trust::NamespaceScope::any())
         .build()
         .expect("trust config");
     let td = TrustDomain::new("cluster.local").expect("trust domain");

@@ -92,6 +92,10 @@ pub enum TokenError {
     /// `iss` is not the issuer whose key signed the token.
     #[error("issuer does not match the signing key's issuer")]
     WrongIssuer,
+    /// The token's `kubernetes.io.namespace` is outside the namespace scope
+    /// configured for its issuer: the issuer may not speak for that namespace.
+    #[error("the issuer is not trusted for the token's namespace")]
+    NamespaceOutOfScope,
     /// `aud` does not contain Mazu's audience.
     #[error("audience does not include the configured audience")]
     WrongAudience,
@@ -133,6 +137,7 @@ impl TokenError {
             Self::MissingClaim(_) => "token_missing_claim",
             Self::SubjectMismatch => "token_subject_mismatch",
             Self::WrongIssuer => "token_wrong_issuer",
+            Self::NamespaceOutOfScope => "token_namespace_out_of_scope",
             Self::WrongAudience => "token_wrong_audience",
             Self::ExtraAudience => "token_extra_audience",
             Self::Expired => "token_expired",

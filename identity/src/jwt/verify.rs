@@ -11,10 +11,8 @@ use super::header::Header;
 use crate::base64url;
 use crate::digest::{ClaimsDigest, WorkloadId};
 use crate::jwks::{Jwk, Jwks};
+use crate::trust::NamespaceScope;
 
-/// Mazu's default token audience. Never the API server's: a token inside a
-/// certificate is shown to every peer.
-pub const DEFAULT_AUDIENCE: &str = "mazu";
 /// Default tolerated clock difference, in seconds.
 pub const DEFAULT_CLOCK_SKEW_SECS: u64 = 60;
 /// Largest clock skew a configuration may set, in seconds.
@@ -24,20 +22,28 @@ pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
 /// Bounds for a configured token size limit.
 pub const TOKEN_LEN_LIMIT_RANGE: core::ops::RangeInclusive<usize> = 512..=64 * 1024;
 
-/// A token issuer Mazu trusts: its `iss` value and its keys.
+/// A token issuer Mazu trusts: its `iss` value, its keys and the namespaces
+/// it may assert.
 #[derive(Clone, Debug)]
 pub struct Issuer {
     url: String,
     jwks: Jwks,
+    scope: NamespaceScope,
 }
 
 impl Issuer {
-    /// An issuer from its `iss` URL and its parsed JWKS.
-    pub fn new(url: impl Into<String>, jwks: Jwks) -> Self {
+    /// An issuer from its `iss` URL, its parsed JWKS and its namespace scope.
+    pub fn new(url: impl Into<String>, jwks: Jwks, scope: NamespaceScope) -> Self {
         Self {
             url: url.into(),
             jwks,
+            scope,
         }
+    }
+
+    /// The namespaces this issuer's tokens may name.
+    pub fn scope(&self) -> &NamespaceScope {
+        &self.scope
     }
 
     /// The `iss` value tokens of this issuer carry.
@@ -121,7 +127,8 @@ impl TokenPolicy {
     ///
     /// Order: size, shape, header (algorithm, `kid`), key, signature; only then
     /// are the claims parsed (no unauthenticated claim JSON is ever parsed),
-    /// then required claims and `sub`, issuer, audience, and the times last, so
+    /// then required claims and `sub`, issuer, the issuer's namespace scope,
+    /// audience, and the times last, so
     /// that a cached verification only has to redo [`Claims::check_times`].
     pub fn verify(&self, token: &[u8], now_unix: u64) -> Result<VerifiedToken, TokenError> {
         if token.len() > self.max_token_len {
@@ -147,6 +154,9 @@ impl TokenPolicy {
         let claims = Claims::parse(&payload_json)?;
         if claims.issuer != issuer.url {
             return Err(TokenError::WrongIssuer);
+        }
+        if !issuer.scope.allows(&claims.kubernetes.namespace) {
+            return Err(TokenError::NamespaceOutOfScope);
         }
         claims.check_audience(&self.audience)?;
         claims.check_times(now_unix, self.clock_skew_secs)?;

@@ -1,14 +1,16 @@
 //! The registry as the filter sees it: workload ID → (slot, key hash, expiry,
 //! revoked), at a curator log size, with a canonical binary encoding and
-//! incremental deltas.
+//! incremental deltas, and its derivation from the curator's log ([`derive`]).
 
 mod codec;
 mod delta;
+pub mod derive;
 mod entry;
 mod error;
 mod snapshot;
 
 pub use delta::{DELTA_FORMAT, DELTA_HEADER_LEN, DELTA_MAGIC, RegistryDelta};
+pub use derive::{DerivedRegistry, FollowError, IdState, LogFollower, VoidReason, VoidRecord};
 pub use entry::{ENTRY_LEN, RegistryEntry};
 pub use error::RegistryError;
 pub use snapshot::{RegistrySnapshot, SNAPSHOT_FORMAT, SNAPSHOT_HEADER_LEN, SNAPSHOT_MAGIC};

@@ -44,6 +44,17 @@ impl RegistrySnapshot {
         Ok(Self { version, entries })
     }
 
+    /// A snapshot from entries already sorted by id without duplicates, as
+    /// [`DerivedRegistry`](super::DerivedRegistry) produces them from its map.
+    pub(super) fn from_sorted_unchecked(version: u64, entries: Vec<RegistryEntry>) -> Self {
+        debug_assert!(
+            entries
+                .windows(2)
+                .all(|pair| pair[0].workload_id < pair[1].workload_id)
+        );
+        Self { version, entries }
+    }
+
     /// The curator log size this snapshot reflects.
     pub fn version(&self) -> u64 {
         self.version

@@ -17,20 +17,26 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 4096;
 /// * verified tokens, keyed by SHA-256 of the token bytes: a hit skips the
 ///   signature and claim checks, which depend only on the token bytes and the
 ///   (fixed) trust configuration, and re-checks `exp`/`nbf`/`iat` against `now`;
-/// * certificates whose time- and registry-independent checks all passed,
-///   keyed by SHA-256 of the certificate input (PEM or DER as given): a hit
-///   skips parsing too and re-runs only the validity, token-time and registry
-///   checks, in the pure function's order.
+/// * certificates, keyed by SHA-256 of the certificate input (PEM or DER as
+///   given): a hit skips parsing too and re-runs only the validity, registry
+///   and token-time checks, in the pure function's order.
 ///
-/// Only successes are cached (an attacker varying bytes would defeat a
-/// negative cache anyway). Entries go when their token (or certificate)
-/// expires or, when a cache is full, the one expiring soonest makes room.
-/// The registry is never cached: every verdict consults the snapshot given.
+/// Only **allowed** verdicts fill the caches: a token and a certificate are
+/// cached only once the whole verdict allowed them. Denials are not cached
+/// at all (an attacker varying bytes would defeat a negative cache anyway),
+/// so a flood of distinct denied certificates, even ones carrying a valid
+/// public token under fresh keys, never displaces an allowed entry: filling
+/// a cache takes registrations, which the curator rate-limits and the
+/// registry bounds. Entries go when their token (or certificate) expires or,
+/// when a cache is full of allowed entries, the one expiring soonest makes
+/// room. The registry is never cached: every verdict consults the snapshot
+/// given.
 #[derive(Clone, Debug)]
 pub struct Verifier {
     trust: TrustConfig,
     tokens: BoundedCache<WorkloadId, VerifiedToken>,
     certificates: BoundedCache<[u8; 32], CheckedCertificate>,
+    token_verifications: u64,
 }
 
 impl Verifier {
@@ -41,7 +47,15 @@ impl Verifier {
             trust,
             tokens: BoundedCache::new(capacity, |t: &VerifiedToken| t.claims.expires_at),
             certificates: BoundedCache::new(capacity, CheckedCertificate::expires_at),
+            token_verifications: 0,
         }
+    }
+
+    /// How many tokens this verifier has verified in full, signature
+    /// included (verdicts answered from a cache, or refused before the
+    /// token, do not count). A metric of the expensive work done.
+    pub fn token_verifications(&self) -> u64 {
+        self.token_verifications
     }
 
     /// The configuration verdicts are made under.
@@ -57,6 +71,13 @@ impl Verifier {
     /// Number of cached certificates.
     pub fn cached_certificates(&self) -> usize {
         self.certificates.len()
+    }
+
+    /// Whether a verdict on `peer_certificate` (as it would be given to
+    /// [`verdict`](Self::verdict)) would start from a cached certificate.
+    pub fn is_cached(&self, peer_certificate: &[u8]) -> bool {
+        peer_certificate.len() <= self.trust.max_certificate_len()
+            && self.certificates.get(&sha256(peer_certificate)).is_some()
     }
 
     /// Drops cached entries that have expired at `now_unix`.
@@ -77,6 +98,7 @@ impl Verifier {
             trust,
             tokens,
             certificates,
+            token_verifications,
         } = self;
         let skew = trust.clock_skew_secs();
         // Oversized input is refused by the pure path without hashing it.
@@ -85,13 +107,9 @@ impl Verifier {
         if let Some(checked) = key.and_then(|key| certificates.get(&key)) {
             return recheck(checked, now_unix, trust, registry);
         }
-        let mut newly_checked = None;
-        let verdict = decide(
-            peer_certificate,
-            now_unix,
-            trust,
-            registry,
-            |token, id| {
+        let mut newly_verified = None;
+        let (verdict, allowed) =
+            decide(peer_certificate, now_unix, trust, registry, |token, id| {
                 if let Some(cached) = tokens.get(&id) {
                     return match cached.claims.check_times(now_unix, skew) {
                         Ok(()) => Ok(cached.clone()),
@@ -103,14 +121,19 @@ impl Verifier {
                         }
                     };
                 }
+                *token_verifications = token_verifications.saturating_add(1);
                 let verified = trust.verify_token(token, now_unix)?;
-                tokens.insert(id, verified.clone(), now_unix, skew);
+                newly_verified = Some(verified.clone());
                 Ok(verified)
-            },
-            |checked| newly_checked = Some(checked.clone()),
-        );
-        if let (Some(key), Some(checked)) = (key, newly_checked) {
-            certificates.insert(key, checked, now_unix, skew);
+            });
+        // Only an allowed verdict is cached.
+        if let Some(checked) = allowed {
+            if let Some(verified) = newly_verified {
+                tokens.insert(verified.workload_id, verified, now_unix, skew);
+            }
+            if let Some(key) = key {
+                certificates.insert(key, checked, now_unix, skew);
+            }
         }
         verdict
     }

@@ -2,9 +2,10 @@
 //!
 //! [`verdict()`](fn@crate::verdict) is a pure function of the certificate, the time, the trust
 //! configuration and the registry snapshot. [`Verifier`] adds bounded caches
-//! (verified tokens, and certificates whose static checks passed) so that the
-//! second sight of a token skips the signature check and the second sight of a
-//! certificate skips parsing, and returns the same verdicts.
+//! (tokens and certificates of allowed peers) so that the second sight of a
+//! token skips the signature check and the second sight of a certificate
+//! skips parsing, and returns the same verdicts. Denials are never cached, so
+//! no flood of denied certificates can evict an allowed peer.
 
 mod cache;
 mod deny;
@@ -83,30 +84,32 @@ impl Verdict {
 ///
 /// 1. the certificate parses within limits and is within its validity;
 /// 2. SHA-256 of the embedded token equals the workload ID in the extension;
-/// 3. the token verifies (signature by a configured issuer key, issuer,
-///    audience, times, claims);
-/// 4. the certificate does not outlive the token;
-/// 5. the URI SAN equals the SPIFFE ID the token's claims and the trust domain give;
-/// 6. the workload ID is registered, not revoked, its registration has not
-///    expired, and the registered key hash equals this certificate's SPKI hash.
+/// 3. the workload ID is registered, not revoked, and the registered key hash
+///    equals this certificate's SPKI hash;
+/// 4. the token verifies (signature by a configured issuer key, issuer and
+///    its namespace scope, audience, times, claims);
+/// 5. the certificate does not outlive the token;
+/// 6. the URI SAN equals the SPIFFE ID the token's claims and the trust domain give;
+/// 7. the registration has not expired.
+///
+/// Steps 1-3 cost a parse, two SHA-256 and a binary search: a certificate
+/// whose key is not the one registered for its token is refused before any
+/// RSA or ECDSA signature verification, so a flood of attacker certificates
+/// costs hashes, not public-key operations.
 pub fn verdict(
     peer_certificate: &[u8],
     now_unix: u64,
     trust: &TrustConfig,
     registry: &RegistrySnapshot,
 ) -> Verdict {
-    decide(
-        peer_certificate,
-        now_unix,
-        trust,
-        registry,
-        |token, _id| trust.verify_token(token, now_unix),
-        |_| {},
-    )
+    decide(peer_certificate, now_unix, trust, registry, |token, _id| {
+        trust.verify_token(token, now_unix)
+    })
+    .0
 }
 
-/// What every time- and registry-independent check established about one
-/// certificate: enough to redo only the time and registry checks later.
+/// What the checks established about one allowed certificate: enough to
+/// redo only the time and registry checks later.
 #[derive(Clone, Debug)]
 pub(crate) struct CheckedCertificate {
     pub(crate) spiffe_id: SpiffeId,
@@ -125,40 +128,44 @@ impl CheckedCertificate {
 
 /// The checks, with token verification supplied by the caller (direct, or
 /// through the cache). `verify_token` gets the token and its workload ID.
-/// `on_checked` sees the certificate once every static check has passed (the
-/// cache keeps it).
+/// Besides the verdict, returns what the checks established about the
+/// certificate when it was allowed (the cache keeps only those).
 pub(crate) fn decide(
     peer_certificate: &[u8],
     now_unix: u64,
     trust: &TrustConfig,
     registry: &RegistrySnapshot,
     verify_token: impl FnOnce(&[u8], WorkloadId) -> Result<VerifiedToken, TokenError>,
-    on_checked: impl FnOnce(&CheckedCertificate),
-) -> Verdict {
-    into_verdict(
-        static_checks(peer_certificate, now_unix, trust, verify_token).and_then(|checked| {
-            on_checked(&checked);
-            registry_checks(checked, now_unix, trust, registry)
-        }),
-    )
+) -> (Verdict, Option<CheckedCertificate>) {
+    match checks(peer_certificate, now_unix, trust, registry, verify_token) {
+        Ok((identity, checked)) => (Verdict::Allow(identity), Some(checked)),
+        Err(reason) => (Verdict::Deny(reason), None),
+    }
 }
 
-/// Steps 1-5 (certificate, ID, token, lifetime, SPIFFE ID), in order.
-fn static_checks(
+/// Steps 1-7, in order.
+fn checks(
     peer_certificate: &[u8],
     now_unix: u64,
     trust: &TrustConfig,
+    registry: &RegistrySnapshot,
     verify_token: impl FnOnce(&[u8], WorkloadId) -> Result<VerifiedToken, TokenError>,
-) -> Result<CheckedCertificate, DenyReason> {
+) -> Result<(PeerIdentity, CheckedCertificate), DenyReason> {
     let skew = trust.clock_skew_secs();
+    // 1. Parse and validity.
     let cert = PeerCertificate::parse(peer_certificate, trust.max_certificate_len())?;
     cert.check_validity(now_unix, skew)?;
 
+    // 2. The ID is the token's hash.
     let workload_id = WorkloadId::of_token(&cert.token);
     if workload_id != cert.workload_id {
         return Err(DenyReason::WorkloadIdMismatch);
     }
 
+    // 3. The ID is bound to this certificate's key: before any signature.
+    binding_checks(&workload_id, &cert.spki_hash, registry)?;
+
+    // 4-6. The token, its lifetime against the certificate's, the SPIFFE ID.
     let token = verify_token(&cert.token, workload_id)?;
     let claims = &token.claims;
     if cert.not_after > claims.expires_at.saturating_add(skew) {
@@ -173,18 +180,24 @@ fn static_checks(
     if expected != cert.spiffe_id {
         return Err(DenyReason::SpiffeIdMismatch);
     }
-    Ok(CheckedCertificate {
+    let checked = CheckedCertificate {
         spiffe_id: cert.spiffe_id,
         spki_hash: cert.spki_hash,
         not_before: cert.not_before,
         not_after: cert.not_after,
         token,
-    })
+    };
+
+    // 7. The registration's own expiry.
+    let identity = registration_checks(&checked, now_unix, trust, registry)?;
+    Ok((identity, checked))
 }
 
-/// For a certificate whose static checks passed earlier: the time checks
-/// those steps contain, in the same order, then step 6. Gives the same result
-/// as [`decide`] on the same certificate.
+/// For a certificate allowed earlier: the time and registry checks, in the
+/// order of [`decide`] (certificate validity, binding, token times,
+/// registration expiry). Gives the same result as [`decide`] on the same
+/// certificate, since every other check depends only on the certificate
+/// bytes and the fixed configuration.
 pub(crate) fn recheck(
     checked: &CheckedCertificate,
     now_unix: u64,
@@ -192,21 +205,40 @@ pub(crate) fn recheck(
     registry: &RegistrySnapshot,
 ) -> Verdict {
     let skew = trust.clock_skew_secs();
-    let times = check_validity_window(checked.not_before, checked.not_after, now_unix, skew)
+    let result = check_validity_window(checked.not_before, checked.not_after, now_unix, skew)
         .map_err(DenyReason::Certificate)
+        .and_then(|()| binding_checks(&checked.token.workload_id, &checked.spki_hash, registry))
         .and_then(|()| {
             checked
                 .token
                 .claims
                 .check_times(now_unix, skew)
                 .map_err(DenyReason::Token)
-        });
-    into_verdict(times.and_then(|()| registry_checks(checked.clone(), now_unix, trust, registry)))
+        })
+        .and_then(|()| registration_checks(checked, now_unix, trust, registry));
+    into_verdict(result)
 }
 
-/// Step 6: registered, not revoked, not expired, same key.
-fn registry_checks(
-    checked: CheckedCertificate,
+/// Step 3: registered, not revoked, same key. Only a lookup and a
+/// comparison: this runs before any signature verification.
+fn binding_checks(
+    workload_id: &WorkloadId,
+    spki_hash: &SpkiHash,
+    registry: &RegistrySnapshot,
+) -> Result<(), DenyReason> {
+    let entry = registry.get(workload_id).ok_or(DenyReason::NotRegistered)?;
+    if entry.revoked {
+        return Err(DenyReason::Revoked);
+    }
+    if !entry.spki_hash.ct_eq(spki_hash) {
+        return Err(DenyReason::KeyMismatch);
+    }
+    Ok(())
+}
+
+/// Step 7: the registered expiry has not passed; the identity.
+fn registration_checks(
+    checked: &CheckedCertificate,
     now_unix: u64,
     trust: &TrustConfig,
     registry: &RegistrySnapshot,
@@ -215,18 +247,12 @@ fn registry_checks(
     let entry = registry
         .get(&workload_id)
         .ok_or(DenyReason::NotRegistered)?;
-    if entry.revoked {
-        return Err(DenyReason::Revoked);
-    }
     if now_unix >= entry.token_expiry.saturating_add(trust.clock_skew_secs()) {
         return Err(DenyReason::RegistrationExpired);
     }
-    if !entry.spki_hash.ct_eq(&checked.spki_hash) {
-        return Err(DenyReason::KeyMismatch);
-    }
     let token_expiry = checked.token.claims.expires_at;
     Ok(PeerIdentity {
-        spiffe_id: checked.spiffe_id,
+        spiffe_id: checked.spiffe_id.clone(),
         workload_id,
         claims_digest: checked.token.claims_digest,
         slot: entry.slot,

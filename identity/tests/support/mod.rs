@@ -11,8 +11,9 @@ pub mod tamper;
 
 use std::sync::OnceLock;
 
-use mazu_dev_issuer::{Algorithm, DEFAULT_ISSUER_URL, DevIssuer, TokenRequest};
+use mazu_dev_issuer::{Algorithm, DEFAULT_ISSUER_URL, DEV_AUDIENCE, DevIssuer, TokenRequest};
 use mazu_identity::certificate::{CertificateRequest, IssuedCertificate, build_certificate};
+use mazu_identity::trust::NamespaceScope;
 use mazu_identity::{
     RegistryEntry, RegistrySnapshot, SpkiHash, TrustConfig, TrustDomain, WorkloadId,
 };
@@ -25,6 +26,8 @@ pub const NOW: u64 = 1_767_225_600;
 pub const TRUST_DOMAIN: &str = "cluster.local";
 pub const ISSUER: &str = DEFAULT_ISSUER_URL;
 pub const SKEW: u64 = 60;
+/// The audience of the fixture tokens and trust configuration.
+pub const AUDIENCE: &str = DEV_AUDIENCE;
 /// The fixture token: iat = nbf = NOW - 60, exp = iat + 3600.
 pub const TOKEN_EXP: u64 = NOW - 60 + 3600;
 
@@ -55,9 +58,35 @@ pub fn ec() -> &'static DevIssuer {
     &issuers().ec
 }
 
+/// A tenant's issuer, trusted only for namespace [`TENANT_NAMESPACE`].
+pub const TENANT_ISSUER: &str = "https://tenant.example";
+/// The one namespace the tenant issuer may assert.
+pub const TENANT_NAMESPACE: &str = "tenant";
+
+/// A tenant's own OIDC issuer (ES256), deterministic.
+pub fn tenant() -> &'static DevIssuer {
+    static TENANT: OnceLock<DevIssuer> = OnceLock::new();
+    TENANT.get_or_init(|| {
+        let mut rng = StdRng::seed_from_u64(0x7465_6e61);
+        DevIssuer::generate(Algorithm::Es256, TENANT_ISSUER, &mut rng).expect("tenant issuer")
+    })
+}
+
+/// The fixture configuration: the cluster issuer for every namespace, the
+/// tenant issuer for [`TENANT_NAMESPACE`] only.
 pub fn trust() -> TrustConfig {
     TrustConfig::builder(TRUST_DOMAIN)
-        .issuer(ISSUER, issuers().jwks_json.as_bytes())
+        .audience(AUDIENCE)
+        .issuer(
+            ISSUER,
+            issuers().jwks_json.as_bytes(),
+            NamespaceScope::any(),
+        )
+        .issuer(
+            TENANT_ISSUER,
+            tenant().jwks_json().as_bytes(),
+            NamespaceScope::namespaces([TENANT_NAMESPACE]).expect("scope"),
+        )
         .build()
         .expect("trust config")
 }

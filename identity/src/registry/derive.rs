@@ -1,0 +1,390 @@
+//! The registry as a function of the log: the one place where the lifecycle
+//! rules live, shared by the filter, the agent, the auditor and the curator.
+//!
+//! Every party derives the registry from the log's leaf records
+//! ([`mazu_log::record`]) with these rules, applied in log order:
+//!
+//! | state of the id | record | result |
+//! |---|---|---|
+//! | never seen | bind (slot free) | **bound** to the key: the first binding, forever |
+//! | never seen | bind (slot held) | void: `slot_taken` |
+//! | anything else | bind | void: `already_bound` (first binding wins) |
+//! | bound | reveal | **live** until the token's expiry |
+//! | not bound | reveal | void: `not_pending` |
+//! | bound or live | release | **released**: the slot is free, the id stays void |
+//! | bound or live | revoke | **revoked**: the slot is free, the id stays void |
+//! | never seen, released or revoked | release, revoke | void: `not_bound` |
+//!
+//! A void record changes nothing. An honest curator never writes one; each is
+//! reported to the caller (the filter logs it as curator misbehaviour, the
+//! auditor as a discrepancy), but it is not an error: the log stays usable and
+//! every party gives it the same (null) meaning.
+//!
+//! The registry a filter installs ([`DerivedRegistry::snapshot`]) holds the
+//! live ids and the revoked ones (so the verdict can say "revoked"); bound
+//! but unrevealed ids are not in it (nobody has shown the curator their
+//! token yet, and the agent does not present the certificate before that).
+//!
+//! [`LogFollower`] adds the tie to the log: records are applied only if their
+//! leaves, appended to the leaves already applied, give the root of the
+//! checkpoint that was verified (signature, witnesses) by the caller.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use mazu_log::Frontier;
+use mazu_log::merkle::Hash;
+use mazu_log::record::{LeafRecord, RecordBody, ReleaseReason};
+
+use super::entry::RegistryEntry;
+use super::snapshot::RegistrySnapshot;
+use crate::digest::{SpkiHash, WorkloadId};
+
+/// Where an id stands in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdState {
+    /// Bound to a key, token not revealed yet.
+    Bound {
+        /// The RBE slot.
+        slot: u32,
+        /// SHA-256 of the bound TLS key's SPKI.
+        spki_hash: Hash,
+        /// Index of the bind record in the log.
+        bound_at: u64,
+    },
+    /// Bound and revealed: usable until `token_expiry`.
+    Live {
+        /// The RBE slot.
+        slot: u32,
+        /// SHA-256 of the bound TLS key's SPKI.
+        spki_hash: Hash,
+        /// Index of the bind record in the log.
+        bound_at: u64,
+        /// The token's `exp`, Unix seconds.
+        token_expiry: u64,
+    },
+    /// Revoked by its holder. The id can never be bound again.
+    Revoked {
+        /// SHA-256 of the key that was bound.
+        spki_hash: Hash,
+        /// The token's `exp` if it had been revealed (0 if not).
+        token_expiry: u64,
+    },
+    /// Released. The id can never be bound again.
+    Released {
+        /// Why.
+        reason: ReleaseReason,
+    },
+}
+
+/// Why a record had no effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VoidReason {
+    /// A bind of an id that was bound before: only the first binding counts.
+    #[error("the id was bound earlier in the log (first binding wins)")]
+    AlreadyBound,
+    /// A bind into a slot another binding holds.
+    #[error("slot {0} is held by another binding")]
+    SlotTaken(u32),
+    /// A reveal of an id that is not bound and unrevealed.
+    #[error("reveal of an id that is not awaiting its reveal")]
+    NotPending,
+    /// A release or revocation of an id that is not bound.
+    #[error("release or revocation of an id that is not bound")]
+    NotBound,
+}
+
+/// A record that had no effect, and where it is in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VoidRecord {
+    /// Its index in the log.
+    pub index: u64,
+    /// The record.
+    pub record: LeafRecord,
+    /// Why it is void.
+    pub reason: VoidReason,
+}
+
+/// The registry derived from a prefix of the log.
+#[derive(Clone, Debug, Default)]
+pub struct DerivedRegistry {
+    size: u64,
+    ids: BTreeMap<Hash, IdState>,
+    /// Slot → the id holding it (bound or live).
+    slots: BTreeMap<u32, Hash>,
+}
+
+impl DerivedRegistry {
+    /// The registry of the empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many records have been applied (the log size it reflects).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Where `id` stands.
+    pub fn state(&self, id: &Hash) -> Option<&IdState> {
+        self.ids.get(id)
+    }
+
+    /// The id holding `slot` (bound or live), if any.
+    pub fn slot_holder(&self, slot: u32) -> Option<&Hash> {
+        self.slots.get(&slot)
+    }
+
+    /// Number of ids bound or live (holding a slot).
+    pub fn held_slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Applies the next record of the log. Returns why it had no effect, if
+    /// it had none.
+    pub fn apply(&mut self, record: &LeafRecord) -> Result<(), VoidReason> {
+        let index = self.size;
+        self.size += 1;
+        let id = record.id;
+        let state = self.ids.get(&id).copied();
+        match (record.body, state) {
+            (RecordBody::Bind { slot, spki_hash }, None) => {
+                if self.slots.contains_key(&slot) {
+                    return Err(VoidReason::SlotTaken(slot));
+                }
+                self.slots.insert(slot, id);
+                self.ids.insert(
+                    id,
+                    IdState::Bound {
+                        slot,
+                        spki_hash,
+                        bound_at: index,
+                    },
+                );
+                Ok(())
+            }
+            (RecordBody::Bind { .. }, Some(_)) => Err(VoidReason::AlreadyBound),
+            (
+                RecordBody::Reveal { token_expiry },
+                Some(IdState::Bound {
+                    slot,
+                    spki_hash,
+                    bound_at,
+                }),
+            ) => {
+                self.ids.insert(
+                    id,
+                    IdState::Live {
+                        slot,
+                        spki_hash,
+                        bound_at,
+                        token_expiry,
+                    },
+                );
+                Ok(())
+            }
+            (RecordBody::Reveal { .. }, _) => Err(VoidReason::NotPending),
+            (RecordBody::Release { reason }, Some(IdState::Bound { slot, .. }))
+            | (RecordBody::Release { reason }, Some(IdState::Live { slot, .. })) => {
+                self.slots.remove(&slot);
+                self.ids.insert(id, IdState::Released { reason });
+                Ok(())
+            }
+            (
+                RecordBody::Revoke,
+                Some(IdState::Bound {
+                    slot, spki_hash, ..
+                }),
+            ) => {
+                self.slots.remove(&slot);
+                self.ids.insert(
+                    id,
+                    IdState::Revoked {
+                        spki_hash,
+                        token_expiry: 0,
+                    },
+                );
+                Ok(())
+            }
+            (
+                RecordBody::Revoke,
+                Some(IdState::Live {
+                    slot,
+                    spki_hash,
+                    token_expiry,
+                    ..
+                }),
+            ) => {
+                self.slots.remove(&slot);
+                self.ids.insert(
+                    id,
+                    IdState::Revoked {
+                        spki_hash,
+                        token_expiry,
+                    },
+                );
+                Ok(())
+            }
+            (RecordBody::Release { .. } | RecordBody::Revoke, _) => Err(VoidReason::NotBound),
+        }
+    }
+
+    /// Applies records in order, collecting the void ones.
+    pub fn apply_all<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = &'a LeafRecord>,
+    ) -> Vec<VoidRecord> {
+        let mut void = Vec::new();
+        for record in records {
+            let index = self.size;
+            if let Err(reason) = self.apply(record) {
+                void.push(VoidRecord {
+                    index,
+                    record: *record,
+                    reason,
+                });
+            }
+        }
+        void
+    }
+
+    /// The registry the verdict consults: live ids, and revoked ids whose
+    /// token was revealed (flagged revoked), at version [`size`](Self::size).
+    pub fn snapshot(&self) -> RegistrySnapshot {
+        let entries = self
+            .ids
+            .iter()
+            .filter_map(|(id, state)| match *state {
+                IdState::Live {
+                    slot,
+                    spki_hash,
+                    token_expiry,
+                    ..
+                } => Some(RegistryEntry {
+                    workload_id: WorkloadId::from_bytes(*id),
+                    slot,
+                    spki_hash: SpkiHash::from_bytes(spki_hash),
+                    token_expiry,
+                    revoked: false,
+                }),
+                IdState::Revoked {
+                    spki_hash,
+                    token_expiry,
+                } if token_expiry != 0 => Some(RegistryEntry {
+                    workload_id: WorkloadId::from_bytes(*id),
+                    // The slot is free again; a revoked entry keeps none.
+                    slot: u32::MAX,
+                    spki_hash: SpkiHash::from_bytes(spki_hash),
+                    token_expiry,
+                    revoked: true,
+                }),
+                _ => None,
+            })
+            .collect();
+        // The map is sorted by id and holds each id once, so the entries are
+        // sorted and unique; each live or revoked id took at least two records.
+        RegistrySnapshot::from_sorted_unchecked(self.size, entries)
+    }
+}
+
+/// Why a batch of records was not applied. Nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FollowError {
+    /// The checkpoint is smaller than what was already applied.
+    #[error("the checkpoint's size {checkpoint} is below the {applied} records already applied")]
+    Rollback {
+        /// Records applied.
+        applied: u64,
+        /// The checkpoint's size.
+        checkpoint: u64,
+    },
+    /// The records do not bring the log to the checkpoint's size.
+    #[error(
+        "{applied} records applied plus {given} given is not the checkpoint's size {checkpoint}"
+    )]
+    WrongCount {
+        /// Records applied.
+        applied: u64,
+        /// Records given.
+        given: u64,
+        /// The checkpoint's size.
+        checkpoint: u64,
+    },
+    /// The leaves do not give the checkpoint's root: the records are not the
+    /// log's, or the log is not an extension of what was applied.
+    #[error(
+        "the records do not give the checkpoint's root: not this log, or not an extension of the one applied"
+    )]
+    RootMismatch,
+}
+
+/// A registry kept in step with a verified log: the derived registry plus the
+/// Merkle frontier of the records applied.
+#[derive(Clone, Debug, Default)]
+pub struct LogFollower {
+    registry: DerivedRegistry,
+    frontier: Frontier,
+}
+
+impl LogFollower {
+    /// A follower at the empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The derived registry.
+    pub fn registry(&self) -> &DerivedRegistry {
+        &self.registry
+    }
+
+    /// Records applied.
+    pub fn size(&self) -> u64 {
+        self.frontier.size()
+    }
+
+    /// The root of the records applied.
+    pub fn root(&self) -> Hash {
+        self.frontier.root()
+    }
+
+    /// Applies `records`, which must be the log's records from
+    /// [`size`](Self::size) up to `checkpoint_size`, whose tree root is
+    /// `checkpoint_root` — a checkpoint the caller has verified. All or
+    /// nothing: on an error nothing changes. Returns the void records.
+    pub fn extend(
+        &mut self,
+        records: &[LeafRecord],
+        checkpoint_size: u64,
+        checkpoint_root: &Hash,
+    ) -> Result<Vec<VoidRecord>, FollowError> {
+        let applied = self.size();
+        if checkpoint_size < applied {
+            return Err(FollowError::Rollback {
+                applied,
+                checkpoint: checkpoint_size,
+            });
+        }
+        let given = records.len() as u64;
+        if applied.checked_add(given) != Some(checkpoint_size) {
+            return Err(FollowError::WrongCount {
+                applied,
+                given,
+                checkpoint: checkpoint_size,
+            });
+        }
+        let mut frontier = self.frontier.clone();
+        for record in records {
+            frontier.push(record.leaf_hash());
+        }
+        if frontier.root() != *checkpoint_root {
+            return Err(FollowError::RootMismatch);
+        }
+        self.frontier = frontier;
+        Ok(self.registry.apply_all(records))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,221 @@
+use alloc::vec::Vec;
+
+use mazu_log::MerkleTree;
+use mazu_log::record::{LeafRecord, RecordBody, ReleaseReason};
+
+use super::*;
+
+fn record(id: u8, body: RecordBody) -> LeafRecord {
+    LeafRecord {
+        at_ms: 1_700_000_000_000,
+        id: [id; 32],
+        entry_digest: [id ^ 0xff; 32],
+        body,
+    }
+}
+
+fn bind(id: u8, slot: u32, key: u8) -> LeafRecord {
+    record(
+        id,
+        RecordBody::Bind {
+            slot,
+            spki_hash: [key; 32],
+        },
+    )
+}
+
+fn reveal(id: u8, token_expiry: u64) -> LeafRecord {
+    record(id, RecordBody::Reveal { token_expiry })
+}
+
+fn live_key(registry: &DerivedRegistry, id: u8) -> Option<[u8; 32]> {
+    registry
+        .snapshot()
+        .get(&WorkloadId::from_bytes([id; 32]))
+        .filter(|entry| !entry.revoked)
+        .map(|entry| *entry.spki_hash.as_bytes())
+}
+
+fn root_of(records: &[LeafRecord]) -> Hash {
+    let tree = MerkleTree::from_leaves(records.iter().map(LeafRecord::leaf_hash));
+    tree.root(tree.len()).unwrap()
+}
+
+#[test]
+fn bind_then_reveal_makes_an_id_live_with_its_key_and_expiry() {
+    let mut registry = DerivedRegistry::new();
+    assert_eq!(registry.apply(&bind(1, 0, 0xA1)), Ok(()));
+    // Bound but unrevealed: not usable yet.
+    assert_eq!(live_key(&registry, 1), None);
+    assert_eq!(registry.apply(&reveal(1, 1_800_000_000)), Ok(()));
+    assert_eq!(live_key(&registry, 1), Some([0xA1; 32]));
+    let snapshot = registry.snapshot();
+    assert_eq!(snapshot.version(), 2);
+    let entry = snapshot.get(&WorkloadId::from_bytes([1; 32])).unwrap();
+    assert_eq!((entry.slot, entry.token_expiry), (0, 1_800_000_000));
+    assert_eq!(registry.held_slots(), 1);
+}
+
+#[test]
+fn first_binding_wins_over_a_later_rebinding() {
+    // The curator (or anyone) logs a second binding of the victim's id to
+    // its own key, before or after the reveal: it is void, the victim's key
+    // stays the only one.
+    let mut registry = DerivedRegistry::new();
+    registry.apply(&bind(1, 0, 0xA1)).unwrap();
+    assert_eq!(
+        registry.apply(&bind(1, 1, 0xEE)),
+        Err(VoidReason::AlreadyBound)
+    );
+    registry.apply(&reveal(1, 1_800_000_000)).unwrap();
+    assert_eq!(
+        registry.apply(&bind(1, 2, 0xEE)),
+        Err(VoidReason::AlreadyBound)
+    );
+    assert_eq!(live_key(&registry, 1), Some([0xA1; 32]));
+    // The void binds took no slot.
+    assert_eq!(registry.slot_holder(1), None);
+    assert_eq!(registry.slot_holder(2), None);
+}
+
+#[test]
+fn a_released_or_revoked_id_can_never_be_bound_again() {
+    let mut registry = DerivedRegistry::new();
+    for (id, end) in [
+        (
+            1,
+            RecordBody::Release {
+                reason: ReleaseReason::Holder,
+            },
+        ),
+        (2, RecordBody::Revoke),
+    ] {
+        registry.apply(&bind(id, u32::from(id), 0xA0 + id)).unwrap();
+        registry.apply(&reveal(id, 1_800_000_000)).unwrap();
+        registry.apply(&record(id, end)).unwrap();
+        assert_eq!(live_key(&registry, id), None);
+        // The slot is free again...
+        assert_eq!(registry.slot_holder(u32::from(id)), None);
+        // ...but the id is void forever.
+        assert_eq!(
+            registry.apply(&bind(id, 9, 0xEE)),
+            Err(VoidReason::AlreadyBound)
+        );
+        assert_eq!(live_key(&registry, id), None);
+    }
+    // A revoked id stays in the snapshot, flagged, so the verdict says why.
+    let revoked = registry.snapshot();
+    let entry = revoked.get(&WorkloadId::from_bytes([2; 32])).unwrap();
+    assert!(entry.revoked);
+    assert!(revoked.get(&WorkloadId::from_bytes([1; 32])).is_none());
+}
+
+#[test]
+fn a_freed_slot_is_reused_by_another_id() {
+    let mut registry = DerivedRegistry::new();
+    registry.apply(&bind(1, 0, 0xA1)).unwrap();
+    assert_eq!(
+        registry.apply(&bind(2, 0, 0xA2)),
+        Err(VoidReason::SlotTaken(0))
+    );
+    registry
+        .apply(&record(
+            1,
+            RecordBody::Release {
+                reason: ReleaseReason::Unrevealed,
+            },
+        ))
+        .unwrap();
+    assert_eq!(registry.apply(&bind(2, 0, 0xA2)), Ok(()));
+    assert_eq!(registry.slot_holder(0), Some(&[2; 32]));
+}
+
+#[test]
+fn records_out_of_order_are_void() {
+    let mut registry = DerivedRegistry::new();
+    assert_eq!(
+        registry.apply(&reveal(1, 1_800_000_000)),
+        Err(VoidReason::NotPending)
+    );
+    assert_eq!(
+        registry.apply(&record(1, RecordBody::Revoke)),
+        Err(VoidReason::NotBound)
+    );
+    registry.apply(&bind(1, 0, 0xA1)).unwrap();
+    registry.apply(&reveal(1, 1_800_000_000)).unwrap();
+    assert_eq!(
+        registry.apply(&reveal(1, 1_900_000_000)),
+        Err(VoidReason::NotPending)
+    );
+    registry.apply(&record(1, RecordBody::Revoke)).unwrap();
+    assert_eq!(
+        registry.apply(&record(1, RecordBody::Revoke)),
+        Err(VoidReason::NotBound)
+    );
+    // Void records still count as log positions.
+    assert_eq!(registry.size(), 7);
+}
+
+#[test]
+fn apply_all_reports_void_records_with_their_index() {
+    let records = [bind(1, 0, 0xA1), bind(1, 1, 0xEE), reveal(1, 5)];
+    let mut registry = DerivedRegistry::new();
+    let void = registry.apply_all(&records);
+    assert_eq!(void.len(), 1);
+    assert_eq!(void[0].index, 1);
+    assert_eq!(void[0].reason, VoidReason::AlreadyBound);
+}
+
+#[test]
+fn the_follower_applies_only_records_that_give_the_verified_root() {
+    let records: Vec<LeafRecord> = [bind(1, 0, 0xA1), reveal(1, 9), bind(2, 1, 0xA2)].into();
+    let mut follower = LogFollower::new();
+    // Records that are not the log's (a rebinding swapped in) are refused,
+    // and nothing changes.
+    let mut forged = records.clone();
+    forged[0] = bind(1, 0, 0xEE);
+    assert_eq!(
+        follower.extend(&forged, 3, &root_of(&records)),
+        Err(FollowError::RootMismatch)
+    );
+    assert_eq!(follower.size(), 0);
+    // Too few or too many records for the checkpoint.
+    assert!(matches!(
+        follower.extend(&records[..2], 3, &root_of(&records)),
+        Err(FollowError::WrongCount { .. })
+    ));
+    // The log's records are applied.
+    assert_eq!(
+        follower.extend(&records, 3, &root_of(&records)),
+        Ok(Vec::new())
+    );
+    assert_eq!(live_key(follower.registry(), 1), Some([0xA1; 32]));
+    assert_eq!(follower.root(), root_of(&records));
+
+    // Extending: only the new records, against the new root.
+    let mut longer = records.clone();
+    longer.push(reveal(2, 9));
+    longer.push(bind(1, 5, 0xEE)); // void: first binding wins
+    let void = follower.extend(&longer[3..], 5, &root_of(&longer)).unwrap();
+    assert_eq!(void.len(), 1);
+    assert_eq!(void[0].index, 4);
+    assert_eq!(live_key(follower.registry(), 2), Some([0xA2; 32]));
+    assert_eq!(live_key(follower.registry(), 1), Some([0xA1; 32]));
+
+    // A fork: a log of the same size whose earlier records differ cannot be
+    // followed from here, even with its own correct root.
+    let mut fork = longer.clone();
+    fork[0] = bind(1, 0, 0xEE);
+    fork.push(reveal(9, 9));
+    assert_eq!(
+        follower.extend(&fork[5..], 6, &root_of(&fork)),
+        Err(FollowError::RootMismatch)
+    );
+    // A rollback is refused by size.
+    assert!(matches!(
+        follower.extend(&[], 3, &root_of(&records)),
+        Err(FollowError::Rollback { .. })
+    ));
+    // The same size and root again is a no-op.
+    assert_eq!(follower.extend(&[], 5, &root_of(&longer)), Ok(Vec::new()));
+}

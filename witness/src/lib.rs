@@ -1,0 +1,31 @@
+//! `mazu-witness`: a C2SP `tlog-witness` service for Mazu's key curator (and
+//! any log with C2SP checkpoints signed by an Ed25519 note key).
+//!
+//! For each configured log (origin and checkpoint verifier key) it keeps
+//! the latest checkpoint it cosigned, durably, and answers
+//! `POST /add-checkpoint`: it cosigns (C2SP `tlog-cosignature` v1) a new
+//! checkpoint only if the log signed it and a consistency proof shows it
+//! extends the stored one. Clients (the filter, agents, auditors) require a
+//! quorum of such cosignatures (`mazu_log::cosignature::WitnessPolicy`), so
+//! the curator cannot show them a forked or rolled-back log unless a quorum
+//! of witnesses colludes with it.
+//!
+//! Modules: [`witness`] (the protocol's checks, no HTTP), [`store`] (the
+//! durable table), [`api`] (HTTP), [`server`] (process wiring),
+//! [`config`] (flags), [`files`] (atomic writes, the key), [`metrics`].
+//! See `docs/witness.md`.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod config;
+pub mod files;
+pub mod metrics;
+pub mod server;
+pub mod store;
+pub mod witness;
+
+pub use config::{Args, Config};
+pub use server::{Server, ServerError, run};
+pub use witness::{AddError, Cosigned, Witness};

@@ -1,0 +1,225 @@
+//! Process wiring: load the key and the state, bind, write the address
+//! file, serve until the shutdown future resolves (SIGTERM / Ctrl-C in the
+//! binary), then let in-flight requests finish within the grace period.
+
+use core::future::Future;
+use core::net::SocketAddr;
+use std::sync::Arc;
+
+use mazu_log::cosignature::CosignatureSigner;
+use tokio::net::TcpListener;
+
+use crate::api::{AppState, Limits, app};
+use crate::config::Config;
+use crate::files::{KeyError, load_or_create_key, write_atomic};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+use crate::witness::Witness;
+
+/// Why the witness could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The key is missing or unreadable.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The state directory cannot be used.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The witness name is invalid.
+    #[error("invalid witness name: {0}")]
+    Name(#[from] mazu_log::CosignatureError),
+    /// Binding, the address file or serving failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What failed.
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Initializes logging to stderr: `RUST_LOG` filter syntax, default `info`.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            core::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                core::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
+        () = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// Loads (or, with `create_key`, creates) the witness key of `config` and
+/// returns the signer.
+pub fn load_signer(config: &Config) -> Result<CosignatureSigner, ServerError> {
+    if config.create_key
+        && let Some(dir) = config.key_file.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|source| ServerError::Io {
+            what: format!("cannot create {}", dir.display()),
+            source,
+        })?;
+    }
+    let key = load_or_create_key(&config.key_file, config.create_key)?;
+    let signer = CosignatureSigner::new(&config.name, &key.secret)?;
+    if key.created {
+        tracing::warn!(
+            path = %config.key_file.display(),
+            vkey = %signer.verifier().to_vkey(),
+            "generated a NEW witness key (--create-key): this is a new witness identity; \
+             give its verifier key to the logs' clients"
+        );
+    }
+    if key.too_open {
+        tracing::warn!(
+            path = %config.key_file.display(),
+            "the witness key file is readable by group or others; chmod 600 it"
+        );
+    }
+    Ok(signer)
+}
+
+/// A witness bound to its address, ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+    config: Config,
+}
+
+impl Server {
+    /// Loads the key and the state, binds `config.listen` and writes the
+    /// address file.
+    pub async fn bind(config: Config) -> Result<Self, ServerError> {
+        let signer = load_signer(&config)?;
+        let store = Store::open(&config.data_dir)?;
+        let witness = Witness::open(signer, &config.logs, store)?;
+        let metrics = Arc::new(Metrics::new());
+        for (origin, size) in witness.sizes() {
+            if let Some(size) = size {
+                metrics.set_size(&origin, size);
+            }
+            tracing::info!(origin = %origin, size, "witnessing log");
+        }
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Io {
+                    what: format!("cannot listen on {}", config.listen),
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| ServerError::Io {
+            what: "cannot read the bound address".into(),
+            source,
+        })?;
+        tracing::info!(
+            addr = %addr,
+            name = witness.name(),
+            vkey = %witness.vkey(),
+            data_dir = %config.data_dir.display(),
+            "listening"
+        );
+        if let Some(path) = &config.addr_file {
+            write_atomic(path, addr.to_string().as_bytes()).map_err(|source| ServerError::Io {
+                what: format!("cannot write the address file {}", path.display()),
+                source,
+            })?;
+        }
+        Ok(Self {
+            listener,
+            addr,
+            state: AppState {
+                witness: Arc::new(witness),
+                metrics,
+            },
+            config,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The witness's verifier key.
+    pub fn vkey(&self) -> String {
+        self.state.witness.vkey()
+    }
+
+    /// Serves until `shutdown` resolves, then waits up to the grace period
+    /// for in-flight requests.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let limits = Limits {
+            request_timeout: self.config.request_timeout,
+            max_concurrent_requests: self.config.max_concurrent_requests,
+        };
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let server = axum::serve(self.listener, app(self.state, limits)).with_graceful_shutdown(
+            async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            },
+        );
+        let mut server = std::pin::pin!(server.into_future());
+        tokio::pin!(shutdown);
+        let grace = self.config.shutdown_grace;
+        let result = tokio::select! {
+            r = &mut server => r,
+            () = &mut shutdown => {
+                let _ = stop_tx.send(true);
+                match tokio::time::timeout(grace, &mut server).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time");
+                        Ok(())
+                    }
+                }
+            }
+        };
+        result.map_err(|source| ServerError::Io {
+            what: "server error".into(),
+            source,
+        })?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Binds and serves `config` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    Server::bind(config).await?.run(shutdown).await
+}
