@@ -77,6 +77,25 @@ pub enum IdState {
     },
 }
 
+impl IdState {
+    /// For a bound or live id: its slot, key hash and token expiry (0 while
+    /// unrevealed). `None` once it has ended.
+    fn holding(&self) -> Option<(u32, Hash, u64)> {
+        match *self {
+            IdState::Bound {
+                slot, spki_hash, ..
+            } => Some((slot, spki_hash, 0)),
+            IdState::Live {
+                slot,
+                spki_hash,
+                token_expiry,
+                ..
+            } => Some((slot, spki_hash, token_expiry)),
+            IdState::Revoked { .. } | IdState::Released { .. } => None,
+        }
+    }
+}
+
 /// Why a record had no effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -185,48 +204,21 @@ impl DerivedRegistry {
                 Ok(())
             }
             (RecordBody::Reveal { .. }, _) => Err(VoidReason::NotPending),
-            (RecordBody::Release { reason }, Some(IdState::Bound { slot, .. }))
-            | (RecordBody::Release { reason }, Some(IdState::Live { slot, .. })) => {
+            (RecordBody::Release { .. } | RecordBody::Revoke, held) => {
+                let Some((slot, spki_hash, token_expiry)) = held.and_then(|s| s.holding()) else {
+                    return Err(VoidReason::NotBound);
+                };
                 self.slots.remove(&slot);
-                self.ids.insert(id, IdState::Released { reason });
-                Ok(())
-            }
-            (
-                RecordBody::Revoke,
-                Some(IdState::Bound {
-                    slot, spki_hash, ..
-                }),
-            ) => {
-                self.slots.remove(&slot);
-                self.ids.insert(
-                    id,
-                    IdState::Revoked {
-                        spki_hash,
-                        token_expiry: 0,
-                    },
-                );
-                Ok(())
-            }
-            (
-                RecordBody::Revoke,
-                Some(IdState::Live {
-                    slot,
-                    spki_hash,
-                    token_expiry,
-                    ..
-                }),
-            ) => {
-                self.slots.remove(&slot);
-                self.ids.insert(
-                    id,
-                    IdState::Revoked {
+                let ended = match record.body {
+                    RecordBody::Release { reason } => IdState::Released { reason },
+                    _ => IdState::Revoked {
                         spki_hash,
                         token_expiry,
                     },
-                );
+                };
+                self.ids.insert(id, ended);
                 Ok(())
             }
-            (RecordBody::Release { .. } | RecordBody::Revoke, _) => Err(VoidReason::NotBound),
         }
     }
 
