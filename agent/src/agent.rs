@@ -8,10 +8,16 @@
 //!
 //! 1. re-reads the token file (content hash; see [`crate::token`]);
 //! 2. if the served registration is not for that token, registers the token
-//!    (the old certificate keeps being served until the new registration is
-//!    accepted, then both outputs switch at once);
+//!    bind first, reveal later (`docs/protocol.md`): reserve a slot for the
+//!    id, bind the id to fresh keys (no token), verify the witnessed
+//!    checkpoint of the answer and follow the log to it ([`crate::follow`]);
+//!    only if the first binding of the id in that log is this agent's, reveal
+//!    the token, verify again, and serve (the old certificate keeps being
+//!    served until then, then both outputs switch at once). A binding of the
+//!    id that came first (`front_run`) means the token is never revealed;
+//!    the agent waits for the next token;
 //! 3. confirms a registration restored from the state directory with the
-//!    curator (`GET /v1/proofs/{id}` must show our RBE key);
+//!    witnessed log (the id must be live with this agent's key);
 //! 4. renews the certificate (same registered key) when it is within the
 //!    rotation margin of `notAfter` and the token still allows a longer one;
 //! 5. every `opening_refresh` interval, checks the curator's signed
@@ -35,14 +41,24 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
+use mazu_curator::api::views::{BindingRequest, LoggedJson};
+use mazu_log::checkpoint::Checkpoint;
+use mazu_log::merkle::Hash;
+
 use crate::backoff::Backoff;
+use crate::binding::build_binding;
 use crate::credentials::{ServedCertificate, build_served};
 use crate::curator::CuratorClient;
-use crate::error::{CheckpointError, CredentialsError, CuratorError, Error, StateError};
+use crate::error::{
+    BindingError, CheckpointError, CredentialsError, CuratorError, Error, StateError,
+};
 use crate::files::CertDir;
+use crate::follow::{LogView, Standing, standing, witness_policy};
 use crate::openings;
 use crate::sds::Secrets;
-use crate::state::{Keys, RegistrationDir, RegistrationRecord, StateDir, Status};
+use crate::state::{
+    Keys, RegistrationDir, RegistrationOutcome, RegistrationRecord, StateDir, Status,
+};
 use crate::token::{Token, TokenEvent, TokenWatcher};
 use crate::transparency::{CheckResult, CheckpointTracker, Refusal};
 
@@ -84,6 +100,14 @@ pub struct AgentConfig {
     /// Pinned checkpoint verifier key (C2SP verifier-key format); `None`:
     /// trust the key the curator serves the first time.
     pub checkpoint_key: Option<String>,
+    /// Witness verifier keys (`--witness`); every checkpoint the agent acts
+    /// on must carry the cosignatures of `witness_quorum` of them.
+    pub witnesses: Vec<String>,
+    /// How many witnesses must cosign (`None`: all).
+    pub witness_quorum: Option<usize>,
+    /// Accept checkpoints without witnesses (development only; required
+    /// when `witnesses` is empty).
+    pub insecure_no_witness: bool,
 }
 
 impl AgentConfig {
@@ -139,6 +163,8 @@ impl From<Error> for Outcome {
             // be fixed; keep retrying, at the backoff cap.
             Error::Curator(CuratorError::CrsMismatch { .. }) => Outcome::Retry(e),
             Error::Curator(_) => Outcome::GiveUp(e),
+            // A front-run id is useless: only a new token helps.
+            Error::Binding(BindingError::FrontRun { .. }) => Outcome::GiveUp(e),
             // Local I/O may be a full disk that gets cleaned up.
             _ => Outcome::Retry(e),
         }
@@ -176,33 +202,40 @@ pub struct Agent {
     warned_token_expiry: Option<[u8; 32]>,
     /// The curator's checkpoints: the accepted one, refusals.
     checkpoints: CheckpointTracker,
+    /// The witnessed log as this agent followed it (one per process).
+    log: LogView,
+    /// The last registration attempt that ended before the reveal.
+    last_outcome: Option<RegistrationOutcome>,
 }
 
-/// What the checkpoint check needs to know of the served registration.
+/// What the checks need to know of a registration: its id, slot and key.
+#[derive(Clone, Debug)]
 struct OwnRef {
     id: String,
-    log_index: Option<u64>,
-    registered_version: u64,
-    spki_der: Vec<u8>,
+    id_bytes: Hash,
+    slot: u32,
+    spki_hash: Hash,
 }
 
 impl OwnRef {
-    fn new(record: &RegistrationRecord, keys: &Keys) -> Self {
+    fn new(id_hex: &str, slot: u32, keys: &Keys) -> Self {
         OwnRef {
-            id: record.id.clone(),
-            log_index: record.log_index,
-            registered_version: record.registered_version,
-            spki_der: mazu_curator::client::spki_der(&keys.tls),
+            id: id_hex.to_owned(),
+            id_bytes: crate::curator::parse_hash(id_hex).unwrap_or_default(),
+            slot,
+            spki_hash: Sha256::digest(mazu_curator::client::spki_der(&keys.tls)).into(),
         }
     }
 
-    /// Whether raw log entry `bytes` is this registration.
-    fn is_entry(&self, bytes: &[u8]) -> bool {
-        mazu_curator::entry::LogEntry::from_bytes(bytes).is_ok_and(|e| {
-            hex::encode(Sha256::digest(&e.token)) == self.id && e.tls_spki == self.spki_der
-        })
+    fn of(record: &RegistrationRecord, keys: &Keys) -> Self {
+        Self::new(&record.id, record.slot, keys)
     }
 }
+
+/// How many times a bind or reveal is re-sent while the curator waits for
+/// its witnesses (503 `witness_unavailable`) or is unreachable, before the
+/// attempt is handed back to the run loop (which resumes it identically).
+const WITNESS_WAIT_ATTEMPTS: u32 = 8;
 
 impl Agent {
     /// Opens the state directory and output directory; restores a stored
@@ -234,8 +267,19 @@ impl Agent {
             }
             None => None,
         };
-        let checkpoints =
+        let policy = witness_policy(
+            &config.witnesses,
+            config.witness_quorum,
+            config.insecure_no_witness,
+        )?;
+        if policy.is_none() {
+            warn!(
+                "--insecure-no-witness: checkpoints are not required to be witnessed; a curator can show this agent a log nobody else sees"
+            );
+        }
+        let mut checkpoints =
             CheckpointTracker::open(&config.state_dir, config.checkpoint_key.as_deref())?;
+        checkpoints.set_witness_policy(policy.clone());
         let now = Instant::now();
         let backoff = Backoff::new(config.backoff_initial, config.backoff_max);
         let mut agent = Agent {
@@ -253,6 +297,8 @@ impl Agent {
             next_opening_refresh: now,
             warned_token_expiry: None,
             checkpoints,
+            log: LogView::new(policy),
+            last_outcome: None,
         };
         agent.restore();
         Ok((agent, receiver))
@@ -396,7 +442,7 @@ impl Agent {
                 .active
                 .as_ref()
                 .filter(|a| !a.unconfirmed)
-                .map(|a| OwnRef::new(&a.record, &a.keys));
+                .map(|a| OwnRef::of(&a.record, &a.keys));
             self.check_checkpoint(own).await?;
             self.refresh_openings().await?;
             self.next_opening_refresh = Instant::now() + self.config.opening_refresh;
@@ -416,30 +462,41 @@ impl Agent {
     }
 
     /// A restored registration is served at once but checked with the
-    /// curator: if the curator no longer has it (a new curator, a reset log),
-    /// the token must be registered again.
+    /// witnessed log: if the log does not show the id live with this
+    /// agent's key (a new curator, a reset log), the token must be
+    /// registered again.
     async fn confirm_restored(&mut self) -> Result<(), Outcome> {
-        let Some(active) = self.active.as_ref().filter(|a| a.unconfirmed) else {
+        let Some(own) = self
+            .active
+            .as_ref()
+            .filter(|a| a.unconfirmed)
+            .map(|a| OwnRef::of(&a.record, &a.keys))
+        else {
             return Ok(());
         };
-        let id = active.record.id.clone();
-        let crs = self.crs().await?;
-        let proof = self.client.proof(&id).await?;
-        let Some(active) = self.active.as_mut() else {
+        self.check_checkpoint(None).await?;
+        if self.checkpoints.refusal().is_some() {
+            // Keep serving; nothing the curator shows can be relied on.
             return Ok(());
-        };
-        match proof {
-            Some(p) if Some(p.proof.public_key) == active.keys.rbe.public_key(&crs) => {
-                info!(%id, slot = p.slot, version = p.version, "the curator still holds the stored registration: not registering again");
-                active.unconfirmed = false;
+        }
+        let id = own.id.clone();
+        match standing(self.log.state(&own.id_bytes), own.slot, &own.spki_hash) {
+            Standing::Mine {
+                live: true,
+                bound_at,
+            } => {
+                info!(%id, slot = own.slot, index = bound_at, "the witnessed log still holds the stored registration: not registering again");
+                if let Some(active) = self.active.as_mut() {
+                    active.unconfirmed = false;
+                }
                 self.write_status();
             }
-            Some(_) => {
-                error!(%id, "the curator holds this id with another RBE key; dropping the stored registration");
+            Standing::Other { .. } => {
+                error!(%id, "the witnessed log binds this id to another key; dropping the stored registration");
                 self.forget_active();
             }
-            None => {
-                warn!(%id, "the curator does not know the stored registration (new or reset curator); registering again");
+            other => {
+                warn!(%id, standing = ?other, "the witnessed log does not show the stored registration live (new or reset curator); registering again");
                 self.forget_active();
             }
         }
@@ -456,135 +513,305 @@ impl Agent {
         }
     }
 
-    /// Registers `token` (resuming a pending attempt if one is stored), then
-    /// switches every output to the new certificate.
+    /// Registers `token` bind first, reveal later (resuming a stored
+    /// binding request if there is one), then switches every output to the
+    /// new certificate. The token leaves the agent only after the witnessed
+    /// log shows this agent's binding of its id as the first one.
     async fn register(&mut self, token: &Token) -> Result<(), Outcome> {
         let crs = self.crs().await?;
         let id_hex = token.id_hex();
         let dir = self.state.registration(&id_hex)?;
-        info!(id = %id_hex, "registering the token with the curator");
+        info!(id = %id_hex, "registering the token with the curator (bind first, reveal later)");
 
         // A complete registration of this token already on disk (e.g. the
-        // token came back after a failed rotation): confirm and adopt it.
-        if let (Some(record), Some(keys)) = (dir.record()?, dir.keys().map_err(Outcome::Retry)?)
-            && let Some(p) = self.client.proof(&id_hex).await?
-            && Some(p.proof.public_key) == keys.rbe.public_key(&crs)
-        {
-            return self.activate(token.clone(), dir, record, keys).await;
+        // token came back after a failed rotation): adopt it if the
+        // witnessed log shows it live with our key.
+        if let (Some(record), Some(keys)) = (dir.record()?, dir.keys().map_err(Outcome::Retry)?) {
+            let own = OwnRef::of(&record, &keys);
+            self.check_checkpoint(None).await?;
+            if let Standing::Mine { live: true, .. } =
+                standing(self.log.state(&own.id_bytes), own.slot, &own.spki_hash)
+            {
+                return self.activate(token.clone(), dir, record, keys).await;
+            }
         }
 
-        let attempt = match (dir.pending_request()?, dir.keys().map_err(Outcome::Retry)?) {
-            (Some(request), Some(keys)) => {
-                info!(id = %id_hex, slot = request.slot, "resending the stored pending registration");
-                match self.client.register(&request).await {
-                    Ok(answer) => Attempt::Registered(
-                        answer.version,
-                        answer.entry.slot,
-                        Some(answer.index),
-                        keys,
-                    ),
-                    Err(e) if e.code() == Some("already_registered") => {
-                        Attempt::AlreadyRegistered(keys)
-                    }
-                    Err(e) if !e.is_transient() => {
-                        info!(reason = %e, "the stored pending registration is no longer usable; building a new one");
-                        self.fresh_attempt(token, &crs, &dir).await?
-                    }
+        // A request.json from before bind-first (it held the token) does
+        // not parse as a binding request: build a new one.
+        let pending = dir.pending_request().unwrap_or_else(|e| {
+            warn!(error = %e, "ignoring the stored request; building a new binding");
+            None
+        });
+        let (request, keys) = match (pending, dir.keys().map_err(Outcome::Retry)?) {
+            (Some(request), Some(keys)) if request.id == id_hex => {
+                info!(id = %id_hex, slot = request.slot, "resending the stored binding request");
+                (request, keys)
+            }
+            _ => self.fresh_binding(token, &crs, &dir).await?,
+        };
+        let (request, keys, answer) = match self.send_bind(&request).await {
+            Ok(answer) => (request, keys, Some(answer)),
+            Err(e) if e.code() == Some("already_registered") => (request, keys, None),
+            Err(e) if !e.is_transient() => {
+                info!(reason = %e, "the stored binding request is no longer usable; building a new one");
+                let (request, keys) = self.fresh_binding(token, &crs, &dir).await?;
+                match self.send_bind(&request).await {
+                    Ok(answer) => (request, keys, Some(answer)),
+                    Err(e) if e.code() == Some("already_registered") => (request, keys, None),
                     Err(e) => return Err(e.into()),
                 }
             }
-            _ => self.fresh_attempt(token, &crs, &dir).await?,
+            Err(e) => return Err(e.into()),
         };
-        let keys = match attempt {
-            Attempt::Registered(version, slot, index, keys) => {
-                let record = self.record_from(token, &keys, version, slot, index);
-                return self.activate(token.clone(), dir, record, keys).await;
+        let own = OwnRef::new(&id_hex, request.slot, &keys);
+
+        // Is the first binding of the id in the witnessed log ours?
+        let bound_at = match &answer {
+            Some(answer) => {
+                let checkpoint = self.follow_answer(answer).await?;
+                debug!(
+                    index = answer.index,
+                    size = checkpoint.size,
+                    "the binding is under a witnessed checkpoint"
+                );
+                self.judge_binding(token, &own, Some(answer.index)).await?
             }
-            Attempt::AlreadyRegistered(keys) => keys,
+            None => {
+                // `already_registered`: our earlier request may have been
+                // logged without us hearing it, or someone bound the id
+                // first. The witnessed log decides.
+                self.check_checkpoint(None).await?;
+                self.judge_binding(token, &own, None).await?
+            }
         };
-        // `already_registered`: our earlier request may have been accepted
-        // without us hearing it. It is ours if the registered RBE key is.
-        match self.client.proof(&id_hex).await? {
-            Some(p) if Some(p.proof.public_key) == keys.rbe.public_key(&crs) => {
-                info!(id = %id_hex, slot = p.slot, "found our earlier registration at the curator");
-                let record = self.record_from(token, &keys, p.version, p.slot, None);
-                self.activate(token.clone(), dir, record, keys).await
+
+        // Decided: this token is revealed. Store it first, so that a crash
+        // after the reveal still finds it.
+        dir.store_token(&token.jwt)?;
+        info!(id = %id_hex, index = bound_at, "the witnessed log shows this agent's binding first; revealing the token");
+        let answer = self
+            .until_witnessed("POST /v1/bindings/{id}/reveal", || {
+                self.client.reveal(&id_hex, &token.jwt)
+            })
+            .await?;
+        let checkpoint = self.follow_answer(&answer).await?;
+        match standing(self.log.state(&own.id_bytes), own.slot, &own.spki_hash) {
+            Standing::Mine { live: true, .. } => {}
+            other => {
+                return Err(Outcome::Retry(
+                    BindingError::NotInLog {
+                        id: id_hex.clone(),
+                        reason: format!(
+                            "after the reveal (index {}), the log of {} records shows the id as {other:?}, not live with this agent's key",
+                            answer.index, checkpoint.size
+                        ),
+                    }
+                    .into(),
+                ));
             }
-            Some(_) => Err(Outcome::GiveUp(Error::Registration(format!(
-                "id {id_hex} is registered with keys this agent does not hold"
-            )))),
-            None => Err(Outcome::Retry(Error::Registration(format!(
-                "the curator said {id_hex} is registered but has no proof for it yet"
-            )))),
+        }
+        let record = RegistrationRecord {
+            id: id_hex.clone(),
+            slot: own.slot,
+            registered_version: checkpoint.size,
+            spki_hash: hex::encode(own.spki_hash),
+            token_exp: token.expires_at,
+            openings_version: checkpoint.size,
+            log_index: Some(bound_at),
+        };
+        self.activate(token.clone(), dir, record, keys).await
+    }
+
+    /// Re-sends `POST /v1/bindings` while the curator waits for its
+    /// witnesses.
+    async fn send_bind(&self, request: &BindingRequest) -> Result<LoggedJson, CuratorError> {
+        self.until_witnessed("POST /v1/bindings", || self.client.bind(request))
+            .await
+    }
+
+    /// Calls `call` until it succeeds, fails for good, or
+    /// [`WITNESS_WAIT_ATTEMPTS`] transient failures (503
+    /// `witness_unavailable`: the entry is logged but its checkpoint lacks
+    /// the witness quorum yet; or no answer). The request is identical each
+    /// time, so the curator answers with the same entry once witnessed.
+    async fn until_witnessed<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, CuratorError>
+    where
+        F: FnMut() -> Fut,
+        Fut: core::future::Future<Output = Result<T, CuratorError>>,
+    {
+        let mut backoff = Backoff::new(self.config.backoff_initial, self.config.backoff_max);
+        loop {
+            match call().await {
+                Err(e) if e.is_transient() && backoff.attempts() < WITNESS_WAIT_ATTEMPTS => {
+                    let delay = backoff.next_delay();
+                    if e.code() == Some("witness_unavailable") {
+                        info!(
+                            request = what,
+                            retry_in_ms = delay.as_millis() as u64,
+                            "the curator logged the entry but its witnesses have not cosigned a checkpoint covering it yet; re-sending the identical request"
+                        );
+                    } else {
+                        warn!(request = what, error = %e, retry_in_ms = delay.as_millis() as u64, "no usable answer; re-sending the identical request");
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+                result => return result,
+            }
         }
     }
 
-    /// Reserves a slot, builds fresh keys (stored before sending: see
-    /// [`crate::state`]) and sends the registration.
-    async fn fresh_attempt(
+    /// Verifies the checkpoint of a bind or reveal answer (curator
+    /// signature, witness quorum), follows the log through the persisted
+    /// checkpoint and it, and remembers it. Any refusal ends the attempt.
+    async fn follow_answer(&mut self, answer: &LoggedJson) -> Result<Checkpoint, Outcome> {
+        let (verifier, trust) = self
+            .checkpoints
+            .verifier(&self.client)
+            .await
+            .map_err(Outcome::Retry)?;
+        let offered = crate::follow::verify_witnessed(
+            &verifier,
+            trust,
+            self.log.policy(),
+            &answer.checkpoint,
+        )
+        .map_err(|e| Outcome::Retry(e.into()))?;
+        if offered.size <= answer.index {
+            return Err(Outcome::Retry(
+                CheckpointError::OwnEntryMissing {
+                    index: answer.index,
+                    size: offered.size,
+                    reason:
+                        "the checkpoint the curator answered with does not cover the entry it names"
+                            .to_owned(),
+                }
+                .into(),
+            ));
+        }
+        let mut points = vec![(offered.size, offered.root)];
+        points.extend(self.checkpoints.accepted());
+        self.log
+            .advance(&self.client, &points)
+            .await
+            .map_err(Outcome::Retry)?;
+        self.checkpoints
+            .accept_followed(&offered, &answer.checkpoint)?;
+        Ok(offered)
+    }
+
+    /// Whether the first binding of the id in the followed log is this
+    /// agent's (`claimed`: the index the curator named). Returns its index;
+    /// a binding that came first is a front run, reported and final for
+    /// this token.
+    async fn judge_binding(
+        &mut self,
+        token: &Token,
+        own: &OwnRef,
+        claimed: Option<u64>,
+    ) -> Result<u64, Outcome> {
+        match standing(self.log.state(&own.id_bytes), own.slot, &own.spki_hash) {
+            Standing::Mine { bound_at, .. } => {
+                if let Some(index) = claimed
+                    && index != bound_at
+                {
+                    warn!(
+                        claimed = index,
+                        bound_at,
+                        "the curator named another index than the log's first binding of this id (which is this agent's)"
+                    );
+                }
+                Ok(bound_at)
+            }
+            Standing::Other {
+                spki_hash,
+                bound_at,
+            } => {
+                let error = BindingError::FrontRun {
+                    id: own.id.clone(),
+                    spki_hash: hex::encode(spki_hash),
+                    index: bound_at,
+                };
+                self.report_outcome(token, &error);
+                Err(Outcome::GiveUp(error.into()))
+            }
+            other => {
+                let error = BindingError::NotInLog {
+                    id: own.id.clone(),
+                    reason: format!(
+                        "the log of {} records shows the id as {other:?} although the curator says it is bound{}",
+                        self.log.size(),
+                        claimed
+                            .map(|i| format!(" at index {i}"))
+                            .unwrap_or_default()
+                    ),
+                };
+                self.report_outcome(token, &error);
+                Err(Outcome::Retry(error.into()))
+            }
+        }
+    }
+
+    /// Reports a registration that ended before the reveal: the log (with
+    /// the stable `reason`), `outcome.json` and `status.json`.
+    fn report_outcome(&mut self, token: &Token, error: &BindingError) {
+        error!(id = %token.id_hex(), reason = error.reason(), error = %error, "registration refused before revealing the token");
+        let outcome = RegistrationOutcome {
+            id: token.id_hex(),
+            reason: error.reason().to_owned(),
+            detail: error.to_string(),
+            token_revealed: false,
+            at: unix_now(),
+        };
+        if let Err(e) = self.state.write_outcome(&outcome) {
+            error!(error = %e, "could not write outcome.json");
+        }
+        self.last_outcome = Some(outcome);
+        self.write_status();
+    }
+
+    /// Reserves a slot for the id, builds fresh keys and the binding
+    /// request (stored before sending: see [`crate::state`]).
+    async fn fresh_binding(
         &mut self,
         token: &Token,
         crs: &Crs,
         dir: &RegistrationDir,
-    ) -> Result<Attempt, Outcome> {
-        let reservation = self.client.reserve_slot(&token.jwt).await?;
+    ) -> Result<(BindingRequest, Keys), Outcome> {
+        let id_hex = token.id_hex();
+        let reservation = match self.client.reserve_slot(&id_hex).await {
+            Ok(r) => r,
+            Err(e) if e.code() == Some("already_registered") => {
+                // Bound before this agent sent anything but the id: by
+                // whom, the witnessed log says (no key of ours can match).
+                self.check_checkpoint(None).await?;
+                let nobody = OwnRef {
+                    id: id_hex.clone(),
+                    id_bytes: token.id,
+                    slot: u32::MAX,
+                    spki_hash: [0; 32],
+                };
+                self.judge_binding(token, &nobody, None).await?;
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         debug!(
             slot = reservation.slot,
             until = reservation.expires_at,
             "reserved a slot"
         );
-        let (crs_owned, jwt, slot) = (crs.clone(), token.jwt.clone(), reservation.slot);
+        let (crs_owned, id, slot) = (crs.clone(), token.id, reservation.slot);
         // Key generation is a scalar multiplication per helper value: keep
         // it off the async executor.
         let built = tokio::task::spawn_blocking(move || {
-            mazu_curator::client::build_registration(&crs_owned, &jwt, slot, &mut rand::rngs::OsRng)
+            build_binding(&crs_owned, &id, slot, &mut rand::rngs::OsRng)
         })
         .await
         .map_err(|e| Outcome::Retry(Error::Registration(format!("key generation task: {e}"))))?
         .map_err(|e| Outcome::GiveUp(Error::Registration(format!("RBE key generation: {e}"))))?;
-        let keys = Keys {
-            tls: built.tls_key,
-            rbe: built.rbe_secret,
-        };
-        dir.store_pending(&token.jwt, &keys, &built.request)
-            .map_err(Outcome::Retry)?;
-        match self.client.register(&built.request).await {
-            Ok(answer) => {
-                let ours = hex::encode(Sha256::digest(mazu_curator::client::spki_der(&keys.tls)));
-                if answer.entry.spki_hash != ours {
-                    warn!(curator = %answer.entry.spki_hash, %ours, "the curator reports another SPKI hash");
-                }
-                Ok(Attempt::Registered(
-                    answer.version,
-                    answer.entry.slot,
-                    Some(answer.index),
-                    keys,
-                ))
-            }
-            Err(e) if e.code() == Some("already_registered") => {
-                Ok(Attempt::AlreadyRegistered(keys))
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    fn record_from(
-        &self,
-        token: &Token,
-        keys: &Keys,
-        version: u64,
-        slot: u32,
-        log_index: Option<u64>,
-    ) -> RegistrationRecord {
-        RegistrationRecord {
-            id: token.id_hex(),
-            slot,
-            registered_version: version,
-            spki_hash: hex::encode(Sha256::digest(mazu_curator::client::spki_der(&keys.tls))),
-            token_exp: token.expires_at,
-            openings_version: version,
-            log_index,
-        }
+        let (request, keys) = built;
+        dir.store_pending(&keys, &request).map_err(Outcome::Retry)?;
+        Ok((request, keys))
     }
 
     /// Makes a registration the served one: opening, certificate, state
@@ -601,7 +828,7 @@ impl Agent {
         // The checkpoint that holds the registration, before using any of
         // the curator's registry data.
         if let Err(Outcome::Retry(e) | Outcome::GiveUp(e)) = self
-            .check_checkpoint(Some(OwnRef::new(&record, &keys)))
+            .check_checkpoint(Some(OwnRef::of(&record, &keys)))
             .await
         {
             warn!(error = %e, "could not check the curator's checkpoint yet; checking again on the next refresh");
@@ -712,6 +939,7 @@ impl Agent {
             checkpoint_size: self.checkpoints.accepted_size(),
             log_index: self.checkpoints.included_index(&active.record.id),
             checkpoint_refused: self.checkpoints.refusal().cloned(),
+            registration_refused: self.last_outcome.clone(),
         };
         if let Err(e) = self.state.write_status(&status) {
             error!(error = %e, "could not write status.json");
@@ -764,111 +992,76 @@ impl Agent {
         }
     }
 
-    /// Checks the curator's checkpoint ([`crate::transparency`]), tracking
-    /// the served registration's log entry first. A refusal is reported and
+    /// Checks the curator's checkpoint ([`crate::transparency`]: signature,
+    /// witness quorum, consistency with the accepted one), follows the log
+    /// to it ([`crate::follow`]), and, for `own`, requires the log to show
+    /// the id bound first to this agent's key. A refusal is reported and
     /// recorded, not an error: the loop carries on with the remembered
     /// checkpoint. Only transient trouble is an `Err` (retried with
     /// backoff).
     async fn check_checkpoint(&mut self, own: Option<OwnRef>) -> Result<(), Outcome> {
-        if let Some(own) = own
-            && self.checkpoints.own_entry().is_none_or(|o| o.id != own.id)
+        let was_refused = self.checkpoints.refusal().is_some();
+        let (changed, size) = match self
+            .checkpoints
+            .check(&self.client)
+            .await
+            .map_err(Outcome::Retry)?
         {
-            match self.locate_own_entry(&own).await? {
-                Ok((index, leaf)) => {
-                    debug!(index, "tracking this registration's log entry");
-                    self.checkpoints.track_own(&own.id, index, &leaf)?;
+            CheckResult::Accepted { changed, size } => (changed, size),
+            CheckResult::Refused(refusal) => {
+                self.report_refusal(&refusal);
+                self.write_status();
+                return Ok(());
+            }
+        };
+        if let Some(point) = self.checkpoints.accepted() {
+            match self.log.advance(&self.client, &[point]).await {
+                Ok(()) => {}
+                Err(Error::Checkpoint(error)) => {
+                    let refusal = self.checkpoints.record_refusal(error, Some(size), None)?;
+                    self.report_refusal(&refusal);
+                    self.write_status();
+                    return Ok(());
                 }
-                Err(error) => {
-                    let refusal = self.checkpoints.record_refusal(error, None, None)?;
+                Err(e) => return Err(Outcome::Retry(e)),
+            }
+        }
+        if let Some(own) = own {
+            match standing(self.log.state(&own.id_bytes), own.slot, &own.spki_hash) {
+                Standing::Mine { bound_at, .. } => {
+                    if let Some(first) = self.log.first_bind(&own.id_bytes)
+                        && first.index == bound_at
+                    {
+                        self.checkpoints
+                            .track_own(&own.id, first.index, &first.leaf)?;
+                    }
+                }
+                other => {
+                    let error = CheckpointError::OwnEntryMissing {
+                        index: self.checkpoints.own_entry().map_or(0, |o| o.index),
+                        size,
+                        reason: format!(
+                            "the witnessed log shows this agent's id as {other:?}, not bound to its key"
+                        ),
+                    };
+                    let refusal = self.checkpoints.record_refusal(error, Some(size), None)?;
                     self.report_refusal(&refusal);
                     self.write_status();
                     return Ok(());
                 }
             }
         }
-        let was_refused = self.checkpoints.refusal().is_some();
-        match self
-            .checkpoints
-            .check(&self.client)
-            .await
-            .map_err(Outcome::Retry)?
-        {
-            CheckResult::Accepted { changed, size } => {
-                if was_refused {
-                    info!(
-                        size,
-                        "the curator's checkpoint is consistent with the accepted one again"
-                    );
-                }
-                if changed {
-                    info!(size, log_index = ?self.active.as_ref().and_then(|a| self.checkpoints.included_index(&a.record.id)), "accepted the curator's checkpoint");
-                    self.write_status();
-                }
-            }
-            CheckResult::Refused(refusal) => {
-                self.report_refusal(&refusal);
-                self.write_status();
-            }
+        if was_refused {
+            info!(
+                size,
+                "the curator's checkpoint is consistent with the accepted one again"
+            );
+        }
+        if changed {
+            info!(size, log_index = ?self.active.as_ref().and_then(|a| self.checkpoints.included_index(&a.record.id)), "accepted the curator's checkpoint");
+            self.write_status();
         }
         Ok(())
-    }
-
-    /// Finds the served registration's log entry: at the index the curator
-    /// gave when it accepted it, or else (restored or `already_registered`
-    /// registrations) by scanning the log back from the registered version.
-    /// The inner `Err` is a refusal: the log does not hold it.
-    async fn locate_own_entry(
-        &self,
-        own: &OwnRef,
-    ) -> Result<Result<(u64, mazu_log::merkle::Hash), CheckpointError>, Outcome> {
-        let retry = |e: CuratorError| Outcome::Retry(e.into());
-        if let Some(index) = own.log_index {
-            let (size, entries) = self.client.log_entries(index, 1).await.map_err(retry)?;
-            return Ok(match entries.first() {
-                Some((_, bytes)) if own.is_entry(bytes) => {
-                    Ok((index, mazu_log::merkle::leaf_hash(bytes)))
-                }
-                _ => Err(CheckpointError::OwnEntryMissing {
-                    index,
-                    size,
-                    reason: "the log entry at the index the curator gave when it accepted the registration is not this registration".to_owned(),
-                }),
-            });
-        }
-        // Newest first: a registration the agent just learnt of is near
-        // the end.
-        const PAGE: u64 = 100;
-        let mut end = own.registered_version;
-        let mut size = end;
-        while end > 0 {
-            let start = end.saturating_sub(PAGE);
-            let mut next = start;
-            while next < end {
-                let (served_size, entries) = self
-                    .client
-                    .log_entries(next, end - next)
-                    .await
-                    .map_err(retry)?;
-                size = served_size;
-                if let Some((index, bytes)) = entries.iter().find(|(_, b)| own.is_entry(b)) {
-                    return Ok(Ok((*index, mazu_log::merkle::leaf_hash(bytes))));
-                }
-                if entries.is_empty() {
-                    break;
-                }
-                // The curator may cap a page short: go on from there.
-                next += entries.len() as u64;
-            }
-            end = start;
-        }
-        Ok(Err(CheckpointError::OwnEntryMissing {
-            index: own.registered_version.saturating_sub(1),
-            size,
-            reason: format!(
-                "no entry of the log's first {} holds this registration, which the curator reports registered",
-                own.registered_version
-            ),
-        }))
     }
 
     /// Logs a refusal: the full evidence (both signed notes) when it is new,
@@ -942,14 +1135,6 @@ pub fn needs_renewal(now: u64, not_after: u64, token_exp: u64, margin: u64, life
     let margin = margin.min(lifetime / 2);
     let could_reach = now.saturating_add(lifetime).min(token_exp);
     not_after <= now.saturating_add(margin) && could_reach > not_after
-}
-
-/// What sending a registration gave.
-enum Attempt {
-    /// Accepted: version, slot and log index.
-    Registered(u64, u32, Option<u64>, Keys),
-    /// The id is registered already (maybe by our earlier attempt).
-    AlreadyRegistered(Keys),
 }
 
 #[cfg(test)]

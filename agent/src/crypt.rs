@@ -7,12 +7,13 @@
 //! ChaCha20-Poly1305 body: 749 bytes plus the message. The associated data
 //! is empty unless `--aad` is given (then both sides must give the same).
 //!
-//! A sender needs only public data: the CRS (`GET /v1/crs`, verified), the
-//! public parameters (`GET /v1/params`) and the recipient's slot, read from
-//! its membership proof (`GET /v1/proofs/{id}`), which is checked against the
-//! parameters when both are of the same version.
+//! A sender needs only public data: the CRS (`GET /v1/crs`, verified and
+//! compared with the pinned digest, `--crs-sha256`), the public parameters
+//! (`GET /v1/params`) and the recipient's slot, read from its membership
+//! proof (`GET /v1/proofs/{id}`), which must be for the recipient's id and is
+//! checked against the parameters when both are of the same version.
 
-use mazu_rbe::{Ciphertext, Crs};
+use mazu_rbe::{Ciphertext, Crs, MembershipProof, PublicParams};
 use tracing::{info, warn};
 
 use crate::curator::CuratorClient;
@@ -20,14 +21,22 @@ use crate::error::{CryptError, Error, StateError};
 use crate::openings;
 use crate::state::StateDir;
 
-/// Encrypts `message` to the workload `id_hex` with public parameters only.
+/// Encrypts `message` to the workload `id_hex` with public parameters only,
+/// under the CRS whose digest is `crs_digest` (`None`: whatever the curator
+/// serves; development only).
 pub async fn encrypt_to_id(
     client: &CuratorClient,
+    crs_digest: Option<&[u8; 32]>,
     id_hex: &str,
     message: &[u8],
     aad: &[u8],
 ) -> Result<Vec<u8>, Error> {
-    let crs = client.crs(None).await?;
+    let id: [u8; 32] = crate::curator::parse_hash(id_hex)
+        .ok_or_else(|| Error::Config(format!("{id_hex:?} is not a hex workload id")))?;
+    if crs_digest.is_none() {
+        warn!("encrypting under an unpinned CRS (--insecure-unpinned-crs)");
+    }
+    let crs = client.crs(crs_digest).await?;
     // Params and proof are two requests; a registration in between changes
     // the version. Retry a few times to check the proof against the same
     // version; the ciphertext itself only needs the params.
@@ -38,15 +47,16 @@ pub async fn encrypt_to_id(
             .await?
             .ok_or_else(|| CryptError::UnknownId(id_hex.to_owned()))?;
         if proof.version == params.version() {
-            proof
-                .proof
-                .verify(&crs, &params)
-                .map_err(|e| CryptError::Rbe(format!("the id's membership proof: {e}")))?;
-            if proof.proof.opening.slot != proof.slot {
-                return Err(CryptError::Rbe("membership proof for another slot".to_owned()).into());
-            }
+            check_membership(&crs, &params, &proof.proof, proof.slot, &id)?;
         } else if attempt < 4 {
             continue;
+        } else if proof.proof.id != id {
+            // Even unverifiable, a proof for another id is refused.
+            return Err(CryptError::ProofForAnotherId {
+                expected: id_hex.to_owned(),
+                served: hex::encode(proof.proof.id),
+            }
+            .into());
         } else {
             warn!("the registry kept changing; encrypting without checking the membership proof");
         }
@@ -63,6 +73,34 @@ pub async fn encrypt_to_id(
         return Ok(ct.to_bytes());
     }
     Err(CryptError::Rbe("unreachable retry loop".to_owned()).into())
+}
+
+/// Checks the curator's membership proof for the recipient `id` against the
+/// public parameters of the same version: it must be for `id` (a proof for
+/// another id would send the message to whoever holds that id's slot), for
+/// the `slot` the curator named, and verify.
+pub fn check_membership(
+    crs: &Crs,
+    params: &PublicParams,
+    proof: &MembershipProof,
+    slot: u32,
+    id: &[u8; 32],
+) -> Result<(), CryptError> {
+    if proof.id != *id {
+        return Err(CryptError::ProofForAnotherId {
+            expected: hex::encode(id),
+            served: hex::encode(proof.id),
+        });
+    }
+    proof
+        .verify_id(crs, params, id)
+        .map_err(|e| CryptError::Rbe(format!("the id's membership proof: {e}")))?;
+    if proof.opening.slot != slot {
+        return Err(CryptError::Rbe(
+            "membership proof for another slot".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// Decrypts `ciphertext` with the secret key and openings stored in `state`,
@@ -104,4 +142,32 @@ pub async fn decrypt(
             .map_err(|e| CryptError::Rbe(e.to_string()).into());
     }
     Err(CryptError::NoKeyForSlot(ct.slot()).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use mazu_rbe::RegistryState;
+
+    use super::*;
+
+    #[test]
+    fn a_membership_proof_for_another_id_is_refused() {
+        let mut rng = rand::rngs::OsRng;
+        let crs = Crs::generate_insecure_dev(4, &mut rng).expect("crs");
+        let mut state = RegistryState::new(crs.clone());
+        let (id_a, id_b) = ([1u8; 32], [2u8; 32]);
+        let (_, reg_a) = mazu_rbe::keygen(&crs, 0, id_a, &mut rng).expect("keygen");
+        let (_, reg_b) = mazu_rbe::keygen(&crs, 1, id_b, &mut rng).expect("keygen");
+        state.verify_and_apply(reg_a).expect("apply a");
+        state.verify_and_apply(reg_b).expect("apply b");
+        let params = state.public_params();
+        let proof_a = state.membership_proof(0).expect("proof a");
+        check_membership(&crs, &params, &proof_a, 0, &id_a).expect("a's own proof");
+        // The curator answers the request for b with a's (valid) proof.
+        let e = check_membership(&crs, &params, &proof_a, 0, &id_b).expect_err("another id");
+        assert!(matches!(e, CryptError::ProofForAnotherId { .. }), "{e}");
+        // The right id, but the curator names another slot.
+        let e = check_membership(&crs, &params, &proof_a, 1, &id_a).expect_err("other slot");
+        assert!(matches!(e, CryptError::Rbe(_)), "{e}");
+    }
 }

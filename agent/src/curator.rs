@@ -5,9 +5,13 @@
 use core::time::Duration;
 
 use base64ct::{Base64, Encoding};
-use mazu_curator::api::views::{ConsistencyProofJson, InclusionProofJson, LogJson};
-use mazu_curator::register::RegistrationRequest;
+use mazu_curator::api::views::{
+    BindingRequest, ConsistencyProofJson, InclusionProofJson, LogJson, LoggedJson, RevealRequest,
+    SlotRequest,
+};
+use mazu_curator::entry::{EntryBody, LogEntry};
 use mazu_log::merkle::Hash;
+use mazu_log::record::{LeafRecord, decode_records};
 use mazu_rbe::{Crs, MembershipProof, Opening, PublicParams, Registration};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -32,33 +36,6 @@ pub struct SlotReservation {
     pub version: u64,
 }
 
-/// A registry entry as the curator reports it.
-#[derive(Clone, Debug, Deserialize)]
-pub struct EntryInfo {
-    /// Hex workload id.
-    pub id: String,
-    /// The slot.
-    pub slot: u32,
-    /// Hex SHA-256 of the registered TLS SPKI.
-    pub spki_hash: String,
-    /// The token's `exp`.
-    pub token_expiry: u64,
-    /// Whether revoked.
-    #[serde(default)]
-    pub revoked: bool,
-}
-
-/// `POST /v1/registrations` answer.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Registered {
-    /// Log index of the entry.
-    pub index: u64,
-    /// Registry version after it.
-    pub version: u64,
-    /// The entry.
-    pub entry: EntryInfo,
-}
-
 /// `GET /v1/openings/{slot}` answer.
 #[derive(Clone, Debug, Deserialize)]
 pub struct OpeningAnswer {
@@ -79,15 +56,6 @@ pub struct ProofAnswer {
     pub slot: u32,
     /// The membership proof (registered key + opening).
     pub proof: MembershipProof,
-}
-
-/// `GET /v1/registry?format=json` answer.
-#[derive(Clone, Debug, Deserialize)]
-pub struct RegistryAnswer {
-    /// Registry version.
-    pub version: u64,
-    /// Every entry.
-    pub entries: Vec<EntryInfo>,
 }
 
 /// An inclusion proof as served (`GET /v1/proofs/inclusion`), decoded.
@@ -262,9 +230,12 @@ impl CuratorClient {
         })
     }
 
-    /// `POST /v1/slots`.
-    pub async fn reserve_slot(&self, token: &str) -> Result<SlotReservation, CuratorError> {
-        let body = serde_json::json!({ "token": token });
+    /// `POST /v1/slots {id}`: reserves a slot for the workload id (no
+    /// token).
+    pub async fn reserve_slot(&self, id_hex: &str) -> Result<SlotReservation, CuratorError> {
+        let body = SlotRequest {
+            id: id_hex.to_owned(),
+        };
         self.json(
             "POST /v1/slots",
             self.http.post(self.url("/v1/slots")).json(&body),
@@ -272,16 +243,63 @@ impl CuratorClient {
         .await
     }
 
-    /// `POST /v1/registrations`.
-    pub async fn register(
-        &self,
-        request: &RegistrationRequest,
-    ) -> Result<Registered, CuratorError> {
+    /// `POST /v1/bindings`: binds the id to the TLS and RBE keys (no
+    /// token). The answer names the entry and a witnessed checkpoint that
+    /// covers it (not verified here: see [`crate::follow`]).
+    pub async fn bind(&self, request: &BindingRequest) -> Result<LoggedJson, CuratorError> {
         self.json(
-            "POST /v1/registrations",
-            self.http.post(self.url("/v1/registrations")).json(request),
+            "POST /v1/bindings",
+            self.http.post(self.url("/v1/bindings")).json(request),
         )
         .await
+    }
+
+    /// `POST /v1/bindings/{id}/reveal {token}`: reveals the token of a
+    /// binding already in the witnessed log.
+    pub async fn reveal(&self, id_hex: &str, token: &str) -> Result<LoggedJson, CuratorError> {
+        let path = format!("/v1/bindings/{id_hex}/reveal");
+        let body = RevealRequest {
+            token: token.to_owned(),
+        };
+        self.json(
+            "POST /v1/bindings/{id}/reveal",
+            self.http.post(self.url(&path)).json(&body),
+        )
+        .await
+    }
+
+    /// `GET /v1/log/records?start=S&end=E`: the leaf records `start..end`,
+    /// fetched page by page until `end` is reached. Fails if the curator
+    /// serves fewer (its log is shorter than a checkpoint it signed), more,
+    /// or records that do not decode.
+    pub async fn records(&self, start: u64, end: u64) -> Result<Vec<LeafRecord>, CuratorError> {
+        let what = "GET /v1/log/records";
+        let malformed = |reason: String| CuratorError::Malformed {
+            what: what.to_owned(),
+            reason,
+        };
+        let mut out = Vec::new();
+        let mut next = start;
+        while next < end {
+            let path = format!("/v1/log/records?start={next}&end={end}");
+            let bytes = self.bytes(what, self.http.get(self.url(&path))).await?;
+            let page = decode_records(&bytes).map_err(|e| malformed(e.to_string()))?;
+            let n = page.len() as u64;
+            if n == 0 {
+                return Err(malformed(format!(
+                    "no records from {next} although the log was said to reach {end}"
+                )));
+            }
+            if n > end - next {
+                return Err(malformed(format!(
+                    "{n} records from {next} where at most {} were asked for",
+                    end - next
+                )));
+            }
+            out.extend(page);
+            next += n;
+        }
+        Ok(out)
     }
 
     /// `GET /v1/openings/{slot}`.
@@ -304,16 +322,8 @@ impl CuratorClient {
         }
     }
 
-    /// `GET /v1/registry?format=json`.
-    pub async fn registry(&self) -> Result<RegistryAnswer, CuratorError> {
-        self.json(
-            "GET /v1/registry",
-            self.http.get(self.url("/v1/registry?format=json")),
-        )
-        .await
-    }
-
-    /// Every registration in the log from index `start` on (paged), decoded.
+    /// Every RBE registration (bind entry) in the log from index `start` on
+    /// (paged), decoded.
     /// Returns them and the log size seen by the last page.
     pub async fn registrations_since(
         &self,
@@ -345,10 +355,14 @@ impl CuratorClient {
             let limit = (end - next).min(100);
             let (size, entries) = self.log_entries(next, limit).await?;
             for (index, bytes) in &entries {
-                let entry = mazu_curator::entry::LogEntry::from_bytes(bytes)
-                    .map_err(|e| malformed(e.to_string()))?;
-                let registration = Registration::from_bytes(&entry.registration)
-                    .map_err(|e| malformed(e.to_string()))?;
+                let entry = LogEntry::from_bytes(bytes).map_err(|e| malformed(e.to_string()))?;
+                // The RBE state changes at bind time only: reveals,
+                // releases and revocations carry no registration.
+                let EntryBody::Bind { registration, .. } = &entry.body else {
+                    continue;
+                };
+                let registration =
+                    Registration::from_bytes(registration).map_err(|e| malformed(e.to_string()))?;
                 out.push(LoggedRegistration {
                     index: *index,
                     registration,

@@ -39,6 +39,10 @@ pub enum Error {
     /// curator's answer (key generation, an id registered with other keys).
     #[error("registration: {0}")]
     Registration(String),
+    /// The witnessed log does not show this agent's binding as the first
+    /// binding of its id: the token is not revealed.
+    #[error(transparent)]
+    Binding(#[from] BindingError),
     /// A setting is unusable (the binary exits with a one-line message).
     #[error("configuration: {0}")]
     Config(String),
@@ -218,6 +222,16 @@ pub enum CryptError {
     /// The id is not registered.
     #[error("id {0} is not registered at the curator")]
     UnknownId(String),
+    /// The curator served a membership proof for another id.
+    #[error(
+        "the curator's membership proof is for id {served}, not {expected}: refusing to encrypt"
+    )]
+    ProofForAnotherId {
+        /// The recipient's id (hex).
+        expected: String,
+        /// The id the proof is for (hex).
+        served: String,
+    },
 }
 
 /// Why the agent refused a checkpoint the curator served: each is evidence
@@ -285,6 +299,23 @@ pub enum CheckpointError {
         /// What failed.
         reason: String,
     },
+    /// The checkpoint is not cosigned by the configured witness quorum.
+    #[error("the checkpoint is not cosigned by the witness quorum: {reason}")]
+    Unwitnessed {
+        /// The policy's refusal.
+        reason: String,
+    },
+    /// The curator's log records do not give the root of a checkpoint it
+    /// signed (or do not extend the log already followed): it lied.
+    #[error(
+        "the curator's log records up to {size} do not give its signed checkpoint's root: {reason}"
+    )]
+    RecordsMismatch {
+        /// The checkpoint's size.
+        size: u64,
+        /// What failed.
+        reason: String,
+    },
     /// The agent's own registration is not (or no longer) in the log.
     #[error(
         "this agent's registration (log index {index}) is not in the log of {size} entries: {reason}"
@@ -299,6 +330,56 @@ pub enum CheckpointError {
     },
 }
 
+/// Why the agent does not reveal its token (or does not serve a
+/// certificate) after binding: the witnessed log, not the curator's word,
+/// decides whose binding of the id counts.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BindingError {
+    /// Another binding of the id came first in the witnessed log (the
+    /// curator, or someone on the path, saw the id and bound it to its own
+    /// key). Revealing the token would hand it a valid certificate.
+    #[error(
+        "id {id} was first bound to another key (SPKI hash {spki_hash}, log index {index}): this binding was front-run; the token is never revealed, waiting for a new token"
+    )]
+    FrontRun {
+        /// Hex workload id.
+        id: String,
+        /// Hex SPKI hash of the binding that came first.
+        spki_hash: String,
+        /// Its log index.
+        index: u64,
+    },
+    /// The curator's answer names another key or slot than this agent's.
+    #[error("the curator's answer for id {id} does not match this agent's binding: {reason}")]
+    Mismatch {
+        /// Hex workload id.
+        id: String,
+        /// What differs.
+        reason: String,
+    },
+    /// The witnessed log up to the curator's checkpoint does not hold the
+    /// binding (or the reveal) the curator says it logged.
+    #[error("the witnessed log does not show id {id} as the curator claims: {reason}")]
+    NotInLog {
+        /// Hex workload id.
+        id: String,
+        /// What the log shows instead.
+        reason: String,
+    },
+}
+
+impl BindingError {
+    /// A short stable name (`status.json`, `outcome.json`, logs, tests).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            BindingError::FrontRun { .. } => "front_run",
+            BindingError::Mismatch { .. } => "spki_mismatch",
+            BindingError::NotInLog { .. } => "not_in_log",
+        }
+    }
+}
+
 impl CheckpointError {
     /// A short stable name of the refusal (`status.json`, logs, tests).
     pub fn kind(&self) -> &'static str {
@@ -309,6 +390,8 @@ impl CheckpointError {
             CheckpointError::Fork { .. } => "fork",
             CheckpointError::Inconsistent { .. } => "inconsistent",
             CheckpointError::OwnEntryMissing { .. } => "own_entry_missing",
+            CheckpointError::Unwitnessed { .. } => "unwitnessed",
+            CheckpointError::RecordsMismatch { .. } => "records_mismatch",
         }
     }
 }

@@ -16,6 +16,8 @@
 //! - [`state`]: the state directory; [`credentials`]: certificate, keys and
 //!   the throwaway root;
 //! - outputs: [`files`] (`cert.pem`/`key.pem`) and [`sds`] (SDS v3);
+//! - [`binding`]: keys and the binding request; [`follow`]: the witnessed
+//!   log, who bound an id first;
 //! - [`transparency`]: holding the curator to its signed checkpoints;
 //! - [`openings`]: keeping the RBE opening current; [`crypt`]: `encrypt` and
 //!   `decrypt`.
@@ -26,11 +28,13 @@
 
 pub mod agent;
 pub mod backoff;
+pub mod binding;
 pub mod credentials;
 pub mod crypt;
 pub mod curator;
 pub mod error;
 pub mod files;
+pub mod follow;
 pub mod node;
 pub mod openings;
 pub mod sds;

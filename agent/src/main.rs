@@ -115,6 +115,24 @@ struct RunArgs {
     /// trusted. Production should pin it.
     #[arg(long, env = "MAZU_AGENT_CHECKPOINT_KEY", value_name = "VKEY")]
     checkpoint_key: Option<String>,
+    /// A witness's verifier key (repeatable; comma-separated in the
+    /// environment). Every checkpoint the agent acts on must carry the
+    /// cosignatures of --witness-quorum of them.
+    #[arg(
+        long = "witness",
+        env = "MAZU_AGENT_WITNESSES",
+        value_name = "VKEY",
+        value_delimiter = ','
+    )]
+    witnesses: Vec<String>,
+    /// How many of the --witness keys must cosign a checkpoint (default: all).
+    #[arg(long, env = "MAZU_AGENT_WITNESS_QUORUM", value_name = "K")]
+    witness_quorum: Option<usize>,
+    /// Development only: accept checkpoints no witness cosigned (required
+    /// when no --witness is given). A curator can then show this agent a
+    /// log nobody else sees.
+    #[arg(long, env = "MAZU_AGENT_INSECURE_NO_WITNESS")]
+    insecure_no_witness: bool,
 }
 
 #[derive(Args, Debug)]
@@ -180,6 +198,24 @@ struct EncryptArgs {
     /// Associated data (authenticated, not encrypted); decrypt needs the same.
     #[arg(long, env = "MAZU_AGENT_AAD", default_value = "")]
     aad: String,
+    /// The SHA-256 digest (64 hex digits) of the CRS to encrypt under; a
+    /// curator serving another CRS is refused. Required unless
+    /// --insecure-unpinned-crs.
+    #[arg(
+        long,
+        env = "MAZU_AGENT_CRS_SHA256",
+        value_name = "HEX",
+        value_parser = parse_digest,
+        required_unless_present = "insecure_unpinned_crs"
+    )]
+    crs_sha256: Option<[u8; 32]>,
+    /// Development only: encrypt under whatever CRS the curator serves.
+    #[arg(
+        long,
+        env = "MAZU_AGENT_INSECURE_UNPINNED_CRS",
+        conflicts_with = "crs_sha256"
+    )]
+    insecure_unpinned_crs: bool,
 }
 
 #[derive(Args, Debug)]
@@ -296,6 +332,12 @@ fn agent_config(args: RunArgs, workload: WorkloadArgs) -> Result<AgentConfig, Er
     check_url(&args.curator)?;
     let trust_domain = TrustDomain::new(&args.trust_domain)
         .map_err(|e| Error::Config(format!("--trust-domain {:?}: {e}", args.trust_domain)))?;
+    // Checked here too so that a bad setting is the only line printed.
+    mazu_agent::follow::witness_policy(
+        &args.witnesses,
+        args.witness_quorum,
+        args.insecure_no_witness,
+    )?;
     Ok(AgentConfig {
         curator: args.curator,
         token_file: workload.token_file,
@@ -313,6 +355,9 @@ fn agent_config(args: RunArgs, workload: WorkloadArgs) -> Result<AgentConfig, Er
         backoff_initial: Duration::from_millis(args.backoff_initial_ms),
         backoff_max: Duration::from_millis(args.backoff_max_ms),
         checkpoint_key: args.checkpoint_key,
+        witnesses: args.witnesses,
+        witness_quorum: args.witness_quorum,
+        insecure_no_witness: args.insecure_no_witness,
     })
 }
 
@@ -477,9 +522,15 @@ async fn encrypt(args: EncryptArgs) -> anyhow::Result<()> {
     };
     let message = read_input(&args.input)?;
     let client = CuratorClient::new(&args.curator)?;
-    let ct = mazu_agent::crypt::encrypt_to_id(&client, &id, &message, args.aad.as_bytes())
-        .await
-        .with_context(|| format!("encrypting to {id}"))?;
+    let ct = mazu_agent::crypt::encrypt_to_id(
+        &client,
+        args.crs_sha256.as_ref(),
+        &id,
+        &message,
+        args.aad.as_bytes(),
+    )
+    .await
+    .with_context(|| format!("encrypting to {id}"))?;
     write_output(&args.output, &ct)
 }
 

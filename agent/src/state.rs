@@ -10,28 +10,33 @@
 //!   status.json                 what is served (for people, tests and the demo)
 //!   checkpoint.json             the checkpoint key and the last accepted checkpoint
 //!                               (see `crate::transparency`)
+//!   outcome.json                the last registration attempt's outcome (e.g.
+//!                               `front_run`), written even when nothing is served
 //!   registrations/<id hex>/     0700, one per token ever registered (the last two kept)
-//!     token                     0600 the JWT, exactly as registered
+//!     token                     0600 the JWT, written only once the agent decided to
+//!                               reveal it (its binding is the first in the witnessed log)
 //!     tls-key.pem               0600 PKCS#8 P-256 key
 //!     rbe-secret.bin            0600 mazu_rbe::SecretKey canonical bytes (RBEK)
-//!     request.json              0600 the registration request, until it is accepted
-//!     registration.json         0600 slot, version, SPKI hash, ... once accepted
+//!     request.json              0600 the binding request (no token), until it is accepted
+//!     registration.json         0600 slot, version, SPKI hash, ... once revealed
 //!     openings.bin              0600 mazu_rbe::OpeningHistory canonical bytes (RBEH)
 //! ```
 //!
 //! Every file is written atomically (temporary file, `fsync`, `rename`,
 //! `fsync` of the directory), so a crash leaves either the old or the new
-//! content. Keys are written *before* the registration is sent: if the
-//! curator accepts it and the agent dies before hearing so, the keys that
-//! match the registered id still exist (a registered id with lost keys
-//! would make that token useless).
+//! content. Keys are written *before* the binding is sent: if the curator
+//! logs it and the agent dies before hearing so, the keys that match the
+//! bound id still exist (a bound id with lost keys would make that token
+//! useless). The token is not stored before the agent has checked its
+//! binding in the witnessed log: nothing on disk pairs the token with keys
+//! whose binding might have been front-run.
 
 use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use mazu_curator::register::RegistrationRequest;
+use mazu_curator::api::views::BindingRequest;
 use mazu_rbe::{OpeningHistory, SecretKey};
 use p256::ecdsa::SigningKey;
 use serde::{Deserialize, Serialize};
@@ -135,6 +140,10 @@ pub struct Status {
     /// last check passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_refused: Option<CheckpointRefusal>,
+    /// The last registration attempt that ended before its token was
+    /// revealed (e.g. `front_run`); absent if none did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_refused: Option<RegistrationOutcome>,
 }
 
 /// A checkpoint refusal, as `status.json` and `checkpoint.json` show it.
@@ -162,6 +171,23 @@ impl Status {
     pub fn parse(bytes: &[u8]) -> Result<Status, serde_json::Error> {
         serde_json::from_slice(bytes)
     }
+}
+
+/// `outcome.json`: how the last registration attempt ended, when it ended
+/// without a served certificate for a reason the operator must see.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationOutcome {
+    /// Hex workload id of the token.
+    pub id: String,
+    /// Short stable reason: `front_run`, `spki_mismatch`, `not_in_log`.
+    pub reason: String,
+    /// What happened, in words.
+    pub detail: String,
+    /// Whether the token was revealed to the curator (never for these
+    /// outcomes: they are decided before the reveal).
+    pub token_revealed: bool,
+    /// When, Unix seconds.
+    pub at: u64,
 }
 
 /// `registration.json`: a registration the curator accepted.
@@ -289,6 +315,21 @@ impl StateDir {
         write_atomic(&path, &json, 0o644)
     }
 
+    /// Writes `outcome.json`.
+    pub fn write_outcome(&self, outcome: &RegistrationOutcome) -> Result<(), StateError> {
+        let path = self.root.join("outcome.json");
+        let json = serde_json::to_vec_pretty(outcome).map_err(|e| StateError::corrupt(&path, e))?;
+        write_atomic(&path, &json, 0o644)
+    }
+
+    /// Reads `outcome.json`.
+    pub fn read_outcome(&self) -> Result<Option<RegistrationOutcome>, StateError> {
+        let path = self.root.join("outcome.json");
+        read_opt(&path)?
+            .map(|b| serde_json::from_slice(&b).map_err(|e| StateError::corrupt(&path, e)))
+            .transpose()
+    }
+
     /// Reads `status.json`.
     pub fn read_status(&self) -> Result<Option<Status>, StateError> {
         let path = self.status_path();
@@ -365,18 +406,14 @@ impl RegistrationDir {
         self.dir.join(name)
     }
 
-    /// Stores fresh key material and the request, before it is sent.
-    pub fn store_pending(
-        &self,
-        token: &str,
-        keys: &Keys,
-        request: &RegistrationRequest,
-    ) -> Result<(), Error> {
+    /// Stores fresh key material and the binding request (which carries
+    /// no token), before it is sent.
+    pub fn store_pending(&self, keys: &Keys, request: &BindingRequest) -> Result<(), Error> {
         ensure_private_dir(&self.dir)?;
         // A leftover record from an earlier attempt would describe other keys.
         let _ = fs::remove_file(self.file("registration.json"));
         let _ = fs::remove_file(self.file("openings.bin"));
-        write_atomic(&self.file("token"), token.as_bytes(), SECRET_MODE)?;
+        let _ = fs::remove_file(self.file("token"));
         write_atomic(
             &self.file("tls-key.pem"),
             key_to_pem(&keys.tls)?.as_bytes(),
@@ -391,6 +428,13 @@ impl RegistrationDir {
             .map_err(|e| StateError::corrupt(self.file("request.json"), e))?;
         write_atomic(&self.file("request.json"), &json, SECRET_MODE)?;
         Ok(())
+    }
+
+    /// Stores the token: only once the binding is confirmed as the first in
+    /// the witnessed log (the reveal is decided).
+    pub fn store_token(&self, token: &str) -> Result<(), StateError> {
+        ensure_private_dir(&self.dir)?;
+        write_atomic(&self.file("token"), token.as_bytes(), SECRET_MODE)
     }
 
     /// The stored token.
@@ -412,8 +456,8 @@ impl RegistrationDir {
         Ok(Some(Keys { tls, rbe }))
     }
 
-    /// The pending request, if not yet accepted.
-    pub fn pending_request(&self) -> Result<Option<RegistrationRequest>, StateError> {
+    /// The pending binding request, if not yet accepted.
+    pub fn pending_request(&self) -> Result<Option<BindingRequest>, StateError> {
         let path = self.file("request.json");
         read_opt(&path)?
             .map(|b| serde_json::from_slice(&b).map_err(|e| StateError::corrupt(&path, e)))
@@ -487,6 +531,7 @@ mod tests {
                 remembered_size: Some(4),
                 offered_size: Some(4),
             }),
+            registration_refused: None,
         };
         let json = serde_json::to_vec(&status).expect("json");
         assert_eq!(Status::parse(&json).expect("parse"), status);
@@ -519,6 +564,41 @@ mod tests {
         assert_eq!(mode, SECRET_MODE);
         // No temporary file left behind.
         assert_eq!(fs::read_dir(state.root()).expect("ls").count(), 2);
+    }
+
+    #[test]
+    fn the_token_is_stored_only_once_the_reveal_is_decided() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::open(dir.path()).expect("open");
+        let reg = state.registration(&"ab".repeat(32)).expect("dir");
+        let mut rng = rand::rngs::OsRng;
+        let crs = mazu_rbe::Crs::generate_insecure_dev(4, &mut rng).expect("crs");
+        let (request, keys) =
+            crate::binding::build_binding(&crs, &[0xab; 32], 1, &mut rng).expect("binding");
+        reg.store_pending(&keys, &request).expect("pending");
+        // Keys and the binding request (which has no token field) are on
+        // disk; the token is not.
+        assert!(reg.keys().expect("keys").is_some());
+        assert_eq!(
+            reg.pending_request().expect("request").map(|r| r.slot),
+            Some(1)
+        );
+        assert_eq!(reg.token().expect("token"), None);
+        let stored = fs::read_to_string(reg.path().join("request.json")).expect("request.json");
+        assert!(!stored.contains("token"), "{stored}");
+        reg.store_token("a.b.c").expect("store token");
+        assert_eq!(reg.token().expect("token").as_deref(), Some("a.b.c"));
+        // A new attempt for the same id forgets it again.
+        reg.store_pending(&keys, &request).expect("pending");
+        assert_eq!(reg.token().expect("token"), None);
+        // A request.json from before bind-first (with a token) is refused
+        // as a binding request.
+        fs::write(
+            reg.path().join("request.json"),
+            br#"{"token":"a.b.c","slot":1,"registration":{},"tls_spki":"","tls_signature":""}"#,
+        )
+        .expect("old request");
+        assert!(reg.pending_request().is_err());
     }
 
     #[test]

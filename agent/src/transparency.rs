@@ -8,7 +8,9 @@
 //!
 //! 1. its signature verifies with the checkpoint key: the one pinned with
 //!    `--checkpoint-key`, or else the key the curator served the first time
-//!    (trust on first use, stored in the same file);
+//!    (trust on first use, stored in the same file), and it carries the
+//!    cosignatures of the witness quorum (`--witness`, `--witness-quorum`;
+//!    see [`crate::follow`]);
 //! 2. it extends the accepted one: not smaller (a rollback), not the same
 //!    size with another root (a fork), and the curator's consistency proof
 //!    from the accepted size verifies;
@@ -32,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mazu_log::checkpoint::{Checkpoint, CheckpointVerifier};
+use mazu_log::cosignature::WitnessPolicy;
 use mazu_log::merkle::{Hash, verify_consistency, verify_inclusion};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
@@ -265,6 +268,9 @@ pub struct CheckpointTracker {
     /// The accepted checkpoint's size and root, decoded.
     accepted: Option<(u64, Hash)>,
     file: CheckpointFile,
+    /// The witness quorum every checkpoint must carry (`None`:
+    /// `--insecure-no-witness`).
+    policy: Option<WitnessPolicy>,
 }
 
 impl CheckpointTracker {
@@ -306,6 +312,7 @@ impl CheckpointTracker {
             verifier: stored.clone(),
             accepted,
             file,
+            policy: None,
         };
         match (pinned, stored) {
             (Some(pin), Some(stored)) if pin != stored => {
@@ -325,6 +332,47 @@ impl CheckpointTracker {
             (None, _) => {}
         }
         Ok(tracker)
+    }
+
+    /// Requires every checkpoint to carry `policy`'s witness quorum.
+    pub fn set_witness_policy(&mut self, policy: Option<WitnessPolicy>) {
+        self.policy = policy;
+    }
+
+    /// The accepted checkpoint's size and root.
+    pub fn accepted(&self) -> Option<(u64, Hash)> {
+        self.accepted
+    }
+
+    /// The trusted checkpoint key and how it came to be trusted (fetching
+    /// it from the curator on first use).
+    pub async fn verifier(
+        &mut self,
+        client: &CuratorClient,
+    ) -> Result<(CheckpointVerifier, &'static str), Error> {
+        let verifier = match &self.verifier {
+            Some(v) => v.clone(),
+            None => self.trust_on_first_use(client).await?,
+        };
+        let trust = if self.file.pinned { PINNED } else { FIRST_USE };
+        Ok((verifier, trust))
+    }
+
+    /// Remembers `offered` (verified, witnessed, and followed from the
+    /// accepted checkpoint by [`crate::follow::LogView::advance`], so it
+    /// extends it) if it is larger than the accepted one.
+    pub fn accept_followed(&mut self, offered: &Checkpoint, note: &str) -> Result<(), StateError> {
+        if self.accepted.is_some_and(|(size, _)| size >= offered.size) {
+            return Ok(());
+        }
+        self.file.checkpoint = Some(AcceptedCheckpoint {
+            size: offered.size,
+            root: hex::encode(offered.root),
+            note: note.to_owned(),
+            accepted_at: unix_now(),
+        });
+        self.accepted = Some((offered.size, offered.root));
+        self.save()
     }
 
     /// The accepted tree size, if a checkpoint was accepted.
@@ -398,25 +446,29 @@ impl CheckpointTracker {
     /// [module docs](self)). `Err` only for transient trouble (the curator
     /// unreachable, 5xx, a garbled answer) and local I/O: retry later.
     pub async fn check(&mut self, client: &CuratorClient) -> Result<CheckResult, Error> {
-        let verifier = match &self.verifier {
-            Some(v) => v.clone(),
-            None => self.trust_on_first_use(client).await?,
-        };
-        let trust = if self.file.pinned { PINNED } else { FIRST_USE };
+        let (verifier, trust) = self.verifier(client).await?;
         let note = client.checkpoint().await?;
-        let offered = match verify_note(&verifier, trust, &note) {
-            Ok(cp) => cp,
-            Err(error) => {
-                // Say so when the key changed (asked only on this path).
-                let served = client.checkpoint_key().await.ok();
-                let error = key_changed(error, &verifier, served);
-                return Ok(CheckResult::Refused(self.record_refusal(
-                    error,
-                    None,
-                    Some(note),
-                )?));
-            }
-        };
+        let offered =
+            match crate::follow::verify_witnessed(&verifier, trust, self.policy.as_ref(), &note) {
+                Ok(cp) => cp,
+                Err(error @ CheckpointError::Unwitnessed { .. }) => {
+                    return Ok(CheckResult::Refused(self.record_refusal(
+                        error,
+                        None,
+                        Some(note),
+                    )?));
+                }
+                Err(error) => {
+                    // Say so when the key changed (asked only on this path).
+                    let served = client.checkpoint_key().await.ok();
+                    let error = key_changed(error, &verifier, served);
+                    return Ok(CheckResult::Refused(self.record_refusal(
+                        error,
+                        None,
+                        Some(note),
+                    )?));
+                }
+            };
 
         let proof = match consistency_needed(self.accepted, &offered) {
             Some((from, to)) => match client.consistency_proof(from, to).await {

@@ -5,17 +5,17 @@ mod common;
 
 use core::time::Duration;
 
+use common::Curator;
 use common::{
     AgentFiles, AgentProcess, FixedCurator, agent_command, id_of, mint, mint_with, mode, registry,
     registry_entry, spki_hash_of_pem, write_token,
 };
-use mazu_wasm_tests::curator::Curator;
 use mazu_wasm_tests::fixtures::Mesh;
 use mazu_wasm_tests::net::free_port;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn curator_url(curator: &Curator) -> String {
+fn curator_url(curator: &FixedCurator) -> String {
     format!("http://127.0.0.1:{}", curator.port)
 }
 
@@ -228,10 +228,56 @@ fn encrypted_to_the_id_decrypted_by_the_agent() {
             .to_owned()
     };
 
-    // Encrypted with public parameters only, to the id (from --token-file).
+    // The sender pins the CRS (here: the one the agent verified and stored).
+    let crs = mazu_rbe::Crs::from_bytes(&std::fs::read(files.state.join("crs.bin")).expect("crs"))
+        .expect("crs");
+    let digest = hex::encode(crs.digest());
+
+    // Encrypting under another CRS digest is refused, and so is encrypting
+    // with no pin at all (unless explicitly insecure).
     std::fs::write(path("msg"), b"attack at dawn").expect("write");
     let out = agent_command(&[
         "encrypt",
+        "--curator",
+        &url,
+        "--id",
+        &status.id,
+        "--in",
+        &path("msg"),
+        "--out",
+        &path("bad"),
+        "--crs-sha256",
+        &"00".repeat(32),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refusing it"), "{stderr}");
+    assert!(
+        !files.dir.path().join("bad").exists()
+            || std::fs::read(path("bad")).is_ok_and(|b| b.is_empty())
+    );
+    let out = agent_command(&[
+        "encrypt",
+        "--curator",
+        &url,
+        "--id",
+        &status.id,
+        "--in",
+        &path("msg"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--crs-sha256"));
+
+    // Encrypted with public parameters only, to the id (from --token-file).
+    let out = agent_command(&[
+        "encrypt",
+        "--crs-sha256",
+        &digest,
         "--curator",
         &url,
         "--token-file",
@@ -254,6 +300,8 @@ fn encrypted_to_the_id_decrypted_by_the_agent() {
         .expect("second workload");
     let out = agent_command(&[
         "encrypt",
+        "--crs-sha256",
+        &digest,
         "--curator",
         &url,
         "--id",

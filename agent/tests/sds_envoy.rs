@@ -10,8 +10,8 @@ use core::time::Duration;
 use std::thread;
 use std::time::Instant;
 
+use common::Curator;
 use common::{AgentFiles, AgentProcess, SdsEnvoy, id_of, mint, write_token};
-use mazu_wasm_tests::curator::Curator;
 use mazu_wasm_tests::fixtures::Mesh;
 use mazu_wasm_tests::net::{echo_server, tls_round_trip};
 

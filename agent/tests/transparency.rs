@@ -57,15 +57,17 @@ fn checkpoints_are_accepted_remembered_and_kept_across_a_restart() {
     let state = dir.path().join("state");
     let mut agent = AgentProcess::start(&curator.url(), &token, &state, &[]);
     let status = agent.wait_status(WAIT, |s| s.log_index.is_some());
-    assert_eq!(status.log_index, Some(0), "the first registration");
-    assert_eq!(status.checkpoint_size, Some(1));
+    assert_eq!(status.log_index, Some(0), "the first registration's bind");
+    // Bind and reveal.
+    assert_eq!(status.checkpoint_size, Some(2));
     assert!(status.checkpoint_refused.is_none());
     agent.wait_log(WAIT, "trusting the curator's checkpoint key on first use");
 
-    // Other workloads register: the accepted checkpoint follows.
+    // Other workloads register (two entries each): the accepted
+    // checkpoint follows.
     curator.register(&mesh, "shop", "cart").expect("register");
     curator.register(&mesh, "shop", "pay").expect("register");
-    let status = agent.wait_status(WAIT, |s| s.checkpoint_size == Some(3));
+    let status = agent.wait_status(WAIT, |s| s.checkpoint_size == Some(6));
     assert_eq!(status.log_index, Some(0));
 
     let file = checkpoint_file(&state);
@@ -76,18 +78,18 @@ fn checkpoints_are_accepted_remembered_and_kept_across_a_restart() {
     );
     assert!(!file.pinned);
     let accepted = file.checkpoint.expect("an accepted checkpoint");
-    assert_eq!(accepted.size, 3);
-    assert!(accepted.note.contains("\n3\n"), "{}", accepted.note);
-    assert_eq!(file.own_entry.expect("own entry").included_in, Some(3));
+    assert_eq!(accepted.size, 6);
+    assert!(accepted.note.contains("\n6\n"), "{}", accepted.note);
+    assert_eq!(file.own_entry.expect("own entry").included_in, Some(6));
     assert_eq!(agent.terminate(), Some(0));
 
     // A restart remembers the checkpoint and carries on from it.
     let mut again = AgentProcess::start(&curator.url(), &token, &state, &[]);
     again.wait_log(WAIT, "not registering again");
-    let status = again.wait_status(WAIT, |s| s.checkpoint_size == Some(3));
+    let status = again.wait_status(WAIT, |s| s.checkpoint_size == Some(6));
     assert_eq!(status.log_index, Some(0));
     curator.register(&mesh, "shop", "ship").expect("register");
-    again.wait_status(WAIT, |s| s.checkpoint_size == Some(4));
+    again.wait_status(WAIT, |s| s.checkpoint_size == Some(8));
     let log = again.log();
     assert!(
         !log.contains("trusting the curator's checkpoint key"),
@@ -117,14 +119,15 @@ fn a_curator_that_rewrites_its_log_is_refused() {
     agent.wait_status(WAIT, |s| s.log_index.is_some());
     curator.register(&mesh, "shop", "cart").expect("register");
     curator.register(&mesh, "shop", "pay").expect("register");
-    agent.wait_status(WAIT, |s| s.checkpoint_size == Some(3));
+    agent.wait_status(WAIT, |s| s.checkpoint_size == Some(6));
     let cert = std::fs::read_to_string(certs.join("cert.pem")).expect("cert.pem");
     let remembered = checkpoint_file(&state).checkpoint.expect("accepted");
     curator.stop();
     let (header, frames) = curator.read_log();
-    assert_eq!(frames.len(), 3);
+    assert_eq!(frames.len(), 6, "bind and reveal of three workloads");
 
-    // Two entries swapped: the same size, another root.
+    // Two entries swapped (web's reveal and cart's bind: still a valid
+    // log): the same size, another root.
     let mut swapped = frames.clone();
     swapped.swap(1, 2);
     curator.write_log(header, &swapped);
@@ -132,13 +135,13 @@ fn a_curator_that_rewrites_its_log_is_refused() {
     let status = agent.wait_status(WAIT, |s| refused_kind(s) == Some("fork"));
     assert_eq!(
         status.checkpoint_size,
-        Some(3),
+        Some(6),
         "the remembered checkpoint stays"
     );
     let refusal = status.checkpoint_refused.expect("refusal");
     assert_eq!(
         (refusal.remembered_size, refusal.offered_size),
-        (Some(3), Some(3))
+        (Some(6), Some(6))
     );
     agent.wait_log(WAIT, "refusing the curator's checkpoint");
     // The log line carries both signed notes (the evidence).
@@ -154,7 +157,7 @@ fn a_curator_that_rewrites_its_log_is_refused() {
     );
     let file = checkpoint_file(&state);
     assert_eq!(file.checkpoint.as_ref(), Some(&remembered));
-    assert!(file.refused_note.is_some_and(|n| n.contains("\n3\n")));
+    assert!(file.refused_note.is_some_and(|n| n.contains("\n6\n")));
     // Refusals continue on the normal schedule and are counted.
     agent.wait_status(WAIT, |s| {
         s.checkpoint_refused.as_ref().is_some_and(|r| r.count >= 3)
@@ -173,17 +176,17 @@ fn a_curator_that_rewrites_its_log_is_refused() {
     agent.wait_log(WAIT, "consistent with the accepted one again");
     curator.stop();
 
-    // The agent's own entry dropped and the log regrown past the remembered
-    // size: no consistency proof can hold.
-    curator.write_log(header, &frames[1..]);
+    // The agent's own entries (bind and reveal) dropped and the log regrown
+    // past the remembered size: no consistency proof can hold.
+    curator.write_log(header, &frames[2..]);
     curator.start().expect("restart");
     curator.register(&mesh, "shop", "ship").expect("register");
     curator.register(&mesh, "shop", "mail").expect("register");
     let status = agent.wait_status(WAIT, |s| refused_kind(s) == Some("inconsistent"));
-    assert_eq!(status.checkpoint_size, Some(3));
+    assert_eq!(status.checkpoint_size, Some(6));
     assert_eq!(
         status.checkpoint_refused.and_then(|r| r.offered_size),
-        Some(4)
+        Some(8)
     );
     assert_eq!(
         checkpoint_file(&state).checkpoint.as_ref(),
@@ -207,7 +210,7 @@ fn a_changed_checkpoint_key_is_refused_after_first_use() {
     let state = dir.path().join("state");
     let mut agent = AgentProcess::start(&curator.url(), &token, &state, &[]);
     agent.wait_status(WAIT, |s| {
-        s.checkpoint_size == Some(1) && s.log_index.is_some()
+        s.checkpoint_size == Some(2) && s.log_index.is_some()
     });
     let first_key = served_key(&curator);
     curator.stop();
@@ -219,7 +222,7 @@ fn a_changed_checkpoint_key_is_refused_after_first_use() {
     curator.start().expect("restart");
     assert_ne!(served_key(&curator), first_key);
     let status = agent.wait_status(WAIT, |s| refused_kind(s) == Some("key_changed"));
-    assert_eq!(status.checkpoint_size, Some(1));
+    assert_eq!(status.checkpoint_size, Some(2));
     let reason = status.checkpoint_refused.expect("refusal").reason;
     assert!(reason.contains("trusted on first use"), "{reason}");
     assert_eq!(checkpoint_file(&state).verifier_key, Some(first_key));
@@ -227,8 +230,9 @@ fn a_changed_checkpoint_key_is_refused_after_first_use() {
 }
 
 /// (d) A pinned key the curator does not sign with is refused from the
-/// start (the agent still registers and serves); the right pinned key is
-/// accepted; a malformed one is a configuration error.
+/// start: the bind answer's checkpoint does not verify, so the token is
+/// never revealed and nothing is served; the right pinned key is accepted;
+/// a malformed one is a configuration error.
 #[test]
 fn a_pinned_checkpoint_key_is_enforced_from_the_start() {
     let mesh = Mesh::new();
@@ -249,12 +253,21 @@ fn a_pinned_checkpoint_key_is_enforced_from_the_start() {
         &state,
         &["--checkpoint-key", &wrong],
     );
-    let status = agent.wait_status(WAIT, |s| s.checkpoint_refused.is_some());
-    assert_eq!(status.checkpoint_size, None, "nothing accepted");
-    assert_eq!(status.log_index, None);
-    let refusal = status.checkpoint_refused.expect("refusal");
-    assert_eq!(refusal.kind, "key_changed");
-    assert!(refusal.reason.contains("pinned"), "{}", refusal.reason);
+    agent.wait_log(WAIT, "does not verify with the pinned checkpoint key");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(agent.running());
+    assert!(agent.status().is_none(), "nothing served");
+    // Nothing accepted (the file may not even exist yet).
+    let accepted = std::fs::read(state.join("checkpoint.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<CheckpointFile>(&b).ok())
+        .and_then(|f| f.checkpoint);
+    assert_eq!(accepted, None, "nothing accepted");
+    let wrong_id = common::id_of(&std::fs::read_to_string(&token).expect("token"));
+    assert!(
+        !common::revealed(curator.port, &wrong_id),
+        "the token was not revealed"
+    );
     assert!(
         !agent
             .log()
@@ -285,6 +298,7 @@ fn a_pinned_checkpoint_key_is_enforced_from_the_start() {
         &state_arg,
         "--checkpoint-key",
         "not-a-key",
+        "--insecure-no-witness",
     ]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);

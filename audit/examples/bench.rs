@@ -6,9 +6,10 @@
 //! cargo run --release -p mazu-audit --example bench -- 2000 4096
 //! ```
 //!
-//! The registrations (key generation, ~n helper values each) are generated
-//! once, written directly as a curator log (`registrations.log`, valid
-//! frames) and cached in `$CARGO_TARGET_DIR/bench-fixtures/audit-C-N/`; the
+//! The registrations (key generation, ~n helper values each; each a bind
+//! entry and its reveal) are generated once, written directly as a curator
+//! log (`registrations.log`, valid
+//! frames) and cached in `$CARGO_TARGET_DIR/bench-fixtures/audit-v2-C-N/`; the
 //! curator's first start replays that log (every check) and leaves a state
 //! snapshot, so later runs start at once. Figures are also given as
 //! multiples of one pairing and of one registration check measured in the
@@ -22,10 +23,11 @@ use std::time::Instant;
 
 use clap::Parser;
 use mazu_audit::check::{self, CheckConfig};
-use mazu_curator::entry::LogEntry;
+use mazu_curator::entry::{EntryBody, LogEntry};
 use mazu_dev_issuer::{Algorithm, DEFAULT_ISSUER_URL, DevIssuer, TokenRequest};
 use mazu_identity::TrustConfig;
 use mazu_rbe::{Crs, Registration};
+use sha2::Digest as _;
 
 fn fixture_dir(capacity: u32, entries: usize) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
@@ -34,7 +36,7 @@ fn fixture_dir(capacity: u32, entries: usize) -> PathBuf {
     );
     target
         .join("bench-fixtures")
-        .join(format!("audit-{capacity}-{entries}"))
+        .join(format!("audit-v2-{capacity}-{entries}"))
 }
 
 fn build_fixture(dir: &Path, capacity: u32, entries: usize) {
@@ -68,24 +70,36 @@ fn build_fixture(dir: &Path, capacity: u32, entries: usize) {
                     let mut rng = rand::rngs::OsRng;
                     part.iter()
                         .enumerate()
-                        .map(|(k, token)| {
+                        .flat_map(|(k, token)| {
                             let i = c * chunk + k;
                             let slot = u32::try_from(i).unwrap();
-                            let agent = mazu_curator::client::build_registration(
-                                crs, token, slot, &mut rng,
-                            )
-                            .unwrap();
+                            let id: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+                            let agent =
+                                mazu_curator::client::build_registration(crs, &id, slot, &mut rng)
+                                    .unwrap();
                             let reg: Registration =
                                 serde_json::from_value(agent.request.registration.clone()).unwrap();
                             let b64 = |s: &str| {
                                 <base64ct::Base64 as base64ct::Encoding>::decode_vec(s).unwrap()
                             };
-                            let entry = LogEntry {
-                                accepted_at_ms: base_ms + i as u64,
-                                token: token.as_bytes().to_vec(),
-                                tls_spki: b64(&agent.request.tls_spki),
-                                tls_signature: b64(&agent.request.tls_signature),
-                                registration: reg.to_bytes(),
+                            // Each registration is a bind, then its reveal.
+                            let at_ms = base_ms + 2 * i as u64;
+                            let bind = LogEntry {
+                                at_ms,
+                                id,
+                                body: EntryBody::Bind {
+                                    slot,
+                                    tls_spki: b64(&agent.request.tls_spki),
+                                    tls_signature: b64(&agent.request.tls_signature),
+                                    registration: reg.to_bytes(),
+                                },
+                            };
+                            let reveal = LogEntry {
+                                at_ms: at_ms + 1,
+                                id,
+                                body: EntryBody::Reveal {
+                                    token: token.as_bytes().to_vec(),
+                                },
                             };
                             let n = done.fetch_add(1, core::sync::atomic::Ordering::Relaxed) + 1;
                             if n.is_multiple_of(500) {
@@ -94,7 +108,7 @@ fn build_fixture(dir: &Path, capacity: u32, entries: usize) {
                                     started.elapsed().as_secs_f64()
                                 );
                             }
-                            entry.to_bytes()
+                            [bind.to_bytes(), reveal.to_bytes()]
                         })
                         .collect::<Vec<_>>()
                 })
@@ -138,12 +152,15 @@ async fn main() {
     let mut at = 40;
     while sample.len() < 20 && at < log_bytes.len() {
         let len = u32::from_be_bytes(log_bytes[at..at + 4].try_into().unwrap()) as usize;
-        sample.push(LogEntry::from_bytes(&log_bytes[at + 8..at + 8 + len]).unwrap());
+        let entry = LogEntry::from_bytes(&log_bytes[at + 8..at + 8 + len]).unwrap();
+        if let EntryBody::Bind { registration, .. } = entry.body {
+            sample.push(registration);
+        }
         at += 8 + len;
     }
     let t = Instant::now();
-    for e in &sample {
-        let reg = Registration::from_bytes(&e.registration).unwrap();
+    for bytes in &sample {
+        let reg = Registration::from_bytes(bytes).unwrap();
         core::hint::black_box(reg.into_well_formed(&crs).unwrap());
     }
     let registration_check = t.elapsed() / u32::try_from(sample.len()).unwrap();
@@ -171,6 +188,7 @@ async fn main() {
         "127.0.0.1:0".into(),
         "--addr-file".into(),
         addr_file.display().to_string(),
+        "--insecure-no-witness".into(),
     ])
     .unwrap()
     .validate()
@@ -215,6 +233,9 @@ async fn main() {
         trust,
         state: None,
         checkpoint_key: None,
+        witnesses: Vec::new(),
+        witness_quorum: None,
+        insecure_no_witness: true,
         threads,
     };
     let t = Instant::now();
@@ -229,7 +250,7 @@ async fn main() {
     .unwrap();
     let audit = t.elapsed();
     assert!(report.is_clean(), "{:#?}", report.discrepancies);
-    assert_eq!(report.entries, entries as u64);
+    assert_eq!(report.entries, 2 * entries as u64);
     let _ = stop.send(());
     let _ = server.await;
 
@@ -256,7 +277,8 @@ async fn main() {
         curator_start.as_secs_f64()
     );
     println!(
-        "| **audit of {entries} registrations** (download + every check + replay + compare) | {:.1} s (download {:.1} s, checks and replay {:.1} s) |",
+        "| **audit of {entries} registrations ({} entries)** (download + every check + replay + compare) | {:.1} s (download {:.1} s, checks and replay {:.1} s) |",
+        2 * entries,
         audit.as_secs_f64(),
         report.download.as_secs_f64(),
         report.verify.as_secs_f64()

@@ -1,18 +1,41 @@
 //! `mazu-audit check`: the full audit of one curator (see the crate docs
 //! and `docs/audit.md`).
+//!
+//! The log is in format 2 (`docs/protocol.md`, "Wire (log format 2)"): each
+//! entry (bind, reveal, release, revoke) is summarized by a leaf record, and
+//! the Merkle tree is over the records. The audit checks, in this order:
+//!
+//! 1. the checkpoint: the curator's signature with the pinned key, and the
+//!    cosignatures of a quorum of the configured witnesses;
+//! 2. every entry on its own ([`examine`], in parallel): strict decoding,
+//!    the record recomputed from the entry equal to the served record and
+//!    leaf hash, and per kind the checks that need no state (proof of
+//!    possession and RBE proof of knowledge of a bind; the token of a reveal,
+//!    verified as of the entry's time);
+//! 3. every entry in log order ([`Replay::apply`]): time order, the id
+//!    lifecycle with the shared rules of [`DerivedRegistry`] (a void record,
+//!    e.g. a second binding of a bound id, is a discrepancy: an honest
+//!    curator never logs one), the RBE freshness of a bind against the
+//!    replayed RBE state, and one reveal per signed token;
+//! 4. the Merkle root over the records against the checkpoint, sample
+//!    inclusion proofs, the served public parameters and registry against
+//!    the replayed ones, and consistency with the checkpoint remembered from
+//!    the previous run.
 
 use core::time::Duration;
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use base64ct::Encoding as _;
 use mazu_curator::api::views::LogJson;
-use mazu_curator::entry::LogEntry;
-use mazu_curator::registry::{EntryFacts, Registry};
-use mazu_identity::{RegistrySnapshot, TrustConfig};
+use mazu_curator::entry::{EntryBody, LogEntry};
+use mazu_identity::registry::derive::{DerivedRegistry, IdState};
+use mazu_identity::{ClaimsDigest, RegistrySnapshot, TrustConfig};
 use mazu_log::merkle::{Hash, MerkleTree, leaf_hash, verify_consistency, verify_inclusion};
-use mazu_log::{Checkpoint, CheckpointVerifier};
-use mazu_rbe::{Crs, PublicParams, Registration, WellFormedRegistration};
-use sha2::Digest as _;
+use mazu_log::record::{LeafRecord, RecordBody};
+use mazu_log::{Checkpoint, CheckpointVerifier, WitnessPolicy, WitnessVerifier};
+use mazu_rbe::{Crs, PublicParams, Registration, RegistryState, WellFormedRegistration};
 
 use crate::client::CuratorClient;
 use crate::state::{SavedCheckpoint, State};
@@ -35,8 +58,40 @@ pub struct CheckConfig {
     /// A checkpoint verifier key to require (otherwise the one in the state
     /// file, otherwise the one the curator serves is trusted on first use).
     pub checkpoint_key: Option<String>,
+    /// The witnesses whose cosignatures count (`--witness VKEY`).
+    pub witnesses: Vec<WitnessVerifier>,
+    /// How many of them must have cosigned the checkpoint
+    /// (`--witness-quorum`; `None`: all).
+    pub witness_quorum: Option<usize>,
+    /// Accept a checkpoint without witness cosignatures when no witness is
+    /// configured (`--insecure-no-witness`, development only).
+    pub insecure_no_witness: bool,
     /// Threads for the per-entry checks.
     pub threads: usize,
+}
+
+impl CheckConfig {
+    /// The witness policy, or `None` when witnessing is explicitly switched
+    /// off. Without witnesses (or with a quorum of 0) the audit refuses to
+    /// run unless [`insecure_no_witness`](Self::insecure_no_witness) is set:
+    /// a checkpoint only the curator signed may be a fork shown to the
+    /// auditor alone.
+    pub fn witness_policy(&self) -> Result<Option<WitnessPolicy>, AuditError> {
+        let quorum = self.witness_quorum.unwrap_or(self.witnesses.len());
+        if self.witnesses.is_empty() || quorum == 0 {
+            if self.insecure_no_witness {
+                return Ok(None);
+            }
+            return Err(AuditError::Config(
+                "no witness quorum configured (--witness VKEY, --witness-quorum K): refusing to \
+                 audit checkpoints only the curator signed without --insecure-no-witness"
+                    .into(),
+            ));
+        }
+        WitnessPolicy::new(self.witnesses.clone(), quorum)
+            .map(Some)
+            .map_err(|e| AuditError::Config(format!("witness policy: {e}")))
+    }
 }
 
 /// Progress of a run, for the caller to display.
@@ -55,9 +110,14 @@ pub struct Report {
     pub discrepancies: Vec<Discrepancy>,
     /// Entries downloaded and checked.
     pub entries: u64,
-    /// The signed checkpoint's size (if it verified).
+    /// The verified checkpoint's size (signature and witness quorum).
     pub checkpoint_size: Option<u64>,
-    /// The registry version whose parameters and registry were compared.
+    /// The checkpoint's witnessed time (Unix seconds: the quorum-th newest
+    /// cosignature timestamp), if witnesses are configured and it verified.
+    pub witnessed_at: Option<u64>,
+    /// The names of the witnesses that cosigned it.
+    pub cosigners: Vec<String>,
+    /// The log size at which parameters and registry were compared.
     pub compared_version: Option<u64>,
     /// Time spent downloading.
     pub download: Duration,
@@ -74,45 +134,117 @@ impl Report {
     }
 }
 
-/// An entry that passed every order-independent check.
-struct Checked {
-    facts: EntryFacts,
-    well_formed: WellFormedRegistration,
-    accepted_at_ms: u64,
+/// One served log entry, as downloaded.
+struct Served {
+    index: u64,
+    leaf_hash: String,
+    record: Vec<u8>,
+    entry: Vec<u8>,
 }
 
-/// The order-independent checks of one entry: decoding, the token as of its
-/// acceptance time, the id binding, the proof of possession, and the RBE
-/// proof of knowledge and helper values (pairing check).
-fn check_entry(crs: &Crs, trust: &TrustConfig, bytes: &[u8]) -> Result<Checked, String> {
-    let entry = LogEntry::from_bytes(bytes).map_err(|e| format!("entry does not decode: {e}"))?;
-    let registration = Registration::from_bytes(&entry.registration)
-        .map_err(|e| format!("RBE registration does not decode: {e}"))?;
-    let at = entry.accepted_at_ms / 1000;
-    let verified = trust
-        .verify_token(&entry.token, at)
-        .map_err(|e| format!("token refused as of its acceptance time ({at} s): {e}"))?;
-    if verified.workload_id.as_bytes() != &registration.id {
-        return Err("registration id is not SHA-256 of the token".into());
+/// What the order-independent checks found about one entry.
+#[derive(Default)]
+struct Examined {
+    /// The decoded entry.
+    entry: Option<LogEntry>,
+    /// The record recomputed from the entry.
+    recomputed: Option<LeafRecord>,
+    /// The served record, if it decodes.
+    served: Option<LeafRecord>,
+    /// Everything wrong with the entry on its own.
+    problems: Vec<String>,
+    /// A bind's registration that passed every stateless check.
+    well_formed: Option<WellFormedRegistration>,
+    /// A reveal's verified token's claims digest.
+    claims: Option<ClaimsDigest>,
+}
+
+/// The checks of one entry that need no state: strict decoding, the record
+/// recomputed from the entry against the served one, and per kind the
+/// proof of possession and RBE well-formedness (bind) or the token as of the
+/// entry's time (reveal).
+fn examine(crs: &Crs, trust: &TrustConfig, served: &Served) -> Examined {
+    let mut out = Examined::default();
+    match LeafRecord::from_bytes(&served.record) {
+        Ok(r) => out.served = Some(r),
+        Err(e) => out
+            .problems
+            .push(format!("the served record does not decode: {e}")),
     }
-    mazu_curator::pop::verify_pop(
-        &registration.id,
-        registration.slot,
-        &entry.registration,
-        &entry.tls_spki,
-        &entry.tls_signature,
-    )
-    .map_err(|e| format!("TLS proof of possession: {e}"))?;
-    let facts = EntryFacts::with_registration(&entry, registration.clone())
-        .map_err(|e| format!("entry facts: {e}"))?;
-    let well_formed = registration
+    let entry = match LogEntry::from_bytes(&served.entry) {
+        Ok(e) => e,
+        Err(e) => {
+            out.problems.push(format!("entry does not decode: {e}"));
+            return out;
+        }
+    };
+    match entry.record(&served.entry) {
+        Ok(r) => {
+            if r.to_bytes() != served.record {
+                out.problems.push(format!(
+                    "the served record is not the record of its entry ({} {}): the log \
+                     commits to a record its entry does not support",
+                    entry.body.kind_name(),
+                    hex::encode(entry.id)
+                ));
+            }
+            out.recomputed = Some(r);
+        }
+        Err(e) => out
+            .problems
+            .push(format!("the entry has no valid record: {e}")),
+    }
+    match &entry.body {
+        EntryBody::Bind {
+            slot,
+            tls_spki,
+            tls_signature,
+            registration,
+        } => match check_bind(crs, &entry.id, *slot, tls_spki, tls_signature, registration) {
+            Ok(w) => out.well_formed = Some(w),
+            Err(e) => out.problems.push(e),
+        },
+        EntryBody::Reveal { token } => {
+            let at = entry.at_ms / 1000;
+            match trust.verify_token(token, at) {
+                Ok(v) if v.workload_id.as_bytes() == &entry.id => {
+                    out.claims = Some(v.claims_digest);
+                }
+                Ok(_) => out
+                    .problems
+                    .push("the revealed token's SHA-256 is not the entry's id".into()),
+                Err(e) => out.problems.push(format!(
+                    "revealed token refused as of the entry's time ({at} s): {e}"
+                )),
+            }
+        }
+        EntryBody::Release { .. } | EntryBody::Revoke { .. } => {}
+    }
+    out.entry = Some(entry);
+    out
+}
+
+/// A bind's stateless checks: the registration decodes and is for the
+/// entry's id and slot, the TLS proof of possession verifies, and the RBE
+/// proof of knowledge and helper values pass (pairing check).
+fn check_bind(
+    crs: &Crs,
+    id: &[u8; 32],
+    slot: u32,
+    tls_spki: &[u8],
+    tls_signature: &[u8],
+    registration: &[u8],
+) -> Result<WellFormedRegistration, String> {
+    let decoded = Registration::from_bytes(registration)
+        .map_err(|e| format!("RBE registration does not decode: {e}"))?;
+    if decoded.id != *id || decoded.slot != slot {
+        return Err("the RBE registration's id or slot is not the bind's".into());
+    }
+    mazu_curator::pop::verify_pop(id, slot, registration, tls_spki, tls_signature)
+        .map_err(|e| format!("TLS proof of possession: {e}"))?;
+    decoded
         .into_well_formed(crs)
-        .map_err(|e| format!("RBE registration refused: {e}"))?;
-    Ok(Checked {
-        facts,
-        well_formed,
-        accepted_at_ms: entry.accepted_at_ms,
-    })
+        .map_err(|e| format!("RBE registration refused: {e}"))
 }
 
 /// The audit's running state.
@@ -120,9 +252,19 @@ struct Replay<'a> {
     config: &'a CheckConfig,
     client: &'a CuratorClient,
     crs: &'a Crs,
-    registry: Registry,
+    /// The id lifecycle, derived from the records as every filter does.
+    ids: DerivedRegistry,
+    /// The RBE state, replayed from the binds the lifecycle accepted.
+    rbe: RegistryState,
+    /// Claims digests of the revealed tokens (one reveal per signed token).
+    revealed_claims: HashSet<ClaimsDigest>,
+    /// Merkle tree over the served records.
     tree: MerkleTree,
-    last_accepted_ms: u64,
+    last_at_ms: u64,
+    /// Entries whose record could not be applied at all (neither the served
+    /// nor the recomputed record decodes): the replayed registry's version
+    /// then lags the log.
+    unapplied: u64,
     report: Report,
 }
 
@@ -155,7 +297,7 @@ impl Replay<'_> {
                 )));
                 return Ok(false);
             }
-            let mut raw = Vec::with_capacity(page.entries.len());
+            let mut batch = Vec::with_capacity(page.entries.len());
             for (k, e) in page.entries.into_iter().enumerate() {
                 let index = start + k as u64;
                 if index >= to {
@@ -167,15 +309,21 @@ impl Replay<'_> {
                         format!("the log page labels this entry {}", e.index),
                     ));
                 }
-                let bytes = <base64ct::Base64 as base64ct::Encoding>::decode_vec(&e.entry)
-                    .map_err(|_| AuditError::Http {
+                let b64 = |what: &str, text: &str| {
+                    base64ct::Base64::decode_vec(text).map_err(|_| AuditError::Http {
                         path: "/v1/log".into(),
-                        reason: format!("entry {index} is not base64"),
-                    })?;
-                raw.push((index, e.leaf_hash, bytes));
+                        reason: format!("the {what} of entry {index} is not base64"),
+                    })
+                };
+                batch.push(Served {
+                    index,
+                    record: b64("record", &e.record)?,
+                    entry: b64("entry", &e.entry)?,
+                    leaf_hash: e.leaf_hash,
+                });
             }
             let t = Instant::now();
-            self.check_batch(raw);
+            self.check_batch(batch);
             self.report.verify += t.elapsed();
             progress(Progress {
                 done: self.tree.len(),
@@ -185,108 +333,173 @@ impl Replay<'_> {
         Ok(true)
     }
 
-    /// Checks a batch: the per-entry checks in parallel, then in log order
-    /// the state checks, the apply and the Merkle tree.
-    fn check_batch(&mut self, batch: Vec<(u64, String, Vec<u8>)>) {
+    /// Checks a batch: [`examine`] in parallel, then in log order the
+    /// Merkle tree and [`Replay::apply`].
+    fn check_batch(&mut self, batch: Vec<Served>) {
         let threads = self.config.threads.max(1);
         let crs = self.crs;
         let trust = &self.config.trust;
         let chunk = batch.len().div_ceil(threads).max(1);
-        let results: Vec<Result<Checked, String>> = std::thread::scope(|scope| {
+        let results: Vec<Option<Examined>> = std::thread::scope(|scope| {
             let handles: Vec<_> = batch
                 .chunks(chunk)
                 .map(|part| {
                     scope.spawn(move || {
                         part.iter()
-                            .map(|(_, _, bytes)| check_entry(crs, trust, bytes))
+                            .map(|s| examine(crs, trust, s))
                             .collect::<Vec<_>>()
                     })
                 })
                 .collect();
             handles
                 .into_iter()
-                .flat_map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| vec![Err("checking thread panicked".into())])
+                .zip(batch.chunks(chunk))
+                .flat_map(|(h, part)| match h.join() {
+                    Ok(v) => v.into_iter().map(Some).collect::<Vec<_>>(),
+                    Err(_) => part.iter().map(|_| None).collect(),
                 })
                 .collect()
         });
-        for ((index, served_leaf, bytes), result) in batch.into_iter().zip(results) {
-            let leaf = leaf_hash(&bytes);
-            if served_leaf != hex::encode(leaf) {
+        for (served, examined) in batch.into_iter().zip(results) {
+            let index = served.index;
+            let leaf = leaf_hash(&served.record);
+            if served.leaf_hash != hex::encode(leaf) {
                 self.flag(Discrepancy::at(
                     index,
                     format!(
-                        "served leaf hash {served_leaf} is not SHA-256(0x00 || entry) = {}",
+                        "served leaf hash {} is not SHA-256(0x00 || record) = {}",
+                        served.leaf_hash,
                         hex::encode(leaf)
                     ),
                 ));
             }
+            // The tree is over the served records: they are what the
+            // checkpoint commits to and what filters act on.
             self.tree.push(leaf);
             self.report.entries += 1;
-            let checked = match result {
-                Ok(c) => c,
-                Err(message) => {
-                    self.flag(Discrepancy::at(index, message));
-                    continue;
-                }
+            let Some(examined) = examined else {
+                self.flag(Discrepancy::at(index, "the checking thread panicked"));
+                self.unapplied += 1;
+                continue;
             };
-            if checked.accepted_at_ms < self.last_accepted_ms {
+            self.apply(index, examined);
+        }
+    }
+
+    /// The in-order checks of one examined entry, and its effect on the
+    /// replayed state.
+    fn apply(&mut self, index: u64, examined: Examined) {
+        let Examined {
+            entry,
+            recomputed,
+            served,
+            problems,
+            well_formed,
+            claims,
+        } = examined;
+        for p in problems {
+            self.flag(Discrepancy::at(index, p));
+        }
+        if let Some(entry) = &entry {
+            if entry.at_ms < self.last_at_ms {
                 self.flag(Discrepancy::at(
                     index,
                     format!(
-                        "accepted at {} ms, before the previous entry ({} ms): the log is out \
-                         of order",
-                        checked.accepted_at_ms, self.last_accepted_ms
+                        "logged at {} ms, before the previous entry ({} ms): the log is out of \
+                         order",
+                        entry.at_ms, self.last_at_ms
                     ),
                 ));
             }
-            self.last_accepted_ms = self.last_accepted_ms.max(checked.accepted_at_ms);
-            let slot = checked.facts.registration.slot;
-            if let Some(existing) = self.registry.slot_of(&checked.facts.registration.id) {
-                self.flag(Discrepancy::at(
-                    index,
-                    format!("id already registered in slot {existing} by an earlier entry"),
-                ));
-                continue;
+            self.last_at_ms = self.last_at_ms.max(entry.at_ms);
+        }
+        // Filters apply the served record; so does the replay (a mismatch
+        // with the entry is reported above).
+        let Some(record) = served.or(recomputed) else {
+            self.unapplied += 1;
+            return;
+        };
+        let before = self.ids.state(&record.id).copied();
+        if let Err(reason) = self.ids.apply(&record) {
+            let earlier = match before {
+                Some(IdState::Bound { bound_at, .. } | IdState::Live { bound_at, .. }) => {
+                    format!(" (bound at index {bound_at})")
+                }
+                Some(IdState::Revoked { .. }) => " (revoked earlier)".into(),
+                Some(IdState::Released { reason }) => {
+                    format!(" (released earlier: {})", reason.as_str())
+                }
+                None => String::new(),
+            };
+            self.flag(Discrepancy::at(
+                index,
+                format!(
+                    "void {} of {}: {reason}{earlier}; an honest curator never logs it",
+                    record.body.kind_name(),
+                    hex::encode(record.id)
+                ),
+            ));
+            return;
+        }
+        match record.body {
+            RecordBody::Bind { slot, .. } => {
+                // The lifecycle accepted the binding: the RBE key must be
+                // fresh against the replayed RBE state too.
+                let Some(well_formed) = well_formed else {
+                    return;
+                };
+                match self.rbe.verify_fresh(well_formed) {
+                    Ok(verified) => {
+                        if let Err(e) = self.rbe.apply(&verified) {
+                            self.flag(Discrepancy::at(index, format!("cannot apply: {e}")));
+                        }
+                    }
+                    Err(e) => self.flag(Discrepancy::at(
+                        index,
+                        format!("RBE registration in slot {slot} conflicts with the state: {e}"),
+                    )),
+                }
             }
-            if self.registry.has_claims(&checked.facts.claims_digest) {
-                self.flag(Discrepancy::at(
-                    index,
-                    "a token with the same signed content is already registered",
-                ));
-                continue;
-            }
-            let verified = match self.registry.verify_fresh(checked.well_formed) {
-                Ok(v) => v,
-                Err(e) => {
+            RecordBody::Reveal { .. } => {
+                if let Some(claims) = claims
+                    && !self.revealed_claims.insert(claims)
+                {
                     self.flag(Discrepancy::at(
                         index,
-                        format!("registration in slot {slot} conflicts with the state: {e}"),
+                        "a token with the same signed content was revealed before",
                     ));
-                    continue;
                 }
-            };
-            if let Err(e) = self.registry.apply(&verified, &checked.facts) {
-                self.flag(Discrepancy::at(index, format!("cannot apply: {e}")));
+            }
+            RecordBody::Release { .. } | RecordBody::Revoke => {
+                // The lifecycle rules for these (who may release, the
+                // holder's signature, the RBE slot reuse) are not defined
+                // yet: reported rather than silently trusted.
+                self.flag(Discrepancy::at(
+                    index,
+                    format!(
+                        "{} entries are not supported by this auditor yet (cannot check them)",
+                        record.body.kind_name()
+                    ),
+                ));
             }
         }
     }
 
-    /// Fetches `/v1/params` and `/v1/registry` at one version (retrying if
-    /// a registration lands between the two requests).
+    /// Fetches `/v1/params` and `/v1/registry` at one log size: the
+    /// registry's version is the log size; the parameters change only with
+    /// a bind, so parameters fetched before and after the registry that are
+    /// equal are those of the registry's log size. Retries if a bind lands
+    /// in between.
     async fn served_state(&mut self) -> Result<(u64, Vec<u8>, Vec<u8>), AuditError> {
         let mut last = None;
         for _ in 0..5 {
-            let params = self.client.get_bytes("/v1/params?format=binary").await?;
+            let before = self.client.get_bytes("/v1/params?format=binary").await?;
             let registry = self.client.get_bytes("/v1/registry").await?;
-            let pv = PublicParams::from_bytes(&params).map(|p| p.version());
-            let rv = RegistrySnapshot::decode(&registry).map(|r| r.version());
-            match (pv, rv) {
-                (Ok(a), Ok(b)) if a == b => return Ok((a, params, registry)),
-                (Ok(a), Ok(b)) => last = Some(format!("params version {a}, registry version {b}")),
-                (Err(e), _) => last = Some(format!("served parameters do not decode: {e}")),
-                (_, Err(e)) => last = Some(format!("served registry does not decode: {e}")),
+            let after = self.client.get_bytes("/v1/params?format=binary").await?;
+            match RegistrySnapshot::decode(&registry) {
+                Ok(r) if before == after => return Ok((r.version(), after, registry)),
+                Ok(_) => last = Some("the parameters changed during the download".to_owned()),
+                Err(e) => last = Some(format!("served registry does not decode: {e}")),
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -297,12 +510,53 @@ impl Replay<'_> {
     }
 }
 
+/// The checkpoint, verified: the curator's signature and the witness quorum.
+struct VerifiedCheckpoint {
+    checkpoint: Checkpoint,
+    note: String,
+}
+
+/// Verifies the served checkpoint note; reports what fails.
+fn verify_checkpoint(
+    report: &mut Report,
+    verifier: &CheckpointVerifier,
+    policy: Option<&WitnessPolicy>,
+    note: String,
+) -> Option<VerifiedCheckpoint> {
+    let checkpoint = match verifier.verify(note.as_bytes()) {
+        Ok(cp) => cp,
+        Err(e) => {
+            report.discrepancies.push(Discrepancy::global(format!(
+                "the signed checkpoint does not verify: {e}"
+            )));
+            return None;
+        }
+    };
+    if let Some(policy) = policy {
+        match policy.check(note.as_bytes()) {
+            Ok(w) => {
+                report.witnessed_at = Some(w.timestamp);
+                report.cosigners = w.cosigners.into_iter().map(|c| c.name).collect();
+            }
+            Err(e) => {
+                report.discrepancies.push(Discrepancy::global(format!(
+                    "the checkpoint (size {}) is refused: it lacks the witness quorum ({e})",
+                    checkpoint.size
+                )));
+                return None;
+            }
+        }
+    }
+    Some(VerifiedCheckpoint { checkpoint, note })
+}
+
 /// Runs the audit. Discrepancies are in the report; `Err` means the audit
 /// could not be carried out (network, configuration).
 pub async fn run(
     config: &CheckConfig,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Report, AuditError> {
+    let policy = config.witness_policy()?;
     let client = CuratorClient::new(&config.curator)?;
     let mut report = Report::default();
     let state = match &config.state {
@@ -345,23 +599,19 @@ pub async fn run(
         .map_err(|e| AuditError::Config(format!("checkpoint key {key:?}: {e}")))?;
 
     let note = client.get_text("/v1/checkpoint").await?;
-    let checkpoint: Option<Checkpoint> = match verifier.verify(note.as_bytes()) {
-        Ok(cp) => Some(cp),
-        Err(e) => {
-            report.discrepancies.push(Discrepancy::global(format!(
-                "the signed checkpoint does not verify: {e}"
-            )));
-            None
-        }
-    };
+    let verified = verify_checkpoint(&mut report, &verifier, policy.as_ref(), note);
+    let checkpoint = verified.as_ref().map(|v| v.checkpoint.clone());
 
     let mut replay = Replay {
         config,
         client: &client,
         crs: &crs,
-        registry: Registry::new(crs.clone()),
+        ids: DerivedRegistry::new(),
+        rbe: RegistryState::new(crs.clone()),
+        revealed_claims: HashSet::new(),
         tree: MerkleTree::new(),
-        last_accepted_ms: 0,
+        last_at_ms: 0,
+        unapplied: 0,
         report,
     };
 
@@ -373,13 +623,13 @@ pub async fn run(
         }
     }
 
-    // The served parameters and registry, recomputed at their version.
+    // The served parameters and registry, recomputed at their log size.
     let (version, params, registry) = replay.served_state().await?;
     if let Some(cp) = &checkpoint
         && version < cp.size
     {
         replay.flag(Discrepancy::global(format!(
-            "the served parameters are at version {version}, behind the signed checkpoint \
+            "the served registry is at log size {version}, behind the signed checkpoint \
              ({} entries)",
             cp.size
         )));
@@ -395,14 +645,14 @@ pub async fn run(
 
     let mut report = replay.report;
     if report.is_clean()
-        && let (Some(path), Some(cp)) = (&config.state, &checkpoint)
+        && let (Some(path), Some(v)) = (&config.state, verified)
     {
         let mut state = state;
         state.checkpoint = Some(SavedCheckpoint {
             verifier_key: key,
-            note,
-            size: cp.size,
-            root: hex::encode(cp.root),
+            size: v.checkpoint.size,
+            root: hex::encode(v.checkpoint.root),
+            note: v.note,
         });
         state.save(path)?;
         report.state_updated = true;
@@ -410,18 +660,16 @@ pub async fn run(
     Ok(report)
 }
 
-/// The recomputed root against the checkpoint, the registry it signs
-/// against the one recomputed at its size, and a few inclusion proofs from
-/// the curator against it.
+/// The recomputed root against the checkpoint, and a few inclusion proofs
+/// from the curator against it.
 async fn check_root(replay: &mut Replay<'_>, cp: &Checkpoint) -> Result<(), AuditError> {
-    check_registry_binding(replay, cp);
     let root = replay
         .tree
         .root(cp.size)
         .map_err(|e| AuditError::Config(e.to_string()))?;
     if root != cp.root {
         replay.flag(Discrepancy::global(format!(
-            "the Merkle root of the log's first {} entries is {}, but the signed checkpoint \
+            "the Merkle root of the log's first {} records is {}, but the signed checkpoint \
              says {}: entries were dropped, reordered, changed or inserted",
             cp.size,
             hex::encode(root),
@@ -454,47 +702,11 @@ async fn check_root(replay: &mut Replay<'_>, cp: &Checkpoint) -> Result<(), Audi
     Ok(())
 }
 
-/// The checkpoint's registry line (what filters check registries against)
-/// must be the digest of the registry the log yields at its size: a
-/// different one is the curator's signature on a registry its log does not
-/// justify. `replay` must stand at the checkpoint's size.
-fn check_registry_binding(replay: &mut Replay<'_>, cp: &Checkpoint) {
-    let signed = match mazu_log::evidence::registry_digest(cp) {
-        Ok(signed) => signed,
-        Err(e) => {
-            replay.flag(Discrepancy::global(format!(
-                "the signed checkpoint does not bind a registry: {e}"
-            )));
-            return;
-        }
-    };
-    match replay.registry.snapshot() {
-        Ok(ours) => {
-            let ours: Hash = sha2::Sha256::digest(ours.encode()).into();
-            if ours != signed {
-                replay.flag(Discrepancy::global(format!(
-                    "the signed checkpoint (size {}) binds registry digest {}, but the registry \
-                     recomputed from the log at that size hashes to {}: filters were served a \
-                     registry the log does not yield",
-                    cp.size,
-                    hex::encode(signed),
-                    hex::encode(ours)
-                )));
-            }
-        }
-        Err(e) => replay.flag(Discrepancy::global(format!(
-            "the registry recomputed at size {} does not encode: {e}",
-            cp.size
-        ))),
-    }
-}
-
 fn compare_state(replay: &mut Replay<'_>, version: u64, params: &[u8], registry: &[u8]) {
-    let ours = replay.registry.rbe().public_params().to_bytes();
-    if ours != params {
+    let mine = replay.rbe.public_params();
+    if mine.to_bytes() != params {
         let detail = match PublicParams::from_bytes(params) {
             Ok(theirs) => {
-                let mine = replay.registry.rbe().public_params();
                 let blocks: Vec<String> = mine
                     .commitments()
                     .iter()
@@ -504,51 +716,60 @@ fn compare_state(replay: &mut Replay<'_>, version: u64, params: &[u8], registry:
                     .map(|(i, _)| i.to_string())
                     .take(10)
                     .collect();
-                format!("block commitments differ in blocks [{}]", blocks.join(", "))
+                format!(
+                    "versions {} (replayed) and {} (served); block commitments differ in \
+                     blocks [{}]",
+                    mine.version(),
+                    theirs.version(),
+                    blocks.join(", ")
+                )
             }
             Err(e) => format!("they do not decode: {e}"),
         };
         replay.flag(Discrepancy::global(format!(
-            "the served public parameters (version {version}) are not those recomputed from \
-             the log: {detail}"
+            "the served public parameters (at log size {version}) are not those recomputed \
+             from the log: {detail}"
         )));
     }
-    match replay.registry.snapshot() {
-        Ok(mine) if mine.encode() == registry => {}
-        Ok(mine) => {
-            let detail = match RegistrySnapshot::decode(registry) {
-                Ok(theirs) => {
-                    let mut diffs = Vec::new();
-                    for e in mine.entries() {
-                        if theirs.get(&e.workload_id) != Some(e) {
-                            diffs.push(format!(
-                                "{} differs or is missing",
-                                hex::encode(e.workload_id.as_bytes())
-                            ));
-                        }
-                    }
-                    for e in theirs.entries() {
-                        if mine.get(&e.workload_id).is_none() {
-                            diffs.push(format!(
-                                "{} is served but not in the log",
-                                hex::encode(e.workload_id.as_bytes())
-                            ));
-                        }
-                    }
-                    diffs.truncate(10);
-                    diffs.join("; ")
-                }
-                Err(e) => format!("it does not decode: {e}"),
-            };
-            replay.flag(Discrepancy::global(format!(
-                "the served registry (version {version}) is not the one recomputed from the \
-                 log: {detail}"
-            )));
-        }
-        Err(e) => replay.flag(Discrepancy::global(format!(
-            "the recomputed registry is invalid: {e}"
-        ))),
+    if replay.unapplied > 0 {
+        replay.flag(Discrepancy::global(format!(
+            "the served registry cannot be compared: {} entries had no usable record",
+            replay.unapplied
+        )));
+        return;
     }
+    let mine = replay.ids.snapshot();
+    if mine.encode() == registry {
+        return;
+    }
+    let detail = match RegistrySnapshot::decode(registry) {
+        Ok(theirs) => {
+            let mut diffs = Vec::new();
+            for e in mine.entries() {
+                if theirs.get(&e.workload_id) != Some(e) {
+                    diffs.push(format!(
+                        "{} differs or is missing",
+                        hex::encode(e.workload_id.as_bytes())
+                    ));
+                }
+            }
+            for e in theirs.entries() {
+                if mine.get(&e.workload_id).is_none() {
+                    diffs.push(format!(
+                        "{} is served but not live in the log",
+                        hex::encode(e.workload_id.as_bytes())
+                    ));
+                }
+            }
+            diffs.truncate(10);
+            diffs.join("; ")
+        }
+        Err(e) => format!("it does not decode: {e}"),
+    };
+    replay.flag(Discrepancy::global(format!(
+        "the served registry (version {version}) is not the one recomputed from the log: \
+         {detail}"
+    )));
 }
 
 async fn check_consistency(

@@ -1,14 +1,18 @@
 //! `mazu-audit`: checks that a Mazu key curator is honest, using only what it
 //! publishes.
 //!
-//! - [`check`]: downloads the whole log, re-verifies every registration
-//!   (token signature as of its acceptance time, proof of possession, RBE
-//!   helper values and proof of knowledge), replays it into a fresh registry,
-//!   compares the recomputed public parameters and registry with what the
-//!   curator serves, recomputes the Merkle root and checks it against the
-//!   signed checkpoint, and checks that checkpoint against the one remembered
-//!   from the previous run ([`state`]);
-//! - [`monitor`]: watches the log for registrations of one SPIFFE ID;
+//! - [`check`]: verifies the checkpoint (the curator's signature and a
+//!   quorum of witness cosignatures), downloads the whole log (format 2:
+//!   entries and their leaf records), checks every record against its entry,
+//!   re-verifies every bind (proof of possession, RBE proof of knowledge and
+//!   helper values) and reveal (the token as of the entry's time), replays
+//!   the id lifecycle with the shared rules (first binding wins) and the RBE
+//!   state, compares the recomputed public parameters and registry with what
+//!   the curator serves, recomputes the Merkle root over the records and
+//!   checks it against the checkpoint, and checks that checkpoint against the
+//!   one remembered from the previous run ([`state`]);
+//! - [`monitor`]: watches the log for binds and reveals of one SPIFFE ID or
+//!   of given workload ids;
 //! - [`client`]: the small HTTP client both use.
 //!
 //! Every problem found is a [`Discrepancy`] (with the log index when it is

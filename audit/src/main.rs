@@ -29,14 +29,17 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Download the whole log, re-verify every registration, recompute the
-    /// public parameters, registry and Merkle root, and compare them with
-    /// what the curator serves and signed. Exit 0: consistent; 1:
+    /// Verify the checkpoint (curator signature, witness quorum), download
+    /// the whole log, check every record against its entry, re-verify every
+    /// bind and reveal, replay the lifecycle (first binding wins), recompute
+    /// the public parameters, registry and Merkle root, and compare them
+    /// with what the curator serves and signed. Exit 0: consistent; 1:
     /// discrepancies (one DISCREPANCY line each on stdout); 3: the audit
     /// could not run; 2: bad usage.
     Check(CheckArgs),
-    /// Watch the log and print an ALERT line for every registration of one
-    /// SPIFFE ID (exit 1 on the first with --exit-on-alert).
+    /// Watch the log and print an ALERT line for every reveal of a token of
+    /// one SPIFFE ID and every bind or reveal of given workload ids (exit 1
+    /// on the first with --exit-on-alert).
     Monitor(MonitorArgs),
 }
 
@@ -90,6 +93,18 @@ struct CheckArgs {
     /// first use).
     #[arg(long, value_name = "VKEY")]
     checkpoint_key: Option<String>,
+    /// A witness whose cosignatures count toward the quorum (its verifier
+    /// key, NAME+HASH+BASE64, as `mazu-witness` prints it); repeatable.
+    #[arg(long = "witness", value_name = "VKEY")]
+    witnesses: Vec<String>,
+    /// How many of the --witness keys must have cosigned the checkpoint
+    /// (default: all of them). A checkpoint below the quorum is refused.
+    #[arg(long, value_name = "K")]
+    witness_quorum: Option<usize>,
+    /// Development only: audit without witnesses (no --witness, or a quorum
+    /// of 0), trusting checkpoints only the curator signed.
+    #[arg(long)]
+    insecure_no_witness: bool,
     /// Threads for the per-entry checks (default: CPU count).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -100,9 +115,14 @@ struct MonitorArgs {
     /// The curator's base URL.
     #[arg(long, env = "MAZU_AUDIT_CURATOR", value_name = "URL")]
     curator: String,
-    /// The SPIFFE ID to watch (spiffe://TD/ns/NAMESPACE/sa/SERVICE_ACCOUNT).
-    #[arg(long, value_name = "ID")]
-    spiffe_id: String,
+    /// Report reveals of tokens for this SPIFFE ID
+    /// (spiffe://TD/ns/NAMESPACE/sa/SERVICE_ACCOUNT).
+    #[arg(long, value_name = "ID", required_unless_present = "ids")]
+    spiffe_id: Option<String>,
+    /// Report binds and reveals of this workload id (64 hex digits, SHA-256
+    /// of the token); repeatable.
+    #[arg(long = "id", value_name = "HEX")]
+    ids: Vec<String>,
     /// Seconds between polls.
     #[arg(long, default_value_t = 10, value_name = "N")]
     interval_secs: u64,
@@ -191,12 +211,29 @@ async fn run_check(args: CheckArgs) -> i32 {
         }
         (None, None) => usage("missing --crs-digest or --crs"),
     };
+    if (args.witnesses.is_empty() || args.witness_quorum == Some(0)) && !args.insecure_no_witness {
+        usage(
+            "no witness quorum: give --witness VKEY (repeatable) and --witness-quorum K, or \
+             --insecure-no-witness (development only)",
+        );
+    }
+    let witnesses = args
+        .witnesses
+        .iter()
+        .map(|vkey| {
+            mazu_log::WitnessVerifier::parse(vkey)
+                .unwrap_or_else(|e| usage(&format!("invalid --witness {vkey:?}: {e}")))
+        })
+        .collect();
     let config = CheckConfig {
         curator: args.curator.clone(),
         crs_digest,
         trust: trust_config(&args),
         state: args.state.clone(),
         checkpoint_key: args.checkpoint_key.clone(),
+        witnesses,
+        witness_quorum: args.witness_quorum,
+        insecure_no_witness: args.insecure_no_witness,
         threads: args.threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(2, core::num::NonZeroUsize::get)
         }),
@@ -228,13 +265,18 @@ async fn run_check(args: CheckArgs) -> i32 {
     }
     let _ = writeln!(
         out,
-        "{}: {} entries checked, checkpoint size {}, parameters and registry compared at \
-         version {} ({:.2} s: download {:.2} s, verify {:.2} s){}",
+        "{}: {} entries checked, checkpoint size {}{}, parameters and registry compared at \
+         log size {} ({:.2} s: download {:.2} s, verify {:.2} s){}",
         if report.is_clean() { "OK" } else { "FAILED" },
         report.entries,
         report
             .checkpoint_size
             .map_or_else(|| "unverified".to_owned(), |s| s.to_string()),
+        match (report.checkpoint_size, report.witnessed_at) {
+            (Some(_), Some(t)) => format!(" witnessed at {t} by {}", report.cosigners.join(",")),
+            (Some(_), None) => " (NOT witnessed: --insecure-no-witness)".to_owned(),
+            _ => String::new(),
+        },
         report
             .compared_version
             .map_or_else(|| "-".to_owned(), |s| s.to_string()),
@@ -260,11 +302,28 @@ async fn run_check(args: CheckArgs) -> i32 {
 }
 
 async fn run_monitor(args: MonitorArgs) -> i32 {
-    let spiffe_id = SpiffeId::parse(&args.spiffe_id)
-        .unwrap_or_else(|e| usage(&format!("invalid --spiffe-id: {e}")));
+    let spiffe_id = args.spiffe_id.as_deref().map(|s| {
+        SpiffeId::parse(s).unwrap_or_else(|e| usage(&format!("invalid --spiffe-id: {e}")))
+    });
+    let ids = args
+        .ids
+        .iter()
+        .map(|h| {
+            hex::decode(h)
+                .ok()
+                .and_then(|d| <[u8; 32]>::try_from(d).ok())
+                .unwrap_or_else(|| usage(&format!("invalid --id {h:?}: not 64 hex digits")))
+        })
+        .collect();
+    let watched = match (&args.spiffe_id, args.ids.len()) {
+        (Some(s), 0) => s.clone(),
+        (Some(s), n) => format!("{s} and {n} ids"),
+        (None, n) => format!("{n} ids"),
+    };
     let config = MonitorConfig {
         curator: args.curator.clone(),
         spiffe_id,
+        ids,
         interval: Duration::from_secs(args.interval_secs.max(1)),
         state: args.state.clone(),
         from_now: args.from_now,
@@ -277,7 +336,7 @@ async fn run_monitor(args: MonitorArgs) -> i32 {
     eprintln!(
         "mazu-audit: watching {} for {} from log index {}",
         args.curator,
-        args.spiffe_id,
+        watched,
         monitor.next()
     );
     loop {
@@ -285,7 +344,7 @@ async fn run_monitor(args: MonitorArgs) -> i32 {
             Ok((alerts, unreadable)) => {
                 let mut out = std::io::stdout().lock();
                 for a in &alerts {
-                    let _ = writeln!(out, "ALERT registration of {} at {a}", args.spiffe_id);
+                    let _ = writeln!(out, "ALERT {a}");
                 }
                 let _ = out.flush();
                 for (index, reason) in unreadable {

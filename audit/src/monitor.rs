@@ -1,18 +1,29 @@
-//! `mazu-audit monitor`: watches the log for registrations of one SPIFFE ID
-//! (a team notices its stolen token being used to register a key).
+//! `mazu-audit monitor`: watches the log for the binds and reveals that
+//! concern someone (a team notices its stolen token being used, an agent
+//! notices its id bound to a key that is not its own).
 //!
-//! A log entry matches when its token's Kubernetes claims name the SPIFFE
-//! ID's namespace and service account (the trust domain is the mesh's, not a
-//! token claim). The token's signature is not checked here: `check` does
-//! that; the monitor reports what the curator *logged*, which is what the
-//! data plane will act on.
+//! Two kinds of watch, combinable:
+//! - a SPIFFE ID: every **reveal** whose token's Kubernetes claims name its
+//!   namespace and service account (the trust domain is the mesh's, not a
+//!   token claim). A bind carries no token, so it cannot be attributed to a
+//!   SPIFFE ID until it is revealed; the alert names the key the id was
+//!   bound to (when the monitor saw the bind);
+//! - workload ids (SHA-256 of a token): every **bind** and **reveal** of
+//!   them (the first bind is the one that counts; a bind the owner did not
+//!   make is a front-run).
+//!
+//! Signatures and tokens are not verified here: `check` does that; the
+//! monitor reports what the curator *logged*, which is what the data plane
+//! will act on.
 
 use core::time::Duration;
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use mazu_curator::api::views::LogJson;
-use mazu_curator::entry::{LogEntry, MAX_TOKEN_LEN};
+use mazu_curator::entry::{EntryBody, LogEntry, MAX_TOKEN_LEN};
 use mazu_identity::SpiffeId;
+use sha2::Digest as _;
 
 use crate::AuditError;
 use crate::client::CuratorClient;
@@ -23,8 +34,10 @@ use crate::state::State;
 pub struct MonitorConfig {
     /// The curator's base URL.
     pub curator: String,
-    /// The watched identity.
-    pub spiffe_id: SpiffeId,
+    /// Reveals of tokens for this identity.
+    pub spiffe_id: Option<SpiffeId>,
+    /// Binds and reveals of these workload ids.
+    pub ids: Vec<[u8; 32]>,
     /// Time between polls.
     pub interval: Duration,
     /// Remembers the position in the log between runs.
@@ -34,38 +47,75 @@ pub struct MonitorConfig {
     pub from_now: bool,
 }
 
-/// A registration of the watched identity.
+/// A logged bind or reveal that matches the watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Alert {
-    /// Its log index.
-    pub index: u64,
-    /// When the curator accepted it (Unix ms).
-    pub accepted_at_ms: u64,
-    /// The RBE slot.
-    pub slot: u32,
-    /// The workload id (hex).
-    pub id: String,
-    /// SHA-256 of the registered TLS key (hex).
-    pub spki_hash: String,
-    /// The token's issuer.
-    pub issuer: String,
-    /// The pod the token is bound to.
-    pub pod: String,
+pub enum Alert {
+    /// A watched id was bound.
+    Bind {
+        /// Its log index.
+        index: u64,
+        /// When the curator logged it (Unix ms).
+        at_ms: u64,
+        /// The workload id (hex).
+        id: String,
+        /// The RBE slot.
+        slot: u32,
+        /// SHA-256 of the bound TLS key (hex).
+        spki_hash: String,
+    },
+    /// A token of the watched SPIFFE ID, or of a watched id, was revealed.
+    Reveal {
+        /// Its log index.
+        index: u64,
+        /// When the curator logged it (Unix ms).
+        at_ms: u64,
+        /// The workload id (hex).
+        id: String,
+        /// The identity the token names.
+        spiffe_id: String,
+        /// The token's issuer.
+        issuer: String,
+        /// The pod the token is bound to.
+        pod: String,
+        /// The bind the reveal makes live (index and key hash), if the
+        /// monitor saw it.
+        bound: Option<(u64, String)>,
+    },
 }
 
 impl core::fmt::Display for Alert {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(
-            f,
-            "index={} accepted_at_ms={} slot={} id={} spki_hash={} issuer={} pod={}",
-            self.index,
-            self.accepted_at_ms,
-            self.slot,
-            self.id,
-            self.spki_hash,
-            self.issuer,
-            self.pod
-        )
+        match self {
+            Alert::Bind {
+                index,
+                at_ms,
+                id,
+                slot,
+                spki_hash,
+            } => write!(
+                f,
+                "bind index={index} at_ms={at_ms} id={id} slot={slot} spki_hash={spki_hash}"
+            ),
+            Alert::Reveal {
+                index,
+                at_ms,
+                id,
+                spiffe_id,
+                issuer,
+                pod,
+                bound,
+            } => {
+                write!(
+                    f,
+                    "reveal of {spiffe_id} index={index} at_ms={at_ms} id={id} issuer={issuer} \
+                     pod={pod}"
+                )?;
+                match bound {
+                    Some((i, spki)) => write!(f, " bound_at={i} spki_hash={spki}"),
+                    None => write!(f, " bound_at=unseen"),
+                }
+            }
+        }
     }
 }
 
@@ -75,6 +125,9 @@ pub struct Monitor {
     config: MonitorConfig,
     client: CuratorClient,
     next: u64,
+    /// The first bind seen of each id (index, key hash), to name the key a
+    /// reveal makes live.
+    binds: HashMap<[u8; 32], (u64, String)>,
 }
 
 impl Monitor {
@@ -98,6 +151,7 @@ impl Monitor {
             config,
             client,
             next,
+            binds: HashMap::new(),
         })
     }
 
@@ -142,30 +196,49 @@ impl Monitor {
         Ok((alerts, unreadable))
     }
 
-    fn inspect(&self, index: u64, b64: &str) -> Result<Option<Alert>, String> {
+    fn inspect(&mut self, index: u64, b64: &str) -> Result<Option<Alert>, String> {
         let bytes = <base64ct::Base64 as base64ct::Encoding>::decode_vec(b64)
             .map_err(|_| "entry is not base64".to_owned())?;
         let entry = LogEntry::from_bytes(&bytes).map_err(|e| e.to_string())?;
-        let claims = mazu_identity::jwt::parse_claims_unverified(&entry.token, MAX_TOKEN_LEN)
-            .map_err(|e| format!("token does not parse: {e}"))?;
-        let id = &self.config.spiffe_id;
-        if claims.kubernetes.namespace != id.namespace()
-            || claims.kubernetes.service_account.name != id.service_account()
-        {
-            return Ok(None);
+        let watched_id = self.config.ids.contains(&entry.id);
+        match &entry.body {
+            EntryBody::Bind { slot, tls_spki, .. } => {
+                let spki_hash = hex::encode(sha2::Sha256::digest(tls_spki));
+                self.binds
+                    .entry(entry.id)
+                    .or_insert_with(|| (index, spki_hash.clone()));
+                Ok(watched_id.then(|| Alert::Bind {
+                    index,
+                    at_ms: entry.at_ms,
+                    id: hex::encode(entry.id),
+                    slot: *slot,
+                    spki_hash,
+                }))
+            }
+            EntryBody::Reveal { token } => {
+                let claims = mazu_identity::jwt::parse_claims_unverified(token, MAX_TOKEN_LEN)
+                    .map_err(|e| format!("token does not parse: {e}"))?;
+                let names_watched = self.config.spiffe_id.as_ref().is_some_and(|s| {
+                    claims.kubernetes.namespace == s.namespace()
+                        && claims.kubernetes.service_account.name == s.service_account()
+                });
+                if !names_watched && !watched_id {
+                    return Ok(None);
+                }
+                Ok(Some(Alert::Reveal {
+                    index,
+                    at_ms: entry.at_ms,
+                    id: hex::encode(entry.id),
+                    spiffe_id: format!(
+                        "ns/{}/sa/{}",
+                        claims.kubernetes.namespace, claims.kubernetes.service_account.name
+                    ),
+                    issuer: claims.issuer,
+                    pod: claims.kubernetes.pod.name,
+                    bound: self.binds.get(&entry.id).cloned(),
+                }))
+            }
+            EntryBody::Release { .. } | EntryBody::Revoke { .. } => Ok(None),
         }
-        let registration = mazu_rbe::Registration::from_bytes(&entry.registration)
-            .map_err(|e| format!("registration does not decode: {e}"))?;
-        Ok(Some(Alert {
-            index,
-            accepted_at_ms: entry.accepted_at_ms,
-            slot: registration.slot,
-            id: hex::encode(mazu_identity::WorkloadId::of_token(&entry.token).as_bytes()),
-            spki_hash: hex::encode(
-                mazu_identity::SpkiHash::of_spki_der(&entry.tls_spki).as_bytes(),
-            ),
-            issuer: claims.issuer,
-            pod: claims.kubernetes.pod.name,
-        }))
     }
 }

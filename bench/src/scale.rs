@@ -24,6 +24,7 @@ use mazu_identity::{RegistryEntry, RegistrySnapshot, SpkiHash, WorkloadId};
 use mazu_wasm_tests::fixtures::{self, Mesh};
 use mazu_wasm_tests::http;
 use mazu_wasm_tests::net::{RegistryServer, free_port};
+use mazu_wasm_tests::witnessed::TestLog;
 
 use crate::topology::filter_stats;
 
@@ -89,9 +90,12 @@ pub fn measure(
 ) -> Result<MemoryReading> {
     std::fs::create_dir_all(dir)?;
     let snapshot = synthetic_snapshot(n)?;
-    let encoded = snapshot.encode();
-    let snapshot_bytes = encoded.len() as u64;
-    let registry = RegistryServer::start(snapshot.version(), encoded)?;
+    let snapshot_bytes = snapshot.encode().len() as u64;
+    // The filter derives its registry from log records (a bind and a
+    // reveal per entry) under a witnessed checkpoint.
+    let log = TestLog::with_entries(snapshot.entries());
+    let log_size = i64::try_from(log.size())?;
+    let registry = RegistryServer::start(log)?;
     let authority = Mesh::new();
     // Poll rarely: the stand-in answers every poll with the full snapshot.
     let config = authority
@@ -132,7 +136,7 @@ pub fn measure(
         http::get_text(admin, "/ready").is_ok_and(|body| body.trim() == "LIVE")
     })?;
     let expected = i64::try_from(n)?;
-    let version = i64::try_from(snapshot.version())?;
+    let version = log_size;
     process.wait_until("holding the registry", Duration::from_secs(120), || {
         filter_stats(admin).is_ok_and(|s| {
             s.get("mazu.inbound.registry_entries") == Some(&expected)

@@ -5,13 +5,16 @@
 //! cargo run --release -p mazu-curator --features bench-seed --example bench
 //! ```
 //!
-//! Registrations run at capacity 65,536 (block size 256) with 1,000 already
-//! registered. Generating a registration at that size takes ~0.1 s of key
-//! generation, so the first run pre-generates 1,000 + 200 registrations (and a
-//! log holding the first 1,000) into `target/bench-fixtures/`; later runs reuse
-//! them (delete the directory to regenerate). Snapshot sizes and fetch times at
-//! 10,000 and 100,000 entries use the `bench-seed` path (synthetic registry
-//! entries, no RBE keys), see docs/curator.md.
+//! Registrations (a bind, then the reveal of its token; no witnesses:
+//! `WitnessMode::Insecure`, so the numbers exclude the witness round trip)
+//! run at capacity 65,536 (block size 256) with 1,000 already registered.
+//! Generating a binding at that size takes ~0.1 s of key generation, so the
+//! first run pre-generates 1,000 + 200 bindings (and a log holding the first
+//! 1,000, each bind followed by its reveal) into `target/bench-fixtures/`;
+//! later runs reuse them (delete the directory to regenerate). Registry and
+//! records fetch times at 10,000 and 100,000 registrations use the
+//! `bench-seed` path (synthetic bind and reveal records, no RBE keys), see
+//! docs/curator.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark harness")]
 
@@ -22,15 +25,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use mazu_curator::api::views::BindingRequest;
 use mazu_curator::config::LimitsConfig;
-use mazu_curator::entry::LogEntry;
+use mazu_curator::entry::{EntryBody, LogEntry};
 use mazu_curator::metrics::Metrics;
-use mazu_curator::register::RegistrationRequest;
 use mazu_curator::store::{FileLogStore, LogStore, MemoryLogStore};
 use mazu_curator::{AppState, Curator, CuratorOptions, app};
 use mazu_dev_issuer::{Algorithm, DEFAULT_ISSUER_URL, DevIssuer, TokenRequest};
-use mazu_identity::{RegistryEntry, SpkiHash, TrustConfig, WorkloadId};
+use mazu_identity::TrustConfig;
 use mazu_rbe::Crs;
+use serde::{Deserialize, Serialize};
 
 const CAPACITY: u32 = 65_536;
 const PRELOADED: usize = 1_000;
@@ -45,13 +49,20 @@ fn fixture_dir() -> PathBuf {
     );
     target
         .join("bench-fixtures")
-        .join(format!("curator-{CAPACITY}"))
+        .join(format!("curator-v2-{CAPACITY}"))
+}
+
+/// One pre-generated registration: the token and the binding of its id.
+#[derive(Clone, Serialize, Deserialize)]
+struct Registration {
+    token: String,
+    request: BindingRequest,
 }
 
 struct Fixture {
     crs: Crs,
     issuer: DevIssuer,
-    requests: Vec<RegistrationRequest>,
+    requests: Vec<Registration>,
     log: PathBuf,
 }
 
@@ -111,7 +122,7 @@ fn build_fixture(dir: &Path) {
                 .collect()
         })
         .collect();
-    let mut requests: Vec<(usize, RegistrationRequest)> = std::thread::scope(|s| {
+    let mut requests: Vec<(usize, Registration)> = std::thread::scope(|s| {
         let handles: Vec<_> = chunks
             .into_iter()
             .map(|chunk| {
@@ -123,7 +134,7 @@ fn build_fixture(dir: &Path) {
                             let slot = u32::try_from(i).unwrap();
                             let agent = mazu_curator::client::build_registration(
                                 crs,
-                                &token,
+                                &mazu_curator::client::id_of_token(&token),
                                 slot,
                                 &mut rand::rngs::OsRng,
                             )
@@ -131,7 +142,13 @@ fn build_fixture(dir: &Path) {
                             if i % 100 == 0 {
                                 eprintln!("  keygen {i}/{total}");
                             }
-                            (i, agent.request)
+                            (
+                                i,
+                                Registration {
+                                    token,
+                                    request: agent.request,
+                                },
+                            )
                         })
                         .collect::<Vec<_>>()
                 })
@@ -151,19 +168,51 @@ fn build_fixture(dir: &Path) {
         out.write_all(b"\n").unwrap();
     }
     out.flush().unwrap();
-    // The first PRELOADED as a log (checked again by every replay).
+    // The first PRELOADED as a log, each bind followed by its reveal
+    // (checked again by every replay).
     let (store, _) = FileLogStore::open(&dir.join("registrations.log"), crs.digest()).unwrap();
     for (i, r) in requests.iter().take(PRELOADED) {
-        let d = mazu_curator::register::decode(r.clone()).unwrap();
-        let entry = LogEntry {
-            accepted_at_ms: 1_700_000_000_000 + *i as u64,
-            token: d.token,
-            tls_spki: d.spki,
-            tls_signature: d.signature,
-            registration: d.registration.to_bytes(),
+        let d = mazu_curator::register::decode(r.request.clone()).unwrap();
+        let id = mazu_curator::client::id_of_token(&r.token);
+        let at_ms = 1_700_000_000_000 + 2 * *i as u64;
+        let bind = LogEntry {
+            at_ms,
+            id,
+            body: EntryBody::Bind {
+                slot: d.registration.slot,
+                tls_spki: d.spki,
+                tls_signature: d.signature,
+                registration: d.registration.to_bytes(),
+            },
         };
-        store.append(&entry.to_bytes()).unwrap();
+        store.append(&bind.to_bytes()).unwrap();
+        let reveal = LogEntry {
+            at_ms: at_ms + 1,
+            id,
+            body: EntryBody::Reveal {
+                token: r.token.clone().into_bytes(),
+            },
+        };
+        store.append(&reveal.to_bytes()).unwrap();
     }
+}
+
+/// A bind, then the reveal of its token; panics unless both are accepted.
+async fn register(http: &reqwest::Client, base: &str, r: &Registration) {
+    let resp = http
+        .post(format!("{base}/v1/bindings"))
+        .json(&r.request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let resp = http
+        .post(format!("{base}/v1/bindings/{}/reveal", r.request.id))
+        .json(&serde_json::json!({ "token": r.token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -259,7 +308,7 @@ async fn main() {
     rows.push(("baseline: one pairing".into(), ms(pairing)));
 
     // Reference costs of the RBE checks at this size.
-    let sample = mazu_curator::register::decode(fx.requests[PRELOADED].clone()).unwrap();
+    let sample = mazu_curator::register::decode(fx.requests[PRELOADED].request.clone()).unwrap();
     let started = Instant::now();
     for _ in 0..5 {
         sample.registration.verify_well_formed(&fx.crs).unwrap();
@@ -302,7 +351,7 @@ async fn main() {
     let started = Instant::now();
     for _ in 0..5 {
         let _: mazu_rbe::Registration =
-            serde_json::from_value(fx.requests[PRELOADED].registration.clone()).unwrap();
+            serde_json::from_value(fx.requests[PRELOADED].request.registration.clone()).unwrap();
     }
     rows.push((
         "decoding one registration (256 G1 points, subgroup-checked)".into(),
@@ -353,10 +402,13 @@ async fn main() {
         })
     };
     let (curator, report, scan, full) = open(metrics.clone()).await.unwrap();
-    assert_eq!(report.entries, PRELOADED as u64);
+    assert_eq!(report.entries, 2 * PRELOADED as u64);
     assert_eq!(report.snapshot_entries, 0);
     rows.push((
-        format!("start-up, {PRELOADED} entries, no snapshot (scan + full replay, every check)"),
+        format!(
+            "start-up, {PRELOADED} registrations ({} entries), no snapshot (scan + full replay, every check)",
+            2 * PRELOADED
+        ),
         format!(
             "{:.2} s (scan {}, replay {:.2} s)",
             full.as_secs_f64(),
@@ -367,18 +419,20 @@ async fn main() {
     let started = Instant::now();
     let written = tokio::task::block_in_place(|| curator.snapshot_now().unwrap());
     rows.push((
-        format!("state snapshot at {PRELOADED} entries: size / write (encode + fsync)"),
+        format!("state snapshot at {PRELOADED} registrations: size / write (encode + fsync)"),
         format!("{:.2} MB / {}", written as f64 / 1e6, ms(started.elapsed())),
     ));
     let (second, report, scan, fast) = open(Arc::new(Metrics::new())).await.unwrap();
-    assert_eq!(report.snapshot_entries, PRELOADED as u64);
+    assert_eq!(report.snapshot_entries, 2 * PRELOADED as u64);
     assert_eq!(
         second.params(false).await.unwrap().1,
         curator.params(false).await.unwrap().1
     );
     second.shutdown();
     rows.push((
-        format!("start-up, {PRELOADED} entries, from the snapshot (scan + load + check vs log)"),
+        format!(
+            "start-up, {PRELOADED} registrations, from the snapshot (scan + load + check vs log)"
+        ),
         format!(
             "{} (scan {}, snapshot load + prefix check {}, tail replay {}): {:.0}× faster",
             ms(fast),
@@ -394,7 +448,7 @@ async fn main() {
         .pool_max_idle_per_host(64)
         .build()
         .unwrap();
-    let url = format!("http://{addr}/v1/registrations");
+    let base = format!("http://{addr}");
 
     // One at a time: latency without queueing.
     let mut lat = Vec::new();
@@ -402,14 +456,13 @@ async fn main() {
     let started = Instant::now();
     for r in &seq {
         let t = Instant::now();
-        let resp = http.post(&url).json(r).send().await.unwrap();
-        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+        register(&http, &base, r).await;
         lat.push(t.elapsed());
     }
     let wall = started.elapsed();
     lat.sort();
     rows.push((
-        format!("registration, 1 client ({SEQUENTIAL} regs): throughput"),
+        format!("registration (bind + reveal), 1 client ({SEQUENTIAL} regs): throughput"),
         format!("{:.1} /s", SEQUENTIAL as f64 / wall.as_secs_f64()),
     ));
     rows.push((
@@ -422,22 +475,21 @@ async fn main() {
     ));
 
     // Many clients at once: throughput and tail latency with queueing.
-    let conc: Vec<RegistrationRequest> = fx.requests[PRELOADED + SEQUENTIAL..].to_vec();
+    let conc: Vec<Registration> = fx.requests[PRELOADED + SEQUENTIAL..].to_vec();
     let queue = Arc::new(std::sync::Mutex::new(conc.into_iter()));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..CLIENTS {
         let queue = queue.clone();
         let http = http.clone();
-        let url = url.clone();
+        let base = base.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             loop {
                 let next = queue.lock().unwrap().next();
                 let Some(r) = next else { break };
                 let t = Instant::now();
-                let resp = http.post(&url).json(&r).send().await.unwrap();
-                assert_eq!(resp.status(), 201);
+                register(&http, &base, &r).await;
                 lat.push(t.elapsed());
             }
             lat
@@ -468,9 +520,8 @@ async fn main() {
     ));
 
     // Unchanged polls.
-    let version = PRELOADED + SEQUENTIAL + CONCURRENT;
+    let version = 2 * (PRELOADED + SEQUENTIAL + CONCURRENT);
     let tag = format!("\"{version}\"");
-    let base = format!("http://{addr}");
     let (mean, p99, status, _) =
         repeat_get(&http, &format!("{base}/v1/registry"), Some(&tag), 2000).await;
     assert_eq!(status, 304);
@@ -478,16 +529,17 @@ async fn main() {
         "unchanged poll `GET /v1/registry` + If-None-Match → 304: mean / p99".into(),
         format!("{} / {}", us(mean), us(p99)),
     ));
-    let (mean, p99, status, _) = repeat_get(
+    let (mean, p99, status, len) = repeat_get(
         &http,
-        &format!("{base}/v1/registry?since={version}"),
-        Some(&tag),
+        &format!("{base}/v1/log/records?start={version}"),
+        None,
         2000,
     )
     .await;
-    assert_eq!(status, 304);
+    assert_eq!((status, len), (200, 0));
     rows.push((
-        "unchanged delta poll `?since=V` → 304: mean / p99".into(),
+        "follower poll at the log's size `GET /v1/log/records?start=SIZE` (empty): mean / p99"
+            .into(),
         format!("{} / {}", us(mean), us(p99)),
     ));
     let (mean, p99, status, len) =
@@ -498,7 +550,8 @@ async fn main() {
         format!("{} / {}", us(mean), us(p99)),
     ));
 
-    // --- snapshots at 10,000 and 100,000 entries (bench-seed path) ---
+    // --- the registry and the records at 10,000 and 100,000 registrations
+    // (bench-seed path) ---
     for n in [10_000usize, 100_000] {
         let mut rng = rand::rngs::OsRng;
         let crs = Crs::generate_insecure_dev(16, &mut rng).unwrap();
@@ -523,13 +576,7 @@ async fn main() {
         curator.bench_seed((0..n).map(|i| {
             let mut id = [0u8; 32];
             rand::RngCore::fill_bytes(&mut rng, &mut id);
-            RegistryEntry {
-                workload_id: WorkloadId::from_bytes(id),
-                slot: u32::try_from(i).unwrap(),
-                spki_hash: SpkiHash::of_spki_der(&id),
-                token_expiry: 1_900_000_000,
-                revoked: false,
-            }
+            (id, u32::try_from(i).unwrap(), id, 1_900_000_000)
         }));
         let state = AppState::with_curator(Arc::new(curator), metrics, limits());
         let addr = serve(state).await;
@@ -538,7 +585,7 @@ async fn main() {
         assert_eq!(status, 200);
         let (warm, p99, _, _) = repeat_get(&http, &url, None, 20).await;
         rows.push((
-            format!("snapshot, {n} entries: size / first fetch (encode) / cached fetch mean, p99"),
+            format!("registry, {n} live ids: size / first fetch (encode) / cached fetch mean, p99"),
             format!(
                 "{:.2} MB / {} / {}, {}",
                 len as f64 / 1e6,
@@ -549,20 +596,28 @@ async fn main() {
         ));
         let (cold, _, len) = timed_get(&http, &format!("{url}?format=json"), None).await;
         rows.push((
-            format!("snapshot JSON, {n} entries: size / first fetch"),
+            format!("registry JSON, {n} live ids: size / first fetch"),
             format!("{:.2} MB / {}", len as f64 / 1e6, ms(cold)),
         ));
+        let records = format!("http://{addr}/v1/log/records");
         let (mean, _, status, len) =
-            repeat_get(&http, &format!("{url}?since={}", n - 100), None, 50).await;
+            repeat_get(&http, &format!("{records}?start={}", 2 * n - 100), None, 50).await;
         assert_eq!(status, 200);
         rows.push((
-            format!("delta of 100 entries at {n}: size / fetch mean"),
+            format!("the last 100 records at {n} registrations: size / fetch mean"),
             format!("{len} B / {}", us(mean)),
         ));
-        let (mean, p99, status, _) = repeat_get(&http, &url, Some(&format!("\"{n}\"")), 2000).await;
+        let (cold, status, len) = timed_get(&http, &format!("{records}?start=0"), None).await;
+        assert_eq!(status, 200);
+        rows.push((
+            format!("first records page (16,384) at {n} registrations: size / fetch"),
+            format!("{:.2} MB / {}", len as f64 / 1e6, ms(cold)),
+        ));
+        let tag = format!("\"{}\"", 2 * n);
+        let (mean, p99, status, _) = repeat_get(&http, &url, Some(&tag), 2000).await;
         assert_eq!(status, 304);
         rows.push((
-            format!("unchanged poll at {n} entries → 304: mean / p99"),
+            format!("unchanged registry poll at {n} live ids → 304: mean / p99"),
             format!("{} / {}", us(mean), us(p99)),
         ));
     }

@@ -1,7 +1,8 @@
-//! The agent side of a registration, as a reference: builds exactly the
-//! `POST /v1/registrations` body the curator expects (RBE key pair for the
-//! slot, TLS key pair, proof of possession). Tests and benchmarks use it; the
-//! node agent produces the same bytes.
+//! The agent side of a binding, as a reference: builds exactly the
+//! `POST /v1/bindings` body the curator expects (RBE key pair for the slot,
+//! TLS key pair, proof of possession). No token: the agent reveals it only
+//! once the binding is in the witnessed log (`docs/protocol.md`). Tests and
+//! benchmarks use it; the node agent produces the same bytes.
 
 use base64ct::{Base64, Encoding};
 use mazu_rbe::{Crs, KeyGenError, Registration, SecretKey};
@@ -11,20 +12,25 @@ use p256::pkcs8::EncodePublicKey;
 use rand::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 
+use crate::api::views::BindingRequest;
 use crate::pop::pop_message;
-use crate::register::RegistrationRequest;
 
-/// Everything an agent keeps from one registration.
+/// Everything an agent keeps from one binding.
 #[derive(Debug)]
 pub struct AgentRegistration {
     /// The request body to send.
-    pub request: RegistrationRequest,
+    pub request: BindingRequest,
     /// The RBE secret key (kept by the agent).
     pub rbe_secret: SecretKey,
     /// The TLS signing key (kept by the agent).
     pub tls_key: SigningKey,
     /// The workload id, SHA-256 of the token.
     pub id: [u8; 32],
+}
+
+/// The workload id of a token: SHA-256 of its bytes.
+pub fn id_of_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
 }
 
 /// DER SubjectPublicKeyInfo of `key`'s public key.
@@ -47,36 +53,32 @@ pub fn sign_pop(key: &SigningKey, registration: &Registration, spki: &[u8]) -> V
     signature.to_der().as_bytes().to_vec()
 }
 
-/// Builds a complete registration for `token` in `slot`.
+/// Builds a complete binding of `id` (SHA-256 of the workload's token) in
+/// `slot`, with fresh RBE and TLS keys.
 pub fn build_registration<R: RngCore + CryptoRng>(
     crs: &Crs,
-    token: &str,
+    id: &[u8; 32],
     slot: u32,
     rng: &mut R,
 ) -> Result<AgentRegistration, KeyGenError> {
-    let id: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    let (rbe_secret, registration) = mazu_rbe::keygen(crs, slot, id, rng)?;
+    let (rbe_secret, registration) = mazu_rbe::keygen(crs, slot, *id, rng)?;
     let tls_key = SigningKey::random(rng);
     let spki = spki_der(&tls_key);
     let signature = sign_pop(&tls_key, &registration, &spki);
-    let request = request_for(token, &registration, &spki, &signature);
+    let request = request_for(&registration, &spki, &signature);
     Ok(AgentRegistration {
         request,
         rbe_secret,
         tls_key,
-        id,
+        id: *id,
     })
 }
 
-/// Assembles a request from its parts (tests use it to tamper with one).
-pub fn request_for(
-    token: &str,
-    registration: &Registration,
-    spki: &[u8],
-    signature: &[u8],
-) -> RegistrationRequest {
-    RegistrationRequest {
-        token: token.to_owned(),
+/// Assembles a binding request from its parts (tests use it to tamper with
+/// one). The id is the registration's.
+pub fn request_for(registration: &Registration, spki: &[u8], signature: &[u8]) -> BindingRequest {
+    BindingRequest {
+        id: hex::encode(registration.id),
         slot: registration.slot,
         registration: serde_json::to_value(registration).unwrap_or_default(),
         tls_spki: Base64::encode_string(spki),

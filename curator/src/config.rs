@@ -13,16 +13,20 @@ use std::path::PathBuf;
 use clap::Parser;
 use mazu_identity::trust::NamespaceScope;
 
+use crate::witnessing::WitnessEndpoint;
+
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 /// Default SPIFFE trust domain.
 pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
 
-/// The key curator: accepts workload registrations into a durable log and
-/// serves the RBE public parameters, the registry, openings and proofs.
+/// The key curator: logs workload bindings and token reveals (bind first,
+/// reveal later) in a witnessed log, and serves the RBE public parameters,
+/// the log's records, openings and proofs.
 ///
-/// It holds no secret: everything it serves can be recomputed from its log
-/// (`GET /v1/log`). API reference: docs/curator.md.
+/// It holds no secret that makes an identity: everything it serves can be
+/// recomputed from its log (`GET /v1/log`). API reference: docs/curator.md;
+/// protocol: docs/protocol.md.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "mazu-curator", version, about, long_about)]
 pub struct Args {
@@ -157,7 +161,7 @@ pub struct Args {
     #[arg(long, env = "MAZU_CURATOR_MAX_BODY_BYTES", default_value_t = 1 << 20, value_name = "BYTES")]
     pub max_body_bytes: usize,
 
-    /// Registration requests (slots + registrations) allowed per client IP per
+    /// Write requests (slots, bindings, reveals) allowed per client IP per
     /// minute; 0 disables the per-client limit.
     #[arg(
         long,
@@ -186,8 +190,8 @@ pub struct Args {
     )]
     pub max_concurrent_requests: usize,
 
-    /// Registrations being verified or waiting for the writer at once; further
-    /// registrations are refused with 503 "overloaded".
+    /// Bindings being verified or waiting for the writer at once; further
+    /// bindings are refused with 503 "overloaded".
     #[arg(
         long,
         env = "MAZU_CURATOR_MAX_PENDING_REGISTRATIONS",
@@ -196,7 +200,7 @@ pub struct Args {
     )]
     pub max_pending_registrations: usize,
 
-    /// Registrations verified in parallel (pairing checks run on blocking
+    /// Bindings verified in parallel (pairing checks run on blocking
     /// threads); default: the number of CPUs.
     #[arg(long, env = "MAZU_CURATOR_VERIFY_THREADS", value_name = "N")]
     pub verify_threads: Option<usize>,
@@ -209,6 +213,56 @@ pub struct Args {
         value_name = "SECS"
     )]
     pub request_timeout_secs: u64,
+
+    /// A witness that must cosign checkpoints before binds and reveals are
+    /// answered, as URL=VKEY: the witness's http:// submission URL (the
+    /// curator posts to URL/add-checkpoint, C2SP tlog-witness) and its
+    /// cosignature verifier key (NAME+KEYID+BASE64). Repeat for several
+    /// witnesses (comma-separated in the environment variable). At least
+    /// one is required unless --insecure-no-witness.
+    #[arg(
+        long = "witness",
+        env = "MAZU_CURATOR_WITNESSES",
+        value_delimiter = ',',
+        value_name = "URL=VKEY"
+    )]
+    pub witnesses: Vec<String>,
+
+    /// How many of the --witness witnesses must cosign a checkpoint before
+    /// it is served and binds and reveals are answered (default: all).
+    #[arg(long, env = "MAZU_CURATOR_WITNESS_QUORUM", value_name = "K")]
+    pub witness_quorum: Option<usize>,
+
+    /// Re-submit the newest checkpoint to the witnesses this often, in
+    /// seconds, even if the log did not grow, so that cosignature timestamps
+    /// stay fresh (verifiers measure staleness from them).
+    #[arg(
+        long,
+        env = "MAZU_CURATOR_WITNESS_REFRESH_SECS",
+        default_value_t = 10,
+        value_name = "SECS"
+    )]
+    pub witness_refresh_secs: u64,
+
+    /// Timeout of one request to a witness, in milliseconds. A bind or
+    /// reveal waits up to twice this (the round in flight, then the round
+    /// covering it) for a witnessed checkpoint, then answers 503
+    /// witness_unavailable (the entry stays logged; retry the same request).
+    #[arg(
+        long,
+        env = "MAZU_CURATOR_WITNESS_TIMEOUT_MS",
+        default_value_t = 10_000,
+        value_name = "MS"
+    )]
+    pub witness_timeout_ms: u64,
+
+    /// INSECURE, development only: run without witnesses, serving
+    /// checkpoints signed by the curator alone. Nothing then stops the
+    /// curator from showing different logs to different parties (a
+    /// split view), which is what lets it impersonate workloads. Required
+    /// when no --witness is given; refused with one.
+    #[arg(long, env = "MAZU_CURATOR_INSECURE_NO_WITNESS")]
+    pub insecure_no_witness: bool,
 
     /// On SIGTERM/Ctrl-C, how long to let in-flight requests finish, in seconds.
     #[arg(
@@ -291,6 +345,21 @@ pub struct Config {
     pub jwks_refresh: Option<Duration>,
     /// Entries between state snapshots (`None`: snapshots off).
     pub snapshot_every: Option<u64>,
+    /// The witnesses (`None`: `--insecure-no-witness`).
+    pub witness: Option<WitnessConfig>,
+}
+
+/// The witness configuration.
+#[derive(Debug, Clone)]
+pub struct WitnessConfig {
+    /// The witnesses (`--witness`).
+    pub endpoints: Vec<WitnessEndpoint>,
+    /// How many must cosign (`--witness-quorum`, 1..=endpoints).
+    pub quorum: usize,
+    /// Re-submission interval (`--witness-refresh-secs`).
+    pub refresh: Duration,
+    /// Timeout of one witness request (`--witness-timeout-ms`).
+    pub timeout: Duration,
 }
 
 /// The request limits.
@@ -454,6 +523,13 @@ impl Args {
         if self.request_timeout_secs == 0 {
             return Err(invalid("--request-timeout-secs", "must be at least 1"));
         }
+        let witness = witness_config(
+            &self.witnesses,
+            self.witness_quorum,
+            self.witness_refresh_secs,
+            self.witness_timeout_ms,
+            self.insecure_no_witness,
+        )?;
         let verify_threads = self.verify_threads.unwrap_or_else(default_verify_threads);
         if verify_threads == 0 {
             return Err(invalid("--verify-threads", "must be at least 1"));
@@ -484,8 +560,78 @@ impl Args {
             jwks_refresh: (self.jwks_refresh_secs > 0)
                 .then(|| Duration::from_secs(self.jwks_refresh_secs)),
             snapshot_every: (self.snapshot_every > 0).then_some(self.snapshot_every),
+            witness,
         })
     }
+}
+
+fn witness_config(
+    witnesses: &[String],
+    quorum: Option<usize>,
+    refresh_secs: u64,
+    timeout_ms: u64,
+    insecure_no_witness: bool,
+) -> Result<Option<WitnessConfig>, ConfigError> {
+    if witnesses.is_empty() {
+        if !insecure_no_witness {
+            return Err(ConfigError::Missing {
+                flag: "--witness",
+                hint: "at least one witness as URL=VKEY (checkpoints must be cosigned by \
+                       witnesses, or the curator can show different logs to different \
+                       parties); for a local demo only, --insecure-no-witness",
+            });
+        }
+        if quorum.is_some_and(|q| q > 0) {
+            return Err(invalid(
+                "--witness-quorum",
+                "no --witness is given (--insecure-no-witness)",
+            ));
+        }
+        return Ok(None);
+    }
+    if insecure_no_witness {
+        return Err(invalid(
+            "--insecure-no-witness",
+            "witnesses are configured (--witness); drop one or the other",
+        ));
+    }
+    let endpoints = witnesses
+        .iter()
+        .map(|w| WitnessEndpoint::parse(w).map_err(|e| invalid("--witness", e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, a) in endpoints.iter().enumerate() {
+        if endpoints[..i]
+            .iter()
+            .any(|b| b.verifier.to_vkey() == a.verifier.to_vkey() || b.url == a.url)
+        {
+            return Err(invalid(
+                "--witness",
+                format!("witness {} given twice", a.url),
+            ));
+        }
+    }
+    let quorum = quorum.unwrap_or(endpoints.len());
+    if quorum == 0 || quorum > endpoints.len() {
+        return Err(invalid(
+            "--witness-quorum",
+            format!(
+                "{quorum} is not between 1 and the {} witnesses given",
+                endpoints.len()
+            ),
+        ));
+    }
+    if refresh_secs == 0 {
+        return Err(invalid("--witness-refresh-secs", "must be at least 1"));
+    }
+    if timeout_ms == 0 {
+        return Err(invalid("--witness-timeout-ms", "must be at least 1"));
+    }
+    Ok(Some(WitnessConfig {
+        endpoints,
+        quorum,
+        refresh: Duration::from_secs(refresh_secs),
+        timeout: Duration::from_millis(timeout_ms),
+    }))
 }
 
 /// What follows the JWKS in an `--issuer` value.
@@ -570,6 +716,7 @@ mod tests {
         "https://issuer.example=/tmp/jwks.json;namespaces=*",
         "--audience",
         "mazu:mazu-curator/0123456789abcdef",
+        "--insecure-no-witness",
     ];
 
     #[test]
@@ -649,6 +796,7 @@ mod tests {
             "i=/j;namespaces=*",
             "--audience",
             "mazu:dev",
+            "--insecure-no-witness",
         ])
         .unwrap();
         assert_eq!(c.crs, CrsSource::Dev("/tmp/d/dev-crs.bin".into()));
@@ -775,5 +923,80 @@ mod tests {
         assert_eq!(c.issuers.len(), 2);
         assert!(c.issuers[1].namespaces.allows("tenant"));
         assert!(!c.issuers[1].namespaces.allows("shop"));
+    }
+
+    /// A witness verifier key (any valid one; the name differs per `n`).
+    fn vkey(n: u8) -> String {
+        mazu_log::cosignature::CosignatureSigner::new(&format!("witness-{n}"), &[n; 32])
+            .unwrap()
+            .verifier()
+            .to_vkey()
+    }
+
+    fn without_insecure() -> Vec<&'static str> {
+        OK.iter()
+            .copied()
+            .filter(|a| *a != "--insecure-no-witness")
+            .collect()
+    }
+
+    #[test]
+    fn witnesses_are_required_unless_explicitly_insecure() {
+        let err = parse(&without_insecure()).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Missing { flag: "--witness", hint } if hint.contains("--insecure-no-witness")),
+            "{err}"
+        );
+        assert!(parse(OK).unwrap().witness.is_none());
+
+        let (a, b) = (
+            format!("http://127.0.0.1:7001={}", vkey(1)),
+            format!("http://127.0.0.1:7002={}", vkey(2)),
+        );
+        let mut args = without_insecure();
+        args.extend_from_slice(&["--witness", &a, "--witness", &b]);
+        let w = parse(&args).unwrap().witness.unwrap();
+        assert_eq!(w.endpoints.len(), 2);
+        assert_eq!(w.quorum, 2, "default: every witness");
+        assert_eq!(w.refresh, Duration::from_secs(10));
+        assert_eq!(w.timeout, Duration::from_millis(10_000));
+        assert_eq!(w.endpoints[0].url, "http://127.0.0.1:7001");
+
+        let mut quorum_one = args.clone();
+        quorum_one.extend_from_slice(&[
+            "--witness-quorum",
+            "1",
+            "--witness-refresh-secs",
+            "3",
+            "--witness-timeout-ms",
+            "250",
+        ]);
+        let w = parse(&quorum_one).unwrap().witness.unwrap();
+        assert_eq!(
+            (w.quorum, w.refresh, w.timeout),
+            (1, Duration::from_secs(3), Duration::from_millis(250))
+        );
+
+        for (extra, flag) in [
+            (&["--witness-quorum", "3"][..], "--witness-quorum"),
+            (&["--witness-quorum", "0"][..], "--witness-quorum"),
+            (&["--insecure-no-witness"][..], "--insecure-no-witness"),
+            (
+                &["--witness-refresh-secs", "0"][..],
+                "--witness-refresh-secs",
+            ),
+            (&["--witness-timeout-ms", "0"][..], "--witness-timeout-ms"),
+            (&["--witness", a.as_str()][..], "--witness"),
+            (&["--witness", "http://127.0.0.1:7003"][..], "--witness"),
+            (&["--witness", "ftp://x=k"][..], "--witness"),
+        ] {
+            let mut bad = args.clone();
+            bad.extend_from_slice(extra);
+            let err = parse(&bad).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { flag: f, .. } if *f == flag),
+                "{extra:?}: {err}"
+            );
+        }
     }
 }

@@ -1,33 +1,43 @@
-//! The log entry: one accepted registration as self-contained canonical bytes.
+//! The log entry: one curator decision as self-contained canonical bytes.
+//!
+//! Since format version 2 the log holds four kinds of entries, each
+//! summarized by one leaf record ([`mazu_log::record`]) that the Merkle tree
+//! commits to:
 //!
 //! ```text
 //! entry = "MZLE"            4 bytes, type tag
-//!         version           1 byte, ENTRY_VERSION (= 1)
-//!         accepted_at_ms    u64 big-endian, Unix time in milliseconds when the
-//!                           curator accepted the registration
-//!         token             u32 big-endian length, then the JWT exactly as sent
-//!                           (ASCII, compact serialization)
-//!         tls_spki          u32 length, then the DER SubjectPublicKeyInfo
-//!         tls_signature     u32 length, then the proof-of-possession signature
-//!                           exactly as sent (see crate::pop)
-//!         registration      u32 length, then the RBE registration's canonical
-//!                           bytes (mazu_rbe::Registration::to_bytes)
+//!         version           1 byte, ENTRY_VERSION (= 2)
+//!         kind              1 byte: 1 bind, 2 reveal, 3 release, 4 revoke
+//!         at_ms             u64 big-endian, Unix time in milliseconds when the
+//!                           curator logged it
+//!         id                32 bytes, the workload id (SHA-256 of its token)
+//!         body              by kind; every variable field is a u32 big-endian
+//!                           length followed by that many bytes
+//!   bind     slot u32 BE, tls_spki (DER SubjectPublicKeyInfo),
+//!            tls_signature (proof of possession, see crate::pop),
+//!            registration (mazu_rbe::Registration::to_bytes)
+//!   reveal   token (the JWT exactly as revealed, compact serialization)
+//!   release  reason u8 (as in the record: 1 expired, 2 unrevealed, 3 holder),
+//!            signature (by the bound TLS key for `holder`; empty otherwise)
+//!   revoke   signature (by the bound TLS key)
 //! ```
 //!
-//! Decoding is strict: each length is bounded, nothing may follow the last
-//! field, and re-encoding a decoded entry gives the same bytes. The entry holds
-//! everything needed to re-verify the registration (given the issuer's keys at
-//! `accepted_at_ms`) and to recompute the curator's state, so an auditor needs
-//! only the log. Its leaf hash for an RFC 6962 Merkle tree is
-//! [`LogEntry::leaf_hash`] = `SHA-256(0x00 || entry)`.
+//! A bind carries no token: the agent binds the id to its keys first and
+//! reveals the token only once that binding is in the witnessed log
+//! (`docs/protocol.md`). Decoding is strict: each length is bounded, nothing
+//! may follow the last field, and re-encoding a decoded entry gives the same
+//! bytes. [`LogEntry::record`] derives the entry's leaf record; an auditor
+//! recomputes it from the entry and so checks every record the data plane
+//! acted on.
 
+use mazu_log::record::{LeafRecord, RecordBody, ReleaseReason, entry_digest};
 use sha2::{Digest, Sha256};
 
 /// Type tag of an entry.
 pub const ENTRY_MAGIC: [u8; 4] = *b"MZLE";
 
 /// The entry format version written and read by this code.
-pub const ENTRY_VERSION: u8 = 1;
+pub const ENTRY_VERSION: u8 = 2;
 
 /// Longest token an entry may carry (64 KiB, the identity crate's hard limit).
 pub const MAX_TOKEN_LEN: usize = 64 * 1024;
@@ -35,29 +45,81 @@ pub const MAX_TOKEN_LEN: usize = 64 * 1024;
 /// Longest SubjectPublicKeyInfo an entry may carry.
 pub const MAX_SPKI_LEN: usize = 4096;
 
-/// Longest proof-of-possession signature an entry may carry.
+/// Longest signature (proof of possession, release, revocation) an entry may
+/// carry.
 pub const MAX_SIGNATURE_LEN: usize = 1024;
 
 /// Longest RBE registration an entry may carry (the largest capacity's
 /// registration is about 1.6 MB).
 pub const MAX_REGISTRATION_LEN: usize = 4 << 20;
 
-/// One accepted registration.
+/// One logged decision of the curator.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogEntry {
-    /// Unix time in milliseconds when the curator accepted it.
-    pub accepted_at_ms: u64,
-    /// The workload's token (JWT), as sent.
-    pub token: Vec<u8>,
-    /// DER SubjectPublicKeyInfo of the workload's TLS key.
-    pub tls_spki: Vec<u8>,
-    /// The TLS key's signature over the proof-of-possession message.
-    pub tls_signature: Vec<u8>,
-    /// Canonical bytes of the RBE registration.
-    pub registration: Vec<u8>,
+    /// Unix time in milliseconds when the curator logged it.
+    pub at_ms: u64,
+    /// The workload id, SHA-256 of its token.
+    pub id: [u8; 32],
+    /// What was decided.
+    pub body: EntryBody,
 }
 
-/// Why entry bytes did not decode.
+/// The kind-specific part of a [`LogEntry`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryBody {
+    /// The id is bound to a TLS key and an RBE key in `slot`.
+    Bind {
+        /// The RBE slot.
+        slot: u32,
+        /// DER SubjectPublicKeyInfo of the workload's TLS key.
+        tls_spki: Vec<u8>,
+        /// The TLS key's signature over the proof-of-possession message.
+        tls_signature: Vec<u8>,
+        /// Canonical bytes of the RBE registration.
+        registration: Vec<u8>,
+    },
+    /// The token whose SHA-256 is the id, revealed after its binding.
+    Reveal {
+        /// The JWT, as revealed.
+        token: Vec<u8>,
+    },
+    /// The binding ended and its slot is free.
+    Release {
+        /// Why.
+        reason: ReleaseReason,
+        /// The bound TLS key's signature for [`ReleaseReason::Holder`];
+        /// empty for releases the curator decides (expiry, unrevealed).
+        signature: Vec<u8>,
+    },
+    /// The holder revoked the binding.
+    Revoke {
+        /// The bound TLS key's signature.
+        signature: Vec<u8>,
+    },
+}
+
+impl EntryBody {
+    fn kind(&self) -> u8 {
+        match self {
+            EntryBody::Bind { .. } => 1,
+            EntryBody::Reveal { .. } => 2,
+            EntryBody::Release { .. } => 3,
+            EntryBody::Revoke { .. } => 4,
+        }
+    }
+
+    /// A stable lowercase name of the kind, for logs.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            EntryBody::Bind { .. } => "bind",
+            EntryBody::Reveal { .. } => "reveal",
+            EntryBody::Release { .. } => "release",
+            EntryBody::Revoke { .. } => "revoke",
+        }
+    }
+}
+
+/// Why entry bytes did not decode, or an entry has no valid record.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EntryError {
@@ -67,6 +129,12 @@ pub enum EntryError {
     /// A version this code does not read.
     #[error("unsupported log entry version {0}")]
     UnsupportedVersion(u8),
+    /// A kind this code does not know.
+    #[error("unknown log entry kind {0}")]
+    UnknownKind(u8),
+    /// A release reason this code does not know.
+    #[error("unknown release reason {0}")]
+    UnknownReason(u8),
     /// The bytes ended inside `field`.
     #[error("log entry truncated in {0}")]
     Truncated(&'static str),
@@ -81,32 +149,46 @@ pub enum EntryError {
     /// Bytes after the last field.
     #[error("{0} trailing bytes after the log entry")]
     TrailingBytes(usize),
+    /// A reveal whose token does not hash to the entry's id.
+    #[error("the revealed token's SHA-256 is not the entry's id")]
+    TokenIdMismatch,
+    /// A reveal whose token has no readable `exp` claim.
+    #[error("the revealed token has no readable expiry: {0}")]
+    TokenExpiry(String),
 }
 
 impl LogEntry {
     /// The canonical bytes (see the [module docs](self)).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            4 + 1
-                + 8
-                + 16
-                + self.token.len()
-                + self.tls_spki.len()
-                + self.tls_signature.len()
-                + self.registration.len(),
-        );
+        let mut out = Vec::with_capacity(46 + 64);
         out.extend_from_slice(&ENTRY_MAGIC);
         out.push(ENTRY_VERSION);
-        out.extend_from_slice(&self.accepted_at_ms.to_be_bytes());
-        for field in [
-            &self.token,
-            &self.tls_spki,
-            &self.tls_signature,
-            &self.registration,
-        ] {
+        out.push(self.body.kind());
+        out.extend_from_slice(&self.at_ms.to_be_bytes());
+        out.extend_from_slice(&self.id);
+        let put = |out: &mut Vec<u8>, field: &[u8]| {
             // Lengths are bounded far below u32::MAX by the limits above.
             out.extend_from_slice(&(field.len() as u32).to_be_bytes());
             out.extend_from_slice(field);
+        };
+        match &self.body {
+            EntryBody::Bind {
+                slot,
+                tls_spki,
+                tls_signature,
+                registration,
+            } => {
+                out.extend_from_slice(&slot.to_be_bytes());
+                put(&mut out, tls_spki);
+                put(&mut out, tls_signature);
+                put(&mut out, registration);
+            }
+            EntryBody::Reveal { token } => put(&mut out, token),
+            EntryBody::Release { reason, signature } => {
+                out.push(reason.code());
+                put(&mut out, signature);
+            }
+            EntryBody::Revoke { signature } => put(&mut out, signature),
         }
         out
     }
@@ -121,35 +203,63 @@ impl LogEntry {
         if version != ENTRY_VERSION {
             return Err(EntryError::UnsupportedVersion(version));
         }
-        let mut ts = [0u8; 8];
-        ts.copy_from_slice(r.take(8, "accepted_at_ms")?);
-        let entry = Self {
-            accepted_at_ms: u64::from_be_bytes(ts),
-            token: r.field("token", MAX_TOKEN_LEN)?,
-            tls_spki: r.field("tls_spki", MAX_SPKI_LEN)?,
-            tls_signature: r.field("tls_signature", MAX_SIGNATURE_LEN)?,
-            registration: r.field("registration", MAX_REGISTRATION_LEN)?,
+        let kind = r.take(1, "kind")?[0];
+        let at_ms = u64::from_be_bytes(r.array("at_ms")?);
+        let id = r.array("id")?;
+        let body = match kind {
+            1 => EntryBody::Bind {
+                slot: u32::from_be_bytes(r.array("slot")?),
+                tls_spki: r.field("tls_spki", 1, MAX_SPKI_LEN)?,
+                tls_signature: r.field("tls_signature", 1, MAX_SIGNATURE_LEN)?,
+                registration: r.field("registration", 1, MAX_REGISTRATION_LEN)?,
+            },
+            2 => EntryBody::Reveal {
+                token: r.field("token", 1, MAX_TOKEN_LEN)?,
+            },
+            3 => {
+                let code = r.take(1, "reason")?[0];
+                let reason =
+                    ReleaseReason::from_code(code).ok_or(EntryError::UnknownReason(code))?;
+                EntryBody::Release {
+                    reason,
+                    signature: r.field("signature", 0, MAX_SIGNATURE_LEN)?,
+                }
+            }
+            4 => EntryBody::Revoke {
+                signature: r.field("signature", 1, MAX_SIGNATURE_LEN)?,
+            },
+            other => return Err(EntryError::UnknownKind(other)),
         };
         if !r.0.is_empty() {
             return Err(EntryError::TrailingBytes(r.0.len()));
         }
-        Ok(entry)
+        Ok(Self { at_ms, id, body })
     }
 
     /// Checks the field lengths an encoder must respect (the same limits the
     /// decoder enforces).
     pub fn check_lengths(&self) -> Result<(), EntryError> {
-        for (field, len, max) in [
-            ("token", self.token.len(), MAX_TOKEN_LEN),
-            ("tls_spki", self.tls_spki.len(), MAX_SPKI_LEN),
-            ("tls_signature", self.tls_signature.len(), MAX_SIGNATURE_LEN),
-            (
-                "registration",
-                self.registration.len(),
-                MAX_REGISTRATION_LEN,
-            ),
-        ] {
-            if len == 0 || len > max {
+        let fields: &[(&'static str, usize, usize, usize)] = match &self.body {
+            EntryBody::Bind {
+                tls_spki,
+                tls_signature,
+                registration,
+                ..
+            } => &[
+                ("tls_spki", tls_spki.len(), 1, MAX_SPKI_LEN),
+                ("tls_signature", tls_signature.len(), 1, MAX_SIGNATURE_LEN),
+                ("registration", registration.len(), 1, MAX_REGISTRATION_LEN),
+            ],
+            EntryBody::Reveal { token } => &[("token", token.len(), 1, MAX_TOKEN_LEN)],
+            EntryBody::Release { signature, .. } => {
+                &[("signature", signature.len(), 0, MAX_SIGNATURE_LEN)]
+            }
+            EntryBody::Revoke { signature } => {
+                &[("signature", signature.len(), 1, MAX_SIGNATURE_LEN)]
+            }
+        };
+        for &(field, len, min, max) in fields {
+            if len < min || len > max {
                 return Err(EntryError::Length {
                     field,
                     len: len as u64,
@@ -159,12 +269,38 @@ impl LogEntry {
         Ok(())
     }
 
-    /// The RFC 6962 leaf hash of these entry bytes.
-    pub fn leaf_hash(entry_bytes: &[u8]) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update([0x00]);
-        h.update(entry_bytes);
-        h.finalize().into()
+    /// The leaf record that summarizes this entry, whose canonical bytes are
+    /// `entry_bytes` (= [`to_bytes`](Self::to_bytes); passed in so that the
+    /// digest is of the bytes actually stored).
+    ///
+    /// A reveal's token must hash to the id, and its `exp` claim (read, not
+    /// verified: verifying it is the curator's job at reveal time and the
+    /// auditor's afterwards) becomes the record's `token_expiry`.
+    pub fn record(&self, entry_bytes: &[u8]) -> Result<LeafRecord, EntryError> {
+        let body = match &self.body {
+            EntryBody::Bind { slot, tls_spki, .. } => RecordBody::Bind {
+                slot: *slot,
+                spki_hash: Sha256::digest(tls_spki).into(),
+            },
+            EntryBody::Reveal { token } => {
+                if <[u8; 32]>::from(Sha256::digest(token)) != self.id {
+                    return Err(EntryError::TokenIdMismatch);
+                }
+                let claims = mazu_identity::jwt::parse_claims_unverified(token, MAX_TOKEN_LEN)
+                    .map_err(|e| EntryError::TokenExpiry(e.to_string()))?;
+                RecordBody::Reveal {
+                    token_expiry: claims.expires_at,
+                }
+            }
+            EntryBody::Release { reason, .. } => RecordBody::Release { reason: *reason },
+            EntryBody::Revoke { .. } => RecordBody::Revoke,
+        };
+        Ok(LeafRecord {
+            at_ms: self.at_ms,
+            id: self.id,
+            entry_digest: entry_digest(entry_bytes),
+            body,
+        })
     }
 }
 
@@ -172,20 +308,29 @@ struct Cursor<'a>(&'a [u8]);
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], EntryError> {
-        if self.0.len() < n {
-            return Err(EntryError::Truncated(field));
-        }
-        let (head, tail) = self.0.split_at(n);
+        let (head, tail) = self
+            .0
+            .split_at_checked(n)
+            .ok_or(EntryError::Truncated(field))?;
         self.0 = tail;
         Ok(head)
     }
 
-    fn field(&mut self, field: &'static str, max: usize) -> Result<Vec<u8>, EntryError> {
-        let mut len = [0u8; 4];
-        len.copy_from_slice(self.take(4, field)?);
-        let len = u32::from_be_bytes(len);
+    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], EntryError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N, field)?);
+        Ok(out)
+    }
+
+    fn field(
+        &mut self,
+        field: &'static str,
+        min: usize,
+        max: usize,
+    ) -> Result<Vec<u8>, EntryError> {
+        let len = u32::from_be_bytes(self.array(field)?);
         let n = len as usize;
-        if n == 0 || n > max {
+        if n < min || n > max {
             return Err(EntryError::Length {
                 field,
                 len: u64::from(len),
@@ -199,59 +344,93 @@ impl<'a> Cursor<'a> {
 mod tests {
     use super::*;
 
-    fn sample() -> LogEntry {
+    fn bind() -> LogEntry {
         LogEntry {
-            accepted_at_ms: 1_700_000_000_123,
-            token: b"a.b.c".to_vec(),
-            tls_spki: vec![0x30, 0x59],
-            tls_signature: vec![1; 64],
-            registration: b"RBER\x01rest".to_vec(),
+            at_ms: 1_700_000_000_123,
+            id: [7; 32],
+            body: EntryBody::Bind {
+                slot: 0x0102_0304,
+                tls_spki: vec![0x30, 0x59],
+                tls_signature: vec![1; 64],
+                registration: b"RBER\x01rest".to_vec(),
+            },
         }
     }
 
+    fn samples() -> Vec<LogEntry> {
+        let with = |body| LogEntry { body, ..bind() };
+        vec![
+            bind(),
+            with(EntryBody::Reveal {
+                token: b"a.b.c".to_vec(),
+            }),
+            with(EntryBody::Release {
+                reason: ReleaseReason::Unrevealed,
+                signature: Vec::new(),
+            }),
+            with(EntryBody::Release {
+                reason: ReleaseReason::Holder,
+                signature: vec![2; 70],
+            }),
+            with(EntryBody::Revoke {
+                signature: vec![3; 70],
+            }),
+        ]
+    }
+
     #[test]
-    fn round_trip_and_exact_layout() {
-        let e = sample();
-        let bytes = e.to_bytes();
+    fn exact_layout_of_a_bind() {
+        let bytes = bind().to_bytes();
         let mut expected = Vec::new();
-        expected.extend_from_slice(b"MZLE\x01");
+        expected.extend_from_slice(b"MZLE\x02\x01");
         expected.extend_from_slice(&1_700_000_000_123u64.to_be_bytes());
-        expected.extend_from_slice(&[0, 0, 0, 5]);
-        expected.extend_from_slice(b"a.b.c");
+        expected.extend_from_slice(&[7; 32]);
+        expected.extend_from_slice(&[1, 2, 3, 4]);
         expected.extend_from_slice(&[0, 0, 0, 2, 0x30, 0x59]);
         expected.extend_from_slice(&[0, 0, 0, 64]);
         expected.extend_from_slice(&[1; 64]);
         expected.extend_from_slice(&[0, 0, 0, 9]);
         expected.extend_from_slice(b"RBER\x01rest");
         assert_eq!(bytes, expected);
-        assert_eq!(LogEntry::from_bytes(&bytes).unwrap(), e);
-        assert!(e.check_lengths().is_ok());
     }
 
     #[test]
-    fn strict_decoding() {
-        let bytes = sample().to_bytes();
-        for cut in 0..bytes.len() {
-            assert!(LogEntry::from_bytes(&bytes[..cut]).is_err(), "cut {cut}");
+    fn every_kind_round_trips_and_decodes_strictly() {
+        for entry in samples() {
+            let bytes = entry.to_bytes();
+            assert_eq!(LogEntry::from_bytes(&bytes).unwrap(), entry);
+            assert!(entry.check_lengths().is_ok());
+            for cut in 0..bytes.len() {
+                assert!(LogEntry::from_bytes(&bytes[..cut]).is_err(), "cut {cut}");
+            }
+            let mut long = bytes.clone();
+            long.push(0);
+            assert_eq!(
+                LogEntry::from_bytes(&long),
+                Err(EntryError::TrailingBytes(1))
+            );
         }
-        let mut long = bytes.clone();
-        long.push(0);
+        let bytes = bind().to_bytes();
+        let mut v1 = bytes.clone();
+        v1[4] = 1;
         assert_eq!(
-            LogEntry::from_bytes(&long),
-            Err(EntryError::TrailingBytes(1))
+            LogEntry::from_bytes(&v1),
+            Err(EntryError::UnsupportedVersion(1))
         );
-        let mut v2 = bytes.clone();
-        v2[4] = 2;
-        assert_eq!(
-            LogEntry::from_bytes(&v2),
-            Err(EntryError::UnsupportedVersion(2))
-        );
-        let mut tag = bytes.clone();
+        let mut kind = bytes.clone();
+        kind[5] = 9;
+        assert_eq!(LogEntry::from_bytes(&kind), Err(EntryError::UnknownKind(9)));
+        let mut tag = bytes;
         tag[0] = b'X';
         assert_eq!(LogEntry::from_bytes(&tag), Err(EntryError::BadMagic));
-        // An empty field is not canonical.
-        let mut empty = sample();
-        empty.tls_signature.clear();
+    }
+
+    #[test]
+    fn empty_fields_are_not_canonical_except_a_curator_release_signature() {
+        let mut empty = bind();
+        if let EntryBody::Bind { tls_signature, .. } = &mut empty.body {
+            tls_signature.clear();
+        }
         assert!(empty.check_lengths().is_err());
         assert!(matches!(
             LogEntry::from_bytes(&empty.to_bytes()),
@@ -260,14 +439,69 @@ mod tests {
                 ..
             })
         ));
+        let revoke = LogEntry {
+            body: EntryBody::Revoke {
+                signature: Vec::new(),
+            },
+            ..bind()
+        };
+        assert!(LogEntry::from_bytes(&revoke.to_bytes()).is_err());
     }
 
     #[test]
-    fn leaf_hash_is_rfc6962() {
-        // SHA-256 of the single byte 0x00 (the leaf hash of an empty entry).
+    fn records_summarize_their_entries() {
+        let entry = bind();
+        let bytes = entry.to_bytes();
+        let record = entry.record(&bytes).unwrap();
+        assert_eq!(record.id, entry.id);
+        assert_eq!(record.at_ms, entry.at_ms);
+        assert_eq!(record.entry_digest, entry_digest(&bytes));
         assert_eq!(
-            hex::encode(LogEntry::leaf_hash(b"")),
-            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
+            record.body,
+            RecordBody::Bind {
+                slot: 0x0102_0304,
+                spki_hash: Sha256::digest([0x30, 0x59]).into(),
+            }
+        );
+    }
+
+    #[test]
+    fn a_reveal_must_carry_the_token_of_its_id() {
+        // A real token (dev issuer); the record reads its expiry without
+        // verifying it.
+        let issuer = mazu_dev_issuer::DevIssuer::generate(
+            mazu_dev_issuer::Algorithm::Es256,
+            mazu_dev_issuer::DEFAULT_ISSUER_URL,
+            &mut rand::rngs::OsRng,
+        )
+        .unwrap();
+        let token = issuer
+            .mint(&mazu_dev_issuer::TokenRequest::new("shop", "cart"))
+            .unwrap()
+            .into_bytes();
+        let expiry = mazu_identity::jwt::parse_claims_unverified(&token, MAX_TOKEN_LEN)
+            .unwrap()
+            .expires_at;
+        assert!(expiry > 0);
+        let good = LogEntry {
+            at_ms: 5,
+            id: Sha256::digest(&token).into(),
+            body: EntryBody::Reveal { token },
+        };
+        let bytes = good.to_bytes();
+        assert_eq!(
+            good.record(&bytes).unwrap().body,
+            RecordBody::Reveal {
+                token_expiry: expiry
+            }
+        );
+        let wrong_id = LogEntry {
+            id: [1; 32],
+            ..good
+        };
+        assert_eq!(
+            wrong_id.record(&wrong_id.to_bytes()),
+            Err(EntryError::TokenIdMismatch)
         );
     }
 }

@@ -1,4 +1,6 @@
-//! Prometheus metrics, served as text on `GET /metrics`.
+//! Prometheus metrics, served as text on `GET /metrics`. (The metric names
+//! predate log format 2 and are kept for dashboards: "registrations" counts
+//! log entries, binds and reveals.)
 //!
 //! | metric | type | labels |
 //! |---|---|---|
@@ -88,13 +90,13 @@ impl Metrics {
         let accepted = Counter::default();
         registry.register(
             "registrations_accepted",
-            "Registrations appended to the log",
+            "Entries (binds and reveals) appended to the log",
             accepted.clone(),
         );
         let refused = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "registrations_refused",
-            "Registrations refused, by reason (API error code)",
+            "Binds and reveals refused, by reason (API error code)",
             refused.clone(),
         );
         let reservations = Family::<OutcomeLabels, Counter>::default();

@@ -1,67 +1,54 @@
-//! The registration pipeline's stateless half: decode the request and run
-//! every check that does not depend on the order of registrations (token,
-//! id binding, proof of possession, RBE well-formedness). It runs on blocking
-//! threads, several at once; [`crate::writer`] then re-checks freshness and
-//! commits, one registration at a time.
+//! The binding pipeline's stateless half: decode the request and run every
+//! check that does not depend on the order of entries (shape, id, slot
+//! range, helper count, proof of possession, RBE well-formedness), and the
+//! token checks of a reveal. Binds run on blocking threads, several at once;
+//! [`crate::writer`] then re-checks against the state and commits, one entry
+//! at a time.
 
 use base64ct::{Base64, Encoding};
-use mazu_identity::{TokenError, TrustConfig, VerifiedToken};
+use mazu_identity::{ClaimsDigest, TokenError, TrustConfig};
 use mazu_rbe::{Crs, Registration, RegistrationError, WellFormedRegistration};
-use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::api::error::ApiError;
-use crate::entry::{LogEntry, MAX_SIGNATURE_LEN, MAX_SPKI_LEN};
+pub use crate::api::views::{BindingRequest, RevealRequest, SlotRequest};
+use crate::entry::{EntryBody, LogEntry, MAX_SIGNATURE_LEN, MAX_SPKI_LEN, MAX_TOKEN_LEN};
 use crate::pop::{PopError, verify_pop};
-use crate::registry::{Conflict, EntryFacts, FactsError};
+use crate::registry::{Conflict, content_digest};
 
-/// `POST /v1/slots` body.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SlotRequest {
-    /// The workload's token (compact JWT).
-    pub token: String,
-}
-
-/// `POST /v1/registrations` body.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RegistrationRequest {
-    /// The workload's token (compact JWT).
-    pub token: String,
-    /// The slot (must equal `registration.slot`).
-    pub slot: u32,
-    /// The RBE registration in the rbe crate's JSON form.
-    pub registration: serde_json::Value,
-    /// Standard base64 of the TLS key's DER SubjectPublicKeyInfo.
-    pub tls_spki: String,
-    /// Standard base64 of the proof-of-possession signature.
-    pub tls_signature: String,
-}
-
-/// A registration that passed every order-independent check, ready for the
+/// A binding that passed every order-independent check, ready for the
 /// writer.
 #[derive(Debug, Clone)]
-pub struct Prepared {
-    /// The entry to append (its `accepted_at_ms` is set by the writer).
+pub struct PreparedBind {
+    /// The entry to append (its `at_ms` is set by the writer).
     pub entry: LogEntry,
-    /// Facts derived from the entry.
-    pub facts: EntryFacts,
+    /// [`content_digest`] of the entry (identical repeats have the same).
+    pub content: [u8; 32],
     /// The RBE registration with the proof that its stateless (pairing)
     /// checks passed under the curator's CRS: the writer adds only the cheap
     /// state checks ([`mazu_rbe::RegistryState::verify_fresh`]).
     pub well_formed: WellFormedRegistration,
 }
 
-impl Prepared {
+impl PreparedBind {
     /// The workload id.
     pub fn id(&self) -> &[u8; 32] {
-        &self.facts.registration.id
+        &self.entry.id
     }
 
     /// The slot.
     pub fn slot(&self) -> u32 {
-        self.facts.registration.slot
+        self.well_formed.registration().slot
     }
+}
+
+/// A reveal whose token verified, ready for the writer.
+#[derive(Debug, Clone)]
+pub struct PreparedReveal {
+    /// The entry to append (its `at_ms` is set by the writer).
+    pub entry: LogEntry,
+    /// The token's claims digest (a re-encoded token has the same).
+    pub claims_digest: ClaimsDigest,
 }
 
 /// Maps a token refusal to the API error (code = the identity crate's name).
@@ -81,7 +68,7 @@ pub fn rbe_error(e: &RegistrationError) -> ApiError {
         },
         RegistrationError::SlotTaken(slot) => ApiError::SlotTaken(*slot),
         RegistrationError::DuplicateId { existing_slot } => ApiError::AlreadyRegistered {
-            slot: *existing_slot,
+            slot: Some(*existing_slot),
         },
         RegistrationError::IdentityPublicKey => ApiError::IdentityPublicKey,
         RegistrationError::HelperCount { .. } => ApiError::HelperCount(e.to_string()),
@@ -96,13 +83,18 @@ pub fn rbe_error(e: &RegistrationError) -> ApiError {
 /// Maps a state conflict to the API error.
 pub fn conflict_error(c: &Conflict) -> ApiError {
     match c {
-        Conflict::IdRegistered(slot) => ApiError::AlreadyRegistered { slot: *slot },
-        Conflict::ClaimsRegistered => ApiError::TokenAlreadyRegistered,
+        Conflict::AlreadyBound { slot, .. } => ApiError::AlreadyRegistered { slot: *slot },
         Conflict::SlotTaken(slot) => ApiError::SlotTaken(*slot),
         Conflict::SlotOutOfRange { slot, capacity } => ApiError::SlotOutOfRange {
             slot: *slot,
             capacity: *capacity,
         },
+        Conflict::NotBound => ApiError::NotBound,
+        Conflict::Ended => ApiError::BindingEnded,
+        Conflict::ClaimsRevealed => ApiError::TokenAlreadyRegistered,
+        Conflict::AlreadyRevealed(_) => {
+            ApiError::internal("repeat of a reveal reached the conflict path")
+        }
     }
 }
 
@@ -137,26 +129,42 @@ fn base64_field(field: &'static str, value: &str, max: usize) -> Result<Vec<u8>,
     Ok(bytes)
 }
 
+/// Parses a hex workload id (64 hex digits).
+pub fn parse_id(field: &'static str, hex_id: &str) -> Result<[u8; 32], ApiError> {
+    let invalid = || ApiError::InvalidField {
+        field,
+        reason: "not 64 hexadecimal digits".into(),
+    };
+    if hex_id.len() != 64 {
+        return Err(invalid());
+    }
+    hex::decode(hex_id)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(invalid)
+}
+
 /// What [`precheck`] reads from a request without decoding any point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Prechecked {
-    /// The registration's workload id.
+    /// The workload id.
     pub id: [u8; 32],
     /// The slot.
     pub slot: u32,
 }
 
-/// The cheap checks that run before the token's signature and before any
-/// curve point is decoded (each point costs a subgroup check, and a
-/// registration carries up to n − 1 of them): the registration's JSON shape,
-/// its id, the slot (equal to `registration.slot`, in range) and the number
-/// of helper values (`block_size − 1`). An unauthenticated request that fails
+/// The cheap checks that run before any curve point is decoded (each point
+/// costs a subgroup check, and a registration carries up to n − 1 of them):
+/// the id (64 hex digits), the registration's JSON shape, its id (equal to
+/// the request's), the slot (equal to `registration.slot`, in range) and
+/// the number of helper values (`block_size − 1`). A request that fails
 /// these costs a JSON parse, not seconds of curve arithmetic.
 pub fn precheck(
-    req: &RegistrationRequest,
+    req: &BindingRequest,
     capacity: u32,
     block_size: u32,
 ) -> Result<Prechecked, ApiError> {
+    let id = parse_id("id", &req.id)?;
     let invalid = |reason: &str| ApiError::InvalidRegistration(reason.to_owned());
     let fields = req
         .registration
@@ -176,12 +184,15 @@ pub fn precheck(
     if slot >= capacity {
         return Err(ApiError::SlotOutOfRange { slot, capacity });
     }
-    let id = fields
+    let registration_id = fields
         .get("id")
         .and_then(serde_json::Value::as_str)
         .and_then(|id| Base64::decode_vec(id).ok())
         .and_then(|id| <[u8; 32]>::try_from(id).ok())
         .ok_or_else(|| invalid("registration.id is not 32 bytes of standard base64"))?;
+    if registration_id != id {
+        return Err(ApiError::IdMismatch);
+    }
     let helpers = fields
         .get("helpers")
         .and_then(serde_json::Value::as_array)
@@ -196,11 +207,9 @@ pub fn precheck(
     Ok(Prechecked { id, slot })
 }
 
-/// A request's decoded fields.
+/// A binding request's decoded fields.
 #[derive(Debug, Clone)]
 pub struct Decoded {
-    /// The token bytes.
-    pub token: Vec<u8>,
     /// The RBE registration.
     pub registration: Registration,
     /// DER SubjectPublicKeyInfo.
@@ -209,8 +218,17 @@ pub struct Decoded {
     pub signature: Vec<u8>,
 }
 
-/// Decodes the request's fields (no cryptography yet).
-pub fn decode(req: RegistrationRequest) -> Result<Decoded, ApiError> {
+/// The TLS key and signature fields, decoded (no point yet).
+pub fn decode_tls(req: &BindingRequest) -> Result<(Vec<u8>, Vec<u8>), ApiError> {
+    let spki = base64_field("tls_spki", &req.tls_spki, MAX_SPKI_LEN)?;
+    let signature = base64_field("tls_signature", &req.tls_signature, MAX_SIGNATURE_LEN)?;
+    Ok((spki, signature))
+}
+
+/// Decodes the request's registration (every point subgroup-checked) and
+/// TLS fields (no signature check yet).
+pub fn decode(req: BindingRequest) -> Result<Decoded, ApiError> {
+    let (spki, signature) = decode_tls(&req)?;
     let registration: Registration = serde_json::from_value(req.registration)
         .map_err(|e| ApiError::InvalidRegistration(e.to_string()))?;
     if registration.slot != req.slot {
@@ -222,43 +240,25 @@ pub fn decode(req: RegistrationRequest) -> Result<Decoded, ApiError> {
             ),
         });
     }
-    let spki = base64_field("tls_spki", &req.tls_spki, MAX_SPKI_LEN)?;
-    let signature = base64_field("tls_signature", &req.tls_signature, MAX_SIGNATURE_LEN)?;
     Ok(Decoded {
-        token: req.token.into_bytes(),
         registration,
         spki,
         signature,
     })
 }
 
-/// Verifies the token and the id binding; returns the verified token.
-pub fn check_token(
-    trust: &TrustConfig,
-    token: &[u8],
-    registration_id: &[u8; 32],
-    now_unix: u64,
-) -> Result<VerifiedToken, ApiError> {
-    let verified = trust
-        .verify_token(token, now_unix)
-        .map_err(|e| token_error(&e))?;
-    if verified.workload_id.as_bytes() != registration_id {
+/// Verifies the proof of possession, then the RBE well-formedness (the
+/// expensive pairing check), and builds the bind entry. `id` is the
+/// pre-checked request id.
+pub fn finish(crs: &Crs, id: &[u8; 32], decoded: Decoded) -> Result<PreparedBind, ApiError> {
+    let Decoded {
+        registration,
+        spki,
+        signature,
+    } = decoded;
+    if &registration.id != id {
         return Err(ApiError::IdMismatch);
     }
-    Ok(verified)
-}
-
-/// Builds the log entry and its facts, verifies the proof of possession and
-/// the RBE well-formedness (the expensive pairing check). `verified` is the
-/// token checked by [`check_token`].
-pub fn finish(
-    crs: &Crs,
-    verified: &VerifiedToken,
-    token: Vec<u8>,
-    registration: Registration,
-    spki: Vec<u8>,
-    signature: Vec<u8>,
-) -> Result<Prepared, ApiError> {
     let registration_bytes = registration.to_bytes();
     verify_pop(
         &registration.id,
@@ -268,39 +268,73 @@ pub fn finish(
         &signature,
     )
     .map_err(|e| pop_error(&e))?;
+    let slot = registration.slot;
     let well_formed = registration
         .into_well_formed(crs)
         .map_err(|e| rbe_error(&e))?;
     let entry = LogEntry {
-        accepted_at_ms: 0,
-        token,
-        tls_spki: spki,
-        tls_signature: signature,
-        registration: registration_bytes,
+        at_ms: 0,
+        id: *id,
+        body: EntryBody::Bind {
+            slot,
+            tls_spki: spki,
+            tls_signature: signature,
+            registration: registration_bytes,
+        },
     };
     entry
         .check_lengths()
         .map_err(|e| ApiError::MalformedBody(e.to_string()))?;
-    let facts =
-        EntryFacts::with_registration(&entry, well_formed.registration().clone()).map_err(|e| {
-            match e {
-                FactsError::IdMismatch => ApiError::IdMismatch,
-                other => {
-                    ApiError::internal(format!("verified registration does not derive: {other}"))
-                }
-            }
-        })?;
-    // The replay derivation must agree with the verified token.
-    if facts.claims_digest != verified.claims_digest
-        || facts.registry_entry.token_expiry != verified.claims.expires_at
+    Ok(PreparedBind {
+        content: content_digest(&entry),
+        entry,
+        well_formed,
+    })
+}
+
+/// The checks of a reveal that need no state, cheapest first: the path id
+/// (64 hex digits), SHA-256(token) = id, then the token itself under the
+/// configured trust (issuer and its key, audience, namespace scope, times).
+pub fn prepare_reveal(
+    trust: &TrustConfig,
+    hex_id: &str,
+    req: RevealRequest,
+    now_unix: u64,
+) -> Result<PreparedReveal, ApiError> {
+    let id = parse_id("id", hex_id)
+        .map_err(|_| ApiError::InvalidParameter("id must be 64 hexadecimal digits".into()))?;
+    let token = req.token.into_bytes();
+    if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+        return Err(ApiError::InvalidField {
+            field: "token",
+            reason: format!("length must be 1..={MAX_TOKEN_LEN} bytes"),
+        });
+    }
+    if <[u8; 32]>::from(Sha256::digest(&token)) != id {
+        return Err(ApiError::TokenIdMismatch);
+    }
+    let verified = trust
+        .verify_token(&token, now_unix)
+        .map_err(|e| token_error(&e))?;
+    if verified.workload_id.as_bytes() != &id
+        || verified.claims_digest != crate::registry::claims_digest_of(&token)
     {
         return Err(ApiError::internal(
-            "claims digest or expiry derived from the entry differ from the verified token",
+            "the verified token's id or claims digest differs from the one derived from its bytes",
         ));
     }
-    Ok(Prepared {
+    let entry = LogEntry {
+        at_ms: 0,
+        id,
+        body: EntryBody::Reveal { token },
+    };
+    // The record needs a readable `exp`; the verified token has one, so
+    // this only fails on a bug.
+    entry
+        .record(&entry.to_bytes())
+        .map_err(|e| ApiError::internal(format!("verified token gives no record: {e}")))?;
+    Ok(PreparedReveal {
         entry,
-        facts,
-        well_formed,
+        claims_digest: verified.claims_digest,
     })
 }

@@ -1,111 +1,53 @@
 //! The curator's in-memory state: a pure function of the log.
 //!
-//! [`Registry`] wraps the RBE [`RegistryState`] (block commitments, openings,
-//! id and key maps) and adds what the identity layer needs: one
-//! [`RegistryEntry`] per log entry (in log order, for snapshots and deltas)
-//! and the set of registered claims digests. [`EntryFacts::derive`] is the one
-//! function that turns a log entry into those values, used both when a
-//! registration is accepted and when the log is replayed, so a replay always
-//! rebuilds the same state.
+//! [`Registry`] holds two views of the same log, kept in step:
+//!
+//! - the id lifecycle, derived from the leaf records with the shared rules of
+//!   [`mazu_identity::registry::derive::DerivedRegistry`] (first binding
+//!   wins; a bound id is never bound again), exactly as every filter, agent
+//!   and auditor derives it;
+//! - the RBE [`RegistryState`] (block commitments, openings, keys, proofs),
+//!   updated when an id is **bound** (the RBE key is in the bind entry; the
+//!   reveal only makes the id usable).
+//!
+//! Plus what the curator needs to answer repeats and refuse re-encoded
+//! tokens: per id the index and content digest of its bind and the index of
+//! its reveal, and the claims digests of every revealed token.
+//!
+//! The curator never logs a void entry (one the lifecycle rules give no
+//! effect): it checks with [`Registry::check_bind`] / [`Registry::check_reveal`]
+//! before appending, and an entry that would be void on replay means the log
+//! is not this curator's (a replay error).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use mazu_identity::{
-    ClaimsDigest, RegistryDelta, RegistryEntry, RegistrySnapshot, SpkiHash, WorkloadId,
-};
+use mazu_identity::registry::derive::{DerivedRegistry, IdState};
+use mazu_identity::{ClaimsDigest, RegistrySnapshot};
+use mazu_log::record::{LeafRecord, RecordBody};
 use mazu_rbe::{
     Crs, Registration, RegistrationError, RegistryState, VerifiedRegistration,
     WellFormedRegistration,
 };
+use sha2::{Digest, Sha256};
 
-use crate::entry::{LogEntry, MAX_TOKEN_LEN};
+use crate::entry::{EntryBody, EntryError, LogEntry};
 
-/// Values derived from one log entry.
-#[derive(Debug, Clone)]
-pub struct EntryFacts {
-    /// The decoded RBE registration.
-    pub registration: Registration,
-    /// The registry entry the filter will see.
-    pub registry_entry: RegistryEntry,
-    /// SHA-256 of the token's signing input.
-    pub claims_digest: ClaimsDigest,
+/// What the state remembers of a bind entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BindInfo {
+    /// Its log index.
+    pub index: u64,
+    /// [`content_digest`] of the entry: equal for an identical repeat.
+    pub content: [u8; 32],
 }
 
-/// Why a log entry cannot be applied (on replay: the log is inconsistent).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum FactsError {
-    /// The entry bytes do not decode.
-    #[error("log entry does not decode: {0}")]
-    Entry(#[from] crate::entry::EntryError),
-    /// The registration bytes do not decode.
-    #[error("registration does not decode: {0}")]
-    Registration(#[from] mazu_rbe::DecodeError),
-    /// The token is not a well-formed JWT.
-    #[error("token does not parse: {0}")]
-    Token(#[from] mazu_identity::TokenError),
-    /// The registration's id is not SHA-256 of the token.
-    #[error("registration id is not SHA-256 of the token")]
-    IdMismatch,
-}
-
-impl EntryFacts {
-    /// Decodes log entry bytes and derives their facts (see [`EntryFacts::derive`]).
-    pub fn from_entry_bytes(entry_bytes: &[u8]) -> Result<Self, FactsError> {
-        Self::derive(&LogEntry::from_bytes(entry_bytes)?)
-    }
-
-    /// Derives the registry values from a (decoded) log entry. Checks only
-    /// shape and the id binding, not the token's signature or times: those
-    /// were checked at acceptance and may legitimately fail later (key
-    /// rotation, expiry).
-    pub fn derive(entry: &LogEntry) -> Result<Self, FactsError> {
-        let registration = Registration::from_bytes(&entry.registration)?;
-        Self::with_registration(entry, registration)
-    }
-
-    /// [`EntryFacts::derive`] with the registration already decoded (it must
-    /// be the one whose canonical bytes are `entry.registration`; decoding
-    /// checks every point, which is not free at large block sizes).
-    pub fn with_registration(
-        entry: &LogEntry,
-        registration: Registration,
-    ) -> Result<Self, FactsError> {
-        debug_assert_eq!(registration.to_bytes(), entry.registration);
-        let (registry_entry, claims_digest) =
-            identity_facts(entry, registration.slot, &registration.id)?;
-        Ok(Self {
-            registration,
-            registry_entry,
-            claims_digest,
-        })
-    }
-}
-
-/// The identity-layer values of a log entry whose registration has this slot
-/// and id: checks the id binding (id = SHA-256 of the token) and derives the
-/// registry entry and the claims digest. No curve arithmetic; shared by
-/// [`EntryFacts::with_registration`] and the snapshot loader, so both derive
-/// exactly the same values.
-pub fn identity_facts(
-    entry: &LogEntry,
-    slot: u32,
-    id: &[u8; 32],
-) -> Result<(RegistryEntry, ClaimsDigest), FactsError> {
-    let workload_id = WorkloadId::of_token(&entry.token);
-    if workload_id.as_bytes() != id {
-        return Err(FactsError::IdMismatch);
-    }
-    let claims = mazu_identity::jwt::parse_claims_unverified(&entry.token, MAX_TOKEN_LEN)?;
-    let claims_digest = ClaimsDigest::of_signing_input(signing_input(&entry.token));
-    let registry_entry = RegistryEntry {
-        workload_id,
-        slot,
-        spki_hash: SpkiHash::of_spki_der(&entry.tls_spki),
-        token_expiry: claims.expires_at,
-        revoked: false,
-    };
-    Ok((registry_entry, claims_digest))
+/// SHA-256 of an entry's canonical bytes with `at_ms` set to 0: two requests
+/// for the same binding (or reveal) give the same digest whenever they were
+/// logged.
+pub fn content_digest(entry: &LogEntry) -> [u8; 32] {
+    let mut timeless = entry.clone();
+    timeless.at_ms = 0;
+    Sha256::digest(timeless.to_bytes()).into()
 }
 
 /// `header.payload`: the token up to its last dot.
@@ -116,17 +58,25 @@ pub fn signing_input(token: &[u8]) -> &[u8] {
     }
 }
 
-/// A registration that conflicts with the current state.
+/// The claims digest of a token (equal for every re-encoding of one signed
+/// token).
+pub fn claims_digest_of(token: &[u8]) -> ClaimsDigest {
+    ClaimsDigest::of_signing_input(signing_input(token))
+}
+
+/// Why a bind or reveal cannot be applied to the current state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Conflict {
-    /// The id is registered (in this slot).
-    #[error("id already registered in slot {0}")]
-    IdRegistered(u32),
-    /// A token with the same claims digest is registered.
-    #[error("claims digest already registered")]
-    ClaimsRegistered,
-    /// The slot holds a key.
+    /// The id was bound before (first binding wins).
+    #[error("id already bound")]
+    AlreadyBound {
+        /// Its slot while it holds one.
+        slot: Option<u32>,
+        /// The index of its bind entry, if this curator logged one.
+        index: Option<u64>,
+    },
+    /// The slot holds another binding.
     #[error("slot {0} taken")]
     SlotTaken(u32),
     /// The slot is not below the capacity.
@@ -137,62 +87,131 @@ pub enum Conflict {
         /// The capacity.
         capacity: u32,
     },
+    /// A reveal of an id that is not bound.
+    #[error("id is not bound")]
+    NotBound,
+    /// A reveal of an id that is already revealed (at this index).
+    #[error("id already revealed (log index {0})")]
+    AlreadyRevealed(u64),
+    /// The binding ended (released or revoked).
+    #[error("the id's binding has ended")]
+    Ended,
+    /// A token with the same claims digest was revealed for another id.
+    #[error("a token with the same signed content was already revealed")]
+    ClaimsRevealed,
+}
+
+/// Why an entry could not be applied (on replay: the log is inconsistent).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApplyError {
+    /// The entry is malformed or its record cannot be derived.
+    #[error(transparent)]
+    Entry(#[from] EntryError),
+    /// The entry conflicts with the state (it would be void).
+    #[error("the entry conflicts with the log before it: {0}")]
+    Conflict(#[from] Conflict),
+    /// The RBE state refused the registration.
+    #[error("RBE check failed: {0}")]
+    Rbe(#[from] RegistrationError),
+    /// The registration bytes do not decode.
+    #[error("registration does not decode: {0}")]
+    Registration(#[from] mazu_rbe::DecodeError),
+    /// The registration's id or slot is not the entry's.
+    #[error("the registration's id or slot differs from the entry's")]
+    RegistrationMismatch,
+    /// The proof of possession does not verify.
+    #[error("proof of possession: {0}")]
+    Pop(#[from] crate::pop::PopError),
+    /// A kind this curator never writes (release, revoke: not implemented).
+    #[error("{0} entries are not supported by this curator version")]
+    Unsupported(&'static str),
+    /// The record given is not the entry's record (a bug in the caller).
+    #[error("the record does not summarize the entry")]
+    RecordMismatch,
+}
+
+/// One log entry decoded for replay: the entry, its record and, for a bind,
+/// its decoded RBE registration (whose points are subgroup-checked: the
+/// costly part, done on a decoding thread).
+#[derive(Debug, Clone)]
+pub struct ReplayEntry {
+    /// The entry.
+    pub entry: LogEntry,
+    /// Its leaf record.
+    pub record: LeafRecord,
+    /// The decoded registration of a bind.
+    pub registration: Option<Registration>,
+}
+
+impl ReplayEntry {
+    /// Decodes entry bytes strictly, derives the record and, for a bind,
+    /// decodes the registration, checks that its id and slot are the
+    /// entry's and verifies the proof of possession.
+    pub fn decode(entry_bytes: &[u8]) -> Result<Self, ApplyError> {
+        let entry = LogEntry::from_bytes(entry_bytes)?;
+        let record = entry.record(entry_bytes)?;
+        let registration = match &entry.body {
+            EntryBody::Bind {
+                slot,
+                tls_spki,
+                tls_signature,
+                registration,
+            } => {
+                let decoded = Registration::from_bytes(registration)?;
+                if decoded.id != entry.id || decoded.slot != *slot {
+                    return Err(ApplyError::RegistrationMismatch);
+                }
+                crate::pop::verify_pop(&entry.id, *slot, registration, tls_spki, tls_signature)?;
+                Some(decoded)
+            }
+            EntryBody::Reveal { .. } => None,
+            other => return Err(ApplyError::Unsupported(other.kind_name())),
+        };
+        Ok(Self {
+            entry,
+            record,
+            registration,
+        })
+    }
 }
 
 /// The curator's state. See the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct Registry {
     rbe: RegistryState,
-    entries: Vec<RegistryEntry>,
+    ids: DerivedRegistry,
+    binds: HashMap<[u8; 32], BindInfo>,
+    reveals: HashMap<[u8; 32], u64>,
     claims: HashSet<ClaimsDigest>,
-    /// Synthetic identity entries added by the benchmark-only seeding path
-    /// (always 0 without the `bench-seed` feature).
-    seeded: u64,
 }
 
 impl Registry {
-    /// The empty registry over `crs`.
+    /// The state of the empty log over `crs`.
     pub fn new(crs: Crs) -> Self {
-        Self {
-            rbe: RegistryState::new(crs),
-            entries: Vec::new(),
-            claims: HashSet::new(),
-            seeded: 0,
-        }
+        Self::with_rbe(RegistryState::new(crs))
     }
 
-    /// A registry restored from a checked state snapshot
-    /// ([`crate::snapshot::restore`]): the RBE state and the identity values
-    /// re-derived from the covered log entries, in log order.
-    pub(crate) fn from_restored(
-        rbe: RegistryState,
-        entries: Vec<RegistryEntry>,
-        claims: HashSet<ClaimsDigest>,
-    ) -> Self {
+    fn with_rbe(rbe: RegistryState) -> Self {
         Self {
             rbe,
-            entries,
-            claims,
-            seeded: 0,
+            ids: DerivedRegistry::new(),
+            binds: HashMap::new(),
+            reveals: HashMap::new(),
+            claims: HashSet::new(),
         }
     }
 
-    /// The version: the number of log entries applied.
-    pub fn version(&self) -> u64 {
-        self.rbe.version() + self.seeded
+    /// Replaces the RBE state by a restored one (the snapshot loader, after
+    /// checking the image against the entries whose identity side it
+    /// applied).
+    pub(crate) fn replace_rbe(&mut self, rbe: RegistryState) {
+        self.rbe = rbe;
     }
 
-    /// **Benchmarks only** (feature `bench-seed`): appends `entries` to the
-    /// identity registry as if each were one log entry, without RBE keys, log
-    /// records or checks, so that snapshot and delta serving can be measured
-    /// at sizes where real registrations would take hours of key generation.
-    /// A registry seeded this way must not accept registrations.
-    #[cfg(feature = "bench-seed")]
-    pub fn bench_seed(&mut self, entries: impl IntoIterator<Item = RegistryEntry>) {
-        for e in entries {
-            self.entries.push(e);
-            self.seeded += 1;
-        }
+    /// The log size the state reflects (entries applied).
+    pub fn size(&self) -> u64 {
+        self.ids.size()
     }
 
     /// The RBE state (public parameters, openings, proofs).
@@ -200,60 +219,87 @@ impl Registry {
         &self.rbe
     }
 
+    /// The id lifecycle derived from the records.
+    pub fn ids(&self) -> &DerivedRegistry {
+        &self.ids
+    }
+
     /// The capacity N.
     pub fn capacity(&self) -> u32 {
         self.rbe.crs().capacity()
     }
 
-    /// Registry entries in log order.
-    pub fn entries(&self) -> &[RegistryEntry] {
-        &self.entries
+    /// Where `id` stands.
+    pub fn state(&self, id: &[u8; 32]) -> Option<&IdState> {
+        self.ids.state(id)
     }
 
-    /// Whether a token with this claims digest is registered.
+    /// The slot `id` holds (bound or live).
+    pub fn slot_of(&self, id: &[u8; 32]) -> Option<u32> {
+        match self.ids.state(id)? {
+            IdState::Bound { slot, .. } | IdState::Live { slot, .. } => Some(*slot),
+            IdState::Revoked { .. } | IdState::Released { .. } => None,
+        }
+    }
+
+    /// The id's bind entry, if this curator logged one.
+    pub fn bind_of(&self, id: &[u8; 32]) -> Option<&BindInfo> {
+        self.binds.get(id)
+    }
+
+    /// The index of the id's reveal entry.
+    pub fn reveal_of(&self, id: &[u8; 32]) -> Option<u64> {
+        self.reveals.get(id).copied()
+    }
+
+    /// Whether `slot` is in range and holds no binding.
+    pub fn is_free(&self, slot: u32) -> bool {
+        self.rbe.is_free(slot) && self.ids.slot_holder(slot).is_none()
+    }
+
+    /// Whether a token with this claims digest was revealed.
     pub fn has_claims(&self, digest: &ClaimsDigest) -> bool {
         self.claims.contains(digest)
     }
 
-    /// The slot `id` is registered in.
-    pub fn slot_of(&self, id: &[u8; 32]) -> Option<u32> {
-        self.rbe.slot_of(id)
+    /// The live (revealed) ids and revoked ones, at [`size`](Self::size):
+    /// what a filter derives from the same records.
+    pub fn snapshot(&self) -> RegistrySnapshot {
+        self.ids.snapshot()
     }
 
-    /// Whether `slot` is in range and unregistered.
-    pub fn is_free(&self, slot: u32) -> bool {
-        self.rbe.is_free(slot)
-    }
-
-    /// The cheap freshness checks: id, claims digest, slot range and slot.
-    pub fn check_fresh(
-        &self,
-        id: &[u8; 32],
-        claims: &ClaimsDigest,
-        slot: u32,
-    ) -> Result<(), Conflict> {
-        if let Some(existing) = self.rbe.slot_of(id) {
-            return Err(Conflict::IdRegistered(existing));
-        }
-        if self.claims.contains(claims) {
-            return Err(Conflict::ClaimsRegistered);
+    /// Whether `id` may be bound in `slot` now (the lifecycle rules and the
+    /// slot's range).
+    pub fn check_bind(&self, id: &[u8; 32], slot: u32) -> Result<(), Conflict> {
+        if self.ids.state(id).is_some() {
+            return Err(Conflict::AlreadyBound {
+                slot: self.slot_of(id),
+                index: self.binds.get(id).map(|b| b.index),
+            });
         }
         let capacity = self.capacity();
         if slot >= capacity {
             return Err(Conflict::SlotOutOfRange { slot, capacity });
         }
-        if !self.rbe.is_free(slot) {
+        if !self.is_free(slot) {
             return Err(Conflict::SlotTaken(slot));
         }
         Ok(())
     }
 
-    /// Every RBE check against this version (see [`RegistryState::verify`]).
-    pub fn verify(
-        &self,
-        registration: Registration,
-    ) -> Result<VerifiedRegistration, RegistrationError> {
-        self.rbe.verify(registration)
+    /// Whether `id` may be revealed now with a token of this claims digest.
+    pub fn check_reveal(&self, id: &[u8; 32], claims: &ClaimsDigest) -> Result<(), Conflict> {
+        match self.ids.state(id) {
+            None => Err(Conflict::NotBound),
+            Some(IdState::Live { .. }) => Err(Conflict::AlreadyRevealed(
+                self.reveals.get(id).copied().unwrap_or(u64::MAX),
+            )),
+            Some(IdState::Revoked { .. } | IdState::Released { .. }) => Err(Conflict::Ended),
+            Some(IdState::Bound { .. }) if self.claims.contains(claims) => {
+                Err(Conflict::ClaimsRevealed)
+            }
+            Some(IdState::Bound { .. }) => Ok(()),
+        }
     }
 
     /// The RBE state checks alone, for a registration whose pairing check
@@ -265,85 +311,146 @@ impl Registry {
         self.rbe.verify_fresh(well_formed)
     }
 
-    /// Applies a registration verified against this version, with the facts
-    /// derived from its log entry. Fails (changing nothing) if the
-    /// verification is stale or the claims digest is already registered.
-    pub fn apply(
+    /// Every RBE check against this state, pairing included.
+    pub fn verify(
+        &self,
+        registration: Registration,
+    ) -> Result<VerifiedRegistration, RegistrationError> {
+        self.rbe.verify(registration)
+    }
+
+    /// Applies a bind whose registration was verified against this state:
+    /// the RBE state first (which refuses a stale verification, changing
+    /// nothing), then the identity state. `record` must be
+    /// `entry.record(bytes)`.
+    pub fn apply_bind(
         &mut self,
+        entry: &LogEntry,
+        record: &LeafRecord,
         verified: &VerifiedRegistration,
-        facts: &EntryFacts,
     ) -> Result<(), ApplyError> {
-        if self.claims.contains(&facts.claims_digest) {
-            return Err(ApplyError::ClaimsRegistered);
+        let EntryBody::Bind { slot, .. } = &entry.body else {
+            return Err(ApplyError::RecordMismatch);
+        };
+        if verified.registration().id != entry.id || verified.registration().slot != *slot {
+            return Err(ApplyError::RegistrationMismatch);
         }
+        self.check_identity(entry, record)?;
         self.rbe.apply(verified)?;
-        self.entries.push(facts.registry_entry);
-        self.claims.insert(facts.claims_digest);
-        Ok(())
+        self.record_identity(entry, record)
     }
 
-    /// Verifies and applies one log entry (start-up replay).
-    pub fn replay_entry(&mut self, entry_bytes: &[u8]) -> Result<(), ReplayEntryError> {
-        let facts = EntryFacts::from_entry_bytes(entry_bytes)?;
-        self.replay_facts(&facts)
-    }
-
-    /// Verifies and applies the facts of one log entry (the second half of
-    /// [`Registry::replay_entry`], so that decoding can run on another thread).
-    pub fn replay_facts(&mut self, facts: &EntryFacts) -> Result<(), ReplayEntryError> {
-        let verified = self.verify(facts.registration.clone())?;
-        self.apply(&verified, facts)?;
-        Ok(())
-    }
-
-    /// The full registry snapshot at this version. Entries are unique by id
-    /// (the RBE state refuses duplicate ids) and there is one per log entry,
-    /// so an error here means a bug.
-    pub fn snapshot(&self) -> Result<RegistrySnapshot, mazu_identity::RegistryError> {
-        RegistrySnapshot::from_entries(self.version(), self.entries.clone())
-    }
-
-    /// The delta from version `since` to version `to`, or `None` unless
-    /// `since <= to <= ` this version.
-    pub fn delta(&self, since: u64, to: u64) -> Option<RegistryDelta> {
-        if since > to || to > self.version() {
-            return None;
+    /// Applies a reveal (no RBE change). `record` must be
+    /// `entry.record(bytes)`.
+    pub fn apply_reveal(
+        &mut self,
+        entry: &LogEntry,
+        record: &LeafRecord,
+    ) -> Result<(), ApplyError> {
+        if !matches!(entry.body, EntryBody::Reveal { .. }) {
+            return Err(ApplyError::RecordMismatch);
         }
-        let start = usize::try_from(since).ok()?;
-        let end = usize::try_from(to).ok()?;
-        RegistryDelta::new(since, to, self.entries.get(start..end)?.to_vec()).ok()
+        self.apply_identity(entry, record)
     }
-}
 
-/// Why [`Registry::apply`] refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ApplyError {
-    /// The RBE state refused (stale verification).
-    #[error(transparent)]
-    Rbe(#[from] RegistrationError),
-    /// The claims digest is already registered.
-    #[error("claims digest already registered")]
-    ClaimsRegistered,
-}
+    /// Checks that `entry` (with its `record`) is not void against this
+    /// state.
+    fn check_identity(&self, entry: &LogEntry, record: &LeafRecord) -> Result<(), ApplyError> {
+        if record.id != entry.id {
+            return Err(ApplyError::RecordMismatch);
+        }
+        match (&entry.body, &record.body) {
+            (EntryBody::Bind { slot, .. }, RecordBody::Bind { slot: s, .. }) if slot == s => {
+                Ok(self.check_bind(&entry.id, *slot)?)
+            }
+            (EntryBody::Reveal { token }, RecordBody::Reveal { .. }) => {
+                Ok(self.check_reveal(&entry.id, &claims_digest_of(token))?)
+            }
+            (EntryBody::Bind { .. } | EntryBody::Reveal { .. }, _) => {
+                Err(ApplyError::RecordMismatch)
+            }
+            (other, _) => Err(ApplyError::Unsupported(other.kind_name())),
+        }
+    }
 
-/// Why a log entry could not be replayed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReplayEntryError {
-    /// The entry is malformed.
-    #[error(transparent)]
-    Facts(#[from] FactsError),
-    /// The RBE checks refused it.
-    #[error("RBE check failed: {0}")]
-    Rbe(#[from] RegistrationError),
-    /// It conflicts with an earlier entry.
-    #[error(transparent)]
-    Apply(#[from] ApplyError),
+    /// Applies the identity side of an entry (lifecycle, bind and reveal
+    /// indexes, claims), after checking it is not void. The RBE side of a
+    /// bind is the caller's ([`Registry::apply_bind`], or the snapshot
+    /// restore that checks the image against the log).
+    pub(crate) fn apply_identity(
+        &mut self,
+        entry: &LogEntry,
+        record: &LeafRecord,
+    ) -> Result<(), ApplyError> {
+        self.check_identity(entry, record)?;
+        self.record_identity(entry, record)
+    }
+
+    /// [`Registry::apply_identity`] after the check (which a bind makes
+    /// before changing the RBE state: after it, its slot is no longer free).
+    fn record_identity(&mut self, entry: &LogEntry, record: &LeafRecord) -> Result<(), ApplyError> {
+        let index = self.ids.size();
+        // Checked above: the record is not void.
+        if let Err(reason) = self.ids.apply(record) {
+            return Err(ApplyError::Conflict(match reason {
+                mazu_identity::registry::derive::VoidReason::SlotTaken(s) => Conflict::SlotTaken(s),
+                _ => Conflict::AlreadyBound {
+                    slot: None,
+                    index: None,
+                },
+            }));
+        }
+        match &entry.body {
+            EntryBody::Bind { .. } => {
+                self.binds.insert(
+                    entry.id,
+                    BindInfo {
+                        index,
+                        content: content_digest(entry),
+                    },
+                );
+            }
+            EntryBody::Reveal { token } => {
+                self.reveals.insert(entry.id, index);
+                self.claims.insert(claims_digest_of(token));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// **Benchmarks only** (feature `bench-seed`): applies a synthetic
+    /// record to the id lifecycle, without an entry or RBE key.
+    #[cfg(feature = "bench-seed")]
+    pub fn bench_seed(&mut self, record: &LeafRecord) {
+        let _ = self.ids.apply(record);
+    }
+
+    /// Verifies and applies one decoded log entry (start-up replay): a bind
+    /// gets every RBE check (pairing included), a reveal the lifecycle
+    /// checks. The token of a reveal is not verified again (its issuer's
+    /// keys may have rotated since); the curator verified it when it logged
+    /// it and an auditor checks it at the entry's time.
+    pub fn replay(&mut self, decoded: ReplayEntry) -> Result<(), ApplyError> {
+        match decoded.registration {
+            Some(registration) => {
+                self.check_identity(&decoded.entry, &decoded.record)?;
+                let verified = self.rbe.verify(registration)?;
+                self.apply_bind(&decoded.entry, &decoded.record, &verified)
+            }
+            None => self.apply_reveal(&decoded.entry, &decoded.record),
+        }
+    }
+
+    /// Decodes, verifies and applies one log entry.
+    pub fn replay_bytes(&mut self, entry_bytes: &[u8]) -> Result<(), ApplyError> {
+        self.replay(ReplayEntry::decode(entry_bytes)?)
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
 
     #[test]
@@ -351,5 +458,28 @@ mod tests {
         assert_eq!(signing_input(b"aa.bb.cc"), b"aa.bb");
         assert_eq!(signing_input(b"aa.bb."), b"aa.bb");
         assert_eq!(signing_input(b"nodots"), b"nodots");
+    }
+
+    #[test]
+    fn content_digest_ignores_the_time_only() {
+        let a = LogEntry {
+            at_ms: 1,
+            id: [1; 32],
+            body: EntryBody::Reveal {
+                token: b"a.b.c".to_vec(),
+            },
+        };
+        let later = LogEntry {
+            at_ms: 2,
+            ..a.clone()
+        };
+        assert_eq!(content_digest(&a), content_digest(&later));
+        let other = LogEntry {
+            body: EntryBody::Reveal {
+                token: b"a.b.d".to_vec(),
+            },
+            ..a.clone()
+        };
+        assert_ne!(content_digest(&a), content_digest(&other));
     }
 }

@@ -14,7 +14,7 @@ use crate::bootstrap::{self, BootError};
 use crate::config::Config;
 use crate::jwks::TrustSource;
 use crate::metrics::Metrics;
-use crate::service::{Curator, CuratorOptions, OpenError, SnapshotOptions};
+use crate::service::{Curator, CuratorOptions, OpenError, SnapshotOptions, WitnessMode};
 use crate::snapshot::SNAPSHOT_FILE;
 use crate::store::{FileLogStore, LogStore, StoreError};
 
@@ -53,6 +53,9 @@ pub enum ServerError {
     /// The checkpoint key cannot be read or created.
     #[error(transparent)]
     CheckpointKey(#[from] crate::checkpoint::KeyError),
+    /// The witness configuration is unusable.
+    #[error(transparent)]
+    Witness(#[from] crate::witnessing::WitnessConfigError),
     /// A start-up task panicked.
     #[error("start-up task failed: {0}")]
     Task(String),
@@ -202,6 +205,36 @@ pub async fn run(
         })?;
     }
 
+    let witness = match &config.witness {
+        None => {
+            tracing::warn!(
+                "RUNNING WITHOUT WITNESSES (--insecure-no-witness): checkpoints are signed by \
+                 this curator alone, so nothing stops it from showing different logs to \
+                 different parties. Never use this outside local demos."
+            );
+            WitnessMode::Insecure
+        }
+        Some(w) => {
+            let witnessing =
+                crate::witnessing::Witnessing::new(crate::witnessing::WitnessOptions {
+                    endpoints: w.endpoints.clone(),
+                    quorum: w.quorum,
+                    request_timeout: w.timeout,
+                })?;
+            tracing::info!(
+                witnesses = ?w.endpoints.iter().map(|e| format!("{} ({})", e.url, e.verifier.name())).collect::<Vec<_>>(),
+                quorum = w.quorum,
+                refresh_secs = w.refresh.as_secs(),
+                timeout_ms = u64::try_from(w.timeout.as_millis()).unwrap_or(u64::MAX),
+                "witnesses configured"
+            );
+            WitnessMode::Witnesses {
+                witnessing,
+                refresh: w.refresh,
+                wait: w.timeout.saturating_mul(2),
+            }
+        }
+    };
     let metrics = Arc::new(Metrics::new());
     let state = AppState::new(metrics.clone(), config.limits.clone(), loaded.dev);
     let options = CuratorOptions {
@@ -215,6 +248,7 @@ pub async fn run(
         }),
         checkpoint_key: Some(checkpoint_key),
         checkpoint_origin: config.checkpoint_origin.clone(),
+        witness,
     };
     let scan_time = report.scan_time;
     if let Some(interval) = config.jwks_refresh

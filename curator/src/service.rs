@@ -1,7 +1,7 @@
 //! The curator itself, independent of HTTP: start-up replay, slot
-//! reservations, the registration pipeline and the read side with its
-//! per-version caches. The HTTP handlers in [`crate::api`] are thin wrappers
-//! around [`Curator`].
+//! reservations, the bind and reveal pipeline, witnessing, and the read side
+//! with its per-version caches. The HTTP handlers in [`crate::api`] are thin
+//! wrappers around [`Curator`].
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
@@ -10,22 +10,22 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use mazu_identity::{RegistryDelta, TrustConfig, WorkloadId};
+use mazu_identity::{TrustConfig, WorkloadId};
 use mazu_rbe::{Crs, MembershipProof, Opening};
-use tokio::sync::{Semaphore, mpsc, oneshot};
-
-use mazu_log::MerkleTree;
 use sha2::Digest as _;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::api::error::ApiError;
 use crate::checkpoint::Transparency;
+use crate::entry::LogEntry;
 use crate::metrics::Metrics;
-use crate::register::{self, Prepared, RegistrationRequest, conflict_error, token_error};
-use crate::registry::{EntryFacts, Registry, ReplayEntryError};
+use crate::register::{self, BindingRequest, PreparedBind, RevealRequest};
+use crate::registry::{ApplyError, Registry, ReplayEntry};
 use crate::reservations::Reservations;
 use crate::snapshot::{self, Snapshots};
 use crate::store::{LogStore, StoreError};
-use crate::writer::{self, Committed, Job};
+use crate::witnessing::{WitnessedLog, Witnessing};
+use crate::writer::{self, Job, Logged, Work};
 
 /// Unix time in seconds.
 pub fn now_unix() -> u64 {
@@ -60,6 +60,30 @@ pub struct CuratorOptions {
     pub checkpoint_key: Option<[u8; 32]>,
     /// The checkpoint origin; `None`: [`crate::checkpoint::default_origin`].
     pub checkpoint_origin: Option<String>,
+    /// How checkpoints get their witness cosignatures.
+    pub witness: WitnessMode,
+}
+
+/// How checkpoints are witnessed before binds and reveals are answered.
+#[derive(Debug, Clone)]
+pub enum WitnessMode {
+    /// **INSECURE, development only** (`--insecure-no-witness`): the
+    /// curator-signed checkpoint is published at once, without any witness
+    /// cosignature, so nothing stops this curator from showing different
+    /// logs to different parties.
+    Insecure,
+    /// Submit checkpoints to witnesses and publish them once the quorum
+    /// cosigned.
+    Witnesses {
+        /// The witness client.
+        witnessing: Witnessing,
+        /// Re-submit the newest checkpoint this often even if the log did
+        /// not grow (fresh cosignature timestamps).
+        refresh: Duration,
+        /// How long a bind or reveal waits for a witnessed checkpoint
+        /// covering it before answering `503 witness_unavailable`.
+        wait: Duration,
+    },
 }
 
 /// Where and how often the state snapshot is written (see [`crate::snapshot`]).
@@ -81,6 +105,7 @@ impl Default for CuratorOptions {
             snapshot: None,
             checkpoint_key: None,
             checkpoint_origin: None,
+            witness: WitnessMode::Insecure,
         }
     }
 }
@@ -88,7 +113,7 @@ impl Default for CuratorOptions {
 /// What the start-up rebuild of the state did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplayReport {
-    /// Entries in the state (snapshot + replayed).
+    /// Log entries in the state (snapshot + replayed).
     pub entries: u64,
     /// How long the whole rebuild took.
     pub elapsed: Duration,
@@ -118,8 +143,11 @@ pub enum OpenError {
         /// Its index.
         index: u64,
         /// Why.
-        error: ReplayEntryError,
+        error: ApplyError,
     },
+    /// Witnessing needs a Tokio runtime to run its background task.
+    #[error("witnessing needs a Tokio runtime (open the curator from within one)")]
+    NoRuntime,
     /// The writer thread could not be started.
     #[error("cannot start the log writer thread: {0}")]
     Thread(#[from] std::io::Error),
@@ -133,13 +161,13 @@ pub enum OpenError {
 pub struct SlotGrant {
     /// The reserved slot.
     pub slot: u32,
-    /// The workload id (SHA-256 of the token).
+    /// The workload id (SHA-256 of its token).
     pub id: [u8; 32],
     /// When the reservation lapses (Unix seconds).
     pub expires_at: u64,
     /// Whether this request created it (false: an existing one was returned).
     pub created: bool,
-    /// The registry version when it was granted.
+    /// The log size when it was granted.
     pub version: u64,
 }
 
@@ -157,8 +185,14 @@ pub(crate) struct Core {
     pub(crate) failed: AtomicBool,
     /// The state snapshot writer, if snapshots are on.
     pub(crate) snapshots: Option<Arc<Snapshots>>,
-    /// The Merkle tree over the log and the checkpoint signer.
+    /// The Merkle tree over the log's records and the checkpoint signer.
     pub(crate) transparency: Arc<Transparency>,
+    /// The newest witnessed checkpoint.
+    pub(crate) witnessed: WitnessedLog,
+    /// The log size, for the witnessing task (it wakes when it grows).
+    size_tx: watch::Sender<u64>,
+    /// Publish curator-signed checkpoints without witnesses.
+    insecure_no_witness: bool,
 }
 
 impl Core {
@@ -188,6 +222,19 @@ impl Core {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// The log grew to `size`: without witnesses, publish its checkpoint at
+    /// once; with them, wake the witnessing task.
+    pub(crate) fn grew(&self, size: u64) {
+        if self.insecure_no_witness {
+            match self.transparency.sign(size) {
+                Ok(note) => self.witnessed.publish(size, note),
+                Err(e) => tracing::error!(error = %e, size, "cannot sign a checkpoint"),
+            }
+        } else {
+            self.size_tx.send_replace(size);
+        }
+    }
 }
 
 type Cache = tokio::sync::Mutex<Option<(u64, Bytes)>>;
@@ -201,11 +248,12 @@ struct Caches {
     snapshot: tokio::sync::Mutex<Option<EncodedSnapshot>>,
 }
 
-/// The registry snapshot of one version, encoded, with its SHA-256 (what
-/// checkpoints bind): both computed once per version.
+/// The derived registry of one version (live and revoked ids), encoded, with
+/// its SHA-256: both computed once per version. Operators' view only: it is
+/// not signed, and verifiers derive it from the witnessed records.
 #[derive(Clone, Debug)]
 pub struct EncodedSnapshot {
-    /// The registry version.
+    /// The log size it reflects.
     pub version: u64,
     /// The identity crate's binary encoding (`MZRS`).
     pub bytes: Bytes,
@@ -225,13 +273,19 @@ pub struct Curator {
     caches: Caches,
     dev_crs: bool,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The witnessing task, if witnesses are configured.
+    witness_task: Option<tokio::task::JoinHandle<()>>,
+    /// How long binds and reveals wait for a witnessed checkpoint.
+    witness_wait: Duration,
 }
 
 impl Curator {
-    /// Rebuilds the registry over `crs` from `store` (blocking: run it on a
-    /// blocking thread) and starts the writer. With snapshots on, a valid
-    /// snapshot that matches the log prefix replaces the replay of that
-    /// prefix (see [`crate::snapshot`]); otherwise every entry is replayed.
+    /// Rebuilds the state over `crs` from `store` (blocking: run it on a
+    /// blocking thread, inside a Tokio runtime when witnesses are
+    /// configured) and starts the writer and the witnessing task. With
+    /// snapshots on, a valid snapshot that matches the log prefix replaces
+    /// the replay of that prefix (see [`crate::snapshot`]); otherwise every
+    /// entry is replayed.
     pub fn open(
         crs: Crs,
         trust: TrustConfig,
@@ -258,7 +312,7 @@ impl Curator {
             }
         }
         let snapshot_load = started.elapsed();
-        let snapshot_entries = registry.as_ref().map_or(0, Registry::version);
+        let snapshot_entries = registry.as_ref().map_or(0, Registry::size);
         let mut registry = registry.unwrap_or_else(|| Registry::new(crs.clone()));
         let replay_started = Instant::now();
         let index = replay_from(&mut registry, &store, snapshot_entries)?;
@@ -280,7 +334,7 @@ impl Curator {
             .as_ref()
             .map(|o| Arc::new(Snapshots::new(o.path.clone(), o.every, snapshot_entries)));
 
-        let tree = merkle_tree(store.as_ref(), index)?;
+        let records = records_of(store.as_ref(), index)?;
         let origin = options
             .checkpoint_origin
             .clone()
@@ -290,10 +344,12 @@ impl Curator {
             rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut k);
             k
         });
-        let transparency = Arc::new(Transparency::new(tree, &origin, &key)?);
+        let transparency = Arc::new(Transparency::new(records, &origin, &key)?);
 
         let crs_binary = Bytes::from(crs.to_bytes());
         let crs_json = Bytes::from(serde_json::to_vec(&crs).map_err(std::io::Error::other)?);
+        let insecure_no_witness = matches!(options.witness, WitnessMode::Insecure);
+        let (size_tx, size_rx) = watch::channel(index);
         let core = Arc::new(Core {
             crs: Arc::new(crs),
             trust: RwLock::new(Arc::new(trust)),
@@ -304,7 +360,32 @@ impl Curator {
             failed: AtomicBool::new(false),
             snapshots,
             transparency,
+            witnessed: WitnessedLog::new(),
+            size_tx,
+            insecure_no_witness,
         });
+        let (witness_task, witness_wait) = match &options.witness {
+            WitnessMode::Insecure => {
+                core.grew(index);
+                (None, Duration::from_secs(5))
+            }
+            WitnessMode::Witnesses {
+                witnessing,
+                refresh,
+                wait,
+            } => {
+                let runtime =
+                    tokio::runtime::Handle::try_current().map_err(|_| OpenError::NoRuntime)?;
+                let task = runtime.spawn(witness_loop(
+                    core.transparency.clone(),
+                    core.witnessed.clone(),
+                    witnessing.clone(),
+                    size_rx,
+                    *refresh,
+                ));
+                (Some(task), *wait)
+            }
+        };
         let (tx, rx) = mpsc::channel(options.max_pending_registrations.max(1));
         let handle = writer::spawn(core.clone(), rx)?;
         let curator = Self {
@@ -317,6 +398,8 @@ impl Curator {
             caches: Caches::default(),
             dev_crs: options.dev_crs,
             writer: Mutex::new(Some(handle)),
+            witness_task,
+            witness_wait,
         };
         Ok((curator, report))
     }
@@ -326,9 +409,9 @@ impl Curator {
         &self.core.transparency
     }
 
-    /// The registry version (log size).
+    /// The log size the state reflects (the "version" of every answer).
     pub fn version(&self) -> u64 {
-        self.core.read_registry().version()
+        self.core.read_registry().size()
     }
 
     /// The CRS.
@@ -341,25 +424,44 @@ impl Curator {
         self.dev_crs
     }
 
-    /// Whether registrations can be accepted (the store is writable and the
-    /// state consistent with the log).
+    /// Whether checkpoints are published without witnesses
+    /// (`--insecure-no-witness`).
+    pub fn insecure_no_witness(&self) -> bool {
+        self.core.insecure_no_witness
+    }
+
+    /// Whether binds and reveals can be accepted (the store is writable and
+    /// the state consistent with the log).
     pub fn is_healthy(&self) -> bool {
         !self.core.failed.load(Ordering::SeqCst) && !self.core.store.is_poisoned()
     }
 
-    /// **Benchmarks only** (feature `bench-seed`): see
-    /// [`Registry::bench_seed`](crate::registry::Registry::bench_seed).
-    /// The Merkle tree gets one stand-in leaf per entry (its id), so that
-    /// registry answers can carry checkpoints at the seeded version.
+    /// **Benchmarks only** (feature `bench-seed`): applies synthetic bind
+    /// and reveal records for `(id, slot, spki_hash, token_expiry)` to the
+    /// id lifecycle and the Merkle tree, without log entries or RBE keys, so
+    /// that serving the registry and the records can be measured at sizes
+    /// where real bindings would take hours of key generation. A curator
+    /// seeded this way must not accept binds (its tree no longer matches
+    /// its log).
     #[cfg(feature = "bench-seed")]
-    pub fn bench_seed(&self, entries: impl IntoIterator<Item = mazu_identity::RegistryEntry>) {
-        let entries: Vec<_> = entries.into_iter().collect();
-        for e in &entries {
-            self.core
-                .transparency
-                .push(mazu_log::merkle::leaf_hash(e.workload_id.as_bytes()));
+    pub fn bench_seed(&self, bindings: impl IntoIterator<Item = ([u8; 32], u32, [u8; 32], u64)>) {
+        use mazu_log::record::{LeafRecord, RecordBody};
+        let mut registry = self.core.write_registry();
+        for (id, slot, spki_hash, token_expiry) in bindings {
+            for body in [
+                RecordBody::Bind { slot, spki_hash },
+                RecordBody::Reveal { token_expiry },
+            ] {
+                let record = LeafRecord {
+                    at_ms: 0,
+                    id,
+                    entry_digest: [0; 32],
+                    body,
+                };
+                registry.bench_seed(&record);
+                self.core.transparency.push(record.to_bytes());
+            }
         }
-        self.core.write_registry().bench_seed(entries);
     }
 
     /// Live slot reservations.
@@ -367,23 +469,18 @@ impl Curator {
         self.core.lock_reservations().len()
     }
 
-    /// `POST /v1/slots`: verifies the token and reserves (or returns the
-    /// existing reservation of) a slot for its id.
-    pub fn reserve_slot(&self, token: &str) -> Result<SlotGrant, ApiError> {
-        let verified = self
-            .core
-            .trust()
-            .verify_token(token.as_bytes(), now_unix())
-            .map_err(|e| token_error(&e))?;
-        let id = *verified.workload_id.as_bytes();
+    /// `POST /v1/slots`: reserves (or returns the existing reservation of) a
+    /// free slot for `hex_id`. No token: the id is SHA-256 of a token the
+    /// curator sees only at the reveal.
+    pub fn reserve_slot(&self, hex_id: &str) -> Result<SlotGrant, ApiError> {
+        let id = register::parse_id("id", hex_id)?;
         let now = Instant::now();
         let mut reservations = self.core.lock_reservations();
         let registry = self.core.read_registry();
-        if let Some(slot) = registry.slot_of(&id) {
-            return Err(ApiError::AlreadyRegistered { slot });
-        }
-        if registry.has_claims(&verified.claims_digest) {
-            return Err(ApiError::TokenAlreadyRegistered);
+        if registry.state(&id).is_some() {
+            return Err(ApiError::AlreadyRegistered {
+                slot: registry.slot_of(&id),
+            });
         }
         let capacity = registry.capacity();
         let (r, created) = reservations
@@ -394,14 +491,15 @@ impl Curator {
             id,
             expires_at: r.expires_at,
             created,
-            version: registry.version(),
+            version: registry.size(),
         })
     }
 
-    /// `POST /v1/registrations`: verifies on a blocking thread (several at
-    /// once), then commits through the serialized writer.
-    pub async fn register(&self, request: RegistrationRequest) -> Result<Committed, ApiError> {
-        let Ok(_pending) = self.pending.clone().try_acquire_owned() else {
+    /// `POST /v1/bindings`: verifies on a blocking thread (several at once),
+    /// commits through the serialized writer, then waits for a witnessed
+    /// checkpoint covering the entry. Returns the entry and that checkpoint.
+    pub async fn bind(&self, request: BindingRequest) -> Result<(Logged, String), ApiError> {
+        let Ok(pending) = self.pending.clone().try_acquire_owned() else {
             self.core.metrics.refuse(ApiError::Overloaded.code());
             return Err(ApiError::Overloaded);
         };
@@ -415,7 +513,7 @@ impl Curator {
         let started = Instant::now();
         let prepared = tokio::task::spawn_blocking(move || {
             let _permit = verify_permit;
-            prepare(&core, request)
+            prepare_bind(&core, request)
         })
         .await
         .map_err(|e| ApiError::internal(format!("verification task failed: {e}")))?;
@@ -430,14 +528,78 @@ impl Curator {
                 return Err(e);
             }
         };
+        let logged = self.commit(Work::Bind(Box::new(prepared))).await?;
+        drop(pending);
+        self.witnessed(logged).await
+    }
+
+    /// `POST /v1/bindings/{id}/reveal`: verifies the token (SHA-256 = id,
+    /// issuer, audience, namespace scope, times), commits the reveal, then
+    /// waits for a witnessed checkpoint covering it.
+    pub async fn reveal(
+        &self,
+        hex_id: &str,
+        request: RevealRequest,
+    ) -> Result<(Logged, String), ApiError> {
+        let prepared =
+            match register::prepare_reveal(&self.core.trust(), hex_id, request, now_unix()) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.core.metrics.refuse(e.code());
+                    return Err(e);
+                }
+            };
+        let logged = self.commit(Work::Reveal(prepared)).await?;
+        self.witnessed(logged).await
+    }
+
+    async fn commit(&self, work: Work) -> Result<Logged, ApiError> {
         let (reply, outcome) = oneshot::channel();
         self.jobs
-            .send(Job { prepared, reply })
+            .send(Job { work, reply })
             .await
             .map_err(|_| ApiError::internal("log writer stopped"))?;
         outcome
             .await
-            .map_err(|_| ApiError::internal("log writer dropped a registration"))?
+            .map_err(|_| ApiError::internal("log writer dropped an entry"))?
+    }
+
+    /// Waits for a witnessed checkpoint covering `logged`.
+    async fn witnessed(&self, logged: Logged) -> Result<(Logged, String), ApiError> {
+        match self
+            .core
+            .witnessed
+            .wait_covering(logged.index, self.witness_wait)
+            .await
+        {
+            Ok((_, note)) => Ok((logged, note)),
+            Err(e) => {
+                tracing::warn!(
+                    index = logged.index,
+                    waited_ms = u64::try_from(e.waited.as_millis()).unwrap_or(u64::MAX),
+                    "no witnessed checkpoint covers the entry yet; answering witness_unavailable"
+                );
+                let err = ApiError::WitnessUnavailable {
+                    index: logged.index,
+                    retry_after_secs: self.witness_wait.as_secs().clamp(1, 30),
+                };
+                self.core.metrics.refuse(err.code());
+                Err(err)
+            }
+        }
+    }
+
+    /// The newest witnessed checkpoint: (size, note with the cosignatures).
+    pub fn checkpoint(&self) -> Result<(u64, String), ApiError> {
+        self.core
+            .witnessed
+            .latest()
+            .ok_or(ApiError::NoWitnessedCheckpoint)
+    }
+
+    /// The newest witnessed checkpoint, shared (tests and wiring wait on it).
+    pub fn witnessed_log(&self) -> &WitnessedLog {
+        &self.core.witnessed
     }
 
     /// Public parameters at the current version: (version, canonical bytes
@@ -451,10 +613,10 @@ impl Curator {
         let mut slot = cache.lock().await;
         let (version, pp) = {
             let registry = self.core.read_registry();
-            if let Some((v, b)) = slot.as_ref().filter(|(v, _)| *v == registry.version()) {
+            if let Some((v, b)) = slot.as_ref().filter(|(v, _)| *v == registry.size()) {
                 return Ok((*v, b.clone()));
             }
-            (registry.version(), registry.rbe().public_params())
+            (registry.size(), registry.rbe().public_params())
         };
         let bytes = if json {
             Bytes::from(serde_json::to_vec(&pp).map_err(ApiError::internal)?)
@@ -474,8 +636,8 @@ impl Curator {
         }
     }
 
-    /// The full registry snapshot at the current version, encoded and
-    /// hashed. Built on a blocking thread once per version.
+    /// The derived registry (live and revoked ids) at the current version,
+    /// encoded and hashed, once per version. For operators: not signed.
     pub async fn snapshot(&self) -> Result<EncodedSnapshot, ApiError> {
         let mut slot = self.caches.snapshot.lock().await;
         let current = self.version();
@@ -484,49 +646,19 @@ impl Curator {
         }
         let core = self.core.clone();
         let encoded = tokio::task::spawn_blocking(move || {
-            // Copy the entries under the lock (a memcpy); sort and encode
-            // without it, so the writer is not held up.
-            let (version, entries) = {
-                let registry = core.read_registry();
-                (registry.version(), registry.entries().to_vec())
-            };
-            let snapshot = mazu_identity::RegistrySnapshot::from_entries(version, entries)
-                .map_err(ApiError::internal)?;
+            let snapshot = core.read_registry().snapshot();
             let bytes = snapshot.encode();
             let digest = sha2::Sha256::digest(&bytes).into();
-            Ok::<_, ApiError>(EncodedSnapshot {
+            EncodedSnapshot {
                 version: snapshot.version(),
                 bytes: Bytes::from(bytes),
                 digest,
-            })
+            }
         })
         .await
-        .map_err(ApiError::internal)??;
+        .map_err(ApiError::internal)?;
         *slot = Some(encoded.clone());
         Ok(encoded)
-    }
-
-    /// The delta from `since` to version `to` (at most the current version).
-    pub fn delta(&self, since: u64, to: u64) -> Result<RegistryDelta, ApiError> {
-        let registry = self.core.read_registry();
-        let version = registry.version();
-        registry
-            .delta(since, to)
-            .ok_or(ApiError::VersionAhead { since, version })
-    }
-
-    /// The evidence for the registry at the current version `N`: `(N, the
-    /// signed checkpoint of size N, the binary snapshot)`. The checkpoint
-    /// binds the snapshot with its SHA-256 (`mazu_log::evidence`), so the
-    /// curator signs which registry its log yields.
-    pub async fn evidence(&self) -> Result<(u64, String, Bytes), ApiError> {
-        let snapshot = self.snapshot().await?;
-        let note = self
-            .core
-            .transparency
-            .checkpoint_at(snapshot.version, &snapshot.digest)
-            .map_err(ApiError::internal)?;
-        Ok((snapshot.version, note, snapshot.bytes))
     }
 
     /// The consistency proof from tree size `from` to `to`.
@@ -538,7 +670,8 @@ impl Curator {
             .map_err(|e| ApiError::InvalidParameter(e.to_string()))
     }
 
-    /// The current opening of `slot`, whether it is registered, and the version.
+    /// The current opening of `slot`, whether it holds a binding, and the
+    /// version.
     pub fn opening(&self, slot: u32) -> Result<(u64, Opening, bool), ApiError> {
         let registry = self.core.read_registry();
         let capacity = registry.capacity();
@@ -546,36 +679,58 @@ impl Curator {
             .rbe()
             .opening(slot)
             .ok_or(ApiError::SlotOutOfRange { slot, capacity })?;
-        Ok((registry.version(), opening, !registry.is_free(slot)))
+        Ok((registry.size(), opening, !registry.is_free(slot)))
     }
 
-    /// A membership proof for `id`: (version, slot, proof).
+    /// A membership proof for a bound or live `id`: (version, slot, proof).
     pub fn proof(&self, id: &WorkloadId) -> Result<(u64, u32, MembershipProof), ApiError> {
         let registry = self.core.read_registry();
-        let version = registry.version();
+        let version = registry.size();
         let slot = registry
             .slot_of(id.as_bytes())
             .ok_or(ApiError::UnknownId { version })?;
         let proof = registry
             .rbe()
             .membership_proof(slot)
-            .ok_or_else(|| ApiError::internal(format!("registered slot {slot} has no proof")))?;
+            .ok_or_else(|| ApiError::internal(format!("bound slot {slot} has no proof")))?;
         Ok((version, slot, proof))
     }
 
-    /// Raw log entries `[start, start + limit)` and the log size.
+    /// Raw log entries `[start, start + limit)` with their records, and the
+    /// log size.
     pub async fn log_range(
         &self,
         start: u64,
         limit: usize,
-    ) -> Result<(u64, Vec<Vec<u8>>), ApiError> {
+    ) -> Result<(u64, Vec<(Vec<u8>, Vec<u8>)>), ApiError> {
         let store = self.core.store.clone();
-        let size = self.version();
+        let size = self.core.transparency.size();
         let entries = tokio::task::spawn_blocking(move || store.read_range(start, limit))
             .await
             .map_err(ApiError::internal)?
             .map_err(ApiError::internal)?;
-        Ok((size, entries))
+        let mut out = Vec::with_capacity(entries.len());
+        for (i, entry) in entries.into_iter().enumerate() {
+            let index = start + i as u64;
+            // An entry appended but not yet in the tree is left for the next
+            // page (the tree follows the store within one commit).
+            let Some(record) = self.core.transparency.record(index) else {
+                break;
+            };
+            out.push((entry, record));
+        }
+        Ok((size, out))
+    }
+
+    /// Records `start..min(end, size, start + 16384)` concatenated: (log
+    /// size, count, bytes). `start > size` is `out_of_range`.
+    pub fn records(&self, start: u64, end: u64) -> Result<(u64, u64, Vec<u8>), ApiError> {
+        self.core.transparency.records(start, end).ok_or_else(|| {
+            ApiError::OutOfRange(format!(
+                "start {start} is beyond the log size {}",
+                self.core.transparency.size()
+            ))
+        })
     }
 
     /// Replaces the token policy (a JWKS refresh). Requests already past the
@@ -599,8 +754,11 @@ impl Curator {
             return Ok(0);
         }
         // Clone under the lock (a memory copy), encode and write without it.
-        let state = self.core.read_registry().rbe().clone();
-        snapshots.write_now(&state)
+        let (state, size) = {
+            let registry = self.core.read_registry();
+            (registry.rbe().clone(), registry.size())
+        };
+        snapshots.write_now(&state, size)
     }
 
     /// Whether a background snapshot write is running.
@@ -608,10 +766,18 @@ impl Curator {
         self.core.snapshots.as_ref().is_some_and(|s| s.is_busy())
     }
 
-    /// Stops the writer after the queued registrations (call after the HTTP
-    /// server has stopped).
+    /// Stops the witnessing task and the writer after the queued entries
+    /// (call after the HTTP server has stopped).
     pub fn shutdown(self) {
-        let Self { jobs, writer, .. } = self;
+        let Self {
+            jobs,
+            writer,
+            witness_task,
+            ..
+        } = self;
+        if let Some(task) = witness_task {
+            task.abort();
+        }
         drop(jobs);
         let handle = writer
             .lock()
@@ -623,22 +789,87 @@ impl Curator {
     }
 }
 
-/// The Merkle tree over the leaf hashes of the first `size` log entries.
-fn merkle_tree(store: &dyn LogStore, size: u64) -> Result<MerkleTree, OpenError> {
-    let mut tree = MerkleTree::new();
-    while tree.len() < size {
-        let chunk = store.read_range(tree.len(), 256)?;
+/// The witnessing task: whenever the log grew, and every `refresh` even if
+/// not, signs the checkpoint of the current size, has the witnesses cosign
+/// it, and publishes the cosigned note. A failed round is retried after a
+/// second (binds and reveals keep waiting meanwhile, up to their timeout).
+/// It ends when the curator is dropped (or at [`Curator::shutdown`]).
+async fn witness_loop(
+    transparency: Arc<Transparency>,
+    witnessed: WitnessedLog,
+    witnessing: Witnessing,
+    mut size_rx: watch::Receiver<u64>,
+    refresh: Duration,
+) {
+    const RETRY: Duration = Duration::from_secs(1);
+    loop {
+        // The sender lives in the curator's core: once it is gone, stop.
+        if size_rx.has_changed().is_err() {
+            return;
+        }
+        size_rx.mark_unchanged();
+        let size = transparency.size();
+        let note = match transparency.sign(size) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, size, "cannot sign the checkpoint to witness");
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        let proofs = transparency.clone();
+        let consistency = move |old: u64, new: u64| {
+            proofs
+                .consistency(old, new)
+                .map(|(_, _, proof)| proof)
+                .map_err(|e| e.to_string())
+        };
+        match witnessing.cosign(&note, size, &consistency).await {
+            Ok(cosigned) => {
+                tracing::debug!(size, "checkpoint witnessed");
+                witnessed.publish(size, cosigned);
+            }
+            Err(e) => {
+                tracing::warn!(size, error = %e, "checkpoint not witnessed; retrying");
+                tokio::time::sleep(RETRY.min(refresh)).await;
+                continue;
+            }
+        }
+        if transparency.size() > size {
+            continue;
+        }
+        // Woken by growth or the refresh interval; an error: the curator is
+        // gone.
+        if let Ok(Err(_)) = tokio::time::timeout(refresh, size_rx.changed()).await {
+            return;
+        }
+    }
+}
+
+/// The canonical record bytes of the first `size` log entries.
+fn records_of(store: &dyn LogStore, size: u64) -> Result<Vec<Vec<u8>>, OpenError> {
+    let mut records = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    let mut index = 0u64;
+    while index < size {
+        let chunk = store.read_range(index, 256)?;
         if chunk.is_empty() {
             break;
         }
         for bytes in chunk
             .iter()
-            .take(usize::try_from(size - tree.len()).unwrap_or(usize::MAX))
+            .take(usize::try_from(size - index).unwrap_or(usize::MAX))
         {
-            tree.push(crate::entry::LogEntry::leaf_hash(bytes));
+            let record = LogEntry::from_bytes(bytes)
+                .and_then(|entry| entry.record(bytes))
+                .map_err(|e| OpenError::Replay {
+                    index,
+                    error: e.into(),
+                })?;
+            records.push(record.to_bytes());
+            index += 1;
         }
     }
-    Ok(tree)
+    Ok(records)
 }
 
 /// Replays the log entries from `start` on into `registry` with every check;
@@ -649,10 +880,10 @@ fn replay_from(
     start: u64,
 ) -> Result<u64, OpenError> {
     let total = store.len();
-    // Decoding an entry (every point subgroup-checked) costs about as much
-    // as verifying it: decode on a second thread while this one verifies
-    // and applies, in log order.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(u64, EntryFacts), OpenError>>(64);
+    // Decoding a bind (every point subgroup-checked) costs about as much as
+    // verifying it: decode on a second thread while this one verifies and
+    // applies, in log order.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(u64, ReplayEntry), OpenError>>(64);
     let decode_store = store.clone();
     std::thread::scope(|scope| {
         scope.spawn(move || {
@@ -667,12 +898,9 @@ fn replay_from(
                     }
                 };
                 for bytes in chunk {
-                    let item = EntryFacts::from_entry_bytes(&bytes)
-                        .map(|f| (index, f))
-                        .map_err(|e| OpenError::Replay {
-                            index,
-                            error: e.into(),
-                        });
+                    let item = ReplayEntry::decode(&bytes)
+                        .map(|d| (index, d))
+                        .map_err(|error| OpenError::Replay { index, error });
                     if tx.send(item).is_err() {
                         return; // the verifier stopped on an error
                     }
@@ -682,9 +910,9 @@ fn replay_from(
         });
         let mut applied = start;
         for item in rx {
-            let (index, facts) = item?;
+            let (index, decoded) = item?;
             registry
-                .replay_facts(&facts)
+                .replay(decoded)
                 .map_err(|error| OpenError::Replay { index, error })?;
             applied = index + 1;
             if applied.is_multiple_of(1000) {
@@ -695,32 +923,48 @@ fn replay_from(
     })
 }
 
-/// The order-independent checks, cheapest first. Runs on a blocking thread.
-fn prepare(core: &Core, request: RegistrationRequest) -> Result<Prepared, ApiError> {
-    // Cheapest first: the JSON shape, then one token signature and the state
-    // lookups, and only then the curve points (subgroup checks) and pairings.
+/// The order-independent checks of a bind, cheapest first. Runs on a
+/// blocking thread.
+fn prepare_bind(core: &Core, request: BindingRequest) -> Result<PreparedBind, ApiError> {
+    // Cheapest first: the JSON shape, id, slot and helper count; then the
+    // state (a bound id with another key, a taken or reserved slot), the TLS
+    // fields; and only then the curve points (subgroup checks), the proof of
+    // possession over their canonical bytes, and the pairings.
     let register::Prechecked { id, slot } =
         register::precheck(&request, core.crs.capacity(), core.crs.block_size())?;
-    let verified = register::check_token(&core.trust(), request.token.as_bytes(), &id, now_unix())?;
-    core.read_registry()
-        .check_fresh(&id, &verified.claims_digest, slot)
-        .map_err(|c| conflict_error(&c))?;
+    let (spki, _) = register::decode_tls(&request)?;
+    {
+        let registry = core.read_registry();
+        if let Some(state) = registry.state(&id) {
+            // Only the identical binding may go on (the writer answers it
+            // with the logged entry); anything else is refused before any
+            // point is decoded.
+            let same_key = match state {
+                mazu_identity::registry::derive::IdState::Bound {
+                    slot: s, spki_hash, ..
+                }
+                | mazu_identity::registry::derive::IdState::Live {
+                    slot: s, spki_hash, ..
+                } => *s == slot && *spki_hash == <[u8; 32]>::from(sha2::Sha256::digest(&spki)),
+                _ => false,
+            };
+            if !same_key {
+                return Err(ApiError::AlreadyRegistered {
+                    slot: registry.slot_of(&id),
+                });
+            }
+        } else {
+            registry
+                .check_bind(&id, slot)
+                .map_err(|c| register::conflict_error(&c))?;
+        }
+    }
     if core
         .lock_reservations()
         .reserved_for_other(slot, &id, Instant::now())
     {
         return Err(ApiError::SlotReserved(slot));
     }
-    let register::Decoded {
-        token,
-        registration,
-        spki,
-        signature,
-    } = register::decode(request)?;
-    if registration.id != id || registration.slot != slot {
-        return Err(ApiError::internal(
-            "decoded registration differs from its pre-checked id or slot",
-        ));
-    }
-    register::finish(&core.crs, &verified, token, registration, spki, signature)
+    let decoded = register::decode(request)?;
+    register::finish(&core.crs, &id, decoded)
 }

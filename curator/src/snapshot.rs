@@ -8,52 +8,60 @@
 //! `DATA_DIR/state.snapshot`, atomically (temporary file, fsync, rename, fsync
 //! of the directory).
 //!
-//! # File format
+//! # File format (version 2, log format 2)
 //!
 //! ```text
-//! magic      "MZSNAP01" (8 bytes; the final '1' is the format version)
+//! magic      "MZSNAP02" (8 bytes; the final '2' is the format version)
 //! crs digest 32 bytes
-//! entries    u64 BE: the log prefix the snapshot covers (= the image's version)
+//! entries    u64 BE: the log prefix the snapshot covers (binds and reveals)
 //! image len  u64 BE
-//! image      the rbe crate's state image (RBES)
+//! image      the rbe crate's state image (RBES) after the prefix's binds
 //! checksum   SHA-256 of every byte above (32 bytes)
 //! ```
+//!
+//! A format 1 snapshot (`MZSNAP01`, written for log format 1 where every
+//! entry was a registration) is refused with [`SnapshotLoadError::OldFormat`]
+//! and replaced by the next snapshot written.
 //!
 //! # Loading
 //!
 //! The log stays authoritative: it is scanned as always, and the snapshot is
 //! used only if it is intact (length, checksum, magic), made under the
 //! configured CRS, covers no more entries than the log holds, and matches the
-//! log prefix it claims to cover: [`mazu_rbe::SnapshotRestore`] checks every
-//! covered registration's slot, id and public key and recomputes the log
-//! digest from the log's own bytes (hashing only, no curve arithmetic), and
-//! recomputes the block commitments from the keys. The identity-layer state
-//! (registry entries, claims digests) is not in the snapshot at all: it is
-//! re-derived from the covered log entries, which is cheap. Then only the
-//! entries after the prefix are replayed with every check. Anything else
-//! (missing, damaged, stale, another CRS, another log) logs a warning and
-//! falls back to the full replay, so a bad snapshot can cost time but never
-//! change the state the public parameters are computed from.
+//! log prefix it claims to cover: every covered entry is decoded and its
+//! record derived (hashing only, no curve arithmetic) and applied to the id
+//! lifecycle with the same rules as a replay (a void entry is refused);
+//! [`mazu_rbe::SnapshotRestore`] checks every covered bind's slot, id and
+//! public key against the image, recomputes the RBE log digest from the
+//! log's own registration bytes, and recomputes the block commitments from
+//! the keys. The identity state (lifecycle, bind and reveal indexes, claims
+//! digests) is not in the snapshot at all: it is re-derived from the covered
+//! entries. Then only the entries after the prefix are replayed with every
+//! check. Anything else (missing, damaged, stale, another CRS, another log,
+//! an older format) logs a warning and falls back to the full replay, so a
+//! bad snapshot can cost time but never change the state the public
+//! parameters are computed from.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use mazu_identity::{ClaimsDigest, RegistryEntry};
 use mazu_rbe::{Crs, RegistryState, SnapshotError, SnapshotRestore};
 use sha2::{Digest, Sha256};
 
-use crate::entry::LogEntry;
-use crate::registry::{FactsError, Registry, identity_facts};
+use crate::entry::{EntryBody, LogEntry};
+use crate::registry::Registry;
 use crate::store::{LogStore, StoreError};
 
 /// Name of the snapshot file inside the data directory.
 pub const SNAPSHOT_FILE: &str = "state.snapshot";
 
 /// Magic bytes; the last byte is the format version.
-pub const SNAPSHOT_MAGIC: [u8; 8] = *b"MZSNAP01";
+pub const SNAPSHOT_MAGIC: [u8; 8] = *b"MZSNAP02";
+
+/// The magic of a format the curator no longer reads, without its version.
+const MAGIC_PREFIX: &[u8; 7] = b"MZSNAP0";
 
 /// Header: magic, CRS digest, entries, image length.
 const HEADER_LEN: usize = 8 + 32 + 8 + 8;
@@ -75,9 +83,18 @@ pub enum SnapshotLoadError {
     /// The SHA-256 over the file does not match (damaged file).
     #[error("snapshot checksum mismatch (damaged file)")]
     Checksum,
-    /// Not a snapshot of this format.
-    #[error("not a curator snapshot (bad magic or unsupported version)")]
+    /// Not a curator snapshot.
+    #[error("not a curator snapshot (bad magic)")]
     Magic,
+    /// A snapshot of an older format (written for another log format).
+    #[error(
+        "snapshot format {version} is not readable by this curator (it reads format 2, for log \
+         format 2); the log is replayed instead and the next snapshot replaces this file"
+    )]
+    OldFormat {
+        /// The file's format version.
+        version: u8,
+    },
     /// Made under another CRS.
     #[error("snapshot was made under another CRS")]
     CrsMismatch,
@@ -90,9 +107,6 @@ pub enum SnapshotLoadError {
         /// Entries in the log.
         log_len: u64,
     },
-    /// The header's entry count is not the image's.
-    #[error("snapshot header and image disagree on the entry count")]
-    EntryCount,
     /// The image is invalid or does not match the log prefix.
     #[error("snapshot does not match the log: {0}")]
     Restore(#[from] SnapshotError),
@@ -109,13 +123,14 @@ pub enum SnapshotLoadError {
     },
 }
 
-/// Encodes the snapshot file for `state`.
-pub fn encode(state: &RegistryState) -> Vec<u8> {
+/// Encodes the snapshot file for `state`, the RBE state after the first
+/// `entries` log entries.
+pub fn encode(state: &RegistryState, entries: u64) -> Vec<u8> {
     let image = state.to_snapshot_bytes();
     let mut out = Vec::with_capacity(HEADER_LEN + image.len() + 32);
     out.extend_from_slice(&SNAPSHOT_MAGIC);
     out.extend_from_slice(&state.crs().digest());
-    out.extend_from_slice(&state.version().to_be_bytes());
+    out.extend_from_slice(&entries.to_be_bytes());
     out.extend_from_slice(&(image.len() as u64).to_be_bytes());
     out.extend_from_slice(&image);
     let checksum = Sha256::digest(&out);
@@ -125,6 +140,11 @@ pub fn encode(state: &RegistryState) -> Vec<u8> {
 
 /// A snapshot file whose framing passed: (entries covered, image bytes).
 fn parse<'a>(bytes: &'a [u8], crs_digest: &[u8; 32]) -> Result<(u64, &'a [u8]), SnapshotLoadError> {
+    // An older format is named before anything else: its framing may differ.
+    if bytes.len() >= 8 && bytes[..7] == MAGIC_PREFIX[..] && bytes[7] != SNAPSHOT_MAGIC[7] {
+        let version = bytes[7].wrapping_sub(b'0');
+        return Err(SnapshotLoadError::OldFormat { version });
+    }
     let body_len = bytes
         .len()
         .checked_sub(32)
@@ -153,7 +173,7 @@ fn parse<'a>(bytes: &'a [u8], crs_digest: &[u8; 32]) -> Result<(u64, &'a [u8]), 
 
 /// Loads the snapshot at `path` (`Ok(None)` if there is none) and checks it
 /// against the first entries of `store` (see the module docs). Returns the
-/// registry at the covered version.
+/// state after the covered entries.
 pub fn load(
     path: &Path,
     crs: &Crs,
@@ -179,12 +199,10 @@ pub fn restore(
         return Err(SnapshotLoadError::AheadOfLog { covers, log_len });
     }
     let mut restore = SnapshotRestore::from_bytes_unchecked(crs.clone(), image)?;
-    if restore.covers() != covers {
-        return Err(SnapshotLoadError::EntryCount);
-    }
-    let capacity = usize::try_from(covers).unwrap_or(0);
-    let mut entries: Vec<RegistryEntry> = Vec::with_capacity(capacity);
-    let mut claims: HashSet<ClaimsDigest> = HashSet::with_capacity(capacity);
+    // The identity side is re-derived from the covered entries on an empty
+    // RBE state (whose slots are all free, so only the lifecycle rules
+    // decide); the checked image replaces it at the end.
+    let mut registry = Registry::new(crs.clone());
     let mut index = 0u64;
     while index < covers {
         let want = usize::try_from(covers - index).map_or(READ_BATCH, |r| r.min(READ_BATCH));
@@ -198,18 +216,29 @@ pub fn restore(
         for bytes in chunk {
             let entry_error = |reason: String| SnapshotLoadError::Entry { index, reason };
             let entry = LogEntry::from_bytes(&bytes).map_err(|e| entry_error(e.to_string()))?;
-            let (slot, id) = restore.push_registration(&entry.registration)?;
-            let (registry_entry, claims_digest) = identity_facts(&entry, slot, &id)
-                .map_err(|e: FactsError| entry_error(e.to_string()))?;
-            if !claims.insert(claims_digest) {
-                return Err(entry_error("claims digest registered twice".into()));
+            let record = entry
+                .record(&bytes)
+                .map_err(|e| entry_error(e.to_string()))?;
+            if let EntryBody::Bind {
+                slot, registration, ..
+            } = &entry.body
+            {
+                let (image_slot, image_id) = restore.push_registration(registration)?;
+                if image_slot != *slot || image_id != entry.id {
+                    return Err(entry_error(
+                        "the registration's slot or id is not the entry's".into(),
+                    ));
+                }
             }
-            entries.push(registry_entry);
+            registry
+                .apply_identity(&entry, &record)
+                .map_err(|e| entry_error(e.to_string()))?;
             index += 1;
         }
     }
     let rbe = restore.finish()?;
-    Ok(Registry::from_restored(rbe, entries, claims))
+    registry.replace_rbe(rbe);
+    Ok(registry)
 }
 
 /// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync
@@ -245,27 +274,27 @@ impl Snapshots {
         }
     }
 
-    /// Whether a periodic snapshot is due at `version`.
+    /// Whether a periodic snapshot is due at log size `version`.
     pub(crate) fn due(&self, version: u64) -> bool {
         self.every > 0
             && version >= self.last.load(Ordering::SeqCst).saturating_add(self.every)
             && !self.busy.load(Ordering::SeqCst)
     }
 
-    /// Writes a snapshot of `state` now (blocking) unless one at least as new
-    /// exists. Returns the bytes written (0 if skipped).
-    pub(crate) fn write_now(&self, state: &RegistryState) -> std::io::Result<usize> {
+    /// Writes a snapshot of `state`, the RBE state after the first `version`
+    /// log entries, now (blocking) unless one at least as new exists.
+    /// Returns the bytes written (0 if skipped).
+    pub(crate) fn write_now(&self, state: &RegistryState, version: u64) -> std::io::Result<usize> {
         let _guard = self
             .lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let version = state.version();
         // A snapshot of version 0 would only slow the next start down.
         if version == 0 || version <= self.last.load(Ordering::SeqCst) && self.path.exists() {
             return Ok(0);
         }
         let started = Instant::now();
-        let bytes = encode(state);
+        let bytes = encode(state, version);
         write(&self.path, &bytes)?;
         self.last.fetch_max(version, Ordering::SeqCst);
         tracing::info!(
@@ -280,7 +309,7 @@ impl Snapshots {
 
     /// Writes a snapshot of `state` on a background thread, unless one is
     /// already being written.
-    pub(crate) fn write_in_background(self: &Arc<Self>, state: RegistryState) {
+    pub(crate) fn write_in_background(self: &Arc<Self>, state: RegistryState, version: u64) {
         if self.busy.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -288,7 +317,7 @@ impl Snapshots {
         let spawned = std::thread::Builder::new()
             .name("state-snapshot".into())
             .spawn(move || {
-                if let Err(e) = this.write_now(&state) {
+                if let Err(e) = this.write_now(&state, version) {
                     tracing::warn!(error = %e, "writing the state snapshot failed (the log is unaffected)");
                 }
                 this.busy.store(false, Ordering::SeqCst);

@@ -1,48 +1,56 @@
-//! The serialized writer: the only code that changes the registry.
+//! The serialized writer: the only code that changes the state.
 //!
-//! One dedicated thread takes prepared registrations in arrival order and, for
-//! each: re-checks freshness against the current state (id, claims digest,
-//! slot, reservation), runs the RBE *state* checks for this exact version
+//! One dedicated thread takes prepared binds and reveals in arrival order
+//! and, for each: answers an identical repeat with the entry already logged;
+//! re-checks against the current state (the lifecycle rules: first binding
+//! wins, a reveal needs a binding not yet revealed; slot and reservation),
+//! runs the RBE *state* checks of a bind for this exact version
 //! ([`mazu_rbe::RegistryState::verify_fresh`]: map lookups, no pairing: the
 //! pairing check already ran in parallel and its result travels as a
-//! [`mazu_rbe::WellFormedRegistration`]), appends the entry to the log (which
-//! fsyncs), then applies it to the in-memory state. A refusal at any step
-//! before the append changes nothing; an append failure changes nothing
-//! either (the store rolls back or refuses further appends). Verification work done before this point runs in
-//! parallel on other threads.
+//! [`mazu_rbe::WellFormedRegistration`]), appends the entry to the log
+//! (which fsyncs), extends the Merkle tree with the entry's record, then
+//! applies it to the in-memory state. A refusal at any step before the
+//! append changes nothing; an append failure changes nothing either (the
+//! store rolls back or refuses further appends). So the curator never logs
+//! an entry the lifecycle rules would void.
 
 use core::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mazu_identity::RegistryEntry;
+use mazu_identity::registry::derive::IdState;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::error::ApiError;
 use crate::entry::LogEntry;
-use crate::register::{Prepared, conflict_error, rbe_error};
+use crate::register::{PreparedBind, PreparedReveal, conflict_error, rbe_error};
+use crate::registry::Conflict;
 use crate::service::{Core, now_ms};
 
-/// A registration accepted into the log.
-#[derive(Debug, Clone)]
-pub struct Committed {
+/// An entry in the log (just appended, or found there for an identical
+/// repeat).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Logged {
     /// Its log index.
     pub index: u64,
-    /// The registry version after it (index + 1).
-    pub version: u64,
-    /// The registry entry.
-    pub entry: RegistryEntry,
-    /// When it was accepted (Unix ms).
-    pub accepted_at_ms: u64,
-    /// Its RFC 6962 leaf hash.
+    /// Its RFC 6962 leaf hash (of its record).
     pub leaf_hash: [u8; 32],
+    /// Whether this request appended it (false: an identical repeat).
+    pub created: bool,
+}
+
+/// What to commit.
+#[derive(Debug)]
+pub(crate) enum Work {
+    Bind(Box<PreparedBind>),
+    Reveal(PreparedReveal),
 }
 
 /// A unit of work for the writer.
 #[derive(Debug)]
 pub(crate) struct Job {
-    pub(crate) prepared: Prepared,
-    pub(crate) reply: oneshot::Sender<Result<Committed, ApiError>>,
+    pub(crate) work: Work,
+    pub(crate) reply: oneshot::Sender<Result<Logged, ApiError>>,
 }
 
 /// Starts the writer thread. It stops when every sender is dropped.
@@ -55,14 +63,18 @@ pub(crate) fn spawn(
         .spawn(move || {
             while let Some(job) = jobs.blocking_recv() {
                 let started = Instant::now();
-                let result = commit(&core, job.prepared);
+                let result = match job.work {
+                    Work::Bind(b) => commit_bind(&core, *b),
+                    Work::Reveal(r) => commit_reveal(&core, r),
+                };
                 core.metrics
                     .commit_seconds
                     .observe(started.elapsed().as_secs_f64());
                 match &result {
-                    Ok(_) => {
+                    Ok(l) if l.created => {
                         core.metrics.accepted.inc();
                     }
+                    Ok(_) => {}
                     Err(e) => core.metrics.refuse(e.code()),
                 }
                 // The requester may have gone away (timeout); the outcome
@@ -72,52 +84,113 @@ pub(crate) fn spawn(
         })
 }
 
-fn commit(core: &Core, prepared: Prepared) -> Result<Committed, ApiError> {
+fn usable(core: &Core) -> Result<(), ApiError> {
     if core.failed.load(Ordering::SeqCst) || core.store.is_poisoned() {
         return Err(ApiError::StorageUnavailable);
     }
+    Ok(())
+}
+
+/// The entry at `index`, for an identical repeat.
+fn already(core: &Core, index: u64) -> Result<Logged, ApiError> {
+    let leaf_hash = core
+        .transparency
+        .leaf(index)
+        .ok_or_else(|| ApiError::internal(format!("logged entry {index} has no leaf")))?;
+    Ok(Logged {
+        index,
+        leaf_hash,
+        created: false,
+    })
+}
+
+fn commit_bind(core: &Core, prepared: PreparedBind) -> Result<Logged, ApiError> {
+    usable(core)?;
     let id = *prepared.id();
     let slot = prepared.slot();
-    if core
-        .lock_reservations()
-        .reserved_for_other(slot, &id, Instant::now())
-    {
-        return Err(ApiError::SlotReserved(slot));
-    }
-    // What is applied must be what is logged: the checked registration must
-    // be the one the entry's facts were derived from (a `Prepared` is only
-    // built by `register::finish`, but its fields are public).
-    if prepared.well_formed.registration() != &prepared.facts.registration {
-        return Err(ApiError::internal(
-            "checked registration differs from the entry's registration",
-        ));
-    }
-    // Re-check against the current version; only this thread changes it, so
+    // Re-check against the current state; only this thread changes it, so
     // the result holds until the apply below.
     let verified = {
         let registry = core.read_registry();
-        registry
-            .check_fresh(&id, &prepared.facts.claims_digest, slot)
-            .map_err(|c| conflict_error(&c))?;
+        if let Some(bind) = registry.bind_of(&id)
+            && bind.content == prepared.content
+        {
+            return already(core, bind.index);
+        }
+        if let Err(c) = registry.check_bind(&id, slot) {
+            return Err(conflict_error(&c));
+        }
+        if core
+            .lock_reservations()
+            .reserved_for_other(slot, &id, Instant::now())
+        {
+            return Err(ApiError::SlotReserved(slot));
+        }
         registry
             .verify_fresh(prepared.well_formed)
             .map_err(|e| rbe_error(&e))?
     };
     let mut entry = prepared.entry;
-    entry.accepted_at_ms = now_ms();
+    entry.at_ms = now_ms();
+    let logged = append(core, &entry, |registry, record| {
+        registry.apply_bind(&entry, record, &verified)
+    })?;
+    core.lock_reservations().release(&id);
+    tracing::info!(
+        index = logged.index,
+        slot,
+        id = %hex::encode(id),
+        "binding logged"
+    );
+    Ok(logged)
+}
+
+fn commit_reveal(core: &Core, prepared: PreparedReveal) -> Result<Logged, ApiError> {
+    usable(core)?;
+    let id = prepared.entry.id;
+    {
+        let registry = core.read_registry();
+        match registry.check_reveal(&id, &prepared.claims_digest) {
+            Ok(()) => {}
+            // The id's token is the one whose SHA-256 is the id: a second
+            // reveal is the same token again, answered with the first.
+            Err(Conflict::AlreadyRevealed(index)) => return already(core, index),
+            Err(c) => return Err(conflict_error(&c)),
+        }
+        debug_assert!(matches!(registry.state(&id), Some(IdState::Bound { .. })));
+    }
+    let mut entry = prepared.entry;
+    entry.at_ms = now_ms();
+    let logged = append(core, &entry, |registry, record| {
+        registry.apply_reveal(&entry, record)
+    })?;
+    tracing::info!(index = logged.index, id = %hex::encode(id), "reveal logged");
+    Ok(logged)
+}
+
+/// Appends `entry` (checked against the state by the caller), extends the
+/// tree with its record, applies it with `apply`, and signals the new size.
+fn append(
+    core: &Core,
+    entry: &LogEntry,
+    apply: impl FnOnce(
+        &mut crate::registry::Registry,
+        &mazu_log::LeafRecord,
+    ) -> Result<(), crate::registry::ApplyError>,
+) -> Result<Logged, ApiError> {
     let bytes = entry.to_bytes();
+    let record = entry
+        .record(&bytes)
+        .map_err(|e| ApiError::internal(format!("a checked entry has no record: {e}")))?;
     let index = core.store.append(&bytes).map_err(|e| {
-        tracing::error!(error = %e, "appending a registration to the log failed; nothing changed");
+        tracing::error!(error = %e, "appending to the log failed; nothing changed");
         ApiError::StorageUnavailable
     })?;
-    // The tree follows the durable log; the registry catches up below. So
-    // the tree is never behind the registry, and a checkpoint can always be
-    // signed at the registry's version.
-    let leaf_hash = LogEntry::leaf_hash(&bytes);
-    core.transparency.push(leaf_hash);
-    let version = {
+    // The tree follows the durable log; the state catches up below.
+    let leaf_hash = core.transparency.push(record.to_bytes());
+    let size = {
         let mut registry = core.write_registry();
-        if let Err(e) = registry.apply(&verified, &prepared.facts) {
+        if let Err(e) = apply(&mut registry, &record) {
             // The entry is durable but the state refused it: the log and the
             // state disagree. Stop accepting; a restart replays the log.
             core.failed.store(true, Ordering::SeqCst);
@@ -125,37 +198,29 @@ fn commit(core: &Core, prepared: Prepared) -> Result<Committed, ApiError> {
                 "log entry {index} appended but not applied: {e}"
             )));
         }
-        registry.version()
+        registry.size()
     };
-    if version != index + 1 {
+    if size != index + 1 || core.transparency.size() != size {
         core.failed.store(true, Ordering::SeqCst);
         return Err(ApiError::internal(format!(
-            "log index {index} does not match registry version {version}"
+            "log index {index} does not match the state's size {size}"
         )));
     }
     core.metrics
         .log_entries
-        .set(i64::try_from(version).unwrap_or(i64::MAX));
+        .set(i64::try_from(size).unwrap_or(i64::MAX));
     if let Some(snapshots) = &core.snapshots
-        && snapshots.due(version)
+        && snapshots.due(size)
     {
         // Clone under the read lock (a memory copy); encoding, writing and
         // fsyncing happen on another thread, so the writer is not held up.
         let state = core.read_registry().rbe().clone();
-        snapshots.write_in_background(state);
+        snapshots.write_in_background(state, size);
     }
-    core.lock_reservations().release(&id);
-    tracing::info!(
+    core.grew(size);
+    Ok(Logged {
         index,
-        slot,
-        id = %hex::encode(id),
-        "registration accepted"
-    );
-    Ok(Committed {
-        index,
-        version,
-        entry: prepared.facts.registry_entry,
-        accepted_at_ms: entry.accepted_at_ms,
         leaf_hash,
+        created: true,
     })
 }

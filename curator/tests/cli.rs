@@ -63,6 +63,11 @@ fn help_explains_every_flag() {
         "--crs-transcript",
         "--checkpoint-key",
         "--checkpoint-origin",
+        "--witness",
+        "--witness-quorum",
+        "--witness-refresh-secs",
+        "--witness-timeout-ms",
+        "--insecure-no-witness",
     ] {
         assert!(
             help.contains(flag),
@@ -82,16 +87,37 @@ fn missing_settings_are_refused_by_name() {
         ("--issuer", true),
         ("--audience", true),
         ("--dev-crs", false),
+        ("--insecure-no-witness", false),
     ] {
         let o = run(&without(&args, flag, value));
         assert_eq!(o.status.code(), Some(2), "{flag}: {}", stderr(&o));
-        let want = if flag == "--dev-crs" { "--crs" } else { flag };
+        let want = match flag {
+            "--dev-crs" => "--crs",
+            "--insecure-no-witness" => "--witness",
+            other => other,
+        };
         assert!(
             stderr(&o).contains(&format!("missing {want}")),
             "{flag}: {}",
             stderr(&o)
         );
     }
+    // Without witnesses, the explicit development flag is named.
+    let o = run(&without(&args, "--insecure-no-witness", false));
+    assert!(
+        stderr(&o).contains("--insecure-no-witness"),
+        "{}",
+        stderr(&o)
+    );
+    // Both at once is refused too.
+    let mut both = args.clone();
+    both.extend([
+        "--witness".into(),
+        "http://127.0.0.1:9=w+01020304+BAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+    ]);
+    let o = run(&both);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--witness"), "{}", stderr(&o));
 }
 
 #[test]
@@ -231,9 +257,9 @@ async fn a_log_entry_that_does_not_replay_stops_the_process() {
     c.register(&crs, &fx.token("a")).await;
     assert!(c.terminate().success());
 
-    // A well-framed entry (valid CRC) whose content is not a registration:
-    // not a torn tail, so it must not be dropped silently.
-    let payload = b"MZLE\x01 tampered";
+    // A well-framed entry (valid CRC) whose content is not an entry: not a
+    // torn tail, so it must not be dropped silently.
+    let payload = b"MZLE\x02 tampered";
     let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&crc32c::crc32c(payload).to_be_bytes());
     frame.extend_from_slice(payload);
@@ -248,7 +274,7 @@ async fn a_log_entry_that_does_not_replay_stops_the_process() {
     let o = run(&args);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("log entry #1 cannot be replayed"),
+        stderr(&o).contains("log entry #2 cannot be replayed"),
         "{}",
         stderr(&o)
     );

@@ -1,5 +1,6 @@
 //! Concurrency and crash safety against the `mazu-curator` process: many
-//! agents at once, `kill -9` in a loop during registrations, and a torn tail
+//! agents at once, `kill -9` in a loop during binds and reveals (the log
+//! replays to the same state and the same Merkle root), and a torn tail
 //! appended by hand.
 
 #![allow(
@@ -15,15 +16,19 @@ use std::sync::{Arc, Mutex};
 
 use base64ct::{Base64, Encoding};
 use common::{Curator, Fixture};
+use mazu_curator::client::id_of_token;
 use mazu_curator::registry::Registry;
 use mazu_identity::RegistrySnapshot;
 use mazu_rbe::Crs;
 use rand::Rng;
 
 /// Recomputes the public parameters from the served log, in this process,
-/// and checks they are byte-identical to the served ones.
+/// and checks they are byte-identical to the served ones; and the Merkle
+/// root of the log's records, which must be the served checkpoint's.
+/// Returns the log size.
 async fn replay_matches(c: &Curator, crs: &Crs) -> u64 {
     let mut registry = Registry::new(crs.clone());
+    let mut tree = mazu_log::MerkleTree::new();
     let mut start = 0;
     loop {
         let page = c
@@ -35,7 +40,9 @@ async fn replay_matches(c: &Curator, crs: &Crs) -> u64 {
         }
         for e in entries {
             let bytes = Base64::decode_vec(e["entry"].as_str().expect("entry")).expect("base64");
-            registry.replay_entry(&bytes).expect("served log replays");
+            let entry = mazu_curator::entry::LogEntry::from_bytes(&bytes).expect("entry");
+            tree.push(entry.record(&bytes).expect("record").leaf_hash());
+            registry.replay_bytes(&bytes).expect("served log replays");
         }
         start += entries.len() as u64;
     }
@@ -45,7 +52,30 @@ async fn replay_matches(c: &Curator, crs: &Crs) -> u64 {
         served,
         "replayed params differ"
     );
-    registry.version()
+    let note = c.get("/v1/checkpoint").await.text().await.unwrap();
+    let key = c.get("/v1/checkpoint/key").await.text().await.unwrap();
+    let cp = mazu_log::checkpoint::CheckpointVerifier::parse(key.trim())
+        .unwrap()
+        .verify(note.as_bytes())
+        .unwrap();
+    assert_eq!(cp.size, registry.size(), "checkpoint size");
+    assert_eq!(
+        cp.root,
+        tree.root(cp.size).unwrap(),
+        "the served checkpoint's root is not the records' root"
+    );
+    registry.size()
+}
+
+/// The checkpoint root served now.
+async fn root_of(c: &Curator) -> (u64, mazu_log::Hash) {
+    let note = c.get("/v1/checkpoint").await.text().await.unwrap();
+    let key = c.get("/v1/checkpoint/key").await.text().await.unwrap();
+    let cp = mazu_log::checkpoint::CheckpointVerifier::parse(key.trim())
+        .unwrap()
+        .verify(note.as_bytes())
+        .unwrap();
+    (cp.size, cp.root)
 }
 
 #[tokio::test]
@@ -68,7 +98,7 @@ async fn many_agents_register_concurrently_each_exactly_once() {
             (
                 agent.id,
                 body["index"].as_u64().unwrap(),
-                body["entry"]["slot"].as_u64().unwrap(),
+                u64::from(agent.request.slot),
             )
         }));
     }
@@ -81,8 +111,9 @@ async fn many_agents_register_concurrently_each_exactly_once() {
         assert!(indices.insert(index));
         assert!(slots.insert(slot));
     }
-    assert_eq!(indices, (0..AGENTS as u64).collect());
-    assert_eq!(c.version().await, AGENTS as u64);
+    // Each agent: one bind and one reveal (the reveal's index returned).
+    assert_eq!(indices.len(), AGENTS);
+    assert_eq!(c.version().await, 2 * AGENTS as u64);
     let snapshot = RegistrySnapshot::decode(&c.get_bytes("/v1/registry").await).unwrap();
     assert_eq!(snapshot.len(), AGENTS);
     for id in &ids {
@@ -92,7 +123,7 @@ async fn many_agents_register_concurrently_each_exactly_once() {
                 .is_some()
         );
     }
-    assert_eq!(replay_matches(&c, &crs).await, AGENTS as u64);
+    assert_eq!(replay_matches(&c, &crs).await, 2 * AGENTS as u64);
 }
 
 #[tokio::test]
@@ -115,7 +146,7 @@ async fn kill_9_during_registrations_loses_nothing_acknowledged() {
         // the replay of the log.
         let version = replay_matches(&c, &crs).await;
         let acked_now = acked.lock().unwrap().clone();
-        assert!(version >= acked_now.len() as u64);
+        assert!(version >= 2 * acked_now.len() as u64);
         for id in &acked_now {
             let r = c.get(&format!("/v1/proofs/{}", hex::encode(id))).await;
             assert_eq!(
@@ -125,12 +156,15 @@ async fn kill_9_during_registrations_loses_nothing_acknowledged() {
                 c.log()
             );
         }
-        // Restarting without writes serves byte-identical parameters.
+        // Restarting without writes serves byte-identical parameters and
+        // the same checkpoint root.
         let params = c.get_bytes("/v1/params?format=binary").await;
+        let root = root_of(&c).await;
         c.kill9();
         let mut c = Curator::spawn(fx.dir.path(), &args);
         c.ready().await;
         assert_eq!(c.get_bytes("/v1/params?format=binary").await, params);
+        assert_eq!(root_of(&c).await, root, "round {round}: another root");
 
         // Registrations in flight, then SIGKILL at a random moment.
         let c = Arc::new(c);
@@ -155,14 +189,25 @@ async fn kill_9_during_registrations_loses_nothing_acknowledged() {
                     let Some(agent) = agent else { return };
                     let sent = c
                         .http
-                        .post(c.url("/v1/registrations"))
+                        .post(c.url("/v1/bindings"))
                         .json(&agent.request)
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status() == 201 => {}
+                        Ok(r) => panic!("unexpected refusal {}", r.status()),
+                        Err(_) => return, // the process died under us
+                    }
+                    let sent = c
+                        .http
+                        .post(c.url(&format!("/v1/bindings/{}/reveal", agent.request.id)))
+                        .json(&serde_json::json!({ "token": token }))
                         .send()
                         .await;
                     match sent {
                         Ok(r) if r.status() == 201 => acked.lock().unwrap().push(agent.id),
                         Ok(r) => panic!("unexpected refusal {}", r.status()),
-                        Err(_) => return, // the process died under us
+                        Err(_) => return,
                     }
                 }
             }));
@@ -192,10 +237,16 @@ async fn kill_9_during_registrations_loses_nothing_acknowledged() {
         !acked.is_empty(),
         "no registration was acknowledged before the kills"
     );
-    assert!(version >= acked.len() as u64);
+    assert!(version >= 2 * acked.len() as u64);
+    let live = RegistrySnapshot::decode(&c.get_bytes("/v1/registry").await).unwrap();
     for id in &acked {
         let r = c.get(&format!("/v1/proofs/{}", hex::encode(id))).await;
         assert_eq!(r.status(), 200, "acknowledged id lost");
+        assert!(
+            live.get(&mazu_identity::WorkloadId::from_bytes(*id))
+                .is_some(),
+            "acknowledged reveal lost"
+        );
     }
     eprintln!(
         "kill -9 loop: {} acknowledged, {} in the log",
@@ -213,16 +264,16 @@ async fn try_prepare(
     let r = c
         .http
         .post(c.url("/v1/slots"))
-        .json(&serde_json::json!({ "token": token }))
+        .json(&serde_json::json!({ "id": hex::encode(id_of_token(token)) }))
         .send()
         .await
         .ok()?;
     let body: serde_json::Value = r.json().await.ok()?;
     let slot = u32::try_from(body["slot"].as_u64()?).ok()?;
     let crs = crs.clone();
-    let token = token.to_owned();
+    let id = id_of_token(token);
     tokio::task::spawn_blocking(move || {
-        mazu_curator::client::build_registration(&crs, &token, slot, &mut rand::rngs::OsRng).ok()
+        mazu_curator::client::build_registration(&crs, &id, slot, &mut rand::rngs::OsRng).ok()
     })
     .await
     .ok()?
@@ -260,7 +311,7 @@ async fn torn_tail_is_discarded_and_state_kept() {
     assert!(c.log().contains("discarded"), "{}", c.log());
     assert!(c.log().contains("discarded_bytes=11"), "{}", c.log());
     assert_eq!(std::fs::metadata(&log_path).unwrap().len(), good_len);
-    assert_eq!(c.version().await, 3);
+    assert_eq!(c.version().await, 6);
     assert_eq!(c.get_bytes("/v1/params?format=binary").await, params);
     assert_eq!(c.get_bytes("/v1/registry").await, snapshot);
 
@@ -270,9 +321,9 @@ async fn torn_tail_is_discarded_and_state_kept() {
     c.kill9();
     let mut c = Curator::spawn(fx.dir.path(), &args);
     c.ready().await;
-    assert_eq!(c.version().await, 4);
+    assert_eq!(c.version().await, 8);
     assert_eq!(c.get_bytes("/v1/params?format=binary").await, params);
-    assert_eq!(replay_matches(&c, &crs).await, 4);
+    assert_eq!(replay_matches(&c, &crs).await, 8);
 }
 
 #[tokio::test]
@@ -295,7 +346,7 @@ async fn restart_uses_the_shutdown_snapshot_and_ignores_a_damaged_one() {
     let mut c = Curator::spawn(fx.dir.path(), &args);
     c.ready().await;
     let log = c.log();
-    assert!(log.contains("snapshot_entries=3"), "{log}");
+    assert!(log.contains("snapshot_entries=6"), "{log}");
     assert!(log.contains("replayed_entries=0"), "{log}");
     assert!(log.contains("snapshot_load_ms="), "{log}");
     assert_eq!(c.get_bytes("/v1/params?format=binary").await, params);
@@ -312,8 +363,8 @@ async fn restart_uses_the_shutdown_snapshot_and_ignores_a_damaged_one() {
     let log = c.log();
     assert!(log.contains("state snapshot not used"), "{log}");
     assert!(log.contains("checksum"), "{log}");
-    assert!(log.contains("replayed_entries=3"), "{log}");
+    assert!(log.contains("replayed_entries=6"), "{log}");
     assert_eq!(c.get_bytes("/v1/params?format=binary").await, params);
     assert_eq!(c.get_bytes("/v1/registry").await, registry);
-    assert_eq!(replay_matches(&c, &crs).await, 3);
+    assert_eq!(replay_matches(&c, &crs).await, 6);
 }

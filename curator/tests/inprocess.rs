@@ -91,31 +91,48 @@ fn get(path: &str) -> Request<Body> {
 async fn storage_failure_changes_nothing_and_is_reported() {
     let w = world(LimitsConfig::default());
     let token = w.issuer.mint(&TokenRequest::new("shop", "cart")).unwrap();
+    let id = mazu_curator::client::id_of_token(&token);
     let (s, slot) = call(
         &w.state,
-        post_json("/v1/slots", &serde_json::json!({ "token": token })),
+        post_json("/v1/slots", &serde_json::json!({ "id": hex::encode(id) })),
     )
     .await;
     assert_eq!(s, StatusCode::CREATED);
     let slot = u32::try_from(slot["slot"].as_u64().unwrap()).unwrap();
-    let agent =
-        mazu_curator::client::build_registration(&w.crs, &token, slot, &mut rand::rngs::OsRng)
-            .unwrap();
+    let agent = mazu_curator::client::build_registration(&w.crs, &id, slot, &mut rand::rngs::OsRng)
+        .unwrap();
 
     let (_, params_before) = call(&w.state, get("/v1/params")).await;
+    let (_, checkpoint_before) = call(&w.state, get("/v1/checkpoint")).await;
     w.store.fail_next_append();
-    let (s, body) = call(&w.state, post_json("/v1/registrations", &agent.request)).await;
+    let (s, body) = call(&w.state, post_json("/v1/bindings", &agent.request)).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "storage_unavailable");
     assert_eq!(w.store.len(), 0);
     let (_, params_after) = call(&w.state, get("/v1/params")).await;
     assert_eq!(params_before, params_after);
+    assert_eq!(
+        call(&w.state, get("/v1/checkpoint")).await.1,
+        checkpoint_before
+    );
 
-    // The disk recovered: the same registration now goes through.
-    let (s, body) = call(&w.state, post_json("/v1/registrations", &agent.request)).await;
+    // The disk recovered: the same binding now goes through.
+    let (s, body) = call(&w.state, post_json("/v1/bindings", &agent.request)).await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
-    assert_eq!(body["version"], 1);
+    assert_eq!(body["index"], 0);
     assert_eq!(w.store.len(), 1);
+
+    // The same for a reveal.
+    let reveal = format!("/v1/bindings/{}/reveal", agent.request.id);
+    let token_body = serde_json::json!({ "token": token });
+    w.store.fail_next_append();
+    let (s, body) = call(&w.state, post_json(&reveal, &token_body)).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(w.store.len(), 1);
+    let (s, body) = call(&w.state, post_json(&reveal, &token_body)).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    assert_eq!(body["index"], 1);
+    assert_eq!(w.store.len(), 2);
 
     // Metrics are labelled by route pattern.
     let response = app(w.state.clone())
@@ -134,7 +151,7 @@ async fn storage_failure_changes_nothing_and_is_reported() {
     assert!(text.contains(r#"route="/v1/openings/{slot}""#), "{text}");
     assert!(
         text.contains(
-            r#"mazu_curator_registrations_refused_total{reason="storage_unavailable"} 1"#
+            r#"mazu_curator_registrations_refused_total{reason="storage_unavailable"} 2"#
         ),
         "{text}"
     );
@@ -176,7 +193,7 @@ async fn serve(state: AppState) -> core::net::SocketAddr {
 async fn slow_client(addr: core::net::SocketAddr) -> tokio::net::TcpStream {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(
-        b"POST /v1/slots HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"tok",
+        b"POST /v1/slots HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"id",
     )
     .await
     .unwrap();
@@ -249,15 +266,29 @@ async fn slow_clients_time_out_and_excess_load_is_shed() {
 
 #[tokio::test]
 async fn a_log_that_does_not_replay_is_refused_with_its_index() {
-    // One valid registration, then an entry with a valid frame but no valid
+    // One valid binding, then an entry with a valid frame but no valid
     // content (a bug or tampering, not a crash): opening must fail, naming it.
     let w = world(LimitsConfig::default());
     let token = w.issuer.mint(&TokenRequest::new("shop", "cart")).unwrap();
-    let agent = mazu_curator::client::build_registration(&w.crs, &token, 3, &mut rand::rngs::OsRng)
-        .unwrap();
-    let (s, body) = call(&w.state, post_json("/v1/registrations", &agent.request)).await;
+    let id = mazu_curator::client::id_of_token(&token);
+    let agent =
+        mazu_curator::client::build_registration(&w.crs, &id, 3, &mut rand::rngs::OsRng).unwrap();
+    let (s, body) = call(&w.state, post_json("/v1/bindings", &agent.request)).await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
-    w.store.append(b"MZLE\x01 not an entry").unwrap();
+    w.store.append(b"MZLE\x02 not an entry").unwrap();
+    let err = reopen(&w).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            mazu_curator::service::OpenError::Replay { index: 1, .. }
+        ),
+        "{err}"
+    );
+}
+
+fn reopen(
+    w: &World,
+) -> Result<(Curator, mazu_curator::service::ReplayReport), mazu_curator::service::OpenError> {
     let trust = TrustConfig::builder("cluster.local")
         .audience(mazu_dev_issuer::DEV_AUDIENCE)
         .issuer(
@@ -267,19 +298,59 @@ async fn a_log_that_does_not_replay_is_refused_with_its_index() {
         )
         .build()
         .unwrap();
-    let err = Curator::open(
+    Curator::open(
         w.crs.clone(),
         trust,
         w.store.clone() as Arc<dyn LogStore>,
         Arc::new(Metrics::new()),
         &CuratorOptions::default(),
     )
-    .unwrap_err();
+}
+
+/// The curator never logs a void entry, and one in its log (here a second
+/// binding of a bound id, well-formed in every other way: valid proof of
+/// possession and RBE registration) means the log is not one it wrote:
+/// opening refuses it, naming the entry.
+#[tokio::test]
+async fn a_void_entry_in_the_log_is_refused_with_its_index() {
+    let w = world(LimitsConfig::default());
+    let token = w.issuer.mint(&TokenRequest::new("shop", "cart")).unwrap();
+    let id = mazu_curator::client::id_of_token(&token);
+    let first =
+        mazu_curator::client::build_registration(&w.crs, &id, 3, &mut rand::rngs::OsRng).unwrap();
+    let (s, body) = call(&w.state, post_json("/v1/bindings", &first.request)).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    // The curator itself refuses the second binding...
+    let second =
+        mazu_curator::client::build_registration(&w.crs, &id, 4, &mut rand::rngs::OsRng).unwrap();
+    let (s, body) = call(&w.state, post_json("/v1/bindings", &second.request)).await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("already_registered"))
+    );
+    assert_eq!(w.store.len(), 1, "a refused binding is not logged");
+    // ... and a log holding it does not replay.
+    let registration: mazu_rbe::Registration =
+        serde_json::from_value(second.request.registration.clone()).unwrap();
+    let spki = mazu_curator::client::spki_der(&second.tls_key);
+    let entry = mazu_curator::entry::LogEntry {
+        at_ms: 1,
+        id,
+        body: mazu_curator::entry::EntryBody::Bind {
+            slot: 4,
+            tls_signature: mazu_curator::client::sign_pop(&second.tls_key, &registration, &spki),
+            tls_spki: spki,
+            registration: registration.to_bytes(),
+        },
+    };
+    w.store.append(&entry.to_bytes()).unwrap();
+    let err = reopen(&w).unwrap_err();
     assert!(
         matches!(
-            err,
+            &err,
             mazu_curator::service::OpenError::Replay { index: 1, .. }
         ),
         "{err}"
     );
+    assert!(err.to_string().contains("already bound"), "{err}");
 }

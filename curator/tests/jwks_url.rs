@@ -60,13 +60,32 @@ fn url_args(fx: &Fixture, addr: SocketAddr) -> Vec<String> {
         "1".into(),
         "--audience".into(),
         mazu_dev_issuer::DEV_AUDIENCE.into(),
+        "--insecure-no-witness".into(),
+        "--rate-limit-per-minute".into(),
+        "0".into(),
     ]
 }
 
+/// Binds the token's id (unless it is bound already) and reveals the token:
+/// the reveal's status (where the token is checked).
 async fn reserve_status(c: &Curator, token: &str) -> u16 {
-    c.post("/v1/slots", &serde_json::json!({ "token": token }))
+    let id = mazu_curator::client::id_of_token(token);
+    let (status, body) = c
+        .post("/v1/slots", &serde_json::json!({ "id": hex::encode(id) }))
+        .await;
+    if status == 201 || status == 200 {
+        let slot = u32::try_from(body["slot"].as_u64().unwrap()).unwrap();
+        let crs = c.crs().await;
+        let agent = tokio::task::spawn_blocking(move || {
+            mazu_curator::client::build_registration(&crs, &id, slot, &mut rand::rngs::OsRng)
+                .unwrap()
+        })
         .await
-        .0
+        .unwrap();
+        let (status, body) = c.post_binding(&agent.request).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    c.post_reveal(&hex::encode(id), token).await.0
 }
 
 /// Runs the binary to completion (it is expected to refuse to start).

@@ -1,7 +1,9 @@
 //! The state snapshot shortens start-up but never changes the state: a valid
 //! one replaces the replay of the prefix it covers; a corrupted, truncated,
 //! stale, foreign or tampered one is refused (with the reason reported) and
-//! the whole log is replayed, giving byte-identical public parameters.
+//! the whole log is replayed, giving byte-identical public parameters; a
+//! snapshot of the old format (log format 1) is refused by name. Each
+//! registration here is two log entries (bind, reveal).
 //! In-process with the file store (fast); the process-level restart with a
 //! snapshot is in `durability.rs`.
 
@@ -84,24 +86,34 @@ impl World {
 
     async fn register(&self, curator: &Curator, sa: &str) {
         let token = self.issuer.mint(&TokenRequest::new("shop", sa)).unwrap();
-        let slot = curator.reserve_slot(&token).unwrap().slot;
+        let id = mazu_curator::client::id_of_token(&token);
+        let slot = curator.reserve_slot(&hex::encode(id)).unwrap().slot;
         let crs = self.crs.clone();
         let agent = tokio::task::spawn_blocking(move || {
-            mazu_curator::client::build_registration(&crs, &token, slot, &mut rand::rngs::OsRng)
+            mazu_curator::client::build_registration(&crs, &id, slot, &mut rand::rngs::OsRng)
                 .unwrap()
         })
         .await
         .unwrap();
-        curator.register(agent.request).await.unwrap();
+        curator.bind(agent.request.clone()).await.unwrap();
+        curator
+            .reveal(
+                &agent.request.id,
+                mazu_curator::api::views::RevealRequest { token },
+            )
+            .await
+            .unwrap();
     }
 }
 
-/// What a reader sees: binary params and the binary registry snapshot.
+/// What a reader sees: binary params, the binary registry snapshot, and the
+/// Merkle root of the log's records.
 async fn served(c: &Curator) -> (Vec<u8>, Vec<u8>) {
-    (
-        c.params(false).await.unwrap().1.to_vec(),
-        c.snapshot().await.unwrap().bytes.to_vec(),
-    )
+    let size = c.transparency().size();
+    let (_, root, _) = c.transparency().consistency(size, size).unwrap();
+    let mut registry = c.snapshot().await.unwrap().bytes.to_vec();
+    registry.extend_from_slice(&root);
+    (c.params(false).await.unwrap().1.to_vec(), registry)
 }
 
 /// A curator over `w` with `registered` entries, a snapshot covering the
@@ -160,9 +172,9 @@ async fn a_valid_snapshot_replaces_the_prefix_replay() {
     let expected = build(&w, 3, 5).await;
     let (c, report) = w.open(true);
     assert_eq!(report.snapshot_refused, None);
-    assert_eq!(report.entries, 5);
-    assert_eq!(report.snapshot_entries, 3);
-    assert_eq!(report.replayed_entries, 2);
+    assert_eq!(report.entries, 10);
+    assert_eq!(report.snapshot_entries, 6);
+    assert_eq!(report.replayed_entries, 4);
     assert_eq!(served(&c).await, expected);
     // Openings and proofs come from the snapshot too: same as a full replay.
     let (plain, _) = w.open(false);
@@ -176,7 +188,7 @@ async fn a_valid_snapshot_replaces_the_prefix_replay() {
     assert!(c.snapshot_now().unwrap() > 0);
     c.shutdown();
     let (c, report) = w.open(true);
-    assert_eq!((report.snapshot_entries, report.replayed_entries), (6, 0));
+    assert_eq!((report.snapshot_entries, report.replayed_entries), (12, 0));
     assert_eq!(served(&c).await, expected);
     c.shutdown();
 }
@@ -219,13 +231,14 @@ async fn corrupted_or_truncated_snapshots_fall_back_to_the_full_replay() {
     });
     assert_falls_back(&w, "not the sum of its keys", &expected).await;
     std::fs::write(&path, &good).unwrap();
+    // A header claiming fewer entries than the image's binds.
     reseal(&path, |b| b[40..48].copy_from_slice(&3u64.to_be_bytes()));
-    assert_falls_back(&w, "entry count", &expected).await;
+    assert_falls_back(&w, "were pushed", &expected).await;
 
     // The good one is used again.
     std::fs::write(&path, &good).unwrap();
     let (c, report) = w.open(true);
-    assert_eq!(report.snapshot_entries, 4);
+    assert_eq!(report.snapshot_entries, 8);
     assert_eq!(served(&c).await, expected);
     c.shutdown();
 }
@@ -245,7 +258,7 @@ async fn stale_or_foreign_snapshots_fall_back_to_the_full_replay() {
     std::fs::write(short.snapshot_path(), &from_longer_log).unwrap();
     assert_falls_back(
         &short,
-        "covers 4 entries but the log holds only 2",
+        "covers 8 entries but the log holds only 4",
         &expected_short,
     )
     .await;
@@ -274,7 +287,7 @@ async fn snapshots_off_ignores_the_file_and_writes_none() {
     let expected = build(&w, 2, 3).await;
     let (c, report) = w.open(false);
     assert_eq!(report.snapshot_entries, 0);
-    assert_eq!(report.replayed_entries, 3);
+    assert_eq!(report.replayed_entries, 6);
     assert_eq!(c.snapshot_now().unwrap(), 0);
     assert_eq!(served(&c).await, expected);
     c.shutdown();
@@ -287,7 +300,7 @@ async fn periodic_snapshots_are_written_in_the_background() {
     let options = CuratorOptions {
         snapshot: Some(SnapshotOptions {
             path: w.snapshot_path(),
-            every: 2,
+            every: 4,
         }),
         ..CuratorOptions::default()
     };
@@ -310,7 +323,32 @@ async fn periodic_snapshots_are_written_in_the_background() {
     let expected = served(&c).await;
     c.shutdown();
     let (c, report) = w.open(true);
-    assert_eq!((report.snapshot_entries, report.replayed_entries), (2, 1));
+    assert_eq!((report.snapshot_entries, report.replayed_entries), (4, 2));
+    assert_eq!(served(&c).await, expected);
+    c.shutdown();
+}
+
+#[tokio::test]
+async fn an_old_format_snapshot_is_refused_by_name() {
+    let w = World::new(dev_crs());
+    let expected = build(&w, 2, 2).await;
+    // A format 1 file (log format 1): same framing, magic "MZSNAP01", even
+    // with a valid checksum.
+    reseal(&w.snapshot_path(), |b| b[7] = b'1');
+    assert_falls_back(&w, "snapshot format 1 is not readable", &expected).await;
+    let (c, report) = w.open(true);
+    assert!(
+        report
+            .snapshot_refused
+            .as_deref()
+            .is_some_and(|r| r.contains("log format 2")),
+        "{report:?}"
+    );
+    // The next snapshot replaces it and is used.
+    assert!(c.snapshot_now().unwrap() > 0);
+    c.shutdown();
+    let (c, report) = w.open(true);
+    assert_eq!((report.snapshot_entries, report.replayed_entries), (4, 0));
     assert_eq!(served(&c).await, expected);
     c.shutdown();
 }

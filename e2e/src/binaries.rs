@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Result, anyhow, bail};
 
 /// The command that builds everything the mesh needs.
-pub const BUILD_COMMAND: &str = "cargo build -p mazu-curator -p mazu-agent && \
+pub const BUILD_COMMAND: &str = "cargo build -p mazu-curator -p mazu-agent -p mazu-witness && \
      cargo build -p mazu-filter --target wasm32-wasip1 --profile wasm";
 
 /// Paths of the programs the mesh starts.
@@ -16,6 +16,8 @@ pub struct Binaries {
     pub curator: PathBuf,
     /// `mazu-agent`.
     pub agent: PathBuf,
+    /// `mazu-witness`.
+    pub witness: PathBuf,
     /// Envoy 1.40.
     pub envoy: PathBuf,
     /// The filter `.wasm`.
@@ -28,6 +30,7 @@ impl Binaries {
         Ok(Binaries {
             curator: workspace_binary("mazu-curator", "MAZU_CURATOR_BIN")?,
             agent: workspace_binary("mazu-agent", "MAZU_AGENT_BIN")?,
+            witness: workspace_binary("mazu-witness", "MAZU_WITNESS_BIN")?,
             envoy: mazu_wasm_tests::envoy::envoy_binary()?,
             filter_wasm: mazu_wasm_tests::filter_wasm_path().map_err(|e| anyhow!(e))?,
         })

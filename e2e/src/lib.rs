@@ -7,6 +7,7 @@
 //! - [`envoy_config`]: the sidecar configuration, rendered from the
 //!   readable templates in `e2e/envoy/`;
 //! - [`attacks`]: the forged credentials of the attack scenarios;
+//! - [`liar`]: a lying curator in front of the real one (the adversary);
 //! - [`scenarios`]: the connections the demo makes, and its table;
 //! - [`backend`], [`process`], [`binaries`]: the workloads, child-process
 //!   handling, and where the programs are.
@@ -20,6 +21,7 @@ pub mod attacks;
 pub mod backend;
 pub mod binaries;
 pub mod envoy_config;
+pub mod liar;
 pub mod mesh;
 pub mod process;
 pub mod scenarios;

@@ -24,6 +24,7 @@ use sha2::{Digest as _, Sha256};
 use crate::backend::{Backend, CallResult, http_get};
 use crate::binaries::Binaries;
 use crate::envoy_config::{self, OutboundPeer, SidecarConfig};
+use crate::liar::LyingCurator;
 use crate::process::Process;
 
 /// The SPIFFE trust domain of the local mesh.
@@ -72,6 +73,9 @@ pub struct MeshOptions {
     pub token_lifetime_secs: u64,
     /// Working directory to use (kept); a temporary one (removed) if `None`.
     pub dir: Option<PathBuf>,
+    /// Put a [`LyingCurator`] between the agents and sidecars and the real
+    /// curator (it relays honestly until told to lie).
+    pub lying_curator: bool,
 }
 
 impl Default for MeshOptions {
@@ -85,6 +89,7 @@ impl Default for MeshOptions {
             capacity: 16,
             token_lifetime_secs: 3600,
             dir: None,
+            lying_curator: false,
         }
     }
 }
@@ -119,6 +124,77 @@ impl Verdict {
     }
 }
 
+/// How many witnesses the mesh runs, and the quorum everyone requires.
+pub const WITNESSES: usize = 2;
+
+/// How often the curator has its newest checkpoint cosigned again, so that
+/// the witnessed time stays recent while nothing is registered.
+pub const WITNESS_REFRESH_SECS: u64 = 1;
+
+/// How old (from the witnessed time) a filter's registry may get before it
+/// counts as stale.
+pub const MAX_STALENESS_SECS: u64 = 10;
+
+/// A running witness (`mazu-witness`) with a fixed port and a key the mesh
+/// made, so that the curator, agents and filters can be configured with its
+/// verifier key before it starts (it needs the curator's key to start).
+struct WitnessNode {
+    binary: PathBuf,
+    dir: PathBuf,
+    name: String,
+    port: u16,
+    vkey: String,
+    process: Option<Process>,
+}
+
+impl WitnessNode {
+    fn new(binary: &Path, dir: PathBuf, index: usize) -> Result<WitnessNode> {
+        std::fs::create_dir_all(&dir)?;
+        let name = format!("witness-{index}.mesh.local");
+        let mut secret = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
+        std::fs::write(dir.join("witness.key"), fixtures::hex(&secret))?;
+        let vkey = mazu_log::CosignatureSigner::new(&name, &secret)
+            .map_err(|e| anyhow!("witness key: {e}"))?
+            .verifier()
+            .to_vkey();
+        Ok(WitnessNode {
+            binary: binary.to_owned(),
+            dir,
+            name,
+            port: free_port()?,
+            vkey,
+            process: None,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn start(&mut self, curator_vkey: &str) -> Result<()> {
+        let mut command = Command::new(&self.binary);
+        command
+            .args(["--name", &self.name, "--log", curator_vkey])
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .env("RUST_LOG", "info");
+        let mut process = Process::spawn(
+            &format!("mazu-witness ({})", self.name),
+            command,
+            &self.dir.join("witness.log"),
+        )?;
+        let port = self.port;
+        process.wait_until("listening", Duration::from_secs(30), || {
+            http::get(port, "/healthz").is_ok_and(|(status, _)| status == 200)
+        })?;
+        self.process = Some(process);
+        Ok(())
+    }
+}
+
 /// A running key curator with a fixed port (so sidecars find it again after
 /// a restart) and a data directory that survives restarts.
 struct CuratorNode {
@@ -130,6 +206,8 @@ struct CuratorNode {
     /// Its checkpoint verifier key (generated on first start, kept in the
     /// data directory), which the filters pin.
     checkpoint_key: String,
+    /// `URL=VKEY` of each witness it submits checkpoints to.
+    witnesses: Vec<String>,
 }
 
 impl CuratorNode {
@@ -154,7 +232,14 @@ impl CuratorNode {
             .args(["--audience", AUDIENCE, "--trust-domain", TRUST_DOMAIN])
             .arg("--addr-file")
             .arg(&addr_file)
+            .arg("--witness-quorum")
+            .arg(self.witnesses.len().to_string())
+            .arg("--witness-refresh-secs")
+            .arg(WITNESS_REFRESH_SECS.to_string())
             .env("RUST_LOG", "info");
+        for witness in &self.witnesses {
+            command.arg("--witness").arg(witness);
+        }
         let mut process = Process::spawn("mazu-curator", command, &self.dir.join("curator.log"))?;
         process.wait_until("listening", Duration::from_secs(30), || addr_file.is_file())?;
         let addr = std::fs::read_to_string(&addr_file)?;
@@ -254,15 +339,31 @@ impl Sidecar {
         filter_stats(self.admin_port)
     }
 
-    /// How many registry answers this sidecar refused because the curator's
-    /// log evidence did not hold. Its inbound and outbound filters share one
+    /// How many curator answers this sidecar refused because the log's
+    /// evidence did not hold (a checkpoint without the witness quorum or
+    /// with a bad signature, a rollback or fork, records that do not give
+    /// the witnessed root). Its inbound and outbound filters share one
     /// registry copy, fetched by whichever holds the lease, so this is the
-    /// sum of both directions' counters.
+    /// sum over both directions.
     pub fn checkpoint_refusals(&self) -> Result<i64> {
-        let stats = self.filter_stats()?;
+        const REFUSALS: [&str; 8] = [
+            "checkpoint_signature",
+            "checkpoint_below_quorum",
+            "checkpoint_bad_cosignature",
+            "checkpoint_rollback",
+            "checkpoint_fork",
+            "records_undecodable",
+            "records_count",
+            "records_root_mismatch",
+        ];
+        let stats = &self.filter_stats()?;
         Ok(["inbound", "outbound"]
             .iter()
-            .filter_map(|dir| stats.get(&format!("mazu.{dir}.registry_fetch_failures.checkpoint")))
+            .flat_map(|dir| {
+                REFUSALS.iter().filter_map(move |kind| {
+                    stats.get(&format!("mazu.{dir}.registry_fetch_failures.{kind}"))
+                })
+            })
             .sum())
     }
 
@@ -301,9 +402,12 @@ impl Sidecar {
 
 /// The whole local mesh.
 pub struct LocalMesh {
-    // Sidecars stop before the curator.
+    // Sidecars stop before the front, the front before the curator, the
+    // curator before its witnesses.
     services: Vec<Sidecar>,
+    liar: Option<LyingCurator>,
     curator: CuratorNode,
+    witnesses: Vec<WitnessNode>,
     /// The development token issuer (the mesh's stand-in for the Kubernetes
     /// service-account issuer), with the fixtures that build certificates.
     pub tokens: TokenAuthority,
@@ -332,6 +436,9 @@ impl LocalMesh {
         let curator_dir = dir.join("curator");
         std::fs::create_dir_all(&curator_dir)?;
         std::fs::write(curator_dir.join("jwks.json"), tokens.jwks_json())?;
+        let mut witnesses = (0..WITNESSES)
+            .map(|i| WitnessNode::new(&binaries.witness, dir.join(format!("witness-{i}")), i))
+            .collect::<Result<Vec<_>>>()?;
         let mut curator = CuratorNode {
             binary: binaries.curator.clone(),
             dir: curator_dir,
@@ -339,11 +446,30 @@ impl LocalMesh {
             port: 0,
             process: None,
             checkpoint_key: String::new(),
+            witnesses: witnesses
+                .iter()
+                .map(|w| format!("{}={}", w.url(), w.vkey))
+                .collect(),
         };
         curator.start()?;
+        // The witnesses learn the curator's key from it; until they run,
+        // the curator retries and registrations wait.
+        for witness in &mut witnesses {
+            witness.start(&curator.checkpoint_key)?;
+        }
+        let liar = if options.lying_curator {
+            Some(LyingCurator::start(
+                curator.port,
+                &curator.dir.join("data"),
+            )?)
+        } else {
+            None
+        };
         let mut mesh = LocalMesh {
             services: Vec::new(),
+            liar,
             curator,
+            witnesses,
             tokens,
             binaries,
             options: options.clone(),
@@ -378,9 +504,29 @@ impl LocalMesh {
         &self.dir
     }
 
-    /// The curator's HTTP port.
+    /// The real curator's HTTP port.
     pub fn curator_port(&self) -> u16 {
         self.curator.port
+    }
+
+    /// The port agents and sidecars use as the curator: the lying front's
+    /// when there is one, else the real curator's.
+    pub fn front_port(&self) -> u16 {
+        self.liar
+            .as_ref()
+            .map_or(self.curator.port, LyingCurator::port)
+    }
+
+    /// The lying front, if the mesh runs one.
+    pub fn liar(&self) -> Result<&LyingCurator> {
+        self.liar
+            .as_ref()
+            .ok_or_else(|| anyhow!("this mesh runs no lying curator"))
+    }
+
+    /// The witnesses' verifier keys.
+    pub fn witness_keys(&self) -> Vec<String> {
+        self.witnesses.iter().map(|w| w.vkey.clone()).collect()
     }
 
     /// The services, in start order.
@@ -430,7 +576,9 @@ impl LocalMesh {
         command
             .arg("run")
             .arg("--curator")
-            .arg(format!("http://127.0.0.1:{}", self.curator.port))
+            .arg(format!("http://127.0.0.1:{}", self.front_port()))
+            .arg("--witness-quorum")
+            .arg(WITNESSES.to_string())
             .arg("--token-file")
             .arg(&token_path)
             .arg("--state-dir")
@@ -446,6 +594,9 @@ impl LocalMesh {
             .arg("--propagation-delay-ms")
             .arg((self.options.refresh_interval_ms * 5 / 2).to_string())
             .env("RUST_LOG", "info");
+        for witness in self.witness_keys() {
+            command.arg("--witness").arg(witness);
+        }
         let agent = Process::spawn(
             &format!("mazu-agent ({})", spec.name),
             command,
@@ -499,7 +650,7 @@ impl LocalMesh {
             admin_port,
             inbound_port: pending.inbound_port,
             workload_port: backend.port,
-            curator_port: self.curator.port,
+            curator_port: self.front_port(),
             sds_socket: &socket,
             filter_wasm: &self.binaries.filter_wasm,
             inbound_plugin_config: &self.plugin_config("inbound"),
@@ -545,12 +696,14 @@ impl LocalMesh {
             "curator": {
                 "cluster": "mazu-curator",
                 "authority": "mazu-curator",
-                "registry_path": "/v1/registry",
                 "refresh_interval_ms": self.options.refresh_interval_ms,
                 "timeout_ms": 1000,
-                // Registries are used only with checkpoints consistent with
-                // the last one accepted (docs/audit.md).
-                "checkpoint_key": self.curator.checkpoint_key
+                // The registry is derived from log records under a checkpoint
+                // signed by the curator and cosigned by a witness quorum
+                // (docs/protocol.md).
+                "checkpoint_key": self.curator.checkpoint_key,
+                "witnesses": self.witness_keys(),
+                "witness_quorum": WITNESSES
             },
             "trust": {
                 "trust_domain": TRUST_DOMAIN,
@@ -564,7 +717,8 @@ impl LocalMesh {
             },
             // Keep deciding from the last registry if the curator goes away
             // (scenario 9); registrations carry their own expiry.
-            "when_stale": "enforce_last_known"
+            "when_stale": "enforce_last_known",
+            "max_staleness_secs": MAX_STALENESS_SECS
         })
         .to_string()
     }
@@ -589,13 +743,14 @@ impl LocalMesh {
             .ok_or_else(|| anyhow!("the service was just added"))
     }
 
-    /// The curator's registry version (its log size).
+    /// The size of the curator's newest witnessed checkpoint: the registry
+    /// version a filter can hold.
     pub fn registry_version(&self) -> Result<i64> {
-        let body = http::get_text(self.curator.port, "/v1/registry?format=json")?;
-        let json: serde_json::Value = serde_json::from_str(&body)?;
-        json["version"]
-            .as_i64()
-            .ok_or_else(|| anyhow!("no version in the registry: {body}"))
+        let note = http::get_text(self.curator.port, "/v1/checkpoint")?;
+        note.lines()
+            .nth(1)
+            .and_then(|size| size.parse().ok())
+            .ok_or_else(|| anyhow!("no size in the checkpoint: {note}"))
     }
 
     /// The curator's registry, as served (JSON).
@@ -639,6 +794,66 @@ impl LocalMesh {
             }
         }
         Ok(())
+    }
+
+    /// Kills witness `index` (SIGKILL): with a quorum of all witnesses, no
+    /// checkpoint can be witnessed until it is back.
+    pub fn kill_witness(&mut self, index: usize) -> Result<()> {
+        let witness = self
+            .witnesses
+            .get_mut(index)
+            .ok_or_else(|| anyhow!("no witness {index}"))?;
+        if let Some(mut process) = witness.process.take() {
+            process.kill();
+        }
+        Ok(())
+    }
+
+    /// Starts witness `index` again on the same port with the same state.
+    pub fn restart_witness(&mut self, index: usize) -> Result<()> {
+        self.kill_witness(index)?;
+        let curator_key = self.curator.checkpoint_key.clone();
+        self.witnesses
+            .get_mut(index)
+            .ok_or_else(|| anyhow!("no witness {index}"))?
+            .start(&curator_key)
+    }
+
+    /// How many forks each witness has refused and recorded evidence of
+    /// (files in its `evidence/` directory), by witness name.
+    pub fn witness_fork_records(&self) -> Result<Vec<(String, usize)>> {
+        self.witnesses
+            .iter()
+            .map(|w| {
+                let dir = w.dir.join("evidence");
+                let count = match std::fs::read_dir(&dir) {
+                    Ok(entries) => entries.count(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+                    Err(e) => return Err(e.into()),
+                };
+                Ok((w.name.clone(), count))
+            })
+            .collect()
+    }
+
+    /// The real curator's log records (`GET /v1/log/records`), all of them.
+    pub fn curator_records(&self) -> Result<Vec<mazu_log::LeafRecord>> {
+        let mut records = Vec::new();
+        loop {
+            let (status, body) = http::get(
+                self.curator.port,
+                &format!("/v1/log/records?start={}", records.len()),
+            )?;
+            if status != 200 {
+                bail!("GET /v1/log/records answered {status}");
+            }
+            let page = mazu_log::record::decode_records(&body)
+                .map_err(|e| anyhow!("the curator's records: {e}"))?;
+            if page.is_empty() {
+                return Ok(records);
+            }
+            records.extend(page);
+        }
     }
 
     /// Kills the curator (SIGKILL).

@@ -150,22 +150,29 @@ pub fn table(outcomes: &[Outcome]) -> String {
 }
 
 /// The curator lies about its history: it swaps the first two logged
-/// registrations on disk and restarts (same port, same checkpoint key), then
-/// signs checkpoints of the rewritten log. Waits until every sidecar has
-/// refused it at least once (or `limit` passes) and returns the refusals
-/// per service. The filters keep the registry they held.
+/// bindings on disk and restarts (same port, same checkpoint key), then asks
+/// the witnesses to cosign checkpoints of the rewritten log: same size,
+/// another root. Waits until every witness has refused it (recorded fork
+/// evidence) or `limit` passes, and returns the number of fork records per
+/// witness. No filter ever sees a witnessed checkpoint of the rewritten log,
+/// so every filter keeps the registry it held.
 pub fn curator_rewrites_its_log(
     mesh: &mut LocalMesh,
     limit: core::time::Duration,
-) -> Result<Vec<(String, i64)>> {
-    mesh.rewrite_curator_log(|entries| entries.swap(0, 1))?;
+) -> Result<Vec<(String, usize)>> {
+    mesh.rewrite_curator_log(|entries| {
+        // Byte 5 of an entry is its kind; 1 is a bind.
+        let binds: Vec<usize> = (0..entries.len())
+            .filter(|&i| entries[i].get(5) == Some(&1))
+            .take(2)
+            .collect();
+        if let [first, second] = binds[..] {
+            entries.swap(first, second);
+        }
+    })?;
     let start = std::time::Instant::now();
     loop {
-        let refusals = mesh
-            .services()
-            .iter()
-            .map(|s| Ok((s.spec.name.clone(), s.checkpoint_refusals()?)))
-            .collect::<Result<Vec<_>>>()?;
+        let refusals = mesh.witness_fork_records()?;
         if refusals.iter().all(|(_, n)| *n > 0) || start.elapsed() > limit {
             return Ok(refusals);
         }

@@ -2,7 +2,7 @@
 //! processes: the curator, a `mazu-agent` per service serving SDS, an Envoy
 //! 1.40 sidecar per service with the Mazu filter inbound and outbound.
 //!
-//! Needs the binaries (`cargo build -p mazu-curator -p mazu-agent`), the
+//! Needs the binaries (`cargo build -p mazu-curator -p mazu-agent -p mazu-witness`), the
 //! filter `.wasm` and Envoy (`bash scripts/install-envoy.sh`); `just test`
 //! provides all of them.
 
@@ -341,7 +341,8 @@ fn s10_token_rotation_re_registers_and_traffic_keeps_flowing() {
 
     let (new_id, new_cert) = rotate_and_wait_until_served(&mesh, "frontend");
     assert_ne!(new_id, old_id);
-    assert_eq!(mesh.registry_version().unwrap(), version_before + 1);
+    // A registration is two log entries: the binding, then the reveal.
+    assert_eq!(mesh.registry_version().unwrap(), version_before + 2);
     assert_ne!(new_cert, old_cert);
     // The traffic has gone on, with the new identity, for a while.
     thread::sleep(mesh.refresh_interval() * 2);
@@ -367,44 +368,267 @@ fn checkpoint_refusals(mesh: &LocalMesh, service: &str) -> i64 {
 }
 
 #[test]
-fn s11_a_curator_that_rewrites_its_log_is_refused_by_every_filter() {
+fn s11_a_curator_that_rewrites_its_log_gets_no_witness_and_no_filter_follows_it() {
     let mut mesh = start_mesh();
     assert!(mesh.checkpoint_key().starts_with("mazu-curator/"));
     assert_eq!(mesh.call("frontend", "checkout").unwrap(), Verdict::Allowed);
-    for service in ["frontend", "checkout"] {
-        assert_eq!(checkpoint_refusals(&mesh, service), 0);
-    }
+    let held: Vec<i64> = ["frontend", "checkout"]
+        .iter()
+        .map(|s| registry_version_held(&mesh, s))
+        .collect();
 
-    // The curator swaps the two logged registrations and restarts: same
-    // size, same key, another history. Every filter holds the earlier
-    // checkpoint and refuses the forked one.
+    // The curator swaps two logged bindings and restarts: same size, same
+    // key, another history. Every witness refuses to cosign it and keeps
+    // the evidence.
     let refusals = scenarios::curator_rewrites_its_log(&mut mesh, Duration::from_secs(15)).unwrap();
     assert!(
         refusals.iter().all(|(_, n)| *n > 0),
-        "a filter accepted the forked log: {refusals:?}\n{}",
-        mesh.service("checkout").unwrap().envoy_log()
+        "a witness cosigned the forked log: {refusals:?}"
     );
-    let log = mesh.service("checkout").unwrap().envoy_log();
-    assert!(log.contains("CURATOR MISBEHAVIOUR?"), "{log}");
-    assert!(log.contains("forked log"), "{log}");
-    // The registry held stays in force.
+    // No filter moved: there is no witnessed checkpoint of the rewritten
+    // log to move to, and the registry held stays in force.
+    thread::sleep(mesh.refresh_interval() * 3);
+    for (service, version) in ["frontend", "checkout"].iter().zip(&held) {
+        assert_eq!(registry_version_held(&mesh, service), *version);
+    }
     assert_eq!(mesh.call("frontend", "checkout").unwrap(), Verdict::Allowed);
     assert_eq!(mesh.call("checkout", "frontend").unwrap(), Verdict::Allowed);
 
-    // A registration that exists only in the rewritten log (frontend's agent
-    // registers a rotated token with the lying curator) is not accepted by
-    // checkout's filter: the grown log is not consistent with its
-    // checkpoint, so frontend's new certificate is refused.
-    let version = mesh.registry_version().unwrap();
-    rotate_and_wait_until_served(&mesh, "frontend");
-    assert_eq!(mesh.registry_version().unwrap(), version + 1);
-    let refused_before = checkpoint_refusals(&mesh, "checkout");
+    // A registration with the lying curator (frontend's token rotates) is
+    // never witnessed, so the agent never reveals it or serves it, and
+    // frontend keeps its previous, witnessed identity.
+    let old_id = mesh.service("frontend").unwrap().registered_id();
+    let new_id = mesh.rotate_token("frontend").unwrap();
+    thread::sleep(Duration::from_secs(5));
+    let frontend = mesh.service("frontend").unwrap();
+    assert_eq!(frontend.registered_id(), old_id);
+    assert_ne!(frontend.registered_id().as_deref(), Some(new_id.as_str()));
+    assert_eq!(mesh.call("frontend", "checkout").unwrap(), Verdict::Allowed);
+}
+
+fn registry_version_held(mesh: &LocalMesh, service: &str) -> i64 {
+    mesh.service(service)
+        .unwrap()
+        .filter_stats()
+        .unwrap()
+        .get("mazu.inbound.registry_version")
+        .copied()
+        .unwrap_or(-1)
+}
+
+// ---------------------------------------------------------------------------
+// A curator that lies (`mazu_e2e::liar`): the adversary is the control plane.
+// Agents and sidecars talk to a front that holds the curator's checkpoint key
+// and lies as told; the witnesses and the real processes are honest.
+// ---------------------------------------------------------------------------
+
+fn start_lying_mesh() -> LocalMesh {
+    LocalMesh::start(MeshOptions {
+        lying_curator: true,
+        ..MeshOptions::default()
+    })
+    .expect("the local mesh starts behind a lying curator")
+}
+
+fn id_bytes(hex: &str) -> [u8; 32] {
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    bytes.try_into().unwrap()
+}
+
+/// Waits until `condition` holds, or fails after `limit` with `what`.
+#[track_caller]
+fn wait_for(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn s12_a_curator_that_front_runs_a_binding_never_learns_the_token() {
+    let mesh = start_lying_mesh();
+    let liar = mesh.liar().unwrap();
+    liar.set(mazu_e2e::liar::Lie::FrontRun);
+
+    // checkout's token rotates; the curator binds the new id to its own key
+    // before checkout's agent does.
+    let new_id = mesh.rotate_token("checkout").unwrap();
+    wait_for(Duration::from_secs(30), "the front-run", || {
+        liar.journal()
+            .front_runs
+            .iter()
+            .any(|(id, _)| *id == new_id)
+    });
+    let checkout = mesh.service("checkout").unwrap();
+    wait_for(Duration::from_secs(30), "the agent to see it", || {
+        checkout.agent_log().contains("front_run")
+    });
     thread::sleep(mesh.refresh_interval() * 2);
-    assert!(checkpoint_refusals(&mesh, "checkout") > refused_before);
-    let log = mesh.service("checkout").unwrap().envoy_log();
-    assert!(log.contains("is not append-only"), "{log}");
-    assert_denied(
-        &mesh.call("frontend", "checkout").unwrap(),
-        &["not_registered"],
+
+    // The token was never sent: no reveal passed the front, and the log has
+    // the attacker's binding of the id but no reveal of it.
+    assert!(
+        !liar.journal().reveals.contains(&new_id),
+        "the agent revealed a front-run token"
     );
+    let records = mesh.curator_records().unwrap();
+    let victim = id_bytes(&new_id);
+    let of_victim: Vec<_> = records.iter().filter(|r| r.id == victim).collect();
+    assert!(
+        of_victim.iter().any(|r| matches!(
+            r.body,
+            mazu_log::RecordBody::Bind { spki_hash, .. } if spki_hash == liar.attacker().spki_hash()
+        )),
+        "the attacker's binding is in the log: {of_victim:?}"
+    );
+    assert!(
+        !of_victim
+            .iter()
+            .any(|r| matches!(r.body, mazu_log::RecordBody::Reveal { .. })),
+        "a reveal of the front-run id is in the log"
+    );
+
+    // Even holding the token (say it leaked later), the attacker's key is
+    // not admitted: its binding was never revealed.
+    let token = checkout.token().unwrap();
+    let forged = mesh.tokens.workload_with_key(
+        token,
+        &mazu_wasm_tests::fixtures::WorkloadSpec::new("shop", "checkout"),
+        liar.attacker().signing_key(),
+    );
+    let verdict = mesh
+        .connect_as("frontend", Some((&forged.cert_pem, &forged.key_pem)))
+        .unwrap();
+    assert!(!verdict.is_allowed(), "{verdict:?}");
+
+    // checkout keeps its previous, honestly registered certificate.
+    assert_eq!(mesh.call("frontend", "checkout").unwrap(), Verdict::Allowed);
+}
+
+#[test]
+fn s13_a_curator_that_shows_a_rebound_registry_is_refused_by_every_sidecar() {
+    let mesh = start_lying_mesh();
+    let liar = mesh.liar().unwrap();
+    let checkout = mesh.service("checkout").unwrap();
+    let victim = id_bytes(&checkout.registered_id().unwrap());
+    // The attacker holds checkout's token (tokens are public in certificates)
+    // and its own TLS key.
+    let forged = mesh.tokens.workload_with_key(
+        checkout.token().unwrap(),
+        &mazu_wasm_tests::fixtures::WorkloadSpec::new("shop", "checkout"),
+        liar.attacker().signing_key(),
+    );
+    assert_denied(
+        &mesh
+            .connect_as("frontend", Some((&forged.cert_pem, &forged.key_pem)))
+            .unwrap(),
+        &["key_mismatch"],
+    );
+
+    // The curator signs, with its own key, a checkpoint of a log in which
+    // checkout's id is bound to the attacker's key. No witness cosigned it.
+    liar.set(mazu_e2e::liar::Lie::Rebind {
+        victim: Some(victim),
+        sign_own_checkpoint: true,
+    });
+    let refused_before = checkpoint_refusals(&mesh, "frontend");
+    wait_for(Duration::from_secs(15), "frontend to refuse", || {
+        checkpoint_refusals(&mesh, "frontend") > refused_before
+    });
+    assert!(liar.journal().altered_answers > 0);
+    assert_denied(
+        &mesh
+            .connect_as("frontend", Some((&forged.cert_pem, &forged.key_pem)))
+            .unwrap(),
+        &["key_mismatch"],
+    );
+
+    // The same rebound records under the honest, witnessed checkpoint: they
+    // do not give its root. New entries make the filters fetch records.
+    liar.set(mazu_e2e::liar::Lie::Rebind {
+        victim: None,
+        sign_own_checkpoint: false,
+    });
+    let refused_before = checkpoint_refusals(&mesh, "frontend");
+    mesh.rotate_token("frontend").unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "frontend to refuse the records",
+        || checkpoint_refusals(&mesh, "frontend") > refused_before,
+    );
+    assert_denied(
+        &mesh
+            .connect_as("frontend", Some((&forged.cert_pem, &forged.key_pem)))
+            .unwrap(),
+        &["key_mismatch"],
+    );
+    // The honest registrations stay in force.
+    liar.set(mazu_e2e::liar::Lie::Honest);
+    assert_eq!(mesh.call("checkout", "frontend").unwrap(), Verdict::Allowed);
+}
+
+#[test]
+fn s14_a_curator_that_freezes_its_answers_makes_the_sidecars_stale() {
+    let mesh = start_lying_mesh();
+    // The registry's age counts from the witnessed time (the quorum-th
+    // newest cosignature), not from the curator's last answer.
+    let age = |service: &str| {
+        let stats = mesh.service(service).unwrap().filter_stats().unwrap();
+        stats
+            .get("mazu.inbound.registry_age_seconds")
+            .copied()
+            .unwrap_or(-1)
+    };
+    let max = i64::try_from(mazu_e2e::mesh::MAX_STALENESS_SECS).unwrap();
+    // Honest answers keep it young: the witnesses re-cosign every second.
+    thread::sleep(Duration::from_secs(mazu_e2e::mesh::MAX_STALENESS_SECS));
+    assert!(age("frontend") < max / 2, "age {}", age("frontend"));
+
+    // The curator keeps answering, with the checkpoint it had when it froze.
+    mesh.liar().unwrap().set(mazu_e2e::liar::Lie::Freeze);
+    wait_for(
+        Duration::from_secs(mazu_e2e::mesh::MAX_STALENESS_SECS * 3),
+        "frontend's registry to age past the staleness limit",
+        || age("frontend") > max,
+    );
+    let log = mesh.service("frontend").unwrap().envoy_log();
+    assert!(log.contains("stale"), "the filter says it is stale:\n{log}");
+    mesh.liar().unwrap().set(mazu_e2e::liar::Lie::Honest);
+    wait_for(
+        Duration::from_secs(15),
+        "frontend to be fresh again",
+        || (0..max / 2).contains(&age("frontend")),
+    );
+}
+
+#[test]
+fn s15_registrations_wait_for_the_witness_quorum() {
+    let mut mesh = start_mesh();
+    let version = mesh.registry_version().unwrap();
+    // Both witnesses are required: with one down, nothing new is witnessed.
+    mesh.kill_witness(1).unwrap();
+    let new_id = mesh.rotate_token("checkout").unwrap();
+    thread::sleep(Duration::from_secs(5));
+    let checkout = mesh.service("checkout").unwrap();
+    assert_ne!(checkout.registered_id().as_deref(), Some(new_id.as_str()));
+    assert_eq!(mesh.registry_version().unwrap(), version);
+    assert!(
+        checkout.agent_log().contains("witness"),
+        "the agent says what it waits for:\n{}",
+        checkout.agent_log()
+    );
+    // Traffic keeps flowing on the previous registration.
+    assert_eq!(mesh.call("frontend", "checkout").unwrap(), Verdict::Allowed);
+
+    mesh.restart_witness(1).unwrap();
+    wait_for(
+        Duration::from_secs(60),
+        "the registration to finish",
+        || mesh.service("checkout").unwrap().registered_id().as_deref() == Some(new_id.as_str()),
+    );
+    assert!(mesh.registry_version().unwrap() > version);
 }

@@ -10,7 +10,7 @@ use core::fmt;
 
 use mazu_identity::trust::{NamespaceScope, check_audience};
 use mazu_identity::{Jwks, TrustConfig, TrustDomain};
-use mazu_log::CheckpointVerifier;
+use mazu_log::{CheckpointVerifier, WitnessPolicy, WitnessVerifier};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -50,8 +50,8 @@ pub enum BeforeRegistry {
     },
 }
 
-/// What happens once the registry has not been confirmed by the curator for
-/// longer than `max_staleness_secs`.
+/// What happens once the registry has not been confirmed by a witnessed
+/// checkpoint for longer than `max_staleness_secs`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WhenStale {
@@ -61,26 +61,26 @@ pub enum WhenStale {
     EnforceLastKnown,
 }
 
-/// Where and how often the registry is fetched.
+/// Where and how often the log is followed, and who must vouch for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CuratorConfig {
     /// The Envoy cluster the callouts go to (static or CDS).
     pub cluster: String,
     /// The `:authority` of the callouts.
     pub authority: String,
-    /// The registry path, e.g. `/v1/registry`; `?since=<version>` is appended
-    /// for incremental updates.
-    pub registry_path: String,
-    /// How often the registry is refreshed, milliseconds.
+    /// How often the newest checkpoint is asked for, milliseconds.
     pub refresh_interval_ms: u64,
     /// Timeout of one callout, milliseconds.
     pub timeout_ms: u64,
-    /// Largest registry body accepted, bytes.
+    /// Largest answer body accepted (a checkpoint or a page of records), bytes.
     pub max_body_bytes: usize,
-    /// The curator's checkpoint verifier key: when set, a registry is used
-    /// only with a checkpoint it signed that is consistent with the last one
-    /// accepted ([`crate::transparency`]).
-    pub checkpoint_key: Option<CheckpointVerifier>,
+    /// The curator's checkpoint verifier key: every checkpoint must carry
+    /// its signature.
+    pub checkpoint_key: CheckpointVerifier,
+    /// The witnesses and how many of them must cosign a checkpoint. `None`
+    /// only with `insecure_no_witness` (development): the curator alone then
+    /// vouches for its log, and freshness counts from its answers.
+    pub witnesses: Option<WitnessPolicy>,
 }
 
 /// The validated filter configuration.
@@ -96,8 +96,8 @@ pub struct FilterConfig {
     pub before_registry: BeforeRegistry,
     /// Most connections parked at once per VM; beyond it new ones are closed.
     pub max_parked: usize,
-    /// Registry age (since the curator last confirmed it) after which
-    /// `when_stale` applies, seconds.
+    /// Registry age (since the witnessed time of the newest checkpoint it
+    /// was confirmed by) after which `when_stale` applies, seconds.
     pub max_staleness_secs: u64,
     /// Behaviour once the registry is stale.
     pub when_stale: WhenStale,
@@ -107,14 +107,13 @@ pub struct FilterConfig {
 
 /// Defaults, documented in `docs/filter.md`.
 pub mod defaults {
-    /// `curator.registry_path`.
-    pub const REGISTRY_PATH: &str = "/v1/registry";
     /// `curator.refresh_interval_ms`.
     pub const REFRESH_INTERVAL_MS: u64 = 5_000;
     /// `curator.timeout_ms`.
     pub const TIMEOUT_MS: u64 = 2_000;
-    /// `curator.max_body_bytes`: 64 MiB, about 800,000 registered workloads.
-    pub const MAX_BODY_BYTES: usize = 64 << 20;
+    /// `curator.max_body_bytes`: 4 MiB, a full page of 16384 records
+    /// (at most 114 bytes each) with room to spare.
+    pub const MAX_BODY_BYTES: usize = 4 << 20;
     /// `park_timeout_ms`.
     pub const PARK_TIMEOUT_MS: u64 = 5_000;
     /// `max_parked`.
@@ -188,11 +187,13 @@ enum RawBeforeRegistry {
 struct RawCurator {
     cluster: Option<String>,
     authority: Option<String>,
-    registry_path: Option<String>,
     refresh_interval_ms: Option<u64>,
     timeout_ms: Option<u64>,
     max_body_bytes: Option<u64>,
     checkpoint_key: Option<String>,
+    witnesses: Option<Vec<String>>,
+    witness_quorum: Option<u64>,
+    insecure_no_witness: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -339,18 +340,6 @@ fn parse_curator(raw: RawCurator) -> Result<CuratorConfig, ConfigError> {
         "curator.authority",
         1024,
     )?;
-    let registry_path = token_like(
-        raw.registry_path
-            .unwrap_or_else(|| defaults::REGISTRY_PATH.to_owned()),
-        "curator.registry_path",
-        1024,
-    )?;
-    if !registry_path.starts_with('/') || registry_path.contains(['?', '#']) {
-        return Err(invalid(
-            "curator.registry_path",
-            "must start with '/' and contain no query ('?') or fragment ('#')",
-        ));
-    }
     let refresh_interval_ms = in_range(
         raw.refresh_interval_ms
             .unwrap_or(defaults::REFRESH_INTERVAL_MS),
@@ -371,26 +360,74 @@ fn parse_curator(raw: RawCurator) -> Result<CuratorConfig, ConfigError> {
         1_024,
         1 << 30,
     )?;
-    let checkpoint_key = raw
-        .checkpoint_key
-        .map(|key| {
-            CheckpointVerifier::parse(key.trim()).map_err(|e| {
-                invalid(
-                    "curator.checkpoint_key",
-                    format!("not a checkpoint verifier key (name+hash+key, as served at /v1/checkpoint/key): {e}"),
-                )
-            })
-        })
-        .transpose()?;
+    let checkpoint_key = CheckpointVerifier::parse(
+        required(raw.checkpoint_key, "curator.checkpoint_key")?.trim(),
+    )
+    .map_err(|e| {
+        invalid(
+            "curator.checkpoint_key",
+            format!(
+                "not a checkpoint verifier key (name+hash+key, as served at /v1/checkpoint/key): {e}"
+            ),
+        )
+    })?;
+    let witnesses = parse_witnesses(
+        raw.witnesses.unwrap_or_default(),
+        raw.witness_quorum,
+        raw.insecure_no_witness.unwrap_or(false),
+    )?;
     Ok(CuratorConfig {
         cluster,
         authority,
-        registry_path,
         refresh_interval_ms,
         timeout_ms,
         max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(defaults::MAX_BODY_BYTES),
         checkpoint_key,
+        witnesses,
     })
+}
+
+/// The witness policy: every listed key parsed, the quorum (default: all of
+/// them) within range. No witnesses is refused unless `insecure` says so,
+/// because without them the curator alone decides what log every proxy sees.
+fn parse_witnesses(
+    vkeys: Vec<String>,
+    quorum: Option<u64>,
+    insecure: bool,
+) -> Result<Option<WitnessPolicy>, ConfigError> {
+    if vkeys.is_empty() {
+        if let Some(quorum) = quorum.filter(|&q| q != 0) {
+            return Err(invalid(
+                "curator.witness_quorum",
+                format!("is {quorum} but curator.witnesses lists none"),
+            ));
+        }
+        return if insecure {
+            Ok(None)
+        } else {
+            Err(invalid(
+                "curator.witnesses",
+                "must list at least one witness key (or set curator.insecure_no_witness: true, \
+                 for development only: the curator could then show each proxy another log)",
+            ))
+        };
+    }
+    let mut witnesses = Vec::with_capacity(vkeys.len());
+    for (i, vkey) in vkeys.iter().enumerate() {
+        let witness = WitnessVerifier::parse(vkey.trim()).map_err(|e| {
+            invalid(
+                format!("curator.witnesses[{i}]"),
+                format!("not a witness verifier key (name+id+key): {e}"),
+            )
+        })?;
+        witnesses.push(witness);
+    }
+    let count = witnesses.len() as u64;
+    let quorum = in_range(quorum.unwrap_or(count), "curator.witness_quorum", 1, count)?;
+    let quorum = usize::try_from(quorum).unwrap_or(usize::MAX);
+    WitnessPolicy::new(witnesses, quorum)
+        .map(Some)
+        .map_err(|e| invalid("curator.witnesses", e.to_string()))
 }
 
 fn parse_trust(raw: RawTrust<'_>) -> Result<TrustConfig, ConfigError> {

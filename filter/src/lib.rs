@@ -12,8 +12,9 @@
 //! - [`engine`]: the per-VM decision state (registry copy, verdict cache);
 //! - [`sync`]: what to fetch from the curator and what its answers mean,
 //!   and the shared-data layout that hands the registry to every worker VM;
-//! - [`transparency`]: refusing a registry the curator's append-only log
-//!   does not vouch for (signed checkpoints, consistency proofs);
+//! - [`transparency`]: following the curator's witnessed log and deriving
+//!   the registry from its records (checkpoint signature, witness quorum,
+//!   records that must give the checkpoint's root);
 //! - [`parking`]: connections held until the first registry arrives;
 //! - [`cache`]: the bounded verdict cache;
 //! - [`metrics`]: metric names.

@@ -19,19 +19,22 @@ pub enum Fixed {
     VerdictCacheMisses,
     /// Connections parked while no registry existed.
     ConnectionsParked,
-    /// Callouts sent to the curator.
+    /// Callouts sent to the curator (checkpoints and pages of records).
     RegistryFetches,
-    /// Answers that installed a newer registry.
+    /// Rounds that installed a newer registry derived from the log.
     RegistryUpdates,
-    /// Answers confirming the registry held (304 or the same version).
+    /// Rounds whose checkpoint was the one followed (same size and root):
+    /// the registry is confirmed as of its witnessed time.
     RegistryUnchanged,
-    /// Callouts that failed (sum of every `registry_fetch_failures.<kind>`).
+    /// Rounds that failed or were refused (sum of every
+    /// `registry_fetch_failures.<kind>`).
     RegistryFetchFailures,
     /// Gauge: the registry version this VM decides with.
     RegistryVersion,
     /// Gauge: entries in that registry.
     RegistryEntries,
-    /// Gauge: seconds since the curator last confirmed it.
+    /// Gauge: seconds since the witnessed time of the newest checkpoint
+    /// that confirmed it.
     RegistryAgeSeconds,
     /// Gauge: connections parked right now in this VM.
     ParkedNow,

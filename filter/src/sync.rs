@@ -1,28 +1,27 @@
-//! Keeping the registry current: what to ask the curator, what its answer
-//! means, and how the copy is shared between the VMs of one Envoy.
+//! Keeping the registry current: what to ask the curator, what its answers
+//! mean, and how the copy is shared between the VMs of one Envoy.
 //!
-//! One root context at a time (the holder of a lease in shared data) fetches:
-//! first the full snapshot (`GET <registry_path>`), then incremental deltas
-//! (`GET <registry_path>?since=<version>`). It publishes every new copy in
-//! shared data; every root context (one per worker VM) polls a small status
-//! record on its tick and decodes the snapshot when the version moved. Any
-//! failure keeps the last good copy; the failure is counted and logged by the
-//! caller.
+//! One root context at a time (the holder of a lease in shared data) follows
+//! the log: every refresh interval it asks for the newest witnessed
+//! checkpoint (`GET /v1/checkpoint`), and when that is larger than the log
+//! it follows, for the records up to it (`GET /v1/log/records?start=&end=`,
+//! page by page), which [`crate::transparency::Follower`] applies only if
+//! they give the checkpoint's root. It publishes the derived snapshot, the
+//! accepted checkpoint and a small status record in shared data; every root
+//! context (one per worker VM) polls the status on its tick and decodes the
+//! snapshot when the version moved. Any failure keeps the last good copy;
+//! the failure is counted and logged by the caller.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use mazu_identity::{RegistryDelta, RegistryError, RegistrySnapshot};
-
-use mazu_log::evidence::CHECKPOINT_SIZE_HEADER;
-
 use crate::config::CuratorConfig;
-use crate::transparency::CheckpointFailure;
+use crate::transparency::Refusal;
 
-/// Magic of an encoded snapshot (`MZRS`).
-const SNAPSHOT_MAGIC: &[u8; 4] = &mazu_identity::registry::SNAPSHOT_MAGIC;
-/// Magic of an encoded delta (`MZRD`).
-const DELTA_MAGIC: &[u8; 4] = &mazu_identity::registry::DELTA_MAGIC;
+/// The path of the newest witnessed checkpoint.
+pub const CHECKPOINT_PATH: &str = "/v1/checkpoint";
+/// The path of the log's records (`?start=S&end=E`).
+pub const RECORDS_PATH: &str = "/v1/log/records";
 
 /// The shared-data keys of one registry source. Plugins that share a `vm_id`
 /// and the same curator cluster and path share one copy.
@@ -30,7 +29,7 @@ const DELTA_MAGIC: &[u8; 4] = &mazu_identity::registry::DELTA_MAGIC;
 pub struct SharedKeys {
     /// The encoded snapshot.
     pub snapshot: String,
-    /// [`RegistryStatus`]: version and last confirmation time.
+    /// [`RegistryStatus`]: version and the witnessed time confirming it.
     pub status: String,
     /// [`Lease`]: which root context fetches.
     pub lease: String,
@@ -42,11 +41,13 @@ pub struct SharedKeys {
 }
 
 impl SharedKeys {
-    /// Keys for the registry behind `curator`.
+    /// Keys for the registry behind `curator` (the cluster and the log,
+    /// named by its key: plugins following one log share one copy).
     pub fn new(curator: &CuratorConfig) -> Self {
         let base = format!(
-            "mazu.registry.v1|{}|{}",
-            curator.cluster, curator.registry_path
+            "mazu.registry.v2|{}|{}",
+            curator.cluster,
+            curator.checkpoint_key.to_vkey()
         );
         SharedKeys {
             snapshot: format!("{base}|snapshot"),
@@ -59,12 +60,14 @@ impl SharedKeys {
 }
 
 /// What the fetching root publishes beside the snapshot: the version it holds
-/// and when the curator last confirmed it (a 200 or a 304).
+/// and the witnessed time of the newest checkpoint that confirmed it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RegistryStatus {
-    /// The snapshot version in shared data.
+    /// The snapshot version in shared data (the log size it derives from).
     pub version: u64,
-    /// When the curator last confirmed it, milliseconds since the epoch.
+    /// The witnessed time of the newest checkpoint of that size,
+    /// milliseconds since the epoch (without witnesses: when the curator
+    /// served it).
     pub confirmed_ms: u64,
 }
 
@@ -139,51 +142,42 @@ pub fn decode_counter(bytes: Option<&[u8]>) -> u64 {
 /// Which kind of request a fetch is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FetchKind {
-    /// The full snapshot, conditional on the version held (if any).
-    Full {
-        /// The version held, sent as `If-None-Match`.
-        have: Option<u64>,
-    },
-    /// The changes since `since`.
-    Delta {
-        /// The version held.
-        since: u64,
+    /// The newest witnessed checkpoint.
+    Checkpoint,
+    /// The records `start..end`.
+    Records {
+        /// First record.
+        start: u64,
+        /// One past the last record.
+        end: u64,
     },
 }
 
 /// One callout: path and headers (pseudo-headers included).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchRequest {
-    /// Full or delta.
+    /// What is asked.
     pub kind: FetchKind,
     /// `(name, value)` pairs for `dispatch_http_call`.
     pub headers: Vec<(String, String)>,
 }
 
 impl FetchRequest {
-    /// The request for `kind` against `curator`; `held_checkpoint` is the
-    /// size of the last checkpoint accepted, for which the curator adds a
-    /// consistency proof.
-    pub fn new(curator: &CuratorConfig, kind: FetchKind, held_checkpoint: Option<u64>) -> Self {
-        let path = match kind {
-            FetchKind::Full { .. } => curator.registry_path.clone(),
-            FetchKind::Delta { since } => format!("{}?since={since}", curator.registry_path),
+    /// The request for `kind` against `curator`.
+    pub fn new(curator: &CuratorConfig, kind: FetchKind) -> Self {
+        let (path, accept) = match kind {
+            FetchKind::Checkpoint => (CHECKPOINT_PATH.to_owned(), "text/plain"),
+            FetchKind::Records { start, end } => (
+                format!("{RECORDS_PATH}?start={start}&end={end}"),
+                "application/octet-stream",
+            ),
         };
-        let mut headers = vec![
+        let headers = vec![
             (":method".to_owned(), "GET".to_owned()),
             (":path".to_owned(), path),
             (":authority".to_owned(), curator.authority.clone()),
-            ("accept".to_owned(), "application/octet-stream".to_owned()),
+            ("accept".to_owned(), accept.to_owned()),
         ];
-        if let FetchKind::Full {
-            have: Some(version),
-        } = kind
-        {
-            headers.push(("if-none-match".to_owned(), format!("\"{version}\"")));
-        }
-        if let Some(size) = held_checkpoint {
-            headers.push((CHECKPOINT_SIZE_HEADER.to_owned(), size.to_string()));
-        }
         FetchRequest { kind, headers }
     }
 }
@@ -196,27 +190,13 @@ pub enum FetchFailure {
     Dispatch,
     /// No answer within the timeout (or a reset: no `:status`).
     NoAnswer,
-    /// An HTTP status other than 200 or 304.
+    /// An HTTP status other than 200.
     Status(u16),
     /// A body larger than `curator.max_body_bytes`.
     TooLarge(usize),
-    /// A 200 whose body is neither a snapshot nor a delta, or does not decode.
-    BadBody(RegistryError),
-    /// A 200 without a recognisable body.
-    Garbage,
-    /// A snapshot older than the one held (a curator must never go back).
-    Rollback {
-        /// The version held.
-        have: u64,
-        /// The version offered.
-        got: u64,
-    },
-    /// A delta that does not apply to the registry held.
-    DeltaMismatch(RegistryError),
-    /// The log's evidence is missing or does not hold: the curator's log is
-    /// not the append-only log it signed before, or the registry is not the
-    /// one it signed.
-    Checkpoint(CheckpointFailure),
+    /// The checkpoint or the records were refused: the curator's log is
+    /// not the one the witnesses vouch for, or not the one accepted before.
+    Refused(Refusal),
 }
 
 impl FetchFailure {
@@ -227,23 +207,30 @@ impl FetchFailure {
             FetchFailure::NoAnswer => "no_answer",
             FetchFailure::Status(_) => "http_status",
             FetchFailure::TooLarge(_) => "too_large",
-            FetchFailure::BadBody(_) | FetchFailure::Garbage => "bad_body",
-            FetchFailure::Rollback { .. } => "rollback",
-            FetchFailure::DeltaMismatch(_) => "delta_mismatch",
-            FetchFailure::Checkpoint(_) => "checkpoint",
+            FetchFailure::Refused(refusal) => refusal.as_str(),
         }
     }
 
+    /// Whether the failure is evidence against the curator (rather than an
+    /// outage): logged as possible misbehaviour.
+    pub const fn is_refusal(&self) -> bool {
+        matches!(self, FetchFailure::Refused(_))
+    }
+
     /// Every [`as_str`](Self::as_str) name, for defining metrics up front.
-    pub const ALL_NAMES: [&'static str; 8] = [
+    pub const ALL_NAMES: [&'static str; 12] = [
         "dispatch",
         "no_answer",
         "http_status",
         "too_large",
-        "bad_body",
-        "rollback",
-        "delta_mismatch",
-        "checkpoint",
+        Refusal::ALL_NAMES[0],
+        Refusal::ALL_NAMES[1],
+        Refusal::ALL_NAMES[2],
+        Refusal::ALL_NAMES[3],
+        Refusal::ALL_NAMES[4],
+        Refusal::ALL_NAMES[5],
+        Refusal::ALL_NAMES[6],
+        Refusal::ALL_NAMES[7],
     ];
 }
 
@@ -254,87 +241,17 @@ impl core::fmt::Display for FetchFailure {
             FetchFailure::NoAnswer => f.write_str("no answer (timeout or reset)"),
             FetchFailure::Status(status) => write!(f, "HTTP status {status}"),
             FetchFailure::TooLarge(len) => write!(f, "body of {len} bytes is over the limit"),
-            FetchFailure::BadBody(e) => write!(f, "undecodable registry body: {e}"),
-            FetchFailure::Garbage => f.write_str("body is neither a registry snapshot nor a delta"),
-            FetchFailure::Rollback { have, got } => {
-                write!(f, "snapshot version {got} is older than the held {have}")
-            }
-            FetchFailure::DeltaMismatch(e) => write!(f, "delta does not apply: {e}"),
-            FetchFailure::Checkpoint(e) => write!(f, "refused by the log's evidence: {e}"),
+            FetchFailure::Refused(refusal) => write!(f, "refused: {refusal}"),
         }
     }
 }
 
-/// What an answer means for the registry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FetchOutcome {
-    /// A registry newer than the one held (from a snapshot or a delta).
-    Updated(RegistrySnapshot),
-    /// The curator confirms the held registry is current.
-    Unchanged,
-    /// Not usable.
-    Failed(FetchFailure),
-}
-
-/// Interprets the curator's answer. `status` is `None` when the callout got
-/// no HTTP answer; `body` is the whole body.
-pub fn interpret(
-    current: Option<&RegistrySnapshot>,
-    status: Option<u16>,
-    body: &[u8],
-) -> FetchOutcome {
+/// Whether an answer's status lets its body be used: only a 200 does.
+pub fn check_status(status: Option<u16>) -> Result<(), FetchFailure> {
     match status {
-        None => FetchOutcome::Failed(FetchFailure::NoAnswer),
-        Some(304) if current.is_some() => FetchOutcome::Unchanged,
-        Some(200) => interpret_body(current, body),
-        Some(other) => FetchOutcome::Failed(FetchFailure::Status(other)),
-    }
-}
-
-fn interpret_body(current: Option<&RegistrySnapshot>, body: &[u8]) -> FetchOutcome {
-    if body.starts_with(SNAPSHOT_MAGIC) {
-        let snapshot = match RegistrySnapshot::decode(body) {
-            Ok(snapshot) => snapshot,
-            Err(e) => return FetchOutcome::Failed(FetchFailure::BadBody(e)),
-        };
-        match current {
-            Some(held) if snapshot.version() < held.version() => {
-                FetchOutcome::Failed(FetchFailure::Rollback {
-                    have: held.version(),
-                    got: snapshot.version(),
-                })
-            }
-            Some(held) if snapshot.version() == held.version() => {
-                if snapshot == *held {
-                    FetchOutcome::Unchanged
-                } else {
-                    // Same version, other content: a curator must not do that.
-                    FetchOutcome::Failed(FetchFailure::Rollback {
-                        have: held.version(),
-                        got: snapshot.version(),
-                    })
-                }
-            }
-            _ => FetchOutcome::Updated(snapshot),
-        }
-    } else if body.starts_with(DELTA_MAGIC) {
-        let delta = match RegistryDelta::decode(body) {
-            Ok(delta) => delta,
-            Err(e) => return FetchOutcome::Failed(FetchFailure::BadBody(e)),
-        };
-        let Some(held) = current else {
-            return FetchOutcome::Failed(FetchFailure::Garbage);
-        };
-        if delta.to_version() == held.version() && delta.entries().is_empty() {
-            return FetchOutcome::Unchanged;
-        }
-        let mut next = held.clone();
-        match next.apply(&delta) {
-            Ok(()) => FetchOutcome::Updated(next),
-            Err(e) => FetchOutcome::Failed(FetchFailure::DeltaMismatch(e)),
-        }
-    } else {
-        FetchOutcome::Failed(FetchFailure::Garbage)
+        None => Err(FetchFailure::NoAnswer),
+        Some(200) => Ok(()),
+        Some(other) => Err(FetchFailure::Status(other)),
     }
 }
 
@@ -356,7 +273,8 @@ pub struct InFlight {
 pub struct Fetcher {
     next_due_ms: u64,
     in_flight: Option<InFlight>,
-    force_full: bool,
+    /// When the current round (its checkpoint callout) was sent.
+    round_started_ms: Option<u64>,
     /// Failures since the last good answer.
     pub consecutive_failures: u32,
 }
@@ -379,7 +297,7 @@ impl Fetcher {
         Fetcher {
             next_due_ms: 0,
             in_flight: None,
-            force_full: false,
+            round_started_ms: None,
             consecutive_failures: 0,
         }
     }
@@ -389,20 +307,18 @@ impl Fetcher {
         self.in_flight
     }
 
-    /// What to fetch now, if anything: nothing while a callout is in flight
-    /// or before the next due time.
-    pub fn due(&self, now_ms: u64, held_version: Option<u64>) -> Option<FetchKind> {
-        if self.in_flight.is_some() || now_ms < self.next_due_ms {
-            return None;
-        }
-        Some(match held_version {
-            Some(since) if !self.force_full => FetchKind::Delta { since },
-            have => FetchKind::Full { have },
-        })
+    /// Whether a new round (a checkpoint callout) is due now: not while a
+    /// callout is in flight nor before the next due time.
+    pub fn due(&self, now_ms: u64) -> bool {
+        self.in_flight.is_none() && now_ms >= self.next_due_ms
     }
 
-    /// Records a dispatched callout.
+    /// Records a dispatched callout (a checkpoint starts a round, records
+    /// continue it).
     pub fn started(&mut self, token: u32, kind: FetchKind, now_ms: u64, curator: &CuratorConfig) {
+        if kind == FetchKind::Checkpoint {
+            self.round_started_ms = Some(now_ms);
+        }
         self.in_flight = Some(InFlight {
             token,
             kind,
@@ -418,8 +334,14 @@ impl Fetcher {
         self.in_flight.is_some_and(|f| f.token == token)
     }
 
-    /// Records the end of the callout in flight (an answer, a dispatch
-    /// failure or a lapsed deadline) and schedules the next one.
+    /// Records that the callout in flight was answered and the round goes
+    /// on with another callout (the next page of records).
+    pub fn answered(&mut self) {
+        self.in_flight = None;
+    }
+
+    /// Records the end of a round (its last answer, a dispatch failure or a
+    /// lapsed deadline) and schedules the next one.
     pub fn finished(
         &mut self,
         failure: Option<&FetchFailure>,
@@ -430,27 +352,18 @@ impl Fetcher {
         // After an answer, the next fetch is due one interval after this one
         // was *sent*: counting from the answer would make a tick that comes
         // exactly one interval later find it not yet due, and halve the rate.
+        self.in_flight = None;
         let mut base_ms = self
-            .in_flight
+            .round_started_ms
             .take()
-            .map_or(now_ms, |f| f.dispatched_ms.min(now_ms));
+            .map_or(now_ms, |sent| sent.min(now_ms));
         let mut delay = curator.refresh_interval_ms;
         match failure {
             None => {
                 self.consecutive_failures = 0;
-                self.force_full = false;
             }
-            Some(failure) => {
+            Some(_) => {
                 self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-                // A delta that did not apply, or a curator that does not
-                // know `since`: start over from a full snapshot.
-                self.force_full = matches!(
-                    failure,
-                    FetchFailure::DeltaMismatch(_)
-                        | FetchFailure::Status(400..=499)
-                        | FetchFailure::Garbage
-                        | FetchFailure::BadBody(_)
-                );
                 // Back off from the failure itself, not from the attempt.
                 base_ms = now_ms;
                 if !have_registry {

@@ -4,6 +4,7 @@
 use mazu_dev_issuer::{Algorithm, DEFAULT_ISSUER_URL, DEV_AUDIENCE, DevIssuer, TokenRequest};
 use mazu_identity::certificate::{CertificateRequest, IssuedCertificate, build_certificate};
 use mazu_identity::{RegistryEntry, RegistrySnapshot, TrustDomain};
+use mazu_log::{CheckpointSigner, CosignatureSigner};
 use p256::ecdsa::SigningKey;
 use rand::rngs::OsRng;
 
@@ -11,6 +12,27 @@ use rand::rngs::OsRng;
 pub const TRUST_DOMAIN: &str = "cluster.local";
 /// "Now" for the fixtures, Unix seconds.
 pub const NOW: u64 = 1_800_000_000;
+
+/// The curator's checkpoint key of every fixture.
+pub fn curator_signer() -> CheckpointSigner {
+    CheckpointSigner::new("mazu-curator/test", &[42; 32]).expect("curator key")
+}
+
+/// Witness `n` of the fixtures (`witness.test/w<n>`).
+pub fn witness_signer(n: u8) -> CosignatureSigner {
+    CosignatureSigner::new(&format!("witness.test/w{n}"), &[100 + n; 32]).expect("witness key")
+}
+
+/// The `curator` members naming the fixtures' log: the checkpoint key and
+/// witnesses 1 and 2 with a quorum of 2.
+pub fn log_members() -> String {
+    format!(
+        r#""checkpoint_key":"{}","witnesses":["{}","{}"],"witness_quorum":2"#,
+        curator_signer().verifier().to_vkey(),
+        witness_signer(1).verifier().to_vkey(),
+        witness_signer(2).verifier().to_vkey()
+    )
+}
 
 /// An issuer and helpers to make workloads.
 pub struct Fixture {
@@ -32,14 +54,15 @@ impl Fixture {
         }
     }
 
-    /// A plugin configuration trusting this issuer.
+    /// A plugin configuration trusting this issuer and the fixtures' log.
     pub fn config_json(&self, extra: &str) -> String {
         format!(
             r#"{{"direction":"inbound",
-                "curator":{{"cluster":"mazu-curator","authority":"curator.local"}},
+                "curator":{{"cluster":"mazu-curator","authority":"curator.local",{}}},
                 "trust":{{"trust_domain":"{TRUST_DOMAIN}","audience":"{DEV_AUDIENCE}",
                   "issuers":[{{"issuer":"{DEFAULT_ISSUER_URL}","jwks":{},"namespaces":["*"]}}]}}
                 {extra}}}"#,
+            log_members(),
             self.issuer.jwks_json()
         )
     }

@@ -1,223 +1,389 @@
-//! Holding the curator to its append-only log.
+//! Following the curator's witnessed log: the registry is derived from the
+//! log's leaf records, never taken from the curator's word.
 //!
-//! With `curator.checkpoint_key` configured, a registry answer is used only
-//! if it carries the log's evidence (`mazu_log::evidence`) and the evidence
-//! holds: a checkpoint signed by the pinned key, of tree size equal to the
-//! registry's version, whose registry line is the SHA-256 of the registry
-//! the filter would install, and — against the last checkpoint this Envoy
-//! accepted — either the same root at the same size or a valid consistency
-//! proof to the larger size. So every registry a filter uses is one the
-//! curator signed as the result of a log that only ever grew: rewriting,
-//! dropping or reordering logged registrations, or forking the log, is
-//! refused by every proxy that saw the earlier checkpoint, and a registry
-//! that is not the one the log yields carries the curator's signature on
-//! the lie, for auditors (`docs/audit.md`).
+//! One round: the newest checkpoint (`GET /v1/checkpoint`) is verified — the
+//! curator's signature with the pinned key and a quorum of the configured
+//! witnesses' cosignatures ([`verify_checkpoint`]) — and offered to the
+//! [`Follower`]. If it is larger than the log already followed, the records
+//! from the follower's size up to it are fetched page by page and applied
+//! with [`LogFollower::extend`]: all or nothing, and only if their leaves
+//! give the checkpoint's root. So the registry a filter installs
+//! ([`Follower::snapshot`]) is the one the witnessed log yields:
+//!
+//! - a curator that serves records other than the ones it logged (say,
+//!   the victim's id first bound to an attacker's key) fails the root;
+//! - a curator that shows this proxy a log the witnesses did not see fails
+//!   the quorum (honest witnesses cosign one append-only history);
+//! - a checkpoint smaller than the one accepted, or of the same size with
+//!   another root, is a rollback or a fork and is refused;
+//! - a curator that freezes (serves the same old checkpoint) cannot keep
+//!   the registry fresh: its age counts from the witnessed time (the
+//!   quorum-th newest cosignature timestamp).
 
+use alloc::vec::Vec;
 use core::fmt;
 
-use mazu_log::evidence::{self, EvidenceError};
-use mazu_log::merkle::{Hash, ProofError, verify_consistency};
-use mazu_log::{CheckpointVerifier, NoteError};
+use mazu_identity::RegistrySnapshot;
+use mazu_identity::registry::{FollowError, LogFollower, VoidRecord};
+use mazu_log::merkle::Hash;
+use mazu_log::record::{LeafRecord, MAX_RECORD_LEN, RecordError, decode_records};
+use mazu_log::{CheckpointVerifier, CosignatureError, NoteError, WitnessPolicy};
 
-/// The last checkpoint accepted: the tree size, its root, and the registry
-/// digest it signed.
+/// The most records the curator serves in one page.
+pub const SERVER_PAGE_RECORDS: u64 = 16_384;
+
+/// A checkpoint whose signature and witness quorum verified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerifiedCheckpoint {
+    /// Tree size.
+    pub size: u64,
+    /// Merkle root of the first `size` records.
+    pub root: Hash,
+    /// The witnessed time, Unix seconds; `None` without witnesses
+    /// (`insecure_no_witness`), when the caller's clock stands in.
+    pub witnessed_secs: Option<u64>,
+}
+
+/// The last checkpoint accepted by any VM of this Envoy (shared data): the
+/// tree size, its root, and when it was witnessed (milliseconds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AcceptedCheckpoint {
-    /// Tree size (= the registry version it came with).
+    /// Tree size (= the version of the registry derived from it).
     pub size: u64,
-    /// Merkle root of the first `size` log entries.
+    /// Merkle root of the first `size` records.
     pub root: Hash,
-    /// SHA-256 of the registry snapshot of version `size`.
-    pub registry: Hash,
+    /// Witnessed time (or answer time without witnesses), milliseconds.
+    pub witnessed_ms: u64,
 }
 
 impl AcceptedCheckpoint {
-    /// 72 bytes for shared data: the size (big-endian), the root, the
-    /// registry digest.
-    pub fn encode(&self) -> [u8; 72] {
-        let mut out = [0u8; 72];
+    /// 48 bytes: size (big-endian), root, witnessed time (big-endian).
+    pub fn encode(&self) -> [u8; 48] {
+        let mut out = [0u8; 48];
         out[..8].copy_from_slice(&self.size.to_be_bytes());
         out[8..40].copy_from_slice(&self.root);
-        out[40..].copy_from_slice(&self.registry);
+        out[40..].copy_from_slice(&self.witnessed_ms.to_be_bytes());
         out
     }
 
     /// Decodes [`encode`](Self::encode)'s output; `None` for anything else.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        let bytes: &[u8; 72] = bytes.try_into().ok()?;
+        let bytes: &[u8; 48] = bytes.try_into().ok()?;
         Some(AcceptedCheckpoint {
             size: u64::from_be_bytes(bytes[..8].try_into().ok()?),
             root: bytes[8..40].try_into().ok()?,
-            registry: bytes[40..].try_into().ok()?,
+            witnessed_ms: u64::from_be_bytes(bytes[40..].try_into().ok()?),
         })
     }
 }
 
-/// The evidence header values of one registry answer, as received.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Evidence<'a> {
-    /// [`evidence::CHECKPOINT_HEADER`].
-    pub checkpoint: Option<&'a [u8]>,
-    /// [`evidence::CONSISTENCY_HEADER`].
-    pub consistency: Option<&'a [u8]>,
-}
-
-/// Why an answer's evidence was refused. The registry held stays in force.
+/// Why a checkpoint or a page of records was refused. The registry held
+/// stays in force.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum CheckpointFailure {
-    /// The answer carries no checkpoint.
-    Missing,
-    /// A header is not decodable.
-    Undecodable(EvidenceError),
-    /// The checkpoint is not signed by the pinned key (or is malformed).
+pub enum Refusal {
+    /// The note is malformed or not signed by the pinned curator key.
     Signature(NoteError),
-    /// The checkpoint is of another size than the registry's version.
-    SizeMismatch {
-        /// The checkpoint's tree size.
-        checkpoint: u64,
-        /// The registry's version.
-        registry: u64,
+    /// Fewer configured witnesses cosigned than the quorum.
+    BelowQuorum {
+        /// Distinct configured witnesses with a valid cosignature.
+        found: usize,
+        /// The quorum.
+        quorum: usize,
     },
-    /// The checkpoint has no usable registry line.
-    NoRegistryBinding(EvidenceError),
-    /// The checkpoint signs another registry than the one answered.
-    RegistryMismatch {
-        /// The version both claim.
-        version: u64,
-    },
-    /// The checkpoint is older than the one accepted before.
+    /// A line claims a configured witness but does not verify.
+    BadCosignature(CosignatureError),
+    /// The checkpoint is smaller than one accepted before.
     Rollback {
         /// The size accepted before.
         held: u64,
         /// The size offered.
         offered: u64,
     },
-    /// Same size as the one accepted before, another root: a forked log.
+    /// Same size as one accepted before, another root: a forked log.
     Fork {
         /// The size.
         size: u64,
     },
-    /// A larger checkpoint without the consistency proof from the held one.
-    NoConsistencyProof {
-        /// The size accepted before.
-        from: u64,
-        /// The size offered.
-        to: u64,
+    /// A records answer that does not decode.
+    RecordsUndecodable(RecordError),
+    /// A records answer with no records, or more than asked for.
+    RecordsCount {
+        /// Records asked for.
+        asked: u64,
+        /// Records given.
+        given: u64,
     },
-    /// The consistency proof does not link the held checkpoint to the
-    /// offered one: the log was rewritten.
-    Inconsistent {
-        /// The size accepted before.
-        from: u64,
-        /// The size offered.
-        to: u64,
-        /// Why the proof failed.
-        error: ProofError,
+    /// The records do not give the checkpoint's root: not the log the
+    /// witnesses saw (a rebound id, a dropped or reordered record).
+    RecordsRootMismatch {
+        /// The checkpoint's size.
+        size: u64,
     },
 }
 
-impl fmt::Display for CheckpointFailure {
+impl Refusal {
+    /// A stable name for metrics and logs.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Refusal::Signature(_) => "checkpoint_signature",
+            Refusal::BelowQuorum { .. } => "checkpoint_below_quorum",
+            Refusal::BadCosignature(_) => "checkpoint_bad_cosignature",
+            Refusal::Rollback { .. } => "checkpoint_rollback",
+            Refusal::Fork { .. } => "checkpoint_fork",
+            Refusal::RecordsUndecodable(_) => "records_undecodable",
+            Refusal::RecordsCount { .. } => "records_count",
+            Refusal::RecordsRootMismatch { .. } => "records_root_mismatch",
+        }
+    }
+
+    /// Every [`as_str`](Self::as_str) name.
+    pub const ALL_NAMES: [&'static str; 8] = [
+        "checkpoint_signature",
+        "checkpoint_below_quorum",
+        "checkpoint_bad_cosignature",
+        "checkpoint_rollback",
+        "checkpoint_fork",
+        "records_undecodable",
+        "records_count",
+        "records_root_mismatch",
+    ];
+}
+
+impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CheckpointFailure::Missing => write!(
-                f,
-                "the answer carries no {} header",
-                evidence::CHECKPOINT_HEADER
-            ),
-            CheckpointFailure::Undecodable(e) => write!(f, "{e}"),
-            CheckpointFailure::Signature(e) => {
+            Refusal::Signature(e) => {
                 write!(f, "the checkpoint does not verify with the pinned key: {e}")
             }
-            CheckpointFailure::SizeMismatch {
-                checkpoint,
-                registry,
-            } => write!(
+            Refusal::BelowQuorum { found, quorum } => write!(
                 f,
-                "the checkpoint is of tree size {checkpoint}, the registry of version {registry}"
+                "the checkpoint is cosigned by {found} of the required {quorum} witnesses"
             ),
-            CheckpointFailure::NoRegistryBinding(e) => write!(f, "{e}"),
-            CheckpointFailure::RegistryMismatch { version } => write!(
+            Refusal::BadCosignature(e) => write!(f, "{e}"),
+            Refusal::Rollback { held, offered } => write!(
                 f,
-                "the signed checkpoint binds another registry than the one served at version {version}"
+                "checkpoint of size {offered} is older than the accepted size {held} (rollback)"
             ),
-            CheckpointFailure::Rollback { held, offered } => write!(
-                f,
-                "checkpoint of size {offered} is older than the accepted size {held}"
-            ),
-            CheckpointFailure::Fork { size } => write!(
+            Refusal::Fork { size } => write!(
                 f,
                 "checkpoint of size {size} has another root than the one accepted at that size (forked log)"
             ),
-            CheckpointFailure::NoConsistencyProof { from, to } => {
-                write!(f, "no consistency proof from size {from} to {to}")
+            Refusal::RecordsUndecodable(e) => write!(f, "undecodable log records: {e}"),
+            Refusal::RecordsCount { asked, given } => {
+                write!(f, "{given} log records answered for {asked} asked")
             }
-            CheckpointFailure::Inconsistent { from, to, error } => write!(
+            Refusal::RecordsRootMismatch { size } => write!(
                 f,
-                "the log from size {from} to {to} is not append-only: {error}"
+                "the log records do not give the root of the witnessed checkpoint of size {size}"
             ),
         }
     }
 }
 
-/// Checks one answer's evidence for a registry of `version` whose snapshot
-/// encoding hashes to `registry_digest`, against the checkpoint accepted
-/// before (`held`, none on first use: the pinned key vouches for the first).
-/// Returns the checkpoint to remember.
-pub fn check(
-    verifier: &CheckpointVerifier,
-    held: Option<AcceptedCheckpoint>,
-    offered: &Evidence<'_>,
-    version: u64,
-    registry_digest: &Hash,
-) -> Result<AcceptedCheckpoint, CheckpointFailure> {
-    let header = offered.checkpoint.ok_or(CheckpointFailure::Missing)?;
-    let note = evidence::decode_note(header).map_err(CheckpointFailure::Undecodable)?;
-    let checkpoint = verifier
-        .verify(&note)
-        .map_err(CheckpointFailure::Signature)?;
-    if checkpoint.size != version {
-        return Err(CheckpointFailure::SizeMismatch {
-            checkpoint: checkpoint.size,
-            registry: version,
-        });
-    }
-    let signed =
-        evidence::registry_digest(&checkpoint).map_err(CheckpointFailure::NoRegistryBinding)?;
-    if signed != *registry_digest {
-        return Err(CheckpointFailure::RegistryMismatch { version });
-    }
-    let accepted = AcceptedCheckpoint {
+/// Verifies a checkpoint note: the curator's signature, then (with a
+/// policy) the witness quorum and the witnessed time.
+pub fn verify_checkpoint(
+    key: &CheckpointVerifier,
+    witnesses: Option<&WitnessPolicy>,
+    note: &[u8],
+) -> Result<VerifiedCheckpoint, Refusal> {
+    let checkpoint = key.verify(note).map_err(Refusal::Signature)?;
+    let witnessed_secs = match witnesses {
+        None => None,
+        Some(policy) => match policy.check(note) {
+            Ok(witnessed) => Some(witnessed.timestamp),
+            Err(CosignatureError::BelowQuorum { found, quorum }) => {
+                return Err(Refusal::BelowQuorum { found, quorum });
+            }
+            Err(CosignatureError::Note(e)) => return Err(Refusal::Signature(e)),
+            Err(e) => return Err(Refusal::BadCosignature(e)),
+        },
+    };
+    Ok(VerifiedCheckpoint {
         size: checkpoint.size,
         root: checkpoint.root,
-        registry: signed,
-    };
-    let Some(held) = held else {
-        return Ok(accepted);
-    };
-    if accepted.size < held.size {
-        return Err(CheckpointFailure::Rollback {
-            held: held.size,
-            offered: accepted.size,
+        witnessed_secs,
+    })
+}
+
+/// What to do after a checkpoint or a page was taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The checkpoint is the one followed (same size and root): the registry
+    /// is confirmed as of its witnessed time.
+    Current,
+    /// Fetch the records `start..end` next.
+    Fetch {
+        /// First record.
+        start: u64,
+        /// One past the last record.
+        end: u64,
+    },
+    /// The records were applied: the registry is now the one derived from
+    /// the checkpoint's log.
+    Applied {
+        /// Records that had no effect (an honest curator writes none).
+        void: Vec<VoidRecord>,
+    },
+}
+
+/// A target being fetched: the checkpoint and the records so far.
+#[derive(Clone, Debug)]
+struct Target {
+    checkpoint: VerifiedCheckpoint,
+    records: Vec<LeafRecord>,
+}
+
+/// The log as this VM follows it: a [`LogFollower`] plus the checkpoint
+/// being caught up to.
+#[derive(Clone, Debug)]
+pub struct Follower {
+    log: LogFollower,
+    target: Option<Target>,
+    page: u64,
+}
+
+impl Follower {
+    /// A follower at the empty log, asking for at most `page` records at a
+    /// time (capped at the server's page and at what fits `max_body_bytes`).
+    pub fn new(max_body_bytes: usize) -> Self {
+        let fits = (max_body_bytes / MAX_RECORD_LEN).max(1) as u64;
+        Follower {
+            log: LogFollower::new(),
+            target: None,
+            page: fits.min(SERVER_PAGE_RECORDS),
+        }
+    }
+
+    /// Records applied.
+    pub fn size(&self) -> u64 {
+        self.log.size()
+    }
+
+    /// The root of the records applied.
+    pub fn root(&self) -> Hash {
+        self.log.root()
+    }
+
+    /// The registry derived from the records applied (version = size).
+    pub fn snapshot(&self) -> RegistrySnapshot {
+        self.log.registry().snapshot()
+    }
+
+    /// Takes a verified checkpoint. `accepted` is the newest checkpoint any
+    /// VM of this Envoy accepted (a leader that starts from the empty log
+    /// still refuses to go behind it). Any records being fetched for an
+    /// earlier checkpoint are dropped.
+    pub fn offer_checkpoint(
+        &mut self,
+        checkpoint: VerifiedCheckpoint,
+        accepted: Option<AcceptedCheckpoint>,
+    ) -> Result<Step, Refusal> {
+        self.target = None;
+        let mut held = (self.size(), self.root());
+        if let Some(accepted) = accepted
+            && accepted.size > held.0
+        {
+            held = (accepted.size, accepted.root);
+        }
+        let (size, root) = held;
+        if checkpoint.size < size {
+            return Err(Refusal::Rollback {
+                held: size,
+                offered: checkpoint.size,
+            });
+        }
+        if checkpoint.size == size && checkpoint.root != root {
+            return Err(Refusal::Fork { size });
+        }
+        if checkpoint.size == self.size() {
+            return Ok(Step::Current);
+        }
+        self.target = Some(Target {
+            checkpoint,
+            records: Vec::new(),
         });
+        Ok(self.next_page())
     }
-    if accepted.size == held.size {
-        // The registry digest is then equal too (it matched the registry
-        // answered, which is the held one at this version).
-        return if accepted.root == held.root {
-            Ok(accepted)
-        } else {
-            Err(CheckpointFailure::Fork { size: held.size })
+
+    /// The page to fetch next for the target (the follower's size plus what
+    /// was received, up to the checkpoint's size).
+    fn next_page(&self) -> Step {
+        let Some(target) = &self.target else {
+            return Step::Current;
         };
+        let start = self.size() + target.records.len() as u64;
+        let end = target.checkpoint.size.min(start.saturating_add(self.page));
+        Step::Fetch { start, end }
     }
-    let (from, to) = (held.size, accepted.size);
-    let proof = offered
-        .consistency
-        .ok_or(CheckpointFailure::NoConsistencyProof { from, to })?;
-    let proof = evidence::decode_proof(proof).map_err(CheckpointFailure::Undecodable)?;
-    verify_consistency(from, to, &held.root, &accepted.root, &proof)
-        .map_err(|error| CheckpointFailure::Inconsistent { from, to, error })?;
-    Ok(accepted)
+
+    /// Takes the answer to the page `start..end` (the records concatenated).
+    /// When the last page is in, applies every record of the target at once;
+    /// a refusal drops the target and changes nothing.
+    pub fn offer_records(&mut self, start: u64, end: u64, body: &[u8]) -> Result<Step, Refusal> {
+        let result = self.take_records(start, end, body);
+        if result.is_err() {
+            self.target = None;
+        }
+        result
+    }
+
+    fn take_records(&mut self, start: u64, end: u64, body: &[u8]) -> Result<Step, Refusal> {
+        let expected = match self.next_page() {
+            Step::Fetch { start, end } => (start, end),
+            _ => return Ok(Step::Current),
+        };
+        if (start, end) != expected {
+            // An answer to a page of an earlier round: not this one's.
+            return Ok(self.next_page());
+        }
+        let records = decode_records(body).map_err(Refusal::RecordsUndecodable)?;
+        let asked = end - start;
+        let given = records.len() as u64;
+        // The server may answer a shorter page than asked (its own cap);
+        // an empty one would never finish.
+        if given == 0 || given > asked {
+            return Err(Refusal::RecordsCount { asked, given });
+        }
+        let applied = self.size();
+        let Some(target) = self.target.as_mut() else {
+            return Ok(Step::Current);
+        };
+        target.records.extend(records);
+        if applied + (target.records.len() as u64) < target.checkpoint.size {
+            return Ok(self.next_page());
+        }
+        let Some(target) = self.target.take() else {
+            return Ok(Step::Current);
+        };
+        let checkpoint = target.checkpoint;
+        match self
+            .log
+            .extend(&target.records, checkpoint.size, &checkpoint.root)
+        {
+            Ok(void) => Ok(Step::Applied { void }),
+            Err(FollowError::Rollback {
+                applied,
+                checkpoint,
+            }) => Err(Refusal::Rollback {
+                held: applied,
+                offered: checkpoint,
+            }),
+            Err(FollowError::WrongCount { given, .. }) => Err(Refusal::RecordsCount {
+                asked: checkpoint.size.saturating_sub(self.size()),
+                given,
+            }),
+            Err(_) => Err(Refusal::RecordsRootMismatch {
+                size: checkpoint.size,
+            }),
+        }
+    }
+
+    /// The checkpoint being fetched, if any.
+    pub fn target(&self) -> Option<VerifiedCheckpoint> {
+        self.target.as_ref().map(|t| t.checkpoint)
+    }
 }
 
 #[cfg(test)]

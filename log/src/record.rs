@@ -60,7 +60,8 @@ pub enum ReleaseReason {
 }
 
 impl ReleaseReason {
-    fn code(self) -> u8 {
+    /// The one-byte code in records and entries.
+    pub fn code(self) -> u8 {
         match self {
             ReleaseReason::Expired => 1,
             ReleaseReason::Unrevealed => 2,
@@ -68,7 +69,8 @@ impl ReleaseReason {
         }
     }
 
-    fn from_code(code: u8) -> Option<Self> {
+    /// The reason for a [`code`](Self::code); `None` for an unknown code.
+    pub fn from_code(code: u8) -> Option<Self> {
         match code {
             1 => Some(ReleaseReason::Expired),
             2 => Some(ReleaseReason::Unrevealed),

@@ -47,6 +47,12 @@ pub enum Error {
     /// Replaying a registration log failed.
     #[error(transparent)]
     Replay(#[from] ReplayError),
+    /// A release was rejected.
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
+    /// Replaying a sequence of registrations and releases failed.
+    #[error(transparent)]
+    ReplayOperations(#[from] OperationsReplayError),
     /// A state image was refused.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
@@ -267,6 +273,65 @@ pub enum RegistrationError {
     CrsMismatch,
 }
 
+/// Why a release was rejected. Each check has its own variant; a refused
+/// release leaves the state unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReleaseError {
+    /// The slot is not below the capacity.
+    #[error("slot {slot} out of range (capacity {capacity})")]
+    SlotOutOfRange {
+        /// The slot.
+        slot: u32,
+        /// The capacity.
+        capacity: u32,
+    },
+    /// Nothing is registered in the slot (never registered, or already
+    /// released).
+    #[error("slot {0} holds no registration")]
+    SlotFree(u32),
+    /// The slot holds a registration for another workload id.
+    #[error("slot {0} holds a registration for another id")]
+    IdMismatch(u32),
+    /// The slot holds a registration with another public key.
+    #[error("slot {0} holds a registration with another public key")]
+    KeyMismatch(u32),
+    /// The slot holds a registration with another proof of knowledge.
+    #[error("slot {0} holds a registration with another proof of knowledge")]
+    ProofMismatch(u32),
+    /// Same slot, id, key and proof, but the canonical encoding differs (the
+    /// helper values): not the registration that was applied.
+    #[error("slot {0} holds another registration (helper values differ)")]
+    RegistrationMismatch(u32),
+    /// A [`crate::VerifiedRelease`] was applied to a state other than exactly
+    /// the one it was verified against.
+    #[error("release was verified against another state")]
+    StaleVerification,
+}
+
+/// Why one operation of a registration/release sequence was rejected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OperationError {
+    /// A registration was rejected.
+    #[error(transparent)]
+    Registration(#[from] RegistrationError),
+    /// A release was rejected.
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
+}
+
+/// A sequence of registrations and releases could not be replayed
+/// ([`crate::RegistryState::replay_operations`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("operation #{index} rejected: {error}")]
+pub struct OperationsReplayError {
+    /// Zero-based position in the sequence.
+    pub index: usize,
+    /// Why it was rejected.
+    pub error: OperationError,
+}
+
 /// Why a state image ([`crate::SnapshotRestore`]) was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -281,24 +346,31 @@ pub enum SnapshotError {
     /// Fields that decode but contradict each other or the CRS.
     #[error("state image is inconsistent: {0}")]
     Inconsistent(&'static str),
-    /// Registration `index` of the log is not the one the image holds.
-    #[error("log registration #{index} is not the one the state image holds")]
+    /// Operation `index` of the log cannot follow the ones before it: a
+    /// registration for a slot (or id) still live, or a release of a
+    /// registration that is not the one live in its slot.
+    #[error("log operation #{index} does not follow from the operations before it")]
     PrefixMismatch {
         /// Zero-based log position.
         index: u64,
     },
-    /// More or fewer registrations were pushed than the image covers.
-    #[error("state image covers {covers} registrations, {pushed} were pushed")]
+    /// More or fewer operations were pushed than the image covers.
+    #[error("state image covers {covers} operations, {pushed} were pushed")]
     PrefixLength {
-        /// Registrations the image covers.
+        /// Operations (registrations and releases) the image covers.
         covers: u64,
-        /// Registrations pushed.
+        /// Operations pushed.
         pushed: u64,
     },
-    /// The log digest recomputed from the pushed registrations is not the
-    /// image's (same registrations in another order, or a tampered digest).
-    #[error("log digest of the pushed registrations differs from the state image's")]
+    /// The log digest recomputed from the pushed operations is not the
+    /// image's (same operations in another order, another log, or a
+    /// tampered digest).
+    #[error("log digest of the pushed operations differs from the state image's")]
     LogDigestMismatch,
+    /// The registrations live after the pushed operations (slot, id, key)
+    /// are not the image's table.
+    #[error("live registrations of the pushed operations differ from the state image's")]
+    LiveSetMismatch,
 }
 
 /// A registration log could not be replayed.
@@ -322,9 +394,20 @@ pub enum OpeningError {
     /// The registration is for the opening's own slot.
     #[error("registration is for the opening's own slot")]
     OwnSlot,
-    /// The registration's slot was already applied to this history.
+    /// The registration's slot already holds a registration applied to this
+    /// history (the same one applied twice, or a second one without a
+    /// release in between).
     #[error("slot {0} already applied")]
     AlreadyApplied(u32),
+    /// A release of a registration that is not the one applied to this
+    /// history in its slot (never applied, already released, or another
+    /// registration of that slot).
+    #[error("slot {0}: the released registration is not the one applied")]
+    NotApplied(u32),
+    /// The history's own registration was released in the operations it was
+    /// built from: it has no current opening.
+    #[error("the registration of slot {0} was released")]
+    Released(u32),
     /// The registration does not carry n-1 helper values (or its slot is out of
     /// range), so the helper for this position cannot be found.
     #[error("registration is malformed for this CRS")]

@@ -8,9 +8,11 @@
 //! * [`keygen`]: a key pair for a slot, the helper values and a Schnorr proof of
 //!   knowledge, packaged as a public [`Registration`].
 //! * [`RegistryState`]: the curator's state (block commitments, openings, id and key
-//!   maps), a pure function of the ordered registration list ([`RegistryState::replay`]).
+//!   maps), a pure function of the ordered registrations and releases
+//!   ([`RegistryState::replay`], [`RegistryState::replay_operations`]). A
+//!   release ([`RegistryState::release`]) frees its slot for reuse.
 //! * [`Opening`] / [`OpeningHistory`]: what a user holds to decrypt and to prove
-//!   membership, updatable from later registrations in its block.
+//!   membership, updatable from later registrations and releases in its block.
 //! * [`MembershipProof`] / [`NonMembershipProof`]: checkable against
 //!   [`PublicParams`] and the CRS alone.
 //! * [`encrypt`] / [`decrypt`]: a KEM over `Gt` plus ChaCha20-Poly1305.
@@ -65,6 +67,7 @@ mod pok;
 mod proof;
 mod public_params;
 mod registration;
+mod release;
 mod snapshot;
 mod state;
 mod transcript;
@@ -78,7 +81,8 @@ pub use encoding::{Canonical, FORMAT_VERSION};
 pub use encrypt::{Ciphertext, decrypt, encrypt, encrypt_to_commitment};
 pub use error::{
     CrsError, DecodeError, DecryptError, EncryptError, Error, Group, KeyGenError, OpeningError,
-    ProofError, RegistrationError, ReplayError, SnapshotError,
+    OperationError, OperationsReplayError, ProofError, RegistrationError, ReleaseError,
+    ReplayError, SnapshotError,
 };
 pub use keys::{SecretKey, keygen};
 pub use opening::{Opening, OpeningHistory};
@@ -87,6 +91,7 @@ pub use pok::ProofOfKnowledge;
 pub use proof::{MembershipProof, NonMembershipProof};
 pub use public_params::PublicParams;
 pub use registration::{Registration, WellFormedRegistration};
+pub use release::{RegistryOp, VerifiedRelease};
 pub use snapshot::SnapshotRestore;
 pub use state::{RegistryState, VerifiedRegistration};
 

@@ -9,10 +9,11 @@ use crate::error::DecodeError;
 use crate::params::{Dimensions, MAX_CAPACITY};
 
 /// The registry's public parameters at one version: the CRS digest they belong
-/// to, capacity and block size, the number of registrations applied, and every
-/// block commitment `C_k = sum of the public keys registered in block k`
-/// (the identity for an empty block). A pure function of the CRS and the
-/// ordered registration log, so any replay produces byte-identical encodings.
+/// to, capacity and block size, the number of operations (registrations and
+/// releases) applied, and every block commitment `C_k = sum of the public
+/// keys live in block k` (the identity for an empty block). A pure function
+/// of the CRS and the ordered operations, so any replay produces
+/// byte-identical encodings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublicParams {
     crs_digest: [u8; 32],
@@ -47,7 +48,8 @@ impl PublicParams {
         self.dims
     }
 
-    /// Number of registrations applied.
+    /// Number of operations applied (registrations plus releases; only
+    /// grows). Without releases, the number of registrations.
     pub fn version(&self) -> u64 {
         self.version
     }
@@ -91,9 +93,8 @@ impl Codec for PublicParams {
                 "commitment count is not the block count",
             ));
         }
-        if version > u64::from(dims.capacity()) {
-            return Err(DecodeError::Inconsistent("more registrations than slots"));
-        }
+        // No bound on `version`: it counts releases too, so a registry of
+        // capacity N reaches any version with at most N slots taken.
         let mut commitments = Vec::with_capacity(count);
         for _ in 0..count {
             commitments.push(r.g1("block commitment")?);

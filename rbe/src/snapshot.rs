@@ -7,19 +7,24 @@
 //! A curator that keeps an image of its own state can restart from it and
 //! replay only the entries after it.
 //!
-//! # Format (`RBES`, version 1)
+//! # Format (`RBES`, version 2)
 //!
 //! ```text
-//! magic "RBES", version 0x01
+//! magic "RBES", version 0x02
 //! crs digest        32 bytes
-//! version           u64   registrations applied
+//! version           u64   operations applied (registrations + releases)
 //! log digest        32 bytes (RegistryState::log_digest)
 //! commitments       u32 count (= number of blocks B), B uncompressed G1 points (96 B)
 //! touched blocks    u32 count, then per block in increasing index:
 //!                   index u32 (< B), n uncompressed G1 points (the openings)
-//! registrations     u32 count (= version), then per registration in increasing slot:
+//! registrations     u32 count (<= version, <= capacity): the live ones, per
+//!                   registration in increasing slot:
 //!                   slot u32, id (32 bytes), public key (uncompressed G1, 96 B)
 //! ```
+//!
+//! Version 1 had the same layout for a log without releases (its
+//! registration count had to equal its version); such images are still read
+//! with that extra check. Images are always written at version 2.
 //!
 //! # What is and is not checked on load
 //!
@@ -27,14 +32,18 @@
 //! subgroup check** (that check is what makes decoding expensive); it checks
 //! that every point is on the curve, every count and index is consistent, the
 //! CRS digest matches, and recomputes every block commitment from the keys.
-//! [`SnapshotRestore::push_registration`] then walks the log prefix the image
-//! claims to cover (canonical registration bytes only, no curve arithmetic):
-//! every registration's slot, id and public key must be the image's (each
-//! image entry exactly once), and the log digest recomputed from those bytes
-//! must equal the image's. Only then does [`SnapshotRestore::finish`] hand out
-//! the state. The registrations' proofs of knowledge, which membership proofs
-//! carry, are not in the image: they are taken (still compressed, not
-//! decoded) from the last 80 bytes of the pushed registrations.
+//! [`SnapshotRestore::push_registration`] and
+//! [`SnapshotRestore::push_release`] then walk the operations of the log
+//! prefix the image claims to cover (canonical registration bytes only, no
+//! curve arithmetic), keeping their own table of live registrations: a
+//! registration must be for a free slot and an id not live, a release must
+//! name exactly the registration live in its slot (same bytes). Only if the
+//! log digest recomputed from those operations equals the image's, and the
+//! live table they leave (slot, id, key) is exactly the image's, does
+//! [`SnapshotRestore::finish`] hand out the state. The live registrations'
+//! proofs of knowledge, which membership proofs carry, are not in the image:
+//! they are taken (still compressed, not decoded) from the last 80 bytes of
+//! the pushed registrations.
 //!
 //! So the public parameters (CRS digest, version, commitments) of a restored
 //! state are exactly those a full replay of that log prefix gives. The
@@ -58,10 +67,20 @@ use crate::encoding::{Codec, Reader, Writer};
 use crate::error::{DecodeError, SnapshotError};
 use crate::pok::POK_LEN;
 use crate::registration::Registration;
-use crate::state::{Block, KeyRecord, RegistryState, log_digest_step};
+use crate::state::{
+    Block, KeyRecord, RegistryState, log_digest_release_step, log_digest_step, registration_digest,
+};
 
 /// Type tag of the state image.
 const MAGIC: [u8; 4] = *b"RBES";
+
+/// Format version written (the live registration count may differ from the
+/// version).
+const IMAGE_VERSION: u8 = 2;
+
+/// The format version before releases (registration count = version), still
+/// read.
+const IMAGE_VERSION_REGISTRATIONS_ONLY: u8 = 1;
 
 /// Uncompressed G1 point length.
 const G1_UNCOMPRESSED_LEN: usize = 96;
@@ -73,7 +92,7 @@ impl RegistryState {
     /// against the log prefix it covers.
     pub fn to_snapshot_bytes(&self) -> Vec<u8> {
         let n = self.crs.block_size() as usize;
-        let mut w = Writer::new(MAGIC);
+        let mut w = Writer::with_version(MAGIC, IMAGE_VERSION);
         w.bytes(&self.crs.digest());
         w.u64(self.version);
         w.bytes(&self.log_digest);
@@ -133,10 +152,58 @@ impl RegistryState {
 #[derive(Debug)]
 pub struct SnapshotRestore {
     state: RegistryState,
-    /// Log digest recomputed from the registrations pushed so far.
+    /// Log digest recomputed from the operations pushed so far.
     digest: [u8; 32],
-    /// Registrations pushed so far.
+    /// Operations pushed so far.
     pushed: u64,
+    /// The registrations live after the operations pushed so far, by slot.
+    live: BTreeMap<u32, Pushed>,
+    /// Their ids.
+    live_ids: BTreeMap<WorkloadId, u32>,
+}
+
+/// What the restore keeps of a pushed registration that is still live.
+#[derive(Clone, Copy, Debug)]
+struct Pushed {
+    id: WorkloadId,
+    /// Compressed public key.
+    public_key: [u8; 48],
+    record: KeyRecord,
+}
+
+/// The fields [`SnapshotRestore`] reads from a registration's canonical
+/// bytes without decoding a point.
+struct Header {
+    slot: u32,
+    id: WorkloadId,
+    public_key: [u8; 48],
+    proof: [u8; POK_LEN],
+}
+
+/// Reads slot, id, compressed key, the helper count (the length must match
+/// it) and the trailing proof of knowledge.
+fn read_header(registration_bytes: &[u8]) -> Result<Header, SnapshotError> {
+    let mut r = Reader::open(registration_bytes, Registration::MAGIC)?;
+    let slot = r.u32("slot")?;
+    let id = r.array::<32>("id")?;
+    let public_key = r.array::<48>("public key")?;
+    let count = r.u32("helper count")?;
+    let helpers_len = usize::try_from(count)
+        .ok()
+        .and_then(|c| c.checked_mul(G1_LEN))
+        .ok_or(DecodeError::LengthOutOfRange {
+            field: "helper count",
+            value: u64::from(count),
+        })?;
+    r.take("helper value", helpers_len)?;
+    let proof = r.array::<POK_LEN>("proof of knowledge")?;
+    r.finish()?;
+    Ok(Header {
+        slot,
+        id,
+        public_key,
+        proof,
+    })
 }
 
 impl SnapshotRestore {
@@ -146,7 +213,14 @@ impl SnapshotRestore {
     /// that block's keys. The state is not usable until the log prefix has
     /// been pushed and [`SnapshotRestore::finish`] accepted it.
     pub fn from_bytes_unchecked(crs: Crs, bytes: &[u8]) -> Result<Self, SnapshotError> {
-        let mut r = Reader::open(bytes, MAGIC)?;
+        // Version 2, or version 1 (no releases: live count = version).
+        let (mut r, registrations_only) = match Reader::open_version(bytes, MAGIC, IMAGE_VERSION) {
+            Err(DecodeError::UnsupportedVersion(IMAGE_VERSION_REGISTRATIONS_ONLY)) => (
+                Reader::open_version(bytes, MAGIC, IMAGE_VERSION_REGISTRATIONS_ONLY)?,
+                true,
+            ),
+            other => (other?, false),
+        };
         let crs_digest = r.array::<32>("crs digest")?;
         if crs_digest != crs.digest() {
             return Err(SnapshotError::CrsMismatch);
@@ -193,9 +267,15 @@ impl SnapshotRestore {
             4 + 32 + G1_UNCOMPRESSED_LEN,
             capacity as usize,
         )?;
-        if count as u64 != version {
+        if registrations_only && count as u64 != version {
             return Err(SnapshotError::Inconsistent(
                 "registration count is not the version",
+            ));
+        }
+        // Each live registration took at least one operation.
+        if count as u64 > version {
+            return Err(SnapshotError::Inconsistent(
+                "more live registrations than operations",
             ));
         }
         let mut ids = BTreeMap::new();
@@ -253,27 +333,19 @@ impl SnapshotRestore {
             },
             digest,
             pushed: 0,
+            live: BTreeMap::new(),
+            live_ids: BTreeMap::new(),
         })
     }
 
-    /// How many log entries the image covers (its version): push exactly
-    /// that many registrations, from the start of the log.
+    /// How many operations the image covers (its version): push exactly
+    /// that many registrations and releases, from the start of the log.
     pub fn covers(&self) -> u64 {
         self.state.version
     }
 
-    /// Checks the next registration of the log prefix, given as its
-    /// canonical bytes (`Registration::to_bytes`, as a log stores them):
-    /// its slot, id and public key must be the image's, and no slot may be
-    /// pushed twice. Reads the fixed-size header, the helper count (the
-    /// length must match it) and the trailing proof of knowledge, which the
-    /// restored state keeps for its membership proofs; no point is decoded.
-    /// Returns that slot and id (for the caller's own bindings, e.g. id =
-    /// hash of a token).
-    pub fn push_registration(
-        &mut self,
-        registration_bytes: &[u8],
-    ) -> Result<(u32, WorkloadId), SnapshotError> {
+    /// Refuses a push past the image's version.
+    fn check_room(&self) -> Result<u64, SnapshotError> {
         let index = self.pushed;
         if index >= self.state.version {
             return Err(SnapshotError::PrefixLength {
@@ -281,43 +353,77 @@ impl SnapshotRestore {
                 pushed: index + 1,
             });
         }
-        let mut r = Reader::open(registration_bytes, Registration::MAGIC)?;
-        let slot = r.u32("slot")?;
-        let id = r.array::<32>("id")?;
-        let pk = r.array::<48>("public key")?;
-        let count = r.u32("helper count")?;
-        let helpers_len = usize::try_from(count)
-            .ok()
-            .and_then(|c| c.checked_mul(G1_LEN))
-            .ok_or(DecodeError::LengthOutOfRange {
-                field: "helper count",
-                value: u64::from(count),
-            })?;
-        r.take("helper value", helpers_len)?;
-        let proof = r.array::<POK_LEN>("proof of knowledge")?;
-        r.finish()?;
-        let matches = self.state.ids.get(&id) == Some(&slot)
-            && self
-                .state
-                .keys
-                .get(&slot)
-                .is_some_and(|key| key.to_compressed() == pk)
-            && !self.state.key_records.contains_key(&slot);
-        if !matches {
+        Ok(index)
+    }
+
+    /// Checks the next operation of the log prefix, a registration, given as
+    /// its canonical bytes (`Registration::to_bytes`, as a log stores them):
+    /// its slot must be in range and free, and its id not live, after the
+    /// operations pushed before it ([`SnapshotError::PrefixMismatch`]
+    /// otherwise). Reads the fixed-size header, the helper count (the length
+    /// must match it) and the trailing proof of knowledge, which the restored
+    /// state keeps for its membership proofs; no point is decoded. Returns
+    /// that slot and id (for the caller's own bindings, e.g. id = hash of a
+    /// token). Whether it matches the image is known at
+    /// [`SnapshotRestore::finish`] (it may be released by a later operation).
+    pub fn push_registration(
+        &mut self,
+        registration_bytes: &[u8],
+    ) -> Result<(u32, WorkloadId), SnapshotError> {
+        let index = self.check_room()?;
+        let h = read_header(registration_bytes)?;
+        if h.slot >= self.state.crs.capacity()
+            || self.live.contains_key(&h.slot)
+            || self.live_ids.contains_key(&h.id)
+        {
             return Err(SnapshotError::PrefixMismatch { index });
         }
-        // `covers()` pushes, each a distinct slot of the image: when
-        // `finish` accepts, every registered slot has its record.
-        self.state.key_records.insert(slot, KeyRecord { id, proof });
+        let record = KeyRecord {
+            id: h.id,
+            proof: h.proof,
+            digest: registration_digest(registration_bytes),
+        };
+        self.live.insert(
+            h.slot,
+            Pushed {
+                id: h.id,
+                public_key: h.public_key,
+                record,
+            },
+        );
+        self.live_ids.insert(h.id, h.slot);
         self.digest = log_digest_step(&self.digest, registration_bytes);
         self.pushed += 1;
-        Ok((slot, id))
+        Ok((h.slot, h.id))
+    }
+
+    /// Checks the next operation of the log prefix, a release, given as the
+    /// released registration's canonical bytes: they must be exactly those
+    /// of the registration live in its slot after the operations pushed
+    /// before it ([`SnapshotError::PrefixMismatch`] otherwise). Returns that
+    /// slot and id.
+    pub fn push_release(
+        &mut self,
+        registration_bytes: &[u8],
+    ) -> Result<(u32, WorkloadId), SnapshotError> {
+        let index = self.check_room()?;
+        let h = read_header(registration_bytes)?;
+        let digest = registration_digest(registration_bytes);
+        if self.live.get(&h.slot).map(|p| p.record.digest) != Some(digest) {
+            return Err(SnapshotError::PrefixMismatch { index });
+        }
+        self.live.remove(&h.slot);
+        self.live_ids.remove(&h.id);
+        self.digest = log_digest_release_step(&self.digest, registration_bytes);
+        self.pushed += 1;
+        Ok((h.slot, h.id))
     }
 
     /// The restored state, if exactly [`SnapshotRestore::covers`]
-    /// registrations were pushed and the log digest recomputed from them is
-    /// the image's.
-    pub fn finish(self) -> Result<RegistryState, SnapshotError> {
+    /// operations were pushed, the log digest recomputed from them is the
+    /// image's, and the registrations they leave live (slot, id, key) are
+    /// exactly the image's.
+    pub fn finish(mut self) -> Result<RegistryState, SnapshotError> {
         if self.pushed != self.state.version {
             return Err(SnapshotError::PrefixLength {
                 covers: self.state.version,
@@ -327,6 +433,22 @@ impl SnapshotRestore {
         if self.digest != self.state.log_digest {
             return Err(SnapshotError::LogDigestMismatch);
         }
+        // The image's table (from which the commitments were recomputed)
+        // must be the one the operations leave.
+        let same = self.live.len() == self.state.keys.len()
+            && self.state.keys.iter().all(|(slot, key)| {
+                self.live.get(slot).is_some_and(|p| {
+                    p.public_key == key.to_compressed() && self.state.ids.get(&p.id) == Some(slot)
+                })
+            });
+        if !same {
+            return Err(SnapshotError::LiveSetMismatch);
+        }
+        self.state.key_records = self
+            .live
+            .iter()
+            .map(|(slot, p)| (*slot, p.record))
+            .collect();
         Ok(self.state)
     }
 }
@@ -472,7 +594,7 @@ mod tests {
         };
         assert_eq!(
             restore(&crs, &image, &other_log).unwrap_err(),
-            SnapshotError::PrefixMismatch { index: 0 }
+            SnapshotError::LogDigestMismatch
         );
         // The same registrations in another order.
         let reordered = vec![log[1].clone(), log[0].clone(), log[2].clone()];
@@ -557,11 +679,12 @@ mod tests {
             }),
             SnapshotError::Inconsistent("block indices out of range or not increasing")
         ));
-        // Registration count different from the version.
-        assert_eq!(
+        // A registration left out of the table: the count no longer
+        // covers the bytes.
+        assert!(matches!(
             inconsistent(&|b| b[regs_at..regs_at + 4].copy_from_slice(&1u32.to_be_bytes())),
-            SnapshotError::Inconsistent("registration count is not the version")
-        );
+            SnapshotError::Decode(DecodeError::TrailingBytes { .. })
+        ));
         // The second registration claims the first one's id.
         let second = regs_at + 4 + 4 + 32 + 96;
         assert_eq!(
@@ -587,5 +710,166 @@ mod tests {
                 assert_eq!(s.public_params().to_bytes(), pp, "byte {i}");
             }
         }
+    }
+
+    /// A log with releases and a slot reused: what to push, in order.
+    #[derive(Clone)]
+    enum Pushable {
+        Register(Vec<u8>),
+        Release(Vec<u8>),
+    }
+
+    fn with_releases() -> (Crs, RegistryState, Vec<Pushable>) {
+        let mut rng = ChaCha20Rng::seed_from_u64(17);
+        let crs = Crs::generate_insecure_dev(16, &mut rng).unwrap();
+        let mut state = RegistryState::new(crs.clone());
+        let mut log = Vec::new();
+        let mut regs = Vec::new();
+        for slot in [0u32, 1, 2, 5] {
+            let (_, reg) = keygen(&crs, slot, [slot as u8 + 1; 32], &mut rng).unwrap();
+            log.push(Pushable::Register(reg.to_bytes()));
+            state.verify_and_apply(reg.clone()).unwrap();
+            regs.push(reg);
+        }
+        // Release 1 (slot reused below) and 5 (its block becomes empty).
+        for reg in [&regs[1], &regs[3]] {
+            state.release(reg).unwrap();
+            log.push(Pushable::Release(reg.to_bytes()));
+        }
+        let (_, reused) = keygen(&crs, 1, [99; 32], &mut rng).unwrap();
+        log.push(Pushable::Register(reused.to_bytes()));
+        state.verify_and_apply(reused).unwrap();
+        (crs, state, log)
+    }
+
+    fn restore_ops(
+        crs: &Crs,
+        image: &[u8],
+        log: &[Pushable],
+    ) -> Result<RegistryState, SnapshotError> {
+        let mut r = SnapshotRestore::from_bytes_unchecked(crs.clone(), image)?;
+        for op in log.iter().take(usize::try_from(r.covers()).unwrap()) {
+            match op {
+                Pushable::Register(bytes) => r.push_registration(bytes)?,
+                Pushable::Release(bytes) => r.push_release(bytes)?,
+            };
+        }
+        r.finish()
+    }
+
+    #[test]
+    fn round_trip_with_releases_and_reuse() {
+        let (crs, state, log) = with_releases();
+        assert_eq!(state.version(), 7);
+        assert_eq!(state.live_registrations(), 3);
+        let image = state.to_snapshot_bytes();
+        assert_eq!(image[4], IMAGE_VERSION);
+        let restored = restore_ops(&crs, &image, &log).unwrap();
+        assert_eq!(
+            restored.public_params().to_bytes(),
+            state.public_params().to_bytes()
+        );
+        assert_eq!(restored.log_digest(), state.log_digest());
+        assert_eq!(restored.touched_blocks(), 1);
+        for slot in 0..16 {
+            assert_eq!(restored.opening(slot), state.opening(slot));
+            assert_eq!(restored.is_free(slot), state.is_free(slot));
+            assert_eq!(
+                restored.membership_proof(slot),
+                state.membership_proof(slot)
+            );
+        }
+        assert_eq!(restored.to_snapshot_bytes(), image);
+        // The restored state releases exactly like the original: it kept
+        // each live registration's digest.
+        let mut rng = ChaCha20Rng::seed_from_u64(18);
+        let (_, fresh) = keygen(&crs, 9, [9; 32], &mut rng).unwrap();
+        let (mut a, mut b) = (state.clone(), restored);
+        for s in [&mut a, &mut b] {
+            s.verify_and_apply(fresh.clone()).unwrap();
+            s.release(&fresh).unwrap();
+        }
+        assert_eq!(a.public_params().to_bytes(), b.public_params().to_bytes());
+        assert_eq!(a.log_digest(), b.log_digest());
+    }
+
+    #[test]
+    fn refuses_pushes_that_do_not_follow() {
+        let (crs, state, log) = with_releases();
+        let image = state.to_snapshot_bytes();
+        let bytes = |i: usize| match &log[i] {
+            Pushable::Register(b) | Pushable::Release(b) => b.clone(),
+        };
+        // A release pushed as a registration: its slot is still live.
+        let mut r = SnapshotRestore::from_bytes_unchecked(crs.clone(), &image).unwrap();
+        for i in 0..4 {
+            r.push_registration(&bytes(i)).unwrap();
+        }
+        assert_eq!(
+            r.push_registration(&bytes(4)),
+            Err(SnapshotError::PrefixMismatch { index: 4 })
+        );
+        // Releasing what is not live: twice, or never registered.
+        r.push_release(&bytes(4)).unwrap();
+        assert_eq!(
+            r.push_release(&bytes(4)),
+            Err(SnapshotError::PrefixMismatch { index: 5 })
+        );
+        assert_eq!(
+            r.push_release(&bytes(6)),
+            Err(SnapshotError::PrefixMismatch { index: 5 })
+        );
+        // The same operations in another order: the digest gives it away.
+        let mut swapped = log.clone();
+        swapped.swap(4, 5); // the two releases in the other order
+        assert_eq!(
+            restore_ops(&crs, &image, &swapped).unwrap_err(),
+            SnapshotError::LogDigestMismatch
+        );
+    }
+
+    /// An image whose table lies about an id, with a log digest that is
+    /// right: the live table of the pushed operations catches it.
+    #[test]
+    fn refuses_a_table_the_operations_do_not_leave() {
+        let (crs, state, log) = with_releases();
+        let mut image = state.to_snapshot_bytes();
+        let n = 4;
+        let header = 5 + 32 + 8 + 32;
+        let regs_at = header + (4 + 4 * 96) + 4 + (4 + n * 96);
+        // First live entry: slot 0, its id right after the slot.
+        image[regs_at + 4 + 4] ^= 0xFF;
+        assert_eq!(
+            restore_ops(&crs, &image, &log).unwrap_err(),
+            SnapshotError::LiveSetMismatch
+        );
+    }
+
+    #[test]
+    fn version_one_images_are_read_only_without_releases() {
+        // A registration-only image, as version 1 wrote it.
+        let (crs, state, log) = registered(16, &[0, 5, 6]);
+        let mut v1 = state.to_snapshot_bytes();
+        v1[4] = IMAGE_VERSION_REGISTRATIONS_ONLY;
+        let restored = restore(&crs, &v1, &log).unwrap();
+        assert_eq!(
+            restored.public_params().to_bytes(),
+            state.public_params().to_bytes()
+        );
+        // Version 1 with a live count below the version cannot be.
+        let (crs, state, _) = with_releases();
+        let mut v1 = state.to_snapshot_bytes();
+        v1[4] = IMAGE_VERSION_REGISTRATIONS_ONLY;
+        assert_eq!(
+            SnapshotRestore::from_bytes_unchecked(crs.clone(), &v1).unwrap_err(),
+            SnapshotError::Inconsistent("registration count is not the version")
+        );
+        // Unknown versions are refused by name.
+        let mut v3 = state.to_snapshot_bytes();
+        v3[4] = 3;
+        assert_eq!(
+            SnapshotRestore::from_bytes_unchecked(crs, &v3).unwrap_err(),
+            SnapshotError::Decode(DecodeError::UnsupportedVersion(3))
+        );
     }
 }

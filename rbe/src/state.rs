@@ -1,4 +1,5 @@
-//! The curator's registry state: a pure function of the ordered registrations.
+//! The curator's registry state: a pure function of the ordered registrations
+//! and releases (see `release.rs` for the latter).
 
 use alloc::collections::BTreeMap;
 use alloc::vec;
@@ -46,13 +47,18 @@ pub(crate) struct Block {
 }
 
 /// What a membership proof needs besides the key and the opening: the id and
-/// the proof of knowledge a slot was registered with, kept compressed
-/// (112 bytes per registration) and decoded when a proof is asked for.
+/// the proof of knowledge a slot was registered with, kept compressed and
+/// decoded when a proof is asked for; and the digest of the registration's
+/// canonical encoding, so that a release can be checked to name exactly the
+/// registration that was applied (its helpers included) without keeping the
+/// helpers (144 bytes per registration).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct KeyRecord {
     pub(crate) id: WorkloadId,
     /// [`ProofOfKnowledge::to_compressed`] of the registration's proof.
     pub(crate) proof: [u8; POK_LEN],
+    /// [`registration_digest`] of the registration's canonical bytes.
+    pub(crate) digest: [u8; 32],
 }
 
 /// Block commitments, per-position openings of touched blocks, id -> slot and
@@ -85,12 +91,44 @@ pub(crate) fn log_digest_start(crs_digest: &[u8; 32]) -> [u8; 32] {
     t.finish()
 }
 
-/// `d_(k+1) = H(d_k, registration_k)` over the registration's canonical bytes.
+/// `d_(k+1) = H(d_k, "registration", registration_k)` over the
+/// registration's canonical bytes.
 pub(crate) fn log_digest_step(previous: &[u8; 32], registration_bytes: &[u8]) -> [u8; 32] {
     let mut t = Transcript::new(DOMAIN_LOG);
     t.append(b"previous", previous);
     t.append(b"registration", registration_bytes);
     t.finish()
+}
+
+/// `d_(k+1) = H(d_k, "release", registration)` over the released
+/// registration's canonical bytes. The label differs from the registration
+/// step's (and the transcript length-prefixes labels), so a registration and
+/// a release of the same bytes never give the same digest.
+pub(crate) fn log_digest_release_step(previous: &[u8; 32], registration_bytes: &[u8]) -> [u8; 32] {
+    let mut t = Transcript::new(DOMAIN_LOG);
+    t.append(b"previous", previous);
+    t.append(b"release", registration_bytes);
+    t.finish()
+}
+
+/// Domain tag of a registration's digest.
+const DOMAIN_REGISTRATION: &[u8] = b"mazu-rbe/v1/registration-digest";
+
+/// A digest of a registration's canonical bytes: what a release (or an
+/// opening history) compares to know it names exactly the registration that
+/// was applied.
+pub(crate) fn registration_digest(registration_bytes: &[u8]) -> [u8; 32] {
+    let mut t = Transcript::new(DOMAIN_REGISTRATION);
+    t.append(b"registration", registration_bytes);
+    t.finish()
+}
+
+/// Whether [`RegistryState::fold`] adds a registration's contribution or
+/// takes it away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fold {
+    Add,
+    Remove,
 }
 
 impl RegistryState {
@@ -111,8 +149,10 @@ impl RegistryState {
         }
     }
 
-    /// Rebuild the state from the ordered log, verifying every registration.
-    /// Two replays of the same log give byte-identical public parameters.
+    /// Rebuild the state from an ordered log of registrations only,
+    /// verifying every registration. Two replays of the same log give
+    /// byte-identical public parameters. A log with releases replays with
+    /// [`RegistryState::replay_operations`].
     pub fn replay(
         crs: Crs,
         log: impl IntoIterator<Item = Registration>,
@@ -131,15 +171,24 @@ impl RegistryState {
         &self.crs
     }
 
-    /// Number of registrations applied.
+    /// Number of operations applied: registrations plus releases. It only
+    /// grows, so a larger version is a later state of the same log. With no
+    /// release it is the number of registrations; the number of slots taken
+    /// now is [`RegistryState::live_registrations`].
     pub fn version(&self) -> u64 {
         self.version
     }
 
-    /// Hash chain over the CRS digest and every applied registration's
-    /// canonical encoding, in order: `d_0 = H(CRS digest)`,
-    /// `d_(k+1) = H(d_k, registration_k)`. Two states with the same digest
-    /// were built from the same log.
+    /// Number of registrations applied and not released (slots taken).
+    pub fn live_registrations(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Hash chain over the CRS digest and every applied operation, in order:
+    /// `d_0 = H(CRS digest)`, `d_(k+1) = H(d_k, "registration", bytes)` for
+    /// a registration and `H(d_k, "release", bytes)` for a release, `bytes`
+    /// being the registration's canonical encoding. Two states with the same
+    /// digest were built from the same sequence of operations.
     pub fn log_digest(&self) -> [u8; 32] {
         self.log_digest
     }
@@ -215,20 +264,43 @@ impl RegistryState {
             return Err(RegistrationError::StaleVerification);
         }
         let reg = &verified.registration;
-        let dims = self.crs.dimensions();
-        let n = dims.block_size();
-        let pos = dims
-            .locate(reg.slot)
-            .ok_or(RegistrationError::SlotOutOfRange {
-                slot: reg.slot,
-                capacity: dims.capacity(),
-            })?;
-        let k = pos.block as usize;
-        let Some(commitment) = self.commitments.get_mut(k) else {
+        let capacity = self.crs.capacity();
+        if !self.fold(reg, Fold::Add) {
             return Err(RegistrationError::SlotOutOfRange {
                 slot: reg.slot,
-                capacity: dims.capacity(),
+                capacity,
             });
+        }
+        let bytes = reg.to_bytes();
+        self.ids.insert(reg.id, reg.slot);
+        self.keys.insert(reg.slot, reg.public_key);
+        self.key_records.insert(
+            reg.slot,
+            KeyRecord {
+                id: reg.id,
+                proof: reg.proof.to_compressed(),
+                digest: registration_digest(&bytes),
+            },
+        );
+        self.version += 1;
+        self.log_digest = log_digest_step(&self.log_digest, &bytes);
+        Ok(())
+    }
+
+    /// Add (or take away) `reg`'s contribution to its block: `C_k ± pk` and
+    /// `u_(k,j) ± xi_j` for every other position `j`. The maps are the
+    /// caller's. A block's openings are allocated on its first addition and
+    /// dropped when a removal leaves it without a registered slot (then every
+    /// opening and the commitment are the identity again, as in a block never
+    /// touched). `false` (nothing changed) if the slot is out of range.
+    pub(crate) fn fold(&mut self, reg: &Registration, fold: Fold) -> bool {
+        let dims = self.crs.dimensions();
+        let n = dims.block_size();
+        let Some(pos) = dims.locate(reg.slot) else {
+            return false;
+        };
+        let Some(commitment) = self.commitments.get_mut(pos.block as usize) else {
+            return false;
         };
         let block = self.blocks.entry(pos.block).or_insert_with(|| Block {
             openings: vec![G1Affine::identity(); n as usize],
@@ -237,23 +309,29 @@ impl RegistryState {
         for j in (1..=n).filter(|j| *j != pos.position) {
             if let (Some(sum), Some(helper)) = (sums.get_mut(j as usize - 1), reg.helper_for(n, j))
             {
-                *sum += helper;
+                match fold {
+                    Fold::Add => *sum += helper,
+                    Fold::Remove => *sum -= helper,
+                }
             }
         }
         G1Projective::batch_normalize(&sums, &mut block.openings);
-        *commitment = G1Affine::from(G1Projective::from(*commitment) + reg.public_key);
-        self.ids.insert(reg.id, reg.slot);
-        self.keys.insert(reg.slot, reg.public_key);
-        self.key_records.insert(
-            reg.slot,
-            KeyRecord {
-                id: reg.id,
-                proof: reg.proof.to_compressed(),
-            },
-        );
-        self.version += 1;
-        self.log_digest = log_digest_step(&self.log_digest, &reg.to_bytes());
-        Ok(())
+        let c = G1Projective::from(*commitment);
+        *commitment = G1Affine::from(match fold {
+            Fold::Add => c + reg.public_key,
+            Fold::Remove => c - reg.public_key,
+        });
+        if fold == Fold::Remove {
+            let first = pos.block * n;
+            let others_live = self
+                .keys
+                .range(first..first.saturating_add(n))
+                .any(|(slot, _)| *slot != reg.slot);
+            if !others_live {
+                self.blocks.remove(&pos.block);
+            }
+        }
+        true
     }
 
     /// [`RegistryState::verify`] then [`RegistryState::apply`]; returns the
@@ -267,7 +345,7 @@ impl RegistryState {
         Ok(verified.into_inner())
     }
 
-    /// The public parameters at this version.
+    /// The public parameters at this version (see [`RegistryState::version`]).
     pub fn public_params(&self) -> PublicParams {
         PublicParams::new(
             self.crs.digest(),
@@ -470,6 +548,20 @@ mod tests {
         assert_eq!(state.version(), 2);
     }
 
+    /// A registration step and a release step over the same bytes never
+    /// give the same digest (distinct, length-prefixed labels).
+    #[test]
+    fn release_step_is_domain_separated() {
+        let d = [7u8; 32];
+        for bytes in [&b""[..], b"registration", b"release"] {
+            assert_ne!(
+                log_digest_step(&d, bytes),
+                log_digest_release_step(&d, bytes)
+            );
+        }
+        assert_ne!(registration_digest(b"x"), log_digest_step(&d, b"x"));
+    }
+
     /// The curator shares the state and CRS across request handlers.
     #[test]
     fn shared_types_are_send_and_sync() {
@@ -479,6 +571,7 @@ mod tests {
         assert_send_sync::<PublicParams>();
         assert_send_sync::<Registration>();
         assert_send_sync::<VerifiedRegistration>();
+        assert_send_sync::<crate::VerifiedRelease>();
         assert_send_sync::<WellFormedRegistration>();
         assert_send_sync::<crate::SecretKey>();
     }

@@ -95,9 +95,11 @@ fn several_users_several_blocks_after_later_registrations() {
             decrypt(&crs, &keys[slot], old, ct, b"ctx").unwrap(),
             msg.as_bytes()
         );
-        // And the history derived from the public log agrees.
+        // And the history derived from the public log agrees (it also
+        // knows the whole block, which the followed one, started from a
+        // served opening, does not: compare the openings).
         let derived = OpeningHistory::from_registrations(&crs, *slot, &log).unwrap();
-        assert_eq!(&derived, h);
+        assert_eq!(derived.openings(), h.openings());
     }
 
     // New ciphertexts to everyone, with the user-maintained openings, which

@@ -16,7 +16,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use mazu_dev_issuer::{Algorithm, DEFAULT_ISSUER_URL, DevIssuer};
 use mazu_wasm_tests::abi::Action;
-use mazu_wasm_tests::fixtures::{Mesh, Workload, WorkloadSpec, snapshot};
+use mazu_wasm_tests::fixtures::{Mesh, Workload, WorkloadSpec, log};
 use mazu_wasm_tests::harness::inbound_with;
 use mazu_wasm_tests::plugin::{PeerProperties, Side, Vm};
 use rand::rngs::OsRng;
@@ -47,7 +47,7 @@ fn benches(c: &mut Criterion) {
 
     let mesh = mesh_with(Algorithm::Es256);
     let (a, b) = two_workloads(&mesh);
-    let registry = snapshot(2, &[a.entry, b.entry]);
+    let registry = log(&[a.entry, b.entry]);
 
     let mut vm = inbound_with(&mesh, "", &registry);
     let (id, _) = vm.connect(Side::Downstream, &a.peer()).expect("connect");
@@ -81,7 +81,7 @@ fn benches(c: &mut Criterion) {
     ] {
         let mesh = mesh_with(alg);
         let (a, b) = two_workloads(&mesh);
-        let registry = snapshot(2, &[a.entry, b.entry]);
+        let registry = log(&[a.entry, b.entry]);
         let mut vm = inbound_with(&mesh, r#","verdict_cache_entries":1"#, &registry);
         let peers = [a.peer(), b.peer()];
         let mut turn = 0usize;

@@ -1,7 +1,12 @@
 //! The real `mazu-curator` process on 127.0.0.1, for tests: started with a
 //! development CRS and the fixtures' token issuer, workloads registered
-//! through its HTTP API exactly as an agent does (`POST /v1/slots`, then
-//! `POST /v1/registrations` built with `mazu_curator::client`).
+//! through its HTTP API exactly as an agent does (`POST /v1/slots {id}`,
+//! `POST /v1/bindings` built with `mazu_curator::client`, then
+//! `POST /v1/bindings/{id}/reveal` with the token).
+//!
+//! It runs without witnesses (`--insecure-no-witness`), and a filter
+//! following it needs `"insecure_no_witness": true`
+//! ([`Curator::log_members`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,6 +17,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use core::time::Duration;
 use p256::ecdsa::SigningKey;
 use rand::rngs::OsRng;
+use sha2::{Digest as _, Sha256};
 
 use crate::fixtures::{AUDIENCE, Mesh, TRUST_DOMAIN, Workload, WorkloadSpec};
 
@@ -80,6 +86,7 @@ impl Curator {
                 jwks.display()
             ))
             .args(["--audience", AUDIENCE, "--trust-domain", TRUST_DOMAIN])
+            .arg("--insecure-no-witness")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
@@ -137,6 +144,21 @@ impl Curator {
         Ok(mesh.workload_with_key(token, &spec, key))
     }
 
+    /// The `curator` members of a filter configuration following this
+    /// curator's log (leading comma): its checkpoint key, served at
+    /// `/v1/checkpoint/key`, and no witnesses.
+    pub fn log_members(&self) -> Result<String> {
+        let (status, body) = self.request("GET", "/v1/checkpoint/key", None)?;
+        if status != 200 {
+            bail!("GET /v1/checkpoint/key: {status}");
+        }
+        let vkey = String::from_utf8(body)?;
+        Ok(format!(
+            r#","checkpoint_key":"{}","insecure_no_witness":true"#,
+            vkey.trim()
+        ))
+    }
+
     /// The curator's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("curator.log")).unwrap_or_default()
@@ -144,19 +166,21 @@ impl Curator {
 }
 
 /// Registers `token` at the curator on 127.0.0.1:`port` the way an agent
-/// does: a slot reservation, an RBE key pair under the development CRS in
-/// the curator's `data_dir`, and a TLS key with proof of possession; returns
+/// does: a slot reservation for its id, an RBE key pair under the
+/// development CRS in the curator's `data_dir` and a TLS key with proof of
+/// possession bound to the id (no token), then the token revealed; returns
 /// the TLS key.
 pub fn register_token(port: u16, data_dir: &Path, token: &str) -> Result<SigningKey> {
-    let slot_body = format!(r#"{{"token":"{token}"}}"#);
-    let (status, body) = crate::http::request(port, "POST", "/v1/slots", Some(&slot_body))?;
-    if status != 200 && status != 201 {
-        bail!(
-            "POST /v1/slots: {status} {}",
-            String::from_utf8_lossy(&body)
-        );
-    }
-    let answer: serde_json::Value = serde_json::from_slice(&body)?;
+    let id: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let id_hex = crate::fixtures::hex(&id);
+    let post = |path: &str, body: &str| -> Result<serde_json::Value> {
+        let (status, answer) = crate::http::request(port, "POST", path, Some(body))?;
+        if status != 200 && status != 201 {
+            bail!("POST {path}: {status} {}", String::from_utf8_lossy(&answer));
+        }
+        Ok(serde_json::from_slice(&answer)?)
+    };
+    let answer = post("/v1/slots", &format!(r#"{{"id":"{id_hex}"}}"#))?;
     let slot = answer["slot"]
         .as_u64()
         .and_then(|s| u32::try_from(s).ok())
@@ -164,16 +188,13 @@ pub fn register_token(port: u16, data_dir: &Path, token: &str) -> Result<Signing
 
     let crs_bytes = std::fs::read(data_dir.join("dev-crs.bin"))?;
     let crs = mazu_rbe::Crs::from_bytes(&crs_bytes).map_err(|e| anyhow!("dev CRS: {e:?}"))?;
-    let agent = mazu_curator::client::build_registration(&crs, token, slot, &mut OsRng)
+    let agent = mazu_curator::client::build_registration(&crs, &id, slot, &mut OsRng)
         .map_err(|e| anyhow!("RBE key generation: {e:?}"))?;
-    let json = serde_json::to_string(&agent.request)?;
-    let (status, body) = crate::http::request(port, "POST", "/v1/registrations", Some(&json))?;
-    if status != 200 && status != 201 {
-        bail!(
-            "POST /v1/registrations: {status} {}",
-            String::from_utf8_lossy(&body)
-        );
-    }
+    post("/v1/bindings", &serde_json::to_string(&agent.request)?)?;
+    post(
+        &format!("/v1/bindings/{id_hex}/reveal"),
+        &serde_json::json!({ "token": token }).to_string(),
+    )?;
     Ok(agent.tls_key)
 }
 

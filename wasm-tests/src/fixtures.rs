@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use mazu_dev_issuer::{Algorithm, DEFAULT_ISSUER_URL, DevIssuer, TokenRequest};
 use mazu_identity::certificate::{CertificateRequest, IssuedCertificate, build_certificate};
-use mazu_identity::{RegistryEntry, RegistrySnapshot, TrustDomain};
+use mazu_identity::{RegistryEntry, TrustDomain};
 use p256::ecdsa::SigningKey;
 use p256::pkcs8::{EncodePrivateKey, LineEnding};
 use rand::rngs::OsRng;
@@ -210,19 +210,21 @@ impl Mesh {
     }
 
     /// A plugin configuration: the given `direction`, the fixtures'
-    /// curator cluster and issuer, plus `extra` top-level members (`,"k":v`).
+    /// curator cluster, log keys ([`crate::witnessed::log_members`]) and
+    /// issuer, plus `extra` top-level members (`,"k":v`).
     pub fn config(&self, direction: &str, extra: &str) -> String {
-        self.config_with(direction, "", extra)
+        self.config_with(direction, &crate::witnessed::log_members(), extra)
     }
 
-    /// [`config`](Self::config) with `curator_extra` members of `curator`
-    /// (`,"k":v`), e.g. a checkpoint key.
-    pub fn config_with(&self, direction: &str, curator_extra: &str, extra: &str) -> String {
+    /// A plugin configuration whose `curator` object has `curator_members`
+    /// (`,"k":v`: the checkpoint key and witnesses, and any other option)
+    /// besides the cluster, authority, refresh interval and timeout.
+    pub fn config_with(&self, direction: &str, curator_members: &str, extra: &str) -> String {
         format!(
             r#"{{"direction":"{direction}",
                 "curator":{{"cluster":"{CURATOR_CLUSTER}","authority":"curator.mazu.test",
-                            "registry_path":"/v1/registry","refresh_interval_ms":1000,"timeout_ms":500
-                            {curator_extra}}},
+                            "refresh_interval_ms":1000,"timeout_ms":500
+                            {curator_members}}},
                 "trust":{{"trust_domain":"{TRUST_DOMAIN}","audience":"{AUDIENCE}",
                           "issuers":[{{"issuer":"{DEFAULT_ISSUER_URL}","jwks":{},"namespaces":["*"]}}]}}
                 {extra}}}"#,
@@ -231,9 +233,10 @@ impl Mesh {
     }
 }
 
-/// A snapshot at `version` (at least the number of entries) with `entries`.
-pub fn snapshot(version: u64, entries: &[RegistryEntry]) -> RegistrySnapshot {
-    RegistrySnapshot::from_entries(version, entries.to_vec()).expect("snapshot")
+/// A witnessed log whose derived registry holds `entries` (two records
+/// each: bind and reveal; three if revoked).
+pub fn log(entries: &[RegistryEntry]) -> crate::witnessed::TestLog {
+    crate::witnessed::TestLog::with_entries(entries)
 }
 
 /// Lowercase hex.

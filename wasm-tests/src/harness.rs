@@ -1,13 +1,12 @@
 //! Shortcuts the tests and benchmarks share: the compiled module (once per
-//! process), a configured VM, and serving it a registry.
+//! process), a configured VM, and serving it a witnessed log.
 
 use std::sync::OnceLock;
 
-use mazu_identity::RegistrySnapshot;
-
 use crate::fixtures::{CURATOR_CLUSTER, Mesh};
 use crate::plugin::{FilterModule, Vm};
-use crate::state::ProcessHandle;
+use crate::state::{Callout, ProcessHandle};
+use crate::witnessed::TestLog;
 
 /// The filter, compiled once per test process. Panics, saying how to build
 /// it, if the `.wasm` is missing.
@@ -34,28 +33,33 @@ pub fn configured_in(process: &ProcessHandle, config: &str) -> Vm {
     vm
 }
 
-/// An inbound VM for `mesh` (default options plus `extra`) that already holds `registry`.
-pub fn inbound_with(mesh: &Mesh, extra: &str, registry: &RegistrySnapshot) -> Vm {
+/// An inbound VM for `mesh` (default options plus `extra`) that already
+/// follows `log`.
+pub fn inbound_with(mesh: &Mesh, extra: &str, log: &TestLog) -> Vm {
     let mut vm = configured(&mesh.config("inbound", extra));
-    serve(&mut vm, registry);
+    serve(&mut vm, log);
     vm
 }
 
-/// Ticks until the filter asks for the registry and answers with `registry`
-/// (as a full snapshot). Panics if no callout comes.
-pub fn serve(vm: &mut Vm, registry: &RegistrySnapshot) {
-    let token = next_callout(vm);
-    vm.respond(token, Some(200), &registry.encode())
-        .expect("respond");
+/// Ticks until the filter starts a round and answers it from `log` (its
+/// checkpoint, cosigned now, and the records asked for). Panics if no
+/// callout comes.
+pub fn serve(vm: &mut Vm, log: &TestLog) {
+    log.serve(vm);
 }
 
 /// Advances the clock tick by tick until the filter dispatches a callout;
 /// returns its token.
 pub fn next_callout(vm: &mut Vm) -> u32 {
+    next_callout_full(vm).token
+}
+
+/// [`next_callout`], returning the whole callout.
+pub fn next_callout_full(vm: &mut Vm) -> Callout {
     for _ in 0..100 {
         vm.tick().expect("tick");
         if let Some(callout) = vm.take_callouts().pop() {
-            return callout.token;
+            return callout;
         }
         let period = u64::from(vm.tick_period_ms().max(1));
         vm.advance_ms(period);

@@ -9,6 +9,8 @@
 //! - [`fixtures`]: tokens, certificates and registries made with the identity
 //!   crate and the development issuer;
 //! - [`harness`]: the compiled module (once per process) and configured VMs;
+//! - [`witnessed`]: a curator's witnessed log in memory (records,
+//!   checkpoints, cosignatures) answering the filter's callouts;
 //! - [`curator`]: the real `mazu-curator` process, with registrations through its API;
 //! - [`envoy`]: a real Envoy process with the filter (see `tests/envoy.rs`);
 //! - [`net`]: loopback servers and the TLS client those tests use;
@@ -32,6 +34,7 @@ pub mod imports;
 pub mod net;
 pub mod plugin;
 pub mod state;
+pub mod witnessed;
 
 use std::path::PathBuf;
 

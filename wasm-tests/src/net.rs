@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Instant;
 
+use crate::witnessed::{Request, TestLog, parse_path};
 use anyhow::{Context as _, Result, anyhow};
 
 /// A port free right now on 127.0.0.1, for a server another process will
@@ -86,21 +87,20 @@ pub fn echo_server() -> Result<Server> {
 
 /// A stand-in for the curator where a test needs failures on demand (the
 /// real one is in [`crate::curator`]): a minimal HTTP/1.1 server answering
-/// every `GET` with the registry snapshot bytes it is given (`ETag:
-/// "<version>"`, `304` on a matching `If-None-Match`), or `503` while
-/// [`set_unavailable`](RegistryServer::set_unavailable). The filter accepts a
-/// full snapshot in answer to a delta request, so `?since=` needs no support.
+/// `GET /v1/checkpoint` and `GET /v1/log/records` from a
+/// [`TestLog`](crate::witnessed::TestLog) (cosigned at the current time), or
+/// `503` while [`set_unavailable`](RegistryServer::set_unavailable).
 pub struct RegistryServer {
     server: Server,
-    body: Arc<Mutex<(u64, Vec<u8>)>>,
+    body: Arc<Mutex<TestLog>>,
     unavailable: Arc<AtomicBool>,
     requests: Arc<Mutex<Vec<String>>>,
 }
 
 impl RegistryServer {
-    /// Serves `snapshot` (encoded), version `version`.
-    pub fn start(version: u64, snapshot: Vec<u8>) -> Result<RegistryServer> {
-        let body = Arc::new(Mutex::new((version, snapshot)));
+    /// Serves `log`.
+    pub fn start(log: TestLog) -> Result<RegistryServer> {
+        let body = Arc::new(Mutex::new(log));
         let unavailable = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let (served, down, log) = (body.clone(), unavailable.clone(), requests.clone());
@@ -126,8 +126,8 @@ impl RegistryServer {
     }
 
     /// Replaces what is served.
-    pub fn set(&self, version: u64, snapshot: Vec<u8>) {
-        *self.body.lock().unwrap_or_else(PoisonError::into_inner) = (version, snapshot);
+    pub fn set(&self, log: TestLog) {
+        *self.body.lock().unwrap_or_else(PoisonError::into_inner) = log;
     }
 
     /// Request lines received so far.
@@ -141,7 +141,7 @@ impl RegistryServer {
 
 fn answer_registry(
     stream: TcpStream,
-    body: &Mutex<(u64, Vec<u8>)>,
+    log_served: &Mutex<TestLog>,
     unavailable: bool,
     log: &Mutex<Vec<String>>,
 ) -> Result<()> {
@@ -149,42 +149,45 @@ fn answer_registry(
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
-    let mut if_none_match = None;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 || line == "\r\n" {
             break;
         }
-        if let Some((name, value)) = line.split_once(':')
-            && name.eq_ignore_ascii_case("if-none-match")
-        {
-            if_none_match = Some(value.trim().to_owned());
-        }
     }
     log.lock()
         .unwrap_or_else(PoisonError::into_inner)
         .push(request_line.trim_end().to_owned());
-    let (version, bytes) = body.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    let etag = format!("\"{version}\"");
+    let path = request_line.split_whitespace().nth(1).unwrap_or_default();
+    let body = {
+        let served = log_served.lock().unwrap_or_else(PoisonError::into_inner);
+        match parse_path(path) {
+            Request::Checkpoint => {
+                Some(served.checkpoint(crate::fixtures::unix_now()).into_bytes())
+            }
+            Request::Records { start, end } => Some(served.records_bytes(start, end)),
+            Request::Other(_) => None,
+        }
+    };
     let mut stream = stream;
-    if unavailable {
-        write!(
+    match body {
+        _ if unavailable => write!(
             stream,
             "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-        )?;
-    } else if if_none_match.as_deref() == Some(etag.as_str()) {
-        write!(
+        )?,
+        None => write!(
             stream,
-            "HTTP/1.1 304 Not Modified\r\netag: {etag}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-        )?;
-    } else {
-        write!(
-            stream,
-            "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\netag: {etag}\r\n\
-             content-length: {}\r\nconnection: close\r\n\r\n",
-            bytes.len()
-        )?;
-        stream.write_all(&bytes)?;
+            "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        )?,
+        Some(bytes) => {
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n",
+                bytes.len()
+            )?;
+            stream.write_all(&bytes)?;
+        }
     }
     stream.flush()?;
     let _ = stream.shutdown(Shutdown::Write);

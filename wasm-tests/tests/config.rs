@@ -6,6 +6,7 @@ use mazu_wasm_tests::fixtures::{AUDIENCE, CURATOR_CLUSTER, Mesh, unix_now};
 use mazu_wasm_tests::harness::module;
 use mazu_wasm_tests::plugin::{PeerProperties, Side, Vm};
 use mazu_wasm_tests::state::ProcessHandle;
+use mazu_wasm_tests::witnessed::curator_signer;
 
 fn start(config: &str) -> Vm {
     let mut vm = Vm::new(
@@ -49,11 +50,27 @@ fn bad_configurations_are_refused_with_an_error_log() {
             "curator.refresh_interval_ms: must be between 100",
         ),
         (
-            good.replace(
-                "\"registry_path\":\"/v1/registry\"",
-                "\"registry_path\":\"v1\"",
+            mesh.config_with("inbound", "", ""),
+            "curator.checkpoint_key: is required",
+        ),
+        (
+            mesh.config_with(
+                "inbound",
+                &format!(
+                    r#","checkpoint_key":"{}""#,
+                    curator_signer().verifier().to_vkey()
+                ),
+                "",
             ),
-            "curator.registry_path: must start with '/'",
+            "curator.witnesses: must list at least one witness key",
+        ),
+        (
+            good.replace("\"witness_quorum\":2", "\"witness_quorum\":3"),
+            "curator.witness_quorum: must be between 1 and 2, got 3",
+        ),
+        (
+            mesh.config_with("inbound", r#","registry_path":"/v1/registry""#, ""),
+            "unknown field `registry_path`",
         ),
         (
             good.replace(

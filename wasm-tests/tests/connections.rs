@@ -4,7 +4,7 @@
 use mazu_dev_issuer::{Algorithm, DEFAULT_ISSUER_URL, DevIssuer};
 use mazu_wasm_tests::abi::{Action, LogLevel};
 use mazu_wasm_tests::fixtures::{
-    MAZU_OID_DER, Mesh, WorkloadSpec, push_not_after_to_2049, replace_once, snapshot, unix_now,
+    MAZU_OID_DER, Mesh, WorkloadSpec, log, push_not_after_to_2049, replace_once, unix_now,
 };
 use mazu_wasm_tests::harness::{self, configured, inbound_with, serve};
 use mazu_wasm_tests::plugin::{PeerProperties, Side, Vm};
@@ -74,14 +74,15 @@ fn the_filter_imports_only_what_the_host_knows() {
 fn a_registered_peer_passes_and_is_then_served_from_the_cache() {
     let mesh = Mesh::new();
     let cart = mesh.workload("shop", "cart");
-    let mut vm = inbound_with(&mesh, "", &snapshot(1, &[cart.entry]));
+    let mut vm = inbound_with(&mesh, "", &log(&[cart.entry]));
     assert_allowed(&mut vm, &cart.peer());
     assert_allowed(&mut vm, &cart.peer());
     assert_eq!(vm.stat(ALLOWED), 2);
     assert_eq!(vm.stat("mazu.inbound.verdict_cache_misses"), 1);
     assert_eq!(vm.stat("mazu.inbound.verdict_cache_hits"), 1);
     assert_eq!(vm.stat(DENIED), 0);
-    assert_eq!(vm.stat("mazu.inbound.registry_version"), 1);
+    // Version = log size: one bind and one reveal.
+    assert_eq!(vm.stat("mazu.inbound.registry_version"), 2);
     assert_eq!(vm.stat("mazu.inbound.registry_entries"), 1);
 }
 
@@ -89,7 +90,7 @@ fn a_registered_peer_passes_and_is_then_served_from_the_cache() {
 fn data_after_the_decision_flows_and_closing_is_clean() {
     let mesh = Mesh::new();
     let cart = mesh.workload("shop", "cart");
-    let mut vm = inbound_with(&mesh, "", &snapshot(1, &[cart.entry]));
+    let mut vm = inbound_with(&mesh, "", &log(&[cart.entry]));
     let id = assert_allowed(&mut vm, &cart.peer());
     assert_eq!(vm.downstream_data(id, b" world").unwrap(), Action::Continue);
     assert_eq!(vm.upstream_data(id, b"reply").unwrap(), Action::Continue);
@@ -105,7 +106,7 @@ fn a_server_first_protocol_is_checked_on_the_servers_first_bytes() {
     let mesh = Mesh::new();
     let cart = mesh.workload("shop", "cart");
     let intruder = mesh.workload("shop", "intruder");
-    let mut vm = inbound_with(&mesh, "", &snapshot(1, &[cart.entry]));
+    let mut vm = inbound_with(&mesh, "", &log(&[cart.entry]));
     let (id, _) = vm.connect(Side::Downstream, &cart.peer()).unwrap();
     assert_eq!(
         vm.upstream_data(id, b"220 ready").unwrap(),
@@ -121,7 +122,7 @@ fn a_server_first_protocol_is_checked_on_the_servers_first_bytes() {
 fn no_client_certificate_is_closed() {
     let mesh = Mesh::new();
     let cart = mesh.workload("shop", "cart");
-    let mut vm = inbound_with(&mesh, "", &snapshot(1, &[cart.entry]));
+    let mut vm = inbound_with(&mesh, "", &log(&[cart.entry]));
     // Envoy lets a certificate-less client through a validation context
     // without a trusted CA: `mtls` is false, and there is no certificate.
     let no_cert = PeerProperties {
@@ -219,24 +220,21 @@ fn every_verdict_deny_reason_closes_the_connection() {
     spec.trust_domain = "other.example".into();
     let foreign_domain = mesh.workload_from(&mesh.issuer, &spec);
 
-    let registry = snapshot(
-        20,
-        &[
-            good.entry,
-            revoked_entry,
-            lapsed_entry,
-            stolen_entry,
-            unknown_kid.entry,
-            wrong_issuer.entry,
-            wrong_audience.entry,
-            not_yet.entry,
-            bad_signature.entry,
-            expired_cert.entry,
-            future_cert.entry,
-            foreign_domain.entry,
-            alg_none_entry,
-        ],
-    );
+    let registry = log(&[
+        good.entry,
+        revoked_entry,
+        lapsed_entry,
+        stolen_entry,
+        unknown_kid.entry,
+        wrong_issuer.entry,
+        wrong_audience.entry,
+        not_yet.entry,
+        bad_signature.entry,
+        expired_cert.entry,
+        future_cert.entry,
+        foreign_domain.entry,
+        alg_none_entry,
+    ]);
     let mut vm = inbound_with(&mesh, "", &registry);
     assert_allowed(&mut vm, &good.peer());
 
@@ -307,7 +305,7 @@ fn an_expired_token_is_denied_even_inside_a_valid_certificate() {
     let cart = mesh.workload("shop", "cart");
     let exp = cart.entry.token_expiry;
     let mut vm = configured(&mesh.config("inbound", r#","when_stale":"enforce_last_known""#));
-    serve(&mut vm, &snapshot(1, &[cart.entry]));
+    serve(&mut vm, &log(&[cart.entry]));
     let now = vm.now_ms();
     vm.advance_ms((exp + 60) * 1000 - now);
     assert_denied(&mut vm, &cart.peer(), "token_expired");
@@ -317,14 +315,12 @@ fn an_expired_token_is_denied_even_inside_a_valid_certificate() {
 fn a_cached_allow_does_not_survive_a_revocation() {
     let mesh = Mesh::new();
     let cart = mesh.workload("shop", "cart");
-    let mut vm = inbound_with(&mesh, "", &snapshot(1, &[cart.entry]));
+    let mut curator = log(&[cart.entry]);
+    let mut vm = inbound_with(&mesh, "", &curator);
     assert_allowed(&mut vm, &cart.peer());
-    let mut revoked = cart.entry;
-    revoked.revoked = true;
-    let delta = mazu_identity::RegistryDelta::new(1, 2, vec![revoked]).unwrap();
-    let token = harness::next_callout(&mut vm);
-    vm.respond(token, Some(200), &delta.encode()).unwrap();
-    assert_eq!(vm.stat("mazu.inbound.registry_version"), 2);
+    curator.revoke(&cart.entry);
+    serve(&mut vm, &curator);
+    assert_eq!(vm.stat("mazu.inbound.registry_version"), 3);
     assert_denied(&mut vm, &cart.peer(), "revoked");
 }
 
@@ -334,7 +330,7 @@ fn outbound_checks_the_server_before_its_bytes_reach_the_client() {
     let server = mesh.workload("shop", "db");
     let impostor = mesh.workload("shop", "impostor");
     let mut vm = configured(&mesh.config("outbound", ""));
-    serve(&mut vm, &snapshot(1, &[server.entry]));
+    serve(&mut vm, &log(&[server.entry]));
 
     let (id, _) = vm.connect(Side::Upstream, &server.peer()).unwrap();
     assert_eq!(vm.downstream_data(id, b"query").unwrap(), Action::Continue);
@@ -379,7 +375,7 @@ fn metrics_count_each_verdict_and_reason() {
     let a = mesh.workload("shop", "a");
     let b = mesh.workload("shop", "b");
     let c = mesh.workload("shop", "c");
-    let mut vm = inbound_with(&mesh, "", &snapshot(2, &[a.entry, b.entry]));
+    let mut vm = inbound_with(&mesh, "", &log(&[a.entry, b.entry]));
     for peer in [&a, &b, &a, &c, &c] {
         let _ = first_bytes(&mut vm, &peer.peer());
     }
@@ -398,7 +394,8 @@ fn metrics_count_each_verdict_and_reason() {
     // a, b and c's first sight miss the cache; a's and c's second sight hit it.
     assert_eq!(get("verdict_cache_misses"), 3);
     assert_eq!(get("verdict_cache_hits"), 2);
-    assert_eq!(get("registry_fetches"), 1);
+    // One round: the checkpoint and one page of records.
+    assert_eq!(get("registry_fetches"), 2);
     assert_eq!(get("registry_updates"), 1);
     assert_eq!(get("registry_fetch_failures"), 0);
 }

@@ -17,7 +17,7 @@ use core::time::Duration;
 use mazu_wasm_tests::curator::Curator;
 use mazu_wasm_tests::envoy::{Envoy, EnvoySetup, envoy_binary};
 use mazu_wasm_tests::filter_wasm_path;
-use mazu_wasm_tests::fixtures::{Mesh, snapshot};
+use mazu_wasm_tests::fixtures::{Mesh, log};
 use mazu_wasm_tests::net::{RegistryServer, echo_server, tls_round_trip};
 
 #[test]
@@ -31,7 +31,7 @@ fn envoy_with_the_real_curator_admits_registered_workloads_and_closes_others() {
     let intruder = mesh.workload("shop", "intruder");
 
     let echo = echo_server().unwrap();
-    let plugin_config = mesh.config("inbound", "");
+    let plugin_config = mesh.config_with("inbound", &curator.log_members().unwrap(), "");
     let envoy = Envoy::start(&EnvoySetup {
         wasm: &wasm,
         plugin_config: &plugin_config,
@@ -42,7 +42,7 @@ fn envoy_with_the_real_curator_admits_registered_workloads_and_closes_others() {
     envoy
         .wait_stat(
             "mazu.inbound.registry_version",
-            |v| v >= 1,
+            |v| v >= 2,
             Duration::from_secs(10),
         )
         .unwrap();
@@ -89,12 +89,12 @@ fn envoy_with_the_real_curator_admits_registered_workloads_and_closes_others() {
     // Again: served from the verdict cache.
     assert_eq!(round_trip(&cart, b"again\n").received, b"again\n");
 
-    // A workload registered now reaches the filter as a delta.
+    // A workload registered now reaches the filter with the next records.
     let db = curator.register(&mesh, "shop", "db").unwrap();
     envoy
         .wait_stat(
             "mazu.inbound.registry_version",
-            |v| v >= 2,
+            |v| v >= 4,
             Duration::from_secs(10),
         )
         .unwrap();
@@ -160,7 +160,7 @@ fn envoy_parks_a_connection_until_the_registry_arrives() {
     let cart = mesh.workload("shop", "cart");
 
     let echo = echo_server().unwrap();
-    let registry = RegistryServer::start(1, snapshot(1, &[cart.entry]).encode()).unwrap();
+    let registry = RegistryServer::start(log(&[cart.entry])).unwrap();
     registry.set_unavailable(true);
     let plugin_config = mesh.config(
         "inbound",
@@ -234,7 +234,7 @@ fn envoy_refuses_a_bad_plugin_configuration_with_the_reason_in_its_log() {
     let wasm = filter_wasm_path().unwrap_or_else(|e| panic!("{e}"));
     let mesh = Mesh::new();
     let echo = echo_server().unwrap();
-    let registry = RegistryServer::start(0, snapshot(0, &[]).encode()).unwrap();
+    let registry = RegistryServer::start(log(&[])).unwrap();
     let plugin_config = mesh.config("inbound", r#","park_timeout_ms":0"#);
     let outcome = Envoy::start(&EnvoySetup {
         wasm: &wasm,

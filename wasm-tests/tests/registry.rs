@@ -1,74 +1,129 @@
-//! The registry cache of the real filter `.wasm`: callouts, deltas, curator
-//! failures, staleness, parking, and sharing between VMs.
+//! The registry cache of the real filter `.wasm`: callouts (checkpoint, then
+//! records), curator failures, staleness, parking, and sharing between VMs.
 
-use mazu_identity::RegistryDelta;
 use mazu_wasm_tests::abi::Action;
-use mazu_wasm_tests::fixtures::{Mesh, snapshot};
-use mazu_wasm_tests::harness::{configured, configured_in, next_callout, serve};
-use mazu_wasm_tests::plugin::{Side, Vm};
+use mazu_wasm_tests::fixtures::{Mesh, log};
+use mazu_wasm_tests::harness::{configured, configured_in, next_callout, next_callout_full, serve};
+use mazu_wasm_tests::plugin::{PeerProperties, Side, Vm};
 use mazu_wasm_tests::state::ProcessHandle;
+use mazu_wasm_tests::witnessed::TestLog;
 
-fn connect_and_send(vm: &mut Vm, peer: &mazu_wasm_tests::plugin::PeerProperties) -> (u32, Action) {
+fn connect_and_send(vm: &mut Vm, peer: &PeerProperties) -> (u32, Action) {
     let (id, _) = vm.connect(Side::Downstream, peer).expect("connect");
     let action = vm.downstream_data(id, b"hello").expect("data");
     (id, action)
 }
 
+fn failures(vm: &Vm, kind: &str) -> i64 {
+    vm.stat(&format!("mazu.inbound.registry_fetch_failures.{kind}"))
+}
+
 #[test]
-fn callouts_ask_for_a_snapshot_then_for_deltas() {
+fn callouts_ask_for_the_checkpoint_then_for_the_records_since_the_size_followed() {
     let mesh = Mesh::new();
     let cart = mesh.workload("shop", "cart");
+    let db = mesh.workload("shop", "db");
+    let mut curator = log(&[cart.entry]);
     let mut vm = configured(&mesh.config("inbound", ""));
-    let first = {
-        next_callout(&mut vm);
-        vm.callout_log()[0].clone()
-    };
+    let first = next_callout_full(&mut vm);
     assert_eq!(first.cluster, "mazu-curator");
     assert_eq!(first.header(":method"), Some("GET"));
-    assert_eq!(first.header(":path"), Some("/v1/registry"));
+    assert_eq!(first.header(":path"), Some("/v1/checkpoint"));
     assert_eq!(first.header(":authority"), Some("curator.mazu.test"));
-    assert_eq!(first.header("if-none-match"), None);
     assert_eq!(first.timeout_ms, 500);
-    vm.respond(first.token, Some(200), &snapshot(3, &[cart.entry]).encode())
-        .unwrap();
-    assert!(vm.logged("registry version 3 (1 entries) from the curator"));
+    curator.answer(&mut vm, &first);
+    // The checkpoint is larger than the empty log: the records, at once.
+    let records = vm.take_callouts().pop().expect("records callout");
+    assert_eq!(
+        records.header(":path"),
+        Some("/v1/log/records?start=0&end=2")
+    );
+    curator.answer(&mut vm, &records);
+    assert!(
+        vm.logged("registry version 2 (1 entries) derived from the witnessed log"),
+        "{}",
+        vm.log_text()
+    );
+    let (_, action) = connect_and_send(&mut vm, &cart.peer());
+    assert_eq!(action, Action::Continue);
 
-    let token = next_callout(&mut vm);
-    let second = vm.callout_log().last().unwrap().clone();
-    assert_eq!(second.token, token);
-    assert_eq!(second.header(":path"), Some("/v1/registry?since=3"));
-    // An empty delta confirms the registry.
-    vm.respond(
-        token,
-        Some(200),
-        &RegistryDelta::new(3, 3, vec![]).unwrap().encode(),
-    )
-    .unwrap();
+    // The same checkpoint again: no records, the registry is confirmed.
+    let answered = curator.serve(&mut vm);
+    assert_eq!(answered.len(), 1);
     assert_eq!(vm.stat("mazu.inbound.registry_unchanged"), 1);
-    // 304 confirms too.
-    let token = next_callout(&mut vm);
-    vm.respond(token, Some(304), b"").unwrap();
-    assert_eq!(vm.stat("mazu.inbound.registry_unchanged"), 2);
+
+    // The log grows: only the new records are asked for.
+    curator.register(&db.entry);
+    let answered = curator.serve(&mut vm);
+    let paths: Vec<_> = answered.iter().map(|c| c.header(":path")).collect();
+    assert_eq!(
+        paths,
+        [
+            Some("/v1/checkpoint"),
+            Some("/v1/log/records?start=2&end=4")
+        ]
+    );
+    assert_eq!(vm.stat("mazu.inbound.registry_version"), 4);
+    assert_eq!(vm.stat("mazu.inbound.registry_updates"), 2);
     assert_eq!(vm.stat("mazu.inbound.registry_fetch_failures"), 0);
+    let (_, action) = connect_and_send(&mut vm, &db.peer());
+    assert_eq!(action, Action::Continue, "{}", vm.log_text());
+}
+
+#[test]
+fn records_come_in_pages_that_fit_max_body_bytes() {
+    let mesh = Mesh::new();
+    let workloads: Vec<_> = (0..10)
+        .map(|i| mesh.workload("shop", &format!("w{i}")))
+        .collect();
+    let entries: Vec<_> = workloads.iter().map(|w| w.entry).collect();
+    let curator = log(&entries);
+    // 1024 bytes hold 8 records of at most 114 bytes.
+    let members = format!(
+        r#"{},"max_body_bytes":1024"#,
+        mazu_wasm_tests::witnessed::log_members()
+    );
+    let mut vm = configured(&mesh.config_with("inbound", &members, ""));
+    let answered = curator.serve(&mut vm);
+    let paths: Vec<_> = answered.iter().filter_map(|c| c.header(":path")).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1/checkpoint",
+            "/v1/log/records?start=0&end=8",
+            "/v1/log/records?start=8&end=16",
+            "/v1/log/records?start=16&end=20",
+        ]
+    );
+    assert_eq!(vm.stat("mazu.inbound.registry_entries"), 10);
+    for workload in &workloads {
+        let (_, action) = connect_and_send(&mut vm, &workload.peer());
+        assert_eq!(action, Action::Continue);
+    }
 }
 
 #[test]
 fn curator_errors_garbage_and_silence_keep_the_last_good_registry() {
     let mesh = Mesh::new();
     let cart = mesh.workload("shop", "cart");
+    let mut curator = log(&[cart.entry]);
     let mut vm = configured(&mesh.config("inbound", r#","max_staleness_secs":3600"#));
-    serve(&mut vm, &snapshot(1, &[cart.entry]));
+    serve(&mut vm, &curator);
+    curator.register(&mesh.workload("shop", "db").entry);
 
     let token = next_callout(&mut vm);
     vm.respond(token, Some(503), b"upstream connect error")
         .unwrap();
     let token = next_callout(&mut vm);
-    vm.respond(token, Some(200), b"<html>not a registry</html>")
+    vm.respond(token, Some(200), b"<html>not a checkpoint</html>")
         .unwrap();
-    let token = next_callout(&mut vm);
-    let mut truncated = snapshot(2, &[cart.entry]).encode();
+    // A page of records that does not decode.
+    let checkpoint = next_callout_full(&mut vm);
+    curator.answer(&mut vm, &checkpoint);
+    let records = vm.take_callouts().pop().expect("records callout");
+    let mut truncated = curator.records_bytes(2, 4);
     truncated.pop();
-    vm.respond(token, Some(200), &truncated).unwrap();
+    vm.respond(records.token, Some(200), &truncated).unwrap();
     // Envoy's answer to a timed-out callout: no headers at all.
     let token = next_callout(&mut vm);
     vm.respond(token, None, b"").unwrap();
@@ -76,37 +131,38 @@ fn curator_errors_garbage_and_silence_keep_the_last_good_registry() {
     next_callout(&mut vm);
     vm.advance_ms(1_600);
     vm.tick().unwrap();
-    // An older snapshot (a curator that lost its log) is refused.
+    // A 304 is not an answer any more.
     let token = next_callout(&mut vm);
-    vm.respond(token, Some(200), &snapshot(0, &[]).encode())
-        .unwrap();
+    vm.respond(token, Some(304), b"").unwrap();
 
-    let stat =
-        |vm: &Vm, kind: &str| vm.stat(&format!("mazu.inbound.registry_fetch_failures.{kind}"));
-    assert_eq!(stat(&vm, "http_status"), 1);
-    assert_eq!(stat(&vm, "bad_body"), 2);
-    assert_eq!(stat(&vm, "no_answer"), 2);
-    assert_eq!(stat(&vm, "rollback"), 1);
+    assert_eq!(failures(&vm, "http_status"), 2);
+    assert_eq!(failures(&vm, "checkpoint_signature"), 1);
+    assert_eq!(failures(&vm, "records_undecodable"), 1);
+    assert_eq!(failures(&vm, "no_answer"), 2);
     assert_eq!(vm.stat("mazu.inbound.registry_fetch_failures"), 6);
-    assert_eq!(vm.stat("mazu.inbound.registry_version"), 1);
-    assert!(vm.logged("registry fetch failed: HTTP status 503; keeping version 1"));
+    assert_eq!(vm.stat("mazu.inbound.registry_version"), 2);
+    assert!(vm.logged("registry fetch failed: HTTP status 503; keeping version 2"));
     assert!(vm.logged("no answer (timeout or reset)"));
     let (id, action) = connect_and_send(&mut vm, &cart.peer());
     assert_eq!(action, Action::Continue, "{}", vm.log_text());
     assert!(!vm.connection(id).unwrap().closed_downstream);
+    // The curator is back: the records are taken.
+    serve(&mut vm, &curator);
+    assert_eq!(vm.stat("mazu.inbound.registry_version"), 4);
 }
 
 #[test]
 fn a_registry_nobody_confirms_goes_stale() {
     let mesh = Mesh::new();
     let cart = mesh.workload("shop", "cart");
+    let curator = log(&[cart.entry]);
     for (when_stale, expect) in [
         ("deny", Action::Pause),
         ("enforce_last_known", Action::Continue),
     ] {
         let extra = format!(r#","max_staleness_secs":10,"when_stale":"{when_stale}""#);
         let mut vm = configured(&mesh.config("inbound", &extra));
-        serve(&mut vm, &snapshot(1, &[cart.entry]));
+        serve(&mut vm, &curator);
         // The curator goes silent for 11 s.
         for _ in 0..11 {
             vm.advance_ms(1_000);
@@ -120,9 +176,8 @@ fn a_registry_nobody_confirms_goes_stale() {
         assert_eq!(action, expect, "{when_stale}: {}", vm.log_text());
         if expect == Action::Pause {
             assert_eq!(vm.stat("mazu.inbound.denied.registry_stale"), 1);
-            // One good answer and it is fresh again.
-            let token = next_callout(&mut vm);
-            vm.respond(token, Some(304), b"").unwrap();
+            // One freshly witnessed checkpoint and it is fresh again.
+            serve(&mut vm, &curator);
             let (_, action) = connect_and_send(&mut vm, &cart.peer());
             assert_eq!(action, Action::Continue);
             assert_eq!(vm.stat("mazu.inbound.registry_age_seconds"), 0);
@@ -139,6 +194,18 @@ fn before_the_first_registry_connections_are_denied_by_default() {
     assert_eq!(action, Action::Pause);
     assert!(vm.connection(id).unwrap().closed_downstream);
     assert_eq!(vm.stat("mazu.inbound.denied.registry_unavailable"), 1);
+}
+
+#[test]
+fn the_empty_log_is_an_empty_registry() {
+    let mesh = Mesh::new();
+    let cart = mesh.workload("shop", "cart");
+    let mut vm = configured(&mesh.config("inbound", ""));
+    let answered = TestLog::new().serve(&mut vm);
+    assert_eq!(answered.len(), 1, "nothing to fetch");
+    let (_, action) = connect_and_send(&mut vm, &cart.peer());
+    assert_eq!(action, Action::Pause);
+    assert_eq!(vm.stat("mazu.inbound.denied.not_registered"), 1);
 }
 
 #[test]
@@ -160,7 +227,7 @@ fn a_parked_connection_is_resumed_when_the_registry_arrives() {
     assert_eq!(vm.stat("mazu.inbound.parked_connections"), 2);
     assert!(vm.connection(good).unwrap().forwarded_downstream.is_empty());
 
-    serve(&mut vm, &snapshot(1, &[cart.entry]));
+    serve(&mut vm, &log(&[cart.entry]));
     let conn = vm.connection(good).unwrap();
     assert_eq!(conn.resumed, 1);
     assert_eq!(
@@ -220,7 +287,7 @@ fn parking_is_bounded_and_a_closed_parked_connection_is_forgotten() {
     vm.remote_close(first).unwrap();
     let (fourth, _) = connect_and_send(&mut vm, &cart.peer());
     assert!(!vm.connection(fourth).unwrap().closed_downstream);
-    serve(&mut vm, &snapshot(1, &[cart.entry]));
+    serve(&mut vm, &log(&[cart.entry]));
     assert_eq!(vm.stat("mazu.inbound.connections_allowed"), 2);
 }
 
@@ -228,38 +295,57 @@ fn parking_is_bounded_and_a_closed_parked_connection_is_forgotten() {
 fn vms_of_one_envoy_share_one_registry_and_one_fetcher() {
     let mesh = Mesh::new();
     let cart = mesh.workload("shop", "cart");
+    let db = mesh.workload("shop", "db");
+    let mut curator = log(&[cart.entry]);
     let process = ProcessHandle::new();
     let config = mesh.config("inbound", "");
     let mut main = configured_in(&process, &config);
     let mut worker = configured_in(&process, &config);
 
-    let token = next_callout(&mut main);
+    let first = next_callout_full(&mut main);
     // The main VM holds the lease: the worker does not call the curator.
     for _ in 0..3 {
         worker.advance_ms(1_000);
         worker.tick().unwrap();
         assert!(worker.take_callouts().is_empty());
     }
-    main.respond(token, Some(200), &snapshot(1, &[cart.entry]).encode())
-        .unwrap();
+    curator.answer(&mut main, &first);
+    let records = main.take_callouts().pop().expect("records callout");
+    curator.answer(&mut main, &records);
     // The worker picks the registry up from shared data on its tick.
     worker.tick().unwrap();
-    assert!(worker.logged("registry version 1 (1 entries) from shared data"));
+    assert!(
+        worker.logged("registry version 2 (1 entries) from shared data"),
+        "{}",
+        worker.log_text()
+    );
     let (_, action) = connect_and_send(&mut worker, &cart.peer());
     assert_eq!(action, Action::Continue, "{}", worker.log_text());
 
     // The main VM stops ticking (e.g. it is gone): the worker takes over
-    // once the lease lapses (2 x refresh + timeout + 1 s = 3.5 s here).
-    let mut took_over = false;
+    // once the lease lapses (2 x refresh + timeout + 1 s = 3.5 s here),
+    // from the empty log (its own follower has nothing yet).
+    curator.register(&db.entry);
+    let mut took_over = None;
     for _ in 0..6 {
         worker.advance_ms(1_000);
         worker.tick().unwrap();
-        if !worker.take_callouts().is_empty() {
-            took_over = true;
+        if let Some(callout) = worker.take_callouts().pop() {
+            took_over = Some(callout);
             break;
         }
     }
-    assert!(took_over, "{}", worker.log_text());
+    let checkpoint = took_over.unwrap_or_else(|| panic!("{}", worker.log_text()));
+    curator.answer(&mut worker, &checkpoint);
+    let records = worker.take_callouts().pop().expect("records callout");
+    assert_eq!(
+        records.header(":path"),
+        Some("/v1/log/records?start=0&end=4")
+    );
+    curator.answer(&mut worker, &records);
+    assert_eq!(worker.stat("mazu.inbound.registry_version"), 4);
+    let (_, action) = connect_and_send(&mut worker, &db.peer());
+    assert_eq!(action, Action::Continue, "{}", worker.log_text());
 }
 
 #[test]
@@ -270,7 +356,7 @@ fn a_callout_to_an_unknown_cluster_is_counted() {
         .replace("\"cluster\":\"mazu-curator\"", "\"cluster\":\"nowhere\"");
     let mut vm = configured(&config);
     vm.tick().unwrap();
-    assert_eq!(vm.stat("mazu.inbound.registry_fetch_failures.dispatch"), 1);
+    assert_eq!(failures(&vm, "dispatch"), 1);
     assert!(vm.logged("cannot call cluster \"nowhere\""));
 }
 
@@ -282,10 +368,10 @@ fn a_worker_that_has_not_ticked_yet_picks_the_registry_up_at_its_first_connectio
     let config = mesh.config("inbound", "");
     let mut main = configured_in(&process, &config);
     let mut worker = configured_in(&process, &config);
-    serve(&mut main, &snapshot(1, &[cart.entry]));
+    serve(&mut main, &log(&[cart.entry]));
     let (_, action) = connect_and_send(&mut worker, &cart.peer());
     assert_eq!(action, Action::Continue, "{}", worker.log_text());
-    assert!(worker.logged("registry version 1 (1 entries) from shared data"));
+    assert!(worker.logged("registry version 2 (1 entries) from shared data"));
 }
 
 #[test]
@@ -297,13 +383,13 @@ fn a_worker_behind_another_vms_newer_registry_catches_up_before_refusing() {
     let config = mesh.config("inbound", "");
     let mut main = configured_in(&process, &config);
     let mut worker = configured_in(&process, &config);
-    serve(&mut main, &snapshot(1, &[cart.entry]));
+    let mut curator = log(&[cart.entry]);
+    serve(&mut main, &curator);
     worker.tick().unwrap();
     // db registers; the main VM learns it, the worker has not ticked since.
-    let token = next_callout(&mut main);
-    let delta = RegistryDelta::new(1, 2, vec![db.entry]).unwrap();
-    main.respond(token, Some(200), &delta.encode()).unwrap();
+    curator.register(&db.entry);
+    serve(&mut main, &curator);
     let (_, action) = connect_and_send(&mut worker, &db.peer());
     assert_eq!(action, Action::Continue, "{}", worker.log_text());
-    assert!(worker.logged("registry version 2 (2 entries) from shared data"));
+    assert!(worker.logged("registry version 4 (2 entries) from shared data"));
 }

@@ -1,85 +1,24 @@
-//! The real filter `.wasm` holding the curator to its append-only log: with
-//! `curator.checkpoint_key` pinned, a registry is used only with a signed
-//! checkpoint that binds it and is consistent with the last one accepted. A
-//! curator that rewrites, reorders or drops logged entries, forks its log,
-//! or serves a registry its log does not yield is refused, and the registry
-//! held stays in force.
+//! The real filter `.wasm` derives the registry from the curator's witnessed
+//! log and trusts nothing else the curator says: a checkpoint without the
+//! witness quorum, records that do not give the witnessed root (a curator
+//! that rebinds a victim's id to an attacker's key), a rollback or a fork
+//! are refused, counted by reason, and the registry held stays in force; a
+//! curator that keeps serving an old cosigned checkpoint makes the proxy
+//! stale, because age counts from the witnessed time.
 
 #![allow(
     clippy::unwrap_used,
     reason = "test helpers panic on failure by design"
 )]
 
-use mazu_identity::{RegistryDelta, RegistrySnapshot};
 use mazu_log::CheckpointSigner;
-use mazu_log::evidence::{
-    CHECKPOINT_HEADER, CONSISTENCY_HEADER, encode_note, encode_proof, registry_extension,
-};
-use mazu_log::merkle::{Hash, MerkleTree, leaf_hash};
 use mazu_wasm_tests::abi::Action;
-use mazu_wasm_tests::fixtures::{Mesh, snapshot};
-use mazu_wasm_tests::harness::{configured, next_callout};
+use mazu_wasm_tests::fixtures::{Mesh, WorkloadSpec, log};
+use mazu_wasm_tests::harness::{configured, next_callout_full, serve};
 use mazu_wasm_tests::plugin::{PeerProperties, Side, Vm};
-use sha2::Digest as _;
-
-/// A curator's log as the filter sees it through the evidence: leaves
-/// (stand-ins for entries) and the checkpoint key.
-struct Log {
-    signer: CheckpointSigner,
-    leaves: Vec<Hash>,
-}
-
-impl Log {
-    fn new(size: usize) -> Self {
-        Log {
-            signer: CheckpointSigner::new("mazu-curator/test", &[42; 32]).unwrap(),
-            leaves: (0..size)
-                .map(|i| leaf_hash(format!("entry {i}").as_bytes()))
-                .collect(),
-        }
-    }
-
-    fn tree(&self) -> MerkleTree {
-        MerkleTree::from_leaves(self.leaves.iter().copied())
-    }
-
-    fn vkey(&self) -> String {
-        self.signer.verifier().to_vkey()
-    }
-
-    /// The evidence headers of an answer whose registry is `registry`, for a
-    /// client holding a checkpoint of size `held`.
-    fn evidence(&self, registry: &RegistrySnapshot, held: Option<u64>) -> Vec<(String, Vec<u8>)> {
-        let tree = self.tree();
-        let size = registry.version();
-        let digest: Hash = sha2::Sha256::digest(registry.encode()).into();
-        let note = self.signer.sign_with_extensions(
-            size,
-            &tree.root(size).unwrap(),
-            vec![registry_extension(&digest)],
-        );
-        let mut headers = vec![(
-            CHECKPOINT_HEADER.to_owned(),
-            encode_note(&note).into_bytes(),
-        )];
-        if let Some(held) = held.filter(|&h| h < size) {
-            let proof = tree.consistency_proof(held, size).unwrap();
-            headers.push((
-                CONSISTENCY_HEADER.to_owned(),
-                encode_proof(&proof).into_bytes(),
-            ));
-        }
-        headers
-    }
-}
-
-fn respond(vm: &mut Vm, token: u32, body: &[u8], headers: &[(String, Vec<u8>)]) {
-    let headers: Vec<(&str, &[u8])> = headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_slice()))
-        .collect();
-    vm.respond_with(token, Some(200), &headers, body).unwrap();
-}
+use mazu_wasm_tests::witnessed::{TestLog, curator_signer, log_members};
+use p256::ecdsa::SigningKey;
+use rand::rngs::OsRng;
 
 fn admitted(vm: &mut Vm, peer: &PeerProperties) -> bool {
     let (id, _) = vm.connect(Side::Downstream, peer).expect("connect");
@@ -87,162 +26,211 @@ fn admitted(vm: &mut Vm, peer: &PeerProperties) -> bool {
     action == Action::Continue && !vm.connection(id).unwrap().closed_downstream
 }
 
-fn refusals(vm: &Vm) -> i64 {
-    vm.stat("mazu.inbound.registry_fetch_failures.checkpoint")
+fn refusals(vm: &Vm, reason: &str) -> i64 {
+    vm.stat(&format!("mazu.inbound.registry_fetch_failures.{reason}"))
 }
 
-fn pinned(mesh: &Mesh, log: &Log) -> Vm {
-    let key = format!(r#","checkpoint_key":"{}""#, log.vkey());
-    // Stale registries stay in force here: refusals must not look like
-    // staleness.
-    configured(&mesh.config_with(
+/// Stale registries stay in force unless a test says otherwise: refusals
+/// must not look like staleness.
+fn filter(mesh: &Mesh) -> Vm {
+    configured(&mesh.config(
         "inbound",
-        &key,
         r#","max_staleness_secs":3600,"when_stale":"enforce_last_known""#,
     ))
 }
 
-#[test]
-fn a_curator_that_rewrites_its_log_is_refused_and_the_held_registry_stays() {
-    let mesh = Mesh::new();
-    let cart = mesh.workload("shop", "cart");
-    let thief = mesh.workload("shop", "thief");
-    let mut log = Log::new(1);
-    let mut vm = pinned(&mesh, &log);
-    assert!(vm.logged("registries are used only with a checkpoint by mazu-curator/test+"));
-
-    // Version 1 with its checkpoint: installed on first use of the key.
-    let v1 = snapshot(1, &[cart.entry]);
-    let token = next_callout(&mut vm);
-    respond(&mut vm, token, &v1.encode(), &log.evidence(&v1, None));
-    assert_eq!(
-        vm.stat("mazu.inbound.registry_version"),
-        1,
-        "{}",
-        vm.log_text()
-    );
-    assert!(admitted(&mut vm, &cart.peer()));
-
-    // The next callout tells the curator which checkpoint it holds.
-    let token = next_callout(&mut vm);
-    let asked = vm.callout_log().last().unwrap().clone();
-    assert_eq!(asked.header(":path"), Some("/v1/registry?since=1"));
-    assert_eq!(asked.header("mazu-checkpoint-size"), Some("1"));
-
-    // The curator rewrote entry 0 and registered the thief: its own
-    // consistency proof cannot link the checkpoint held.
-    let mut forked = Log::new(2);
-    forked.leaves[0] = leaf_hash(b"rewritten entry 0");
-    let v2 = snapshot(2, &[cart.entry, thief.entry]);
-    let delta = RegistryDelta::new(1, 2, vec![thief.entry]).unwrap();
-    respond(
-        &mut vm,
-        token,
-        &delta.encode(),
-        &forked.evidence(&v2, Some(1)),
-    );
-    assert_eq!(refusals(&vm), 1, "{}", vm.log_text());
-    assert!(vm.logged("CURATOR MISBEHAVIOUR? registry version 2 refused"));
-    assert!(vm.logged("is not append-only"));
-    assert_eq!(vm.stat("mazu.inbound.registry_version"), 1);
-    assert!(
-        !admitted(&mut vm, &thief.peer()),
-        "the thief is not admitted"
-    );
-    assert!(admitted(&mut vm, &cart.peer()), "the held registry stays");
-
-    // The same registry without evidence, or with evidence for another
-    // registry (the thief added to the registry but not to the log).
-    let token = next_callout(&mut vm);
-    respond(&mut vm, token, &delta.encode(), &[]);
-    assert_eq!(refusals(&vm), 2);
-    assert!(vm.logged("carries no mazu-checkpoint header"));
-    let token = next_callout(&mut vm);
-    log.leaves.push(leaf_hash(b"entry 1"));
-    let honest_v2 = snapshot(2, &[cart.entry]);
-    respond(
-        &mut vm,
-        token,
-        &delta.encode(),
-        &log.evidence(&honest_v2, Some(1)),
-    );
-    assert_eq!(refusals(&vm), 3);
-    assert!(vm.logged("binds another registry than the one served at version 2"));
-    assert!(!admitted(&mut vm, &thief.peer()));
-
-    // The honest log grows with the thief's registration logged: accepted.
-    let token = next_callout(&mut vm);
-    respond(&mut vm, token, &delta.encode(), &log.evidence(&v2, Some(1)));
-    assert_eq!(refusals(&vm), 3, "{}", vm.log_text());
-    assert_eq!(vm.stat("mazu.inbound.registry_version"), 2);
-    assert!(admitted(&mut vm, &thief.peer()));
-
-    // A fork at the same size, served as an empty delta ("nothing new"),
-    // is refused too: the registry is not confirmed by it.
-    let unchanged_before = vm.stat("mazu.inbound.registry_unchanged");
-    let token = next_callout(&mut vm);
-    assert_eq!(
-        vm.callout_log()
-            .last()
-            .unwrap()
-            .header("mazu-checkpoint-size"),
-        Some("2")
-    );
-    let mut same_size = Log::new(2);
-    same_size.leaves.swap(0, 1);
-    let empty = RegistryDelta::new(2, 2, vec![]).unwrap();
-    respond(
-        &mut vm,
-        token,
-        &empty.encode(),
-        &same_size.evidence(&v2, Some(2)),
-    );
-    assert_eq!(refusals(&vm), 4);
-    assert!(vm.logged("forked log"));
-    assert_eq!(vm.stat("mazu.inbound.registry_unchanged"), unchanged_before);
-    // ... while the honest one confirms it.
-    let token = next_callout(&mut vm);
-    respond(&mut vm, token, &empty.encode(), &log.evidence(&v2, Some(2)));
-    assert_eq!(refusals(&vm), 4);
-    assert_eq!(
-        vm.stat("mazu.inbound.registry_unchanged"),
-        unchanged_before + 1
-    );
+/// Answers the next round's checkpoint callout with `note`; returns the
+/// records callout it led to, if any.
+fn offer(vm: &mut Vm, curator: &TestLog, note: &str) -> Option<mazu_wasm_tests::state::Callout> {
+    let checkpoint = next_callout_full(vm);
+    assert_eq!(checkpoint.header(":path"), Some("/v1/checkpoint"));
+    curator.answer_with(vm, &checkpoint, note);
+    vm.take_callouts().pop()
 }
 
 #[test]
-fn checkpoints_by_another_key_are_refused_from_the_start() {
+fn a_checkpoint_without_the_witness_quorum_is_refused() {
     let mesh = Mesh::new();
     let cart = mesh.workload("shop", "cart");
-    let pinned_log = Log::new(1);
-    let mut vm = pinned(&mesh, &pinned_log);
-    let mut impostor = Log::new(1);
-    impostor.signer = CheckpointSigner::new("mazu-curator/test", &[43; 32]).unwrap();
-    let v1 = snapshot(1, &[cart.entry]);
-    let token = next_callout(&mut vm);
-    respond(&mut vm, token, &v1.encode(), &impostor.evidence(&v1, None));
-    assert_eq!(refusals(&vm), 1);
-    assert!(vm.logged("does not verify with the pinned key"));
+    let curator = log(&[cart.entry]);
+    let mut vm = filter(&mesh);
+    assert!(vm.logged("cosigned by 2 of 2 witnesses (witness.test/w1, witness.test/w2)"));
+    let now = vm.now_ms() / 1000;
+
+    // One witness of the two required; then one plus a stranger.
+    assert!(offer(&mut vm, &curator, &curator.note(2, &[1], now)).is_none());
+    assert!(offer(&mut vm, &curator, &curator.note(2, &[1, 3], now)).is_none());
+    assert_eq!(
+        refusals(&vm, "checkpoint_below_quorum"),
+        2,
+        "{}",
+        vm.log_text()
+    );
+    assert!(vm.logged("cosigned by 1 of the required 2 witnesses"));
+    assert!(vm.logged("CURATOR MISBEHAVIOUR?"));
+    // Signed by another curator key, cosigned by both witnesses.
+    let impostor = CheckpointSigner::new("mazu-curator/test", &[43; 32]).unwrap();
+    let note = impostor.sign(2, &curator.root(2));
+    assert!(offer(&mut vm, &curator, &note).is_none());
+    assert_eq!(refusals(&vm, "checkpoint_signature"), 1);
     assert_eq!(vm.stat("mazu.inbound.registry_version"), 0);
     assert!(
         !admitted(&mut vm, &cart.peer()),
         "no registry: nobody is admitted"
     );
+
+    // Both witnesses: the records are fetched and the registry installed.
+    serve(&mut vm, &curator);
+    assert!(admitted(&mut vm, &cart.peer()), "{}", vm.log_text());
 }
 
 #[test]
-fn without_a_pinned_key_the_filter_warns_and_needs_no_evidence() {
+fn records_that_rebind_a_victim_to_an_attacker_are_refused_and_the_last_good_registry_stays() {
     let mesh = Mesh::new();
     let cart = mesh.workload("shop", "cart");
-    let mut vm = configured(&mesh.config("inbound", ""));
-    assert!(vm.logged("NOT held to append-only"));
-    let token = next_callout(&mut vm);
-    vm.respond(token, Some(200), &snapshot(1, &[cart.entry]).encode())
-        .unwrap();
-    assert!(
-        vm.callout_log()
-            .iter()
-            .all(|c| c.header("mazu-checkpoint-size").is_none())
+    let victim = mesh.workload("shop", "victim");
+    // The attacker holds a certificate with the victim's token and its own key.
+    let attacker = mesh.workload_with_key(
+        victim.token.clone(),
+        &WorkloadSpec::new("shop", "victim"),
+        SigningKey::random(&mut OsRng),
     );
+    let mut honest = log(&[cart.entry]);
+    let mut vm = filter(&mesh);
+    serve(&mut vm, &honest);
+    assert_eq!(vm.stat("mazu.inbound.registry_version"), 2);
+
+    // The witnesses see the victim's honest binding; the curator serves
+    // this proxy records in which the victim's id is first bound to the
+    // attacker's key.
+    honest.register(&victim.entry);
+    let mut lie = log(&[cart.entry]);
+    lie.register(&attacker.entry);
+    let now = vm.now_ms() / 1000;
+    let records = offer(&mut vm, &honest, &honest.checkpoint(now)).expect("records callout");
+    assert_eq!(
+        records.header(":path"),
+        Some("/v1/log/records?start=2&end=4")
+    );
+    vm.respond(records.token, Some(200), &lie.records_bytes(2, 4))
+        .unwrap();
+    assert_eq!(
+        refusals(&vm, "records_root_mismatch"),
+        1,
+        "{}",
+        vm.log_text()
+    );
+    assert!(
+        vm.logged("the log records do not give the root of the witnessed checkpoint of size 4")
+    );
+    assert_eq!(
+        vm.stat("mazu.inbound.registry_version"),
+        2,
+        "the last good one"
+    );
+    assert!(
+        !admitted(&mut vm, &attacker.peer()),
+        "the attacker is not admitted"
+    );
+    assert!(admitted(&mut vm, &cart.peer()), "the held registry stays");
+
+    // The honest records, in the next round, are taken.
+    serve(&mut vm, &honest);
+    assert_eq!(vm.stat("mazu.inbound.registry_version"), 4);
+    assert!(admitted(&mut vm, &victim.peer()), "{}", vm.log_text());
+    assert!(!admitted(&mut vm, &attacker.peer()));
+    assert_eq!(vm.stat("mazu.inbound.denied.not_registered"), 1);
+    assert_eq!(vm.stat("mazu.inbound.denied.key_mismatch"), 1);
+}
+
+#[test]
+fn a_rollback_or_a_fork_is_refused() {
+    let mesh = Mesh::new();
+    let cart = mesh.workload("shop", "cart");
+    let db = mesh.workload("shop", "db");
+    let thief = mesh.workload("shop", "thief");
+    let honest = log(&[cart.entry, db.entry]);
+    let mut vm = filter(&mesh);
+    serve(&mut vm, &honest);
+    assert_eq!(vm.stat("mazu.inbound.registry_version"), 4);
+    let now = vm.now_ms() / 1000;
+
+    // An older checkpoint, properly cosigned (e.g. replayed).
+    assert!(offer(&mut vm, &honest, &honest.note(2, &[1, 2], now)).is_none());
+    assert_eq!(refusals(&vm, "checkpoint_rollback"), 1, "{}", vm.log_text());
+    assert!(vm.logged("checkpoint of size 2 is older than the accepted size 4"));
+    // Another log of the same size (db dropped, the thief in its place),
+    // cosigned by witnesses the curator fooled or owns.
+    let fork = log(&[cart.entry, thief.entry]);
+    assert!(offer(&mut vm, &fork, &fork.checkpoint(now)).is_none());
+    assert_eq!(refusals(&vm, "checkpoint_fork"), 1);
+    assert!(vm.logged("forked log"));
+    assert_eq!(vm.stat("mazu.inbound.registry_version"), 4);
+    assert!(admitted(&mut vm, &db.peer()));
+    assert!(!admitted(&mut vm, &thief.peer()));
+    assert_eq!(vm.stat("mazu.inbound.registry_fetch_failures"), 2);
+}
+
+#[test]
+fn a_curator_that_keeps_serving_an_old_cosigned_checkpoint_makes_the_proxy_stale() {
+    let mesh = Mesh::new();
+    let cart = mesh.workload("shop", "cart");
+    let curator = log(&[cart.entry]);
+    let mut vm =
+        configured(&mesh.config("inbound", r#","max_staleness_secs":10,"when_stale":"deny""#));
+    let frozen = curator.checkpoint(vm.now_ms() / 1000);
+    let records = offer(&mut vm, &curator, &frozen).expect("records");
+    curator.answer(&mut vm, &records);
     assert!(admitted(&mut vm, &cart.peer()));
+    // The curator answers every round, always with the same old note.
+    for _ in 0..11 {
+        vm.advance_ms(1_000);
+        vm.tick().unwrap();
+        for callout in vm.take_callouts() {
+            curator.answer_with(&mut vm, &callout, &frozen);
+        }
+    }
+    assert!(vm.stat("mazu.inbound.registry_unchanged") >= 9);
+    assert_eq!(vm.stat("mazu.inbound.registry_fetch_failures"), 0);
+    assert!(vm.stat("mazu.inbound.registry_age_seconds") >= 10);
+    assert!(!admitted(&mut vm, &cart.peer()));
+    assert_eq!(vm.stat("mazu.inbound.denied.registry_stale"), 1);
+    // Freshly cosigned: fresh again.
+    serve(&mut vm, &curator);
+    assert!(admitted(&mut vm, &cart.peer()));
+}
+
+#[test]
+fn a_checkpoint_witnessed_long_ago_is_stale_from_the_start() {
+    let mesh = Mesh::new();
+    let cart = mesh.workload("shop", "cart");
+    let curator = log(&[cart.entry]);
+    let mut vm = configured(&mesh.config("inbound", r#","max_staleness_secs":60"#));
+    let hour_ago = vm.now_ms() / 1000 - 3600;
+    let records = offer(&mut vm, &curator, &curator.checkpoint(hour_ago)).expect("records");
+    curator.answer(&mut vm, &records);
+    assert_eq!(vm.stat("mazu.inbound.registry_version"), 2);
+    assert!(vm.stat("mazu.inbound.registry_age_seconds") >= 3600);
+    assert!(!admitted(&mut vm, &cart.peer()));
+    assert_eq!(vm.stat("mazu.inbound.denied.registry_stale"), 1);
+}
+
+#[test]
+fn without_witnesses_the_filter_needs_the_explicit_insecure_flag_and_warns() {
+    let mesh = Mesh::new();
+    let cart = mesh.workload("shop", "cart");
+    let curator = log(&[cart.entry]);
+    let key = format!(
+        r#","checkpoint_key":"{}","insecure_no_witness":true"#,
+        curator_signer().verifier().to_vkey()
+    );
+    let mut vm = configured(&mesh.config_with("inbound", &key, ""));
+    assert!(vm.logged("used WITHOUT witnesses"));
+    // A checkpoint without any cosignature is enough then.
+    let records = offer(&mut vm, &curator, &curator.note(2, &[], 0)).expect("records");
+    curator.answer(&mut vm, &records);
+    assert!(admitted(&mut vm, &cart.peer()), "{}", vm.log_text());
+    // The same log members without the flag are refused (tests/config.rs
+    // covers the message); with the witnesses they are the default.
+    assert!(log_members().contains("\"witness_quorum\":2"));
 }

@@ -12,7 +12,7 @@
 //!
 //! Modules: [`witness`] (the protocol's checks, no HTTP), [`store`] (the
 //! durable table), [`api`] (HTTP), [`server`] (process wiring),
-//! [`config`] (flags), [`files`] (atomic writes, the key), [`metrics`].
+//! [`config`] (flags), [`metrics`]; durable files and the key come from `mazu_service::files`.
 //! See `docs/witness.md`.
 
 #![forbid(unsafe_code)]
@@ -20,7 +20,6 @@
 
 pub mod api;
 pub mod config;
-pub mod files;
 pub mod metrics;
 pub mod server;
 pub mod store;

@@ -7,7 +7,7 @@ use mazu_witness::server;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    server::init_tracing();
+    mazu_service::init_tracing();
     let config = match args.validate() {
         Ok(c) => c,
         Err(e) => {
@@ -31,7 +31,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .thread_name("witness")
         .build()?;
-    let result = runtime.block_on(server::run(config, server::shutdown_signal()));
+    let result = runtime.block_on(server::run(config, mazu_service::shutdown_signal()));
     runtime.shutdown_timeout(core::time::Duration::from_secs(1));
     if let Err(e) = result {
         tracing::error!(error = %e, "mazu-witness failed");

@@ -11,10 +11,10 @@ use tokio::net::TcpListener;
 
 use crate::api::{AppState, Limits, app};
 use crate::config::Config;
-use crate::files::{KeyError, load_or_create_key, write_atomic};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use crate::witness::Witness;
+use mazu_service::files::{KeyError, load_or_create_key, write_atomic};
 
 /// Why the witness could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -37,43 +37,6 @@ pub enum ServerError {
         /// Why.
         source: std::io::Error,
     },
-}
-
-/// Initializes logging to stderr: `RUST_LOG` filter syntax, default `info`.
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
-/// Resolves on SIGTERM or Ctrl-C (SIGINT).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            core::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                core::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
-        () = term => tracing::info!("SIGTERM received, shutting down"),
-    }
 }
 
 /// Loads (or, with `create_key`, creates) the witness key of `config` and

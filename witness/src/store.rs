@@ -24,7 +24,7 @@ use mazu_log::merkle::Hash;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::files::{sync_dir, write_atomic};
+use mazu_service::files::{sync_dir, write_atomic};
 
 /// Subdirectory of the per-log state files.
 pub const LOGS_DIR: &str = "logs";

@@ -106,6 +106,10 @@ impl AgentProcess {
             .args(["--poll-interval-ms", "100", "--opening-refresh-ms", "300"])
             .args(["--backoff-initial-ms", "100", "--backoff-max-ms", "1000"])
             .args(["--propagation-delay-ms", "200"])
+            .args(
+                (!extra.contains(&"--witness") && !extra.contains(&"--insecure-no-witness"))
+                    .then_some("--insecure-no-witness"),
+            )
             .args(extra)
             .env("RUST_LOG", "info,mazu_agent=debug")
             .stdin(Stdio::null())
@@ -219,20 +223,187 @@ pub fn http_get(port: u16, path: &str) -> Result<(u16, Vec<u8>)> {
     mazu_wasm_tests::http::get(port, path)
 }
 
-/// The curator's registry (JSON form) fetched from `port`.
-pub fn registry(port: u16) -> serde_json::Value {
-    let (status, body) = http_get(port, "/v1/registry?format=json").expect("GET /v1/registry");
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    serde_json::from_slice(&body).expect("registry JSON")
+/// Every entry of the curator's log at `port` (`GET /v1/log`, paged).
+pub fn log_entries(port: u16) -> Vec<mazu_curator::entry::LogEntry> {
+    use base64ct::{Base64, Encoding as _};
+    let mut out = Vec::new();
+    loop {
+        let (status, body) =
+            http_get(port, &format!("/v1/log?start={}", out.len())).expect("GET /v1/log");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let page: mazu_curator::api::views::LogJson =
+            serde_json::from_slice(&body).expect("log JSON");
+        for item in &page.entries {
+            let bytes = Base64::decode_vec(&item.entry).expect("base64");
+            out.push(mazu_curator::entry::LogEntry::from_bytes(&bytes).expect("entry"));
+        }
+        if page.entries.is_empty() || out.len() as u64 >= page.size {
+            return out;
+        }
+    }
 }
 
-/// The registry entry of `id`, if any.
+/// The registry as the log defines it (first binding of an id wins), in the
+/// JSON shape the tests read: `version` (log size) and `entries` with `id`,
+/// `slot`, `spki_hash` and `revealed`.
+pub fn registry(port: u16) -> serde_json::Value {
+    use mazu_curator::entry::EntryBody;
+    use sha2::Digest as _;
+    let entries = log_entries(port);
+    let mut ids: Vec<serde_json::Value> = Vec::new();
+    for entry in &entries {
+        let id = hex::encode(entry.id);
+        match &entry.body {
+            EntryBody::Bind { slot, tls_spki, .. } if !ids.iter().any(|e| e["id"] == id) => {
+                ids.push(serde_json::json!({
+                    "id": id,
+                    "slot": slot,
+                    "spki_hash": hex::encode(sha2::Sha256::digest(tls_spki)),
+                    "revealed": false,
+                }));
+            }
+            EntryBody::Reveal { .. } => {
+                if let Some(e) = ids.iter_mut().find(|e| e["id"] == id) {
+                    e["revealed"] = serde_json::Value::Bool(true);
+                }
+            }
+            _ => {}
+        }
+    }
+    serde_json::json!({ "version": entries.len(), "entries": ids })
+}
+
+/// Whether the log at `port` holds a reveal of `id_hex`.
+pub fn revealed(port: u16, id_hex: &str) -> bool {
+    log_entries(port).iter().any(|e| {
+        hex::encode(e.id) == id_hex
+            && matches!(e.body, mazu_curator::entry::EntryBody::Reveal { .. })
+    })
+}
+
+/// The registry entry of `id` (first binding), if any.
 pub fn registry_entry(port: u16, id: &str) -> Option<serde_json::Value> {
     registry(port)["entries"]
         .as_array()?
         .iter()
         .find(|e| e["id"] == id)
         .cloned()
+}
+
+/// Real `mazu-witness` servers, in process (their own runtime), for one
+/// log; stopped on drop.
+pub struct Witnesses {
+    runtime: tokio::runtime::Runtime,
+    dirs: Vec<tempfile::TempDir>,
+    /// `(address, verifier key)` of each.
+    pub servers: Vec<(core::net::SocketAddr, String)>,
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Witnesses {
+    /// Starts `n` witnesses of the log signed by `log`.
+    pub fn start(n: usize, log: &mazu_log::CheckpointVerifier) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut witnesses = Witnesses {
+            runtime,
+            dirs: Vec::new(),
+            servers: Vec::new(),
+            stops: Vec::new(),
+        };
+        for i in 0..n {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut config = mazu_witness::Config::new(
+                &format!("w{i}.agent-tests.example"),
+                vec![log.clone()],
+                dir.path().to_path_buf(),
+            );
+            config.create_key = true;
+            let server = witnesses
+                .runtime
+                .block_on(mazu_witness::Server::bind(config))
+                .expect("witness");
+            let addr = server.local_addr();
+            let vkey = server.vkey();
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            witnesses.runtime.spawn(server.run(async move {
+                let _ = rx.await;
+            }));
+            witnesses.servers.push((addr, vkey));
+            witnesses.stops.push(tx);
+            witnesses.dirs.push(dir);
+        }
+        witnesses
+    }
+
+    /// A witness of `log` that is configured (key created, port chosen)
+    /// but not running: `(config, address, verifier key)`; start it with
+    /// [`Self::start_config`]. Its port is free until then.
+    pub fn prepare(
+        &mut self,
+        log: &mazu_log::CheckpointVerifier,
+    ) -> (mazu_witness::Config, core::net::SocketAddr, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = mazu_wasm_tests::net::free_port().expect("port");
+        let mut config = mazu_witness::Config::new(
+            "late.agent-tests.example",
+            vec![log.clone()],
+            dir.path().to_path_buf(),
+        );
+        config.create_key = true;
+        config.listen = core::net::SocketAddr::from(([127, 0, 0, 1], port));
+        // Binding creates the key; dropping the server frees the port.
+        let server = self
+            .runtime
+            .block_on(mazu_witness::Server::bind(config.clone()))
+            .expect("witness");
+        let (addr, vkey) = (server.local_addr(), server.vkey());
+        drop(server);
+        self.dirs.push(dir);
+        (config, addr, vkey)
+    }
+
+    /// Starts a witness prepared with [`Self::prepare`].
+    pub fn start_config(&mut self, config: mazu_witness::Config) {
+        let server = self
+            .runtime
+            .block_on(mazu_witness::Server::bind(config))
+            .expect("witness");
+        let (addr, vkey) = (server.local_addr(), server.vkey());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        self.runtime.spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        self.servers.push((addr, vkey));
+        self.stops.push(tx);
+    }
+
+    /// The curator's flags: `--witness URL=VKEY` for each.
+    pub fn curator_args(&self) -> Vec<String> {
+        self.servers
+            .iter()
+            .flat_map(|(addr, vkey)| ["--witness".to_owned(), format!("http://{addr}={vkey}")])
+            .collect()
+    }
+
+    /// The agent's flags: `--witness VKEY` for each.
+    pub fn agent_args(&self) -> Vec<String> {
+        self.servers
+            .iter()
+            .flat_map(|(_, vkey)| ["--witness".to_owned(), vkey.clone()])
+            .collect()
+    }
+}
+
+impl Drop for Witnesses {
+    fn drop(&mut self) {
+        for stop in self.stops.drain(..) {
+            let _ = stop.send(());
+        }
+    }
 }
 
 /// A curator on a port chosen by the test, with a data directory that
@@ -242,7 +413,22 @@ pub struct FixedCurator {
     child: Option<Child>,
     dir: tempfile::TempDir,
     issuer_arg: String,
+    /// Flags added to every start (witnesses, checkpoint key).
+    extra: Vec<String>,
     pub port: u16,
+}
+
+/// The curator the tests start by default: on a free port, without
+/// witnesses (`--insecure-no-witness`; the agents get the same flag).
+pub struct Curator;
+
+impl Curator {
+    /// Starts a curator for `mesh` on a free port.
+    pub fn start(mesh: &Mesh) -> Result<FixedCurator> {
+        let mut curator = FixedCurator::new(mesh, mazu_wasm_tests::net::free_port()?)?;
+        curator.start()?;
+        Ok(curator)
+    }
 }
 
 impl FixedCurator {
@@ -258,6 +444,7 @@ impl FixedCurator {
                 mesh.issuer.issuer_url(),
                 jwks.display()
             ),
+            extra: vec!["--insecure-no-witness".to_owned()],
             dir,
             port,
         })
@@ -283,6 +470,7 @@ impl FixedCurator {
             .args(["--issuer", &self.issuer_arg])
             .args(["--audience", mazu_dev_issuer::DEV_AUDIENCE])
             .args(["--trust-domain", TRUST_DOMAIN])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
@@ -598,11 +786,91 @@ impl FixedCurator {
     }
 
     /// Registers a workload `ns/sa` the way an agent does (fresh token,
-    /// slot, RBE and TLS keys); returns its id.
+    /// slot, RBE and TLS keys, bind, then reveal); returns its id.
     pub fn register(&self, mesh: &Mesh, namespace: &str, service_account: &str) -> Result<String> {
         let token = mint(mesh, namespace, service_account);
-        mazu_wasm_tests::curator::register_token(self.port, &self.data_dir(), &token)?;
+        self.bind(&id_of(&token))?;
+        let (status, body) = self.post(
+            &format!("/v1/bindings/{}/reveal", id_of(&token)),
+            &serde_json::json!({ "token": token }).to_string(),
+        )?;
+        if status != 200 && status != 201 {
+            bail!("reveal: {status} {}", String::from_utf8_lossy(&body));
+        }
         Ok(id_of(&token))
+    }
+
+    /// Binds `id_hex` to fresh keys (no token), as a curator or anyone who
+    /// saw the id could; returns the hex SPKI hash of the bound TLS key.
+    pub fn bind(&self, id_hex: &str) -> Result<String> {
+        let (status, body) = self.post(
+            "/v1/slots",
+            &serde_json::json!({ "id": id_hex }).to_string(),
+        )?;
+        if status != 200 && status != 201 {
+            bail!(
+                "POST /v1/slots: {status} {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let answer: serde_json::Value = serde_json::from_slice(&body)?;
+        let slot = answer["slot"]
+            .as_u64()
+            .and_then(|s| u32::try_from(s).ok())
+            .ok_or_else(|| anyhow::anyhow!("no slot in {answer}"))?;
+        let crs = mazu_rbe::Crs::from_bytes(&std::fs::read(self.data_dir().join("dev-crs.bin"))?)
+            .map_err(|e| anyhow::anyhow!("dev CRS: {e:?}"))?;
+        let id: [u8; 32] = hex::decode(id_hex)?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("id is not 32 bytes"))?;
+        let (request, keys) =
+            mazu_agent::binding::build_binding(&crs, &id, slot, &mut rand::rngs::OsRng)
+                .map_err(|e| anyhow::anyhow!("keys: {e}"))?;
+        let (status, body) = self.post("/v1/bindings", &serde_json::to_string(&request)?)?;
+        if status != 200 && status != 201 {
+            bail!(
+                "POST /v1/bindings: {status} {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        use sha2::Digest as _;
+        Ok(hex::encode(sha2::Sha256::digest(
+            mazu_curator::client::spki_der(&keys.tls),
+        )))
+    }
+
+    fn post(&self, path: &str, json: &str) -> Result<(u16, Vec<u8>)> {
+        mazu_wasm_tests::http::request(self.port, "POST", path, Some(json))
+    }
+
+    /// Replaces the extra start flags (e.g. witnesses instead of
+    /// `--insecure-no-witness`); effective at the next start.
+    pub fn set_args(&mut self, args: Vec<String>) {
+        self.extra = args;
+    }
+
+    /// Adds start flags; effective at the next start.
+    pub fn add_args(&mut self, args: Vec<String>) {
+        self.extra.extend(args);
+    }
+
+    /// Writes a checkpoint key (from `seed`) and origin into the start
+    /// flags and returns the checkpoint verifier, so that witnesses can be
+    /// configured for this log before it starts.
+    pub fn fix_checkpoint_key(&mut self, seed: u8) -> mazu_log::CheckpointVerifier {
+        const ORIGIN: &str = "agent-tests.example/curator";
+        let path = self.dir.path().join("checkpoint-key.hex");
+        std::fs::write(&path, format!("{}\n", hex::encode([seed; 32]))).expect("key file");
+        self.extra.retain(|a| a != "--insecure-no-witness");
+        self.extra.extend([
+            "--checkpoint-key".to_owned(),
+            path.display().to_string(),
+            "--checkpoint-origin".to_owned(),
+            ORIGIN.to_owned(),
+        ]);
+        mazu_log::CheckpointSigner::new(ORIGIN, &[seed; 32])
+            .expect("signer")
+            .verifier()
     }
 
     /// The log's context (CRS digest) and entries, to rewrite it while the

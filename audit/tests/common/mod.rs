@@ -1,8 +1,11 @@
 //! Test harness: a real curator (the `mazu_curator::server::run` the binary
-//! runs, on 127.0.0.1 with its data directory, over real HTTP) that can be
-//! stopped, tampered with on disk and restarted; registrations; a lying
-//! HTTP proxy in front of it; and log-file surgery that keeps every frame's
-//! CRC valid.
+//! runs, on 127.0.0.1 with its data directory, over real HTTP) whose
+//! checkpoints are cosigned by real `mazu-witness` servers (in-process);
+//! registrations in the log format 2 flow (slot, bind, reveal); and a lying
+//! HTTP proxy in front of the curator that serves a doctored log, or a
+//! doctored log under a checkpoint signed with the curator's key and
+//! cosigned with the witnesses' keys (a curator whose witnesses were fooled
+//! or collude: what only the audit of the entries can catch).
 
 #![allow(dead_code, clippy::unwrap_used, reason = "test harness")]
 
@@ -12,34 +15,108 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use base64ct::Encoding as _;
 use clap::Parser;
 use mazu_audit::check::{self, CheckConfig, Report};
-use mazu_curator::client::build_registration;
+use mazu_curator::client::{AgentRegistration, build_registration};
+use mazu_curator::entry::LogEntry;
 use mazu_dev_issuer::{Algorithm, DEFAULT_ISSUER_URL, DevIssuer, TokenRequest};
 use mazu_identity::TrustConfig;
+use mazu_log::checkpoint::CheckpointSigner;
+use mazu_log::cosignature::{CosignatureSigner, WitnessVerifier};
+use mazu_log::merkle::{MerkleTree, leaf_hash};
 use mazu_rbe::Crs;
+use sha2::Digest as _;
 
 pub const CAPACITY: u32 = 16;
 
-/// A data directory, a trusted dev issuer and its JWKS file.
+/// The curator's checkpoint origin in these tests.
+pub const ORIGIN: &str = "audit.test/curator";
+
+/// The curator's checkpoint key (fixed: the tests sign forged checkpoints
+/// with it, as a lying curator would).
+pub const CURATOR_KEY: [u8; 32] = [0x42; 32];
+
+/// How many witnesses cosign (the quorum is all of them).
+pub const WITNESSES: usize = 2;
+
+/// A running in-process witness.
+pub struct RunningWitness {
+    pub addr: SocketAddr,
+    pub signer: Arc<CosignatureSigner>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl RunningWitness {
+    async fn start(dir: &Path, name: &str) -> Self {
+        let curator = CheckpointSigner::new(ORIGIN, &CURATOR_KEY).unwrap();
+        let mut config =
+            mazu_witness::Config::new(name, vec![curator.verifier()], dir.to_path_buf());
+        config.create_key = true;
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let server = mazu_witness::Server::bind(config.clone()).await.unwrap();
+        let addr = server.local_addr();
+        // The key now exists: the test holds it too, to cosign forgeries.
+        let signer = Arc::new(mazu_witness::server::load_signer(&config).unwrap());
+        assert_eq!(signer.verifier().to_vkey(), server.vkey());
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        Self {
+            addr,
+            signer,
+            stop: Some(stop),
+        }
+    }
+
+    pub fn verifier(&self) -> WitnessVerifier {
+        self.signer.verifier()
+    }
+}
+
+impl Drop for RunningWitness {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A data directory, a trusted dev issuer and its JWKS file, the witnesses.
 pub struct World {
     pub dir: tempfile::TempDir,
     pub issuer: DevIssuer,
     pub jwks_path: PathBuf,
+    pub witnesses: Vec<RunningWitness>,
 }
 
 impl World {
-    pub fn new() -> Self {
+    pub async fn new() -> Self {
+        // The curator's and witnesses' logs, for failures (RUST_LOG).
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .try_init();
         let dir = tempfile::tempdir().unwrap();
         let issuer =
             DevIssuer::generate(Algorithm::Es256, DEFAULT_ISSUER_URL, &mut rand::rngs::OsRng)
                 .unwrap();
         let jwks_path = dir.path().join("jwks.json");
         std::fs::write(&jwks_path, issuer.jwks_json()).unwrap();
+        let mut witnesses = Vec::new();
+        for i in 0..WITNESSES {
+            let name = format!("witness-{i}.audit.test");
+            witnesses.push(RunningWitness::start(&dir.path().join(&name), &name).await);
+        }
         Self {
             dir,
             issuer,
             jwks_path,
+            witnesses,
         }
     }
 
@@ -70,11 +147,34 @@ impl World {
             .unwrap()
     }
 
-    /// Starts a curator on the data directory (dev CRS, capacity 16).
+    pub fn witness_vkeys(&self) -> Vec<String> {
+        self.witnesses
+            .iter()
+            .map(|w| w.verifier().to_vkey())
+            .collect()
+    }
+
+    /// The witnesses' signing keys (to cosign forgeries).
+    pub fn witness_signers(&self) -> Vec<Arc<CosignatureSigner>> {
+        self.witnesses
+            .iter()
+            .map(|w| Arc::clone(&w.signer))
+            .collect()
+    }
+
+    pub fn curator_signer(&self) -> CheckpointSigner {
+        CheckpointSigner::new(ORIGIN, &CURATOR_KEY).unwrap()
+    }
+
+    /// Starts a curator on the data directory (dev CRS, capacity 16, the
+    /// fixed checkpoint key, every witness, quorum all).
     pub async fn start(&self) -> RunningCurator {
+        std::fs::create_dir_all(self.data_dir()).unwrap();
+        let key_path = self.dir.path().join("checkpoint.key");
+        std::fs::write(&key_path, hex::encode(CURATOR_KEY)).unwrap();
         let addr_file = self.dir.path().join("addr");
         let _ = std::fs::remove_file(&addr_file);
-        let args = vec![
+        let mut args = vec![
             "mazu-curator".to_owned(),
             "--data-dir".into(),
             self.data_dir().display().to_string(),
@@ -91,7 +191,15 @@ impl World {
             addr_file.display().to_string(),
             "--rate-limit-per-minute".into(),
             "0".into(),
+            "--checkpoint-key".into(),
+            key_path.display().to_string(),
+            "--checkpoint-origin".into(),
+            ORIGIN.into(),
         ];
+        for w in &self.witnesses {
+            args.push("--witness".into());
+            args.push(format!("http://{}={}", w.addr, w.verifier().to_vkey()));
+        }
         let config = mazu_curator::config::Args::try_parse_from(args)
             .unwrap()
             .validate()
@@ -129,7 +237,8 @@ impl World {
         c
     }
 
-    /// The audit configuration for `base`, with an optional state file.
+    /// The audit configuration for `base` (every witness, quorum all), with
+    /// an optional state file.
     pub fn check_config(&self, base: &str, crs: &Crs, state: Option<&Path>) -> CheckConfig {
         CheckConfig {
             curator: base.to_owned(),
@@ -137,6 +246,13 @@ impl World {
             trust: self.trust(),
             state: state.map(Path::to_path_buf),
             checkpoint_key: None,
+            witnesses: self
+                .witnesses
+                .iter()
+                .map(RunningWitness::verifier)
+                .collect(),
+            witness_quorum: None,
+            insecure_no_witness: false,
             threads: 2,
         }
     }
@@ -173,25 +289,46 @@ impl RunningCurator {
         Crs::from_bytes(&bytes).unwrap()
     }
 
-    /// Registers a fresh token for `ns/sa`; panics unless accepted.
-    pub async fn register(&self, world: &World, crs: &Crs, ns: &str, sa: &str) {
-        let token = world.token(ns, sa);
+    /// Reserves a slot for `id` and binds it (no token); panics unless
+    /// logged and witnessed.
+    pub async fn bind(&self, crs: &Crs, id: [u8; 32]) -> AgentRegistration {
         let (status, body) = self
-            .post("/v1/slots", &serde_json::json!({ "token": token }))
+            .post("/v1/slots", &serde_json::json!({ "id": hex::encode(id) }))
             .await;
         assert!(status == 201 || status == 200, "{body}");
         let slot = u32::try_from(body["slot"].as_u64().unwrap()).unwrap();
         let crs = crs.clone();
         let agent = tokio::task::spawn_blocking(move || {
-            build_registration(&crs, &token, slot, &mut rand::rngs::OsRng).unwrap()
+            build_registration(&crs, &id, slot, &mut rand::rngs::OsRng).unwrap()
         })
         .await
         .unwrap();
-        let (status, body) = self.post("/v1/registrations", &agent.request).await;
+        let (status, body) = self.post("/v1/bindings", &agent.request).await;
+        assert_eq!(status, 201, "{body}");
+        agent
+    }
+
+    /// Reveals `token` for its bound id; panics unless logged.
+    pub async fn reveal(&self, token: &str) {
+        let id = hex::encode(sha2::Sha256::digest(token.as_bytes()));
+        let (status, body) = self
+            .post(
+                &format!("/v1/bindings/{id}/reveal"),
+                &serde_json::json!({ "token": token }),
+            )
+            .await;
         assert_eq!(status, 201, "{body}");
     }
 
-    async fn post(&self, path: &str, body: &impl serde::Serialize) -> (u16, serde_json::Value) {
+    /// Binds and reveals a fresh token for `ns/sa` (two log entries).
+    pub async fn register(&self, world: &World, crs: &Crs, ns: &str, sa: &str) {
+        let token = world.token(ns, sa);
+        self.bind(crs, sha2::Sha256::digest(token.as_bytes()).into())
+            .await;
+        self.reveal(&token).await;
+    }
+
+    pub async fn post(&self, path: &str, body: &impl serde::Serialize) -> (u16, serde_json::Value) {
         let r = self
             .http
             .post(self.url(path))
@@ -214,6 +351,11 @@ impl RunningCurator {
             .unwrap()
     }
 
+    /// The served log: every entry's bytes and its served record's bytes.
+    pub async fn log(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        fetch_log(&self.http, &self.base).await
+    }
+
     /// Graceful stop (as SIGTERM does).
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -233,21 +375,75 @@ impl Drop for RunningCurator {
     }
 }
 
+async fn fetch_log(http: &reqwest::Client, base: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let all: serde_json::Value = http
+        .get(format!("{base}/v1/log?start=0&limit=1000"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let b64 = |v: &serde_json::Value| base64ct::Base64::decode_vec(v.as_str().unwrap()).unwrap();
+    all["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (b64(&e["entry"]), b64(&e["record"])))
+        .collect()
+}
+
+/// The record bytes an honest curator logs for `entry`.
+pub fn record_of(entry: &[u8]) -> Vec<u8> {
+    LogEntry::from_bytes(entry)
+        .unwrap()
+        .record(entry)
+        .unwrap()
+        .to_bytes()
+}
+
 // ---- a lying proxy ---------------------------------------------------------
 
 /// How the proxy lies about `/v1/log` (and `/v1/checkpoint`).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum Lie {
     /// Passes everything through.
     Honest,
-    /// Leaves entry `i` out of the log (later entries move up).
+    /// Leaves entry `i` (and its record) out of the log.
     Drop(usize),
-    /// Swaps entries `i` and `j`.
+    /// Swaps entries `i` and `j` (with their records).
     Swap(usize, usize),
-    /// Replaces entry `i` by these bytes.
+    /// Replaces entry `i` by these bytes, keeping the served record.
     Replace(usize, Vec<u8>),
     /// Serves this checkpoint note instead of the curator's.
     Checkpoint(String),
+    /// Serves exactly these (entry, record) pairs, under a checkpoint over
+    /// their records signed with the curator's key and cosigned by these
+    /// witness keys now (a curator that logs what it should not, with its
+    /// witnesses fooled or colluding).
+    Forged {
+        log: Vec<(Vec<u8>, Vec<u8>)>,
+        witnesses: Vec<Arc<CosignatureSigner>>,
+    },
+}
+
+/// The note of a forged log: the curator's signature and the witnesses'
+/// cosignatures (time: now) over the root of `records`.
+pub fn forged_note(records: &[Vec<u8>], witnesses: &[Arc<CosignatureSigner>]) -> String {
+    let tree = MerkleTree::from_leaves(records.iter().map(|r| leaf_hash(r)));
+    let size = tree.len();
+    let signer = CheckpointSigner::new(ORIGIN, &CURATOR_KEY).unwrap();
+    let note = signer.sign(size, &tree.root(size).unwrap());
+    let checkpoint = signer.verifier().verify(note.as_bytes()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let lines: Vec<String> = witnesses
+        .iter()
+        .map(|w| w.cosign(&checkpoint, now).unwrap())
+        .collect();
+    mazu_log::cosignature::append_cosignatures(&note, &lines).unwrap()
 }
 
 /// Starts the proxy in front of `upstream`; returns its base URL.
@@ -263,12 +459,37 @@ pub async fn lying_proxy(upstream: String, lie: Lie) -> String {
         lie: Arc<Mutex<Lie>>,
     }
 
+    impl P {
+        /// The (entry, record) pairs served, after the lie.
+        async fn log(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+            let lie = self.lie.lock().unwrap().clone();
+            if let Lie::Forged { log, .. } = lie {
+                return log;
+            }
+            let mut log = fetch_log(&self.http, &self.upstream).await;
+            match lie {
+                Lie::Drop(i) => {
+                    log.remove(i);
+                }
+                Lie::Swap(i, j) => log.swap(i, j),
+                Lie::Replace(i, bytes) => log[i].0 = bytes,
+                Lie::Honest | Lie::Checkpoint(_) | Lie::Forged { .. } => {}
+            }
+            log
+        }
+    }
+
     async fn forward(State(p): State<P>, uri: axum::http::Uri) -> axum::response::Response {
         let lie = p.lie.lock().unwrap().clone();
-        if uri.path() == "/v1/checkpoint"
-            && let Lie::Checkpoint(note) = lie
-        {
-            return note.into_response();
+        if uri.path() == "/v1/checkpoint" {
+            match lie {
+                Lie::Checkpoint(note) => return note.into_response(),
+                Lie::Forged { log, witnesses } => {
+                    let records: Vec<Vec<u8>> = log.into_iter().map(|(_, r)| r).collect();
+                    return forged_note(&records, &witnesses).into_response();
+                }
+                _ => {}
+            }
         }
         let r = p
             .http
@@ -287,49 +508,43 @@ pub async fn lying_proxy(upstream: String, lie: Lie) -> String {
     ) -> axum::response::Response {
         let start: usize = q.get("start").map_or(0, |s| s.parse().unwrap());
         let limit: usize = q.get("limit").map_or(100, |s| s.parse().unwrap());
-        let all: serde_json::Value = p
-            .http
-            .get(format!("{}/v1/log?start=0&limit=1000", p.upstream))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let mut entries: Vec<Vec<u8>> = all["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                <base64ct::Base64 as base64ct::Encoding>::decode_vec(e["entry"].as_str().unwrap())
-                    .unwrap()
-            })
-            .collect();
-        match p.lie.lock().unwrap().clone() {
-            Lie::Drop(i) => {
-                entries.remove(i);
-            }
-            Lie::Swap(i, j) => entries.swap(i, j),
-            Lie::Replace(i, bytes) => entries[i] = bytes,
-            Lie::Honest | Lie::Checkpoint(_) => {}
-        }
-        let size = entries.len();
-        let page: Vec<serde_json::Value> = entries
+        let log = p.log().await;
+        let page: Vec<serde_json::Value> = log
             .iter()
             .enumerate()
             .skip(start)
             .take(limit)
-            .map(|(i, e)| {
+            .map(|(i, (entry, record))| {
                 serde_json::json!({
                     "index": i,
-                    // A consistent liar recomputes the leaf hashes.
-                    "leaf_hash": hex::encode(mazu_log::merkle::leaf_hash(e)),
-                    "entry": <base64ct::Base64 as base64ct::Encoding>::encode_string(e),
+                    // A consistent liar serves the leaf hash of its record.
+                    "leaf_hash": hex::encode(leaf_hash(record)),
+                    "record": base64ct::Base64::encode_string(record),
+                    "entry": base64ct::Base64::encode_string(entry),
                 })
             })
             .collect();
-        axum::Json(serde_json::json!({ "size": size, "start": start, "entries": page }))
+        axum::Json(serde_json::json!({ "size": log.len(), "start": start, "entries": page }))
             .into_response()
+    }
+
+    /// Inclusion proofs in the served log (so that a forged log is judged
+    /// on its entries, not on proofs the honest curator cannot give).
+    async fn inclusion(
+        State(p): State<P>,
+        Query(q): Query<std::collections::HashMap<String, u64>>,
+    ) -> axum::response::Response {
+        let log = p.log().await;
+        let tree = MerkleTree::from_leaves(log.iter().map(|(_, r)| leaf_hash(r)));
+        let (index, size) = (q["index"], q["size"]);
+        let proof = tree.inclusion_proof(index, size).unwrap_or_default();
+        axum::Json(serde_json::json!({
+            "index": index,
+            "size": size,
+            "leaf_hash": hex::encode(tree.leaf(index).unwrap_or_default()),
+            "proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
+        }))
+        .into_response()
     }
 
     let state = P {
@@ -339,6 +554,7 @@ pub async fn lying_proxy(upstream: String, lie: Lie) -> String {
     };
     let app = axum::Router::new()
         .route("/v1/log", get(log))
+        .route("/v1/proofs/inclusion", get(inclusion))
         .fallback(forward)
         .with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

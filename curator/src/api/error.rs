@@ -45,15 +45,43 @@ pub enum ApiError {
         /// Human-readable reason.
         message: String,
     },
-    /// The RBE registration's id is not SHA-256 of the token.
-    #[error("registration id is not SHA-256 of the token")]
+    /// The RBE registration's id is not the request's id.
+    #[error("registration.id is not the request's id")]
     IdMismatch,
-    /// This workload id is already registered.
-    #[error("id already registered in slot {slot}")]
+    /// The revealed token's SHA-256 is not the id it is revealed for.
+    #[error("SHA-256 of the token is not the id")]
+    TokenIdMismatch,
+    /// This workload id is already bound (first binding wins).
+    #[error("id already bound{}", .slot.map(|s| format!(" in slot {s}")).unwrap_or_default())]
     AlreadyRegistered {
-        /// Where it is registered.
-        slot: u32,
+        /// The slot it holds, while it holds one.
+        slot: Option<u32>,
     },
+    /// A reveal for an id that has no binding.
+    #[error("id is not bound; bind it first (POST /v1/bindings)")]
+    NotBound,
+    /// The id's binding has ended (released or revoked).
+    #[error("the id's binding has ended; it can never be bound or revealed again")]
+    BindingEnded,
+    /// A range starts beyond the log.
+    #[error("out of range: {0}")]
+    OutOfRange(String),
+    /// No checkpoint covering the entry reached the witness quorum in time.
+    /// The entry is logged: the identical request retried later answers
+    /// with it once witnessed.
+    #[error(
+        "the entry is logged (index {index}) but no checkpoint covering it has the witness \
+         quorum yet; retry the identical request later"
+    )]
+    WitnessUnavailable {
+        /// The entry's log index.
+        index: u64,
+        /// Seconds to wait before retrying.
+        retry_after_secs: u64,
+    },
+    /// No witnessed checkpoint exists yet.
+    #[error("no checkpoint has the witness quorum yet; retry later")]
+    NoWitnessedCheckpoint,
     /// A token with the same signed content (claims digest) is already
     /// registered: a re-encoded copy of a registered token.
     #[error("a token with the same signed content is already registered")]
@@ -150,7 +178,12 @@ impl ApiError {
             Self::InvalidParameter(_) => "invalid_parameter",
             Self::Token { code, .. } => code,
             Self::IdMismatch => "id_mismatch",
+            Self::TokenIdMismatch => "token_id_mismatch",
             Self::AlreadyRegistered { .. } => "already_registered",
+            Self::NotBound => "unknown_id",
+            Self::BindingEnded => "binding_ended",
+            Self::OutOfRange(_) => "out_of_range",
+            Self::WitnessUnavailable { .. } | Self::NoWitnessedCheckpoint => "witness_unavailable",
             Self::TokenAlreadyRegistered => "token_already_registered",
             Self::SlotTaken(_) => "slot_taken",
             Self::SlotReserved(_) => "slot_reserved",
@@ -184,6 +217,8 @@ impl ApiError {
             | Self::InvalidParameter(_)
             | Self::InvalidRegistration(_)
             | Self::InvalidTlsKey(_)
+            | Self::TokenIdMismatch
+            | Self::OutOfRange(_)
             | Self::VersionAhead { .. } => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -199,14 +234,17 @@ impl ApiError {
             | Self::TokenAlreadyRegistered
             | Self::SlotTaken(_)
             | Self::SlotReserved(_)
+            | Self::BindingEnded
             | Self::RegistryFull => StatusCode::CONFLICT,
-            Self::NotFound | Self::UnknownId { .. } => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::UnknownId { .. } | Self::NotBound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
-            Self::Overloaded | Self::NotReady | Self::StorageUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Overloaded
+            | Self::NotReady
+            | Self::StorageUnavailable
+            | Self::WitnessUnavailable { .. }
+            | Self::NoWitnessedCheckpoint => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -245,12 +283,15 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, axum::Json(body)).into_response();
         match &self {
-            Self::RateLimited { retry_after_secs } => {
+            Self::RateLimited { retry_after_secs }
+            | Self::WitnessUnavailable {
+                retry_after_secs, ..
+            } => {
                 if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                     response.headers_mut().insert(header::RETRY_AFTER, v);
                 }
             }
-            Self::Overloaded | Self::NotReady => {
+            Self::Overloaded | Self::NotReady | Self::NoWitnessedCheckpoint => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -286,5 +327,18 @@ mod tests {
         .into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "7");
+    }
+
+    #[test]
+    fn witness_unavailable_is_503_with_retry_after() {
+        let response = ApiError::WitnessUnavailable {
+            index: 3,
+            retry_after_secs: 2,
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        assert_eq!(ApiError::TokenIdMismatch.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(ApiError::NotBound.code(), "unknown_id");
     }
 }

@@ -3,8 +3,9 @@
 //! Layers, outermost first: panic catcher (500 `internal`), request tracing,
 //! latency metrics per route; then, for `/v1` only: load shedding in front of
 //! a global concurrency limit (503 `overloaded`), a whole-request timeout
-//! (408 `timeout`), the body size limit (413 `body_too_large`) and, on the two
-//! POST routes, the per-client rate limit (429 `rate_limited`). `/healthz`,
+//! (408 `timeout`), the body size limit (413 `body_too_large`) and, on the
+//! three POST routes (slots, bindings, reveals), the per-client rate limit
+//! (429 `rate_limited`). `/healthz`,
 //! `/readyz` and `/metrics` bypass the limits so that probes and scrapes keep
 //! working under load.
 
@@ -108,7 +109,8 @@ pub fn app(state: AppState) -> Router {
     let limits = state.inner.limits.clone();
     let writes = Router::new()
         .route("/v1/slots", post(write::slots))
-        .route("/v1/registrations", post(write::registrations))
+        .route("/v1/bindings", post(write::bindings))
+        .route("/v1/bindings/{id}/reveal", post(write::reveal))
         .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit));
     let v1 = Router::new()
         .merge(writes)
@@ -118,6 +120,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/openings/{slot}", get(read::opening))
         .route("/v1/proofs/{id}", get(read::proof))
         .route("/v1/log", get(read::log))
+        .route("/v1/log/records", get(read::records))
         .route("/v1/checkpoint", get(transparency::checkpoint))
         .route("/v1/checkpoint/key", get(transparency::checkpoint_key))
         .route("/v1/proofs/inclusion", get(transparency::inclusion))
@@ -189,7 +192,7 @@ async fn track_latency(State(state): State<AppState>, req: Request, next: Next) 
     response
 }
 
-/// The per-client rate limit of the registration endpoints.
+/// The per-client rate limit of the write endpoints.
 async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let client = req
         .extensions()
@@ -201,10 +204,10 @@ async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> 
         let err = ApiError::RateLimited {
             retry_after_secs: wait.as_secs().max(1),
         };
-        if req.uri().path() == "/v1/registrations" {
-            state.metrics().refuse(err.code());
-        } else {
+        if req.uri().path() == "/v1/slots" {
             state.metrics().reservation(err.code());
+        } else {
+            state.metrics().refuse(err.code());
         }
         return err.into_response();
     }

@@ -1,5 +1,5 @@
-//! The read endpoints: parameters, CRS, registry (snapshot and delta),
-//! openings, proofs and the raw log.
+//! The read endpoints: parameters, CRS, the derived registry (operators'
+//! view), openings, proofs, the raw log and its leaf records.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -7,16 +7,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use mazu_identity::WorkloadId;
-use mazu_log::evidence::{
-    CHECKPOINT_HEADER, CHECKPOINT_SIZE_HEADER, CONSISTENCY_HEADER, encode_note, encode_proof,
-};
 use serde::Deserialize;
 
 use super::AppState;
 use super::error::ApiError;
 use super::etag::{etag, if_none_match, not_modified};
 use super::extract::{ApiPath, ApiQuery};
-use super::views::{DeltaJson, LogEntryJson, LogJson, OpeningJson, ProofJson, SnapshotJson};
+use super::views::{LogEntryJson, LogJson, OpeningJson, ProofJson, SnapshotJson};
 
 const OCTET_STREAM: &str = "application/octet-stream";
 const JSON: &str = "application/json";
@@ -91,22 +88,18 @@ pub(super) async fn crs(
     Ok(tagged(curator.crs_encoded(json), json, &tag))
 }
 
-/// `?since=V&format=binary|json`.
+/// `?format=binary|json`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RegistryQuery {
-    since: Option<u64>,
     format: Option<String>,
 }
 
-/// `GET /v1/registry[?since=V][&format=binary|json]` (default binary): the
-/// full snapshot, or the delta from version `since`.
-///
-/// Every 200 carries the log's evidence (`mazu_log::evidence`):
-/// `Mazu-Checkpoint`, the signed checkpoint at the answer's version, which
-/// binds the snapshot of that version; and, when the request says
-/// `Mazu-Checkpoint-Size: M` with `M` below the version, `Mazu-Consistency`,
-/// the consistency proof from `M`.
+/// `GET /v1/registry[?format=binary|json]` (default binary): the registry
+/// derived from the log's records (live ids, and revoked ones), at the
+/// current log size. An operator's convenience, **not evidence**: nothing
+/// signs it; verifiers derive the registry themselves from the records of a
+/// witnessed checkpoint (`GET /v1/checkpoint`, `GET /v1/log/records`).
 pub(super) async fn registry(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -118,59 +111,15 @@ pub(super) async fn registry(
     if if_none_match(&headers, &current) {
         return Ok(not_modified(&current));
     }
-    let held_size = checkpoint_size(&headers)?;
-    // Evidence first: the answer is then built at exactly its version.
-    let (version, note, snapshot) = curator.evidence().await?;
-    let body = match (q.since, json) {
-        (None, false) => snapshot,
-        (None, true) => {
-            let decoded =
-                mazu_identity::RegistrySnapshot::decode(&snapshot).map_err(ApiError::internal)?;
-            Bytes::from(
-                serde_json::to_vec(&SnapshotJson::from(&decoded)).map_err(ApiError::internal)?,
-            )
-        }
-        (Some(since), _) => {
-            let delta = curator.delta(since, version)?;
-            if json {
-                Bytes::from(
-                    serde_json::to_vec(&DeltaJson::from(&delta)).map_err(ApiError::internal)?,
-                )
-            } else {
-                Bytes::from(delta.encode())
-            }
-        }
+    let snapshot = curator.snapshot().await?;
+    let body = if json {
+        let decoded =
+            mazu_identity::RegistrySnapshot::decode(&snapshot.bytes).map_err(ApiError::internal)?;
+        Bytes::from(serde_json::to_vec(&SnapshotJson::from(&decoded)).map_err(ApiError::internal)?)
+    } else {
+        snapshot.bytes
     };
-    let mut response = tagged(body, json, &version.to_string());
-    let evidence = response.headers_mut();
-    evidence.insert(CHECKPOINT_HEADER, header_value(&encode_note(&note))?);
-    if let Some(held) = held_size.filter(|&held| held < version) {
-        let proof = curator.consistency(held, version)?;
-        evidence.insert(CONSISTENCY_HEADER, header_value(&encode_proof(&proof))?);
-    }
-    Ok(response)
-}
-
-/// The client's `Mazu-Checkpoint-Size`, if it sent one.
-fn checkpoint_size(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
-    let Some(value) = headers.get(CHECKPOINT_SIZE_HEADER) else {
-        return Ok(None);
-    };
-    value
-        .to_str()
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Some)
-        .ok_or_else(|| {
-            ApiError::InvalidParameter(format!(
-                "{CHECKPOINT_SIZE_HEADER} must be a tree size (a decimal number)"
-            ))
-        })
-}
-
-/// Base64 is always a valid header value; fail loudly if that ever changes.
-fn header_value(value: &str) -> Result<HeaderValue, ApiError> {
-    HeaderValue::from_str(value).map_err(ApiError::internal)
+    Ok(tagged(body, json, &snapshot.version.to_string()))
 }
 
 /// `GET /v1/openings/{slot}`.
@@ -249,12 +198,12 @@ pub(super) async fn log(
     let (size, raw) = curator.log_range(start, limit).await?;
     let mut entries = Vec::with_capacity(raw.len());
     let mut bytes = 0usize;
-    for (i, entry) in raw.iter().enumerate() {
+    for (i, (entry, record)) in raw.iter().enumerate() {
         if i > 0 && bytes + entry.len() > LOG_MAX_BYTES {
             break;
         }
         bytes += entry.len();
-        entries.push(LogEntryJson::new(start + i as u64, entry));
+        entries.push(LogEntryJson::new(start + i as u64, entry, record));
     }
     Ok(Json(LogJson {
         size: size.max(start + entries.len() as u64),
@@ -262,4 +211,39 @@ pub(super) async fn log(
         entries,
     })
     .into_response())
+}
+
+/// The header carrying the log size with `GET /v1/log/records`.
+pub const LOG_SIZE_HEADER: &str = "Mazu-Log-Size";
+
+/// `?start=&end=`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RecordsQuery {
+    start: Option<u64>,
+    end: Option<u64>,
+}
+
+/// `GET /v1/log/records?start=S&end=E`: the leaf records
+/// `S..min(E, size, S + 16384)` concatenated (`application/octet-stream`,
+/// decode with `mazu_log::record::decode_records`), with the log size in
+/// `Mazu-Log-Size`. `start` defaults to 0 and `end` to the log size;
+/// `end < start` is `invalid_parameter`, `start > size` is `out_of_range`.
+pub(super) async fn records(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<RecordsQuery>,
+) -> Result<Response, ApiError> {
+    let start = q.start.unwrap_or(0);
+    let end = q.end.unwrap_or(u64::MAX);
+    if end < start {
+        return Err(ApiError::InvalidParameter(format!(
+            "end {end} is below start {start}"
+        )));
+    }
+    let (size, _, bytes) = state.curator()?.records(start, end)?;
+    let mut response = Bytes::from(bytes).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM));
+    headers.insert(LOG_SIZE_HEADER, HeaderValue::from(size));
+    Ok(response)
 }

@@ -1,5 +1,6 @@
-//! The transparency endpoints: the signed checkpoint, its verifier key, and
-//! Merkle inclusion and consistency proofs (see `docs/audit.md`).
+//! The transparency endpoints: the newest witnessed checkpoint, the
+//! curator's verifier key, and Merkle inclusion and consistency proofs over
+//! the leaf records (see `docs/protocol.md`).
 
 use axum::Json;
 use axum::extract::State;
@@ -28,23 +29,22 @@ fn proof_error(e: ProofError) -> ApiError {
     ApiError::InvalidParameter(e.to_string())
 }
 
-/// `GET /v1/checkpoint`: the signed checkpoint at the current registry
-/// version (C2SP signed note, `text/plain`), binding the registry snapshot
-/// (`mazu_log::evidence`). `ETag: "<tree size>"`.
+/// `GET /v1/checkpoint`: the newest checkpoint with the witness quorum (C2SP
+/// signed note, `text/plain`: origin, size, root, the curator's signature
+/// and the witnesses' cosignature lines). `ETag: "<tree size>"`; `503
+/// witness_unavailable` until a first checkpoint is witnessed.
 pub(super) async fn checkpoint(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let curator = state.curator()?;
-    let current = curator.version().to_string();
-    if if_none_match(&headers, &current) {
-        return Ok(not_modified(&current));
+    let (size, note) = curator.checkpoint()?;
+    let tag = size.to_string();
+    if if_none_match(&headers, &tag) {
+        return Ok(not_modified(&tag));
     }
-    let (size, note, _) = curator.evidence().await?;
     let mut response = text(note);
-    response
-        .headers_mut()
-        .insert(header::ETAG, etag(&size.to_string()));
+    response.headers_mut().insert(header::ETAG, etag(&tag));
     Ok(response)
 }
 

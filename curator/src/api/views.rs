@@ -1,12 +1,11 @@
 //! JSON shapes of the API's responses.
 
 use base64ct::{Base64, Encoding};
-use mazu_identity::{RegistryDelta, RegistryEntry, RegistrySnapshot};
+use mazu_identity::{RegistryEntry, RegistrySnapshot};
 use mazu_rbe::{MembershipProof, Opening};
 use serde::{Deserialize, Serialize};
 
 use crate::service::SlotGrant;
-use crate::writer::Committed;
 
 /// A registry entry: `id`, `spki_hash` as lowercase hex.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -35,10 +34,11 @@ impl From<&RegistryEntry> for EntryJson {
     }
 }
 
-/// `GET /v1/registry?format=json`.
+/// `GET /v1/registry?format=json`: the registry derived from the log's
+/// records (operators' view; not signed).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SnapshotJson {
-    /// Registry version (log size).
+    /// The log size it reflects.
     pub version: u64,
     /// Entries sorted by id.
     pub entries: Vec<EntryJson>,
@@ -53,27 +53,6 @@ impl From<&RegistrySnapshot> for SnapshotJson {
     }
 }
 
-/// `GET /v1/registry?since=V&format=json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DeltaJson {
-    /// The version the delta applies to.
-    pub from_version: u64,
-    /// The version after applying it.
-    pub to_version: u64,
-    /// New or changed entries, sorted by id.
-    pub entries: Vec<EntryJson>,
-}
-
-impl From<&RegistryDelta> for DeltaJson {
-    fn from(d: &RegistryDelta) -> Self {
-        Self {
-            from_version: d.from_version(),
-            to_version: d.to_version(),
-            entries: d.entries().iter().map(EntryJson::from).collect(),
-        }
-    }
-}
-
 /// `POST /v1/slots` response.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SlotJson {
@@ -83,7 +62,7 @@ pub struct SlotJson {
     pub id: String,
     /// When the reservation lapses (Unix seconds).
     pub expires_at: u64,
-    /// Registry version at the time of the reservation.
+    /// Log size at the time of the reservation.
     pub version: u64,
 }
 
@@ -98,47 +77,10 @@ impl From<&SlotGrant> for SlotJson {
     }
 }
 
-/// The accepted entry in a `POST /v1/registrations` response.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct AcceptedEntryJson {
-    /// The registry entry.
-    #[serde(flatten)]
-    pub entry: EntryJson,
-    /// When the curator accepted it (Unix ms).
-    pub accepted_at_ms: u64,
-    /// RFC 6962 leaf hash of the log entry bytes (hex).
-    pub leaf_hash: String,
-}
-
-/// `POST /v1/registrations` response.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct RegistrationJson {
-    /// Log index of the new entry.
-    pub index: u64,
-    /// Registry version after it.
-    pub version: u64,
-    /// The entry.
-    pub entry: AcceptedEntryJson,
-}
-
-impl From<&Committed> for RegistrationJson {
-    fn from(c: &Committed) -> Self {
-        Self {
-            index: c.index,
-            version: c.version,
-            entry: AcceptedEntryJson {
-                entry: EntryJson::from(&c.entry),
-                accepted_at_ms: c.accepted_at_ms,
-                leaf_hash: hex::encode(c.leaf_hash),
-            },
-        }
-    }
-}
-
 /// `GET /v1/openings/{slot}` response.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OpeningJson {
-    /// Registry version.
+    /// The log size the answer reflects.
     pub version: u64,
     /// The slot.
     pub slot: u32,
@@ -151,7 +93,7 @@ pub struct OpeningJson {
 /// `GET /v1/proofs/{id}` response.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProofJson {
-    /// Registry version.
+    /// The log size the answer reflects.
     pub version: u64,
     /// The id (hex).
     pub id: String,
@@ -161,32 +103,83 @@ pub struct ProofJson {
     pub proof: MembershipProof,
 }
 
-/// One raw log entry.
+/// One raw log entry with the leaf record that summarizes it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LogEntryJson {
     /// Its index.
     pub index: u64,
-    /// RFC 6962 leaf hash, SHA-256(0x00 || entry) (hex).
+    /// RFC 6962 leaf hash, SHA-256(0x00 || record) (hex).
     pub leaf_hash: String,
-    /// The entry's canonical bytes (standard base64).
+    /// The leaf record's bytes (standard base64; `mazu_log::record`).
+    pub record: String,
+    /// The entry's canonical bytes (standard base64; `crate::entry`).
     pub entry: String,
 }
 
 impl LogEntryJson {
-    /// Wraps raw entry bytes.
-    pub fn new(index: u64, bytes: &[u8]) -> Self {
+    /// Wraps raw entry bytes and their record's bytes.
+    pub fn new(index: u64, entry: &[u8], record: &[u8]) -> Self {
         Self {
             index,
-            leaf_hash: hex::encode(crate::entry::LogEntry::leaf_hash(bytes)),
-            entry: Base64::encode_string(bytes),
+            leaf_hash: hex::encode(mazu_log::merkle::leaf_hash(record)),
+            record: Base64::encode_string(record),
+            entry: Base64::encode_string(entry),
         }
     }
+}
+
+/// `POST /v1/slots` body: reserve a slot for an id (no token).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SlotRequest {
+    /// The workload id, SHA-256 of its token (64 hex digits).
+    pub id: String,
+}
+
+/// `POST /v1/bindings` body: bind an id to a TLS key and an RBE key, without
+/// the token (`docs/protocol.md`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindingRequest {
+    /// The workload id, SHA-256 of its token (64 hex digits).
+    pub id: String,
+    /// The slot (must equal `registration.slot`).
+    pub slot: u32,
+    /// The RBE registration in the rbe crate's JSON form.
+    pub registration: serde_json::Value,
+    /// Standard base64 of the TLS key's DER SubjectPublicKeyInfo.
+    pub tls_spki: String,
+    /// Standard base64 of the proof-of-possession signature
+    /// (`crate::pop::pop_message`).
+    pub tls_signature: String,
+}
+
+/// `POST /v1/bindings/{id}/reveal` body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RevealRequest {
+    /// The token (compact JWT) whose SHA-256 is the id.
+    pub token: String,
+}
+
+/// Response of `POST /v1/bindings` and `POST /v1/bindings/{id}/reveal`:
+/// where the entry is, and a checkpoint that covers it, cosigned by the
+/// curator's witness quorum.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LoggedJson {
+    /// Log index of the entry.
+    pub index: u64,
+    /// RFC 6962 leaf hash of its record (hex).
+    pub leaf_hash: String,
+    /// A signed, witnessed checkpoint of a size greater than `index`
+    /// (the note text, curator signature and witness cosignature lines).
+    pub checkpoint: String,
 }
 
 /// `GET /v1/log` response.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LogJson {
-    /// Log size (= registry version).
+    /// Log size.
     pub size: u64,
     /// Index of the first entry returned.
     pub start: u64,
@@ -199,7 +192,7 @@ pub struct LogJson {
 pub struct HealthJson {
     /// `ok`, `starting` or `unavailable`.
     pub status: String,
-    /// Registry version, once known.
+    /// Log size, once known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
     /// Whether the CRS is an insecure development CRS.

@@ -1,4 +1,4 @@
-//! `POST /v1/slots` and `POST /v1/registrations`.
+//! `POST /v1/slots`, `POST /v1/bindings` and `POST /v1/bindings/{id}/reveal`.
 
 use axum::Json;
 use axum::extract::State;
@@ -7,19 +7,20 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::ApiPath;
 use super::json::ApiJson;
-use super::views::{RegistrationJson, SlotJson};
-use crate::register::{RegistrationRequest, SlotRequest};
+use super::views::{BindingRequest, LoggedJson, RevealRequest, SlotJson, SlotRequest};
+use crate::writer::Logged;
 
-/// `POST /v1/slots {token}`: 201 with a new reservation, 200 with the
-/// existing one for the same token.
+/// `POST /v1/slots {id}`: 201 with a new reservation, 200 with the existing
+/// one for the same id.
 pub(super) async fn slots(
     State(state): State<AppState>,
     body: Result<ApiJson<SlotRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     let result = async {
         let ApiJson(request) = body?;
-        state.curator()?.reserve_slot(&request.token)
+        state.curator()?.reserve_slot(&request.id)
     }
     .await;
     match result {
@@ -41,11 +42,29 @@ pub(super) async fn slots(
     }
 }
 
-/// `POST /v1/registrations`: 201 with the log index, the new version and the
-/// entry.
-pub(super) async fn registrations(
+/// The answer of a bind or reveal: 201 when this request logged the entry,
+/// 200 for an identical repeat; with a witnessed checkpoint covering it.
+fn logged(logged: Logged, checkpoint: String) -> Response {
+    let status = if logged.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (
+        status,
+        Json(LoggedJson {
+            index: logged.index,
+            leaf_hash: hex::encode(logged.leaf_hash),
+            checkpoint,
+        }),
+    )
+        .into_response()
+}
+
+/// `POST /v1/bindings`: binds an id to a TLS key and an RBE key (no token).
+pub(super) async fn bindings(
     State(state): State<AppState>,
-    body: Result<ApiJson<RegistrationRequest>, ApiError>,
+    body: Result<ApiJson<BindingRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     let request = match body {
         Ok(ApiJson(r)) => r,
@@ -54,11 +73,23 @@ pub(super) async fn registrations(
             return Err(e);
         }
     };
-    let curator = state.curator()?;
-    let committed = curator.register(request).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(RegistrationJson::from(&committed)),
-    )
-        .into_response())
+    let (entry, checkpoint) = state.curator()?.bind(request).await?;
+    Ok(logged(entry, checkpoint))
+}
+
+/// `POST /v1/bindings/{id}/reveal {token}`: reveals the token of a bound id.
+pub(super) async fn reveal(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    body: Result<ApiJson<RevealRequest>, ApiError>,
+) -> Result<Response, ApiError> {
+    let request = match body {
+        Ok(ApiJson(r)) => r,
+        Err(e) => {
+            state.metrics().refuse(e.code());
+            return Err(e);
+        }
+    };
+    let (entry, checkpoint) = state.curator()?.reveal(&id, request).await?;
+    Ok(logged(entry, checkpoint))
 }

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Instant;
 
-use mazu_curator::client::{AgentRegistration, build_registration};
-use mazu_curator::register::RegistrationRequest;
+use mazu_curator::api::views::BindingRequest;
+use mazu_curator::client::{AgentRegistration, build_registration, id_of_token};
 use mazu_dev_issuer::{Algorithm, DEFAULT_ISSUER_URL, DevIssuer, TokenRequest};
 use mazu_rbe::Crs;
 use serde_json::Value;
@@ -65,8 +65,16 @@ impl Fixture {
             .expect("mint")
     }
 
-    /// The common arguments: dev CRS of `capacity` in the data directory.
+    /// The common arguments: dev CRS of `capacity` in the data directory,
+    /// no witnesses (`--insecure-no-witness`).
     pub fn args(&self, capacity: u32) -> Vec<String> {
+        let mut args = self.args_witnessed(capacity);
+        args.push("--insecure-no-witness".into());
+        args
+    }
+
+    /// [`Fixture::args`] without `--insecure-no-witness` (add `--witness`).
+    pub fn args_witnessed(&self, capacity: u32) -> Vec<String> {
         vec![
             "--data-dir".into(),
             self.data_dir().display().to_string(),
@@ -251,48 +259,61 @@ impl Curator {
         (status, value)
     }
 
+    /// The log size.
     pub async fn version(&self) -> u64 {
-        self.get_json("/v1/params").await["version"]
+        self.get_json("/v1/log?limit=1").await["size"]
             .as_u64()
-            .expect("version")
+            .expect("size")
     }
 
     pub async fn crs(&self) -> Crs {
         Crs::from_bytes(&self.get_bytes("/v1/crs").await).expect("crs")
     }
 
-    /// Reserve a slot for `token`.
+    /// Reserve a slot for the id of `token`.
     pub async fn reserve(&self, token: &str) -> u32 {
+        let id = hex::encode(id_of_token(token));
         let (status, body) = self
-            .post("/v1/slots", &serde_json::json!({ "token": token }))
+            .post("/v1/slots", &serde_json::json!({ "id": id }))
             .await;
         assert!(status == 201 || status == 200, "reserve: {status} {body}");
         u32::try_from(body["slot"].as_u64().expect("slot")).expect("u32")
     }
 
-    /// Reserve a slot, build the registration (keygen off the executor) and
-    /// return it without sending it.
+    /// Reserve a slot, build the binding of the token's id (keygen off the
+    /// executor) and return it without sending it.
     pub async fn prepare(&self, crs: &Crs, token: &str) -> AgentRegistration {
         let slot = self.reserve(token).await;
         let crs = crs.clone();
-        let token = token.to_owned();
+        let id = id_of_token(token);
         tokio::task::spawn_blocking(move || {
-            build_registration(&crs, &token, slot, &mut rand::rngs::OsRng).expect("keygen")
+            build_registration(&crs, &id, slot, &mut rand::rngs::OsRng).expect("keygen")
         })
         .await
         .expect("join")
     }
 
-    /// Full registration; panics unless accepted.
+    /// Full registration: bind, then reveal; panics unless both are
+    /// accepted. Returns the agent and the reveal's answer.
     pub async fn register(&self, crs: &Crs, token: &str) -> (AgentRegistration, Value) {
         let agent = self.prepare(crs, token).await;
-        let (status, body) = self.post("/v1/registrations", &agent.request).await;
-        assert_eq!(status, 201, "register: {body}");
+        let (status, body) = self.post_binding(&agent.request).await;
+        assert_eq!(status, 201, "bind: {body}");
+        let (status, body) = self.post_reveal(&agent.request.id, token).await;
+        assert_eq!(status, 201, "reveal: {body}");
         (agent, body)
     }
 
-    pub async fn post_registration(&self, request: &RegistrationRequest) -> (u16, Value) {
-        self.post("/v1/registrations", request).await
+    pub async fn post_binding(&self, request: &BindingRequest) -> (u16, Value) {
+        self.post("/v1/bindings", request).await
+    }
+
+    pub async fn post_reveal(&self, hex_id: &str, token: &str) -> (u16, Value) {
+        self.post(
+            &format!("/v1/bindings/{hex_id}/reveal"),
+            &serde_json::json!({ "token": token }),
+        )
+        .await
     }
 }
 

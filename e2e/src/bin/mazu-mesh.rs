@@ -98,17 +98,17 @@ fn run(args: &Args, stop: &mpsc::Receiver<()>) -> Result<bool> {
     Ok(all_expected && lie_caught)
 }
 
-/// The curator rewrites its log; every filter must refuse it and keep
-/// deciding with the registry it held.
+/// The curator rewrites its log; every witness must refuse to cosign it, and
+/// every filter keeps deciding with the registry it held.
 fn show_a_lying_curator(mesh: &mut LocalMesh) -> Result<bool> {
     println!(
         "\nNow the curator lies: it swaps two logged registrations on disk and restarts with \
-         the same checkpoint key ..."
+         the same checkpoint key, and asks the witnesses to cosign it ..."
     );
     let refusals = scenarios::curator_rewrites_its_log(mesh, Duration::from_secs(15))?;
     let refused = refusals.iter().all(|(_, n)| *n > 0);
-    for (service, n) in &refusals {
-        println!("  {service}'s sidecar refused the curator's registry answers {n} time(s)");
+    for (witness, n) in &refusals {
+        println!("  {witness} refused to cosign the rewritten log ({n} fork record(s) kept)");
     }
     let names: Vec<String> = mesh
         .services()
@@ -131,9 +131,9 @@ fn show_a_lying_curator(mesh: &mut LocalMesh) -> Result<bool> {
     println!(
         "{}",
         if caught {
-            "Every sidecar refused the rewritten log (\"CURATOR MISBEHAVIOUR?\" in each Envoy log)."
+            "Every witness refused the rewritten log, so no sidecar was shown it; they keep the witnessed registry."
         } else {
-            "UNEXPECTED: a sidecar accepted the rewritten log."
+            "UNEXPECTED: a witness cosigned the rewritten log, or a sidecar lost its registry."
         }
     );
     Ok(caught)

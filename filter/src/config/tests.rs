@@ -1,5 +1,5 @@
 use super::*;
-use crate::testing::Fixture;
+use crate::testing::{Fixture, curator_signer, log_members, witness_signer};
 
 fn parse_with(fixture: &Fixture, extra: &str) -> Result<FilterConfig, ConfigError> {
     FilterConfig::parse(fixture.config_json(extra).as_bytes())
@@ -17,7 +17,6 @@ fn minimal_configuration_takes_the_defaults() {
     let config = parse_with(&fixture, "").unwrap();
     assert_eq!(config.direction, Direction::Inbound);
     assert_eq!(config.curator.cluster, "mazu-curator");
-    assert_eq!(config.curator.registry_path, defaults::REGISTRY_PATH);
     assert_eq!(
         config.curator.refresh_interval_ms,
         defaults::REFRESH_INTERVAL_MS
@@ -28,19 +27,114 @@ fn minimal_configuration_takes_the_defaults() {
     assert_eq!(config.max_staleness_secs, defaults::MAX_STALENESS_SECS);
     assert_eq!(config.trust.trust_domain().as_str(), "cluster.local");
     assert_eq!(config.tick_period_ms(), 1_000);
-    assert_eq!(config.curator.checkpoint_key, None);
+    assert_eq!(config.curator.checkpoint_key, curator_signer().verifier());
+    let policy = config.curator.witnesses.expect("witnesses");
+    assert_eq!(policy.quorum, 2);
+    assert_eq!(
+        policy.witnesses,
+        vec![witness_signer(1).verifier(), witness_signer(2).verifier()]
+    );
+}
+
+/// A configuration whose `curator` object has `members` (besides cluster
+/// and authority).
+fn with_curator(members: &str) -> Result<FilterConfig, ConfigError> {
+    let json = Fixture::new().config_json("").replace(
+        &format!(r#""authority":"curator.local",{}"#, log_members()),
+        &format!(r#""authority":"curator.local"{members}"#),
+    );
+    FilterConfig::parse(json.as_bytes())
 }
 
 #[test]
-fn a_checkpoint_key_is_read() {
-    let signer = mazu_log::CheckpointSigner::new("mazu-curator/0123", &[1; 32]).unwrap();
-    let vkey = signer.verifier().to_vkey();
-    let json = Fixture::new().config_json("").replace(
-        r#""authority":"curator.local"}"#,
-        &format!(r#""authority":"curator.local","checkpoint_key":"{vkey}\n"}}"#),
+fn the_witness_quorum_defaults_to_every_witness_and_keys_may_end_in_a_newline() {
+    let config = with_curator(&format!(
+        r#","checkpoint_key":"{}\n","witnesses":["{}","{}\n","{}"]"#,
+        curator_signer().verifier().to_vkey(),
+        witness_signer(1).verifier().to_vkey(),
+        witness_signer(2).verifier().to_vkey(),
+        witness_signer(3).verifier().to_vkey(),
+    ))
+    .unwrap();
+    assert_eq!(config.curator.witnesses.map(|p| p.quorum), Some(3));
+}
+
+#[test]
+fn no_witnesses_is_refused_unless_explicitly_insecure() {
+    let key = format!(
+        r#","checkpoint_key":"{}""#,
+        curator_signer().verifier().to_vkey()
     );
-    let config = FilterConfig::parse(json.as_bytes()).unwrap();
-    assert_eq!(config.curator.checkpoint_key, Some(signer.verifier()));
+    let refused = |members: &str| with_curator(members).unwrap_err().to_string();
+    assert!(refused(&key).contains("curator.witnesses: must list at least one witness key"));
+    assert!(
+        refused(&format!(r#"{key},"witnesses":[]"#))
+            .contains("curator.witnesses: must list at least one")
+    );
+    assert!(
+        refused(&format!(r#"{key},"insecure_no_witness":false"#))
+            .contains("curator.witnesses: must list at least one")
+    );
+    assert!(
+        refused(&format!(
+            r#"{key},"witness_quorum":1,"insecure_no_witness":true"#
+        ))
+        .contains("curator.witness_quorum: is 1 but curator.witnesses lists none")
+    );
+    let insecure = with_curator(&format!(r#"{key},"insecure_no_witness":true"#)).unwrap();
+    assert_eq!(insecure.curator.witnesses, None);
+    // The checkpoint key is required whatever the witnesses.
+    assert!(
+        refused(&format!(
+            r#","witnesses":["{}"]"#,
+            witness_signer(1).verifier().to_vkey()
+        ))
+        .contains("curator.checkpoint_key: is required")
+    );
+    assert!(
+        refused(r#","insecure_no_witness":true"#).contains("curator.checkpoint_key: is required")
+    );
+}
+
+#[test]
+fn witness_keys_and_quorums_are_checked() {
+    let key = format!(
+        r#","checkpoint_key":"{}""#,
+        curator_signer().verifier().to_vkey()
+    );
+    let w1 = witness_signer(1).verifier().to_vkey();
+    let w2 = witness_signer(2).verifier().to_vkey();
+    let refused = |members: &str| with_curator(members).unwrap_err().to_string();
+    let cases = [
+        (
+            format!(r#"{key},"witnesses":["{w1}","nope"]"#),
+            "curator.witnesses[1]: not a witness verifier key",
+        ),
+        (
+            // A log key is not a witness key.
+            format!(
+                r#"{key},"witnesses":["{}"]"#,
+                curator_signer().verifier().to_vkey()
+            ),
+            "curator.witnesses[0]: not a witness verifier key",
+        ),
+        (
+            format!(r#"{key},"witnesses":["{w1}","{w2}"],"witness_quorum":3"#),
+            "curator.witness_quorum: must be between 1 and 2, got 3",
+        ),
+        (
+            format!(r#"{key},"witnesses":["{w1}","{w2}"],"witness_quorum":0"#),
+            "curator.witness_quorum: must be between 1 and 2, got 0",
+        ),
+        (
+            format!(r#"{key},"witnesses":["{w1}","{w1}"]"#),
+            "curator.witnesses: invalid witness policy: two witnesses have the same name",
+        ),
+    ];
+    for (members, expected) in &cases {
+        let message = refused(members);
+        assert!(message.contains(expected), "{members}: {message}");
+    }
 }
 
 #[test]
@@ -119,12 +213,9 @@ fn curator_fields_are_checked() {
             "curator.cluster: must be printable",
         ),
         (
-            r#""curator":{"cluster":"c","authority":"a","registry_path":"v1"}"#,
-            "curator.registry_path: must start with '/'",
-        ),
-        (
-            r#""curator":{"cluster":"c","authority":"a","registry_path":"/v1?x=1"}"#,
-            "curator.registry_path: must start with '/' and contain no query",
+            // The registry path of log format 1 is gone with it.
+            r#""curator":{"cluster":"c","authority":"a","registry_path":"/v1/registry"}"#,
+            "unknown field `registry_path`",
         ),
         (
             r#""curator":{"cluster":"c","authority":"a","refresh_interval_ms":5}"#,
@@ -159,7 +250,10 @@ fn curator_fields_are_checked() {
 #[test]
 fn trust_fields_are_checked() {
     let jwks = Fixture::new().issuer.jwks_json();
-    let curator = r#""curator":{"cluster":"c","authority":"a"}"#;
+    let curator = format!(
+        r#""curator":{{"cluster":"c","authority":"a",{}}}"#,
+        log_members()
+    );
     let cases: Vec<(String, &str)> = vec![
         (r#""trust":{"audience":"mazu:test","issuers":[]}"#.into(), "trust.trust_domain: is required"),
         (

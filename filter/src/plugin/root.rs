@@ -9,17 +9,14 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, RootContext, StreamContext};
 use proxy_wasm::types::{BufferType, ContextType, MapType};
 
-use mazu_log::evidence;
-use sha2::{Digest as _, Sha256};
-
-use crate::config::{BeforeRegistry, CuratorConfig, FilterConfig};
+use crate::config::{BeforeRegistry, FilterConfig};
 use crate::engine::{Decision, Engine, reason};
 use crate::metrics::Fixed;
 use crate::parking::ParkingLot;
 use crate::sync::{
-    self, FetchFailure, FetchOutcome, FetchRequest, Fetcher, Lease, RegistryStatus, SharedKeys,
+    self, FetchFailure, FetchKind, FetchRequest, Fetcher, Lease, RegistryStatus, SharedKeys,
 };
-use crate::transparency::{self, AcceptedCheckpoint, CheckpointFailure, Evidence};
+use crate::transparency::{self, AcceptedCheckpoint, Follower, Step};
 
 use super::host;
 use super::stream::Stream;
@@ -33,6 +30,11 @@ pub struct Root {
     /// This root's number among all roots sharing the registry (lease owner id).
     instance: u64,
     fetcher: Fetcher,
+    /// The log as this root follows it (only the lease holder fetches; a
+    /// root that takes the lease over starts from the empty log).
+    follower: Follower,
+    /// The witnessed time of the checkpoint being caught up to, milliseconds.
+    round_witnessed_ms: u64,
 }
 
 impl Root {
@@ -44,6 +46,8 @@ impl Root {
             keys: None,
             instance: 0,
             fetcher: Fetcher::new(),
+            follower: Follower::new(crate::config::defaults::MAX_BODY_BYTES),
+            round_witnessed_ms: 0,
         }
     }
 
@@ -54,26 +58,36 @@ impl Root {
         let config = FilterConfig::parse(&bytes).map_err(|e| e.to_string())?;
         let keys = SharedKeys::new(&config.curator);
         self.instance = self.take_instance_number(&keys.instances);
+        self.follower = Follower::new(config.curator.max_body_bytes);
         let tick = config.tick_period_ms();
         hostcalls::set_tick_period(core::time::Duration::from_millis(tick))
             .map_err(|status| format!("cannot set the tick period: {status:?}"))?;
-        match &config.curator.checkpoint_key {
-            Some(key) => host::info(&format!(
-                "mazu-filter: registries are used only with a checkpoint by {} consistent \
-                 with the last one accepted",
-                key.to_vkey()
+        match &config.curator.witnesses {
+            Some(policy) => host::info(&format!(
+                "mazu-filter: the registry is derived from the log of {} under checkpoints \
+                 cosigned by {} of {} witnesses ({})",
+                config.curator.checkpoint_key.to_vkey(),
+                policy.quorum,
+                policy.witnesses.len(),
+                policy
+                    .witnesses
+                    .iter()
+                    .map(|w| w.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
-            None => host::warn(
-                "mazu-filter: no curator.checkpoint_key: the curator's log is NOT held to \
-                 append-only (set it to the key served at /v1/checkpoint/key)",
-            ),
+            None => host::warn(&format!(
+                "mazu-filter: curator.insecure_no_witness: checkpoints of {} are used WITHOUT \
+                 witnesses; the curator could show this proxy a log nobody else sees \
+                 (development only)",
+                config.curator.checkpoint_key.to_vkey()
+            )),
         }
         host::info(&format!(
-            "mazu-filter: configured: direction={} curator={}{} refresh={}ms \
+            "mazu-filter: configured: direction={} curator={} refresh={}ms \
              before_registry={:?} when_stale={:?} max_staleness={}s tick={}ms instance={}",
             config.direction.as_str(),
             config.curator.cluster,
-            config.curator.registry_path,
             config.curator.refresh_interval_ms,
             config.before_registry,
             config.when_stale,
@@ -147,7 +161,8 @@ impl Root {
         host::set_shared(&keys.lease, &lease.encode(), cas)
     }
 
-    /// Sends the next callout if one is due and this root holds the lease.
+    /// Starts a round (asks for the newest checkpoint) if one is due and
+    /// this root holds the lease.
     fn maybe_fetch(&mut self, now_ms: u64) {
         let Some(vm) = self.vm.clone() else { return };
         let Some(keys) = self.keys.clone() else {
@@ -156,49 +171,39 @@ impl Root {
         if self.fetcher.lapsed(now_ms) {
             self.fetch_failed(&FetchFailure::NoAnswer, now_ms);
         }
-        let (held, config_curator) = {
-            let vm = vm.borrow();
-            (
-                vm.engine.registry_version(),
-                vm.engine.config().curator.clone(),
-            )
-        };
-        let Some(kind) = self.fetcher.due(now_ms, held) else {
+        if !self.fetcher.due(now_ms) {
             return;
-        };
+        }
         let holds = {
             let vm = vm.borrow();
             self.hold_lease(now_ms, vm.engine.config(), &keys)
         };
-        if !holds {
-            return;
+        if holds {
+            self.dispatch(FetchKind::Checkpoint, now_ms);
         }
-        let held_checkpoint = config_curator
-            .checkpoint_key
-            .as_ref()
-            .and_then(|_| self.held_checkpoint(&keys))
-            .map(|held| held.size);
-        let request = FetchRequest::new(&config_curator, kind, held_checkpoint);
+    }
+
+    /// Sends one callout; a dispatch failure ends the round.
+    fn dispatch(&mut self, kind: FetchKind, now_ms: u64) {
+        let Some(vm) = self.vm.clone() else { return };
+        let curator = vm.borrow().engine.config().curator.clone();
+        let request = FetchRequest::new(&curator, kind);
         let headers: Vec<(&str, &str)> = request
             .headers
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str()))
             .collect();
-        let timeout = core::time::Duration::from_millis(config_curator.timeout_ms);
+        let timeout = core::time::Duration::from_millis(curator.timeout_ms);
         vm.borrow().metrics.increment(Fixed::RegistryFetches);
-        match hostcalls::dispatch_http_call(&config_curator.cluster, headers, None, vec![], timeout)
-        {
+        match hostcalls::dispatch_http_call(&curator.cluster, headers, None, vec![], timeout) {
             Ok(token) => {
-                host::debug(&format!(
-                    "mazu-filter: registry callout {token} sent ({kind:?})"
-                ));
-                self.fetcher
-                    .started(token, request.kind, now_ms, &config_curator);
+                host::debug(&format!("mazu-filter: callout {token} sent ({kind:?})"));
+                self.fetcher.started(token, kind, now_ms, &curator);
             }
             Err(status) => {
                 host::error(&format!(
                     "mazu-filter: cannot call cluster {:?}: {status:?}",
-                    config_curator.cluster
+                    curator.cluster
                 ));
                 self.fetch_failed(&FetchFailure::Dispatch, now_ms);
             }
@@ -215,80 +220,48 @@ impl Root {
             .finished(Some(failure), now_ms, have.is_some(), &curator);
         let held = match have {
             Some(version) => format!(
-                "keeping version {version} (confirmed {} s ago)",
+                "keeping version {version} (witnessed {} s ago)",
                 vm.engine.registry_age_secs(now_ms)
             ),
             None => "no registry yet".to_owned(),
         };
-        host::warn(&format!(
-            "mazu-filter: registry fetch failed: {failure}; {held} ({} failures in a row)",
-            self.fetcher.consecutive_failures
-        ));
+        if failure.is_refusal() {
+            host::error(&format!(
+                "mazu-filter: CURATOR MISBEHAVIOUR? log {}: {failure}; following size {} \
+                 root {}; {held}",
+                curator.checkpoint_key.name(),
+                self.follower.size(),
+                hex(&self.follower.root()),
+            ));
+        } else {
+            host::warn(&format!(
+                "mazu-filter: registry fetch failed: {failure}; {held} ({} failures in a row)",
+                self.fetcher.consecutive_failures
+            ));
+        }
     }
 
-    /// The last checkpoint accepted by any root of this Envoy.
-    fn held_checkpoint(&self, keys: &SharedKeys) -> Option<AcceptedCheckpoint> {
+    /// The newest checkpoint accepted by any root of this Envoy.
+    fn accepted_checkpoint(&self) -> Option<AcceptedCheckpoint> {
+        let keys = self.keys.as_ref()?;
         host::shared(&keys.checkpoint)
             .0
             .as_deref()
             .and_then(AcceptedCheckpoint::decode)
     }
 
-    /// With a checkpoint key configured, checks the answer's evidence for the
-    /// registry of `version` whose encoding hashes to `digest` (computed by
-    /// `digest` only when needed); returns the checkpoint to remember
-    /// (`None` without a key).
-    fn check_evidence(
-        &self,
-        config: &CuratorConfig,
-        version: u64,
-        digest: impl FnOnce(Option<AcceptedCheckpoint>) -> [u8; 32],
-    ) -> Result<Option<AcceptedCheckpoint>, CheckpointFailure> {
-        let (Some(verifier), Some(keys)) = (&config.checkpoint_key, &self.keys) else {
-            return Ok(None);
-        };
-        let header = |name| {
-            hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
-                .ok()
-                .flatten()
-        };
-        let checkpoint = header(evidence::CHECKPOINT_HEADER);
-        let consistency = header(evidence::CONSISTENCY_HEADER);
-        let offered = Evidence {
-            checkpoint: checkpoint.as_deref(),
-            consistency: consistency.as_deref(),
-        };
-        let held = self.held_checkpoint(keys);
-        let digest = digest(held);
-        transparency::check(verifier, held, &offered, version, &digest)
-            .map(Some)
-            .inspect_err(|failure| {
-                let held = held.map_or_else(
-                    || "none".to_owned(),
-                    |h| format!("size {} root {}", h.size, hex(&h.root)),
-                );
-                let note = checkpoint
-                    .as_deref()
-                    .and_then(|c| evidence::decode_note(c).ok())
-                    .map(|n| String::from_utf8_lossy(&n).replace('\n', "\\n"))
-                    .unwrap_or_default();
-                host::error(&format!(
-                    "mazu-filter: CURATOR MISBEHAVIOUR? registry version {version} refused: \
-                     {failure}; accepted checkpoint: {held}; offered checkpoint: {note:?}"
-                ));
-            })
-    }
-
-    /// Publishes a registry this root fetched (its encoding), and the
-    /// checkpoint that came with it, for the other VMs.
-    fn publish(
-        &self,
-        encoded: Option<&[u8]>,
-        checkpoint: Option<AcceptedCheckpoint>,
-        version: u64,
-        now_ms: u64,
-    ) {
+    /// Publishes the registry this root derived (its encoding, if new), the
+    /// checkpoint it accepted and the status, for the other VMs.
+    fn publish(&self, encoded: Option<&[u8]>, checkpoint: AcceptedCheckpoint) {
         let Some(keys) = &self.keys else { return };
+        let shared = self.accepted_checkpoint();
+        if shared.is_some_and(|s| {
+            s.size > checkpoint.size
+                || (s.size == checkpoint.size && s.witnessed_ms > checkpoint.witnessed_ms)
+        }) {
+            // Another root (the previous leader) published a newer one.
+            return;
+        }
         if let Some(encoded) = encoded
             && !host::set_shared(&keys.snapshot, encoded, None)
         {
@@ -297,20 +270,18 @@ impl Root {
         }
         // Before the status, so that a root that sees the new version also
         // sees the checkpoint that vouches for it.
-        if let Some(checkpoint) = checkpoint
-            && !host::set_shared(&keys.checkpoint, &checkpoint.encode(), None)
-        {
+        if !host::set_shared(&keys.checkpoint, &checkpoint.encode(), None) {
             host::error("mazu-filter: cannot publish the accepted checkpoint in shared data");
             return;
         }
         let (value, cas) = host::shared(&keys.status);
         let published = value.as_deref().and_then(RegistryStatus::decode);
-        if published.is_some_and(|p| p.version > version) {
+        if published.is_some_and(|p| p.version > checkpoint.size) {
             return; // Someone published a newer one meanwhile.
         }
         let status = RegistryStatus {
-            version,
-            confirmed_ms: now_ms,
+            version: checkpoint.size,
+            confirmed_ms: checkpoint.witnessed_ms,
         };
         if !host::set_shared(&keys.status, &status.encode(), cas) {
             host::debug("mazu-filter: registry status changed concurrently; not overwritten");
@@ -325,90 +296,141 @@ impl Root {
             ));
             return;
         }
-        let Some(vm) = self.vm.clone() else { return };
-        let max_body = vm.borrow().engine.config().curator.max_body_bytes;
-        // Bytes, not a `String`: the SDK's string accessors panic on non-UTF-8.
-        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|value| core::str::from_utf8(&value).ok()?.parse::<u16>().ok());
-        let outcome = if body_size > max_body {
-            FetchOutcome::Failed(FetchFailure::TooLarge(body_size))
-        } else {
-            let body = if body_size == 0 {
-                Vec::new()
-            } else {
-                hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default()
-            };
-            sync::interpret(vm.borrow().engine.registry(), status, &body)
+        let Some(kind) = self.fetcher.in_flight().map(|f| f.kind) else {
+            return;
         };
-        if let Err(failure) = self.apply(&vm, outcome, status, now_ms) {
+        self.fetcher.answered();
+        let Some(vm) = self.vm.clone() else { return };
+        let result = self.take_answer(&vm, kind, body_size, now_ms);
+        if let Err(failure) = result {
             self.fetch_failed(&failure, now_ms);
         }
         self.settle_parked(now_ms);
         self.record_gauges(now_ms);
     }
 
-    /// Installs and publishes what an answer brought, once its evidence
-    /// holds; a failure leaves the registry held as it was.
-    fn apply(
+    /// Reads and uses one answer; an error ends the round, the registry held
+    /// stays as it was.
+    fn take_answer(
         &mut self,
         vm: &SharedVm,
-        outcome: FetchOutcome,
-        status: Option<u16>,
+        kind: FetchKind,
+        body_size: usize,
         now_ms: u64,
     ) -> Result<(), FetchFailure> {
         let curator = vm.borrow().engine.config().curator.clone();
-        match outcome {
-            FetchOutcome::Updated(snapshot) => {
-                let version = snapshot.version();
-                let entries = snapshot.len();
-                let encoded = snapshot.encode();
-                let digest = |_| Sha256::digest(&encoded).into();
-                let checkpoint = self
-                    .check_evidence(&curator, version, digest)
-                    .map_err(FetchFailure::Checkpoint)?;
-                self.publish(Some(&encoded), checkpoint, version, now_ms);
-                let mut vm = vm.borrow_mut();
-                vm.engine.install(snapshot, now_ms);
-                vm.metrics.increment(Fixed::RegistryUpdates);
-                self.fetcher.finished(None, now_ms, true, &curator);
-                host::info(&format!(
-                    "mazu-filter: registry version {version} ({entries} entries) from the curator"
-                ));
+        // Bytes, not a `String`: the SDK's string accessors panic on non-UTF-8.
+        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|value| core::str::from_utf8(&value).ok()?.parse::<u16>().ok());
+        sync::check_status(status)?;
+        if body_size > curator.max_body_bytes {
+            return Err(FetchFailure::TooLarge(body_size));
+        }
+        let body = if body_size == 0 {
+            Vec::new()
+        } else {
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        };
+        let step = match kind {
+            FetchKind::Checkpoint => {
+                let checkpoint = transparency::verify_checkpoint(
+                    &curator.checkpoint_key,
+                    curator.witnesses.as_ref(),
+                    &body,
+                )
+                .map_err(FetchFailure::Refused)?;
+                // Without witnesses the curator's answer is all there is.
+                self.round_witnessed_ms = checkpoint
+                    .witnessed_secs
+                    .map_or(now_ms, |secs| secs.saturating_mul(1000));
+                let accepted = self.accepted_checkpoint();
+                self.follower
+                    .offer_checkpoint(checkpoint, accepted)
+                    .map_err(FetchFailure::Refused)?
             }
-            FetchOutcome::Unchanged => {
-                let version = vm.borrow().engine.registry_version().unwrap_or(0);
-                // A 200 that changes nothing still carries a checkpoint: a
-                // curator that forked its log at the same size is caught
-                // here, before its log grows. (A 304 carries nothing.)
-                let checkpoint = if status == Some(200) {
-                    let digest = |held: Option<AcceptedCheckpoint>| match held {
-                        Some(held) if held.size == version => held.registry,
-                        _ => vm
-                            .borrow()
-                            .engine
-                            .registry()
-                            .map(|r| Sha256::digest(r.encode()).into())
-                            .unwrap_or_default(),
-                    };
-                    self.check_evidence(&curator, version, digest)
-                        .map_err(FetchFailure::Checkpoint)?
-                } else {
-                    None
-                };
-                self.publish(None, checkpoint, version, now_ms);
-                let mut vm = vm.borrow_mut();
-                vm.engine.confirm(now_ms);
-                vm.metrics.increment(Fixed::RegistryUnchanged);
+            FetchKind::Records { start, end } => self
+                .follower
+                .offer_records(start, end, &body)
+                .map_err(FetchFailure::Refused)?,
+        };
+        match step {
+            Step::Fetch { start, end } => self.dispatch(FetchKind::Records { start, end }, now_ms),
+            Step::Current if kind == FetchKind::Checkpoint => self.confirmed(vm, now_ms),
+            Step::Current => {
+                // An answer to a page no round waits for: it confirms nothing.
+                let curator = vm.borrow().engine.config().curator.clone();
                 self.fetcher.finished(None, now_ms, true, &curator);
             }
-            FetchOutcome::Failed(failure) => return Err(failure),
+            Step::Applied { void } => {
+                for record in &void {
+                    host::error(&format!(
+                        "mazu-filter: CURATOR MISBEHAVIOUR? log record {} ({}) of id {} has no \
+                         effect: {}",
+                        record.index,
+                        record.record.body.kind_name(),
+                        hex(&record.record.id),
+                        record.reason
+                    ));
+                }
+                self.applied(vm, now_ms);
+            }
         }
         Ok(())
+    }
+
+    /// The checkpoint is the one followed: the registry is confirmed as of
+    /// its witnessed time.
+    fn confirmed(&mut self, vm: &SharedVm, now_ms: u64) {
+        let witnessed_ms = self.round_witnessed_ms;
+        self.publish(
+            None,
+            AcceptedCheckpoint {
+                size: self.follower.size(),
+                root: self.follower.root(),
+                witnessed_ms,
+            },
+        );
+        let mut guard = vm.borrow_mut();
+        if guard.engine.registry().is_none() {
+            // The first round found the empty log: an empty registry.
+            guard.engine.install(self.follower.snapshot(), witnessed_ms);
+        } else {
+            guard.engine.confirm(witnessed_ms);
+        }
+        guard.metrics.increment(Fixed::RegistryUnchanged);
+        let curator = guard.engine.config().curator.clone();
+        self.fetcher.finished(None, now_ms, true, &curator);
+    }
+
+    /// Records were applied up to a witnessed checkpoint: install and
+    /// publish the derived registry.
+    fn applied(&mut self, vm: &SharedVm, now_ms: u64) {
+        let witnessed_ms = self.round_witnessed_ms;
+        let snapshot = self.follower.snapshot();
+        let version = snapshot.version();
+        let entries = snapshot.len();
+        self.publish(
+            Some(&snapshot.encode()),
+            AcceptedCheckpoint {
+                size: self.follower.size(),
+                root: self.follower.root(),
+                witnessed_ms,
+            },
+        );
+        let mut guard = vm.borrow_mut();
+        guard.engine.install(snapshot, witnessed_ms);
+        guard.metrics.increment(Fixed::RegistryUpdates);
+        let curator = guard.engine.config().curator.clone();
+        self.fetcher.finished(None, now_ms, true, &curator);
+        host::info(&format!(
+            "mazu-filter: registry version {version} ({entries} entries) derived from the \
+             witnessed log"
+        ));
     }
 
     /// Decides parked connections once a registry exists; closes those whose

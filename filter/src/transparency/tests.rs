@@ -3,257 +3,310 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use mazu_log::CheckpointSigner;
-use mazu_log::evidence::{encode_note, encode_proof, registry_extension};
-use mazu_log::merkle::{MerkleTree, leaf_hash};
+use mazu_log::cosignature::append_cosignatures;
+use mazu_log::merkle::MerkleTree;
+use mazu_log::record::RecordBody;
 
 use super::*;
+use crate::testing::{curator_signer, witness_signer};
 
-const ORIGIN: &str = "mazu-curator/test";
-
-/// A log of `n` entries named `prefix0..`, and a signer.
-fn log(prefix: &str, n: u64) -> MerkleTree {
-    MerkleTree::from_leaves((0..n).map(|i| leaf_hash(format!("{prefix}{i}").as_bytes())))
-}
-
-fn signer() -> CheckpointSigner {
-    CheckpointSigner::new(ORIGIN, &[7; 32]).unwrap()
-}
-
-/// The checkpoint header of `tree` at `size`, binding `digest`.
-fn note(signer: &CheckpointSigner, tree: &MerkleTree, size: u64, digest: &Hash) -> String {
-    let root = tree.root(size).unwrap();
-    encode_note(&signer.sign_with_extensions(size, &root, alloc::vec![registry_extension(digest)]))
-}
-
-fn accepted(tree: &MerkleTree, size: u64) -> AcceptedCheckpoint {
-    AcceptedCheckpoint {
-        size,
-        root: tree.root(size).unwrap(),
-        registry: DIGEST,
-    }
-}
-
-const DIGEST: Hash = [0x5a; 32];
-
-#[test]
-fn first_use_and_growth_are_accepted() {
-    let s = signer();
-    let v = s.verifier();
-    let tree = log("e", 9);
-    let cp = note(&s, &tree, 4, &DIGEST);
-    let first = Evidence {
-        checkpoint: Some(cp.as_bytes()),
-        consistency: None,
-    };
-    assert_eq!(check(&v, None, &first, 4, &DIGEST), Ok(accepted(&tree, 4)));
-    // The same checkpoint again (e.g. a full snapshot of the same version).
-    assert_eq!(
-        check(&v, Some(accepted(&tree, 4)), &first, 4, &DIGEST),
-        Ok(accepted(&tree, 4))
-    );
-    // Growth with the consistency proof.
-    let cp9 = note(&s, &tree, 9, &DIGEST);
-    let proof = encode_proof(&tree.consistency_proof(4, 9).unwrap());
-    let grown = Evidence {
-        checkpoint: Some(cp9.as_bytes()),
-        consistency: Some(proof.as_bytes()),
-    };
-    assert_eq!(
-        check(&v, Some(accepted(&tree, 4)), &grown, 9, &DIGEST),
-        Ok(accepted(&tree, 9))
-    );
-    // From the empty log, the proof is empty.
-    let empty = encode_proof(&[]);
-    let from_empty = Evidence {
-        checkpoint: Some(cp9.as_bytes()),
-        consistency: Some(empty.as_bytes()),
-    };
-    assert_eq!(
-        check(&v, Some(accepted(&tree, 0)), &from_empty, 9, &DIGEST),
-        Ok(accepted(&tree, 9))
-    );
-}
-
-#[test]
-fn a_missing_or_unsigned_checkpoint_is_refused() {
-    let s = signer();
-    let v = s.verifier();
-    let tree = log("e", 3);
-    assert_eq!(
-        check(&v, None, &Evidence::default(), 3, &DIGEST),
-        Err(CheckpointFailure::Missing)
-    );
-    let garbage = Evidence {
-        checkpoint: Some(b"%%%"),
-        consistency: None,
-    };
-    assert!(matches!(
-        check(&v, None, &garbage, 3, &DIGEST),
-        Err(CheckpointFailure::Undecodable(_))
-    ));
-    // Signed by another key of the same name.
-    let other = CheckpointSigner::new(ORIGIN, &[8; 32]).unwrap();
-    let forged = note(&other, &tree, 3, &DIGEST);
-    let forged = Evidence {
-        checkpoint: Some(forged.as_bytes()),
-        consistency: None,
-    };
-    assert!(matches!(
-        check(&v, None, &forged, 3, &DIGEST),
-        Err(CheckpointFailure::Signature(_))
-    ));
-    // A signed note whose body was altered afterwards.
-    let root = tree.root(3).unwrap();
-    let signed = s.sign_with_extensions(3, &root, alloc::vec![registry_extension(&DIGEST)]);
-    let altered = encode_note(&signed.replacen("\n3\n", "\n4\n", 1));
-    let altered = Evidence {
-        checkpoint: Some(altered.as_bytes()),
-        consistency: None,
-    };
-    assert!(matches!(
-        check(&v, None, &altered, 4, &DIGEST),
-        Err(CheckpointFailure::Signature(_))
-    ));
-}
-
-#[test]
-fn a_checkpoint_for_another_registry_is_refused() {
-    let s = signer();
-    let v = s.verifier();
-    let tree = log("e", 5);
-    let cp = note(&s, &tree, 4, &DIGEST);
-    let e = Evidence {
-        checkpoint: Some(cp.as_bytes()),
-        consistency: None,
-    };
-    // Another version than the checkpoint's size.
-    assert_eq!(
-        check(&v, None, &e, 5, &DIGEST),
-        Err(CheckpointFailure::SizeMismatch {
-            checkpoint: 4,
-            registry: 5
-        })
-    );
-    // Another registry content at that version.
-    assert_eq!(
-        check(&v, None, &e, 4, &[0x5b; 32]),
-        Err(CheckpointFailure::RegistryMismatch { version: 4 })
-    );
-    // A checkpoint without the registry line.
-    let bare = encode_note(&s.sign(4, &tree.root(4).unwrap()));
-    let bare = Evidence {
-        checkpoint: Some(bare.as_bytes()),
-        consistency: None,
-    };
-    assert!(matches!(
-        check(&v, None, &bare, 4, &DIGEST),
-        Err(CheckpointFailure::NoRegistryBinding(_))
-    ));
-}
-
-#[test]
-fn rollbacks_forks_and_rewritten_logs_are_refused() {
-    let s = signer();
-    let v = s.verifier();
-    let honest = log("e", 8);
-    let held = Some(accepted(&honest, 6));
-
-    // Rollback to an older size.
-    let older = note(&s, &honest, 5, &DIGEST);
-    let older = Evidence {
-        checkpoint: Some(older.as_bytes()),
-        consistency: None,
-    };
-    assert_eq!(
-        check(&v, held, &older, 5, &DIGEST),
-        Err(CheckpointFailure::Rollback {
-            held: 6,
-            offered: 5
-        })
-    );
-
-    // A fork at the same size: entry 2 rewritten.
-    let mut leaves: Vec<Hash> = (0..8).map(|i| honest.leaf(i).unwrap()).collect();
-    leaves[2] = leaf_hash(b"forged");
-    let forked = MerkleTree::from_leaves(leaves.iter().copied());
-    let same_size = note(&s, &forked, 6, &DIGEST);
-    let same_size = Evidence {
-        checkpoint: Some(same_size.as_bytes()),
-        consistency: None,
-    };
-    assert_eq!(
-        check(&v, held, &same_size, 6, &DIGEST),
-        Err(CheckpointFailure::Fork { size: 6 })
-    );
-
-    // The rewritten log grown past the held size: its own consistency proof
-    // does not lead from the held root.
-    let grown = note(&s, &forked, 8, &DIGEST);
-    let proof = encode_proof(&forked.consistency_proof(6, 8).unwrap());
-    let rewritten = Evidence {
-        checkpoint: Some(grown.as_bytes()),
-        consistency: Some(proof.as_bytes()),
-    };
-    assert!(matches!(
-        check(&v, held, &rewritten, 8, &DIGEST),
-        Err(CheckpointFailure::Inconsistent { from: 6, to: 8, .. })
-    ));
-
-    // Two entries swapped, or one dropped and another appended: same.
-    for mutate in [
-        |l: &mut Vec<Hash>| l.swap(1, 3),
-        |l: &mut Vec<Hash>| {
-            l.remove(0);
-            l.push(leaf_hash(b"new"));
+fn bind(id: u8, slot: u32, key: u8) -> LeafRecord {
+    LeafRecord {
+        at_ms: 1,
+        id: [id; 32],
+        entry_digest: [0; 32],
+        body: RecordBody::Bind {
+            slot,
+            spki_hash: [key; 32],
         },
-    ] {
-        let mut leaves: Vec<Hash> = (0..8).map(|i| honest.leaf(i).unwrap()).collect();
-        mutate(&mut leaves);
-        let other = MerkleTree::from_leaves(leaves.iter().copied());
-        let cp = note(&s, &other, 8, &DIGEST);
-        let proof = encode_proof(&other.consistency_proof(6, 8).unwrap());
-        let e = Evidence {
-            checkpoint: Some(cp.as_bytes()),
-            consistency: Some(proof.as_bytes()),
-        };
-        assert!(matches!(
-            check(&v, held, &e, 8, &DIGEST),
-            Err(CheckpointFailure::Inconsistent { .. })
-        ));
     }
+}
 
-    // Honest growth without its proof, or with a malformed one.
-    let cp8 = note(&s, &honest, 8, &DIGEST);
-    let no_proof = Evidence {
-        checkpoint: Some(cp8.as_bytes()),
-        consistency: None,
-    };
-    assert_eq!(
-        check(&v, held, &no_proof, 8, &DIGEST),
-        Err(CheckpointFailure::NoConsistencyProof { from: 6, to: 8 })
-    );
-    let bad_proof = Evidence {
-        checkpoint: Some(cp8.as_bytes()),
-        consistency: Some(b"AAAA"),
-    };
-    assert!(matches!(
-        check(&v, held, &bad_proof, 8, &DIGEST),
-        Err(CheckpointFailure::Undecodable(_))
-    ));
-    // ... and the honest proof passes.
-    let proof = encode_proof(&honest.consistency_proof(6, 8).unwrap());
-    let ok = Evidence {
-        checkpoint: Some(cp8.as_bytes()),
-        consistency: Some(proof.as_bytes()),
-    };
-    assert_eq!(check(&v, held, &ok, 8, &DIGEST), Ok(accepted(&honest, 8)));
+fn reveal(id: u8) -> LeafRecord {
+    LeafRecord {
+        at_ms: 2,
+        id: [id; 32],
+        entry_digest: [0; 32],
+        body: RecordBody::Reveal {
+            token_expiry: 2_000_000_000,
+        },
+    }
+}
+
+/// The honest log: ids 1 and 2 bound to keys 11 and 12 and revealed.
+fn honest() -> Vec<LeafRecord> {
+    vec![bind(1, 0, 11), reveal(1), bind(2, 1, 12), reveal(2)]
+}
+
+fn root(records: &[LeafRecord]) -> Hash {
+    MerkleTree::from_leaves(records.iter().map(LeafRecord::leaf_hash))
+        .root(records.len() as u64)
+        .unwrap()
+}
+
+fn bytes(records: &[LeafRecord]) -> Vec<u8> {
+    records.iter().flat_map(LeafRecord::to_bytes).collect()
+}
+
+/// The curator's note for `records`, cosigned by witnesses `witnesses` at
+/// `time` (witness n at `time - n`).
+fn note(records: &[LeafRecord], witnesses: &[u8], time: u64) -> String {
+    let log = curator_signer();
+    let note = log.sign(records.len() as u64, &root(records));
+    let checkpoint = log.verifier().verify(note.as_bytes()).unwrap();
+    let lines: Vec<String> = witnesses
+        .iter()
+        .map(|&n| {
+            witness_signer(n)
+                .cosign(&checkpoint, time - u64::from(n))
+                .unwrap()
+        })
+        .collect();
+    append_cosignatures(&note, &lines).unwrap()
+}
+
+fn policy(quorum: usize) -> WitnessPolicy {
+    WitnessPolicy::new(
+        vec![witness_signer(1).verifier(), witness_signer(2).verifier()],
+        quorum,
+    )
+    .unwrap()
+}
+
+fn verified(records: &[LeafRecord]) -> VerifiedCheckpoint {
+    VerifiedCheckpoint {
+        size: records.len() as u64,
+        root: root(records),
+        witnessed_secs: Some(1_000),
+    }
 }
 
 #[test]
-fn accepted_checkpoints_round_trip_through_shared_data() {
-    let a = accepted(&log("e", 3), 3);
-    assert_eq!(AcceptedCheckpoint::decode(&a.encode()), Some(a));
-    assert_eq!(AcceptedCheckpoint::decode(&a.encode()[..71]), None);
-    assert_eq!(AcceptedCheckpoint::decode(&[]), None);
+fn a_checkpoint_needs_the_curator_signature_and_the_witness_quorum() {
+    let key = curator_signer().verifier();
+    let log = honest();
+    let ok = verify_checkpoint(
+        &key,
+        Some(&policy(2)),
+        note(&log, &[1, 2], 1_000).as_bytes(),
+    );
+    // The witnessed time is the quorum-th newest: witness 2's (998).
+    assert_eq!(
+        ok,
+        Ok(VerifiedCheckpoint {
+            size: 4,
+            root: root(&log),
+            witnessed_secs: Some(998),
+        })
+    );
+    let one = note(&log, &[1], 1_000);
+    assert_eq!(
+        verify_checkpoint(&key, Some(&policy(2)), one.as_bytes()),
+        Err(Refusal::BelowQuorum {
+            found: 1,
+            quorum: 2
+        })
+    );
+    // Witness 3 is not configured: its cosignature does not count.
+    let stranger = note(&log, &[1, 3], 1_000);
+    assert!(matches!(
+        verify_checkpoint(&key, Some(&policy(2)), stranger.as_bytes()),
+        Err(Refusal::BelowQuorum { found: 1, .. })
+    ));
+    // Another curator key.
+    let other = mazu_log::CheckpointSigner::new("mazu-curator/test", &[43; 32]).unwrap();
+    let forged = other.sign(4, &root(&log));
+    let refusal = verify_checkpoint(&key, None, forged.as_bytes()).unwrap_err();
+    assert_eq!(refusal.as_str(), "checkpoint_signature");
+    // A cosignature line of a configured witness that does not verify.
+    let mut tampered = note(&log, &[1, 2], 1_000);
+    // A character of witness 2's signature bytes (the key ID, first, stays).
+    let at = tampered.len() - 4;
+    let flipped = if &tampered[at..=at] == "A" { "B" } else { "A" };
+    tampered.replace_range(at..=at, flipped);
+    let refusal = verify_checkpoint(&key, Some(&policy(1)), tampered.as_bytes()).unwrap_err();
+    assert_eq!(refusal.as_str(), "checkpoint_bad_cosignature", "{refusal}");
+    // Without witnesses (insecure development mode) the signature suffices.
+    assert_eq!(
+        verify_checkpoint(&key, None, one.as_bytes()).map(|c| c.witnessed_secs),
+        Ok(None)
+    );
+}
+
+#[test]
+fn the_registry_is_derived_from_records_that_give_the_root() {
+    let log = honest();
+    let mut follower = Follower::new(1 << 20);
+    assert_eq!(
+        follower.offer_checkpoint(verified(&log[..2]), None),
+        Ok(Step::Fetch { start: 0, end: 2 })
+    );
+    assert_eq!(
+        follower.offer_records(0, 2, &bytes(&log[..2])),
+        Ok(Step::Applied { void: vec![] })
+    );
+    assert_eq!(follower.snapshot().version(), 2);
+    assert_eq!(follower.snapshot().len(), 1);
+    // The same checkpoint again: current.
+    assert_eq!(
+        follower.offer_checkpoint(verified(&log[..2]), None),
+        Ok(Step::Current)
+    );
+    // Growth: only the new records are asked for.
+    assert_eq!(
+        follower.offer_checkpoint(verified(&log), None),
+        Ok(Step::Fetch { start: 2, end: 4 })
+    );
+    assert_eq!(
+        follower.offer_records(2, 4, &bytes(&log[2..])),
+        Ok(Step::Applied { void: vec![] })
+    );
+    assert_eq!(follower.snapshot().len(), 2);
+}
+
+#[test]
+fn records_that_rebind_a_victim_are_refused_and_nothing_changes() {
+    // The witnessed checkpoint commits to the honest log; the curator serves
+    // records in which id 2 is first bound to the attacker's key 66.
+    let log = honest();
+    let mut lie = log.clone();
+    lie[2] = bind(2, 1, 66);
+    let mut follower = Follower::new(1 << 20);
+    follower
+        .offer_checkpoint(verified(&log[..2]), None)
+        .unwrap();
+    follower.offer_records(0, 2, &bytes(&log[..2])).unwrap();
+    let before = follower.snapshot();
+
+    follower.offer_checkpoint(verified(&log), None).unwrap();
+    assert_eq!(
+        follower.offer_records(2, 4, &bytes(&lie[2..])),
+        Err(Refusal::RecordsRootMismatch { size: 4 })
+    );
+    assert_eq!(follower.snapshot(), before);
+    assert_eq!(follower.size(), 2);
+    assert_eq!(follower.target(), None, "the round is over");
+    // The honest records are taken in the next round.
+    follower.offer_checkpoint(verified(&log), None).unwrap();
+    assert!(matches!(
+        follower.offer_records(2, 4, &bytes(&log[2..])),
+        Ok(Step::Applied { .. })
+    ));
+}
+
+#[test]
+fn rollbacks_and_forks_are_refused_also_against_what_another_vm_accepted() {
+    let log = honest();
+    let mut follower = Follower::new(1 << 20);
+    follower.offer_checkpoint(verified(&log), None).unwrap();
+    follower.offer_records(0, 4, &bytes(&log)).unwrap();
+    assert_eq!(
+        follower.offer_checkpoint(verified(&log[..2]), None),
+        Err(Refusal::Rollback {
+            held: 4,
+            offered: 2
+        })
+    );
+    let mut fork = log.clone();
+    fork.swap(0, 2);
+    assert_eq!(
+        follower.offer_checkpoint(verified(&fork), None),
+        Err(Refusal::Fork { size: 4 })
+    );
+
+    // A new leader that starts from the empty log still refuses to go
+    // behind, or beside, what this Envoy accepted.
+    let accepted = AcceptedCheckpoint {
+        size: 4,
+        root: root(&log),
+        witnessed_ms: 5,
+    };
+    let mut fresh = Follower::new(1 << 20);
+    assert_eq!(
+        fresh.offer_checkpoint(verified(&log[..2]), Some(accepted)),
+        Err(Refusal::Rollback {
+            held: 4,
+            offered: 2
+        })
+    );
+    assert_eq!(
+        fresh.offer_checkpoint(verified(&fork), Some(accepted)),
+        Err(Refusal::Fork { size: 4 })
+    );
+    // The accepted checkpoint itself: it bootstraps from record 0.
+    assert_eq!(
+        fresh.offer_checkpoint(verified(&log), Some(accepted)),
+        Ok(Step::Fetch { start: 0, end: 4 })
+    );
+}
+
+#[test]
+fn records_come_page_by_page_and_bad_pages_are_refused() {
+    let log = honest();
+    // Room for three records per page.
+    let mut follower = Follower::new(3 * MAX_RECORD_LEN);
+    assert_eq!(
+        follower.offer_checkpoint(verified(&log), None),
+        Ok(Step::Fetch { start: 0, end: 3 })
+    );
+    // The server may answer fewer than asked.
+    assert_eq!(
+        follower.offer_records(0, 3, &bytes(&log[..1])),
+        Ok(Step::Fetch { start: 1, end: 4 })
+    );
+    assert_eq!(follower.size(), 0, "nothing applied before the last page");
+    assert!(matches!(
+        follower.offer_records(1, 4, &bytes(&log[1..])),
+        Ok(Step::Applied { .. })
+    ));
+    assert_eq!(follower.size(), 4);
+
+    let grown = {
+        let mut grown = log.clone();
+        grown.push(bind(3, 2, 13));
+        grown.push(reveal(3));
+        grown
+    };
+    let refused = |body: &[u8]| {
+        let mut follower = follower.clone();
+        follower.offer_checkpoint(verified(&grown), None).unwrap();
+        let refusal = follower.offer_records(4, 6, body).unwrap_err();
+        assert_eq!(follower.size(), 4);
+        refusal.as_str()
+    };
+    assert_eq!(refused(b""), "records_count");
+    assert_eq!(refused(&bytes(&grown[3..])), "records_count");
+    assert_eq!(refused(b"<html>"), "records_undecodable");
+    let mut truncated = bytes(&grown[4..]);
+    truncated.pop();
+    assert_eq!(refused(&truncated), "records_undecodable");
+}
+
+#[test]
+fn void_records_are_reported() {
+    // A second binding of id 1 (to another key) has no effect.
+    let log = vec![bind(1, 0, 11), reveal(1), bind(1, 1, 66)];
+    let mut follower = Follower::new(1 << 20);
+    follower.offer_checkpoint(verified(&log), None).unwrap();
+    let Ok(Step::Applied { void }) = follower.offer_records(0, 3, &bytes(&log)) else {
+        panic!("not applied");
+    };
+    assert_eq!(void.len(), 1);
+    assert_eq!(void[0].index, 2);
+    let entry = follower.snapshot().entries()[0];
+    assert_eq!(entry.spki_hash.as_bytes(), &[11; 32]);
+}
+
+#[test]
+fn accepted_checkpoints_round_trip() {
+    let accepted = AcceptedCheckpoint {
+        size: 9,
+        root: [3; 32],
+        witnessed_ms: 1_234,
+    };
+    assert_eq!(
+        AcceptedCheckpoint::decode(&accepted.encode()),
+        Some(accepted)
+    );
+    assert_eq!(AcceptedCheckpoint::decode(&[0; 47]), None);
 }

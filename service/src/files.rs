@@ -1,5 +1,5 @@
 //! Durable file writes: atomic replacement (temporary file, fsync, rename,
-//! fsync of the directory) and the witness key (created only on request,
+//! fsync of the directory) and Ed25519 key files (created only on request,
 //! never overwritten).
 
 use std::io::Write;
@@ -43,19 +43,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
-/// Why the witness key could not be loaded or created.
+/// Why a key file could not be loaded or created.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
-    /// The key file does not exist and `--create-key` was not given.
+    /// The key file does not exist and creating it was not asked for.
     #[error(
-        "the witness key file {0} does not exist. A witness's key is its identity (clients pin its \
-         verifier key): pass --create-key to generate one for a new witness, or --key to point to \
-         the existing key"
+        "the key file {0} does not exist. A service's signing key is its identity (clients pin its \
+         verifier key): pass --create-key to generate one for a new deployment, or point to the \
+         existing key"
     )]
     Missing(PathBuf),
     /// The file could not be read or written.
-    #[error("witness key {path}: {source}")]
+    #[error("key file {path}: {source}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -63,7 +63,7 @@ pub enum KeyError {
         source: std::io::Error,
     },
     /// The file is not 32 raw bytes or 64 hex digits.
-    #[error("witness key {0}: not 64 hex digits (or 32 raw bytes)")]
+    #[error("key file {0}: not 64 hex digits (or 32 raw bytes)")]
     Format(PathBuf),
 }
 
@@ -134,7 +134,9 @@ pub fn load_or_create_key(path: &Path, create: bool) -> Result<LoadedKey, KeyErr
     }
 }
 
-fn parse_key(bytes: &[u8]) -> Option<[u8; 32]> {
+/// A 32-byte key from a key file's bytes: 32 raw bytes, or 64 hex digits
+/// with an optional newline.
+pub fn parse_key(bytes: &[u8]) -> Option<[u8; 32]> {
     if let Ok(raw) = <[u8; 32]>::try_from(bytes) {
         return Some(raw);
     }

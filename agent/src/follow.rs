@@ -1,0 +1,427 @@
+//! Following the curator's witnessed log: the agent's own view of who
+//! bound which id first.
+//!
+//! The curator's word is not trusted for the one decision that matters:
+//! whether this agent's binding of its id is the first one (only then may
+//! the token be revealed, `docs/protocol.md`). [`LogView`] keeps a
+//! [`LogFollower`] for the whole process (one per agent, reused across
+//! registrations, fetching records from its size onward) and moves it only
+//! to checkpoints that
+//!
+//! 1. verify with the curator's checkpoint key, and
+//! 2. carry cosignatures of the witness quorum ([`WitnessPolicy::check`]);
+//!    with `--insecure-no-witness` there is no policy and this step is
+//!    skipped (development only);
+//!
+//! and only with records (`GET /v1/log/records`) whose Merkle leaves give
+//! each checkpoint's root, all or nothing. A curator that serves records
+//! other than the ones it signed is caught here
+//! ([`CheckpointError::RecordsMismatch`]).
+//!
+//! Several checkpoints can be passed at once (the one the agent persisted
+//! and the one a bind answer carries): the follower steps through each in
+//! size order, so the new one must extend the persisted one. A checkpoint
+//! smaller than what was followed already is checked with the curator's
+//! consistency proof against the follower's root.
+
+use std::collections::HashMap;
+
+use mazu_identity::registry::derive::{IdState, LogFollower};
+use mazu_log::checkpoint::{Checkpoint, CheckpointVerifier};
+use mazu_log::cosignature::WitnessPolicy;
+use mazu_log::merkle::{Hash, verify_consistency};
+use mazu_log::record::{LeafRecord, RecordBody};
+
+use crate::curator::CuratorClient;
+use crate::error::{CheckpointError, CuratorError, Error};
+
+/// The witness settings: a quorum policy, or none (`--insecure-no-witness`).
+pub fn witness_policy(
+    vkeys: &[String],
+    quorum: Option<usize>,
+    insecure_no_witness: bool,
+) -> Result<Option<WitnessPolicy>, Error> {
+    if vkeys.is_empty() {
+        if insecure_no_witness {
+            return Ok(None);
+        }
+        return Err(Error::Config(
+            "no --witness given: the agent cannot tell a log the curator shows only to it from the one everybody sees; give --witness VKEY (repeatable) or, for development only, --insecure-no-witness".to_owned(),
+        ));
+    }
+    if insecure_no_witness {
+        return Err(Error::Config(
+            "--insecure-no-witness and --witness exclude each other".to_owned(),
+        ));
+    }
+    let witnesses = vkeys
+        .iter()
+        .map(|k| {
+            mazu_log::WitnessVerifier::parse(k)
+                .map_err(|e| Error::Config(format!("--witness {k:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let quorum = quorum.unwrap_or(witnesses.len());
+    WitnessPolicy::new(witnesses, quorum)
+        .map(Some)
+        .map_err(|e| Error::Config(format!("--witness / --witness-quorum {quorum}: {e}")))
+}
+
+/// Verifies a checkpoint note: the curator's signature with `verifier`
+/// (`trust` says how that key came to be trusted), then the witness quorum
+/// of `policy` (none: not checked).
+pub fn verify_witnessed(
+    verifier: &CheckpointVerifier,
+    trust: &'static str,
+    policy: Option<&WitnessPolicy>,
+    note: &str,
+) -> Result<Checkpoint, CheckpointError> {
+    let checkpoint = crate::transparency::verify_note(verifier, trust, note)?;
+    if let Some(policy) = policy {
+        policy
+            .check(note.as_bytes())
+            .map_err(|e| CheckpointError::Unwitnessed {
+                reason: e.to_string(),
+            })?;
+    }
+    Ok(checkpoint)
+}
+
+/// The first binding of an id, as the log shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FirstBind {
+    /// Its log index.
+    pub index: u64,
+    /// Its record's Merkle leaf hash.
+    pub leaf: Hash,
+}
+
+/// The agent's verified view of the curator's log.
+#[derive(Debug, Default)]
+pub struct LogView {
+    follower: LogFollower,
+    policy: Option<WitnessPolicy>,
+    /// The first bind record of every id seen (index and leaf hash), for
+    /// the own-entry tracking of [`crate::transparency`].
+    first_binds: HashMap<Hash, FirstBind>,
+}
+
+impl LogView {
+    /// A view at the empty log, checking notes with `policy`.
+    pub fn new(policy: Option<WitnessPolicy>) -> Self {
+        LogView {
+            follower: LogFollower::new(),
+            policy,
+            first_binds: HashMap::new(),
+        }
+    }
+
+    /// The witness policy (`None`: `--insecure-no-witness`).
+    pub fn policy(&self) -> Option<&WitnessPolicy> {
+        self.policy.as_ref()
+    }
+
+    /// Records followed so far.
+    pub fn size(&self) -> u64 {
+        self.follower.size()
+    }
+
+    /// Where `id` stands in the followed log.
+    pub fn state(&self, id: &Hash) -> Option<IdState> {
+        self.follower.registry().state(id).copied()
+    }
+
+    /// The first bind record of `id` in the followed log.
+    pub fn first_bind(&self, id: &Hash) -> Option<FirstBind> {
+        self.first_binds.get(id).copied()
+    }
+
+    /// Follows the log through the verified checkpoints `points` (size and
+    /// root; any order). `Err(Error::Checkpoint)` is a refusal (the records
+    /// or a consistency proof do not match: nothing changed beyond the
+    /// checkpoints that did); other errors are transient.
+    pub async fn advance(
+        &mut self,
+        client: &CuratorClient,
+        points: &[(u64, Hash)],
+    ) -> Result<(), Error> {
+        let mut points = points.to_vec();
+        points.sort_unstable_by_key(|(size, _)| *size);
+        points.dedup();
+        for pair in points.windows(2) {
+            if pair[0].0 == pair[1].0 {
+                return Err(CheckpointError::Fork {
+                    size: pair[0].0,
+                    remembered_root: hex::encode(pair[0].1),
+                    offered_root: hex::encode(pair[1].1),
+                }
+                .into());
+            }
+        }
+        let start = self.size();
+        // Behind the follower: only a consistency proof can tie it in.
+        for (size, root) in points.iter().filter(|(s, _)| *s <= start) {
+            self.check_behind(client, *size, root).await?;
+        }
+        let Some(&(end, _)) = points.last().filter(|(s, _)| *s > start) else {
+            return Ok(());
+        };
+        let records = client.records(start, end).await?;
+        if records.len() as u64 != end - start {
+            return Err(CuratorError::Malformed {
+                what: "GET /v1/log/records".to_owned(),
+                reason: format!(
+                    "{} records where {} were expected",
+                    records.len(),
+                    end - start
+                ),
+            }
+            .into());
+        }
+        let mut at = start;
+        for (size, root) in points.iter().filter(|(s, _)| *s > start) {
+            let from = usize::try_from(at - start).unwrap_or(usize::MAX);
+            let to = usize::try_from(*size - start).unwrap_or(usize::MAX);
+            let slice = records.get(from..to).unwrap_or_default();
+            self.follower.extend(slice, *size, root).map_err(|e| {
+                CheckpointError::RecordsMismatch {
+                    size: *size,
+                    reason: e.to_string(),
+                }
+            })?;
+            self.note_binds(at, slice);
+            at = *size;
+        }
+        Ok(())
+    }
+
+    /// A checkpoint of `size` ≤ the followed size: the same root, or a
+    /// consistency proof from it to the followed tree.
+    async fn check_behind(
+        &self,
+        client: &CuratorClient,
+        size: u64,
+        root: &Hash,
+    ) -> Result<(), Error> {
+        let (now, now_root) = (self.size(), self.follower.root());
+        if size == now {
+            if *root == now_root {
+                return Ok(());
+            }
+            return Err(CheckpointError::Fork {
+                size,
+                remembered_root: hex::encode(now_root),
+                offered_root: hex::encode(root),
+            }
+            .into());
+        }
+        if size == 0 {
+            return Ok(());
+        }
+        let proof = match client.consistency_proof(size, now).await {
+            Ok(p) => p,
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) => {
+                return Err(CheckpointError::Inconsistent {
+                    from: size,
+                    to: now,
+                    reason: format!("the curator has no proof: {e}"),
+                }
+                .into());
+            }
+        };
+        verify_consistency(size, now, root, &now_root, &proof).map_err(|e| {
+            CheckpointError::Inconsistent {
+                from: size,
+                to: now,
+                reason: format!("the proof does not verify: {e}"),
+            }
+            .into()
+        })
+    }
+
+    fn note_binds(&mut self, start: u64, records: &[LeafRecord]) {
+        for (i, record) in records.iter().enumerate() {
+            if let RecordBody::Bind { .. } = record.body {
+                self.first_binds.entry(record.id).or_insert(FirstBind {
+                    index: start + i as u64,
+                    leaf: record.leaf_hash(),
+                });
+            }
+        }
+    }
+}
+
+/// How `id` stands in the followed log relative to this agent's key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// The first binding is this agent's (same slot and key); `live` once
+    /// the token is revealed.
+    Mine {
+        /// The bind record's index.
+        bound_at: u64,
+        /// Whether the token was revealed.
+        live: bool,
+    },
+    /// Another key was bound first.
+    Other {
+        /// SHA-256 of that key's SPKI.
+        spki_hash: Hash,
+        /// Its bind record's index.
+        bound_at: u64,
+    },
+    /// The id was bound but has ended (released or revoked).
+    Ended,
+    /// The log does not know the id.
+    Absent,
+}
+
+/// Judges `state` (from [`LogView::state`]) against this agent's `slot` and
+/// `spki_hash`.
+pub fn standing(state: Option<IdState>, slot: u32, spki_hash: &Hash) -> Standing {
+    let (s, h, bound_at, live) = match state {
+        None => return Standing::Absent,
+        Some(IdState::Bound {
+            slot,
+            spki_hash,
+            bound_at,
+        }) => (slot, spki_hash, bound_at, false),
+        Some(IdState::Live {
+            slot,
+            spki_hash,
+            bound_at,
+            ..
+        }) => (slot, spki_hash, bound_at, true),
+        Some(IdState::Revoked { .. } | IdState::Released { .. }) => return Standing::Ended,
+    };
+    if h == *spki_hash && s == slot {
+        Standing::Mine { bound_at, live }
+    } else {
+        Standing::Other {
+            spki_hash: h,
+            bound_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mazu_log::checkpoint::CheckpointSigner;
+    use mazu_log::cosignature::CosignatureSigner;
+
+    use super::*;
+
+    fn policy(witnesses: &[&CosignatureSigner], quorum: usize) -> WitnessPolicy {
+        WitnessPolicy::new(witnesses.iter().map(|w| w.verifier()).collect(), quorum)
+            .expect("policy")
+    }
+
+    fn cosigned(note: &str, by: &[&CosignatureSigner]) -> String {
+        let text = &note[..note.find("\n\n").expect("note text") + 1];
+        let cp = Checkpoint::parse_body(text).expect("body");
+        let lines: Vec<String> = by
+            .iter()
+            .map(|w| w.cosign(&cp, 1_700_000_000).expect("cosign"))
+            .collect();
+        mazu_log::cosignature::append_cosignatures(note, &lines).expect("append")
+    }
+
+    #[test]
+    fn a_checkpoint_below_the_quorum_is_refused() {
+        let log = CheckpointSigner::new("test/log", &[1; 32]).expect("signer");
+        let w1 = CosignatureSigner::new("w1.example", &[2; 32]).expect("w1");
+        let w2 = CosignatureSigner::new("w2.example", &[3; 32]).expect("w2");
+        let note = log.sign(3, &[7; 32]);
+        let both = policy(&[&w1, &w2], 2);
+        // Curator-signed only, then one of two: refused.
+        let e = verify_witnessed(&log.verifier(), "pinned", Some(&both), &note)
+            .expect_err("no cosignature");
+        assert_eq!(e.kind(), "unwitnessed");
+        let one = cosigned(&note, &[&w1]);
+        let e =
+            verify_witnessed(&log.verifier(), "pinned", Some(&both), &one).expect_err("one of two");
+        assert_eq!(e.kind(), "unwitnessed");
+        // Both: accepted; a quorum of 1 accepts one.
+        let two = cosigned(&note, &[&w1, &w2]);
+        let cp = verify_witnessed(&log.verifier(), "pinned", Some(&both), &two).expect("two");
+        assert_eq!(cp.size, 3);
+        verify_witnessed(
+            &log.verifier(),
+            "pinned",
+            Some(&policy(&[&w1, &w2], 1)),
+            &one,
+        )
+        .expect("quorum 1");
+        // Cosigned but by another log key: the curator signature fails first.
+        let other = CheckpointSigner::new("test/log", &[9; 32]).expect("signer");
+        let e = verify_witnessed(&other.verifier(), "pinned", Some(&both), &two)
+            .expect_err("other log key");
+        assert_eq!(e.kind(), "bad_signature");
+    }
+
+    #[test]
+    fn the_witness_settings_are_checked() {
+        let w1 = CosignatureSigner::new("w1.example", &[2; 32]).expect("w1");
+        let w2 = CosignatureSigner::new("w2.example", &[3; 32]).expect("w2");
+        let keys = vec![w1.verifier().to_vkey(), w2.verifier().to_vkey()];
+        // No witness without the explicit development flag: refused.
+        assert!(matches!(
+            witness_policy(&[], None, false),
+            Err(Error::Config(_))
+        ));
+        assert_eq!(witness_policy(&[], None, true).expect("insecure"), None);
+        assert!(matches!(
+            witness_policy(&keys, None, true),
+            Err(Error::Config(_))
+        ));
+        // Default quorum: all.
+        let p = witness_policy(&keys, None, false)
+            .expect("policy")
+            .expect("some");
+        assert_eq!(p.quorum, 2);
+        assert!(matches!(
+            witness_policy(&keys, Some(3), false),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            witness_policy(&keys, Some(0), false),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            witness_policy(&["nonsense".to_owned()], None, false),
+            Err(Error::Config(_))
+        ));
+    }
+
+    #[test]
+    fn standing_compares_slot_and_key() {
+        let mine = [1; 32];
+        let bound = |slot, spki_hash| {
+            Some(IdState::Bound {
+                slot,
+                spki_hash,
+                bound_at: 4,
+            })
+        };
+        assert_eq!(
+            standing(bound(2, mine), 2, &mine),
+            Standing::Mine {
+                bound_at: 4,
+                live: false
+            }
+        );
+        assert_eq!(
+            standing(bound(2, [9; 32]), 2, &mine),
+            Standing::Other {
+                spki_hash: [9; 32],
+                bound_at: 4
+            }
+        );
+        // Same key in another slot is not this agent's binding either.
+        assert!(matches!(
+            standing(bound(3, mine), 2, &mine),
+            Standing::Other { .. }
+        ));
+        assert_eq!(standing(None, 2, &mine), Standing::Absent);
+    }
+}

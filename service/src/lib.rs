@@ -1,0 +1,47 @@
+//! Process plumbing the Mazu services (the curator, the witness) share, so
+//! that each has one copy:
+//! - [`init_tracing`] and [`shutdown_signal`]: logging to stderr and the
+//!   SIGTERM / Ctrl-C future every server waits on;
+//! - [`files`]: durable writes (atomic replacement, directory fsync) and
+//!   key files that are created only on request and never overwritten.
+
+#![forbid(unsafe_code)]
+
+pub mod files;
+
+/// Initializes logging to stderr: `RUST_LOG` filter syntax, default `info`.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            core::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                core::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
+        () = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

@@ -1,0 +1,224 @@
+//! A curator's witnessed log in memory, answering the filter's callouts the
+//! way the curator does (`GET /v1/checkpoint`, `GET /v1/log/records`): leaf
+//! records, checkpoints signed with the curator key, cosignatures by
+//! witness keys — all made with `mazu-log`'s own signers, so the filter
+//! verifies exactly what a real curator and real witnesses produce. Tests
+//! also use it to lie: serve other records than the checkpoint commits to,
+//! withhold cosignatures, roll back, freeze.
+
+use mazu_identity::RegistryEntry;
+use mazu_log::cosignature::append_cosignatures;
+use mazu_log::merkle::{Hash, MerkleTree};
+use mazu_log::record::{LeafRecord, RecordBody};
+use mazu_log::{CheckpointSigner, CosignatureSigner};
+
+use crate::plugin::Vm;
+use crate::state::Callout;
+
+/// The most records the curator serves per page.
+pub const PAGE: u64 = 16_384;
+
+/// The origin (curator key name) of the fixtures' log.
+pub const ORIGIN: &str = "mazu-curator/test";
+
+/// The fixtures' curator checkpoint key.
+pub fn curator_signer() -> CheckpointSigner {
+    CheckpointSigner::new(ORIGIN, &[42; 32]).expect("curator key")
+}
+
+/// Witness `n` of the fixtures (`witness.test/w<n>`).
+pub fn witness_signer(n: u8) -> CosignatureSigner {
+    CosignatureSigner::new(&format!("witness.test/w{n}"), &[100 + n; 32]).expect("witness key")
+}
+
+/// The `curator` members of a filter configuration following the
+/// fixtures' log: its key, witnesses 1 and 2, a quorum of 2 (leading comma).
+pub fn log_members() -> String {
+    format!(
+        r#","checkpoint_key":"{}","witnesses":["{}","{}"],"witness_quorum":2"#,
+        curator_signer().verifier().to_vkey(),
+        witness_signer(1).verifier().to_vkey(),
+        witness_signer(2).verifier().to_vkey()
+    )
+}
+
+/// A log of leaf records under the fixtures' keys.
+pub struct TestLog {
+    curator: CheckpointSigner,
+    /// The records, in log order.
+    pub records: Vec<LeafRecord>,
+    next_slot: u32,
+}
+
+impl Default for TestLog {
+    fn default() -> Self {
+        TestLog::new()
+    }
+}
+
+impl TestLog {
+    /// The empty log.
+    pub fn new() -> Self {
+        TestLog {
+            curator: curator_signer(),
+            records: Vec::new(),
+            next_slot: 0,
+        }
+    }
+
+    /// A log whose derived registry holds `entries`: each bound (in a slot
+    /// of its own), revealed, and revoked if the entry says so.
+    pub fn with_entries(entries: &[RegistryEntry]) -> Self {
+        let mut log = TestLog::new();
+        for entry in entries {
+            log.register(entry);
+        }
+        log
+    }
+
+    /// Appends a record.
+    pub fn push(&mut self, body: RecordBody, id: Hash) {
+        self.records.push(LeafRecord {
+            at_ms: 1_700_000_000_000 + self.records.len() as u64,
+            id,
+            entry_digest: [0; 32],
+            body,
+        });
+    }
+
+    /// Logs `entry` as a bind and a reveal (and a revocation if it is
+    /// revoked).
+    pub fn register(&mut self, entry: &RegistryEntry) {
+        let id = *entry.workload_id.as_bytes();
+        let slot = self.next_slot;
+        self.next_slot += 1;
+        self.push(
+            RecordBody::Bind {
+                slot,
+                spki_hash: *entry.spki_hash.as_bytes(),
+            },
+            id,
+        );
+        self.push(
+            RecordBody::Reveal {
+                token_expiry: entry.token_expiry,
+            },
+            id,
+        );
+        if entry.revoked {
+            self.push(RecordBody::Revoke, id);
+        }
+    }
+
+    /// Logs the revocation of `entry`'s id.
+    pub fn revoke(&mut self, entry: &RegistryEntry) {
+        self.push(RecordBody::Revoke, *entry.workload_id.as_bytes());
+    }
+
+    /// The log size.
+    pub fn size(&self) -> u64 {
+        self.records.len() as u64
+    }
+
+    /// The root of the first `size` records.
+    pub fn root(&self, size: u64) -> Hash {
+        MerkleTree::from_leaves(self.records.iter().map(LeafRecord::leaf_hash))
+            .root(size)
+            .expect("size within the log")
+    }
+
+    /// The checkpoint note of the first `size` records, cosigned by
+    /// `witnesses` (numbers) at `time` (Unix seconds).
+    pub fn note(&self, size: u64, witnesses: &[u8], time: u64) -> String {
+        let note = self.curator.sign(size, &self.root(size));
+        let checkpoint = self
+            .curator
+            .verifier()
+            .verify(note.as_bytes())
+            .expect("own note");
+        let lines: Vec<String> = witnesses
+            .iter()
+            .map(|&n| witness_signer(n).cosign(&checkpoint, time).expect("cosign"))
+            .collect();
+        append_cosignatures(&note, &lines).expect("cosigned note")
+    }
+
+    /// The newest checkpoint, cosigned by witnesses 1 and 2 at `time`.
+    pub fn checkpoint(&self, time: u64) -> String {
+        self.note(self.size(), &[1, 2], time)
+    }
+
+    /// Records `start..end` (at most [`PAGE`]) as the curator serves them.
+    pub fn records_bytes(&self, start: u64, end: u64) -> Vec<u8> {
+        let end = end.min(self.size()).min(start.saturating_add(PAGE));
+        self.records[start as usize..end.max(start) as usize]
+            .iter()
+            .flat_map(LeafRecord::to_bytes)
+            .collect()
+    }
+
+    /// Answers `callout` as an honest curator would at the VM's clock.
+    pub fn answer(&self, vm: &mut Vm, callout: &Callout) {
+        let time = vm.now_ms() / 1000;
+        self.answer_with(vm, callout, &self.checkpoint(time));
+    }
+
+    /// Answers `callout` with `note` for a checkpoint request and with this
+    /// log's records for a records request.
+    pub fn answer_with(&self, vm: &mut Vm, callout: &Callout, note: &str) {
+        let body = match parse_path(callout.header(":path").unwrap_or_default()) {
+            Request::Checkpoint => note.as_bytes().to_vec(),
+            Request::Records { start, end } => self.records_bytes(start, end),
+            Request::Other(path) => panic!("unexpected callout path {path}"),
+        };
+        vm.respond(callout.token, Some(200), &body)
+            .expect("respond");
+    }
+
+    /// Ticks until the filter starts a round and answers every callout of
+    /// it as an honest curator; returns the callouts answered.
+    pub fn serve(&self, vm: &mut Vm) -> Vec<Callout> {
+        let first = crate::harness::next_callout_full(vm);
+        self.answer(vm, &first);
+        let mut answered = vec![first];
+        while let Some(callout) = vm.take_callouts().pop() {
+            self.answer(vm, &callout);
+            answered.push(callout);
+        }
+        answered
+    }
+}
+
+/// What a callout asks the curator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// `GET /v1/checkpoint`.
+    Checkpoint,
+    /// `GET /v1/log/records?start=&end=`.
+    Records {
+        /// First record.
+        start: u64,
+        /// One past the last.
+        end: u64,
+    },
+    /// Anything else.
+    Other(String),
+}
+
+/// Parses a callout's `:path`.
+pub fn parse_path(path: &str) -> Request {
+    if path == "/v1/checkpoint" {
+        return Request::Checkpoint;
+    }
+    let query = path.strip_prefix("/v1/log/records?");
+    let param = |name: &str| {
+        query?
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+    };
+    match (param("start"), param("end")) {
+        (Some(start), Some(end)) => Request::Records { start, end },
+        _ => Request::Other(path.to_owned()),
+    }
+}
