@@ -5,8 +5,10 @@
 //! cargo run --release -p mazu-curator --features bench-seed --example bench
 //! ```
 //!
-//! Registrations (a bind, then the reveal of its token; no witnesses:
-//! `WitnessMode::Insecure`, so the numbers exclude the witness round trip)
+//! Registrations (a bind, then the reveal of its token) run without
+//! witnesses (`WitnessMode::Insecure`), or with `MAZU_BENCH_WITNESSES=N` under
+//! N in-process `mazu-witness` servers on loopback with a quorum of all N
+//! (each bind and each reveal then waits for a cosigned checkpoint); they
 //! run at capacity 65,536 (block size 256) with 1,000 already registered.
 //! Generating a binding at that size takes ~0.1 s of key generation, so the
 //! first run pre-generates 1,000 + 200 bindings (and a log holding the first
@@ -29,7 +31,9 @@ use mazu_curator::api::views::BindingRequest;
 use mazu_curator::config::LimitsConfig;
 use mazu_curator::entry::{EntryBody, LogEntry};
 use mazu_curator::metrics::Metrics;
+use mazu_curator::service::WitnessMode;
 use mazu_curator::store::{FileLogStore, LogStore, MemoryLogStore};
+use mazu_curator::witnessing::{WitnessEndpoint, WitnessOptions, Witnessing};
 use mazu_curator::{AppState, Curator, CuratorOptions, app};
 use mazu_dev_issuer::{Algorithm, DEFAULT_ISSUER_URL, DevIssuer, TokenRequest};
 use mazu_identity::TrustConfig;
@@ -286,6 +290,67 @@ async fn repeat_get(
     (mean, percentile(&times, 0.99), last.0, last.1)
 }
 
+/// The checkpoint origin and key of the bench curator (fixed, so that
+/// witnesses can be told the log's key before it starts).
+const ORIGIN: &str = "mazu-curator/bench";
+const CHECKPOINT_KEY: [u8; 32] = [0x42; 32];
+
+/// `MAZU_BENCH_WITNESSES`: how many witnesses (0: none, insecure mode).
+fn witness_count() -> usize {
+    std::env::var("MAZU_BENCH_WITNESSES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Starts `n` in-process witnesses of the bench curator's log; keep the
+/// returned senders alive while they are needed (dropping one stops its
+/// witness).
+async fn start_witnesses(
+    n: usize,
+    dir: &Path,
+) -> (WitnessMode, Vec<tokio::sync::oneshot::Sender<()>>) {
+    if n == 0 {
+        return (WitnessMode::Insecure, Vec::new());
+    }
+    let log = mazu_log::CheckpointSigner::new(ORIGIN, &CHECKPOINT_KEY)
+        .unwrap()
+        .verifier();
+    let mut endpoints = Vec::new();
+    let mut stops = Vec::new();
+    for i in 0..n {
+        let mut config = mazu_witness::Config::new(
+            &format!("witness-{i}.bench"),
+            vec![log.clone()],
+            dir.join(format!("witness-{i}")),
+        );
+        config.create_key = true;
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let server = mazu_witness::Server::bind(config).await.unwrap();
+        endpoints.push(
+            WitnessEndpoint::parse(&format!("http://{}={}", server.local_addr(), server.vkey()))
+                .unwrap(),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        stops.push(stop);
+    }
+    let witnessing = Witnessing::new(WitnessOptions {
+        endpoints,
+        quorum: n,
+        request_timeout: Duration::from_secs(10),
+    })
+    .unwrap();
+    let mode = WitnessMode::Witnesses {
+        witnessing,
+        refresh: Duration::from_secs(10),
+        wait: Duration::from_secs(30),
+    };
+    (mode, stops)
+}
+
 #[tokio::main]
 async fn main() {
     let mut rows: Vec<(String, String)> = Vec::new();
@@ -372,6 +437,13 @@ async fn main() {
         .build()
         .unwrap();
     let metrics = Arc::new(Metrics::new());
+    let witnesses = witness_count();
+    let (witness, _witness_stops) = start_witnesses(witnesses, data.path()).await;
+    let witnessed = if witnesses == 0 {
+        "no witness".to_owned()
+    } else {
+        format!("{witnesses} witnesses, quorum {witnesses}")
+    };
     let options = CuratorOptions {
         max_pending_registrations: 1024,
         verify_threads: threads,
@@ -379,6 +451,9 @@ async fn main() {
             path: data.path().join(mazu_curator::snapshot::SNAPSHOT_FILE),
             every: 0,
         }),
+        checkpoint_key: Some(CHECKPOINT_KEY),
+        checkpoint_origin: Some(ORIGIN.to_owned()),
+        witness,
         ..CuratorOptions::default()
     };
     // Start-up without a snapshot (full replay), then with one.
@@ -462,11 +537,13 @@ async fn main() {
     let wall = started.elapsed();
     lat.sort();
     rows.push((
-        format!("registration (bind + reveal), 1 client ({SEQUENTIAL} regs): throughput"),
+        format!(
+            "registration (bind + reveal; {witnessed}), 1 client ({SEQUENTIAL} regs): throughput"
+        ),
         format!("{:.1} /s", SEQUENTIAL as f64 / wall.as_secs_f64()),
     ));
     rows.push((
-        "registration, 1 client: p50 / p99 latency".into(),
+        format!("registration ({witnessed}), 1 client: p50 / p99 latency"),
         format!(
             "{} / {}",
             ms(percentile(&lat, 0.5)),
@@ -503,7 +580,7 @@ async fn main() {
     lat.sort();
     let per_reg = wall / u32::try_from(CONCURRENT).unwrap();
     rows.push((
-        format!("registration, {CLIENTS} clients ({CONCURRENT} regs): throughput"),
+        format!("registration ({witnessed}), {CLIENTS} clients ({CONCURRENT} regs): throughput"),
         format!(
             "{:.1} /s ({:.1} pairings of wall time per registration)",
             CONCURRENT as f64 / wall.as_secs_f64(),
@@ -511,7 +588,7 @@ async fn main() {
         ),
     ));
     rows.push((
-        format!("registration, {CLIENTS} clients: p50 / p99 latency"),
+        format!("registration ({witnessed}), {CLIENTS} clients: p50 / p99 latency"),
         format!(
             "{} / {}",
             ms(percentile(&lat, 0.5)),

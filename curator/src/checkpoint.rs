@@ -11,8 +11,6 @@
 //! makes the curator accountable (two checkpoints it signed that are not
 //! consistent prove it forked or rewrote its log).
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
 use mazu_log::checkpoint::{CheckpointSigner, CheckpointVerifier};
@@ -30,65 +28,6 @@ pub fn valid_origin(origin: &str) -> bool {
 /// CRS digest.
 pub fn default_origin(crs_digest: &[u8; 32]) -> String {
     format!("mazu-curator/{}", hex::encode(&crs_digest[..8]))
-}
-
-/// Why the checkpoint key could not be loaded or created.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum KeyError {
-    /// The file could not be read or written.
-    #[error("checkpoint key {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not 32 raw bytes or 64 hex digits.
-    #[error("checkpoint key {0}: not 32 raw bytes or 64 hex digits")]
-    Format(PathBuf),
-    /// The origin is not a valid key name.
-    #[error("invalid checkpoint origin: {0}")]
-    Origin(#[from] mazu_log::NoteError),
-}
-
-/// Reads the checkpoint key from `path` (32 raw bytes or 64 hex digits and
-/// an optional newline); if `generate` and the file does not exist, creates
-/// it (mode 0600, 64 hex digits) with a fresh random key. Returns the key
-/// and whether it was generated.
-pub fn load_or_generate_key(path: &Path, generate: bool) -> Result<([u8; 32], bool), KeyError> {
-    let io = |source| KeyError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    match std::fs::read(path) {
-        Ok(bytes) => parse_key(&bytes)
-            .map(|k| (k, false))
-            .ok_or_else(|| KeyError::Format(path.to_path_buf())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && generate => {
-            let mut key = [0u8; 32];
-            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut f = options.open(path).map_err(io)?;
-            f.write_all(format!("{}\n", hex::encode(key)).as_bytes())
-                .map_err(io)?;
-            f.sync_all().map_err(io)?;
-            Ok((key, true))
-        }
-        Err(e) => Err(io(e)),
-    }
-}
-
-fn parse_key(bytes: &[u8]) -> Option<[u8; 32]> {
-    if let Ok(raw) = <[u8; 32]>::try_from(bytes) {
-        return Some(raw);
-    }
-    let text = core::str::from_utf8(bytes).ok()?.trim_end_matches('\n');
-    let decoded = hex::decode(text).ok()?;
-    <[u8; 32]>::try_from(decoded.as_slice()).ok()
 }
 
 /// Records served per `GET /v1/log/records` page at most.
@@ -248,32 +187,6 @@ impl Transparency {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
-
-    #[test]
-    fn key_file_is_generated_private_and_reloaded() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(CHECKPOINT_KEY_FILE);
-        assert!(matches!(
-            load_or_generate_key(&path, false),
-            Err(KeyError::Io { .. })
-        ));
-        let (key, generated) = load_or_generate_key(&path, true).unwrap();
-        assert!(generated);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        assert_eq!(load_or_generate_key(&path, true).unwrap(), (key, false));
-        std::fs::write(&path, [5u8; 32]).unwrap();
-        assert_eq!(load_or_generate_key(&path, false).unwrap().0, [5u8; 32]);
-        std::fs::write(&path, "not a key").unwrap();
-        assert!(matches!(
-            load_or_generate_key(&path, false),
-            Err(KeyError::Format(_))
-        ));
-    }
 
     #[test]
     fn checkpoints_follow_the_tree() {

@@ -7,7 +7,7 @@ use mazu_curator::server;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    server::init_tracing();
+    mazu_service::init_tracing();
     let config = match args.validate() {
         Ok(c) => c,
         Err(e) => {
@@ -19,7 +19,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .thread_name("curator")
         .build()?;
-    let result = runtime.block_on(server::run(config, server::shutdown_signal()));
+    let result = runtime.block_on(server::run(config, mazu_service::shutdown_signal()));
     // Do not wait for a start-up replay still running on a blocking thread.
     runtime.shutdown_timeout(core::time::Duration::from_secs(1));
     if let Err(e) = result {

@@ -51,51 +51,14 @@ pub enum ServerError {
         source: std::io::Error,
     },
     /// The checkpoint key cannot be read or created.
-    #[error(transparent)]
-    CheckpointKey(#[from] crate::checkpoint::KeyError),
+    #[error("checkpoint key: {0}")]
+    CheckpointKey(#[from] mazu_service::files::KeyError),
     /// The witness configuration is unusable.
     #[error(transparent)]
     Witness(#[from] crate::witnessing::WitnessConfigError),
     /// A start-up task panicked.
     #[error("start-up task failed: {0}")]
     Task(String),
-}
-
-/// Initializes logging to stderr: `RUST_LOG` filter syntax, default `info`.
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
-/// Resolves on SIGTERM or Ctrl-C (SIGINT).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            core::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                core::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
-        () = term => tracing::info!("SIGTERM received, shutting down"),
-    }
 }
 
 async fn blocking<T: Send + 'static>(
@@ -159,8 +122,14 @@ pub async fn run(
         .checkpoint_key
         .clone()
         .unwrap_or_else(|| config.data_dir.join(crate::checkpoint::CHECKPOINT_KEY_FILE));
-    let (checkpoint_key, generated) =
-        crate::checkpoint::load_or_generate_key(&key_path, config.checkpoint_key.is_none())?;
+    // Generated only at its default place in the data directory, atomically
+    // and never over an existing key; a key file named with
+    // --checkpoint-key must exist.
+    let mazu_service::files::LoadedKey {
+        secret: checkpoint_key,
+        created: generated,
+        ..
+    } = mazu_service::files::load_or_create_key(&key_path, config.checkpoint_key.is_none())?;
     tracing::info!(
         path = %key_path.display(),
         generated,

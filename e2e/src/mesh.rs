@@ -346,23 +346,21 @@ impl Sidecar {
     /// registry copy, fetched by whichever holds the lease, so this is the
     /// sum over both directions.
     pub fn checkpoint_refusals(&self) -> Result<i64> {
-        const REFUSALS: [&str; 8] = [
-            "checkpoint_signature",
-            "checkpoint_below_quorum",
-            "checkpoint_bad_cosignature",
-            "checkpoint_rollback",
-            "checkpoint_fork",
-            "records_undecodable",
-            "records_count",
-            "records_root_mismatch",
-        ];
-        let stats = &self.filter_stats()?;
+        // The filter names these refusals `checkpoint_*` and `records_*`
+        // (its other fetch failures are transport and size problems).
+        let stats = self.filter_stats()?;
         Ok(["inbound", "outbound"]
             .iter()
-            .flat_map(|dir| {
-                REFUSALS.iter().filter_map(move |kind| {
-                    stats.get(&format!("mazu.{dir}.registry_fetch_failures.{kind}"))
-                })
+            .map(|dir| {
+                let prefix = format!("mazu.{dir}.registry_fetch_failures.");
+                stats
+                    .iter()
+                    .filter_map(|(name, value)| {
+                        let kind = name.strip_prefix(&prefix)?;
+                        (kind.starts_with("checkpoint_") || kind.starts_with("records_"))
+                            .then_some(*value)
+                    })
+                    .sum::<i64>()
             })
             .sum())
     }

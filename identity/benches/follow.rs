@@ -1,0 +1,141 @@
+//! What a filter pays to follow the witnessed log (log format 2) at 100,000
+//! live registrations: bootstrap (verify 200,000 records — a bind and a
+//! reveal each — against the checkpoint root, derive the registry, take its
+//! snapshot) and a refresh of 100 new registrations. Baselines in the same
+//! run: decoding a full 100,000-entry registry snapshot and applying a
+//! 100-entry delta to it, which is what the filter did before format 2
+//! (trusting a curator-signed digest of them).
+//!
+//! Run: `cargo bench -p mazu-identity --bench follow`.
+
+// Fixture setup: a failure here is a bug in the benchmark, not input to handle.
+#![allow(clippy::unwrap_used)]
+// `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
+
+use core::hint::black_box;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use mazu_identity::registry::derive::LogFollower;
+use mazu_identity::{RegistryDelta, RegistryEntry, RegistrySnapshot, SpkiHash, WorkloadId};
+use mazu_log::record::{LeafRecord, RecordBody};
+use mazu_log::{Frontier, Hash};
+use sha2::{Digest, Sha256};
+
+const LIVE: u32 = 100_000;
+const NEW: u32 = 100;
+const EXPIRY: u64 = 1_900_000_000;
+
+fn id(i: u32) -> Hash {
+    Sha256::digest(i.to_be_bytes()).into()
+}
+
+fn spki_hash(i: u32) -> Hash {
+    Sha256::digest((u64::from(i) << 32).to_be_bytes()).into()
+}
+
+/// A bind and a reveal for each of `range`.
+fn records(range: core::ops::Range<u32>) -> Vec<LeafRecord> {
+    range
+        .flat_map(|i| {
+            let base = |body| LeafRecord {
+                at_ms: 1_700_000_000_000 + u64::from(i),
+                id: id(i),
+                entry_digest: [0; 32],
+                body,
+            };
+            [
+                base(RecordBody::Bind {
+                    slot: i,
+                    spki_hash: spki_hash(i),
+                }),
+                base(RecordBody::Reveal {
+                    token_expiry: EXPIRY,
+                }),
+            ]
+        })
+        .collect()
+}
+
+fn root_of(records: &[LeafRecord]) -> Hash {
+    let mut frontier = Frontier::new();
+    for record in records {
+        frontier.push(record.leaf_hash());
+    }
+    frontier.root()
+}
+
+fn entry(i: u32) -> RegistryEntry {
+    RegistryEntry {
+        workload_id: WorkloadId::from_bytes(id(i)),
+        slot: i,
+        spki_hash: SpkiHash::from_bytes(spki_hash(i)),
+        token_expiry: EXPIRY,
+        revoked: false,
+    }
+}
+
+fn follow(c: &mut Criterion) {
+    let live = records(0..LIVE);
+    let live_root = root_of(&live);
+    let mut all = live.clone();
+    let new = records(LIVE..LIVE + NEW);
+    all.extend_from_slice(&new);
+    let all_root = root_of(&all);
+    let mut at_live = LogFollower::new();
+    at_live
+        .extend(&live, live.len() as u64, &live_root)
+        .unwrap();
+
+    let mut group = c.benchmark_group("follow");
+    group.sample_size(10);
+    group.bench_function("bootstrap: 200k records, derive, snapshot", |b| {
+        b.iter(|| {
+            let mut follower = LogFollower::new();
+            follower
+                .extend(black_box(&live), live.len() as u64, &live_root)
+                .unwrap();
+            black_box(follower.registry().snapshot())
+        });
+    });
+    group.bench_function("refresh: +100 registrations at 100k, snapshot", |b| {
+        b.iter_batched(
+            || at_live.clone(),
+            |mut follower| {
+                follower
+                    .extend(black_box(&new), all.len() as u64, &all_root)
+                    .unwrap();
+                black_box(follower.registry().snapshot())
+            },
+            BatchSize::LargeInput,
+        );
+    });
+
+    // Baselines: the format-1 filter's work for the same two events.
+    let snapshot =
+        RegistrySnapshot::from_entries(u64::from(LIVE), (0..LIVE).map(entry).collect()).unwrap();
+    let encoded = snapshot.encode();
+    let delta = RegistryDelta::new(
+        u64::from(LIVE),
+        u64::from(LIVE + NEW),
+        (LIVE..LIVE + NEW).map(entry).collect(),
+    )
+    .unwrap();
+    group.bench_function("baseline bootstrap: decode a 100k snapshot", |b| {
+        b.iter(|| black_box(RegistrySnapshot::decode(black_box(&encoded)).unwrap()));
+    });
+    group.bench_function("baseline refresh: apply a 100-entry delta", |b| {
+        b.iter_batched(
+            || snapshot.clone(),
+            |mut s| {
+                s.apply(black_box(&delta)).unwrap();
+                black_box(s)
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    group.finish();
+}
+
+criterion_group!(benches, follow);
+criterion_main!(benches);
