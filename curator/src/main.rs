@@ -15,17 +15,6 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("curator")
-        .build()?;
-    let result = runtime.block_on(server::run(config, mazu_service::shutdown_signal()));
-    // Do not wait for a start-up replay still running on a blocking thread.
-    runtime.shutdown_timeout(core::time::Duration::from_secs(1));
-    if let Err(e) = result {
-        tracing::error!(error = %e, "mazu-curator failed");
-        eprintln!("mazu-curator: {e}");
-        std::process::exit(1);
-    }
+    mazu_service::run_until_shutdown("mazu-curator", |shutdown| server::run(config, shutdown))?;
     Ok(())
 }

@@ -45,3 +45,30 @@ pub async fn shutdown_signal() {
         () = term => tracing::info!("SIGTERM received, shutting down"),
     }
 }
+
+/// Runs a service binary's server: `serve` gets the shutdown future
+/// ([`shutdown_signal`]) and runs on a multi-threaded runtime whose threads
+/// are named `name`. Afterwards blocking work still running (a start-up
+/// replay, say) gets at most a second. An error is logged, printed as
+/// `name: error` and ends the process with status 1.
+pub fn run_until_shutdown<Fut, E>(
+    name: &str,
+    serve: impl FnOnce(core::pin::Pin<Box<dyn core::future::Future<Output = ()> + Send>>) -> Fut,
+) -> std::io::Result<()>
+where
+    Fut: core::future::Future<Output = Result<(), E>>,
+    E: core::fmt::Display,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name(name)
+        .build()?;
+    let result = runtime.block_on(serve(Box::pin(shutdown_signal())));
+    runtime.shutdown_timeout(core::time::Duration::from_secs(1));
+    if let Err(e) = result {
+        tracing::error!(error = %e, "{name} failed");
+        eprintln!("{name}: {e}");
+        std::process::exit(1);
+    }
+    Ok(())
+}

@@ -27,16 +27,6 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("witness")
-        .build()?;
-    let result = runtime.block_on(server::run(config, mazu_service::shutdown_signal()));
-    runtime.shutdown_timeout(core::time::Duration::from_secs(1));
-    if let Err(e) = result {
-        tracing::error!(error = %e, "mazu-witness failed");
-        eprintln!("mazu-witness: {e}");
-        std::process::exit(1);
-    }
+    mazu_service::run_until_shutdown("mazu-witness", |shutdown| server::run(config, shutdown))?;
     Ok(())
 }
