@@ -8,71 +8,108 @@
 //! is empty unless `--aad` is given (then both sides must give the same).
 //!
 //! A sender needs only public data: the CRS (`GET /v1/crs`, verified and
-//! compared with the pinned digest, `--crs-sha256`), the public parameters
-//! (`GET /v1/params`) and the recipient's slot, read from its membership
-//! proof (`GET /v1/proofs/{id}`), which must be for the recipient's id and is
-//! checked against the parameters when both are of the same version.
+//! compared with the pinned digest, `--crs-sha256`), the witnessed log
+//! (checkpoint, records, and the bind entries of the recipient's block) and
+//! the public parameters (`GET /v1/params`). The recipient's slot and its
+//! block commitment come from the witnessed log, not from the curator's
+//! word: see [`crate::commitment`]. The served parameters must agree with
+//! the recomputed commitment; the message is encrypted to the recomputed one.
+
+use core::time::Duration;
 
 use mazu_rbe::{Ciphertext, Crs, MembershipProof, PublicParams};
 use tracing::{info, warn};
 
+use crate::commitment::{self, CommitmentError, EncryptError, LogTrust, WitnessedLog};
 use crate::curator::CuratorClient;
 use crate::error::{CryptError, Error, StateError};
 use crate::openings;
 use crate::state::StateDir;
 
-/// Encrypts `message` to the workload `id_hex` with public parameters only,
-/// under the CRS whose digest is `crs_digest` (`None`: whatever the curator
-/// serves; development only).
+/// How many times the served parameters are fetched again when they are at
+/// another registry version than the witnessed log (a registration between
+/// the two requests, or one not witnessed yet) before a disagreement is
+/// final.
+const PARAMS_ATTEMPTS: u32 = 8;
+
+/// Encrypts `message` to the workload `id_hex` with public data only, under
+/// the CRS whose digest is `crs_digest` (`None`: whatever the curator
+/// serves; development only), to the block commitment recomputed from the
+/// log witnessed under `trust`.
 pub async fn encrypt_to_id(
     client: &CuratorClient,
     crs_digest: Option<&[u8; 32]>,
+    trust: &LogTrust,
     id_hex: &str,
     message: &[u8],
     aad: &[u8],
-) -> Result<Vec<u8>, Error> {
+) -> Result<Vec<u8>, EncryptError> {
     let id: [u8; 32] = crate::curator::parse_hash(id_hex)
         .ok_or_else(|| Error::Config(format!("{id_hex:?} is not a hex workload id")))?;
     if crs_digest.is_none() {
         warn!("encrypting under an unpinned CRS (--insecure-unpinned-crs)");
     }
+    if trust.policy.is_none() {
+        warn!("following a log no witness cosigned (--insecure-no-witness)");
+    }
+    if trust.checkpoint_key.is_none() {
+        warn!("checking checkpoints with the key the curator serves; pin it with --checkpoint-key");
+    }
     let crs = client.crs(crs_digest).await?;
-    // Params and proof are two requests; a registration in between changes
-    // the version. Retry a few times to check the proof against the same
-    // version; the ciphertext itself only needs the params.
-    for attempt in 0..5 {
+    let mut log = WitnessedLog::default();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let checkpoint = log.advance(client, trust).await?;
+        let recipient = commitment::recipient(log.registry(), &id, checkpoint.size)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        commitment::warn_if_expired(&recipient, now);
+        let block = crs
+            .dimensions()
+            .locate(recipient.slot)
+            .ok_or(CommitmentError::SlotOutOfRange {
+                slot: recipient.slot,
+            })?
+            .block;
+        let recomputed = log.commitment(client, &crs, block).await?;
         let params = client.params().await?;
-        let proof = client
-            .proof(id_hex)
-            .await?
-            .ok_or_else(|| CryptError::UnknownId(id_hex.to_owned()))?;
-        if proof.version == params.version() {
-            check_membership(&crs, &params, &proof.proof, proof.slot, &id)?;
-        } else if attempt < 4 {
-            continue;
-        } else if proof.proof.id != id {
-            // Even unverifiable, a proof for another id is refused.
-            return Err(CryptError::ProofForAnotherId {
-                expected: id_hex.to_owned(),
-                served: hex::encode(proof.proof.id),
-            }
-            .into());
-        } else {
-            warn!("the registry kept changing; encrypting without checking the membership proof");
-        }
-        let ct = mazu_rbe::encrypt(
+        match commitment::judge_served(
             &crs,
             &params,
-            proof.slot,
+            block,
+            &recomputed,
+            log.size(),
+            log.operations(),
+        ) {
+            Ok(()) => {}
+            // Another version: the two views may differ only in time.
+            Err(CommitmentError::CommitmentMismatch { .. })
+                if params.version() != log.operations() && attempt < PARAMS_ATTEMPTS =>
+            {
+                tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let ct = mazu_rbe::encrypt_to_commitment(
+            &crs,
+            recipient.slot,
+            &recomputed,
             message,
             aad,
             &mut rand::rngs::OsRng,
         )
         .map_err(|e| CryptError::Rbe(e.to_string()))?;
-        info!(slot = proof.slot, version = params.version(), "encrypted");
+        info!(
+            slot = recipient.slot,
+            block,
+            log_size = checkpoint.size,
+            "encrypted to the block commitment of the witnessed log"
+        );
         return Ok(ct.to_bytes());
     }
-    Err(CryptError::Rbe("unreachable retry loop".to_owned()).into())
 }
 
 /// Checks the curator's membership proof for the recipient `id` against the

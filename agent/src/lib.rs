@@ -20,7 +20,7 @@
 //!   log, who bound an id first;
 //! - [`transparency`]: holding the curator to its signed checkpoints;
 //! - [`openings`]: keeping the RBE opening current; [`crypt`]: `encrypt` and
-//!   `decrypt`.
+//!   `decrypt`; [`commitment`]: the block commitment from the witnessed log.
 //!
 //! Flags, files and behaviour are documented in `docs/agent.md`.
 
@@ -29,6 +29,7 @@
 pub mod agent;
 pub mod backoff;
 pub mod binding;
+pub mod commitment;
 pub mod credentials;
 pub mod crypt;
 pub mod curator;

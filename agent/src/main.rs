@@ -216,6 +216,27 @@ struct EncryptArgs {
         conflicts_with = "crs_sha256"
     )]
     insecure_unpinned_crs: bool,
+    /// Pin the curator's checkpoint verifier key (as served by GET
+    /// /v1/checkpoint/key); without it the key served now is used.
+    #[arg(long, env = "MAZU_AGENT_CHECKPOINT_KEY", value_name = "VKEY")]
+    checkpoint_key: Option<String>,
+    /// A witness's verifier key (repeatable; comma-separated in the
+    /// environment). The block commitment is recomputed from a log whose
+    /// checkpoint carries --witness-quorum of their cosignatures.
+    #[arg(
+        long = "witness",
+        env = "MAZU_AGENT_WITNESSES",
+        value_name = "VKEY",
+        value_delimiter = ','
+    )]
+    witnesses: Vec<String>,
+    /// How many of the --witness keys must cosign (default: all).
+    #[arg(long, env = "MAZU_AGENT_WITNESS_QUORUM", value_name = "K")]
+    witness_quorum: Option<usize>,
+    /// Development only: follow a log no witness cosigned (required when no
+    /// --witness is given).
+    #[arg(long, env = "MAZU_AGENT_INSECURE_NO_WITNESS")]
+    insecure_no_witness: bool,
 }
 
 #[derive(Args, Debug)]
@@ -520,16 +541,30 @@ async fn encrypt(args: EncryptArgs) -> anyhow::Result<()> {
             )));
         }
     };
+    let trust = mazu_agent::commitment::LogTrust {
+        checkpoint_key: args.checkpoint_key.clone(),
+        policy: mazu_agent::follow::witness_policy(
+            &args.witnesses,
+            args.witness_quorum,
+            args.insecure_no_witness,
+        )?,
+    };
     let message = read_input(&args.input)?;
     let client = CuratorClient::new(&args.curator)?;
     let ct = mazu_agent::crypt::encrypt_to_id(
         &client,
         args.crs_sha256.as_ref(),
+        &trust,
         &id,
         &message,
         args.aad.as_bytes(),
     )
     .await
+    // A configuration error stays an `Error` (exit code 2).
+    .map_err(|e| match e {
+        mazu_agent::commitment::EncryptError::Agent(e) => anyhow!(e),
+        other => anyhow!(other),
+    })
     .with_context(|| format!("encrypting to {id}"))?;
     write_output(&args.output, &ct)
 }

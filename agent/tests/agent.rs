@@ -238,6 +238,7 @@ fn encrypted_to_the_id_decrypted_by_the_agent() {
     std::fs::write(path("msg"), b"attack at dawn").expect("write");
     let out = agent_command(&[
         "encrypt",
+        "--insecure-no-witness",
         "--curator",
         &url,
         "--id",
@@ -258,6 +259,7 @@ fn encrypted_to_the_id_decrypted_by_the_agent() {
     );
     let out = agent_command(&[
         "encrypt",
+        "--insecure-no-witness",
         "--curator",
         &url,
         "--id",
@@ -276,6 +278,7 @@ fn encrypted_to_the_id_decrypted_by_the_agent() {
     // Encrypted with public parameters only, to the id (from --token-file).
     let out = agent_command(&[
         "encrypt",
+        "--insecure-no-witness",
         "--crs-sha256",
         &digest,
         "--curator",
@@ -300,6 +303,7 @@ fn encrypted_to_the_id_decrypted_by_the_agent() {
         .expect("second workload");
     let out = agent_command(&[
         "encrypt",
+        "--insecure-no-witness",
         "--crs-sha256",
         &digest,
         "--curator",

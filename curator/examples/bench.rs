@@ -454,6 +454,11 @@ async fn main() {
         checkpoint_key: Some(CHECKPOINT_KEY),
         checkpoint_origin: Some(ORIGIN.to_owned()),
         witness,
+        // The acknowledged checkpoint (recorded before each answer) is on,
+        // as in the server; MAZU_BENCH_NO_ACK=1 turns it off to compare.
+        acknowledged: std::env::var_os("MAZU_BENCH_NO_ACK")
+            .is_none()
+            .then(|| data.path().join(mazu_curator::recovery::ACKNOWLEDGED_FILE)),
         ..CuratorOptions::default()
     };
     // Start-up without a snapshot (full replay), then with one.

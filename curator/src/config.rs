@@ -30,7 +30,12 @@ pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
 #[derive(Debug, Clone, Parser)]
 #[command(name = "mazu-curator", version, about, long_about)]
 pub struct Args {
-    /// Address to listen on (HTTP). Port 0 picks a free port; the bound
+    // --- Subcommands (repair); the serve flags follow. ---
+    /// Without a subcommand the curator serves (the flags below).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Address to listen on (HTTPS; plain HTTP with --insecure-plain-http). Port 0 picks a free port; the bound
     /// address is logged and written to --addr-file.
     #[arg(long, env = "MAZU_CURATOR_LISTEN", default_value = DEFAULT_LISTEN, value_name = "ADDR")]
     pub listen: SocketAddr,
@@ -264,6 +269,27 @@ pub struct Args {
     #[arg(long, env = "MAZU_CURATOR_INSECURE_NO_WITNESS")]
     pub insecure_no_witness: bool,
 
+    /// The key of the curator's TLS certificate (P-256, stored as 32 raw
+    /// bytes or 64 hex digits like the checkpoint key). Clients pin the
+    /// SHA-256 of its public key (--tls-pin-file); the self-signed
+    /// certificate is made anew from it at every start. Default:
+    /// DATA_DIR/tls.key, generated (mode 0600) on first start.
+    #[arg(long, env = "MAZU_CURATOR_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Write the TLS pin (base64 SHA-256 of the certificate's public key,
+    /// what agents take as --curator-tls-pin and Envoy as
+    /// verify_certificate_spki) to this file at start (written atomically).
+    #[arg(long, env = "MAZU_CURATOR_TLS_PIN_FILE", value_name = "FILE")]
+    pub tls_pin_file: Option<PathBuf>,
+
+    /// INSECURE, development only: serve plain HTTP instead of TLS. Anyone
+    /// on the path can then read registrations and answer in the curator's
+    /// place (which, with bind-first and witnesses, gives them a lying
+    /// curator's powers and no more: docs/trust.md).
+    #[arg(long, env = "MAZU_CURATOR_INSECURE_PLAIN_HTTP", conflicts_with_all = ["tls_key", "tls_pin_file"])]
+    pub insecure_plain_http: bool,
+
     /// On SIGTERM/Ctrl-C, how long to let in-flight requests finish, in seconds.
     #[arg(
         long,
@@ -309,6 +335,20 @@ pub enum JwksSource {
     Url(String),
 }
 
+/// How the API is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// TLS with a self-signed certificate over a pinned key.
+    Tls {
+        /// The key file (`None`: DATA_DIR/tls.key, generated if missing).
+        key: Option<PathBuf>,
+        /// Where to write the pin.
+        pin_file: Option<PathBuf>,
+    },
+    /// Plain HTTP (`--insecure-plain-http`).
+    InsecurePlainHttp,
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -335,6 +375,8 @@ pub struct Config {
     pub clock_skew_secs: u64,
     /// Where to write the bound address.
     pub addr_file: Option<PathBuf>,
+    /// TLS or plain HTTP.
+    pub transport: Transport,
     /// Slot reservation lifetime.
     pub reservation_ttl: Duration,
     /// Service limits.
@@ -546,6 +588,14 @@ impl Args {
             trust_domain: self.trust_domain,
             clock_skew_secs: self.clock_skew_secs,
             addr_file: self.addr_file,
+            transport: if self.insecure_plain_http {
+                Transport::InsecurePlainHttp
+            } else {
+                Transport::Tls {
+                    key: self.tls_key,
+                    pin_file: self.tls_pin_file,
+                }
+            },
             reservation_ttl: Duration::from_secs(self.reservation_ttl_secs),
             limits: LimitsConfig {
                 max_body_bytes: self.max_body_bytes,
@@ -999,4 +1049,35 @@ mod tests {
             );
         }
     }
+}
+
+// --- The repair subcommand (see docs/curator.md, "Operations"). ---
+
+/// Subcommands of `mazu-curator` (none: serve).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Inspects a data directory the curator refuses to start from: reports
+    /// the log's intact entries, the first damage (offset, entry index,
+    /// kind), the acknowledged checkpoint and the snapshot, and how many
+    /// acknowledged entries are missing. Changes nothing unless told to.
+    Repair(RepairArgs),
+}
+
+/// Flags of `mazu-curator repair`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RepairArgs {
+    /// The curator's data directory.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+
+    /// Truncate the log at this byte offset, which must be the end of its
+    /// last intact frame (the report names it). Every entry after it is
+    /// given up; an acknowledged checkpoint or snapshot proving more entries
+    /// is renamed to NAME.lost-<unix time>, not deleted. Needs --yes.
+    #[arg(long, value_name = "N")]
+    pub truncate_at_offset: Option<u64>,
+
+    /// Confirms --truncate-at-offset (without it, only the report is printed).
+    #[arg(long)]
+    pub yes: bool,
 }

@@ -25,6 +25,7 @@
 //! - [`register`]: the parallel verification half of a bind, and a reveal's
 //!   token checks; [`writer`]: the serialized commit half;
 //! - [`snapshot`]: the checked state snapshot that shortens start-up;
+//!   [`recovery`]: the acknowledged checkpoint, start-up checks, repair;
 //! - [`checkpoint`]: the Merkle tree over the records and signed checkpoints;
 //!   [`witnessing`]: the witness client and the newest witnessed checkpoint;
 //! - [`service`]: [`service::Curator`], the service without HTTP;
@@ -46,6 +47,7 @@ pub mod jwks;
 pub mod limits;
 pub mod metrics;
 pub mod pop;
+pub mod recovery;
 pub mod register;
 pub mod registry;
 pub mod reservations;

@@ -2,11 +2,15 @@
 //! docs/curator.md.
 
 use clap::Parser;
-use mazu_curator::config::Args;
+use mazu_curator::config::{Args, Command, RepairArgs};
+use mazu_curator::recovery::{RepairAction, repair};
 use mazu_curator::server;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Command::Repair(repair)) = &args.command {
+        std::process::exit(run_repair(repair));
+    }
     mazu_service::init_tracing();
     let config = match args.validate() {
         Ok(c) => c,
@@ -17,4 +21,31 @@ fn main() -> anyhow::Result<()> {
     };
     mazu_service::run_until_shutdown("mazu-curator", |shutdown| server::run(config, shutdown))?;
     Ok(())
+}
+
+/// `mazu-curator repair`: prints the report; truncates only with
+/// `--truncate-at-offset N --yes`. Exit status 0 done, 1 refused or failed,
+/// 2 usage.
+fn run_repair(args: &RepairArgs) -> i32 {
+    let action = match (args.truncate_at_offset, args.yes) {
+        (None, _) => RepairAction::Report,
+        (Some(n), true) => RepairAction::TruncateAt(n),
+        (Some(_), false) => {
+            eprintln!(
+                "mazu-curator repair: --truncate-at-offset discards log entries; add --yes to \
+                 confirm (run without it to see the report first)"
+            );
+            return 2;
+        }
+    };
+    match repair(&args.data_dir, action) {
+        Ok(report) => {
+            print!("{report}");
+            0
+        }
+        Err(e) => {
+            eprintln!("mazu-curator repair: {e}");
+            1
+        }
+    }
 }

@@ -16,10 +16,12 @@ use crate::jwks::TrustSource;
 use crate::metrics::Metrics;
 use crate::service::{Curator, CuratorOptions, OpenError, SnapshotOptions, WitnessMode};
 use crate::snapshot::SNAPSHOT_FILE;
-use crate::store::{FileLogStore, LogStore, StoreError};
+use crate::store::{LogStore, StoreError};
 
 /// Name of the log file inside the data directory.
 pub const LOG_FILE: &str = "registrations.log";
+/// Default name of the TLS key file inside the data directory.
+pub const TLS_KEY_FILE: &str = "tls.key";
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -50,9 +52,12 @@ pub enum ServerError {
         /// Why.
         source: std::io::Error,
     },
-    /// The checkpoint key cannot be read or created.
-    #[error("checkpoint key: {0}")]
-    CheckpointKey(#[from] mazu_service::files::KeyError),
+    /// A key file (checkpoint or TLS) cannot be read or created.
+    #[error(transparent)]
+    Key(#[from] mazu_service::files::KeyError),
+    /// The TLS configuration cannot be built from the key.
+    #[error("TLS: {0}")]
+    Tls(#[from] mazu_service::tls::TlsError),
     /// The witness configuration is unusable.
     #[error(transparent)]
     Witness(#[from] crate::witnessing::WitnessConfigError),
@@ -67,6 +72,40 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ServerError::Task(e.to_string()))
+}
+
+type ServeFuture = core::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
+
+/// The TLS identity (`None` with `--insecure-plain-http`): the key file is
+/// read (or created at its default place), the pin logged and written.
+fn load_tls(config: &Config) -> Result<Option<mazu_service::tls::ServerTls>, ServerError> {
+    let crate::config::Transport::Tls { key, pin_file } = &config.transport else {
+        tracing::warn!(
+            "SERVING PLAIN HTTP (--insecure-plain-http): anyone on the path can read \
+             registrations and answer in the curator's place. Never use this outside local demos."
+        );
+        return Ok(None);
+    };
+    let key_path = key
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join(TLS_KEY_FILE));
+    let loaded = mazu_service::files::load_or_create_key(&key_path, key.is_none())?;
+    let tls = mazu_service::tls::ServerTls::from_secret(&loaded.secret)?;
+    tracing::info!(
+        path = %key_path.display(),
+        generated = loaded.created,
+        pin = %tls.pin(),
+        "TLS key loaded: clients pin this (agents: --curator-tls-pin; Envoy: verify_certificate_spki)"
+    );
+    if let Some(path) = pin_file {
+        bootstrap::write_atomic(path, format!("{}\n", tls.pin()).as_bytes()).map_err(|source| {
+            ServerError::Io {
+                what: format!("cannot write the TLS pin file {}", path.display()),
+                source,
+            }
+        })?;
+    }
+    Ok(Some(tls))
 }
 
 /// Runs the curator until `shutdown` resolves (or start-up fails).
@@ -135,20 +174,53 @@ pub async fn run(
         generated,
         "checkpoint signing key loaded (it signs log checkpoints only and grants no identity power)"
     );
-    let log_path = config.data_dir.join(LOG_FILE);
+    // The log is opened under what the data directory proves about it
+    // independently of its frames (the acknowledged checkpoint, checked
+    // with the checkpoint key, and the snapshot): see crate::recovery.
     let digest = loaded.crs.digest();
-    let (store, report) = blocking(move || FileLogStore::open(&log_path, digest)).await??;
+    let origin = config
+        .checkpoint_origin
+        .clone()
+        .unwrap_or_else(|| crate::checkpoint::default_origin(&digest));
+    let verifier = mazu_log::checkpoint::CheckpointSigner::new(&origin, &checkpoint_key)
+        .map_err(|e| ServerError::Replay(OpenError::Checkpoint(e)))?
+        .verifier();
+    let data_dir = config.data_dir.clone();
+    let (store, report, evidence, stale) = blocking(move || {
+        let stale = crate::recovery::remove_stale_temp_files(&data_dir)?;
+        let (store, report, evidence) = crate::recovery::open_log(&data_dir, digest, &verifier)?;
+        Ok::<_, StoreError>((store, report, evidence, stale))
+    })
+    .await??;
+    for path in stale {
+        tracing::warn!(
+            path = %path.display(),
+            "removed a temporary file left by an interrupted atomic write"
+        );
+    }
     if report.discarded_bytes > 0 {
         tracing::warn!(
             discarded_bytes = report.discarded_bytes,
             reason = report.discarded_reason.unwrap_or(""),
-            "discarded a torn or damaged tail of the registration log (an interrupted, \
-             never-acknowledged write)"
+            acknowledged_entries = evidence.entries(),
+            "discarded an incomplete last frame of the registration log, past every \
+             acknowledged entry (an interrupted, never-acknowledged write)"
+        );
+    }
+    if evidence.acknowledged.is_none() && report.entries > 0 {
+        tracing::warn!(
+            path = %config.data_dir.join(crate::recovery::ACKNOWLEDGED_FILE).display(),
+            entries = report.entries,
+            snapshot_entries = evidence.snapshot_entries.unwrap_or(0),
+            "no acknowledged checkpoint: the log cannot be checked for lost acknowledged \
+             entries beyond what the snapshot covers (a data directory from an older version, \
+             or the file was deleted); it is written again with the next checkpoint"
         );
     }
     tracing::info!(
         path = %store.path().display(),
         entries = report.entries,
+        acknowledged_entries = evidence.entries(),
         created = report.created,
         scan_ms = report.scan_time.as_millis() as u64,
         "registration log opened"
@@ -164,7 +236,8 @@ pub async fn run(
         what: "cannot read the bound address".into(),
         source,
     })?;
-    tracing::info!(addr = %local, "listening");
+    let tls = load_tls(&config)?;
+    tracing::info!(addr = %local, tls = tls.is_some(), "listening");
     if let Some(path) = &config.addr_file {
         bootstrap::write_atomic(path, local.to_string().as_bytes()).map_err(|source| {
             ServerError::Io {
@@ -218,6 +291,7 @@ pub async fn run(
         checkpoint_key: Some(checkpoint_key),
         checkpoint_origin: config.checkpoint_origin.clone(),
         witness,
+        acknowledged: Some(config.data_dir.join(crate::recovery::ACKNOWLEDGED_FILE)),
     };
     let scan_time = report.scan_time;
     if let Some(interval) = config.jwks_refresh
@@ -274,12 +348,33 @@ pub async fn run(
             let _ = stop_rx.wait_for(|s| *s).await;
         }
     };
-    let server = axum::serve(
-        listener,
-        app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop);
-    let mut server = std::pin::pin!(server.into_future());
+    let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let server: ServeFuture = match tls {
+        Some(tls) => {
+            let listener = mazu_service::tls::TlsListener::new(
+                listener,
+                &tls,
+                mazu_service::tls::HandshakeLimits::default(),
+            )
+            .map_err(|source| ServerError::Io {
+                what: "cannot start the TLS listener".into(),
+                source,
+            })?;
+            // `tap_io` only to get axum's `ConnectInfo<SocketAddr>` for a
+            // custom listener (the per-client rate limit needs it).
+            Box::pin(
+                axum::serve(axum::serve::ListenerExt::tap_io(listener, |_| {}), service)
+                    .with_graceful_shutdown(stop)
+                    .into_future(),
+            )
+        }
+        None => Box::pin(
+            axum::serve(listener, service)
+                .with_graceful_shutdown(stop)
+                .into_future(),
+        ),
+    };
+    let mut server = server;
     let grace = config.shutdown_grace;
     tokio::pin!(shutdown);
     tokio::pin!(fatal_rx);

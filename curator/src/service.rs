@@ -62,6 +62,11 @@ pub struct CuratorOptions {
     pub checkpoint_origin: Option<String>,
     /// How checkpoints get their witness cosignatures.
     pub witness: WitnessMode,
+    /// Where each checkpoint is durably recorded before it is published
+    /// (and so before any answer naming an index it covers):
+    /// `DATA_DIR/acknowledged.checkpoint` (see [`crate::recovery`]). `None`:
+    /// nothing recorded (tests, in-memory stores).
+    pub acknowledged: Option<PathBuf>,
 }
 
 /// How checkpoints are witnessed before binds and reveals are answered.
@@ -106,6 +111,7 @@ impl Default for CuratorOptions {
             checkpoint_key: None,
             checkpoint_origin: None,
             witness: WitnessMode::Insecure,
+            acknowledged: None,
         }
     }
 }
@@ -193,6 +199,104 @@ pub(crate) struct Core {
     size_tx: watch::Sender<u64>,
     /// Publish curator-signed checkpoints without witnesses.
     insecure_no_witness: bool,
+    /// Without witnesses, with an acknowledged-checkpoint file: the thread
+    /// that records and publishes checkpoints (group commit).
+    publisher: Option<Arc<Publisher>>,
+}
+
+/// Hands log sizes from the writer to the publisher thread, which records
+/// the newest checkpoint durably and then publishes it: one atomic write
+/// covers every entry appended meanwhile, and the writer never waits for it.
+#[derive(Debug, Default)]
+pub(crate) struct Publisher {
+    /// (size wanted, stop).
+    wanted: Mutex<(u64, bool)>,
+    wake: std::sync::Condvar,
+}
+
+impl Publisher {
+    fn want(&self, size: u64) {
+        let mut w = self
+            .wanted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        w.0 = w.0.max(size);
+        self.wake.notify_one();
+    }
+
+    fn stop(&self) {
+        self.wanted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .1 = true;
+        self.wake.notify_one();
+    }
+
+    /// Waits for a size above `done`; `None` once stopped or abandoned.
+    fn next(self: &Arc<Self>, done: u64) -> Option<u64> {
+        let mut w = self
+            .wanted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            if w.1 {
+                return None;
+            }
+            if w.0 > done {
+                return Some(w.0);
+            }
+            // Only this thread holds the publisher any more: the curator is
+            // gone.
+            if Arc::strong_count(self) == 1 {
+                return None;
+            }
+            w = self
+                .wake
+                .wait_timeout(w, Duration::from_secs(1))
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+/// The publisher thread (see [`Publisher`]): signs the checkpoint of the
+/// newest size, records it, then publishes it. A failed record is retried;
+/// meanwhile binds and reveals wait (and time out as `witness_unavailable`),
+/// never answered with an index that was not recorded.
+fn publish_loop(
+    publisher: &Arc<Publisher>,
+    transparency: &Transparency,
+    witnessed: &WitnessedLog,
+    recorder: &crate::recovery::AckRecorder,
+    start: u64,
+) {
+    let mut done = None::<u64>;
+    let mut next = Some(start);
+    while let Some(size) = next {
+        let note = match transparency.sign(size) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, size, "cannot sign a checkpoint");
+                std::thread::sleep(Duration::from_secs(1));
+                next = publisher.next(done.unwrap_or(0));
+                continue;
+            }
+        };
+        if let Err(e) = recorder.record(size, &note) {
+            tracing::error!(
+                error = %e,
+                size,
+                path = %recorder.path().display(),
+                "cannot record the acknowledged checkpoint; not publishing it (binds and \
+                 reveals wait), retrying"
+            );
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        }
+        witnessed.publish(size, note);
+        done = Some(size);
+        next = publisher.next(size);
+    }
 }
 
 impl Core {
@@ -226,7 +330,9 @@ impl Core {
     /// The log grew to `size`: without witnesses, publish its checkpoint at
     /// once; with them, wake the witnessing task.
     pub(crate) fn grew(&self, size: u64) {
-        if self.insecure_no_witness {
+        if let Some(publisher) = &self.publisher {
+            publisher.want(size);
+        } else if self.insecure_no_witness {
             match self.transparency.sign(size) {
                 Ok(note) => self.witnessed.publish(size, note),
                 Err(e) => tracing::error!(error = %e, size, "cannot sign a checkpoint"),
@@ -350,6 +456,12 @@ impl Curator {
         let crs_json = Bytes::from(serde_json::to_vec(&crs).map_err(std::io::Error::other)?);
         let insecure_no_witness = matches!(options.witness, WitnessMode::Insecure);
         let (size_tx, size_rx) = watch::channel(index);
+        let recorder = options
+            .acknowledged
+            .as_ref()
+            .map(|p| Arc::new(crate::recovery::AckRecorder::new(p.clone(), 0)));
+        let publisher =
+            (insecure_no_witness && recorder.is_some()).then(|| Arc::new(Publisher::default()));
         let core = Arc::new(Core {
             crs: Arc::new(crs),
             trust: RwLock::new(Arc::new(trust)),
@@ -363,10 +475,21 @@ impl Curator {
             witnessed: WitnessedLog::new(),
             size_tx,
             insecure_no_witness,
+            publisher: publisher.clone(),
         });
         let (witness_task, witness_wait) = match &options.witness {
             WitnessMode::Insecure => {
-                core.grew(index);
+                if let (Some(publisher), Some(recorder)) = (publisher, recorder.clone()) {
+                    let transparency = core.transparency.clone();
+                    let witnessed = core.witnessed.clone();
+                    std::thread::Builder::new()
+                        .name("checkpoint-publisher".into())
+                        .spawn(move || {
+                            publish_loop(&publisher, &transparency, &witnessed, &recorder, index);
+                        })?;
+                } else {
+                    core.grew(index);
+                }
                 (None, Duration::from_secs(5))
             }
             WitnessMode::Witnesses {
@@ -382,6 +505,7 @@ impl Curator {
                     witnessing.clone(),
                     size_rx,
                     *refresh,
+                    recorder.clone(),
                 ));
                 (Some(task), *wait)
             }
@@ -770,6 +894,7 @@ impl Curator {
     /// (call after the HTTP server has stopped).
     pub fn shutdown(self) {
         let Self {
+            core,
             jobs,
             writer,
             witness_task,
@@ -777,6 +902,9 @@ impl Curator {
         } = self;
         if let Some(task) = witness_task {
             task.abort();
+        }
+        if let Some(publisher) = &core.publisher {
+            publisher.stop();
         }
         drop(jobs);
         let handle = writer
@@ -800,6 +928,7 @@ async fn witness_loop(
     witnessing: Witnessing,
     mut size_rx: watch::Receiver<u64>,
     refresh: Duration,
+    recorder: Option<Arc<crate::recovery::AckRecorder>>,
 ) {
     const RETRY: Duration = Duration::from_secs(1);
     loop {
@@ -827,6 +956,27 @@ async fn witness_loop(
         match witnessing.cosign(&note, size, &consistency).await {
             Ok(cosigned) => {
                 tracing::debug!(size, "checkpoint witnessed");
+                // Recorded durably before it is published: no answer names
+                // an index the next start could lose without noticing.
+                if let Some(recorder) = &recorder {
+                    let r = recorder.clone();
+                    let note = cosigned.clone();
+                    let recorded = tokio::task::spawn_blocking(move || r.record(size, &note))
+                        .await
+                        .map_err(std::io::Error::other)
+                        .and_then(|r| r);
+                    if let Err(e) = recorded {
+                        tracing::error!(
+                            error = %e,
+                            size,
+                            path = %recorder.path().display(),
+                            "cannot record the acknowledged checkpoint; not publishing it \
+                             (binds and reveals wait), retrying"
+                        );
+                        tokio::time::sleep(RETRY.min(refresh)).await;
+                        continue;
+                    }
+                }
                 witnessed.publish(size, cosigned);
             }
             Err(e) => {

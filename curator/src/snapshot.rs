@@ -187,6 +187,38 @@ pub fn load(
     restore(&bytes, crs, store).map(Some)
 }
 
+/// How many log entries the snapshot at `path` covers, if it is an intact
+/// snapshot (length, checksum, magic) made under the CRS `crs_digest`:
+/// `Ok(None)` if there is none or it is not usable evidence (damaged,
+/// another format or CRS). Such a snapshot was written from a state that
+/// held that many durable entries, so the log must still hold them.
+pub fn covered_entries(path: &Path, crs_digest: &[u8; 32]) -> std::io::Result<Option<u64>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(parse(&bytes, crs_digest).ok().map(|(covers, _)| covers))
+}
+
+/// The entry count in the header of the snapshot at `path`, unchecked
+/// (`None`: no file, or not this format).
+fn claimed_entries(path: &Path) -> std::io::Result<Option<u64>> {
+    use std::io::Read;
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut header = [0u8; HEADER_LEN];
+    if file.read_exact(&mut header).is_err() || header[..8] != SNAPSHOT_MAGIC {
+        return Ok(None);
+    }
+    let mut entries = [0u8; 8];
+    entries.copy_from_slice(&header[40..48]);
+    Ok(Some(u64::from_be_bytes(entries)))
+}
+
 /// [`load`] on bytes already read.
 pub fn restore(
     bytes: &[u8],
@@ -291,6 +323,29 @@ impl Snapshots {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // A snapshot of version 0 would only slow the next start down.
         if version == 0 || version <= self.last.load(Ordering::SeqCst) && self.path.exists() {
+            return Ok(0);
+        }
+        // Evidence is never overwritten with less than it proves: an intact
+        // snapshot covering more entries than this state is kept (it shows
+        // entries this state lacks; see docs/curator.md, "Operations").
+        // The header is read first: the whole file is read and checked only
+        // when it claims more (a damaged header proves nothing).
+        let claims_more = claimed_entries(&self.path)?.is_some_and(|c| c > version);
+        let existing = if claims_more {
+            covered_entries(&self.path, &state.crs().digest())?
+        } else {
+            None
+        };
+        if let Some(covers) = existing
+            && covers > version
+        {
+            tracing::warn!(
+                path = %self.path.display(),
+                snapshot_entries = covers,
+                state_entries = version,
+                "not replacing the state snapshot: it covers more log entries than the current \
+                 state (kept as evidence)"
+            );
             return Ok(0);
         }
         let started = Instant::now();

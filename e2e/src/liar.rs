@@ -14,6 +14,10 @@
 //!   not verify for another root).
 //! - [`Lie::Freeze`]: keeps serving the witnessed checkpoint it had when it
 //!   froze, and no record past it, to hide everything that happens later.
+//! - [`Lie::ForgeParameters`]: rewrites `GET /v1/params` (binary and JSON)
+//!   so that the victim's block commitment is `a·h_i` for a scalar `a` the
+//!   front knows (`h_i` the base of the victim's position): with it, it
+//!   would recover the key of every message encrypted to that commitment.
 //!
 //! The front is a small blocking HTTP/1.1 proxy (one thread per connection,
 //! `connection: close`); it is test plumbing, not a server to deploy.
@@ -53,6 +57,12 @@ pub enum Lie {
     },
     /// Serves the witnessed checkpoint it holds when this is set, forever.
     Freeze,
+    /// Serves public parameters in which `victim`'s block commitment is
+    /// `a·h_i` (`a` known to the front).
+    ForgeParameters {
+        /// The recipient's workload id.
+        victim: [u8; 32],
+    },
 }
 
 /// The attacker's TLS key, whose certificates the lies try to get admitted.
@@ -95,6 +105,8 @@ pub struct Journal {
     pub reveals: Vec<String>,
     /// Record pages and checkpoints it altered.
     pub altered_answers: u64,
+    /// Parameter answers it forged.
+    pub forged_parameters: u64,
 }
 
 struct Shared {
@@ -404,8 +416,79 @@ fn respond(shared: &Shared, request: &Request) -> Result<Answer> {
             };
             upstream(shared, "GET", &target, &[])
         }
+        (Lie::ForgeParameters { victim }, "GET", "/v1/params") => {
+            let mut answer = upstream(shared, "GET", &request.target, &[])?;
+            if answer.status == 200 {
+                answer.body = forge_parameters(shared, &answer.body, victim)?;
+                // The curator's ETag named the honest parameters.
+                answer.extra_headers.retain(|(name, _)| name != "etag");
+                lock(&shared.journal).forged_parameters += 1;
+            }
+            Ok(answer)
+        }
         _ => upstream(shared, &request.method, &request.target, &request.body),
     }
+}
+
+/// The parameters `honest` (binary or JSON, as served) with the commitment
+/// of `victim`'s block replaced by `a·h_i`: `a` random (the front would
+/// keep it), `h_i` the CRS base of the victim's position (its slot from
+/// `GET /v1/proofs/{id}`, the CRS from `GET /v1/crs`).
+fn forge_parameters(shared: &Shared, honest: &[u8], victim: &[u8; 32]) -> Result<Vec<u8>> {
+    use mazu_rbe::bls12_381_plus::{G1Affine, G1Projective};
+
+    let proof = upstream(
+        shared,
+        "GET",
+        &format!("/v1/proofs/{}", fixtures_hex(victim)),
+        &[],
+    )?;
+    if proof.status != 200 {
+        bail!("the victim's proof answered {}", proof.status);
+    }
+    let proof: serde_json::Value = serde_json::from_slice(&proof.body)?;
+    let slot = proof["slot"]
+        .as_u64()
+        .and_then(|s| u32::try_from(s).ok())
+        .ok_or_else(|| anyhow!("no slot in the victim's proof"))?;
+    let crs = upstream(shared, "GET", "/v1/crs", &[])?;
+    let crs = mazu_rbe::Crs::from_bytes(&crs.body).map_err(|e| anyhow!("the CRS: {e}"))?;
+    let position = crs
+        .dimensions()
+        .locate(slot)
+        .ok_or_else(|| anyhow!("slot {slot} out of range"))?;
+    let base = crs
+        .h(position.position)
+        .ok_or_else(|| anyhow!("no h_{}", position.position))?;
+    // Any scalar the front knows; zero would give the identity.
+    let a = mazu_rbe::Scalar::from(rand::random::<u64>() | 1);
+    let forged = G1Affine::from(G1Projective::from(base) * a).to_compressed();
+    let block = position.block as usize;
+
+    if let Ok(params) = mazu_rbe::PublicParams::from_bytes(honest) {
+        // Binary: the commitments are the encoding's last `blocks × 48` bytes.
+        let blocks = params.commitments().len();
+        let first = honest
+            .len()
+            .checked_sub(blocks * 48)
+            .ok_or_else(|| anyhow!("parameters shorter than their commitments"))?;
+        let mut out = honest.to_vec();
+        out[first + block * 48..first + (block + 1) * 48].copy_from_slice(&forged);
+        mazu_rbe::PublicParams::from_bytes(&out).map_err(|e| anyhow!("forged params: {e}"))?;
+        return Ok(out);
+    }
+    let mut json: serde_json::Value =
+        serde_json::from_slice(honest).context("the parameters are neither binary nor JSON")?;
+    let slot_value = json
+        .get_mut("commitments")
+        .and_then(|c| c.get_mut(block))
+        .ok_or_else(|| anyhow!("no commitment {block} in the JSON parameters"))?;
+    *slot_value = serde_json::Value::String(Base64::encode_string(&forged));
+    Ok(serde_json::to_vec(&json)?)
+}
+
+fn fixtures_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Binds the id of the victim's binding request to the attacker's key first.

@@ -968,6 +968,50 @@ impl LocalMesh {
             reason,
         })
     }
+
+    /// Runs `mazu-agent encrypt` of `message` to `id_hex` against the curator
+    /// on `curator_port` (the real one, or the lying front), the way a
+    /// sender outside the mesh would: pinning the real curator's CRS digest
+    /// and checkpoint key, requiring the mesh's witness quorum. The output
+    /// (stdout: the ciphertext) as the process gave it.
+    pub fn encrypt_to(
+        &self,
+        id_hex: &str,
+        message: &[u8],
+        curator_port: u16,
+    ) -> Result<std::process::Output> {
+        let (status, crs) = http::get(self.curator.port, "/v1/crs")?;
+        if status != 200 {
+            bail!("GET /v1/crs answered {status}");
+        }
+        let crs = mazu_rbe::Crs::from_bytes(&crs).map_err(|e| anyhow!("the CRS: {e}"))?;
+        let input = self
+            .dir
+            .join(format!("message-{:08x}", rand::random::<u32>()));
+        std::fs::write(&input, message)?;
+        let mut command = std::process::Command::new(&self.binaries.agent);
+        command
+            .arg("encrypt")
+            .arg("--curator")
+            .arg(format!("http://127.0.0.1:{curator_port}"))
+            .arg("--crs-sha256")
+            .arg(fixtures::hex(&crs.digest()))
+            .arg("--checkpoint-key")
+            .arg(&self.curator.checkpoint_key)
+            .arg("--witness-quorum")
+            .arg(WITNESSES.to_string())
+            .arg("--id")
+            .arg(id_hex)
+            .arg("--in")
+            .arg(&input)
+            .env("RUST_LOG", "info");
+        for witness in self.witness_keys() {
+            command.arg("--witness").arg(witness);
+        }
+        let output = command.output().context("running mazu-agent encrypt")?;
+        let _ = std::fs::remove_file(&input);
+        Ok(output)
+    }
 }
 
 /// A service whose agent was started but not yet registered.

@@ -632,3 +632,56 @@ fn s15_registrations_wait_for_the_witness_quorum() {
     );
     assert!(mesh.registry_version().unwrap() > version);
 }
+
+#[test]
+fn s16_a_curator_that_forges_parameters_cannot_read_messages() {
+    let mesh = start_lying_mesh();
+    let liar = mesh.liar().unwrap();
+    let checkout = mesh.service("checkout").unwrap();
+    let recipient = checkout.registered_id().unwrap();
+
+    // The curator serves parameters in which checkout's block commitment is
+    // a·h_i, a point whose discrete log it knows: a ciphertext under it
+    // would be its to read. The sender recomputes the commitment from the
+    // witnessed log and refuses.
+    liar.set(mazu_e2e::liar::Lie::ForgeParameters {
+        victim: id_bytes(&recipient),
+    });
+    let out = mesh
+        .encrypt_to(&recipient, b"attack at dawn", mesh.front_port())
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "encrypted under forged parameters");
+    assert!(stderr.contains("commitment_mismatch"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no ciphertext was written");
+    assert!(liar.journal().forged_parameters > 0);
+
+    // Through the honest curator: encrypted, and checkout's agent decrypts.
+    liar.set(mazu_e2e::liar::Lie::Honest);
+    let out = mesh
+        .encrypt_to(&recipient, b"attack at dawn", mesh.curator_port())
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ciphertext = mesh.dir().join("s16.rbe");
+    std::fs::write(&ciphertext, &out.stdout).unwrap();
+    let out = std::process::Command::new(&mesh.binaries.agent)
+        .arg("decrypt")
+        .arg("--state-dir")
+        .arg(checkout.state_dir())
+        .arg("--curator")
+        .arg(format!("http://127.0.0.1:{}", mesh.curator_port()))
+        .arg("--in")
+        .arg(&ciphertext)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"attack at dawn");
+}

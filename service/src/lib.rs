@@ -3,11 +3,14 @@
 //! - [`init_tracing`] and [`shutdown_signal`]: logging to stderr and the
 //!   SIGTERM / Ctrl-C future every server waits on;
 //! - [`files`]: durable writes (atomic replacement, directory fsync) and
-//!   key files that are created only on request and never overwritten.
+//!   key files that are created only on request and never overwritten;
+//! - [`tls`]: TLS with a pinned server key instead of a CA (server listener,
+//!   client configuration).
 
 #![forbid(unsafe_code)]
 
 pub mod files;
+pub mod tls;
 
 /// Initializes logging to stderr: `RUST_LOG` filter syntax, default `info`.
 pub fn init_tracing() {

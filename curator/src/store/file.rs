@@ -15,14 +15,29 @@
 //!
 //! # Recovery
 //!
-//! [`FileLogStore::open`] scans every frame. Because appends are serialized and
-//! each one is synced before the next starts, a crash can only damage the
-//! *last* frame. A damaged frame (incomplete header or payload, length out of
-//! range, CRC mismatch) that reaches the end of the file is such a torn tail:
-//! the file is truncated before it and the number of discarded bytes is
-//! reported. A damaged frame with more data after it is corruption, not a
-//! crash, and opening fails with [`StoreError::Corrupt`] rather than silently
-//! dropping acknowledged entries.
+//! [`FileLogStore::open_with`] scans every frame, read-only, against what
+//! the caller knows about the log *independently of the frames*
+//! ([`Known`]: the number of entries already acknowledged, from the
+//! durably recorded checkpoint and the state snapshot, and the Merkle root
+//! of the acknowledged prefix). Because appends are serialized and each one
+//! is synced before the next starts, a crash can only damage the *last*
+//! frame, and only one that was never acknowledged. So:
+//!
+//! - every frame of the acknowledged prefix must parse, and (when a root is
+//!   known) the records of that prefix must hash to that root; otherwise
+//!   opening fails with [`StoreError::AcknowledgedLost`] or
+//!   [`StoreError::RootMismatch`], which name the offset, the entry index and
+//!   how many acknowledged entries would be lost;
+//! - after the acknowledged prefix, only a *genuinely incomplete* last frame
+//!   is a torn tail: an incomplete header, a payload that runs past the end
+//!   of the file, a complete last frame whose checksum fails (a torn write),
+//!   or zeros to the end of the file (a size update that beat the data to
+//!   disk). It is truncated and reported. Anything else (a length out of
+//!   range followed by non-zero bytes, a bad frame with data after it) is
+//!   corruption: [`StoreError::Corrupt`].
+//!
+//! Nothing is written before every check passed: a refused open leaves the
+//! file exactly as it was.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
@@ -32,6 +47,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 use std::time::Instant;
+
+use mazu_log::merkle::{Hash, MerkleTree};
 
 use super::{LogStore, StoreError};
 
@@ -63,6 +80,38 @@ pub struct OpenReport {
     pub scan_time: Duration,
 }
 
+/// Computes the Merkle leaf hash of a log entry's payload (its record's
+/// hash), for checking the acknowledged prefix against a known root.
+pub type LeafFn<'a> = &'a dyn Fn(&[u8]) -> Result<Hash, String>;
+
+/// What the caller knows about the log independently of its frames: the
+/// acknowledged prefix that must survive intact.
+#[derive(Clone, Copy, Default)]
+pub struct Known<'a> {
+    /// Entries that were acknowledged (or otherwise proven durable, e.g. by
+    /// the state snapshot): every one of them must be in the file.
+    pub entries: u64,
+    /// Where `entries` comes from, for error messages (e.g. "the
+    /// acknowledged checkpoint data/acknowledged.checkpoint").
+    pub source: &'a str,
+    /// A Merkle root of the first `.0` entries, with the function that
+    /// hashes one entry into its leaf (`.2`).
+    pub root: Option<(u64, Hash, LeafFn<'a>)>,
+}
+
+impl core::fmt::Debug for Known<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Known")
+            .field("entries", &self.entries)
+            .field("source", &self.source)
+            .field(
+                "root",
+                &self.root.as_ref().map(|(n, r, _)| (*n, hex::encode(r))),
+            )
+            .finish()
+    }
+}
+
 /// The append-only file store. See the [`crate::store`] module docs and
 /// `docs/curator.md` for the file format and recovery rules.
 #[derive(Debug)]
@@ -87,17 +136,42 @@ struct Writer {
 
 impl FileLogStore {
     /// Opens (or creates) the log at `path`, bound to `context` (the CRS
-    /// digest): a log written under another context is refused. Scans and
-    /// verifies every frame and truncates a torn tail (see the module docs).
+    /// digest), knowing nothing about it beyond its own frames: no entry is
+    /// known to be acknowledged, so only a genuinely incomplete tail is
+    /// truncated. The curator uses [`FileLogStore::open_with`].
     pub fn open(path: &Path, context: [u8; 32]) -> Result<(Self, OpenReport), StoreError> {
+        Self::open_with(path, context, &Known::default())
+    }
+
+    /// Opens (or creates) the log at `path`, bound to `context` (the CRS
+    /// digest): a log written under another context is refused. Scans and
+    /// verifies every frame against `known` and truncates a torn tail past
+    /// the acknowledged prefix (see the module docs); on any refusal the
+    /// file is left untouched.
+    pub fn open_with(
+        path: &Path,
+        context: [u8; 32],
+        known: &Known<'_>,
+    ) -> Result<(Self, OpenReport), StoreError> {
         let started = Instant::now();
         let display = path.display().to_string();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
+            .create(known.entries == 0)
             .truncate(false)
-            .open(path)?;
+            .open(path)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    StoreError::Missing {
+                        path: display.clone(),
+                        acknowledged: known.entries,
+                        source_desc: known.source.to_string(),
+                    }
+                } else {
+                    StoreError::Io(e)
+                }
+            })?;
         let len = file.metadata()?.len();
 
         let mut expected_header = Vec::with_capacity(HEADER_LEN as usize);
@@ -106,6 +180,16 @@ impl FileLogStore {
 
         let mut created = false;
         if len < HEADER_LEN {
+            if known.entries > 0 {
+                return Err(StoreError::AcknowledgedLost {
+                    path: display,
+                    offset: 0,
+                    index: 0,
+                    reason: "the file is shorter than its header".into(),
+                    acknowledged: known.entries,
+                    source_desc: known.source.to_string(),
+                });
+            }
             // A crash while the header was being written leaves a prefix of it
             // (or nothing). Anything else is not ours.
             let mut head = vec![0u8; len as usize];
@@ -136,26 +220,79 @@ impl FileLogStore {
         }
 
         let len = file.metadata()?.len();
-        let scan = scan_frames(&file, len)?;
+        let leaves_wanted = known.root.as_ref().map_or(0, |(n, _, _)| *n);
+        let leaf = known.root.as_ref().map(|(_, _, f)| *f);
+        let scan = scan_frames(&file, len, leaves_wanted, leaf)?;
+        let valid = scan.offsets.len() as u64;
+        // 1. The acknowledged prefix is all there.
+        if valid < known.entries {
+            let (offset, reason) = match &scan.damage {
+                Some(d) => (d.offset, d.reason.to_string()),
+                None => (scan.end, "the file ends here".to_string()),
+            };
+            return Err(StoreError::AcknowledgedLost {
+                path: display,
+                offset,
+                index: valid,
+                reason,
+                acknowledged: known.entries,
+                source_desc: known.source.to_string(),
+            });
+        }
+        if let Some(e) = scan.leaf_error {
+            return Err(StoreError::AcknowledgedLost {
+                path: display,
+                offset: e.0,
+                index: e.1,
+                reason: format!("the entry does not decode: {}", e.2),
+                acknowledged: known.entries,
+                source_desc: known.source.to_string(),
+            });
+        }
+        // 2. It is the log the known root commits to.
+        if let Some((size, root, _)) = &known.root {
+            let tree = MerkleTree::from_leaves(scan.leaves.iter().copied());
+            let found = tree.root(*size).map_err(|e| StoreError::RootMismatch {
+                path: display.clone(),
+                size: *size,
+                detail: e.to_string(),
+                source_desc: known.source.to_string(),
+            })?;
+            if found != *root {
+                return Err(StoreError::RootMismatch {
+                    path: display,
+                    size: *size,
+                    detail: format!(
+                        "the first {size} entries hash to {}, the checkpoint says {}",
+                        hex::encode(found),
+                        hex::encode(root)
+                    ),
+                    source_desc: known.source.to_string(),
+                });
+            }
+        }
+        // 3. Past it, only a genuinely incomplete last frame is a torn tail.
         let mut discarded_bytes = 0;
         let mut discarded_reason = None;
         if let Some(damage) = scan.damage {
             let trailing = len - damage.offset;
-            if !damage.reaches_eof {
+            if !damage.torn {
                 return Err(StoreError::Corrupt {
                     path: display,
                     offset: damage.offset,
+                    index: valid,
                     reason: damage.reason,
                     trailing,
                 });
             }
+            // Every check passed: only now is the file changed.
             file.set_len(damage.offset)?;
             file.sync_all()?;
             discarded_bytes = trailing;
             discarded_reason = Some(damage.reason);
         }
         let end = scan.end;
-        let entries = scan.offsets.len() as u64;
+        let entries = valid;
         let reader = OpenOptions::new().read(true).open(path)?;
         let store = Self {
             path: path.to_path_buf(),
@@ -268,6 +405,7 @@ impl LogStore for FileLogStore {
                 return Err(StoreError::Corrupt {
                     path: self.path.display().to_string(),
                     offset: at,
+                    index: start_index(&self.offsets(), at),
                     reason: "checksum mismatch on read",
                     trailing: 0,
                 });
@@ -286,6 +424,11 @@ impl LogStore for FileLogStore {
     }
 }
 
+/// The index of the frame starting at `at`.
+fn start_index(offsets: &[u64], at: u64) -> u64 {
+    offsets.partition_point(|o| *o < at) as u64
+}
+
 fn split_frame_header(head: &[u8; FRAME_HEADER_LEN as usize]) -> (u32, u32) {
     let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
     let crc = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
@@ -293,25 +436,87 @@ fn split_frame_header(head: &[u8; FRAME_HEADER_LEN as usize]) -> (u32, u32) {
 }
 
 /// Where the scan stopped before the end of the file, and why.
-struct Damage {
-    offset: u64,
-    reason: &'static str,
-    /// Whether the damaged frame extends to (or past) the end of the file, as a
-    /// frame interrupted by a crash does.
-    reaches_eof: bool,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Damage {
+    /// Offset of the damaged frame.
+    pub(crate) offset: u64,
+    /// What is wrong with it.
+    pub(crate) reason: &'static str,
+    /// Whether it is a genuinely incomplete last frame (what a crash during
+    /// an append leaves), as opposed to damage with data after it.
+    pub(crate) torn: bool,
 }
 
-struct Scan {
-    offsets: Vec<u64>,
+/// A read-only scan of the frames.
+#[derive(Debug)]
+pub(crate) struct Scan {
+    /// Start of every valid frame.
+    pub(crate) offsets: Vec<u64>,
     /// End of the last valid frame.
-    end: u64,
-    damage: Option<Damage>,
+    pub(crate) end: u64,
+    /// The first invalid frame, if any.
+    pub(crate) damage: Option<Damage>,
+    /// Leaf hashes of the first requested entries.
+    leaves: Vec<Hash>,
+    /// An entry whose leaf could not be computed: (offset, index, why).
+    leaf_error: Option<(u64, u64, String)>,
 }
 
-fn scan_frames(file: &File, len: u64) -> Result<Scan, StoreError> {
+/// Scans the log at `path` without changing it: the file's total length
+/// and its frames (for the repair subcommand). The header is checked for
+/// the magic only (the context is returned, not compared).
+pub(crate) fn inspect(path: &Path) -> Result<(u64, [u8; 32], Scan), StoreError> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let display = path.display().to_string();
+    if len < HEADER_LEN {
+        return Err(StoreError::NotALog { path: display });
+    }
+    let mut head = [0u8; HEADER_LEN as usize];
+    file.read_exact_at(&mut head, 0)?;
+    if head[..8] != FILE_MAGIC {
+        return Err(StoreError::NotALog { path: display });
+    }
+    let mut context = [0u8; 32];
+    context.copy_from_slice(&head[8..]);
+    let scan = scan_frames(&file, len, 0, None)?;
+    Ok((len, context, scan))
+}
+
+/// Truncates the log at `path` to `offset` and syncs it (the repair
+/// subcommand, after the operator confirmed).
+pub(crate) fn truncate(path: &Path, offset: u64) -> std::io::Result<()> {
+    let file = OpenOptions::new().write(true).open(path)?;
+    file.set_len(offset)?;
+    file.sync_all()
+}
+
+/// Whether every byte of `file` from `from` to `len` is zero.
+fn zeros_to_end(file: &File, from: u64, len: u64) -> std::io::Result<bool> {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut pos = from;
+    while pos < len {
+        let n = usize::try_from(len - pos).map_or(buf.len(), |r| r.min(buf.len()));
+        file.read_exact_at(&mut buf[..n], pos)?;
+        if buf[..n].iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+        pos += n as u64;
+    }
+    Ok(true)
+}
+
+fn scan_frames(
+    file: &File,
+    len: u64,
+    leaves_wanted: u64,
+    leaf: Option<LeafFn<'_>>,
+) -> Result<Scan, StoreError> {
     let mut reader = BufReader::with_capacity(1 << 20, file);
     std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(HEADER_LEN))?;
     let mut offsets = Vec::new();
+    let mut leaves = Vec::new();
+    let mut leaf_error = None;
     let mut pos = HEADER_LEN;
     let mut payload = Vec::new();
     let damage = loop {
@@ -323,7 +528,7 @@ fn scan_frames(file: &File, len: u64) -> Result<Scan, StoreError> {
             break Some(Damage {
                 offset: pos,
                 reason: "incomplete frame header",
-                reaches_eof: true,
+                torn: true,
             });
         }
         let mut head = [0u8; FRAME_HEADER_LEN as usize];
@@ -331,13 +536,20 @@ fn scan_frames(file: &File, len: u64) -> Result<Scan, StoreError> {
         let (frame_len, crc) = split_frame_header(&head);
         if frame_len == 0 || frame_len as usize > MAX_ENTRY_LEN {
             // The length itself is garbage, so where this frame would end is
-            // unknown. A crash leaves at most one frame's worth of bytes (often
-            // zeros from a size update that beat the data to disk).
-            let bound = FRAME_HEADER_LEN + MAX_ENTRY_LEN as u64;
+            // unknown. A crash can leave zeros (a size update that beat the
+            // data to disk), never a non-zero length out of range: that is
+            // a damaged frame, whatever follows.
+            let zeros = frame_len == 0
+                && remaining <= FRAME_HEADER_LEN + MAX_ENTRY_LEN as u64
+                && zeros_to_end(file, pos, len)?;
             break Some(Damage {
                 offset: pos,
-                reason: "frame length out of range",
-                reaches_eof: remaining <= bound,
+                reason: if zeros {
+                    "zeros to the end of the file"
+                } else {
+                    "frame length out of range"
+                },
+                torn: zeros,
             });
         }
         let frame_end = pos + FRAME_HEADER_LEN + u64::from(frame_len);
@@ -345,7 +557,7 @@ fn scan_frames(file: &File, len: u64) -> Result<Scan, StoreError> {
             break Some(Damage {
                 offset: pos,
                 reason: "incomplete frame payload",
-                reaches_eof: true,
+                torn: true,
             });
         }
         payload.resize(frame_len as usize, 0);
@@ -354,8 +566,18 @@ fn scan_frames(file: &File, len: u64) -> Result<Scan, StoreError> {
             break Some(Damage {
                 offset: pos,
                 reason: "frame checksum mismatch",
-                reaches_eof: frame_end == len,
+                torn: frame_end == len,
             });
+        }
+        let index = offsets.len() as u64;
+        if index < leaves_wanted
+            && leaf_error.is_none()
+            && let Some(leaf) = leaf
+        {
+            match leaf(&payload) {
+                Ok(h) => leaves.push(h),
+                Err(e) => leaf_error = Some((pos, index, e)),
+            }
         }
         offsets.push(pos);
         pos = frame_end;
@@ -364,6 +586,8 @@ fn scan_frames(file: &File, len: u64) -> Result<Scan, StoreError> {
         offsets,
         end: pos,
         damage,
+        leaves,
+        leaf_error,
     })
 }
 
@@ -476,7 +700,6 @@ mod tests {
             ("header, half a payload", frame[..12].to_vec()),
             ("whole frame, bad checksum", bad_crc),
             ("zeros", vec![0u8; 4096]),
-            ("garbage length", vec![0xff; 20]),
         ];
         for (name, tail) in cases {
             let dir = tempfile::tempdir().unwrap();
@@ -527,5 +750,112 @@ mod tests {
         );
         // Nothing was truncated.
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    }
+
+    #[test]
+    fn a_garbage_length_is_corruption_not_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let (store, _) = open(&path);
+        store.append(b"first").unwrap();
+        drop(store);
+        append_raw(&path, &[0xff; 20]);
+        let bytes = std::fs::read(&path).unwrap();
+        let err = FileLogStore::open(&path, CTX).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { index: 1, .. }), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    }
+
+    fn leaf(bytes: &[u8]) -> Result<Hash, String> {
+        Ok(mazu_log::merkle::leaf_hash(bytes))
+    }
+
+    fn root_of(entries: &[&[u8]]) -> Hash {
+        let tree = MerkleTree::from_leaves(entries.iter().map(|e| leaf(e).unwrap()));
+        tree.root(entries.len() as u64).unwrap()
+    }
+
+    #[test]
+    fn an_acknowledged_prefix_is_never_truncated() {
+        let entries: [&[u8]; 3] = [b"first", b"second", b"third"];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let (store, _) = open(&path);
+        for e in entries {
+            store.append(e).unwrap();
+        }
+        drop(store);
+        let good = std::fs::read(&path).unwrap();
+        let f: LeafFn<'_> = &leaf;
+        let known = Known {
+            entries: 3,
+            source: "test",
+            root: Some((3, root_of(&entries), f)),
+        };
+        // Intact: opens.
+        let (store, report) = FileLogStore::open_with(&path, CTX, &known).unwrap();
+        assert_eq!(report.entries, 3);
+        drop(store);
+        // The last acknowledged frame cut short: a torn tail to a store that
+        // knows nothing, a refusal to one that knows it was acknowledged.
+        let cut = &good[..good.len() - 2];
+        std::fs::write(&path, cut).unwrap();
+        let err = FileLogStore::open_with(&path, CTX, &known).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                StoreError::AcknowledgedLost {
+                    index: 2,
+                    acknowledged: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("1 acknowledged entries would be lost"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), cut);
+        // Another log with the same number of entries: the root differs.
+        std::fs::write(&path, &good).unwrap();
+        let other: [&[u8]; 3] = [b"first", b"second", b"THIRD"];
+        let known = Known {
+            root: Some((3, root_of(&other), f)),
+            ..known
+        };
+        let err = FileLogStore::open_with(&path, CTX, &known).unwrap_err();
+        assert!(
+            matches!(err, StoreError::RootMismatch { size: 3, .. }),
+            "{err}"
+        );
+        // A missing file with acknowledged entries is not created.
+        std::fs::remove_file(&path).unwrap();
+        let err = FileLogStore::open_with(&path, CTX, &known).unwrap_err();
+        assert!(matches!(err, StoreError::Missing { .. }), "{err}");
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_torn_tail_past_the_acknowledged_prefix_is_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let (store, _) = open(&path);
+        store.append(b"first").unwrap();
+        store.append(b"second").unwrap();
+        drop(store);
+        let good_len = std::fs::metadata(&path).unwrap().len();
+        let frame = encode_frame(b"never acknowledged").unwrap();
+        append_raw(&path, &frame[..frame.len() - 3]);
+        let known = Known {
+            entries: 2,
+            source: "test",
+            root: None,
+        };
+        let (_, report) = FileLogStore::open_with(&path, CTX, &known).unwrap();
+        assert_eq!(report.entries, 2);
+        assert_eq!(report.discarded_bytes, frame.len() as u64 - 3);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), good_len);
     }
 }

@@ -13,7 +13,8 @@
 mod file;
 mod memory;
 
-pub use file::{FILE_MAGIC, FileLogStore, MAX_ENTRY_LEN, OpenReport};
+pub use file::{FILE_MAGIC, FileLogStore, Known, LeafFn, MAX_ENTRY_LEN, OpenReport};
+pub(crate) use file::{inspect, truncate};
 pub use memory::MemoryLogStore;
 
 /// An append-only, durable list of byte entries.
@@ -74,23 +75,96 @@ pub enum StoreError {
         /// Hex of the context recorded in the log header.
         found: String,
     },
-    /// A damaged frame followed by more data: not a torn tail from a crash but
-    /// corruption inside the log. The store refuses to discard acknowledged
-    /// entries on its own.
+    /// A damaged frame after the acknowledged prefix that is not a
+    /// genuinely incomplete last frame (data follows it, or its length is
+    /// out of range and not zero): corruption, not a crash. The store
+    /// refuses to discard anything on its own.
     #[error(
-        "log {path} is corrupt at byte offset {offset} ({reason}) and {trailing} more bytes follow; \
-         this is not a torn tail, refusing to start (inspect the file; truncating it at that \
-         offset discards every entry after it)"
+        "log {path} is corrupt at byte offset {offset}, entry #{index} ({reason}), and {trailing} \
+         bytes from there to the end of the file would be lost; this is not a torn tail from a \
+         crash: refusing to start, nothing was changed (run `mazu-curator repair --data-dir \
+         DIR` to see the damage and choose what to do; see docs/curator.md, \"Operations\")"
     )]
     Corrupt {
         /// The file.
         path: String,
         /// Offset of the damaged frame.
         offset: u64,
+        /// Index the damaged entry would have.
+        index: u64,
         /// What is wrong with it.
         reason: &'static str,
         /// Bytes after the damaged frame's start.
         trailing: u64,
+    },
+    /// Entries that were acknowledged are missing or damaged.
+    #[error(
+        "log {path} is damaged at byte offset {offset}, entry #{index} ({reason}), but \
+         {acknowledged} entries were acknowledged ({source_desc}): {lost} acknowledged entries \
+         would be lost. Refusing to start; nothing was changed (restore the log from a backup, or \
+         run `mazu-curator repair --data-dir DIR` to see the damage and choose what to do; see \
+         docs/curator.md, \"Operations\")",
+        lost = acknowledged.saturating_sub(*index)
+    )]
+    AcknowledgedLost {
+        /// The file.
+        path: String,
+        /// Offset of the first damaged or missing frame.
+        offset: u64,
+        /// Its entry index (= the number of intact entries before it).
+        index: u64,
+        /// What is wrong.
+        reason: String,
+        /// Entries known acknowledged.
+        acknowledged: u64,
+        /// Where that number comes from.
+        source_desc: String,
+    },
+    /// The acknowledged prefix parses but is not the log the acknowledged
+    /// checkpoint commits to (rewritten or replaced).
+    #[error(
+        "log {path}: the first {size} entries are not the ones the acknowledged checkpoint \
+         commits to ({source_desc}): {detail}. Refusing to start; nothing was changed (see \
+         docs/curator.md, \"Operations\")"
+    )]
+    RootMismatch {
+        /// The file.
+        path: String,
+        /// The checkpoint's size.
+        size: u64,
+        /// What differs.
+        detail: String,
+        /// Where the checkpoint comes from.
+        source_desc: String,
+    },
+    /// The log file is gone although other state proves it had entries.
+    #[error(
+        "the log {path} is missing, but {acknowledged} entries were acknowledged \
+         ({source_desc}): refusing to start as an empty registry. Restore the log (and keep the \
+         other files); to really start a new, empty log, move the whole data directory aside \
+         (see docs/curator.md, \"Operations\")"
+    )]
+    Missing {
+        /// The file.
+        path: String,
+        /// Entries known acknowledged.
+        acknowledged: u64,
+        /// Where that number comes from.
+        source_desc: String,
+    },
+    /// The acknowledged checkpoint cannot be read or does not verify with
+    /// the checkpoint key.
+    #[error(
+        "the acknowledged checkpoint {path} is unusable ({reason}): it records how much of the \
+         log was acknowledged, so the curator cannot start without it being checked. If the \
+         checkpoint key or --checkpoint-origin changed, restore the original ones; see \
+         docs/curator.md, \"Operations\""
+    )]
+    Acknowledged {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
     },
     /// An entry longer than [`MAX_ENTRY_LEN`] or empty.
     #[error("entry length {0} out of range (1..={MAX_ENTRY_LEN})")]
