@@ -2,11 +2,6 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# The curator serves TLS by default now; the agents, the e2e mesh and the test
-# harnesses do not speak it to the curator yet (issue 15, in progress), so the
-# local mesh and the tests run it on plain HTTP for now.
-export MAZU_CURATOR_INSECURE_PLAIN_HTTP := "true"
-
 # Crates that must stay free of std and I/O (they run inside the Envoy Wasm filter).
 no_std_crates := "-p mazu-rbe -p mazu-identity"
 

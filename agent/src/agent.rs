@@ -61,12 +61,15 @@ use crate::state::{
 };
 use crate::token::{Token, TokenEvent, TokenWatcher};
 use crate::transparency::{CheckResult, CheckpointTracker, Refusal};
+use mazu_service::tls::ClientTransport;
 
 /// Everything `run` needs (the binary builds it from flags).
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
     /// Curator base URL.
     pub curator: String,
+    /// How the curator is reached: TLS to a pinned key, or plain HTTP.
+    pub curator_transport: ClientTransport,
     /// The projected token file.
     pub token_file: PathBuf,
     /// State directory.
@@ -242,7 +245,7 @@ impl Agent {
     /// registration (served at once if its certificate can still be built).
     /// Fails only on configuration problems.
     pub fn new(config: AgentConfig) -> Result<(Agent, watch::Receiver<Arc<Secrets>>), Error> {
-        let client = CuratorClient::new(&config.curator)?;
+        let client = CuratorClient::new(&config.curator, &config.curator_transport)?;
         let state = StateDir::open(&config.state_dir)?;
         let cert_dir = config.cert_dir.as_ref().map(CertDir::new).transpose()?;
         let root_ca_pem = state.root_ca_pem(unix_now())?;

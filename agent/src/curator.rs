@@ -13,6 +13,7 @@ use mazu_curator::entry::{EntryBody, LogEntry};
 use mazu_log::merkle::Hash;
 use mazu_log::record::{LeafRecord, decode_records};
 use mazu_rbe::{Crs, MembershipProof, Opening, PublicParams, Registration};
+use mazu_service::tls::ClientTransport;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -88,19 +89,24 @@ pub struct LoggedRegistration {
 }
 
 impl CuratorClient {
-    /// A client for the curator at `base` (e.g. `http://127.0.0.1:7878`).
-    pub fn new(base: &str) -> Result<Self, CuratorError> {
-        let http = reqwest::Client::builder()
+    /// A client for the curator at `base` (e.g. `https://127.0.0.1:7878`),
+    /// reached over `transport` (TLS to a pinned key, or plain HTTP).
+    pub fn new(base: &str, transport: &ClientTransport) -> Result<Self, CuratorError> {
+        transport.check_url(base)?;
+        let builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             // Registrations at large capacities take a few hundred ms and
             // may queue; the curator's own timeout is 30 s by default.
             .timeout(Duration::from_secs(45))
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| CuratorError::Unreachable {
-                url: base.to_owned(),
-                reason: format!("building the HTTP client: {e}"),
-            })?;
+            .tcp_nodelay(true);
+        let http =
+            transport
+                .configure(builder)?
+                .build()
+                .map_err(|e| CuratorError::Unreachable {
+                    url: base.to_owned(),
+                    reason: format!("building the HTTP client: {e}"),
+                })?;
         Ok(CuratorClient {
             base: base.trim_end_matches('/').to_owned(),
             http,

@@ -81,6 +81,10 @@ pub enum CuratorError {
         /// What was wrong with it.
         reason: String,
     },
+    /// The flags name no usable way to reach the curator (no TLS pin, a
+    /// scheme that does not match).
+    #[error(transparent)]
+    Transport(#[from] mazu_service::tls::TransportError),
     /// The curator serves another CRS than the pinned or stored one.
     #[error("the curator's CRS digest is {served}, expected {expected}: refusing it")]
     CrsMismatch {
@@ -102,7 +106,7 @@ impl CuratorError {
                 *status >= 500 || *status == 408 || *status == 429
             }
             CuratorError::Malformed { .. } => true,
-            CuratorError::CrsMismatch { .. } => false,
+            CuratorError::CrsMismatch { .. } | CuratorError::Transport(_) => false,
         }
     }
 

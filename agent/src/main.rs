@@ -14,6 +14,7 @@ use mazu_agent::state::StateDir;
 use mazu_agent::token::Token;
 use mazu_agent::{Agent, AgentConfig, Error};
 use mazu_identity::TrustDomain;
+use mazu_service::tls::{ClientTransport, SpkiPin};
 
 /// Mazu node agent: registers the workload's token with the key curator and
 /// serves its self-signed certificate to Envoy (files and SDS v3).
@@ -70,9 +71,8 @@ struct WorkloadArgs {
 /// a flag added here reaches every pod's agent in node mode too.
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// Curator base URL, e.g. http://127.0.0.1:7878.
-    #[arg(long, env = "MAZU_AGENT_CURATOR")]
-    curator: String,
+    #[command(flatten)]
+    curator: CuratorArgs,
     /// SPIFFE trust domain of the certificate's URI SAN.
     #[arg(long, env = "MAZU_AGENT_TRUST_DOMAIN", default_value = "cluster.local")]
     trust_domain: String,
@@ -110,14 +110,65 @@ struct RunArgs {
     /// Longest retry delay, in milliseconds.
     #[arg(long, env = "MAZU_AGENT_BACKOFF_MAX_MS", default_value_t = 30_000)]
     backoff_max_ms: u64,
+    #[command(flatten)]
+    log: LogTrustArgs,
+}
+
+/// How to reach the curator (flattened into every subcommand that does).
+#[derive(Args, Debug)]
+struct CuratorArgs {
+    /// Curator base URL, e.g. https://mazu-curator.mazu-system:7878.
+    #[arg(long, env = "MAZU_AGENT_CURATOR")]
+    curator: String,
+    /// The pin of the curator's TLS key: base64 SHA-256 of its public key,
+    /// from the curator's --tls-pin-file or start-up log (repeatable, e.g.
+    /// during a key rotation; comma-separated in the environment). Only a
+    /// server holding a pinned key is spoken to; no CA is trusted.
+    #[arg(
+        long = "curator-tls-pin",
+        env = "MAZU_AGENT_CURATOR_TLS_PIN",
+        value_name = "PIN",
+        value_delimiter = ','
+    )]
+    curator_tls_pins: Vec<SpkiPin>,
+    /// Development only: reach the curator over plain HTTP (an http://
+    /// URL). Whoever is on the path can then answer for the curator.
+    #[arg(long, env = "MAZU_AGENT_INSECURE_PLAIN_HTTP")]
+    insecure_plain_http: bool,
+}
+
+impl CuratorArgs {
+    /// A client for the curator the flags name; a configuration error if
+    /// they contradict each other or the URL.
+    fn client(&self) -> Result<CuratorClient, Error> {
+        CuratorClient::new(&self.curator, &self.transport()?).map_err(config_error)
+    }
+
+    fn transport(&self) -> Result<ClientTransport, Error> {
+        let transport =
+            ClientTransport::from_flags(self.curator_tls_pins.clone(), self.insecure_plain_http)
+                .map_err(config_error)?;
+        transport.check_url(&self.curator).map_err(config_error)?;
+        Ok(transport)
+    }
+}
+
+fn config_error(e: impl std::fmt::Display) -> Error {
+    Error::Config(e.to_string())
+}
+
+/// Which checkpoints of the curator's log are believed (flattened into
+/// `run`, `node` and `encrypt`).
+#[derive(Args, Debug)]
+struct LogTrustArgs {
     /// Pin the curator's checkpoint verifier key (NAME+HASH+KEY, as served
     /// by GET /v1/checkpoint/key); without it the key served first is
     /// trusted. Production should pin it.
     #[arg(long, env = "MAZU_AGENT_CHECKPOINT_KEY", value_name = "VKEY")]
     checkpoint_key: Option<String>,
     /// A witness's verifier key (repeatable; comma-separated in the
-    /// environment). Every checkpoint the agent acts on must carry the
-    /// cosignatures of --witness-quorum of them.
+    /// environment). Every checkpoint acted on must carry the cosignatures
+    /// of --witness-quorum of them.
     #[arg(
         long = "witness",
         env = "MAZU_AGENT_WITNESSES",
@@ -133,6 +184,17 @@ struct RunArgs {
     /// log nobody else sees.
     #[arg(long, env = "MAZU_AGENT_INSECURE_NO_WITNESS")]
     insecure_no_witness: bool,
+}
+
+impl LogTrustArgs {
+    /// The witness policy; a configuration error if the flags contradict.
+    fn policy(&self) -> Result<Option<mazu_log::cosignature::WitnessPolicy>, Error> {
+        mazu_agent::follow::witness_policy(
+            &self.witnesses,
+            self.witness_quorum,
+            self.insecure_no_witness,
+        )
+    }
 }
 
 #[derive(Args, Debug)]
@@ -175,9 +237,8 @@ struct WaitSocketArgs {
 
 #[derive(Args, Debug)]
 struct EncryptArgs {
-    /// Curator base URL.
-    #[arg(long, env = "MAZU_AGENT_CURATOR")]
-    curator: String,
+    #[command(flatten)]
+    curator: CuratorArgs,
     /// The recipient's workload id (64 hex digits).
     #[arg(
         long,
@@ -216,27 +277,8 @@ struct EncryptArgs {
         conflicts_with = "crs_sha256"
     )]
     insecure_unpinned_crs: bool,
-    /// Pin the curator's checkpoint verifier key (as served by GET
-    /// /v1/checkpoint/key); without it the key served now is used.
-    #[arg(long, env = "MAZU_AGENT_CHECKPOINT_KEY", value_name = "VKEY")]
-    checkpoint_key: Option<String>,
-    /// A witness's verifier key (repeatable; comma-separated in the
-    /// environment). The block commitment is recomputed from a log whose
-    /// checkpoint carries --witness-quorum of their cosignatures.
-    #[arg(
-        long = "witness",
-        env = "MAZU_AGENT_WITNESSES",
-        value_name = "VKEY",
-        value_delimiter = ','
-    )]
-    witnesses: Vec<String>,
-    /// How many of the --witness keys must cosign (default: all).
-    #[arg(long, env = "MAZU_AGENT_WITNESS_QUORUM", value_name = "K")]
-    witness_quorum: Option<usize>,
-    /// Development only: follow a log no witness cosigned (required when no
-    /// --witness is given).
-    #[arg(long, env = "MAZU_AGENT_INSECURE_NO_WITNESS")]
-    insecure_no_witness: bool,
+    #[command(flatten)]
+    log: LogTrustArgs,
 }
 
 #[derive(Args, Debug)]
@@ -244,9 +286,9 @@ struct DecryptArgs {
     /// The agent's state directory.
     #[arg(long, env = "MAZU_AGENT_STATE_DIR")]
     state_dir: PathBuf,
-    /// Curator base URL (to refresh the opening first).
-    #[arg(long, env = "MAZU_AGENT_CURATOR")]
-    curator: String,
+    /// The curator (to refresh the opening first).
+    #[command(flatten)]
+    curator: CuratorArgs,
     /// Ciphertext input file, `-` for stdin.
     #[arg(long = "in", env = "MAZU_AGENT_IN", default_value = "-")]
     input: String,
@@ -337,30 +379,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_url(url: &str) -> Result<(), Error> {
-    if url.starts_with("http://") || url.starts_with("https://") {
-        Ok(())
-    } else {
-        Err(Error::Config(format!(
-            "--curator {url:?} is not an http:// or https:// URL"
-        )))
-    }
-}
-
 /// The agent configuration from the shared flags and one workload's paths
 /// (`node` passes empty ones: its template's paths are replaced per pod).
 fn agent_config(args: RunArgs, workload: WorkloadArgs) -> Result<AgentConfig, Error> {
-    check_url(&args.curator)?;
+    let curator_transport = args.curator.transport()?;
     let trust_domain = TrustDomain::new(&args.trust_domain)
         .map_err(|e| Error::Config(format!("--trust-domain {:?}: {e}", args.trust_domain)))?;
     // Checked here too so that a bad setting is the only line printed.
-    mazu_agent::follow::witness_policy(
-        &args.witnesses,
-        args.witness_quorum,
-        args.insecure_no_witness,
-    )?;
+    args.log.policy()?;
     Ok(AgentConfig {
-        curator: args.curator,
+        curator: args.curator.curator,
+        curator_transport,
         token_file: workload.token_file,
         state_dir: workload.state_dir,
         trust_domain,
@@ -375,10 +404,10 @@ fn agent_config(args: RunArgs, workload: WorkloadArgs) -> Result<AgentConfig, Er
         crs_digest: args.crs_digest,
         backoff_initial: Duration::from_millis(args.backoff_initial_ms),
         backoff_max: Duration::from_millis(args.backoff_max_ms),
-        checkpoint_key: args.checkpoint_key,
-        witnesses: args.witnesses,
-        witness_quorum: args.witness_quorum,
-        insecure_no_witness: args.insecure_no_witness,
+        checkpoint_key: args.log.checkpoint_key,
+        witnesses: args.log.witnesses,
+        witness_quorum: args.log.witness_quorum,
+        insecure_no_witness: args.log.insecure_no_witness,
     })
 }
 
@@ -528,7 +557,7 @@ fn write_output(name: &str, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 async fn encrypt(args: EncryptArgs) -> anyhow::Result<()> {
-    check_url(&args.curator)?;
+    let client = args.curator.client()?;
     let id = match (&args.id, &args.token_file) {
         (Some(id), _) => {
             parse_digest(id).map_err(|e| Error::Config(format!("--id: {e}")))?;
@@ -542,15 +571,10 @@ async fn encrypt(args: EncryptArgs) -> anyhow::Result<()> {
         }
     };
     let trust = mazu_agent::commitment::LogTrust {
-        checkpoint_key: args.checkpoint_key.clone(),
-        policy: mazu_agent::follow::witness_policy(
-            &args.witnesses,
-            args.witness_quorum,
-            args.insecure_no_witness,
-        )?,
+        checkpoint_key: args.log.checkpoint_key.clone(),
+        policy: args.log.policy()?,
     };
     let message = read_input(&args.input)?;
-    let client = CuratorClient::new(&args.curator)?;
     let ct = mazu_agent::crypt::encrypt_to_id(
         &client,
         args.crs_sha256.as_ref(),
@@ -570,10 +594,9 @@ async fn encrypt(args: EncryptArgs) -> anyhow::Result<()> {
 }
 
 async fn decrypt(args: DecryptArgs) -> anyhow::Result<()> {
-    check_url(&args.curator)?;
+    let client = args.curator.client()?;
     let ciphertext = read_input(&args.input)?;
     let state = StateDir::open_existing(&args.state_dir)?;
-    let client = CuratorClient::new(&args.curator)?;
     let plain = mazu_agent::crypt::decrypt(&state, Some(&client), &ciphertext, args.aad.as_bytes())
         .await
         .context("decrypting")?;

@@ -189,6 +189,7 @@ async fn main() {
         "--addr-file".into(),
         addr_file.display().to_string(),
         "--insecure-no-witness".into(),
+        "--insecure-plain-http".into(),
     ])
     .unwrap()
     .validate()
@@ -229,6 +230,7 @@ async fn main() {
         .unwrap();
     let config = CheckConfig {
         curator: base.clone(),
+        curator_transport: mazu_service::tls::ClientTransport::InsecurePlainHttp,
         crs_digest: crs.digest(),
         trust,
         state: None,

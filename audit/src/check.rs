@@ -36,6 +36,7 @@ use mazu_log::merkle::{Hash, MerkleTree, leaf_hash, verify_consistency, verify_i
 use mazu_log::record::{LeafRecord, RecordBody};
 use mazu_log::{Checkpoint, CheckpointVerifier, WitnessPolicy, WitnessVerifier};
 use mazu_rbe::{Crs, PublicParams, Registration, RegistryState, WellFormedRegistration};
+use mazu_service::tls::ClientTransport;
 
 use crate::client::CuratorClient;
 use crate::state::{SavedCheckpoint, State};
@@ -49,6 +50,8 @@ pub const PAGE: usize = 1000;
 pub struct CheckConfig {
     /// The curator's base URL.
     pub curator: String,
+    /// How it is reached (TLS to a pinned key, or plain HTTP).
+    pub curator_transport: ClientTransport,
     /// The expected CRS digest (from the ceremony).
     pub crs_digest: [u8; 32],
     /// The token policy (issuers' JWKS, audience, trust domain).
@@ -557,7 +560,7 @@ pub async fn run(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Report, AuditError> {
     let policy = config.witness_policy()?;
-    let client = CuratorClient::new(&config.curator)?;
+    let client = CuratorClient::new(&config.curator, &config.curator_transport)?;
     let mut report = Report::default();
     let state = match &config.state {
         Some(p) => State::load(p)?,

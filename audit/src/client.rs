@@ -2,6 +2,7 @@
 
 use core::time::Duration;
 
+use mazu_service::tls::ClientTransport;
 use serde::de::DeserializeOwned;
 
 use crate::AuditError;
@@ -18,10 +19,16 @@ pub struct CuratorClient {
 }
 
 impl CuratorClient {
-    /// A client for `base` (e.g. `http://127.0.0.1:7878`).
-    pub fn new(base: &str) -> Result<Self, AuditError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
+    /// A client for `base` (e.g. `https://127.0.0.1:7878`), reached over
+    /// `transport`.
+    pub fn new(base: &str, transport: &ClientTransport) -> Result<Self, AuditError> {
+        transport
+            .check_url(base)
+            .map_err(|e| AuditError::Config(e.to_string()))?;
+        let builder = reqwest::Client::builder().timeout(Duration::from_secs(120));
+        let http = transport
+            .configure(builder)
+            .map_err(|e| AuditError::Config(e.to_string()))?
             .build()
             .map_err(|e| AuditError::Config(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {

@@ -11,6 +11,7 @@ use mazu_audit::check::{self, CheckConfig, Progress};
 use mazu_audit::monitor::{Monitor, MonitorConfig};
 use mazu_identity::trust::NamespaceScope;
 use mazu_identity::{SpiffeId, TrustConfig};
+use mazu_service::tls::{ClientTransport, SpkiPin};
 
 /// Exit code when discrepancies were found (check) or an alert fired
 /// (monitor with --exit-on-alert).
@@ -43,11 +44,42 @@ enum Command {
     Monitor(MonitorArgs),
 }
 
+/// How to reach the curator (flattened into every subcommand).
 #[derive(Debug, clap::Args)]
-struct CheckArgs {
-    /// The curator's base URL, e.g. http://127.0.0.1:7878.
+struct CuratorArgs {
+    /// The curator's base URL, e.g. https://mazu-curator.mazu-system:7878.
     #[arg(long, env = "MAZU_AUDIT_CURATOR", value_name = "URL")]
     curator: String,
+    /// The pin of the curator's TLS key: base64 SHA-256 of its public key,
+    /// from the curator's --tls-pin-file or start-up log (repeatable, e.g.
+    /// during a key rotation; comma-separated in the environment).
+    #[arg(
+        long = "curator-tls-pin",
+        env = "MAZU_AUDIT_CURATOR_TLS_PIN",
+        value_name = "PIN",
+        value_delimiter = ','
+    )]
+    curator_tls_pins: Vec<SpkiPin>,
+    /// Development only: reach the curator over plain HTTP (an http:// URL).
+    /// Whoever is on the path can then show this auditor another log.
+    #[arg(long, env = "MAZU_AUDIT_INSECURE_PLAIN_HTTP")]
+    insecure_plain_http: bool,
+}
+
+impl CuratorArgs {
+    /// The transport the flags ask for; a usage error if they contradict
+    /// each other or the URL.
+    fn transport(&self) -> ClientTransport {
+        ClientTransport::from_flags(self.curator_tls_pins.clone(), self.insecure_plain_http)
+            .and_then(|t| t.check_url(&self.curator).map(|()| t))
+            .unwrap_or_else(|e| usage(&e.to_string()))
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    curator: CuratorArgs,
     /// The expected CRS digest (64 hex digits, as printed by
     /// `mazu-ceremony verify`).
     #[arg(
@@ -112,9 +144,8 @@ struct CheckArgs {
 
 #[derive(Debug, clap::Args)]
 struct MonitorArgs {
-    /// The curator's base URL.
-    #[arg(long, env = "MAZU_AUDIT_CURATOR", value_name = "URL")]
-    curator: String,
+    #[command(flatten)]
+    curator: CuratorArgs,
     /// Report reveals of tokens for this SPIFFE ID
     /// (spiffe://TD/ns/NAMESPACE/sa/SERVICE_ACCOUNT).
     #[arg(long, value_name = "ID", required_unless_present = "ids")]
@@ -226,7 +257,8 @@ async fn run_check(args: CheckArgs) -> i32 {
         })
         .collect();
     let config = CheckConfig {
-        curator: args.curator.clone(),
+        curator: args.curator.curator.clone(),
+        curator_transport: args.curator.transport(),
         crs_digest,
         trust: trust_config(&args),
         state: args.state.clone(),
@@ -321,7 +353,8 @@ async fn run_monitor(args: MonitorArgs) -> i32 {
         (None, n) => format!("{n} ids"),
     };
     let config = MonitorConfig {
-        curator: args.curator.clone(),
+        curator: args.curator.curator.clone(),
+        curator_transport: args.curator.transport(),
         spiffe_id,
         ids,
         interval: Duration::from_secs(args.interval_secs.max(1)),
@@ -335,7 +368,7 @@ async fn run_monitor(args: MonitorArgs) -> i32 {
     };
     eprintln!(
         "mazu-audit: watching {} for {} from log index {}",
-        args.curator,
+        args.curator.curator,
         watched,
         monitor.next()
     );

@@ -28,12 +28,15 @@ use sha2::Digest as _;
 use crate::AuditError;
 use crate::client::CuratorClient;
 use crate::state::State;
+use mazu_service::tls::ClientTransport;
 
 /// What to watch.
 #[derive(Debug, Clone)]
 pub struct MonitorConfig {
     /// The curator's base URL.
     pub curator: String,
+    /// How it is reached (TLS to a pinned key, or plain HTTP).
+    pub curator_transport: ClientTransport,
     /// Reveals of tokens for this identity.
     pub spiffe_id: Option<SpiffeId>,
     /// Binds and reveals of these workload ids.
@@ -134,7 +137,7 @@ impl Monitor {
     /// Starts at the state file's position, or at 0 (or the current end
     /// with `from_now`).
     pub async fn new(config: MonitorConfig) -> Result<Self, AuditError> {
-        let client = CuratorClient::new(&config.curator)?;
+        let client = CuratorClient::new(&config.curator, &config.curator_transport)?;
         let remembered = match &config.state {
             Some(p) => State::load(p)?.monitor_next,
             None => None,

@@ -458,6 +458,7 @@ async fn the_cli_reports_and_the_monitor_alerts() {
     let check = |base: String, witnesses: bool| {
         let mut args = vec![
             "check".to_owned(),
+            "--insecure-plain-http".into(),
             "--curator".into(),
             base,
             "--crs-digest".into(),
@@ -516,6 +517,7 @@ async fn the_cli_reports_and_the_monitor_alerts() {
     let mut monitor = tokio::process::Command::new(bin)
         .args([
             "monitor",
+            "--insecure-plain-http",
             "--curator",
             &c.base,
             "--spiffe-id",
@@ -561,7 +563,14 @@ async fn the_cli_reports_and_the_monitor_alerts() {
         let id = hex::encode(id);
         tokio::task::spawn_blocking(move || {
             std::process::Command::new(bin)
-                .args(["monitor", "--curator", &base, "--once", "--state"])
+                .args([
+                    "monitor",
+                    "--insecure-plain-http",
+                    "--curator",
+                    &base,
+                    "--once",
+                    "--state",
+                ])
                 .arg(&state)
                 .args(["--id", &id])
                 .output()

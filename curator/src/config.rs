@@ -1061,6 +1061,23 @@ pub enum Command {
     /// kind), the acknowledged checkpoint and the snapshot, and how many
     /// acknowledged entries are missing. Changes nothing unless told to.
     Repair(RepairArgs),
+    /// Prints the pin of a TLS key file (what agents pass as
+    /// --curator-tls-pin and Envoy as verify_certificate_spki), creating the
+    /// key first with --create-key: an operator can make the key and learn
+    /// its pin before the curator first starts (e.g. for a Kubernetes Secret).
+    TlsPin(TlsPinArgs),
+}
+
+/// Flags of `mazu-curator tls-pin`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TlsPinArgs {
+    /// The key file (32 raw bytes or 64 hex digits, the --tls-key format).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: PathBuf,
+
+    /// Create the key (mode 0600, atomically) if the file does not exist.
+    #[arg(long)]
+    pub create_key: bool,
 }
 
 /// Flags of `mazu-curator repair`.

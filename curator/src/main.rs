@@ -2,14 +2,16 @@
 //! docs/curator.md.
 
 use clap::Parser;
-use mazu_curator::config::{Args, Command, RepairArgs};
+use mazu_curator::config::{Args, Command, RepairArgs, TlsPinArgs};
 use mazu_curator::recovery::{RepairAction, repair};
 use mazu_curator::server;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if let Some(Command::Repair(repair)) = &args.command {
-        std::process::exit(run_repair(repair));
+    match &args.command {
+        Some(Command::Repair(repair)) => std::process::exit(run_repair(repair)),
+        Some(Command::TlsPin(tls_pin)) => std::process::exit(run_tls_pin(tls_pin)),
+        None => {}
     }
     mazu_service::init_tracing();
     let config = match args.validate() {
@@ -45,6 +47,26 @@ fn run_repair(args: &RepairArgs) -> i32 {
         }
         Err(e) => {
             eprintln!("mazu-curator repair: {e}");
+            1
+        }
+    }
+}
+
+/// `mazu-curator tls-pin`: prints the key's pin on stdout. Exit status 0
+/// done, 1 no usable key.
+fn run_tls_pin(args: &TlsPinArgs) -> i32 {
+    let pin = mazu_service::files::load_or_create_key(&args.tls_key, args.create_key)
+        .map_err(|e| e.to_string())
+        .and_then(|key| {
+            mazu_service::tls::ServerTls::from_secret(&key.secret).map_err(|e| e.to_string())
+        });
+    match pin {
+        Ok(tls) => {
+            println!("{}", tls.pin());
+            0
+        }
+        Err(e) => {
+            eprintln!("mazu-curator tls-pin: {}: {e}", args.tls_key.display());
             1
         }
     }

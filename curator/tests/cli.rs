@@ -414,3 +414,47 @@ async fn a_ceremony_crs_needs_a_transcript_that_verifies() {
         stderr(&o)
     );
 }
+
+/// `tls-pin` makes a key only when asked, never replaces one, and prints
+/// the pin the served certificate carries (what clients pin).
+#[test]
+fn tls_pin_creates_a_key_only_on_request_and_prints_its_pin() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("tls.key");
+    let key_arg = key.display().to_string();
+    let tls_pin = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["tls-pin", "--tls-key", &key_arg])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let missing = tls_pin(&[]);
+    assert_eq!(missing.status.code(), Some(1), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("--create-key"),
+        "{}",
+        stderr(&missing)
+    );
+    assert!(!key.exists());
+
+    let created = tls_pin(&["--create-key"]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let pin = String::from_utf8(created.stdout).unwrap();
+    let pin: mazu_service::tls::SpkiPin = pin.trim().parse().unwrap();
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // The same key, the same pin; the pin is the served certificate's.
+    let again = tls_pin(&["--create-key"]);
+    assert_eq!(
+        String::from_utf8(again.stdout).unwrap().trim(),
+        pin.to_string()
+    );
+    let secret = mazu_service::files::parse_key(&std::fs::read(&key).unwrap()).unwrap();
+    let served = mazu_service::tls::ServerTls::from_secret(&secret).unwrap();
+    assert_eq!(served.pin(), pin);
+}

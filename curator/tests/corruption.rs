@@ -89,11 +89,9 @@ async fn setup() -> Setup {
     }
 }
 
-/// The fixture's arguments, over plain HTTP (what the harness speaks).
+/// The fixture's arguments.
 fn args(fx: &Fixture) -> Vec<String> {
-    let mut args = fx.args(16);
-    args.push("--insecure-plain-http".into());
-    args
+    fx.args(16)
 }
 
 /// (offset, payload length) of every frame of a log.

@@ -61,6 +61,7 @@ fn url_args(fx: &Fixture, addr: SocketAddr) -> Vec<String> {
         "--audience".into(),
         mazu_dev_issuer::DEV_AUDIENCE.into(),
         "--insecure-no-witness".into(),
+        "--insecure-plain-http".into(),
         "--rate-limit-per-minute".into(),
         "0".into(),
     ]

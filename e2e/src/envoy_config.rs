@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use anyhow::{Result, bail};
+use mazu_service::tls::SpkiPin;
 
 const SIDECAR: &str = include_str!("../envoy/sidecar.yaml");
 const OUTBOUND_LISTENER: &str = include_str!("../envoy/outbound-listener.yaml");
@@ -37,8 +38,10 @@ pub struct SidecarConfig<'a> {
     pub inbound_port: u16,
     /// The workload's own (plain-text) port.
     pub workload_port: u16,
-    /// The key curator's HTTP port.
+    /// The key curator's HTTPS port.
     pub curator_port: u16,
+    /// The pin of the curator's TLS key (the cluster accepts no other).
+    pub curator_tls_pin: SpkiPin,
     /// The node agent's SDS socket.
     pub sds_socket: &'a Path,
     /// The filter `.wasm`.
@@ -75,6 +78,7 @@ pub fn render(config: &SidecarConfig<'_>) -> Result<String> {
         ("INBOUND_PORT", config.inbound_port.to_string()),
         ("WORKLOAD_PORT", config.workload_port.to_string()),
         ("CURATOR_PORT", config.curator_port.to_string()),
+        ("CURATOR_TLS_PIN", config.curator_tls_pin.to_string()),
         ("SDS_SOCKET", config.sds_socket.display().to_string()),
         ("FILTER_WASM", wasm),
         (
@@ -140,6 +144,7 @@ mod tests {
             inbound_port: 4,
             workload_port: 5,
             curator_port: 6,
+            curator_tls_pin: SpkiPin([6; 32]),
             sds_socket: Path::new("/tmp/sds.sock"),
             filter_wasm: Path::new("/tmp/mazu_filter.wasm"),
             inbound_plugin_config: r#"{"direction":"inbound"}"#,

@@ -19,12 +19,18 @@
 //!   front knows (`h_i` the base of the victim's position): with it, it
 //!   would recover the key of every message encrypted to that commitment.
 //!
+//! It terminates TLS with the curator's own TLS key (so agents and sidecars
+//! that pin the curator accept it, as they would a compromised curator) and
+//! relays over TLS pinned to the real curator. Told to
+//! [`LyingCurator::present_unpinned_key`], it answers handshakes with a key
+//! nobody pinned instead: an impostor that does not hold the curator's key.
+//!
 //! The front is a small blocking HTTP/1.1 proxy (one thread per connection,
 //! `connection: close`); it is test plumbing, not a server to deploy.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -35,6 +41,8 @@ use base64ct::{Base64, Encoding as _};
 use mazu_curator::api::views::BindingRequest;
 use mazu_log::record::{LeafRecord, RecordBody, decode_records};
 use mazu_log::{Checkpoint, CheckpointSigner, Frontier};
+use mazu_service::tls::ServerTls;
+use mazu_wasm_tests::http::{self, Endpoint};
 use p256::ecdsa::signature::Signer as _;
 use p256::pkcs8::EncodePublicKey as _;
 use sha2::{Digest as _, Sha256};
@@ -107,6 +115,11 @@ pub struct Journal {
     pub altered_answers: u64,
     /// Parameter answers it forged.
     pub forged_parameters: u64,
+    /// Requests that reached it through a TLS handshake (whatever it did
+    /// with them).
+    pub requests: u64,
+    /// Handshakes that failed (the client refused its key, or gave up).
+    pub failed_handshakes: u64,
 }
 
 struct Shared {
@@ -114,9 +127,15 @@ struct Shared {
     frozen: Mutex<Option<(u64, Vec<u8>)>>,
     journal: Mutex<Journal>,
     attacker: AttackerKey,
-    upstream: u16,
+    upstream: Endpoint,
     curator_data_dir: PathBuf,
     stop: AtomicBool,
+    /// The curator's TLS identity (its key, read from its data directory).
+    curator_tls: ServerTls,
+    /// A TLS identity nobody pinned.
+    impostor_tls: ServerTls,
+    /// Whether handshakes get `impostor_tls`.
+    impostor: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -136,14 +155,24 @@ impl LyingCurator {
     pub fn start(upstream: u16, curator_data_dir: &Path) -> Result<LyingCurator> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
+        let key_path = curator_data_dir.join("tls.key");
+        let key = std::fs::read(&key_path)
+            .ok()
+            .and_then(|bytes| mazu_service::files::parse_key(&bytes))
+            .ok_or_else(|| anyhow!("no TLS key in {}", key_path.display()))?;
+        let curator_tls = ServerTls::from_secret(&key)?;
+        let impostor_tls = ServerTls::from_secret(&rand::random())?;
         let shared = Arc::new(Shared {
             lie: Mutex::new(Lie::Honest),
             frozen: Mutex::new(None),
             journal: Mutex::new(Journal::default()),
             attacker: AttackerKey::generate()?,
-            upstream,
+            upstream: Endpoint::pinned(upstream, curator_tls.pin()),
             curator_data_dir: curator_data_dir.to_owned(),
             stop: AtomicBool::new(false),
+            curator_tls,
+            impostor_tls,
+            impostor: AtomicBool::new(false),
         });
         let accept_shared = shared.clone();
         let accept = thread::spawn(move || {
@@ -175,6 +204,12 @@ impl LyingCurator {
     pub fn set(&self, lie: Lie) {
         *lock(&self.shared.frozen) = None;
         *lock(&self.shared.lie) = lie;
+    }
+
+    /// From the next connection on, answers handshakes with a key nobody
+    /// pinned (`true`) or with the curator's key (`false`).
+    pub fn present_unpinned_key(&self, unpinned: bool) {
+        self.shared.impostor.store(unpinned, Ordering::SeqCst);
     }
 
     /// The attacker's TLS key.
@@ -216,10 +251,24 @@ struct Answer {
 
 fn serve(shared: &Shared, stream: TcpStream) -> Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
+    let identity = if shared.impostor.load(Ordering::SeqCst) {
+        &shared.impostor_tls
+    } else {
+        &shared.curator_tls
+    };
+    let mut tls =
+        rustls::StreamOwned::new(rustls::ServerConnection::new(identity.config())?, stream);
+    while tls.conn.is_handshaking() {
+        if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
+            lock(&shared.journal).failed_handshakes += 1;
+            return Err(e.into());
+        }
+    }
+    let mut reader = BufReader::new(tls);
     let request = read_request(&mut reader)?;
+    lock(&shared.journal).requests += 1;
     let answer = respond(shared, &request)?;
-    let mut out = stream;
+    let out = reader.get_mut();
     write!(
         out,
         "HTTP/1.1 {} X\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n",
@@ -232,11 +281,12 @@ fn serve(shared: &Shared, stream: TcpStream) -> Result<()> {
     }
     out.write_all(b"\r\n")?;
     out.write_all(&answer.body)?;
+    out.conn.send_close_notify();
     out.flush()?;
     Ok(())
 }
 
-fn read_request(reader: &mut BufReader<TcpStream>) -> Result<Request> {
+fn read_request(reader: &mut impl BufRead) -> Result<Request> {
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let mut parts = line.split_whitespace();
@@ -267,9 +317,10 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Result<Request> {
 
 /// Sends one request to the real curator; its answer.
 fn upstream(shared: &Shared, method: &str, target: &str, body: &[u8]) -> Result<Answer> {
-    let mut stream = TcpStream::connect(("127.0.0.1", shared.upstream))
+    let mut stream = shared
+        .upstream
+        .connect()
         .context("connecting to the real curator")?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     write!(
         stream,
         "{method} {target} HTTP/1.1\r\nhost: mazu-curator\r\nconnection: close\r\n\
@@ -277,6 +328,7 @@ fn upstream(shared: &Shared, method: &str, target: &str, body: &[u8]) -> Result<
         body.len()
     )?;
     stream.write_all(body)?;
+    stream.flush()?;
     let mut reader = BufReader::new(stream);
     let mut status_line = String::new();
     reader.read_line(&mut status_line)?;
@@ -315,9 +367,7 @@ fn upstream(shared: &Shared, method: &str, target: &str, body: &[u8]) -> Result<
         reader.read_exact(&mut body)?;
         body
     } else {
-        let mut body = Vec::new();
-        reader.read_to_end(&mut body)?;
-        body
+        http::read_until_closed(&mut reader)?
     };
     Ok(Answer {
         status,
@@ -327,7 +377,7 @@ fn upstream(shared: &Shared, method: &str, target: &str, body: &[u8]) -> Result<
     })
 }
 
-fn read_chunked(reader: &mut BufReader<TcpStream>) -> Result<Vec<u8>> {
+fn read_chunked(reader: &mut impl BufRead) -> Result<Vec<u8>> {
     let mut body = Vec::new();
     loop {
         let mut size = String::new();

@@ -16,8 +16,9 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use mazu_dev_issuer::TokenRequest;
+use mazu_service::tls::SpkiPin;
 use mazu_wasm_tests::fixtures::{self, Mesh as TokenAuthority};
-use mazu_wasm_tests::http;
+use mazu_wasm_tests::http::{self, Endpoint};
 use mazu_wasm_tests::net::free_port;
 use sha2::{Digest as _, Sha256};
 
@@ -206,11 +207,22 @@ struct CuratorNode {
     /// Its checkpoint verifier key (generated on first start, kept in the
     /// data directory), which the filters pin.
     checkpoint_key: String,
+    /// The pin of its TLS key (generated on first start, kept in the data
+    /// directory), which agents and sidecars pin.
+    tls_pin: Option<SpkiPin>,
     /// `URL=VKEY` of each witness it submits checkpoints to.
     witnesses: Vec<String>,
 }
 
 impl CuratorNode {
+    /// How the harness reaches it: TLS to its pinned key, as agents do.
+    fn endpoint(&self) -> Result<Endpoint> {
+        let pin = self
+            .tls_pin
+            .ok_or_else(|| anyhow!("the curator has not started yet"))?;
+        Ok(Endpoint::pinned(self.port, pin))
+    }
+
     fn start(&mut self) -> Result<()> {
         let addr_file = self.dir.join("addr");
         let _ = std::fs::remove_file(&addr_file);
@@ -232,6 +244,8 @@ impl CuratorNode {
             .args(["--audience", AUDIENCE, "--trust-domain", TRUST_DOMAIN])
             .arg("--addr-file")
             .arg(&addr_file)
+            .arg("--tls-pin-file")
+            .arg(self.dir.join("tls.pin"))
             .arg("--witness-quorum")
             .arg(self.witnesses.len().to_string())
             .arg("--witness-refresh-secs")
@@ -249,13 +263,18 @@ impl CuratorNode {
             .next()
             .and_then(|p| p.parse().ok())
             .ok_or_else(|| anyhow!("bad address file: {addr}"))?;
-        let port = self.port;
+        let pin = std::fs::read_to_string(self.dir.join("tls.pin"))?;
+        self.tls_pin = Some(
+            pin.parse()
+                .map_err(|e| anyhow!("the curator's TLS pin {pin:?}: {e}"))?,
+        );
+        let endpoint = self.endpoint()?;
         process.wait_until("ready", Duration::from_secs(60), || {
-            http::get(port, "/readyz").is_ok_and(|(status, _)| status == 200)
+            endpoint
+                .get("/readyz")
+                .is_ok_and(|(status, _)| status == 200)
         })?;
-        self.checkpoint_key = http::get_text(port, "/v1/checkpoint/key")?
-            .trim()
-            .to_owned();
+        self.checkpoint_key = endpoint.get_text("/v1/checkpoint/key")?.trim().to_owned();
         self.process = Some(process);
         Ok(())
     }
@@ -337,6 +356,19 @@ impl Sidecar {
     /// without the `wasmcustom.` prefix).
     pub fn filter_stats(&self) -> Result<BTreeMap<String, i64>> {
         filter_stats(self.admin_port)
+    }
+
+    /// One of Envoy's own counters (e.g.
+    /// `cluster.mazu-curator.ssl.fail_verify_cert_hash`); 0 if not there.
+    pub fn envoy_counter(&self, name: &str) -> Result<u64> {
+        let body = http::get_text(self.admin_port, &format!("/stats?filter=^{name}$"))?;
+        Ok(body
+            .lines()
+            .find_map(|line| {
+                let (found, value) = line.split_once(": ")?;
+                (found == name).then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or(0))
     }
 
     /// How many curator answers this sidecar refused because the log's
@@ -444,6 +476,7 @@ impl LocalMesh {
             port: 0,
             process: None,
             checkpoint_key: String::new(),
+            tls_pin: None,
             witnesses: witnesses
                 .iter()
                 .map(|w| format!("{}={}", w.url(), w.vkey))
@@ -502,9 +535,17 @@ impl LocalMesh {
         &self.dir
     }
 
-    /// The real curator's HTTP port.
+    /// The real curator's port (HTTPS).
     pub fn curator_port(&self) -> u16 {
         self.curator.port
+    }
+
+    /// The pin of the curator's TLS key, which agents, sidecars and the
+    /// lying front (holding the curator's keys) share.
+    pub fn curator_tls_pin(&self) -> Result<SpkiPin> {
+        self.curator
+            .tls_pin
+            .ok_or_else(|| anyhow!("the curator has not started yet"))
     }
 
     /// The port agents and sidecars use as the curator: the lying front's
@@ -574,7 +615,9 @@ impl LocalMesh {
         command
             .arg("run")
             .arg("--curator")
-            .arg(format!("http://127.0.0.1:{}", self.front_port()))
+            .arg(format!("https://127.0.0.1:{}", self.front_port()))
+            .arg("--curator-tls-pin")
+            .arg(self.curator_tls_pin()?.to_string())
             .arg("--witness-quorum")
             .arg(WITNESSES.to_string())
             .arg("--token-file")
@@ -649,6 +692,7 @@ impl LocalMesh {
             inbound_port: pending.inbound_port,
             workload_port: backend.port,
             curator_port: self.front_port(),
+            curator_tls_pin: self.curator_tls_pin()?,
             sds_socket: &socket,
             filter_wasm: &self.binaries.filter_wasm,
             inbound_plugin_config: &self.plugin_config("inbound"),
@@ -744,7 +788,7 @@ impl LocalMesh {
     /// The size of the curator's newest witnessed checkpoint: the registry
     /// version a filter can hold.
     pub fn registry_version(&self) -> Result<i64> {
-        let note = http::get_text(self.curator.port, "/v1/checkpoint")?;
+        let note = self.curator.endpoint()?.get_text("/v1/checkpoint")?;
         note.lines()
             .nth(1)
             .and_then(|size| size.parse().ok())
@@ -753,12 +797,14 @@ impl LocalMesh {
 
     /// The curator's registry, as served (JSON).
     pub fn registry_json(&self) -> Result<String> {
-        http::get_text(self.curator.port, "/v1/registry?format=json")
+        self.curator
+            .endpoint()?
+            .get_text("/v1/registry?format=json")
     }
 
     /// The curator's public parameters, as served.
     pub fn public_params(&self) -> Result<String> {
-        http::get_text(self.curator.port, "/v1/params")
+        self.curator.endpoint()?.get_text("/v1/params")
     }
 
     /// Waits until every filter (inbound and outbound) holds the curator's
@@ -838,10 +884,10 @@ impl LocalMesh {
     pub fn curator_records(&self) -> Result<Vec<mazu_log::LeafRecord>> {
         let mut records = Vec::new();
         loop {
-            let (status, body) = http::get(
-                self.curator.port,
-                &format!("/v1/log/records?start={}", records.len()),
-            )?;
+            let (status, body) = self
+                .curator
+                .endpoint()?
+                .get(&format!("/v1/log/records?start={}", records.len()))?;
             if status != 200 {
                 bail!("GET /v1/log/records answered {status}");
             }
@@ -884,7 +930,9 @@ impl LocalMesh {
 
     /// Whether the curator answers `/healthz`.
     pub fn curator_is_up(&self) -> bool {
-        http::get(self.curator.port, "/healthz").is_ok()
+        self.curator
+            .endpoint()
+            .is_ok_and(|e| e.get("/healthz").is_ok())
     }
 
     /// Gives `service` a new token, as the kubelet does when it rotates the
@@ -980,7 +1028,7 @@ impl LocalMesh {
         message: &[u8],
         curator_port: u16,
     ) -> Result<std::process::Output> {
-        let (status, crs) = http::get(self.curator.port, "/v1/crs")?;
+        let (status, crs) = self.curator.endpoint()?.get("/v1/crs")?;
         if status != 200 {
             bail!("GET /v1/crs answered {status}");
         }
@@ -993,7 +1041,9 @@ impl LocalMesh {
         command
             .arg("encrypt")
             .arg("--curator")
-            .arg(format!("http://127.0.0.1:{curator_port}"))
+            .arg(format!("https://127.0.0.1:{curator_port}"))
+            .arg("--curator-tls-pin")
+            .arg(self.curator_tls_pin()?.to_string())
             .arg("--crs-sha256")
             .arg(fixtures::hex(&crs.digest()))
             .arg("--checkpoint-key")

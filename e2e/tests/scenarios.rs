@@ -673,7 +673,9 @@ fn s16_a_curator_that_forges_parameters_cannot_read_messages() {
         .arg("--state-dir")
         .arg(checkout.state_dir())
         .arg("--curator")
-        .arg(format!("http://127.0.0.1:{}", mesh.curator_port()))
+        .arg(format!("https://127.0.0.1:{}", mesh.curator_port()))
+        .arg("--curator-tls-pin")
+        .arg(mesh.curator_tls_pin().unwrap().to_string())
         .arg("--in")
         .arg(&ciphertext)
         .output()
@@ -684,4 +686,52 @@ fn s16_a_curator_that_forges_parameters_cannot_read_messages() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(out.stdout, b"attack at dawn");
+}
+
+/// The curator's address taken over by someone without its TLS key (a
+/// hijacked Service, DNS, or path): agents and sidecars pin the curator's
+/// key, so the handshake fails and not one request reaches the impostor;
+/// traffic keeps flowing on what the filters hold, and everything resumes
+/// when the real key answers again.
+#[test]
+fn s17_an_impostor_without_the_curators_tls_key_gets_no_request() {
+    let mesh = start_lying_mesh();
+    let liar = mesh.liar().unwrap();
+    let frontend = mesh.service("frontend").unwrap();
+    let envoy_refusals = || {
+        frontend
+            .envoy_counter("cluster.mazu-curator.ssl.fail_verify_cert_hash")
+            .unwrap()
+    };
+    let envoy_before = envoy_refusals();
+
+    liar.present_unpinned_key(true);
+    // A connection accepted just before the switch may still finish.
+    thread::sleep(Duration::from_secs(1));
+    let requests_before = liar.journal().requests;
+    // A rotated token makes frontend's agent call the curator at once.
+    mesh.rotate_token("frontend").unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "frontend's Envoy and agent to refuse the impostor's key",
+        || envoy_refusals() > envoy_before && frontend.agent_log().contains("is not a pinned key"),
+    );
+    thread::sleep(mesh.refresh_interval() * 2);
+    assert_eq!(
+        liar.journal().requests,
+        requests_before,
+        "a request reached a server that does not hold the pinned key"
+    );
+    assert!(liar.journal().failed_handshakes > 0);
+    // The filters decide from the registry they hold.
+    assert_eq!(mesh.call("frontend", "checkout").unwrap(), Verdict::Allowed);
+
+    // The curator's key answers again: requests flow, the rotation lands.
+    liar.present_unpinned_key(false);
+    wait_for(
+        Duration::from_secs(30),
+        "requests to reach the front",
+        || liar.journal().requests > requests_before,
+    );
+    assert_eq!(mesh.call("checkout", "frontend").unwrap(), Verdict::Allowed);
 }

@@ -7,7 +7,7 @@ parse_args "$@"
 
 step "Both workloads are registered with the curator"
 note "mazu_curator_log_entries counts registrations (2: httpbin and sleep; the node agent does not serve sleep-istiod, which has no Mazu token volume)"
-shell "kubectl get --raw /api/v1/namespaces/mazu-system/services/http:mazu-curator:7878/proxy/metrics | grep -E '^mazu_curator_(log_entries|registrations_accepted_total)'"
+shell "kubectl get --raw /api/v1/namespaces/mazu-system/services/https:mazu-curator:7878/proxy/metrics | grep -E '^mazu_curator_(log_entries|registrations_accepted_total)'"
 
 step "sleep -> httpbin over Mazu mTLS: allowed (HTTP 200)"
 expect_output 200 kubectl -n "$DEMO_NS" exec deploy/sleep -c sleep -- \

@@ -66,6 +66,8 @@ K8S_VERSION = "1.33.0"
 KUSTOMIZATIONS = ["base", "overlays/dev", "namespace"]
 ISTIO_GROUPS = (".istio.io",)
 CURATOR_FQDN = "mazu-curator.mazu-system.svc.cluster.local"
+# The cluster the EnvoyFilter mazu-curator-cluster adds and the WasmPlugins poll.
+CURATOR_CLUSTER = "mazu-curator"
 
 
 def checkpoint_verifier_key(name: str, public_key: bytes) -> str:
@@ -670,15 +672,24 @@ def cluster_matches(match: dict[str, Any], cluster: dict[str, Any]) -> bool:
 
 
 def apply_envoy_filters(config: dict[str, Any], envoy_filters: list[dict[str, Any]]) -> list[str]:
-    """Applies the EnvoyFilters' MERGE patches (FILTER_CHAIN, CLUSTER) in place;
-    returns what was patched."""
+    """Applies the EnvoyFilters' MERGE patches (FILTER_CHAIN, CLUSTER) and ADD patches
+    (CLUSTER) in place; returns what was patched. As in Istio (ApplyClusterMerge, then
+    InsertedClusters), MERGE patches touch Istio's own clusters only: added clusters
+    are appended afterwards, as written."""
     applied: list[str] = []
     static = config["static_resources"]
+    added: list[dict[str, Any]] = []
     for ef in envoy_filters:
         for cp in ef["spec"]["configPatches"]:
             op = cp["patch"]["operation"]
             value = cp["patch"]["value"]
             ctx = cp.get("match", {}).get("context", "ANY")
+            if op == "ADD" and cp["applyTo"] == "CLUSTER":
+                if ctx != "SIDECAR_OUTBOUND":
+                    raise PatchError(f"ADD of a cluster in context {ctx} not modelled")
+                added.append(copy.deepcopy(value))
+                applied.append(f"+{value['name']}")
+                continue
             if op != "MERGE":
                 raise PatchError(f"operation {op} not modelled")
             if cp["applyTo"] == "FILTER_CHAIN":
@@ -701,6 +712,7 @@ def apply_envoy_filters(config: dict[str, Any], envoy_filters: list[dict[str, An
                         applied.append(cluster["name"])
             else:
                 raise PatchError(f"applyTo {cp['applyTo']} not modelled")
+    static["clusters"].extend(added)
     return applied
 
 
@@ -775,7 +787,7 @@ def find_tls(chain_or_socket_holder: dict[str, Any]) -> dict[str, Any]:
 
 def node_checks(r: Report, base: list[dict[str, Any]], template_pods: dict[str, dict[str, Any]],
                 raw_templates: dict[str, dict[str, Any]], operator: dict[str, Any], env: dict[str, Any],
-                curator_url: str) -> None:
+                curator_url: str, curator_pin: str | None) -> None:
     """The node agent's DaemonSet and the "mazu" template, and the cases they must refuse."""
     namespaces = {d["metadata"]["name"]: d for d in base if d.get("kind") == "Namespace"}
     daemonsets = [d for d in base if d.get("kind") == "DaemonSet" and d["metadata"]["name"] == "mazu-agent"]
@@ -791,6 +803,8 @@ def node_checks(r: Report, base: list[dict[str, Any]], template_pods: dict[str, 
     problems = []
     if flag(args, "--curator") != curator_url:
         problems.append(f"--curator {flag(args, '--curator')} != {curator_url}")
+    if flag(args, "--curator-tls-pin") != curator_pin:
+        problems.append(f"--curator-tls-pin {flag(args, '--curator-tls-pin')} != the curator cluster's pin {curator_pin}")
     if flag(args, "--trust-domain") != env["MAZU_CURATOR_TRUST_DOMAIN"] or \
             operator["spec"]["meshConfig"]["trustDomain"] != env["MAZU_CURATOR_TRUST_DOMAIN"]:
         problems.append("--trust-domain differs from the curator's or meshConfig.trustDomain")
@@ -981,7 +995,7 @@ def main() -> int:
                 env[e["name"]] = e.get("value")
         port = service["spec"]["ports"][0]["port"]
         fqdn = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc.cluster.local"
-        cluster = f"outbound|{port}||{fqdn}"
+        cluster = CURATOR_CLUSTER
         issuer_url, _, issuer_rest = env["MAZU_CURATOR_ISSUERS"].partition("=")
         jwks_file, _, issuer_scope = issuer_rest.rpartition(";namespaces=")
         r.check("consistent curator issuer has an explicit namespace scope (ISSUER=JWKS;namespaces=SCOPE)",
@@ -996,6 +1010,23 @@ def main() -> int:
         r.check("consistent curator Service targets the listen port",
                 container_ports.get(service["spec"]["ports"][0]["targetPort"]) == listen_port,
                 f"targetPort {service['spec']['ports'][0]['targetPort']} -> {container_ports}, listen {listen_port}")
+        added = [cp["patch"]["value"] for ef in envoy_filters for cp in ef["spec"]["configPatches"]
+                 if cp["patch"]["operation"] == "ADD" and cp["patch"]["value"].get("name") == CURATOR_CLUSTER]
+        curator_pin = None
+        problems = []
+        if len(added) != 1:
+            problems.append(f"{len(added)} EnvoyFilter patches add the cluster {CURATOR_CLUSTER}")
+        else:
+            socket_address = added[0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+            if (socket_address["address"], socket_address["port_value"]) != (fqdn, port):
+                problems.append(f"it points at {socket_address}, not the Service {fqdn}:{port}")
+            pins = added[0]["transport_socket"]["typed_config"]["common_tls_context"]["validation_context"].get("verify_certificate_spki") or []
+            if len(pins) != 1:
+                problems.append(f"{len(pins)} pins (want the curator's one)")
+            else:
+                curator_pin = pins[0]
+        r.check(f"consistent curator cluster {CURATOR_CLUSTER}: the Service's address and port, one TLS pin",
+                not problems, "; ".join(problems))
         r.check("consistent WasmPlugins: two, inbound (SERVER) and outbound (CLIENT)",
                 sorted((p["spec"]["pluginConfig"]["direction"], p["spec"]["match"][0]["mode"]) for p in plugins)
                 == [("inbound", "SERVER"), ("outbound", "CLIENT")],
@@ -1034,8 +1065,10 @@ def main() -> int:
             mount = next(m for m in agent["volumeMounts"] if m["name"] == "mazu-token")["mountPath"]
             token_path = token_vol["projected"]["sources"][0]["serviceAccountToken"]["path"]
             problems = []
-            if flag("--curator") != f"http://{fqdn}:{port}":
-                problems.append(f"--curator {flag('--curator')} != http://{fqdn}:{port}")
+            if flag("--curator") != f"https://{fqdn}:{port}":
+                problems.append(f"--curator {flag('--curator')} != https://{fqdn}:{port}")
+            if flag("--curator-tls-pin") != curator_pin:
+                problems.append(f"--curator-tls-pin {flag('--curator-tls-pin')} != the curator cluster's pin {curator_pin}")
             if flag("--trust-domain") != env["MAZU_CURATOR_TRUST_DOMAIN"]:
                 problems.append("--trust-domain differs from the curator's")
             if audience != env["MAZU_CURATOR_AUDIENCE"]:
@@ -1050,7 +1083,7 @@ def main() -> int:
                 problems.append("meshConfig.trustDomain differs")
             r.check("consistent per-pod agent template \"mazu-pod\": curator URL, token audience/path, trust domain, SDS socket",
                     not problems, "; ".join(problems))
-        node_checks(r, base, template_pods, raw_templates, operator, env, f"http://{fqdn}:{port}")
+        node_checks(r, base, template_pods, raw_templates, operator, env, f"https://{fqdn}:{port}", curator_pin)
         selectors = {json.dumps(p["spec"]["selector"]["matchLabels"]) for p in plugins} | {
             json.dumps(e["spec"]["workloadSelector"]["labels"]) for e in envoy_filters}
         r.check("consistent WasmPlugins and EnvoyFilters select the same pods", len(selectors) == 1, f"{selectors}")
@@ -1125,9 +1158,9 @@ def main() -> int:
         try:
             applied = apply_envoy_filters(patched, envoy_filters)
             render_wasm_plugins(patched, plugins, wasm)
-            r.ok("envoy EnvoyFilter MERGE patches applied", f"{len(applied)} targets: {', '.join(applied)}")
+            r.ok("envoy EnvoyFilter MERGE and ADD patches applied", f"{len(applied)} targets: {', '.join(applied)}")
         except (PatchError, KeyError) as e:
-            r.fail("envoy EnvoyFilter MERGE patches applied", str(e))
+            r.fail("envoy EnvoyFilter MERGE and ADD patches applied", str(e))
         else:
             ok, why = envoy_validate(envoy, patched)
             r.check("envoy validate: fixture + EnvoyFilters + both WasmPlugins (real .wasm, on_configure run)", ok, why)
@@ -1168,12 +1201,24 @@ def main() -> int:
                     problems.append(f"{name}: a bootstrap cluster was patched")
             r.check("envoy outbound: tlsMode-istio presents SDS 'default' once and accepts self-signed servers; bootstrap clusters untouched",
                     not problems, "; ".join(problems))
+            curator_clusters = [c for c in patched["static_resources"]["clusters"] if c["name"] == CURATOR_CLUSTER]
+            problems = []
+            if len(curator_clusters) != 1:
+                problems.append(f"{len(curator_clusters)} clusters named {CURATOR_CLUSTER}")
+            for cluster in curator_clusters:
+                vc = cluster["transport_socket"]["typed_config"]["common_tls_context"].get("validation_context", {})
+                if not vc.get("verify_certificate_spki"):
+                    problems.append("no verify_certificate_spki pin")
+                if vc.get("trust_chain_verification") == "ACCEPT_UNTRUSTED":
+                    problems.append("ACCEPT_UNTRUSTED (which switches the pin off) reached the curator cluster")
+            r.check(f"envoy curator cluster {CURATOR_CLUSTER}: added once, TLS pinned to the curator's key, untouched by the outbound MERGE",
+                    not problems, "; ".join(problems))
 
             # Negative: what the naive patches would do.
             naive_out = copy.deepcopy(envoy_filters)
             for ef in naive_out:
                 for cp in ef["spec"]["configPatches"]:
-                    if cp["applyTo"] == "CLUSTER":
+                    if cp["applyTo"] == "CLUSTER" and cp["patch"]["operation"] == "MERGE":
                         cp["patch"]["value"]["transport_socket"]["typed_config"]["common_tls_context"] = {
                             "combined_validation_context": {"default_validation_context": {"trust_chain_verification": "ACCEPT_UNTRUSTED"}}}
             naive_in = copy.deepcopy(envoy_filters)

@@ -186,6 +186,20 @@ pub fn pinned_client_config(pins: &[SpkiPin]) -> Result<rustls::ClientConfig, Tl
         .with_no_client_auth())
 }
 
+/// A server whose key is not pinned; the message names its pin, so that an
+/// operator can tell a rotated key from an impostor.
+#[derive(thiserror::Error)]
+#[error("the server's TLS key (pin {0}) is not a pinned key")]
+struct UnpinnedKey(SpkiPin);
+
+/// rustls prints this error with `{:?}` (inside "invalid peer certificate:
+/// Other(..)"): the sentence, not the struct, is what reaches the logs.
+impl fmt::Debug for UnpinnedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 #[derive(Debug)]
 struct PinnedServer {
     pins: Vec<SpkiPin>,
@@ -209,7 +223,7 @@ impl ServerCertVerifier for PinnedServer {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
+                rustls::CertificateError::Other(rustls::OtherError(Arc::new(UnpinnedKey(pin)))),
             ))
         }
     }

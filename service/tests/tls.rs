@@ -75,6 +75,18 @@ async fn the_pinned_server_is_reached_and_another_key_is_refused() {
     let refused = client(&[other.pin()]).get(&url).send().await;
     let error = refused.expect_err("a server with an unpinned key is refused");
     assert!(error.is_connect(), "refused in the handshake: {error:?}");
+    // The refusal names the key the server showed (an impostor's, or a
+    // rotated one the pins have not caught up with).
+    let mut chain = String::new();
+    let mut source: Option<&dyn std::error::Error> = Some(&error);
+    while let Some(e) = source {
+        chain.push_str(&format!("{e}: "));
+        source = e.source();
+    }
+    assert!(
+        chain.contains(&format!("(pin {}) is not a pinned key", server.pin())),
+        "{chain}"
+    );
 }
 
 #[tokio::test]

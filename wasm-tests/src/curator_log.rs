@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result, anyhow};
+use mazu_curator::recovery::ACKNOWLEDGED_FILE;
 use mazu_curator::server::LOG_FILE;
 use mazu_curator::snapshot::SNAPSHOT_FILE;
 use mazu_curator::store::{FileLogStore, LogStore as _};
@@ -34,8 +35,10 @@ pub fn read_log(data_dir: &Path) -> Result<([u8; 32], Vec<Vec<u8>>)> {
 
 /// Replaces the log in `data_dir` by `entries` under `context` (the CRS
 /// digest; an old file is kept as `registrations.log.orig`) and removes the
-/// state snapshot, so that the curator's next start replays exactly these
-/// entries.
+/// state snapshot and the acknowledged checkpoint, so that the curator's
+/// next start replays exactly these entries: what a curator's operator who
+/// rewrites the log would do to its own evidence (the witnesses, agents and
+/// filters keep theirs).
 pub fn write_log(data_dir: &Path, context: [u8; 32], entries: &[Vec<u8>]) -> Result<()> {
     let path = data_dir.join(LOG_FILE);
     if path.exists() {
@@ -45,10 +48,13 @@ pub fn write_log(data_dir: &Path, context: [u8; 32], entries: &[Vec<u8>]) -> Res
     for entry in entries {
         store.append(entry)?;
     }
-    match std::fs::remove_file(data_dir.join(SNAPSHOT_FILE)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-        _ => Ok(()),
+    for evidence in [SNAPSHOT_FILE, ACKNOWLEDGED_FILE] {
+        match std::fs::remove_file(data_dir.join(evidence)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
     }
+    Ok(())
 }
 
 /// [`read_log`], `edit` (reorder, drop, replace entries), [`write_log`].

@@ -103,6 +103,12 @@ impl AgentProcess {
         let log = std::fs::File::create(&log_path).expect("agent log");
         let child = command
             .args(["--curator", curator_url])
+            // An https:// curator comes with its --curator-tls-pin in `extra`.
+            .args(
+                curator_url
+                    .starts_with("http://")
+                    .then_some("--insecure-plain-http"),
+            )
             .args(["--poll-interval-ms", "100", "--opening-refresh-ms", "300"])
             .args(["--backoff-initial-ms", "100", "--backoff-max-ms", "1000"])
             .args(["--propagation-delay-ms", "200"])
@@ -415,6 +421,8 @@ pub struct FixedCurator {
     issuer_arg: String,
     /// Flags added to every start (witnesses, checkpoint key).
     extra: Vec<String>,
+    /// Serve TLS (its pin in the data directory) instead of plain HTTP.
+    tls: bool,
     pub port: u16,
 }
 
@@ -445,14 +453,44 @@ impl FixedCurator {
                 jwks.display()
             ),
             extra: vec!["--insecure-no-witness".to_owned()],
+            tls: false,
             dir,
             port,
         })
     }
 
+    /// Prepares a curator that serves TLS, as deployed (the tests' default
+    /// is plain HTTP, which these agent tests are not about).
+    pub fn new_tls(mesh: &Mesh, port: u16) -> Result<Self> {
+        let mut curator = Self::new(mesh, port)?;
+        curator.tls = true;
+        Ok(curator)
+    }
+
+    /// Where the curator writes the pin of its TLS key.
+    fn pin_file(&self) -> PathBuf {
+        self.dir.path().join("tls.pin")
+    }
+
+    /// The pin of its TLS key (after a start with TLS).
+    pub fn tls_pin(&self) -> Result<mazu_service::tls::SpkiPin> {
+        let text = std::fs::read_to_string(self.pin_file())?;
+        text.parse()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.pin_file().display()))
+    }
+
+    /// How the harness reaches it (pinned TLS or plain HTTP).
+    pub fn endpoint(&self) -> mazu_wasm_tests::http::Endpoint {
+        match self.tls_pin() {
+            Ok(pin) if self.tls => mazu_wasm_tests::http::Endpoint::pinned(self.port, pin),
+            _ => mazu_wasm_tests::http::Endpoint::plain(self.port),
+        }
+    }
+
     /// The base URL.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Starts it and waits until `/readyz` answers 200.
@@ -471,6 +509,11 @@ impl FixedCurator {
             .args(["--audience", mazu_dev_issuer::DEV_AUDIENCE])
             .args(["--trust-domain", TRUST_DOMAIN])
             .args(&self.extra)
+            .args(if self.tls {
+                vec!["--tls-pin-file".into(), self.pin_file().into_os_string()]
+            } else {
+                vec!["--insecure-plain-http".into()]
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
@@ -484,7 +527,7 @@ impl FixedCurator {
             {
                 bail!("mazu-curator exited with {status}:\n{}", self.log());
             }
-            if http_get(self.port, "/readyz").is_ok_and(|(s, _)| s == 200) {
+            if self.endpoint().get("/readyz").is_ok_and(|(s, _)| s == 200) {
                 return Ok(());
             }
             thread::sleep(Duration::from_millis(100));

@@ -26,6 +26,7 @@ use mazu_log::checkpoint::CheckpointSigner;
 use mazu_log::cosignature::{CosignatureSigner, WitnessVerifier};
 use mazu_log::merkle::{MerkleTree, leaf_hash};
 use mazu_rbe::Crs;
+use mazu_service::tls::ClientTransport;
 use sha2::Digest as _;
 
 pub const CAPACITY: u32 = 16;
@@ -195,6 +196,8 @@ impl World {
             key_path.display().to_string(),
             "--checkpoint-origin".into(),
             ORIGIN.into(),
+            // The audit tests speak plain HTTP; TLS is covered by e2e.
+            "--insecure-plain-http".into(),
         ];
         for w in &self.witnesses {
             args.push("--witness".into());
@@ -242,6 +245,7 @@ impl World {
     pub fn check_config(&self, base: &str, crs: &Crs, state: Option<&Path>) -> CheckConfig {
         CheckConfig {
             curator: base.to_owned(),
+            curator_transport: ClientTransport::InsecurePlainHttp,
             crs_digest: crs.digest(),
             trust: self.trust(),
             state: state.map(Path::to_path_buf),

@@ -85,6 +85,8 @@ impl Fixture {
             self.issuer_arg(),
             "--audience".into(),
             mazu_dev_issuer::DEV_AUDIENCE.into(),
+            // The API tests speak plain HTTP; tests/tls.rs covers TLS.
+            "--insecure-plain-http".into(),
         ]
     }
 }

@@ -159,7 +159,9 @@ fn print_how_to_talk(mesh: &LocalMesh) {
         );
     }
     println!(
-        "  curator: http://127.0.0.1:{}/v1/registry?format=json",
-        mesh.curator_port()
+        "  curator: https://127.0.0.1:{}/v1/registry?format=json (TLS key pin {})",
+        mesh.curator_port(),
+        mesh.curator_tls_pin()
+            .map_or_else(|e| e.to_string(), |pin| pin.to_string())
     );
 }
