@@ -153,7 +153,7 @@ impl CuratorArgs {
     }
 }
 
-fn config_error(e: impl std::fmt::Display) -> Error {
+fn config_error(e: impl core::fmt::Display) -> Error {
     Error::Config(e.to_string())
 }
 

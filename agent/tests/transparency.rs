@@ -219,6 +219,14 @@ fn a_changed_checkpoint_key_is_refused_after_first_use() {
         format!("{}\n", "42".repeat(32)),
     )
     .expect("new key");
+    // The curator refuses its own acknowledged checkpoint under another key;
+    // whoever swaps the key deletes that evidence too.
+    std::fs::remove_file(
+        curator
+            .data_dir()
+            .join(mazu_curator::recovery::ACKNOWLEDGED_FILE),
+    )
+    .expect("remove the acknowledged checkpoint");
     curator.start().expect("restart");
     assert_ne!(served_key(&curator), first_key);
     let status = agent.wait_status(WAIT, |s| refused_kind(s) == Some("key_changed"));

@@ -49,6 +49,7 @@ fn rendered(wasm: &Path) -> String {
         inbound_port: 15005,
         workload_port: 8080,
         curator_port: 7878,
+        curator_tls_pin: mazu_service::tls::SpkiPin([7; 32]),
         sds_socket: Path::new("/tmp/mazu-e2e-validate/sds.sock"),
         filter_wasm: wasm,
         inbound_plugin_config: &inbound,

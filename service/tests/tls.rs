@@ -78,7 +78,7 @@ async fn the_pinned_server_is_reached_and_another_key_is_refused() {
     // The refusal names the key the server showed (an impostor's, or a
     // rotated one the pins have not caught up with).
     let mut chain = String::new();
-    let mut source: Option<&dyn std::error::Error> = Some(&error);
+    let mut source: Option<&dyn core::error::Error> = Some(&error);
     while let Some(e) = source {
         chain.push_str(&format!("{e}: "));
         source = e.source();

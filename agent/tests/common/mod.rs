@@ -215,10 +215,16 @@ impl Drop for AgentProcess {
     }
 }
 
-/// Runs `mazu-agent ARGS` to completion.
+/// Runs `mazu-agent ARGS` to completion. A plain `http://` curator (the
+/// tests' default) is reached with `--insecure-plain-http`, as the agent
+/// requires.
 pub fn agent_command(args: &[&str]) -> Output {
+    let plain = args
+        .windows(2)
+        .any(|w| w[0] == "--curator" && w[1].starts_with("http://"));
     Command::new(AGENT)
         .args(args)
+        .args(plain.then_some("--insecure-plain-http"))
         .env_remove("RUST_LOG")
         .output()
         .expect("run mazu-agent")
