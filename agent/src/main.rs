@@ -145,6 +145,12 @@ impl CuratorArgs {
     }
 
     fn transport(&self) -> Result<ClientTransport, Error> {
+        let url = &self.curator;
+        if !url.starts_with("https://") && !url.starts_with("http://") {
+            return Err(Error::Config(format!(
+                "--curator {url:?} is not an https:// URL (http:// only with --insecure-plain-http)"
+            )));
+        }
         let transport =
             ClientTransport::from_flags(self.curator_tls_pins.clone(), self.insecure_plain_http)
                 .map_err(config_error)?;

@@ -211,6 +211,23 @@ async fn checkpoints_and_proofs_verify_over_http() {
     std::fs::write(&other_key, hex::encode([9u8; 32])).unwrap();
     let mut other_args = args.clone();
     other_args.extend(["--checkpoint-key".into(), other_key.display().to_string()]);
+    // The curator itself refuses: its acknowledged checkpoint does not
+    // verify under the new key (nothing is changed on disk).
+    let o = std::process::Command::new(common::BIN)
+        .args(&other_args)
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("acknowledged checkpoint"), "{stderr}");
+    // Whoever swaps the key deletes that evidence too; the pinned verifier
+    // still refuses.
+    std::fs::remove_file(
+        fx.data_dir()
+            .join(mazu_curator::recovery::ACKNOWLEDGED_FILE),
+    )
+    .unwrap();
     let mut c = Curator::spawn(fx.dir.path(), &other_args);
     c.ready().await;
     let note = text(&c, "/v1/checkpoint").await;
@@ -232,5 +249,9 @@ async fn checkpoints_and_proofs_verify_over_http() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("checkpoint key"));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("nope.key") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
 }

@@ -221,7 +221,8 @@ impl Drop for AgentProcess {
 pub fn agent_command(args: &[&str]) -> Output {
     let plain = args
         .windows(2)
-        .any(|w| w[0] == "--curator" && w[1].starts_with("http://"));
+        .any(|w| w[0] == "--curator" && w[1].starts_with("http://"))
+        && !args.contains(&"--curator-tls-pin");
     Command::new(AGENT)
         .args(args)
         .args(plain.then_some("--insecure-plain-http"))
