@@ -4,6 +4,7 @@
 
 use core::future::Future;
 use core::net::SocketAddr;
+use core::time::Duration;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -310,10 +311,20 @@ pub async fn run(
     let crs = loaded.crs;
     let store: Arc<dyn LogStore> = Arc::new(store);
     let audience = config.audience.clone();
+    let unwitnessed = config.witness.is_none();
     let replay = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         match Curator::open(crs, trust, store, metrics, &options) {
             Ok((curator, report)) => {
+                if unwitnessed {
+                    // Without witnesses the publisher thread signs the first
+                    // checkpoint at once: ready means it is served, so that
+                    // nobody sees `/readyz` 200 and then a 503 checkpoint.
+                    let deadline = Instant::now() + Duration::from_secs(30);
+                    while curator.checkpoint().is_err() && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                }
                 tracing::info!(
                     origin = curator.transparency().origin(),
                     verifier_key = curator.transparency().verifier_key(),
