@@ -141,26 +141,18 @@ impl CuratorArgs {
     /// A client for the curator the flags name; a configuration error if
     /// they contradict each other or the URL.
     fn client(&self) -> Result<CuratorClient, Error> {
-        CuratorClient::new(&self.curator, &self.transport()?).map_err(config_error)
+        CuratorClient::new(&self.curator, &self.transport()?)
+            .map_err(|e| Error::Config(e.to_string()))
     }
 
     fn transport(&self) -> Result<ClientTransport, Error> {
-        let url = &self.curator;
-        if !url.starts_with("https://") && !url.starts_with("http://") {
-            return Err(Error::Config(format!(
-                "--curator {url:?} is not an https:// URL (http:// only with --insecure-plain-http)"
-            )));
-        }
-        let transport =
-            ClientTransport::from_flags(self.curator_tls_pins.clone(), self.insecure_plain_http)
-                .map_err(config_error)?;
-        transport.check_url(&self.curator).map_err(config_error)?;
-        Ok(transport)
+        ClientTransport::for_url(
+            &self.curator,
+            self.curator_tls_pins.clone(),
+            self.insecure_plain_http,
+        )
+        .map_err(|e| Error::Config(format!("--curator: {e}")))
     }
-}
-
-fn config_error(e: impl core::fmt::Display) -> Error {
-    Error::Config(e.to_string())
 }
 
 /// Which checkpoints of the curator's log are believed (flattened into

@@ -70,9 +70,12 @@ impl CuratorArgs {
     /// The transport the flags ask for; a usage error if they contradict
     /// each other or the URL.
     fn transport(&self) -> ClientTransport {
-        ClientTransport::from_flags(self.curator_tls_pins.clone(), self.insecure_plain_http)
-            .and_then(|t| t.check_url(&self.curator).map(|()| t))
-            .unwrap_or_else(|e| usage(&e.to_string()))
+        ClientTransport::for_url(
+            &self.curator,
+            self.curator_tls_pins.clone(),
+            self.insecure_plain_http,
+        )
+        .unwrap_or_else(|e| usage(&format!("--curator: {e}")))
     }
 }
 

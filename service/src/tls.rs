@@ -304,6 +304,26 @@ impl ClientTransport {
         }
     }
 
+    /// A client's `--curator URL`, `--curator-tls-pin` and
+    /// `--insecure-plain-http` flags, checked together: a URL that is
+    /// neither `https://` nor `http://`, then the flags
+    /// ([`Self::from_flags`]), then the scheme ([`Self::check_url`]).
+    pub fn for_url(
+        url: &str,
+        pins: Vec<SpkiPin>,
+        insecure_plain_http: bool,
+    ) -> Result<Self, TransportError> {
+        if !url.starts_with("https://") && !url.starts_with("http://") {
+            return Err(TransportError::Scheme {
+                url: url.to_owned(),
+                reason: "not an https:// URL (http:// only with --insecure-plain-http)",
+            });
+        }
+        let transport = Self::from_flags(pins, insecure_plain_http)?;
+        transport.check_url(url)?;
+        Ok(transport)
+    }
+
     /// Refuses a URL whose scheme does not match: `https://` with pins,
     /// `http://` with plain HTTP (so a typo cannot silently drop TLS).
     pub fn check_url(&self, url: &str) -> Result<(), TransportError> {

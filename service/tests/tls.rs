@@ -47,6 +47,20 @@ fn a_client_needs_exactly_one_of_a_pin_and_the_insecure_flag_and_a_matching_url(
     let plain = ClientTransport::from_flags(vec![], true).expect("plain");
     plain.check_url("http://curator:7878").expect("http");
     assert!(plain.check_url("https://curator:7878").is_err());
+    // All three flags at once: another scheme is named before a missing pin.
+    assert!(matches!(
+        ClientTransport::for_url("ftp://curator", vec![], false),
+        Err(TransportError::Scheme { .. })
+    ));
+    assert!(matches!(
+        ClientTransport::for_url("https://curator", vec![], false),
+        Err(TransportError::NoPin)
+    ));
+    assert!(ClientTransport::for_url("http://curator", vec![pin], false).is_err());
+    assert_eq!(
+        ClientTransport::for_url("https://curator", vec![pin], false).expect("pinned"),
+        pinned
+    );
 }
 
 #[tokio::test]
