@@ -541,7 +541,7 @@ mod tests {
             with_body(
                 3,
                 RecordBody::Release {
-                    reason: ReleaseReason::Expired,
+                    reason: ReleaseReason::Unrevealed,
                 },
             ),
             bind(4, 3),

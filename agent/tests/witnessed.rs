@@ -198,6 +198,7 @@ fn a_bind_waiting_for_witnesses_is_resent_identically() {
     curator.add_args(vec![
         "--witness".to_owned(),
         format!("http://{addr}={vkey}"),
+        "--insecure-plain-http-witness".to_owned(),
         "--witness-timeout-ms".to_owned(),
         "300".to_owned(),
         "--witness-refresh-secs".to_owned(),
@@ -239,6 +240,7 @@ fn a_checkpoint_below_the_quorum_is_refused() {
     curator.add_args(vec![
         "--witness".to_owned(),
         format!("http://{}={}", first.0, first.1),
+        "--insecure-plain-http-witness".to_owned(),
     ]);
     curator.start().expect("start curator");
     let files = AgentFiles::new();

@@ -16,24 +16,28 @@
 //!    lifecycle with the shared rules of [`DerivedRegistry`] (a void record,
 //!    e.g. a second binding of a bound id, is a discrepancy: an honest
 //!    curator never logs one), the RBE freshness of a bind against the
-//!    replayed RBE state, and one reveal per signed token;
+//!    replayed RBE state, one reveal per signed token, and for a release or
+//!    revocation (whose due-ness the lifecycle rules already decide) the
+//!    holder's signature by the bound TLS key and the RBE key taken out of
+//!    the replayed state;
 //! 4. the Merkle root over the records against the checkpoint, sample
 //!    inclusion proofs, the served public parameters and registry against
 //!    the replayed ones, and consistency with the checkpoint remembered from
 //!    the previous run.
 
 use core::time::Duration;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use base64ct::Encoding as _;
 use mazu_curator::api::views::LogJson;
 use mazu_curator::entry::{EntryBody, LogEntry};
+use mazu_curator::holder::{HolderAction, verify_holder};
 use mazu_identity::registry::derive::{DerivedRegistry, IdState};
 use mazu_identity::{ClaimsDigest, RegistrySnapshot, TrustConfig};
 use mazu_log::merkle::{Hash, MerkleTree, leaf_hash, verify_consistency, verify_inclusion};
-use mazu_log::record::{LeafRecord, RecordBody};
+use mazu_log::record::{LeafRecord, RecordBody, ReleaseReason};
 use mazu_log::{Checkpoint, CheckpointVerifier, WitnessPolicy, WitnessVerifier};
 use mazu_rbe::{Crs, PublicParams, Registration, RegistryState, WellFormedRegistration};
 use mazu_service::tls::ClientTransport;
@@ -261,6 +265,11 @@ struct Replay<'a> {
     rbe: RegistryState,
     /// Claims digests of the revealed tokens (one reveal per signed token).
     revealed_claims: HashSet<ClaimsDigest>,
+    /// Per id holding a slot: its bind entry's TLS key and RBE registration
+    /// bytes, to check a holder's signature on its release or revocation
+    /// and to take the key out of the replayed RBE state. Memory grows with
+    /// the live bindings, not with history.
+    bound: HashMap<[u8; 32], (Vec<u8>, Vec<u8>)>,
     /// Merkle tree over the served records.
     tree: MerkleTree,
     last_at_ms: u64,
@@ -455,6 +464,17 @@ impl Replay<'_> {
                     Ok(verified) => {
                         if let Err(e) = self.rbe.apply(&verified) {
                             self.flag(Discrepancy::at(index, format!("cannot apply: {e}")));
+                        } else if let Some(LogEntry {
+                            body:
+                                EntryBody::Bind {
+                                    tls_spki,
+                                    registration,
+                                    ..
+                                },
+                            ..
+                        }) = entry
+                        {
+                            self.bound.insert(record.id, (tls_spki, registration));
                         }
                     }
                     Err(e) => self.flag(Discrepancy::at(
@@ -474,17 +494,66 @@ impl Replay<'_> {
                 }
             }
             RecordBody::Release { .. } | RecordBody::Revoke => {
-                // The lifecycle rules for these (who may release, the
-                // holder's signature, the RBE slot reuse) are not defined
-                // yet: reported rather than silently trusted.
+                // The lifecycle rules (due or not) were applied above, as
+                // every filter applies them; what a filter cannot check is
+                // the holder's signature and the RBE side.
+                self.check_end(index, &record, entry.as_ref());
+            }
+        }
+    }
+
+    /// A release or revocation the lifecycle rules accepted: a holder's
+    /// release or a revocation must carry the bound key's signature, and
+    /// the bound RBE key is taken out of the replayed state (which must
+    /// hold exactly that registration in its slot).
+    fn check_end(&mut self, index: u64, record: &LeafRecord, entry: Option<&LogEntry>) {
+        let Some((tls_spki, registration)) = self.bound.remove(&record.id) else {
+            self.flag(Discrepancy::at(
+                index,
+                format!(
+                    "{} of {}, whose binding the replayed RBE state does not hold",
+                    record.body.kind_name(),
+                    hex::encode(record.id)
+                ),
+            ));
+            return;
+        };
+        let decoded = match Registration::from_bytes(&registration) {
+            Ok(r) => r,
+            Err(e) => {
                 self.flag(Discrepancy::at(
                     index,
-                    format!(
-                        "{} entries are not supported by this auditor yet (cannot check them)",
-                        record.body.kind_name()
-                    ),
+                    format!("the ended binding's registration does not decode: {e}"),
                 ));
+                return;
             }
+        };
+        let signed = match entry.map(|e| &e.body) {
+            Some(EntryBody::Release {
+                reason: ReleaseReason::Holder,
+                signature,
+            }) => Some((HolderAction::Release, signature)),
+            Some(EntryBody::Revoke { signature }) => Some((HolderAction::Revoke, signature)),
+            _ => None,
+        };
+        if let Some((action, signature)) = signed
+            && let Err(e) = verify_holder(action, &record.id, decoded.slot, &tls_spki, signature)
+        {
+            self.flag(Discrepancy::at(
+                index,
+                format!(
+                    "{} of {} not signed by the bound TLS key ({e}): the curator ended a \
+                     binding its holder did not ask to end",
+                    action.as_str(),
+                    hex::encode(record.id)
+                ),
+            ));
+        }
+        if let Err(e) = self.rbe.release(&decoded) {
+            self.flag(Discrepancy::at(
+                index,
+                format!("RBE release of slot {}: {e}", decoded.slot),
+            ));
         }
     }
 
@@ -612,6 +681,7 @@ pub async fn run(
         ids: DerivedRegistry::new(),
         rbe: RegistryState::new(crs.clone()),
         revealed_claims: HashSet::new(),
+        bound: HashMap::new(),
         tree: MerkleTree::new(),
         last_at_ms: 0,
         unapplied: 0,

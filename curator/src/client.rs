@@ -12,7 +12,8 @@ use p256::pkcs8::EncodePublicKey;
 use rand::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 
-use crate::api::views::BindingRequest;
+use crate::api::views::{BindingRequest, HolderRequest};
+use crate::holder::{HolderAction, holder_message};
 use crate::pop::pop_message;
 
 /// Everything an agent keeps from one binding.
@@ -51,6 +52,21 @@ pub fn sign_pop(key: &SigningKey, registration: &Registration, spki: &[u8]) -> V
     );
     let signature: Signature = key.sign(&message);
     signature.to_der().as_bytes().to_vec()
+}
+
+/// The body of a holder's release or revocation of the binding of `id` in
+/// `slot`, signed by its TLS `key` (DER signature).
+pub fn holder_request(
+    key: &SigningKey,
+    action: HolderAction,
+    id: &[u8; 32],
+    slot: u32,
+) -> HolderRequest {
+    let message = holder_message(action, id, slot, &spki_der(key));
+    let signature: Signature = key.sign(&message);
+    HolderRequest {
+        signature: Base64::encode_string(signature.to_der().as_bytes()),
+    }
 }
 
 /// Builds a complete binding of `id` (SHA-256 of the workload's token) in

@@ -162,6 +162,28 @@ pub struct Args {
     )]
     pub reservation_ttl_secs: u64,
 
+    /// A binding whose token is not revealed this many seconds after it was
+    /// logged is released (reason `unrevealed`) and its slot reused. Bounds
+    /// how long junk bindings hold slots; an agent that misses it needs a new
+    /// token (the id stays void).
+    #[arg(
+        long,
+        env = "MAZU_CURATOR_REVEAL_WINDOW_SECS",
+        default_value_t = 600,
+        value_name = "SECS"
+    )]
+    pub reveal_window_secs: u64,
+
+    /// Release a live binding (reason `expired`) once its token expired
+    /// this long ago, in seconds, freeing its slot.
+    #[arg(
+        long,
+        env = "MAZU_CURATOR_EXPIRY_GRACE_SECS",
+        default_value_t = 60,
+        value_name = "SECS"
+    )]
+    pub expiry_grace_secs: u64,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "MAZU_CURATOR_MAX_BODY_BYTES", default_value_t = 1 << 20, value_name = "BYTES")]
     pub max_body_bytes: usize,
@@ -220,16 +242,20 @@ pub struct Args {
     pub request_timeout_secs: u64,
 
     /// A witness that must cosign checkpoints before binds and reveals are
-    /// answered, as URL=VKEY: the witness's http:// submission URL (the
-    /// curator posts to URL/add-checkpoint, C2SP tlog-witness) and its
-    /// cosignature verifier key (NAME+KEYID+BASE64). Repeat for several
-    /// witnesses (comma-separated in the environment variable). At least
-    /// one is required unless --insecure-no-witness.
+    /// answered, as URL=VKEY;tls-pin=PIN: the witness's https:// submission
+    /// URL (the curator posts to URL/add-checkpoint, C2SP tlog-witness), its
+    /// cosignature verifier key (NAME+KEYID+BASE64) and the pin of its TLS
+    /// key (base64 SHA-256, the witness's --tls-pin-file): the connection is
+    /// accepted only from the server holding that key, no CA is trusted.
+    /// An http:// URL=VKEY without a pin needs
+    /// --insecure-plain-http-witness. Repeat for several witnesses
+    /// (comma-separated in the environment variable). At least one is
+    /// required unless --insecure-no-witness.
     #[arg(
         long = "witness",
         env = "MAZU_CURATOR_WITNESSES",
         value_delimiter = ',',
-        value_name = "URL=VKEY"
+        value_name = "URL=VKEY;tls-pin=PIN"
     )]
     pub witnesses: Vec<String>,
 
@@ -268,6 +294,13 @@ pub struct Args {
     /// when no --witness is given; refused with one.
     #[arg(long, env = "MAZU_CURATOR_INSECURE_NO_WITNESS")]
     pub insecure_no_witness: bool,
+
+    /// INSECURE, development only: allow --witness http://URL=VKEY (plain
+    /// HTTP, no pin). Anyone on the path can then answer in such a witness's
+    /// place and withhold its cosignatures (not forge them). Without this
+    /// flag an http:// witness is refused.
+    #[arg(long, env = "MAZU_CURATOR_INSECURE_PLAIN_HTTP_WITNESS")]
+    pub insecure_plain_http_witness: bool,
 
     /// The key of the curator's TLS certificate (P-256, stored as 32 raw
     /// bytes or 64 hex digits like the checkpoint key). Clients pin the
@@ -379,6 +412,8 @@ pub struct Config {
     pub transport: Transport,
     /// Slot reservation lifetime.
     pub reservation_ttl: Duration,
+    /// When the curator releases bindings on its own.
+    pub lifecycle: crate::lifecycle::LifecycleOptions,
     /// Service limits.
     pub limits: LimitsConfig,
     /// Grace period on shutdown.
@@ -553,6 +588,9 @@ impl Args {
         if self.reservation_ttl_secs == 0 {
             return Err(invalid("--reservation-ttl-secs", "must be at least 1"));
         }
+        if self.reveal_window_secs == 0 {
+            return Err(invalid("--reveal-window-secs", "must be at least 1"));
+        }
         if self.max_body_bytes < 1024 {
             return Err(invalid("--max-body-bytes", "must be at least 1024"));
         }
@@ -571,6 +609,7 @@ impl Args {
             self.witness_refresh_secs,
             self.witness_timeout_ms,
             self.insecure_no_witness,
+            self.insecure_plain_http_witness,
         )?;
         let verify_threads = self.verify_threads.unwrap_or_else(default_verify_threads);
         if verify_threads == 0 {
@@ -597,6 +636,11 @@ impl Args {
                 }
             },
             reservation_ttl: Duration::from_secs(self.reservation_ttl_secs),
+            lifecycle: crate::lifecycle::LifecycleOptions {
+                reveal_window: Duration::from_secs(self.reveal_window_secs),
+                expiry_grace: Duration::from_secs(self.expiry_grace_secs),
+                ..crate::lifecycle::LifecycleOptions::default()
+            },
             limits: LimitsConfig {
                 max_body_bytes: self.max_body_bytes,
                 rate_limit_per_minute: self.rate_limit_per_minute,
@@ -621,12 +665,13 @@ fn witness_config(
     refresh_secs: u64,
     timeout_ms: u64,
     insecure_no_witness: bool,
+    insecure_plain_http_witness: bool,
 ) -> Result<Option<WitnessConfig>, ConfigError> {
     if witnesses.is_empty() {
         if !insecure_no_witness {
             return Err(ConfigError::Missing {
                 flag: "--witness",
-                hint: "at least one witness as URL=VKEY (checkpoints must be cosigned by \
+                hint: "at least one witness as URL=VKEY;tls-pin=PIN (checkpoints must be cosigned by \
                        witnesses, or the curator can show different logs to different \
                        parties); for a local demo only, --insecure-no-witness",
             });
@@ -649,6 +694,18 @@ fn witness_config(
         .iter()
         .map(|w| WitnessEndpoint::parse(w).map_err(|e| invalid("--witness", e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
+    if !insecure_plain_http_witness
+        && let Some(plain) = endpoints.iter().find(|e| e.is_plain_http())
+    {
+        return Err(invalid(
+            "--witness",
+            format!(
+                "{} is plain HTTP: use https://...=VKEY;tls-pin=PIN, or for local development \
+                 only --insecure-plain-http-witness",
+                plain.url
+            ),
+        ));
+    }
     for (i, a) in endpoints.iter().enumerate() {
         if endpoints[..i]
             .iter()
@@ -991,6 +1048,26 @@ mod tests {
     }
 
     #[test]
+    fn tls_witnesses_need_their_pin_and_no_insecure_flag() {
+        let pin = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+        let tls = format!("https://127.0.0.1:7001={};tls-pin={pin}", vkey(1));
+        let mut args = without_insecure();
+        args.extend_from_slice(&["--witness", &tls]);
+        let w = parse(&args).unwrap().witness.unwrap();
+        assert_eq!(w.endpoints[0].url, "https://127.0.0.1:7001");
+        assert_eq!(w.endpoints[0].tls_pin.unwrap().to_string(), pin);
+
+        let no_pin = format!("https://127.0.0.1:7001={}", vkey(1));
+        let mut args = without_insecure();
+        args.extend_from_slice(&["--witness", &no_pin, "--insecure-plain-http-witness"]);
+        let err = parse(&args).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { flag: "--witness", reason } if reason.contains("tls-pin=PIN")),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn witnesses_are_required_unless_explicitly_insecure() {
         let err = parse(&without_insecure()).unwrap_err();
         assert!(
@@ -1005,6 +1082,13 @@ mod tests {
         );
         let mut args = without_insecure();
         args.extend_from_slice(&["--witness", &a, "--witness", &b]);
+        // Plain HTTP witnesses only with the explicit flag.
+        let err = parse(&args).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { flag: "--witness", reason } if reason.contains("--insecure-plain-http-witness")),
+            "{err}"
+        );
+        args.push("--insecure-plain-http-witness");
         let w = parse(&args).unwrap().witness.unwrap();
         assert_eq!(w.endpoints.len(), 2);
         assert_eq!(w.quorum, 2, "default: every witness");

@@ -18,12 +18,15 @@
 //!   [`jwks`]: the issuers' keys (files, or URLs refreshed periodically);
 //! - [`store`]: the [`store::LogStore`] trait and the embedded file log;
 //! - [`entry`]: the log entry's canonical bytes and its leaf record;
-//!   [`pop`]: the TLS proof of possession message;
+//!   [`pop`]: the TLS proof of possession message; [`holder`]: the bound
+//!   key's signature on a release or revocation;
 //! - [`registry`]: the in-memory state rebuilt from the log (the id
 //!   lifecycle of `mazu_identity::registry::derive` plus the RBE state);
 //!   [`reservations`]: slot reservations;
 //! - [`register`]: the parallel verification half of a bind, and a reveal's
 //!   token checks; [`writer`]: the serialized commit half;
+//!   [`lifecycle`]: releases (reveal window, expiry) and holders' signed
+//!   releases and revocations;
 //! - [`snapshot`]: the checked state snapshot that shortens start-up;
 //!   [`recovery`]: the acknowledged checkpoint, start-up checks, repair;
 //! - [`checkpoint`]: the Merkle tree over the records and signed checkpoints;
@@ -43,7 +46,9 @@ pub mod checkpoint;
 pub mod client;
 pub mod config;
 pub mod entry;
+pub mod holder;
 pub mod jwks;
+pub mod lifecycle;
 pub mod limits;
 pub mod metrics;
 pub mod pop;

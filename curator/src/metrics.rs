@@ -75,6 +75,17 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     /// HTTP request latency by route.
     pub http: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    /// Bindings ended, by reason (`unrevealed`, `expired`, `holder`,
+    /// `revoked`).
+    pub ended: Family<ReasonLabels, Counter>,
+    /// Slots held by a binding (bound or live).
+    pub slots_held: Gauge,
+    /// Bindings whose token is not revealed yet.
+    pub bindings_unrevealed: Gauge,
+    /// Slots free (capacity minus held).
+    pub slots_free: Gauge,
+    /// The earliest token expiry of a live binding, Unix seconds (0: none).
+    pub next_expiry: Gauge,
 }
 
 impl Default for Metrics {
@@ -143,8 +154,39 @@ impl Metrics {
             "HTTP request latency by method, route and status",
             http.clone(),
         );
+        let ended = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "bindings_ended",
+            "Bindings released or revoked (their slots freed), by reason",
+            ended.clone(),
+        );
+        let slots_held = Gauge::default();
+        registry.register(
+            "slots_held",
+            "Slots held by a binding (bound or live)",
+            slots_held.clone(),
+        );
+        let bindings_unrevealed = Gauge::default();
+        registry.register(
+            "bindings_unrevealed",
+            "Bindings whose token is not revealed yet (released after the reveal window)",
+            bindings_unrevealed.clone(),
+        );
+        let slots_free = Gauge::default();
+        registry.register("slots_free", "Slots no binding holds", slots_free.clone());
+        let next_expiry = Gauge::default();
+        registry.register(
+            "next_expiry_unix_seconds",
+            "The earliest token expiry of a live binding (0: none)",
+            next_expiry.clone(),
+        );
         Self {
             registry,
+            ended,
+            slots_held,
+            bindings_unrevealed,
+            slots_free,
+            next_expiry,
             accepted,
             refused,
             reservations,
@@ -173,6 +215,33 @@ impl Metrics {
                 outcome: outcome.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts an ended binding (`created`: this request logged it).
+    pub fn released(&self, reason: &str, created: bool) {
+        if created {
+            self.ended
+                .get_or_create(&ReasonLabels {
+                    reason: reason.to_owned(),
+                })
+                .inc();
+        }
+    }
+
+    /// Sets the slot gauges.
+    pub fn lifecycle(
+        &self,
+        held: usize,
+        unrevealed: usize,
+        capacity: u32,
+        next_expiry: Option<u64>,
+    ) {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.slots_held.set(gauge(held as u64));
+        self.bindings_unrevealed.set(gauge(unrevealed as u64));
+        self.slots_free
+            .set(gauge(u64::from(capacity).saturating_sub(held as u64)));
+        self.next_expiry.set(gauge(next_expiry.unwrap_or(0)));
     }
 
     /// The Prometheus text exposition of every metric.

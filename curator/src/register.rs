@@ -95,6 +95,9 @@ pub fn conflict_error(c: &Conflict) -> ApiError {
         Conflict::AlreadyRevealed(_) => {
             ApiError::internal("repeat of a reveal reached the conflict path")
         }
+        // Only the curator's own lifecycle task writes releases that can be
+        // due or not; it checked before asking.
+        Conflict::NotDue => ApiError::internal("a release that is not due reached the writer"),
     }
 }
 
@@ -127,6 +130,12 @@ fn base64_field(field: &'static str, value: &str, max: usize) -> Result<Vec<u8>,
         });
     }
     Ok(bytes)
+}
+
+/// Decodes a holder's signature (release, revocation): standard padded
+/// base64, at most [`crate::entry::MAX_SIGNATURE_LEN`] bytes.
+pub fn holder_signature(b64: &str) -> Result<Vec<u8>, ApiError> {
+    base64_field("signature", b64, crate::entry::MAX_SIGNATURE_LEN)
 }
 
 /// Parses a hex workload id (64 hex digits).

@@ -12,21 +12,28 @@
 //!
 //! Plus what the curator needs to answer repeats and refuse re-encoded
 //! tokens: per id the index and content digest of its bind and the index of
-//! its reveal, and the claims digests of every revealed token.
+//! its reveal (and of its end), and the claims digests of every revealed
+//! token; and, for the lifecycle task, the bindings in the order they fall
+//! due: unrevealed ones by bind time, live ones by token expiry.
+//!
+//! A release or revocation takes the RBE key back out of the RBE state
+//! ([`RegistryState::verify_release`]), which needs the full registration
+//! of the bind entry: the caller reads it from the log
+//! ([`Registry::bind_of`] gives its index) and passes it in.
 //!
 //! The curator never logs a void entry (one the lifecycle rules give no
 //! effect): it checks with [`Registry::check_bind`] / [`Registry::check_reveal`]
 //! before appending, and an entry that would be void on replay means the log
 //! is not this curator's (a replay error).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use mazu_identity::registry::derive::{DerivedRegistry, IdState};
 use mazu_identity::{ClaimsDigest, RegistrySnapshot};
-use mazu_log::record::{LeafRecord, RecordBody};
+use mazu_log::record::{LeafRecord, RecordBody, ReleaseReason};
 use mazu_rbe::{
-    Crs, Registration, RegistrationError, RegistryState, VerifiedRegistration,
-    WellFormedRegistration,
+    Crs, Registration, RegistrationError, RegistryState, ReleaseError, VerifiedRegistration,
+    VerifiedRelease, WellFormedRegistration,
 };
 use sha2::{Digest, Sha256};
 
@@ -39,6 +46,8 @@ pub struct BindInfo {
     pub index: u64,
     /// [`content_digest`] of the entry: equal for an identical repeat.
     pub content: [u8; 32],
+    /// When it was logged (Unix ms).
+    pub at_ms: u64,
 }
 
 /// SHA-256 of an entry's canonical bytes with `at_ms` set to 0: two requests
@@ -96,6 +105,10 @@ pub enum Conflict {
     /// The binding ended (released or revoked).
     #[error("the id's binding has ended")]
     Ended,
+    /// A release whose reason does not hold now (`unrevealed` for a
+    /// revealed id, `expired` before the token's expiry).
+    #[error("the release is not due")]
+    NotDue,
     /// A token with the same claims digest was revealed for another id.
     #[error("a token with the same signed content was already revealed")]
     ClaimsRevealed,
@@ -114,6 +127,14 @@ pub enum ApplyError {
     /// The RBE state refused the registration.
     #[error("RBE check failed: {0}")]
     Rbe(#[from] RegistrationError),
+    /// The RBE state refused the release (the registration given is not
+    /// the one bound in the slot).
+    #[error("RBE release failed: {0}")]
+    RbeRelease(#[from] ReleaseError),
+    /// A holder's release or revocation whose signature does not verify
+    /// with the bound key.
+    #[error("holder signature: {0}")]
+    HolderSignature(crate::pop::PopError),
     /// The registration bytes do not decode.
     #[error("registration does not decode: {0}")]
     Registration(#[from] mazu_rbe::DecodeError),
@@ -123,9 +144,9 @@ pub enum ApplyError {
     /// The proof of possession does not verify.
     #[error("proof of possession: {0}")]
     Pop(#[from] crate::pop::PopError),
-    /// A kind this curator never writes (release, revoke: not implemented).
-    #[error("{0} entries are not supported by this curator version")]
-    Unsupported(&'static str),
+    /// The log has no entry at this index (the bind entry a release needs).
+    #[error("the log has no entry at index {0}")]
+    MissingEntry(u64),
     /// The record given is not the entry's record (a bug in the caller).
     #[error("the record does not summarize the entry")]
     RecordMismatch,
@@ -142,6 +163,42 @@ pub struct ReplayEntry {
     pub record: LeafRecord,
     /// The decoded registration of a bind.
     pub registration: Option<Registration>,
+}
+
+/// The binding a release or revocation ends, as read from its bind entry:
+/// what the RBE state needs to take the key out, and what a holder's
+/// signature is checked against.
+#[derive(Debug, Clone)]
+pub struct EndedBinding {
+    /// The bind entry's registration.
+    pub registration: Registration,
+    /// The bind entry's TLS key (DER SubjectPublicKeyInfo).
+    pub tls_spki: Vec<u8>,
+}
+
+impl EndedBinding {
+    /// The binding of `id` from its bind entry's bytes (at the index
+    /// [`Registry::bind_of`] names).
+    pub fn from_bind_entry(id: &[u8; 32], bind_bytes: &[u8]) -> Result<Self, ApplyError> {
+        let entry = LogEntry::from_bytes(bind_bytes)?;
+        let EntryBody::Bind {
+            slot,
+            tls_spki,
+            registration,
+            ..
+        } = entry.body
+        else {
+            return Err(ApplyError::RecordMismatch);
+        };
+        let registration = Registration::from_bytes(&registration)?;
+        if entry.id != *id || registration.id != *id || registration.slot != slot {
+            return Err(ApplyError::RegistrationMismatch);
+        }
+        Ok(Self {
+            registration,
+            tls_spki,
+        })
+    }
 }
 
 impl ReplayEntry {
@@ -165,8 +222,7 @@ impl ReplayEntry {
                 crate::pop::verify_pop(&entry.id, *slot, registration, tls_spki, tls_signature)?;
                 Some(decoded)
             }
-            EntryBody::Reveal { .. } => None,
-            other => return Err(ApplyError::Unsupported(other.kind_name())),
+            EntryBody::Reveal { .. } | EntryBody::Release { .. } | EntryBody::Revoke { .. } => None,
         };
         Ok(Self {
             entry,
@@ -183,7 +239,13 @@ pub struct Registry {
     ids: DerivedRegistry,
     binds: HashMap<[u8; 32], BindInfo>,
     reveals: HashMap<[u8; 32], u64>,
+    /// Index of the entry that ended each id (release or revocation).
+    ends: HashMap<[u8; 32], u64>,
     claims: HashSet<ClaimsDigest>,
+    /// Bound, unrevealed ids by bind time (Unix ms).
+    unrevealed: BTreeSet<(u64, [u8; 32])>,
+    /// Live ids by token expiry (Unix s).
+    expiring: BTreeSet<(u64, [u8; 32])>,
 }
 
 impl Registry {
@@ -198,7 +260,10 @@ impl Registry {
             ids: DerivedRegistry::new(),
             binds: HashMap::new(),
             reveals: HashMap::new(),
+            ends: HashMap::new(),
             claims: HashSet::new(),
+            unrevealed: BTreeSet::new(),
+            expiring: BTreeSet::new(),
         }
     }
 
@@ -252,6 +317,60 @@ impl Registry {
         self.reveals.get(id).copied()
     }
 
+    /// The index of the entry that ended the id's binding.
+    pub fn end_of(&self, id: &[u8; 32]) -> Option<u64> {
+        self.ends.get(id).copied()
+    }
+
+    /// The index of the entry that already ended `id`'s binding the way its
+    /// holder asks again: a revocation (`revoke`) or a holder's release.
+    pub fn holder_end_of(&self, id: &[u8; 32], revoke: bool) -> Option<u64> {
+        let done = match self.ids.state(id)? {
+            IdState::Revoked { .. } => revoke,
+            IdState::Released {
+                reason: ReleaseReason::Holder,
+            } => !revoke,
+            _ => false,
+        };
+        done.then(|| self.end_of(id)).flatten()
+    }
+
+    /// Up to `limit` bindings whose curator release is due at `now_ms`:
+    /// unrevealed ones bound at least `reveal_window_ms` ago, then live
+    /// ones whose token expired at least `expiry_grace_ms` ago. Oldest
+    /// first.
+    pub fn due_releases(
+        &self,
+        now_ms: u64,
+        reveal_window_ms: u64,
+        expiry_grace_ms: u64,
+        limit: usize,
+    ) -> Vec<([u8; 32], ReleaseReason)> {
+        let unrevealed = self
+            .unrevealed
+            .iter()
+            .take_while(|(bound_ms, _)| bound_ms.saturating_add(reveal_window_ms) <= now_ms)
+            .map(|(_, id)| (*id, ReleaseReason::Unrevealed));
+        let expired = self
+            .expiring
+            .iter()
+            .take_while(|(expiry, _)| {
+                expiry.saturating_mul(1000).saturating_add(expiry_grace_ms) <= now_ms
+            })
+            .map(|(_, id)| (*id, ReleaseReason::Expired));
+        unrevealed.chain(expired).take(limit).collect()
+    }
+
+    /// The earliest token expiry of a live id (Unix s).
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.expiring.first().map(|(expiry, _)| *expiry)
+    }
+
+    /// Number of bound ids whose token is not revealed yet.
+    pub fn unrevealed_count(&self) -> usize {
+        self.unrevealed.len()
+    }
+
     /// Whether `slot` is in range and holds no binding.
     pub fn is_free(&self, slot: u32) -> bool {
         self.rbe.is_free(slot) && self.ids.slot_holder(slot).is_none()
@@ -285,6 +404,39 @@ impl Registry {
             return Err(Conflict::SlotTaken(slot));
         }
         Ok(())
+    }
+
+    /// Whether the binding of `id` may be ended now by an entry logged at
+    /// `at_ms`: a revocation or a holder's release while it is bound or
+    /// live, an `unrevealed` release before its reveal, an `expired` one
+    /// once its token's expiry has passed (the rules of
+    /// [`DerivedRegistry::apply`]). Returns the index of its bind entry.
+    pub fn check_end(
+        &self,
+        id: &[u8; 32],
+        reason: Option<ReleaseReason>,
+        at_ms: u64,
+    ) -> Result<u64, Conflict> {
+        let token_expiry = match self.ids.state(id) {
+            None => return Err(Conflict::NotBound),
+            Some(IdState::Revoked { .. } | IdState::Released { .. }) => {
+                return Err(Conflict::Ended);
+            }
+            Some(IdState::Bound { .. }) => 0,
+            Some(IdState::Live { token_expiry, .. }) => *token_expiry,
+        };
+        let due = match reason {
+            None | Some(ReleaseReason::Holder) => true,
+            Some(ReleaseReason::Unrevealed) => token_expiry == 0,
+            Some(ReleaseReason::Expired) => token_expiry != 0 && at_ms / 1000 >= token_expiry,
+        };
+        if !due {
+            return Err(Conflict::NotDue);
+        }
+        self.binds
+            .get(id)
+            .map(|b| b.index)
+            .ok_or(Conflict::NotBound)
     }
 
     /// Whether `id` may be revealed now with a token of this claims digest.
@@ -353,6 +505,54 @@ impl Registry {
         self.apply_identity(entry, record)
     }
 
+    /// Applies a release or revocation whose RBE release was verified
+    /// against this state (from the bind entry's registration). A holder's
+    /// release or a revocation must carry the bound key's signature
+    /// (`tls_spki`, from the bind entry). `record` must be
+    /// `entry.record(bytes)`.
+    pub fn apply_end(
+        &mut self,
+        entry: &LogEntry,
+        record: &LeafRecord,
+        verified: &VerifiedRelease,
+        tls_spki: &[u8],
+    ) -> Result<(), ApplyError> {
+        if verified.registration().id != entry.id {
+            return Err(ApplyError::RegistrationMismatch);
+        }
+        let slot = verified.registration().slot;
+        let signed = match &entry.body {
+            EntryBody::Release {
+                reason: ReleaseReason::Holder,
+                signature,
+            } => Some((crate::holder::HolderAction::Release, signature)),
+            EntryBody::Release { .. } => None,
+            EntryBody::Revoke { signature } => {
+                Some((crate::holder::HolderAction::Revoke, signature))
+            }
+            _ => return Err(ApplyError::RecordMismatch),
+        };
+        if let Some((action, signature)) = signed {
+            crate::holder::verify_holder(action, &entry.id, slot, tls_spki, signature)
+                .map_err(ApplyError::HolderSignature)?;
+        }
+        self.check_identity(entry, record)?;
+        self.rbe.apply_release(verified)?;
+        self.record_identity(entry, record)
+    }
+
+    /// Verifies a release or revocation of `ended` against this state and
+    /// applies it (start-up replay).
+    pub fn replay_end(
+        &mut self,
+        entry: &LogEntry,
+        record: &LeafRecord,
+        ended: &EndedBinding,
+    ) -> Result<(), ApplyError> {
+        let verified = self.rbe.verify_release(&ended.registration)?;
+        self.apply_end(entry, record, &verified, &ended.tls_spki)
+    }
+
     /// Checks that `entry` (with its `record`) is not void against this
     /// state.
     fn check_identity(&self, entry: &LogEntry, record: &LeafRecord) -> Result<(), ApplyError> {
@@ -366,10 +566,17 @@ impl Registry {
             (EntryBody::Reveal { token }, RecordBody::Reveal { .. }) => {
                 Ok(self.check_reveal(&entry.id, &claims_digest_of(token))?)
             }
-            (EntryBody::Bind { .. } | EntryBody::Reveal { .. }, _) => {
-                Err(ApplyError::RecordMismatch)
+            (EntryBody::Release { reason, .. }, RecordBody::Release { reason: r })
+                if reason == r =>
+            {
+                self.check_end(&entry.id, Some(*reason), entry.at_ms)?;
+                Ok(())
             }
-            (other, _) => Err(ApplyError::Unsupported(other.kind_name())),
+            (EntryBody::Revoke { .. }, RecordBody::Revoke) => {
+                self.check_end(&entry.id, None, entry.at_ms)?;
+                Ok(())
+            }
+            _ => Err(ApplyError::RecordMismatch),
         }
     }
 
@@ -390,16 +597,20 @@ impl Registry {
     /// before changing the RBE state: after it, its slot is no longer free).
     fn record_identity(&mut self, entry: &LogEntry, record: &LeafRecord) -> Result<(), ApplyError> {
         let index = self.ids.size();
+        let before = self.ids.state(&entry.id).copied();
         // Checked above: the record is not void.
         if let Err(reason) = self.ids.apply(record) {
             return Err(ApplyError::Conflict(match reason {
                 mazu_identity::registry::derive::VoidReason::SlotTaken(s) => Conflict::SlotTaken(s),
+                mazu_identity::registry::derive::VoidReason::NotDue => Conflict::NotDue,
+                mazu_identity::registry::derive::VoidReason::NotBound => Conflict::NotBound,
                 _ => Conflict::AlreadyBound {
                     slot: None,
                     index: None,
                 },
             }));
         }
+        let bound_ms = self.binds.get(&entry.id).map(|b| b.at_ms);
         match &entry.body {
             EntryBody::Bind { .. } => {
                 self.binds.insert(
@@ -407,14 +618,30 @@ impl Registry {
                     BindInfo {
                         index,
                         content: content_digest(entry),
+                        at_ms: entry.at_ms,
                     },
                 );
+                self.unrevealed.insert((entry.at_ms, entry.id));
             }
             EntryBody::Reveal { token } => {
                 self.reveals.insert(entry.id, index);
                 self.claims.insert(claims_digest_of(token));
+                if let Some(bound_ms) = bound_ms {
+                    self.unrevealed.remove(&(bound_ms, entry.id));
+                }
+                if let RecordBody::Reveal { token_expiry } = record.body {
+                    self.expiring.insert((token_expiry, entry.id));
+                }
             }
-            _ => {}
+            EntryBody::Release { .. } | EntryBody::Revoke { .. } => {
+                self.ends.insert(entry.id, index);
+                if let Some(bound_ms) = bound_ms {
+                    self.unrevealed.remove(&(bound_ms, entry.id));
+                }
+                if let Some(IdState::Live { token_expiry, .. }) = before {
+                    self.expiring.remove(&(token_expiry, entry.id));
+                }
+            }
         }
         Ok(())
     }
@@ -431,20 +658,32 @@ impl Registry {
     /// checks. The token of a reveal is not verified again (its issuer's
     /// keys may have rotated since); the curator verified it when it logged
     /// it and an auditor checks it at the entry's time.
-    pub fn replay(&mut self, decoded: ReplayEntry) -> Result<(), ApplyError> {
-        match decoded.registration {
-            Some(registration) => {
+    ///
+    /// A release or revocation needs the binding it ends: `bind_entry` is
+    /// called with the index of the id's bind entry and returns its bytes.
+    pub fn replay(
+        &mut self,
+        decoded: ReplayEntry,
+        bind_entry: impl FnOnce(u64) -> Result<Vec<u8>, ApplyError>,
+    ) -> Result<(), ApplyError> {
+        match (decoded.registration, &decoded.entry.body) {
+            (Some(registration), _) => {
                 self.check_identity(&decoded.entry, &decoded.record)?;
                 let verified = self.rbe.verify(registration)?;
                 self.apply_bind(&decoded.entry, &decoded.record, &verified)
             }
-            None => self.apply_reveal(&decoded.entry, &decoded.record),
+            (None, EntryBody::Release { .. } | EntryBody::Revoke { .. }) => {
+                self.check_identity(&decoded.entry, &decoded.record)?;
+                let index = self
+                    .binds
+                    .get(&decoded.entry.id)
+                    .map(|b| b.index)
+                    .ok_or(ApplyError::Conflict(Conflict::NotBound))?;
+                let ended = EndedBinding::from_bind_entry(&decoded.entry.id, &bind_entry(index)?)?;
+                self.replay_end(&decoded.entry, &decoded.record, &ended)
+            }
+            (None, _) => self.apply_reveal(&decoded.entry, &decoded.record),
         }
-    }
-
-    /// Decodes, verifies and applies one log entry.
-    pub fn replay_bytes(&mut self, entry_bytes: &[u8]) -> Result<(), ApplyError> {
-        self.replay(ReplayEntry::decode(entry_bytes)?)
     }
 }
 

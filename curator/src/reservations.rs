@@ -76,7 +76,8 @@ impl Reservations {
         if let Some(r) = self.by_id.get(&id) {
             return Some((*r, false));
         }
-        // Registered slots stay registered, so the low-water mark only rises.
+        // Every slot below the low-water mark is registered; it only rises,
+        // except when a binding ends ([`Reservations::slot_freed`]).
         while self.low_water < capacity
             && !is_free(self.low_water)
             && !self.by_slot.contains_key(&self.low_water)
@@ -100,6 +101,11 @@ impl Reservations {
     pub fn reserved_for_other(&mut self, slot: u32, id: &[u8; 32], now: Instant) -> bool {
         self.expire(now);
         self.by_slot.get(&slot).is_some_and(|holder| holder != id)
+    }
+
+    /// A binding in `slot` ended: the slot may be reserved again.
+    pub fn slot_freed(&mut self, slot: u32) {
+        self.low_water = self.low_water.min(slot);
     }
 
     /// Releases `id`'s reservation (after it registered).
@@ -151,6 +157,32 @@ mod tests {
         let free = |s: u32| !registered.contains(&s);
         assert_eq!(t.reserve([1; 32], now, 0, 4, free).unwrap().0.slot, 2);
         assert!(t.reserve([2; 32], now, 0, 4, free).is_none());
+    }
+
+    #[test]
+    fn a_freed_slot_below_the_low_water_mark_is_found_again() {
+        let mut t = Reservations::new(Duration::from_secs(10));
+        let now = Instant::now();
+        let mut registered: HashSet<u32> = [0, 1, 2].into();
+        assert_eq!(
+            t.reserve([1; 32], now, 0, 4, |s| !registered.contains(&s))
+                .unwrap()
+                .0
+                .slot,
+            3
+        );
+        registered.insert(3);
+        t.release(&[1; 32]);
+        // Slot 1's binding ends.
+        registered.remove(&1);
+        t.slot_freed(1);
+        assert_eq!(
+            t.reserve([2; 32], now, 0, 4, |s| !registered.contains(&s))
+                .unwrap()
+                .0
+                .slot,
+            1
+        );
     }
 
     #[test]

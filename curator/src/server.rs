@@ -59,6 +59,9 @@ pub enum ServerError {
     /// The TLS configuration cannot be built from the key.
     #[error("TLS: {0}")]
     Tls(#[from] mazu_service::tls::TlsError),
+    /// The TLS key cannot be loaded or its pin file written.
+    #[error(transparent)]
+    ServerTls(#[from] mazu_service::tls::ServerTlsError),
     /// The witness configuration is unusable.
     #[error(transparent)]
     Witness(#[from] crate::witnessing::WitnessConfigError),
@@ -90,22 +93,15 @@ fn load_tls(config: &Config) -> Result<Option<mazu_service::tls::ServerTls>, Ser
     let key_path = key
         .clone()
         .unwrap_or_else(|| config.data_dir.join(TLS_KEY_FILE));
-    let loaded = mazu_service::files::load_or_create_key(&key_path, key.is_none())?;
-    let tls = mazu_service::tls::ServerTls::from_secret(&loaded.secret)?;
+    let loaded =
+        mazu_service::tls::load_server_tls(&key_path, key.is_none(), None, pin_file.as_deref())?;
+    let tls = loaded.tls;
     tracing::info!(
         path = %key_path.display(),
         generated = loaded.created,
         pin = %tls.pin(),
         "TLS key loaded: clients pin this (agents: --curator-tls-pin; Envoy: verify_certificate_spki)"
     );
-    if let Some(path) = pin_file {
-        bootstrap::write_atomic(path, format!("{}\n", tls.pin()).as_bytes()).map_err(|source| {
-            ServerError::Io {
-                what: format!("cannot write the TLS pin file {}", path.display()),
-                source,
-            }
-        })?;
-    }
     Ok(Some(tls))
 }
 
@@ -264,8 +260,22 @@ pub async fn run(
                     quorum: w.quorum,
                     request_timeout: w.timeout,
                 })?;
+            let plain: Vec<&str> = w
+                .endpoints
+                .iter()
+                .filter(|e| e.is_plain_http())
+                .map(|e| e.url.as_str())
+                .collect();
+            if !plain.is_empty() {
+                tracing::warn!(
+                    witnesses = ?plain,
+                    "REACHING WITNESSES OVER PLAIN HTTP (--insecure-plain-http-witness): anyone \
+                     on the path can answer in their place and withhold cosignatures. Never use \
+                     this outside local demos."
+                );
+            }
             tracing::info!(
-                witnesses = ?w.endpoints.iter().map(|e| format!("{} ({})", e.url, e.verifier.name())).collect::<Vec<_>>(),
+                witnesses = ?w.endpoints.iter().map(|e| format!("{} ({}{})", e.url, e.verifier.name(), e.tls_pin.map(|p| format!(", tls-pin {p}")).unwrap_or_default())).collect::<Vec<_>>(),
                 quorum = w.quorum,
                 refresh_secs = w.refresh.as_secs(),
                 timeout_ms = u64::try_from(w.timeout.as_millis()).unwrap_or(u64::MAX),
@@ -293,6 +303,7 @@ pub async fn run(
         checkpoint_origin: config.checkpoint_origin.clone(),
         witness,
         acknowledged: Some(config.data_dir.join(crate::recovery::ACKNOWLEDGED_FILE)),
+        lifecycle: Some(config.lifecycle),
     };
     let scan_time = report.scan_time;
     if let Some(interval) = config.jwks_refresh

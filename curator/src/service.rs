@@ -67,6 +67,9 @@ pub struct CuratorOptions {
     /// `DATA_DIR/acknowledged.checkpoint` (see [`crate::recovery`]). `None`:
     /// nothing recorded (tests, in-memory stores).
     pub acknowledged: Option<PathBuf>,
+    /// The curator's own releases (reveal window, expiry); `None`: it never
+    /// releases on its own (holders still can). Needs a Tokio runtime.
+    pub lifecycle: Option<crate::lifecycle::LifecycleOptions>,
 }
 
 /// How checkpoints are witnessed before binds and reveals are answered.
@@ -112,6 +115,7 @@ impl Default for CuratorOptions {
             checkpoint_origin: None,
             witness: WitnessMode::Insecure,
             acknowledged: None,
+            lifecycle: None,
         }
     }
 }
@@ -381,6 +385,8 @@ pub struct Curator {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The witnessing task, if witnesses are configured.
     witness_task: Option<tokio::task::JoinHandle<()>>,
+    /// The lifecycle task (due releases), if configured.
+    lifecycle_task: Option<tokio::task::JoinHandle<()>>,
     /// How long binds and reveals wait for a witnessed checkpoint.
     witness_wait: Duration,
 }
@@ -512,6 +518,18 @@ impl Curator {
         };
         let (tx, rx) = mpsc::channel(options.max_pending_registrations.max(1));
         let handle = writer::spawn(core.clone(), rx)?;
+        let lifecycle_task = match options.lifecycle {
+            Some(lifecycle) => {
+                let runtime =
+                    tokio::runtime::Handle::try_current().map_err(|_| OpenError::NoRuntime)?;
+                Some(runtime.spawn(crate::lifecycle::sweep_loop(
+                    core.clone(),
+                    tx.downgrade(),
+                    lifecycle,
+                )))
+            }
+            None => None,
+        };
         let curator = Self {
             core,
             jobs: tx,
@@ -523,6 +541,7 @@ impl Curator {
             dev_crs: options.dev_crs,
             writer: Mutex::new(Some(handle)),
             witness_task,
+            lifecycle_task,
             witness_wait,
         };
         Ok((curator, report))
@@ -675,6 +694,70 @@ impl Curator {
             };
         let logged = self.commit(Work::Reveal(prepared)).await?;
         self.witnessed(logged).await
+    }
+
+    /// `POST /v1/bindings/{id}/release` and `.../revoke`: the holder ends
+    /// its binding with a signature by the bound TLS key
+    /// ([`crate::holder`]); the slot is free once the entry is logged. A
+    /// repeat of what was already done answers with that entry. Waits for a
+    /// witnessed checkpoint covering it.
+    pub async fn end_by_holder(
+        &self,
+        hex_id: &str,
+        action: crate::holder::HolderAction,
+        request: crate::api::views::HolderRequest,
+    ) -> Result<(Logged, String), ApiError> {
+        let result = async {
+            let id = register::parse_id("id", hex_id).map_err(|_| {
+                ApiError::InvalidParameter("id must be 64 hexadecimal digits".into())
+            })?;
+            let signature = register::holder_signature(&request.signature)?;
+            let body = match action {
+                crate::holder::HolderAction::Release => crate::entry::EntryBody::Release {
+                    reason: mazu_log::record::ReleaseReason::Holder,
+                    signature,
+                },
+                crate::holder::HolderAction::Revoke => {
+                    crate::entry::EntryBody::Revoke { signature }
+                }
+            };
+            let core = self.core.clone();
+            let prepared =
+                tokio::task::spawn_blocking(move || crate::lifecycle::prepare_end(&core, id, body))
+                    .await
+                    .map_err(|e| ApiError::internal(format!("release task failed: {e}")))?;
+            match prepared {
+                Ok(prepared) => self.commit(Work::End(Box::new(prepared))).await,
+                // The writer answers a repeat with the entry that did it;
+                // outside the writer only a state check can see it.
+                Err(ApiError::BindingEnded) => self.repeated_end(&id, action),
+                Err(e) => Err(e),
+            }
+        }
+        .await;
+        let logged = match result {
+            Ok(logged) => logged,
+            Err(e) => {
+                self.core.metrics.refuse(e.code());
+                return Err(e);
+            }
+        };
+        self.core.metrics.released(action.as_str(), logged.created);
+        self.witnessed(logged).await
+    }
+
+    /// The entry that already did what a holder asks again, if it did.
+    fn repeated_end(
+        &self,
+        id: &[u8; 32],
+        action: crate::holder::HolderAction,
+    ) -> Result<Logged, ApiError> {
+        let revoke = action == crate::holder::HolderAction::Revoke;
+        let index = self.core.read_registry().holder_end_of(id, revoke);
+        match index {
+            Some(index) => writer::already(&self.core, index),
+            None => Err(ApiError::BindingEnded),
+        }
     }
 
     async fn commit(&self, work: Work) -> Result<Logged, ApiError> {
@@ -898,9 +981,13 @@ impl Curator {
             jobs,
             writer,
             witness_task,
+            lifecycle_task,
             ..
         } = self;
         if let Some(task) = witness_task {
+            task.abort();
+        }
+        if let Some(task) = lifecycle_task {
             task.abort();
         }
         if let Some(publisher) = &core.publisher {
@@ -1062,7 +1149,7 @@ fn replay_from(
         for item in rx {
             let (index, decoded) = item?;
             registry
-                .replay(decoded)
+                .replay(decoded, |bind_index| read_entry(store.as_ref(), bind_index))
                 .map_err(|error| OpenError::Replay { index, error })?;
             applied = index + 1;
             if applied.is_multiple_of(1000) {
@@ -1071,6 +1158,15 @@ fn replay_from(
         }
         Ok::<u64, OpenError>(applied)
     })
+}
+
+/// The entry at `index`, for the binding a release or revocation ends.
+pub(crate) fn read_entry(store: &dyn LogStore, index: u64) -> Result<Vec<u8>, ApplyError> {
+    store
+        .read_range(index, 1)
+        .ok()
+        .and_then(|mut entries| entries.pop())
+        .ok_or(ApplyError::MissingEntry(index))
 }
 
 /// The order-independent checks of a bind, cheapest first. Runs on a

@@ -251,16 +251,46 @@ pub fn restore(
             let record = entry
                 .record(&bytes)
                 .map_err(|e| entry_error(e.to_string()))?;
-            if let EntryBody::Bind {
-                slot, registration, ..
-            } = &entry.body
-            {
-                let (image_slot, image_id) = restore.push_registration(registration)?;
-                if image_slot != *slot || image_id != entry.id {
-                    return Err(entry_error(
-                        "the registration's slot or id is not the entry's".into(),
-                    ));
+            match &entry.body {
+                EntryBody::Bind {
+                    slot, registration, ..
+                } => {
+                    let (image_slot, image_id) = restore.push_registration(registration)?;
+                    if image_slot != *slot || image_id != entry.id {
+                        return Err(entry_error(
+                            "the registration's slot or id is not the entry's".into(),
+                        ));
+                    }
                 }
+                EntryBody::Release { .. } | EntryBody::Revoke { .. } => {
+                    // The RBE side takes out exactly the registration of the
+                    // id's bind entry.
+                    let bind_index =
+                        registry
+                            .bind_of(&entry.id)
+                            .map(|b| b.index)
+                            .ok_or_else(|| {
+                                entry_error("ends a binding the log does not hold".into())
+                            })?;
+                    let bind_bytes = crate::service::read_entry(store, bind_index)
+                        .map_err(|e| entry_error(e.to_string()))?;
+                    let Ok(LogEntry {
+                        body: EntryBody::Bind { registration, .. },
+                        ..
+                    }) = LogEntry::from_bytes(&bind_bytes)
+                    else {
+                        return Err(entry_error(format!(
+                            "entry {bind_index}, the binding it ends, is not a bind"
+                        )));
+                    };
+                    let (_, image_id) = restore.push_release(&registration)?;
+                    if image_id != entry.id {
+                        return Err(entry_error(
+                            "the released registration's id is not the entry's".into(),
+                        ));
+                    }
+                }
+                EntryBody::Reveal { .. } => {}
             }
             registry
                 .apply_identity(&entry, &record)

@@ -19,9 +19,14 @@
 //! than the quorum make the note valid under more verifier policies) and
 //! fails, naming every failing witness, if fewer than the quorum cosigned.
 //!
+//! A witness is reached over TLS pinned to its key
+//! (`https://...=VKEY;tls-pin=PIN`: the client accepts exactly the server
+//! holding that key, no CA), or over plain `http://` only when the curator
+//! runs with `--insecure-plain-http-witness`.
+//!
 //! The wire format is [`mazu_log::witness_protocol`]; the configuration
-//! names (`--witness URL=VKEY`, `--witness-quorum`) are in
-//! `docs/protocol.md`, "Wire (log format 2)".
+//! names (`--witness URL=VKEY[;tls-pin=PIN]`, `--witness-quorum`) are in
+//! `docs/protocol.md`, "Wire (log format 2)", and `docs/curator.md`.
 
 use core::fmt;
 use core::future::{Future, poll_fn};
@@ -38,6 +43,7 @@ use mazu_log::witness_protocol::{
     ProtocolError, describe_status, parse_response,
 };
 use mazu_log::{Hash, WitnessVerifier};
+use mazu_service::tls::{ClientTransport, SpkiPin};
 use tokio::sync::watch;
 
 /// How many bytes of a refusal's body are kept (sanitized) for the log and
@@ -92,31 +98,52 @@ pub enum WitnessConfigError {
     Client(String),
 }
 
-/// One configured witness: where to submit checkpoints and the key its
-/// cosignatures must verify with.
+/// What follows the VKEY in a `--witness` value for a TLS witness.
+pub const TLS_PIN_PARAMETER: &str = ";tls-pin=";
+
+/// One configured witness: where to submit checkpoints, how to reach it,
+/// and the key its cosignatures must verify with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WitnessEndpoint {
-    /// The witness's submission prefix, `http://host:port[/path]`, without
-    /// a trailing slash; requests go to `<url>/add-checkpoint`.
+    /// The witness's submission prefix, `https://host:port[/path]` (or
+    /// `http://` without TLS), without a trailing slash; requests go to
+    /// `<url>/add-checkpoint`.
     pub url: String,
     /// The witness's cosignature verifier key.
     pub verifier: WitnessVerifier,
+    /// The pin of the witness's TLS key (`https://`); `None`: plain HTTP
+    /// (`http://`, which the configuration allows only with
+    /// `--insecure-plain-http-witness`).
+    pub tls_pin: Option<SpkiPin>,
 }
 
 impl WitnessEndpoint {
-    /// Parses a `--witness` value `URL=VKEY`, split at the first `=`: the URL
-    /// is `http://host[:port][/prefix]` (no query, fragment or user info),
-    /// the VKEY a witness verifier key `NAME+KEYID+BASE64(0x04||PUBKEY)`.
+    /// Parses a `--witness` value `URL=VKEY;tls-pin=PIN` (or `URL=VKEY` for
+    /// plain HTTP), split at the first `=`: the URL is
+    /// `https://host[:port][/prefix]` (no query, fragment or user info), the
+    /// VKEY a witness verifier key `NAME+KEYID+BASE64(0x04||PUBKEY)`, the
+    /// PIN the base64 SHA-256 of the witness's TLS public key (its
+    /// `--tls-pin-file`).
     ///
-    /// `https://` is refused: the curator is built without a TLS stack, so
-    /// such a witness could never be reached (put a TLS-terminating proxy or
-    /// the mesh in between instead).
+    /// An `https://` URL needs the pin (no CA is trusted for a witness); an
+    /// `http://` URL must not have one, and is parsed as plain HTTP: whether
+    /// that is allowed is the caller's decision
+    /// ([`Self::is_plain_http`], `--insecure-plain-http-witness`).
     pub fn parse(arg: &str) -> Result<Self, WitnessConfigError> {
         let bad = |reason| WitnessConfigError::Endpoint {
             arg: arg.to_owned(),
             reason,
         };
-        let (url, vkey) = arg.split_once('=').ok_or(bad("expected URL=VKEY"))?;
+        let (url, rest) = arg.split_once('=').ok_or(bad("expected URL=VKEY"))?;
+        let (vkey, tls_pin) = match rest.split_once(TLS_PIN_PARAMETER) {
+            Some((vkey, pin)) => (
+                vkey,
+                Some(pin.parse::<SpkiPin>().map_err(|_| {
+                    bad("the tls-pin is not a pin (base64 SHA-256 of the witness's TLS key, 44 characters, from its --tls-pin-file)")
+                })?),
+            ),
+            None => (rest, None),
+        };
         if url.is_empty() {
             return Err(bad("empty URL"));
         }
@@ -124,14 +151,19 @@ impl WitnessEndpoint {
             return Err(bad("empty verifier key"));
         }
         let parsed = reqwest::Url::parse(url).map_err(|_| bad("the URL does not parse"))?;
-        match parsed.scheme() {
-            "http" => {}
-            "https" => {
+        match (parsed.scheme(), tls_pin) {
+            ("https", Some(_)) | ("http", None) => {}
+            ("https", None) => {
                 return Err(bad(
-                    "https is not supported (the curator has no TLS stack); use http:// through a TLS proxy or the mesh",
+                    "an https:// witness needs the pin of its TLS key: URL=VKEY;tls-pin=PIN (the witness's --tls-pin-file or start-up log)",
                 ));
             }
-            _ => return Err(bad("the URL scheme must be http")),
+            ("http", Some(_)) => {
+                return Err(bad(
+                    "a tls-pin needs an https:// URL (the witness serves TLS)",
+                ));
+            }
+            _ => return Err(bad("the URL scheme must be https (or http)")),
         }
         if parsed.host_str().is_none_or(str::is_empty) {
             return Err(bad("the URL has no host"));
@@ -150,7 +182,21 @@ impl WitnessEndpoint {
         Ok(Self {
             url: parsed.as_str().trim_end_matches('/').to_owned(),
             verifier,
+            tls_pin,
         })
+    }
+
+    /// Whether the witness is reached over plain HTTP (no TLS pin).
+    pub fn is_plain_http(&self) -> bool {
+        self.tls_pin.is_none()
+    }
+
+    /// How the client reaches it: TLS pinned to its key, or plain HTTP.
+    pub fn transport(&self) -> ClientTransport {
+        match self.tls_pin {
+            Some(pin) => ClientTransport::Pinned(vec![pin]),
+            None => ClientTransport::InsecurePlainHttp,
+        }
     }
 }
 
@@ -288,6 +334,8 @@ struct Witness {
     endpoint: WitnessEndpoint,
     /// `<url>/add-checkpoint`.
     submit_url: String,
+    /// Its HTTP client: TLS pinned to its key, or plain HTTP.
+    client: reqwest::Client,
     /// The size the witness last cosigned (or told us it holds): the old
     /// size of the next request.
     last_size: AtomicU64,
@@ -298,7 +346,6 @@ struct Inner {
     witnesses: Vec<Witness>,
     quorum: usize,
     timeout: Duration,
-    client: reqwest::Client,
 }
 
 /// The client of the configured witnesses. Cheap to clone (shared state:
@@ -344,28 +391,36 @@ impl Witnessing {
                 });
             }
         }
-        // A witness has no reason to redirect a submission; following one
-        // would send the checkpoint somewhere unconfigured.
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(opts.request_timeout)
-            .build()
-            .map_err(|e| WitnessConfigError::Client(e.to_string()))?;
         let witnesses = opts
             .endpoints
             .into_iter()
-            .map(|endpoint| Witness {
-                submit_url: format!("{}{ADD_CHECKPOINT_PATH}", endpoint.url),
-                endpoint,
-                last_size: AtomicU64::new(0),
+            .map(|endpoint| {
+                // A witness has no reason to redirect a submission; following
+                // one would send the checkpoint somewhere unconfigured. Each
+                // witness has its own client: a TLS one accepts only the
+                // server holding that witness's pinned key.
+                let builder = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .timeout(opts.request_timeout);
+                let client = endpoint
+                    .transport()
+                    .configure(builder)
+                    .map_err(|e| WitnessConfigError::Client(e.to_string()))?
+                    .build()
+                    .map_err(|e| WitnessConfigError::Client(e.to_string()))?;
+                Ok(Witness {
+                    submit_url: format!("{}{ADD_CHECKPOINT_PATH}", endpoint.url),
+                    endpoint,
+                    client,
+                    last_size: AtomicU64::new(0),
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, WitnessConfigError>>()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 witnesses,
                 quorum: opts.quorum,
                 timeout: opts.request_timeout,
-                client,
             }),
         })
     }
@@ -519,8 +574,7 @@ impl Witnessing {
     ) -> Result<AddCheckpointResponse, FailureReason> {
         let timeout = self.inner.timeout;
         let exchange = async {
-            let response = self
-                .inner
+            let response = w
                 .client
                 .post(&w.submit_url)
                 .body(body)
@@ -777,9 +831,19 @@ mod tests {
         let e = WitnessEndpoint::parse(&format!("http://127.0.0.1:7879={k}")).unwrap();
         assert_eq!(e.url, "http://127.0.0.1:7879");
         assert_eq!(e.verifier.to_vkey(), k);
+        assert!(e.is_plain_http());
         let e = WitnessEndpoint::parse(&format!("http://w.example/sub/={k}")).unwrap();
         assert_eq!(e.url, "http://w.example/sub");
+        let e =
+            WitnessEndpoint::parse(&format!("https://127.0.0.1:7879={k};tls-pin={PIN}")).unwrap();
+        assert_eq!(e.url, "https://127.0.0.1:7879");
+        assert_eq!(e.verifier.to_vkey(), k);
+        assert_eq!(e.tls_pin.map(|p| p.to_string()).as_deref(), Some(PIN));
+        assert!(!e.is_plain_http());
     }
+
+    /// A pin in its text form (base64 of 32 bytes).
+    const PIN: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
 
     #[test]
     fn parse_refusals() {
@@ -799,7 +863,11 @@ mod tests {
             "http://127.0.0.1:7879=".to_owned(),
             format!("127.0.0.1:7879={k}"),
             format!("ftp://127.0.0.1:7879={k}"),
+            // https needs a pin, a pin needs https, and the pin must parse.
             format!("https://127.0.0.1:7879={k}"),
+            format!("http://127.0.0.1:7879={k};tls-pin={PIN}"),
+            format!("https://127.0.0.1:7879={k};tls-pin=not-a-pin"),
+            format!("https://127.0.0.1:7879={k};tls-pin="),
             format!("http://={k}"),
             format!("http://user:pw@127.0.0.1:7879={k}"),
             format!("http://127.0.0.1:7879/#frag={k}"),

@@ -13,18 +13,24 @@
 //! append changes nothing; an append failure changes nothing either (the
 //! store rolls back or refuses further appends). So the curator never logs
 //! an entry the lifecycle rules would void.
+//!
+//! Releases and revocations ([`PreparedEnd`]) go the same way: re-checked
+//! (still bound, and for a curator release still due at the entry's time),
+//! the registration of the bind entry verified as the one in its slot, then
+//! appended and applied.
 
 use core::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use mazu_identity::registry::derive::IdState;
+use mazu_log::record::ReleaseReason;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::error::ApiError;
-use crate::entry::LogEntry;
+use crate::entry::{EntryBody, LogEntry};
 use crate::register::{PreparedBind, PreparedReveal, conflict_error, rbe_error};
-use crate::registry::Conflict;
+use crate::registry::{Conflict, EndedBinding};
 use crate::service::{Core, now_ms};
 
 /// An entry in the log (just appended, or found there for an identical
@@ -44,6 +50,17 @@ pub struct Logged {
 pub(crate) enum Work {
     Bind(Box<PreparedBind>),
     Reveal(PreparedReveal),
+    End(Box<PreparedEnd>),
+}
+
+/// A release or revocation ready to commit: the entry (its signature, if
+/// any, already checked against the bound key) and the binding it ends, read
+/// from the bind entry at `bind_index`.
+#[derive(Debug)]
+pub(crate) struct PreparedEnd {
+    pub(crate) entry: LogEntry,
+    pub(crate) ended: EndedBinding,
+    pub(crate) bind_index: u64,
 }
 
 /// A unit of work for the writer.
@@ -66,6 +83,7 @@ pub(crate) fn spawn(
                 let result = match job.work {
                     Work::Bind(b) => commit_bind(&core, *b),
                     Work::Reveal(r) => commit_reveal(&core, r),
+                    Work::End(e) => commit_end(&core, *e),
                 };
                 core.metrics
                     .commit_seconds
@@ -92,7 +110,7 @@ fn usable(core: &Core) -> Result<(), ApiError> {
 }
 
 /// The entry at `index`, for an identical repeat.
-fn already(core: &Core, index: u64) -> Result<Logged, ApiError> {
+pub(crate) fn already(core: &Core, index: u64) -> Result<Logged, ApiError> {
     let leaf_hash = core
         .transparency
         .leaf(index)
@@ -165,6 +183,56 @@ fn commit_reveal(core: &Core, prepared: PreparedReveal) -> Result<Logged, ApiErr
         registry.apply_reveal(&entry, record)
     })?;
     tracing::info!(index = logged.index, id = %hex::encode(id), "reveal logged");
+    Ok(logged)
+}
+
+fn commit_end(core: &Core, prepared: PreparedEnd) -> Result<Logged, ApiError> {
+    usable(core)?;
+    let PreparedEnd {
+        mut entry,
+        ended,
+        bind_index,
+    } = prepared;
+    let id = entry.id;
+    entry.at_ms = now_ms();
+    let reason = match &entry.body {
+        EntryBody::Release { reason, .. } => Some(*reason),
+        EntryBody::Revoke { .. } => None,
+        _ => return Err(ApiError::internal("not a release or revocation")),
+    };
+    let verified = {
+        let registry = core.read_registry();
+        match registry.check_end(&id, reason, entry.at_ms) {
+            Ok(index) if index == bind_index => {}
+            Ok(_) => return Err(ApiError::internal("the binding's bind entry moved")),
+            Err(Conflict::Ended) => {
+                // A holder's repeat (its first answer was lost) gets the
+                // entry that did what it asks.
+                let holder = matches!(reason, None | Some(ReleaseReason::Holder));
+                return match registry.holder_end_of(&id, reason.is_none()) {
+                    Some(index) if holder => already(core, index),
+                    _ => Err(ApiError::BindingEnded),
+                };
+            }
+            Err(c) => return Err(conflict_error(&c)),
+        }
+        registry
+            .rbe()
+            .verify_release(&ended.registration)
+            .map_err(|e| ApiError::internal(format!("the bound registration is not live: {e}")))?
+    };
+    let logged = append(core, &entry, |registry, record| {
+        registry.apply_end(&entry, record, &verified, &ended.tls_spki)
+    })?;
+    core.lock_reservations().slot_freed(ended.registration.slot);
+    tracing::info!(
+        index = logged.index,
+        slot = ended.registration.slot,
+        id = %hex::encode(id),
+        kind = entry.body.kind_name(),
+        reason = reason.map_or("holder", ReleaseReason::as_str),
+        "binding ended; its slot is free"
+    );
     Ok(logged)
 }
 

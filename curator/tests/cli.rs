@@ -68,6 +68,8 @@ fn help_explains_every_flag() {
         "--witness-refresh-secs",
         "--witness-timeout-ms",
         "--insecure-no-witness",
+        "--insecure-plain-http-witness",
+        "tls-pin=",
     ] {
         assert!(
             help.contains(flag),

@@ -29,6 +29,7 @@ use rand::Rng;
 async fn replay_matches(c: &Curator, crs: &Crs) -> u64 {
     let mut registry = Registry::new(crs.clone());
     let mut tree = mazu_log::MerkleTree::new();
+    let mut served: Vec<Vec<u8>> = Vec::new();
     let mut start = 0;
     loop {
         let page = c
@@ -42,7 +43,13 @@ async fn replay_matches(c: &Curator, crs: &Crs) -> u64 {
             let bytes = Base64::decode_vec(e["entry"].as_str().expect("entry")).expect("base64");
             let entry = mazu_curator::entry::LogEntry::from_bytes(&bytes).expect("entry");
             tree.push(entry.record(&bytes).expect("record").leaf_hash());
-            registry.replay_bytes(&bytes).expect("served log replays");
+            let decoded = mazu_curator::registry::ReplayEntry::decode(&bytes).expect("decodes");
+            registry
+                .replay(decoded, |index| {
+                    Ok(served[usize::try_from(index).expect("index")].clone())
+                })
+                .expect("served log replays");
+            served.push(bytes);
         }
         start += entries.len() as u64;
     }

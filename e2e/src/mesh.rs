@@ -136,15 +136,17 @@ pub const WITNESS_REFRESH_SECS: u64 = 1;
 /// counts as stale.
 pub const MAX_STALENESS_SECS: u64 = 10;
 
-/// A running witness (`mazu-witness`) with a fixed port and a key the mesh
+/// A running witness (`mazu-witness`) with a fixed port and keys the mesh
 /// made, so that the curator, agents and filters can be configured with its
-/// verifier key before it starts (it needs the curator's key to start).
+/// verifier key and the curator with its TLS pin before it starts (it needs
+/// the curator's key to start). It serves TLS; the curator pins its key.
 struct WitnessNode {
     binary: PathBuf,
     dir: PathBuf,
     name: String,
     port: u16,
     vkey: String,
+    tls_pin: SpkiPin,
     process: Option<Process>,
 }
 
@@ -159,18 +161,27 @@ impl WitnessNode {
             .map_err(|e| anyhow!("witness key: {e}"))?
             .verifier()
             .to_vkey();
+        // Its TLS key, made here so that the curator can pin it before the
+        // witness first starts.
+        let tls = mazu_service::tls::load_server_tls(&dir.join("tls.key"), true, None, None)
+            .map_err(|e| anyhow!("witness TLS key: {e}"))?;
         Ok(WitnessNode {
             binary: binary.to_owned(),
             dir,
             name,
             port: free_port()?,
             vkey,
+            tls_pin: tls.tls.pin(),
             process: None,
         })
     }
 
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+    /// The curator's `--witness` value: TLS pinned to its key.
+    fn curator_arg(&self) -> String {
+        format!(
+            "https://127.0.0.1:{}={};tls-pin={}",
+            self.port, self.vkey, self.tls_pin
+        )
     }
 
     fn start(&mut self, curator_vkey: &str) -> Result<()> {
@@ -181,15 +192,19 @@ impl WitnessNode {
             .arg(&self.dir)
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--tls-key")
+            .arg(self.dir.join("tls.key"))
             .env("RUST_LOG", "info");
         let mut process = Process::spawn(
             &format!("mazu-witness ({})", self.name),
             command,
             &self.dir.join("witness.log"),
         )?;
-        let port = self.port;
+        let endpoint = Endpoint::pinned(self.port, self.tls_pin);
         process.wait_until("listening", Duration::from_secs(30), || {
-            http::get(port, "/healthz").is_ok_and(|(status, _)| status == 200)
+            endpoint
+                .get("/healthz")
+                .is_ok_and(|(status, _)| status == 200)
         })?;
         self.process = Some(process);
         Ok(())
@@ -210,7 +225,7 @@ struct CuratorNode {
     /// The pin of its TLS key (generated on first start, kept in the data
     /// directory), which agents and sidecars pin.
     tls_pin: Option<SpkiPin>,
-    /// `URL=VKEY` of each witness it submits checkpoints to.
+    /// `URL=VKEY;tls-pin=PIN` of each witness it submits checkpoints to.
     witnesses: Vec<String>,
 }
 
@@ -477,10 +492,7 @@ impl LocalMesh {
             process: None,
             checkpoint_key: String::new(),
             tls_pin: None,
-            witnesses: witnesses
-                .iter()
-                .map(|w| format!("{}={}", w.url(), w.vkey))
-                .collect(),
+            witnesses: witnesses.iter().map(WitnessNode::curator_arg).collect(),
         };
         curator.start()?;
         // The witnesses learn the curator's key from it; until they run,

@@ -159,6 +159,85 @@ impl ServerTls {
     }
 }
 
+/// Why a server's TLS identity could not be loaded from its files.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerTlsError {
+    /// The key file does not exist and creating it was not asked for.
+    #[error(
+        "the TLS key file {path} does not exist: pass {create_flag} to generate one (clients then \
+         pin its new key), or point --tls-key to the existing key"
+    )]
+    Missing {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// The flag that creates it.
+        create_flag: &'static str,
+    },
+    /// The key file cannot be read, created or parsed.
+    #[error(transparent)]
+    Key(crate::files::KeyError),
+    /// The TLS configuration cannot be built from the key.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    /// The pin file cannot be written.
+    #[error("cannot write the TLS pin file {path}: {source}")]
+    PinFile {
+        /// The pin file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A server's TLS identity loaded by [`load_server_tls`].
+#[derive(Debug)]
+pub struct LoadedServerTls {
+    /// The TLS configuration and pin.
+    pub tls: ServerTls,
+    /// Whether the key file was generated now.
+    pub created: bool,
+    /// Whether the key file is readable by group or others (unix).
+    pub too_open: bool,
+}
+
+/// The TLS identity of a server (the curator, a witness) from its key file,
+/// the way every Mazu server does it: the key is read, or generated
+/// atomically (mode 0600, never over an existing file) when `create`
+/// ([`crate::files::load_or_create_key`]); a fresh self-signed certificate
+/// is made for it ([`ServerTls::from_secret`]); and its pin, once known, is
+/// written atomically to `pin_file` (one line), for clients and scripts to
+/// pick up. `create_flag` names the flag that creates a missing key in the
+/// error (`None`: the key file's own error).
+pub fn load_server_tls(
+    key: &std::path::Path,
+    create: bool,
+    create_flag: Option<&'static str>,
+    pin_file: Option<&std::path::Path>,
+) -> Result<LoadedServerTls, ServerTlsError> {
+    let loaded =
+        crate::files::load_or_create_key(key, create).map_err(|e| match (e, create_flag) {
+            (crate::files::KeyError::Missing(path), Some(create_flag)) => {
+                ServerTlsError::Missing { path, create_flag }
+            }
+            (e, _) => ServerTlsError::Key(e),
+        })?;
+    let tls = ServerTls::from_secret(&loaded.secret)?;
+    if let Some(path) = pin_file {
+        crate::files::write_atomic(path, format!("{}\n", tls.pin()).as_bytes()).map_err(
+            |source| ServerTlsError::PinFile {
+                path: path.to_path_buf(),
+                source,
+            },
+        )?;
+    }
+    Ok(LoadedServerTls {
+        tls,
+        created: loaded.created,
+        too_open: loaded.too_open,
+    })
+}
+
 /// The ring provider: it builds with a C compiler alone (aws-lc needs more
 /// of a toolchain). rustls 0.23.48 deprecated it for lacking post-quantum key
 /// exchange, which this channel can do without: it carries public log data

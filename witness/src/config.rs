@@ -61,6 +61,37 @@ pub struct Args {
     #[arg(long)]
     pub print_vkey: bool,
 
+    /// Print the pin of the TLS key (--tls-key, created first with
+    /// --create-tls-key) on stdout and exit: what the curator takes as
+    /// `--witness https://...=VKEY;tls-pin=PIN`.
+    #[arg(long)]
+    pub print_tls_pin: bool,
+
+    /// Serve TLS with this key (P-256, 64 hex digits or 32 raw bytes). The
+    /// certificate is self-signed and made anew at every start: clients pin
+    /// the SHA-256 of its public key (logged at start, --tls-pin-file), not a
+    /// CA. Required unless --insecure-plain-http.
+    #[arg(long, env = "MAZU_WITNESS_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Generate the --tls-key file (mode 0600) if it does not exist. Without
+    /// it a missing TLS key is an error: a new key is a new pin that every
+    /// curator must be given.
+    #[arg(long, env = "MAZU_WITNESS_CREATE_TLS_KEY")]
+    pub create_tls_key: bool,
+
+    /// Write the TLS pin (base64 SHA-256 of the key's SubjectPublicKeyInfo)
+    /// to this file, atomically, once listening.
+    #[arg(long, env = "MAZU_WITNESS_TLS_PIN_FILE", value_name = "FILE")]
+    pub tls_pin_file: Option<PathBuf>,
+
+    /// INSECURE, development only: serve plain HTTP instead of TLS. Anyone
+    /// on the path can then answer in the witness's place (which withholds
+    /// cosignatures, and cannot forge them) or see the submitted
+    /// checkpoints. Exactly one of --tls-key and this flag is required.
+    #[arg(long, env = "MAZU_WITNESS_INSECURE_PLAIN_HTTP")]
+    pub insecure_plain_http: bool,
+
     /// Address to listen on (port 0: any free port; see --addr-file).
     #[arg(long, env = "MAZU_WITNESS_LISTEN", default_value = DEFAULT_LISTEN, value_name = "ADDR")]
     pub listen: SocketAddr,
@@ -123,6 +154,26 @@ pub enum ConfigError {
     /// A limit is zero.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    /// Neither TLS nor plain HTTP was chosen, or both, or a TLS flag
+    /// without --tls-key.
+    #[error("{0}")]
+    Transport(&'static str),
+}
+
+/// How the witness serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// TLS with a self-signed certificate over a pinned key.
+    Tls {
+        /// The key file.
+        key: PathBuf,
+        /// Whether a missing key file may be generated.
+        create: bool,
+        /// Where to write the pin once listening.
+        pin_file: Option<PathBuf>,
+    },
+    /// Plain HTTP (`--insecure-plain-http`).
+    InsecurePlainHttp,
 }
 
 /// The validated configuration.
@@ -148,9 +199,36 @@ pub struct Config {
     pub max_concurrent_requests: usize,
     /// The shutdown grace period.
     pub shutdown_grace: Duration,
+    /// TLS or plain HTTP.
+    pub transport: Transport,
 }
 
 impl Args {
+    /// The transport the flags choose: exactly one of --tls-key and
+    /// --insecure-plain-http (the one-line reason otherwise).
+    pub fn transport(&self) -> Result<Transport, ConfigError> {
+        match (&self.tls_key, self.insecure_plain_http) {
+            (None, false) => Err(ConfigError::Transport(
+                "no transport: give --tls-key FILE (TLS; curators pin its key, see \
+                 --tls-pin-file) or, for local development only, --insecure-plain-http",
+            )),
+            (Some(_), true) => Err(ConfigError::Transport(
+                "--tls-key and --insecure-plain-http exclude each other",
+            )),
+            (None, true) if self.create_tls_key || self.tls_pin_file.is_some() => {
+                Err(ConfigError::Transport(
+                    "--create-tls-key and --tls-pin-file need --tls-key (not --insecure-plain-http)",
+                ))
+            }
+            (None, true) => Ok(Transport::InsecurePlainHttp),
+            (Some(key), false) => Ok(Transport::Tls {
+                key: key.clone(),
+                create: self.create_tls_key,
+                pin_file: self.tls_pin_file.clone(),
+            }),
+        }
+    }
+
     /// Checks the flags and builds the configuration.
     pub fn validate(&self) -> Result<Config, ConfigError> {
         if !valid_name(&self.name) {
@@ -176,6 +254,12 @@ impl Args {
         if self.max_concurrent_requests == 0 {
             return Err(ConfigError::Zero("--max-concurrent-requests"));
         }
+        // --print-vkey serves nothing: it needs no transport.
+        let transport = if self.print_vkey && self.tls_key.is_none() {
+            Transport::InsecurePlainHttp
+        } else {
+            self.transport()?
+        };
         Ok(Config {
             name: self.name.clone(),
             logs,
@@ -190,13 +274,16 @@ impl Args {
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             max_concurrent_requests: self.max_concurrent_requests,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            transport,
         })
     }
 }
 
 impl Config {
     /// A configuration with the defaults of the flags (for tests and
-    /// embedding): listen on 127.0.0.1, any port.
+    /// embedding): listen on 127.0.0.1, any port, plain HTTP (set
+    /// `transport` for TLS; the binary has no such default and requires a
+    /// choice).
     pub fn new(name: &str, logs: Vec<CheckpointVerifier>, data_dir: PathBuf) -> Self {
         Self {
             name: name.to_owned(),
@@ -209,6 +296,7 @@ impl Config {
             request_timeout: Duration::from_secs(10),
             max_concurrent_requests: 64,
             shutdown_grace: Duration::from_secs(10),
+            transport: Transport::InsecurePlainHttp,
         }
     }
 }

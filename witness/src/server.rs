@@ -10,11 +10,12 @@ use mazu_log::cosignature::CosignatureSigner;
 use tokio::net::TcpListener;
 
 use crate::api::{AppState, Limits, app};
-use crate::config::Config;
+use crate::config::{Config, Transport};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use crate::witness::Witness;
 use mazu_service::files::{KeyError, load_or_create_key, write_atomic};
+use mazu_service::tls::{HandshakeLimits, ServerTls, ServerTlsError, SpkiPin, TlsListener};
 
 /// Why the witness could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,9 @@ pub enum ServerError {
     /// The state directory cannot be used.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The TLS key cannot be loaded or its pin file written.
+    #[error(transparent)]
+    Tls(#[from] ServerTlsError),
     /// The witness name is invalid.
     #[error("invalid witness name: {0}")]
     Name(#[from] mazu_log::CosignatureError),
@@ -75,8 +79,45 @@ pub fn load_signer(config: &Config) -> Result<CosignatureSigner, ServerError> {
 pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
+    tls: Option<ServerTls>,
     state: AppState,
     config: Config,
+}
+
+/// The TLS identity (`None` with `--insecure-plain-http`): the key file is
+/// read (or created with --create-tls-key), the pin logged and written.
+fn load_tls(config: &Config) -> Result<Option<ServerTls>, ServerError> {
+    let Transport::Tls {
+        key,
+        create,
+        pin_file,
+    } = &config.transport
+    else {
+        tracing::warn!(
+            "SERVING PLAIN HTTP (--insecure-plain-http): anyone on the path can answer in the \
+             witness's place. Never use this outside local demos."
+        );
+        return Ok(None);
+    };
+    let loaded = mazu_service::tls::load_server_tls(
+        key,
+        *create,
+        Some("--create-tls-key"),
+        pin_file.as_deref(),
+    )?;
+    tracing::info!(
+        path = %key.display(),
+        generated = loaded.created,
+        pin = %loaded.tls.pin(),
+        "TLS key loaded: curators pin this (--witness https://...=VKEY;tls-pin=PIN)"
+    );
+    if loaded.too_open {
+        tracing::warn!(
+            path = %key.display(),
+            "the TLS key file is readable by group or others; chmod 600 it"
+        );
+    }
+    Ok(Some(loaded.tls))
 }
 
 impl Server {
@@ -104,8 +145,10 @@ impl Server {
             what: "cannot read the bound address".into(),
             source,
         })?;
+        let tls = load_tls(&config)?;
         tracing::info!(
             addr = %addr,
+            tls = tls.is_some(),
             name = witness.name(),
             vkey = %witness.vkey(),
             data_dir = %config.data_dir.display(),
@@ -120,6 +163,7 @@ impl Server {
         Ok(Self {
             listener,
             addr,
+            tls,
             state: AppState {
                 witness: Arc::new(witness),
                 metrics,
@@ -138,6 +182,11 @@ impl Server {
         self.state.witness.vkey()
     }
 
+    /// The pin of its TLS key (`None`: plain HTTP).
+    pub fn tls_pin(&self) -> Option<SpkiPin> {
+        self.tls.as_ref().map(ServerTls::pin)
+    }
+
     /// Serves until `shutdown` resolves, then waits up to the grace period
     /// for in-flight requests.
     pub async fn run(
@@ -149,12 +198,30 @@ impl Server {
             max_concurrent_requests: self.config.max_concurrent_requests,
         };
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let server = axum::serve(self.listener, app(self.state, limits)).with_graceful_shutdown(
-            async move {
-                let _ = stop_rx.wait_for(|s| *s).await;
-            },
-        );
-        let mut server = std::pin::pin!(server.into_future());
+        let stop = async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        };
+        let router = app(self.state, limits);
+        let server: ServeFuture = match &self.tls {
+            Some(tls) => {
+                let listener = TlsListener::new(self.listener, tls, HandshakeLimits::default())
+                    .map_err(|source| ServerError::Io {
+                        what: "cannot start the TLS listener".into(),
+                        source,
+                    })?;
+                Box::pin(
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(stop)
+                        .into_future(),
+                )
+            }
+            None => Box::pin(
+                axum::serve(self.listener, router)
+                    .with_graceful_shutdown(stop)
+                    .into_future(),
+            ),
+        };
+        let mut server = server;
         tokio::pin!(shutdown);
         let grace = self.config.shutdown_grace;
         let result = tokio::select! {
@@ -178,6 +245,8 @@ impl Server {
         Ok(())
     }
 }
+
+type ServeFuture = core::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
 
 /// Binds and serves `config` until `shutdown` resolves.
 pub async fn run(

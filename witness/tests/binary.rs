@@ -22,7 +22,9 @@ fn command(dir: &Path, log: &TestLog) -> Command {
         .args(["--name", common::WITNESS_NAME])
         .args(["--log", &log.signer.verifier().to_vkey()])
         .arg("--data-dir")
-        .arg(dir.join("data"));
+        .arg(dir.join("data"))
+        // TLS is covered by tests/tls.rs.
+        .arg("--insecure-plain-http");
     c
 }
 

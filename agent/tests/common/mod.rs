@@ -394,11 +394,14 @@ impl Witnesses {
         self.stops.push(tx);
     }
 
-    /// The curator's flags: `--witness URL=VKEY` for each.
+    /// The curator's flags: `--witness URL=VKEY` for each (these in-process
+    /// witnesses serve plain HTTP, so `--insecure-plain-http-witness`; TLS
+    /// witnesses are covered by the curator's and the e2e tests).
     pub fn curator_args(&self) -> Vec<String> {
         self.servers
             .iter()
             .flat_map(|(addr, vkey)| ["--witness".to_owned(), format!("http://{addr}={vkey}")])
+            .chain(["--insecure-plain-http-witness".to_owned()])
             .collect()
     }
 

@@ -198,6 +198,8 @@ impl World {
             ORIGIN.into(),
             // The audit tests speak plain HTTP; TLS is covered by e2e.
             "--insecure-plain-http".into(),
+            // Their witnesses too (TLS witnesses: curator/tests/witness_tls.rs).
+            "--insecure-plain-http-witness".into(),
         ];
         for w in &self.witnesses {
             args.push("--witness".into());

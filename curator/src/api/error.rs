@@ -124,6 +124,10 @@ pub enum ApiError {
     /// `tls_signature` does not verify over the proof-of-possession message.
     #[error("{0}")]
     BadTlsSignature(String),
+    /// A release or revocation whose signature does not verify with the
+    /// bound TLS key.
+    #[error("the signature does not verify with the bound TLS key: {0}")]
+    BadHolderSignature(String),
     /// No such route.
     #[error("no such endpoint")]
     NotFound,
@@ -196,6 +200,7 @@ impl ApiError {
             Self::IdentityPublicKey => "identity_public_key",
             Self::InvalidTlsKey(_) => "invalid_tls_key",
             Self::BadTlsSignature(_) => "bad_tls_signature",
+            Self::BadHolderSignature(_) => "bad_holder_signature",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::UnknownId { .. } => "unknown_id",
@@ -223,6 +228,7 @@ impl ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Token { .. } => StatusCode::UNAUTHORIZED,
+            Self::BadHolderSignature(_) => StatusCode::FORBIDDEN,
             Self::IdMismatch
             | Self::SlotOutOfRange { .. }
             | Self::HelperCount(_)

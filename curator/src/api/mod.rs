@@ -4,7 +4,7 @@
 //! latency metrics per route; then, for `/v1` only: load shedding in front of
 //! a global concurrency limit (503 `overloaded`), a whole-request timeout
 //! (408 `timeout`), the body size limit (413 `body_too_large`) and, on the
-//! three POST routes (slots, bindings, reveals), the per-client rate limit
+//! POST routes (slots, bindings, reveals, releases, revocations), the per-client rate limit
 //! (429 `rate_limited`). `/healthz`,
 //! `/readyz` and `/metrics` bypass the limits so that probes and scrapes keep
 //! working under load.
@@ -111,6 +111,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/slots", post(write::slots))
         .route("/v1/bindings", post(write::bindings))
         .route("/v1/bindings/{id}/reveal", post(write::reveal))
+        .route("/v1/bindings/{id}/release", post(write::release))
+        .route("/v1/bindings/{id}/revoke", post(write::revoke))
         .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit));
     let v1 = Router::new()
         .merge(writes)

@@ -162,6 +162,16 @@ pub struct RevealRequest {
     pub token: String,
 }
 
+/// Body of `POST /v1/bindings/{id}/release` and `.../revoke`: the bound TLS
+/// key's signature over the holder message (`crate::holder::holder_message`),
+/// standard padded base64 of DER or `r || s`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HolderRequest {
+    /// The signature, base64.
+    pub signature: String,
+}
+
 /// Response of `POST /v1/bindings` and `POST /v1/bindings/{id}/reveal`:
 /// where the entry is, and a checkpoint that covers it, cosigned by the
 /// curator's witness quorum.

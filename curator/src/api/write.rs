@@ -1,4 +1,5 @@
-//! `POST /v1/slots`, `POST /v1/bindings` and `POST /v1/bindings/{id}/reveal`.
+//! `POST /v1/slots`, `POST /v1/bindings`, `POST /v1/bindings/{id}/reveal`,
+//! and the holder's `POST /v1/bindings/{id}/release` and `.../revoke`.
 
 use axum::Json;
 use axum::extract::State;
@@ -9,7 +10,10 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::ApiPath;
 use super::json::ApiJson;
-use super::views::{BindingRequest, LoggedJson, RevealRequest, SlotJson, SlotRequest};
+use super::views::{
+    BindingRequest, HolderRequest, LoggedJson, RevealRequest, SlotJson, SlotRequest,
+};
+use crate::holder::HolderAction;
 use crate::writer::Logged;
 
 /// `POST /v1/slots {id}`: 201 with a new reservation, 200 with the existing
@@ -91,5 +95,42 @@ pub(super) async fn reveal(
         }
     };
     let (entry, checkpoint) = state.curator()?.reveal(&id, request).await?;
+    Ok(logged(entry, checkpoint))
+}
+
+/// `POST /v1/bindings/{id}/release {signature}`: the holder frees its
+/// binding's slot.
+pub(super) async fn release(
+    state: State<AppState>,
+    id: ApiPath<String>,
+    body: Result<ApiJson<HolderRequest>, ApiError>,
+) -> Result<Response, ApiError> {
+    end_by_holder(state, id, body, HolderAction::Release).await
+}
+
+/// `POST /v1/bindings/{id}/revoke {signature}`: the holder revokes its
+/// binding (peers stop trusting it; the slot is freed).
+pub(super) async fn revoke(
+    state: State<AppState>,
+    id: ApiPath<String>,
+    body: Result<ApiJson<HolderRequest>, ApiError>,
+) -> Result<Response, ApiError> {
+    end_by_holder(state, id, body, HolderAction::Revoke).await
+}
+
+async fn end_by_holder(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    body: Result<ApiJson<HolderRequest>, ApiError>,
+    action: HolderAction,
+) -> Result<Response, ApiError> {
+    let request = match body {
+        Ok(ApiJson(r)) => r,
+        Err(e) => {
+            state.metrics().refuse(e.code());
+            return Err(e);
+        }
+    };
+    let (entry, checkpoint) = state.curator()?.end_by_holder(&id, action, request).await?;
     Ok(logged(entry, checkpoint))
 }

@@ -11,9 +11,21 @@
 //! | anything else | bind | void: `already_bound` (first binding wins) |
 //! | bound | reveal | **live** until the token's expiry |
 //! | not bound | reveal | void: `not_pending` |
-//! | bound or live | release | **released**: the slot is free, the id stays void |
+//! | bound | release (unrevealed) | **released**: the slot is free, the id stays void |
+//! | live, token expired at the record's time | release (expired) | **released** |
+//! | bound or live | release (holder) | **released** |
 //! | bound or live | revoke | **revoked**: the slot is free, the id stays void |
+//! | live | release (unrevealed) | void: `not_due` (its token was revealed) |
+//! | bound, or live before its token's expiry | release (expired) | void: `not_due` |
 //! | never seen, released or revoked | release, revoke | void: `not_bound` |
+//!
+//! So a curator cannot end a live binding early under its own authority: an
+//! `expired` release before the token's `exp` (by the record's own time,
+//! which the witnesses' timestamps bound) and an `unrevealed` release of a
+//! revealed id have no effect for anyone. A `holder` release and a
+//! revocation need the bound key's signature, which is in the full entry
+//! (checked by the curator, the auditor and the holder's agent; a filter
+//! sees only the record).
 //!
 //! A void record changes nothing. An honest curator never writes one; each is
 //! reported to the caller (the filter logs it as curator misbehaviour, the
@@ -96,6 +108,16 @@ impl IdState {
     }
 }
 
+/// Whether a release for `reason` may end a binding whose token expiry is
+/// `token_expiry` (0: not revealed) at the record's time `at_ms`.
+fn release_is_due(reason: ReleaseReason, token_expiry: u64, at_ms: u64) -> bool {
+    match reason {
+        ReleaseReason::Unrevealed => token_expiry == 0,
+        ReleaseReason::Expired => token_expiry != 0 && at_ms / 1000 >= token_expiry,
+        ReleaseReason::Holder => true,
+    }
+}
+
 /// Why a record had no effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -112,6 +134,10 @@ pub enum VoidReason {
     /// A release or revocation of an id that is not bound.
     #[error("release or revocation of an id that is not bound")]
     NotBound,
+    /// A release whose reason does not hold: `unrevealed` for a revealed
+    /// id, `expired` before the token's expiry (by the record's time).
+    #[error("release whose reason does not hold at the record's time")]
+    NotDue,
 }
 
 /// A record that had no effect, and where it is in the log.
@@ -208,6 +234,11 @@ impl DerivedRegistry {
                 let Some((slot, spki_hash, token_expiry)) = held.and_then(|s| s.holding()) else {
                     return Err(VoidReason::NotBound);
                 };
+                if let RecordBody::Release { reason } = record.body
+                    && !release_is_due(reason, token_expiry, record.at_ms)
+                {
+                    return Err(VoidReason::NotDue);
+                }
                 self.slots.remove(&slot);
                 let ended = match record.body {
                     RecordBody::Release { reason } => IdState::Released { reason },

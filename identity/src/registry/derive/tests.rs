@@ -130,6 +130,59 @@ fn a_freed_slot_is_reused_by_another_id() {
     assert_eq!(registry.slot_holder(0), Some(&[2; 32]));
 }
 
+fn release_at(id: u8, reason: ReleaseReason, at_ms: u64) -> LeafRecord {
+    LeafRecord {
+        at_ms,
+        ..record(id, RecordBody::Release { reason })
+    }
+}
+
+/// A curator cannot end a live binding under its own authority: an
+/// `expired` release before the token's expiry, or an `unrevealed` release
+/// of a revealed id, is void for everyone and the id stays live.
+#[test]
+fn a_release_whose_reason_does_not_hold_is_void() {
+    let mut registry = DerivedRegistry::new();
+    let expiry = 1_800_000_000u64;
+    registry.apply(&bind(1, 0, 0xA1)).unwrap();
+    // Unrevealed: an `expired` release has no expiry to point at.
+    assert_eq!(
+        registry.apply(&release_at(1, ReleaseReason::Expired, u64::MAX)),
+        Err(VoidReason::NotDue)
+    );
+    registry.apply(&reveal(1, expiry)).unwrap();
+    assert_eq!(
+        registry.apply(&release_at(1, ReleaseReason::Unrevealed, expiry * 1000)),
+        Err(VoidReason::NotDue)
+    );
+    // One millisecond before the expiry second.
+    assert_eq!(
+        registry.apply(&release_at(1, ReleaseReason::Expired, expiry * 1000 - 1)),
+        Err(VoidReason::NotDue)
+    );
+    assert_eq!(live_key(&registry, 1), Some([0xA1; 32]));
+    assert_eq!(registry.slot_holder(0), Some(&[1; 32]));
+    // At the expiry it is due.
+    assert_eq!(
+        registry.apply(&release_at(1, ReleaseReason::Expired, expiry * 1000)),
+        Ok(())
+    );
+    assert_eq!(live_key(&registry, 1), None);
+    assert_eq!(registry.slot_holder(0), None);
+    // An unrevealed binding may be released as unrevealed, not as expired.
+    registry.apply(&bind(2, 0, 0xA2)).unwrap();
+    assert_eq!(
+        registry.apply(&release_at(2, ReleaseReason::Unrevealed, 0)),
+        Ok(())
+    );
+    assert_eq!(
+        registry.state(&[2; 32]),
+        Some(&IdState::Released {
+            reason: ReleaseReason::Unrevealed
+        })
+    );
+}
+
 #[test]
 fn records_out_of_order_are_void() {
     let mut registry = DerivedRegistry::new();
