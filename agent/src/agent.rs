@@ -859,8 +859,7 @@ impl Agent {
             .map_err(|e| Outcome::GiveUp(e.into()))?;
         self.await_propagation().await;
         self.state.set_current(dir.id_hex())?;
-        let previous = self.active.as_ref().map(|a| a.dir.id_hex().to_owned());
-        self.active = Some(Active {
+        let replaced = self.active.replace(Active {
             token,
             dir,
             record,
@@ -869,8 +868,12 @@ impl Agent {
             history,
             unconfirmed: false,
         });
+        let previous = replaced.as_ref().map(|a| a.dir.id_hex().to_owned());
         self.publish();
         self.write_status();
+        if let Some(replaced) = replaced {
+            self.release_replaced(&replaced).await;
+        }
         let current = self.active.as_ref().map(|a| a.dir.id_hex().to_owned());
         let keep: Vec<&str> = [current.as_deref(), previous.as_deref()]
             .into_iter()
@@ -880,6 +883,38 @@ impl Agent {
             warn!(error = %e, "could not prune old registrations");
         }
         Ok(())
+    }
+
+    /// After a rotation (the new certificate is served and the propagation
+    /// delay has passed), frees the previous registration's slot with a
+    /// release signed by its TLS key. Best effort: if the curator cannot
+    /// be reached, the curator releases it at its token's expiry anyway.
+    async fn release_replaced(&self, replaced: &Active) {
+        if replaced.record.id == self.active.as_ref().map_or("", |a| a.record.id.as_str()) {
+            return;
+        }
+        let outcome = self
+            .client
+            .end_binding(
+                &replaced.record.id,
+                replaced.record.slot,
+                &replaced.keys.tls,
+                mazu_curator::holder::HolderAction::Release,
+            )
+            .await;
+        match outcome {
+            Ok(logged) => info!(
+                id = %replaced.record.id,
+                slot = replaced.record.slot,
+                index = logged.index,
+                "released the previous registration (its slot is free)"
+            ),
+            Err(e) => warn!(
+                id = %replaced.record.id,
+                error = %e,
+                "could not release the previous registration; the curator releases it when its token expires"
+            ),
+        }
     }
 
     /// On a rotation, keeps the previous certificate in service for the
@@ -1040,12 +1075,23 @@ impl Agent {
                     }
                 }
                 other => {
+                    let reason = match other {
+                        // This agent never ends the binding it serves (it
+                        // releases only replaced ones; `mazu-agent revoke`
+                        // runs with the agent stopped): the curator ended
+                        // it, or someone revoked it with the stolen key.
+                        Standing::Ended => "the witnessed log shows this agent's served \
+                                            binding ended (released or revoked) without this \
+                                            agent asking"
+                            .to_owned(),
+                        other => format!(
+                            "the witnessed log shows this agent's id as {other:?}, not bound to its key"
+                        ),
+                    };
                     let error = CheckpointError::OwnEntryMissing {
                         index: self.checkpoints.own_entry().map_or(0, |o| o.index),
                         size,
-                        reason: format!(
-                            "the witnessed log shows this agent's id as {other:?}, not bound to its key"
-                        ),
+                        reason,
                     };
                     let refusal = self.checkpoints.record_refusal(error, Some(size), None)?;
                     self.report_refusal(&refusal);

@@ -274,6 +274,30 @@ impl CuratorClient {
         .await
     }
 
+    /// `POST /v1/bindings/{id}/release` or `.../revoke`: ends the binding
+    /// of `id_hex` in `slot` with a signature by its TLS key `tls_key`
+    /// (`mazu_curator::holder`).
+    pub async fn end_binding(
+        &self,
+        id_hex: &str,
+        slot: u32,
+        tls_key: &p256::ecdsa::SigningKey,
+        action: mazu_curator::holder::HolderAction,
+    ) -> Result<LoggedJson, CuratorError> {
+        let id = parse_hash(id_hex).ok_or_else(|| CuratorError::Malformed {
+            what: "binding id".to_owned(),
+            reason: format!("{id_hex} is not 64 hexadecimal digits"),
+        })?;
+        let body = mazu_curator::client::holder_request(tls_key, action, &id, slot);
+        let path = format!("/v1/bindings/{id_hex}/{}", action.as_str());
+        let what = match action {
+            mazu_curator::holder::HolderAction::Release => "POST /v1/bindings/{id}/release",
+            mazu_curator::holder::HolderAction::Revoke => "POST /v1/bindings/{id}/revoke",
+        };
+        self.json(what, self.http.post(self.url(&path)).json(&body))
+            .await
+    }
+
     /// `GET /v1/log/records?start=S&end=E`: the leaf records `start..end`,
     /// fetched page by page until `end` is reached. Fails if the curator
     /// serves fewer (its log is shorter than a checkpoint it signed), more,

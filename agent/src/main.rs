@@ -48,6 +48,11 @@ enum Command {
     Decrypt(DecryptArgs),
     /// Print the state directory's status.json.
     Status(StatusArgs),
+    /// Revoke the workload's current registration with its TLS key: every
+    /// filter denies its certificate within one refresh interval, and its
+    /// id can never be registered again. Stop the agent first, or it
+    /// registers the next token it reads.
+    Revoke(RevokeArgs),
 }
 
 /// `run`'s per-workload flags (`node` derives them per pod).
@@ -299,6 +304,19 @@ struct DecryptArgs {
 }
 
 #[derive(Args, Debug)]
+struct RevokeArgs {
+    /// The agent's state directory.
+    #[arg(long, env = "MAZU_AGENT_STATE_DIR")]
+    state_dir: PathBuf,
+    /// The curator.
+    #[command(flatten)]
+    curator: CuratorArgs,
+    /// The registration to revoke (hex id); default: the one being served.
+    #[arg(long, env = "MAZU_AGENT_REVOKE_ID", value_name = "HEX")]
+    id: Option<String>,
+}
+
+#[derive(Args, Debug)]
 struct NodeStatusArgs {
     /// The node agent's state root.
     #[arg(long, env = "MAZU_AGENT_STATE_ROOT")]
@@ -358,6 +376,7 @@ fn main() -> ExitCode {
             Command::Encrypt(args) => encrypt(args).await,
             Command::Decrypt(args) => decrypt(args).await,
             Command::Status(args) => status(&args),
+            Command::Revoke(args) => revoke(args).await,
             Command::NodeStatus(args) => node_status(&args),
         }
     });
@@ -599,6 +618,42 @@ async fn decrypt(args: DecryptArgs) -> anyhow::Result<()> {
         .await
         .context("decrypting")?;
     write_output(&args.output, &plain)
+}
+
+async fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
+    let client = args.curator.client()?;
+    let state = StateDir::open_existing(&args.state_dir)?;
+    let id = match args.id {
+        Some(id) => id,
+        None => state.current()?.ok_or_else(|| {
+            anyhow!(
+                "{} serves no registration; name one with --id",
+                args.state_dir.display()
+            )
+        })?,
+    };
+    let registration = state.registration(&id)?;
+    let record = registration
+        .record()?
+        .ok_or_else(|| anyhow!("registration {id} was never accepted by the curator"))?;
+    let keys = registration
+        .keys()?
+        .ok_or_else(|| anyhow!("registration {id} has no stored keys"))?;
+    let logged = client
+        .end_binding(
+            &record.id,
+            record.slot,
+            &keys.tls,
+            mazu_curator::holder::HolderAction::Revoke,
+        )
+        .await
+        .with_context(|| format!("revoking {id}"))?;
+    tracing::info!(id = %record.id, slot = record.slot, index = logged.index, "revoked");
+    println!(
+        "{}",
+        serde_json::json!({ "id": record.id, "revoked_at_index": logged.index })
+    );
+    Ok(())
 }
 
 fn status(args: &StatusArgs) -> anyhow::Result<()> {

@@ -7,9 +7,11 @@ use core::time::Duration;
 
 use common::Curator;
 use common::{
-    AgentFiles, AgentProcess, FixedCurator, agent_command, id_of, mint, mint_with, mode, registry,
-    registry_entry, spki_hash_of_pem, write_token,
+    AgentFiles, AgentProcess, FixedCurator, agent_command, id_of, log_entries, mint, mint_with,
+    mode, registry, registry_entry, spki_hash_of_pem, write_token,
 };
+use mazu_curator::entry::EntryBody;
+use mazu_log::record::ReleaseReason;
 use mazu_wasm_tests::fixtures::Mesh;
 use mazu_wasm_tests::net::free_port;
 
@@ -142,11 +144,77 @@ fn rotates_when_the_token_file_changes() {
     let second_cert = std::fs::read_to_string(files.certs.join("cert.pem")).expect("cert");
     assert_ne!(first_cert, second_cert);
     assert_eq!(spki_hash_of_pem(&second_cert), second.spki_hash);
-    // Both ids are registered (the old one until it expires).
-    assert!(registry_entry(curator.port, &first.id).is_some());
     let entry = registry_entry(curator.port, &second.id).expect("new id registered");
     assert_eq!(entry["spki_hash"], second.spki_hash);
+    // Once the new one is served, the agent releases the old one with its
+    // key: its slot is free again.
+    agent.wait_log(WAIT, "released the previous registration");
+    assert!(registry_entry(curator.port, &first.id).is_none());
+    let released = log_entries(curator.port)
+        .into_iter()
+        .find(|e| {
+            hex::encode(e.id) == first.id
+                && !matches!(e.body, EntryBody::Bind { .. } | EntryBody::Reveal { .. })
+        })
+        .expect("a release of the first id");
+    assert!(
+        matches!(
+            released.body,
+            EntryBody::Release {
+                reason: ReleaseReason::Holder,
+                ..
+            }
+        ),
+        "{released:?}"
+    );
     assert_eq!(agent.terminate(), Some(0));
+}
+
+/// `mazu-agent revoke` revokes the served registration with its key: the
+/// registry keeps the id flagged revoked, and a second revocation is
+/// answered with the same entry.
+#[test]
+fn revoke_ends_the_served_registration() {
+    let mesh = Mesh::new();
+    let curator = Curator::start(&mesh).expect("curator");
+    let files = AgentFiles::new();
+    write_token(&files.token_file, &mint(&mesh, "shop", "leaky"));
+    let mut agent =
+        AgentProcess::start(&curator_url(&curator), &files.token_file, &files.state, &[]);
+    let status = agent.wait_status(WAIT, |_| true);
+    assert_eq!(agent.terminate(), Some(0));
+
+    let url = curator_url(&curator);
+    let state = files.state.to_str().expect("utf-8");
+    let revoke = || agent_command(&["revoke", "--state-dir", state, "--curator", &url]);
+    let out = revoke();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(printed["id"], status.id);
+    let entry = registry_entry(curator.port, &status.id).expect("still listed");
+    assert_eq!(entry["revoked"], true);
+    let again = revoke();
+    assert!(again.status.success());
+    let printed_again: serde_json::Value = serde_json::from_slice(&again.stdout).expect("JSON");
+    assert_eq!(
+        printed_again["revoked_at_index"],
+        printed["revoked_at_index"]
+    );
+    // A registration that does not exist in the state directory.
+    let out = agent_command(&[
+        "revoke",
+        "--state-dir",
+        state,
+        "--curator",
+        &url,
+        "--id",
+        &"ab".repeat(32),
+    ]);
+    assert!(!out.status.success());
 }
 
 #[test]

@@ -258,7 +258,8 @@ pub fn log_entries(port: u16) -> Vec<mazu_curator::entry::LogEntry> {
 
 /// The registry as the log defines it (first binding of an id wins), in the
 /// JSON shape the tests read: `version` (log size) and `entries` with `id`,
-/// `slot`, `spki_hash` and `revealed`.
+/// `slot`, `spki_hash`, `revealed` and, once revoked, `revoked` (released
+/// ids are left out).
 pub fn registry(port: u16) -> serde_json::Value {
     use mazu_curator::entry::EntryBody;
     use sha2::Digest as _;
@@ -280,7 +281,15 @@ pub fn registry(port: u16) -> serde_json::Value {
                     e["revealed"] = serde_json::Value::Bool(true);
                 }
             }
-            _ => {}
+            // A released id leaves the registry; a revoked one stays,
+            // flagged.
+            EntryBody::Release { .. } => ids.retain(|e| e["id"] != id),
+            EntryBody::Revoke { .. } => {
+                if let Some(e) = ids.iter_mut().find(|e| e["id"] == id) {
+                    e["revoked"] = serde_json::Value::Bool(true);
+                }
+            }
+            EntryBody::Bind { .. } => {}
         }
     }
     serde_json::json!({ "version": entries.len(), "entries": ids })
