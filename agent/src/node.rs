@@ -24,8 +24,12 @@
 //!   with backoff, and never touches other pods);
 //! - served, token gone (the pod is terminating and its volumes are
 //!   unmounted): stop that pod's agent and SDS server;
-//! - pod directory gone (the kubelet removed the pod): remove the pod's
-//!   state and socket directories. While the pod directory exists its socket
+//! - pod directory gone (the kubelet removed the pod): release the pod's
+//!   registrations at the curator (each signed by its TLS key, so their
+//!   slots serve other pods at once), then remove the pod's state and socket
+//!   directories. A state directory whose registrations could not all be
+//!   released (curator unreachable) is kept and tried again at the next
+//!   scan. While the pod directory exists its socket
 //!   directory is never removed, because a running container's bind mount
 //!   points at that very directory: a new directory at the same path would
 //!   not be seen by the pod.
@@ -50,7 +54,7 @@ use crate::agent::{Agent, AgentConfig};
 use crate::backoff::Backoff;
 use crate::error::{Error, StateError};
 use crate::sds::{self, Secrets};
-use crate::state::{SECRET_MODE, ensure_private_dir, write_atomic};
+use crate::state::{SECRET_MODE, StateDir, ensure_private_dir, write_atomic};
 
 /// The kubelet's pods directory.
 pub const DEFAULT_PODS_DIR: &str = "/var/lib/kubelet/pods";
@@ -435,6 +439,11 @@ struct Node {
     config: NodeConfig,
     pods: BTreeMap<String, PodAgent>,
     failures: BTreeMap<String, Failure>,
+    /// The curator, to release the registrations of removed pods.
+    curator: crate::curator::CuratorClient,
+    /// Removed pods whose registrations are not all released yet (their
+    /// state directories are kept).
+    unreleased: BTreeSet<String>,
 }
 
 impl Node {
@@ -455,6 +464,58 @@ impl Node {
             retry_in_ms = delay.as_millis() as u64,
             "cannot serve the pod; retrying later (other pods are not affected)"
         );
+    }
+
+    /// Releases every accepted registration in a removed pod's state
+    /// directory; true when none is left to release (released, or already
+    /// ended or unknown at the curator). Otherwise the pod is remembered in
+    /// `unreleased` and its directory kept for the next scan.
+    async fn release_removed(&mut self, uid: &str) -> bool {
+        let Ok(state) = StateDir::open_existing(self.config.state_root.join(uid)) else {
+            return true;
+        };
+        let registrations = state.registrations().unwrap_or_default();
+        let mut pending = false;
+        for registration in registrations {
+            let (Ok(Some(record)), Ok(Some(keys))) = (registration.record(), registration.keys())
+            else {
+                continue;
+            };
+            let outcome = self
+                .curator
+                .end_binding(
+                    &record.id,
+                    record.slot,
+                    &keys.tls,
+                    mazu_curator::holder::HolderAction::Release,
+                )
+                .await;
+            match outcome {
+                Ok(logged) => info!(
+                    pod = %uid,
+                    id = %record.id,
+                    index = logged.index,
+                    "released the registration of a removed pod"
+                ),
+                Err(crate::error::CuratorError::Refused { code, .. })
+                    if code == "binding_ended" || code == "unknown_id" => {}
+                Err(e) => {
+                    warn!(
+                        pod = %uid,
+                        id = %record.id,
+                        error = %e,
+                        "cannot release the registration of a removed pod yet; keeping its state for the next scan"
+                    );
+                    pending = true;
+                }
+            }
+        }
+        if pending {
+            self.unreleased.insert(uid.to_owned());
+        } else {
+            self.unreleased.remove(uid);
+        }
+        !pending
     }
 
     async fn stop_pod(&mut self, uid: &str, why: &str) {
@@ -520,13 +581,25 @@ impl Node {
                 Err(e) => self.failed(uid, &e),
             }
         }
-        // The state and socket directories of pods the kubelet removed.
+        // The state and socket directories of pods the kubelet removed; the
+        // registrations first.
+        for uid in uids_in(&self.config.state_root) {
+            if found.present.contains(&uid) || self.pods.contains_key(&uid) {
+                continue;
+            }
+            if !self.release_removed(&uid).await {
+                continue;
+            }
+        }
         for (root, what) in [
             (&self.config.state_root, "state"),
             (&self.config.socket_root, "socket"),
         ] {
             for uid in uids_in(root) {
                 if found.present.contains(&uid) || self.pods.contains_key(&uid) {
+                    continue;
+                }
+                if what == "state" && self.unreleased.contains(&uid) {
                     continue;
                 }
                 match remove_dir(&root.join(&uid)) {
@@ -595,10 +668,16 @@ pub async fn run(
         "node agent started"
     );
     let interval = config.scan_interval;
+    let curator = crate::curator::CuratorClient::new(
+        &config.template.curator,
+        &config.template.curator_transport,
+    )?;
     let mut node = Node {
         config,
         pods: BTreeMap::new(),
         failures: BTreeMap::new(),
+        curator,
+        unreleased: BTreeSet::new(),
     };
     tokio::pin!(shutdown);
     loop {

@@ -239,11 +239,26 @@ fn node_serves_each_pod_on_its_own_socket_and_follows_the_pods_directory() {
         is_socket(&node.socket(POD_C))
     });
 
-    // A pod the kubelet removed: its agent stops, its socket and state go.
+    // A pod the kubelet removed: its agent stops, its registration is
+    // released (its slot serves other pods), its socket and state go.
+    let id_b = node.status(POD_B).expect("B").id;
+    assert!(registry_entry(curator.port, &id_b).is_some());
     node.remove_pod(POD_B);
     wait_until(&mut agent, "pod B's directories removed", || {
         !node.state_root().join(POD_B).exists() && !node.socket_root().join(POD_B).exists()
     });
+    assert!(
+        registry_entry(curator.port, &id_b).is_none(),
+        "pod B's registration was not released"
+    );
+    assert!(
+        agent
+            .log()
+            .lines()
+            .any(|l| l.contains("released the registration of a removed pod") && l.contains(POD_B)),
+        "{}",
+        agent.log()
+    );
     assert!(
         agent
             .log()
