@@ -408,3 +408,63 @@ fn flip_last_signature_char(token: &str) -> String {
     bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
     String::from_utf8(bytes).expect("a token is ASCII")
 }
+
+/// An open connection is decided again at its first event after a registry
+/// change: a peer revoked meanwhile has its pooled connection closed before
+/// another byte passes (inbound: the client's next bytes; outbound: the
+/// server's next bytes or the client's), while other peers' connections
+/// carry on from the verdict cache.
+#[test]
+fn an_open_connection_of_a_peer_revoked_since_is_closed_at_its_next_bytes() {
+    let mesh = Mesh::new();
+    let cart = mesh.workload("shop", "cart");
+    let web = mesh.workload("shop", "web");
+    let mut curator = log(&[cart.entry, web.entry]);
+    let mut vm = inbound_with(&mesh, "", &curator);
+    let cart_conn = assert_allowed(&mut vm, &cart.peer());
+    let web_conn = assert_allowed(&mut vm, &web.peer());
+    // Unchanged registry: the next bytes pass without a new decision.
+    assert_eq!(
+        vm.downstream_data(cart_conn, b" again").unwrap(),
+        Action::Continue
+    );
+    assert_eq!(vm.stat(ALLOWED), 2);
+
+    curator.revoke(&cart.entry);
+    serve(&mut vm, &curator);
+    let before = vm.stat("mazu.inbound.denied.revoked");
+    assert_eq!(
+        vm.downstream_data(cart_conn, b"more").unwrap(),
+        Action::Pause
+    );
+    let conn = vm.connection(cart_conn).unwrap();
+    assert!(conn.closed_downstream, "{}", vm.log_text());
+    assert_eq!(
+        conn.forwarded_downstream, b"hello again",
+        "bytes after the revocation leaked"
+    );
+    assert_eq!(vm.stat("mazu.inbound.denied.revoked"), before + 1);
+    // The other peer's connection carries on.
+    assert_eq!(
+        vm.downstream_data(web_conn, b"more").unwrap(),
+        Action::Continue
+    );
+    assert!(!vm.connection(web_conn).unwrap().closed_downstream);
+
+    // Outbound: the server revoked while the connection is pooled.
+    let mut curator = log(&[web.entry]);
+    let mut vm = configured(&mesh.config("outbound", ""));
+    serve(&mut vm, &curator);
+    let (id, _) = vm.connect(Side::Upstream, &web.peer()).unwrap();
+    assert_eq!(vm.downstream_data(id, b"query").unwrap(), Action::Continue);
+    assert_eq!(vm.upstream_data(id, b"rows").unwrap(), Action::Continue);
+    curator.revoke(&web.entry);
+    serve(&mut vm, &curator);
+    assert_eq!(vm.upstream_data(id, b"late rows").unwrap(), Action::Pause);
+    let conn = vm.connection(id).unwrap();
+    assert_eq!(
+        conn.forwarded_upstream, b"rows",
+        "the revoked server's bytes leaked"
+    );
+    assert!(conn.closed_downstream);
+}

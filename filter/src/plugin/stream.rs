@@ -1,4 +1,7 @@
-//! One connection: checked at its first data event after the handshake.
+//! One connection: checked at its first data event after the handshake,
+//! and again at its first data event after every registry change, so that a
+//! revoked, released or expired peer's open connection (a pooled one, kept
+//! for hours) is closed before another byte passes in either direction.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, StreamContext};
@@ -58,6 +61,9 @@ pub struct Stream {
     /// A denial made on the upstream's last bytes, carried out when Envoy
     /// reports the upstream close that follows them.
     close_on_upstream_close: bool,
+    /// Once allowed: the peer that was checked, and the registry version
+    /// the decision was made under (checked again when it changes).
+    allowed: Option<(Peer, Option<u64>)>,
 }
 
 impl Stream {
@@ -71,7 +77,22 @@ impl Stream {
             state: State::Pending,
             upstream_event: None,
             close_on_upstream_close: false,
+            allowed: None,
         }
+    }
+
+    /// A data event of an allowed connection: passes while the registry the
+    /// decision was made under is current; after a registry change the peer
+    /// is decided again (from the verdict cache when its entry did not
+    /// change) and the connection closed if it is now denied.
+    fn allowed_event(&mut self) -> Action {
+        let (Some((peer, decided_under)), Some(vm)) = (self.allowed, self.vm.as_ref()) else {
+            return Action::Continue;
+        };
+        if vm.borrow().engine.registry_version() == decided_under {
+            return Action::Continue;
+        }
+        self.check(peer)
     }
 
     fn direction(&self) -> Option<Direction> {
@@ -124,6 +145,9 @@ impl Stream {
             return self.park(&vm, peer, now_ms, digest_hex.as_deref());
         }
         vm.borrow_mut().record_decision(&decision);
+        if matches!(decision, Decision::Allow { .. }) {
+            self.allowed = Some((peer, vm.borrow().engine.registry_version()));
+        }
         self.carry_out(&decision)
     }
 
@@ -227,6 +251,11 @@ impl Stream {
         match settled {
             Some(Settled::Allowed) => {
                 self.state = State::Allowed;
+                // Parking is inbound only: the client was decided. Under
+                // which registry is not known here (the root may have
+                // installed a newer one since), so its next event decides
+                // it again, from the verdict cache.
+                self.allowed = Some((Peer::Downstream, None));
                 Action::Continue
             }
             Some(Settled::Denied) => {
@@ -241,7 +270,7 @@ impl Stream {
     /// event of a server-first protocol (inbound).
     fn upstream_data(&mut self) -> Action {
         match self.state {
-            State::Allowed => Action::Continue,
+            State::Allowed => self.allowed_event(),
             State::Denied => Action::Pause,
             // Resuming hands the held bytes straight to the next filter, so
             // the server's answer may be this connection's first event since.
@@ -280,7 +309,7 @@ impl StreamContext for Stream {
 
     fn on_downstream_data(&mut self, _data_size: usize, _end_of_stream: bool) -> Action {
         match self.state {
-            State::Allowed => Action::Continue,
+            State::Allowed => self.allowed_event(),
             State::Denied => Action::Pause,
             State::Parked => self.parked_event(),
             State::Pending => match self.direction() {
