@@ -88,6 +88,49 @@ pub struct LoggedRegistration {
     pub registration: Registration,
 }
 
+/// The largest answer body read from the curator: a page of records
+/// (16,384 × 114 bytes), a page of log entries or the CRS at the largest
+/// capacity fit well below it. A longer body is refused before it is read
+/// whole, so a misbehaving curator cannot exhaust the agent's memory.
+pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
+
+/// The largest text answer (a checkpoint note with its cosignatures, a
+/// verifier key) and the largest error body read.
+pub const MAX_TEXT_BYTES: usize = 64 << 10;
+
+/// Reads `response`'s body, refusing it (without reading further) once it is
+/// longer than `limit`.
+async fn read_bounded(
+    mut response: reqwest::Response,
+    limit: usize,
+    what: &str,
+) -> Result<Vec<u8>, CuratorError> {
+    let too_long = |len: u64| CuratorError::Malformed {
+        what: what.to_owned(),
+        reason: format!("the answer is longer than {limit} bytes ({len} or more); not read"),
+    };
+    if let Some(len) = response.content_length()
+        && len > limit as u64
+    {
+        return Err(too_long(len));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| CuratorError::Unreachable {
+            url: response.url().to_string(),
+            reason: error_chain(&e),
+        })?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(too_long((body.len() + chunk.len()) as u64));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 impl CuratorClient {
     /// A client for the curator at `base` (e.g. `https://127.0.0.1:7878`),
     /// reached over `transport` (TLS to a pinned key, or plain HTTP).
@@ -138,7 +181,9 @@ impl CuratorClient {
             return Ok(response);
         }
         let status = response.status().as_u16();
-        let body = response.bytes().await.unwrap_or_default();
+        let body = read_bounded(response, MAX_TEXT_BYTES, what)
+            .await
+            .unwrap_or_default();
         let (code, message) = match serde_json::from_slice::<ApiErrorBody>(&body) {
             Ok(b) => (b.error.code, b.error.message),
             Err(_) => (
@@ -160,13 +205,7 @@ impl CuratorClient {
         request: reqwest::RequestBuilder,
     ) -> Result<T, CuratorError> {
         let response = self.send(what, request).await?;
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| CuratorError::Unreachable {
-                url: self.base.clone(),
-                reason: error_chain(&e),
-            })?;
+        let bytes = read_bounded(response, MAX_RESPONSE_BYTES, what).await?;
         serde_json::from_slice(&bytes).map_err(|e| CuratorError::Malformed {
             what: what.to_owned(),
             reason: e.to_string(),
@@ -179,14 +218,7 @@ impl CuratorClient {
         request: reqwest::RequestBuilder,
     ) -> Result<Vec<u8>, CuratorError> {
         let response = self.send(what, request).await?;
-        response
-            .bytes()
-            .await
-            .map(|b| b.to_vec())
-            .map_err(|e| CuratorError::Unreachable {
-                url: self.base.clone(),
-                reason: error_chain(&e),
-            })
+        read_bounded(response, MAX_RESPONSE_BYTES, what).await
     }
 
     fn url(&self, path: &str) -> String {
@@ -490,7 +522,8 @@ impl CuratorClient {
     }
 
     async fn text(&self, what: &str, path: &str) -> Result<String, CuratorError> {
-        let bytes = self.bytes(what, self.http.get(self.url(path))).await?;
+        let response = self.send(what, self.http.get(self.url(path))).await?;
+        let bytes = read_bounded(response, MAX_TEXT_BYTES, what).await?;
         String::from_utf8(bytes).map_err(|_| CuratorError::Malformed {
             what: what.to_owned(),
             reason: "not UTF-8 text".to_owned(),

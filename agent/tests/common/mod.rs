@@ -185,6 +185,11 @@ impl AgentProcess {
     }
 
     /// Whether it is still running.
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
