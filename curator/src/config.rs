@@ -241,6 +241,57 @@ pub struct Args {
     )]
     pub request_timeout_secs: u64,
 
+    /// A request body not received in full within this many seconds is
+    /// refused (408 timeout), freeing its place for other clients.
+    #[arg(
+        long,
+        env = "MAZU_CURATOR_BODY_READ_TIMEOUT_SECS",
+        default_value_t = 10,
+        value_name = "SECS"
+    )]
+    pub body_read_timeout_secs: u64,
+
+    /// A request head not received in full within this many seconds closes
+    /// the connection; also how long a kept-alive connection may stay idle.
+    #[arg(
+        long,
+        env = "MAZU_CURATOR_HEADER_READ_TIMEOUT_SECS",
+        default_value_t = 10,
+        value_name = "SECS"
+    )]
+    pub header_read_timeout_secs: u64,
+
+    /// Open connections at once, all clients together; more are closed at
+    /// once.
+    #[arg(
+        long,
+        env = "MAZU_CURATOR_MAX_CONNECTIONS",
+        default_value_t = 4096,
+        value_name = "N"
+    )]
+    pub max_connections: usize,
+
+    /// Open connections at once from one client address (IPv6: one /64);
+    /// more are closed at once.
+    #[arg(
+        long,
+        env = "MAZU_CURATOR_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 64,
+        value_name = "N"
+    )]
+    pub max_connections_per_client: usize,
+
+    /// /v1 requests in progress at once from one client address (IPv6: one
+    /// /64); more are refused with 503 "overloaded", so that one client
+    /// set cannot take every place of --max-concurrent-requests.
+    #[arg(
+        long,
+        env = "MAZU_CURATOR_MAX_REQUESTS_PER_CLIENT",
+        default_value_t = 32,
+        value_name = "N"
+    )]
+    pub max_requests_per_client: usize,
+
     /// A witness that must cosign checkpoints before binds and reveals are
     /// answered, as URL=VKEY;tls-pin=PIN: the witness's https:// submission
     /// URL (the curator posts to URL/add-checkpoint, C2SP tlog-witness), its
@@ -456,6 +507,12 @@ pub struct LimitsConfig {
     pub verify_threads: usize,
     /// Request timeout.
     pub request_timeout: Duration,
+    /// Body read timeout.
+    pub body_read_timeout: Duration,
+    /// /v1 requests in progress per client.
+    pub max_requests_per_client: usize,
+    /// Connection limits and the header-read (idle) timeout.
+    pub connections: mazu_service::http::ConnectionLimits,
 }
 
 impl Default for LimitsConfig {
@@ -468,6 +525,9 @@ impl Default for LimitsConfig {
             max_pending_registrations: 64,
             verify_threads: default_verify_threads(),
             request_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(10),
+            max_requests_per_client: 32,
+            connections: mazu_service::http::ConnectionLimits::default(),
         }
     }
 }
@@ -603,6 +663,26 @@ impl Args {
         if self.request_timeout_secs == 0 {
             return Err(invalid("--request-timeout-secs", "must be at least 1"));
         }
+        for (flag, value) in [
+            ("--body-read-timeout-secs", self.body_read_timeout_secs),
+            ("--header-read-timeout-secs", self.header_read_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(invalid(flag, "must be at least 1"));
+            }
+        }
+        for (flag, value) in [
+            ("--max-connections", self.max_connections),
+            (
+                "--max-connections-per-client",
+                self.max_connections_per_client,
+            ),
+            ("--max-requests-per-client", self.max_requests_per_client),
+        ] {
+            if value == 0 {
+                return Err(invalid(flag, "must be at least 1"));
+            }
+        }
         let witness = witness_config(
             &self.witnesses,
             self.witness_quorum,
@@ -649,6 +729,13 @@ impl Args {
                 max_pending_registrations: self.max_pending_registrations,
                 verify_threads,
                 request_timeout: Duration::from_secs(self.request_timeout_secs),
+                body_read_timeout: Duration::from_secs(self.body_read_timeout_secs),
+                max_requests_per_client: self.max_requests_per_client,
+                connections: mazu_service::http::ConnectionLimits {
+                    header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+                    max_connections: self.max_connections,
+                    max_connections_per_client: self.max_connections_per_client,
+                },
             },
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             jwks_refresh: (self.jwks_refresh_secs > 0)

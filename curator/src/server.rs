@@ -3,7 +3,6 @@
 //! down gracefully.
 
 use core::future::Future;
-use core::net::SocketAddr;
 use core::time::Duration;
 use std::sync::Arc;
 use std::time::Instant;
@@ -289,6 +288,7 @@ pub async fn run(
         }
     };
     let metrics = Arc::new(Metrics::new());
+    let connection_stats = metrics.connections.clone();
     let state = AppState::new(metrics.clone(), config.limits.clone(), loaded.dev);
     let options = CuratorOptions {
         reservation_ttl: config.reservation_ttl,
@@ -370,7 +370,8 @@ pub async fn run(
             let _ = stop_rx.wait_for(|s| *s).await;
         }
     };
-    let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let router = app(state.clone());
+    let connection_limits = config.limits.connections;
     let server: ServeFuture = match tls {
         Some(tls) => {
             let listener = mazu_service::tls::TlsListener::new(
@@ -382,19 +383,23 @@ pub async fn run(
                 what: "cannot start the TLS listener".into(),
                 source,
             })?;
-            // `tap_io` only to get axum's `ConnectInfo<SocketAddr>` for a
-            // custom listener (the per-client rate limit needs it).
-            Box::pin(
-                axum::serve(axum::serve::ListenerExt::tap_io(listener, |_| {}), service)
-                    .with_graceful_shutdown(stop)
-                    .into_future(),
-            )
+            Box::pin(async move {
+                mazu_service::http::serve(
+                    listener,
+                    router,
+                    connection_limits,
+                    connection_stats,
+                    stop,
+                )
+                .await;
+                Ok(())
+            })
         }
-        None => Box::pin(
-            axum::serve(listener, service)
-                .with_graceful_shutdown(stop)
-                .into_future(),
-        ),
+        None => Box::pin(async move {
+            mazu_service::http::serve(listener, router, connection_limits, connection_stats, stop)
+                .await;
+            Ok(())
+        }),
     };
     let mut server = server;
     let grace = config.shutdown_grace;

@@ -5,11 +5,14 @@
 //! - [`files`]: durable writes (atomic replacement, directory fsync) and
 //!   key files that are created only on request and never overwritten;
 //! - [`tls`]: TLS with a pinned server key instead of a CA (server listener,
-//!   client configuration).
+//!   client configuration);
+//! - [`http`]: serving a router with header-read and idle timeouts and
+//!   per-client connection limits.
 
 #![forbid(unsafe_code)]
 
 pub mod files;
+pub mod http;
 pub mod tls;
 
 /// Initializes logging to stderr: `RUST_LOG` filter syntax, default `info`.

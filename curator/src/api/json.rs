@@ -18,6 +18,11 @@ pub struct ApiJson<T>(pub T);
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
+/// How long reading a request body may take (set by the router): a slow
+/// body is refused (408 `timeout`) rather than holding its place.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyReadTimeout(pub core::time::Duration);
+
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
     T: DeserializeOwned,
@@ -30,7 +35,18 @@ where
             .extensions()
             .get::<BodyLimit>()
             .map_or(0, |BodyLimit(n)| *n);
-        match axum::Json::<T>::from_request(req, state).await {
+        let timeout = req
+            .extensions()
+            .get::<BodyReadTimeout>()
+            .map(|BodyReadTimeout(t)| *t);
+        let read = axum::Json::<T>::from_request(req, state);
+        let result = match timeout {
+            Some(t) => tokio::time::timeout(t, read)
+                .await
+                .map_err(|_| ApiError::Timeout)?,
+            None => read.await,
+        };
+        match result {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(map_rejection(&rejection, limit)),
         }

@@ -2,7 +2,8 @@
 //!
 //! Layers, outermost first: panic catcher (500 `internal`), request tracing,
 //! latency metrics per route; then, for `/v1` only: load shedding in front of
-//! a global concurrency limit (503 `overloaded`), a whole-request timeout
+//! a per-client cap on requests in progress and a global concurrency limit
+//! (503 `overloaded`), a whole-request timeout and a body-read timeout
 //! (408 `timeout`), the body size limit (413 `body_too_large`) and, on the
 //! POST routes (slots, bindings, reveals, releases, revocations), the per-client rate limit
 //! (429 `rate_limited`). `/healthz`,
@@ -52,6 +53,7 @@ struct Inner {
     curator: OnceLock<Arc<Curator>>,
     metrics: Arc<Metrics>,
     limiter: RateLimiter,
+    in_flight: crate::limits::InFlight,
     limits: LimitsConfig,
     dev_crs: bool,
 }
@@ -63,6 +65,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 curator: OnceLock::new(),
                 limiter: RateLimiter::new(limits.rate_limit_per_minute, limits.rate_limit_burst),
+                in_flight: crate::limits::InFlight::new(limits.max_requests_per_client),
                 metrics,
                 limits,
                 dev_crs,
@@ -128,6 +131,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/proofs/inclusion", get(transparency::inclusion))
         .route("/v1/proofs/consistency", get(transparency::consistency))
         .layer(axum::Extension(BodyLimit(limits.max_body_bytes)))
+        .layer(axum::Extension(json::BodyReadTimeout(
+            limits.body_read_timeout,
+        )))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(
             ServiceBuilder::new()
@@ -137,7 +143,13 @@ pub fn app(state: AppState) -> Router {
                     limits.max_concurrent_requests,
                 ))
                 .timeout(limits.request_timeout),
-        );
+        )
+        // Outermost of the /v1 limits: a client over its share is refused
+        // before it takes a place of the global limit.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            per_client_in_flight,
+        ));
     let ops = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -195,13 +207,29 @@ async fn track_latency(State(state): State<AppState>, req: Request, next: Next) 
 }
 
 /// The per-client rate limit of the write endpoints.
-async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let client = req
-        .extensions()
+/// The client address of a request (unspecified if unknown: in-process
+/// tests without connection info share one bucket).
+fn client_of(req: &Request) -> IpAddr {
+    req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(addr)| {
             addr.ip()
-        });
+        })
+}
+
+/// Caps the /v1 requests one client has in progress (503 `overloaded`).
+async fn per_client_in_flight(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let client = client_of(&req);
+    let Some(_place) = state.inner.in_flight.enter(client) else {
+        state.metrics().refuse("client_overloaded");
+        tracing::debug!(%client, "too many requests in progress from this client");
+        return ApiError::Overloaded.into_response();
+    };
+    next.run(req).await
+}
+
+async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let client = client_of(&req);
     if let Err(wait) = state.inner.limiter.check(client, Instant::now()) {
         let err = ApiError::RateLimited {
             retry_after_secs: wait.as_secs().max(1),
