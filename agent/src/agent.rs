@@ -88,6 +88,10 @@ pub struct AgentConfig {
     /// valid) certificate keeps being served, so that every filter has
     /// polled the registry before peers see the new one.
     pub propagation_delay: Duration,
+    /// After a rotation, how long after the new certificate is served the
+    /// previous registration is released (the drain time of peers' pooled
+    /// connections made with the previous certificate).
+    pub release_delay: Duration,
     /// How often the token file is read.
     pub poll_interval: Duration,
     /// How often the opening is brought up to date.
@@ -209,6 +213,17 @@ pub struct Agent {
     log: LogView,
     /// The last registration attempt that ended before the reveal.
     last_outcome: Option<RegistrationOutcome>,
+    /// A replaced registration to release once its drain time is over.
+    pending_release: Option<PendingRelease>,
+}
+
+/// A registration replaced by a rotation, released at `due`.
+#[derive(Debug)]
+struct PendingRelease {
+    id: String,
+    slot: u32,
+    tls: p256::ecdsa::SigningKey,
+    due: Instant,
 }
 
 /// What the checks need to know of a registration: its id, slot and key.
@@ -302,6 +317,7 @@ impl Agent {
             checkpoints,
             log: LogView::new(policy),
             last_outcome: None,
+            pending_release: None,
         };
         agent.restore();
         Ok((agent, receiver))
@@ -450,6 +466,7 @@ impl Agent {
             self.refresh_openings().await?;
             self.next_opening_refresh = Instant::now() + self.config.opening_refresh;
         }
+        self.release_due().await;
         Ok(())
     }
 
@@ -871,8 +888,19 @@ impl Agent {
         let previous = replaced.as_ref().map(|a| a.dir.id_hex().to_owned());
         self.publish();
         self.write_status();
-        if let Some(replaced) = replaced {
-            self.release_replaced(&replaced).await;
+        if let Some(replaced) = replaced
+            && replaced.record.id != self.active.as_ref().map_or("", |a| a.record.id.as_str())
+        {
+            // An older one still waiting is released now.
+            if let Some(older) = self.pending_release.take() {
+                self.release_replaced(older).await;
+            }
+            self.pending_release = Some(PendingRelease {
+                id: replaced.record.id.clone(),
+                slot: replaced.record.slot,
+                tls: replaced.keys.tls.clone(),
+                due: Instant::now() + self.config.release_delay,
+            });
         }
         let current = self.active.as_ref().map(|a| a.dir.id_hex().to_owned());
         let keep: Vec<&str> = [current.as_deref(), previous.as_deref()]
@@ -885,34 +913,47 @@ impl Agent {
         Ok(())
     }
 
-    /// After a rotation (the new certificate is served and the propagation
-    /// delay has passed), frees the previous registration's slot with a
-    /// release signed by its TLS key. Best effort: if the curator cannot
-    /// be reached, the curator releases it at its token's expiry anyway.
-    async fn release_replaced(&self, replaced: &Active) {
-        if replaced.record.id == self.active.as_ref().map_or("", |a| a.record.id.as_str()) {
-            return;
+    /// Releases the replaced registration whose drain time is over, if any.
+    async fn release_due(&mut self) {
+        if self
+            .pending_release
+            .as_ref()
+            .is_some_and(|p| Instant::now() >= p.due)
+            && let Some(pending) = self.pending_release.take()
+        {
+            self.release_replaced(pending).await;
         }
+    }
+
+    /// Frees a replaced registration's slot with a release signed by its
+    /// TLS key. A transient failure keeps it pending (retried at the next
+    /// curator call); a refusal is final (the curator releases it when its
+    /// token expires anyway).
+    async fn release_replaced(&mut self, pending: PendingRelease) {
         let outcome = self
             .client
             .end_binding(
-                &replaced.record.id,
-                replaced.record.slot,
-                &replaced.keys.tls,
+                &pending.id,
+                pending.slot,
+                &pending.tls,
                 mazu_curator::holder::HolderAction::Release,
             )
             .await;
         match outcome {
             Ok(logged) => info!(
-                id = %replaced.record.id,
-                slot = replaced.record.slot,
+                id = %pending.id,
+                slot = pending.slot,
                 index = logged.index,
                 "released the previous registration (its slot is free)"
             ),
+            Err(e) if e.is_transient() => {
+                warn!(id = %pending.id, error = %e, "could not release the previous registration yet; retrying");
+                self.pending_release = Some(pending);
+            }
             Err(e) => warn!(
-                id = %replaced.record.id,
+                id = %pending.id,
                 error = %e,
-                "could not release the previous registration; the curator releases it when its token expires"
+                "the curator refused to release the previous registration; it is released when its token expires"
             ),
         }
     }

@@ -97,6 +97,13 @@ struct RunArgs {
         default_value_t = 10_000
     )]
     propagation_delay_ms: u64,
+    /// After a rotation, release the previous registration (freeing its
+    /// slot) this long (milliseconds) after the new certificate is served.
+    /// Peers' pooled connections made with the previous certificate are
+    /// closed at their next bytes once the release reaches their filters,
+    /// so this is the drain time given to them.
+    #[arg(long, env = "MAZU_AGENT_RELEASE_DELAY_MS", default_value_t = 60_000)]
+    release_delay_ms: u64,
     /// How often the token file is re-read, in milliseconds.
     #[arg(long, env = "MAZU_AGENT_POLL_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
     poll_interval_ms: u64,
@@ -415,6 +422,7 @@ fn agent_config(args: RunArgs, workload: WorkloadArgs) -> Result<AgentConfig, Er
         sds_socket_mode: args.sds_socket_mode,
         rotation_margin: Duration::from_secs(args.rotation_margin_secs),
         propagation_delay: Duration::from_millis(args.propagation_delay_ms),
+        release_delay: Duration::from_millis(args.release_delay_ms),
         poll_interval: Duration::from_millis(args.poll_interval_ms),
         opening_refresh: Duration::from_millis(args.opening_refresh_ms),
         cert_lifetime: Duration::from_secs(args.cert_lifetime_secs),

@@ -646,6 +646,10 @@ impl LocalMesh {
             // filter has had time to poll the registry that holds it.
             .arg("--propagation-delay-ms")
             .arg((self.options.refresh_interval_ms * 5 / 2).to_string())
+            // Peers' pooled connections made with a replaced certificate
+            // drain this long before its registration is released.
+            .arg("--release-delay-ms")
+            .arg((self.options.refresh_interval_ms * 4).to_string())
             .env("RUST_LOG", "info");
         for witness in self.witness_keys() {
             command.arg("--witness").arg(witness);

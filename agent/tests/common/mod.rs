@@ -111,7 +111,7 @@ impl AgentProcess {
             )
             .args(["--poll-interval-ms", "100", "--opening-refresh-ms", "300"])
             .args(["--backoff-initial-ms", "100", "--backoff-max-ms", "1000"])
-            .args(["--propagation-delay-ms", "200"])
+            .args(["--propagation-delay-ms", "200", "--release-delay-ms", "300"])
             .args(
                 (!extra.contains(&"--witness") && !extra.contains(&"--insecure-no-witness"))
                     .then_some("--insecure-no-witness"),
