@@ -61,9 +61,18 @@ pub struct Args {
     /// The Ed25519 key that signs checkpoints (tree size and Merkle root of
     /// the log), as 32 raw bytes or 64 hex digits. It grants no identity
     /// power: it only makes the curator accountable for what it served.
-    /// Default: DATA_DIR/checkpoint.key, generated (mode 0600) on first start.
+    /// Default: DATA_DIR/checkpoint.key, generated (mode 0600) on first
+    /// start, when the data directory holds no log yet. Missing later, it is
+    /// an error (witnesses, auditors and filters pinned it) unless
+    /// --create-checkpoint-key.
     #[arg(long, env = "MAZU_CURATOR_CHECKPOINT_KEY", value_name = "FILE")]
     pub checkpoint_key: Option<PathBuf>,
+
+    /// Create a new checkpoint key at DATA_DIR/checkpoint.key although the
+    /// data directory already holds a log (the old key is lost): every
+    /// witness, auditor and filter must then be given the new verifier key.
+    #[arg(long, env = "MAZU_CURATOR_CREATE_CHECKPOINT_KEY")]
+    pub create_checkpoint_key: bool,
 
     /// The checkpoint origin line (the log's name in signed checkpoints).
     /// Default: "mazu-curator/" followed by the first 16 hex digits of the CRS
@@ -443,8 +452,10 @@ pub struct Config {
     /// CRS source.
     pub crs: CrsSource,
     /// The checkpoint signing key file (`None`: DATA_DIR/checkpoint.key,
-    /// generated if missing).
+    /// generated if missing in a fresh data directory).
     pub checkpoint_key: Option<PathBuf>,
+    /// `--create-checkpoint-key`: generate it even beside an existing log.
+    pub create_checkpoint_key: bool,
     /// The checkpoint origin (`None`: derived from the CRS digest).
     pub checkpoint_origin: Option<String>,
     /// Capacity N.
@@ -700,6 +711,7 @@ impl Args {
             data_dir,
             crs,
             checkpoint_key: self.checkpoint_key,
+            create_checkpoint_key: self.create_checkpoint_key,
             checkpoint_origin: self.checkpoint_origin,
             capacity,
             issuers,

@@ -131,6 +131,27 @@ pub fn entry_leaf(bytes: &[u8]) -> Result<Hash, String> {
     Ok(record.leaf_hash())
 }
 
+/// What in `data_dir` shows it was used (a non-empty log, an acknowledged
+/// checkpoint, a state snapshot): names for an error message. Empty for a
+/// fresh directory.
+pub fn held_state(data_dir: &Path) -> Vec<String> {
+    let mut held = Vec::new();
+    let non_empty = |name: &str| std::fs::metadata(data_dir.join(name)).is_ok_and(|m| m.len() > 0);
+    if non_empty(LOG_FILE) {
+        held.push(format!("a log ({LOG_FILE})"));
+    }
+    if non_empty(ACKNOWLEDGED_FILE) {
+        held.push(format!("an acknowledged checkpoint ({ACKNOWLEDGED_FILE})"));
+    }
+    if non_empty(crate::snapshot::SNAPSHOT_FILE) {
+        held.push(format!(
+            "a state snapshot ({})",
+            crate::snapshot::SNAPSHOT_FILE
+        ));
+    }
+    held
+}
+
 /// Removes `.state.snapshot.tmp<PID>` and `.acknowledged.checkpoint.tmp<PID>`
 /// files left by a kill during an atomic write (call before anything is
 /// written). Returns the removed files.

@@ -52,6 +52,20 @@ pub enum ServerError {
         /// Why.
         source: std::io::Error,
     },
+    /// The checkpoint key is missing beside an existing log.
+    #[error(
+        "the checkpoint key {path} is missing, but the data directory already holds {evidence}: \
+         every witness, auditor and filter pinned the old key, and a new one would tell them \
+         another story. Restore the key from its backup; or, to start signing with a new key \
+         (and give its verifier key to the witnesses, auditors and filters), pass \
+         --create-checkpoint-key"
+    )]
+    MissingCheckpointKey {
+        /// The key file.
+        path: String,
+        /// What the data directory holds.
+        evidence: String,
+    },
     /// A key file (checkpoint or TLS) cannot be read or created.
     #[error(transparent)]
     Key(#[from] mazu_service::files::KeyError),
@@ -158,13 +172,31 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| config.data_dir.join(crate::checkpoint::CHECKPOINT_KEY_FILE));
     // Generated only at its default place in the data directory, atomically
-    // and never over an existing key; a key file named with
-    // --checkpoint-key must exist.
+    // and never over an existing key, and only in a data directory that
+    // holds no log yet (or on --create-checkpoint-key); a key file named
+    // with --checkpoint-key must exist.
+    let may_create = config.checkpoint_key.is_none();
+    if may_create && !key_path.exists() && !config.create_checkpoint_key {
+        let held = crate::recovery::held_state(&config.data_dir);
+        if !held.is_empty() {
+            return Err(ServerError::MissingCheckpointKey {
+                path: key_path.display().to_string(),
+                evidence: held.join(", "),
+            });
+        }
+    }
     let mazu_service::files::LoadedKey {
         secret: checkpoint_key,
         created: generated,
         ..
-    } = mazu_service::files::load_or_create_key(&key_path, config.checkpoint_key.is_none())?;
+    } = mazu_service::files::load_or_create_key(&key_path, may_create)?;
+    if generated && config.create_checkpoint_key {
+        tracing::warn!(
+            path = %key_path.display(),
+            "created a NEW checkpoint key beside an existing log (--create-checkpoint-key): \
+             give its verifier key to every witness, auditor and filter"
+        );
+    }
     tracing::info!(
         path = %key_path.display(),
         generated,

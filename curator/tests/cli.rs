@@ -460,3 +460,50 @@ fn tls_pin_creates_a_key_only_on_request_and_prints_its_pin() {
     let served = mazu_service::tls::ServerTls::from_secret(&secret).unwrap();
     assert_eq!(served.pin(), pin);
 }
+
+/// A deleted checkpoint key beside an existing log is an error, not a new
+/// key: witnesses, auditors and filters pinned the old one. The files are
+/// left as they were; `--create-checkpoint-key` is the operator's explicit
+/// choice (and then the acknowledged checkpoint, signed by the old key,
+/// still has to be dealt with: it is refused, not overwritten).
+#[tokio::test]
+async fn a_missing_checkpoint_key_beside_a_log_is_refused() {
+    let fx = Fixture::new();
+    let args = fx.args(16);
+    let mut c = Curator::spawn(fx.dir.path(), &args);
+    c.ready().await;
+    let crs = c.crs().await;
+    c.register(&crs, &fx.token("web")).await;
+    assert!(c.terminate().success());
+    let data = fx.data_dir();
+    let log_before = std::fs::read(data.join("registrations.log")).unwrap();
+    std::fs::remove_file(data.join("checkpoint.key")).unwrap();
+
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let message = stderr(&o);
+    assert!(
+        message.contains("checkpoint key") && message.contains("--create-checkpoint-key"),
+        "{message}"
+    );
+    assert!(message.contains("a log (registrations.log)"), "{message}");
+    assert!(!data.join("checkpoint.key").exists(), "a key was created");
+    assert_eq!(
+        std::fs::read(data.join("registrations.log")).unwrap(),
+        log_before
+    );
+
+    // The explicit flag makes a new key; the acknowledged checkpoint the
+    // old key signed is then refused by name, never rewritten.
+    let ack_before = std::fs::read(data.join("acknowledged.checkpoint")).unwrap();
+    let mut create = args.clone();
+    create.push("--create-checkpoint-key".into());
+    let o = run(&create);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(data.join("checkpoint.key").exists());
+    assert!(stderr(&o).contains("acknowledged"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(data.join("acknowledged.checkpoint")).unwrap(),
+        ack_before
+    );
+}
