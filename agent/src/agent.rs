@@ -370,7 +370,17 @@ impl Agent {
         tokio::pin!(shutdown);
         loop {
             self.poll_token(&mut watcher);
-            self.step().await;
+            // A curator that never answers must not hold up the shutdown:
+            // the step is dropped mid-call (every state file is written
+            // atomically, and a repeated bind or reveal is answered with
+            // the entry already logged).
+            tokio::select! {
+                () = &mut shutdown => {
+                    info!("shutting down (a curator call in progress was abandoned)");
+                    return;
+                }
+                () = self.step() => {}
+            }
             tokio::select! {
                 () = &mut shutdown => {
                     info!("shutting down");

@@ -111,3 +111,37 @@ fn a_curator_that_sends_endless_bodies_is_refused_without_reading_them() {
     // The agent stopped reading long before the announced gigabyte.
     assert!(sent.load(Ordering::SeqCst) < 1_000_000_000);
 }
+
+/// A curator that accepts connections and never answers: SIGTERM still
+/// stops the agent at once (the call in progress is abandoned).
+#[test]
+fn a_curator_that_never_answers_does_not_hold_up_the_shutdown() {
+    let mesh = Mesh::new();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // Accept and hold every connection, reading nothing, answering nothing.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let files = AgentFiles::new();
+    write_token(&files.token_file, &mint(&mesh, "shop", "web"));
+    let mut agent = AgentProcess::start(
+        &format!("http://127.0.0.1:{port}"),
+        &files.token_file,
+        &files.state,
+        &[],
+    );
+    agent.wait_log(Duration::from_secs(30), "read the token file");
+    std::thread::sleep(Duration::from_secs(1));
+    let started = Instant::now();
+    assert_eq!(agent.terminate(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}:\n{}",
+        started.elapsed(),
+        agent.log()
+    );
+}
