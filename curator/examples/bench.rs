@@ -422,6 +422,21 @@ async fn main() {
         "decoding one registration (256 G1 points, subgroup-checked)".into(),
         ms(started.elapsed() / 5),
     ));
+    // The whole stateless half of a bind as the verify threads run it: the
+    // JSON registration to points, the proof of possession, the RBE checks.
+    let request = &fx.requests[PRELOADED].request;
+    let id = mazu_curator::register::parse_id("id", &request.id).unwrap();
+    let started = Instant::now();
+    for _ in 0..5 {
+        let decoded = mazu_curator::register::decode(request.clone()).unwrap();
+        mazu_curator::register::finish(&fx.crs, &id, decoded).unwrap();
+    }
+    let bind_check = started.elapsed() / 5;
+    rows.push((
+        "stateless bind check, one registration (`register::decode` + `finish`: decode, PoP, RBE)"
+            .into(),
+        format!("{} ({:.1}×)", ms(bind_check), x(bind_check)),
+    ));
 
     // --- registrations at capacity 65,536 with 1,000 registered ---
     let data = tempfile::tempdir().unwrap();

@@ -361,6 +361,23 @@ impl Registry {
         unrevealed.chain(expired).take(limit).collect()
     }
 
+    /// When the next curator release falls due (Unix ms): the oldest
+    /// unrevealed binding's window, or the earliest expiry plus the grace.
+    pub fn next_release_ms(&self, reveal_window_ms: u64, expiry_grace_ms: u64) -> Option<u64> {
+        let unrevealed = self
+            .unrevealed
+            .first()
+            .map(|(bound_ms, _)| bound_ms.saturating_add(reveal_window_ms));
+        let expired = self
+            .expiring
+            .first()
+            .map(|(expiry, _)| expiry.saturating_mul(1000).saturating_add(expiry_grace_ms));
+        match (unrevealed, expired) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// The earliest token expiry of a live id (Unix s).
     pub fn next_expiry(&self) -> Option<u64> {
         self.expiring.first().map(|(expiry, _)| *expiry)

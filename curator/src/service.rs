@@ -389,6 +389,8 @@ pub struct Curator {
     lifecycle_task: Option<tokio::task::JoinHandle<()>>,
     /// How long binds and reveals wait for a witnessed checkpoint.
     witness_wait: Duration,
+    /// The curator's own releases, if on (for `registry_full`'s hint).
+    lifecycle: Option<crate::lifecycle::LifecycleOptions>,
 }
 
 impl Curator {
@@ -543,6 +545,7 @@ impl Curator {
             witness_task,
             lifecycle_task,
             witness_wait,
+            lifecycle: options.lifecycle,
         };
         Ok((curator, report))
     }
@@ -628,7 +631,14 @@ impl Curator {
         let capacity = registry.capacity();
         let (r, created) = reservations
             .reserve(id, now, now_unix(), capacity, |s| registry.is_free(s))
-            .ok_or(ApiError::RegistryFull)?;
+            .ok_or_else(|| ApiError::RegistryFull {
+                retry_after_secs: self.lifecycle.and_then(|l| {
+                    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+                    registry
+                        .next_release_ms(ms(l.reveal_window), ms(l.expiry_grace))
+                        .map(|due| due.saturating_sub(now_ms()).div_ceil(1000).max(1))
+                }),
+            })?;
         Ok(SlotGrant {
             slot: r.slot,
             id,

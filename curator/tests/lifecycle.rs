@@ -87,6 +87,12 @@ async fn unrevealed_bindings_are_released_after_the_window_and_their_slots_reuse
         )
         .await;
     assert_eq!((status, code(&body)), (409, "registry_full"), "{body}");
+    // It says when a slot frees: the junk bindings' window ends in ≤ 2 s.
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("release is due in about 1 s") || message.contains("about 2 s"),
+        "{message}"
+    );
 
     // After the window both are released by the curator.
     wait_for_size(&c, 4).await;

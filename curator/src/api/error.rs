@@ -101,8 +101,15 @@ pub enum ApiError {
         capacity: u32,
     },
     /// Every slot is registered or reserved.
-    #[error("no free slot: every slot is registered or reserved")]
-    RegistryFull,
+    #[error(
+        "no free slot: every slot is registered or reserved{}",
+        .retry_after_secs.map(|s| format!("; the next binding's release is due in about {s} s")).unwrap_or_default()
+    )]
+    RegistryFull {
+        /// When the curator's next release (reveal window, expiry) is due,
+        /// if one is.
+        retry_after_secs: Option<u64>,
+    },
     /// The RBE registration does not decode.
     #[error("invalid RBE registration: {0}")]
     InvalidRegistration(String),
@@ -192,7 +199,7 @@ impl ApiError {
             Self::SlotTaken(_) => "slot_taken",
             Self::SlotReserved(_) => "slot_reserved",
             Self::SlotOutOfRange { .. } => "slot_out_of_range",
-            Self::RegistryFull => "registry_full",
+            Self::RegistryFull { .. } => "registry_full",
             Self::InvalidRegistration(_) => "invalid_registration",
             Self::HelperCount(_) => "helper_count",
             Self::InvalidHelpers => "invalid_helpers",
@@ -241,7 +248,7 @@ impl ApiError {
             | Self::SlotTaken(_)
             | Self::SlotReserved(_)
             | Self::BindingEnded
-            | Self::RegistryFull => StatusCode::CONFLICT,
+            | Self::RegistryFull { .. } => StatusCode::CONFLICT,
             Self::NotFound | Self::UnknownId { .. } | Self::NotBound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -290,6 +297,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, axum::Json(body)).into_response();
         match &self {
             Self::RateLimited { retry_after_secs }
+            | Self::RegistryFull {
+                retry_after_secs: Some(retry_after_secs),
+            }
             | Self::WitnessUnavailable {
                 retry_after_secs, ..
             } => {
