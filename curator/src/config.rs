@@ -193,6 +193,18 @@ pub struct Args {
     )]
     pub expiry_grace_secs: u64,
 
+    /// Live registrations one namespace may hold at once (0: no quota), so
+    /// that one compromised namespace cannot take the whole registry. A
+    /// reveal beyond it is refused (namespace_quota); its binding is
+    /// released after the reveal window.
+    #[arg(
+        long,
+        env = "MAZU_CURATOR_MAX_LIVE_PER_NAMESPACE",
+        default_value_t = 0,
+        value_name = "N"
+    )]
+    pub max_live_per_namespace: usize,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "MAZU_CURATOR_MAX_BODY_BYTES", default_value_t = 1 << 20, value_name = "BYTES")]
     pub max_body_bytes: usize,
@@ -476,6 +488,8 @@ pub struct Config {
     pub reservation_ttl: Duration,
     /// When the curator releases bindings on its own.
     pub lifecycle: crate::lifecycle::LifecycleOptions,
+    /// Live registrations per namespace (0: no quota).
+    pub namespace_quota: usize,
     /// Service limits.
     pub limits: LimitsConfig,
     /// Grace period on shutdown.
@@ -728,6 +742,7 @@ impl Args {
                 }
             },
             reservation_ttl: Duration::from_secs(self.reservation_ttl_secs),
+            namespace_quota: self.max_live_per_namespace,
             lifecycle: crate::lifecycle::LifecycleOptions {
                 reveal_window: Duration::from_secs(self.reveal_window_secs),
                 expiry_grace: Duration::from_secs(self.expiry_grace_secs),

@@ -49,6 +49,8 @@ pub struct PreparedReveal {
     pub entry: LogEntry,
     /// The token's claims digest (a re-encoded token has the same).
     pub claims_digest: ClaimsDigest,
+    /// The verified token's namespace (for the per-namespace quota).
+    pub namespace: String,
 }
 
 /// Maps a token refusal to the API error (code = the identity crate's name).
@@ -345,5 +347,6 @@ pub fn prepare_reveal(
     Ok(PreparedReveal {
         entry,
         claims_digest: verified.claims_digest,
+        namespace: verified.claims.kubernetes.namespace,
     })
 }

@@ -246,6 +246,10 @@ pub struct Registry {
     unrevealed: BTreeSet<(u64, [u8; 32])>,
     /// Live ids by token expiry (Unix s).
     expiring: BTreeSet<(u64, [u8; 32])>,
+    /// The namespace of each live id (from its revealed token), and how
+    /// many live ids each namespace has (the per-namespace quota).
+    live_namespace: HashMap<[u8; 32], String>,
+    live_per_namespace: HashMap<String, usize>,
 }
 
 impl Registry {
@@ -264,6 +268,8 @@ impl Registry {
             claims: HashSet::new(),
             unrevealed: BTreeSet::new(),
             expiring: BTreeSet::new(),
+            live_namespace: HashMap::new(),
+            live_per_namespace: HashMap::new(),
         }
     }
 
@@ -376,6 +382,11 @@ impl Registry {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Live ids whose token names `namespace`.
+    pub fn live_in_namespace(&self, namespace: &str) -> usize {
+        self.live_per_namespace.get(namespace).copied().unwrap_or(0)
     }
 
     /// The earliest token expiry of a live id (Unix s).
@@ -649,6 +660,18 @@ impl Registry {
                 if let RecordBody::Reveal { token_expiry } = record.body {
                     self.expiring.insert((token_expiry, entry.id));
                 }
+                // The token was verified when it was logged; its namespace
+                // is read again here (replay included) for the quota.
+                if let Ok(claims) =
+                    mazu_identity::jwt::parse_claims_unverified(token, crate::entry::MAX_TOKEN_LEN)
+                {
+                    let namespace = claims.kubernetes.namespace;
+                    *self
+                        .live_per_namespace
+                        .entry(namespace.clone())
+                        .or_insert(0) += 1;
+                    self.live_namespace.insert(entry.id, namespace);
+                }
             }
             EntryBody::Release { .. } | EntryBody::Revoke { .. } => {
                 self.ends.insert(entry.id, index);
@@ -657,6 +680,14 @@ impl Registry {
                 }
                 if let Some(IdState::Live { token_expiry, .. }) = before {
                     self.expiring.remove(&(token_expiry, entry.id));
+                }
+                if let Some(namespace) = self.live_namespace.remove(&entry.id)
+                    && let Some(count) = self.live_per_namespace.get_mut(&namespace)
+                {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.live_per_namespace.remove(&namespace);
+                    }
                 }
             }
         }

@@ -336,6 +336,7 @@ pub async fn run(
         witness,
         acknowledged: Some(config.data_dir.join(crate::recovery::ACKNOWLEDGED_FILE)),
         lifecycle: Some(config.lifecycle),
+        namespace_quota: config.namespace_quota,
     };
     let scan_time = report.scan_time;
     if let Some(interval) = config.jwks_refresh

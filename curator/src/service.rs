@@ -70,6 +70,10 @@ pub struct CuratorOptions {
     /// The curator's own releases (reveal window, expiry); `None`: it never
     /// releases on its own (holders still can). Needs a Tokio runtime.
     pub lifecycle: Option<crate::lifecycle::LifecycleOptions>,
+    /// Live registrations one namespace may hold (0: no quota). A reveal
+    /// beyond it is refused (`namespace_quota`); its binding is released
+    /// after the reveal window.
+    pub namespace_quota: usize,
 }
 
 /// How checkpoints are witnessed before binds and reveals are answered.
@@ -116,6 +120,7 @@ impl Default for CuratorOptions {
             witness: WitnessMode::Insecure,
             acknowledged: None,
             lifecycle: None,
+            namespace_quota: 0,
         }
     }
 }
@@ -203,6 +208,8 @@ pub(crate) struct Core {
     size_tx: watch::Sender<u64>,
     /// Publish curator-signed checkpoints without witnesses.
     insecure_no_witness: bool,
+    /// Live registrations per namespace (0: no quota).
+    pub(crate) namespace_quota: usize,
     /// Without witnesses, with an acknowledged-checkpoint file: the thread
     /// that records and publishes checkpoints (group commit).
     publisher: Option<Arc<Publisher>>,
@@ -484,6 +491,7 @@ impl Curator {
             size_tx,
             insecure_no_witness,
             publisher: publisher.clone(),
+            namespace_quota: options.namespace_quota,
         });
         let (witness_task, witness_wait) = match &options.witness {
             WitnessMode::Insecure => {

@@ -176,6 +176,13 @@ fn commit_reveal(core: &Core, prepared: PreparedReveal) -> Result<Logged, ApiErr
             Err(c) => return Err(conflict_error(&c)),
         }
         debug_assert!(matches!(registry.state(&id), Some(IdState::Bound { .. })));
+        let quota = core.namespace_quota;
+        if quota > 0 && registry.live_in_namespace(&prepared.namespace) >= quota {
+            return Err(ApiError::NamespaceQuota {
+                namespace: prepared.namespace,
+                quota,
+            });
+        }
     }
     let mut entry = prepared.entry;
     entry.at_ms = now_ms();

@@ -255,3 +255,54 @@ async fn holder_releases_and_revocations_need_the_bound_key() {
     assert_eq!(again.version().await, size);
     assert_eq!(again.get_bytes("/v1/params?format=binary").await, params);
 }
+
+/// One namespace cannot take the whole registry: beyond
+/// `--max-live-per-namespace` its reveals are refused (the binding stays
+/// unrevealed and is released after the window), other namespaces carry
+/// on, and a release makes room again. The count survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_over_its_quota_cannot_reveal() {
+    let fx = Fixture::new();
+    let mut args = fx.args(8);
+    args.extend(["--max-live-per-namespace".into(), "1".into()]);
+    let mut c = Curator::spawn(fx.dir.path(), &args);
+    c.ready().await;
+    let crs = c.crs().await;
+    let (web, _) = c.register(&crs, &fx.token("web")).await;
+    let db_token = fx.token("db");
+    let db = c.prepare(&crs, &db_token).await;
+    let (status, body) = c.post_binding(&db.request).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = c.post_reveal(&db.request.id, &db_token).await;
+    assert_eq!((status, code(&body)), (409, "namespace_quota"), "{body}");
+    // Another namespace is not affected.
+    let other = fx
+        .issuer
+        .mint(&TokenRequest::new("billing", "api"))
+        .expect("mint");
+    c.register(&crs, &other).await;
+
+    // After a restart the namespace still counts one live registration.
+    c.terminate();
+    let mut c = Curator::spawn(fx.dir.path(), &args);
+    c.ready().await;
+    let (status, body) = c.post_reveal(&db.request.id, &db_token).await;
+    assert_eq!((status, code(&body)), (409, "namespace_quota"), "{body}");
+    // web's holder releases it: db may now be revealed.
+    let release = holder_request(
+        &web.tls_key,
+        HolderAction::Release,
+        &web.id,
+        web.request.slot,
+    );
+    let (status, body) = c
+        .post(
+            &format!("/v1/bindings/{}/release", web.request.id),
+            &release,
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = c.post_reveal(&db.request.id, &db_token).await;
+    assert_eq!(status, 201, "{body}");
+    c.terminate();
+}

@@ -100,6 +100,17 @@ pub enum ApiError {
         /// The capacity.
         capacity: u32,
     },
+    /// The token's namespace already has its quota of live registrations.
+    #[error(
+        "namespace {namespace} already has {quota} live registrations (its quota); \
+         one must be released or expire first"
+    )]
+    NamespaceQuota {
+        /// The namespace.
+        namespace: String,
+        /// Its quota.
+        quota: usize,
+    },
     /// Every slot is registered or reserved.
     #[error(
         "no free slot: every slot is registered or reserved{}",
@@ -200,6 +211,7 @@ impl ApiError {
             Self::SlotReserved(_) => "slot_reserved",
             Self::SlotOutOfRange { .. } => "slot_out_of_range",
             Self::RegistryFull { .. } => "registry_full",
+            Self::NamespaceQuota { .. } => "namespace_quota",
             Self::InvalidRegistration(_) => "invalid_registration",
             Self::HelperCount(_) => "helper_count",
             Self::InvalidHelpers => "invalid_helpers",
@@ -248,7 +260,8 @@ impl ApiError {
             | Self::SlotTaken(_)
             | Self::SlotReserved(_)
             | Self::BindingEnded
-            | Self::RegistryFull { .. } => StatusCode::CONFLICT,
+            | Self::RegistryFull { .. }
+            | Self::NamespaceQuota { .. } => StatusCode::CONFLICT,
             Self::NotFound | Self::UnknownId { .. } | Self::NotBound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
