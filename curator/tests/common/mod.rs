@@ -104,6 +104,11 @@ impl Curator {
     /// Starts the binary with `args` plus `--listen 127.0.0.1:0` and an
     /// address file, and waits until it has bound its socket.
     pub fn spawn(dir: &Path, args: &[String]) -> Self {
+        Self::spawn_with_env(dir, args, &[])
+    }
+
+    /// [`Curator::spawn`] with extra environment variables.
+    pub fn spawn_with_env(dir: &Path, args: &[String], env: &[(&str, &std::ffi::OsStr)]) -> Self {
         static COUNTER: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, core::sync::atomic::Ordering::SeqCst);
         let addr_file = dir.join(format!("addr-{n}"));
@@ -117,6 +122,7 @@ impl Curator {
             .arg("--addr-file")
             .arg(&addr_file)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
