@@ -87,7 +87,7 @@ async fn register_forever(c: Arc<Curator>, fx: Arc<Fixture>, acks: Arc<Mutex<Vec
         })
         .await
         .unwrap();
-        let mut record = |body: &serde_json::Value| {
+        let record = |body: &serde_json::Value| {
             acks.lock().unwrap().push((
                 body["index"].as_u64().unwrap(),
                 body["leaf_hash"].as_str().unwrap().to_owned(),
@@ -160,7 +160,8 @@ async fn acknowledged_entries_survive_power_cuts() {
         ];
         let mut c = Curator::spawn_with_env(fx.dir.path(), &args, &env);
         c.ready().await;
-        assert_all_present(&c, &acks.lock().unwrap().clone(), cut).await;
+        let acked = acks.lock().unwrap().clone();
+        assert_all_present(&c, &acked, cut).await;
         let c = Arc::new(c);
         let load = tokio::spawn(register_forever(c.clone(), fx.clone(), acks.clone()));
         tokio::time::sleep(Duration::from_millis(rng.gen_range(300..1500))).await;
