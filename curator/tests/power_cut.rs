@@ -1,5 +1,5 @@
 //! Power cuts, not only `kill -9`: the curator runs under `powercut.so`
-//! (`tests/powercut/powercut.c`, an LD_PRELOAD shim) which keeps beside its
+//! (`mazu_service::powercut`, an LD_PRELOAD shim) which keeps beside its
 //! data directory what a power cut would leave of it: file contents as of
 //! their last fsync, directory changes as of the directory's last fsync.
 //! While registrations run continuously the curator is killed, the data
@@ -26,34 +26,15 @@ use rand::Rng as _;
 fn shim() -> PathBuf {
     static SHIM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     SHIM.get_or_init(|| {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/powercut/powercut.c");
-        let out = std::env::temp_dir().join(format!("mazu-powercut-{}.so", std::process::id()));
-        let status = std::process::Command::new("cc")
-            .args(["-shared", "-fPIC", "-O2", "-o"])
-            .arg(&out)
-            .arg(&source)
-            .args(["-ldl", "-lpthread"])
-            .status()
-            .expect("the power-cut shim needs a C compiler (cc)");
-        assert!(status.success(), "building {} failed", source.display());
-        out
+        let dir = std::env::temp_dir().join(format!("mazu-powercut-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        mazu_service::powercut::build_shim(&dir).expect("the power-cut shim needs cc")
     })
     .clone()
 }
 
-/// Makes `to` an exact copy of the flat directory `from` (empty if `from`
-/// does not exist).
 fn copy_dir(from: &Path, to: &Path) {
-    let _ = std::fs::remove_dir_all(to);
-    std::fs::create_dir_all(to).unwrap();
-    if let Ok(entries) = std::fs::read_dir(from) {
-        for entry in entries.flatten() {
-            // The shim's own temporary file is not part of the state.
-            if entry.file_type().unwrap().is_file() && entry.file_name() != ".powercut-tmp" {
-                std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-            }
-        }
-    }
+    mazu_service::powercut::copy_dir(from, to).unwrap();
 }
 
 /// An acknowledged entry: its index and leaf hash (hex).
@@ -153,11 +134,9 @@ async fn acknowledged_entries_survive_power_cuts() {
         // What survived the last cut is the durable state to start from.
         copy_dir(&data, &shadow);
         std::fs::create_dir_all(&data).unwrap();
-        let env = [
-            ("LD_PRELOAD", shim.as_os_str()),
-            ("POWERCUT_DIR", data.as_os_str()),
-            ("POWERCUT_SHADOW", shadow.as_os_str()),
-        ];
+        let env = mazu_service::powercut::env(&shim, &data, &shadow);
+        let env: Vec<(&str, &std::ffi::OsStr)> =
+            env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
         let mut c = Curator::spawn_with_env(fx.dir.path(), &args, &env);
         c.ready().await;
         let acked = acks.lock().unwrap().clone();

@@ -7,12 +7,15 @@
 //! - [`tls`]: TLS with a pinned server key instead of a CA (server listener,
 //!   client configuration);
 //! - [`http`]: serving a router with header-read and idle timeouts and
-//!   per-client connection limits.
+//!   per-client connection limits;
+//! - [`powercut`]: test support, the power-cut shim the durability tests
+//!   run the services under.
 
 #![forbid(unsafe_code)]
 
 pub mod files;
 pub mod http;
+pub mod powercut;
 pub mod tls;
 
 /// Initializes logging to stderr: `RUST_LOG` filter syntax, default `info`.
