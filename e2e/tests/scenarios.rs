@@ -740,3 +740,71 @@ fn s17_an_impostor_without_the_curators_tls_key_gets_no_request() {
     );
     assert_eq!(mesh.call("checkout", "frontend").unwrap(), Verdict::Allowed);
 }
+
+/// One keep-alive request on `stream`: the answer's status line, or `None`
+/// if the connection was closed instead.
+fn keep_alive_request(stream: &mut std::net::TcpStream, host: &str) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut buf = vec![0u8; 4096];
+    let n = stream.read(&mut buf).ok()?;
+    (n > 0).then(|| {
+        String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    })
+}
+
+#[test]
+fn s18_a_revoked_workload_is_denied_and_its_open_connection_closed() {
+    let mesh = start_mesh();
+    assert_eq!(mesh.call("frontend", "checkout").unwrap(), Verdict::Allowed);
+    // A kept-alive connection frontend -> checkout, through both sidecars.
+    let port = mesh.service("frontend").unwrap().outbound["checkout"];
+    let mut open = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    open.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let first = keep_alive_request(&mut open, "checkout").expect("answered");
+    assert!(first.contains("200"), "{first}");
+
+    // The holder revokes frontend's registration with its key.
+    let frontend = mesh.service("frontend").unwrap();
+    let revoked_id = frontend.registered_id().unwrap();
+    let out = std::process::Command::new(&mesh.binaries.agent)
+        .arg("revoke")
+        .arg("--state-dir")
+        .arg(frontend.state_dir())
+        .arg("--curator")
+        .arg(format!("https://127.0.0.1:{}", mesh.curator_port()))
+        .arg("--curator-tls-pin")
+        .arg(mesh.curator_tls_pin().unwrap().to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&revoked_id));
+
+    // Within a refresh interval (two, with margin) every filter knows.
+    thread::sleep(mesh.refresh_interval() * 3);
+    assert_denied(&mesh.call("frontend", "checkout").unwrap(), &["revoked"]);
+    // The open connection is closed at its next bytes, unanswered.
+    assert_eq!(keep_alive_request(&mut open, "checkout"), None);
+    // The revoked certificate is frontend's server certificate too.
+    assert_denied(&mesh.call("checkout", "frontend").unwrap(), &["revoked"]);
+    // The holder's agent reports its binding ended without its asking (at
+    // its next check of the log).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !frontend.agent_log().contains("without this agent asking") && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        frontend.agent_log().contains("without this agent asking"),
+        "{}",
+        frontend.agent_log()
+    );
+}

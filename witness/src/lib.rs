@@ -12,7 +12,8 @@
 //!
 //! Modules: [`witness`] (the protocol's checks, no HTTP), [`store`] (the
 //! durable table), [`api`] (HTTP), [`server`] (process wiring),
-//! [`config`] (flags), [`metrics`]; durable files and the key come from `mazu_service::files`.
+//! [`config`] (flags), [`metrics`]; durable files and the key come from `mazu_service::files`,
+//! TLS pinned to the witness's own key (`--tls-key`) from `mazu_service::tls`.
 //! See `docs/witness.md`.
 
 #![forbid(unsafe_code)]
