@@ -5,6 +5,7 @@
 //! computed, as a scalar or as a point: whoever has `z^(n+1) * G1` can decrypt
 //! every ciphertext and forge openings.
 
+use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
@@ -21,13 +22,13 @@ use zeroize::Zeroizing;
 use crate::encoding::{Codec, G1_LEN, G2_LEN, Reader, Writer, impl_canonical};
 use crate::error::DecodeError;
 use crate::error::{CrsError, Group};
-use crate::msm::msm_u128;
+use crate::msm::{msm_g1, msm_u128};
 use crate::params::Dimensions;
 use crate::transcript::{DOMAIN_CRS_WEIGHTS, Transcript, expand_weights};
 
 /// The CRS for one capacity. Immutable; cheap accessors; carries its digest,
-/// `Z = e(h_1, hh_n)` and the prepared G2 generator so that hot paths do not
-/// recompute them.
+/// `Z = e(h_1, hh_n)` and the prepared G2 points the registration check pairs
+/// with (`G2`, `hh_1`, `hh_2`) so that hot paths do not recompute them.
 #[derive(Clone)]
 pub struct Crs {
     dims: Dimensions,
@@ -37,7 +38,11 @@ pub struct Crs {
     g2: Vec<G2Affine>,
     digest: [u8; 32],
     z_gt: Gt,
-    g2_generator: G2Prepared,
+    /// `G2`, `hh_1` and `hh_2` prepared for the Miller loop (the chained
+    /// helper check of a registration pairs only with these). Boxed: a
+    /// prepared point is about 20 KB, and a `Crs` held by value in async
+    /// code must stay small (inline, they overflowed a worker's stack).
+    prepared: Box<[G2Prepared; 3]>,
 }
 
 impl fmt::Debug for Crs {
@@ -184,13 +189,17 @@ impl Crs {
     fn from_parts(dims: Dimensions, g1: Vec<G1Affine>, g2: Vec<G2Affine>) -> Self {
         let h1 = g1.first().copied().unwrap_or_else(G1Affine::identity);
         let hhn = g2.last().copied().unwrap_or_else(G2Affine::identity);
+        // n >= 2 for every valid dimension, so both exist; the identity only
+        // stands in for a malformed CRS (which nothing then accepts).
+        let hh = |k: usize| G2Prepared::from(g2.get(k).copied().unwrap_or_else(G2Affine::identity));
+        let prepared = Box::new([G2Prepared::from(G2Affine::generator()), hh(0), hh(1)]);
         let mut crs = Self {
             dims,
             g1,
             g2,
             digest: [0; 32],
             z_gt: pairing(&h1, &hhn),
-            g2_generator: G2Prepared::from(G2Affine::generator()),
+            prepared,
         };
         crs.digest = Sha256::digest(crs.to_bytes()).into();
         crs
@@ -300,7 +309,15 @@ impl Crs {
 
     /// The G2 generator, prepared for Miller loops.
     pub(crate) fn g2_generator(&self) -> &G2Prepared {
-        &self.g2_generator
+        &self.prepared[0]
+    }
+
+    /// `hh_1` (`k = 1`) or `hh_2` (`k = 2`), prepared for the Miller loop.
+    pub(crate) fn hh_prepared(&self, k: u32) -> Option<&G2Prepared> {
+        match k {
+            1 | 2 => self.prepared.get(k as usize),
+            _ => None,
+        }
     }
 
     /// Check, without `z`, that the elements are consecutive powers of one
@@ -430,13 +447,13 @@ impl Crs {
         // Bridge: e(w_b h_n, hh_2) * e(-w_b h_(n+2), G2); its right element
         // joins the G2-side sum.
         // Cross: e(sum v h_t, G2) * e(-G1, sum v hh_t).
-        let a = G1Affine::from(msm_u128::<G1Projective>(&left, w_pairs));
+        let a = G1Affine::from(msm_g1(&left, w_pairs));
         right.push(self.g1[nu]);
         let mut right_weights = w_pairs.to_vec();
         right_weights.extend_from_slice(w_bridge);
-        let b = msm_u128::<G1Projective>(&right, &right_weights);
+        let b = msm_g1(&right, &right_weights);
         let bridge = G1Affine::from(msm_u128::<G1Projective>(&self.g1[nu - 1..nu], w_bridge));
-        let v = msm_u128::<G1Projective>(&self.g1[..nu], w_cross);
+        let v = msm_g1(&self.g1[..nu], w_cross);
         let w = msm_u128::<G2Projective>(&self.g2, w_cross);
 
         let v_minus_b = G1Affine::from(v - b);
@@ -447,7 +464,7 @@ impl Crs {
         let terms = [
             (&a, &hh1),
             (&bridge, &hh2),
-            (&v_minus_b, &self.g2_generator),
+            (&v_minus_b, self.g2_generator()),
             (&neg_g1, &w),
         ];
         if multi_miller_loop(&terms).final_exponentiation() != Gt::IDENTITY {

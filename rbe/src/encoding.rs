@@ -16,6 +16,7 @@ use alloc::vec::Vec;
 use bls12_381_plus::{G1Affine, G2Affine, Gt, Scalar};
 
 use crate::error::{DecodeError, Group};
+use crate::g1_decode::g1_from_compressed;
 use crate::gt::is_in_subgroup_vartime;
 use crate::params::Dimensions;
 
@@ -345,12 +346,14 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Checked G1 decoding (on curve and in the prime-order subgroup).
+/// Checked G1 decoding (on curve and in the prime-order subgroup): accepts
+/// exactly what `G1Affine::from_compressed` accepts, in variable time (see
+/// `g1_decode`).
 pub(crate) fn decode_g1(
     field: &'static str,
     bytes: &[u8; G1_LEN],
 ) -> Result<G1Affine, DecodeError> {
-    Option::from(G1Affine::from_compressed(bytes)).ok_or(DecodeError::InvalidPoint {
+    g1_from_compressed(bytes).ok_or(DecodeError::InvalidPoint {
         field,
         group: Group::G1,
     })

@@ -57,6 +57,7 @@ mod crs;
 mod encoding;
 mod encrypt;
 mod error;
+mod g1_decode;
 mod gt;
 mod json;
 mod keys;

@@ -2,19 +2,17 @@
 
 use alloc::vec::Vec;
 
-use bls12_381_plus::{
-    G1Affine, G1Projective, G2Affine, G2Prepared, G2Projective, Gt, multi_miller_loop,
-};
+use bls12_381_plus::{G1Affine, G1Projective, Gt, multi_miller_loop};
 
 use crate::WorkloadId;
 use crate::crs::Crs;
 use crate::encoding::{Codec, G1_LEN, Reader, Writer, impl_canonical};
 use crate::error::DecodeError;
 use crate::error::RegistrationError;
-use crate::msm::msm_u128;
+use crate::msm::{msm_g1, msm_u128};
 use crate::params::MAX_CAPACITY;
 use crate::pok::{ProofOfKnowledge, Statement};
-use crate::transcript::{DOMAIN_HELPER_WEIGHTS, Transcript, expand_weights};
+use crate::transcript::{DOMAIN_HELPER_CHAIN_WEIGHTS, Transcript, expand_weights};
 
 /// A registration that passed [`Registration::into_well_formed`]: every check
 /// that needs only the CRS (slot in range, key not the identity, n-1 helpers,
@@ -97,20 +95,17 @@ impl Registration {
     /// key not the identity, n-1 helpers, proof of knowledge, and the batched
     /// helper check. Deterministic, no RNG.
     ///
-    /// Helper check: with 128-bit weights `w_j`, accept iff
-    /// `e(sum_j w_j xi_j, G2) == e(pk, sum_j w_j hh_(n+1-j))`: one G1 and one
-    /// G2 multi-scalar multiplication, a 2-term Miller loop, one final
-    /// exponentiation.
-    ///
-    /// Soundness: write `xi_j = z^(n+1-j) * pk + D_j`. The check passes iff
-    /// `sum_j w_j d_j = 0 (mod r)` where `D_j = d_j * G1`. The weights are
-    /// SHA-256 of the CRS digest and the *entire* registration encoding
-    /// (helpers, key, proof, slot, id), so they are fixed only after the
-    /// registrant committed to every `D_j`: modelling SHA-256 as a random
-    /// oracle, a registration with some `d_j != 0` passes with probability at
-    /// most 2^-128 per hash query (for fixed other weights, `w -> w * d_j` is
-    /// injective on `[0, 2^128)` because 2^128 < r). No verifier randomness
-    /// is needed, so the check is a pure function every auditor reproduces.
+    /// Helper check: every helper is `xi_j = z^(n+1-j) pk`, checked as a
+    /// chain of links `e(xi_j, G2) == e(pred, hh_s)` from each helper to the
+    /// next lower power of `z` (`pk` at the bottom), folded with 128-bit
+    /// Fiat–Shamir weights into one 3-term pairing product: two G1
+    /// multi-scalar multiplications, one Miller loop, one final
+    /// exponentiation. Soundness: a registration with any wrong helper
+    /// passes with probability at most 2^-128 per hash query (the weights
+    /// hash the CRS digest and the *entire* registration encoding, so they
+    /// are fixed after every helper); see `helpers_consistent` for the
+    /// argument. No verifier randomness is needed, so the check is a pure
+    /// function every auditor reproduces.
     pub fn verify_well_formed(&self, crs: &Crs) -> Result<(), RegistrationError> {
         let dims = crs.dimensions();
         let out_of_range = RegistrationError::SlotOutOfRange {
@@ -163,27 +158,75 @@ impl Registration {
     }
 
     /// The batched pairing check (see [`Registration::verify_well_formed`]).
+    ///
+    /// The helpers and the key form one chain of powers of `z` over `pk`:
+    /// `xi_j = z^(n+1-j) pk`, so in order of decreasing `j` they are
+    /// `pk, z pk, z^2 pk, ..., z^n pk` with exactly the own exponent
+    /// `n + 1 - i` missing. Each helper is checked against its predecessor in
+    /// that chain (`pred`, the helper of the next larger `j`, or `pk` after
+    /// `xi_n`): `e(xi_j, G2) == e(pred, hh_s)` with step `s = 1`, or `s = 2`
+    /// for the one helper whose predecessor lies across the missing exponent
+    /// (`j = i - 1`). All `n - 1` links are folded with 128-bit weights into
+    /// `e(sum_k w_k xi_k, G2) * e(-sum_(s=1) w_k pred_k, hh_1) * e(-w_g pred_g, hh_2) == 1`:
+    /// two G1 MSMs, one 3-term Miller loop over G2 points the CRS keeps
+    /// prepared, one final exponentiation; no G2 arithmetic per registration.
+    ///
+    /// Equivalence with the per-helper statement `xi_j = z^(n+1-j) pk` (what
+    /// an earlier version checked as `e(sum w_j xi_j, G2) == e(pk, sum w_j
+    /// hh_(n+1-j))`): if every link holds (`xi = z^s pred`, the pairing being
+    /// non-degenerate on prime-order groups), induction along the chain from
+    /// `pk` gives exactly `xi_j = z^(n+1-j) pk` for every `j`; conversely
+    /// honest helpers satisfy every link. Batching: write
+    /// `D_k = xi_k - z^(s_k) pred_k = d_k G1`; the product is
+    /// `e(G1, G2)^(sum_k w_k d_k)`, so it is 1 iff `sum_k w_k d_k = 0 (mod r)`.
+    /// The weights are SHA-256 of the CRS digest and the whole registration
+    /// encoding, fixed after every `d_k`; if some `d_k != 0` the check passes
+    /// with probability at most 2^-128 per hash query (random oracle;
+    /// `w -> w d_k` is injective on `[0, 2^128)` since 2^128 < r). The
+    /// weights use their own domain tag, distinct from the earlier check's.
     fn helpers_consistent(&self, crs: &Crs, i: u32) -> bool {
-        let n = crs.block_size();
-        let mut t = Transcript::new(DOMAIN_HELPER_WEIGHTS);
+        let m = self.helpers.len();
+        if m == 0 || m + 1 != crs.block_size() as usize {
+            return false;
+        }
+        let mut t = Transcript::new(DOMAIN_HELPER_CHAIN_WEIGHTS);
         t.append(b"crs", &crs.digest());
         t.append(b"registration", &self.to_bytes());
-        let weights = expand_weights(&t.finish(), self.helpers.len());
+        let weights = expand_weights(&t.finish(), m);
 
-        let mut g2_bases: Vec<G2Affine> = Vec::with_capacity(self.helpers.len());
-        for j in (1..=n).filter(|j| *j != i) {
-            match crs.hh(n + 1 - j) {
-                Some(p) => g2_bases.push(*p),
-                None => return false,
+        // helpers[k] is xi_j for the k-th position j in 1..=n without i:
+        // j = k + 1 below i, k + 2 above. Its predecessor is helpers[k + 1]
+        // (the next j) or, for the last helper, pk; the step is 2 exactly
+        // when the own position i = j + 1 lies in between.
+        let gap = usize::try_from(i).ok().and_then(|i| i.checked_sub(2));
+        let mut preds: Vec<G1Affine> = Vec::with_capacity(m);
+        preds.extend_from_slice(&self.helpers[1..]);
+        preds.push(self.public_key);
+        let mut step1 = weights.clone();
+        let mut gap_term = None;
+        if let Some(k) = gap {
+            // i >= 2: the helper j = i - 1 is helpers[i - 2].
+            match (step1.get_mut(k), preds.get(k)) {
+                (Some(w), Some(p)) => {
+                    gap_term = Some(msm_u128::<G1Projective>(core::slice::from_ref(p), &[*w]));
+                    *w = 0;
+                }
+                _ => return false,
             }
         }
-        let lhs = G1Affine::from(msm_u128::<G1Projective>(&self.helpers, &weights));
-        let rhs = G2Prepared::from(G2Affine::from(msm_u128::<G2Projective>(
-            &g2_bases, &weights,
-        )));
-        let neg_pk = -self.public_key;
-        multi_miller_loop(&[(&lhs, crs.g2_generator()), (&neg_pk, &rhs)]).final_exponentiation()
-            == Gt::IDENTITY
+        let (Some(hh1), Some(hh2)) = (crs.hh_prepared(1), crs.hh_prepared(2)) else {
+            return false;
+        };
+        let lhs = G1Affine::from(msm_g1(&self.helpers, &weights));
+        let mid = G1Affine::from(-msm_g1(&preds, &step1));
+        let product = match gap_term {
+            Some(c) => {
+                let c = G1Affine::from(-c);
+                multi_miller_loop(&[(&lhs, crs.g2_generator()), (&mid, hh1), (&c, hh2)])
+            }
+            None => multi_miller_loop(&[(&lhs, crs.g2_generator()), (&mid, hh1)]),
+        };
+        product.final_exponentiation() == Gt::IDENTITY
     }
 }
 
@@ -292,6 +335,54 @@ mod tests {
                     Err(RegistrationError::InvalidHelpers)
                 );
             }
+        }
+    }
+
+    /// The chained check links each helper to the next one with `hh_1`,
+    /// except across the own position (`hh_2`). Helpers that form an
+    /// unbroken chain `z^1 pk, z^2 pk, ...` (no gap at the own exponent)
+    /// satisfy every step-1 link and fail only the gap link, so this pins
+    /// that the gap term is checked, for every own position but the first
+    /// (which has no gap). Also: the right helpers in the wrong order.
+    #[test]
+    fn rejects_helpers_that_skip_the_gap() {
+        let mut rng = ChaCha20Rng::seed_from_u64(77);
+        let z = Scalar::from(0x1234_5678_9abc_def1u64);
+        let crs = Crs::from_known_secret_for_tests(36, &z); // n = 6
+        let n = crs.block_size();
+        for slot in 0..n {
+            let (_, reg) = keygen(&crs, slot, [slot as u8 + 1; 32], &mut rng).unwrap();
+            reg.verify_well_formed(&crs).unwrap();
+            let i = slot + 1;
+            let pk = G1Projective::from(reg.public_key);
+            // Rank of j in the chain without a gap: n + 1 - j above i, n - j below.
+            let mut gapless = reg.clone();
+            for (k, h) in gapless.helpers.iter_mut().enumerate() {
+                let j = if (k as u32) + 1 < i {
+                    k as u32 + 1
+                } else {
+                    k as u32 + 2
+                };
+                let e = if j < i { n - j } else { n + 1 - j };
+                *h = G1Affine::from(pk * z.pow_vartime(&[u64::from(e), 0, 0, 0]));
+            }
+            if i == 1 {
+                assert_eq!(gapless, reg, "no gap at position 1");
+                continue;
+            }
+            assert_ne!(gapless, reg);
+            assert_eq!(
+                gapless.verify_well_formed(&crs),
+                Err(RegistrationError::InvalidHelpers),
+                "slot {slot}"
+            );
+            let mut reversed = reg.clone();
+            reversed.helpers.reverse();
+            assert_eq!(
+                reversed.verify_well_formed(&crs),
+                Err(RegistrationError::InvalidHelpers),
+                "slot {slot}"
+            );
         }
     }
 

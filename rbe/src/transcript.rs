@@ -8,8 +8,11 @@ use sha2::{Digest, Sha256};
 
 /// Domain tag of the Schnorr proof of knowledge in a registration.
 pub(crate) const DOMAIN_POK: &[u8] = b"mazu-rbe/v1/registration-pok";
-/// Domain tag of the weights batching a registration's helper checks.
-pub(crate) const DOMAIN_HELPER_WEIGHTS: &[u8] = b"mazu-rbe/v1/helper-weights";
+/// Domain tag of the weights batching a registration's chained helper checks
+/// (`e(xi_j, G2) == e(pred_j, hh_s)`, see `Registration::helpers_consistent`).
+/// The earlier check against the key alone used `mazu-rbe/v1/helper-weights`;
+/// do not reuse that tag.
+pub(crate) const DOMAIN_HELPER_CHAIN_WEIGHTS: &[u8] = b"mazu-rbe/v1/helper-chain-weights";
 /// Domain tag of the weights batching the CRS power checks.
 pub(crate) const DOMAIN_CRS_WEIGHTS: &[u8] = b"mazu-rbe/v1/crs-weights";
 /// Domain tag of the KEM key derivation.
