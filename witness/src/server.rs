@@ -202,6 +202,10 @@ impl Server {
             let _ = stop_rx.wait_for(|s| *s).await;
         };
         let router = app(self.state, limits);
+        // Header-read (idle) timeout and per-client connection caps, as the
+        // curator's: slow or idle clients cannot hold every socket.
+        let connections = Arc::new(mazu_service::http::ConnectionStats::default());
+        let connection_limits = mazu_service::http::ConnectionLimits::default();
         let server: ServeFuture = match &self.tls {
             Some(tls) => {
                 let listener = TlsListener::new(self.listener, tls, HandshakeLimits::default())
@@ -209,17 +213,29 @@ impl Server {
                         what: "cannot start the TLS listener".into(),
                         source,
                     })?;
-                Box::pin(
-                    axum::serve(listener, router)
-                        .with_graceful_shutdown(stop)
-                        .into_future(),
-                )
+                Box::pin(async move {
+                    mazu_service::http::serve(
+                        listener,
+                        router,
+                        connection_limits,
+                        connections,
+                        stop,
+                    )
+                    .await;
+                    Ok(())
+                })
             }
-            None => Box::pin(
-                axum::serve(self.listener, router)
-                    .with_graceful_shutdown(stop)
-                    .into_future(),
-            ),
+            None => Box::pin(async move {
+                mazu_service::http::serve(
+                    self.listener,
+                    router,
+                    connection_limits,
+                    connections,
+                    stop,
+                )
+                .await;
+                Ok(())
+            }),
         };
         let mut server = server;
         tokio::pin!(shutdown);
