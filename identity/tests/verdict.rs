@@ -434,6 +434,30 @@ fn certificate_cases() -> Vec<Case> {
             },
         ),
         ext_case(
+            "certificate_unknown_critical_extension",
+            "an unknown extension marked critical (RFC 5280 §4.2)",
+            {
+                let mut exts = standard_exts(URI, &token);
+                exts.push(certs::raw_ext(
+                    "1.3.6.1.4.1.99999.1".parse().unwrap(),
+                    true,
+                    vec![0x05, 0x00],
+                ));
+                exts
+            },
+        ),
+        ext_case(
+            "certificate_unknown_critical_extension",
+            "the Mazu extension marked critical (BoringSSL would refuse it)",
+            {
+                let mut exts = standard_exts(URI, &token);
+                if let Some(mazu) = exts.last_mut() {
+                    mazu.critical = true;
+                }
+                exts
+            },
+        ),
+        ext_case(
             "certificate_missing_mazu_extension",
             "no Mazu extension",
             vec![certs::basic_constraints(), san_uris(&[URI])],
@@ -766,6 +790,7 @@ const ALL_REASONS: &[&str] = &[
     "certificate_malformed_pem",
     "certificate_malformed",
     "certificate_duplicate_extension",
+    "certificate_unknown_critical_extension",
     "certificate_missing_mazu_extension",
     "certificate_duplicate_mazu_extension",
     "certificate_malformed_mazu_extension",

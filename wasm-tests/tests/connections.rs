@@ -450,6 +450,8 @@ fn an_open_connection_of_a_peer_revoked_since_is_closed_at_its_next_bytes() {
         Action::Continue
     );
     assert!(!vm.connection(web_conn).unwrap().closed_downstream);
+    // Deciding it again is not a new allowed connection.
+    assert_eq!(vm.stat(ALLOWED), 2);
 
     // Outbound: the server revoked while the connection is pooled.
     let mut curator = log(&[web.entry]);

@@ -64,6 +64,10 @@ pub struct Stream {
     /// Once allowed: the peer that was checked, and the registry version
     /// the decision was made under (checked again when it changes).
     allowed: Option<(Peer, Option<u64>)>,
+    /// Set while an allowed connection is decided again: an allow then is
+    /// not a new connection (not counted); a denial is counted, with its
+    /// reason.
+    recheck: bool,
 }
 
 impl Stream {
@@ -78,6 +82,7 @@ impl Stream {
             upstream_event: None,
             close_on_upstream_close: false,
             allowed: None,
+            recheck: false,
         }
     }
 
@@ -92,7 +97,10 @@ impl Stream {
         if vm.borrow().engine.registry_version() == decided_under {
             return Action::Continue;
         }
-        self.check(peer)
+        self.recheck = true;
+        let action = self.check(peer);
+        self.recheck = false;
+        action
     }
 
     fn direction(&self) -> Option<Direction> {
@@ -144,8 +152,11 @@ impl Stream {
         if decision == Decision::Park {
             return self.park(&vm, peer, now_ms, digest_hex.as_deref());
         }
-        vm.borrow_mut().record_decision(&decision);
-        if matches!(decision, Decision::Allow { .. }) {
+        let allowed = matches!(decision, Decision::Allow { .. });
+        if !(allowed && self.recheck) {
+            vm.borrow_mut().record_decision(&decision);
+        }
+        if allowed {
             self.allowed = Some((peer, vm.borrow().engine.registry_version()));
         }
         self.carry_out(&decision)

@@ -25,6 +25,12 @@ pub enum CertificateError {
     /// An extension OID appears twice (RFC 5280 §4.2 forbids it).
     #[error("an extension appears more than once")]
     DuplicateExtension,
+    /// An extension marked critical that a verifier of this certificate
+    /// does not process (RFC 5280 §4.2: the certificate must be rejected).
+    /// The Mazu extension itself must not be critical either: TLS stacks
+    /// that do not know it (BoringSSL, in Envoy) reject it when critical.
+    #[error("critical extension {0} is not one a verifier processes")]
+    UnknownCriticalExtension(alloc::string::String),
     /// No Mazu identity extension.
     #[error("no Mazu identity extension")]
     MissingMazuExtension,
@@ -71,6 +77,7 @@ impl CertificateError {
             Self::MalformedPem => "certificate_malformed_pem",
             Self::Malformed => "certificate_malformed",
             Self::DuplicateExtension => "certificate_duplicate_extension",
+            Self::UnknownCriticalExtension(_) => "certificate_unknown_critical_extension",
             Self::MissingMazuExtension => "certificate_missing_mazu_extension",
             Self::DuplicateMazuExtension => "certificate_duplicate_mazu_extension",
             Self::MalformedMazuExtension => "certificate_malformed_mazu_extension",

@@ -22,6 +22,26 @@ use crate::spiffe::SpiffeId;
 /// Mazu certificate is about 1.5 KiB of DER plus the token; PEM adds a third.
 pub const DEFAULT_MAX_CERTIFICATE_LEN: usize = 16 * 1024;
 
+/// The extensions that may be critical: those BoringSSL (Envoy's TLS
+/// library) processes in a certificate (`X509_supported_extension`), so
+/// that the filter accepts no certificate Envoy's own verification would
+/// refuse for a critical extension. Everything else marked critical,
+/// the Mazu extension included, is refused.
+const PROCESSED_CRITICAL: [der::asn1::ObjectIdentifier; 9] = [
+    // keyUsage, subjectAltName, basicConstraints, nameConstraints,
+    // certificatePolicies, policyMappings, policyConstraints, extKeyUsage,
+    // inhibitAnyPolicy.
+    der::asn1::ObjectIdentifier::new_unwrap("2.5.29.15"),
+    der::asn1::ObjectIdentifier::new_unwrap("2.5.29.17"),
+    der::asn1::ObjectIdentifier::new_unwrap("2.5.29.19"),
+    der::asn1::ObjectIdentifier::new_unwrap("2.5.29.30"),
+    der::asn1::ObjectIdentifier::new_unwrap("2.5.29.32"),
+    der::asn1::ObjectIdentifier::new_unwrap("2.5.29.33"),
+    der::asn1::ObjectIdentifier::new_unwrap("2.5.29.36"),
+    der::asn1::ObjectIdentifier::new_unwrap("2.5.29.37"),
+    der::asn1::ObjectIdentifier::new_unwrap("2.5.29.54"),
+];
+
 const PEM_PREFIX: &[u8] = b"-----BEGIN ";
 const CERTIFICATE_LABEL: &str = "CERTIFICATE";
 
@@ -91,6 +111,19 @@ impl PeerCertificate {
         oids.sort_unstable();
         if oids.windows(2).any(|pair| pair[0] == pair[1]) {
             return Err(CertificateError::DuplicateExtension);
+        }
+        // RFC 5280 §4.2: a critical extension the verifier does not
+        // process rejects the certificate. Envoy's chain verification, which
+        // would apply this, is off (the filter decides), so it is applied
+        // here, with the extensions BoringSSL processes; the Mazu extension
+        // is not among them, so a critical one is refused as BoringSSL would.
+        if let Some(unknown) = extensions
+            .iter()
+            .find(|e| e.critical && !PROCESSED_CRITICAL.contains(&e.extn_id))
+        {
+            return Err(CertificateError::UnknownCriticalExtension(
+                alloc::string::ToString::to_string(&unknown.extn_id),
+            ));
         }
         let identity = MazuIdentity::from_der(mazu_ext.extn_value.as_bytes())?;
 
