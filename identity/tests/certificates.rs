@@ -106,11 +106,25 @@ fn parser_reads_what_the_builder_wrote() {
     assert!(pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
     let crlf = pem.replace('\n', "\r\n");
     let padded = format!("\n  {pem}\n\n");
+    // URL-encoded PEM, as Envoy's attribute docs describe the property
+    // (every byte outside the unreserved set escaped, lower-case hex too).
+    let url_encoded: String = pem
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            b'\n' => "%0a".to_owned(),
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    assert!(url_encoded.starts_with("-----BEGIN%20CERTIFICATE-----%0a"));
     for input in [
         w.cert.der.clone(),
-        pem.into_bytes(),
+        pem.clone().into_bytes(),
         crlf.into_bytes(),
         padded.into_bytes(),
+        url_encoded.clone().into_bytes(),
     ] {
         let peer = PeerCertificate::parse(&input, 16 * 1024).unwrap();
         assert_eq!(peer.spiffe_id, w.cert.spiffe_id);
@@ -120,6 +134,19 @@ fn parser_reads_what_the_builder_wrote() {
         assert_eq!(
             (peer.not_before, peer.not_after),
             (w.cert.not_before, w.cert.not_after)
+        );
+    }
+}
+
+#[test]
+fn a_malformed_url_encoding_is_refused() {
+    let w = workload(mint(ec(), &request()));
+    let pem = w.cert.to_pem().unwrap().replace(' ', "%20");
+    for broken in [format!("{pem}%"), format!("{pem}%4"), format!("{pem}%zz")] {
+        assert_eq!(
+            PeerCertificate::parse(broken.as_bytes(), 16 * 1024),
+            Err(CertificateError::MalformedPem),
+            "{broken}"
         );
     }
 }

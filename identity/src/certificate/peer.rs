@@ -43,6 +43,33 @@ const PROCESSED_CRITICAL: [der::asn1::ObjectIdentifier; 9] = [
 ];
 
 const PEM_PREFIX: &[u8] = b"-----BEGIN ";
+/// How a URL-encoded PEM starts (the space after `BEGIN` encoded).
+const ENCODED_PEM_PREFIX: &[u8] = b"-----BEGIN%20";
+
+/// Decodes `%XX` escapes (and nothing else: `+` stays `+`, since base64
+/// uses it). `None` for a malformed escape.
+fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
+    let hex = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(input.len());
+    let mut rest = input;
+    while let Some((&c, tail)) = rest.split_first() {
+        if c == b'%' {
+            let (&hi, tail) = tail.split_first()?;
+            let (&lo, tail) = tail.split_first()?;
+            out.push(hex(hi)? << 4 | hex(lo)?);
+            rest = tail;
+        } else {
+            out.push(c);
+            rest = tail;
+        }
+    }
+    Some(out)
+}
 const CERTIFICATE_LABEL: &str = "CERTIFICATE";
 
 /// What Mazu reads from a peer certificate. Obtained from
@@ -66,8 +93,10 @@ pub struct PeerCertificate {
 }
 
 impl PeerCertificate {
-    /// Parses a certificate given as PEM (one `CERTIFICATE` block, as Envoy's
-    /// `connection.peer_certificate` property gives it) or as DER, and checks
+    /// Parses a certificate given as PEM (one `CERTIFICATE` block, as Envoy
+    /// 1.40's `connection.peer_certificate` property gives it), URL-encoded
+    /// PEM (as Envoy's attribute documentation describes the value), or DER,
+    /// and checks
     /// everything that does not depend on the time, the token's validity or
     /// the registry.
     pub fn parse(input: &[u8], max_len: usize) -> Result<Self, CertificateError> {
@@ -77,7 +106,14 @@ impl PeerCertificate {
                 max: max_len,
             });
         }
-        let trimmed = input.trim_ascii();
+        let decoded;
+        let trimmed = match input.trim_ascii() {
+            encoded if encoded.starts_with(ENCODED_PEM_PREFIX) => {
+                decoded = percent_decode(encoded).ok_or(CertificateError::MalformedPem)?;
+                decoded.trim_ascii()
+            }
+            plain => plain,
+        };
         let pem_der;
         let der_bytes = if trimmed.starts_with(PEM_PREFIX) {
             let (label, der) =
