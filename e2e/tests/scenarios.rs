@@ -741,21 +741,36 @@ fn s17_an_impostor_without_the_curators_tls_key_gets_no_request() {
     assert_eq!(mesh.call("checkout", "frontend").unwrap(), Verdict::Allowed);
 }
 
-/// One keep-alive request on `stream`: the answer's status line, or `None`
-/// if the connection was closed instead.
+/// One keep-alive request on `stream`: the answer's status line once the
+/// whole answer (head and `content-length` body) is read, or `None` if the
+/// connection is closed before a complete answer.
 fn keep_alive_request(stream: &mut std::net::TcpStream, host: &str) -> Option<String> {
     use std::io::{Read as _, Write as _};
     let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
     stream.write_all(request.as_bytes()).ok()?;
-    let mut buf = vec![0u8; 4096];
-    let n = stream.read(&mut buf).ok()?;
-    (n > 0).then(|| {
-        String::from_utf8_lossy(&buf[..n])
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_owned()
-    })
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&received).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())
+                        .flatten()
+                })
+                .unwrap_or(0);
+            if received.len() >= end + 4 + length {
+                return text.lines().next().map(str::to_owned);
+            }
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+        }
+    }
 }
 
 #[test]
