@@ -523,22 +523,41 @@ impl Agent {
             }
             Standing::Other { .. } => {
                 error!(%id, "the witnessed log binds this id to another key; dropping the stored registration");
-                self.forget_active();
+                self.forget_active(true);
+            }
+            Standing::Ended => {
+                warn!(%id, "the witnessed log shows the stored registration ended; dropping it and registering again");
+                self.forget_active(true);
             }
             other => {
-                warn!(%id, standing = ?other, "the witnessed log does not show the stored registration live (new or reset curator); registering again");
-                self.forget_active();
+                // Not evidence that the binding ended (a new or reset log,
+                // or one this agent has no earlier checkpoint of): keep the
+                // keys, out of the way, and register again.
+                warn!(%id, standing = ?other, "the witnessed log does not show the stored registration live (new or reset curator); keeping its keys aside and registering again");
+                self.forget_active(false);
             }
         }
         Ok(())
     }
 
-    fn forget_active(&mut self) {
+    /// Drops the active registration: its directory is removed only on
+    /// `verified_end` (the witnessed log shows the binding ended or bound to
+    /// another key); otherwise it is moved aside, keys included.
+    fn forget_active(&mut self, verified_end: bool) {
         if let Some(active) = self.active.take() {
             // The outputs keep the old certificate until a new registration
             // replaces it (Envoy needs *some* certificate to keep listening).
-            if let Err(e) = active.dir.remove() {
-                warn!(error = %e, "could not remove the stale registration");
+            if verified_end {
+                if let Err(e) = active.dir.remove() {
+                    warn!(error = %e, "could not remove the stale registration");
+                }
+            } else {
+                match active.dir.set_aside(unix_now()) {
+                    Ok(aside) => {
+                        info!(path = %aside.display(), "kept the stored registration's keys aside")
+                    }
+                    Err(e) => warn!(error = %e, "could not move the stored registration aside"),
+                }
             }
         }
     }

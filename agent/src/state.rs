@@ -494,7 +494,19 @@ impl RegistrationDir {
         write_atomic(&self.file("openings.bin"), &history.to_bytes(), SECRET_MODE)
     }
 
-    /// Forgets this registration's files (e.g. the curator lost it).
+    /// Moves the directory aside (`<id>.set-aside-<unix seconds>`, which
+    /// no listing or pruning touches) instead of deleting it: its keys are
+    /// kept when nothing verified shows the binding ended.
+    pub fn set_aside(&self, now_unix: u64) -> Result<PathBuf, StateError> {
+        let mut aside = self.dir.clone().into_os_string();
+        aside.push(format!(".set-aside-{now_unix}"));
+        let aside = PathBuf::from(aside);
+        fs::rename(&self.dir, &aside).map_err(|e| StateError::io("moving aside", &self.dir, e))?;
+        Ok(aside)
+    }
+
+    /// Forgets this registration's files (the witnessed log shows its
+    /// binding ended, or bound to another key).
     pub fn remove(&self) -> Result<(), StateError> {
         match fs::remove_dir_all(&self.dir) {
             Ok(()) => Ok(()),

@@ -549,3 +549,48 @@ fn a_crs_other_than_the_pinned_one_is_refused() {
     );
     assert_eq!(registry(curator.port)["version"], 0);
 }
+
+/// A stored registration the (new, reset) curator's log does not show is
+/// registered again, but its keys are only moved aside, never deleted: the
+/// log shows no evidence that the binding ended.
+#[test]
+fn a_registration_missing_from_a_reset_log_keeps_its_keys_aside() {
+    let mesh = Mesh::new();
+    let mut curator = Curator::start(&mesh).expect("curator");
+    let files = AgentFiles::new();
+    write_token(&files.token_file, &mint(&mesh, "shop", "kept"));
+    let mut agent =
+        AgentProcess::start(&curator_url(&curator), &files.token_file, &files.state, &[]);
+    let first = agent.wait_status(WAIT, |_| true);
+    assert_eq!(agent.terminate(), Some(0));
+
+    // The curator loses its log and everything about it (a new log over
+    // the same CRS), and the agent its remembered checkpoint: nothing
+    // proves the binding ended.
+    curator.stop();
+    for entry in std::fs::read_dir(curator.data_dir()).unwrap().flatten() {
+        if entry.file_name() != "dev-crs.bin" {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+    std::fs::remove_file(files.state.join("checkpoint.json")).unwrap();
+    curator.start().unwrap();
+
+    let mut again =
+        AgentProcess::start(&curator_url(&curator), &files.token_file, &files.state, &[]);
+    again.wait_log(WAIT, "kept the stored registration's keys aside");
+    // Registered again: the same id (same token), new keys.
+    again.wait_status(WAIT, |s| s.id == first.id && s.spki_hash != first.spki_hash);
+    let aside: Vec<_> = std::fs::read_dir(files.state.join("registrations"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{}.set-aside-", first.id))
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "{}", again.log());
+    assert!(aside[0].path().join("tls-key.pem").exists());
+    assert_eq!(again.terminate(), Some(0));
+}
