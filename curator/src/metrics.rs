@@ -87,11 +87,9 @@ pub struct Metrics {
     pub slots_free: Gauge,
     /// The earliest token expiry of a live binding, Unix seconds (0: none).
     pub next_expiry: Gauge,
-    /// What the HTTP server's connection limits counted (copied into
-    /// `connections_*` at every scrape).
+    /// What the HTTP server's connection limits counted (exported as
+    /// `connections_refused_total{reason}` and `connections_open`).
     pub connections: Arc<mazu_service::http::ConnectionStats>,
-    connections_refused: Family<ReasonLabels, Counter>,
-    connections_open: Gauge,
 }
 
 impl Default for Metrics {
@@ -186,24 +184,13 @@ impl Metrics {
             "The earliest token expiry of a live binding (0: none)",
             next_expiry.clone(),
         );
-        let connections_refused = Family::<ReasonLabels, Counter>::default();
-        registry.register(
-            "connections_refused",
-            "Connections closed at once by the connection limits, by reason \
-             (client_connections, connections)",
-            connections_refused.clone(),
-        );
-        let connections_open = Gauge::default();
-        registry.register(
-            "connections_open",
-            "HTTP connections open",
-            connections_open.clone(),
-        );
+        let connections = Arc::<mazu_service::http::ConnectionStats>::default();
+        registry.register_collector(Box::new(mazu_service::http::ConnectionMetrics(
+            connections.clone(),
+        )));
         Self {
             registry,
-            connections: Arc::default(),
-            connections_refused,
-            connections_open,
+            connections,
             ended,
             slots_held,
             bindings_unrevealed,
@@ -268,20 +255,6 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
-        use mazu_service::http::Refusal;
-        for why in [Refusal::ClientConnections, Refusal::Connections] {
-            self.connections_refused
-                .get_or_create(&ReasonLabels {
-                    reason: why.as_str().to_owned(),
-                })
-                .inner()
-                .store(
-                    self.connections.refused(why),
-                    core::sync::atomic::Ordering::Relaxed,
-                );
-        }
-        self.connections_open
-            .set(i64::try_from(self.connections.open()).unwrap_or(i64::MAX));
         let mut out = String::with_capacity(8 * 1024);
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -96,6 +96,51 @@ impl ConnectionStats {
     }
 }
 
+/// Exports [`ConnectionStats`] to a Prometheus registry (register it with
+/// `Registry::register_collector` under the service's prefix):
+/// `connections_refused_total{reason}` and `connections_open`.
+#[derive(Debug)]
+pub struct ConnectionMetrics(pub Arc<ConnectionStats>);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+impl prometheus_client::collector::Collector for ConnectionMetrics {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), core::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric as _;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let refused = [Refusal::ClientConnections, Refusal::Connections];
+        let mut family = encoder.encode_descriptor(
+            "connections_refused",
+            "Connections closed at once by the connection limits, by reason \
+             (client_connections, connections)",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for why in refused {
+            ConstCounter::new(self.0.refused(why)).encode(family.encode_family(
+                &ReasonLabel {
+                    reason: why.as_str(),
+                },
+            )?)?;
+        }
+        let open = ConstGauge::new(i64::try_from(self.0.open()).unwrap_or(i64::MAX));
+        let gauge = encoder.encode_descriptor(
+            "connections_open",
+            "HTTP connections open",
+            None,
+            open.metric_type(),
+        )?;
+        open.encode(gauge)
+    }
+}
+
 /// The key a client is counted under (connections here, request rates and
 /// requests in progress in the services): its address, or its /64 for IPv6
 /// (one host usually owns a whole /64, so per-address limits would be

@@ -38,6 +38,9 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     /// The size last cosigned, by origin.
     pub tree_size: Family<OriginLabels, Gauge>,
+    /// What the HTTP server's connection limits counted (exported as
+    /// `connections_refused_total{reason}` and `connections_open`).
+    pub connections: std::sync::Arc<mazu_service::http::ConnectionStats>,
 }
 
 impl Default for Metrics {
@@ -62,10 +65,15 @@ impl Metrics {
             "Tree size of the checkpoint last cosigned, by origin",
             tree_size.clone(),
         );
+        let connections = std::sync::Arc::<mazu_service::http::ConnectionStats>::default();
+        registry.register_collector(Box::new(mazu_service::http::ConnectionMetrics(
+            connections.clone(),
+        )));
         Self {
             registry,
             requests,
             tree_size,
+            connections,
         }
     }
 

@@ -201,10 +201,10 @@ impl Server {
         let stop = async move {
             let _ = stop_rx.wait_for(|s| *s).await;
         };
+        let connections = self.state.metrics.connections.clone();
         let router = app(self.state, limits);
         // Header-read (idle) timeout and per-client connection caps, as the
         // curator's: slow or idle clients cannot hold every socket.
-        let connections = Arc::new(mazu_service::http::ConnectionStats::default());
         let connection_limits = mazu_service::http::ConnectionLimits::default();
         let server: ServeFuture = match &self.tls {
             Some(tls) => {

@@ -192,6 +192,16 @@ async fn protocol() {
         "{metrics}"
     );
     assert!(metrics.contains("mazu_witness_tree_size{origin=\"example.org/test-log\"} 20"));
+    // The connection limits are exported too (this scrape's connection is
+    // open; nothing was refused).
+    assert!(
+        metrics.contains("mazu_witness_connections_refused_total{reason=\"client_connections\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mazu_witness_connections_open "),
+        "{metrics}"
+    );
     assert_eq!(
         reqwest::get(w.url("/nope"))
             .await
