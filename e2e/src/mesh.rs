@@ -926,7 +926,22 @@ impl LocalMesh {
     /// Starts the curator again on the same port with the same data.
     pub fn restart_curator(&mut self) -> Result<()> {
         self.kill_curator();
-        self.curator.start()
+        self.curator.start()?;
+        // Ready means replayed; the first checkpoint with the witness quorum
+        // comes one cosigning round later, and callers read the log size
+        // from it at once.
+        let endpoint = self.curator.endpoint()?;
+        let start = Instant::now();
+        while !endpoint
+            .get("/v1/checkpoint")
+            .is_ok_and(|(status, _)| status == 200)
+        {
+            if start.elapsed() > Duration::from_secs(60) {
+                bail!("the restarted curator has no witnessed checkpoint after 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
     }
 
     /// Makes the curator lie: stops it, rewrites its log with `edit` (see
