@@ -1,9 +1,9 @@
-//! Per-client limits: the rate of writes, and requests in progress.
+//! Per-client rate limiting of the writes.
 //!
 //! A token bucket per client address: `per_minute` tokens refill evenly over a
 //! minute, up to `burst`; each write (`POST /v1/slots`, `/v1/bindings`, a
-//! reveal, a release, a revocation) takes one. [`InFlight`] caps the /v1
-//! requests one client has in progress. IPv6 clients are keyed by their /64 prefix (one host usually
+//! reveal, a release, a revocation) takes one. (The cap on a client's
+//! requests in progress is `mazu_service::http::PerClient`.) IPv6 clients are keyed by their /64 prefix (one host usually
 //! owns a whole /64, so per-address buckets would be trivial to evade). The
 //! table is pruned of idle (full) buckets when it grows, so memory stays
 //! bounded by the number of recently active clients.
@@ -14,8 +14,10 @@
 use core::net::IpAddr;
 use core::time::Duration;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Instant;
+
+use mazu_service::http::client_key;
 
 /// Prune idle buckets when the table holds more than this many clients.
 const PRUNE_THRESHOLD: usize = 10_000;
@@ -90,68 +92,6 @@ impl Bucket {
     }
 }
 
-use mazu_service::http::client_key;
-
-/// Requests in progress per client address, capped: one client (or a few
-/// addresses sending slow bodies) cannot take every place of the global
-/// concurrency limit.
-#[derive(Debug)]
-pub struct InFlight {
-    max_per_client: usize,
-    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
-}
-
-/// A request's place in [`InFlight`]; dropping it frees the place.
-#[derive(Debug)]
-pub struct InFlightGuard {
-    client: IpAddr,
-    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
-}
-
-impl InFlight {
-    /// At most `max_per_client` requests in progress per client.
-    pub fn new(max_per_client: usize) -> Self {
-        Self {
-            max_per_client: max_per_client.max(1),
-            counts: Arc::default(),
-        }
-    }
-
-    /// A place for a request of `client`, or `None` if it has
-    /// `max_per_client` in progress.
-    pub fn enter(&self, client: IpAddr) -> Option<InFlightGuard> {
-        let client = client_key(client);
-        let mut counts = self
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = counts.entry(client).or_insert(0);
-        if *count >= self.max_per_client {
-            return None;
-        }
-        *count += 1;
-        Some(InFlightGuard {
-            client,
-            counts: self.counts.clone(),
-        })
-    }
-}
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        let mut counts = self
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = counts.get_mut(&self.client) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(&self.client);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,23 +130,6 @@ mod tests {
                 .check("::ffff:10.1.1.1".parse().unwrap(), t0)
                 .is_err()
         );
-    }
-
-    #[test]
-    fn in_flight_caps_each_client_and_frees_on_drop() {
-        let in_flight = InFlight::new(2);
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let first = in_flight.enter(a).unwrap();
-        let _second = in_flight.enter(a).unwrap();
-        assert!(in_flight.enter(a).is_none());
-        assert!(
-            in_flight
-                .enter("::ffff:10.0.0.1".parse().unwrap())
-                .is_none()
-        );
-        let _other = in_flight.enter("10.0.0.2".parse().unwrap()).unwrap();
-        drop(first);
-        assert!(in_flight.enter(a).is_some());
     }
 
     #[test]

@@ -91,8 +91,6 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ServerError::Task(e.to_string()))
 }
 
-type ServeFuture = core::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
-
 /// The TLS identity (`None` with `--insecure-plain-http`): the key file is
 /// read (or created at its default place), the pin logged and written.
 fn load_tls(config: &Config) -> Result<Option<mazu_service::tls::ServerTls>, ServerError> {
@@ -405,58 +403,35 @@ pub async fn run(
     };
     let router = app(state.clone());
     let connection_limits = config.limits.connections;
-    let server: ServeFuture = match tls {
-        Some(tls) => {
-            let listener = mazu_service::tls::TlsListener::new(
-                listener,
-                &tls,
-                mazu_service::tls::HandshakeLimits::default(),
-            )
-            .map_err(|source| ServerError::Io {
-                what: "cannot start the TLS listener".into(),
-                source,
-            })?;
-            Box::pin(async move {
-                mazu_service::http::serve(
-                    listener,
-                    router,
-                    connection_limits,
-                    connection_stats,
-                    stop,
-                )
-                .await;
-                Ok(())
-            })
-        }
-        None => Box::pin(async move {
-            mazu_service::http::serve(listener, router, connection_limits, connection_stats, stop)
-                .await;
-            Ok(())
-        }),
-    };
-    let mut server = server;
+    let mut server = mazu_service::http::serve_tcp(
+        listener,
+        tls.as_ref(),
+        router,
+        connection_limits,
+        connection_stats,
+        stop,
+    )
+    .map_err(|source| ServerError::Io {
+        what: "cannot start the TLS listener".into(),
+        source,
+    })?;
     let grace = config.shutdown_grace;
     tokio::pin!(shutdown);
     tokio::pin!(fatal_rx);
-    let result = tokio::select! {
-        r = &mut server => r,
+    tokio::select! {
+        () = &mut server => {}
         () = &mut shutdown => {
             let _ = stop_tx.send(true);
-            match tokio::time::timeout(grace, &mut server).await {
-                Ok(r) => r,
-                Err(_) => {
-                    tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time");
-                    Ok(())
-                }
+            if tokio::time::timeout(grace, &mut server).await.is_err() {
+                tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time");
             }
         }
         Ok(e) = &mut fatal_rx => {
             let _ = stop_tx.send(true);
             fatal = Some(e);
             let _ = tokio::time::timeout(grace, &mut server).await;
-            Ok(())
         }
-    };
+    }
     drop(replay);
     if let Some(e) = fatal {
         return Err(e);
@@ -469,10 +444,6 @@ pub async fn run(
             tracing::warn!(error = %e, "writing the shutdown snapshot failed");
         }
     }
-    result.map_err(|source| ServerError::Io {
-        what: "server error".into(),
-        source,
-    })?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -158,65 +158,102 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// What each client (by [`client_key`]) holds at once, capped: its open
+/// connections here, its requests in progress in the services.
+#[derive(Debug)]
+pub struct PerClient {
+    max_per_client: usize,
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// A client's place in a [`PerClient`]; dropping it frees the place.
+#[derive(Debug)]
+pub struct PerClientPlace {
+    client: IpAddr,
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl PerClient {
+    /// At most `max_per_client` places per client at once.
+    pub fn new(max_per_client: usize) -> Self {
+        Self {
+            max_per_client: max_per_client.max(1),
+            counts: Arc::default(),
+        }
+    }
+
+    /// A place for `client`, or `None` if it holds `max_per_client`.
+    pub fn enter(&self, client: IpAddr) -> Option<PerClientPlace> {
+        let client = client_key(client);
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = counts.entry(client).or_insert(0);
+        if *count >= self.max_per_client {
+            return None;
+        }
+        *count += 1;
+        Some(PerClientPlace {
+            client,
+            counts: self.counts.clone(),
+        })
+    }
+}
+
+impl Drop for PerClientPlace {
+    fn drop(&mut self) {
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = counts.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.client);
+            }
+        }
+    }
+}
+
 /// Open connections, per client and in total.
 #[derive(Debug)]
 struct Table {
     limits: ConnectionLimits,
-    per_client: Mutex<HashMap<IpAddr, usize>>,
+    per_client: PerClient,
     stats: Arc<ConnectionStats>,
     last_warning: Mutex<Option<Instant>>,
 }
 
-/// One admitted connection; dropping it frees its place.
+/// One admitted connection; dropping it frees its places.
 struct Admitted {
-    table: Arc<Table>,
-    client: IpAddr,
+    _place: PerClientPlace,
+    stats: Arc<ConnectionStats>,
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        let mut per_client = self
-            .table
-            .per_client
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = per_client.get_mut(&self.client) {
-            *n -= 1;
-            if *n == 0 {
-                per_client.remove(&self.client);
-            }
-        }
-        self.table.stats.open.fetch_sub(1, Ordering::Relaxed);
+        self.stats.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 impl Table {
-    fn admit(self: &Arc<Self>, peer: SocketAddr) -> Result<Admitted, Refusal> {
-        let client = client_key(peer.ip());
-        let mut per_client = self
-            .per_client
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    /// Called from the accept loop only, so the global count cannot rise
+    /// between its check and its increment.
+    fn admit(&self, peer: SocketAddr) -> Result<Admitted, Refusal> {
         let open = usize::try_from(self.stats.open.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
-        let refusal = if open >= self.limits.max_connections {
-            Some(Refusal::Connections)
-        } else if per_client.get(&client).copied().unwrap_or(0)
-            >= self.limits.max_connections_per_client
-        {
-            Some(Refusal::ClientConnections)
+        let place = if open >= self.limits.max_connections {
+            Err(Refusal::Connections)
         } else {
-            None
+            self.per_client
+                .enter(peer.ip())
+                .ok_or(Refusal::ClientConnections)
         };
-        if let Some(why) = refusal {
-            drop(per_client);
-            self.refused(peer, why);
-            return Err(why);
-        }
-        *per_client.entry(client).or_insert(0) += 1;
+        let place = place.inspect_err(|why| self.refused(peer, *why))?;
         self.stats.open.fetch_add(1, Ordering::Relaxed);
         Ok(Admitted {
-            table: self.clone(),
-            client,
+            _place: place,
+            stats: self.stats.clone(),
         })
     }
 
@@ -245,6 +282,33 @@ impl Table {
     }
 }
 
+/// A running [`serve`], boxed (it ends after its shutdown signal).
+pub type Serving = core::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// [`serve`] on a bound TCP listener: TLS with `tls` (handshakes under the
+/// default [`HandshakeLimits`](crate::tls::HandshakeLimits)), plain HTTP
+/// without. Fails only if the TLS listener cannot start.
+pub fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    tls: Option<&crate::tls::ServerTls>,
+    router: Router,
+    limits: ConnectionLimits,
+    stats: Arc<ConnectionStats>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<Serving> {
+    Ok(match tls {
+        Some(tls) => {
+            let listener = crate::tls::TlsListener::new(
+                listener,
+                tls,
+                crate::tls::HandshakeLimits::default(),
+            )?;
+            Box::pin(serve(listener, router, limits, stats, shutdown))
+        }
+        None => Box::pin(serve(listener, router, limits, stats, shutdown)),
+    })
+}
+
 /// Serves `router` on `listener` under `limits` until `shutdown` resolves,
 /// then lets open connections finish their request in progress and
 /// returns once all are closed (bound the wait with a timeout). Handlers
@@ -258,12 +322,12 @@ pub async fn serve<L>(
 ) where
     L: axum::serve::Listener<Addr = SocketAddr>,
 {
-    let table = Arc::new(Table {
+    let table = Table {
         limits,
-        per_client: Mutex::new(HashMap::new()),
+        per_client: PerClient::new(limits.max_connections_per_client),
         stats,
         last_warning: Mutex::new(None),
-    });
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let (open_tx, open_rx) = watch::channel(());
     tokio::pin!(shutdown);
@@ -321,17 +385,37 @@ pub async fn serve<L>(
 mod tests {
     use super::*;
 
-    fn table(per_client: usize, total: usize) -> Arc<Table> {
-        Arc::new(Table {
+    fn table(per_client: usize, total: usize) -> Table {
+        Table {
             limits: ConnectionLimits {
                 header_read_timeout: Duration::from_secs(1),
                 max_connections: total,
                 max_connections_per_client: per_client,
             },
-            per_client: Mutex::new(HashMap::new()),
+            per_client: PerClient::new(per_client),
             stats: Arc::new(ConnectionStats::default()),
             last_warning: Mutex::new(None),
-        })
+        }
+    }
+
+    #[test]
+    fn per_client_caps_each_client_and_frees_on_drop() {
+        let places = PerClient::new(2);
+        let a: IpAddr = "10.0.0.1".parse().expect("address");
+        let first = places.enter(a).expect("first");
+        let _second = places.enter(a).expect("second");
+        assert!(places.enter(a).is_none());
+        // The IPv4-mapped form is the same client.
+        assert!(
+            places
+                .enter("::ffff:10.0.0.1".parse().expect("address"))
+                .is_none()
+        );
+        let _other = places
+            .enter("10.0.0.2".parse().expect("address"))
+            .expect("other");
+        drop(first);
+        assert!(places.enter(a).is_some());
     }
 
     fn addr(text: &str) -> SocketAddr {

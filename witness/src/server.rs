@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use crate::witness::Witness;
 use mazu_service::files::{KeyError, load_or_create_key, write_atomic};
-use mazu_service::tls::{HandshakeLimits, ServerTls, ServerTlsError, SpkiPin, TlsListener};
+use mazu_service::tls::{ServerTls, ServerTlsError, SpkiPin};
 
 /// Why the witness could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -206,63 +206,33 @@ impl Server {
         // Header-read (idle) timeout and per-client connection caps, as the
         // curator's: slow or idle clients cannot hold every socket.
         let connection_limits = mazu_service::http::ConnectionLimits::default();
-        let server: ServeFuture = match &self.tls {
-            Some(tls) => {
-                let listener = TlsListener::new(self.listener, tls, HandshakeLimits::default())
-                    .map_err(|source| ServerError::Io {
-                        what: "cannot start the TLS listener".into(),
-                        source,
-                    })?;
-                Box::pin(async move {
-                    mazu_service::http::serve(
-                        listener,
-                        router,
-                        connection_limits,
-                        connections,
-                        stop,
-                    )
-                    .await;
-                    Ok(())
-                })
-            }
-            None => Box::pin(async move {
-                mazu_service::http::serve(
-                    self.listener,
-                    router,
-                    connection_limits,
-                    connections,
-                    stop,
-                )
-                .await;
-                Ok(())
-            }),
-        };
-        let mut server = server;
-        tokio::pin!(shutdown);
-        let grace = self.config.shutdown_grace;
-        let result = tokio::select! {
-            r = &mut server => r,
-            () = &mut shutdown => {
-                let _ = stop_tx.send(true);
-                match tokio::time::timeout(grace, &mut server).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time");
-                        Ok(())
-                    }
-                }
-            }
-        };
-        result.map_err(|source| ServerError::Io {
-            what: "server error".into(),
+        let mut server = mazu_service::http::serve_tcp(
+            self.listener,
+            self.tls.as_ref(),
+            router,
+            connection_limits,
+            connections,
+            stop,
+        )
+        .map_err(|source| ServerError::Io {
+            what: "cannot start the TLS listener".into(),
             source,
         })?;
+        tokio::pin!(shutdown);
+        let grace = self.config.shutdown_grace;
+        tokio::select! {
+            () = &mut server => {}
+            () = &mut shutdown => {
+                let _ = stop_tx.send(true);
+                if tokio::time::timeout(grace, &mut server).await.is_err() {
+                    tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time");
+                }
+            }
+        }
         tracing::info!("stopped");
         Ok(())
     }
 }
-
-type ServeFuture = core::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
 
 /// Binds and serves `config` until `shutdown` resolves.
 pub async fn run(

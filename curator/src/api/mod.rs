@@ -53,7 +53,7 @@ struct Inner {
     curator: OnceLock<Arc<Curator>>,
     metrics: Arc<Metrics>,
     limiter: RateLimiter,
-    in_flight: crate::limits::InFlight,
+    in_flight: mazu_service::http::PerClient,
     limits: LimitsConfig,
     dev_crs: bool,
 }
@@ -65,7 +65,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 curator: OnceLock::new(),
                 limiter: RateLimiter::new(limits.rate_limit_per_minute, limits.rate_limit_burst),
-                in_flight: crate::limits::InFlight::new(limits.max_requests_per_client),
+                in_flight: mazu_service::http::PerClient::new(limits.max_requests_per_client),
                 metrics,
                 limits,
                 dev_crs,
