@@ -220,14 +220,7 @@ async fn a_record_that_does_not_match_its_entry_is_caught() {
     };
     *spki_hash = [7; 32];
     log[2].1 = record.to_bytes();
-    let p = lying_proxy(
-        c.base.clone(),
-        Lie::Forged {
-            log,
-            witnesses: w.witness_signers(),
-        },
-    )
-    .await;
+    let p = w.serve_forged(&c.base, log).await;
     let r = w.audit(&p, &crs, None).await;
     assert_found(&r, Some(2), "not the record of its entry");
     assert_found(&r, None, "served registry");
@@ -277,15 +270,7 @@ async fn a_second_binding_of_a_bound_id_is_caught() {
     // The curator refuses to replay a log with a void entry: it is served
     // (with a witnessed checkpoint over it) by a lying front instead.
     let c = w.start().await;
-    let log: Vec<(Vec<u8>, Vec<u8>)> = frames.iter().map(|f| (f.clone(), record_of(f))).collect();
-    let p = lying_proxy(
-        c.base.clone(),
-        Lie::Forged {
-            log,
-            witnesses: w.witness_signers(),
-        },
-    )
-    .await;
+    let p = w.serve_forged_frames(&c.base, &frames).await;
     let r = w.audit(&p, &crs, None).await;
     assert_found(&r, Some(4), "first binding wins");
     assert_found(&r, Some(4), "bound at index 0");
@@ -342,14 +327,7 @@ async fn a_reveal_with_an_invalid_token_is_caught() {
     .to_bytes();
     log.push((reveal.clone(), record_of(&reveal)));
     log.push((unbound.clone(), record_of(&unbound)));
-    let p = lying_proxy(
-        c.base.clone(),
-        Lie::Forged {
-            log,
-            witnesses: w.witness_signers(),
-        },
-    )
-    .await;
+    let p = w.serve_forged(&c.base, log).await;
     let r = w.audit(&p, &crs, None).await;
     assert_found(&r, Some(3), "revealed token refused");
     assert_found(&r, Some(4), "void reveal");
@@ -376,15 +354,7 @@ async fn a_curator_that_rewrites_its_log_is_caught() {
     let log = c.log().await;
     assert_eq!(log.len(), 4);
 
-    let serve = |log: Vec<(Vec<u8>, Vec<u8>)>| {
-        lying_proxy(
-            c.base.clone(),
-            Lie::Forged {
-                log,
-                witnesses: w.witness_signers(),
-            },
-        )
-    };
+    let serve = |log: Vec<(Vec<u8>, Vec<u8>)>| w.serve_forged(&c.base, log);
     // Reordered (the first reveal after the second bind): out of time order
     // for a fresh auditor; a fork for one who remembers.
     let mut reordered = log.clone();
@@ -663,15 +633,7 @@ async fn a_revocation_the_holder_did_not_sign_is_caught() {
     // The curator refuses to replay it (it checks holder signatures too):
     // a lying front serves it under a witnessed checkpoint.
     let c = w.start().await;
-    let log: Vec<(Vec<u8>, Vec<u8>)> = frames.iter().map(|f| (f.clone(), record_of(f))).collect();
-    let p = lying_proxy(
-        c.base.clone(),
-        Lie::Forged {
-            log,
-            witnesses: w.witness_signers(),
-        },
-    )
-    .await;
+    let p = w.serve_forged_frames(&c.base, &frames).await;
     let r = w.audit(&p, &crs, None).await;
     assert_found(&r, Some(4), "not signed by the bound TLS key");
     c.stop().await;

@@ -268,6 +268,27 @@ impl World {
             .await
             .unwrap()
     }
+
+    /// A lying front before `upstream` that serves `log` (entry, record
+    /// pairs) under a checkpoint this world's curator key and witnesses
+    /// signed; returns its base URL.
+    pub async fn serve_forged(&self, upstream: &str, log: Vec<(Vec<u8>, Vec<u8>)>) -> String {
+        lying_proxy(
+            upstream.to_owned(),
+            Lie::Forged {
+                log,
+                witnesses: self.witness_signers(),
+            },
+        )
+        .await
+    }
+
+    /// [`World::serve_forged`] of these entry frames, each with its own
+    /// record.
+    pub async fn serve_forged_frames(&self, upstream: &str, frames: &[Vec<u8>]) -> String {
+        let log = frames.iter().map(|f| (f.clone(), record_of(f))).collect();
+        self.serve_forged(upstream, log).await
+    }
 }
 
 pub struct RunningCurator {
