@@ -20,6 +20,13 @@ demo *args: wasm-filter
     cargo build -p mazu-curator -p mazu-agent -p mazu-witness -p mazu-e2e
     "${CARGO_TARGET_DIR:-target}/debug/mazu-mesh" {{args}}
 
+# The registry-lifecycle soak (docs/soak.md): capacity 16, 20 s tokens replaced every 6 s,
+# four services calling each other through real Envoys; prints the series. 30 minutes by
+# default; `just soak 300` is the CI run.
+soak secs="1800": wasm-filter
+    cargo build -p mazu-curator -p mazu-agent -p mazu-witness -p mazu-audit
+    MAZU_SOAK_SECS={{secs}} cargo test -p mazu-e2e --test soak -- --nocapture
+
 # The RBE walkthrough: CRS, registrations, encryption, membership proofs (library only).
 rbe-demo:
     cargo run --release -p mazu-rbe --example rbe_walkthrough

@@ -20,10 +20,13 @@
 //!    witnessed log (the id must be live with this agent's key);
 //! 4. renews the certificate (same registered key) when it is within the
 //!    rotation margin of `notAfter` and the token still allows a longer one;
-//! 5. every `opening_refresh` interval, checks the curator's signed
+//! 5. every `peer_refresh` interval, checks the curator's signed
 //!    checkpoint (consistent with the one accepted before, still holding
-//!    this agent's registration: [`crate::transparency`]), then brings the
-//!    RBE opening up to date from the log, up to that checkpoint only.
+//!    this agent's registration: [`crate::transparency`]), follows the log
+//!    to it and serves the SPKI pins of every live registration in `ROOTCA`
+//!    ([`crate::sds`]: peers are authenticated in the TLS handshake);
+//! 6. every `opening_refresh` interval, does the same, then brings the RBE
+//!    opening up to date from the log, up to that checkpoint only.
 //!
 //! Curator calls that fail transiently (unreachable, 5xx, 408, 429) are
 //! retried with capped exponential backoff and jitter; a refusal of a token
@@ -96,6 +99,10 @@ pub struct AgentConfig {
     pub poll_interval: Duration,
     /// How often the opening is brought up to date.
     pub opening_refresh: Duration,
+    /// How often the witnessed log is followed to update the handshake pins
+    /// served in `ROOTCA` (a new workload is accepted, a revoked one refused
+    /// in the handshake, within about this long).
+    pub peer_refresh: Duration,
     /// Requested certificate lifetime (the token's expiry bounds it).
     pub cert_lifetime: Duration,
     /// Pinned CRS digest.
@@ -206,6 +213,10 @@ pub struct Agent {
     backoff: Backoff,
     next_curator_call: Instant,
     next_opening_refresh: Instant,
+    next_peer_refresh: Instant,
+    /// Whether the log was followed to an accepted checkpoint at least once
+    /// (the handshake pins are served only from then on).
+    log_followed: bool,
     warned_token_expiry: Option<[u8; 32]>,
     /// The curator's checkpoints: the accepted one, refusals.
     checkpoints: CheckpointTracker,
@@ -226,27 +237,39 @@ struct PendingRelease {
     due: Instant,
 }
 
-/// What the checks need to know of a registration: its id, slot and key.
+/// What the checks need to know of a registration: its id, slot, key and
+/// the token expiry it committed to.
 #[derive(Clone, Debug)]
 struct OwnRef {
     id: String,
     id_bytes: Hash,
     slot: u32,
     spki_hash: Hash,
+    token_expiry: u64,
 }
 
 impl OwnRef {
-    fn new(id_hex: &str, slot: u32, keys: &Keys) -> Self {
+    fn new(id_hex: &str, slot: u32, token_expiry: u64, keys: &Keys) -> Self {
         OwnRef {
             id: id_hex.to_owned(),
             id_bytes: crate::curator::parse_hash(id_hex).unwrap_or_default(),
             slot,
             spki_hash: Sha256::digest(mazu_curator::client::spki_der(&keys.tls)).into(),
+            token_expiry,
         }
     }
 
     fn of(record: &RegistrationRecord, keys: &Keys) -> Self {
-        Self::new(&record.id, record.slot, keys)
+        Self::new(&record.id, record.slot, record.token_exp, keys)
+    }
+
+    /// The binding this agent made, as the log should show it.
+    fn expected(&self) -> crate::follow::OwnBinding {
+        crate::follow::OwnBinding {
+            slot: self.slot,
+            spki_hash: self.spki_hash,
+            token_expiry: self.token_expiry,
+        }
     }
 }
 
@@ -263,11 +286,8 @@ impl Agent {
         let client = CuratorClient::new(&config.curator, &config.curator_transport)?;
         let state = StateDir::open(&config.state_dir)?;
         let cert_dir = config.cert_dir.as_ref().map(CertDir::new).transpose()?;
-        let root_ca_pem = state.root_ca_pem(unix_now())?;
-        let (secrets, receiver) = watch::channel(Arc::new(Secrets {
-            certificate: None,
-            root_ca_pem,
-        }));
+        // No `ROOTCA` until the log is followed (`crate::sds`).
+        let (secrets, receiver) = watch::channel(Arc::new(Secrets::default()));
         let crs = match state.crs_bytes()? {
             Some(bytes) => {
                 let path = state.root().join("crs.bin");
@@ -313,6 +333,8 @@ impl Agent {
             backoff,
             next_curator_call: now,
             next_opening_refresh: now,
+            next_peer_refresh: now,
+            log_followed: false,
             warned_token_expiry: None,
             checkpoints,
             log: LogView::new(policy),
@@ -466,15 +488,23 @@ impl Agent {
                 self.register(&token).await?;
             }
         }
-        if Instant::now() >= self.next_opening_refresh {
+        let now = Instant::now();
+        let openings_due = now >= self.next_opening_refresh;
+        if openings_due || now >= self.next_peer_refresh {
             let own = self
                 .active
                 .as_ref()
                 .filter(|a| !a.unconfirmed)
                 .map(|a| OwnRef::of(&a.record, &a.keys));
-            self.check_checkpoint(own).await?;
-            self.refresh_openings().await?;
-            self.next_opening_refresh = Instant::now() + self.config.opening_refresh;
+            self.next_peer_refresh = now + self.config.peer_refresh;
+            let checked = self.check_checkpoint(own).await;
+            // Also when the curator is unreachable: expired tokens drop out.
+            self.publish_pins();
+            checked?;
+            if openings_due {
+                self.refresh_openings().await?;
+                self.next_opening_refresh = Instant::now() + self.config.opening_refresh;
+            }
         }
         self.release_due().await;
         Ok(())
@@ -510,7 +540,7 @@ impl Agent {
             return Ok(());
         }
         let id = own.id.clone();
-        match standing(self.log.state(&own.id_bytes), own.slot, &own.spki_hash) {
+        match standing(self.log.state(&own.id_bytes), &own.expected()) {
             Standing::Mine {
                 live: true,
                 bound_at,
@@ -579,7 +609,7 @@ impl Agent {
             let own = OwnRef::of(&record, &keys);
             self.check_checkpoint(None).await?;
             if let Standing::Mine { live: true, .. } =
-                standing(self.log.state(&own.id_bytes), own.slot, &own.spki_hash)
+                standing(self.log.state(&own.id_bytes), &own.expected())
             {
                 return self.activate(token.clone(), dir, record, keys).await;
             }
@@ -612,7 +642,7 @@ impl Agent {
             }
             Err(e) => return Err(e.into()),
         };
-        let own = OwnRef::new(&id_hex, request.slot, &keys);
+        let own = OwnRef::new(&id_hex, request.slot, request.token_expiry, &keys);
 
         // Is the first binding of the id in the witnessed log ours?
         let bound_at = match &answer {
@@ -644,7 +674,7 @@ impl Agent {
             })
             .await?;
         let checkpoint = self.follow_answer(&answer).await?;
-        match standing(self.log.state(&own.id_bytes), own.slot, &own.spki_hash) {
+        match standing(self.log.state(&own.id_bytes), &own.expected()) {
             Standing::Mine { live: true, .. } => {}
             other => {
                 return Err(Outcome::Retry(
@@ -758,7 +788,7 @@ impl Agent {
         own: &OwnRef,
         claimed: Option<u64>,
     ) -> Result<u64, Outcome> {
-        match standing(self.log.state(&own.id_bytes), own.slot, &own.spki_hash) {
+        match standing(self.log.state(&own.id_bytes), &own.expected()) {
             Standing::Mine { bound_at, .. } => {
                 if let Some(index) = claimed
                     && index != bound_at
@@ -838,6 +868,7 @@ impl Agent {
                     id_bytes: token.id,
                     slot: u32::MAX,
                     spki_hash: [0; 32],
+                    token_expiry: 0,
                 };
                 self.judge_binding(token, &nobody, None).await?;
                 return Err(e.into());
@@ -849,11 +880,12 @@ impl Agent {
             until = reservation.expires_at,
             "reserved a slot"
         );
-        let (crs_owned, id, slot) = (crs.clone(), token.id, reservation.slot);
+        let (crs_owned, id, expiry, slot) =
+            (crs.clone(), token.id, token.expires_at, reservation.slot);
         // Key generation is a scalar multiplication per helper value: keep
         // it off the async executor.
         let built = tokio::task::spawn_blocking(move || {
-            build_binding(&crs_owned, &id, slot, &mut rand::rngs::OsRng)
+            build_binding(&crs_owned, &id, expiry, slot, &mut rand::rngs::OsRng)
         })
         .await
         .map_err(|e| Outcome::Retry(Error::Registration(format!("key generation task: {e}"))))?
@@ -1032,6 +1064,31 @@ impl Agent {
         );
     }
 
+    /// Serves, as `ROOTCA`'s pins, the keys of every registration live in
+    /// the followed (witnessed) log now; pushed to Envoy when they changed.
+    /// Nothing before the log was followed once (an Envoy keeps the pins it
+    /// has meanwhile).
+    fn publish_pins(&mut self) {
+        if !self.log_followed {
+            return;
+        }
+        let pins = self.log.peer_pins(unix_now());
+        if self.secrets.borrow().peer_pins.as_ref() == Some(&pins) {
+            return;
+        }
+        let count = pins.len();
+        self.secrets.send_modify(|s| {
+            let mut next = (**s).clone();
+            next.peer_pins = Some(pins);
+            *s = Arc::new(next);
+        });
+        info!(
+            peers = count,
+            log_size = self.log.size(),
+            "serving the handshake pins of the live registered workloads"
+        );
+    }
+
     fn write_status(&self) {
         let Some(active) = &self.active else { return };
         let status = Status {
@@ -1124,7 +1181,7 @@ impl Agent {
         };
         if let Some(point) = self.checkpoints.accepted() {
             match self.log.advance(&self.client, &[point]).await {
-                Ok(()) => {}
+                Ok(()) => self.log_followed = true,
                 Err(Error::Checkpoint(error)) => {
                     let refusal = self.checkpoints.record_refusal(error, Some(size), None)?;
                     self.report_refusal(&refusal);
@@ -1135,7 +1192,7 @@ impl Agent {
             }
         }
         if let Some(own) = own {
-            match standing(self.log.state(&own.id_bytes), own.slot, &own.spki_hash) {
+            match standing(self.log.state(&own.id_bytes), &own.expected()) {
                 Standing::Mine { bound_at, .. } => {
                     if let Some(first) = self.log.first_bind(&own.id_bytes)
                         && first.index == bound_at
@@ -1229,9 +1286,18 @@ impl Agent {
             }
         };
         let before = active.record.openings_version;
-        if openings::refresh_until(&self.client, &crs, &mut active.record, history, limit)
-            .await
-            .map_err(Outcome::from)?
+        let log = &self.log;
+        let bind_index = |id: &Hash| log.first_bind(id).map(|b| b.index);
+        if openings::refresh_until(
+            &self.client,
+            &crs,
+            &mut active.record,
+            history,
+            limit,
+            &bind_index,
+        )
+        .await
+        .map_err(Outcome::from)?
         {
             active.dir.store_openings(history)?;
             active.dir.store_record(&active.record)?;

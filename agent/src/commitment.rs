@@ -399,7 +399,12 @@ impl WitnessedLog {
         let records = client.records(start, checkpoint.size).await?;
         let void = self
             .follower
-            .extend(&records, checkpoint.size, &checkpoint.root)
+            .extend(
+                &records,
+                checkpoint.size,
+                &checkpoint.root,
+                crate::follow::now_ms(),
+            )
             .map_err(|e| CheckpointError::RecordsMismatch {
                 size: checkpoint.size,
                 reason: e.to_string(),
@@ -517,6 +522,7 @@ mod tests {
             body: RecordBody::Bind {
                 slot,
                 spki_hash: [id; 32],
+                token_expiry: 2_000_000_000,
             },
         }
     }
@@ -656,6 +662,7 @@ mod tests {
                 id,
                 body: EntryBody::Bind {
                     slot,
+                    token_expiry: 2_000_000_000,
                     tls_spki: vec![1, 2, 3],
                     tls_signature: vec![4],
                     registration: registration.to_bytes(),

@@ -79,13 +79,17 @@ struct ApiErrorInner {
     message: String,
 }
 
-/// One registration from the log, with its position.
+/// One change of the RBE state from the log, with its position.
 #[derive(Clone, Debug)]
 pub struct LoggedRegistration {
     /// Log index.
     pub index: u64,
-    /// The RBE registration.
+    /// The RBE registration bound, or (`ended`) the one whose binding a
+    /// release or revocation ended.
     pub registration: Registration,
+    /// Whether the entry ends the binding (its key leaves the block)
+    /// rather than binding it.
+    pub ended: bool,
 }
 
 /// The largest answer body read from the curator: a page of records
@@ -391,24 +395,31 @@ impl CuratorClient {
         &self,
         start: u64,
     ) -> Result<(Vec<LoggedRegistration>, u64), CuratorError> {
-        self.registrations_between(start, u64::MAX).await
+        self.registrations_between(start, u64::MAX, &|_| None).await
     }
 
-    /// The registrations at log indexes `start..end` (fewer if the log is
-    /// shorter), decoded. Returns them and the position reached: the log
-    /// size the curator reported, or `end` if that came first (never less
-    /// than `start`).
+    /// The RBE changes at log indexes `start..end` (fewer if the log is
+    /// shorter), decoded: every bind, and every release or revocation with
+    /// the registration it ends (so that openings subtract it again). The
+    /// ended registration is the id's bind in this range, else the bind at
+    /// `bind_index(id)` (the caller's view of the log), fetched; an end
+    /// whose bind neither gives is left out. Returns them and the position
+    /// reached: the log size the curator reported, or `end` if that came
+    /// first (never less than `start`).
     pub async fn registrations_between(
         &self,
         start: u64,
         end: u64,
+        bind_index: &(dyn Fn(&Hash) -> Option<u64> + Sync),
     ) -> Result<(Vec<LoggedRegistration>, u64), CuratorError> {
         let what = "GET /v1/log";
         let malformed = |reason: String| CuratorError::Malformed {
             what: what.to_owned(),
             reason,
         };
-        let mut out = Vec::new();
+        let mut out: Vec<LoggedRegistration> = Vec::new();
+        // The first bind of each id in the range, as a position in `out`.
+        let mut binds: std::collections::HashMap<Hash, usize> = Default::default();
         let mut next = start;
         loop {
             if next >= end {
@@ -418,22 +429,71 @@ impl CuratorClient {
             let (size, entries) = self.log_entries(next, limit).await?;
             for (index, bytes) in &entries {
                 let entry = LogEntry::from_bytes(bytes).map_err(|e| malformed(e.to_string()))?;
-                // The RBE state changes at bind time only: reveals,
-                // releases and revocations carry no registration.
-                let EntryBody::Bind { registration, .. } = &entry.body else {
-                    continue;
+                // Reveals carry no registration and change no RBE state.
+                let registration = match &entry.body {
+                    EntryBody::Bind { registration, .. } => {
+                        let registration = Registration::from_bytes(registration)
+                            .map_err(|e| malformed(e.to_string()))?;
+                        binds.entry(entry.id).or_insert(out.len());
+                        out.push(LoggedRegistration {
+                            index: *index,
+                            registration,
+                            ended: false,
+                        });
+                        continue;
+                    }
+                    EntryBody::Reveal { .. } => continue,
+                    EntryBody::Release { .. } | EntryBody::Revoke { .. } => {
+                        match binds.get(&entry.id) {
+                            Some(&at) => Some(out[at].registration.clone()),
+                            None => match bind_index(&entry.id) {
+                                Some(at) if at < *index => {
+                                    Some(self.bound_registration(at, &entry.id).await?)
+                                }
+                                _ => None,
+                            },
+                        }
+                    }
                 };
-                let registration =
-                    Registration::from_bytes(registration).map_err(|e| malformed(e.to_string()))?;
-                out.push(LoggedRegistration {
-                    index: *index,
-                    registration,
-                });
+                if let Some(registration) = registration {
+                    out.push(LoggedRegistration {
+                        index: *index,
+                        registration,
+                        ended: true,
+                    });
+                }
             }
             next += entries.len() as u64;
             if entries.is_empty() || next >= size {
                 return Ok((out, size.max(next)));
             }
+        }
+    }
+
+    /// The RBE registration of the bind entry at log index `index`, which
+    /// must bind `id`.
+    async fn bound_registration(
+        &self,
+        index: u64,
+        id: &Hash,
+    ) -> Result<Registration, CuratorError> {
+        let malformed = |reason: String| CuratorError::Malformed {
+            what: "GET /v1/log".to_owned(),
+            reason,
+        };
+        let (_, entries) = self.log_entries(index, 1).await?;
+        let bytes = entries
+            .first()
+            .map(|(_, bytes)| bytes)
+            .ok_or_else(|| malformed(format!("no entry at index {index}")))?;
+        let entry = LogEntry::from_bytes(bytes).map_err(|e| malformed(e.to_string()))?;
+        match entry.body {
+            EntryBody::Bind { registration, .. } if entry.id == *id => {
+                Registration::from_bytes(&registration).map_err(|e| malformed(e.to_string()))
+            }
+            _ => Err(malformed(format!(
+                "entry {index} is not the bind of the released id"
+            ))),
         }
     }
 

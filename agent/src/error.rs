@@ -15,7 +15,7 @@ pub enum Error {
     /// The token file.
     #[error(transparent)]
     Token(#[from] TokenError),
-    /// Building the certificate or the throwaway root.
+    /// Building the certificate.
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
     /// Encryption or decryption.

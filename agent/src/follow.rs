@@ -136,6 +136,15 @@ impl LogView {
         self.first_binds.get(id).copied()
     }
 
+    /// The keys a TLS handshake may accept at `now` (Unix seconds): the
+    /// SPKI hash of every id live in the followed log (revealed, neither
+    /// released nor revoked) whose token has not expired; sorted, unique.
+    /// These are exactly the `spki_hash` values the filters' verdict
+    /// accepts, so the pins only narrow what reaches the filter.
+    pub fn peer_pins(&self, now: u64) -> Vec<Hash> {
+        live_pins(&self.follower.registry().snapshot(), now)
+    }
+
     /// Follows the log through the verified checkpoints `points` (size and
     /// root; any order). `Err(Error::Checkpoint)` is a refusal (the records
     /// or a consistency proof do not match: nothing changed beyond the
@@ -183,12 +192,13 @@ impl LogView {
             let from = usize::try_from(at - start).unwrap_or(usize::MAX);
             let to = usize::try_from(*size - start).unwrap_or(usize::MAX);
             let slice = records.get(from..to).unwrap_or_default();
-            self.follower.extend(slice, *size, root).map_err(|e| {
-                CheckpointError::RecordsMismatch {
+            // The agent's own clock bounds the records' times.
+            self.follower
+                .extend(slice, *size, root, now_ms())
+                .map_err(|e| CheckpointError::RecordsMismatch {
                     size: *size,
                     reason: e.to_string(),
-                }
-            })?;
+                })?;
             self.note_binds(at, slice);
             at = *size;
         }
@@ -252,6 +262,20 @@ impl LogView {
     }
 }
 
+/// The SPKI hashes of the entries of `registry` that are live at `now`
+/// (not revoked, token not expired), sorted and unique.
+pub fn live_pins(registry: &mazu_identity::registry::RegistrySnapshot, now: u64) -> Vec<Hash> {
+    let mut pins: Vec<Hash> = registry
+        .entries()
+        .iter()
+        .filter(|e| !e.revoked && e.token_expiry > now)
+        .map(|e| *e.spki_hash.as_bytes())
+        .collect();
+    pins.sort_unstable();
+    pins.dedup();
+    pins
+}
+
 /// How `id` stands in the followed log relative to this agent's key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Standing {
@@ -276,25 +300,45 @@ pub enum Standing {
     Absent,
 }
 
-/// Judges `state` (from [`LogView::state`]) against this agent's `slot` and
-/// `spki_hash`.
-pub fn standing(state: Option<IdState>, slot: u32, spki_hash: &Hash) -> Standing {
-    let (s, h, bound_at, live) = match state {
+/// Now, Unix milliseconds (0 before 1970).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A binding this agent made: what its bind record must say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnBinding {
+    /// The slot.
+    pub slot: u32,
+    /// SHA-256 of the TLS key's SPKI.
+    pub spki_hash: Hash,
+    /// The token expiry committed to (a curator that logs another one,
+    /// which its proof of possession does not cover, could have the id
+    /// forgotten early: the binding is not this agent's).
+    pub token_expiry: u64,
+}
+
+/// Judges `state` (from [`LogView::state`]) against this agent's binding.
+pub fn standing(state: Option<IdState>, own: &OwnBinding) -> Standing {
+    let (s, h, e, bound_at, live) = match state {
         None => return Standing::Absent,
         Some(IdState::Bound {
             slot,
             spki_hash,
             bound_at,
-        }) => (slot, spki_hash, bound_at, false),
+            token_expiry,
+        }) => (slot, spki_hash, token_expiry, bound_at, false),
         Some(IdState::Live {
             slot,
             spki_hash,
             bound_at,
-            ..
-        }) => (slot, spki_hash, bound_at, true),
+            token_expiry,
+        }) => (slot, spki_hash, token_expiry, bound_at, true),
         Some(IdState::Revoked { .. } | IdState::Released { .. }) => return Standing::Ended,
     };
-    if h == *spki_hash && s == slot {
+    if h == own.spki_hash && s == own.slot && e == own.token_expiry {
         Standing::Mine { bound_at, live }
     } else {
         Standing::Other {
@@ -394,24 +438,59 @@ mod tests {
     }
 
     #[test]
-    fn standing_compares_slot_and_key() {
-        let mine = [1; 32];
-        let bound = |slot, spki_hash| {
+    fn only_live_unexpired_unrevoked_keys_are_pinned() {
+        use mazu_identity::digest::{SpkiHash, WorkloadId};
+        use mazu_identity::registry::{RegistryEntry, RegistrySnapshot};
+        let entry = |id: u8, key: u8, token_expiry, revoked| RegistryEntry {
+            workload_id: WorkloadId::from_bytes([id; 32]),
+            slot: u32::from(id),
+            spki_hash: SpkiHash::from_bytes([key; 32]),
+            token_expiry,
+            revoked,
+        };
+        let registry = RegistrySnapshot::from_entries(
+            9,
+            vec![
+                entry(1, 5, 2_000, false),
+                entry(2, 3, 2_000, false),
+                // Revoked: its key is not pinned, even before its expiry.
+                entry(3, 7, 2_000, true),
+                // Token expired at `now`.
+                entry(4, 8, 1_000, false),
+                // Another id bound to the same key: one pin.
+                entry(5, 5, 3_000, false),
+            ],
+        )
+        .expect("snapshot");
+        assert_eq!(live_pins(&registry, 1_000), vec![[3; 32], [5; 32]]);
+        assert_eq!(live_pins(&registry, 2_500), vec![[5; 32]]);
+        assert!(live_pins(&RegistrySnapshot::empty(), 0).is_empty());
+    }
+
+    #[test]
+    fn standing_compares_slot_key_and_expiry() {
+        let mine = OwnBinding {
+            slot: 2,
+            spki_hash: [1; 32],
+            token_expiry: 5_000,
+        };
+        let bound = |slot, spki_hash, token_expiry| {
             Some(IdState::Bound {
                 slot,
                 spki_hash,
                 bound_at: 4,
+                token_expiry,
             })
         };
         assert_eq!(
-            standing(bound(2, mine), 2, &mine),
+            standing(bound(2, [1; 32], 5_000), &mine),
             Standing::Mine {
                 bound_at: 4,
                 live: false
             }
         );
         assert_eq!(
-            standing(bound(2, [9; 32]), 2, &mine),
+            standing(bound(2, [9; 32], 5_000), &mine),
             Standing::Other {
                 spki_hash: [9; 32],
                 bound_at: 4
@@ -419,9 +498,16 @@ mod tests {
         );
         // Same key in another slot is not this agent's binding either.
         assert!(matches!(
-            standing(bound(3, mine), 2, &mine),
+            standing(bound(3, [1; 32], 5_000), &mine),
             Standing::Other { .. }
         ));
-        assert_eq!(standing(None, 2, &mine), Standing::Absent);
+        // Nor with another expiry than the one it signed: a curator that
+        // logs an earlier one could have the id forgotten while the token
+        // is still valid.
+        assert!(matches!(
+            standing(bound(2, [1; 32], 4_000), &mine),
+            Standing::Other { .. }
+        ));
+        assert_eq!(standing(None, &mine), Standing::Absent);
     }
 }

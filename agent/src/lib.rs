@@ -13,8 +13,7 @@
 //! Layout:
 //! - [`agent`]: the `run` loop; [`token`]: reading and watching the token;
 //! - [`curator`]: the curator's HTTP API; [`backoff`]: retry delays;
-//! - [`state`]: the state directory; [`credentials`]: certificate, keys and
-//!   the throwaway root;
+//! - [`state`]: the state directory; [`credentials`]: certificate and keys;
 //! - outputs: [`files`] (`cert.pem`/`key.pem`) and [`sds`] (SDS v3);
 //! - [`binding`]: keys and the binding request; [`follow`]: the witnessed
 //!   log, who bound an id first;

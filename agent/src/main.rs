@@ -110,6 +110,12 @@ struct RunArgs {
     /// How often the RBE opening is brought up to date, in milliseconds.
     #[arg(long, env = "MAZU_AGENT_OPENING_REFRESH_MS", default_value_t = 10_000)]
     opening_refresh_ms: u64,
+    /// How often (milliseconds) the witnessed log is followed to update the
+    /// keys Envoy accepts in the TLS handshake (`ROOTCA`'s SPKI pins): a new
+    /// workload is accepted, and a revoked one refused, within about this
+    /// long. Keep it at most the filters' `refresh_interval_ms`.
+    #[arg(long, env = "MAZU_AGENT_PEER_REFRESH_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(100..))]
+    peer_refresh_ms: u64,
     /// Requested certificate lifetime in seconds (the token's expiry bounds it).
     #[arg(long, env = "MAZU_AGENT_CERT_LIFETIME_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(60..))]
     cert_lifetime_secs: u64,
@@ -425,6 +431,7 @@ fn agent_config(args: RunArgs, workload: WorkloadArgs) -> Result<AgentConfig, Er
         release_delay: Duration::from_millis(args.release_delay_ms),
         poll_interval: Duration::from_millis(args.poll_interval_ms),
         opening_refresh: Duration::from_millis(args.opening_refresh_ms),
+        peer_refresh: Duration::from_millis(args.peer_refresh_ms),
         cert_lifetime: Duration::from_secs(args.cert_lifetime_secs),
         crs_digest: args.crs_digest,
         backoff_initial: Duration::from_millis(args.backoff_initial_ms),

@@ -4,7 +4,9 @@
 //! time; decrypting needs the opening for exactly that commitment. The agent
 //! starts from the opening the curator serves right after registering and
 //! then applies every later registration of its block from the public log
-//! (`OpeningHistory::update`), keeping each version, so a message encrypted
+//! (`OpeningHistory::update`), and every release or revocation of one
+//! (`OpeningHistory::release`: the neighbour's key and helper subtracted
+//! again, so its slot can be reused), keeping each version, so a message encrypted
 //! under any commitment since then still decrypts. Each refresh is checked
 //! against the opening the curator serves for the same version.
 //!
@@ -12,6 +14,7 @@
 //! accepted ([`crate::transparency`]): registry data the curator has not
 //! committed to consistently is not used.
 
+use mazu_log::merkle::Hash;
 use mazu_rbe::{Crs, OpeningError, OpeningHistory};
 use tracing::{debug, warn};
 
@@ -44,41 +47,54 @@ pub async fn refresh(
     record: &mut RegistrationRecord,
     history: &mut OpeningHistory,
 ) -> Result<bool, Error> {
-    refresh_until(client, crs, record, history, u64::MAX).await
+    refresh_until(client, crs, record, history, u64::MAX, &|_| None).await
 }
 
 /// [`refresh`], applying only log entries before index `limit` (the size of
-/// an accepted checkpoint).
+/// an accepted checkpoint). `bind_index` gives the log index of an id's
+/// first bind, when the caller follows the log: the release of a
+/// neighbour bound before the range is then applied too (without it, only
+/// releases of binds in the range are, and the cross-check with the
+/// curator catches the rest).
 pub async fn refresh_until(
     client: &CuratorClient,
     crs: &Crs,
     record: &mut RegistrationRecord,
     history: &mut OpeningHistory,
     limit: u64,
+    bind_index: &(dyn Fn(&Hash) -> Option<u64> + Sync),
 ) -> Result<bool, Error> {
     if limit <= record.openings_version {
         return Ok(false);
     }
     let (logged, size) = client
-        .registrations_between(record.openings_version, limit)
+        .registrations_between(record.openings_version, limit, bind_index)
         .await?;
     let mut changed = false;
     for item in &logged {
-        match history.update(crs, &item.registration) {
+        let applied = if item.ended {
+            history.release(crs, &item.registration)
+        } else {
+            history.update(crs, &item.registration)
+        };
+        match applied {
             Ok(()) => {
                 debug!(
                     slot = item.registration.slot,
                     index = item.index,
+                    ended = item.ended,
                     "opening updated"
                 );
                 changed = true;
             }
-            // Other blocks, our own registration, or one already folded
-            // into the opening we started from: nothing to apply.
+            // Other blocks, our own registration, one already folded into
+            // the opening we started from, or the end of one this history
+            // does not hold: nothing to apply.
             Err(
                 OpeningError::OtherBlock(_)
                 | OpeningError::OwnSlot
-                | OpeningError::AlreadyApplied(_),
+                | OpeningError::AlreadyApplied(_)
+                | OpeningError::NotApplied(_),
             ) => {}
             Err(e) => {
                 return Err(Error::Crypt(crate::error::CryptError::Rbe(format!(

@@ -4,11 +4,20 @@
 //!
 //! - `default`: a `tls_certificate` with the workload certificate and its
 //!   PKCS#8 key, inline;
-//! - `ROOTCA`: a `validation_context` with `trust_chain_verification:
-//!   ACCEPT_UNTRUSTED` (Mazu peers are self-signed; the Wasm filter checks
-//!   them against the curator's registry) and, as `trusted_ca`, the agent's
-//!   throwaway root: without any `trusted_ca` Envoy lets a client with no
-//!   certificate through.
+//! - `ROOTCA`: a `validation_context` that authenticates the peer in the
+//!   TLS handshake: `verify_certificate_spki` lists the SHA-256 of the SPKI
+//!   of every live registered workload, as the agent derived them from the
+//!   witnessed log ([`crate::follow::LogView::peer_pins`]); no `trusted_ca`
+//!   and no `ACCEPT_UNTRUSTED`. Envoy then completes a handshake only with a
+//!   peer that proves it holds one of those keys (a client without a
+//!   certificate, or with another key, fails it: no application byte
+//!   flows). Pins are an extra gate: the Wasm filter still checks the
+//!   token, its expiry, revocation and the SPIFFE ID. `ROOTCA` is not
+//!   served until the agent has followed the log once (Envoy keeps the
+//!   pins it has, or waits); the list is never empty: with no live
+//!   workload it holds one pin no key matches ([`NO_PEER_PIN`]), because an
+//!   empty validation context makes Envoy accept every client (measured on
+//!   Envoy 1.40).
 //!
 //! `StreamSecrets` is state-of-the-world: every response carries every
 //! requested resource that exists, a `version_info` derived from their
@@ -24,7 +33,6 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::DataSource;
 use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::certificate_validation_context::TrustChainVerification;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CertificateValidationContext, Secret, TlsCertificate, secret,
 };
@@ -52,14 +60,39 @@ pub const ROOTCA_RESOURCE: &str = "ROOTCA";
 pub const SECRET_TYPE_URL: &str =
     "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 
+/// The pin served when no workload is known to be live: SHA-256 digests of
+/// no SPKI anyone can make (all zero). It keeps the validation context
+/// non-empty, so Envoy still requires, and refuses, every peer certificate.
+pub const NO_PEER_PIN: [u8; 32] = [0; 32];
+
 /// What the SDS server serves at a moment.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Secrets {
     /// Certificate chain PEM and key PEM (absent until the first
     /// registration succeeded).
     pub certificate: Option<(String, String)>,
-    /// The throwaway root PEM for `ROOTCA`.
-    pub root_ca_pem: String,
+    /// SHA-256 of the DER SPKI of every peer the handshake may accept:
+    /// the live, unrevoked, unexpired registrations of the witnessed log,
+    /// sorted and unique (empty: [`NO_PEER_PIN`] is served). `None` until
+    /// the agent has followed the log: `ROOTCA` is then not served at all,
+    /// so an Envoy that has pins keeps them across an agent restart (even
+    /// while the curator is unreachable) and a new one waits.
+    pub peer_pins: Option<Vec<[u8; 32]>>,
+}
+
+/// The `ROOTCA` validation context for `pins` (see the module docs).
+pub fn pinned_validation_context(pins: &[[u8; 32]]) -> CertificateValidationContext {
+    use base64ct::{Base64, Encoding as _};
+    let encode = |pin: &[u8; 32]| Base64::encode_string(pin);
+    let verify_certificate_spki = if pins.is_empty() {
+        vec![encode(&NO_PEER_PIN)]
+    } else {
+        pins.iter().map(encode).collect()
+    };
+    CertificateValidationContext {
+        verify_certificate_spki,
+        ..Default::default()
+    }
 }
 
 fn content_version(parts: &[&[u8]]) -> String {
@@ -90,11 +123,10 @@ impl Secrets {
                     ..Default::default()
                 })
             }
-            ROOTCA_RESOURCE => secret::Type::ValidationContext(CertificateValidationContext {
-                trusted_ca: inline(&self.root_ca_pem),
-                trust_chain_verification: TrustChainVerification::AcceptUntrusted as i32,
-                ..Default::default()
-            }),
+            ROOTCA_RESOURCE => {
+                let pins = self.peer_pins.as_deref()?;
+                secret::Type::ValidationContext(pinned_validation_context(pins))
+            }
             _ => return None,
         };
         Some(Secret {
@@ -420,14 +452,14 @@ mod tests {
 
     #[test]
     fn resources_and_versions() {
-        let mut secrets = Secrets {
-            certificate: None,
-            root_ca_pem: "root".to_owned(),
-        };
+        let mut secrets = Secrets::default();
         let names: BTreeSet<String> = ["default", "ROOTCA", "other"]
             .iter()
             .map(|s| (*s).to_owned())
             .collect();
+        let (r0, _) = secrets.resources(&names);
+        assert!(r0.is_empty(), "no ROOTCA before the log was followed");
+        secrets.peer_pins = Some(vec![[7; 32], [9; 32]]);
         let (r1, v1) = secrets.resources(&names);
         assert_eq!(r1.len(), 1, "only ROOTCA before a certificate exists");
         secrets.certificate = Some(("cert".to_owned(), "key".to_owned()));
@@ -443,10 +475,32 @@ mod tests {
         let Some(secret::Type::ValidationContext(vc)) = rootca.r#type else {
             panic!("ROOTCA is a validation context");
         };
+        // Pins only: no CA, no ACCEPT_UNTRUSTED (which would switch the pins
+        // off), no SAN matchers (refused by Envoy without a CA).
         assert_eq!(
-            vc.trust_chain_verification,
-            TrustChainVerification::AcceptUntrusted as i32
+            vc.verify_certificate_spki,
+            [
+                "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
+                "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk="
+            ]
         );
-        assert!(vc.trusted_ca.is_some());
+        assert!(vc.trusted_ca.is_none());
+        assert_eq!(vc.trust_chain_verification, 0, "VERIFY_TRUST_CHAIN");
+        assert!(vc.match_typed_subject_alt_names.is_empty());
+        // A pin change is a new version (pushed to Envoy).
+        if let Some(pins) = secrets.peer_pins.as_mut() {
+            pins.push([11; 32]);
+        }
+        assert_ne!(secrets.resources(&names).1, v2);
+    }
+
+    #[test]
+    fn no_live_peer_is_one_pin_nobody_holds_never_an_empty_context() {
+        let vc = pinned_validation_context(&[]);
+        assert_eq!(
+            vc.verify_certificate_spki,
+            ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]
+        );
+        assert!(vc.trusted_ca.is_none());
     }
 }

@@ -5,7 +5,6 @@
 //! ```text
 //! DIR/                          0700
 //!   crs.bin                     the curator's CRS (canonical bytes), pinned on first use
-//!   root-ca.pem                 the throwaway root for Envoy's validation context
 //!   current                     hex id of the registration being served
 //!   status.json                 what is served (for people, tests and the demo)
 //!   checkpoint.json             the checkpoint key and the last accepted checkpoint
@@ -282,17 +281,6 @@ impl StateDir {
     /// Stores the CRS bytes.
     pub fn store_crs(&self, bytes: &[u8]) -> Result<(), StateError> {
         write_atomic(&self.root.join("crs.bin"), bytes, SECRET_MODE)
-    }
-
-    /// The throwaway root (PEM), created on first use.
-    pub fn root_ca_pem(&self, now: u64) -> Result<String, Error> {
-        let path = self.root.join("root-ca.pem");
-        if let Some(bytes) = read_opt(&path)? {
-            return String::from_utf8(bytes).map_err(|e| StateError::corrupt(&path, e).into());
-        }
-        let pem = crate::credentials::throwaway_root_pem(now)?;
-        write_atomic(&path, pem.as_bytes(), SECRET_MODE)?;
-        Ok(pem)
     }
 
     /// The id being served, if any.
@@ -586,7 +574,8 @@ mod tests {
         let mut rng = rand::rngs::OsRng;
         let crs = mazu_rbe::Crs::generate_insecure_dev(4, &mut rng).expect("crs");
         let (request, keys) =
-            crate::binding::build_binding(&crs, &[0xab; 32], 1, &mut rng).expect("binding");
+            crate::binding::build_binding(&crs, &[0xab; 32], 1_900_000_000, 1, &mut rng)
+                .expect("binding");
         reg.store_pending(&keys, &request).expect("pending");
         // Keys and the binding request (which has no token field) are on
         // disk; the token is not.

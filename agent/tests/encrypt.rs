@@ -257,7 +257,9 @@ fn an_unrevealed_or_unknown_recipient_is_refused() {
     std::fs::write(dir.join("msg"), b"attack at dawn").expect("write");
 
     let bound_only = id_of(&mint(&mesh, "shop", "victim"));
-    curator.bind(&bound_only).expect("bind");
+    curator
+        .bind(&bound_only, common::an_hour_from_now())
+        .expect("bind");
     wait_witnessed(curator.port, 3);
     let out = encrypt(
         &curator.url(),

@@ -129,7 +129,9 @@ fn a_front_run_binding_keeps_the_token_secret() {
     let files = AgentFiles::new();
     let token = mint(&mesh, "shop", "victim");
     let id = id_of(&token);
-    let thief = curator.bind(&id).expect("front-running bind");
+    let thief = curator
+        .bind(&id, common::an_hour_from_now())
+        .expect("front-running bind");
     write_token(&files.token_file, &token);
     let flags = agent_flags(&curator, &witnesses.agent_args(), 1);
     let mut agent = start_agent(&curator.url(), &files, &flags);

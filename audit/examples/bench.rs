@@ -27,7 +27,6 @@ use mazu_curator::entry::{EntryBody, LogEntry};
 use mazu_dev_issuer::{Algorithm, DEFAULT_ISSUER_URL, DevIssuer, TokenRequest};
 use mazu_identity::TrustConfig;
 use mazu_rbe::{Crs, Registration};
-use sha2::Digest as _;
 
 fn fixture_dir(capacity: u32, entries: usize) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
@@ -73,10 +72,10 @@ fn build_fixture(dir: &Path, capacity: u32, entries: usize) {
                         .flat_map(|(k, token)| {
                             let i = c * chunk + k;
                             let slot = u32::try_from(i).unwrap();
-                            let id: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
-                            let agent =
-                                mazu_curator::client::build_registration(crs, &id, slot, &mut rng)
-                                    .unwrap();
+                            let agent = mazu_curator::client::build_registration(
+                                crs, token, slot, &mut rng,
+                            )
+                            .unwrap();
                             let reg: Registration =
                                 serde_json::from_value(agent.request.registration.clone()).unwrap();
                             let b64 = |s: &str| {
@@ -84,11 +83,13 @@ fn build_fixture(dir: &Path, capacity: u32, entries: usize) {
                             };
                             // Each registration is a bind, then its reveal.
                             let at_ms = base_ms + 2 * i as u64;
+                            let id = agent.id;
                             let bind = LogEntry {
                                 at_ms,
                                 id,
                                 body: EntryBody::Bind {
                                     slot,
+                                    token_expiry: agent.request.token_expiry,
                                     tls_spki: b64(&agent.request.tls_spki),
                                     tls_signature: b64(&agent.request.tls_signature),
                                     registration: reg.to_bytes(),

@@ -204,10 +204,21 @@ fn examine(crs: &Crs, trust: &TrustConfig, served: &Served) -> Examined {
     match &entry.body {
         EntryBody::Bind {
             slot,
+            token_expiry,
             tls_spki,
             tls_signature,
             registration,
-        } => match check_bind(crs, &entry.id, *slot, tls_spki, tls_signature, registration) {
+        } => match check_bind(
+            crs,
+            &mazu_curator::pop::PopClaim {
+                id: &entry.id,
+                slot: *slot,
+                token_expiry: *token_expiry,
+                registration_bytes: registration,
+            },
+            tls_spki,
+            tls_signature,
+        ) {
             Ok(w) => out.well_formed = Some(w),
             Err(e) => out.problems.push(e),
         },
@@ -232,22 +243,21 @@ fn examine(crs: &Crs, trust: &TrustConfig, served: &Served) -> Examined {
 }
 
 /// A bind's stateless checks: the registration decodes and is for the
-/// entry's id and slot, the TLS proof of possession verifies, and the RBE
-/// proof of knowledge and helper values pass (pairing check).
+/// entry's id and slot, the TLS proof of possession (over the id, slot,
+/// token expiry and registration) verifies, and the RBE proof of knowledge
+/// and helper values pass (pairing check).
 fn check_bind(
     crs: &Crs,
-    id: &[u8; 32],
-    slot: u32,
+    claim: &mazu_curator::pop::PopClaim<'_>,
     tls_spki: &[u8],
     tls_signature: &[u8],
-    registration: &[u8],
 ) -> Result<WellFormedRegistration, String> {
-    let decoded = Registration::from_bytes(registration)
+    let decoded = Registration::from_bytes(claim.registration_bytes)
         .map_err(|e| format!("RBE registration does not decode: {e}"))?;
-    if decoded.id != *id || decoded.slot != slot {
+    if decoded.id != *claim.id || decoded.slot != claim.slot {
         return Err("the RBE registration's id or slot is not the bind's".into());
     }
-    mazu_curator::pop::verify_pop(id, slot, registration, tls_spki, tls_signature)
+    mazu_curator::pop::verify_pop(claim, tls_spki, tls_signature)
         .map_err(|e| format!("TLS proof of possession: {e}"))?;
     decoded
         .into_well_formed(crs)
@@ -438,7 +448,7 @@ impl Replay<'_> {
                     format!(" (bound at index {bound_at})")
                 }
                 Some(IdState::Revoked { .. }) => " (revoked earlier)".into(),
-                Some(IdState::Released { reason }) => {
+                Some(IdState::Released { reason, .. }) => {
                     format!(" (released earlier: {})", reason.as_str())
                 }
                 None => String::new(),

@@ -58,8 +58,7 @@ async fn a_clean_log_audits_ok_and_remembers_its_checkpoint() {
     let (w, c, crs) = setup(2).await;
     // A pending binding (not revealed yet) is fine too.
     let pending = w.token("shop", "pending");
-    c.bind(&crs, sha2::Sha256::digest(pending.as_bytes()).into())
-        .await;
+    c.bind(&crs, &pending).await;
     let state = w.dir.path().join("audit-state.json");
     let r = w.audit(&c.base, &crs, Some(&state)).await;
     assert_clean(&r);
@@ -246,9 +245,13 @@ async fn a_second_binding_of_a_bound_id_is_caught() {
     assert_eq!(frames.len(), 4);
     let first = LogEntry::from_bytes(&frames[0]).unwrap();
     let free_slot = CAPACITY_MINUS_ONE;
-    let agent = mazu_curator::client::build_registration(
+    let EntryBody::Bind { token_expiry, .. } = first.body else {
+        panic!("entry 0 is not a bind");
+    };
+    let agent = mazu_curator::client::build_binding_of(
         &crs,
         &first.id,
+        token_expiry,
         free_slot,
         &mut rand::rngs::OsRng,
     )
@@ -261,6 +264,7 @@ async fn a_second_binding_of_a_bound_id_is_caught() {
         id: first.id,
         body: EntryBody::Bind {
             slot: free_slot,
+            token_expiry,
             tls_spki: b64(&agent.request.tls_spki),
             tls_signature: b64(&agent.request.tls_signature),
             registration: registration.to_bytes(),
@@ -303,7 +307,7 @@ async fn a_reveal_with_an_invalid_token_is_caught() {
         .mint(&mazu_dev_issuer::TokenRequest::new("shop", "rogue"))
         .unwrap();
     let id: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
-    c.bind(&crs, id).await;
+    c.bind(&crs, &token).await;
     let mut log = c.log().await;
     assert_eq!(log.len(), 3);
     let at_ms = LogEntry::from_bytes(&log[2].0).unwrap().at_ms + 1;
@@ -526,7 +530,7 @@ async fn the_cli_reports_and_the_monitor_alerts() {
     // then nothing new.
     let token = w.token("pay", "watched");
     let id: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
-    c.bind(&crs, id).await;
+    c.bind(&crs, &token).await;
     let state = w.dir.path().join("monitor.json");
     let once = |state: std::path::PathBuf| {
         let base = c.base.clone();
@@ -563,9 +567,7 @@ async fn register_agent(
     sa: &str,
 ) -> mazu_curator::client::AgentRegistration {
     let token = w.token("shop", sa);
-    let agent = c
-        .bind(crs, sha2::Sha256::digest(token.as_bytes()).into())
-        .await;
+    let agent = c.bind(crs, &token).await;
     c.reveal(&token).await;
     agent
 }

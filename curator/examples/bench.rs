@@ -138,7 +138,7 @@ fn build_fixture(dir: &Path) {
                             let slot = u32::try_from(i).unwrap();
                             let agent = mazu_curator::client::build_registration(
                                 crs,
-                                &mazu_curator::client::id_of_token(&token),
+                                &token,
                                 slot,
                                 &mut rand::rngs::OsRng,
                             )

@@ -26,9 +26,9 @@ fn main() {
     };
     let crs = mazu_rbe::Crs::from_bytes(&std::fs::read(crs).expect("read CRS")).expect("CRS");
     let slot: u32 = slot.parse().expect("slot");
-    let id = mazu_curator::client::id_of_token(token.trim());
-    let agent = mazu_curator::client::build_registration(&crs, &id, slot, &mut rand::rngs::OsRng)
-        .expect("keygen");
+    let agent =
+        mazu_curator::client::build_registration(&crs, token.trim(), slot, &mut rand::rngs::OsRng)
+            .expect("keygen");
     println!(
         "{}",
         serde_json::to_string_pretty(&agent.request).expect("json")

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::views::{BindingRequest, HolderRequest};
 use crate::holder::{HolderAction, holder_message};
-use crate::pop::pop_message;
+use crate::pop::{PopClaim, pop_message};
 
 /// Everything an agent keeps from one binding.
 #[derive(Debug)]
@@ -42,12 +42,22 @@ pub fn spki_der(key: &SigningKey) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-/// Signs the proof-of-possession message (DER signature).
-pub fn sign_pop(key: &SigningKey, registration: &Registration, spki: &[u8]) -> Vec<u8> {
+/// Signs the proof-of-possession message (DER signature) for a binding
+/// that commits to `token_expiry`.
+pub fn sign_pop(
+    key: &SigningKey,
+    registration: &Registration,
+    token_expiry: u64,
+    spki: &[u8],
+) -> Vec<u8> {
+    let registration_bytes = registration.to_bytes();
     let message = pop_message(
-        &registration.id,
-        registration.slot,
-        &registration.to_bytes(),
+        &PopClaim {
+            id: &registration.id,
+            slot: registration.slot,
+            token_expiry,
+            registration_bytes: &registration_bytes,
+        },
         spki,
     );
     let signature: Signature = key.sign(&message);
@@ -69,19 +79,39 @@ pub fn holder_request(
     }
 }
 
-/// Builds a complete binding of `id` (SHA-256 of the workload's token) in
-/// `slot`, with fresh RBE and TLS keys.
+/// The `exp` claim of `token` (read, not verified); 0 if it has none.
+pub fn token_expiry_of(token: &str) -> u64 {
+    mazu_identity::jwt::parse_claims_unverified(token.as_bytes(), crate::entry::MAX_TOKEN_LEN)
+        .map(|claims| claims.expires_at)
+        .unwrap_or(0)
+}
+
+/// Builds a complete binding of `token`'s id in `slot`, committing to its
+/// expiry, with fresh RBE and TLS keys.
 pub fn build_registration<R: RngCore + CryptoRng>(
     crs: &Crs,
+    token: &str,
+    slot: u32,
+    rng: &mut R,
+) -> Result<AgentRegistration, KeyGenError> {
+    build_binding_of(crs, &id_of_token(token), token_expiry_of(token), slot, rng)
+}
+
+/// Builds a complete binding of `id` in `slot` that commits to
+/// `token_expiry`, with fresh RBE and TLS keys (for an id whose token the
+/// caller does not hold: junk and forged bindings in tests).
+pub fn build_binding_of<R: RngCore + CryptoRng>(
+    crs: &Crs,
     id: &[u8; 32],
+    token_expiry: u64,
     slot: u32,
     rng: &mut R,
 ) -> Result<AgentRegistration, KeyGenError> {
     let (rbe_secret, registration) = mazu_rbe::keygen(crs, slot, *id, rng)?;
     let tls_key = SigningKey::random(rng);
     let spki = spki_der(&tls_key);
-    let signature = sign_pop(&tls_key, &registration, &spki);
-    let request = request_for(&registration, &spki, &signature);
+    let signature = sign_pop(&tls_key, &registration, token_expiry, &spki);
+    let request = request_for(&registration, token_expiry, &spki, &signature);
     Ok(AgentRegistration {
         request,
         rbe_secret,
@@ -92,10 +122,16 @@ pub fn build_registration<R: RngCore + CryptoRng>(
 
 /// Assembles a binding request from its parts (tests use it to tamper with
 /// one). The id is the registration's.
-pub fn request_for(registration: &Registration, spki: &[u8], signature: &[u8]) -> BindingRequest {
+pub fn request_for(
+    registration: &Registration,
+    token_expiry: u64,
+    spki: &[u8],
+    signature: &[u8],
+) -> BindingRequest {
     BindingRequest {
         id: hex::encode(registration.id),
         slot: registration.slot,
+        token_expiry,
         registration: serde_json::to_value(registration).unwrap_or_default(),
         tls_spki: Base64::encode_string(spki),
         tls_signature: Base64::encode_string(signature),

@@ -205,6 +205,18 @@ pub struct Args {
     )]
     pub max_live_per_namespace: usize,
 
+    /// The latest token expiry a binding may commit to, in seconds from
+    /// now. An ended id is kept (and cannot be bound again) until its
+    /// token's expiry, so this bounds how long junk bindings weigh on every
+    /// party's state. Kubernetes projected tokens last an hour by default.
+    #[arg(
+        long,
+        env = "MAZU_CURATOR_MAX_TOKEN_LIFETIME_SECS",
+        default_value_t = 48 * 3600,
+        value_name = "SECS"
+    )]
+    pub max_token_lifetime_secs: u64,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "MAZU_CURATOR_MAX_BODY_BYTES", default_value_t = 1 << 20, value_name = "BYTES")]
     pub max_body_bytes: usize,
@@ -490,6 +502,8 @@ pub struct Config {
     pub lifecycle: crate::lifecycle::LifecycleOptions,
     /// Live registrations per namespace (0: no quota).
     pub namespace_quota: usize,
+    /// The latest token expiry a binding may commit to, from now.
+    pub max_token_lifetime: Duration,
     /// Service limits.
     pub limits: LimitsConfig,
     /// Grace period on shutdown.
@@ -676,6 +690,9 @@ impl Args {
         if self.reveal_window_secs == 0 {
             return Err(invalid("--reveal-window-secs", "must be at least 1"));
         }
+        if self.max_token_lifetime_secs == 0 {
+            return Err(invalid("--max-token-lifetime-secs", "must be at least 1"));
+        }
         if self.max_body_bytes < 1024 {
             return Err(invalid("--max-body-bytes", "must be at least 1024"));
         }
@@ -743,6 +760,7 @@ impl Args {
             },
             reservation_ttl: Duration::from_secs(self.reservation_ttl_secs),
             namespace_quota: self.max_live_per_namespace,
+            max_token_lifetime: Duration::from_secs(self.max_token_lifetime_secs),
             lifecycle: crate::lifecycle::LifecycleOptions {
                 reveal_window: Duration::from_secs(self.reveal_window_secs),
                 expiry_grace: Duration::from_secs(self.expiry_grace_secs),

@@ -6,14 +6,15 @@
 //!
 //! ```text
 //! entry = "MZLE"            4 bytes, type tag
-//!         version           1 byte, ENTRY_VERSION (= 2)
+//!         version           1 byte, ENTRY_VERSION (= 3; 2 had no expiry in a bind)
 //!         kind              1 byte: 1 bind, 2 reveal, 3 release, 4 revoke
 //!         at_ms             u64 big-endian, Unix time in milliseconds when the
 //!                           curator logged it
 //!         id                32 bytes, the workload id (SHA-256 of its token)
 //!         body              by kind; every variable field is a u32 big-endian
 //!                           length followed by that many bytes
-//!   bind     slot u32 BE, tls_spki (DER SubjectPublicKeyInfo),
+//!   bind     slot u32 BE, token_expiry u64 BE (the token's `exp`, Unix s,
+//!            as the holder committed to it), tls_spki (DER SubjectPublicKeyInfo),
 //!            tls_signature (proof of possession, see crate::pop),
 //!            registration (mazu_rbe::Registration::to_bytes)
 //!   reveal   token (the JWT exactly as revealed, compact serialization)
@@ -37,7 +38,7 @@ use sha2::{Digest, Sha256};
 pub const ENTRY_MAGIC: [u8; 4] = *b"MZLE";
 
 /// The entry format version written and read by this code.
-pub const ENTRY_VERSION: u8 = 2;
+pub const ENTRY_VERSION: u8 = 3;
 
 /// Longest token an entry may carry (64 KiB, the identity crate's hard limit).
 pub const MAX_TOKEN_LEN: usize = 64 * 1024;
@@ -71,6 +72,9 @@ pub enum EntryBody {
     Bind {
         /// The RBE slot.
         slot: u32,
+        /// The token's `exp`, Unix seconds, as the holder committed to it
+        /// in its proof of possession (the token itself comes later).
+        token_expiry: u64,
         /// DER SubjectPublicKeyInfo of the workload's TLS key.
         tls_spki: Vec<u8>,
         /// The TLS key's signature over the proof-of-possession message.
@@ -174,11 +178,13 @@ impl LogEntry {
         match &self.body {
             EntryBody::Bind {
                 slot,
+                token_expiry,
                 tls_spki,
                 tls_signature,
                 registration,
             } => {
                 out.extend_from_slice(&slot.to_be_bytes());
+                out.extend_from_slice(&token_expiry.to_be_bytes());
                 put(&mut out, tls_spki);
                 put(&mut out, tls_signature);
                 put(&mut out, registration);
@@ -209,6 +215,7 @@ impl LogEntry {
         let body = match kind {
             1 => EntryBody::Bind {
                 slot: u32::from_be_bytes(r.array("slot")?),
+                token_expiry: u64::from_be_bytes(r.array("token_expiry")?),
                 tls_spki: r.field("tls_spki", 1, MAX_SPKI_LEN)?,
                 tls_signature: r.field("tls_signature", 1, MAX_SIGNATURE_LEN)?,
                 registration: r.field("registration", 1, MAX_REGISTRATION_LEN)?,
@@ -278,9 +285,15 @@ impl LogEntry {
     /// auditor's afterwards) becomes the record's `token_expiry`.
     pub fn record(&self, entry_bytes: &[u8]) -> Result<LeafRecord, EntryError> {
         let body = match &self.body {
-            EntryBody::Bind { slot, tls_spki, .. } => RecordBody::Bind {
+            EntryBody::Bind {
+                slot,
+                token_expiry,
+                tls_spki,
+                ..
+            } => RecordBody::Bind {
                 slot: *slot,
                 spki_hash: Sha256::digest(tls_spki).into(),
+                token_expiry: *token_expiry,
             },
             EntryBody::Reveal { token } => {
                 if <[u8; 32]>::from(Sha256::digest(token)) != self.id {
@@ -350,6 +363,7 @@ mod tests {
             id: [7; 32],
             body: EntryBody::Bind {
                 slot: 0x0102_0304,
+                token_expiry: 1_800_000_000,
                 tls_spki: vec![0x30, 0x59],
                 tls_signature: vec![1; 64],
                 registration: b"RBER\x01rest".to_vec(),
@@ -382,10 +396,11 @@ mod tests {
     fn exact_layout_of_a_bind() {
         let bytes = bind().to_bytes();
         let mut expected = Vec::new();
-        expected.extend_from_slice(b"MZLE\x02\x01");
+        expected.extend_from_slice(b"MZLE\x03\x01");
         expected.extend_from_slice(&1_700_000_000_123u64.to_be_bytes());
         expected.extend_from_slice(&[7; 32]);
         expected.extend_from_slice(&[1, 2, 3, 4]);
+        expected.extend_from_slice(&1_800_000_000u64.to_be_bytes());
         expected.extend_from_slice(&[0, 0, 0, 2, 0x30, 0x59]);
         expected.extend_from_slice(&[0, 0, 0, 64]);
         expected.extend_from_slice(&[1; 64]);
@@ -411,11 +426,11 @@ mod tests {
             );
         }
         let bytes = bind().to_bytes();
-        let mut v1 = bytes.clone();
-        v1[4] = 1;
+        let mut v2 = bytes.clone();
+        v2[4] = 2;
         assert_eq!(
-            LogEntry::from_bytes(&v1),
-            Err(EntryError::UnsupportedVersion(1))
+            LogEntry::from_bytes(&v2),
+            Err(EntryError::UnsupportedVersion(2))
         );
         let mut kind = bytes.clone();
         kind[5] = 9;
@@ -461,6 +476,7 @@ mod tests {
             RecordBody::Bind {
                 slot: 0x0102_0304,
                 spki_hash: Sha256::digest([0x30, 0x59]).into(),
+                token_expiry: 1_800_000_000,
             }
         );
     }

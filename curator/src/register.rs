@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::api::error::ApiError;
 pub use crate::api::views::{BindingRequest, RevealRequest, SlotRequest};
 use crate::entry::{EntryBody, LogEntry, MAX_SIGNATURE_LEN, MAX_SPKI_LEN, MAX_TOKEN_LEN};
-use crate::pop::{PopError, verify_pop};
+use crate::pop::{PopClaim, PopError, verify_pop};
 use crate::registry::{Conflict, content_digest};
 
 /// A binding that passed every order-independent check, ready for the
@@ -51,6 +51,8 @@ pub struct PreparedReveal {
     pub claims_digest: ClaimsDigest,
     /// The verified token's namespace (for the per-namespace quota).
     pub namespace: String,
+    /// The verified token's `exp`, Unix seconds.
+    pub token_expiry: u64,
 }
 
 /// Maps a token refusal to the API error (code = the identity crate's name).
@@ -100,6 +102,10 @@ pub fn conflict_error(c: &Conflict) -> ApiError {
         // Only the curator's own lifecycle task writes releases that can be
         // due or not; it checked before asking.
         Conflict::NotDue => ApiError::internal("a release that is not due reached the writer"),
+        Conflict::ExpiryMismatch { .. } | Conflict::TokenExpired => ApiError::InvalidField {
+            field: "token",
+            reason: c.to_string(),
+        },
     }
 }
 
@@ -162,20 +168,44 @@ pub struct Prechecked {
     pub id: [u8; 32],
     /// The slot.
     pub slot: u32,
+    /// The token expiry the binding commits to, Unix seconds.
+    pub token_expiry: u64,
+}
+
+/// The token expiries a binding may commit to: after `now_unix`, at most
+/// `max_lifetime_secs` later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiryWindow {
+    /// Now, Unix seconds.
+    pub now_unix: u64,
+    /// The longest lifetime left, seconds.
+    pub max_lifetime_secs: u64,
 }
 
 /// The cheap checks that run before any curve point is decoded (each point
 /// costs a subgroup check, and a registration carries up to n − 1 of them):
 /// the id (64 hex digits), the registration's JSON shape, its id (equal to
 /// the request's), the slot (equal to `registration.slot`, in range) and
-/// the number of helper values (`block_size − 1`). A request that fails
-/// these costs a JSON parse, not seconds of curve arithmetic.
+/// the number of helper values (`block_size − 1`), and the token expiry
+/// (within `expiries`). A request that fails these costs a JSON parse, not
+/// seconds of curve arithmetic.
 pub fn precheck(
     req: &BindingRequest,
     capacity: u32,
     block_size: u32,
+    expiries: ExpiryWindow,
 ) -> Result<Prechecked, ApiError> {
     let id = parse_id("id", &req.id)?;
+    let latest = expiries.now_unix.saturating_add(expiries.max_lifetime_secs);
+    if req.token_expiry <= expiries.now_unix || req.token_expiry > latest {
+        return Err(ApiError::InvalidField {
+            field: "token_expiry",
+            reason: format!(
+                "{} is not after now ({}) and within the curator's maximum token lifetime ({} s)",
+                req.token_expiry, expiries.now_unix, expiries.max_lifetime_secs
+            ),
+        });
+    }
     let invalid = |reason: &str| ApiError::InvalidRegistration(reason.to_owned());
     let fields = req
         .registration
@@ -215,7 +245,11 @@ pub fn precheck(
             helpers.len()
         )));
     }
-    Ok(Prechecked { id, slot })
+    Ok(Prechecked {
+        id,
+        slot,
+        token_expiry: req.token_expiry,
+    })
 }
 
 /// A binding request's decoded fields.
@@ -223,6 +257,8 @@ pub fn precheck(
 pub struct Decoded {
     /// The RBE registration.
     pub registration: Registration,
+    /// The token expiry the binding commits to.
+    pub token_expiry: u64,
     /// DER SubjectPublicKeyInfo.
     pub spki: Vec<u8>,
     /// Proof-of-possession signature.
@@ -253,6 +289,7 @@ pub fn decode(req: BindingRequest) -> Result<Decoded, ApiError> {
     }
     Ok(Decoded {
         registration,
+        token_expiry: req.token_expiry,
         spki,
         signature,
     })
@@ -264,6 +301,7 @@ pub fn decode(req: BindingRequest) -> Result<Decoded, ApiError> {
 pub fn finish(crs: &Crs, id: &[u8; 32], decoded: Decoded) -> Result<PreparedBind, ApiError> {
     let Decoded {
         registration,
+        token_expiry,
         spki,
         signature,
     } = decoded;
@@ -271,14 +309,13 @@ pub fn finish(crs: &Crs, id: &[u8; 32], decoded: Decoded) -> Result<PreparedBind
         return Err(ApiError::IdMismatch);
     }
     let registration_bytes = registration.to_bytes();
-    verify_pop(
-        &registration.id,
-        registration.slot,
-        &registration_bytes,
-        &spki,
-        &signature,
-    )
-    .map_err(|e| pop_error(&e))?;
+    let claim = PopClaim {
+        id: &registration.id,
+        slot: registration.slot,
+        token_expiry,
+        registration_bytes: &registration_bytes,
+    };
+    verify_pop(&claim, &spki, &signature).map_err(|e| pop_error(&e))?;
     let slot = registration.slot;
     let well_formed = registration
         .into_well_formed(crs)
@@ -288,6 +325,7 @@ pub fn finish(crs: &Crs, id: &[u8; 32], decoded: Decoded) -> Result<PreparedBind
         id: *id,
         body: EntryBody::Bind {
             slot,
+            token_expiry,
             tls_spki: spki,
             tls_signature: signature,
             registration: registration_bytes,
@@ -347,6 +385,7 @@ pub fn prepare_reveal(
     Ok(PreparedReveal {
         entry,
         claims_digest: verified.claims_digest,
+        token_expiry: verified.claims.expires_at,
         namespace: verified.claims.kubernetes.namespace,
     })
 }

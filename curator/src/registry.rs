@@ -50,6 +50,15 @@ pub struct BindInfo {
     pub at_ms: u64,
 }
 
+/// What the state remembers of a reveal entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RevealInfo {
+    /// Its log index.
+    index: u64,
+    /// The revealed token's claims digest.
+    claims: ClaimsDigest,
+}
+
 /// SHA-256 of an entry's canonical bytes with `at_ms` set to 0: two requests
 /// for the same binding (or reveal) give the same digest whenever they were
 /// logged.
@@ -112,6 +121,18 @@ pub enum Conflict {
     /// A token with the same claims digest was revealed for another id.
     #[error("a token with the same signed content was already revealed")]
     ClaimsRevealed,
+    /// A reveal of a token whose expiry is not the one the binding
+    /// committed to.
+    #[error("the token's expiry {token} is not the {bound} its binding committed to")]
+    ExpiryMismatch {
+        /// The expiry bound, Unix seconds.
+        bound: u64,
+        /// The token's, Unix seconds.
+        token: u64,
+    },
+    /// A reveal at or after the token's expiry.
+    #[error("the token expired before its reveal was logged")]
+    TokenExpired,
 }
 
 /// Why an entry could not be applied (on replay: the log is inconsistent).
@@ -211,6 +232,7 @@ impl ReplayEntry {
         let registration = match &entry.body {
             EntryBody::Bind {
                 slot,
+                token_expiry,
                 tls_spki,
                 tls_signature,
                 registration,
@@ -219,7 +241,13 @@ impl ReplayEntry {
                 if decoded.id != entry.id || decoded.slot != *slot {
                     return Err(ApplyError::RegistrationMismatch);
                 }
-                crate::pop::verify_pop(&entry.id, *slot, registration, tls_spki, tls_signature)?;
+                let claim = crate::pop::PopClaim {
+                    id: &entry.id,
+                    slot: *slot,
+                    token_expiry: *token_expiry,
+                    registration_bytes: registration,
+                };
+                crate::pop::verify_pop(&claim, tls_spki, tls_signature)?;
                 Some(decoded)
             }
             EntryBody::Reveal { .. } | EntryBody::Release { .. } | EntryBody::Revoke { .. } => None,
@@ -238,7 +266,7 @@ pub struct Registry {
     rbe: RegistryState,
     ids: DerivedRegistry,
     binds: HashMap<[u8; 32], BindInfo>,
-    reveals: HashMap<[u8; 32], u64>,
+    reveals: HashMap<[u8; 32], RevealInfo>,
     /// Index of the entry that ended each id (release or revocation).
     ends: HashMap<[u8; 32], u64>,
     claims: HashSet<ClaimsDigest>,
@@ -320,7 +348,7 @@ impl Registry {
 
     /// The index of the id's reveal entry.
     pub fn reveal_of(&self, id: &[u8; 32]) -> Option<u64> {
-        self.reveals.get(id).copied()
+        self.reveals.get(id).map(|r| r.index)
     }
 
     /// The index of the entry that ended the id's binding.
@@ -335,6 +363,7 @@ impl Registry {
             IdState::Revoked { .. } => revoke,
             IdState::Released {
                 reason: ReleaseReason::Holder,
+                ..
             } => !revoke,
             _ => false,
         };
@@ -445,18 +474,20 @@ impl Registry {
         reason: Option<ReleaseReason>,
         at_ms: u64,
     ) -> Result<u64, Conflict> {
-        let token_expiry = match self.ids.state(id) {
+        let live_expiry = match self.ids.state(id) {
             None => return Err(Conflict::NotBound),
             Some(IdState::Revoked { .. } | IdState::Released { .. }) => {
                 return Err(Conflict::Ended);
             }
-            Some(IdState::Bound { .. }) => 0,
-            Some(IdState::Live { token_expiry, .. }) => *token_expiry,
+            Some(IdState::Bound { .. }) => None,
+            Some(IdState::Live { token_expiry, .. }) => Some(*token_expiry),
         };
         let due = match reason {
             None | Some(ReleaseReason::Holder) => true,
-            Some(ReleaseReason::Unrevealed) => token_expiry == 0,
-            Some(ReleaseReason::Expired) => token_expiry != 0 && at_ms / 1000 >= token_expiry,
+            Some(ReleaseReason::Unrevealed) => live_expiry.is_none(),
+            Some(ReleaseReason::Expired) => {
+                live_expiry.is_some_and(|expiry| at_ms / 1000 >= expiry)
+            }
         };
         if !due {
             return Err(Conflict::NotDue);
@@ -467,16 +498,35 @@ impl Registry {
             .ok_or(Conflict::NotBound)
     }
 
-    /// Whether `id` may be revealed now with a token of this claims digest.
-    pub fn check_reveal(&self, id: &[u8; 32], claims: &ClaimsDigest) -> Result<(), Conflict> {
+    /// Whether `id` may be revealed by an entry logged at `at_ms` with a
+    /// token of this claims digest and expiry.
+    pub fn check_reveal(
+        &self,
+        id: &[u8; 32],
+        claims: &ClaimsDigest,
+        token_expiry: u64,
+        at_ms: u64,
+    ) -> Result<(), Conflict> {
         match self.ids.state(id) {
             None => Err(Conflict::NotBound),
             Some(IdState::Live { .. }) => Err(Conflict::AlreadyRevealed(
-                self.reveals.get(id).copied().unwrap_or(u64::MAX),
+                self.reveals.get(id).map_or(u64::MAX, |r| r.index),
             )),
             Some(IdState::Revoked { .. } | IdState::Released { .. }) => Err(Conflict::Ended),
             Some(IdState::Bound { .. }) if self.claims.contains(claims) => {
                 Err(Conflict::ClaimsRevealed)
+            }
+            Some(IdState::Bound {
+                token_expiry: bound,
+                ..
+            }) if *bound != token_expiry => Err(Conflict::ExpiryMismatch {
+                bound: *bound,
+                token: token_expiry,
+            }),
+            Some(IdState::Bound { .. })
+                if at_ms.max(self.ids.clock_ms()) / 1000 >= token_expiry =>
+            {
+                Err(Conflict::TokenExpired)
             }
             Some(IdState::Bound { .. }) => Ok(()),
         }
@@ -591,9 +641,13 @@ impl Registry {
             (EntryBody::Bind { slot, .. }, RecordBody::Bind { slot: s, .. }) if slot == s => {
                 Ok(self.check_bind(&entry.id, *slot)?)
             }
-            (EntryBody::Reveal { token }, RecordBody::Reveal { .. }) => {
-                Ok(self.check_reveal(&entry.id, &claims_digest_of(token))?)
-            }
+            (EntryBody::Reveal { token }, RecordBody::Reveal { token_expiry }) => Ok(self
+                .check_reveal(
+                    &entry.id,
+                    &claims_digest_of(token),
+                    *token_expiry,
+                    entry.at_ms,
+                )?),
             (EntryBody::Release { reason, .. }, RecordBody::Release { reason: r })
                 if reason == r =>
             {
@@ -624,14 +678,42 @@ impl Registry {
     /// [`Registry::apply_identity`] after the check (which a bind makes
     /// before changing the RBE state: after it, its slot is no longer free).
     fn record_identity(&mut self, entry: &LogEntry, record: &LeafRecord) -> Result<(), ApplyError> {
+        use mazu_identity::registry::derive::VoidReason;
         let index = self.ids.size();
         let before = self.ids.state(&entry.id).copied();
+        // Ids whose token expired are forgotten by every party; the maps
+        // kept beside the lifecycle follow, so memory follows the live
+        // registrations, not history.
+        let (binds, reveals, ends, claims) = (
+            &mut self.binds,
+            &mut self.reveals,
+            &mut self.ends,
+            &mut self.claims,
+        );
+        let applied = self.ids.apply_noting_forgotten(record, |id| {
+            binds.remove(id);
+            ends.remove(id);
+            if let Some(reveal) = reveals.remove(id) {
+                claims.remove(&reveal.claims);
+            }
+        });
         // Checked above: the record is not void.
-        if let Err(reason) = self.ids.apply(record) {
+        if let Err(reason) = applied {
             return Err(ApplyError::Conflict(match reason {
-                mazu_identity::registry::derive::VoidReason::SlotTaken(s) => Conflict::SlotTaken(s),
-                mazu_identity::registry::derive::VoidReason::NotDue => Conflict::NotDue,
-                mazu_identity::registry::derive::VoidReason::NotBound => Conflict::NotBound,
+                VoidReason::SlotTaken(s) => Conflict::SlotTaken(s),
+                VoidReason::NotDue => Conflict::NotDue,
+                VoidReason::NotBound => Conflict::NotBound,
+                VoidReason::TokenExpired => Conflict::TokenExpired,
+                VoidReason::ExpiryMismatch => Conflict::ExpiryMismatch {
+                    bound: match before {
+                        Some(IdState::Bound { token_expiry, .. }) => token_expiry,
+                        _ => 0,
+                    },
+                    token: match record.body {
+                        RecordBody::Reveal { token_expiry } => token_expiry,
+                        _ => 0,
+                    },
+                },
                 _ => Conflict::AlreadyBound {
                     slot: None,
                     index: None,
@@ -652,8 +734,9 @@ impl Registry {
                 self.unrevealed.insert((entry.at_ms, entry.id));
             }
             EntryBody::Reveal { token } => {
-                self.reveals.insert(entry.id, index);
-                self.claims.insert(claims_digest_of(token));
+                let claims = claims_digest_of(token);
+                self.reveals.insert(entry.id, RevealInfo { index, claims });
+                self.claims.insert(claims);
                 if let Some(bound_ms) = bound_ms {
                     self.unrevealed.remove(&(bound_ms, entry.id));
                 }

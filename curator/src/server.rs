@@ -335,6 +335,7 @@ pub async fn run(
         acknowledged: Some(config.data_dir.join(crate::recovery::ACKNOWLEDGED_FILE)),
         lifecycle: Some(config.lifecycle),
         namespace_quota: config.namespace_quota,
+        max_token_lifetime: config.max_token_lifetime,
     };
     let scan_time = report.scan_time;
     if let Some(interval) = config.jwks_refresh

@@ -74,6 +74,9 @@ pub struct CuratorOptions {
     /// beyond it is refused (`namespace_quota`); its binding is released
     /// after the reveal window.
     pub namespace_quota: usize,
+    /// The latest token expiry a binding may commit to, from now (longer
+    /// ones are refused: an ended id is kept until its token's expiry).
+    pub max_token_lifetime: Duration,
 }
 
 /// How checkpoints are witnessed before binds and reveals are answered.
@@ -121,6 +124,7 @@ impl Default for CuratorOptions {
             acknowledged: None,
             lifecycle: None,
             namespace_quota: 0,
+            max_token_lifetime: Duration::from_secs(48 * 3600),
         }
     }
 }
@@ -210,6 +214,8 @@ pub(crate) struct Core {
     insecure_no_witness: bool,
     /// Live registrations per namespace (0: no quota).
     pub(crate) namespace_quota: usize,
+    /// The latest token expiry a binding may commit to, from now.
+    pub(crate) max_token_lifetime: Duration,
     /// Without witnesses, with an acknowledged-checkpoint file: the thread
     /// that records and publishes checkpoints (group commit).
     publisher: Option<Arc<Publisher>>,
@@ -492,6 +498,7 @@ impl Curator {
             insecure_no_witness,
             publisher: publisher.clone(),
             namespace_quota: options.namespace_quota,
+            max_token_lifetime: options.max_token_lifetime,
         });
         let (witness_task, witness_wait) = match &options.witness {
             WitnessMode::Insecure => {
@@ -1194,8 +1201,19 @@ fn prepare_bind(core: &Core, request: BindingRequest) -> Result<PreparedBind, Ap
     // state (a bound id with another key, a taken or reserved slot), the TLS
     // fields; and only then the curve points (subgroup checks), the proof of
     // possession over their canonical bytes, and the pairings.
-    let register::Prechecked { id, slot } =
-        register::precheck(&request, core.crs.capacity(), core.crs.block_size())?;
+    let register::Prechecked {
+        id,
+        slot,
+        token_expiry,
+    } = register::precheck(
+        &request,
+        core.crs.capacity(),
+        core.crs.block_size(),
+        register::ExpiryWindow {
+            now_unix: now_unix(),
+            max_lifetime_secs: core.max_token_lifetime.as_secs(),
+        },
+    )?;
     let (spki, _) = register::decode_tls(&request)?;
     {
         let registry = core.read_registry();
@@ -1205,11 +1223,21 @@ fn prepare_bind(core: &Core, request: BindingRequest) -> Result<PreparedBind, Ap
             // point is decoded.
             let same_key = match state {
                 mazu_identity::registry::derive::IdState::Bound {
-                    slot: s, spki_hash, ..
+                    slot: s,
+                    spki_hash,
+                    token_expiry: e,
+                    ..
                 }
                 | mazu_identity::registry::derive::IdState::Live {
-                    slot: s, spki_hash, ..
-                } => *s == slot && *spki_hash == <[u8; 32]>::from(sha2::Sha256::digest(&spki)),
+                    slot: s,
+                    spki_hash,
+                    token_expiry: e,
+                    ..
+                } => {
+                    *s == slot
+                        && *e == token_expiry
+                        && *spki_hash == <[u8; 32]>::from(sha2::Sha256::digest(&spki))
+                }
                 _ => false,
             };
             if !same_key {

@@ -168,7 +168,12 @@ fn commit_reveal(core: &Core, prepared: PreparedReveal) -> Result<Logged, ApiErr
     let id = prepared.entry.id;
     {
         let registry = core.read_registry();
-        match registry.check_reveal(&id, &prepared.claims_digest) {
+        match registry.check_reveal(
+            &id,
+            &prepared.claims_digest,
+            prepared.token_expiry,
+            now_ms(),
+        ) {
             Ok(()) => {}
             // The id's token is the one whose SHA-256 is the id: a second
             // reveal is the same token again, answered with the first.

@@ -278,9 +278,9 @@ async fn try_prepare(
     let body: serde_json::Value = r.json().await.ok()?;
     let slot = u32::try_from(body["slot"].as_u64()?).ok()?;
     let crs = crs.clone();
-    let id = id_of_token(token);
+    let token = token.to_owned();
     tokio::task::spawn_blocking(move || {
-        mazu_curator::client::build_registration(&crs, &id, slot, &mut rand::rngs::OsRng).ok()
+        mazu_curator::client::build_registration(&crs, &token, slot, &mut rand::rngs::OsRng).ok()
     })
     .await
     .ok()?

@@ -30,8 +30,7 @@ async fn state_of(c: &Curator) -> (Vec<u8>, u64) {
 
 /// A binding for `token`'s id in `slot`, built but not sent.
 fn binding(crs: &Crs, token: &str, slot: u32) -> AgentRegistration {
-    mazu_curator::client::build_registration(crs, &id_of_token(token), slot, &mut rand::rngs::OsRng)
-        .unwrap()
+    mazu_curator::client::build_registration(crs, token, slot, &mut rand::rngs::OsRng).unwrap()
 }
 
 /// Reserves and binds `token`'s id; panics unless accepted.
@@ -255,7 +254,7 @@ async fn bind_then_reveal_conditional_requests_and_refusals() {
     let token_c = fx.token("payments");
     let slot_c = c.reserve(&token_c).await;
     let second =
-        mazu_curator::client::build_registration(&crs, &id_a, slot_c, &mut rand::rngs::OsRng)
+        mazu_curator::client::build_registration(&crs, &token_a, slot_c, &mut rand::rngs::OsRng)
             .unwrap();
     let (s, b) = c.post_binding(&second.request).await;
     check(s, &b, 409, "already_registered");
@@ -300,26 +299,61 @@ async fn bind_then_reveal_conditional_requests_and_refusals() {
     let good_f = binding(&crs, &token_f, slot_f);
     let reg_f = reg_of(good_f.request.registration.clone());
     let spki_f = spki_der(&good_f.tls_key);
+    let exp_f = good_f.request.token_expiry;
     let other_key = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
-    let wrong_signer = request_for(&reg_f, &spki_f, &sign_pop(&other_key, &reg_f, &spki_f));
+    let wrong_signer = request_for(
+        &reg_f,
+        exp_f,
+        &spki_f,
+        &sign_pop(&other_key, &reg_f, exp_f, &spki_f),
+    );
     let (s, b) = c.post_binding(&wrong_signer).await;
     check(s, &b, 422, "bad_tls_signature");
     let mut flipped = Base64::decode_vec(&good_f.request.tls_signature).unwrap();
     let last = flipped.len() - 1;
     flipped[last] ^= 1;
     let (s, b) = c
-        .post_binding(&request_for(&reg_f, &spki_f, &flipped))
+        .post_binding(&request_for(&reg_f, exp_f, &spki_f, &flipped))
         .await;
     check(s, &b, 422, "bad_tls_signature");
     let mut moved = reg_f.clone();
     moved.slot = (slot_f + 1) % 16;
-    let other_slot = request_for(&reg_f, &spki_f, &sign_pop(&good_f.tls_key, &moved, &spki_f));
+    let other_slot = request_for(
+        &reg_f,
+        exp_f,
+        &spki_f,
+        &sign_pop(&good_f.tls_key, &moved, exp_f, &spki_f),
+    );
     let (s, b) = c.post_binding(&other_slot).await;
     check(s, &b, 422, "bad_tls_signature");
+    // The expiry is signed too: a curator (or proxy) that changes it breaks
+    // the proof of possession.
+    let other_expiry = request_for(
+        &reg_f,
+        exp_f + 1,
+        &spki_f,
+        &Base64::decode_vec(&good_f.request.tls_signature).unwrap(),
+    );
+    let (s, b) = c.post_binding(&other_expiry).await;
+    check(s, &b, 422, "bad_tls_signature");
+    // An expiry in the past, or beyond the maximum token lifetime, is
+    // refused before any point is decoded.
+    for expiry in [1, exp_f + 49 * 3600] {
+        let signed = request_for(
+            &reg_f,
+            expiry,
+            &spki_f,
+            &sign_pop(&good_f.tls_key, &reg_f, expiry, &spki_f),
+        );
+        let (s, b) = c.post_binding(&signed).await;
+        check(s, &b, 400, "invalid_field");
+        assert!(b.to_string().contains("token_expiry"), "{b}");
+    }
     let not_key = request_for(
         &reg_f,
+        exp_f,
         b"not a key",
-        &sign_pop(&good_f.tls_key, &reg_f, &spki_f),
+        &sign_pop(&good_f.tls_key, &reg_f, exp_f, &spki_f),
     );
     let (s, b) = c.post_binding(&not_key).await;
     check(s, &b, 400, "invalid_tls_key");
@@ -330,8 +364,9 @@ async fn bind_then_reveal_conditional_requests_and_refusals() {
     bad_helpers.helpers.swap(0, 1);
     let tampered = request_for(
         &bad_helpers,
+        exp_f,
         &spki_f,
-        &sign_pop(&good_f.tls_key, &bad_helpers, &spki_f),
+        &sign_pop(&good_f.tls_key, &bad_helpers, exp_f, &spki_f),
     );
     let (s, b) = c.post_binding(&tampered).await;
     check(s, &b, 422, "invalid_helpers");
@@ -339,8 +374,9 @@ async fn bind_then_reveal_conditional_requests_and_refusals() {
     bad_pok.proof = reg_b.proof;
     let tampered = request_for(
         &bad_pok,
+        exp_f,
         &spki_f,
-        &sign_pop(&good_f.tls_key, &bad_pok, &spki_f),
+        &sign_pop(&good_f.tls_key, &bad_pok, exp_f, &spki_f),
     );
     let (s, b) = c.post_binding(&tampered).await;
     check(s, &b, 422, "invalid_proof_of_knowledge");
@@ -532,7 +568,17 @@ async fn records_are_served_in_pages_and_strictly() {
         .unwrap();
     assert_eq!(cp.size, 6);
     let mut follower = mazu_identity::registry::derive::LogFollower::new();
-    let void = follower.extend(&records, cp.size, &cp.root).unwrap();
+    // No witnesses here: the local clock bounds the records' times.
+    let now_ms = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let void = follower
+        .extend(&records, cp.size, &cp.root, now_ms)
+        .unwrap();
     assert!(void.is_empty(), "the curator logs no void entry: {void:?}");
     for t in &tokens {
         assert!(matches!(

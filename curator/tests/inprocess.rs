@@ -99,8 +99,9 @@ async fn storage_failure_changes_nothing_and_is_reported() {
     .await;
     assert_eq!(s, StatusCode::CREATED);
     let slot = u32::try_from(slot["slot"].as_u64().unwrap()).unwrap();
-    let agent = mazu_curator::client::build_registration(&w.crs, &id, slot, &mut rand::rngs::OsRng)
-        .unwrap();
+    let agent =
+        mazu_curator::client::build_registration(&w.crs, &token, slot, &mut rand::rngs::OsRng)
+            .unwrap();
 
     let (_, params_before) = call(&w.state, get("/v1/params")).await;
     let (_, checkpoint_before) = call(&w.state, get("/v1/checkpoint")).await;
@@ -270,12 +271,11 @@ async fn a_log_that_does_not_replay_is_refused_with_its_index() {
     // content (a bug or tampering, not a crash): opening must fail, naming it.
     let w = world(LimitsConfig::default());
     let token = w.issuer.mint(&TokenRequest::new("shop", "cart")).unwrap();
-    let id = mazu_curator::client::id_of_token(&token);
-    let agent =
-        mazu_curator::client::build_registration(&w.crs, &id, 3, &mut rand::rngs::OsRng).unwrap();
+    let agent = mazu_curator::client::build_registration(&w.crs, &token, 3, &mut rand::rngs::OsRng)
+        .unwrap();
     let (s, body) = call(&w.state, post_json("/v1/bindings", &agent.request)).await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
-    w.store.append(b"MZLE\x02 not an entry").unwrap();
+    w.store.append(b"MZLE\x03 not an entry").unwrap();
     let err = reopen(&w).unwrap_err();
     assert!(
         matches!(
@@ -316,13 +316,14 @@ async fn a_void_entry_in_the_log_is_refused_with_its_index() {
     let w = world(LimitsConfig::default());
     let token = w.issuer.mint(&TokenRequest::new("shop", "cart")).unwrap();
     let id = mazu_curator::client::id_of_token(&token);
-    let first =
-        mazu_curator::client::build_registration(&w.crs, &id, 3, &mut rand::rngs::OsRng).unwrap();
+    let first = mazu_curator::client::build_registration(&w.crs, &token, 3, &mut rand::rngs::OsRng)
+        .unwrap();
     let (s, body) = call(&w.state, post_json("/v1/bindings", &first.request)).await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
     // The curator itself refuses the second binding...
     let second =
-        mazu_curator::client::build_registration(&w.crs, &id, 4, &mut rand::rngs::OsRng).unwrap();
+        mazu_curator::client::build_registration(&w.crs, &token, 4, &mut rand::rngs::OsRng)
+            .unwrap();
     let (s, body) = call(&w.state, post_json("/v1/bindings", &second.request)).await;
     assert_eq!(
         (s, body["error"]["code"].as_str()),
@@ -338,7 +339,13 @@ async fn a_void_entry_in_the_log_is_refused_with_its_index() {
         id,
         body: mazu_curator::entry::EntryBody::Bind {
             slot: 4,
-            tls_signature: mazu_curator::client::sign_pop(&second.tls_key, &registration, &spki),
+            token_expiry: second.request.token_expiry,
+            tls_signature: mazu_curator::client::sign_pop(
+                &second.tls_key,
+                &registration,
+                second.request.token_expiry,
+                &spki,
+            ),
             tls_spki: spki,
             registration: registration.to_bytes(),
         },

@@ -77,8 +77,9 @@ async fn reserve_status(c: &Curator, token: &str) -> u16 {
     if status == 201 || status == 200 {
         let slot = u32::try_from(body["slot"].as_u64().unwrap()).unwrap();
         let crs = c.crs().await;
+        let token = token.to_owned();
         let agent = tokio::task::spawn_blocking(move || {
-            mazu_curator::client::build_registration(&crs, &id, slot, &mut rand::rngs::OsRng)
+            mazu_curator::client::build_registration(&crs, &token, slot, &mut rand::rngs::OsRng)
                 .unwrap()
         })
         .await

@@ -57,10 +57,11 @@ async fn register_forever(c: Arc<Curator>, fx: Arc<Fixture>, acks: Arc<Mutex<Vec
             continue;
         };
         let crs_for_keygen = crs.clone();
+        let minted = token.clone();
         let agent = tokio::task::spawn_blocking(move || {
             mazu_curator::client::build_registration(
                 &crs_for_keygen,
-                &id,
+                &minted,
                 u32::try_from(slot).unwrap(),
                 &mut rand::rngs::OsRng,
             )

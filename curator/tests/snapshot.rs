@@ -89,8 +89,9 @@ impl World {
         let id = mazu_curator::client::id_of_token(&token);
         let slot = curator.reserve_slot(&hex::encode(id)).unwrap().slot;
         let crs = self.crs.clone();
+        let minted = token.clone();
         let agent = tokio::task::spawn_blocking(move || {
-            mazu_curator::client::build_registration(&crs, &id, slot, &mut rand::rngs::OsRng)
+            mazu_curator::client::build_registration(&crs, &minted, slot, &mut rand::rngs::OsRng)
                 .unwrap()
         })
         .await

@@ -218,7 +218,7 @@ impl World {
             u32::try_from(r.json::<Value>().await.unwrap()["slot"].as_u64().unwrap()).unwrap();
         let crs = self.crs.clone();
         tokio::task::spawn_blocking(move || {
-            build_registration(&crs, &id, slot, &mut rand::rngs::OsRng)
+            build_registration(&crs, &token, slot, &mut rand::rngs::OsRng)
                 .unwrap()
                 .request
         })

@@ -170,8 +170,9 @@ impl World {
         let slot =
             u32::try_from(r.json::<Value>().await.unwrap()["slot"].as_u64().unwrap()).unwrap();
         let crs = self.crs.clone();
+        let minted = token.clone();
         let agent = tokio::task::spawn_blocking(move || {
-            build_registration(&crs, &id, slot, &mut rand::rngs::OsRng).unwrap()
+            build_registration(&crs, &minted, slot, &mut rand::rngs::OsRng).unwrap()
         })
         .await
         .unwrap();
@@ -234,7 +235,7 @@ async fn binds_and_reveals_answer_with_a_checkpoint_the_quorum_cosigned() {
     // its root, and the first binding of the id is this one.
     let mut follower = LogFollower::new();
     follower
-        .extend(&w.records(size).await, size, &root)
+        .extend(&w.records(size).await, size, &root, now_ms())
         .unwrap();
     let id = id_of_token(&token);
     assert!(matches!(
@@ -254,7 +255,7 @@ async fn binds_and_reveals_answer_with_a_checkpoint_the_quorum_cosigned() {
     let (size, root) = verify_logged(&revealed, &policy);
     let records = w.records(size).await;
     follower
-        .extend(&records[follower.size() as usize..], size, &root)
+        .extend(&records[follower.size() as usize..], size, &root, now_ms())
         .unwrap();
     assert!(matches!(
         follower.registry().state(&id),
@@ -338,4 +339,13 @@ async fn without_the_quorum_a_bind_is_logged_but_answered_503_until_witnessed() 
     assert_eq!(w.store.len(), 1, "nothing appended by the retries");
     a.stop().await;
     b.stop().await;
+}
+
+/// Now, Unix milliseconds: the time the followers here check record times
+/// against (every record was logged before it).
+fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    u64::try_from(since.as_millis()).unwrap()
 }

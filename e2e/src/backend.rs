@@ -145,13 +145,51 @@ pub fn http_get(port: u16, host: &str, timeout: Duration) -> Result<CallResult> 
     }
     let text = String::from_utf8_lossy(&response);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Ok(answered(head, body))
+}
+
+/// An answer from its head (status line and headers) and body.
+fn answered(head: &str, body: &str) -> CallResult {
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    Ok(CallResult::Answered {
+    CallResult::Answered {
         status,
         body: body.to_owned(),
-    })
+    }
+}
+
+/// One `GET /` on a kept-alive connection (`stream`, to a sidecar's
+/// outbound port): the answer once its head and `content-length` body are
+/// read, or `None` if the connection is closed (or fails) before a complete
+/// answer. The connection stays open for the next request.
+pub fn keep_alive_get(stream: &mut TcpStream, host: &str) -> Option<CallResult> {
+    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&received).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let head = &text[..end];
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())
+                        .flatten()
+                })
+                .unwrap_or(0);
+            if received.len() >= end + 4 + length {
+                return Some(answered(head, &text[end + 4..]));
+            }
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+        }
+    }
 }

@@ -35,6 +35,12 @@ impl Binaries {
             filter_wasm: mazu_wasm_tests::filter_wasm_path().map_err(|e| anyhow!(e))?,
         })
     }
+
+    /// `mazu-audit`, which only the soak test runs (so the mesh itself
+    /// does not need it built).
+    pub fn audit() -> Result<PathBuf> {
+        workspace_binary("mazu-audit", "MAZU_AUDIT_BIN")
+    }
 }
 
 /// A binary of this workspace: `$<env>`, else the target directory this

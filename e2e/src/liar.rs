@@ -548,10 +548,14 @@ fn front_run(shared: &Shared, victim_body: &[u8]) -> Result<()> {
     let registration: mazu_rbe::Registration =
         serde_json::from_value(request.registration.clone()).context("its RBE registration")?;
     let id: [u8; 32] = hex_id(&request.id)?;
+    let registration_bytes = registration.to_bytes();
     let message = mazu_curator::pop::pop_message(
-        &id,
-        request.slot,
-        &registration.to_bytes(),
+        &mazu_curator::pop::PopClaim {
+            id: &id,
+            slot: request.slot,
+            token_expiry: request.token_expiry,
+            registration_bytes: &registration_bytes,
+        },
         &shared.attacker.spki,
     );
     let signature: p256::ecdsa::Signature = shared.attacker.signing.sign(&message);

@@ -7,8 +7,12 @@
 //! - [`envoy_config`]: the sidecar configuration, rendered from the
 //!   readable templates in `e2e/envoy/`;
 //! - [`attacks`]: the forged credentials of the attack scenarios;
+//! - [`handshake`]: what the TLS handshake decides alone (an impostor
+//!   server counting the bytes it gets, a sidecar without the filter);
 //! - [`liar`]: a lying curator in front of the real one (the adversary);
 //! - [`scenarios`]: the connections the demo makes, and its table;
+//! - [`soak`]: the registry-lifecycle soak (many registrations through a
+//!   small registry under continuous traffic; `tests/soak.rs`);
 //! - [`backend`], [`process`], [`binaries`]: the workloads, child-process
 //!   handling, and where the programs are.
 //!
@@ -21,7 +25,9 @@ pub mod attacks;
 pub mod backend;
 pub mod binaries;
 pub mod envoy_config;
+pub mod handshake;
 pub mod liar;
 pub mod mesh;
 pub mod process;
 pub mod scenarios;
+pub mod soak;

@@ -9,7 +9,7 @@
 //! dropped (sidecars before the curator).
 
 use core::time::Duration;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -77,6 +77,13 @@ pub struct MeshOptions {
     /// Put a [`LyingCurator`] between the agents and sidecars and the real
     /// curator (it relays honestly until told to lie).
     pub lying_curator: bool,
+    /// The agents' `--propagation-delay-ms`; default 2.5 refresh intervals.
+    pub propagation_delay_ms: Option<u64>,
+    /// The agents' `--release-delay-ms`; default 4 refresh intervals.
+    pub release_delay_ms: Option<u64>,
+    /// More flags for the curator (e.g. `--expiry-grace-secs 5`), after
+    /// the mesh's own.
+    pub curator_args: Vec<String>,
 }
 
 impl Default for MeshOptions {
@@ -91,6 +98,9 @@ impl Default for MeshOptions {
             token_lifetime_secs: 3600,
             dir: None,
             lying_curator: false,
+            propagation_delay_ms: None,
+            release_delay_ms: None,
+            curator_args: Vec::new(),
         }
     }
 }
@@ -124,6 +134,10 @@ impl Verdict {
         }
     }
 }
+
+/// The deny reason of a peer refused in the TLS handshake because its key
+/// is not one of the live registered keys the agent pins in `ROOTCA`.
+pub const KEY_NOT_PINNED: &str = "tls_key_not_registered";
 
 /// How many witnesses the mesh runs, and the quorum everyone requires.
 pub const WITNESSES: usize = 2;
@@ -227,6 +241,8 @@ struct CuratorNode {
     tls_pin: Option<SpkiPin>,
     /// `URL=VKEY;tls-pin=PIN` of each witness it submits checkpoints to.
     witnesses: Vec<String>,
+    /// More flags, after the ones above ([`MeshOptions::curator_args`]).
+    extra_args: Vec<String>,
 }
 
 impl CuratorNode {
@@ -269,6 +285,7 @@ impl CuratorNode {
         for witness in &self.witnesses {
             command.arg("--witness").arg(witness);
         }
+        command.args(&self.extra_args);
         let mut process = Process::spawn("mazu-curator", command, &self.dir.join("curator.log"))?;
         process.wait_until("listening", Duration::from_secs(30), || addr_file.is_file())?;
         let addr = std::fs::read_to_string(&addr_file)?;
@@ -386,6 +403,46 @@ impl Sidecar {
             .unwrap_or(0))
     }
 
+    /// The SPKI pins (base64 SHA-256) Envoy holds in its `ROOTCA`
+    /// validation context, from the admin config dump: the keys its TLS
+    /// handshakes accept, as the agent derived them from the witnessed log.
+    pub fn handshake_pins(&self) -> Result<BTreeSet<String>> {
+        let dump = http::get_text(
+            self.admin_port,
+            "/config_dump?resource=dynamic_active_secrets",
+        )?;
+        let dump: serde_json::Value = serde_json::from_str(&dump)?;
+        let pins = dump["configs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|secret| secret["name"] == "ROOTCA")
+            .flat_map(|secret| {
+                secret["secret"]["validation_context"]["verify_certificate_spki"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|pin| pin.as_str().map(str::to_owned))
+            .collect();
+        Ok(pins)
+    }
+
+    /// Envoy's TLS handshake failures because the peer's key is not pinned
+    /// (or it showed no certificate), on this sidecar's inbound listener
+    /// (`peer`: `None`) or its outbound cluster to `peer`.
+    pub fn handshake_refusals(&self, peer: Option<&str>) -> Result<u64> {
+        let prefix = match peer {
+            None => format!("listener.127.0.0.1_{}.ssl.", self.inbound_port),
+            Some(peer) => format!("cluster.peer-{peer}.ssl."),
+        };
+        let mut total = 0;
+        for counter in ["fail_verify_cert_hash", "fail_verify_no_cert"] {
+            total += self.envoy_counter(&format!("{prefix}{counter}"))?;
+        }
+        Ok(total)
+    }
+
     /// How many curator answers this sidecar refused because the log's
     /// evidence did not hold (a checkpoint without the witness quorum or
     /// with a bad signature, a rollback or fork, records that do not give
@@ -493,6 +550,7 @@ impl LocalMesh {
             checkpoint_key: String::new(),
             tls_pin: None,
             witnesses: witnesses.iter().map(WitnessNode::curator_arg).collect(),
+            extra_args: options.curator_args.clone(),
         };
         curator.start()?;
         // The witnesses learn the curator's key from it; until they run,
@@ -645,11 +703,24 @@ impl LocalMesh {
             // A rotated certificate is shown to peers only once every
             // filter has had time to poll the registry that holds it.
             .arg("--propagation-delay-ms")
-            .arg((self.options.refresh_interval_ms * 5 / 2).to_string())
+            .arg(
+                self.options
+                    .propagation_delay_ms
+                    .unwrap_or(self.options.refresh_interval_ms * 5 / 2)
+                    .to_string(),
+            )
             // Peers' pooled connections made with a replaced certificate
             // drain this long before its registration is released.
             .arg("--release-delay-ms")
-            .arg((self.options.refresh_interval_ms * 4).to_string())
+            .arg(
+                self.options
+                    .release_delay_ms
+                    .unwrap_or(self.options.refresh_interval_ms * 4)
+                    .to_string(),
+            )
+            // The handshake pins follow the log as often as the filters do.
+            .arg("--peer-refresh-ms")
+            .arg(self.options.refresh_interval_ms.to_string())
             .env("RUST_LOG", "info");
         for witness in self.witness_keys() {
             command.arg("--witness").arg(witness);
@@ -853,6 +924,55 @@ impl LocalMesh {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+        self.wait_for_pins(limit.saturating_sub(start.elapsed()))
+    }
+
+    /// The keys every sidecar's handshake should accept now: the live,
+    /// unrevoked, unexpired entries of the curator's registry (base64
+    /// SHA-256 of the SPKI, as Envoy's `verify_certificate_spki` has them).
+    pub fn live_pins(&self) -> Result<BTreeSet<String>> {
+        use base64ct::{Base64, Encoding as _};
+        let registry: serde_json::Value = serde_json::from_str(&self.registry_json()?)?;
+        let now = fixtures::unix_now();
+        let mut pins = BTreeSet::new();
+        for entry in registry["entries"].as_array().into_iter().flatten() {
+            let live = entry["revoked"] == false
+                && entry["token_expiry"].as_u64().is_some_and(|exp| exp > now);
+            let Some(hex) = entry["spki_hash"].as_str().filter(|_| live) else {
+                continue;
+            };
+            let bytes = (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
+                .collect::<core::result::Result<Vec<u8>, _>>()
+                .map_err(|e| anyhow!("spki_hash {hex}: {e}"))?;
+            pins.insert(Base64::encode_string(&bytes));
+        }
+        Ok(pins)
+    }
+
+    /// Waits until every sidecar's Envoy holds (at least) the pins of every
+    /// live registration: its agent followed the log and pushed `ROOTCA`.
+    pub fn wait_for_pins(&self, limit: Duration) -> Result<()> {
+        let expected = self.live_pins()?;
+        let start = Instant::now();
+        for sidecar in &self.services {
+            loop {
+                let held = sidecar.handshake_pins()?;
+                if held.is_superset(&expected) {
+                    break;
+                }
+                if start.elapsed() > limit {
+                    bail!(
+                        "{}'s Envoy pins {} of the {} live keys after {limit:?}:\n{}",
+                        sidecar.spec.name,
+                        held.intersection(&expected).count(),
+                        expected.len(),
+                        sidecar.agent_log()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         Ok(())
     }
 
@@ -914,6 +1034,73 @@ impl LocalMesh {
             }
             records.extend(page);
         }
+    }
+
+    /// The digest of the CRS the real curator serves (lowercase hex).
+    pub fn crs_digest_hex(&self) -> Result<String> {
+        let (status, crs) = self.curator.endpoint()?.get("/v1/crs")?;
+        if status != 200 {
+            bail!("GET /v1/crs answered {status}");
+        }
+        let crs = mazu_rbe::Crs::from_bytes(&crs).map_err(|e| anyhow!("the CRS: {e}"))?;
+        Ok(fixtures::hex(&crs.digest()))
+    }
+
+    /// The real curator's Prometheus metrics (`GET /metrics`, text).
+    pub fn curator_metrics(&self) -> Result<String> {
+        self.curator.endpoint()?.get_text("/metrics")
+    }
+
+    /// The real curator's process id, while it runs.
+    pub fn curator_pid(&self) -> Option<u32> {
+        self.curator.process.as_ref().map(Process::pid)
+    }
+
+    /// Runs `mazu-audit check` against the real curator, as an auditor
+    /// outside the mesh would: pinning its TLS key, CRS digest and
+    /// checkpoint key, with the mesh's issuer, audience, trust domain and
+    /// witness quorum. Exit 0 means the whole log re-verified and matches
+    /// what the curator serves (docs/audit.md).
+    pub fn audit_check(&self) -> Result<std::process::Output> {
+        let mut command = Command::new(Binaries::audit()?);
+        command
+            .arg("check")
+            .arg("--curator")
+            .arg(format!("https://127.0.0.1:{}", self.curator.port))
+            .arg("--curator-tls-pin")
+            .arg(self.curator_tls_pin()?.to_string())
+            .arg("--crs-digest")
+            .arg(self.crs_digest_hex()?)
+            .arg("--issuer")
+            .arg(format!(
+                "{}={};namespaces=*",
+                mazu_dev_issuer::DEFAULT_ISSUER_URL,
+                self.curator.dir.join("jwks.json").display()
+            ))
+            .args(["--audience", AUDIENCE, "--trust-domain", TRUST_DOMAIN])
+            .arg("--checkpoint-key")
+            .arg(&self.curator.checkpoint_key)
+            .arg("--witness-quorum")
+            .arg(WITNESSES.to_string())
+            .env("RUST_LOG", "warn");
+        for witness in self.witness_keys() {
+            command.arg("--witness").arg(witness);
+        }
+        command.output().context("running mazu-audit check")
+    }
+
+    /// Kills `service`'s Envoy (SIGKILL): its inbound port is free for
+    /// whoever binds it next (an impostor, in the tests).
+    pub fn kill_envoy(&mut self, service: &str) -> Result<()> {
+        let sidecar = self
+            .services
+            .iter_mut()
+            .find(|s| s.spec.name == service)
+            .ok_or_else(|| anyhow!("no service {service}"))?;
+        if let Some(mut envoy) = sidecar.envoy.take() {
+            envoy.kill();
+        }
+        Ok(())
     }
 
     /// Kills the curator (SIGKILL).
@@ -985,6 +1172,10 @@ impl LocalMesh {
             .get(to)
             .ok_or_else(|| anyhow!("{from} has no outbound listener for {to}"))?;
         let before = (source.filter_stats()?, target.filter_stats()?);
+        let refused_before = (
+            source.handshake_refusals(Some(to))?,
+            target.handshake_refusals(None)?,
+        );
         let result = http_get(port, to, Duration::from_secs(10))?;
         match result {
             CallResult::Answered { status: 200, body }
@@ -999,6 +1190,14 @@ impl LocalMesh {
                 if found.is_none() {
                     found = denials(&before.1, &after.1, "inbound")
                         .map(|reason| (format!("{to} inbound"), reason));
+                }
+                // Refused in the TLS handshake: the peer's key is not among
+                // the pins (`ROOTCA`) of the side that refused it.
+                if found.is_none() && source.handshake_refusals(Some(to))? > refused_before.0 {
+                    found = Some((format!("{from} outbound tls"), KEY_NOT_PINNED.to_owned()));
+                }
+                if found.is_none() && target.handshake_refusals(None)? > refused_before.1 {
+                    found = Some((format!("{to} inbound tls"), KEY_NOT_PINNED.to_owned()));
                 }
                 let (by, reason) = found.unwrap_or_else(|| {
                     ("mesh".to_owned(), format!("no filter verdict ({other:?})"))
@@ -1036,6 +1235,9 @@ impl LocalMesh {
         let stderr = outcome.stderr.to_ascii_lowercase();
         let reason = if stderr.contains("certificate required") {
             "tls_certificate_required".to_owned()
+        } else if stderr.contains("bad certificate hash value") {
+            // Envoy's `verify_certificate_spki` refused the client's key.
+            KEY_NOT_PINNED.to_owned()
         } else {
             format!(
                 "closed before the filter decided: {}",
@@ -1059,11 +1261,7 @@ impl LocalMesh {
         message: &[u8],
         curator_port: u16,
     ) -> Result<std::process::Output> {
-        let (status, crs) = self.curator.endpoint()?.get("/v1/crs")?;
-        if status != 200 {
-            bail!("GET /v1/crs answered {status}");
-        }
-        let crs = mazu_rbe::Crs::from_bytes(&crs).map_err(|e| anyhow!("the CRS: {e}"))?;
+        let crs_digest = self.crs_digest_hex()?;
         let input = self
             .dir
             .join(format!("message-{:08x}", rand::random::<u32>()));
@@ -1076,7 +1274,7 @@ impl LocalMesh {
             .arg("--curator-tls-pin")
             .arg(self.curator_tls_pin()?.to_string())
             .arg("--crs-sha256")
-            .arg(fixtures::hex(&crs.digest()))
+            .arg(crs_digest)
             .arg("--checkpoint-key")
             .arg(&self.curator.checkpoint_key)
             .arg("--witness-quorum")

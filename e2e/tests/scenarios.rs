@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Instant, SystemTime};
 
-use mazu_e2e::backend::{CallResult, http_get};
-use mazu_e2e::mesh::{LocalMesh, MeshOptions, ServiceSpec, Verdict};
+use mazu_e2e::backend::{CallResult, http_get, keep_alive_get};
+use mazu_e2e::handshake::{ExtraSidecar, ExtraSidecarOptions, Impostor, UnfilteredSidecar};
+use mazu_e2e::mesh::{KEY_NOT_PINNED, LocalMesh, MeshOptions, ServiceSpec, Verdict};
 use mazu_e2e::{attacks, scenarios};
 
 fn start_mesh() -> LocalMesh {
@@ -24,6 +25,16 @@ fn start_mesh() -> LocalMesh {
 
 fn frontend() -> ServiceSpec {
     ServiceSpec::new("frontend", "shop")
+}
+
+/// Refused in the TLS handshake because the key is not a live registered
+/// one (Envoy's `verify_certificate_spki` with the agent's pins).
+#[track_caller]
+fn assert_handshake_refused(verdict: &Verdict) {
+    match verdict {
+        Verdict::Denied { by, reason } if reason == KEY_NOT_PINNED && by.contains("tls") => {}
+        other => panic!("expected a refusal in the TLS handshake, got {other:?}"),
+    }
 }
 
 #[track_caller]
@@ -112,7 +123,12 @@ fn s02_a_mesh_ca_certificate_without_a_mazu_token_is_denied() {
     let mesh = start_mesh();
     let forged = attacks::mesh_ca_signed(mesh.dir(), &frontend()).unwrap();
     let verdict = mesh.connect_as("checkout", Some(forged.as_pair())).unwrap();
-    assert_denied(&verdict, &["certificate_missing_mazu_extension"]);
+    // Its key is not registered: refused in the TLS handshake (`ROOTCA`
+    // pins only live registered keys), before the filter or the workload
+    // sees a byte. The filter's own reason for such a certificate
+    // (`certificate_missing_mazu_extension`) is shown on real Envoy in
+    // wasm-tests/tests/envoy.rs.
+    assert_handshake_refused(&verdict);
 }
 
 #[test]
@@ -120,7 +136,7 @@ fn s03_a_stolen_token_with_another_tls_key_is_denied() {
     let mesh = start_mesh();
     let stolen = attacks::stolen_token(&mesh, "frontend").unwrap();
     let verdict = mesh.connect_as("checkout", Some(stolen.as_pair())).unwrap();
-    assert_denied(&verdict, &["key_mismatch"]);
+    assert_handshake_refused(&verdict);
     // The victim's own certificate still works.
     let (cert, key) = mesh.service("frontend").unwrap().served_identity().unwrap();
     assert_eq!(
@@ -136,41 +152,28 @@ fn s04_a_valid_token_that_was_never_registered_is_denied() {
     let verdict = mesh
         .connect_as("checkout", Some(unregistered.as_pair()))
         .unwrap();
-    assert_denied(&verdict, &["not_registered"]);
+    assert_handshake_refused(&verdict);
 }
 
 #[test]
 fn s05_expired_foreign_misaddressed_and_tampered_tokens_are_denied() {
     let mesh = start_mesh();
     // None of these tokens is registered (the curator refuses the first
-    // three, and an edited token has another id), and the verdict checks the
-    // registry binding before any token signature: an attacker's certificate
-    // costs a hash and a lookup, not an RSA/ECDSA verification. The token
-    // reasons themselves are covered with registered entries in
+    // three, and an edited token has another id), so none of the keys is
+    // pinned: each is refused in the TLS handshake, before the filter.
+    // The token reasons themselves are covered with registered entries in
     // wasm-tests/tests/connections.rs and identity/tests/verdict.rs.
     let cases = [
-        (
-            attacks::expired_token(&mesh, &frontend()),
-            &["certificate_expired", "not_registered"][..],
-        ),
-        (
-            attacks::other_issuer(&mesh, &frontend()).unwrap(),
-            &["not_registered"][..],
-        ),
-        (
-            attacks::other_audience(&mesh, &frontend()),
-            &["not_registered"][..],
-        ),
-        (
-            attacks::tampered_token(&mesh, "frontend").unwrap(),
-            &["not_registered"][..],
-        ),
+        attacks::expired_token(&mesh, &frontend()),
+        attacks::other_issuer(&mesh, &frontend()).unwrap(),
+        attacks::other_audience(&mesh, &frontend()),
+        attacks::tampered_token(&mesh, "frontend").unwrap(),
     ];
-    for (credential, reasons) in &cases {
+    for credential in &cases {
         let verdict = mesh
             .connect_as("checkout", Some(credential.as_pair()))
             .unwrap();
-        assert_denied(&verdict, reasons);
+        assert_handshake_refused(&verdict);
     }
 }
 
@@ -250,6 +253,23 @@ fn s08_a_new_workload_is_allowed_within_one_refresh_interval_without_restarts() 
         delay <= limit,
         "checkout learned the registration after {delay:?} (limit {limit:?})"
     );
+    // checkout's agent follows the log as often (`--peer-refresh-ms`) and
+    // pins payments' key for the handshake: within the same bound.
+    let payments_key = mesh.live_pins().unwrap();
+    let pinned_by = registered_at + limit + Duration::from_millis(500);
+    while !mesh
+        .service("checkout")
+        .unwrap()
+        .handshake_pins()
+        .unwrap()
+        .is_superset(&payments_key)
+    {
+        assert!(
+            SystemTime::now() < pinned_by,
+            "checkout's handshake does not accept payments yet"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(mesh.call("payments", "checkout").unwrap(), Verdict::Allowed);
     let (answered, failures) = traffic.finish();
     assert!(answered > 0);
@@ -527,11 +547,11 @@ fn s13_a_curator_that_shows_a_rebound_registry_is_refused_by_every_sidecar() {
         &mazu_wasm_tests::fixtures::WorkloadSpec::new("shop", "checkout"),
         liar.attacker().signing_key(),
     );
-    assert_denied(
+    // No agent pins the attacker's key: refused in the handshake.
+    assert_handshake_refused(
         &mesh
             .connect_as("frontend", Some((&forged.cert_pem, &forged.key_pem)))
             .unwrap(),
-        &["key_mismatch"],
     );
 
     // The curator signs, with its own key, a checkpoint of a log in which
@@ -545,11 +565,11 @@ fn s13_a_curator_that_shows_a_rebound_registry_is_refused_by_every_sidecar() {
         checkpoint_refusals(&mesh, "frontend") > refused_before
     });
     assert!(liar.journal().altered_answers > 0);
-    assert_denied(
+    // No agent pins the attacker's key: refused in the handshake.
+    assert_handshake_refused(
         &mesh
             .connect_as("frontend", Some((&forged.cert_pem, &forged.key_pem)))
             .unwrap(),
-        &["key_mismatch"],
     );
 
     // The same rebound records under the honest, witnessed checkpoint: they
@@ -565,11 +585,11 @@ fn s13_a_curator_that_shows_a_rebound_registry_is_refused_by_every_sidecar() {
         "frontend to refuse the records",
         || checkpoint_refusals(&mesh, "frontend") > refused_before,
     );
-    assert_denied(
+    // No agent pins the attacker's key: refused in the handshake.
+    assert_handshake_refused(
         &mesh
             .connect_as("frontend", Some((&forged.cert_pem, &forged.key_pem)))
             .unwrap(),
-        &["key_mismatch"],
     );
     // The honest registrations stay in force.
     liar.set(mazu_e2e::liar::Lie::Honest);
@@ -741,38 +761,6 @@ fn s17_an_impostor_without_the_curators_tls_key_gets_no_request() {
     assert_eq!(mesh.call("checkout", "frontend").unwrap(), Verdict::Allowed);
 }
 
-/// One keep-alive request on `stream`: the answer's status line once the
-/// whole answer (head and `content-length` body) is read, or `None` if the
-/// connection is closed before a complete answer.
-fn keep_alive_request(stream: &mut std::net::TcpStream, host: &str) -> Option<String> {
-    use std::io::{Read as _, Write as _};
-    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut received = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&received).into_owned();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length = text[..end]
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse::<usize>().ok())
-                        .flatten()
-                })
-                .unwrap_or(0);
-            if received.len() >= end + 4 + length {
-                return text.lines().next().map(str::to_owned);
-            }
-        }
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => received.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
 #[test]
 fn s18_a_revoked_workload_is_denied_and_its_open_connection_closed() {
     let mesh = start_mesh();
@@ -781,8 +769,11 @@ fn s18_a_revoked_workload_is_denied_and_its_open_connection_closed() {
     let port = mesh.service("frontend").unwrap().outbound["checkout"];
     let mut open = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     open.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let first = keep_alive_request(&mut open, "checkout").expect("answered");
-    assert!(first.contains("200"), "{first}");
+    let first = keep_alive_get(&mut open, "checkout").expect("answered");
+    assert!(
+        matches!(first, CallResult::Answered { status: 200, .. }),
+        "{first:?}"
+    );
 
     // The holder revokes frontend's registration with its key.
     let frontend = mesh.service("frontend").unwrap();
@@ -806,11 +797,13 @@ fn s18_a_revoked_workload_is_denied_and_its_open_connection_closed() {
 
     // Within a refresh interval (two, with margin) every filter knows.
     thread::sleep(mesh.refresh_interval() * 3);
-    assert_denied(&mesh.call("frontend", "checkout").unwrap(), &["revoked"]);
+    // Refused in the handshake: checkout's agent no longer pins frontend's
+    // key (its filter, which also knows, never sees the connection).
+    assert_handshake_refused(&mesh.call("frontend", "checkout").unwrap());
     // The open connection is closed at its next bytes, unanswered.
-    assert_eq!(keep_alive_request(&mut open, "checkout"), None);
+    assert_eq!(keep_alive_get(&mut open, "checkout"), None);
     // The revoked certificate is frontend's server certificate too.
-    assert_denied(&mesh.call("checkout", "frontend").unwrap(), &["revoked"]);
+    assert_handshake_refused(&mesh.call("checkout", "frontend").unwrap());
     // The holder's agent reports its binding ended without its asking (at
     // its next check of the log).
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -822,4 +815,222 @@ fn s18_a_revoked_workload_is_denied_and_its_open_connection_closed() {
         "{}",
         frontend.agent_log()
     );
+}
+
+#[test]
+fn s19_an_impostor_server_without_a_registered_key_gets_no_bytes() {
+    let mut mesh = start_mesh();
+    let checkout = mesh.service("checkout").unwrap();
+    let (checkout_port, checkout_spec) = (checkout.inbound_port, checkout.spec.clone());
+    let credentials = [
+        (
+            "a valid token for checkout with its own, unregistered key",
+            attacks::never_registered(&mesh, &checkout_spec).unwrap(),
+        ),
+        (
+            "checkout's own token with another key",
+            attacks::stolen_token(&mesh, "checkout").unwrap(),
+        ),
+        (
+            "a mesh-CA-signed certificate for checkout",
+            attacks::mesh_ca_signed(mesh.dir(), &checkout_spec).unwrap(),
+        ),
+    ];
+    // checkout's sidecar is gone and the impostor listens on its port, where
+    // frontend's outbound cluster connects.
+    mesh.kill_envoy("checkout").unwrap();
+    let frontend = mesh.service("frontend").unwrap();
+    let outbound = frontend.outbound["checkout"];
+    for (what, credential) in &credentials {
+        let (cert, key) = credential.as_pair();
+        let impostor = Impostor::start(checkout_port, cert, key, mesh.dir()).unwrap();
+        let refused_before = frontend.handshake_refusals(Some("checkout")).unwrap();
+        // The client speaks first: its request is what the impostor wants.
+        let result = http_get(outbound, "checkout", Duration::from_secs(3));
+        assert!(
+            !matches!(result, Ok(CallResult::Answered { status: 200, .. })),
+            "{what}: {result:?}"
+        );
+        thread::sleep(Duration::from_millis(300));
+        assert!(
+            impostor.received().is_empty(),
+            "{what}: the impostor received {:?}",
+            String::from_utf8_lossy(&impostor.received())
+        );
+        assert!(
+            frontend.handshake_refusals(Some("checkout")).unwrap() > refused_before,
+            "{what}: frontend's Envoy did not refuse it in the handshake"
+        );
+    }
+
+    // The limit (docs/istio.md): the pins accept any live registered key,
+    // not "checkout's". An impostor holding a registered workload's key
+    // (here frontend's own identity, another service account) completes
+    // the handshake and receives the request; this also shows that the
+    // impostor's byte count above would have seen a request.
+    let (cert, key) = frontend.served_identity().unwrap();
+    let impostor = Impostor::start(checkout_port, &cert, &key, mesh.dir()).unwrap();
+    let _ = http_get(outbound, "checkout", Duration::from_secs(2));
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        String::from_utf8_lossy(&impostor.received()).contains("host: checkout"),
+        "{:?}",
+        impostor.received()
+    );
+}
+
+#[test]
+fn s20_a_pod_without_the_filter_refuses_an_unregistered_client() {
+    let mesh = start_mesh();
+    // checkout's workload behind an Envoy that takes checkout's agent's SDS
+    // secrets but has no Mazu filter (a pod the WasmPlugin does not select).
+    let checkout = mesh.service("checkout").unwrap();
+    let bare = UnfilteredSidecar::start(checkout, mesh.dir()).unwrap();
+    let request = b"GET / HTTP/1.1\r\nhost: checkout\r\nconnection: close\r\n\r\n";
+    let send = |identity: Option<(&str, &str)>| {
+        mazu_wasm_tests::net::tls_round_trip(
+            bare.port,
+            identity,
+            request,
+            Duration::from_secs(5),
+            mesh.dir(),
+        )
+        .unwrap()
+    };
+    // A registered workload gets through (the handshake is all there is).
+    let (cert, key) = mesh.service("frontend").unwrap().served_identity().unwrap();
+    let allowed = send(Some((&cert, &key)));
+    assert!(
+        String::from_utf8_lossy(&allowed.received).contains("hello from checkout"),
+        "{}\n{}",
+        allowed.stderr,
+        bare.log()
+    );
+    let refused = [
+        attacks::never_registered(&mesh, &frontend()).unwrap(),
+        attacks::stolen_token(&mesh, "frontend").unwrap(),
+        attacks::mesh_ca_signed(mesh.dir(), &frontend()).unwrap(),
+    ];
+    for credential in &refused {
+        let outcome = send(Some(credential.as_pair()));
+        assert!(outcome.received.is_empty(), "{outcome:?}");
+        assert!(
+            outcome.stderr.contains("bad certificate hash value"),
+            "{}",
+            outcome.stderr
+        );
+    }
+    let outcome = send(None);
+    assert!(outcome.received.is_empty(), "{outcome:?}");
+    assert!(
+        outcome.stderr.contains("certificate required"),
+        "{}",
+        outcome.stderr
+    );
+}
+
+/// A server-first workload: greets every connection at once, then echoes a
+/// line; counts the connections it accepted.
+struct Greeter {
+    port: u16,
+    accepted: Arc<AtomicU64>,
+}
+
+impl Greeter {
+    fn start() -> Greeter {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let count = accepted.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                thread::spawn(move || {
+                    let _ = stream.write_all(b"220 mazu greeting\r\n");
+                    let mut buf = [0u8; 256];
+                    if let Ok(n) = stream.read(&mut buf) {
+                        let _ = stream.write_all(&buf[..n]);
+                    }
+                });
+            }
+        });
+        Greeter { port, accepted }
+    }
+}
+
+#[test]
+fn s21_a_server_first_protocol_greets_only_an_authenticated_client() {
+    let mesh = start_mesh();
+    let greeter = Greeter::start();
+    // checkout's agent and the Mazu filter in front of a server-first
+    // workload, with the connect mode Istio gets from the EnvoyFilter
+    // mazu-inbound-server-first.
+    let sidecar = ExtraSidecar::start(
+        &mesh,
+        "checkout",
+        ExtraSidecarOptions {
+            workload_port: greeter.port,
+            filter: true,
+            connect_after_handshake: true,
+        },
+    )
+    .unwrap();
+    let send = |port: u16, identity: Option<(&str, &str)>| {
+        mazu_wasm_tests::net::tls_round_trip(
+            port,
+            identity,
+            b"",
+            Duration::from_secs(2),
+            mesh.dir(),
+        )
+        .unwrap()
+    };
+    // A registered client that waits for the greeting gets it (the filter
+    // decides it on the greeting, after the handshake); retried while the
+    // new sidecar's filter fetches its first registry.
+    let (cert, key) = mesh.service("frontend").unwrap().served_identity().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let outcome = send(sidecar.port, Some((&cert, &key)));
+        if String::from_utf8_lossy(&outcome.received).contains("220 mazu greeting") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no greeting: {outcome:?} {:?}",
+            sidecar.filter_stats()
+        );
+        thread::sleep(Duration::from_millis(250));
+    }
+    let stats = sidecar.filter_stats().unwrap();
+    assert!(stats["mazu.inbound.connections_allowed"] >= 1, "{stats:?}");
+    // Unauthenticated clients: refused in the handshake, the workload is not
+    // even connected, so no greeting exists to leak.
+    let accepted = greeter.accepted.load(Ordering::SeqCst);
+    let stranger = attacks::never_registered(&mesh, &frontend()).unwrap();
+    for identity in [Some(stranger.as_pair()), None] {
+        let outcome = send(sidecar.port, identity);
+        assert!(outcome.received.is_empty(), "{outcome:?}");
+    }
+    assert_eq!(greeter.accepted.load(Ordering::SeqCst), accepted);
+
+    // Istio's default connect mode (the workload is connected on accept,
+    // its greeting is written before the client's handshake ends): the
+    // greeting is held by TLS and never reaches an unauthenticated client.
+    let immediate = ExtraSidecar::start(
+        &mesh,
+        "checkout",
+        ExtraSidecarOptions {
+            workload_port: greeter.port,
+            filter: true,
+            connect_after_handshake: false,
+        },
+    )
+    .unwrap();
+    for identity in [Some(stranger.as_pair()), None] {
+        let outcome = send(immediate.port, identity);
+        assert!(outcome.received.is_empty(), "{outcome:?}");
+    }
 }

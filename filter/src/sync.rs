@@ -23,8 +23,16 @@ pub const CHECKPOINT_PATH: &str = "/v1/checkpoint";
 /// The path of the log's records (`?start=S&end=E`).
 pub const RECORDS_PATH: &str = "/v1/log/records";
 
-/// The shared-data keys of one registry source. Plugins that share a `vm_id`
-/// and the same curator cluster and path share one copy.
+/// The shared-data keys of one registry source.
+///
+/// Istio gives every WasmPlugin of a proxy the same (empty) `vm_id`, so all
+/// of them share one shared-data namespace. The keys therefore name
+/// everything that decides which registry a plugin may install: the curator
+/// cluster and authority it asks, the checkpoint key of the log, and the
+/// witness policy (witness keys and quorum) that decides which checkpoints
+/// count. Two plugins share one copy only when all of these agree; a plugin
+/// with a weaker policy (fewer witnesses, a lower quorum, none) never
+/// publishes where a stricter one reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SharedKeys {
     /// The encoded snapshot.
@@ -41,14 +49,37 @@ pub struct SharedKeys {
 }
 
 impl SharedKeys {
-    /// Keys for the registry behind `curator` (the cluster and the log,
-    /// named by its key: plugins following one log share one copy).
+    /// Keys for the registry behind `curator`: a hash of its trust
+    /// configuration (see the type's documentation).
     pub fn new(curator: &CuratorConfig) -> Self {
-        let base = format!(
-            "mazu.registry.v2|{}|{}",
-            curator.cluster,
-            curator.checkpoint_key.to_vkey()
-        );
+        use sha2::{Digest as _, Sha256};
+        let mut hash = Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            hash.update((bytes.len() as u64).to_be_bytes());
+            hash.update(bytes);
+        };
+        field(curator.cluster.as_bytes());
+        field(curator.authority.as_bytes());
+        field(curator.checkpoint_key.to_vkey().as_bytes());
+        match &curator.witnesses {
+            None => field(b"no witnesses"),
+            Some(policy) => {
+                let mut vkeys: Vec<String> = policy.witnesses.iter().map(|w| w.to_vkey()).collect();
+                vkeys.sort_unstable();
+                vkeys.dedup();
+                field(&(policy.quorum as u64).to_be_bytes());
+                for vkey in &vkeys {
+                    field(vkey.as_bytes());
+                }
+            }
+        }
+        let digest = hash.finalize();
+        let mut id = String::with_capacity(32);
+        for byte in &digest[..16] {
+            id.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+            id.push(char::from(b"0123456789abcdef"[usize::from(byte & 0xf)]));
+        }
+        let base = format!("mazu.registry.v3|{id}");
         SharedKeys {
             snapshot: format!("{base}|snapshot"),
             status: format!("{base}|status"),
@@ -59,8 +90,15 @@ impl SharedKeys {
     }
 }
 
-/// What the fetching root publishes beside the snapshot: the version it holds
-/// and the witnessed time of the newest checkpoint that confirmed it.
+/// What the fetching root publishes beside the snapshot: the version it holds,
+/// the witnessed time of the newest checkpoint that confirmed it, and the
+/// SHA-256 of the encoded snapshot of that version.
+///
+/// The snapshot and the status are two shared-data entries, written one after
+/// the other (the snapshot first), so a reader can meet a snapshot that is not
+/// the status's (a torn publish, or another root's write between the two). A
+/// reader installs a snapshot only if its bytes hash to `snapshot_sha256` and
+/// it decodes to `version` ([`snapshot_matches`]), once per status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RegistryStatus {
     /// The snapshot version in shared data (the log size it derives from).
@@ -69,22 +107,42 @@ pub struct RegistryStatus {
     /// milliseconds since the epoch (without witnesses: when the curator
     /// served it).
     pub confirmed_ms: u64,
+    /// SHA-256 of the encoded snapshot of `version`.
+    pub snapshot_sha256: [u8; 32],
 }
 
 impl RegistryStatus {
-    /// 16 bytes: version then confirmation time, big-endian.
-    pub fn encode(&self) -> [u8; 16] {
-        encode_two_u64(self.version, self.confirmed_ms)
+    /// 48 bytes: version then confirmation time, big-endian, then the digest.
+    pub fn encode(&self) -> [u8; 48] {
+        let mut out = [0u8; 48];
+        out[..16].copy_from_slice(&encode_two_u64(self.version, self.confirmed_ms));
+        out[16..].copy_from_slice(&self.snapshot_sha256);
+        out
     }
 
     /// Decodes [`encode`](Self::encode)'s output; `None` for anything else.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        let (version, confirmed) = two_u64(bytes)?;
+        let bytes: &[u8; 48] = bytes.try_into().ok()?;
+        let (head, digest) = bytes.split_at(16);
+        let (version, confirmed) = two_u64(head)?;
         Some(RegistryStatus {
             version,
             confirmed_ms: confirmed,
+            snapshot_sha256: digest.try_into().ok()?,
         })
     }
+}
+
+/// SHA-256 of an encoded snapshot, as [`RegistryStatus::snapshot_sha256`].
+pub fn snapshot_sha256(encoded: &[u8]) -> [u8; 32] {
+    use sha2::{Digest as _, Sha256};
+    Sha256::digest(encoded).into()
+}
+
+/// Whether `encoded` (read from shared data) is the snapshot `status`
+/// announces: same digest. (Its version is checked after decoding.)
+pub fn snapshot_matches(status: &RegistryStatus, encoded: &[u8]) -> bool {
+    snapshot_sha256(encoded) == status.snapshot_sha256
 }
 
 /// Who fetches the registry, until when.

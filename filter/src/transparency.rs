@@ -120,6 +120,13 @@ pub enum Refusal {
         /// The checkpoint's size.
         size: u64,
     },
+    /// A record is timed after the checkpoint's witnessed time (plus the
+    /// allowed skew): a curator moving the registry's clock ahead, so that
+    /// revoked ids whose tokens are still valid would be forgotten.
+    RecordsFromTheFuture {
+        /// The record's index.
+        index: u64,
+    },
 }
 
 impl Refusal {
@@ -134,11 +141,12 @@ impl Refusal {
             Refusal::RecordsUndecodable(_) => "records_undecodable",
             Refusal::RecordsCount { .. } => "records_count",
             Refusal::RecordsRootMismatch { .. } => "records_root_mismatch",
+            Refusal::RecordsFromTheFuture { .. } => "records_from_the_future",
         }
     }
 
     /// Every [`as_str`](Self::as_str) name.
-    pub const ALL_NAMES: [&'static str; 8] = [
+    pub const ALL_NAMES: [&'static str; 9] = [
         "checkpoint_signature",
         "checkpoint_below_quorum",
         "checkpoint_bad_cosignature",
@@ -147,6 +155,7 @@ impl Refusal {
         "records_undecodable",
         "records_count",
         "records_root_mismatch",
+        "records_from_the_future",
     ];
 }
 
@@ -176,6 +185,10 @@ impl fmt::Display for Refusal {
             Refusal::RecordsRootMismatch { size } => write!(
                 f,
                 "the log records do not give the root of the witnessed checkpoint of size {size}"
+            ),
+            Refusal::RecordsFromTheFuture { index } => write!(
+                f,
+                "log record {index} is timed after the checkpoint's witnessed time (a curator moving the clock ahead)"
             ),
         }
     }
@@ -232,6 +245,9 @@ pub enum Step {
 #[derive(Clone, Debug)]
 struct Target {
     checkpoint: VerifiedCheckpoint,
+    /// The checkpoint's witnessed time (or the clock without witnesses),
+    /// Unix ms: no record may be timed later.
+    witnessed_ms: u64,
     records: Vec<LeafRecord>,
 }
 
@@ -271,14 +287,16 @@ impl Follower {
         self.log.registry().snapshot()
     }
 
-    /// Takes a verified checkpoint. `accepted` is the newest checkpoint any
-    /// VM of this Envoy accepted (a leader that starts from the empty log
-    /// still refuses to go behind it). Any records being fetched for an
-    /// earlier checkpoint are dropped.
+    /// Takes a verified checkpoint, witnessed at `witnessed_ms` (Unix ms;
+    /// the filter's clock without witnesses). `accepted` is the newest
+    /// checkpoint any VM of this Envoy accepted (a leader that starts from
+    /// the empty log still refuses to go behind it). Any records being
+    /// fetched for an earlier checkpoint are dropped.
     pub fn offer_checkpoint(
         &mut self,
         checkpoint: VerifiedCheckpoint,
         accepted: Option<AcceptedCheckpoint>,
+        witnessed_ms: u64,
     ) -> Result<Step, Refusal> {
         self.target = None;
         let mut held = (self.size(), self.root());
@@ -302,6 +320,7 @@ impl Follower {
         }
         self.target = Some(Target {
             checkpoint,
+            witnessed_ms,
             records: Vec::new(),
         });
         Ok(self.next_page())
@@ -358,10 +377,12 @@ impl Follower {
             return Ok(Step::Current);
         };
         let checkpoint = target.checkpoint;
-        match self
-            .log
-            .extend(&target.records, checkpoint.size, &checkpoint.root)
-        {
+        match self.log.extend(
+            &target.records,
+            checkpoint.size,
+            &checkpoint.root,
+            target.witnessed_ms,
+        ) {
             Ok(void) => Ok(Step::Applied { void }),
             Err(FollowError::Rollback {
                 applied,
@@ -374,6 +395,9 @@ impl Follower {
                 asked: checkpoint.size.saturating_sub(self.size()),
                 given,
             }),
+            Err(FollowError::FromTheFuture { index, .. }) => {
+                Err(Refusal::RecordsFromTheFuture { index })
+            }
             Err(_) => Err(Refusal::RecordsRootMismatch {
                 size: checkpoint.size,
             }),

@@ -25,6 +25,8 @@ use sha2::{Digest, Sha256};
 const LIVE: u32 = 100_000;
 const NEW: u32 = 100;
 const EXPIRY: u64 = 1_900_000_000;
+/// The checkpoints' witnessed time, Unix ms: after every record.
+const WITNESSED_MS: u64 = 1_800_000_000_000;
 
 fn id(i: u32) -> Hash {
     Sha256::digest(i.to_be_bytes()).into()
@@ -48,6 +50,7 @@ fn records(range: core::ops::Range<u32>) -> Vec<LeafRecord> {
                 base(RecordBody::Bind {
                     slot: i,
                     spki_hash: spki_hash(i),
+                    token_expiry: EXPIRY,
                 }),
                 base(RecordBody::Reveal {
                     token_expiry: EXPIRY,
@@ -84,7 +87,7 @@ fn follow(c: &mut Criterion) {
     let all_root = root_of(&all);
     let mut at_live = LogFollower::new();
     at_live
-        .extend(&live, live.len() as u64, &live_root)
+        .extend(&live, live.len() as u64, &live_root, WITNESSED_MS)
         .unwrap();
 
     let mut group = c.benchmark_group("follow");
@@ -93,7 +96,12 @@ fn follow(c: &mut Criterion) {
         b.iter(|| {
             let mut follower = LogFollower::new();
             follower
-                .extend(black_box(&live), live.len() as u64, &live_root)
+                .extend(
+                    black_box(&live),
+                    live.len() as u64,
+                    &live_root,
+                    WITNESSED_MS,
+                )
                 .unwrap();
             black_box(follower.registry().snapshot())
         });
@@ -103,7 +111,7 @@ fn follow(c: &mut Criterion) {
             || at_live.clone(),
             |mut follower| {
                 follower
-                    .extend(black_box(&new), all.len() as u64, &all_root)
+                    .extend(black_box(&new), all.len() as u64, &all_root, WITNESSED_MS)
                     .unwrap();
                 black_box(follower.registry().snapshot())
             },

@@ -642,7 +642,8 @@ def chain_matches(match: dict[str, Any], chain: dict[str, Any]) -> bool:
     if not fc_match:
         return True
     fcm = chain.get("filter_chain_match", {})
-    unsupported = set(fc_match) - {"name", "transportProtocol", "destinationPort"}
+    # `filter` selects filters inside the chain (NETWORK_FILTER patches).
+    unsupported = set(fc_match) - {"name", "transportProtocol", "destinationPort", "filter"}
     if unsupported:
         raise PatchError(f"filterChain match field(s) {sorted(unsupported)} not modelled")
     if "name" in fc_match and fc_match["name"] != chain.get("name"):
@@ -672,7 +673,7 @@ def cluster_matches(match: dict[str, Any], cluster: dict[str, Any]) -> bool:
 
 
 def apply_envoy_filters(config: dict[str, Any], envoy_filters: list[dict[str, Any]]) -> list[str]:
-    """Applies the EnvoyFilters' MERGE patches (FILTER_CHAIN, CLUSTER) and ADD patches
+    """Applies the EnvoyFilters' MERGE patches (FILTER_CHAIN, NETWORK_FILTER, CLUSTER) and ADD patches
     (CLUSTER) in place; returns what was patched. As in Istio (ApplyClusterMerge, then
     InsertedClusters), MERGE patches touch Istio's own clusters only: added clusters
     are appended afterwards, as written."""
@@ -704,6 +705,22 @@ def apply_envoy_filters(config: dict[str, Any], envoy_filters: list[dict[str, An
                             if not merge_transport_socket_listener(chain, value):
                                 proto_merge(chain, value)
                             applied.append(f"{listener['name']}/{chain.get('name', '-')}")
+            elif cp["applyTo"] == "NETWORK_FILTER":
+                # Istio merges the value into each filter of a matching chain whose name
+                # is the match's filterChain.filter.name (MergeAnyWithAny on typed_config).
+                fname = cp.get("match", {}).get("listener", {}).get("filterChain", {}).get("filter", {}).get("name")
+                if not fname:
+                    raise PatchError("NETWORK_FILTER MERGE without filterChain.filter.name not modelled")
+                for listener in static["listeners"]:
+                    if not _context_ok(ctx, context_of_listener(listener)):
+                        continue
+                    for chain in listener["filter_chains"]:
+                        if not chain_matches(cp.get("match", {}), chain):
+                            continue
+                        for f in chain.get("filters", []):
+                            if f.get("name") == fname:
+                                proto_merge(f, value)
+                                applied.append(f"{listener['name']}/{chain.get('name', '-')}/{fname}")
             elif cp["applyTo"] == "CLUSTER":
                 for cluster in static["clusters"]:
                     if _context_ok(ctx, context_of_cluster(cluster)) and cluster_matches(cp.get("match", {}), cluster):
@@ -1169,19 +1186,27 @@ def main() -> int:
             problems = []
             for chain in inbound["filter_chains"]:
                 tls = find_tls(chain)
+                proxies = [f["typed_config"] for f in chain.get("filters", []) if f["name"] == "envoy.filters.network.tcp_proxy"]
                 if chain.get("filter_chain_match", {}).get("transport_protocol") == "tls":
                     cvc = tls["common_tls_context"]["combined_validation_context"]
-                    if cvc["default_validation_context"].get("trust_chain_verification") != "ACCEPT_UNTRUSTED":
-                        problems.append(f"{chain['name']}: not ACCEPT_UNTRUSTED")
+                    # The pins (ROOTCA) are enforced only without ACCEPT_UNTRUSTED (which
+                    # also switches SAN matchers and pins off) and without a CA.
+                    if cvc["default_validation_context"]:
+                        problems.append(f"{chain['name']}: the default validation context is not empty: {cvc['default_validation_context']}")
                     if cvc.get("validation_context_sds_secret_config", {}).get("name") != "ROOTCA":
                         problems.append(f"{chain['name']}: ROOTCA lost")
                     if not tls.get("require_client_certificate"):
                         problems.append(f"{chain['name']}: client certificate no longer required")
                     if chain["filters"][0]["name"] != "istio-system.mazu-inbound":
                         problems.append(f"{chain['name']}: the Mazu filter is not first")
+                    for proxy in proxies:
+                        if proxy.get("upstream_connect_mode") != "ON_DOWNSTREAM_TLS_HANDSHAKE" or proxy.get("max_early_data_bytes") != 0:
+                            problems.append(f"{chain['name']}: tcp_proxy connects to the app before the handshake")
                 elif "transport_socket" in chain:
                     problems.append(f"{chain['name']}: a plaintext chain got a transport socket")
-            r.check("envoy inbound: every mTLS chain ACCEPT_UNTRUSTED + ROOTCA kept + client cert required + Mazu filter first; plaintext chains untouched",
+                elif any("upstream_connect_mode" in p for p in proxies):
+                    problems.append(f"{chain['name']}: a plaintext chain's tcp_proxy was patched")
+            r.check("envoy inbound: every mTLS chain keeps ROOTCA alone (no ACCEPT_UNTRUSTED) + client cert required + Mazu filter first + tcp_proxy waits for the handshake; plaintext chains untouched",
                     not problems, "; ".join(problems))
             problems = []
             for cluster in patched["static_resources"]["clusters"]:
@@ -1189,17 +1214,19 @@ def main() -> int:
                 if name.startswith("outbound|"):
                     m = cluster["transport_socket_matches"]
                     ctx = m[0]["transport_socket"]["typed_config"]["common_tls_context"]
-                    if m[0]["name"] != "tlsMode-istio" or ctx.get("validation_context", {}).get("trust_chain_verification") != "ACCEPT_UNTRUSTED":
-                        problems.append(f"{name}: tlsMode-istio not ACCEPT_UNTRUSTED")
+                    if m[0]["name"] != "tlsMode-istio" or ctx.get("validation_context_sds_secret_config", {}).get("name") != "ROOTCA":
+                        problems.append(f"{name}: tlsMode-istio does not validate with ROOTCA alone")
                     if "combined_validation_context" in ctx:
-                        problems.append(f"{name}: istiod's ROOTCA validation still in place")
+                        problems.append(f"{name}: istiod's SAN matchers (refused without a CA) still in place")
+                    if "validation_context" in ctx:
+                        problems.append(f"{name}: an inline validation context (ACCEPT_UNTRUSTED?) is set")
                     if [s["name"] for s in ctx.get("tls_certificate_sds_secret_configs", [])] != ["default"]:
                         problems.append(f"{name}: the SDS certificate 'default' is not presented exactly once")
                     if m[1]["transport_socket"]["name"] != "envoy.transport_sockets.raw_buffer" or "transport_socket" in cluster:
                         problems.append(f"{name}: plaintext match or cluster transport socket changed")
                 if name in ("sds-grpc", "xds-grpc") and "transport_socket" in cluster:
                     problems.append(f"{name}: a bootstrap cluster was patched")
-            r.check("envoy outbound: tlsMode-istio presents SDS 'default' once and accepts self-signed servers; bootstrap clusters untouched",
+            r.check("envoy outbound: tlsMode-istio presents SDS 'default' once and validates the server with ROOTCA's pins alone; bootstrap clusters untouched",
                     not problems, "; ".join(problems))
             curator_clusters = [c for c in patched["static_resources"]["clusters"] if c["name"] == CURATOR_CLUSTER]
             problems = []
@@ -1224,11 +1251,11 @@ def main() -> int:
             naive_in = copy.deepcopy(envoy_filters)
             for ef in naive_in:
                 for cp in ef["spec"]["configPatches"]:
-                    if cp["applyTo"] == "FILTER_CHAIN":
-                        cp["match"]["listener"].pop("filterChain", None)
+                    if cp["applyTo"] == "NETWORK_FILTER":
+                        cp["patch"]["value"]["typed_config"].pop("max_early_data_bytes", None)
             for what, efs in (
                 ("outbound patch with a partial combined_validation_context (breaks PassthroughCluster)", naive_out),
-                ("inbound patch without the transportProtocol tls match (breaks the plaintext chain)", naive_in),
+                ("inbound tcp_proxy patch without max_early_data_bytes (Envoy >= 1.38 requires it)", naive_in),
             ):
                 cfg = copy.deepcopy(fixture)
                 apply_envoy_filters(cfg, efs)

@@ -15,13 +15,15 @@
 //!
 //! ```text
 //! record = "MZLR"           4 bytes, type tag
-//!          version          1 byte, RECORD_VERSION (= 1)
+//!          version          1 byte, RECORD_VERSION (= 2; 1 had no expiry in a bind)
 //!          kind             1 byte (below)
 //!          at_ms            u64 big-endian: when the curator logged it, Unix ms
 //!          id               32 bytes: the workload id, SHA-256(token)
 //!          entry_digest     32 bytes: SHA-256 of the full entry's bytes
 //!          body             by kind:
-//!   1 bind     slot u32 BE, spki_hash (32): SHA-256 of the TLS key's DER SPKI
+//!   1 bind     slot u32 BE, spki_hash (32): SHA-256 of the TLS key's DER SPKI,
+//!              token_expiry u64 BE: the `exp` of the (still secret) token,
+//!              Unix seconds, as the holder signed it in its proof of possession
 //!   2 reveal   token_expiry u64 BE: the revealed token's `exp`, Unix seconds
 //!   3 release  reason u8 (1 expired, 2 unrevealed, 3 holder)
 //!   4 revoke   (empty)
@@ -39,13 +41,16 @@ use crate::merkle::{Hash, leaf_hash};
 pub const RECORD_MAGIC: [u8; 4] = *b"MZLR";
 
 /// The record format version written and read by this code.
-pub const RECORD_VERSION: u8 = 1;
+pub const RECORD_VERSION: u8 = 2;
 
 /// Length of the fields every record starts with.
 pub const HEADER_LEN: usize = 4 + 1 + 1 + 8 + 32 + 32;
 
+/// Length of a bind record's body.
+const BIND_BODY_LEN: usize = 4 + 32 + 8;
+
 /// The longest record (a bind).
-pub const MAX_RECORD_LEN: usize = HEADER_LEN + 4 + 32;
+pub const MAX_RECORD_LEN: usize = HEADER_LEN + BIND_BODY_LEN;
 
 /// Why a workload's registration ended without a revocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -99,6 +104,10 @@ pub enum RecordBody {
         slot: u32,
         /// SHA-256 of the bound TLS key's DER SubjectPublicKeyInfo.
         spki_hash: Hash,
+        /// The token's `exp` (Unix seconds), committed by the holder before
+        /// the token is revealed. A reveal must match it, and every party
+        /// forgets the id once it has passed (the token is then useless).
+        token_expiry: u64,
     },
     /// The token whose SHA-256 is the id was revealed to the curator (and is
     /// in the full entry): the binding is live until `token_expiry`.
@@ -187,9 +196,14 @@ impl LeafRecord {
         out.extend_from_slice(&self.id);
         out.extend_from_slice(&self.entry_digest);
         match self.body {
-            RecordBody::Bind { slot, spki_hash } => {
+            RecordBody::Bind {
+                slot,
+                spki_hash,
+                token_expiry,
+            } => {
                 out.extend_from_slice(&slot.to_be_bytes());
                 out.extend_from_slice(&spki_hash);
+                out.extend_from_slice(&token_expiry.to_be_bytes());
             }
             RecordBody::Reveal { token_expiry } => {
                 out.extend_from_slice(&token_expiry.to_be_bytes());
@@ -217,7 +231,7 @@ impl LeafRecord {
         }
         let kind = header[5];
         let body_len = match kind {
-            1 => 4 + 32,
+            1 => BIND_BODY_LEN,
             2 => 8,
             3 => 1,
             4 => 0,
@@ -241,10 +255,13 @@ impl LeafRecord {
                 let mut slot = [0u8; 4];
                 slot.copy_from_slice(&body[..4]);
                 let mut spki_hash = [0u8; 32];
-                spki_hash.copy_from_slice(&body[4..]);
+                spki_hash.copy_from_slice(&body[4..36]);
+                let mut expiry = [0u8; 8];
+                expiry.copy_from_slice(&body[36..]);
                 RecordBody::Bind {
                     slot: u32::from_be_bytes(slot),
                     spki_hash,
+                    token_expiry: u64::from_be_bytes(expiry),
                 }
             }
             2 => {
@@ -285,7 +302,7 @@ pub fn decode_records(mut bytes: &[u8]) -> Result<alloc::vec::Vec<LeafRecord>, R
     let mut out = alloc::vec::Vec::new();
     while !bytes.is_empty() {
         let len = match bytes.get(5) {
-            Some(1) => HEADER_LEN + 4 + 32,
+            Some(1) => HEADER_LEN + BIND_BODY_LEN,
             Some(2) => HEADER_LEN + 8,
             Some(3) => HEADER_LEN + 1,
             Some(4) => HEADER_LEN,
@@ -325,6 +342,7 @@ mod tests {
             base(RecordBody::Bind {
                 slot: 0x0102_0304,
                 spki_hash: [5; 32],
+                token_expiry: 1_800_000_000,
             }),
             base(RecordBody::Reveal {
                 token_expiry: 1_800_000_000,
@@ -340,12 +358,13 @@ mod tests {
     fn exact_layout_of_a_bind() {
         let bytes = samples()[0].to_bytes();
         let mut expected = Vec::new();
-        expected.extend_from_slice(b"MZLR\x01\x01");
+        expected.extend_from_slice(b"MZLR\x02\x01");
         expected.extend_from_slice(&1_700_000_000_123u64.to_be_bytes());
         expected.extend_from_slice(&[7; 32]);
         expected.extend_from_slice(&[9; 32]);
         expected.extend_from_slice(&[1, 2, 3, 4]);
         expected.extend_from_slice(&[5; 32]);
+        expected.extend_from_slice(&1_800_000_000u64.to_be_bytes());
         assert_eq!(bytes, expected);
         assert_eq!(bytes.len(), MAX_RECORD_LEN);
     }
@@ -381,10 +400,10 @@ mod tests {
         tag[0] = b'X';
         assert_eq!(LeafRecord::from_bytes(&tag), Err(RecordError::BadMagic));
         let mut version = bind.clone();
-        version[4] = 2;
+        version[4] = 1;
         assert_eq!(
             LeafRecord::from_bytes(&version),
-            Err(RecordError::UnsupportedVersion(2))
+            Err(RecordError::UnsupportedVersion(1))
         );
         let mut kind = bind.clone();
         kind[5] = 5;
@@ -404,17 +423,24 @@ mod tests {
     #[test]
     fn the_leaf_commits_to_every_field() {
         let base = samples()[0];
-        let mut changed = [base; 5];
+        let mut changed = [base; 6];
         changed[0].at_ms += 1;
         changed[1].id[31] ^= 1;
         changed[2].entry_digest[0] ^= 1;
         changed[3].body = RecordBody::Bind {
             slot: 0,
             spki_hash: [5; 32],
+            token_expiry: 1_800_000_000,
         };
         changed[4].body = RecordBody::Bind {
             slot: 0x0102_0304,
             spki_hash: [6; 32],
+            token_expiry: 1_800_000_000,
+        };
+        changed[5].body = RecordBody::Bind {
+            slot: 0x0102_0304,
+            spki_hash: [5; 32],
+            token_expiry: 1_800_000_001,
         };
         for other in changed {
             assert_ne!(other.leaf_hash(), base.leaf_hash());

@@ -191,7 +191,7 @@ pub fn register_token(port: u16, data_dir: &Path, token: &str) -> Result<Signing
 
     let crs_bytes = std::fs::read(data_dir.join("dev-crs.bin"))?;
     let crs = mazu_rbe::Crs::from_bytes(&crs_bytes).map_err(|e| anyhow!("dev CRS: {e:?}"))?;
-    let agent = mazu_curator::client::build_registration(&crs, &id, slot, &mut OsRng)
+    let agent = mazu_curator::client::build_registration(&crs, token, slot, &mut OsRng)
         .map_err(|e| anyhow!("RBE key generation: {e:?}"))?;
     post("/v1/bindings", &serde_json::to_string(&agent.request)?)?;
     post(

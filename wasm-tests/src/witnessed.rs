@@ -96,6 +96,7 @@ impl TestLog {
             RecordBody::Bind {
                 slot,
                 spki_hash: *entry.spki_hash.as_bytes(),
+                token_expiry: entry.token_expiry,
             },
             id,
         );

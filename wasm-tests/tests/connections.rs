@@ -147,6 +147,42 @@ fn no_client_certificate_is_closed() {
     assert_eq!(vm.stat(DENIED), 4);
 }
 
+#[test]
+fn a_proxy_without_the_certificate_attribute_is_reported_once_loudly() {
+    // An Envoy older than `connection.peer_certificate` reports a TLS peer
+    // (mTLS, the certificate's digest) but not its certificate.
+    let mesh = Mesh::new();
+    let cart = mesh.workload("shop", "cart");
+    let mut vm = inbound_with(&mesh, "", &log(&[cart.entry]));
+    let mut old_envoy = cart.peer();
+    old_envoy.peer_certificate = None;
+    assert_denied(&mut vm, &old_envoy, "no_peer_certificate");
+    assert_denied(&mut vm, &old_envoy, "no_peer_certificate");
+    let reports: Vec<_> = vm
+        .logs()
+        .iter()
+        .filter(|l| {
+            l.level == LogLevel::Error
+                && l.message
+                    .contains("does not provide the attribute connection.peer_certificate")
+        })
+        .collect();
+    assert_eq!(reports.len(), 1, "{}", vm.log_text());
+    // No certificate and no digest (no TLS peer): not this Envoy's fault.
+    let mut vm = inbound_with(&mesh, "", &log(&[cart.entry]));
+    let missing = PeerProperties {
+        mtls: Some(true),
+        peer_certificate: None,
+        digest: None,
+    };
+    assert_denied(&mut vm, &missing, "no_peer_certificate");
+    assert!(
+        !vm.logs().iter().any(|l| l.level == LogLevel::Error),
+        "{}",
+        vm.log_text()
+    );
+}
+
 /// One case per deny reason of the verdict, each from a real failing input.
 #[test]
 fn every_verdict_deny_reason_closes_the_connection() {

@@ -250,6 +250,36 @@ fn a_parked_connection_is_resumed_when_the_registry_arrives() {
 }
 
 #[test]
+fn a_server_first_greeting_before_the_registry_is_never_parked() {
+    // Envoy never resumes a paused write: a server-first protocol's greeting
+    // (the first event, deciding the client) must be decided at once, not
+    // parked, even with `before_registry: park`.
+    let mesh = Mesh::new();
+    let cart = mesh.workload("shop", "cart");
+    let mut vm = configured(&mesh.config(
+        "inbound",
+        r#","before_registry":"park","park_timeout_ms":5000"#,
+    ));
+    let (id, _) = vm.connect(Side::Downstream, &cart.peer()).unwrap();
+    assert_eq!(
+        vm.upstream_data(id, b"220 ready").unwrap(),
+        Action::Pause,
+        "{}",
+        vm.log_text()
+    );
+    let conn = vm.connection(id).unwrap();
+    assert!(conn.closed_downstream, "refused, not left paused");
+    assert!(conn.forwarded_upstream.is_empty(), "the greeting leaked");
+    assert_eq!(vm.stat("mazu.inbound.connections_parked"), 0);
+    assert_eq!(vm.stat("mazu.inbound.parked_connections"), 0);
+    assert_eq!(vm.stat("mazu.inbound.denied.registry_unavailable"), 1);
+    // A client-first connection on the same plugin is still parked.
+    let (_, action) = connect_and_send(&mut vm, &cart.peer());
+    assert_eq!(action, Action::Pause);
+    assert_eq!(vm.stat("mazu.inbound.connections_parked"), 1);
+}
+
+#[test]
 fn a_parked_connection_is_closed_when_its_wait_is_over() {
     let mesh = Mesh::new();
     let cart = mesh.workload("shop", "cart");
@@ -289,6 +319,67 @@ fn parking_is_bounded_and_a_closed_parked_connection_is_forgotten() {
     assert!(!vm.connection(fourth).unwrap().closed_downstream);
     serve(&mut vm, &log(&[cart.entry]));
     assert_eq!(vm.stat("mazu.inbound.connections_allowed"), 2);
+}
+
+#[test]
+fn a_shared_snapshot_that_is_not_the_one_its_status_announces_is_not_installed() {
+    // A publish is two writes (snapshot, then status); another root, or any
+    // plugin in Istio's shared namespace, can write the snapshot in between.
+    let mesh = Mesh::new();
+    let cart = mesh.workload("shop", "cart");
+    let db = mesh.workload("shop", "db");
+    let curator = log(&[cart.entry]);
+    let process = ProcessHandle::new();
+    let config = mesh.config("inbound", "");
+    let mut main = configured_in(&process, &config);
+    let mut worker = configured_in(&process, &config);
+    let first = next_callout_full(&mut main);
+    curator.answer(&mut main, &first);
+    let records = main.take_callouts().pop().expect("records callout");
+    curator.answer(&mut main, &records);
+    // Swap the published snapshot for another valid one (db registered
+    // instead of cart), leaving the status as published.
+    let snapshot_key = {
+        let guard = process.lock();
+        guard
+            .shared_data
+            .keys()
+            .find(|k| k.ends_with("|snapshot"))
+            .cloned()
+            .expect("a published snapshot")
+    };
+    let other = mazu_identity::RegistrySnapshot::from_entries(2, vec![db.entry])
+        .expect("snapshot")
+        .encode();
+    {
+        let mut guard = process.lock();
+        let entry = guard.shared_data.get_mut(&snapshot_key).expect("entry");
+        entry.0 = other;
+        entry.1 += 1;
+    }
+    worker.tick().unwrap();
+    worker.tick().unwrap();
+    assert!(
+        worker.logged("not the one its status announces"),
+        "{}",
+        worker.log_text()
+    );
+    assert_eq!(
+        worker
+            .log_text()
+            .matches("not the one its status announces")
+            .count(),
+        1,
+        "refused once per status, not re-read every tick"
+    );
+    // The swapped-in registry was not installed: db is not admitted, and
+    // the worker has no registry to admit cart either.
+    let (_, action) = connect_and_send(&mut worker, &db.peer());
+    assert_eq!(action, Action::Pause, "{}", worker.log_text());
+    assert_eq!(worker.stat("mazu.inbound.denied.registry_unavailable"), 1);
+    // The main VM's own copy is unaffected.
+    let (_, action) = connect_and_send(&mut main, &cart.peer());
+    assert_eq!(action, Action::Continue, "{}", main.log_text());
 }
 
 #[test]

@@ -38,6 +38,15 @@ pub fn mint_with(
 }
 
 /// Hex SHA-256 of the token: the workload id.
+/// A token expiry an hour from now, Unix seconds: what a front-runner that
+/// does not hold the token guesses.
+pub fn an_hour_from_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 3600
+}
+
 pub fn id_of(token: &str) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(token.as_bytes()))
@@ -856,7 +865,10 @@ impl FixedCurator {
     /// slot, RBE and TLS keys, bind, then reveal); returns its id.
     pub fn register(&self, mesh: &Mesh, namespace: &str, service_account: &str) -> Result<String> {
         let token = mint(mesh, namespace, service_account);
-        self.bind(&id_of(&token))?;
+        self.bind(
+            &id_of(&token),
+            mazu_curator::client::token_expiry_of(&token),
+        )?;
         let (status, body) = self.post(
             &format!("/v1/bindings/{}/reveal", id_of(&token)),
             &serde_json::json!({ "token": token }).to_string(),
@@ -867,9 +879,10 @@ impl FixedCurator {
         Ok(id_of(&token))
     }
 
-    /// Binds `id_hex` to fresh keys (no token), as a curator or anyone who
-    /// saw the id could; returns the hex SPKI hash of the bound TLS key.
-    pub fn bind(&self, id_hex: &str) -> Result<String> {
+    /// Binds `id_hex` to fresh keys (no token) committing to
+    /// `token_expiry`, as a curator or anyone who saw the id could (guessing
+    /// the expiry); returns the hex SPKI hash of the bound TLS key.
+    pub fn bind(&self, id_hex: &str, token_expiry: u64) -> Result<String> {
         let (status, body) = self.post(
             "/v1/slots",
             &serde_json::json!({ "id": id_hex }).to_string(),
@@ -890,9 +903,14 @@ impl FixedCurator {
         let id: [u8; 32] = hex::decode(id_hex)?
             .try_into()
             .map_err(|_| anyhow::anyhow!("id is not 32 bytes"))?;
-        let (request, keys) =
-            mazu_agent::binding::build_binding(&crs, &id, slot, &mut rand::rngs::OsRng)
-                .map_err(|e| anyhow::anyhow!("keys: {e}"))?;
+        let (request, keys) = mazu_agent::binding::build_binding(
+            &crs,
+            &id,
+            token_expiry,
+            slot,
+            &mut rand::rngs::OsRng,
+        )
+        .map_err(|e| anyhow::anyhow!("keys: {e}"))?;
         let (status, body) = self.post("/v1/bindings", &serde_json::to_string(&request)?)?;
         if status != 200 && status != 201 {
             bail!(

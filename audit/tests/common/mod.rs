@@ -316,9 +316,11 @@ impl RunningCurator {
         Crs::from_bytes(&bytes).unwrap()
     }
 
-    /// Reserves a slot for `id` and binds it (no token); panics unless
-    /// logged and witnessed.
-    pub async fn bind(&self, crs: &Crs, id: [u8; 32]) -> AgentRegistration {
+    /// Reserves a slot for `token`'s id and binds it (the token is not
+    /// sent); panics unless logged and witnessed.
+    pub async fn bind(&self, crs: &Crs, token: &str) -> AgentRegistration {
+        let id: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let token = token.to_owned();
         let (status, body) = self
             .post("/v1/slots", &serde_json::json!({ "id": hex::encode(id) }))
             .await;
@@ -326,7 +328,7 @@ impl RunningCurator {
         let slot = u32::try_from(body["slot"].as_u64().unwrap()).unwrap();
         let crs = crs.clone();
         let agent = tokio::task::spawn_blocking(move || {
-            build_registration(&crs, &id, slot, &mut rand::rngs::OsRng).unwrap()
+            build_registration(&crs, &token, slot, &mut rand::rngs::OsRng).unwrap()
         })
         .await
         .unwrap();
@@ -350,8 +352,7 @@ impl RunningCurator {
     /// Binds and reveals a fresh token for `ns/sa` (two log entries).
     pub async fn register(&self, world: &World, crs: &Crs, ns: &str, sa: &str) {
         let token = world.token(ns, sa);
-        self.bind(crs, sha2::Sha256::digest(token.as_bytes()).into())
-            .await;
+        self.bind(crs, &token).await;
         self.reveal(&token).await;
     }
 

@@ -145,6 +145,9 @@ pub struct BindingRequest {
     pub id: String,
     /// The slot (must equal `registration.slot`).
     pub slot: u32,
+    /// The token's `exp` (Unix seconds): the reveal must match it, and it
+    /// must lie within the curator's `--max-token-lifetime-secs` from now.
+    pub token_expiry: u64,
     /// The RBE registration in the rbe crate's JSON form.
     pub registration: serde_json::Value,
     /// Standard base64 of the TLS key's DER SubjectPublicKeyInfo.

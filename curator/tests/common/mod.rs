@@ -293,9 +293,9 @@ impl Curator {
     pub async fn prepare(&self, crs: &Crs, token: &str) -> AgentRegistration {
         let slot = self.reserve(token).await;
         let crs = crs.clone();
-        let id = id_of_token(token);
+        let token = token.to_owned();
         tokio::task::spawn_blocking(move || {
-            build_registration(&crs, &id, slot, &mut rand::rngs::OsRng).expect("keygen")
+            build_registration(&crs, &token, slot, &mut rand::rngs::OsRng).expect("keygen")
         })
         .await
         .expect("join")

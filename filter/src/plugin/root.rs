@@ -103,6 +103,8 @@ impl Root {
             settled: BTreeMap::new(),
             metrics,
             keys: keys.clone(),
+            reported_missing_attribute: false,
+            refused_status: None,
         })));
         self.keys = Some(keys);
         self.load_shared(host::now_ms());
@@ -262,6 +264,25 @@ impl Root {
             // Another root (the previous leader) published a newer one.
             return;
         }
+        let (value, _) = host::shared(&keys.status);
+        let published = value.as_deref().and_then(RegistryStatus::decode);
+        // The digest the status vouches for: the new encoding, or (a
+        // confirmation of the same version) the one already published; a
+        // root that has neither publishes its own encoding of the version.
+        let reencoded;
+        let encoded = match (encoded, published) {
+            (Some(encoded), _) => Some(encoded),
+            (None, Some(p)) if p.version == checkpoint.size => None,
+            (None, _) => {
+                reencoded = self.follower.snapshot().encode();
+                Some(&reencoded[..])
+            }
+        };
+        let snapshot_sha256 = match (encoded, published) {
+            (Some(encoded), _) => sync::snapshot_sha256(encoded),
+            (None, Some(p)) => p.snapshot_sha256,
+            (None, None) => return,
+        };
         if let Some(encoded) = encoded
             && !host::set_shared(&keys.snapshot, encoded, None)
         {
@@ -282,6 +303,7 @@ impl Root {
         let status = RegistryStatus {
             version: checkpoint.size,
             confirmed_ms: checkpoint.witnessed_ms,
+            snapshot_sha256,
         };
         if !host::set_shared(&keys.status, &status.encode(), cas) {
             host::debug("mazu-filter: registry status changed concurrently; not overwritten");
@@ -350,7 +372,7 @@ impl Root {
                     .map_or(now_ms, |secs| secs.saturating_mul(1000));
                 let accepted = self.accepted_checkpoint();
                 self.follower
-                    .offer_checkpoint(checkpoint, accepted)
+                    .offer_checkpoint(checkpoint, accepted, self.round_witnessed_ms)
                     .map_err(FetchFailure::Refused)?
             }
             FetchKind::Records { start, end } => self

@@ -152,6 +152,12 @@ impl Stream {
         if decision == Decision::Park {
             return self.park(&vm, peer, now_ms, digest_hex.as_deref());
         }
+        if let Decision::Deny { reason, .. } = &decision
+            && *reason == reason::NO_PEER_CERTIFICATE
+            && digest_hex.is_some()
+        {
+            report_missing_attribute(&vm, prefix);
+        }
         let allowed = matches!(decision, Decision::Allow { .. });
         if !(allowed && self.recheck) {
             vm.borrow_mut().record_decision(&decision);
@@ -174,8 +180,13 @@ impl Stream {
             peer: None,
             cached: false,
         };
+        // Only a read can be parked: Envoy never resumes a paused write
+        // (there is no `resume_upstream`), so the server's greeting of a
+        // server-first protocol (an upstream event deciding the client) is
+        // decided now, never held.
+        let parkable = self.upstream_event.is_none();
         let decision = match (self.park_timeout_ms, peer) {
-            (Some(timeout_ms), Peer::Downstream) => {
+            (Some(timeout_ms), Peer::Downstream) if parkable => {
                 match host::property(&[peer.prefix(), "peer_certificate"]) {
                     None => deny(reason::NO_PEER_CERTIFICATE),
                     Some(certificate) => {
@@ -303,6 +314,24 @@ impl Stream {
             vm.settled.remove(&self.context_id);
         }
     }
+}
+
+/// A TLS peer Envoy reports (its certificate's digest is there) whose
+/// certificate attribute is missing: this Envoy predates
+/// `connection.peer_certificate` / `upstream.peer_certificate` (envoyproxy/envoy
+/// PR #43773), and every connection will be denied. Said once per VM, as an
+/// error.
+fn report_missing_attribute(vm: &SharedVm, prefix: &str) {
+    let mut vm = vm.borrow_mut();
+    if core::mem::replace(&mut vm.reported_missing_attribute, true) {
+        return;
+    }
+    host::error(&format!(
+        "mazu-filter: this Envoy does not provide the attribute {prefix}.peer_certificate \
+         (it reports the peer certificate's digest but not the certificate): it predates \
+         envoyproxy/envoy PR #43773, and the filter denies every connection \
+         (no_peer_certificate). See docs/istio.md for the Envoy and Istio versions Mazu needs."
+    ));
 }
 
 impl Context for Stream {

@@ -123,6 +123,13 @@ pub struct Vm {
     pub metrics: Metrics,
     /// Where the registry copy lives in shared data.
     pub keys: SharedKeys,
+    /// Whether the proxy was found to lack the `peer_certificate` attribute
+    /// (logged once, loudly).
+    pub reported_missing_attribute: bool,
+    /// The digest of the last shared status whose snapshot was refused (not
+    /// its snapshot, or not its version): not read and hashed again until
+    /// the status changes.
+    pub refused_status: Option<[u8; 32]>,
 }
 
 /// Installs a newer registry from shared data, if a root context (of this or
@@ -141,11 +148,29 @@ pub fn load_shared(vm: &SharedVm) -> bool {
         vm.borrow_mut().engine.confirm(status.confirmed_ms);
         return false;
     }
+    if vm.borrow().refused_status == Some(status.snapshot_sha256) {
+        return false;
+    }
     let snapshot_key = vm.borrow().keys.snapshot.clone();
     let Some(bytes) = host::shared(&snapshot_key).0 else {
         return false;
     };
+    // Install only the snapshot the status vouches for (a publish is two
+    // writes; another root may have written between them), once per status.
+    let refuse = |why: &str| {
+        host::warn(&format!(
+            "mazu-filter: the shared registry copy is not the one its status announces \
+             (version {}): {why}; keeping the held one until the next publish",
+            status.version
+        ));
+        vm.borrow_mut().refused_status = Some(status.snapshot_sha256);
+        false
+    };
+    if !crate::sync::snapshot_matches(&status, &bytes) {
+        return refuse("its SHA-256 differs");
+    }
     match mazu_identity::RegistrySnapshot::decode(&bytes) {
+        Ok(snapshot) if snapshot.version() != status.version => refuse("its version differs"),
         Ok(snapshot) => {
             let version = snapshot.version();
             let entries = snapshot.len();
@@ -164,6 +189,7 @@ pub fn load_shared(vm: &SharedVm) -> bool {
             host::error(&format!(
                 "mazu-filter: shared registry copy does not decode ({e}); keeping the held one"
             ));
+            vm.borrow_mut().refused_status = Some(status.snapshot_sha256);
             false
         }
     }

@@ -10,6 +10,10 @@ use mazu_log::record::RecordBody;
 use super::*;
 use crate::testing::{curator_signer, witness_signer};
 
+/// The witnessed time the follower is offered checkpoints at, Unix ms
+/// (after every record's time).
+const WITNESSED_MS: u64 = 1_000_000;
+
 fn bind(id: u8, slot: u32, key: u8) -> LeafRecord {
     LeafRecord {
         at_ms: 1,
@@ -18,6 +22,7 @@ fn bind(id: u8, slot: u32, key: u8) -> LeafRecord {
         body: RecordBody::Bind {
             slot,
             spki_hash: [key; 32],
+            token_expiry: 2_000_000_000,
         },
     }
 }
@@ -138,7 +143,7 @@ fn the_registry_is_derived_from_records_that_give_the_root() {
     let log = honest();
     let mut follower = Follower::new(1 << 20);
     assert_eq!(
-        follower.offer_checkpoint(verified(&log[..2]), None),
+        follower.offer_checkpoint(verified(&log[..2]), None, WITNESSED_MS),
         Ok(Step::Fetch { start: 0, end: 2 })
     );
     assert_eq!(
@@ -149,12 +154,12 @@ fn the_registry_is_derived_from_records_that_give_the_root() {
     assert_eq!(follower.snapshot().len(), 1);
     // The same checkpoint again: current.
     assert_eq!(
-        follower.offer_checkpoint(verified(&log[..2]), None),
+        follower.offer_checkpoint(verified(&log[..2]), None, WITNESSED_MS),
         Ok(Step::Current)
     );
     // Growth: only the new records are asked for.
     assert_eq!(
-        follower.offer_checkpoint(verified(&log), None),
+        follower.offer_checkpoint(verified(&log), None, WITNESSED_MS),
         Ok(Step::Fetch { start: 2, end: 4 })
     );
     assert_eq!(
@@ -173,12 +178,14 @@ fn records_that_rebind_a_victim_are_refused_and_nothing_changes() {
     lie[2] = bind(2, 1, 66);
     let mut follower = Follower::new(1 << 20);
     follower
-        .offer_checkpoint(verified(&log[..2]), None)
+        .offer_checkpoint(verified(&log[..2]), None, WITNESSED_MS)
         .unwrap();
     follower.offer_records(0, 2, &bytes(&log[..2])).unwrap();
     let before = follower.snapshot();
 
-    follower.offer_checkpoint(verified(&log), None).unwrap();
+    follower
+        .offer_checkpoint(verified(&log), None, WITNESSED_MS)
+        .unwrap();
     assert_eq!(
         follower.offer_records(2, 4, &bytes(&lie[2..])),
         Err(Refusal::RecordsRootMismatch { size: 4 })
@@ -187,7 +194,9 @@ fn records_that_rebind_a_victim_are_refused_and_nothing_changes() {
     assert_eq!(follower.size(), 2);
     assert_eq!(follower.target(), None, "the round is over");
     // The honest records are taken in the next round.
-    follower.offer_checkpoint(verified(&log), None).unwrap();
+    follower
+        .offer_checkpoint(verified(&log), None, WITNESSED_MS)
+        .unwrap();
     assert!(matches!(
         follower.offer_records(2, 4, &bytes(&log[2..])),
         Ok(Step::Applied { .. })
@@ -198,10 +207,12 @@ fn records_that_rebind_a_victim_are_refused_and_nothing_changes() {
 fn rollbacks_and_forks_are_refused_also_against_what_another_vm_accepted() {
     let log = honest();
     let mut follower = Follower::new(1 << 20);
-    follower.offer_checkpoint(verified(&log), None).unwrap();
+    follower
+        .offer_checkpoint(verified(&log), None, WITNESSED_MS)
+        .unwrap();
     follower.offer_records(0, 4, &bytes(&log)).unwrap();
     assert_eq!(
-        follower.offer_checkpoint(verified(&log[..2]), None),
+        follower.offer_checkpoint(verified(&log[..2]), None, WITNESSED_MS),
         Err(Refusal::Rollback {
             held: 4,
             offered: 2
@@ -210,7 +221,7 @@ fn rollbacks_and_forks_are_refused_also_against_what_another_vm_accepted() {
     let mut fork = log.clone();
     fork.swap(0, 2);
     assert_eq!(
-        follower.offer_checkpoint(verified(&fork), None),
+        follower.offer_checkpoint(verified(&fork), None, WITNESSED_MS),
         Err(Refusal::Fork { size: 4 })
     );
 
@@ -223,19 +234,19 @@ fn rollbacks_and_forks_are_refused_also_against_what_another_vm_accepted() {
     };
     let mut fresh = Follower::new(1 << 20);
     assert_eq!(
-        fresh.offer_checkpoint(verified(&log[..2]), Some(accepted)),
+        fresh.offer_checkpoint(verified(&log[..2]), Some(accepted), WITNESSED_MS),
         Err(Refusal::Rollback {
             held: 4,
             offered: 2
         })
     );
     assert_eq!(
-        fresh.offer_checkpoint(verified(&fork), Some(accepted)),
+        fresh.offer_checkpoint(verified(&fork), Some(accepted), WITNESSED_MS),
         Err(Refusal::Fork { size: 4 })
     );
     // The accepted checkpoint itself: it bootstraps from record 0.
     assert_eq!(
-        fresh.offer_checkpoint(verified(&log), Some(accepted)),
+        fresh.offer_checkpoint(verified(&log), Some(accepted), WITNESSED_MS),
         Ok(Step::Fetch { start: 0, end: 4 })
     );
 }
@@ -246,7 +257,7 @@ fn records_come_page_by_page_and_bad_pages_are_refused() {
     // Room for three records per page.
     let mut follower = Follower::new(3 * MAX_RECORD_LEN);
     assert_eq!(
-        follower.offer_checkpoint(verified(&log), None),
+        follower.offer_checkpoint(verified(&log), None, WITNESSED_MS),
         Ok(Step::Fetch { start: 0, end: 3 })
     );
     // The server may answer fewer than asked.
@@ -269,7 +280,9 @@ fn records_come_page_by_page_and_bad_pages_are_refused() {
     };
     let refused = |body: &[u8]| {
         let mut follower = follower.clone();
-        follower.offer_checkpoint(verified(&grown), None).unwrap();
+        follower
+            .offer_checkpoint(verified(&grown), None, WITNESSED_MS)
+            .unwrap();
         let refusal = follower.offer_records(4, 6, body).unwrap_err();
         assert_eq!(follower.size(), 4);
         refusal.as_str()
@@ -287,7 +300,9 @@ fn void_records_are_reported() {
     // A second binding of id 1 (to another key) has no effect.
     let log = vec![bind(1, 0, 11), reveal(1), bind(1, 1, 66)];
     let mut follower = Follower::new(1 << 20);
-    follower.offer_checkpoint(verified(&log), None).unwrap();
+    follower
+        .offer_checkpoint(verified(&log), None, WITNESSED_MS)
+        .unwrap();
     let Ok(Step::Applied { void }) = follower.offer_records(0, 3, &bytes(&log)) else {
         panic!("not applied");
     };
@@ -309,4 +324,21 @@ fn accepted_checkpoints_round_trip() {
         Some(accepted)
     );
     assert_eq!(AcceptedCheckpoint::decode(&[0; 47]), None);
+}
+
+#[test]
+fn records_timed_after_the_witnessed_time_are_refused() {
+    // A curator that times a record in the future would make every filter
+    // forget revoked ids whose tokens are still valid.
+    let mut log = honest();
+    log[3].at_ms = WITNESSED_MS + mazu_identity::registry::derive::MAX_CLOCK_SKEW_MS + 1;
+    let mut follower = Follower::new(1 << 20);
+    follower
+        .offer_checkpoint(verified(&log), None, WITNESSED_MS)
+        .unwrap();
+    assert_eq!(
+        follower.offer_records(0, 4, &bytes(&log)),
+        Err(Refusal::RecordsFromTheFuture { index: 3 })
+    );
+    assert_eq!(follower.size(), 0);
 }

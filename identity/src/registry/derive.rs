@@ -6,10 +6,12 @@
 //!
 //! | state of the id | record | result |
 //! |---|---|---|
-//! | never seen | bind (slot free) | **bound** to the key: the first binding, forever |
-//! | never seen | bind (slot held) | void: `slot_taken` |
+//! | never seen (or forgotten) | bind (slot free) | **bound** to the key and the token expiry, the first binding |
+//! | never seen (or forgotten) | bind (slot held) | void: `slot_taken` |
 //! | anything else | bind | void: `already_bound` (first binding wins) |
-//! | bound | reveal | **live** until the token's expiry |
+//! | bound | reveal of the bound expiry, before it | **live** until the token's expiry |
+//! | bound | reveal of another expiry | void: `expiry_mismatch` |
+//! | bound | reveal at or after the expiry | void: `token_expired` |
 //! | not bound | reveal | void: `not_pending` |
 //! | bound | release (unrevealed) | **released**: the slot is free, the id stays void |
 //! | live, token expired at the record's time | release (expired) | **released** |
@@ -27,6 +29,21 @@
 //! (checked by the curator, the auditor and the holder's agent; a filter
 //! sees only the record).
 //!
+//! **Time and forgetting.** The registry's clock is the latest record time
+//! applied (record times that go backwards count as the latest). An ended
+//! (released or revoked) id is *forgotten* as soon as the clock passes its
+//! token's expiry, which the holder committed to in the bind: before a
+//! record is applied, every ended id whose expiry is below the record's time
+//! is dropped. That keeps the state proportional to the live registrations
+//! (plus those ended within one token lifetime), not to history, and it is
+//! safe: a forgotten id may be bound again, but its token has expired, so a
+//! reveal of it is void (`token_expired`) and no verdict admits it. What
+//! keeps a curator from moving the clock ahead to forget a revoked id whose
+//! token is still valid is the rule that every record's time is at most the
+//! witnessed time of the checkpoint it is verified under (plus
+//! [`MAX_CLOCK_SKEW_MS`]): [`LogFollower::extend`] refuses a batch with a
+//! record from the future.
+//!
 //! A void record changes nothing. An honest curator never writes one; each is
 //! reported to the caller (the filter logs it as curator misbehaviour, the
 //! auditor as a discrepancy), but it is not an error: the log stays usable and
@@ -41,7 +58,7 @@
 //! leaves, appended to the leaves already applied, give the root of the
 //! checkpoint that was verified (signature, witnesses) by the caller.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
 use mazu_log::Frontier;
@@ -63,6 +80,8 @@ pub enum IdState {
         spki_hash: Hash,
         /// Index of the bind record in the log.
         bound_at: u64,
+        /// The token's `exp` the holder committed to, Unix seconds.
+        token_expiry: u64,
     },
     /// Bound and revealed: usable until `token_expiry`.
     Live {
@@ -75,45 +94,78 @@ pub enum IdState {
         /// The token's `exp`, Unix seconds.
         token_expiry: u64,
     },
-    /// Revoked by its holder. The id can never be bound again.
+    /// Revoked by its holder. The id cannot be bound again until it is
+    /// forgotten, after its token's expiry.
     Revoked {
         /// SHA-256 of the key that was bound.
         spki_hash: Hash,
-        /// The token's `exp` if it had been revealed (0 if not).
+        /// The token's `exp`, Unix seconds.
         token_expiry: u64,
+        /// Whether the token had been revealed (the verdict then reports
+        /// the id as revoked rather than unknown).
+        revealed: bool,
     },
-    /// Released. The id can never be bound again.
+    /// Released. The id cannot be bound again until it is forgotten, after
+    /// its token's expiry.
     Released {
         /// Why.
         reason: ReleaseReason,
+        /// The token's `exp`, Unix seconds.
+        token_expiry: u64,
     },
 }
 
 impl IdState {
-    /// For a bound or live id: its slot, key hash and token expiry (0 while
-    /// unrevealed). `None` once it has ended.
-    fn holding(&self) -> Option<(u32, Hash, u64)> {
+    /// For a bound or live id: what it holds. `None` once it has ended.
+    fn holding(&self) -> Option<Holding> {
         match *self {
             IdState::Bound {
-                slot, spki_hash, ..
-            } => Some((slot, spki_hash, 0)),
+                slot,
+                spki_hash,
+                token_expiry,
+                ..
+            } => Some(Holding {
+                slot,
+                spki_hash,
+                token_expiry,
+                revealed: false,
+            }),
             IdState::Live {
                 slot,
                 spki_hash,
                 token_expiry,
                 ..
-            } => Some((slot, spki_hash, token_expiry)),
+            } => Some(Holding {
+                slot,
+                spki_hash,
+                token_expiry,
+                revealed: true,
+            }),
             IdState::Revoked { .. } | IdState::Released { .. } => None,
         }
     }
 }
 
-/// Whether a release for `reason` may end a binding whose token expiry is
-/// `token_expiry` (0: not revealed) at the record's time `at_ms`.
-fn release_is_due(reason: ReleaseReason, token_expiry: u64, at_ms: u64) -> bool {
+/// What a bound or live id holds.
+#[derive(Clone, Copy)]
+struct Holding {
+    slot: u32,
+    spki_hash: Hash,
+    token_expiry: u64,
+    revealed: bool,
+}
+
+/// How far ahead of the witnessed time of the checkpoint that covers it a
+/// record's time may be: the clock skew allowed between the curator and the
+/// witnesses. A record further ahead is refused ([`FollowError::FromTheFuture`]).
+pub const MAX_CLOCK_SKEW_MS: u64 = 60_000;
+
+/// Whether a release for `reason` may end `held` at the record's time
+/// `at_ms`.
+fn release_is_due(reason: ReleaseReason, held: &Holding, at_ms: u64) -> bool {
     match reason {
-        ReleaseReason::Unrevealed => token_expiry == 0,
-        ReleaseReason::Expired => token_expiry != 0 && at_ms / 1000 >= token_expiry,
+        ReleaseReason::Unrevealed => !held.revealed,
+        ReleaseReason::Expired => held.revealed && at_ms / 1000 >= held.token_expiry,
         ReleaseReason::Holder => true,
     }
 }
@@ -131,6 +183,12 @@ pub enum VoidReason {
     /// A reveal of an id that is not bound and unrevealed.
     #[error("reveal of an id that is not awaiting its reveal")]
     NotPending,
+    /// A reveal whose token expiry is not the one bound.
+    #[error("reveal of a token whose expiry is not the one bound")]
+    ExpiryMismatch,
+    /// A reveal at or after the token's expiry (by the record's time).
+    #[error("reveal of a token that had expired")]
+    TokenExpired,
     /// A release or revocation of an id that is not bound.
     #[error("release or revocation of an id that is not bound")]
     NotBound,
@@ -155,9 +213,14 @@ pub struct VoidRecord {
 #[derive(Clone, Debug, Default)]
 pub struct DerivedRegistry {
     size: u64,
+    /// The latest record time applied, Unix milliseconds.
+    clock_ms: u64,
     ids: BTreeMap<Hash, IdState>,
     /// Slot → the id holding it (bound or live).
     slots: BTreeMap<u32, Hash>,
+    /// Ended ids by the time they are forgotten: (token expiry in
+    /// milliseconds, id).
+    ended: BTreeSet<(u64, Hash)>,
 }
 
 impl DerivedRegistry {
@@ -171,7 +234,18 @@ impl DerivedRegistry {
         self.size
     }
 
-    /// Where `id` stands.
+    /// The latest record time applied, Unix milliseconds (0 for none).
+    pub fn clock_ms(&self) -> u64 {
+        self.clock_ms
+    }
+
+    /// Number of ids held: bound, live, and ended but not yet forgotten.
+    /// This, not the log's size, is what the registry's memory follows.
+    pub fn ids_held(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Where `id` stands (`None`: never bound, or forgotten).
     pub fn state(&self, id: &Hash) -> Option<&IdState> {
         self.ids.get(id)
     }
@@ -187,14 +261,35 @@ impl DerivedRegistry {
     }
 
     /// Applies the next record of the log. Returns why it had no effect, if
-    /// it had none.
+    /// it had none. Ended ids whose token expired before the record's time
+    /// are forgotten first (see the [module docs](self)).
     pub fn apply(&mut self, record: &LeafRecord) -> Result<(), VoidReason> {
+        self.apply_noting_forgotten(record, |_| {})
+    }
+
+    /// [`apply`](Self::apply), calling `forgotten` with each id forgotten
+    /// (for a caller that keeps more per id, like the curator).
+    pub fn apply_noting_forgotten(
+        &mut self,
+        record: &LeafRecord,
+        forgotten: impl FnMut(&Hash),
+    ) -> Result<(), VoidReason> {
         let index = self.size;
         self.size += 1;
+        self.clock_ms = self.clock_ms.max(record.at_ms);
+        self.forget_expired(forgotten);
+        let now_ms = self.clock_ms;
         let id = record.id;
         let state = self.ids.get(&id).copied();
         match (record.body, state) {
-            (RecordBody::Bind { slot, spki_hash }, None) => {
+            (
+                RecordBody::Bind {
+                    slot,
+                    spki_hash,
+                    token_expiry,
+                },
+                None,
+            ) => {
                 if self.slots.contains_key(&slot) {
                     return Err(VoidReason::SlotTaken(slot));
                 }
@@ -205,6 +300,7 @@ impl DerivedRegistry {
                         slot,
                         spki_hash,
                         bound_at: index,
+                        token_expiry,
                     },
                 );
                 Ok(())
@@ -216,8 +312,15 @@ impl DerivedRegistry {
                     slot,
                     spki_hash,
                     bound_at,
+                    token_expiry: bound_expiry,
                 }),
             ) => {
+                if token_expiry != bound_expiry {
+                    return Err(VoidReason::ExpiryMismatch);
+                }
+                if now_ms / 1000 >= token_expiry {
+                    return Err(VoidReason::TokenExpired);
+                }
                 self.ids.insert(
                     id,
                     IdState::Live {
@@ -231,25 +334,43 @@ impl DerivedRegistry {
             }
             (RecordBody::Reveal { .. }, _) => Err(VoidReason::NotPending),
             (RecordBody::Release { .. } | RecordBody::Revoke, held) => {
-                let Some((slot, spki_hash, token_expiry)) = held.and_then(|s| s.holding()) else {
+                let Some(held) = held.and_then(|s| s.holding()) else {
                     return Err(VoidReason::NotBound);
                 };
                 if let RecordBody::Release { reason } = record.body
-                    && !release_is_due(reason, token_expiry, record.at_ms)
+                    && !release_is_due(reason, &held, now_ms)
                 {
                     return Err(VoidReason::NotDue);
                 }
-                self.slots.remove(&slot);
+                self.slots.remove(&held.slot);
                 let ended = match record.body {
-                    RecordBody::Release { reason } => IdState::Released { reason },
+                    RecordBody::Release { reason } => IdState::Released {
+                        reason,
+                        token_expiry: held.token_expiry,
+                    },
                     _ => IdState::Revoked {
-                        spki_hash,
-                        token_expiry,
+                        spki_hash: held.spki_hash,
+                        token_expiry: held.token_expiry,
+                        revealed: held.revealed,
                     },
                 };
                 self.ids.insert(id, ended);
+                self.ended
+                    .insert((held.token_expiry.saturating_mul(1000), id));
                 Ok(())
             }
+        }
+    }
+
+    /// Drops the ended ids whose token expired before the clock.
+    fn forget_expired(&mut self, mut forgotten: impl FnMut(&Hash)) {
+        while let Some(&(expiry_ms, id)) = self.ended.first() {
+            if expiry_ms >= self.clock_ms {
+                break;
+            }
+            self.ended.pop_first();
+            self.ids.remove(&id);
+            forgotten(&id);
         }
     }
 
@@ -294,7 +415,8 @@ impl DerivedRegistry {
                 IdState::Revoked {
                     spki_hash,
                     token_expiry,
-                } if token_expiry != 0 => Some(RegistryEntry {
+                    revealed: true,
+                } => Some(RegistryEntry {
                     workload_id: WorkloadId::from_bytes(*id),
                     // The slot is free again; a revoked entry keeps none.
                     slot: u32::MAX,
@@ -335,6 +457,20 @@ pub enum FollowError {
         /// The checkpoint's size.
         checkpoint: u64,
     },
+    /// A record's time is after the checkpoint's witnessed time (plus
+    /// [`MAX_CLOCK_SKEW_MS`]): a curator moving the registry's clock ahead
+    /// (to have ids forgotten early).
+    #[error(
+        "record {index} is timed {at_ms} ms, after the checkpoint's witnessed time {witnessed_ms} ms plus the allowed skew"
+    )]
+    FromTheFuture {
+        /// The record's index in the log.
+        index: u64,
+        /// Its time, Unix milliseconds.
+        at_ms: u64,
+        /// The checkpoint's witnessed time, Unix milliseconds.
+        witnessed_ms: u64,
+    },
     /// The leaves do not give the checkpoint's root: the records are not the
     /// log's, or the log is not an extension of what was applied.
     #[error(
@@ -374,13 +510,17 @@ impl LogFollower {
 
     /// Applies `records`, which must be the log's records from
     /// [`size`](Self::size) up to `checkpoint_size`, whose tree root is
-    /// `checkpoint_root` — a checkpoint the caller has verified. All or
-    /// nothing: on an error nothing changes. Returns the void records.
+    /// `checkpoint_root` — a checkpoint the caller has verified, witnessed at
+    /// `witnessed_ms` (Unix milliseconds: the quorum-th newest cosignature
+    /// time, or the caller's clock without witnesses). No record may be
+    /// timed after that plus [`MAX_CLOCK_SKEW_MS`]. All or nothing: on an
+    /// error nothing changes. Returns the void records.
     pub fn extend(
         &mut self,
         records: &[LeafRecord],
         checkpoint_size: u64,
         checkpoint_root: &Hash,
+        witnessed_ms: u64,
     ) -> Result<Vec<VoidRecord>, FollowError> {
         let applied = self.size();
         if checkpoint_size < applied {
@@ -403,6 +543,18 @@ impl LogFollower {
         }
         if frontier.root() != *checkpoint_root {
             return Err(FollowError::RootMismatch);
+        }
+        let latest = witnessed_ms.saturating_add(MAX_CLOCK_SKEW_MS);
+        if let Some((offset, record)) = records
+            .iter()
+            .enumerate()
+            .find(|(_, record)| record.at_ms > latest)
+        {
+            return Err(FollowError::FromTheFuture {
+                index: applied + offset as u64,
+                at_ms: record.at_ms,
+                witnessed_ms,
+            });
         }
         self.frontier = frontier;
         Ok(self.registry.apply_all(records))
