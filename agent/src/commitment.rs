@@ -541,7 +541,12 @@ mod tests {
         let mut registry = DerivedRegistry::new();
         let records = [
             bind(1, 0),
-            with_body(1, RecordBody::Reveal { token_expiry: 99 }),
+            with_body(
+                1,
+                RecordBody::Reveal {
+                    token_expiry: 2_000_000_000,
+                },
+            ),
             bind(2, 1),
             bind(3, 2),
             with_body(
@@ -551,7 +556,12 @@ mod tests {
                 },
             ),
             bind(4, 3),
-            with_body(4, RecordBody::Reveal { token_expiry: 99 }),
+            with_body(
+                4,
+                RecordBody::Reveal {
+                    token_expiry: 2_000_000_000,
+                },
+            ),
             with_body(4, RecordBody::Revoke),
         ];
         assert!(registry.apply_all(&records).is_empty());
@@ -560,7 +570,7 @@ mod tests {
             Recipient {
                 slot: 0,
                 bound_at: 0,
-                token_expiry: 99
+                token_expiry: 2_000_000_000
             }
         );
         let kind = |id: u8| {

@@ -586,7 +586,7 @@ mod tests {
         );
         assert_eq!(reg.token().expect("token"), None);
         let stored = fs::read_to_string(reg.path().join("request.json")).expect("request.json");
-        assert!(!stored.contains("token"), "{stored}");
+        assert!(!stored.contains("\"token\":"), "{stored}");
         reg.store_token("a.b.c").expect("store token");
         assert_eq!(reg.token().expect("token").as_deref(), Some("a.b.c"));
         // A new attempt for the same id forgets it again.
