@@ -326,8 +326,8 @@ impl CheckpointSigner {
     }
 
     /// Signs a checkpoint of `size` and `root` whose body carries
-    /// `extensions` (lines without newlines, e.g. the registry digest of
-    /// [`crate::evidence::registry_extension`]) and returns the signed note.
+    /// `extensions` (lines without newlines, e.g. the state line of
+    /// [`crate::evidence::state_extension`]) and returns the signed note.
     pub fn sign_with_extensions(&self, size: u64, root: &Hash, extensions: Vec<String>) -> String {
         let cp = Checkpoint {
             origin: self.name.clone(),

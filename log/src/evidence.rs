@@ -1,19 +1,18 @@
-//! The log's evidence attached to registry answers, so that the data plane
-//! (the filter, the node agent) can hold the curator to an append-only log
-//! without downloading it (`docs/audit.md`, "The data plane enforces
-//! append-only").
+//! The log's evidence attached to answers, and the checkpoint's state line.
 //!
-//! A registry answer (`GET /v1/registry[?since=V]`) of version `N` carries:
-//! - [`CHECKPOINT_HEADER`]: the signed checkpoint of tree size `N`, the
-//!   note's bytes in standard base64 ([`encode_note`]); its body carries the
-//!   extension line [`registry_extension`] with the SHA-256 of the registry
-//!   snapshot's canonical encoding at version `N`. The curator thereby signs
-//!   "after these `N` log entries, the registry is exactly this" — a claim
-//!   auditors recompute from the log, and a lie is signed evidence;
-//! - [`CONSISTENCY_HEADER`]: when the request carried
-//!   [`CHECKPOINT_SIZE_HEADER`] `M < N` (the size of the last checkpoint the
-//!   client accepted), the consistency proof from `M` to `N`, the hashes
-//!   concatenated in standard base64 ([`encode_proof`]).
+//! A follower-state answer (`GET /v1/log/state?size=N`, `docs/protocol.md`)
+//! carries [`CHECKPOINT_HEADER`]: the witnessed checkpoint of size `N`, the
+//! note's bytes in standard base64 ([`encode_note`]). Its body carries the
+//! extension line [`state_extension`]: the SHA-256 of the canonical
+//! encoding of the registry follower's state after the log's first `N`
+//! records (`mazu_identity::registry::LogFollower::encode_state`). The
+//! curator writes the line; a witness cosigns it only after deriving the
+//! same state from the records itself, so a quorum of cosignatures vouches
+//! for "after these `N` records, the registry is exactly this", and a lie is
+//! signed evidence against the curator.
+//!
+//! [`CONSISTENCY_HEADER`] and [`CHECKPOINT_SIZE_HEADER`] carry a consistency
+//! proof from a size the client holds ([`encode_proof`]).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -29,9 +28,9 @@ pub const CHECKPOINT_HEADER: &str = "mazu-checkpoint";
 pub const CONSISTENCY_HEADER: &str = "mazu-consistency";
 /// Request header: the size of the last checkpoint the client accepted.
 pub const CHECKPOINT_SIZE_HEADER: &str = "mazu-checkpoint-size";
-/// The checkpoint extension line's keyword; the digest follows after one
-/// space, standard base64.
-pub const REGISTRY_EXTENSION: &str = "mazu-registry-sha256";
+/// The state line's keyword; the digest follows after one space, standard
+/// base64.
+pub const STATE_EXTENSION: &str = "mazu-state-sha256";
 
 /// Why evidence could not be decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -43,12 +42,9 @@ pub enum EvidenceError {
     /// The consistency proof is not a whole number of 32-byte hashes.
     #[error("the consistency proof is not a sequence of 32-byte hashes")]
     ProofShape,
-    /// The checkpoint carries no registry digest line.
-    #[error("the checkpoint carries no {REGISTRY_EXTENSION} line")]
-    NoRegistryDigest,
-    /// The checkpoint carries a malformed or repeated registry digest line.
-    #[error("the checkpoint's {REGISTRY_EXTENSION} line is malformed or repeated")]
-    BadRegistryDigest,
+    /// The checkpoint carries a malformed or repeated state line.
+    #[error("the checkpoint's {STATE_EXTENSION} line is malformed or repeated")]
+    BadStateDigest,
 }
 
 /// A signed note as a header value.
@@ -93,18 +89,18 @@ pub fn decode_proof(value: &[u8]) -> Result<Vec<Hash>, EvidenceError> {
         .collect())
 }
 
-/// The checkpoint extension line binding the registry snapshot whose
+/// The checkpoint extension line committing to the follower state whose
 /// canonical encoding hashes (SHA-256) to `digest`.
-pub fn registry_extension(digest: &Hash) -> String {
-    alloc::format!("{REGISTRY_EXTENSION} {}", Base64::encode_string(digest))
+pub fn state_extension(digest: &Hash) -> String {
+    alloc::format!("{STATE_EXTENSION} {}", Base64::encode_string(digest))
 }
 
-/// The registry digest a verified checkpoint signs: exactly one
-/// [`registry_extension`] line is required.
-pub fn registry_digest(checkpoint: &Checkpoint) -> Result<Hash, EvidenceError> {
+/// The state digest a verified checkpoint commits to: `None` without a
+/// [`state_extension`] line, an error for a malformed or repeated one.
+pub fn state_digest(checkpoint: &Checkpoint) -> Result<Option<Hash>, EvidenceError> {
     let mut found = None;
     for line in &checkpoint.extensions {
-        let Some(rest) = line.strip_prefix(REGISTRY_EXTENSION) else {
+        let Some(rest) = line.strip_prefix(STATE_EXTENSION) else {
             continue;
         };
         let Some(value) = rest.strip_prefix(' ') else {
@@ -113,13 +109,13 @@ pub fn registry_digest(checkpoint: &Checkpoint) -> Result<Hash, EvidenceError> {
         };
         let mut digest = [0u8; 32];
         let decoded =
-            Base64::decode(value, &mut digest).map_err(|_| EvidenceError::BadRegistryDigest)?;
+            Base64::decode(value, &mut digest).map_err(|_| EvidenceError::BadStateDigest)?;
         if decoded.len() != 32 || found.is_some() {
-            return Err(EvidenceError::BadRegistryDigest);
+            return Err(EvidenceError::BadStateDigest);
         }
         found = Some(digest);
     }
-    found.ok_or(EvidenceError::NoRegistryDigest)
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -168,35 +164,30 @@ mod tests {
     }
 
     #[test]
-    fn the_registry_digest_line_is_required_once() {
+    fn the_state_line_is_optional_but_never_malformed_or_repeated() {
         let d = [9u8; 32];
-        let line = registry_extension(&d);
-        assert!(line.starts_with("mazu-registry-sha256 "));
-        assert_eq!(registry_digest(&checkpoint(vec![line.clone()])), Ok(d));
+        let line = state_extension(&d);
+        assert!(line.starts_with("mazu-state-sha256 "));
+        assert_eq!(state_digest(&checkpoint(vec![line.clone()])), Ok(Some(d)));
         // Other extension lines are ignored.
         assert_eq!(
-            registry_digest(&checkpoint(vec!["other 1".into(), line.clone()])),
-            Ok(d)
+            state_digest(&checkpoint(vec!["other 1".into(), line.clone()])),
+            Ok(Some(d))
         );
         assert_eq!(
-            registry_digest(&checkpoint(vec!["mazu-registry-sha256x AAAA".into()])),
-            Err(EvidenceError::NoRegistryDigest)
+            state_digest(&checkpoint(vec!["mazu-state-sha256x AAAA".into()])),
+            Ok(None)
         );
-        assert_eq!(
-            registry_digest(&checkpoint(vec![])),
-            Err(EvidenceError::NoRegistryDigest)
-        );
-        assert_eq!(
-            registry_digest(&checkpoint(vec![line.clone(), line])),
-            Err(EvidenceError::BadRegistryDigest)
-        );
-        assert_eq!(
-            registry_digest(&checkpoint(vec!["mazu-registry-sha256 AAAA".into()])),
-            Err(EvidenceError::BadRegistryDigest)
-        );
-        assert_eq!(
-            registry_digest(&checkpoint(vec!["mazu-registry-sha256 ***".into()])),
-            Err(EvidenceError::BadRegistryDigest)
-        );
+        assert_eq!(state_digest(&checkpoint(vec![])), Ok(None));
+        for bad in [
+            vec![line.clone(), line],
+            vec!["mazu-state-sha256 AAAA".into()],
+            vec!["mazu-state-sha256 ***".into()],
+        ] {
+            assert_eq!(
+                state_digest(&checkpoint(bad)),
+                Err(EvidenceError::BadStateDigest)
+            );
+        }
     }
 }

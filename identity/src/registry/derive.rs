@@ -65,6 +65,10 @@ use mazu_log::Frontier;
 use mazu_log::merkle::Hash;
 use mazu_log::record::{LeafRecord, RecordBody, ReleaseReason};
 
+mod state;
+
+pub use state::{STATE_ENTRY_LEN, STATE_FORMAT, STATE_MAGIC, StateError};
+
 use super::entry::RegistryEntry;
 use super::snapshot::RegistrySnapshot;
 use crate::digest::{SpkiHash, WorkloadId};
@@ -558,6 +562,14 @@ impl LogFollower {
         }
         self.frontier = frontier;
         Ok(self.registry.apply_all(records))
+    }
+
+    /// Appends one record without a checkpoint to check it against: for the
+    /// log's writer (the curator), whose records these are. Returns why it
+    /// was void, if it was.
+    pub fn append_own(&mut self, record: &LeafRecord) -> Result<(), VoidReason> {
+        self.frontier.push(record.leaf_hash());
+        self.registry.apply(record)
     }
 }
 

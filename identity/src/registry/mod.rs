@@ -10,7 +10,10 @@ mod error;
 mod snapshot;
 
 pub use delta::{DELTA_FORMAT, DELTA_HEADER_LEN, DELTA_MAGIC, RegistryDelta};
-pub use derive::{DerivedRegistry, FollowError, IdState, LogFollower, VoidReason, VoidRecord};
+pub use derive::{
+    DerivedRegistry, FollowError, IdState, LogFollower, STATE_ENTRY_LEN, STATE_FORMAT, STATE_MAGIC,
+    StateError, VoidReason, VoidRecord,
+};
 pub use entry::{ENTRY_LEN, RegistryEntry};
 pub use error::RegistryError;
 pub use snapshot::{RegistrySnapshot, SNAPSHOT_FORMAT, SNAPSHOT_HEADER_LEN, SNAPSHOT_MAGIC};
