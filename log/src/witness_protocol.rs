@@ -47,6 +47,13 @@ use base64ct::{Base64, Encoding};
 use crate::checkpoint::{MAX_NOTE_LEN, MAX_SIGNATURES, NoteSignature};
 use crate::merkle::Hash;
 
+mod records;
+
+pub use records::{
+    ADD_CHECKPOINT_WITH_RECORDS_PATH, MAX_WITH_RECORDS_LEN, WithRecords, split_with_records,
+    with_records,
+};
+
 /// The request path under the witness's submission prefix.
 pub const ADD_CHECKPOINT_PATH: &str = "/add-checkpoint";
 
