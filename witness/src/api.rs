@@ -1,10 +1,13 @@
 //! The HTTP interface: `POST /add-checkpoint` (C2SP tlog-witness),
-//! `GET /healthz`, `GET /metrics`.
+//! `POST /mazu/v1/add-checkpoint` (the same with the checkpoint's records,
+//! for checkpoints with a state line), `GET /healthz`, `GET /metrics`.
 //!
-//! Layers, outermost first: panic catcher (500), request tracing; on
-//! `/add-checkpoint` only: load shedding in front of a concurrency limit
-//! (503), a whole-request timeout (408) and the body limit (413, the
-//! protocol's largest body). Probes and scrapes bypass the limits.
+//! Layers, outermost first: panic catcher (500), request tracing; on each
+//! of the two `add-checkpoint` routes only: load shedding in front of a
+//! concurrency limit (503; one limit per route), a whole-request timeout
+//! (408) and the body limit (413: the protocol's largest body,
+//! `MAX_REQUEST_LEN` or `MAX_WITH_RECORDS_LEN`). Probes and scrapes bypass
+//! the limits.
 
 use std::sync::Arc;
 
@@ -16,7 +19,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use mazu_log::witness_protocol::{
-    ADD_CHECKPOINT_PATH, MAX_REQUEST_LEN, SIZE_CONTENT_TYPE, encode_size,
+    ADD_CHECKPOINT_PATH, ADD_CHECKPOINT_WITH_RECORDS_PATH, MAX_REQUEST_LEN, MAX_WITH_RECORDS_LEN,
+    SIZE_CONTENT_TYPE, encode_size,
 };
 use serde::Serialize;
 use tower::ServiceBuilder;
@@ -45,20 +49,42 @@ pub struct Limits {
     pub max_concurrent_requests: usize,
 }
 
-/// Builds the router.
-pub fn app(state: AppState, limits: Limits) -> Router {
-    let add = Router::new()
-        .route(ADD_CHECKPOINT_PATH, post(add_checkpoint))
-        .layer(DefaultBodyLimit::max(MAX_REQUEST_LEN))
+/// One `add-checkpoint` route with its limits.
+fn limited(
+    path: &str,
+    handler: axum::routing::MethodRouter<AppState>,
+    max_body: usize,
+    limits: Limits,
+) -> Router<AppState> {
+    Router::new()
+        .route(path, handler)
+        .layer(DefaultBodyLimit::max(max_body))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(layer_error))
                 .load_shed()
                 .layer(ConcurrencyLimitLayer::new(limits.max_concurrent_requests))
                 .timeout(limits.request_timeout),
-        );
+        )
+}
+
+/// Builds the router.
+pub fn app(state: AppState, limits: Limits) -> Router {
+    let add = limited(
+        ADD_CHECKPOINT_PATH,
+        post(add_checkpoint),
+        MAX_REQUEST_LEN,
+        limits,
+    );
+    let add_with_records = limited(
+        ADD_CHECKPOINT_WITH_RECORDS_PATH,
+        post(add_checkpoint_with_records),
+        MAX_WITH_RECORDS_LEN,
+        limits,
+    );
     Router::new()
         .merge(add)
+        .merge(add_with_records)
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(|| async { text(StatusCode::NOT_FOUND, "not found\n") })
@@ -99,8 +125,22 @@ async fn layer_error(err: tower::BoxError) -> Response {
 
 /// `POST /add-checkpoint`.
 async fn add_checkpoint(State(state): State<AppState>, body: Bytes) -> Response {
+    run(state, body, Witness::add_checkpoint).await
+}
+
+/// `POST /mazu/v1/add-checkpoint`.
+async fn add_checkpoint_with_records(State(state): State<AppState>, body: Bytes) -> Response {
+    run(state, body, Witness::add_checkpoint_with_records).await
+}
+
+/// Runs `handle` off the async threads (it may fsync) and answers.
+async fn run(
+    state: AppState,
+    body: Bytes,
+    handle: fn(&Witness, &[u8]) -> Result<crate::witness::Cosigned, AddError>,
+) -> Response {
     let witness = state.witness.clone();
-    let result = tokio::task::spawn_blocking(move || witness.add_checkpoint(&body)).await;
+    let result = tokio::task::spawn_blocking(move || handle(&witness, &body)).await;
     let result = match result {
         Ok(r) => r,
         Err(e) => {
@@ -126,10 +166,13 @@ async fn add_checkpoint(State(state): State<AppState>, body: Bytes) -> Response 
             state.metrics.request(e.known_origin(), e.outcome());
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
             match &e {
-                AddError::Storage(_) | AddError::Internal(_) => {
+                AddError::Storage(_) | AddError::Internal(_) | AddError::NoFollower { .. } => {
                     tracing::error!(error = %e, outcome = e.outcome(), "add-checkpoint failed");
                 }
-                AddError::Fork { .. } | AddError::BadProof { .. } => {
+                AddError::Fork { .. }
+                | AddError::BadProof { .. }
+                | AddError::BadRecords { .. }
+                | AddError::BadState { .. } => {
                     tracing::warn!(error = %e, outcome = e.outcome(), status = e.status(), "add-checkpoint refused");
                 }
                 _ => {
@@ -166,6 +209,8 @@ struct Health {
 struct LogHealth {
     origin: String,
     size: Option<u64>,
+    /// Whether the witness holds the registry follower (verifies state lines).
+    follower: bool,
 }
 
 /// `GET /healthz`: the witness's name, verifier key and stored sizes.
@@ -176,9 +221,13 @@ async fn healthz(State(state): State<AppState>) -> Response {
         vkey: state.witness.vkey(),
         logs: state
             .witness
-            .sizes()
+            .logs()
             .into_iter()
-            .map(|(origin, size)| LogHealth { origin, size })
+            .map(|l| LogHealth {
+                origin: l.origin,
+                size: l.size,
+                follower: l.follower,
+            })
             .collect(),
     };
     axum::Json(health).into_response()

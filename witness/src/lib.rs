@@ -10,6 +10,12 @@
 //! the curator cannot show them a forked or rolled-back log unless a quorum
 //! of witnesses colludes with it.
 //!
+//! Mazu's extension, `POST /mazu/v1/add-checkpoint`, takes a checkpoint with
+//! its leaf records: the witness keeps each log's registry follower
+//! (`mazu_identity::registry::LogFollower`) and cosigns a checkpoint's
+//! `mazu-state-sha256` line only if it derived that state itself (the
+//! standard route refuses such checkpoints).
+//!
 //! Modules: [`witness`] (the protocol's checks, no HTTP), [`store`] (the
 //! durable table), [`api`] (HTTP), [`server`] (process wiring),
 //! [`config`] (flags), [`metrics`]; durable files and the key come from `mazu_service::files`,
@@ -28,4 +34,4 @@ pub mod witness;
 
 pub use config::{Args, Config};
 pub use server::{Server, ServerError, run};
-pub use witness::{AddError, Cosigned, Witness};
+pub use witness::{AddError, Cosigned, LogStatus, Witness};

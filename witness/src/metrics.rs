@@ -6,7 +6,9 @@
 //! | `mazu_witness_tree_size` | gauge | `origin`: the size last cosigned |
 //!
 //! Outcomes: `cosigned`, `malformed`, `unknown_origin`, `forbidden`,
-//! `old_above_size`, `conflict`, `fork`, `bad_proof`, `internal`.
+//! `needs_records`, `no_state_line`, `old_above_size`, `conflict`, `fork`,
+//! `bad_proof`, `bad_records`, `bad_state`, `no_follower`, `internal`
+//! ([`crate::witness::AddError::outcome`]).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

@@ -7,13 +7,28 @@
 //! (origins contain `/`). Content:
 //!
 //! ```json
-//! {"origin":"example.org/log","size":42,"root":"<base64>","checkpoint":"<the signed note>","updated_at":1700000000}
+//! {"origin":"example.org/log","size":42,"root":"<base64>","checkpoint":"<the signed note>","updated_at":1700000000,"follower_state":"<base64>"}
 //! ```
 //!
 //! The stored note is the log-signed checkpoint the witness last cosigned;
 //! at start-up it is verified again with the log's key and must match
 //! `size` and `root`, so a damaged or edited file stops the witness rather
 //! than silently resetting it (which would let it cosign a rollback).
+//!
+//! `follower_state` (optional) is the registry follower state at `size`
+//! (`mazu_identity::registry::LogFollower::encode_state`), which the witness
+//! needs to verify a checkpoint's `mazu-state-sha256` line
+//! ([`crate::witness`]). **It lives in the same file as the checkpoint on
+//! purpose**: one atomic replacement writes both, so no crash can leave a
+//! follower of one size beside a checkpoint of another (two files would
+//! need an ordering and a recovery rule for every interleaving). The price
+//! is rewriting the follower state (proportional to the ids held, not to
+//! the log's history) with every new size. Absent: the witness does not
+//! hold the follower at `size` (it advanced without records, or the file
+//! predates this field). A damaged follower field does not stop the
+//! witness (the checkpoint part is what keeps it from cosigning a
+//! rollback); the witness then refuses state lines for that log
+//! ([`StoredFollower`]).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -46,6 +61,18 @@ pub struct LogState {
     pub updated_at: u64,
 }
 
+/// The follower state stored beside a log's checkpoint, not yet decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoredFollower {
+    /// The encoded follower state (to decode and check against the
+    /// checkpoint's size and root).
+    Encoded(Vec<u8>),
+    /// None stored.
+    Missing,
+    /// The field is there but is not base64.
+    Unreadable,
+}
+
 #[derive(Serialize, Deserialize)]
 struct StateFile {
     origin: String,
@@ -53,6 +80,8 @@ struct StateFile {
     root: String,
     checkpoint: String,
     updated_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    follower_state: Option<String>,
 }
 
 /// Why the store could not be opened, read or written.
@@ -147,8 +176,12 @@ impl Store {
     }
 
     /// Reads the state of the log `log` verifies, re-verifying the stored
-    /// checkpoint; `None` if the witness never cosigned for it.
-    pub fn load(&self, log: &CheckpointVerifier) -> Result<Option<LogState>, StoreError> {
+    /// checkpoint, and the follower state stored with it; `None` if the
+    /// witness never cosigned for it.
+    pub fn load(
+        &self,
+        log: &CheckpointVerifier,
+    ) -> Result<Option<(LogState, StoredFollower)>, StoreError> {
         let path = self.path(log.name());
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
@@ -178,18 +211,34 @@ impl Store {
                 "size and root differ from the stored checkpoint".into(),
             ));
         }
-        Ok(Some(LogState {
-            size: file.size,
-            root,
-            checkpoint: file.checkpoint,
-            updated_at: file.updated_at,
-        }))
+        let follower = match &file.follower_state {
+            None => StoredFollower::Missing,
+            Some(text) => {
+                Base64::decode_vec(text).map_or(StoredFollower::Unreadable, StoredFollower::Encoded)
+            }
+        };
+        Ok(Some((
+            LogState {
+                size: file.size,
+                root,
+                checkpoint: file.checkpoint,
+                updated_at: file.updated_at,
+            },
+            follower,
+        )))
     }
 
-    /// Durably replaces the state of `origin`. Refuses to store a smaller
-    /// size than the one on disk (the caller's compare-and-swap already
-    /// ensures it; this is the last line of defence).
-    pub fn save(&self, origin: &str, state: &LogState) -> Result<(), StoreError> {
+    /// Durably replaces the state of `origin`, with the encoded follower
+    /// state at the same size (`None`: the witness does not hold it), in
+    /// one atomic write. Refuses to store a smaller size than the one on
+    /// disk (the caller's compare-and-swap already ensures it; this is the
+    /// last line of defence).
+    pub fn save(
+        &self,
+        origin: &str,
+        state: &LogState,
+        follower_state: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
         let path = self.path(origin);
         match std::fs::read(&path) {
             Ok(bytes) => {
@@ -212,6 +261,7 @@ impl Store {
             root: Base64::encode_string(&state.root),
             checkpoint: state.checkpoint.clone(),
             updated_at: state.updated_at,
+            follower_state: follower_state.map(Base64::encode_string),
         };
         let mut bytes = serde_json::to_vec(&file).map_err(|e| StoreError::Corrupt {
             path: path.clone(),
@@ -219,6 +269,36 @@ impl Store {
         })?;
         bytes.push(b'\n');
         write_atomic(&path, &bytes).map_err(io("cannot write", &path))
+    }
+
+    /// Keeps a log-signed checkpoint whose state line does not follow from
+    /// the records sent with it (curator misbehaviour), with the size it
+    /// was verified from and the digest the witness derived. Returns the
+    /// file written. (The records are not kept: the checkpoint's root
+    /// commits to them, so anyone holding the log can check again.)
+    pub fn save_state_evidence(
+        &self,
+        origin: &str,
+        old_size: u64,
+        derived: &Hash,
+        note: &str,
+    ) -> Result<PathBuf, StoreError> {
+        let origin_hash = Sha256::digest(origin.as_bytes());
+        let note_hash = Sha256::digest(note.as_bytes());
+        let path = self.evidence.join(format!(
+            "state-{}-{}.txt",
+            hex::encode(&origin_hash[..8]),
+            hex::encode(&note_hash[..8])
+        ));
+        let text = format!(
+            "# A checkpoint of {origin} signed by the log whose mazu-state-sha256 line does not\n\
+             # follow from the records sent with it (from size {old_size}).\n\
+             # The state digest the witness derived: {}\n\
+             # The checkpoint:\n{note}",
+            Base64::encode_string(derived)
+        );
+        write_atomic(&path, text.as_bytes()).map_err(io("cannot write", &path))?;
+        Ok(path)
     }
 
     /// Keeps two log-signed checkpoints of one size with different roots
