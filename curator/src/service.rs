@@ -289,11 +289,12 @@ fn publish_loop(
 ) {
     let mut done = None::<u64>;
     let mut next = Some(start);
-    while let Some(size) = next {
-        let note = match transparency.sign(size) {
-            Ok(n) => n,
+    while let Some(wanted) = next {
+        // The newest size, at least the one wanted: only it has a state.
+        let (size, note) = match transparency.sign_latest() {
+            Ok(signed) => signed,
             Err(e) => {
-                tracing::error!(error = %e, size, "cannot sign a checkpoint");
+                tracing::error!(error = %e, size = wanted, "cannot sign a checkpoint");
                 std::thread::sleep(Duration::from_secs(1));
                 next = publisher.next(done.unwrap_or(0));
                 continue;
@@ -350,8 +351,8 @@ impl Core {
         if let Some(publisher) = &self.publisher {
             publisher.want(size);
         } else if self.insecure_no_witness {
-            match self.transparency.sign(size) {
-                Ok(note) => self.witnessed.publish(size, note),
+            match self.transparency.sign_latest() {
+                Ok((signed, note)) => self.witnessed.publish(signed, note),
                 Err(e) => tracing::error!(error = %e, size, "cannot sign a checkpoint"),
             }
         } else {
@@ -1049,23 +1050,15 @@ async fn witness_loop(
             return;
         }
         size_rx.mark_unchanged();
-        let size = transparency.size();
-        let note = match transparency.sign(size) {
-            Ok(n) => n,
+        let (size, note) = match transparency.sign_latest() {
+            Ok(signed) => signed,
             Err(e) => {
-                tracing::error!(error = %e, size, "cannot sign the checkpoint to witness");
+                tracing::error!(error = %e, "cannot sign the checkpoint to witness");
                 tokio::time::sleep(RETRY).await;
                 continue;
             }
         };
-        let proofs = transparency.clone();
-        let consistency = move |old: u64, new: u64| {
-            proofs
-                .consistency(old, new)
-                .map(|(_, _, proof)| proof)
-                .map_err(|e| e.to_string())
-        };
-        match witnessing.cosign(&note, size, &consistency).await {
+        match witnessing.cosign(&note, size, transparency.as_ref()).await {
             Ok(cosigned) => {
                 tracing::debug!(size, "checkpoint witnessed");
                 // Recorded durably before it is published: no answer names

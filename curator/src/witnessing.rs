@@ -24,6 +24,11 @@
 //! holding that key, no CA), or over plain `http://` only when the curator
 //! runs with `--insecure-plain-http-witness`.
 //!
+//! A checkpoint that carries a state line (the curator's always do) goes to
+//! the witness's Mazu route `/mazu/v1/add-checkpoint` with the log's records
+//! from the witness's size on, so that the witness derives the state itself
+//! before it cosigns the line ([`LogSource::records`], `docs/witness.md`).
+//!
 //! The wire format is [`mazu_log::witness_protocol`]; the configuration
 //! names (`--witness URL=VKEY[;tls-pin=PIN]`, `--witness-quorum`) are in
 //! `docs/protocol.md`, "Wire (log format 2)", and `docs/curator.md`.
@@ -38,9 +43,11 @@ use std::sync::Arc;
 
 use mazu_log::checkpoint::{Checkpoint, MAX_SIGNATURES, Note};
 use mazu_log::cosignature::{CosignatureError, append_cosignatures};
+use mazu_log::evidence::state_digest;
 use mazu_log::witness_protocol::{
-    ADD_CHECKPOINT_PATH, AddCheckpointRequest, AddCheckpointResponse, MAX_RESPONSE_LEN,
-    ProtocolError, describe_status, parse_response,
+    ADD_CHECKPOINT_PATH, ADD_CHECKPOINT_WITH_RECORDS_PATH, AddCheckpointRequest,
+    AddCheckpointResponse, MAX_RESPONSE_LEN, ProtocolError, describe_status, parse_response,
+    with_records,
 };
 use mazu_log::{Hash, WitnessVerifier};
 use mazu_service::tls::{ClientTransport, SpkiPin};
@@ -265,6 +272,16 @@ pub enum FailureReason {
         /// Why.
         reason: String,
     },
+    /// The curator could not produce the records the witness lacks.
+    #[error("no records from size {old} to {new}: {reason}")]
+    Records {
+        /// The witness's size.
+        old: u64,
+        /// The submitted size.
+        new: u64,
+        /// Why.
+        reason: String,
+    },
 }
 
 fn detail_suffix(detail: &str) -> String {
@@ -334,6 +351,9 @@ struct Witness {
     endpoint: WitnessEndpoint,
     /// `<url>/add-checkpoint`.
     submit_url: String,
+    /// `<url>/mazu/v1/add-checkpoint`: with the records, for a checkpoint
+    /// that carries a state line.
+    submit_with_records_url: String,
     /// Its HTTP client: TLS pinned to its key, or plain HTTP.
     client: reqwest::Client,
     /// The size the witness last cosigned (or told us it holds): the old
@@ -355,9 +375,43 @@ pub struct Witnessing {
     inner: Arc<Inner>,
 }
 
-/// The consistency proof source: `(old, new)` → the proof between the
-/// curator's tree at those sizes.
-type Consistency<'a> = &'a (dyn Fn(u64, u64) -> Result<Vec<Hash>, String> + Send + Sync);
+/// What a witness is sent besides the checkpoint: proofs and records of the
+/// curator's log. A closure `(old, new) -> proof` is a source without
+/// records (enough for checkpoints without a state line).
+pub trait LogSource: Send + Sync {
+    /// The consistency proof between the log at sizes `old` and `new`.
+    fn consistency(&self, old: u64, new: u64) -> Result<Vec<Hash>, String>;
+
+    /// The leaf records `old..new`, concatenated.
+    fn records(&self, old: u64, new: u64) -> Result<Vec<u8>, String> {
+        let _ = (old, new);
+        Err("this log source has no records".to_owned())
+    }
+}
+
+impl<F> LogSource for F
+where
+    F: Fn(u64, u64) -> Result<Vec<Hash>, String> + Send + Sync,
+{
+    fn consistency(&self, old: u64, new: u64) -> Result<Vec<Hash>, String> {
+        self(old, new)
+    }
+}
+
+impl LogSource for crate::checkpoint::Transparency {
+    fn consistency(&self, old: u64, new: u64) -> Result<Vec<Hash>, String> {
+        Self::consistency(self, old, new)
+            .map(|(_, _, proof)| proof)
+            .map_err(|e| e.to_string())
+    }
+
+    fn records(&self, old: u64, new: u64) -> Result<Vec<u8>, String> {
+        self.records_between(old, new)
+            .ok_or_else(|| format!("the log has no records {old}..{new}"))
+    }
+}
+
+type Consistency<'a> = &'a dyn LogSource;
 
 impl Witnessing {
     /// Checks the options (quorum at most the number of witnesses, distinct
@@ -410,6 +464,10 @@ impl Witnessing {
                     .map_err(|e| WitnessConfigError::Client(e.to_string()))?;
                 Ok(Witness {
                     submit_url: format!("{}{ADD_CHECKPOINT_PATH}", endpoint.url),
+                    submit_with_records_url: format!(
+                        "{}{ADD_CHECKPOINT_WITH_RECORDS_PATH}",
+                        endpoint.url
+                    ),
                     endpoint,
                     client,
                     last_size: AtomicU64::new(0),
@@ -455,7 +513,7 @@ impl Witnessing {
         size: u64,
         consistency: Consistency<'_>,
     ) -> Result<String, WitnessingError> {
-        let text = checkpoint_text(signed_note, size)?;
+        let (text, with_state) = checkpoint_text(signed_note, size)?;
         if self.inner.witnesses.is_empty() {
             return Ok(signed_note.to_owned());
         }
@@ -463,7 +521,7 @@ impl Witnessing {
             self.inner
                 .witnesses
                 .iter()
-                .map(|w| self.cosign_one(w, signed_note, &text, size, consistency))
+                .map(|w| self.cosign_one(w, signed_note, &text, with_state, size, consistency))
                 .collect(),
         )
         .await;
@@ -511,8 +569,9 @@ impl Witnessing {
         w: &Witness,
         note: &str,
         text: &str,
+        with_state: bool,
         size: u64,
-        consistency: Consistency<'_>,
+        source: Consistency<'_>,
     ) -> Result<Vec<String>, FailureReason> {
         let mut old = w.last_size.load(Ordering::Relaxed);
         if old > size {
@@ -526,11 +585,13 @@ impl Witnessing {
             let proof = if old == 0 || old == size {
                 Vec::new()
             } else {
-                consistency(old, size).map_err(|reason| FailureReason::Proof {
-                    old,
-                    new: size,
-                    reason,
-                })?
+                source
+                    .consistency(old, size)
+                    .map_err(|reason| FailureReason::Proof {
+                        old,
+                        new: size,
+                        reason,
+                    })?
             };
             let body = AddCheckpointRequest {
                 old_size: old,
@@ -538,7 +599,20 @@ impl Witnessing {
                 checkpoint: note.as_bytes().to_vec(),
             }
             .encode();
-            match self.submit(w, body).await? {
+            let (url, body) = if with_state {
+                let records =
+                    source
+                        .records(old, size)
+                        .map_err(|reason| FailureReason::Records {
+                            old,
+                            new: size,
+                            reason,
+                        })?;
+                (&w.submit_with_records_url, with_records(&body, &records))
+            } else {
+                (&w.submit_url, body)
+            };
+            match self.submit(w, url, body).await? {
                 AddCheckpointResponse::Cosigned(lines) => {
                     let verified = verify_lines(&w.endpoint.verifier, text, &lines)?;
                     w.last_size.fetch_max(size, Ordering::Relaxed);
@@ -570,13 +644,14 @@ impl Witnessing {
     async fn submit(
         &self,
         w: &Witness,
+        url: &str,
         body: Vec<u8>,
     ) -> Result<AddCheckpointResponse, FailureReason> {
         let timeout = self.inner.timeout;
         let exchange = async {
             let response = w
                 .client
-                .post(&w.submit_url)
+                .post(url)
                 .body(body)
                 .send()
                 .await
@@ -617,15 +692,19 @@ impl Witnessing {
 }
 
 /// The checkpoint body (note text) of `note`, checked to be a checkpoint of
-/// `size`: cosignatures are verified against it.
-fn checkpoint_text(note: &str, size: u64) -> Result<String, WitnessingError> {
+/// `size` (cosignatures are verified against it), and whether it carries a
+/// state line.
+fn checkpoint_text(note: &str, size: u64) -> Result<(String, bool), WitnessingError> {
     let invalid = |reason: String| WitnessingError::InvalidNote { size, reason };
     let parsed = Note::parse(note.as_bytes()).map_err(|e| invalid(e.to_string()))?;
     let checkpoint = Checkpoint::parse_body(&parsed.text).map_err(|e| invalid(e.to_string()))?;
     if checkpoint.size != size {
         return Err(invalid(format!("its size is {}", checkpoint.size)));
     }
-    Ok(parsed.text)
+    let with_state = state_digest(&checkpoint)
+        .map_err(|e| invalid(e.to_string()))?
+        .is_some();
+    Ok((parsed.text, with_state))
 }
 
 /// Keeps the lines that are valid cosignatures of `text` by `verifier`.

@@ -19,6 +19,7 @@ use mazu_log::checkpoint::CheckpointVerifier;
 use mazu_log::record::{LeafRecord, RecordBody, decode_records};
 use mazu_rbe::{Crs, MembershipProof, Opening, PublicParams, Registration};
 use serde_json::{Value, json};
+use sha2::Digest as _;
 
 /// Public parameters (canonical bytes) and log size: what must not change
 /// when a request is refused.
@@ -592,6 +593,22 @@ async fn records_are_served_in_pages_and_strictly() {
             Some(mazu_identity::registry::derive::IdState::Live { .. })
         ));
     }
+
+    // The checkpoint commits to the follower state, which the curator
+    // serves and which is exactly the one derived from the records.
+    let line = mazu_log::evidence::state_digest(&cp).unwrap().unwrap();
+    let served = c.get_bytes("/v1/log/state?size=6").await;
+    let digest: [u8; 32] = sha2::Sha256::digest(&served).into();
+    assert_eq!(digest, line);
+    assert_eq!(served, follower.encode_state());
+    // Only the newest few signed sizes are kept; never a size not signed.
+    for size in [1, 7] {
+        let r = c.get(&format!("/v1/log/state?size={size}")).await;
+        assert_eq!(r.status(), 400, "size {size}");
+        assert_eq!(code(&r.json().await.unwrap()), "out_of_range");
+    }
+    let r = c.get("/v1/log/state").await;
+    assert_eq!(r.status(), 400);
 
     // Pages: any window is the same bytes as the slice of the whole.
     let concat = |rs: &[LeafRecord]| {

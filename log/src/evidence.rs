@@ -1,18 +1,17 @@
-//! The log's evidence attached to answers, and the checkpoint's state line.
+//! The log's evidence in answers, and the checkpoint's state line.
 //!
-//! A follower-state answer (`GET /v1/log/state?size=N`, `docs/protocol.md`)
-//! carries [`CHECKPOINT_HEADER`]: the witnessed checkpoint of size `N`, the
-//! note's bytes in standard base64 ([`encode_note`]). Its body carries the
-//! extension line [`state_extension`]: the SHA-256 of the canonical
-//! encoding of the registry follower's state after the log's first `N`
-//! records (`mazu_identity::registry::LogFollower::encode_state`). The
-//! curator writes the line; a witness cosigns it only after deriving the
-//! same state from the records itself, so a quorum of cosignatures vouches
-//! for "after these `N` records, the registry is exactly this", and a lie is
-//! signed evidence against the curator.
+//! A checkpoint body may carry the extension line [`state_extension`]: the
+//! SHA-256 of the canonical encoding of the registry follower's state after
+//! the log's first `size` records
+//! (`mazu_identity::registry::LogFollower::encode_state`). The curator writes
+//! the line and serves the state itself (`GET /v1/log/state?size=N`,
+//! `docs/protocol.md`); a witness cosigns the line only after deriving the
+//! same state from the records (`docs/witness.md`), so a quorum of
+//! cosignatures vouches for "after these records the registry is exactly
+//! this", and a lie is signed evidence against the curator.
 //!
-//! [`CONSISTENCY_HEADER`] and [`CHECKPOINT_SIZE_HEADER`] carry a consistency
-//! proof from a size the client holds ([`encode_proof`]).
+//! The headers below carry a signed note ([`encode_note`]) or a consistency
+//! proof ([`encode_proof`]) in an HTTP answer.
 
 use alloc::string::String;
 use alloc::vec::Vec;

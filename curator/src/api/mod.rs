@@ -126,6 +126,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/proofs/{id}", get(read::proof))
         .route("/v1/log", get(read::log))
         .route("/v1/log/records", get(read::records))
+        .route("/v1/log/state", get(read::state))
         .route("/v1/checkpoint", get(transparency::checkpoint))
         .route("/v1/checkpoint/key", get(transparency::checkpoint_key))
         .route("/v1/proofs/inclusion", get(transparency::inclusion))

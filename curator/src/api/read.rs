@@ -247,3 +247,38 @@ pub(super) async fn records(
     headers.insert(LOG_SIZE_HEADER, HeaderValue::from(size));
     Ok(response)
 }
+
+/// `?size=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StateQuery {
+    size: u64,
+}
+
+/// `GET /v1/log/state?size=N`: the registry follower's state after the
+/// log's first `N` records (`application/octet-stream`, decode with
+/// `mazu_identity::registry::LogFollower::decode_state`), for one of the
+/// newest signed checkpoints; `out_of_range` for any other size. Whoever
+/// uses it checks its SHA-256 against the `mazu-state-sha256` line of a
+/// checkpoint of size `N` that it verified (witness quorum): the curator's
+/// word counts for nothing.
+pub(super) async fn state(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<StateQuery>,
+) -> Result<Response, ApiError> {
+    let encoded = state
+        .curator()?
+        .transparency()
+        .state(q.size)
+        .ok_or_else(|| {
+            ApiError::OutOfRange(format!(
+                "no follower state kept for size {}: ask for the size of the latest checkpoint",
+                q.size
+            ))
+        })?;
+    let mut response = encoded.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM));
+    Ok(response)
+}

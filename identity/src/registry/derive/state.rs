@@ -107,7 +107,13 @@ impl LogFollower {
                     spki_hash,
                     token_expiry,
                     revealed,
-                } => (KIND_REVOKED, u32::from(revealed), spki_hash, 0, token_expiry),
+                } => (
+                    KIND_REVOKED,
+                    u32::from(revealed),
+                    spki_hash,
+                    0,
+                    token_expiry,
+                ),
                 IdState::Released {
                     reason,
                     token_expiry,
