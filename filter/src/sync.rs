@@ -22,6 +22,8 @@ use crate::transparency::Refusal;
 pub const CHECKPOINT_PATH: &str = "/v1/checkpoint";
 /// The path of the log's records (`?start=S&end=E`).
 pub const RECORDS_PATH: &str = "/v1/log/records";
+/// The path of the follower state at a checkpoint's size (`?size=N`).
+pub const STATE_PATH: &str = "/v1/log/state";
 
 /// The shared-data keys of one registry source.
 ///
@@ -202,6 +204,11 @@ pub fn decode_counter(bytes: Option<&[u8]>) -> u64 {
 pub enum FetchKind {
     /// The newest witnessed checkpoint.
     Checkpoint,
+    /// The follower state at the checkpoint size `size`.
+    State {
+        /// The checkpoint's size.
+        size: u64,
+    },
     /// The records `start..end`.
     Records {
         /// First record.
@@ -225,6 +232,10 @@ impl FetchRequest {
     pub fn new(curator: &CuratorConfig, kind: FetchKind) -> Self {
         let (path, accept) = match kind {
             FetchKind::Checkpoint => (CHECKPOINT_PATH.to_owned(), "text/plain"),
+            FetchKind::State { size } => (
+                format!("{STATE_PATH}?size={size}"),
+                "application/octet-stream",
+            ),
             FetchKind::Records { start, end } => (
                 format!("{RECORDS_PATH}?start={start}&end={end}"),
                 "application/octet-stream",
@@ -276,20 +287,19 @@ impl FetchFailure {
     }
 
     /// Every [`as_str`](Self::as_str) name, for defining metrics up front.
-    pub const ALL_NAMES: [&'static str; 12] = [
-        "dispatch",
-        "no_answer",
-        "http_status",
-        "too_large",
-        Refusal::ALL_NAMES[0],
-        Refusal::ALL_NAMES[1],
-        Refusal::ALL_NAMES[2],
-        Refusal::ALL_NAMES[3],
-        Refusal::ALL_NAMES[4],
-        Refusal::ALL_NAMES[5],
-        Refusal::ALL_NAMES[6],
-        Refusal::ALL_NAMES[7],
-    ];
+    pub const ALL_NAMES: [&'static str; 4 + Refusal::ALL_NAMES.len()] = {
+        let mut names = [""; 4 + Refusal::ALL_NAMES.len()];
+        names[0] = "dispatch";
+        names[1] = "no_answer";
+        names[2] = "http_status";
+        names[3] = "too_large";
+        let mut i = 0;
+        while i < Refusal::ALL_NAMES.len() {
+            names[4 + i] = Refusal::ALL_NAMES[i];
+            i += 1;
+        }
+        names
+    };
 }
 
 impl core::fmt::Display for FetchFailure {

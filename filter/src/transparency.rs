@@ -19,15 +19,33 @@
 //! - a curator that freezes (serves the same old checkpoint) cannot keep
 //!   the registry fresh: its age counts from the witnessed time (the
 //!   quorum-th newest cosignature timestamp).
+//!
+//! **Bootstrap from a witnessed state.** A follower at the empty log (a new
+//! VM) whose checkpoint carries a state line (`mazu-state-sha256`) asks for
+//! that state (`GET /v1/log/state?size=N`) instead of the whole history, and
+//! installs it only if it hashes to the line, decodes, and has the
+//! checkpoint's size and root (its Merkle frontier) and no clock past the
+//! witnessed time ([`Follower::offer_state`]). The line is the curator's;
+//! what makes it trustworthy is the witness quorum: a `mazu-witness`
+//! cosigns a state line only after deriving the same state from the records
+//! itself (`docs/witness.md`). So a filter trusts the witnesses'
+//! derivation, as it trusts their view of the log. Bootstrap then costs what
+//! the live registrations weigh, not the history. If the state cannot be
+//! had (not kept any more, over the body limit, an outage) the follower
+//! falls back to the records in the same round; if it is refused (evidence
+//! against the curator), the follower uses records only from then on.
 
 use alloc::vec::Vec;
 use core::fmt;
 
 use mazu_identity::RegistrySnapshot;
+use mazu_identity::registry::derive::MAX_CLOCK_SKEW_MS;
 use mazu_identity::registry::{FollowError, LogFollower, VoidRecord};
+use mazu_log::evidence::state_digest;
 use mazu_log::merkle::Hash;
 use mazu_log::record::{LeafRecord, MAX_RECORD_LEN, RecordError, decode_records};
 use mazu_log::{CheckpointVerifier, CosignatureError, NoteError, WitnessPolicy};
+use sha2::{Digest as _, Sha256};
 
 /// The most records the curator serves in one page.
 pub const SERVER_PAGE_RECORDS: u64 = 16_384;
@@ -42,6 +60,9 @@ pub struct VerifiedCheckpoint {
     /// The witnessed time, Unix seconds; `None` without witnesses
     /// (`insecure_no_witness`), when the caller's clock stands in.
     pub witnessed_secs: Option<u64>,
+    /// The digest of the follower state after these records, from the
+    /// checkpoint's state line (`None` without one, or a malformed one).
+    pub state: Option<Hash>,
 }
 
 /// The last checkpoint accepted by any VM of this Envoy (shared data): the
@@ -127,6 +148,19 @@ pub enum Refusal {
         /// The record's index.
         index: u64,
     },
+    /// The state served does not hash to the checkpoint's state line.
+    StateDigestMismatch {
+        /// The checkpoint's size.
+        size: u64,
+    },
+    /// The state served hashes to the line but does not decode.
+    StateUndecodable,
+    /// The state hashes to the line but its size, root or clock is not the
+    /// checkpoint's: the witnesses that cosigned the line did not check it.
+    StateInconsistent {
+        /// The checkpoint's size.
+        size: u64,
+    },
 }
 
 impl Refusal {
@@ -142,11 +176,14 @@ impl Refusal {
             Refusal::RecordsCount { .. } => "records_count",
             Refusal::RecordsRootMismatch { .. } => "records_root_mismatch",
             Refusal::RecordsFromTheFuture { .. } => "records_from_the_future",
+            Refusal::StateDigestMismatch { .. } => "state_digest_mismatch",
+            Refusal::StateUndecodable => "state_undecodable",
+            Refusal::StateInconsistent { .. } => "state_inconsistent",
         }
     }
 
     /// Every [`as_str`](Self::as_str) name.
-    pub const ALL_NAMES: [&'static str; 9] = [
+    pub const ALL_NAMES: [&'static str; 12] = [
         "checkpoint_signature",
         "checkpoint_below_quorum",
         "checkpoint_bad_cosignature",
@@ -156,6 +193,9 @@ impl Refusal {
         "records_count",
         "records_root_mismatch",
         "records_from_the_future",
+        "state_digest_mismatch",
+        "state_undecodable",
+        "state_inconsistent",
     ];
 }
 
@@ -190,6 +230,17 @@ impl fmt::Display for Refusal {
                 f,
                 "log record {index} is timed after the checkpoint's witnessed time (a curator moving the clock ahead)"
             ),
+            Refusal::StateDigestMismatch { size } => write!(
+                f,
+                "the follower state served for size {size} does not hash to the witnessed checkpoint's state line"
+            ),
+            Refusal::StateUndecodable => {
+                f.write_str("the follower state hashes to the state line but does not decode")
+            }
+            Refusal::StateInconsistent { size } => write!(
+                f,
+                "the follower state of the witnessed line does not have the size, root or clock of the checkpoint of size {size}"
+            ),
         }
     }
 }
@@ -217,6 +268,8 @@ pub fn verify_checkpoint(
         size: checkpoint.size,
         root: checkpoint.root,
         witnessed_secs,
+        // A malformed line gives no state: the records still work.
+        state: state_digest(&checkpoint).ok().flatten(),
     })
 }
 
@@ -226,6 +279,12 @@ pub enum Step {
     /// The checkpoint is the one followed (same size and root): the registry
     /// is confirmed as of its witnessed time.
     Current,
+    /// Fetch the follower state at the checkpoint's size next
+    /// ([`Follower::offer_state`]).
+    FetchState {
+        /// The checkpoint's size.
+        size: u64,
+    },
     /// Fetch the records `start..end` next.
     Fetch {
         /// First record.
@@ -258,6 +317,8 @@ pub struct Follower {
     log: LogFollower,
     target: Option<Target>,
     page: u64,
+    /// Whether a state was refused: from then on, records only.
+    state_refused: bool,
 }
 
 impl Follower {
@@ -269,6 +330,7 @@ impl Follower {
             log: LogFollower::new(),
             target: None,
             page: fits.min(SERVER_PAGE_RECORDS),
+            state_refused: false,
         }
     }
 
@@ -323,7 +385,62 @@ impl Follower {
             witnessed_ms,
             records: Vec::new(),
         });
+        if self.size() == 0 && checkpoint.state.is_some() && !self.state_refused {
+            return Ok(Step::FetchState {
+                size: checkpoint.size,
+            });
+        }
         Ok(self.next_page())
+    }
+
+    /// Takes the answer to [`Step::FetchState`]: installs the state if it
+    /// hashes to the checkpoint's state line and has its size, root and no
+    /// later clock. A refusal drops the target, changes nothing, and makes
+    /// this follower use records only.
+    pub fn offer_state(&mut self, size: u64, body: &[u8]) -> Result<Step, Refusal> {
+        let Some(target) = self.target.take_if(|t| t.checkpoint.size == size) else {
+            // An answer for an earlier round.
+            return Ok(Step::Current);
+        };
+        let result = Self::check_state(&target, body);
+        match result {
+            Ok(log) if self.size() == 0 => {
+                self.log = log;
+                Ok(Step::Applied { void: Vec::new() })
+            }
+            Ok(_) => Ok(Step::Current),
+            Err(refusal) => {
+                self.state_refused = true;
+                Err(refusal)
+            }
+        }
+    }
+
+    fn check_state(target: &Target, body: &[u8]) -> Result<LogFollower, Refusal> {
+        let checkpoint = target.checkpoint;
+        let digest: Hash = Sha256::digest(body).into();
+        if checkpoint.state != Some(digest) {
+            return Err(Refusal::StateDigestMismatch {
+                size: checkpoint.size,
+            });
+        }
+        let log = LogFollower::decode_state(body).map_err(|_| Refusal::StateUndecodable)?;
+        let latest = target.witnessed_ms.saturating_add(MAX_CLOCK_SKEW_MS);
+        if log.size() != checkpoint.size
+            || log.root() != checkpoint.root
+            || log.registry().clock_ms() > latest
+        {
+            return Err(Refusal::StateInconsistent {
+                size: checkpoint.size,
+            });
+        }
+        Ok(log)
+    }
+
+    /// The state asked for could not be had (not kept any more, over the
+    /// body limit, an outage): fetch the records instead, in this round.
+    pub fn state_unavailable(&mut self) -> Step {
+        self.next_page()
     }
 
     /// The page to fetch next for the target (the follower's size plus what

@@ -346,10 +346,23 @@ impl Root {
             .ok()
             .flatten()
             .and_then(|value| core::str::from_utf8(&value).ok()?.parse::<u16>().ok());
-        sync::check_status(status)?;
-        if body_size > curator.max_body_bytes {
-            return Err(FetchFailure::TooLarge(body_size));
+        let usable = sync::check_status(status).and_then(|()| {
+            if body_size > curator.max_body_bytes {
+                return Err(FetchFailure::TooLarge(body_size));
+            }
+            Ok(())
+        });
+        if let (FetchKind::State { size }, Err(failure)) = (kind, &usable) {
+            // No state to be had (no longer kept, too large, an outage):
+            // the records serve as well, only slower.
+            host::warn(&format!(
+                "mazu-filter: the follower state at size {size} is unavailable ({failure}); \
+                 fetching the log's records instead"
+            ));
+            let step = self.follower.state_unavailable();
+            return self.next_step(vm, kind, step, now_ms);
         }
+        usable?;
         let body = if body_size == 0 {
             Vec::new()
         } else {
@@ -375,12 +388,28 @@ impl Root {
                     .offer_checkpoint(checkpoint, accepted, self.round_witnessed_ms)
                     .map_err(FetchFailure::Refused)?
             }
+            FetchKind::State { size } => self
+                .follower
+                .offer_state(size, &body)
+                .map_err(FetchFailure::Refused)?,
             FetchKind::Records { start, end } => self
                 .follower
                 .offer_records(start, end, &body)
                 .map_err(FetchFailure::Refused)?,
         };
+        self.next_step(vm, kind, step, now_ms)
+    }
+
+    /// Acts on what the follower asks for next.
+    fn next_step(
+        &mut self,
+        vm: &SharedVm,
+        kind: FetchKind,
+        step: Step,
+        now_ms: u64,
+    ) -> Result<(), FetchFailure> {
         match step {
+            Step::FetchState { size } => self.dispatch(FetchKind::State { size }, now_ms),
             Step::Fetch { start, end } => self.dispatch(FetchKind::Records { start, end }, now_ms),
             Step::Current if kind == FetchKind::Checkpoint => self.confirmed(vm, now_ms),
             Step::Current => {

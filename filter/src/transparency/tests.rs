@@ -83,7 +83,127 @@ fn verified(records: &[LeafRecord]) -> VerifiedCheckpoint {
         size: records.len() as u64,
         root: root(records),
         witnessed_secs: Some(1_000),
+        state: None,
     }
+}
+
+/// [`verified`] with the state line of the honest follower state.
+fn verified_with_state(records: &[LeafRecord]) -> (VerifiedCheckpoint, Vec<u8>) {
+    let mut log = LogFollower::new();
+    for record in records {
+        log.append_own(record).unwrap();
+    }
+    let state = log.encode_state();
+    let checkpoint = VerifiedCheckpoint {
+        state: Some(Sha256::digest(&state).into()),
+        ..verified(records)
+    };
+    (checkpoint, state)
+}
+
+#[test]
+fn a_new_follower_bootstraps_from_the_witnessed_state() {
+    let log = honest();
+    let (checkpoint, state) = verified_with_state(&log);
+    let mut f = Follower::new(1 << 20);
+    assert_eq!(
+        f.offer_checkpoint(checkpoint, None, WITNESSED_MS),
+        Ok(Step::FetchState { size: 4 })
+    );
+    assert_eq!(
+        f.offer_state(4, &state),
+        Ok(Step::Applied { void: Vec::new() })
+    );
+    assert_eq!((f.size(), f.root()), (4, root(&log)));
+    let mut from_records = Follower::new(1 << 20);
+    from_records
+        .offer_checkpoint(verified(&log), None, WITNESSED_MS)
+        .unwrap();
+    from_records.offer_records(0, 4, &bytes(&log)).unwrap();
+    assert_eq!(f.snapshot(), from_records.snapshot());
+    // It follows on with records like any follower.
+    let mut longer = log.clone();
+    longer.extend([bind(3, 2, 13), reveal(3)]);
+    assert_eq!(
+        f.offer_checkpoint(verified(&longer), None, WITNESSED_MS),
+        Ok(Step::Fetch { start: 4, end: 6 })
+    );
+    assert!(matches!(
+        f.offer_records(4, 6, &bytes(&longer[4..])),
+        Ok(Step::Applied { .. })
+    ));
+    assert_eq!(f.snapshot().len(), 3);
+    // A follower that has records never asks for a state.
+    let (with_state, _) = verified_with_state(&longer);
+    assert_eq!(
+        from_records.offer_checkpoint(with_state, None, WITNESSED_MS),
+        Ok(Step::Fetch { start: 4, end: 6 })
+    );
+}
+
+#[test]
+fn a_state_that_is_not_the_witnessed_one_is_refused_and_records_are_used() {
+    let log = honest();
+    let (checkpoint, _) = verified_with_state(&log);
+    // The curator serves a state in which the victim's id 1 is bound to
+    // its own key 66 (it cannot have the witnesses cosign that line).
+    let mut rebound = honest();
+    rebound[0] = bind(1, 0, 66);
+    let (_, lie) = verified_with_state(&rebound);
+    let mut f = Follower::new(1 << 20);
+    f.offer_checkpoint(checkpoint, None, WITNESSED_MS).unwrap();
+    let refusal = f.offer_state(4, &lie).unwrap_err();
+    assert_eq!(refusal.as_str(), "state_digest_mismatch");
+    assert_eq!(f.size(), 0, "nothing installed");
+    // From then on, records only: the next round fetches them.
+    assert_eq!(
+        f.offer_checkpoint(checkpoint, None, WITNESSED_MS),
+        Ok(Step::Fetch { start: 0, end: 4 })
+    );
+
+    // A line cosigned over a state with another root (witnesses that did
+    // not check) or a clock past the witnessed time is refused too.
+    let (mut other_root, state_other) = verified_with_state(&rebound);
+    other_root.root = root(&log);
+    let mut f = Follower::new(1 << 20);
+    f.offer_checkpoint(other_root, None, WITNESSED_MS).unwrap();
+    assert_eq!(
+        f.offer_state(4, &state_other).unwrap_err().as_str(),
+        "state_inconsistent"
+    );
+    let late: Vec<LeafRecord> = honest()
+        .into_iter()
+        .map(|r| LeafRecord {
+            at_ms: WITNESSED_MS + MAX_CLOCK_SKEW_MS + 1,
+            ..r
+        })
+        .collect();
+    let (checkpoint, state) = verified_with_state(&late);
+    let mut f = Follower::new(1 << 20);
+    f.offer_checkpoint(checkpoint, None, WITNESSED_MS).unwrap();
+    assert_eq!(
+        f.offer_state(4, &state).unwrap_err().as_str(),
+        "state_inconsistent",
+        "a clock past the witnessed time plus the skew"
+    );
+}
+
+#[test]
+fn an_unavailable_state_falls_back_to_records_in_the_same_round() {
+    let log = honest();
+    let (checkpoint, _) = verified_with_state(&log);
+    let mut f = Follower::new(1 << 20);
+    assert_eq!(
+        f.offer_checkpoint(checkpoint, None, WITNESSED_MS),
+        Ok(Step::FetchState { size: 4 })
+    );
+    assert_eq!(f.state_unavailable(), Step::Fetch { start: 0, end: 4 });
+    assert!(matches!(
+        f.offer_records(0, 4, &bytes(&log)),
+        Ok(Step::Applied { .. })
+    ));
+    // An answer for a state no round waits for changes nothing.
+    assert_eq!(f.offer_state(4, b"late"), Ok(Step::Current));
 }
 
 #[test]
@@ -102,6 +222,7 @@ fn a_checkpoint_needs_the_curator_signature_and_the_witness_quorum() {
             size: 4,
             root: root(&log),
             witnessed_secs: Some(998),
+            state: None,
         })
     );
     let one = note(&log, &[1], 1_000);
