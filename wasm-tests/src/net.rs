@@ -166,6 +166,7 @@ fn answer_registry(
                 Some(served.checkpoint(crate::fixtures::unix_now()).into_bytes())
             }
             Request::Records { start, end } => Some(served.records_bytes(start, end)),
+            Request::State { size } => (size <= served.size()).then(|| served.state(size)),
             Request::Other(_) => None,
         }
     };

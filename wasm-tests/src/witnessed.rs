@@ -1,13 +1,16 @@
 //! A curator's witnessed log in memory, answering the filter's callouts the
-//! way the curator does (`GET /v1/checkpoint`, `GET /v1/log/records`): leaf
-//! records, checkpoints signed with the curator key, cosignatures by
+//! way the curator does (`GET /v1/checkpoint`, `GET /v1/log/records`,
+//! `GET /v1/log/state`): leaf records, checkpoints signed with the curator
+//! key and carrying the state line, cosignatures by
 //! witness keys — all made with `mazu-log`'s own signers, so the filter
 //! verifies exactly what a real curator and real witnesses produce. Tests
 //! also use it to lie: serve other records than the checkpoint commits to,
 //! withhold cosignatures, roll back, freeze.
 
 use mazu_identity::RegistryEntry;
+use mazu_identity::registry::LogFollower;
 use mazu_log::cosignature::append_cosignatures;
+use mazu_log::evidence::state_extension;
 use mazu_log::merkle::{Hash, MerkleTree};
 use mazu_log::record::{LeafRecord, RecordBody};
 use mazu_log::{CheckpointSigner, CosignatureSigner};
@@ -48,6 +51,8 @@ pub struct TestLog {
     /// The records, in log order.
     pub records: Vec<LeafRecord>,
     next_slot: u32,
+    /// Whether checkpoints carry the state line (as the curator's do).
+    pub state_line: bool,
 }
 
 impl Default for TestLog {
@@ -63,6 +68,7 @@ impl TestLog {
             curator: curator_signer(),
             records: Vec::new(),
             next_slot: 0,
+            state_line: true,
         }
     }
 
@@ -128,10 +134,29 @@ impl TestLog {
             .expect("size within the log")
     }
 
-    /// The checkpoint note of the first `size` records, cosigned by
+    /// The follower state after the first `size` records, encoded.
+    pub fn state(&self, size: u64) -> Vec<u8> {
+        let mut follower = LogFollower::new();
+        for record in &self.records[..size as usize] {
+            // Void records are void for every follower alike.
+            let _ = follower.append_own(record);
+        }
+        follower.encode_state()
+    }
+
+    /// The checkpoint note of the first `size` records (with the state line
+    /// unless [`state_line`](Self::state_line) is off), cosigned by
     /// `witnesses` (numbers) at `time` (Unix seconds).
     pub fn note(&self, size: u64, witnesses: &[u8], time: u64) -> String {
-        let note = self.curator.sign(size, &self.root(size));
+        let extensions = if self.state_line {
+            let digest = <sha2::Sha256 as sha2::Digest>::digest(self.state(size)).into();
+            vec![state_extension(&digest)]
+        } else {
+            Vec::new()
+        };
+        let note = self
+            .curator
+            .sign_with_extensions(size, &self.root(size), extensions);
         let checkpoint = self
             .curator
             .verifier()
@@ -170,6 +195,7 @@ impl TestLog {
         let body = match parse_path(callout.header(":path").unwrap_or_default()) {
             Request::Checkpoint => note.as_bytes().to_vec(),
             Request::Records { start, end } => self.records_bytes(start, end),
+            Request::State { size } => self.state(size),
             Request::Other(path) => panic!("unexpected callout path {path}"),
         };
         vm.respond(callout.token, Some(200), &body)
@@ -202,6 +228,11 @@ pub enum Request {
         /// One past the last.
         end: u64,
     },
+    /// `GET /v1/log/state?size=`.
+    State {
+        /// The checkpoint size.
+        size: u64,
+    },
     /// Anything else.
     Other(String),
 }
@@ -210,6 +241,12 @@ pub enum Request {
 pub fn parse_path(path: &str) -> Request {
     if path == "/v1/checkpoint" {
         return Request::Checkpoint;
+    }
+    if let Some(size) = path
+        .strip_prefix("/v1/log/state?size=")
+        .and_then(|size| size.parse().ok())
+    {
+        return Request::State { size };
     }
     let query = path.strip_prefix("/v1/log/records?");
     let param = |name: &str| {

@@ -32,13 +32,11 @@ fn callouts_ask_for_the_checkpoint_then_for_the_records_since_the_size_followed(
     assert_eq!(first.header(":authority"), Some("curator.mazu.test"));
     assert_eq!(first.timeout_ms, 500);
     curator.answer(&mut vm, &first);
-    // The checkpoint is larger than the empty log: the records, at once.
-    let records = vm.take_callouts().pop().expect("records callout");
-    assert_eq!(
-        records.header(":path"),
-        Some("/v1/log/records?start=0&end=2")
-    );
-    curator.answer(&mut vm, &records);
+    // The checkpoint is larger than the empty log and carries the state
+    // line: the witnessed state, at once, not the history.
+    let state = vm.take_callouts().pop().expect("state callout");
+    assert_eq!(state.header(":path"), Some("/v1/log/state?size=2"));
+    curator.answer(&mut vm, &state);
     assert!(
         vm.logged("registry version 2 (1 entries) derived from the witnessed log"),
         "{}",
@@ -73,12 +71,13 @@ fn callouts_ask_for_the_checkpoint_then_for_the_records_since_the_size_followed(
 #[test]
 fn records_come_in_pages_that_fit_max_body_bytes() {
     let mesh = Mesh::new();
-    let workloads: Vec<_> = (0..10)
+    let workloads: Vec<_> = (0..20)
         .map(|i| mesh.workload("shop", &format!("w{i}")))
         .collect();
     let entries: Vec<_> = workloads.iter().map(|w| w.entry).collect();
     let curator = log(&entries);
-    // 1024 bytes hold 8 records of at most 114 bytes.
+    // 1024 bytes hold 8 records of at most 114 bytes, and not the state of
+    // 20 ids (85 bytes each): the filter falls back to records.
     let members = format!(
         r#"{},"max_body_bytes":1024"#,
         mazu_wasm_tests::witnessed::log_members()
@@ -90,12 +89,17 @@ fn records_come_in_pages_that_fit_max_body_bytes() {
         paths,
         [
             "/v1/checkpoint",
+            "/v1/log/state?size=40",
             "/v1/log/records?start=0&end=8",
             "/v1/log/records?start=8&end=16",
-            "/v1/log/records?start=16&end=20",
+            "/v1/log/records?start=16&end=24",
+            "/v1/log/records?start=24&end=32",
+            "/v1/log/records?start=32&end=40",
         ]
     );
-    assert_eq!(vm.stat("mazu.inbound.registry_entries"), 10);
+    assert!(vm.logged("the follower state at size 40 is unavailable"));
+    assert_eq!(vm.stat("mazu.inbound.registry_fetch_failures"), 0);
+    assert_eq!(vm.stat("mazu.inbound.registry_entries"), 20);
     for workload in &workloads {
         let (_, action) = connect_and_send(&mut vm, &workload.peer());
         assert_eq!(action, Action::Continue);
@@ -428,12 +432,9 @@ fn vms_of_one_envoy_share_one_registry_and_one_fetcher() {
     }
     let checkpoint = took_over.unwrap_or_else(|| panic!("{}", worker.log_text()));
     curator.answer(&mut worker, &checkpoint);
-    let records = worker.take_callouts().pop().expect("records callout");
-    assert_eq!(
-        records.header(":path"),
-        Some("/v1/log/records?start=0&end=4")
-    );
-    curator.answer(&mut worker, &records);
+    let state = worker.take_callouts().pop().expect("state callout");
+    assert_eq!(state.header(":path"), Some("/v1/log/state?size=4"));
+    curator.answer(&mut worker, &state);
     assert_eq!(worker.stat("mazu.inbound.registry_version"), 4);
     let (_, action) = connect_and_send(&mut worker, &db.peer());
     assert_eq!(action, Action::Continue, "{}", worker.log_text());

@@ -4,7 +4,8 @@
 //! that rebinds a victim's id to an attacker's key), a rollback or a fork
 //! are refused, counted by reason, and the registry held stays in force; a
 //! curator that keeps serving an old cosigned checkpoint makes the proxy
-//! stale, because age counts from the witnessed time.
+//! stale, because age counts from the witnessed time. A new filter takes the
+//! witnessed follower state only if it hashes to the checkpoint's state line.
 
 #![allow(
     clippy::unwrap_used,
@@ -141,6 +142,50 @@ fn records_that_rebind_a_victim_to_an_attacker_are_refused_and_the_last_good_reg
     assert!(!admitted(&mut vm, &attacker.peer()));
     assert_eq!(vm.stat("mazu.inbound.denied.not_registered"), 1);
     assert_eq!(vm.stat("mazu.inbound.denied.key_mismatch"), 1);
+}
+
+#[test]
+fn a_new_filter_refuses_a_state_that_rebinds_a_victim_and_derives_from_the_records() {
+    let mesh = Mesh::new();
+    let cart = mesh.workload("shop", "cart");
+    let victim = mesh.workload("shop", "victim");
+    let attacker = mesh.workload_with_key(
+        victim.token.clone(),
+        &WorkloadSpec::new("shop", "victim"),
+        SigningKey::random(&mut OsRng),
+    );
+    // The witnesses cosigned the honest log and its state line; the curator
+    // serves a new proxy the state in which the victim's id is bound to the
+    // attacker's key.
+    let honest = log(&[cart.entry, victim.entry]);
+    let lie = log(&[cart.entry, attacker.entry]);
+    let mut vm = filter(&mesh);
+    let now = vm.now_ms() / 1000;
+    let state = offer(&mut vm, &honest, &honest.checkpoint(now)).expect("state callout");
+    assert_eq!(state.header(":path"), Some("/v1/log/state?size=4"));
+    vm.respond(state.token, Some(200), &lie.state(4)).unwrap();
+    assert_eq!(
+        refusals(&vm, "state_digest_mismatch"),
+        1,
+        "{}",
+        vm.log_text()
+    );
+    assert!(vm.logged("CURATOR MISBEHAVIOUR?"));
+    assert!(vm.logged("does not hash to the witnessed checkpoint's state line"));
+    assert_eq!(
+        vm.stat("mazu.inbound.registry_version"),
+        0,
+        "nothing installed"
+    );
+    assert!(!admitted(&mut vm, &attacker.peer()));
+
+    // The next round derives the registry from the records, not the state.
+    let answered = honest.serve(&mut vm);
+    let paths: Vec<_> = answered.iter().filter_map(|c| c.header(":path")).collect();
+    assert_eq!(paths, ["/v1/checkpoint", "/v1/log/records?start=0&end=4"]);
+    assert_eq!(vm.stat("mazu.inbound.registry_version"), 4);
+    assert!(admitted(&mut vm, &victim.peer()), "{}", vm.log_text());
+    assert!(!admitted(&mut vm, &attacker.peer()));
 }
 
 #[test]
