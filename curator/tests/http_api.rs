@@ -50,7 +50,12 @@ async fn covered(c: &Curator, logged: &Value) -> u64 {
     let cp = verifier
         .verify(logged["checkpoint"].as_str().unwrap().as_bytes())
         .unwrap();
-    assert!(cp.extensions.is_empty(), "plain checkpoint");
+    assert!(
+        mazu_log::evidence::state_digest(&cp).unwrap().is_some(),
+        "the one extension line is the state line: {:?}",
+        cp.extensions
+    );
+    assert_eq!(cp.extensions.len(), 1);
     assert!(cp.size > logged["index"].as_u64().unwrap(), "{logged}");
     cp.size
 }

@@ -66,7 +66,8 @@ async fn checkpoints_and_proofs_verify_over_http() {
     c.register(&crs, &fx.token("a")).await;
     let (note1, cp1) = checkpoint(&c, &v).await;
     assert_eq!(cp1.size, S1);
-    assert!(cp1.extensions.is_empty(), "no extension lines");
+    assert_eq!(cp1.extensions.len(), 1, "the state line only");
+    assert!(mazu_log::evidence::state_digest(&cp1).unwrap().is_some());
     for sa in ["b", "c", "d", "e"] {
         c.register(&crs, &fx.token(sa)).await;
     }
