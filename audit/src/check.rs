@@ -21,9 +21,12 @@
 //!    holder's signature by the bound TLS key and the RBE key taken out of
 //!    the replayed state;
 //! 4. the Merkle root over the records against the checkpoint, sample
-//!    inclusion proofs, the served public parameters and registry against
-//!    the replayed ones, and consistency with the checkpoint remembered from
-//!    the previous run.
+//!    inclusion proofs, the checkpoint's state line against the follower
+//!    state replayed from the records (what new filters install, trusting
+//!    the witnesses' check of it), no record timed after the witnessed time
+//!    (plus the allowed skew), the served public parameters and registry
+//!    against the replayed ones, and consistency with the checkpoint
+//!    remembered from the previous run.
 
 use core::time::Duration;
 use std::collections::{HashMap, HashSet};
@@ -34,13 +37,16 @@ use base64ct::Encoding as _;
 use mazu_curator::api::views::LogJson;
 use mazu_curator::entry::{EntryBody, LogEntry};
 use mazu_curator::holder::{HolderAction, verify_holder};
-use mazu_identity::registry::derive::{DerivedRegistry, IdState};
+use mazu_identity::registry::derive::{DerivedRegistry, IdState, MAX_CLOCK_SKEW_MS};
 use mazu_identity::{ClaimsDigest, RegistrySnapshot, TrustConfig};
+use mazu_log::Frontier;
+use mazu_log::evidence::state_digest;
 use mazu_log::merkle::{Hash, MerkleTree, leaf_hash, verify_consistency, verify_inclusion};
 use mazu_log::record::{LeafRecord, RecordBody, ReleaseReason};
 use mazu_log::{Checkpoint, CheckpointVerifier, WitnessPolicy, WitnessVerifier};
 use mazu_rbe::{Crs, PublicParams, Registration, RegistryState, WellFormedRegistration};
 use mazu_service::tls::ClientTransport;
+use sha2::Digest as _;
 
 use crate::client::CuratorClient;
 use crate::state::{SavedCheckpoint, State};
@@ -282,6 +288,8 @@ struct Replay<'a> {
     bound: HashMap<[u8; 32], (Vec<u8>, Vec<u8>)>,
     /// Merkle tree over the served records.
     tree: MerkleTree,
+    /// Its frontier, for the follower state.
+    frontier: Frontier,
     last_at_ms: u64,
     /// Entries whose record could not be applied at all (neither the served
     /// nor the recomputed record decodes): the replayed registry's version
@@ -398,6 +406,7 @@ impl Replay<'_> {
             // The tree is over the served records: they are what the
             // checkpoint commits to and what filters act on.
             self.tree.push(leaf);
+            self.frontier.push(leaf);
             self.report.entries += 1;
             let Some(examined) = examined else {
                 self.flag(Discrepancy::at(index, "the checking thread panicked"));
@@ -693,6 +702,7 @@ pub async fn run(
         revealed_claims: HashSet::new(),
         bound: HashMap::new(),
         tree: MerkleTree::new(),
+        frontier: Frontier::new(),
         last_at_ms: 0,
         unapplied: 0,
         report,
@@ -703,6 +713,8 @@ pub async fn run(
         replay.report.checkpoint_size = Some(cp.size);
         if replay.extend_to(cp.size, progress).await? {
             check_root(&mut replay, cp).await?;
+            check_state_line(&mut replay, cp);
+            check_record_times(&mut replay);
         }
     }
 
@@ -783,6 +795,58 @@ async fn check_root(replay: &mut Replay<'_>, cp: &Checkpoint) -> Result<(), Audi
         }
     }
     Ok(())
+}
+
+/// The checkpoint's state line against the follower state replayed from
+/// its records: a false line would let the curator hand new filters a
+/// registry the log does not give (witnesses that cosigned it did not
+/// check).
+fn check_state_line(replay: &mut Replay<'_>, cp: &Checkpoint) {
+    let line = match state_digest(cp) {
+        Ok(Some(line)) => line,
+        Ok(None) => return,
+        Err(e) => {
+            replay.flag(Discrepancy::global(format!("the signed checkpoint: {e}")));
+            return;
+        }
+    };
+    if replay.unapplied > 0 {
+        // Already reported: the replay lags the log.
+        return;
+    }
+    let Some(state) = replay.ids.follower_state(&replay.frontier) else {
+        return;
+    };
+    let derived: Hash = sha2::Sha256::digest(&state).into();
+    if derived != line {
+        replay.flag(Discrepancy::global(format!(
+            "the signed checkpoint's state line (SHA-256 {}) is not the follower state derived \
+             from its {} records ({}): new filters bootstrapping from it would install a \
+             registry the log does not give",
+            hex::encode(line),
+            cp.size,
+            hex::encode(derived)
+        )));
+    }
+}
+
+/// No record may be timed after the checkpoint's witnessed time (plus the
+/// allowed skew): a curator moving the registry's clock ahead would have
+/// every follower forget revoked ids whose tokens are still valid.
+fn check_record_times(replay: &mut Replay<'_>) {
+    let Some(witnessed) = replay.report.witnessed_at else {
+        return;
+    };
+    let latest = witnessed
+        .saturating_mul(1000)
+        .saturating_add(MAX_CLOCK_SKEW_MS);
+    if replay.last_at_ms > latest {
+        replay.flag(Discrepancy::global(format!(
+            "a record is timed {} ms, after the checkpoint's witnessed time {} s (plus {} ms of \
+             allowed skew): the curator moved the registry's clock ahead",
+            replay.last_at_ms, witnessed, MAX_CLOCK_SKEW_MS
+        )));
+    }
 }
 
 fn compare_state(replay: &mut Replay<'_>, version: u64, params: &[u8], registry: &[u8]) {

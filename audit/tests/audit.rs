@@ -640,3 +640,57 @@ async fn a_revocation_the_holder_did_not_sign_is_caught() {
     assert_found(&r, Some(4), "not signed by the bound TLS key");
     c.stop().await;
 }
+
+/// The curator signs a checkpoint of the honest log whose state line is
+/// not the state its records give (its witnesses colluding, so the quorum
+/// holds): new filters would install that state; the audit replays the
+/// records and catches the line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_false_state_line_is_caught() {
+    let (w, c, crs) = setup(2).await;
+    let honest = c.text("/v1/checkpoint").await;
+    let signer = w.curator_signer();
+    let cp = signer.verifier().verify(honest.as_bytes()).unwrap();
+    assert!(
+        mazu_log::evidence::state_digest(&cp).unwrap().is_some(),
+        "the curator's checkpoints carry the state line"
+    );
+    let false_line = mazu_log::evidence::state_extension(&[7; 32]);
+    let note = signer.sign_with_extensions(cp.size, &cp.root, vec![false_line]);
+    let lying = signer.verifier().verify(note.as_bytes()).unwrap();
+    let lines: Vec<String> = w
+        .witness_signers()
+        .iter()
+        .map(|s| s.cosign(&lying, now_secs()).unwrap())
+        .collect();
+    let note = mazu_log::cosignature::append_cosignatures(&note, &lines).unwrap();
+    let p = lying_proxy(c.base.clone(), Lie::Checkpoint(note)).await;
+    let r = w.audit(&p, &crs, None).await;
+    assert_found(&r, None, "is not the follower state derived from its");
+    c.stop().await;
+}
+
+/// Records timed after the witnessed time (here: the witnesses cosigned
+/// the checkpoint an hour before the records' time, as if the curator had
+/// moved its clock ahead) are caught.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_timed_after_the_witnessed_time_are_caught() {
+    let (w, c, crs) = setup(1).await;
+    let honest = c.text("/v1/checkpoint").await;
+    let signer = w.curator_signer();
+    let unsigned: String = honest
+        .split_inclusive('\n')
+        .take_while(|line| !line.starts_with("— ") || line.contains(signer.name()))
+        .collect();
+    let cp = signer.verifier().verify(unsigned.as_bytes()).unwrap();
+    let lines: Vec<String> = w
+        .witness_signers()
+        .iter()
+        .map(|s| s.cosign(&cp, now_secs() - 3600).unwrap())
+        .collect();
+    let note = mazu_log::cosignature::append_cosignatures(&unsigned, &lines).unwrap();
+    let p = lying_proxy(c.base.clone(), Lie::Checkpoint(note)).await;
+    let r = w.audit(&p, &crs, None).await;
+    assert_found(&r, None, "after the checkpoint's witnessed time");
+    c.stop().await;
+}

@@ -73,65 +73,20 @@ pub enum StateError {
     Inconsistent(usize),
 }
 
+impl DerivedRegistry {
+    /// The follower state ([`LogFollower::encode_state`]) of this registry
+    /// and `frontier`, the Merkle frontier of the same records (for a party
+    /// that keeps the two apart, like the auditor); `None` if their sizes
+    /// differ.
+    pub fn follower_state(&self, frontier: &Frontier) -> Option<Vec<u8>> {
+        (frontier.size() == self.size).then(|| encode(self, frontier))
+    }
+}
+
 impl LogFollower {
     /// The canonical encoding of this follower (see the [module docs](self)).
     pub fn encode_state(&self) -> Vec<u8> {
-        let registry = &self.registry;
-        let frontier = self.frontier.encode();
-        let mut out = Vec::with_capacity(
-            4 + 1 + 8 + frontier.len() + 4 + registry.ids.len() * STATE_ENTRY_LEN,
-        );
-        out.extend_from_slice(&STATE_MAGIC);
-        out.push(STATE_FORMAT);
-        out.extend_from_slice(&registry.clock_ms.to_be_bytes());
-        out.extend_from_slice(&frontier);
-        // Ids held never exceed the records applied, far below 2^32 for
-        // any log that fits in memory.
-        out.extend_from_slice(&(registry.ids.len() as u32).to_be_bytes());
-        for (id, state) in &registry.ids {
-            out.extend_from_slice(id);
-            let (kind, slot, spki, bound_at, expiry) = match *state {
-                IdState::Bound {
-                    slot,
-                    spki_hash,
-                    bound_at,
-                    token_expiry,
-                } => (KIND_BOUND, slot, spki_hash, bound_at, token_expiry),
-                IdState::Live {
-                    slot,
-                    spki_hash,
-                    bound_at,
-                    token_expiry,
-                } => (KIND_LIVE, slot, spki_hash, bound_at, token_expiry),
-                IdState::Revoked {
-                    spki_hash,
-                    token_expiry,
-                    revealed,
-                } => (
-                    KIND_REVOKED,
-                    u32::from(revealed),
-                    spki_hash,
-                    0,
-                    token_expiry,
-                ),
-                IdState::Released {
-                    reason,
-                    token_expiry,
-                } => (
-                    KIND_RELEASED,
-                    u32::from(reason.code()),
-                    [0; 32],
-                    0,
-                    token_expiry,
-                ),
-            };
-            out.push(kind);
-            out.extend_from_slice(&slot.to_be_bytes());
-            out.extend_from_slice(&spki);
-            out.extend_from_slice(&bound_at.to_be_bytes());
-            out.extend_from_slice(&expiry.to_be_bytes());
-        }
-        out
+        encode(&self.registry, &self.frontier)
     }
 
     /// SHA-256 of [`encode_state`](Self::encode_state): what a checkpoint's
@@ -203,6 +158,65 @@ impl LogFollower {
         }
         Ok(Self { registry, frontier })
     }
+}
+
+/// [`LogFollower::encode_state`] of a registry and the frontier of the same
+/// records.
+fn encode(registry: &DerivedRegistry, frontier: &Frontier) -> Vec<u8> {
+    let frontier = frontier.encode();
+    let mut out =
+        Vec::with_capacity(4 + 1 + 8 + frontier.len() + 4 + registry.ids.len() * STATE_ENTRY_LEN);
+    out.extend_from_slice(&STATE_MAGIC);
+    out.push(STATE_FORMAT);
+    out.extend_from_slice(&registry.clock_ms.to_be_bytes());
+    out.extend_from_slice(&frontier);
+    // Ids held never exceed the records applied, far below 2^32 for
+    // any log that fits in memory.
+    out.extend_from_slice(&(registry.ids.len() as u32).to_be_bytes());
+    for (id, state) in &registry.ids {
+        out.extend_from_slice(id);
+        let (kind, slot, spki, bound_at, expiry) = match *state {
+            IdState::Bound {
+                slot,
+                spki_hash,
+                bound_at,
+                token_expiry,
+            } => (KIND_BOUND, slot, spki_hash, bound_at, token_expiry),
+            IdState::Live {
+                slot,
+                spki_hash,
+                bound_at,
+                token_expiry,
+            } => (KIND_LIVE, slot, spki_hash, bound_at, token_expiry),
+            IdState::Revoked {
+                spki_hash,
+                token_expiry,
+                revealed,
+            } => (
+                KIND_REVOKED,
+                u32::from(revealed),
+                spki_hash,
+                0,
+                token_expiry,
+            ),
+            IdState::Released {
+                reason,
+                token_expiry,
+            } => (
+                KIND_RELEASED,
+                u32::from(reason.code()),
+                [0; 32],
+                0,
+                token_expiry,
+            ),
+        };
+        out.push(kind);
+        out.extend_from_slice(&slot.to_be_bytes());
+        out.extend_from_slice(&spki);
+        out.extend_from_slice(&bound_at.to_be_bytes());
+        out.extend_from_slice(&expiry.to_be_bytes());
+    }
+    out
 }
 
 /// One 85-byte entry; `None` if a field holds what this version never writes.
@@ -354,6 +368,25 @@ mod tests {
         assert_eq!(restored.encode_state(), continued.encode_state());
         assert!(restored.registry().state(&[3; 32]).is_none(), "forgotten");
         assert_eq!(restored.registry().slot_holder(1), Some(&[7; 32]));
+    }
+
+    #[test]
+    fn a_registry_and_a_frontier_kept_apart_give_the_same_state() {
+        let records = [bind(1, 0, EXP), reveal(1, EXP), bind(2, 1, EXP)];
+        let mut follower = LogFollower::new();
+        let mut registry = DerivedRegistry::new();
+        let mut frontier = Frontier::new();
+        for record in &records {
+            follower.append_own(record).unwrap();
+            registry.apply(record).unwrap();
+            frontier.push(record.leaf_hash());
+        }
+        assert_eq!(
+            registry.follower_state(&frontier),
+            Some(follower.encode_state())
+        );
+        frontier.push([0; 32]);
+        assert_eq!(registry.follower_state(&frontier), None, "sizes differ");
     }
 
     #[test]
