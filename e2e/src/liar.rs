@@ -12,6 +12,10 @@
 //!   records then miss its root) or a checkpoint it signs itself for the
 //!   rebound log, carrying the honest witnesses' cosignature lines (which do
 //!   not verify for another root).
+//! - [`Lie::RebindState`]: serves new sidecars a follower state (the
+//!   bootstrap that skips the history) in which the victim's id holds the
+//!   attacker's TLS key; the checkpoint and its state line stay honest (the
+//!   witnesses would not cosign another line).
 //! - [`Lie::Freeze`]: keeps serving the witnessed checkpoint it had when it
 //!   froze, and no record past it, to hide everything that happens later.
 //! - [`Lie::ForgeParameters`]: rewrites `GET /v1/params` (binary and JSON)
@@ -62,6 +66,11 @@ pub enum Lie {
         /// Also sign a checkpoint of the rebound log with the curator's key
         /// (false: serve the honest witnessed checkpoint with rebound records).
         sign_own_checkpoint: bool,
+    },
+    /// Serves follower states in which `victim` holds the attacker's key.
+    RebindState {
+        /// The victim's workload id.
+        victim: [u8; 32],
     },
     /// Serves the witnessed checkpoint it holds when this is set, forever.
     Freeze,
@@ -441,6 +450,15 @@ fn respond(shared: &Shared, request: &Request) -> Result<Answer> {
                 ..answer
             })
         }
+        (Lie::RebindState { victim }, "GET", "/v1/log/state") => {
+            let mut answer = upstream(shared, "GET", &request.target, &[])?;
+            if answer.status == 200
+                && rebind_state(&mut answer.body, victim, &shared.attacker.spki_hash())
+            {
+                lock(&shared.journal).altered_answers += 1;
+            }
+            Ok(answer)
+        }
         (Lie::Freeze, "GET", "/v1/checkpoint") => {
             let mut frozen = lock(&shared.frozen);
             if frozen.is_none() {
@@ -598,6 +616,30 @@ fn rebind(records: &mut [LeafRecord], victim: &Option<[u8; 32]>, attacker: &[u8;
             *spki_hash = *attacker;
         }
     }
+}
+
+/// Makes `victim`'s entry of an encoded follower state
+/// (`LogFollower::encode_state`) name the attacker's key, in place; false if
+/// the state does not hold the victim.
+fn rebind_state(state: &mut [u8], victim: &[u8; 32], attacker: &[u8; 32]) -> bool {
+    use mazu_identity::registry::STATE_ENTRY_LEN;
+    // Magic, format, clock, then the frontier: its size and one hash per set
+    // bit of it, then the entry count.
+    let Some(size) = state.get(13..21).and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
+        return false;
+    };
+    let entries_at = 21 + 32 * u64::from_be_bytes(size).count_ones() as usize + 4;
+    let Some(entries) = state.get_mut(entries_at..) else {
+        return false;
+    };
+    for entry in entries.chunks_exact_mut(STATE_ENTRY_LEN) {
+        if entry[..32] == victim[..] {
+            // id (32), kind (1), slot (4), then the key's hash.
+            entry[37..69].copy_from_slice(attacker);
+            return true;
+        }
+    }
+    false
 }
 
 /// The size of a checkpoint note.

@@ -450,8 +450,9 @@ impl Sidecar {
     /// registry copy, fetched by whichever holds the lease, so this is the
     /// sum over both directions.
     pub fn checkpoint_refusals(&self) -> Result<i64> {
-        // The filter names these refusals `checkpoint_*` and `records_*`
-        // (its other fetch failures are transport and size problems).
+        // The filter names these refusals `checkpoint_*`, `records_*` and
+        // `state_*` (its other fetch failures are transport and size
+        // problems).
         let stats = self.filter_stats()?;
         Ok(["inbound", "outbound"]
             .iter()
@@ -461,7 +462,9 @@ impl Sidecar {
                     .iter()
                     .filter_map(|(name, value)| {
                         let kind = name.strip_prefix(&prefix)?;
-                        (kind.starts_with("checkpoint_") || kind.starts_with("records_"))
+                        ["checkpoint_", "records_", "state_"]
+                            .iter()
+                            .any(|refusal| kind.starts_with(refusal))
                             .then_some(*value)
                     })
                     .sum::<i64>()

@@ -1034,3 +1034,57 @@ fn s21_a_server_first_protocol_greets_only_an_authenticated_client() {
         assert!(outcome.received.is_empty(), "{outcome:?}");
     }
 }
+
+#[test]
+fn s22_a_curator_that_hands_a_new_sidecar_a_rebound_state_is_refused() {
+    let mut mesh = start_lying_mesh();
+    let liar = mesh.liar().unwrap();
+    let checkout = mesh.service("checkout").unwrap();
+    let victim = id_bytes(&checkout.registered_id().unwrap());
+    let forged = mesh.tokens.workload_with_key(
+        checkout.token().unwrap(),
+        &mazu_wasm_tests::fixtures::WorkloadSpec::new("shop", "checkout"),
+        liar.attacker().signing_key(),
+    );
+    // A new pod's filter starts from the empty log and asks for the
+    // witnessed follower state; the curator hands it one in which
+    // checkout's id holds the attacker's key (the checkpoint and its state
+    // line stay honest: the witnesses derived that line themselves).
+    liar.set(mazu_e2e::liar::Lie::RebindState { victim });
+    mesh.add_service(ServiceSpec::new("payments", "shop"), &["checkout"])
+        .unwrap();
+    let refused = |mesh: &LocalMesh| {
+        let stats = mesh.service("payments").unwrap().filter_stats().unwrap();
+        ["inbound", "outbound"]
+            .iter()
+            .map(|dir| {
+                stats
+                    .get(&format!(
+                        "mazu.{dir}.registry_fetch_failures.state_digest_mismatch"
+                    ))
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .sum::<i64>()
+    };
+    wait_for(
+        Duration::from_secs(30),
+        "payments' filter to refuse the rebound state",
+        || refused(&mesh) > 0,
+    );
+    assert!(mesh.liar().unwrap().journal().altered_answers > 0);
+    // It derived the registry from the records instead: payments reaches
+    // checkout (its outbound filter checks checkout's honest key)...
+    assert_eq!(mesh.call("payments", "checkout").unwrap(), Verdict::Allowed);
+    // ...and the attacker's certificate gets nowhere.
+    assert_handshake_refused(
+        &mesh
+            .connect_as("payments", Some((&forged.cert_pem, &forged.key_pem)))
+            .unwrap(),
+    );
+    let log = mesh.service("payments").unwrap().envoy_log();
+    assert!(
+        log.contains("does not hash to the witnessed checkpoint's state line"),
+        "{log}"
+    );
+}

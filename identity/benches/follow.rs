@@ -1,7 +1,11 @@
 //! What a filter pays to follow the witnessed log (log format 2) at 100,000
 //! live registrations: bootstrap (verify 200,000 records — a bind and a
 //! reveal each — against the checkpoint root, derive the registry, take its
-//! snapshot) and a refresh of 100 new registrations. Baselines in the same
+//! snapshot), bootstrap from the witnessed follower state instead (hash it
+//! against the state line, decode it, take the snapshot: its cost follows
+//! the ids held, not the history), the curator's cost of the state line per
+//! checkpoint (encode and hash), and a refresh of 100 new registrations.
+//! Baselines in the same
 //! run: decoding a full 100,000-entry registry snapshot and applying a
 //! 100-entry delta to it, which is what the filter did before format 2
 //! (trusting a curator-signed digest of them).
@@ -117,6 +121,28 @@ fn follow(c: &mut Criterion) {
             },
             BatchSize::LargeInput,
         );
+    });
+
+    let state = at_live.encode_state();
+    let line: Hash = Sha256::digest(&state).into();
+    println!(
+        "follower state at {LIVE} live: {} bytes ({} per id)",
+        state.len(),
+        state.len() / LIVE as usize
+    );
+    group.bench_function("bootstrap from the state: hash, decode, snapshot at 100k", |b| {
+        b.iter(|| {
+            let digest: Hash = Sha256::digest(black_box(&state)).into();
+            assert_eq!(digest, line);
+            let follower = LogFollower::decode_state(&state).unwrap();
+            black_box(follower.registry().snapshot())
+        });
+    });
+    group.bench_function("curator state line: encode and hash at 100k", |b| {
+        b.iter(|| {
+            let encoded = black_box(&at_live).encode_state();
+            black_box(Sha256::digest(&encoded))
+        });
     });
 
     // Baselines: the format-1 filter's work for the same two events.
