@@ -130,14 +130,17 @@ fn follow(c: &mut Criterion) {
         state.len(),
         state.len() / LIVE as usize
     );
-    group.bench_function("bootstrap from the state: hash, decode, snapshot at 100k", |b| {
-        b.iter(|| {
-            let digest: Hash = Sha256::digest(black_box(&state)).into();
-            assert_eq!(digest, line);
-            let follower = LogFollower::decode_state(&state).unwrap();
-            black_box(follower.registry().snapshot())
-        });
-    });
+    group.bench_function(
+        "bootstrap from the state: hash, decode, snapshot at 100k",
+        |b| {
+            b.iter(|| {
+                let digest: Hash = Sha256::digest(black_box(&state)).into();
+                assert_eq!(digest, line);
+                let follower = LogFollower::decode_state(&state).unwrap();
+                black_box(follower.registry().snapshot())
+            });
+        },
+    );
     group.bench_function("curator state line: encode and hash at 100k", |b| {
         b.iter(|| {
             let encoded = black_box(&at_live).encode_state();
@@ -171,5 +174,96 @@ fn follow(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, follow);
+/// 1,000,000 registrations over time, each bound, revealed and released by
+/// its holder a token lifetime later, then 100,000 live: what a filter that
+/// joins a mesh that has run for months faces. From the records it replays
+/// the whole history; from the witnessed state it decodes what is held
+/// (ended ids are forgotten once their token expired).
+fn history(c: &mut Criterion) {
+    const HISTORY: u32 = 1_000_000;
+    // One registration every 10 ms; a token lifetime later it is released:
+    // at most LIVE are live at once.
+    const LIFETIME_MS: u64 = LIVE as u64 * 10;
+    let start_ms = 1_700_000_000_000u64;
+    let mut log = Vec::with_capacity(3 * HISTORY as usize + 2 * LIVE as usize);
+    let record = |i: u32, at_ms: u64, body| LeafRecord {
+        at_ms,
+        id: id(i),
+        entry_digest: [0; 32],
+        body,
+    };
+    // Registration i is bound at 10·i ms in slot i mod LIVE, which its
+    // predecessor there released just before.
+    let expiry_of = |at_ms: u64| (at_ms + LIFETIME_MS) / 1000;
+    let mut pending = std::collections::VecDeque::new();
+    for i in 0..HISTORY + LIVE {
+        let at_ms = start_ms + u64::from(i) * 10;
+        while let Some(&(j, bound_ms)) = pending.front() {
+            if at_ms < bound_ms + LIFETIME_MS || j >= HISTORY {
+                break;
+            }
+            pending.pop_front();
+            log.push(record(
+                j,
+                at_ms,
+                RecordBody::Release {
+                    reason: mazu_log::record::ReleaseReason::Holder,
+                },
+            ));
+        }
+        let expiry = expiry_of(at_ms);
+        log.push(record(
+            i,
+            at_ms,
+            RecordBody::Bind {
+                slot: i % LIVE,
+                spki_hash: spki_hash(i),
+                token_expiry: expiry,
+            },
+        ));
+        log.push(record(
+            i,
+            at_ms,
+            RecordBody::Reveal {
+                token_expiry: expiry,
+            },
+        ));
+        pending.push_back((i, at_ms));
+    }
+    let size = log.len() as u64;
+    let root = root_of(&log);
+    let witnessed_ms = start_ms + u64::from(HISTORY + LIVE) * 10;
+    let mut follower = LogFollower::new();
+    let void = follower.extend(&log, size, &root, witnessed_ms).unwrap();
+    assert!(void.is_empty(), "{} void records", void.len());
+    let state = follower.encode_state();
+    println!(
+        "after {HISTORY} historical registrations: {size} records, {} ids held, {} live, \
+         state {} bytes",
+        follower.registry().ids_held(),
+        follower.registry().snapshot().len(),
+        state.len()
+    );
+
+    let mut group = c.benchmark_group("history");
+    group.sample_size(10);
+    group.bench_function("bootstrap from records: 1M historical, 100k live", |b| {
+        b.iter(|| {
+            let mut f = LogFollower::new();
+            f.extend(black_box(&log), size, &root, witnessed_ms)
+                .unwrap();
+            black_box(f.registry().snapshot())
+        });
+    });
+    group.bench_function("bootstrap from the state: 1M historical, 100k live", |b| {
+        b.iter(|| {
+            black_box(Sha256::digest(black_box(&state)));
+            let f = LogFollower::decode_state(&state).unwrap();
+            black_box(f.registry().snapshot())
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, follow, history);
 criterion_main!(benches);
