@@ -455,6 +455,16 @@ fn start_lying_mesh() -> LocalMesh {
     .expect("the local mesh starts behind a lying curator")
 }
 
+/// The attacker's certificate: checkout's token (tokens are public in
+/// certificates) with the lying curator's own TLS key.
+fn attackers_checkout(mesh: &LocalMesh) -> mazu_wasm_tests::fixtures::Workload {
+    mesh.tokens.workload_with_key(
+        mesh.service("checkout").unwrap().token().unwrap(),
+        &mazu_wasm_tests::fixtures::WorkloadSpec::new("shop", "checkout"),
+        mesh.liar().unwrap().attacker().signing_key(),
+    )
+}
+
 fn id_bytes(hex: &str) -> [u8; 32] {
     let bytes: Vec<u8> = (0..hex.len())
         .step_by(2)
@@ -519,12 +529,7 @@ fn s12_a_curator_that_front_runs_a_binding_never_learns_the_token() {
 
     // Even holding the token (say it leaked later), the attacker's key is
     // not admitted: its binding was never revealed.
-    let token = checkout.token().unwrap();
-    let forged = mesh.tokens.workload_with_key(
-        token,
-        &mazu_wasm_tests::fixtures::WorkloadSpec::new("shop", "checkout"),
-        liar.attacker().signing_key(),
-    );
+    let forged = attackers_checkout(&mesh);
     let verdict = mesh
         .connect_as("frontend", Some((&forged.cert_pem, &forged.key_pem)))
         .unwrap();
@@ -540,13 +545,7 @@ fn s13_a_curator_that_shows_a_rebound_registry_is_refused_by_every_sidecar() {
     let liar = mesh.liar().unwrap();
     let checkout = mesh.service("checkout").unwrap();
     let victim = id_bytes(&checkout.registered_id().unwrap());
-    // The attacker holds checkout's token (tokens are public in certificates)
-    // and its own TLS key.
-    let forged = mesh.tokens.workload_with_key(
-        checkout.token().unwrap(),
-        &mazu_wasm_tests::fixtures::WorkloadSpec::new("shop", "checkout"),
-        liar.attacker().signing_key(),
-    );
+    let forged = attackers_checkout(&mesh);
     // No agent pins the attacker's key: refused in the handshake.
     assert_handshake_refused(
         &mesh
@@ -1041,11 +1040,7 @@ fn s22_a_curator_that_hands_a_new_sidecar_a_rebound_state_is_refused() {
     let liar = mesh.liar().unwrap();
     let checkout = mesh.service("checkout").unwrap();
     let victim = id_bytes(&checkout.registered_id().unwrap());
-    let forged = mesh.tokens.workload_with_key(
-        checkout.token().unwrap(),
-        &mazu_wasm_tests::fixtures::WorkloadSpec::new("shop", "checkout"),
-        liar.attacker().signing_key(),
-    );
+    let forged = attackers_checkout(&mesh);
     // A new pod's filter starts from the empty log and asks for the
     // witnessed follower state; the curator hands it one in which
     // checkout's id holds the attacker's key (the checkpoint and its state

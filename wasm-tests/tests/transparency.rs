@@ -14,7 +14,7 @@
 
 use mazu_log::CheckpointSigner;
 use mazu_wasm_tests::abi::Action;
-use mazu_wasm_tests::fixtures::{Mesh, WorkloadSpec, log};
+use mazu_wasm_tests::fixtures::{Mesh, Workload, WorkloadSpec, log};
 use mazu_wasm_tests::harness::{configured, next_callout_full, serve};
 use mazu_wasm_tests::plugin::{PeerProperties, Side, Vm};
 use mazu_wasm_tests::witnessed::{TestLog, curator_signer, log_members};
@@ -38,6 +38,18 @@ fn filter(mesh: &Mesh) -> Vm {
         "inbound",
         r#","max_staleness_secs":3600,"when_stale":"enforce_last_known""#,
     ))
+}
+
+/// A victim workload, and the attacker's certificate carrying the victim's
+/// token with the attacker's own key.
+fn victim_and_attacker(mesh: &Mesh) -> (Workload, Workload) {
+    let victim = mesh.workload("shop", "victim");
+    let attacker = mesh.workload_with_key(
+        victim.token.clone(),
+        &WorkloadSpec::new("shop", "victim"),
+        SigningKey::random(&mut OsRng),
+    );
+    (victim, attacker)
 }
 
 /// Answers the next round's checkpoint callout with `note`; returns the
@@ -89,13 +101,7 @@ fn a_checkpoint_without_the_witness_quorum_is_refused() {
 fn records_that_rebind_a_victim_to_an_attacker_are_refused_and_the_last_good_registry_stays() {
     let mesh = Mesh::new();
     let cart = mesh.workload("shop", "cart");
-    let victim = mesh.workload("shop", "victim");
-    // The attacker holds a certificate with the victim's token and its own key.
-    let attacker = mesh.workload_with_key(
-        victim.token.clone(),
-        &WorkloadSpec::new("shop", "victim"),
-        SigningKey::random(&mut OsRng),
-    );
+    let (victim, attacker) = victim_and_attacker(&mesh);
     let mut honest = log(&[cart.entry]);
     let mut vm = filter(&mesh);
     serve(&mut vm, &honest);
@@ -148,12 +154,7 @@ fn records_that_rebind_a_victim_to_an_attacker_are_refused_and_the_last_good_reg
 fn a_new_filter_refuses_a_state_that_rebinds_a_victim_and_derives_from_the_records() {
     let mesh = Mesh::new();
     let cart = mesh.workload("shop", "cart");
-    let victim = mesh.workload("shop", "victim");
-    let attacker = mesh.workload_with_key(
-        victim.token.clone(),
-        &WorkloadSpec::new("shop", "victim"),
-        SigningKey::random(&mut OsRng),
-    );
+    let (victim, attacker) = victim_and_attacker(&mesh);
     // The witnesses cosigned the honest log and its state line; the curator
     // serves a new proxy the state in which the victim's id is bound to the
     // attacker's key.
