@@ -242,12 +242,14 @@ impl Pair {
             inbound_plugin_config: &inbound_config,
             outbound_plugin_config: &outbound_config,
             peers: &[],
+            istio_san_matchers: false,
         })?;
         let client_sds = client_spec.sds_socket();
         let peers = [OutboundPeer {
             name: server_spec.spec.name.clone(),
             outbound_port: outbound,
             peer_inbound_port: inbound,
+            spiffe_id: server_spec.spec.spiffe_id(),
         }];
         let client_yaml = envoy_config::render(&SidecarConfig {
             service: &client_spec.spec.name,
@@ -262,6 +264,7 @@ impl Pair {
             inbound_plugin_config: &inbound_config,
             outbound_plugin_config: &outbound_config,
             peers: &peers,
+            istio_san_matchers: false,
         })?;
         let server_path = dir.join("mazu-server.yaml");
         let client_path = dir.join("mazu-client.yaml");

@@ -14,6 +14,39 @@ const SIDECAR: &str = include_str!("../envoy/sidecar.yaml");
 const OUTBOUND_LISTENER: &str = include_str!("../envoy/outbound-listener.yaml");
 const OUTBOUND_CLUSTER: &str = include_str!("../envoy/outbound-cluster.yaml");
 
+/// The outbound cluster's validation context: the agent's `ROOTCA` (the SPKI
+/// pins of the live registered keys).
+const ROOTCA_ONLY: &str = r#"          validation_context_sds_secret_config:
+            name: ROOTCA
+            sds_config:
+              resource_api_version: V3
+              api_config_source:
+                api_type: GRPC
+                transport_api_version: V3
+                grpc_services:
+                - envoy_grpc: { cluster_name: sds-grpc }
+"#;
+
+/// The same as istiod renders it: the destination's SPIFFE ID as the only
+/// acceptable SAN, combined with `ROOTCA`. Envoy 1.40 refuses SAN matchers
+/// without a trusted CA, so it NACKs the agent's pins-only `ROOTCA` here
+/// (e2e `s23`, docs/istio.md).
+const ISTIO_SAN_AND_ROOTCA: &str = r#"          combined_validation_context:
+            default_validation_context:
+              match_typed_subject_alt_names:
+              - san_type: URI
+                matcher: { exact: "${PEER_SPIFFE_ID}" }
+            validation_context_sds_secret_config:
+              name: ROOTCA
+              sds_config:
+                resource_api_version: V3
+                api_config_source:
+                  api_type: GRPC
+                  transport_api_version: V3
+                  grpc_services:
+                  - envoy_grpc: { cluster_name: sds-grpc }
+"#;
+
 /// A service this sidecar may call.
 #[derive(Clone, Debug)]
 pub struct OutboundPeer {
@@ -23,6 +56,8 @@ pub struct OutboundPeer {
     pub outbound_port: u16,
     /// The peer sidecar's mTLS port.
     pub peer_inbound_port: u16,
+    /// The peer's SPIFFE ID.
+    pub spiffe_id: String,
 }
 
 /// Everything one sidecar's configuration needs.
@@ -52,6 +87,9 @@ pub struct SidecarConfig<'a> {
     pub outbound_plugin_config: &'a str,
     /// The services this workload may call.
     pub peers: &'a [OutboundPeer],
+    /// Give outbound clusters Istio's SAN matcher (the peer's SPIFFE ID)
+    /// beside `ROOTCA`, as istiod does.
+    pub istio_san_matchers: bool,
 }
 
 /// The sidecar's Envoy configuration (YAML).
@@ -60,16 +98,23 @@ pub fn render(config: &SidecarConfig<'_>) -> Result<String> {
     let outbound_config = yaml_string(config.outbound_plugin_config)?;
     let mut listeners = String::new();
     let mut clusters = String::new();
+    let validation = if config.istio_san_matchers {
+        ISTIO_SAN_AND_ROOTCA
+    } else {
+        ROOTCA_ONLY
+    };
     for peer in config.peers {
+        let cluster = OUTBOUND_CLUSTER.replace("${VALIDATION_CONTEXT}\n", validation);
         let vars = [
             ("PEER", peer.name.clone()),
             ("OUTBOUND_PORT", peer.outbound_port.to_string()),
             ("PEER_INBOUND_PORT", peer.peer_inbound_port.to_string()),
+            ("PEER_SPIFFE_ID", peer.spiffe_id.clone()),
             ("FILTER_WASM", wasm.clone()),
             ("OUTBOUND_PLUGIN_CONFIG", outbound_config.clone()),
         ];
         listeners.push_str(&substitute(OUTBOUND_LISTENER, &vars)?);
-        clusters.push_str(&substitute(OUTBOUND_CLUSTER, &vars)?);
+        clusters.push_str(&substitute(&cluster, &vars)?);
     }
     let vars = [
         ("SERVICE", config.service.to_owned()),
@@ -136,6 +181,7 @@ mod tests {
             name: "checkout".into(),
             outbound_port: 2,
             peer_inbound_port: 3,
+            spiffe_id: "spiffe://cluster.local/ns/shop/sa/checkout".into(),
         }];
         let yaml = render(&SidecarConfig {
             service: "frontend",
@@ -150,6 +196,7 @@ mod tests {
             inbound_plugin_config: r#"{"direction":"inbound"}"#,
             outbound_plugin_config: r#"{"direction":"outbound"}"#,
             peers: &peers,
+            istio_san_matchers: false,
         })
         .unwrap();
         assert!(!yaml.contains("${"), "{yaml}");

@@ -84,6 +84,10 @@ pub struct MeshOptions {
     /// More flags for the curator (e.g. `--expiry-grace-secs 5`), after
     /// the mesh's own.
     pub curator_args: Vec<String>,
+    /// Outbound clusters as istiod renders them: a SAN matcher on the
+    /// destination's SPIFFE ID beside `ROOTCA` (Envoy refuses that with the
+    /// agent's pins-only `ROOTCA`: e2e `s23`).
+    pub istio_san_matchers: bool,
 }
 
 impl Default for MeshOptions {
@@ -101,6 +105,7 @@ impl Default for MeshOptions {
             propagation_delay_ms: None,
             release_delay_ms: None,
             curator_args: Vec::new(),
+            istio_san_matchers: false,
         }
     }
 }
@@ -437,7 +442,11 @@ impl Sidecar {
             Some(peer) => format!("cluster.peer-{peer}.ssl."),
         };
         let mut total = 0;
-        for counter in ["fail_verify_cert_hash", "fail_verify_no_cert"] {
+        for counter in [
+            "fail_verify_cert_hash",
+            "fail_verify_no_cert",
+            "fail_verify_san",
+        ] {
             total += self.envoy_counter(&format!("{prefix}{counter}"))?;
         }
         Ok(total)
@@ -773,6 +782,7 @@ impl LocalMesh {
                 peer_inbound_port: *inbound_ports
                     .get(&peer.name)
                     .ok_or_else(|| anyhow!("no inbound port for {}", peer.name))?,
+                spiffe_id: peer.spiffe_id(),
             });
         }
         let yaml = envoy_config::render(&SidecarConfig {
@@ -788,6 +798,7 @@ impl LocalMesh {
             inbound_plugin_config: &self.plugin_config("inbound"),
             outbound_plugin_config: &self.plugin_config("outbound"),
             peers: &outbound_peers,
+            istio_san_matchers: self.options.istio_san_matchers,
         })?;
         let config_path = pending.dir.join("envoy.yaml");
         std::fs::write(&config_path, yaml)?;

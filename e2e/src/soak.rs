@@ -123,6 +123,7 @@ impl SoakOptions {
             token_lifetime_secs: TOKEN_LIFETIME_SECS,
             dir: self.dir.clone(),
             lying_curator: false,
+            istio_san_matchers: false,
             propagation_delay_ms: Some(PROPAGATION_DELAY_MS),
             release_delay_ms: Some(RELEASE_DELAY_MS),
             curator_args: vec![

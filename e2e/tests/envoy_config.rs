@@ -30,11 +30,13 @@ fn rendered(wasm: &Path) -> String {
             name: "checkout".into(),
             outbound_port: 15001,
             peer_inbound_port: 15006,
+            spiffe_id: "spiffe://cluster.local/ns/shop/sa/checkout".into(),
         },
         OutboundPeer {
             name: "payments".into(),
             outbound_port: 15002,
             peer_inbound_port: 15007,
+            spiffe_id: "spiffe://cluster.local/ns/shop/sa/payments".into(),
         },
     ];
     // A complete filter configuration: validation runs the filter's own
@@ -55,6 +57,7 @@ fn rendered(wasm: &Path) -> String {
         inbound_plugin_config: &inbound,
         outbound_plugin_config: &outbound,
         peers: &peers,
+        istio_san_matchers: false,
     })
     .unwrap()
 }

@@ -1083,3 +1083,28 @@ fn s22_a_curator_that_hands_a_new_sidecar_a_rebound_state_is_refused() {
         "{log}"
     );
 }
+
+/// A finding, kept as a test so that it is noticed when it changes: with the
+/// outbound clusters istiod renders (a SAN matcher on the destination's
+/// SPIFFE ID beside `ROOTCA`), Envoy 1.40 refuses the agent's `ROOTCA`
+/// (SPKI pins, no trusted CA: "SAN-based verification of peer certificates
+/// without trusted CA is insecure and not allowed"), so those clusters
+/// never get a validation context and the sidecar cannot call out. The
+/// local mesh's clusters therefore carry `ROOTCA` alone (docs/istio.md).
+#[test]
+fn s23_istio_outbound_san_matchers_make_envoy_refuse_the_pins_only_rootca() {
+    let error = match LocalMesh::start(MeshOptions {
+        istio_san_matchers: true,
+        ..MeshOptions::default()
+    }) {
+        Ok(_) => panic!("the mesh started: Envoy now accepts SAN matchers beside pins only"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        error.contains("Envoy rejected the pushed secrets")
+            && error.contains(
+                "SAN-based verification of peer certificates without trusted CA is insecure"
+            ),
+        "{error}"
+    );
+}
