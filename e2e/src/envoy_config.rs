@@ -27,25 +27,21 @@ const ROOTCA_ONLY: &str = r#"          validation_context_sds_secret_config:
                 - envoy_grpc: { cluster_name: sds-grpc }
 "#;
 
-/// The same as istiod renders it: the destination's SPIFFE ID as the only
-/// acceptable SAN, combined with `ROOTCA`. Envoy 1.40 refuses SAN matchers
-/// without a trusted CA, so it NACKs the agent's pins-only `ROOTCA` here
-/// (e2e `s23`, docs/istio.md).
-const ISTIO_SAN_AND_ROOTCA: &str = r#"          combined_validation_context:
-            default_validation_context:
-              match_typed_subject_alt_names:
-              - san_type: URI
-                matcher: { exact: "${PEER_SPIFFE_ID}" }
-            validation_context_sds_secret_config:
-              name: ROOTCA
-              sds_config:
-                resource_api_version: V3
-                api_config_source:
-                  api_type: GRPC
-                  transport_api_version: V3
-                  grpc_services:
-                  - envoy_grpc: { cluster_name: sds-grpc }
-"#;
+/// The outbound cluster's validation context as istiod renders it: the
+/// destination's SPIFFE ID as the only acceptable SAN, combined with
+/// `ROOTCA`. Envoy 1.40 refuses SAN matchers without a trusted CA, so it
+/// NACKs the agent's pins-only `ROOTCA` here (e2e `s23`, docs/istio.md).
+fn istio_san_and_rootca() -> String {
+    let rootca: String = ROOTCA_ONLY
+        .lines()
+        .map(|line| format!("  {line}\n"))
+        .collect();
+    format!(
+        "          combined_validation_context:\n            default_validation_context:\n              \
+         match_typed_subject_alt_names:\n              - san_type: URI\n                \
+         matcher: {{ exact: \"${{PEER_SPIFFE_ID}}\" }}\n{rootca}"
+    )
+}
 
 /// A service this sidecar may call.
 #[derive(Clone, Debug)]
@@ -99,12 +95,12 @@ pub fn render(config: &SidecarConfig<'_>) -> Result<String> {
     let mut listeners = String::new();
     let mut clusters = String::new();
     let validation = if config.istio_san_matchers {
-        ISTIO_SAN_AND_ROOTCA
+        istio_san_and_rootca()
     } else {
-        ROOTCA_ONLY
+        ROOTCA_ONLY.to_owned()
     };
     for peer in config.peers {
-        let cluster = OUTBOUND_CLUSTER.replace("${VALIDATION_CONTEXT}\n", validation);
+        let cluster = OUTBOUND_CLUSTER.replace("${VALIDATION_CONTEXT}\n", &validation);
         let vars = [
             ("PEER", peer.name.clone()),
             ("OUTBOUND_PORT", peer.outbound_port.to_string()),
