@@ -58,6 +58,13 @@ struct Leaves {
 }
 
 impl Leaves {
+    /// Records `start..end` concatenated; `None` unless
+    /// `start <= end <= size`.
+    fn concat(&self, start: u64, end: u64) -> Option<Vec<u8>> {
+        let (a, b) = (usize::try_from(start).ok()?, usize::try_from(end).ok()?);
+        Some(self.records.get(a..b)?.concat())
+    }
+
     fn push(&mut self, record: Vec<u8>) -> Hash {
         let leaf = leaf_hash(&record);
         self.tree.push(leaf);
@@ -231,21 +238,13 @@ impl Transparency {
             .min(size)
             .min(start.saturating_add(MAX_RECORDS_PAGE))
             .max(start);
-        let (a, b) = (usize::try_from(start).ok()?, usize::try_from(stop).ok()?);
-        let mut out = Vec::with_capacity((b - a) * mazu_log::record::MAX_RECORD_LEN);
-        for r in &leaves.records[a..b] {
-            out.extend_from_slice(r);
-        }
-        Some((size, stop - start, out))
+        Some((size, stop - start, leaves.concat(start, stop)?))
     }
 
     /// Records `start..end` concatenated, unpaged (what a witness is sent
     /// with a checkpoint); `None` unless `start <= end <= size`.
     pub fn records_between(&self, start: u64, end: u64) -> Option<Vec<u8>> {
-        let leaves = self.read();
-        let (a, b) = (usize::try_from(start).ok()?, usize::try_from(end).ok()?);
-        let slice = leaves.records.get(a..b)?;
-        Some(slice.concat())
+        self.read().concat(start, end)
     }
 
     /// The leaf hash at `index` and its inclusion proof in the tree of
