@@ -430,6 +430,16 @@ fn parse_witnesses(
         .map_err(|e| invalid("curator.witnesses", e.to_string()))
 }
 
+/// Parses a `trust` object on its own (the JSON of the configuration's
+/// `trust` member), with the same checks and messages: for components that
+/// decide with the filter's trust configuration outside the filter, such as
+/// the handshake validator.
+pub fn parse_trust_section(json: &[u8]) -> Result<TrustConfig, ConfigError> {
+    let raw: RawTrust<'_> =
+        serde_json::from_slice(json).map_err(|e| ConfigError::Json(format!("trust: {e}")))?;
+    parse_trust(raw)
+}
+
 fn parse_trust(raw: RawTrust<'_>) -> Result<TrustConfig, ConfigError> {
     let trust_domain = required(raw.trust_domain, "trust.trust_domain")?;
     TrustDomain::new(&trust_domain).map_err(|e| invalid("trust.trust_domain", e.to_string()))?;

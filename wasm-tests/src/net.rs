@@ -7,13 +7,13 @@ use core::time::Duration;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Instant;
 
 use crate::witnessed::{Request, TestLog, parse_path};
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result, anyhow, bail};
 
 /// A port free right now on 127.0.0.1, for a server another process will
 /// bind (Envoy listeners, a curator that must keep its port across restarts).
@@ -296,4 +296,82 @@ pub fn tls_round_trip(
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
     Ok(ClientOutcome { received, stderr })
+}
+
+/// A TLS server on a port a proxy sends traffic to, holding a certificate
+/// and key of the attacker's choosing, that never answers: it only counts
+/// the application bytes it receives after a completed handshake
+/// (`openssl s_server -quiet` prints exactly those). Killed on drop.
+pub struct Impostor {
+    child: Child,
+    received: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Impostor {
+    /// Listens on 127.0.0.1:`port` with `cert_pem`/`key_pem` (written
+    /// under `dir`).
+    pub fn start(port: u16, cert_pem: &str, key_pem: &str, dir: &Path) -> Result<Impostor> {
+        let tag = format!("{port}-{:08x}", rand::random::<u32>());
+        let cert = dir.join(format!("impostor-{tag}.crt"));
+        let key = dir.join(format!("impostor-{tag}.key"));
+        std::fs::write(&cert, cert_pem)?;
+        std::fs::write(&key, key_pem)?;
+        let mut child = Command::new("openssl")
+            .arg("s_server")
+            .args(["-accept", &format!("127.0.0.1:{port}")])
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            // Ask for the client's certificate (as a sidecar would) but
+            // accept any: the impostor wants the bytes, not the client.
+            .args(["-verify", "1", "-quiet", "-naccept", "16"])
+            // Stdin stays open and silent: the impostor never answers.
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot run openssl s_server")?;
+        let mut stdout = child.stdout.take().context("no stdout")?;
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let sink = received.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend_from_slice(&buf[..n]);
+            }
+        });
+        // Listening once a plain TCP connection is accepted.
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = child.try_wait()? {
+                bail!("the impostor exited with {status}");
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                bail!("the impostor does not listen on {port}");
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Impostor { child, received })
+    }
+
+    /// The application bytes received so far.
+    pub fn received(&self) -> Vec<u8> {
+        self.received
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Drop for Impostor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -1,0 +1,31 @@
+//! Mazu's certificate validator for Envoy's TLS handshake.
+//!
+//! Built as `libmazu_validator.so`, an `envoy.tls.cert_validator.dynamic_modules`
+//! module (Envoy ≥ 1.40): Envoy calls it during every mTLS handshake with the
+//! peer's certificate chain, the SNI and the direction, and the handshake
+//! fails unless the peer's certificate carries a valid, registered Mazu
+//! identity ([`mazu_identity::verdict()`]) and, outbound, the SPIFFE ID the
+//! destination is served by. No application byte reaches a refused peer,
+//! and none of its bytes reach the application.
+//!
+//! - [`config`]: the JSON configuration (the filter's `trust` object, the
+//!   registry file, the destinations' expected identities);
+//! - [`registry_file`]: the file the node agent writes from the witnessed log;
+//! - [`source`]: one registry per Envoy process, re-read when replaced,
+//!   refused when the agent stopped verifying;
+//! - [`validator`]: the decision for one handshake;
+//! - `abi`: the C hooks Envoy calls.
+//!
+//! See `docs/validator.md`.
+
+#[allow(unsafe_code)]
+mod abi;
+pub mod config;
+pub mod registry_file;
+pub mod source;
+pub mod validator;
+
+pub use abi::VALIDATOR_NAME;
+pub use config::{ConfigError, ValidatorConfig};
+pub use registry_file::{RegistryFile, RegistryFileError};
+pub use validator::{Refusal, Side, Validator};
