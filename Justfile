@@ -17,7 +17,7 @@ setup:
 # backends) on 127.0.0.1, show what it allows and denies, stop it. `just demo --keep-up`
 # leaves it running until Ctrl-C.
 demo *args: wasm-filter
-    cargo build -p mazu-curator -p mazu-agent -p mazu-witness -p mazu-e2e
+    cargo build -p mazu-curator -p mazu-agent -p mazu-witness -p mazu-validator -p mazu-e2e
     "${CARGO_TARGET_DIR:-target}/debug/mazu-mesh" {{args}}
 
 # The registry-lifecycle soak (docs/soak.md): capacity 16, 20 s tokens replaced every 6 s,

@@ -34,7 +34,7 @@
 //! file changes.
 
 use core::time::Duration;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -58,6 +58,7 @@ use crate::error::{
 use crate::files::CertDir;
 use crate::follow::{LogView, Standing, standing, witness_policy};
 use crate::openings;
+use crate::registry_file::{self, Published};
 use crate::sds::Secrets;
 use crate::state::{
     Keys, RegistrationDir, RegistrationOutcome, RegistrationRecord, StateDir, Status,
@@ -122,6 +123,32 @@ pub struct AgentConfig {
     /// Accept checkpoints without witnesses (development only; required
     /// when `witnesses` is empty).
     pub insecure_no_witness: bool,
+    /// Envoy checks peers with Mazu's validator module: its configuration
+    /// (served in `ROOTCA`) and the registry file the agent writes for it.
+    pub validator: Option<ValidatorHandoff>,
+}
+
+/// What the agent does for Mazu's handshake validator (`mazu-validator`).
+#[derive(Clone, Debug)]
+pub struct ValidatorHandoff {
+    /// The validator's configuration, JSON, as checked at start.
+    pub config_json: String,
+    /// Its `registry_file`: written from the witnessed log.
+    pub registry_file: PathBuf,
+}
+
+impl ValidatorHandoff {
+    /// Reads and checks the validator configuration in `path`.
+    pub fn from_file(path: &Path) -> Result<ValidatorHandoff, Error> {
+        let config_json = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("--validator-config {}: {e}", path.display())))?;
+        let parsed = mazu_validator::ValidatorConfig::parse(config_json.as_bytes())
+            .map_err(|e| Error::Config(format!("--validator-config {}: {e}", path.display())))?;
+        Ok(ValidatorHandoff {
+            config_json,
+            registry_file: parsed.registry_file,
+        })
+    }
 }
 
 impl AgentConfig {
@@ -287,7 +314,10 @@ impl Agent {
         let state = StateDir::open(&config.state_dir)?;
         let cert_dir = config.cert_dir.as_ref().map(CertDir::new).transpose()?;
         // No `ROOTCA` until the log is followed (`crate::sds`).
-        let (secrets, receiver) = watch::channel(Arc::new(Secrets::default()));
+        let (secrets, receiver) = watch::channel(Arc::new(Secrets {
+            validator_config: config.validator.as_ref().map(|v| v.config_json.clone()),
+            ..Secrets::default()
+        }));
         let crs = match state.crs_bytes()? {
             Some(bytes) => {
                 let path = state.root().join("crs.bin");
@@ -1064,6 +1094,26 @@ impl Agent {
         );
     }
 
+    /// Hands the handshake validator the registry of the log just followed
+    /// to a witnessed checkpoint (`crate::registry_file`). A failure is
+    /// logged and retried next round; meanwhile the file ages and the
+    /// validator fails closed.
+    fn publish_registry_file(&mut self) {
+        let Some(handoff) = &self.config.validator else {
+            return;
+        };
+        let log = &self.log;
+        match registry_file::publish(&handoff.registry_file, log.size(), || log.registry()) {
+            Ok(Published::Written) => info!(
+                log_size = log.size(),
+                path = %handoff.registry_file.display(),
+                "wrote the handshake validator's registry file"
+            ),
+            Ok(Published::Refreshed | Published::Behind) => {}
+            Err(e) => warn!(error = %e, "cannot write the handshake validator's registry file"),
+        }
+    }
+
     /// Serves, as `ROOTCA`'s pins, the keys of every registration live in
     /// the followed (witnessed) log now; pushed to Envoy when they changed.
     /// Nothing before the log was followed once (an Envoy keeps the pins it
@@ -1181,7 +1231,10 @@ impl Agent {
         };
         if let Some(point) = self.checkpoints.accepted() {
             match self.log.advance(&self.client, &[point]).await {
-                Ok(()) => self.log_followed = true,
+                Ok(()) => {
+                    self.log_followed = true;
+                    self.publish_registry_file();
+                }
                 Err(Error::Checkpoint(error)) => {
                     let refusal = self.checkpoints.record_refusal(error, Some(size), None)?;
                     self.report_refusal(&refusal);

@@ -136,6 +136,13 @@ impl LogView {
         self.first_binds.get(id).copied()
     }
 
+    /// The registry derived from the followed (witnessed) log: what the
+    /// filters' verdict decides with, and what the handshake validator is
+    /// handed in its registry file.
+    pub fn registry(&self) -> mazu_identity::registry::RegistrySnapshot {
+        self.follower.registry().snapshot()
+    }
+
     /// The keys a TLS handshake may accept at `now` (Unix seconds): the
     /// SPKI hash of every id live in the followed log (revealed, neither
     /// released nor revoked) whose token has not expired; sorted, unique.

@@ -37,6 +37,7 @@ pub mod files;
 pub mod follow;
 pub mod node;
 pub mod openings;
+pub mod registry_file;
 pub mod sds;
 pub mod state;
 pub mod token;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, anyhow};
 use clap::{Args, Parser, Subcommand};
+use mazu_agent::agent::ValidatorHandoff;
 use mazu_agent::curator::CuratorClient;
 use mazu_agent::state::StateDir;
 use mazu_agent::token::Token;
@@ -81,6 +82,12 @@ struct RunArgs {
     /// SPIFFE trust domain of the certificate's URI SAN.
     #[arg(long, env = "MAZU_AGENT_TRUST_DOMAIN", default_value = "cluster.local")]
     trust_domain: String,
+    /// Envoy checks peers with Mazu's validator module (libmazu_validator.so):
+    /// serve ROOTCA as that module configured with this file (JSON, see
+    /// docs/validator.md) instead of the handshake pins, and write the
+    /// registry of the witnessed log to the file's `registry_file`.
+    #[arg(long, env = "MAZU_AGENT_VALIDATOR_CONFIG", value_name = "FILE")]
+    validator_config: Option<PathBuf>,
     /// Octal mode of the SDS socket (whoever can connect gets the key).
     #[arg(long, env = "MAZU_AGENT_SDS_SOCKET_MODE", default_value = "600", value_parser = parse_octal)]
     sds_socket_mode: u32,
@@ -440,6 +447,11 @@ fn agent_config(args: RunArgs, workload: WorkloadArgs) -> Result<AgentConfig, Er
         witnesses: args.log.witnesses,
         witness_quorum: args.log.witness_quorum,
         insecure_no_witness: args.log.insecure_no_witness,
+        validator: args
+            .validator_config
+            .as_deref()
+            .map(ValidatorHandoff::from_file)
+            .transpose()?,
     })
 }
 

@@ -78,6 +78,52 @@ pub struct Secrets {
     /// so an Envoy that has pins keeps them across an agent restart (even
     /// while the curator is unreachable) and a new one waits.
     pub peer_pins: Option<Vec<[u8; 32]>>,
+    /// The handshake validator's configuration (JSON), when Envoy checks
+    /// peers with Mazu's validator module: `ROOTCA` is then
+    /// [`module_validation_context`] instead of the pins, served from the
+    /// same moment (once the log was followed and the registry file written).
+    pub validator_config: Option<String>,
+}
+
+/// The dynamic module Envoy loads: `lib<name>.so` in its
+/// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+pub const VALIDATOR_MODULE_NAME: &str = "mazu_validator";
+
+/// The `ROOTCA` validation context that hands every handshake to Mazu's
+/// validator module (`mazu-validator`), configured with `config_json`. No
+/// CA, no pins, no `ACCEPT_UNTRUSTED`: the module alone decides, and refuses
+/// everything when it cannot decide.
+pub fn module_validation_context(config_json: &str) -> CertificateValidationContext {
+    use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
+    use envoy_types::pb::envoy::extensions::dynamic_modules::v3::DynamicModuleConfig;
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::cert_validator::dynamic_modules::v3::DynamicModuleCertValidatorConfig;
+    let config = envoy_types::pb::google::protobuf::StringValue {
+        value: config_json.to_owned(),
+    };
+    let validator = DynamicModuleCertValidatorConfig {
+        dynamic_module_config: Some(DynamicModuleConfig {
+            name: VALIDATOR_MODULE_NAME.to_owned(),
+            ..Default::default()
+        }),
+        validator_name: mazu_validator::VALIDATOR_NAME.to_owned(),
+        validator_config: Some(Any {
+            type_url: "type.googleapis.com/google.protobuf.StringValue".to_owned(),
+            value: config.encode_to_vec(),
+        }),
+    };
+    CertificateValidationContext {
+        custom_validator_config: Some(TypedExtensionConfig {
+            name: "envoy.tls.cert_validator.dynamic_modules".to_owned(),
+            typed_config: Some(Any {
+                type_url: format!(
+                    "type.googleapis.com/{}",
+                    <DynamicModuleCertValidatorConfig as prost::Name>::full_name()
+                ),
+                value: validator.encode_to_vec(),
+            }),
+        }),
+        ..Default::default()
+    }
 }
 
 /// The `ROOTCA` validation context for `pins` (see the module docs).
@@ -125,7 +171,10 @@ impl Secrets {
             }
             ROOTCA_RESOURCE => {
                 let pins = self.peer_pins.as_deref()?;
-                secret::Type::ValidationContext(pinned_validation_context(pins))
+                secret::Type::ValidationContext(match &self.validator_config {
+                    Some(config) => module_validation_context(config),
+                    None => pinned_validation_context(pins),
+                })
             }
             _ => return None,
         };

@@ -199,6 +199,7 @@ fn cost_of_a_pin_update_10_vs_10000_pins() {
     let (tx, rx) = tokio::sync::watch::channel(Arc::new(Secrets {
         certificate: Some((served.cert_pem.clone(), served.key_pem.clone())),
         peer_pins: Some(pins(10, 0)),
+        validator_config: None,
     }));
     let listener = runtime
         .block_on(async { sds::bind(&socket, 0o600) })

@@ -35,6 +35,11 @@ impl Credential {
     pub fn as_pair(&self) -> (&str, &str) {
         (&self.cert_pem, &self.key_pem)
     }
+
+    /// As an owned `(certificate, key)`.
+    pub fn into_pair(self) -> (String, String) {
+        (self.cert_pem, self.key_pem)
+    }
 }
 
 fn spec_of(service: &ServiceSpec) -> WorkloadSpec {

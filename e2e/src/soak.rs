@@ -124,6 +124,7 @@ impl SoakOptions {
             dir: self.dir.clone(),
             lying_curator: false,
             istio_san_matchers: false,
+            handshake_validator: false,
             propagation_delay_ms: Some(PROPAGATION_DELAY_MS),
             release_delay_ms: Some(RELEASE_DELAY_MS),
             curator_args: vec![

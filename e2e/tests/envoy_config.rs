@@ -31,12 +31,14 @@ fn rendered(wasm: &Path) -> String {
             outbound_port: 15001,
             peer_inbound_port: 15006,
             spiffe_id: "spiffe://cluster.local/ns/shop/sa/checkout".into(),
+            host: "checkout.shop.svc.cluster.local".into(),
         },
         OutboundPeer {
             name: "payments".into(),
             outbound_port: 15002,
             peer_inbound_port: 15007,
             spiffe_id: "spiffe://cluster.local/ns/shop/sa/payments".into(),
+            host: "payments.shop.svc.cluster.local".into(),
         },
     ];
     // A complete filter configuration: validation runs the filter's own

@@ -1108,3 +1108,108 @@ fn s23_istio_outbound_san_matchers_make_envoy_refuse_the_pins_only_rootca() {
         "{error}"
     );
 }
+
+/// Mazu's handshake validator (`mazu-validator`, served by the agents as
+/// `ROOTCA`) on istiod-shaped outbound clusters: Istio's SNI and its SAN
+/// matcher beside `ROOTCA`, which Envoy refuses beside pins (s23) and accepts
+/// beside the validator. Calls flow both ways; before any byte flows, the
+/// handshake refuses an impostor server holding a *registered* workload of
+/// another service account (what pins cannot do: s19's limit), an
+/// unregistered key and a CA-signed certificate; a pod whose Envoy has the
+/// agent's `ROOTCA` but no filter refuses clients the same way.
+#[test]
+fn s24_the_handshake_validator_admits_only_the_destinations_own_identity() {
+    let mut mesh = LocalMesh::start(MeshOptions {
+        handshake_validator: true,
+        istio_san_matchers: true,
+        ..MeshOptions::default()
+    })
+    .expect("the mesh starts with the validator beside Istio's SAN matchers");
+    assert!(mesh.call("frontend", "checkout").unwrap().is_allowed());
+    assert!(mesh.call("checkout", "frontend").unwrap().is_allowed());
+
+    // Inbound, without the filter: the validator alone decides.
+    let checkout = mesh.service("checkout").unwrap();
+    let bare = UnfilteredSidecar::start(checkout, mesh.dir()).unwrap();
+    let request = b"GET / HTTP/1.1\r\nhost: checkout\r\nconnection: close\r\n\r\n";
+    let send = |identity: Option<(&str, &str)>| {
+        mazu_wasm_tests::net::tls_round_trip(
+            bare.port,
+            identity,
+            request,
+            Duration::from_secs(5),
+            mesh.dir(),
+        )
+        .unwrap()
+    };
+    let (cert, key) = mesh.service("frontend").unwrap().served_identity().unwrap();
+    let allowed = send(Some((&cert, &key)));
+    assert!(
+        String::from_utf8_lossy(&allowed.received).contains("hello from checkout"),
+        "{}\n{}",
+        allowed.stderr,
+        bare.log()
+    );
+    for credential in [
+        attacks::never_registered(&mesh, &frontend()).unwrap(),
+        attacks::stolen_token(&mesh, "frontend").unwrap(),
+        attacks::mesh_ca_signed(mesh.dir(), &frontend()).unwrap(),
+    ] {
+        let outcome = send(Some(credential.as_pair()));
+        assert!(outcome.received.is_empty(), "{outcome:?}");
+    }
+    // No certificate: BoringSSL refuses it before the validator is asked.
+    assert!(send(None).received.is_empty());
+    let log = bare.log();
+    for reason in ["not_registered", "key_mismatch"] {
+        assert!(log.contains(reason), "no {reason} refusal:\n{log}");
+    }
+    drop(bare);
+
+    // Outbound: impostors on checkout's port.
+    let checkout_spec = mesh.service("checkout").unwrap().spec.clone();
+    let checkout_port = mesh.service("checkout").unwrap().inbound_port;
+    let registered_other = mesh.service("frontend").unwrap().served_identity().unwrap();
+    let credentials = [
+        (
+            "a registered workload of another service account",
+            registered_other,
+        ),
+        (
+            "a valid token for checkout with an unregistered key",
+            attacks::never_registered(&mesh, &checkout_spec)
+                .unwrap()
+                .into_pair(),
+        ),
+        (
+            "a mesh-CA-signed certificate for checkout",
+            attacks::mesh_ca_signed(mesh.dir(), &checkout_spec)
+                .unwrap()
+                .into_pair(),
+        ),
+    ];
+    mesh.kill_envoy("checkout").unwrap();
+    let frontend = mesh.service("frontend").unwrap();
+    let outbound = frontend.outbound["checkout"];
+    for (what, (cert, key)) in &credentials {
+        let impostor = Impostor::start(checkout_port, cert, key, mesh.dir()).unwrap();
+        let refused_before = frontend.handshake_refusals(Some("checkout")).unwrap();
+        let result = http_get(outbound, "checkout", Duration::from_secs(3));
+        assert!(
+            !matches!(result, Ok(CallResult::Answered { status: 200, .. })),
+            "{what}: {result:?}"
+        );
+        thread::sleep(Duration::from_millis(300));
+        assert!(
+            impostor.received().is_empty(),
+            "{what}: the impostor received {:?}",
+            String::from_utf8_lossy(&impostor.received())
+        );
+        assert!(
+            frontend.handshake_refusals(Some("checkout")).unwrap() > refused_before,
+            "{what}: frontend's Envoy did not refuse it in the handshake"
+        );
+    }
+    let log = frontend.envoy_log();
+    assert!(log.contains("wrong_server"), "{log}");
+}

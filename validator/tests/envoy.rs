@@ -30,8 +30,9 @@ use serde_json::json;
 const CHECKOUT_HOST: &str = "checkout.shop.svc.cluster.local";
 const CART_HOST: &str = "cart.shop.svc.cluster.local";
 
-/// Where the module is: beside the test binary's `deps` directory (cargo
-/// builds the library's cdylib with the tests), or `$MAZU_VALIDATOR_MODULE`.
+/// Where the module is: `$MAZU_VALIDATOR_MODULE`, else beside this test
+/// binary (cargo builds the library's cdylib into `deps/` with the tests)
+/// or in the profile directory above it (`cargo build -p mazu-validator`).
 fn module_dir() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("MAZU_VALIDATOR_MODULE") {
         let path = PathBuf::from(path);
@@ -41,17 +42,12 @@ fn module_dir() -> Result<PathBuf> {
             .context("MAZU_VALIDATOR_MODULE has no directory");
     }
     let exe = std::env::current_exe()?;
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("test binary outside target/<profile>/deps")?;
-    if !profile_dir.join("libmazu_validator.so").exists() {
-        bail!(
-            "{} has no libmazu_validator.so (cargo build -p mazu-validator)",
-            profile_dir.display()
-        );
-    }
-    Ok(profile_dir.to_path_buf())
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .find(|dir| dir.join("libmazu_validator.so").is_file())
+        .map(Path::to_path_buf)
+        .context("no libmazu_validator.so beside the test binary (cargo build -p mazu-validator)")
 }
 
 fn workload(mesh: &Mesh, namespace: &str, service_account: &str, slot: u32) -> Workload {

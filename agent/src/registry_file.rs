@@ -1,0 +1,110 @@
+//! Handing the handshake validator its registry: the file
+//! (`mazu_validator::registry_file`) written from the witnessed log this
+//! agent followed.
+//!
+//! After each checkpoint the agent accepted and followed, the file is
+//! written (atomically) if its registry changed, or its modification time
+//! set to now if not: the validator refuses every peer once that time is
+//! older than its `max_registry_age_ms`, so an agent that stops verifying
+//! makes the handshake fail closed.
+//!
+//! Several agents of one node may share the file (node mode): the file only
+//! moves forward. An agent behind the log size already in the file leaves it
+//! alone, so a slower agent never puts back a registry from before a
+//! revocation.
+
+use std::io::Read as _;
+use std::path::Path;
+use std::time::SystemTime;
+
+use mazu_identity::RegistrySnapshot;
+use mazu_validator::RegistryFile;
+use mazu_validator::registry_file::REGISTRY_FILE_MAGIC;
+
+use crate::error::StateError;
+use crate::state::write_atomic;
+
+/// What [`publish`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Published {
+    /// A new registry was written.
+    Written,
+    /// The file already held this log size: marked verified now.
+    Refreshed,
+    /// The file holds a later log size (another agent is ahead): untouched.
+    Behind,
+}
+
+/// The log size of the registry file at `path`, if it is one.
+fn size_in_file(path: &Path) -> Option<u64> {
+    let mut header = [0u8; 16];
+    std::fs::File::open(path)
+        .and_then(|mut file| file.read_exact(&mut header))
+        .ok()?;
+    if header[..8] != REGISTRY_FILE_MAGIC {
+        return None;
+    }
+    let mut size = [0u8; 8];
+    size.copy_from_slice(&header[8..]);
+    Some(u64::from_be_bytes(size))
+}
+
+/// Publishes the registry derived at `log_size` to `path`.
+pub fn publish(
+    path: &Path,
+    log_size: u64,
+    registry: impl FnOnce() -> RegistrySnapshot,
+) -> Result<Published, StateError> {
+    match size_in_file(path) {
+        Some(held) if held > log_size => return Ok(Published::Behind),
+        Some(held) if held == log_size => {
+            let refreshed = std::fs::File::options()
+                .append(true)
+                .open(path)
+                .and_then(|file| file.set_modified(SystemTime::now()));
+            if refreshed.is_ok() {
+                return Ok(Published::Refreshed);
+            }
+        }
+        _ => {}
+    }
+    let file = RegistryFile {
+        log_size,
+        registry: registry(),
+    };
+    write_atomic(path, &file.encode(), 0o644)?;
+    Ok(Published::Written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::time::Duration;
+
+    #[test]
+    fn the_file_only_moves_forward_and_is_refreshed_in_place() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("registry");
+        let empty = || RegistrySnapshot::from_entries(0, Vec::new()).expect("empty");
+        assert_eq!(publish(&path, 4, empty).expect("write"), Published::Written);
+        let old = SystemTime::now() - Duration::from_secs(120);
+        std::fs::File::options()
+            .append(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(old))
+            .expect("age the file");
+        assert_eq!(
+            publish(&path, 4, empty).expect("touch"),
+            Published::Refreshed
+        );
+        let modified = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        assert!(modified > old + Duration::from_secs(60));
+        assert_eq!(publish(&path, 3, empty).expect("behind"), Published::Behind);
+        assert_eq!(size_in_file(&path), Some(4));
+        assert_eq!(publish(&path, 6, empty).expect("ahead"), Published::Written);
+        let decoded = RegistryFile::decode(&std::fs::read(&path).expect("read")).expect("valid");
+        assert_eq!(decoded.log_size, 6);
+    }
+}
