@@ -104,7 +104,7 @@ impl RegistryFile {
         if u64::try_from(body.len() - HEADER_LEN).ok() != Some(length) {
             return Err(RegistryFileError::Length);
         }
-        if Sha256::digest(body).as_slice() != checksum {
+        if Sha256::digest(body)[..] != *checksum {
             return Err(RegistryFileError::Checksum);
         }
         let registry =
