@@ -9,293 +9,21 @@
 //! written as the node agent writes it, and kept fresh by a heartbeat thread
 //! as the agent does after each verified checkpoint.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+mod support;
+
 use core::time::Duration;
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::path::Path;
 use std::thread;
-use std::time::{Instant, SystemTime};
 
-use anyhow::{Context as _, Result, bail};
-use mazu_identity::{RegistryEntry, RegistrySnapshot};
-use mazu_validator::RegistryFile;
-use mazu_wasm_tests::envoy::envoy_binary;
-use mazu_wasm_tests::fixtures::{AUDIENCE, Mesh, TRUST_DOMAIN, Workload, WorkloadSpec};
+use mazu_wasm_tests::fixtures::{Mesh, Workload};
 use mazu_wasm_tests::net::{Impostor, echo_server, free_port, tls_round_trip};
-use serde_json::json;
+use support::{
+    CHECKOUT_HOST, EnvoySpec, Heartbeat, Outbound, ValidatorEnvoy, config, workload, write_registry,
+};
 
-const CHECKOUT_HOST: &str = "checkout.shop.svc.cluster.local";
 const CART_HOST: &str = "cart.shop.svc.cluster.local";
-
-/// Where the module is: `$MAZU_VALIDATOR_MODULE`, else beside this test
-/// binary (cargo builds the library's cdylib into `deps/` with the tests)
-/// or in the profile directory above it (`cargo build -p mazu-validator`).
-fn module_dir() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("MAZU_VALIDATOR_MODULE") {
-        let path = PathBuf::from(path);
-        return path
-            .parent()
-            .map(Path::to_path_buf)
-            .context("MAZU_VALIDATOR_MODULE has no directory");
-    }
-    let exe = std::env::current_exe()?;
-    exe.ancestors()
-        .skip(1)
-        .take(2)
-        .find(|dir| dir.join("libmazu_validator.so").is_file())
-        .map(Path::to_path_buf)
-        .context("no libmazu_validator.so beside the test binary (cargo build -p mazu-validator)")
-}
-
-fn workload(mesh: &Mesh, namespace: &str, service_account: &str, slot: u32) -> Workload {
-    let mut spec = WorkloadSpec::new(namespace, service_account);
-    spec.slot = slot;
-    // The certificate must not outlive its token.
-    spec.certificate_lifetime = 3000;
-    mesh.workload_from(&mesh.issuer, &spec)
-}
-
-/// Writes the registry file atomically, as the agent does.
-fn write_registry(path: &Path, entries: &[RegistryEntry]) {
-    let log_size = 2 * entries.len() as u64 + 2;
-    let file = RegistryFile {
-        log_size,
-        registry: RegistrySnapshot::from_entries(log_size, entries.to_vec()).expect("entries"),
-    };
-    let temp = path.with_extension("tmp");
-    std::fs::write(&temp, file.encode()).expect("write the registry file");
-    std::fs::rename(&temp, path).expect("rename the registry file");
-}
-
-/// Sets the file's modification time to now every 200 ms, as the agent does
-/// after each verified checkpoint, until stopped.
-struct Heartbeat {
-    stop: Arc<AtomicBool>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl Heartbeat {
-    fn start(path: PathBuf) -> Heartbeat {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        let thread = thread::spawn(move || {
-            while !stopped.load(Ordering::SeqCst) {
-                if let Ok(file) = std::fs::File::options().append(true).open(&path) {
-                    let _ = file.set_modified(SystemTime::now());
-                }
-                thread::sleep(Duration::from_millis(200));
-            }
-        });
-        Heartbeat {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Heartbeat {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn validator_context(config: &str) -> serde_json::Value {
-    json!({
-        "custom_validator_config": {
-            "name": "envoy.tls.cert_validator.dynamic_modules",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.cert_validator.dynamic_modules.v3.DynamicModuleCertValidatorConfig",
-                "dynamic_module_config": {"name": "mazu_validator"},
-                "validator_name": "mazu",
-                "validator_config": {
-                    "@type": "type.googleapis.com/google.protobuf.StringValue",
-                    "value": config
-                }
-            }
-        }
-    })
-}
-
-fn tls_certificate(dir: &Path, name: &str, workload: &Workload) -> Result<serde_json::Value> {
-    let cert = dir.join(format!("{name}.crt"));
-    let key = dir.join(format!("{name}.key"));
-    std::fs::write(&cert, &workload.cert_pem)?;
-    std::fs::write(&key, &workload.key_pem)?;
-    Ok(json!({
-        "certificate_chain": {"filename": cert},
-        "private_key": {"filename": key}
-    }))
-}
-
-/// One outbound route: a plain listener whose `tcp_proxy` connects over
-/// mTLS (SNI `outbound_.8080_._.<host>`) to `upstream_port`.
-struct Outbound {
-    listener_port: u16,
-    host: &'static str,
-    upstream_port: u16,
-}
-
-struct ValidatorEnvoy {
-    child: Child,
-    log_path: PathBuf,
-    admin_port: u16,
-    inbound_port: u16,
-}
-
-impl ValidatorEnvoy {
-    fn start(
-        dir: &Path,
-        config: &str,
-        server: &Workload,
-        client: &Workload,
-        echo_port: u16,
-        outbound: &[Outbound],
-    ) -> Result<ValidatorEnvoy> {
-        let admin_port = free_port()?;
-        let inbound_port = free_port()?;
-        let server_cert = tls_certificate(dir, "server", server)?;
-        let client_cert = tls_certificate(dir, "client", client)?;
-        let mut listeners = vec![json!({
-            "name": "inbound",
-            "address": {"socket_address": {"address": "127.0.0.1", "port_value": inbound_port}},
-            "filter_chains": [{
-                "transport_socket": {
-                    "name": "envoy.transport_sockets.tls",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-                        "require_client_certificate": true,
-                        "disable_stateless_session_resumption": true,
-                        "common_tls_context": {
-                            "tls_certificates": [server_cert],
-                            "validation_context": validator_context(config)
-                        }
-                    }
-                },
-                "filters": [{
-                    "name": "envoy.filters.network.tcp_proxy",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
-                        "stat_prefix": "inbound", "cluster": "echo"
-                    }
-                }]
-            }]
-        })];
-        let mut clusters = vec![json!({
-            "name": "echo", "type": "STATIC", "connect_timeout": "1s",
-            "load_assignment": {"cluster_name": "echo", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": echo_port}}}}]}]}
-        })];
-        for (i, route) in outbound.iter().enumerate() {
-            let name = format!("outbound-{i}");
-            listeners.push(json!({
-                "name": name,
-                "address": {"socket_address": {"address": "127.0.0.1", "port_value": route.listener_port}},
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.tcp_proxy",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
-                        "stat_prefix": name, "cluster": name
-                    }
-                }]}]
-            }));
-            clusters.push(json!({
-                "name": name, "type": "STATIC", "connect_timeout": "2s",
-                "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": route.upstream_port}}}}]}]},
-                "transport_socket": {
-                    "name": "envoy.transport_sockets.tls",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-                        "sni": format!("outbound_.8080_._.{}", route.host),
-                        "max_session_keys": 0,
-                        "common_tls_context": {
-                            "tls_certificates": [client_cert.clone()],
-                            "validation_context": validator_context(config)
-                        }
-                    }
-                }
-            }));
-        }
-        let bootstrap = json!({
-            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
-            "static_resources": {"listeners": listeners, "clusters": clusters}
-        });
-        let config_path = dir.join("envoy.json");
-        std::fs::write(&config_path, serde_json::to_vec_pretty(&bootstrap)?)?;
-        let log_path = dir.join("envoy.log");
-        let child = Command::new(envoy_binary()?)
-            .arg("--config-path")
-            .arg(&config_path)
-            .args([
-                "--concurrency",
-                "1",
-                "--disable-hot-restart",
-                "--log-level",
-                "info",
-            ])
-            .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", module_dir()?)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log_path)?))
-            .spawn()
-            .context("cannot start envoy")?;
-        let mut envoy = ValidatorEnvoy {
-            child,
-            log_path,
-            admin_port,
-            inbound_port,
-        };
-        let start = Instant::now();
-        loop {
-            if let Some(status) = envoy.child.try_wait()? {
-                bail!("envoy exited with {status}:\n{}", envoy.log());
-            }
-            if envoy
-                .admin("/ready")
-                .is_ok_and(|body| body.trim() == "LIVE")
-            {
-                return Ok(envoy);
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                bail!("envoy not ready:\n{}", envoy.log());
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn admin(&self, path: &str) -> Result<String> {
-        mazu_wasm_tests::http::get_text(self.admin_port, path)
-    }
-
-    /// The sum of the counters whose name ends with `suffix`.
-    fn counter(&self, suffix: &str) -> i64 {
-        self.admin("/stats")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|line| line.split_once(": "))
-            .filter(|(name, _)| name.ends_with(suffix))
-            .filter_map(|(_, value)| value.trim().parse::<i64>().ok())
-            .sum()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-}
-
-impl Drop for ValidatorEnvoy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if thread::panicking() {
-            eprintln!("--- envoy log ---\n{}", self.log());
-        }
-    }
-}
 
 /// Sends `message` through an outbound listener, waits, and returns what
 /// the upstream impostor had received by then.
@@ -307,27 +35,6 @@ fn send_outbound(listener_port: u16, impostor: &Impostor, message: &[u8]) -> Vec
         let _ = stream.read(&mut sink);
     }
     impostor.received()
-}
-
-fn config(registry_file: &Path, mesh: &Mesh) -> String {
-    json!({
-        "registry_file": registry_file,
-        "max_registry_age_ms": 1500,
-        "recheck_interval_ms": 50,
-        "trust": {
-            "trust_domain": TRUST_DOMAIN,
-            "audience": AUDIENCE,
-            "issuers": [{
-                "issuer": mazu_dev_issuer::DEFAULT_ISSUER_URL,
-                "jwks": serde_json::from_str::<serde_json::Value>(&mesh.jwks_json()).expect("JWKS"),
-                "namespaces": ["*"]
-            }]
-        },
-        "destinations": {
-            CHECKOUT_HOST: [format!("spiffe://{TRUST_DOMAIN}/ns/shop/sa/checkout")]
-        }
-    })
-    .to_string()
 }
 
 #[test]
@@ -412,11 +119,15 @@ fn the_handshake_admits_registered_peers_and_only_the_expected_server() {
     let config = config(&registry_path, &mesh);
     let envoy = ValidatorEnvoy::start(
         dir.path(),
-        &config,
-        &checkout,
-        &frontend,
-        echo.port,
-        &routes,
+        &EnvoySpec {
+            config: &config,
+            server: &checkout,
+            client: &frontend,
+            echo_port: echo.port,
+            outbound: &routes,
+            pinned_inbound: None,
+            concurrency: 1,
+        },
     )
     .expect("envoy with the validator module");
 
@@ -507,8 +218,16 @@ fn envoy_refuses_a_bad_validator_configuration() {
     let frontend = workload(&mesh, "shop", "frontend", 0);
     let echo = echo_server().expect("echo");
     let bad = config(Path::new("relative/registry"), &mesh);
-    let Err(error) = ValidatorEnvoy::start(dir.path(), &bad, &frontend, &frontend, echo.port, &[])
-    else {
+    let spec = EnvoySpec {
+        config: &bad,
+        server: &frontend,
+        client: &frontend,
+        echo_port: echo.port,
+        outbound: &[],
+        pinned_inbound: None,
+        concurrency: 1,
+    };
+    let Err(error) = ValidatorEnvoy::start(dir.path(), &spec) else {
         panic!("Envoy started with a refused validator configuration");
     };
     let message = format!("{error:#}");
