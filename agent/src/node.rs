@@ -248,6 +248,14 @@ impl NodeConfig {
         config.sds_socket = Some(self.socket_path(uid));
         // One directory of cert.pem/key.pem per node would mix pods.
         config.cert_dir = None;
+        // The validator's registry file goes beside the pod's SDS socket,
+        // under the configured file name: the proxy mounts that directory
+        // where the configuration's `registry_file` says.
+        if let Some(handoff) = config.validator.as_mut()
+            && let Some(name) = handoff.registry_file.file_name()
+        {
+            handoff.registry_file = self.socket_dir(uid).join(name);
+        }
         config
     }
 }
@@ -735,6 +743,56 @@ mod tests {
         for bad in ["", "x", "1337:", ":1", "-1", "1:2:3"] {
             assert!(bad.parse::<SocketOwner>().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn each_pod_gets_the_registry_file_beside_its_socket() {
+        let template = AgentConfig {
+            curator: "http://curator".into(),
+            curator_transport: mazu_service::tls::ClientTransport::InsecurePlainHttp,
+            token_file: PathBuf::new(),
+            state_dir: PathBuf::new(),
+            trust_domain: mazu_identity::TrustDomain::new("cluster.local").expect("domain"),
+            cert_dir: None,
+            sds_socket: None,
+            sds_socket_mode: 0o600,
+            rotation_margin: Duration::from_secs(600),
+            propagation_delay: Duration::ZERO,
+            release_delay: Duration::ZERO,
+            poll_interval: Duration::from_secs(1),
+            opening_refresh: Duration::from_secs(10),
+            peer_refresh: Duration::from_secs(2),
+            cert_lifetime: Duration::from_secs(3600),
+            crs_digest: None,
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            checkpoint_key: None,
+            witnesses: Vec::new(),
+            witness_quorum: None,
+            insecure_no_witness: true,
+            validator: Some(crate::agent::ValidatorHandoff {
+                config_json: "{}".into(),
+                registry_file: PathBuf::from("/var/run/secrets/workload-spiffe-uds/mazu-registry"),
+            }),
+        };
+        let node = NodeConfig {
+            template,
+            pods_dir: PathBuf::from("/pods"),
+            token_volume: "mazu-token".into(),
+            token_path: PathBuf::from("token"),
+            state_root: PathBuf::from("/state"),
+            socket_root: PathBuf::from("/sockets"),
+            socket_owner: None,
+            scan_interval: Duration::from_secs(1),
+        };
+        let config = node.pod_config("0b9c1e2a-1111-2222-3333-444455556666");
+        let socket = config.sds_socket.expect("socket");
+        let handoff = config.validator.expect("validator");
+        assert_eq!(handoff.registry_file.parent(), socket.parent());
+        assert_eq!(
+            handoff.registry_file.file_name(),
+            Some(std::ffi::OsStr::new("mazu-registry"))
+        );
     }
 
     #[test]
