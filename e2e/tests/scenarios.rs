@@ -27,6 +27,24 @@ fn frontend() -> ServiceSpec {
     ServiceSpec::new("frontend", "shop")
 }
 
+/// `GET /` for checkout, over TLS to `port` with `identity` (certificate and
+/// key) or none, as `openssl s_client` sees it.
+fn get_checkout_over_tls(
+    port: u16,
+    identity: Option<(&str, &str)>,
+    mesh: &LocalMesh,
+) -> mazu_wasm_tests::net::ClientOutcome {
+    let request = b"GET / HTTP/1.1\r\nhost: checkout\r\nconnection: close\r\n\r\n";
+    mazu_wasm_tests::net::tls_round_trip(
+        port,
+        identity,
+        request,
+        Duration::from_secs(5),
+        mesh.dir(),
+    )
+    .unwrap()
+}
+
 /// Refused in the TLS handshake because the key is not a live registered
 /// one (Envoy's `verify_certificate_spki` with the agent's pins).
 #[track_caller]
@@ -885,17 +903,7 @@ fn s20_a_pod_without_the_filter_refuses_an_unregistered_client() {
     // secrets but has no Mazu filter (a pod the WasmPlugin does not select).
     let checkout = mesh.service("checkout").unwrap();
     let bare = UnfilteredSidecar::start(checkout, mesh.dir()).unwrap();
-    let request = b"GET / HTTP/1.1\r\nhost: checkout\r\nconnection: close\r\n\r\n";
-    let send = |identity: Option<(&str, &str)>| {
-        mazu_wasm_tests::net::tls_round_trip(
-            bare.port,
-            identity,
-            request,
-            Duration::from_secs(5),
-            mesh.dir(),
-        )
-        .unwrap()
-    };
+    let send = |identity: Option<(&str, &str)>| get_checkout_over_tls(bare.port, identity, &mesh);
     // A registered workload gets through (the handshake is all there is).
     let (cert, key) = mesh.service("frontend").unwrap().served_identity().unwrap();
     let allowed = send(Some((&cert, &key)));
@@ -1131,17 +1139,7 @@ fn s24_the_handshake_validator_admits_only_the_destinations_own_identity() {
     // Inbound, without the filter: the validator alone decides.
     let checkout = mesh.service("checkout").unwrap();
     let bare = UnfilteredSidecar::start(checkout, mesh.dir()).unwrap();
-    let request = b"GET / HTTP/1.1\r\nhost: checkout\r\nconnection: close\r\n\r\n";
-    let send = |identity: Option<(&str, &str)>| {
-        mazu_wasm_tests::net::tls_round_trip(
-            bare.port,
-            identity,
-            request,
-            Duration::from_secs(5),
-            mesh.dir(),
-        )
-        .unwrap()
-    };
+    let send = |identity: Option<(&str, &str)>| get_checkout_over_tls(bare.port, identity, &mesh);
     let (cert, key) = mesh.service("frontend").unwrap().served_identity().unwrap();
     let allowed = send(Some((&cert, &key)));
     assert!(

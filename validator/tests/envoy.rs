@@ -54,24 +54,8 @@ fn the_handshake_admits_registered_peers_and_only_the_expected_server() {
     // service account; checkout's token under an unregistered key; a
     // certificate without any token; cart, genuine, but for a host the
     // configuration does not list.
-    let plain_cert = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ])
-        .arg("-keyout")
-        .arg(dir.path().join("plain.key"))
-        .arg("-out")
-        .arg(dir.path().join("plain.crt"))
-        .args(["-days", "1", "-subj", "/CN=checkout.shop.svc.cluster.local"])
-        .output()
+    mazu_wasm_tests::envoy::make_self_signed(dir.path(), "plain", CHECKOUT_HOST)
         .expect("openssl req");
-    assert!(plain_cert.status.success());
     let plain_pem = std::fs::read_to_string(dir.path().join("plain.crt")).expect("cert");
     let plain_key = std::fs::read_to_string(dir.path().join("plain.key")).expect("key");
     let upstreams: Vec<(&str, &'static str, String, String)> = vec![

@@ -207,7 +207,9 @@ impl Drop for Envoy {
     }
 }
 
-fn make_self_signed(dir: &Path, name: &str, cn: &str) -> Result<()> {
+/// Writes `<name>.crt` and `<name>.key` under `dir`: a self-signed P-256
+/// certificate for `/CN=<cn>` (no Mazu token), made by `openssl req`.
+pub fn make_self_signed(dir: &Path, name: &str, cn: &str) -> Result<()> {
     let status = Command::new("openssl")
         .args([
             "req",
