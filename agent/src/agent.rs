@@ -1103,7 +1103,17 @@ impl Agent {
             return;
         };
         let log = &self.log;
-        match registry_file::publish(&handoff.registry_file, log.size(), || log.registry()) {
+        // Without witnesses (development only) there is no witnessed time:
+        // the agent's own check is all there is.
+        let verified_at = self
+            .checkpoints
+            .witnessed_at()
+            .map_or_else(SystemTime::now, |secs| {
+                UNIX_EPOCH + Duration::from_secs(secs)
+            });
+        match registry_file::publish(&handoff.registry_file, log.size(), verified_at, || {
+            log.registry()
+        }) {
             Ok(Published::Written) => info!(
                 log_size = log.size(),
                 path = %handoff.registry_file.display(),

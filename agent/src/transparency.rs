@@ -271,6 +271,9 @@ pub struct CheckpointTracker {
     /// The witness quorum every checkpoint must carry (`None`:
     /// `--insecure-no-witness`).
     policy: Option<WitnessPolicy>,
+    /// The witnessed time (Unix seconds: the quorum-th newest cosignature)
+    /// of the last checkpoint accepted; not persisted.
+    witnessed_at: Option<u64>,
 }
 
 impl CheckpointTracker {
@@ -313,6 +316,7 @@ impl CheckpointTracker {
             accepted,
             file,
             policy: None,
+            witnessed_at: None,
         };
         match (pinned, stored) {
             (Some(pin), Some(stored)) if pin != stored => {
@@ -373,6 +377,13 @@ impl CheckpointTracker {
         });
         self.accepted = Some((offered.size, offered.root));
         self.save()
+    }
+
+    /// When the witnesses last vouched for the log this agent accepted: the
+    /// witnessed time (Unix seconds) of the checkpoint accepted in the last
+    /// check that accepted one. `None` before that, and without witnesses.
+    pub fn witnessed_at(&self) -> Option<u64> {
+        self.witnessed_at
     }
 
     /// The accepted tree size, if a checkpoint was accepted.
@@ -469,6 +480,12 @@ impl CheckpointTracker {
                     )?));
                 }
             };
+        // The quorum verified above; its time is what freshness counts from.
+        let witnessed_at = self
+            .policy
+            .as_ref()
+            .and_then(|policy| policy.check(note.as_bytes()).ok())
+            .map(|witnessed| witnessed.timestamp);
 
         let proof = match consistency_needed(self.accepted, &offered) {
             Some((from, to)) => match client.consistency_proof(from, to).await {
@@ -542,6 +559,7 @@ impl CheckpointTracker {
         if changed {
             self.save()?;
         }
+        self.witnessed_at = witnessed_at;
         Ok(CheckResult::Accepted {
             changed,
             size: offered.size,

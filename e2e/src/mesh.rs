@@ -896,7 +896,7 @@ impl LocalMesh {
             .collect();
         Ok(serde_json::json!({
             "registry_file": std::path::absolute(registry_file)?,
-            "max_registry_age_ms": 10 * self.options.refresh_interval_ms.max(1000),
+            "max_registry_age_ms": 60_000,
             "trust": plugin["trust"],
             "destinations": destinations
         })

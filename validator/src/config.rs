@@ -5,7 +5,7 @@
 //! ```json
 //! {
 //!   "registry_file": "/var/run/mazu/registry",
-//!   "max_registry_age_ms": 30000,
+//!   "max_registry_age_ms": 900000,
 //!   "trust": { "...": "the filter's trust object, unchanged" },
 //!   "destinations": {
 //!     "checkout.shop.svc.cluster.local": ["spiffe://cluster.local/ns/shop/sa/checkout"]
@@ -26,9 +26,9 @@ use mazu_identity::{SpiffeId, TrustConfig};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// Default `max_registry_age_ms`: the agent refreshes every 2 s by
-/// default; 30 s tolerates a slow curator or a busy node.
-pub const DEFAULT_MAX_REGISTRY_AGE_MS: u64 = 30_000;
+/// Default `max_registry_age_ms`: 15 minutes since the witnesses last
+/// vouched for the registry, the filter's default `max_staleness_secs`.
+pub const DEFAULT_MAX_REGISTRY_AGE_MS: u64 = 900_000;
 /// Default `recheck_interval_ms`: how often the registry file is looked at.
 pub const DEFAULT_RECHECK_INTERVAL_MS: u64 = 500;
 
@@ -64,7 +64,7 @@ fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ConfigError 
 pub struct ValidatorConfig {
     /// The registry file the node agent writes.
     pub registry_file: PathBuf,
-    /// The registry is refused once it was last verified longer ago.
+    /// The registry is refused once the witnesses vouched for it longer ago.
     pub max_registry_age: Duration,
     /// How often the file is looked at for a new registry.
     pub recheck_interval: Duration,
