@@ -250,6 +250,7 @@ impl Pair {
             outbound_port: outbound,
             peer_inbound_port: inbound,
             spiffe_id: server_spec.spec.spiffe_id(),
+            host: server_spec.spec.host(),
         }];
         let client_yaml = envoy_config::render(&SidecarConfig {
             service: &client_spec.spec.name,
