@@ -552,4 +552,47 @@ mod tests {
         );
         assert!(vc.trusted_ca.is_none());
     }
+
+    #[test]
+    fn with_the_validator_rootca_is_the_module_alone() {
+        use envoy_types::pb::envoy::extensions::transport_sockets::tls::cert_validator::dynamic_modules::v3::DynamicModuleCertValidatorConfig;
+        let secrets = Secrets {
+            peer_pins: Some(vec![[7; 32]]),
+            validator_config: Some(r#"{"registry_file":"/r"}"#.into()),
+            ..Secrets::default()
+        };
+        let Some(secret::Type::ValidationContext(vc)) =
+            secrets.secret(ROOTCA_RESOURCE).and_then(|s| s.r#type)
+        else {
+            panic!("ROOTCA is a validation context");
+        };
+        // No pins, no CA, no SAN matchers, no ACCEPT_UNTRUSTED beside it.
+        assert_eq!(
+            vc,
+            CertificateValidationContext {
+                custom_validator_config: vc.custom_validator_config.clone(),
+                ..Default::default()
+            }
+        );
+        let custom = vc.custom_validator_config.expect("custom validator");
+        assert_eq!(custom.name, "envoy.tls.cert_validator.dynamic_modules");
+        let any = custom.typed_config.expect("typed config");
+        let config =
+            DynamicModuleCertValidatorConfig::decode(any.value.as_slice()).expect("decodes");
+        assert_eq!(
+            config.dynamic_module_config.map(|m| m.name).as_deref(),
+            Some(VALIDATOR_MODULE_NAME)
+        );
+        assert_eq!(config.validator_name, "mazu");
+        let value = config.validator_config.expect("validator config").value;
+        let json = envoy_types::pb::google::protobuf::StringValue::decode(value.as_slice())
+            .expect("a StringValue");
+        assert_eq!(json.value, r#"{"registry_file":"/r"}"#);
+        // Not served before the log was followed, as with the pins.
+        let before = Secrets {
+            validator_config: secrets.validator_config.clone(),
+            ..Secrets::default()
+        };
+        assert!(before.secret(ROOTCA_RESOURCE).is_none());
+    }
 }
