@@ -64,6 +64,9 @@ pub struct SoakOptions {
     pub pooled_call_pause: Duration,
     /// Working directory to keep (logs, state); a temporary one if `None`.
     pub dir: Option<PathBuf>,
+    /// The agents serve the handshake validator instead of the pins
+    /// (`MAZU_SOAK_HANDSHAKE_VALIDATOR=1`).
+    pub handshake_validator: bool,
 }
 
 impl Default for SoakOptions {
@@ -77,14 +80,16 @@ impl Default for SoakOptions {
             new_call_pause: Duration::from_millis(200),
             pooled_call_pause: Duration::from_millis(100),
             dir: None,
+            handshake_validator: false,
         }
     }
 }
 
 impl SoakOptions {
     /// The defaults, with `MAZU_SOAK_SECS` (duration), `MAZU_SOAK_ROTATE_MS`
-    /// (rotation period) and `MAZU_SOAK_DIR` (working directory, kept)
-    /// from the environment when set.
+    /// (rotation period), `MAZU_SOAK_DIR` (working directory, kept) and
+    /// `MAZU_SOAK_HANDSHAKE_VALIDATOR` (`1`: the validator) from the
+    /// environment when set.
     pub fn from_env() -> Result<SoakOptions> {
         let mut options = SoakOptions::default();
         let number = |name: &str| -> Result<Option<u64>> {
@@ -106,6 +111,7 @@ impl SoakOptions {
             options.rotate_every = Duration::from_millis(ms);
         }
         options.dir = std::env::var_os("MAZU_SOAK_DIR").map(PathBuf::from);
+        options.handshake_validator = number("MAZU_SOAK_HANDSHAKE_VALIDATOR")? == Some(1);
         Ok(options)
     }
 
@@ -124,7 +130,7 @@ impl SoakOptions {
             dir: self.dir.clone(),
             lying_curator: false,
             istio_san_matchers: false,
-            handshake_validator: false,
+            handshake_validator: self.handshake_validator,
             propagation_delay_ms: Some(PROPAGATION_DELAY_MS),
             release_delay_ms: Some(RELEASE_DELAY_MS),
             curator_args: vec![
