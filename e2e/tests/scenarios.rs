@@ -27,6 +27,43 @@ fn frontend() -> ServiceSpec {
     ServiceSpec::new("frontend", "shop")
 }
 
+/// An impostor holding `cert`/`key` on checkout's port (where frontend's
+/// outbound cluster connects) while frontend calls checkout: the call fails,
+/// frontend's Envoy refuses the impostor in the handshake, and the impostor
+/// receives no byte of the request (the client speaks first: its request is
+/// what the impostor wants).
+#[track_caller]
+fn assert_impostor_gets_nothing(
+    mesh: &LocalMesh,
+    frontend: &mazu_e2e::mesh::Sidecar,
+    checkout_port: u16,
+    what: &str,
+    cert: &str,
+    key: &str,
+) {
+    let impostor = Impostor::start(checkout_port, cert, key, mesh.dir()).unwrap();
+    let refused_before = frontend.handshake_refusals(Some("checkout")).unwrap();
+    let result = http_get(
+        frontend.outbound["checkout"],
+        "checkout",
+        Duration::from_secs(3),
+    );
+    assert!(
+        !matches!(result, Ok(CallResult::Answered { status: 200, .. })),
+        "{what}: {result:?}"
+    );
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        impostor.received().is_empty(),
+        "{what}: the impostor received {:?}",
+        String::from_utf8_lossy(&impostor.received())
+    );
+    assert!(
+        frontend.handshake_refusals(Some("checkout")).unwrap() > refused_before,
+        "{what}: frontend's Envoy did not refuse it in the handshake"
+    );
+}
+
 /// `GET /` for checkout, over TLS to `port` with `identity` (certificate and
 /// key) or none, as `openssl s_client` sees it.
 fn get_checkout_over_tls(
@@ -860,28 +897,11 @@ fn s19_an_impostor_server_without_a_registered_key_gets_no_bytes() {
     let outbound = frontend.outbound["checkout"];
     for (what, credential) in &credentials {
         let (cert, key) = credential.as_pair();
-        let impostor = Impostor::start(checkout_port, cert, key, mesh.dir()).unwrap();
-        let refused_before = frontend.handshake_refusals(Some("checkout")).unwrap();
-        // The client speaks first: its request is what the impostor wants.
-        let result = http_get(outbound, "checkout", Duration::from_secs(3));
-        assert!(
-            !matches!(result, Ok(CallResult::Answered { status: 200, .. })),
-            "{what}: {result:?}"
-        );
-        thread::sleep(Duration::from_millis(300));
-        assert!(
-            impostor.received().is_empty(),
-            "{what}: the impostor received {:?}",
-            String::from_utf8_lossy(&impostor.received())
-        );
-        assert!(
-            frontend.handshake_refusals(Some("checkout")).unwrap() > refused_before,
-            "{what}: frontend's Envoy did not refuse it in the handshake"
-        );
+        assert_impostor_gets_nothing(&mesh, frontend, checkout_port, what, cert, key);
     }
 
-    // The limit (docs/istio.md): the pins accept any live registered key,
-    // not "checkout's". An impostor holding a registered workload's key
+    // The limit (docs/istio.md; the handshake validator lifts it: s24): the
+    // pins accept any live registered key, not "checkout's". An impostor holding a registered workload's key
     // (here frontend's own identity, another service account) completes
     // the handshake and receives the request; this also shows that the
     // impostor's byte count above would have seen a request.
@@ -1188,25 +1208,8 @@ fn s24_the_handshake_validator_admits_only_the_destinations_own_identity() {
     ];
     mesh.kill_envoy("checkout").unwrap();
     let frontend = mesh.service("frontend").unwrap();
-    let outbound = frontend.outbound["checkout"];
     for (what, (cert, key)) in &credentials {
-        let impostor = Impostor::start(checkout_port, cert, key, mesh.dir()).unwrap();
-        let refused_before = frontend.handshake_refusals(Some("checkout")).unwrap();
-        let result = http_get(outbound, "checkout", Duration::from_secs(3));
-        assert!(
-            !matches!(result, Ok(CallResult::Answered { status: 200, .. })),
-            "{what}: {result:?}"
-        );
-        thread::sleep(Duration::from_millis(300));
-        assert!(
-            impostor.received().is_empty(),
-            "{what}: the impostor received {:?}",
-            String::from_utf8_lossy(&impostor.received())
-        );
-        assert!(
-            frontend.handshake_refusals(Some("checkout")).unwrap() > refused_before,
-            "{what}: frontend's Envoy did not refuse it in the handshake"
-        );
+        assert_impostor_gets_nothing(&mesh, frontend, checkout_port, what, cert, key);
     }
     let log = frontend.envoy_log();
     assert!(log.contains("wrong_server"), "{log}");
