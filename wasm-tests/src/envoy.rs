@@ -73,7 +73,6 @@ impl Envoy {
     /// Writes certificates and the configuration, starts Envoy, and waits
     /// until its admin says it is live.
     pub fn start(setup: &EnvoySetup<'_>) -> Result<Envoy> {
-        let binary = envoy_binary()?;
         let dir = tempfile::tempdir()?;
         // The listener's own certificate, and a CA that signs nothing we use:
         // its presence makes Envoy refuse clients without a certificate.
@@ -85,51 +84,21 @@ impl Envoy {
         let config_path = dir.path().join("envoy.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
         let log_path = dir.path().join("envoy.log");
-        let child = Command::new(&binary)
-            .arg("--config-path")
-            .arg(&config_path)
-            .args([
-                "--concurrency",
-                "1",
-                "--disable-hot-restart",
-                "--log-level",
-                "info",
-            ])
+        let mut child = spawn(&config_path, &log_path, 1, |command| {
             // MAZU_ENVOY_LOG_COMPONENTS, e.g. "wasm:trace,filter:trace,connection:trace".
-            .args([
+            command.args([
                 "--component-log-level",
                 &std::env::var("MAZU_ENVOY_LOG_COMPONENTS")
                     .unwrap_or_else(|_| "wasm:debug".to_owned()),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            // Envoy logs to stderr line by line (a --log-path file is flushed
-            // only every few seconds).
-            .stderr(Stdio::from(std::fs::File::create(&log_path)?))
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let mut envoy = Envoy {
+            ]);
+        })?;
+        wait_live(&mut child, admin_port, &log_path, Duration::from_secs(30))?;
+        Ok(Envoy {
             child,
             dir,
             listener_port,
             admin_port,
-        };
-        envoy.wait_ready(Duration::from_secs(30))?;
-        Ok(envoy)
-    }
-
-    fn wait_ready(&mut self, limit: Duration) -> Result<()> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("envoy exited with {status}:\n{}", self.log());
-            }
-            if self.admin("/ready").is_ok_and(|body| body.trim() == "LIVE") {
-                return Ok(());
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-        bail!("envoy not ready after {limit:?}:\n{}", self.log())
+        })
     }
 
     /// GETs an admin path (which must answer 200); the body.
@@ -205,6 +174,54 @@ impl Drop for Envoy {
             );
         }
     }
+}
+
+/// Starts Envoy on `config_path` with `concurrency` workers, its log (Envoy
+/// logs to stderr line by line; a `--log-path` file is flushed only every
+/// few seconds) in `log_path`; `configure` adds flags or environment.
+pub fn spawn(
+    config_path: &Path,
+    log_path: &Path,
+    concurrency: u32,
+    configure: impl FnOnce(&mut Command),
+) -> Result<Child> {
+    let binary = envoy_binary()?;
+    let mut command = Command::new(&binary);
+    command
+        .arg("--config-path")
+        .arg(config_path)
+        .arg("--concurrency")
+        .arg(concurrency.to_string())
+        .args(["--disable-hot-restart", "--log-level", "info"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(log_path)?));
+    configure(&mut command);
+    command
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))
+}
+
+/// Waits until the admin at `admin_port` says `LIVE`; fails with the log
+/// at `log_path` if Envoy exits first or `limit` passes.
+pub fn wait_live(
+    child: &mut Child,
+    admin_port: u16,
+    log_path: &Path,
+    limit: Duration,
+) -> Result<()> {
+    let log = || std::fs::read_to_string(log_path).unwrap_or_default();
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = child.try_wait()? {
+            bail!("envoy exited with {status}:\n{}", log());
+        }
+        if crate::http::get_text(admin_port, "/ready").is_ok_and(|body| body.trim() == "LIVE") {
+            return Ok(());
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    bail!("envoy not ready after {limit:?}:\n{}", log())
 }
 
 /// Writes `<name>.crt` and `<name>.key` under `dir`: a self-signed P-256

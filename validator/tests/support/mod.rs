@@ -8,15 +8,15 @@ use base64ct::Encoding as _;
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::thread;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use mazu_identity::{RegistryEntry, RegistrySnapshot};
 use mazu_validator::RegistryFile;
-use mazu_wasm_tests::envoy::envoy_binary;
+use mazu_wasm_tests::envoy;
 use mazu_wasm_tests::fixtures::{AUDIENCE, Mesh, TRUST_DOMAIN, Workload, WorkloadSpec};
 use mazu_wasm_tests::net::free_port;
 use serde_json::json;
@@ -236,45 +236,18 @@ impl ValidatorEnvoy {
         let config_path = dir.join("envoy.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&bootstrap)?)?;
         let log_path = dir.join("envoy.log");
-        let child = Command::new(envoy_binary()?)
-            .arg("--config-path")
-            .arg(&config_path)
-            .args([
-                "--concurrency",
-                "1",
-                "--disable-hot-restart",
-                "--log-level",
-                "info",
-            ])
-            .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", module_dir()?)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log_path)?))
-            .spawn()
-            .context("cannot start envoy")?;
-        let mut envoy = ValidatorEnvoy {
+        let module_dir = module_dir()?;
+        let mut child = envoy::spawn(&config_path, &log_path, spec.concurrency, |command| {
+            command.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", &module_dir);
+        })?;
+        envoy::wait_live(&mut child, admin_port, &log_path, Duration::from_secs(30))?;
+        Ok(ValidatorEnvoy {
             child,
             log_path,
             admin_port,
             inbound_port,
             pinned_port,
-        };
-        let start = Instant::now();
-        loop {
-            if let Some(status) = envoy.child.try_wait()? {
-                bail!("envoy exited with {status}:\n{}", envoy.log());
-            }
-            if envoy
-                .admin("/ready")
-                .is_ok_and(|body| body.trim() == "LIVE")
-            {
-                return Ok(envoy);
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                bail!("envoy not ready:\n{}", envoy.log());
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
+        })
     }
 
     /// GETs an admin path.
