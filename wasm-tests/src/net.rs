@@ -195,6 +195,26 @@ fn answer_registry(
     Ok(())
 }
 
+/// Everything `stream` yields until it ends, gathered by a thread.
+fn collect(
+    mut stream: impl Read + Send + 'static,
+) -> (Arc<Mutex<Vec<u8>>>, thread::JoinHandle<()>) {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let sink = received.clone();
+    let reader = thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend_from_slice(&buf[..n]);
+        }
+    });
+    (received, reader)
+}
+
 /// What a TLS client saw.
 #[derive(Debug)]
 pub struct ClientOutcome {
@@ -244,21 +264,9 @@ pub fn tls_round_trip(
         .stderr(Stdio::piped())
         .spawn()
         .context("cannot run openssl s_client")?;
-    let mut stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
     let mut stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let sink = received.clone();
-    let reader = thread::spawn(move || {
-        let mut buf = [0u8; 1024];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .extend_from_slice(&buf[..n]);
-        }
-    });
+    let (received, reader) = collect(stdout);
     let err_reader = thread::spawn(move || {
         let mut text = String::new();
         let _ = stderr.read_to_string(&mut text);
@@ -332,20 +340,7 @@ impl Impostor {
             .stderr(Stdio::null())
             .spawn()
             .context("cannot run openssl s_server")?;
-        let mut stdout = child.stdout.take().context("no stdout")?;
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let sink = received.clone();
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .extend_from_slice(&buf[..n]);
-            }
-        });
+        let (received, _reader) = collect(child.stdout.take().context("no stdout")?);
         // Listening once a plain TCP connection is accepted.
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
