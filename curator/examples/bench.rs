@@ -184,6 +184,12 @@ fn build_fixture(dir: &Path) {
             id,
             body: EntryBody::Bind {
                 slot: d.registration.slot,
+                token_expiry: mazu_identity::jwt::parse_claims_unverified(
+                    r.token.as_bytes(),
+                    mazu_curator::entry::MAX_TOKEN_LEN,
+                )
+                .unwrap()
+                .expires_at,
                 tls_spki: d.spki,
                 tls_signature: d.signature,
                 registration: d.registration.to_bytes(),

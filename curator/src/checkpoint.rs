@@ -1,11 +1,15 @@
 //! The transparency side of the log: the Merkle tree over the log entries'
 //! leaf records and signed checkpoints (see `docs/protocol.md`).
 //!
-//! Leaf `i` of the tree (`mazu_log::MerkleTree`, RFC 6962 hashing) is
-//! `SHA-256(0x00 || record_i)`, where `record_i` is the leaf record of entry
-//! `i` (`LogEntry::record`). The tree and the records are rebuilt at
-//! start-up from the log and extended by the writer after every append, so
-//! its size is always the number of durable entries. Checkpoints are C2SP
+//! Leaf `i` of the tree (RFC 6962 hashing) is `SHA-256(0x00 || record_i)`,
+//! where `record_i` is the leaf record of entry `i` (`LogEntry::record`).
+//! The tree and the records are rebuilt at start-up from the log and
+//! extended by the writer after every append, so its size is always the
+//! number of durable entries. So that memory follows the live registrations
+//! and not the history, the records live in a derived file on disk
+//! ([`crate::records_file`]) and the tree keeps only its levels above
+//! chunks of 64 leaves in memory (`mazu_log::chunked::ChunkedTree`),
+//! recomputing a chunk from its records when a proof reaches below. Checkpoints are C2SP
 //! signed notes by the **checkpoint key**, an Ed25519 key that grants no
 //! identity power: nothing in Mazu accepts a workload because of it; it only
 //! makes the curator accountable (two checkpoints it signed that are not
@@ -18,10 +22,13 @@ use axum::body::Bytes;
 
 use mazu_identity::registry::LogFollower;
 use mazu_log::checkpoint::{CheckpointSigner, CheckpointVerifier};
+use mazu_log::chunked::{ChunkedError, ChunkedTree};
 use mazu_log::evidence::state_extension;
-use mazu_log::merkle::{Hash, MerkleTree, ProofError, leaf_hash};
+use mazu_log::merkle::{Hash, ProofError, leaf_hash};
 use mazu_log::record::LeafRecord;
 use sha2::{Digest, Sha256};
+
+use crate::records_file::RecordsFile;
 
 /// Name of the generated checkpoint key inside the data directory.
 pub const CHECKPOINT_KEY_FILE: &str = "checkpoint.key";
@@ -45,12 +52,41 @@ pub const MAX_RECORDS_PAGE: u64 = 16384;
 /// still finds its state.
 const STATES_KEPT: usize = 4;
 
+/// Leaves per chunk of the Merkle tree whose lower levels are recomputed
+/// from the records on disk (`2^6`: 8 KiB of records per proof below a
+/// chunk root; the levels kept in memory are about 1 byte per entry).
+const CHUNK_BITS: u32 = 6;
+
+/// Why the tree could not answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TreeError {
+    /// The index or sizes are not within the tree.
+    #[error(transparent)]
+    Proof(#[from] ProofError),
+    /// The records kept on disk could not be read, or do not hash to the
+    /// tree held in memory.
+    #[error("the leaf records kept on disk cannot be used: {0}")]
+    Records(String),
+}
+
+impl From<ChunkedError<std::io::Error>> for TreeError {
+    fn from(e: ChunkedError<std::io::Error>) -> Self {
+        match e {
+            ChunkedError::Proof(p) => Self::Proof(p),
+            other => Self::Records(other.to_string()),
+        }
+    }
+}
+
 /// The tree and the records its leaves hash.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Leaves {
-    tree: MerkleTree,
-    /// Record `i`'s canonical bytes (~80 to 114 bytes each).
-    records: Vec<Vec<u8>>,
+    /// The upper levels of the tree; the lower ones are recomputed from
+    /// `records` when a proof needs them.
+    tree: ChunkedTree,
+    /// Every record (`LogEntry::record` of each entry), on disk.
+    records: RecordsFile,
     /// The registry derived from the records, as every follower derives it:
     /// its state is what the checkpoints' state line commits to. `None` if
     /// a record did not decode (checkpoints then carry no state line).
@@ -58,14 +94,15 @@ struct Leaves {
 }
 
 impl Leaves {
-    /// Records `start..end` concatenated; `None` unless
-    /// `start <= end <= size`.
-    fn concat(&self, start: u64, end: u64) -> Option<Vec<u8>> {
-        let (a, b) = (usize::try_from(start).ok()?, usize::try_from(end).ok()?);
-        Some(self.records.get(a..b)?.concat())
+    /// Leaf hashes `start..end`, from the records on disk.
+    fn leaf_hashes(&self, start: u64, end: u64) -> std::io::Result<Vec<Hash>> {
+        let records = self.records.read(start, end)?.ok_or_else(|| {
+            std::io::Error::other(format!("records {start}..{end} are not all held"))
+        })?;
+        Ok(records.iter().map(|r| leaf_hash(r)).collect())
     }
 
-    fn push(&mut self, record: Vec<u8>) -> Hash {
+    fn push(&mut self, record: Vec<u8>, batched: bool) -> Hash {
         let leaf = leaf_hash(&record);
         self.tree.push(leaf);
         if let Some(follower) = &mut self.follower {
@@ -82,7 +119,19 @@ impl Leaves {
                 }
             }
         }
-        self.records.push(record);
+        let written = if batched {
+            self.records.push_batched(&record)
+        } else {
+            self.records.push(&record)
+        };
+        if let Err(e) = written {
+            // Kept in memory and retried with the next record.
+            tracing::warn!(
+                index = self.records.len() - 1,
+                error = %e,
+                "cannot write a leaf record to the records file"
+            );
+        }
         leaf
     }
 }
@@ -104,22 +153,27 @@ pub struct Transparency {
 }
 
 impl Transparency {
-    /// A tree over `records` (canonical record bytes, in log order) and a
-    /// signer with this key and origin.
+    /// An empty tree whose records are kept in an unlinked file in
+    /// `records_dir` (the data directory), and a signer with this key and
+    /// origin. The log's records are then added with
+    /// [`push_batched`](Self::push_batched) and [`flush`](Self::flush).
     pub fn new(
-        records: Vec<Vec<u8>>,
         origin: &str,
         secret: &[u8; 32],
-    ) -> Result<Self, mazu_log::NoteError> {
+        records_dir: &std::path::Path,
+    ) -> Result<Self, TransparencyInitError> {
         let signer = CheckpointSigner::new(origin, secret)?;
         let verifier_key = signer.verifier().to_vkey();
-        let mut leaves = Leaves {
+        let leaves = Leaves {
+            tree: ChunkedTree::new(CHUNK_BITS),
+            records: RecordsFile::create_in(records_dir).map_err(|error| {
+                TransparencyInitError::RecordsFile {
+                    dir: records_dir.to_owned(),
+                    error,
+                }
+            })?,
             follower: Some(LogFollower::new()),
-            ..Leaves::default()
         };
-        for r in records {
-            leaves.push(r);
-        }
         Ok(Self {
             leaves: RwLock::new(leaves),
             signer,
@@ -138,10 +192,24 @@ impl Transparency {
     /// Appends the record of the entry just made durable; returns its leaf
     /// hash.
     pub fn push(&self, record: Vec<u8>) -> Hash {
+        self.write().push(record, false)
+    }
+
+    /// Appends a record at start-up, written to disk in batches;
+    /// [`flush`](Self::flush) writes the last batch.
+    pub fn push_batched(&self, record: Vec<u8>) {
+        self.write().push(record, true);
+    }
+
+    /// Writes the records not yet on disk.
+    pub fn flush(&self) -> std::io::Result<()> {
+        self.write().records.flush()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Leaves> {
         self.leaves
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(record)
     }
 
     /// The tree size (number of durable entries).
@@ -170,7 +238,7 @@ impl Transparency {
     /// ([`state_extension`]; the state is then served by
     /// [`state`](Self::state)), before any witness cosigned it. Signed once
     /// per size.
-    pub fn sign_latest(&self) -> Result<(u64, String), ProofError> {
+    pub fn sign_latest(&self) -> Result<(u64, String), TreeError> {
         let leaves = self.read();
         let size = leaves.tree.len();
         let mut cache = self
@@ -182,7 +250,7 @@ impl Transparency {
         {
             return Ok((size, note.clone()));
         }
-        let root = leaves.tree.root(size)?;
+        let root = leaves.tree.root(size, |a, b| leaves.leaf_hashes(a, b))?;
         let extensions = match &leaves.follower {
             Some(follower) => {
                 let state = follower.encode_state();
@@ -216,55 +284,92 @@ impl Transparency {
     }
 
     /// The leaf hash of entry `index`.
-    pub fn leaf(&self, index: u64) -> Option<Hash> {
-        self.read().tree.leaf(index)
+    pub fn leaf(&self, index: u64) -> Result<Hash, TreeError> {
+        let leaves = self.read();
+        Ok(leaves.tree.leaf(index, |a, b| leaves.leaf_hashes(a, b))?)
     }
 
     /// The record bytes of entry `index`.
-    pub fn record(&self, index: u64) -> Option<Vec<u8>> {
-        let i = usize::try_from(index).ok()?;
-        self.read().records.get(i).cloned()
+    pub fn record(&self, index: u64) -> Result<Option<Vec<u8>>, TreeError> {
+        let leaves = self.read();
+        let Some(end) = index.checked_add(1) else {
+            return Ok(None);
+        };
+        let read = leaves.records.read(index, end).map_err(records_error)?;
+        Ok(read.and_then(|mut r| r.pop()))
     }
 
     /// Records `start..min(end, size, start + MAX_RECORDS_PAGE)`
-    /// concatenated, and the tree size; `None` if `start > size`.
-    pub fn records(&self, start: u64, end: u64) -> Option<(u64, u64, Vec<u8>)> {
+    /// concatenated, the tree size and the count; `None` if `start > size`.
+    pub fn records(&self, start: u64, end: u64) -> Result<Option<(u64, u64, Vec<u8>)>, TreeError> {
         let leaves = self.read();
-        let size = leaves.records.len() as u64;
+        let size = leaves.records.len();
         if start > size {
-            return None;
+            return Ok(None);
         }
         let stop = end
             .min(size)
             .min(start.saturating_add(MAX_RECORDS_PAGE))
             .max(start);
-        Some((size, stop - start, leaves.concat(start, stop)?))
+        let bytes = leaves
+            .records
+            .concat(start, stop)
+            .map_err(records_error)?
+            .unwrap_or_default();
+        Ok(Some((size, stop - start, bytes)))
     }
 
     /// Records `start..end` concatenated, unpaged (what a witness is sent
     /// with a checkpoint); `None` unless `start <= end <= size`.
-    pub fn records_between(&self, start: u64, end: u64) -> Option<Vec<u8>> {
-        self.read().concat(start, end)
+    pub fn records_between(&self, start: u64, end: u64) -> Result<Option<Vec<u8>>, TreeError> {
+        self.read()
+            .records
+            .concat(start, end)
+            .map_err(records_error)
     }
 
     /// The leaf hash at `index` and its inclusion proof in the tree of
     /// `size` entries.
-    pub fn inclusion(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), ProofError> {
+    pub fn inclusion(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), TreeError> {
         let leaves = self.read();
-        let proof = leaves.tree.inclusion_proof(index, size)?;
-        let leaf = leaves
-            .tree
-            .leaf(index)
-            .ok_or(ProofError::IndexOutOfRange { index, size })?;
+        let fetch = |a, b| leaves.leaf_hashes(a, b);
+        let proof = leaves.tree.inclusion_proof(index, size, fetch)?;
+        let leaf = leaves.tree.leaf(index, fetch)?;
         Ok((leaf, proof))
     }
 
     /// The consistency proof from `from` to `to` entries, with both roots.
-    pub fn consistency(&self, from: u64, to: u64) -> Result<(Hash, Hash, Vec<Hash>), ProofError> {
+    pub fn consistency(&self, from: u64, to: u64) -> Result<(Hash, Hash, Vec<Hash>), TreeError> {
         let leaves = self.read();
-        let proof = leaves.tree.consistency_proof(from, to)?;
-        Ok((leaves.tree.root(from)?, leaves.tree.root(to)?, proof))
+        let fetch = |a, b| leaves.leaf_hashes(a, b);
+        let proof = leaves.tree.consistency_proof(from, to, fetch)?;
+        Ok((
+            leaves.tree.root(from, fetch)?,
+            leaves.tree.root(to, fetch)?,
+            proof,
+        ))
     }
+}
+
+fn records_error(e: std::io::Error) -> TreeError {
+    TreeError::Records(e.to_string())
+}
+
+/// Why a [`Transparency`] could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransparencyInitError {
+    /// The checkpoint signer cannot be set up (invalid origin).
+    #[error("cannot set up checkpoint signing: {0}")]
+    Checkpoint(#[from] mazu_log::NoteError),
+    /// The records file cannot be created.
+    #[error("cannot create the records file in {}: {error}", dir.display())]
+    RecordsFile {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
 }
 
 #[cfg(test)]
@@ -289,9 +394,18 @@ mod tests {
         .to_bytes()
     }
 
+    fn tree_with(records: impl IntoIterator<Item = Vec<u8>>) -> Transparency {
+        let t = Transparency::new("mazu-curator/test", &[1; 32], &std::env::temp_dir()).unwrap();
+        for r in records {
+            t.push_batched(r);
+        }
+        t.flush().unwrap();
+        t
+    }
+
     #[test]
     fn checkpoints_follow_the_tree_and_commit_to_the_derived_state() {
-        let t = Transparency::new(vec![bind(1)], "mazu-curator/test", &[1; 32]).unwrap();
+        let t = tree_with([bind(1)]);
         let v = CheckpointVerifier::parse(t.verifier_key()).unwrap();
         let (size, note) = t.sign_latest().unwrap();
         let cp = v.verify(note.as_bytes()).unwrap();
@@ -315,17 +429,53 @@ mod tests {
         let (r1, r2, proof) = t.consistency(1, 2).unwrap();
         mazu_log::merkle::verify_consistency(1, 2, &r1, &r2, &proof).unwrap();
         let both = [bind(1), bind(2)].concat();
-        assert_eq!(t.records(0, 10).unwrap(), (2, 2, both.clone()));
-        assert_eq!(t.records(1, 1).unwrap(), (2, 0, Vec::new()));
-        assert_eq!(t.records(2, 5).unwrap(), (2, 0, Vec::new()));
-        assert!(t.records(3, 5).is_none());
-        assert_eq!(t.records_between(0, 2).unwrap(), both);
-        assert!(t.records_between(1, 3).is_none());
+        assert_eq!(t.records(0, 10).unwrap(), Some((2, 2, both.clone())));
+        assert_eq!(t.records(1, 1).unwrap(), Some((2, 0, Vec::new())));
+        assert_eq!(t.records(2, 5).unwrap(), Some((2, 0, Vec::new())));
+        assert!(t.records(3, 5).unwrap().is_none());
+        assert_eq!(t.records_between(0, 2).unwrap(), Some(both));
+        assert!(t.records_between(1, 3).unwrap().is_none());
+        assert_eq!(t.record(1).unwrap(), Some(bind(2)));
+        assert_eq!(t.record(2).unwrap(), None);
+    }
+
+    /// Past the first chunks (records on disk, lower levels recomputed):
+    /// every answer is the whole in-memory tree's.
+    #[test]
+    fn answers_below_the_chunks_equal_the_whole_trees() {
+        let records: Vec<Vec<u8>> = (0..300u32)
+            .map(|i| {
+                let mut r = LeafRecord::from_bytes(&bind(1)).unwrap();
+                r.id = Sha256::digest(i.to_be_bytes()).into();
+                r.to_bytes()
+            })
+            .collect();
+        let t = tree_with(records[..250].iter().cloned());
+        for r in &records[250..] {
+            t.push(r.clone());
+        }
+        let whole = mazu_log::MerkleTree::from_leaves(records.iter().map(|r| leaf_hash(r)));
+        for (index, size) in [(0, 300), (63, 64), (64, 65), (100, 257), (299, 300)] {
+            let (leaf, proof) = t.inclusion(index, size).unwrap();
+            assert_eq!(leaf, leaf_hash(&records[index as usize]));
+            assert_eq!(proof, whole.inclusion_proof(index, size).unwrap());
+        }
+        for (from, to) in [(1, 300), (64, 128), (100, 200), (257, 299)] {
+            let (r1, r2, proof) = t.consistency(from, to).unwrap();
+            assert_eq!(
+                (r1, r2),
+                (whole.root(from).unwrap(), whole.root(to).unwrap())
+            );
+            assert_eq!(proof, whole.consistency_proof(from, to).unwrap());
+        }
+        let (_, _, page) = t.records(120, 130).unwrap().unwrap();
+        assert_eq!(page, records[120..130].concat());
+        assert!(matches!(t.inclusion(300, 300), Err(TreeError::Proof(_))));
     }
 
     #[test]
     fn a_record_that_does_not_decode_drops_the_state_line() {
-        let t = Transparency::new(vec![bind(1)], "mazu-curator/test", &[1; 32]).unwrap();
+        let t = tree_with([bind(1)]);
         t.push(b"not a record".to_vec());
         let (_, note) = t.sign_latest().unwrap();
         let cp = CheckpointVerifier::parse(t.verifier_key())

@@ -52,6 +52,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod metrics;
 pub mod pop;
+pub mod records_file;
 pub mod recovery;
 pub mod register;
 pub mod registry;

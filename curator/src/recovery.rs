@@ -278,7 +278,7 @@ pub fn repair(data_dir: &Path, action: RepairAction) -> Result<String, RepairErr
     let log_path = data_dir.join(LOG_FILE);
     let mut out = String::new();
     let (len, context, scan) = crate::store::inspect(&log_path)?;
-    let valid = scan.offsets.len() as u64;
+    let valid = scan.frames.len();
     let _ = writeln!(out, "log:        {} ({len} bytes)", log_path.display());
     let _ = writeln!(out, "CRS digest: {}", hex::encode(context));
     let _ = writeln!(

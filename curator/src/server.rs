@@ -209,7 +209,7 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| crate::checkpoint::default_origin(&digest));
     let verifier = mazu_log::checkpoint::CheckpointSigner::new(&origin, &checkpoint_key)
-        .map_err(|e| ServerError::Replay(OpenError::Checkpoint(e)))?
+        .map_err(|e| ServerError::Replay(OpenError::Transparency(e.into())))?
         .verifier();
     let data_dir = config.data_dir.clone();
     let (store, report, evidence, stale) = blocking(move || {
@@ -333,6 +333,7 @@ pub async fn run(
         checkpoint_origin: config.checkpoint_origin.clone(),
         witness,
         acknowledged: Some(config.data_dir.join(crate::recovery::ACKNOWLEDGED_FILE)),
+        records_dir: Some(config.data_dir.clone()),
         lifecycle: Some(config.lifecycle),
         namespace_quota: config.namespace_quota,
         max_token_lifetime: config.max_token_lifetime,

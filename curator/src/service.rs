@@ -67,6 +67,11 @@ pub struct CuratorOptions {
     /// `DATA_DIR/acknowledged.checkpoint` (see [`crate::recovery`]). `None`:
     /// nothing recorded (tests, in-memory stores).
     pub acknowledged: Option<PathBuf>,
+    /// Where the leaf records are kept while the curator runs (an unlinked
+    /// file rebuilt from the log at every start, see
+    /// [`crate::records_file`]): the data directory. `None`: the system's
+    /// temporary directory (tests).
+    pub records_dir: Option<PathBuf>,
     /// The curator's own releases (reveal window, expiry); `None`: it never
     /// releases on its own (holders still can). Needs a Tokio runtime.
     pub lifecycle: Option<crate::lifecycle::LifecycleOptions>,
@@ -122,6 +127,7 @@ impl Default for CuratorOptions {
             checkpoint_origin: None,
             witness: WitnessMode::Insecure,
             acknowledged: None,
+            records_dir: None,
             lifecycle: None,
             namespace_quota: 0,
             max_token_lifetime: Duration::from_secs(48 * 3600),
@@ -170,9 +176,9 @@ pub enum OpenError {
     /// The writer thread could not be started.
     #[error("cannot start the log writer thread: {0}")]
     Thread(#[from] std::io::Error),
-    /// The checkpoint signer cannot be set up (invalid origin).
-    #[error("cannot set up checkpoint signing: {0}")]
-    Checkpoint(#[from] mazu_log::NoteError),
+    /// The Merkle tree and its records file cannot be set up.
+    #[error(transparent)]
+    Transparency(#[from] crate::checkpoint::TransparencyInitError),
 }
 
 /// A granted slot reservation.
@@ -462,7 +468,6 @@ impl Curator {
             .as_ref()
             .map(|o| Arc::new(Snapshots::new(o.path.clone(), o.every, snapshot_entries)));
 
-        let records = records_of(store.as_ref(), index)?;
         let origin = options
             .checkpoint_origin
             .clone()
@@ -472,7 +477,12 @@ impl Curator {
             rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut k);
             k
         });
-        let transparency = Arc::new(Transparency::new(records, &origin, &key)?);
+        let records_dir = options
+            .records_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        let transparency = Arc::new(Transparency::new(&origin, &key, &records_dir)?);
+        push_records_of(store.as_ref(), index, &transparency)?;
 
         let crs_binary = Bytes::from(crs.to_bytes());
         let crs_json = Bytes::from(serde_json::to_vec(&crs).map_err(std::io::Error::other)?);
@@ -611,7 +621,11 @@ impl Curator {
         let mut registry = self.core.write_registry();
         for (id, slot, spki_hash, token_expiry) in bindings {
             for body in [
-                RecordBody::Bind { slot, spki_hash },
+                RecordBody::Bind {
+                    slot,
+                    spki_hash,
+                    token_expiry,
+                },
                 RecordBody::Reveal { token_expiry },
             ] {
                 let record = LeafRecord {
@@ -947,7 +961,12 @@ impl Curator {
             let index = start + i as u64;
             // An entry appended but not yet in the tree is left for the next
             // page (the tree follows the store within one commit).
-            let Some(record) = self.core.transparency.record(index) else {
+            let Some(record) = self
+                .core
+                .transparency
+                .record(index)
+                .map_err(ApiError::internal)?
+            else {
                 break;
             };
             out.push((entry, record));
@@ -958,7 +977,12 @@ impl Curator {
     /// Records `start..min(end, size, start + 16384)` concatenated: (log
     /// size, count, bytes). `start > size` is `out_of_range`.
     pub fn records(&self, start: u64, end: u64) -> Result<(u64, u64, Vec<u8>), ApiError> {
-        self.core.transparency.records(start, end).ok_or_else(|| {
+        let records = self
+            .core
+            .transparency
+            .records(start, end)
+            .map_err(ApiError::internal)?;
+        records.ok_or_else(|| {
             ApiError::OutOfRange(format!(
                 "start {start} is beyond the log size {}",
                 self.core.transparency.size()
@@ -1102,8 +1126,12 @@ async fn witness_loop(
 }
 
 /// The canonical record bytes of the first `size` log entries.
-fn records_of(store: &dyn LogStore, size: u64) -> Result<Vec<Vec<u8>>, OpenError> {
-    let mut records = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+/// Adds the records of log entries `0..size` to the (empty) tree.
+fn push_records_of(
+    store: &dyn LogStore,
+    size: u64,
+    transparency: &Transparency,
+) -> Result<(), OpenError> {
     let mut index = 0u64;
     while index < size {
         let chunk = store.read_range(index, 256)?;
@@ -1120,11 +1148,15 @@ fn records_of(store: &dyn LogStore, size: u64) -> Result<Vec<Vec<u8>>, OpenError
                     index,
                     error: e.into(),
                 })?;
-            records.push(record.to_bytes());
+            transparency.push_batched(record.to_bytes());
             index += 1;
         }
     }
-    Ok(records)
+    // A batch the disk refused stays in memory (and is retried).
+    if let Err(e) = transparency.flush() {
+        tracing::warn!(error = %e, "cannot write the leaf records file; records kept in memory");
+    }
+    Ok(())
 }
 
 /// Replays the log entries from `start` on into `registry` with every check;

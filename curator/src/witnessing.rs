@@ -407,6 +407,7 @@ impl LogSource for crate::checkpoint::Transparency {
 
     fn records(&self, old: u64, new: u64) -> Result<Vec<u8>, String> {
         self.records_between(old, new)
+            .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("the log has no records {old}..{new}"))
     }
 }

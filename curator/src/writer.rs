@@ -114,7 +114,7 @@ pub(crate) fn already(core: &Core, index: u64) -> Result<Logged, ApiError> {
     let leaf_hash = core
         .transparency
         .leaf(index)
-        .ok_or_else(|| ApiError::internal(format!("logged entry {index} has no leaf")))?;
+        .map_err(|e| ApiError::internal(format!("logged entry {index} has no leaf: {e}")))?;
     Ok(Logged {
         index,
         leaf_hash,

@@ -46,6 +46,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod checkpoint;
+pub mod chunked;
 pub mod cosignature;
 pub mod evidence;
 pub mod frontier;

@@ -185,56 +185,117 @@ impl MerkleTree {
 
     /// MTH of leaves `[lo, hi)`, `lo < hi <= len`.
     fn subtree(&self, lo: u64, hi: u64) -> Hash {
-        let n = hi - lo;
-        if n.is_power_of_two() && lo.is_multiple_of(n) {
-            let k = n.trailing_zeros() as usize;
-            // Complete aligned subtrees are always stored.
-            if let Some(h) = self
-                .levels
-                .get(k)
-                .and_then(|l| l.get(usize::try_from(lo >> k).ok()?))
-            {
-                return *h;
-            }
-        }
-        let k = split(n);
-        node_hash(&self.subtree(lo, lo + k), &self.subtree(lo + k, hi))
+        into_ok(subtree(&mut &*self, lo, hi))
     }
 
     /// RFC 6962 PATH(m, D[lo:hi]).
     fn path(&self, m: u64, lo: u64, hi: u64, out: &mut Vec<Hash>) {
-        let n = hi - lo;
-        if n <= 1 {
-            return;
-        }
-        let k = split(n);
-        if m < k {
-            self.path(m, lo, lo + k, out);
-            out.push(self.subtree(lo + k, hi));
-        } else {
-            self.path(m - k, lo + k, hi, out);
-            out.push(self.subtree(lo, lo + k));
-        }
+        into_ok(path(&mut &*self, m, lo, hi, out));
     }
 
     /// RFC 6962 SUBPROOF(m, D[lo:hi], b).
     fn subproof(&self, m: u64, lo: u64, hi: u64, b: bool, out: &mut Vec<Hash>) {
-        let n = hi - lo;
-        if m == n {
-            if !b {
-                out.push(self.subtree(lo, hi));
-            }
-            return;
-        }
-        let k = split(n);
-        if m <= k {
-            self.subproof(m, lo, lo + k, b, out);
-            out.push(self.subtree(lo + k, hi));
-        } else {
-            self.subproof(m - k, lo + k, hi, false, out);
-            out.push(self.subtree(lo, lo + k));
-        }
+        into_ok(subproof(&mut &*self, m, lo, hi, b, out));
     }
+
+    /// The stored hash of the complete aligned subtree of `2^k` leaves from
+    /// `lo`, if it is within the tree.
+    pub(crate) fn stored(&self, lo: u64, k: u32) -> Option<Hash> {
+        let level = self.levels.get(usize::try_from(k).ok()?)?;
+        level.get(usize::try_from(lo >> k).ok()?).copied()
+    }
+}
+
+fn into_ok<T>(r: Result<T, core::convert::Infallible>) -> T {
+    match r {
+        Ok(t) => t,
+        Err(never) => match never {},
+    }
+}
+
+/// Where the RFC 6962 recursions below find the hashes of complete aligned
+/// subtrees: a whole [`MerkleTree`] holds them all, a
+/// [`ChunkedTree`](crate::chunked::ChunkedTree) the upper levels and
+/// recomputes the lower ones from leaves it fetches.
+pub(crate) trait Subtrees {
+    /// Why a hash could not be had.
+    type Error;
+    /// The hash of leaves `[lo, lo + 2^k)` (`lo` a multiple of `2^k`, the
+    /// range within the tree), or `None` to split it further.
+    fn complete(&mut self, lo: u64, k: u32) -> Result<Option<Hash>, Self::Error>;
+}
+
+impl Subtrees for &MerkleTree {
+    type Error = core::convert::Infallible;
+    fn complete(&mut self, lo: u64, k: u32) -> Result<Option<Hash>, Self::Error> {
+        Ok(self.stored(lo, k))
+    }
+}
+
+/// MTH of leaves `[lo, hi)`, `lo < hi <= len`.
+pub(crate) fn subtree<S: Subtrees>(s: &mut S, lo: u64, hi: u64) -> Result<Hash, S::Error> {
+    let n = hi - lo;
+    if n.is_power_of_two()
+        && lo.is_multiple_of(n)
+        && let Some(h) = s.complete(lo, n.trailing_zeros())?
+    {
+        return Ok(h);
+    }
+    let k = split(n);
+    Ok(node_hash(
+        &subtree(s, lo, lo + k)?,
+        &subtree(s, lo + k, hi)?,
+    ))
+}
+
+/// RFC 6962 PATH(m, D[lo:hi]).
+pub(crate) fn path<S: Subtrees>(
+    s: &mut S,
+    m: u64,
+    lo: u64,
+    hi: u64,
+    out: &mut Vec<Hash>,
+) -> Result<(), S::Error> {
+    let n = hi - lo;
+    if n <= 1 {
+        return Ok(());
+    }
+    let k = split(n);
+    if m < k {
+        path(s, m, lo, lo + k, out)?;
+        out.push(subtree(s, lo + k, hi)?);
+    } else {
+        path(s, m - k, lo + k, hi, out)?;
+        out.push(subtree(s, lo, lo + k)?);
+    }
+    Ok(())
+}
+
+/// RFC 6962 SUBPROOF(m, D[lo:hi], b).
+pub(crate) fn subproof<S: Subtrees>(
+    s: &mut S,
+    m: u64,
+    lo: u64,
+    hi: u64,
+    b: bool,
+    out: &mut Vec<Hash>,
+) -> Result<(), S::Error> {
+    let n = hi - lo;
+    if m == n {
+        if !b {
+            out.push(subtree(s, lo, hi)?);
+        }
+        return Ok(());
+    }
+    let k = split(n);
+    if m <= k {
+        subproof(s, m, lo, lo + k, b, out)?;
+        out.push(subtree(s, lo + k, hi)?);
+    } else {
+        subproof(s, m - k, lo + k, hi, false, out)?;
+        out.push(subtree(s, lo, lo + k)?);
+    }
+    Ok(())
 }
 
 /// The largest power of two strictly below `n` (`n >= 2`).

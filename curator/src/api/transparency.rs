@@ -6,7 +6,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use mazu_log::ProofError;
 use serde::Deserialize;
 
 use super::AppState;
@@ -14,6 +13,7 @@ use super::error::ApiError;
 use super::etag::{etag, if_none_match, not_modified};
 use super::extract::ApiQuery;
 use super::views::{ConsistencyProofJson, InclusionProofJson};
+use crate::checkpoint::TreeError;
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
@@ -25,8 +25,11 @@ fn text(body: String) -> Response {
     response
 }
 
-fn proof_error(e: ProofError) -> ApiError {
-    ApiError::InvalidParameter(e.to_string())
+fn proof_error(e: TreeError) -> ApiError {
+    match e {
+        TreeError::Proof(e) => ApiError::InvalidParameter(e.to_string()),
+        other => ApiError::internal(other),
+    }
 }
 
 /// `GET /v1/checkpoint`: the newest checkpoint with the witness quorum (C2SP

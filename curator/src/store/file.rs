@@ -48,8 +48,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 use std::time::Instant;
 
-use mazu_log::merkle::{Hash, MerkleTree};
+use mazu_log::Frontier;
+use mazu_log::merkle::Hash;
 
+use super::frame_index::FrameIndex;
 use super::{LogStore, StoreError};
 
 /// Magic bytes at the start of the file; the last byte is the format version.
@@ -120,7 +122,7 @@ pub struct FileLogStore {
     /// Serializes appends; holds the write handle and the end offset.
     writer: Mutex<Writer>,
     /// Start offset of every committed frame, readable while an append syncs.
-    offsets: RwLock<Vec<u64>>,
+    frames: RwLock<FrameIndex>,
     /// Read handle for positional reads (`pread` needs no lock).
     reader: File,
     /// Mirror of `Writer::poisoned`, readable without waiting for an fsync.
@@ -223,7 +225,7 @@ impl FileLogStore {
         let leaves_wanted = known.root.as_ref().map_or(0, |(n, _, _)| *n);
         let leaf = known.root.as_ref().map(|(_, _, f)| *f);
         let scan = scan_frames(&file, len, leaves_wanted, leaf)?;
-        let valid = scan.offsets.len() as u64;
+        let valid = scan.frames.len();
         // 1. The acknowledged prefix is all there.
         if valid < known.entries {
             let (offset, reason) = match &scan.damage {
@@ -251,13 +253,15 @@ impl FileLogStore {
         }
         // 2. It is the log the known root commits to.
         if let Some((size, root, _)) = &known.root {
-            let tree = MerkleTree::from_leaves(scan.leaves.iter().copied());
-            let found = tree.root(*size).map_err(|e| StoreError::RootMismatch {
-                path: display.clone(),
-                size: *size,
-                detail: e.to_string(),
-                source_desc: known.source.to_string(),
-            })?;
+            if scan.leaves.size() != *size {
+                return Err(StoreError::RootMismatch {
+                    path: display,
+                    size: *size,
+                    detail: format!("the log has {} entries", scan.leaves.size()),
+                    source_desc: known.source.to_string(),
+                });
+            }
+            let found = scan.leaves.root();
             if found != *root {
                 return Err(StoreError::RootMismatch {
                     path: display,
@@ -301,7 +305,7 @@ impl FileLogStore {
                 end,
                 poisoned: false,
             }),
-            offsets: RwLock::new(scan.offsets),
+            frames: RwLock::new(scan.frames),
             reader,
             poisoned: AtomicBool::new(false),
         };
@@ -320,12 +324,24 @@ impl FileLogStore {
         &self.path
     }
 
-    fn offsets(&self) -> std::sync::RwLockReadGuard<'_, Vec<u64>> {
-        // A panic while holding the lock cannot leave the vector inconsistent
+    fn frames(&self) -> std::sync::RwLockReadGuard<'_, FrameIndex> {
+        // A panic while holding the lock cannot leave the index inconsistent
         // (pushes are atomic from a reader's view), so ignore poisoning.
-        self.offsets
+        self.frames
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A frame the scan or an append verified and that no longer reads
+    /// back: the file changed under us.
+    fn changed(&self, offset: u64, index: u64, reason: &'static str) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.display().to_string(),
+            offset,
+            index,
+            reason,
+            trailing: 0,
+        }
     }
 }
 
@@ -370,63 +386,54 @@ impl LogStore for FileLogStore {
             return Err(StoreError::Io(err));
         }
         w.end = at + frame.len() as u64;
-        let mut offsets = self
-            .offsets
+        let mut frames = self
+            .frames
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        offsets.push(at);
-        Ok(offsets.len() as u64 - 1)
+        frames.push(at);
+        Ok(frames.len() - 1)
     }
 
     fn read_range(&self, start: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
-        // Copy the frame offsets we need, then read without holding the lock.
-        let wanted: Vec<u64> = {
-            let offsets = self.offsets();
-            let Ok(start) = usize::try_from(start) else {
+        // Find the nearest remembered frame, then read without the lock:
+        // frames below the length are complete on disk.
+        let (mark, mut at, stop) = {
+            let frames = self.frames();
+            let Some((mark, at)) = frames.mark_before(start) else {
                 return Ok(Vec::new());
             };
-            if start >= offsets.len() {
-                return Ok(Vec::new());
-            }
-            let stop = start.saturating_add(limit).min(offsets.len());
-            offsets[start..stop].to_vec()
+            let limit = u64::try_from(limit).unwrap_or(u64::MAX);
+            (mark, at, start.saturating_add(limit).min(frames.len()))
         };
-        let mut out = Vec::with_capacity(wanted.len());
-        for at in wanted {
+        let mut out = Vec::with_capacity(usize::try_from(stop - start).unwrap_or(0));
+        for index in mark..stop {
             let mut head = [0u8; FRAME_HEADER_LEN as usize];
             self.reader.read_exact_at(&mut head, at)?;
             let (len, crc) = split_frame_header(&head);
-            let mut payload = vec![0u8; len as usize];
-            self.reader
-                .read_exact_at(&mut payload, at + FRAME_HEADER_LEN)?;
-            if crc32c::crc32c(&payload) != crc {
-                // The frame verified when it was written or scanned: the file
-                // changed under us.
-                return Err(StoreError::Corrupt {
-                    path: self.path.display().to_string(),
-                    offset: at,
-                    index: start_index(&self.offsets(), at),
-                    reason: "checksum mismatch on read",
-                    trailing: 0,
-                });
+            if len == 0 || len as usize > MAX_ENTRY_LEN {
+                return Err(self.changed(at, index, "frame length out of range on read"));
             }
-            out.push(payload);
+            if index >= start {
+                let mut payload = vec![0u8; len as usize];
+                self.reader
+                    .read_exact_at(&mut payload, at + FRAME_HEADER_LEN)?;
+                if crc32c::crc32c(&payload) != crc {
+                    return Err(self.changed(at, index, "checksum mismatch on read"));
+                }
+                out.push(payload);
+            }
+            at += FRAME_HEADER_LEN + u64::from(len);
         }
         Ok(out)
     }
 
     fn len(&self) -> u64 {
-        self.offsets().len() as u64
+        self.frames().len()
     }
 
     fn is_poisoned(&self) -> bool {
         self.poisoned.load(Ordering::SeqCst)
     }
-}
-
-/// The index of the frame starting at `at`.
-fn start_index(offsets: &[u64], at: u64) -> u64 {
-    offsets.partition_point(|o| *o < at) as u64
 }
 
 fn split_frame_header(head: &[u8; FRAME_HEADER_LEN as usize]) -> (u32, u32) {
@@ -450,14 +457,14 @@ pub(crate) struct Damage {
 /// A read-only scan of the frames.
 #[derive(Debug)]
 pub(crate) struct Scan {
-    /// Start of every valid frame.
-    pub(crate) offsets: Vec<u64>,
+    /// Where the valid frames start (sparse).
+    pub(crate) frames: FrameIndex,
     /// End of the last valid frame.
     pub(crate) end: u64,
     /// The first invalid frame, if any.
     pub(crate) damage: Option<Damage>,
-    /// Leaf hashes of the first requested entries.
-    leaves: Vec<Hash>,
+    /// The Merkle frontier of the first requested entries' leaves.
+    leaves: Frontier,
     /// An entry whose leaf could not be computed: (offset, index, why).
     leaf_error: Option<(u64, u64, String)>,
 }
@@ -514,8 +521,8 @@ fn scan_frames(
 ) -> Result<Scan, StoreError> {
     let mut reader = BufReader::with_capacity(1 << 20, file);
     std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(HEADER_LEN))?;
-    let mut offsets = Vec::new();
-    let mut leaves = Vec::new();
+    let mut frames = FrameIndex::default();
+    let mut leaves = Frontier::new();
     let mut leaf_error = None;
     let mut pos = HEADER_LEN;
     let mut payload = Vec::new();
@@ -569,7 +576,7 @@ fn scan_frames(
                 torn: frame_end == len,
             });
         }
-        let index = offsets.len() as u64;
+        let index = frames.len();
         if index < leaves_wanted
             && leaf_error.is_none()
             && let Some(leaf) = leaf
@@ -579,11 +586,11 @@ fn scan_frames(
                 Err(e) => leaf_error = Some((pos, index, e)),
             }
         }
-        offsets.push(pos);
+        frames.push(pos);
         pos = frame_end;
     };
     Ok(Scan {
-        offsets,
+        frames,
         end: pos,
         damage,
         leaves,
@@ -637,6 +644,42 @@ mod tests {
             vec![b"one".to_vec(), b"two!".to_vec()]
         );
         assert_eq!(store.append(b"four").unwrap(), 3);
+    }
+
+    /// Only every 64th frame's offset is kept: reads starting anywhere,
+    /// across marks, before and after a reopen, return the right entries;
+    /// a frame changed under the store is reported with its index.
+    #[test]
+    fn reads_from_any_index_with_sparse_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let entry = |i: usize| vec![i as u8; 1 + i % 97];
+        let (store, _) = open(&path);
+        for i in 0..300 {
+            store.append(&entry(i)).unwrap();
+        }
+        let check = |store: &FileLogStore| {
+            for (start, limit) in [(0, 1), (63, 2), (64, 1), (65, 70), (127, 200), (299, 5)] {
+                let want: Vec<Vec<u8>> = (start..(start + limit).min(300)).map(entry).collect();
+                assert_eq!(store.read_range(start as u64, limit).unwrap(), want);
+            }
+            assert!(store.read_range(300, 1).unwrap().is_empty());
+            assert_eq!(store.len(), 300);
+        };
+        check(&store);
+        drop(store);
+        let (store, report) = open(&path);
+        assert_eq!(report.entries, 300);
+        check(&store);
+        // Entry 70 (frame header 8 + payload 71 bytes after 70 frames).
+        let at = HEADER_LEN + (0..70).map(|i| 8 + entry(i).len() as u64).sum::<u64>();
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&[0xff], at + 8).unwrap();
+        assert!(matches!(
+            store.read_range(70, 1),
+            Err(StoreError::Corrupt { index: 70, .. })
+        ));
+        assert_eq!(store.read_range(69, 1).unwrap(), vec![entry(69)]);
     }
 
     #[test]
@@ -771,7 +814,7 @@ mod tests {
     }
 
     fn root_of(entries: &[&[u8]]) -> Hash {
-        let tree = MerkleTree::from_leaves(entries.iter().map(|e| leaf(e).unwrap()));
+        let tree = mazu_log::MerkleTree::from_leaves(entries.iter().map(|e| leaf(e).unwrap()));
         tree.root(entries.len() as u64).unwrap()
     }
 

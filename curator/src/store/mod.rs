@@ -11,6 +11,7 @@
 //! `spawn_blocking`, never directly on the async executor.
 
 mod file;
+mod frame_index;
 mod memory;
 
 pub use file::{FILE_MAGIC, FileLogStore, Known, LeafFn, MAX_ENTRY_LEN, OpenReport};
