@@ -17,7 +17,6 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::api::error::ApiError;
 use crate::checkpoint::Transparency;
-use crate::entry::LogEntry;
 use crate::metrics::Metrics;
 use crate::register::{self, BindingRequest, PreparedBind, RevealRequest};
 use crate::registry::{ApplyError, Registry, ReplayEntry};
@@ -26,6 +25,7 @@ use crate::snapshot::{self, Snapshots};
 use crate::store::{LogStore, StoreError};
 use crate::witnessing::{WitnessedLog, Witnessing};
 use crate::writer::{self, Job, Logged, Work};
+use mazu_log::LeafRecord;
 
 /// Unix time in seconds.
 pub fn now_unix() -> u64 {
@@ -428,13 +428,33 @@ impl Curator {
         options: &CuratorOptions,
     ) -> Result<(Self, ReplayReport), OpenError> {
         let started = Instant::now();
+        let origin = options
+            .checkpoint_origin
+            .clone()
+            .unwrap_or_else(|| crate::checkpoint::default_origin(&crs.digest()));
+        let key = options.checkpoint_key.unwrap_or_else(|| {
+            let mut k = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut k);
+            k
+        });
+        let records_dir = options
+            .records_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        let new_tree = || Transparency::new(&origin, &key, &records_dir);
+        // The tree is built from the records the snapshot check and the
+        // replay derive anyway: one pass over the log.
+        let mut transparency = new_tree()?;
         let mut snapshot_refused = None;
         let mut registry = None;
         if let Some(opts) = &options.snapshot {
-            match snapshot::load(&opts.path, &crs, store.as_ref()) {
+            let mut sink = |record: &LeafRecord| transparency.push_batched(record.to_bytes());
+            match snapshot::load(&opts.path, &crs, store.as_ref(), &mut sink) {
                 Ok(Some(restored)) => registry = Some(restored),
                 Ok(None) => {}
                 Err(e) => {
+                    // What the refused snapshot's check added goes too.
+                    transparency = new_tree()?;
                     tracing::warn!(
                         path = %opts.path.display(),
                         reason = %e,
@@ -449,7 +469,13 @@ impl Curator {
         let snapshot_entries = registry.as_ref().map_or(0, Registry::size);
         let mut registry = registry.unwrap_or_else(|| Registry::new(crs.clone()));
         let replay_started = Instant::now();
-        let index = replay_from(&mut registry, &store, snapshot_entries)?;
+        let index = replay_from(&mut registry, &store, snapshot_entries, &mut |record| {
+            transparency.push_batched(record.to_bytes());
+        })?;
+        // A batch the disk refused stays in memory (and is retried).
+        if let Err(e) = transparency.flush() {
+            tracing::warn!(error = %e, "cannot write the leaf records file; records kept in memory");
+        }
         let report = ReplayReport {
             entries: index,
             elapsed: started.elapsed(),
@@ -468,21 +494,7 @@ impl Curator {
             .as_ref()
             .map(|o| Arc::new(Snapshots::new(o.path.clone(), o.every, snapshot_entries)));
 
-        let origin = options
-            .checkpoint_origin
-            .clone()
-            .unwrap_or_else(|| crate::checkpoint::default_origin(&crs.digest()));
-        let key = options.checkpoint_key.unwrap_or_else(|| {
-            let mut k = [0u8; 32];
-            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut k);
-            k
-        });
-        let records_dir = options
-            .records_dir
-            .clone()
-            .unwrap_or_else(std::env::temp_dir);
-        let transparency = Arc::new(Transparency::new(&origin, &key, &records_dir)?);
-        push_records_of(store.as_ref(), index, &transparency)?;
+        let transparency = Arc::new(transparency);
 
         let crs_binary = Bytes::from(crs.to_bytes());
         let crs_json = Bytes::from(serde_json::to_vec(&crs).map_err(std::io::Error::other)?);
@@ -1126,45 +1138,14 @@ async fn witness_loop(
 }
 
 /// The canonical record bytes of the first `size` log entries.
-/// Adds the records of log entries `0..size` to the (empty) tree.
-fn push_records_of(
-    store: &dyn LogStore,
-    size: u64,
-    transparency: &Transparency,
-) -> Result<(), OpenError> {
-    let mut index = 0u64;
-    while index < size {
-        let chunk = store.read_range(index, 256)?;
-        if chunk.is_empty() {
-            break;
-        }
-        for bytes in chunk
-            .iter()
-            .take(usize::try_from(size - index).unwrap_or(usize::MAX))
-        {
-            let record = LogEntry::from_bytes(bytes)
-                .and_then(|entry| entry.record(bytes))
-                .map_err(|e| OpenError::Replay {
-                    index,
-                    error: e.into(),
-                })?;
-            transparency.push_batched(record.to_bytes());
-            index += 1;
-        }
-    }
-    // A batch the disk refused stays in memory (and is retried).
-    if let Err(e) = transparency.flush() {
-        tracing::warn!(error = %e, "cannot write the leaf records file; records kept in memory");
-    }
-    Ok(())
-}
-
-/// Replays the log entries from `start` on into `registry` with every check;
-/// returns the log size replayed to.
+/// Replays the log entries from `start` on into `registry` with every check,
+/// giving `records` each one's leaf record in log order; returns the log
+/// size replayed to.
 fn replay_from(
     registry: &mut Registry,
     store: &Arc<dyn LogStore>,
     start: u64,
+    records: &mut dyn FnMut(&LeafRecord),
 ) -> Result<u64, OpenError> {
     let total = store.len();
     // Decoding a bind (every point subgroup-checked) costs about as much as
@@ -1198,9 +1179,11 @@ fn replay_from(
         let mut applied = start;
         for item in rx {
             let (index, decoded) = item?;
+            let record = decoded.record;
             registry
                 .replay(decoded, |bind_index| read_entry(store.as_ref(), bind_index))
                 .map_err(|error| OpenError::Replay { index, error })?;
+            records(&record);
             applied = index + 1;
             if applied.is_multiple_of(1000) {
                 tracing::info!(replayed = applied, total, "replaying the log");

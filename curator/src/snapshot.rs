@@ -47,6 +47,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use mazu_log::LeafRecord;
 use mazu_rbe::{Crs, RegistryState, SnapshotError, SnapshotRestore};
 use sha2::{Digest, Sha256};
 
@@ -174,17 +175,23 @@ fn parse<'a>(bytes: &'a [u8], crs_digest: &[u8; 32]) -> Result<(u64, &'a [u8]), 
 /// Loads the snapshot at `path` (`Ok(None)` if there is none) and checks it
 /// against the first entries of `store` (see the module docs). Returns the
 /// state after the covered entries.
+///
+/// `records` is called with the leaf record of every covered entry, in log
+/// order, as the prefix is checked (the Merkle tree is built from them
+/// without another pass over the log); if the snapshot is refused, what it
+/// was given is to be discarded.
 pub fn load(
     path: &Path,
     crs: &Crs,
     store: &dyn LogStore,
+    records: &mut dyn FnMut(&LeafRecord),
 ) -> Result<Option<Registry>, SnapshotLoadError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    restore(&bytes, crs, store).map(Some)
+    restore(&bytes, crs, store, records).map(Some)
 }
 
 /// How many log entries the snapshot at `path` covers, if it is an intact
@@ -224,6 +231,7 @@ pub fn restore(
     bytes: &[u8],
     crs: &Crs,
     store: &dyn LogStore,
+    records: &mut dyn FnMut(&LeafRecord),
 ) -> Result<Registry, SnapshotLoadError> {
     let (covers, image) = parse(bytes, &crs.digest())?;
     let log_len = store.len();
@@ -295,6 +303,7 @@ pub fn restore(
             registry
                 .apply_identity(&entry, &record)
                 .map_err(|e| entry_error(e.to_string()))?;
+            records(&record);
             index += 1;
         }
     }

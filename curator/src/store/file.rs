@@ -646,7 +646,7 @@ mod tests {
         assert_eq!(store.append(b"four").unwrap(), 3);
     }
 
-    /// Only every 64th frame's offset is kept: reads starting anywhere,
+    /// Only every 16th frame's offset is kept: reads starting anywhere,
     /// across marks, before and after a reopen, return the right entries;
     /// a frame changed under the store is reported with its index.
     #[test]

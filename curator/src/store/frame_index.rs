@@ -1,10 +1,10 @@
 //! Where the log's frames start, kept sparse so that memory does not follow
-//! the history: one offset per [`MARK_EVERY`] frames (0.125 bytes per
+//! the history: one offset per [`MARK_EVERY`] frames (0.5 bytes per
 //! entry instead of 8). A read walks the frame headers from the nearest
 //! mark, at most `MARK_EVERY - 1` of them.
 
 /// Frames per remembered offset.
-pub(crate) const MARK_EVERY: u64 = 64;
+pub(crate) const MARK_EVERY: u64 = 16;
 
 /// The number of frames and the offset of every [`MARK_EVERY`]-th one.
 #[derive(Clone, Debug, Default)]
@@ -45,7 +45,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn marks_every_64th_frame() {
+    fn marks_every_16th_frame() {
         let mut index = FrameIndex::default();
         assert_eq!(index.mark_before(0), None);
         for i in 0..200u64 {
@@ -53,10 +53,10 @@ mod tests {
         }
         assert_eq!(index.len(), 200);
         assert_eq!(index.mark_before(0), Some((0, 1000)));
-        assert_eq!(index.mark_before(63), Some((0, 1000)));
-        assert_eq!(index.mark_before(64), Some((64, 1640)));
+        assert_eq!(index.mark_before(15), Some((0, 1000)));
+        assert_eq!(index.mark_before(16), Some((16, 1160)));
         assert_eq!(index.mark_before(199), Some((192, 2920)));
         assert_eq!(index.mark_before(200), None);
-        assert_eq!(index.marks.len(), 4);
+        assert_eq!(index.marks.len(), 13);
     }
 }
