@@ -4,7 +4,7 @@
 //! ```sh
 //! cargo bench -p mazu-curator --bench history            # full run
 //! cargo test  -p mazu-curator --bench history            # quick run (CI)
-//! MAZU_BENCH_CURATOR=/path/to/mazu-curator cargo bench -p mazu-curator --bench history
+//! MAZU_BENCH_BASELINE=/path/to/older/mazu-curator cargo bench -p mazu-curator --bench history
 //! ```
 //!
 //! For each history length H the bench writes a real log (the documented
@@ -18,8 +18,9 @@
 //! set once ready (`VmRSS`) and its peak (`VmHWM`), and, between the
 //! shortest and the longest history (same L, same capacity, same run), the
 //! growth per historical registration: the baseline is the shortest run.
-//! `MAZU_BENCH_CURATOR` runs another build of the binary on the same logs
-//! (e.g. an older commit's, for a before/after comparison).
+//! `MAZU_BENCH_BASELINE` names another build of the binary (e.g. an older
+//! commit's) that is run on copies of the same logs in the same run, each
+//! history length in turn, for a before/after comparison.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark harness")]
 
@@ -44,8 +45,9 @@ struct Shape {
     histories: Vec<u64>,
 }
 
-/// What one history length measured.
+/// What one binary measured at one history length.
 struct Point {
+    binary: &'static str,
     history: u64,
     entries: u64,
     log_bytes: u64,
@@ -62,7 +64,7 @@ fn main() {
         Shape {
             capacity: 256,
             live: 200,
-            histories: vec![2_000, 20_000, 60_000],
+            histories: vec![2_000, 20_000],
         }
     } else {
         Shape {
@@ -71,29 +73,53 @@ fn main() {
             histories: vec![50, 200],
         }
     };
-    let bin = std::env::var_os("MAZU_BENCH_CURATOR").map_or_else(
-        || PathBuf::from(env!("CARGO_BIN_EXE_mazu-curator")),
-        PathBuf::from,
-    );
+    let mut binaries = vec![("this", PathBuf::from(env!("CARGO_BIN_EXE_mazu-curator")))];
+    if let Some(baseline) = std::env::var_os("MAZU_BENCH_BASELINE") {
+        binaries.push(("baseline", PathBuf::from(baseline)));
+    }
     eprintln!(
-        "curator history bench ({}): {}, capacity {}, {} live",
+        "curator history bench ({}): capacity {}, {} live, binaries {:?}",
         if full { "full" } else { "quick" },
-        bin.display(),
         shape.capacity,
-        shape.live
+        shape.live,
+        binaries
     );
     let mut points = Vec::new();
     for history in &shape.histories {
         let dir = tempfile::tempdir().unwrap();
-        points.push(measure(&bin, dir.path(), &shape, *history));
+        let template = dir.path().join("template");
+        let entries = prepare(&template, &shape, *history);
+        for (name, bin) in &binaries {
+            let run_dir = dir.path().join(name);
+            copy_dir(&template, &run_dir);
+            points.push(measure(name, bin, &run_dir, &shape, *history, entries));
+        }
     }
-    report(&shape, &points);
-    let (first, last) = (&points[0], &points[points.len() - 1]);
-    // Sanity, not speed: both runs served the same registry.
-    assert!(last.entries > first.entries);
+    for (name, _) in &binaries {
+        let mine: Vec<&Point> = points.iter().filter(|p| p.binary == *name).collect();
+        report(name, &shape, &mine);
+    }
+    if binaries.len() > 1 {
+        compare(&points);
+    }
 }
 
-fn measure(bin: &Path, dir: &Path, shape: &Shape, history: u64) -> Point {
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Writes the CRS, issuer, checkpoint key and log of one history length
+/// into `dir`; returns the number of log entries.
+fn prepare(dir: &Path, shape: &Shape, history: u64) -> u64 {
     let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
     let mut rng = rand::rngs::OsRng;
@@ -102,9 +128,7 @@ fn measure(bin: &Path, dir: &Path, shape: &Shape, history: u64) -> Point {
     let issuer = DevIssuer::generate(Algorithm::Es256, DEFAULT_ISSUER_URL, &mut rng).unwrap();
     let jwks = dir.join("jwks.json");
     std::fs::write(&jwks, issuer.jwks_json()).unwrap();
-    let key = dir.join("checkpoint.key");
-    std::fs::write(&key, hex::encode([7u8; 32])).unwrap();
-
+    std::fs::write(dir.join("checkpoint.key"), hex::encode([7u8; 32])).unwrap();
     let started = Instant::now();
     let entries = write_log(&data, &crs, &issuer, shape, history);
     let log_bytes = std::fs::metadata(data.join("registrations.log"))
@@ -115,6 +139,23 @@ fn measure(bin: &Path, dir: &Path, shape: &Shape, history: u64) -> Point {
         log_bytes as f64 / 1e6,
         started.elapsed().as_secs_f64()
     );
+    entries
+}
+
+fn measure(
+    binary: &'static str,
+    bin: &Path,
+    dir: &Path,
+    shape: &Shape,
+    history: u64,
+    entries: u64,
+) -> Point {
+    let data = dir.join("data");
+    let log_bytes = std::fs::metadata(data.join("registrations.log"))
+        .unwrap()
+        .len();
+    let jwks = dir.join("jwks.json");
+    let key = dir.join("checkpoint.key");
     let args = vec![
         "--data-dir".to_owned(),
         data.display().to_string(),
@@ -150,7 +191,11 @@ fn measure(bin: &Path, dir: &Path, shape: &Shape, history: u64) -> Point {
     let rss_kib = second.status("VmRSS:");
     let peak_kib = second.status("VmHWM:");
     second.stop();
+    eprintln!(
+        "  H={history} {binary}: full replay {full_ms} ms, from the snapshot {snapshot_ms} ms, RSS {rss_kib} KiB"
+    );
     Point {
+        binary,
         history,
         entries,
         log_bytes,
@@ -372,9 +417,9 @@ fn strip_ansi(text: &str) -> String {
     out
 }
 
-fn report(shape: &Shape, points: &[Point]) {
+fn report(binary: &str, shape: &Shape, points: &[&Point]) {
     println!(
-        "\n### Curator memory and start-up against history (capacity {}, {} live)\n",
+        "\n### Curator memory and start-up against history: {binary} binary (capacity {}, {} live)\n",
         shape.capacity, shape.live
     );
     println!(
@@ -394,7 +439,7 @@ fn report(shape: &Shape, points: &[Point]) {
             p.peak_kib
         );
     }
-    let (a, b) = (&points[0], &points[points.len() - 1]);
+    let (a, b) = (points[0], points[points.len() - 1]);
     let more = (b.history - a.history) as f64;
     let per = |x: u64, y: u64| (y as f64 - x as f64) * 1024.0 / more;
     println!(
@@ -413,4 +458,32 @@ fn report(shape: &Shape, points: &[Point]) {
         b.snapshot_ms.max(1) as f64 / a.snapshot_ms.max(1) as f64,
         b.full_ms.max(1) as f64 / a.full_ms.max(1) as f64,
     );
+}
+
+/// This binary against the baseline, at each history length.
+fn compare(points: &[Point]) {
+    println!(
+        "\n| historical registrations | RSS from the snapshot, this / baseline | RSS after the full replay | peak RSS | start-up from the snapshot | full replay |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let ratio = |a: u64, b: u64| a.max(1) as f64 / b.max(1) as f64;
+    for this in points.iter().filter(|p| p.binary == "this") {
+        let Some(base) = points
+            .iter()
+            .find(|p| p.binary == "baseline" && p.history == this.history)
+        else {
+            continue;
+        };
+        println!(
+            "| {} | {:.2}x ({} / {} KiB) | {:.2}x | {:.2}x | {:.2}x | {:.2}x |",
+            this.history,
+            ratio(this.rss_kib, base.rss_kib),
+            this.rss_kib,
+            base.rss_kib,
+            ratio(this.full_rss_kib, base.full_rss_kib),
+            ratio(this.peak_kib, base.peak_kib),
+            ratio(this.snapshot_ms, base.snapshot_ms),
+            ratio(this.full_ms, base.full_ms),
+        );
+    }
 }

@@ -289,14 +289,16 @@ impl Transparency {
         Ok(leaves.tree.leaf(index, |a, b| leaves.leaf_hashes(a, b))?)
     }
 
-    /// The record bytes of entry `index`.
-    pub fn record(&self, index: u64) -> Result<Option<Vec<u8>>, TreeError> {
+    /// The records of entries `start..min(end, size)`, each on its own
+    /// (none if `start >= size`).
+    pub fn records_each(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, TreeError> {
         let leaves = self.read();
-        let Some(end) = index.checked_add(1) else {
-            return Ok(None);
-        };
-        let read = leaves.records.read(index, end).map_err(records_error)?;
-        Ok(read.and_then(|mut r| r.pop()))
+        let end = end.min(leaves.records.len());
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let read = leaves.records.read(start, end).map_err(records_error)?;
+        Ok(read.unwrap_or_default())
     }
 
     /// Records `start..min(end, size, start + MAX_RECORDS_PAGE)`
@@ -435,8 +437,8 @@ mod tests {
         assert!(t.records(3, 5).unwrap().is_none());
         assert_eq!(t.records_between(0, 2).unwrap(), Some(both));
         assert!(t.records_between(1, 3).unwrap().is_none());
-        assert_eq!(t.record(1).unwrap(), Some(bind(2)));
-        assert_eq!(t.record(2).unwrap(), None);
+        assert_eq!(t.records_each(1, 5).unwrap(), vec![bind(2)]);
+        assert!(t.records_each(2, 5).unwrap().is_empty());
     }
 
     /// Past the first chunks (records on disk, lower levels recomputed):

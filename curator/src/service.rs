@@ -11,6 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use mazu_identity::{TrustConfig, WorkloadId};
+use mazu_log::LeafRecord;
 use mazu_rbe::{Crs, MembershipProof, Opening};
 use sha2::Digest as _;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -25,7 +26,6 @@ use crate::snapshot::{self, Snapshots};
 use crate::store::{LogStore, StoreError};
 use crate::witnessing::{WitnessedLog, Witnessing};
 use crate::writer::{self, Job, Logged, Work};
-use mazu_log::LeafRecord;
 
 /// Unix time in seconds.
 pub fn now_unix() -> u64 {
@@ -963,43 +963,39 @@ impl Curator {
         limit: usize,
     ) -> Result<(u64, Vec<(Vec<u8>, Vec<u8>)>), ApiError> {
         let store = self.core.store.clone();
-        let size = self.core.transparency.size();
-        let entries = tokio::task::spawn_blocking(move || store.read_range(start, limit))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?;
-        let mut out = Vec::with_capacity(entries.len());
-        for (i, entry) in entries.into_iter().enumerate() {
-            let index = start + i as u64;
+        let transparency = self.core.transparency.clone();
+        let size = transparency.size();
+        tokio::task::spawn_blocking(move || {
+            let entries = store.read_range(start, limit).map_err(ApiError::internal)?;
+            let end = start.saturating_add(entries.len() as u64);
             // An entry appended but not yet in the tree is left for the next
             // page (the tree follows the store within one commit).
-            let Some(record) = self
-                .core
-                .transparency
-                .record(index)
-                .map_err(ApiError::internal)?
-            else {
-                break;
-            };
-            out.push((entry, record));
-        }
-        Ok((size, out))
+            let records = transparency
+                .records_each(start, end)
+                .map_err(ApiError::internal)?;
+            Ok((size, entries.into_iter().zip(records).collect()))
+        })
+        .await
+        .map_err(ApiError::internal)?
     }
 
     /// Records `start..min(end, size, start + 16384)` concatenated: (log
     /// size, count, bytes). `start > size` is `out_of_range`.
-    pub fn records(&self, start: u64, end: u64) -> Result<(u64, u64, Vec<u8>), ApiError> {
-        let records = self
-            .core
-            .transparency
-            .records(start, end)
-            .map_err(ApiError::internal)?;
-        records.ok_or_else(|| {
-            ApiError::OutOfRange(format!(
-                "start {start} is beyond the log size {}",
-                self.core.transparency.size()
-            ))
+    pub async fn records(&self, start: u64, end: u64) -> Result<(u64, u64, Vec<u8>), ApiError> {
+        let transparency = self.core.transparency.clone();
+        tokio::task::spawn_blocking(move || {
+            let records = transparency
+                .records(start, end)
+                .map_err(ApiError::internal)?;
+            records.ok_or_else(|| {
+                ApiError::OutOfRange(format!(
+                    "start {start} is beyond the log size {}",
+                    transparency.size()
+                ))
+            })
         })
+        .await
+        .map_err(ApiError::internal)?
     }
 
     /// Replaces the token policy (a JWKS refresh). Requests already past the

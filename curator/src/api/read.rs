@@ -240,7 +240,7 @@ pub(super) async fn records(
             "end {end} is below start {start}"
         )));
     }
-    let (size, _, bytes) = state.curator()?.records(start, end)?;
+    let (size, _, bytes) = state.curator()?.records(start, end).await?;
     let mut response = Bytes::from(bytes).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM));
