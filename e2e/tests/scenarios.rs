@@ -1214,3 +1214,94 @@ fn s24_the_handshake_validator_admits_only_the_destinations_own_identity() {
     let log = frontend.envoy_log();
     assert!(log.contains("wrong_server"), "{log}");
 }
+
+/// s13's lying curator against the handshake validator. The curator shows
+/// a log in which checkout's id holds its own key: signed by it alone, then
+/// as records under the honest witnessed checkpoint. Every agent refuses it
+/// and keeps writing the registry it verified, so the attacker's checkout
+/// certificate passes no handshake: not as a client of frontend, and not as
+/// the server frontend calls for checkout (it receives no byte).
+#[test]
+fn s25_a_lying_curator_cannot_get_a_rebound_key_past_the_handshake_validator() {
+    let mut mesh = LocalMesh::start(MeshOptions {
+        lying_curator: true,
+        handshake_validator: true,
+        istio_san_matchers: true,
+        ..MeshOptions::default()
+    })
+    .expect("the mesh starts behind a lying curator, with the validator");
+    assert!(mesh.call("frontend", "checkout").unwrap().is_allowed());
+    let victim = id_bytes(&mesh.service("checkout").unwrap().registered_id().unwrap());
+    let forged = attackers_checkout(&mesh);
+    let as_client = |mesh: &LocalMesh| {
+        let verdict = mesh
+            .connect_as("frontend", Some((&forged.cert_pem, &forged.key_pem)))
+            .unwrap();
+        assert!(
+            matches!(&verdict, Verdict::Denied { by, .. } if by == "tls"),
+            "expected a refusal in the handshake, got {verdict:?}"
+        );
+    };
+    as_client(&mesh);
+
+    // The agent refuses a checkpoint it polls as `refusing the curator's
+    // checkpoint`; records that miss the checkpoint of its own new binding
+    // stop that registration (retried, never followed).
+    let agent_refusals = |mesh: &LocalMesh| {
+        let log = mesh.service("frontend").unwrap().agent_log();
+        log.matches("refusing the curator's checkpoint").count()
+            + log
+                .matches("do not give its signed checkpoint's root")
+                .count()
+    };
+    for (lie, needs_new_entries) in [
+        (
+            mazu_e2e::liar::Lie::Rebind {
+                victim: Some(victim),
+                sign_own_checkpoint: true,
+            },
+            // The agent asks for the checkpoint with its size as the ETag:
+            // the lie shows once the log grows.
+            true,
+        ),
+        (
+            mazu_e2e::liar::Lie::Rebind {
+                victim: None,
+                sign_own_checkpoint: false,
+            },
+            true,
+        ),
+    ] {
+        mesh.liar().unwrap().set(lie);
+        let refused_before = agent_refusals(&mesh);
+        if needs_new_entries {
+            // New entries make the agents fetch records.
+            mesh.rotate_token("frontend").unwrap();
+        }
+        wait_for(
+            Duration::from_secs(30),
+            "frontend's agent to refuse the curator's checkpoint",
+            || agent_refusals(&mesh) > refused_before,
+        );
+        assert!(mesh.liar().unwrap().journal().altered_answers > 0);
+        as_client(&mesh);
+    }
+    let log = mesh.service("frontend").unwrap().envoy_log();
+    assert!(
+        log.contains("key_mismatch"),
+        "no key_mismatch refusal:\n{log}"
+    );
+
+    // The attacker answers for checkout: frontend's validator refuses it.
+    let checkout_port = mesh.service("checkout").unwrap().inbound_port;
+    mesh.kill_envoy("checkout").unwrap();
+    let frontend = mesh.service("frontend").unwrap();
+    assert_impostor_gets_nothing(
+        &mesh,
+        frontend,
+        checkout_port,
+        "checkout's token under the curator's key",
+        &forged.cert_pem,
+        &forged.key_pem,
+    );
+}
