@@ -771,20 +771,24 @@ impl Agent {
 
     /// Verifies the checkpoint of a bind or reveal answer (curator
     /// signature, witness quorum), follows the log through the persisted
-    /// checkpoint and it, and remembers it. Any refusal ends the attempt.
+    /// checkpoint and it, and remembers it. Any refusal ends the attempt;
+    /// a checkpoint or records that do not verify are recorded and reported
+    /// as a refusal with their evidence, as a polled checkpoint is.
     async fn follow_answer(&mut self, answer: &LoggedJson) -> Result<Checkpoint, Outcome> {
         let (verifier, trust) = self
             .checkpoints
             .verifier(&self.client)
             .await
             .map_err(Outcome::Retry)?;
-        let offered = crate::follow::verify_witnessed(
+        let offered = match crate::follow::verify_witnessed(
             &verifier,
             trust,
             self.log.policy(),
             &answer.checkpoint,
-        )
-        .map_err(|e| Outcome::Retry(e.into()))?;
+        ) {
+            Ok(offered) => offered,
+            Err(error) => return Err(self.refuse_answer(error, None, &answer.checkpoint)),
+        };
         if offered.size <= answer.index {
             return Err(Outcome::Retry(
                 CheckpointError::OwnEntryMissing {
@@ -799,13 +803,32 @@ impl Agent {
         }
         let mut points = vec![(offered.size, offered.root)];
         points.extend(self.checkpoints.accepted());
-        self.log
-            .advance(&self.client, &points)
-            .await
-            .map_err(Outcome::Retry)?;
+        match self.log.advance(&self.client, &points).await {
+            Ok(()) => {}
+            Err(Error::Checkpoint(error)) => {
+                return Err(self.refuse_answer(error, Some(offered.size), &answer.checkpoint));
+            }
+            Err(e) => return Err(Outcome::Retry(e)),
+        }
         self.checkpoints
             .accept_followed(&offered, &answer.checkpoint)?;
         Ok(offered)
+    }
+
+    /// Records and reports the refusal of the checkpoint `note` a bind or
+    /// reveal answer carried; the attempt is retried with backoff.
+    fn refuse_answer(&mut self, error: CheckpointError, size: Option<u64>, note: &str) -> Outcome {
+        match self
+            .checkpoints
+            .record_refusal(error, size, Some(note.to_owned()))
+        {
+            Ok(refusal) => {
+                self.report_refusal(&refusal);
+                self.write_status();
+                Outcome::Retry(refusal.error.into())
+            }
+            Err(e) => Outcome::Retry(e.into()),
+        }
     }
 
     /// Whether the first binding of the id in the followed log is this

@@ -276,6 +276,11 @@ fn records_that_do_not_give_the_witnessed_root_are_refused() {
     let flags = agent_flags(&curator, &witnesses.agent_args(), 1);
     let mut agent = start_agent(&format!("http://127.0.0.1:{}", proxy.port), &files, &flags);
     agent.wait_log(WAIT, "do not give its signed checkpoint's root");
+    // Refused like a polled checkpoint: with its kind and the offered note.
+    agent.wait_log(WAIT, "refusing the curator's checkpoint");
+    let log = agent.log();
+    assert!(log.contains("kind=\"records_mismatch\""), "{log}");
+    assert!(log.contains("offered_checkpoint=Some("), "{log}");
     std::thread::sleep(Duration::from_millis(1000));
     assert!(agent.running());
     assert!(!revealed(curator.port, &id_of(&token)), "{}", agent.log());
