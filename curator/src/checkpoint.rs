@@ -9,10 +9,12 @@
 //! and not the history, the records live in a derived file on disk
 //! ([`crate::records_file`]) and the tree keeps only its levels above
 //! chunks of 64 leaves in memory (`mazu_log::chunked::ChunkedTree`),
-//! recomputing a chunk from its records when a proof reaches below. Checkpoints are C2SP
-//! signed notes by the **checkpoint key**, an Ed25519 key that grants no
-//! identity power: nothing in Mazu accepts a workload because of it; it only
-//! makes the curator accountable (two checkpoints it signed that are not
+//! recomputing a chunk from its records when a proof reaches below; records
+//! read back are checked against the tree before they are served or used.
+//!
+//! Checkpoints are C2SP signed notes by the **checkpoint key**, an Ed25519
+//! key that grants no identity power: nothing in Mazu accepts a workload
+//! because of it; it only makes the curator accountable (two checkpoints it signed that are not
 //! consistent prove it forked or rewrote its log).
 
 use std::collections::VecDeque;
@@ -94,6 +96,41 @@ struct Leaves {
 }
 
 impl Leaves {
+    /// Records `start..end` (`start <= end <= size`), read from disk and
+    /// checked against the tree held in memory before they are served (the
+    /// chunks they touch are read whole and hashed): what the curator
+    /// serves is always what its checkpoints commit to.
+    fn checked_records(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, TreeError> {
+        let size = self.tree.len();
+        if start > end || end > size {
+            return Err(ProofError::SizesOutOfRange {
+                from: start,
+                to: end,
+                size,
+            }
+            .into());
+        }
+        let chunk = self.tree.chunk_len();
+        let lo = start - start % chunk;
+        let hi = end.div_ceil(chunk).saturating_mul(chunk).min(size);
+        let mut records = self
+            .records
+            .read(lo, hi)
+            .map_err(records_error)?
+            .ok_or_else(|| TreeError::Records(format!("records {lo}..{hi} are not all held")))?;
+        let hashes: Vec<Hash> = records.iter().map(|r| leaf_hash(r)).collect();
+        if !self.tree.holds(lo, &hashes) {
+            return Err(TreeError::Records(format!(
+                "records {lo}..{hi} on disk do not hash to the tree held in memory"
+            )));
+        }
+        let skip = usize::try_from(start - lo).unwrap_or(usize::MAX);
+        let take = usize::try_from(end - start).unwrap_or(usize::MAX);
+        records.truncate(skip.saturating_add(take));
+        records.drain(..skip.min(records.len()));
+        Ok(records)
+    }
+
     /// Leaf hashes `start..end`, from the records on disk.
     fn leaf_hashes(&self, start: u64, end: u64) -> std::io::Result<Vec<Hash>> {
         let records = self.records.read(start, end)?.ok_or_else(|| {
@@ -293,19 +330,18 @@ impl Transparency {
     /// (none if `start >= size`).
     pub fn records_each(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, TreeError> {
         let leaves = self.read();
-        let end = end.min(leaves.records.len());
+        let end = end.min(leaves.tree.len());
         if start >= end {
             return Ok(Vec::new());
         }
-        let read = leaves.records.read(start, end).map_err(records_error)?;
-        Ok(read.unwrap_or_default())
+        leaves.checked_records(start, end)
     }
 
     /// Records `start..min(end, size, start + MAX_RECORDS_PAGE)`
     /// concatenated, the tree size and the count; `None` if `start > size`.
     pub fn records(&self, start: u64, end: u64) -> Result<Option<(u64, u64, Vec<u8>)>, TreeError> {
         let leaves = self.read();
-        let size = leaves.records.len();
+        let size = leaves.tree.len();
         if start > size {
             return Ok(None);
         }
@@ -313,21 +349,18 @@ impl Transparency {
             .min(size)
             .min(start.saturating_add(MAX_RECORDS_PAGE))
             .max(start);
-        let bytes = leaves
-            .records
-            .concat(start, stop)
-            .map_err(records_error)?
-            .unwrap_or_default();
+        let bytes = leaves.checked_records(start, stop)?.concat();
         Ok(Some((size, stop - start, bytes)))
     }
 
     /// Records `start..end` concatenated, unpaged (what a witness is sent
     /// with a checkpoint); `None` unless `start <= end <= size`.
     pub fn records_between(&self, start: u64, end: u64) -> Result<Option<Vec<u8>>, TreeError> {
-        self.read()
-            .records
-            .concat(start, end)
-            .map_err(records_error)
+        let leaves = self.read();
+        if start > end || end > leaves.tree.len() {
+            return Ok(None);
+        }
+        Ok(Some(leaves.checked_records(start, end)?.concat()))
     }
 
     /// The leaf hash at `index` and its inclusion proof in the tree of
@@ -472,7 +505,44 @@ mod tests {
         }
         let (_, _, page) = t.records(120, 130).unwrap().unwrap();
         assert_eq!(page, records[120..130].concat());
+        assert_eq!(
+            t.records_each(250, 400).unwrap(),
+            records[250..300].to_vec()
+        );
         assert!(matches!(t.inclusion(300, 300), Err(TreeError::Proof(_))));
+    }
+
+    /// A record changed on disk is never served, nor used in a proof: every
+    /// read is checked against the tree held in memory.
+    #[test]
+    fn a_damaged_records_file_serves_nothing_wrong() {
+        let records: Vec<Vec<u8>> = (0..200u32)
+            .map(|i| {
+                let mut r = LeafRecord::from_bytes(&bind(1)).unwrap();
+                r.id = Sha256::digest(i.to_be_bytes()).into();
+                r.to_bytes()
+            })
+            .collect();
+        let t = tree_with(records.iter().cloned());
+        t.read().records.damage(70);
+        for result in [
+            t.records(60, 80).map(|_| ()),
+            t.records(70, 71).map(|_| ()),
+            t.records_between(0, 200).map(|_| ()),
+            t.records_each(64, 65).map(|_| ()),
+            t.inclusion(70, 200).map(|_| ()),
+            t.consistency(70, 200).map(|_| ()),
+            t.leaf(64).map(|_| ()),
+        ] {
+            assert!(matches!(result, Err(TreeError::Records(_))), "{result:?}");
+        }
+        // Chunks it does not touch are served, and the root needs no record.
+        assert_eq!(t.records(0, 64).unwrap().unwrap().2, records[..64].concat());
+        assert_eq!(
+            t.records_each(130, 140).unwrap(),
+            records[130..140].to_vec()
+        );
+        assert!(t.sign_latest().is_ok());
     }
 
     #[test]

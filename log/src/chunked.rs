@@ -185,6 +185,40 @@ impl ChunkedTree {
         Ok(proof)
     }
 
+    /// Whether `leaves` are this tree's leaf hashes from `start` on, where
+    /// `start` is a chunk boundary and the range ends at a chunk boundary
+    /// or at the tree's length: each complete chunk is hashed and compared
+    /// with its root, the leaves of the last, incomplete one with those
+    /// held. (For leaves kept elsewhere, checked before they are served.)
+    pub fn holds(&self, start: u64, leaves: &[Hash]) -> bool {
+        let n = self.chunk_len();
+        let end = start.saturating_add(leaves.len() as u64);
+        if !start.is_multiple_of(n)
+            || end > self.len()
+            || !(end.is_multiple_of(n) || end == self.len())
+        {
+            return false;
+        }
+        let Ok(per_chunk) = usize::try_from(n) else {
+            return false;
+        };
+        for (chunk, chunk_leaves) in (start / n..).zip(leaves.chunks(per_chunk)) {
+            let held = if chunk < self.chunks.len() {
+                let recomputed = MerkleTree::from_leaves(chunk_leaves.iter().copied());
+                recomputed.len() == n
+                    && recomputed.stored(0, self.chunk_bits) == self.chunks.stored(chunk, 0)
+            } else {
+                (0..)
+                    .zip(chunk_leaves)
+                    .all(|(i, leaf)| self.tail.stored(i, 0) == Some(*leaf))
+            };
+            if !held {
+                return false;
+            }
+        }
+        true
+    }
+
     fn nodes<F>(&self, fetch: F) -> Nodes<'_, F> {
         Nodes {
             tree: self,
@@ -368,5 +402,29 @@ mod tests {
         );
         // Nothing below a chunk root is needed for the whole tree's root.
         assert!(t.root(200, failing).is_ok());
+    }
+
+    /// Leaves kept elsewhere are checked against the chunk roots and the
+    /// tail; a changed leaf, a misaligned or overlong range is refused.
+    #[test]
+    fn holds_only_the_trees_own_leaves() {
+        let l = leaves(200);
+        let t = build(5, &l);
+        assert!(t.holds(0, &l));
+        assert!(t.holds(32, &l[32..96]));
+        assert!(t.holds(192, &l[192..]));
+        assert!(t.holds(160, &l[160..]));
+        assert!(t.holds(64, &[]));
+        let mut changed = l.clone();
+        changed[40][0] ^= 1;
+        assert!(!t.holds(32, &changed[32..64]));
+        changed = l.clone();
+        changed[195][0] ^= 1;
+        assert!(!t.holds(192, &changed[192..]));
+        assert!(!t.holds(1, &l[1..33]), "not a chunk boundary");
+        assert!(!t.holds(32, &l[32..40]), "ends inside a complete chunk");
+        let mut longer = l.clone();
+        longer.push([0; 32]);
+        assert!(!t.holds(192, &longer[192..]), "past the tree");
     }
 }
