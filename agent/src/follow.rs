@@ -101,10 +101,10 @@ pub struct FirstBind {
 pub struct LogView {
     follower: LogFollower,
     policy: Option<WitnessPolicy>,
-    /// The first bind record of every id the follower holds (index and
-    /// leaf hash), for the own-entry tracking of [`crate::transparency`].
-    /// Ids the follower forgot (ended, token expired) are dropped, so this
-    /// follows the live registrations, not the history.
+    /// The first bind record of every id seen (index and leaf hash), for
+    /// the own-entry tracking of [`crate::transparency`] and the opening
+    /// refresh (a neighbour's release needs its bind entry, also after the
+    /// follower forgot the id). It grows with the history.
     first_binds: HashMap<Hash, FirstBind>,
 }
 
@@ -223,20 +223,7 @@ impl LogView {
             self.note_binds(at, slice);
             at = *size;
         }
-        self.forget_first_binds();
         Ok(())
-    }
-
-    /// Drops the first binds of ids the follower no longer holds. Every
-    /// held id's bind was seen (the view starts at the empty log), so there
-    /// is something to drop exactly when there are more first binds than
-    /// held ids.
-    fn forget_first_binds(&mut self) {
-        let registry = self.follower.registry();
-        if self.first_binds.len() > registry.ids_held() {
-            self.first_binds
-                .retain(|id, _| registry.state(id).is_some());
-        }
     }
 
     /// A checkpoint of `size` ≤ the followed size: the same root, or a
@@ -543,62 +530,5 @@ mod tests {
             Standing::Other { .. }
         ));
         assert_eq!(standing(None, &mine), Standing::Absent);
-    }
-
-    /// The first binds kept follow the ids the follower holds: an id that
-    /// ended and whose token expired is forgotten by the follower and here.
-    #[test]
-    fn first_binds_of_forgotten_ids_are_dropped() {
-        use mazu_log::record::ReleaseReason;
-        let record = |id: u8, at_ms: u64, body: RecordBody| LeafRecord {
-            at_ms,
-            id: [id; 32],
-            entry_digest: [id; 32],
-            body,
-        };
-        let bind = |slot, exp| RecordBody::Bind {
-            slot,
-            spki_hash: [9; 32],
-            token_expiry: exp,
-        };
-        let records = [
-            // Id 1: token until t=100 s, bound, revealed, released.
-            record(1, 10_000, bind(0, 100)),
-            record(1, 11_000, RecordBody::Reveal { token_expiry: 100 }),
-            record(
-                1,
-                12_000,
-                RecordBody::Release {
-                    reason: ReleaseReason::Holder,
-                },
-            ),
-            // Id 2, live until t=10,000 s, bound after id 1's token expired.
-            record(2, 200_000, bind(0, 10_000)),
-            record(
-                2,
-                201_000,
-                RecordBody::Reveal {
-                    token_expiry: 10_000,
-                },
-            ),
-        ];
-        let tree = mazu_log::MerkleTree::from_leaves(records.iter().map(LeafRecord::leaf_hash));
-        let point = |n: u64| (n, tree.root(n).expect("root"));
-        let mut view = LogView::new(None);
-        view.extend_through(&records[..3], &[point(3)], 300_000)
-            .expect("first three");
-        assert!(
-            view.first_bind(&[1; 32]).is_some(),
-            "ended, token still valid"
-        );
-        view.extend_through(&records[3..], &[point(5)], 300_000)
-            .expect("the rest");
-        assert_eq!(view.state(&[1; 32]), None);
-        assert_eq!(view.first_bind(&[1; 32]), None);
-        assert_eq!(
-            view.first_bind(&[2; 32]).map(|b| b.index),
-            Some(3),
-            "a held id keeps its first bind"
-        );
     }
 }

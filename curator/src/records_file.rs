@@ -16,6 +16,7 @@
 //! memory and is retried with the next one: what is served never depends on
 //! whether the disk took it.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -37,7 +38,7 @@ pub struct RecordsFile {
     /// Records in the file.
     written: u64,
     /// Records after them that the file did not take yet (normally none).
-    unwritten: Vec<Vec<u8>>,
+    unwritten: VecDeque<Vec<u8>>,
     /// Records appended but not yet written, while the file is rebuilt.
     batch: Vec<u8>,
 }
@@ -48,7 +49,7 @@ impl RecordsFile {
         Ok(Self {
             file: tempfile::tempfile_in(dir)?,
             written: 0,
-            unwritten: Vec::new(),
+            unwritten: VecDeque::new(),
             batch: Vec::new(),
         })
     }
@@ -73,17 +74,21 @@ impl RecordsFile {
 
     /// Appends a record, writing only once a batch is full (start-up).
     /// [`flush`](Self::flush) writes the rest.
+    /// A record that does not fit a slot is kept in memory (so that record
+    /// `i` is always the `i`-th pushed) and the error returned.
     pub fn push_batched(&mut self, record: &[u8]) -> io::Result<()> {
-        let slot = slot_of(record)?;
-        if self.unwritten.is_empty() {
-            self.batch.extend_from_slice(&slot);
-            if self.batch.len() >= WRITE_BATCH * SLOT_LEN {
-                return self.flush();
+        match slot_of(record) {
+            Ok(slot) if self.unwritten.is_empty() => {
+                self.batch.extend_from_slice(&slot);
+                if self.batch.len() >= WRITE_BATCH * SLOT_LEN {
+                    return self.flush();
+                }
+                Ok(())
             }
-            Ok(())
-        } else {
-            self.unwritten.push(record.to_vec());
-            self.flush()
+            _ => {
+                self.unwritten.push_back(record.to_vec());
+                self.flush()
+            }
         }
     }
 
@@ -100,19 +105,19 @@ impl RecordsFile {
                     // Keep them in memory; retried with the next record.
                     for slot in self.batch.chunks(SLOT_LEN) {
                         let len = usize::from(slot[0]);
-                        self.unwritten.push(slot[1..=len].to_vec());
+                        self.unwritten.push_back(slot[1..=len].to_vec());
                     }
                     self.batch.clear();
                     return Err(e);
                 }
             }
         }
-        while let Some(record) = self.unwritten.first() {
+        while let Some(record) = self.unwritten.front() {
             let slot = slot_of(record)?;
             self.file
                 .write_all_at(&slot, self.written * SLOT_LEN as u64)?;
             self.written += 1;
-            self.unwritten.remove(0);
+            self.unwritten.pop_front();
         }
         Ok(())
     }
@@ -239,12 +244,20 @@ mod tests {
         assert_eq!(f.read(8, 10).unwrap().unwrap(), vec![record(8), record(9)]);
     }
 
+    /// A record that does not fit a slot (never a leaf record) is an
+    /// error, but it keeps its place: every later record stays at its index.
     #[test]
-    fn records_that_do_not_fit_a_slot_are_refused() {
+    fn a_record_that_does_not_fit_a_slot_keeps_its_place() {
         let dir = tempfile::tempdir().unwrap();
         let mut f = RecordsFile::create_in(dir.path()).unwrap();
-        assert!(f.push(&[]).is_err());
-        assert!(f.push(&[1u8; MAX_RECORD_LEN + 1]).is_err());
-        assert_eq!(f.len(), 0);
+        f.push(&record(0)).unwrap();
+        let oversized = vec![1u8; MAX_RECORD_LEN + 1];
+        assert!(f.push(&oversized).is_err());
+        assert!(f.push(&record(2)).is_err(), "queued behind it");
+        assert_eq!(f.len(), 3);
+        assert_eq!(
+            f.read(0, 3).unwrap().unwrap(),
+            vec![record(0), oversized, record(2)]
+        );
     }
 }
