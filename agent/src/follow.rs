@@ -196,26 +196,14 @@ impl LogView {
             }
             .into());
         }
-        // The agent's own clock bounds the records' times.
-        self.extend_through(&records, &points, now_ms())
-    }
-
-    /// Extends the follower with `records` (entries from its size on)
-    /// through each checkpoint of `points` (sorted) beyond its size.
-    fn extend_through(
-        &mut self,
-        records: &[LeafRecord],
-        points: &[(u64, Hash)],
-        now_ms: u64,
-    ) -> Result<(), Error> {
-        let start = self.size();
         let mut at = start;
         for (size, root) in points.iter().filter(|(s, _)| *s > start) {
             let from = usize::try_from(at - start).unwrap_or(usize::MAX);
             let to = usize::try_from(*size - start).unwrap_or(usize::MAX);
             let slice = records.get(from..to).unwrap_or_default();
+            // The agent's own clock bounds the records' times.
             self.follower
-                .extend(slice, *size, root, now_ms)
+                .extend(slice, *size, root, now_ms())
                 .map_err(|e| CheckpointError::RecordsMismatch {
                     size: *size,
                     reason: e.to_string(),

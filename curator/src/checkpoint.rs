@@ -14,7 +14,8 @@
 //!
 //! Checkpoints are C2SP signed notes by the **checkpoint key**, an Ed25519
 //! key that grants no identity power: nothing in Mazu accepts a workload
-//! because of it; it only makes the curator accountable (two checkpoints it signed that are not
+//! because of it; it only makes the curator accountable (two checkpoints it
+//! signed that are not
 //! consistent prove it forked or rewrote its log).
 
 use std::collections::VecDeque;
@@ -124,10 +125,9 @@ impl Leaves {
                 "records {lo}..{hi} on disk do not hash to the tree held in memory"
             )));
         }
-        let skip = usize::try_from(start - lo).unwrap_or(usize::MAX);
-        let take = usize::try_from(end - start).unwrap_or(usize::MAX);
-        records.truncate(skip.saturating_add(take));
-        records.drain(..skip.min(records.len()));
+        // lo <= start <= end <= hi: both fit the records read.
+        records.truncate(usize::try_from(end - lo).unwrap_or(usize::MAX));
+        records.drain(..usize::try_from(start - lo).unwrap_or(0));
         Ok(records)
     }
 
@@ -367,22 +367,18 @@ impl Transparency {
     /// `size` entries.
     pub fn inclusion(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), TreeError> {
         let leaves = self.read();
-        let fetch = |a, b| leaves.leaf_hashes(a, b);
-        let proof = leaves.tree.inclusion_proof(index, size, fetch)?;
-        let leaf = leaves.tree.leaf(index, fetch)?;
+        let mut reader = leaves.tree.reader(|a, b| leaves.leaf_hashes(a, b));
+        let proof = reader.inclusion_proof(index, size)?;
+        let leaf = reader.leaf(index)?;
         Ok((leaf, proof))
     }
 
     /// The consistency proof from `from` to `to` entries, with both roots.
     pub fn consistency(&self, from: u64, to: u64) -> Result<(Hash, Hash, Vec<Hash>), TreeError> {
         let leaves = self.read();
-        let fetch = |a, b| leaves.leaf_hashes(a, b);
-        let proof = leaves.tree.consistency_proof(from, to, fetch)?;
-        Ok((
-            leaves.tree.root(from, fetch)?,
-            leaves.tree.root(to, fetch)?,
-            proof,
-        ))
+        let mut reader = leaves.tree.reader(|a, b| leaves.leaf_hashes(a, b));
+        let proof = reader.consistency_proof(from, to)?;
+        Ok((reader.root(from)?, reader.root(to)?, proof))
     }
 }
 
@@ -474,17 +470,22 @@ mod tests {
         assert!(t.records_each(2, 5).unwrap().is_empty());
     }
 
-    /// Past the first chunks (records on disk, lower levels recomputed):
-    /// every answer is the whole in-memory tree's.
-    #[test]
-    fn answers_below_the_chunks_equal_the_whole_trees() {
-        let records: Vec<Vec<u8>> = (0..300u32)
+    /// `n` bind records of distinct ids.
+    fn binds(n: u32) -> Vec<Vec<u8>> {
+        (0..n)
             .map(|i| {
                 let mut r = LeafRecord::from_bytes(&bind(1)).unwrap();
                 r.id = Sha256::digest(i.to_be_bytes()).into();
                 r.to_bytes()
             })
-            .collect();
+            .collect()
+    }
+
+    /// Past the first chunks (records on disk, lower levels recomputed):
+    /// every answer is the whole in-memory tree's.
+    #[test]
+    fn answers_below_the_chunks_equal_the_whole_trees() {
+        let records = binds(300);
         let t = tree_with(records[..250].iter().cloned());
         for r in &records[250..] {
             t.push(r.clone());
@@ -516,13 +517,7 @@ mod tests {
     /// read is checked against the tree held in memory.
     #[test]
     fn a_damaged_records_file_serves_nothing_wrong() {
-        let records: Vec<Vec<u8>> = (0..200u32)
-            .map(|i| {
-                let mut r = LeafRecord::from_bytes(&bind(1)).unwrap();
-                r.id = Sha256::digest(i.to_be_bytes()).into();
-                r.to_bytes()
-            })
-            .collect();
+        let records = binds(200);
         let t = tree_with(records.iter().cloned());
         t.read().records.damage(70);
         for result in [

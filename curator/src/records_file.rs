@@ -126,17 +126,10 @@ impl RecordsFile {
     /// `start <= end <= len()`. An error if the file cannot be read or
     /// holds something that is not a slot.
     pub fn read(&self, start: u64, end: u64) -> io::Result<Option<Vec<Vec<u8>>>> {
-        let mut out = Vec::new();
-        let found = self.each(start, end, |r| out.push(r.to_vec()))?;
-        Ok(found.then_some(out))
-    }
-
-    /// Calls `f` with records `start..end` in order; `false` unless
-    /// `start <= end <= len()`.
-    fn each(&self, start: u64, end: u64, mut f: impl FnMut(&[u8])) -> io::Result<bool> {
         if start > end || end > self.len() {
-            return Ok(false);
+            return Ok(None);
         }
+        let mut out = Vec::new();
         let on_disk = end.min(self.written);
         if start < on_disk {
             let count = usize::try_from(on_disk - start).map_err(io::Error::other)?;
@@ -151,7 +144,7 @@ impl RecordsFile {
                         "the records file holds a damaged slot",
                     ));
                 }
-                f(&slot[1..=len]);
+                out.push(slot[1..=len].to_vec());
             }
         }
         let in_memory = self.unwritten.iter().cloned().chain(
@@ -164,10 +157,10 @@ impl RecordsFile {
                 break;
             }
             if i >= start {
-                f(&record);
+                out.push(record);
             }
         }
-        Ok(true)
+        Ok(Some(out))
     }
 }
 

@@ -108,18 +108,7 @@ impl ChunkedTree {
         size: u64,
         fetch: impl FnMut(u64, u64) -> Result<Vec<Hash>, E>,
     ) -> Result<Hash, ChunkedError<E>> {
-        if size > self.len() {
-            return Err(ProofError::SizesOutOfRange {
-                from: size,
-                to: size,
-                size: self.len(),
-            }
-            .into());
-        }
-        if size == 0 {
-            return Ok(empty_root());
-        }
-        merkle::subtree(&mut self.nodes(fetch), 0, size)
+        self.reader(fetch).root(size)
     }
 
     /// The leaf hash at `index`.
@@ -128,14 +117,7 @@ impl ChunkedTree {
         index: u64,
         fetch: impl FnMut(u64, u64) -> Result<Vec<Hash>, E>,
     ) -> Result<Hash, ChunkedError<E>> {
-        if index >= self.len() {
-            return Err(ProofError::IndexOutOfRange {
-                index,
-                size: self.len(),
-            }
-            .into());
-        }
-        merkle::subtree(&mut self.nodes(fetch), index, index + 1)
+        self.reader(fetch).leaf(index)
     }
 
     /// The inclusion proof of leaf `index` in the tree of the first `size`
@@ -146,20 +128,7 @@ impl ChunkedTree {
         size: u64,
         fetch: impl FnMut(u64, u64) -> Result<Vec<Hash>, E>,
     ) -> Result<Vec<Hash>, ChunkedError<E>> {
-        if size > self.len() {
-            return Err(ProofError::SizesOutOfRange {
-                from: index,
-                to: size,
-                size: self.len(),
-            }
-            .into());
-        }
-        if index >= size {
-            return Err(ProofError::IndexOutOfRange { index, size }.into());
-        }
-        let mut proof = Vec::new();
-        merkle::path(&mut self.nodes(fetch), index, 0, size, &mut proof)?;
-        Ok(proof)
+        self.reader(fetch).inclusion_proof(index, size)
     }
 
     /// The consistency proof between the first `from` and the first `to`
@@ -170,19 +139,21 @@ impl ChunkedTree {
         to: u64,
         fetch: impl FnMut(u64, u64) -> Result<Vec<Hash>, E>,
     ) -> Result<Vec<Hash>, ChunkedError<E>> {
-        if from > to || to > self.len() {
-            return Err(ProofError::SizesOutOfRange {
-                from,
-                to,
-                size: self.len(),
-            }
-            .into());
+        self.reader(fetch).consistency_proof(from, to)
+    }
+
+    /// A reader answering several questions with one `fetch` and one set
+    /// of recomputed chunks (a leaf and its proof, a proof and its two
+    /// roots), so no chunk is fetched twice.
+    pub fn reader<E, F>(&self, fetch: F) -> ChunkedReader<'_, F>
+    where
+        F: FnMut(u64, u64) -> Result<Vec<Hash>, E>,
+    {
+        ChunkedReader {
+            tree: self,
+            fetch,
+            cache: Vec::new(),
         }
-        let mut proof = Vec::new();
-        if from > 0 && from < to {
-            merkle::subproof(&mut self.nodes(fetch), from, 0, to, true, &mut proof)?;
-        }
-        Ok(proof)
     }
 
     /// Whether `leaves` are this tree's leaf hashes from `start` on, where
@@ -218,26 +189,87 @@ impl ChunkedTree {
         }
         true
     }
-
-    fn nodes<F>(&self, fetch: F) -> Nodes<'_, F> {
-        Nodes {
-            tree: self,
-            fetch,
-            cache: Vec::new(),
-        }
-    }
 }
 
-/// The subtree hashes of one proof: stored ones from the tree, the others
-/// recomputed from fetched chunks.
-struct Nodes<'a, F> {
+/// Answers from a [`ChunkedTree`] ([`ChunkedTree::reader`]): the stored
+/// hashes from the tree, the others recomputed from fetched chunks, kept
+/// for the reader's lifetime.
+pub struct ChunkedReader<'a, F> {
     tree: &'a ChunkedTree,
     fetch: F,
     /// Recomputed chunks (chunk number, tree over its leaves).
     cache: Vec<(u64, MerkleTree)>,
 }
 
-impl<F, E> Subtrees for Nodes<'_, F>
+impl<F, E> ChunkedReader<'_, F>
+where
+    F: FnMut(u64, u64) -> Result<Vec<Hash>, E>,
+{
+    /// [`ChunkedTree::root`].
+    pub fn root(&mut self, size: u64) -> Result<Hash, ChunkedError<E>> {
+        let len = self.tree.len();
+        if size > len {
+            return Err(ProofError::SizesOutOfRange {
+                from: size,
+                to: size,
+                size: len,
+            }
+            .into());
+        }
+        if size == 0 {
+            return Ok(empty_root());
+        }
+        merkle::subtree(self, 0, size)
+    }
+
+    /// [`ChunkedTree::leaf`].
+    pub fn leaf(&mut self, index: u64) -> Result<Hash, ChunkedError<E>> {
+        let len = self.tree.len();
+        if index >= len {
+            return Err(ProofError::IndexOutOfRange { index, size: len }.into());
+        }
+        merkle::subtree(self, index, index + 1)
+    }
+
+    /// [`ChunkedTree::inclusion_proof`].
+    pub fn inclusion_proof(&mut self, index: u64, size: u64) -> Result<Vec<Hash>, ChunkedError<E>> {
+        let len = self.tree.len();
+        if size > len {
+            return Err(ProofError::SizesOutOfRange {
+                from: index,
+                to: size,
+                size: len,
+            }
+            .into());
+        }
+        if index >= size {
+            return Err(ProofError::IndexOutOfRange { index, size }.into());
+        }
+        let mut proof = Vec::new();
+        merkle::path(self, index, 0, size, &mut proof)?;
+        Ok(proof)
+    }
+
+    /// [`ChunkedTree::consistency_proof`].
+    pub fn consistency_proof(&mut self, from: u64, to: u64) -> Result<Vec<Hash>, ChunkedError<E>> {
+        let len = self.tree.len();
+        if from > to || to > len {
+            return Err(ProofError::SizesOutOfRange {
+                from,
+                to,
+                size: len,
+            }
+            .into());
+        }
+        let mut proof = Vec::new();
+        if from > 0 && from < to {
+            merkle::subproof(self, from, 0, to, true, &mut proof)?;
+        }
+        Ok(proof)
+    }
+}
+
+impl<F, E> Subtrees for ChunkedReader<'_, F>
 where
     F: FnMut(u64, u64) -> Result<Vec<Hash>, E>,
 {
@@ -369,6 +401,16 @@ mod tests {
         fetched.set(0);
         t.consistency_proof(100, 700, fetch).unwrap();
         assert_eq!(fetched.get(), 2);
+        // One reader: a leaf and its proof, a proof and its two roots, each
+        // chunk fetched once.
+        fetched.set(0);
+        let mut reader = t.reader(fetch);
+        reader.inclusion_proof(5, 1000).unwrap();
+        reader.leaf(5).unwrap();
+        reader.consistency_proof(100, 700).unwrap();
+        reader.root(100).unwrap();
+        reader.root(700).unwrap();
+        assert_eq!(fetched.get(), 3);
     }
 
     /// Leaves that do not hash to the chunk root held in memory make no
