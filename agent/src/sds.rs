@@ -89,6 +89,32 @@ pub struct Secrets {
 /// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
 pub const VALIDATOR_MODULE_NAME: &str = "mazu_validator";
 
+/// The validator configuration `config_json` with `live_keys`: a digest of
+/// the live registered keys. TLS resumption skips certificate validation, so
+/// a peer removed from the registry (revoked, released, expired) could
+/// resume a session it made before; `ROOTCA` changes whenever the live keys
+/// do, and Envoy then builds new TLS contexts, whose session caches and
+/// ticket keys are new. (With the pins `ROOTCA` changes with them anyway.)
+pub fn with_live_keys(config_json: &str, pins: &[[u8; 32]]) -> String {
+    let Ok(serde_json::Value::Object(mut config)) = serde_json::from_str(config_json) else {
+        // Checked at start; the module refuses what it cannot parse.
+        return config_json.to_owned();
+    };
+    let mut sorted = pins.to_vec();
+    sorted.sort_unstable();
+    let mut digest = Sha256::new();
+    for pin in &sorted {
+        digest.update(pin);
+    }
+    let hex: String = digest
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    config.insert("live_keys".to_owned(), serde_json::Value::String(hex));
+    serde_json::Value::Object(config).to_string()
+}
+
 /// The `ROOTCA` validation context that hands every handshake to Mazu's
 /// validator module (`mazu-validator`), configured with `config_json`. No
 /// CA, no pins, no `ACCEPT_UNTRUSTED`: the module alone decides, and refuses
@@ -172,7 +198,7 @@ impl Secrets {
             ROOTCA_RESOURCE => {
                 let pins = self.peer_pins.as_deref()?;
                 secret::Type::ValidationContext(match &self.validator_config {
-                    Some(config) => module_validation_context(config),
+                    Some(config) => module_validation_context(&with_live_keys(config, pins)),
                     None => pinned_validation_context(pins),
                 })
             }
@@ -587,7 +613,34 @@ mod tests {
         let value = config.validator_config.expect("validator config").value;
         let json = envoy_types::pb::google::protobuf::StringValue::decode(value.as_slice())
             .expect("a StringValue");
-        assert_eq!(json.value, r#"{"registry_file":"/r"}"#);
+        let served: serde_json::Value = serde_json::from_str(&json.value).expect("JSON");
+        assert_eq!(served["registry_file"], "/r");
+        let live_keys = served["live_keys"].as_str().expect("live_keys").to_owned();
+        assert_eq!(live_keys.len(), 64);
+        // The same live keys in any order: the same configuration (no
+        // context rebuilt); one key less: another one (sessions made with
+        // the removed key's holder cannot be resumed).
+        let reordered = Secrets {
+            peer_pins: Some(vec![[9; 32], [7; 32]]),
+            ..secrets.clone()
+        };
+        let fewer = Secrets {
+            peer_pins: Some(vec![[9; 32]]),
+            ..secrets.clone()
+        };
+        let both = Secrets {
+            peer_pins: Some(vec![[7; 32], [9; 32]]),
+            ..secrets.clone()
+        };
+        assert_eq!(
+            reordered.secret(ROOTCA_RESOURCE),
+            both.secret(ROOTCA_RESOURCE)
+        );
+        assert_ne!(fewer.secret(ROOTCA_RESOURCE), both.secret(ROOTCA_RESOURCE));
+        assert_ne!(
+            secrets.secret(ROOTCA_RESOURCE),
+            both.secret(ROOTCA_RESOURCE)
+        );
         // Not served before the log was followed, as with the pins.
         let before = Secrets {
             validator_config: secrets.validator_config.clone(),

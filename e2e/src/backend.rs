@@ -148,6 +148,49 @@ pub fn http_get(port: u16, host: &str, timeout: Duration) -> Result<CallResult> 
     Ok(answered(head, body))
 }
 
+/// The HTTP version [`curl_get`] speaks to the sidecar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpVersion {
+    /// HTTP/1.1.
+    Http1,
+    /// HTTP/2 in clear text, with prior knowledge (as an application that
+    /// speaks h2c to its sidecar).
+    Http2,
+}
+
+/// One `GET /` to `port` with `host`, by `curl` (HTTP/1.1 or h2c): the
+/// answer, or [`CallResult::Closed`] when no HTTP answer came back.
+pub fn curl_get(
+    port: u16,
+    host: &str,
+    version: HttpVersion,
+    timeout: Duration,
+) -> Result<CallResult> {
+    let output = std::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time"])
+        .arg(timeout.as_secs().max(1).to_string())
+        .arg(match version {
+            HttpVersion::Http1 => "--http1.1",
+            HttpVersion::Http2 => "--http2-prior-knowledge",
+        })
+        .arg("--header")
+        .arg(format!("host: {host}"))
+        // The status on a line of its own after the body.
+        .args(["--write-out", "\n%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .context("running curl (the h2c client of the e2e tests; apt-get install curl)")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    match status.trim().parse::<u16>() {
+        Ok(0) | Err(_) => Ok(CallResult::Closed),
+        Ok(status) => Ok(CallResult::Answered {
+            status,
+            body: body.to_owned(),
+        }),
+    }
+}
+
 /// An answer from its head (status line and headers) and body.
 fn answered(head: &str, body: &str) -> CallResult {
     let status = head

@@ -26,6 +26,7 @@ pub mod backend;
 pub mod binaries;
 pub mod envoy_config;
 pub mod handshake;
+pub mod istio_sidecar;
 pub mod liar;
 pub mod mesh;
 pub mod process;

@@ -25,6 +25,7 @@ use sha2::{Digest as _, Sha256};
 use crate::backend::{Backend, CallResult, http_get};
 use crate::binaries::Binaries;
 use crate::envoy_config::{self, OutboundPeer, SidecarConfig};
+use crate::istio_sidecar;
 use crate::liar::LyingCurator;
 use crate::process::Process;
 
@@ -98,6 +99,15 @@ pub struct MeshOptions {
     /// decided by the verdict, outbound against the destination's expected
     /// SPIFFE ID (e2e `s24`).
     pub handshake_validator: bool,
+    /// Sidecars in istiod's shape (`e2e/envoy/istio-sidecar.yaml`): HTTP
+    /// connection managers on both sides, the filter as WasmPlugins over
+    /// ECDS without a `vm_id`, Istio's outbound clusters; needs
+    /// `handshake_validator` (e2e `s26`).
+    pub istio_sidecars: bool,
+    /// AuthorizationPolicies of the Istio-shaped sidecars: service name →
+    /// the `source.principals` it allows (e.g.
+    /// `cluster.local/ns/shop/sa/frontend`); a service not listed has none.
+    pub authorization: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for MeshOptions {
@@ -117,6 +127,8 @@ impl Default for MeshOptions {
             curator_args: Vec::new(),
             istio_san_matchers: false,
             handshake_validator: false,
+            istio_sidecars: false,
+            authorization: BTreeMap::new(),
         }
     }
 }
@@ -347,6 +359,9 @@ pub struct Sidecar {
     pub admin_port: u16,
     /// Plain-text ports to reach each peer through the sidecar.
     pub outbound: BTreeMap<String, u16>,
+    /// Envoy's outbound cluster for each peer (`peer-<name>`, or istiod's
+    /// `outbound|PORT||HOST`).
+    pub outbound_clusters: BTreeMap<String, String>,
     // Declared in stop order: Envoy, then the agent, then the backend.
     envoy: Option<Process>,
     agent: Process,
@@ -409,7 +424,9 @@ impl Sidecar {
     /// One of Envoy's own counters (e.g.
     /// `cluster.mazu-curator.ssl.fail_verify_cert_hash`); 0 if not there.
     pub fn envoy_counter(&self, name: &str) -> Result<u64> {
-        let body = http::get_text(self.admin_port, &format!("/stats?filter=^{name}$"))?;
+        // All of them, matched here: istiod's cluster names hold `|`, which
+        // a `filter` regex would need escaped.
+        let body = http::get_text(self.admin_port, "/stats")?;
         Ok(body
             .lines()
             .find_map(|line| {
@@ -482,7 +499,12 @@ impl Sidecar {
     pub fn handshake_refusals(&self, peer: Option<&str>) -> Result<u64> {
         let prefix = match peer {
             None => format!("listener.127.0.0.1_{}.ssl.", self.inbound_port),
-            Some(peer) => format!("cluster.peer-{peer}.ssl."),
+            Some(peer) => format!(
+                "cluster.{}.ssl.",
+                self.outbound_clusters
+                    .get(peer)
+                    .ok_or_else(|| anyhow!("no outbound cluster for {peer}"))?
+            ),
         };
         let mut total = 0;
         for counter in [
@@ -822,6 +844,7 @@ impl LocalMesh {
         let backend = Backend::start(&pending.spec.name)?;
         let admin_port = free_port()?;
         let mut outbound = BTreeMap::new();
+        let mut outbound_clusters = BTreeMap::new();
         let mut outbound_peers = Vec::new();
         for peer in peers {
             let port = free_port()?;
@@ -836,7 +859,15 @@ impl LocalMesh {
                 host: peer.host(),
             });
         }
-        let yaml = envoy_config::render(&SidecarConfig {
+        for peer in &outbound_peers {
+            let cluster = if self.options.istio_sidecars {
+                istio_sidecar::outbound_cluster(peer)
+            } else {
+                format!("peer-{}", peer.name)
+            };
+            outbound_clusters.insert(peer.name.clone(), cluster);
+        }
+        let sidecar_config = SidecarConfig {
             service: &pending.spec.name,
             namespace: &pending.spec.namespace,
             admin_port,
@@ -850,7 +881,23 @@ impl LocalMesh {
             outbound_plugin_config: &self.plugin_config("outbound"),
             peers: &outbound_peers,
             istio_san_matchers: self.options.istio_san_matchers,
-        })?;
+        };
+        let yaml = if self.options.istio_sidecars {
+            let rendered = istio_sidecar::render(
+                &sidecar_config,
+                self.options
+                    .authorization
+                    .get(&pending.spec.name)
+                    .map(Vec::as_slice),
+                &pending.dir,
+            )?;
+            // ECDS files are read when Envoy starts (and watched).
+            std::fs::write(&rendered.ecds_inbound_path, &rendered.ecds_inbound)?;
+            std::fs::write(&rendered.ecds_outbound_path, &rendered.ecds_outbound)?;
+            rendered.bootstrap
+        } else {
+            envoy_config::render(&sidecar_config)?
+        };
         let config_path = pending.dir.join("envoy.yaml");
         std::fs::write(&config_path, yaml)?;
         let mut command = self.binaries.envoy_command();
@@ -877,6 +924,7 @@ impl LocalMesh {
             inbound_port: pending.inbound_port,
             admin_port,
             outbound,
+            outbound_clusters,
             envoy: Some(envoy),
             agent: pending.agent,
             backend,

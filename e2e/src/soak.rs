@@ -131,6 +131,8 @@ impl SoakOptions {
             lying_curator: false,
             istio_san_matchers: false,
             handshake_validator: self.handshake_validator,
+            istio_sidecars: false,
+            authorization: Default::default(),
             propagation_delay_ms: Some(PROPAGATION_DELAY_MS),
             release_delay_ms: Some(RELEASE_DELAY_MS),
             curator_args: vec![

@@ -38,11 +38,15 @@ pub enum Fixed {
     RegistryAgeSeconds,
     /// Gauge: connections parked right now in this VM.
     ParkedNow,
+    /// Outbound connections whose server this filter cannot see (no
+    /// `tcp_proxy` upstream on the connection: an HTTP connection manager
+    /// chain), left to the handshake (docs/filter.md, "HTTP chains").
+    OutboundNotSeen,
 }
 
 impl Fixed {
     /// Every fixed metric.
-    pub const ALL: [Fixed; 13] = [
+    pub const ALL: [Fixed; 14] = [
         Fixed::ConnectionsAllowed,
         Fixed::ConnectionsDenied,
         Fixed::VerdictCacheHits,
@@ -56,6 +60,7 @@ impl Fixed {
         Fixed::RegistryEntries,
         Fixed::RegistryAgeSeconds,
         Fixed::ParkedNow,
+        Fixed::OutboundNotSeen,
     ];
 
     /// The name after `mazu.<direction>.`.
@@ -74,6 +79,7 @@ impl Fixed {
             Fixed::RegistryEntries => "registry_entries",
             Fixed::RegistryAgeSeconds => "registry_age_seconds",
             Fixed::ParkedNow => "parked_connections",
+            Fixed::OutboundNotSeen => "outbound_not_seen",
         }
     }
 

@@ -70,6 +70,13 @@ pub struct ValidatorConfig {
     pub recheck_interval: Duration,
     /// Token issuers, audience, trust domain: the verdict's configuration.
     pub trust: TrustConfig,
+    /// The `trust` object as written: validators with the same one share a
+    /// verdict cache (`crate::shared`).
+    pub trust_json: String,
+    /// The node agent's digest of the live registered keys (`live_keys`),
+    /// if it set one. Only its change matters: it makes Envoy build new TLS
+    /// contexts, so a session made before cannot be resumed.
+    pub live_keys: Option<String>,
     /// Host → the SPIFFE IDs allowed to serve it.
     pub destinations: BTreeMap<String, Vec<SpiffeId>>,
 }
@@ -84,7 +91,11 @@ struct RawConfig<'a> {
     trust: Option<&'a RawValue>,
     #[serde(default)]
     destinations: BTreeMap<String, Vec<String>>,
+    live_keys: Option<String>,
 }
+
+/// The longest `live_keys` accepted (a hex SHA-256).
+const MAX_LIVE_KEYS_LEN: usize = 64;
 
 impl ValidatorConfig {
     /// Parses and checks the configuration bytes.
@@ -134,11 +145,20 @@ impl ValidatorConfig {
                 .collect::<Result<Vec<_>, _>>()?;
             destinations.insert(host.to_ascii_lowercase(), ids);
         }
+        if let Some(digest) = &raw.live_keys
+            && (digest.is_empty()
+                || digest.len() > MAX_LIVE_KEYS_LEN
+                || !digest.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(invalid("live_keys", "at most 64 hex digits"));
+        }
         Ok(ValidatorConfig {
             registry_file: PathBuf::from(registry_file),
             max_registry_age: Duration::from_millis(max_age),
             recheck_interval: Duration::from_millis(recheck),
             trust,
+            trust_json: trust_json.get().to_owned(),
+            live_keys: raw.live_keys,
             destinations,
         })
     }
@@ -187,11 +207,12 @@ mod tests {
     #[test]
     fn a_full_configuration_parses() {
         let parsed = ValidatorConfig::parse(
-            config(r#","max_registry_age_ms":5000,"destinations":{"Checkout.shop.svc.cluster.local":["spiffe://cluster.local/ns/shop/sa/checkout"]}"#)
+            config(r#","max_registry_age_ms":5000,"live_keys":"00ff","destinations":{"Checkout.shop.svc.cluster.local":["spiffe://cluster.local/ns/shop/sa/checkout"]}"#)
                 .as_bytes(),
         )
         .expect("valid");
         assert_eq!(parsed.max_registry_age, Duration::from_secs(5));
+        assert_eq!(parsed.live_keys.as_deref(), Some("00ff"));
         let expected = parsed
             .expected_servers("outbound_.8080_._.checkout.shop.svc.cluster.local")
             .expect("known destination");
@@ -217,6 +238,8 @@ mod tests {
                 r#","destinations":{"a":["spiffe://other.domain/ns/a/sa/b"]}"#,
                 "destinations.a",
             ),
+            (r#","live_keys":"not hex""#, "live_keys"),
+            (r#","live_keys":"""#, "live_keys"),
         ] {
             let err = ValidatorConfig::parse(config(members).as_bytes()).expect_err(members);
             assert!(err.to_string().contains(field), "{members}: {err}");

@@ -11,8 +11,10 @@
 //! - [`config`]: the JSON configuration (the filter's `trust` object, the
 //!   registry file, the destinations' expected identities);
 //! - [`registry_file`]: the file the node agent writes from the witnessed log;
-//! - [`source`]: one registry per Envoy process, re-read when replaced,
-//!   refused when the agent stopped verifying;
+//! - [`source`]: the registry file, re-read when replaced, refused when the
+//!   agent stopped verifying;
+//! - `shared`: one source per file and one verdict cache per trust
+//!   configuration for every TLS context of the process;
 //! - [`validator`]: the decision for one handshake;
 //! - `abi`: the C hooks Envoy calls.
 //!
@@ -22,6 +24,7 @@
 mod abi;
 pub mod config;
 pub mod registry_file;
+mod shared;
 pub mod source;
 pub mod validator;
 

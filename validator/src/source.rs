@@ -90,6 +90,12 @@ impl RegistrySource {
         }
     }
 
+    /// Whether this source reads `path` with these limits (validators of
+    /// the same file and limits share one source: `crate::shared`).
+    pub fn serves(&self, path: &std::path::Path, max_age: Duration, recheck: Duration) -> bool {
+        self.path == path && self.max_age == max_age && self.recheck == recheck
+    }
+
     /// The registry to decide with at `now`, or why there is none.
     pub fn current(&self, now: SystemTime) -> Result<Arc<RegistryFile>, SourceError> {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);

@@ -12,16 +12,13 @@
 //! certificate; the rest of the chain is ignored (Mazu certificates are
 //! self-signed, and no CA is trusted).
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mazu_identity::{DenyReason, PeerIdentity, Verdict, Verifier};
 
 use crate::config::ValidatorConfig;
 use crate::source::{RegistrySource, SourceError};
-
-/// Most cached verdicts (allowed certificates and tokens).
-const CACHE_ENTRIES: usize = mazu_identity::verdict::DEFAULT_CACHE_CAPACITY;
 
 /// Why a handshake failed.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
@@ -74,19 +71,21 @@ pub enum Side {
 /// The validator of one TLS context configuration.
 pub struct Validator {
     config: ValidatorConfig,
-    source: RegistrySource,
-    verifier: Mutex<Verifier>,
+    source: Arc<RegistrySource>,
+    verifier: Arc<Mutex<Verifier>>,
 }
 
 impl Validator {
     /// A validator for `config`; the registry file is read on first use.
+    /// Validators of the same registry file share its registry, and those
+    /// of the same `trust` their verdict cache (`crate::shared`).
     pub fn new(config: ValidatorConfig) -> Self {
-        let source = RegistrySource::new(
-            config.registry_file.clone(),
+        let source = crate::shared::registry_source(
+            &config.registry_file,
             config.max_registry_age,
             config.recheck_interval,
         );
-        let verifier = Mutex::new(Verifier::new(config.trust.clone(), CACHE_ENTRIES));
+        let verifier = crate::shared::verifier(&config);
         Validator {
             config,
             source,

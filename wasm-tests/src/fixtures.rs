@@ -50,6 +50,7 @@ impl Workload {
             mtls: Some(true),
             peer_certificate: Some(self.cert_pem.clone()),
             digest: Some(hex(&Sha256::digest(&self.issued.der))),
+            http_chain: false,
         }
     }
 
@@ -63,6 +64,7 @@ impl Workload {
             mtls: Some(true),
             peer_certificate: Some(pem("CERTIFICATE", &der)),
             digest: Some(hex(&Sha256::digest(&der))),
+            http_chain: false,
         }
     }
 }

@@ -95,6 +95,10 @@ pub struct PeerProperties {
     pub peer_certificate: Option<String>,
     /// `sha256_peer_certificate_digest` (hex).
     pub digest: Option<String>,
+    /// The connection runs an HTTP connection manager rather than
+    /// `tcp_proxy`: no `upstream.address` (Envoy sets it on the downstream
+    /// connection only from `tcp_proxy`).
+    pub http_chain: bool,
 }
 
 /// Which side's properties [`PeerProperties`] describe.
@@ -281,6 +285,11 @@ impl Vm {
             connection
                 .properties
                 .insert(key("peer_certificate"), pem.clone().into_bytes());
+        }
+        if side == Side::Upstream && !peer.http_chain {
+            connection
+                .properties
+                .insert(key("address"), b"127.0.0.1:15001".to_vec());
         }
         if let Some(digest) = &peer.digest {
             connection.properties.insert(

@@ -129,6 +129,7 @@ fn no_client_certificate_is_closed() {
         mtls: Some(false),
         peer_certificate: None,
         digest: None,
+        http_chain: false,
     };
     assert_denied(&mut vm, &no_cert, "no_client_certificate");
     // Not TLS at all: no `mtls` property.
@@ -142,6 +143,7 @@ fn no_client_certificate_is_closed() {
         mtls: Some(true),
         peer_certificate: None,
         digest: None,
+        http_chain: false,
     };
     assert_denied(&mut vm, &missing, "no_peer_certificate");
     assert_eq!(vm.stat(DENIED), 4);
@@ -174,6 +176,7 @@ fn a_proxy_without_the_certificate_attribute_is_reported_once_loudly() {
         mtls: Some(true),
         peer_certificate: None,
         digest: None,
+        http_chain: false,
     };
     assert_denied(&mut vm, &missing, "no_peer_certificate");
     assert!(
@@ -292,12 +295,14 @@ fn every_verdict_deny_reason_closes_the_connection() {
             "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n".into(),
         ),
         digest: Some("00".repeat(32)),
+        http_chain: false,
     };
     let garbage_der = good.altered(|der| der.truncate(40));
     let huge = PeerProperties {
         mtls: Some(true),
         peer_certificate: Some("A".repeat(100_000)),
         digest: Some("11".repeat(32)),
+        http_chain: false,
     };
 
     let cases: Vec<(&str, PeerProperties)> = vec![
@@ -403,6 +408,48 @@ fn outbound_checks_the_server_before_its_bytes_reach_the_client() {
     assert_eq!(vm.downstream_data(id, b"query").unwrap(), Action::Continue);
     assert_eq!(vm.upstream_data_end(id, b"rows").unwrap(), Action::Continue);
     assert_eq!(vm.connection(id).unwrap().forwarded_upstream, b"rows");
+}
+
+#[test]
+fn outbound_on_an_http_chain_leaves_the_server_to_the_handshake_and_says_so() {
+    let mesh = Mesh::new();
+    let server = mesh.workload("shop", "db");
+    let impostor = mesh.workload("shop", "impostor");
+    let mut vm = configured(&mesh.config("outbound", ""));
+    serve(&mut vm, &log(&[server.entry]));
+
+    // An HTTP connection manager chain: no `upstream.address`. The filter
+    // cannot see which server answered (the router picked it per request),
+    // so it does not pretend to: the response passes, counted.
+    let http = PeerProperties {
+        mtls: None,
+        peer_certificate: None,
+        digest: None,
+        http_chain: true,
+    };
+    for _ in 0..2 {
+        let (id, _) = vm.connect(Side::Upstream, &http).unwrap();
+        assert_eq!(vm.downstream_data(id, b"GET /").unwrap(), Action::Continue);
+        assert_eq!(vm.upstream_data(id, b"200 OK").unwrap(), Action::Continue);
+        assert_eq!(vm.connection(id).unwrap().forwarded_upstream, b"200 OK");
+    }
+    assert_eq!(vm.stat("mazu.outbound.outbound_not_seen"), 2);
+    assert_eq!(vm.stat("mazu.outbound.connections_denied"), 0);
+    assert!(vm.logged("authenticated in the TLS handshake only"));
+
+    // A `tcp_proxy` chain still decides on the server it connected to: an
+    // impostor, or a plain-text upstream (no certificate), is refused.
+    let (id, _) = vm.connect(Side::Upstream, &impostor.peer()).unwrap();
+    assert_eq!(vm.upstream_data(id, b"rows").unwrap(), Action::Pause);
+    let plaintext = PeerProperties {
+        http_chain: false,
+        ..http
+    };
+    let (id, _) = vm.connect(Side::Upstream, &plaintext).unwrap();
+    assert_eq!(vm.upstream_data(id, b"rows").unwrap(), Action::Pause);
+    assert!(vm.connection(id).unwrap().forwarded_upstream.is_empty());
+    assert_eq!(vm.stat("mazu.outbound.connections_denied"), 2);
+    assert_eq!(vm.stat("mazu.outbound.outbound_not_seen"), 2);
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! failed host call is logged and, on a connection, closes it.
 
 mod host;
+mod parked;
+mod registry_source;
 mod root;
 mod stream;
 mod vm;

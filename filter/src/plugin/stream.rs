@@ -3,6 +3,8 @@
 //! revoked, released or expired peer's open connection (a pooled one, kept
 //! for hours) is closed before another byte passes in either direction.
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, StreamContext};
 use proxy_wasm::types::{Action, BufferType, PeerType};
@@ -298,6 +300,7 @@ impl Stream {
             // the server's answer may be this connection's first event since.
             State::Parked => self.parked_event(),
             State::Pending => match self.direction() {
+                Some(Direction::Outbound) if !upstream_seen() => self.not_seen(),
                 Some(Direction::Outbound) | None => self.check(Peer::Upstream),
                 // Inbound, server-first protocol: the client has not sent a
                 // byte yet, so decide the client now, before the server's
@@ -305,6 +308,28 @@ impl Stream {
                 Some(Direction::Inbound) => self.check(Peer::Downstream),
             },
         }
+    }
+
+    /// An outbound connection whose server this filter cannot see: let it
+    /// through, counted, and said once per VM. Only `tcp_proxy` sets the
+    /// upstream on the downstream connection; an HTTP connection manager
+    /// opens its upstream connections per request, out of a network
+    /// filter's sight, so refusing here would refuse every HTTP call (after
+    /// the server ran it). There the server is authenticated in the TLS
+    /// handshake, by the node agent's `ROOTCA` (pins or the validator).
+    fn not_seen(&mut self) -> Action {
+        if let Some(vm) = &self.vm {
+            vm.borrow().metrics.increment(Fixed::OutboundNotSeen);
+        }
+        if !REPORTED_UPSTREAM_NOT_SEEN.swap(true, Ordering::Relaxed) {
+            host::info(
+                "mazu-filter: an outbound connection without a tcp_proxy upstream (an HTTP \
+                 connection manager chain): its server is not visible to this filter and is \
+                 authenticated in the TLS handshake only (counted in outbound_not_seen)",
+            );
+        }
+        self.state = State::Allowed;
+        Action::Continue
     }
 
     fn forget(&mut self) {
@@ -315,6 +340,17 @@ impl Stream {
         }
     }
 }
+
+/// Whether the connection has an upstream this filter can read: `tcp_proxy`
+/// records the host it connected to on the downstream connection, an HTTP
+/// connection manager does not.
+fn upstream_seen() -> bool {
+    host::property(&["upstream", "address"]).is_some()
+}
+
+/// Said once per VM (each VM is its own Wasm instance, so a static is per
+/// VM): outbound connections the filter cannot see.
+static REPORTED_UPSTREAM_NOT_SEEN: AtomicBool = AtomicBool::new(false);
 
 /// A TLS peer Envoy reports (its certificate's digest is there) whose
 /// certificate attribute is missing: this Envoy predates
