@@ -73,10 +73,10 @@ fuzz crate target seconds="60":
 doc:
     cargo doc --workspace --no-deps
 
-# Side-by-side performance run (plain mTLS vs Mazu through real Envoys; ~15 min): writes docs/performance.md and docs/img/p90-latency.svg.
+# Side-by-side performance run (plain mTLS vs Mazu's handshake validator + inbound filter through real Envoys: latency, Envoy CPU per request and per new connection; ~15 min): writes docs/performance.md and docs/img/p90-latency.svg.
 perf *args:
     bash scripts/install-oha.sh
     bash scripts/install-envoy.sh
-    cargo build -p mazu-curator -p mazu-agent -p mazu-bench
+    cargo build -p mazu-curator -p mazu-agent -p mazu-witness -p mazu-validator -p mazu-bench
     cargo build -p mazu-filter --target wasm32-wasip1 --profile wasm
     "${CARGO_TARGET_DIR:-target}/debug/mazu-bench" --out docs/ {{args}}

@@ -1,8 +1,9 @@
 //! `mazu-bench`: Mazu against plain CA-based mTLS, side by side, through
 //! real Envoy sidecars on 127.0.0.1 — keep-alive latency at a fixed rate,
-//! connection churn with cached and cold verdicts, and the filter's memory
-//! at 10,000 and 100,000 registered IDs — then `docs/performance.md` and
-//! `docs/img/p90-latency.svg`.
+//! connection churn with cached and cold verdicts, the sidecars' CPU time
+//! per request and per new connection over the same windows, and the
+//! filter's memory at 10,000 and 100,000 registered IDs — then
+//! `docs/performance.md` and `docs/img/p90-latency.svg`.
 //!
 //! `just perf` runs it with the full durations; `--quick` is a ~2-minute
 //! smoke run for development.
@@ -11,6 +12,7 @@
 
 mod backend;
 mod certs;
+mod cpu;
 mod oha;
 mod plot;
 mod report;
@@ -28,7 +30,7 @@ use clap::Parser;
 use mazu_e2e::mesh::{LocalMesh, MeshOptions};
 
 use crate::oha::Load;
-use crate::results::{Churn, Conditions, LatencyRun, Results};
+use crate::results::{Churn, Conditions, CpuRun, IdleCpu, LatencyRun, Phase, Results};
 use crate::topology::{Kind, Pair, filter_stats, one_request};
 
 /// Mazu against plain mTLS through real Envoy sidecars; writes the report.
@@ -60,6 +62,10 @@ struct Args {
     /// Fixed rate of the new-connection (churn) runs, connections per second.
     #[arg(long, default_value_t = 200)]
     churn_rate: u32,
+    /// Seconds of no load at all, both configurations at once, over which
+    /// the sidecars' own CPU use (registry polls, timers) is read.
+    #[arg(long, default_value_t = 20)]
+    idle_secs: u64,
     /// Server-sidecar restarts for the cold-verdict samples (per configuration).
     #[arg(long, default_value_t = 12)]
     restarts: u32,
@@ -86,6 +92,7 @@ fn main() -> Result<()> {
     if args.quick {
         args.duration_secs = args.duration_secs.min(5);
         args.restarts = args.restarts.min(4);
+        args.idle_secs = args.idle_secs.min(5);
     }
     let temp = tempfile::Builder::new().prefix("mazu-bench-").tempdir()?;
     let work = args
@@ -110,8 +117,11 @@ fn main() -> Result<()> {
     {
         let backend = backend::start()?;
         eprintln!("mazu-bench: starting the local mesh (curator, agents, sidecars)");
+        // The agents serve ROOTCA as the handshake validator: the new data
+        // plane (validator in the handshake, the filter inbound).
         let mesh = LocalMesh::start(MeshOptions {
             dir: Some(work.join("mesh")),
+            handshake_validator: true,
             ..MeshOptions::default()
         })
         .context("starting the local mesh (build it first: see `just perf`)")?;
@@ -119,6 +129,7 @@ fn main() -> Result<()> {
         let mut baseline = Pair::baseline(&envoy, &work.join("baseline"), backend.port)?;
         let mut mazu = Pair::mazu(&mesh, &work.join("mazu"), backend.port)?;
         eprintln!("mazu-bench: both pairs answer");
+        idle(&args, &baseline, &mazu, &mut results)?;
         if !args.skip_latency {
             latency(&args, &oha, &baseline, &mazu, &mut results)?;
         }
@@ -214,17 +225,27 @@ fn latency(
                 [mazu, baseline]
             };
             for pair in order {
+                let start = pair.cpu_start()?;
                 let summary = oha::run(oha, &load(pair, Duration::from_secs(args.duration_secs)))?;
+                let window = pair.cpu_finish(start, summary.requests)?;
                 eprintln!(
-                    "mazu-bench: latency {} c={connections} round {}: p50 {:.3} p90 {:.3} p99 {:.3} ms, {} requests, {} failed",
+                    "mazu-bench: latency {} c={connections} round {}: p50 {:.3} p90 {:.3} p99 {:.3} ms, {} requests, {} failed; Envoy CPU {:.0} + {:.0} ms",
                     pair.kind.label(),
                     round + 1,
                     summary.latency.p50,
                     summary.latency.p90,
                     summary.latency.p99,
                     summary.requests,
-                    summary.failures()
+                    summary.failures(),
+                    window.client_ms,
+                    window.server_ms
                 );
+                results.cpu.push(CpuRun {
+                    kind: pair.kind,
+                    phase: Phase::KeepAlive { connections },
+                    round,
+                    window,
+                });
                 note_failures(
                     results,
                     &format!("latency {} c={connections}", pair.kind.label()),
@@ -246,6 +267,29 @@ fn latency(
                 });
             }
         }
+    }
+    Ok(())
+}
+
+/// Both configurations' sidecars with no load, over the same window.
+fn idle(args: &Args, baseline: &Pair, mazu: &Pair, results: &mut Results) -> Result<()> {
+    if args.idle_secs == 0 {
+        return Ok(());
+    }
+    eprintln!("mazu-bench: {} s without load (idle CPU)", args.idle_secs);
+    let starts = [baseline.cpu_start()?, mazu.cpu_start()?];
+    let clock = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(args.idle_secs));
+    let secs = clock.elapsed().as_secs_f64();
+    for (pair, start) in [baseline, mazu].into_iter().zip(starts) {
+        let window = pair.cpu_finish(start, 0)?;
+        eprintln!(
+            "mazu-bench: idle {}: Envoy CPU {:.0} + {:.0} ms in {secs:.1} s",
+            pair.kind.label(),
+            window.client_ms,
+            window.server_ms
+        );
+        results.idle_cpu.insert(pair.kind, IdleCpu { window, secs });
     }
     Ok(())
 }
@@ -288,20 +332,32 @@ fn churn(
         ))
     };
     let before = counters(mazu)?;
+    let handshakes_before = [baseline.server_handshakes()?, mazu.server_handshakes()?];
     for round in 0..args.rounds {
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
         for index in order {
             let pair: &Pair = if index == 0 { baseline } else { mazu };
+            let start = pair.cpu_start()?;
             let summary = oha::run(oha, &load(pair, Some(args.churn_rate), churn_secs))?;
+            let window = pair.cpu_finish(start, summary.requests)?;
             eprintln!(
-                "mazu-bench: new connections {} round {}: p50 {:.3} p90 {:.3} p99 {:.3} ms, {} failed",
+                "mazu-bench: new connections {} round {}: p50 {:.3} p90 {:.3} p99 {:.3} ms, {} failed; Envoy CPU {:.0} + {:.0} ms for {} connections",
                 pair.kind.label(),
                 round + 1,
                 summary.latency.p50,
                 summary.latency.p90,
                 summary.latency.p99,
-                summary.failures()
+                summary.failures(),
+                window.client_ms,
+                window.server_ms,
+                summary.requests
             );
+            results.cpu.push(CpuRun {
+                kind: pair.kind,
+                phase: Phase::NewConnections,
+                round,
+                window,
+            });
             note_failures(
                 results,
                 &format!("new connections {}", pair.kind.label()),
@@ -312,6 +368,12 @@ fn churn(
     }
     let after = counters(mazu)?;
     churns[1].cache_counters = Some((after.0 - before.0, after.1 - before.1));
+    for (index, pair) in [&*baseline, &*mazu].into_iter().enumerate() {
+        let (handshakes, resumed) = pair.server_handshakes()?;
+        let (h0, r0) = handshakes_before[index];
+        churns[index].handshakes =
+            Some((handshakes.saturating_sub(h0), resumed.saturating_sub(r0)));
+    }
     let max_secs = if args.quick { 3 } else { 10 };
     for (index, pair) in [&*baseline, &*mazu].into_iter().enumerate() {
         let summary = oha::run(oha, &load(pair, None, max_secs))?;
@@ -394,6 +456,8 @@ fn conditions(args: &Args, oha: &Path, envoy: &Path) -> Conditions {
             "{}; Envoy {envoy_version}",
             oha::version(oha).unwrap_or_else(|_| "oha".to_owned())
         ),
+        clock_ticks: cpu::clock_ticks_per_second(),
+        registry_refresh_ms: MeshOptions::default().refresh_interval_ms,
     }
 }
 

@@ -75,7 +75,7 @@ pub fn render_p90_svg(results: &Results) -> Result<String> {
                 .map_err(plot_error)?
                 .label(match kind {
                     Kind::Baseline => "plain mTLS (CA-signed, no filter)",
-                    Kind::Mazu => "Mazu (self-signed + filter in and out)",
+                    Kind::Mazu => "Mazu (handshake validator + filter inbound)",
                 })
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
@@ -153,7 +153,7 @@ mod tests {
         }
         let svg = render_p90_svg(&results).unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..100.min(svg.len())]);
-        assert!(svg.contains("Mazu (self-signed"));
+        assert!(svg.contains("Mazu (handshake validator"));
         assert!(svg.contains("p90 latency (ms)"));
     }
 }

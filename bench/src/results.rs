@@ -2,9 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::cpu::{Comparison, CpuWindow};
 use crate::oha::Summary;
 use crate::scale::MemoryReading;
-use crate::stats::{Goal, Percentiles, range};
+use crate::stats::{Goal, Percentiles, quantile, range};
 use crate::topology::Kind;
 
 /// The conditions of the run.
@@ -30,6 +31,11 @@ pub struct Conditions {
     pub load_after: String,
     /// Envoy and oha versions.
     pub tools: String,
+    /// The kernel's clock ticks per second (the unit of `/proc/<pid>/stat`
+    /// CPU times).
+    pub clock_ticks: u64,
+    /// How often the Mazu filters poll the curator, ms.
+    pub registry_refresh_ms: u64,
 }
 
 /// One latency measurement (keep-alive, fixed rate).
@@ -61,6 +67,69 @@ pub struct Churn {
     /// The Mazu server filter's verdict-cache counters over the cached runs
     /// (hits, misses); `None` for the baseline.
     pub cache_counters: Option<(i64, i64)>,
+    /// The server sidecar's inbound TLS handshakes over the cached runs, and
+    /// how many of them resumed a session (0 expected: the clients turn
+    /// resumption off).
+    pub handshakes: Option<(u64, u64)>,
+}
+
+/// What a CPU window carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Kept-alive connections at a fixed request rate: CPU per request.
+    KeepAlive {
+        /// Concurrent connections.
+        connections: u32,
+    },
+    /// A new connection (full handshake) per request, cached verdicts: CPU
+    /// per new connection.
+    NewConnections,
+}
+
+impl Phase {
+    /// Its name in the report.
+    pub fn label(self) -> String {
+        match self {
+            Phase::KeepAlive { connections } => {
+                format!("per request, keep-alive, {connections} connections")
+            }
+            Phase::NewConnections => "per new connection (cached verdicts)".to_owned(),
+        }
+    }
+}
+
+/// Both sidecars' CPU time over one measurement (one oha run).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CpuRun {
+    /// Configuration.
+    pub kind: Kind,
+    /// What the window carried.
+    pub phase: Phase,
+    /// Round number (from 0).
+    pub round: u32,
+    /// CPU times and requests (or connections).
+    pub window: CpuWindow,
+}
+
+/// Both sidecars of one configuration with no load at all: what they burn
+/// on their own (registry polls, validator file checks, timers).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct IdleCpu {
+    /// CPU times (units 0).
+    pub window: CpuWindow,
+    /// Length of the window, seconds.
+    pub secs: f64,
+}
+
+impl IdleCpu {
+    /// Both sidecars' CPU ms per second.
+    pub fn ms_per_sec(&self) -> f64 {
+        if self.secs > 0.0 {
+            self.window.total_ms() / self.secs
+        } else {
+            f64::NAN
+        }
+    }
 }
 
 /// Everything measured.
@@ -72,6 +141,10 @@ pub struct Results {
     pub latency: Vec<LatencyRun>,
     /// Connection churn per configuration.
     pub churn: BTreeMap<Kind, Churn>,
+    /// Envoy CPU time per measurement window, in the order run.
+    pub cpu: Vec<CpuRun>,
+    /// Envoy CPU time with no load, per configuration.
+    pub idle_cpu: BTreeMap<Kind, IdleCpu>,
     /// Filter memory readings.
     pub memory: Vec<MemoryReading>,
     /// Problems worth a line in the report (failed requests, skipped parts).
@@ -138,6 +211,68 @@ impl Results {
         Percentiles::mean(&runs)
     }
 
+    /// The phases with CPU windows: keep-alive by connection count, then
+    /// new connections.
+    pub fn cpu_phases(&self) -> Vec<Phase> {
+        let mut phases: Vec<Phase> = self.cpu.iter().map(|r| r.phase).collect();
+        phases.sort_unstable();
+        phases.dedup();
+        phases
+    }
+
+    /// The rounds with CPU windows in `phase`, ascending.
+    pub fn cpu_rounds(&self, phase: Phase) -> Vec<u32> {
+        let mut rounds: Vec<u32> = self
+            .cpu
+            .iter()
+            .filter(|r| r.phase == phase)
+            .map(|r| r.round)
+            .collect();
+        rounds.sort_unstable();
+        rounds.dedup();
+        rounds
+    }
+
+    /// The CPU window of `kind` in `phase` and `round` (`None`: every
+    /// round, added up).
+    pub fn cpu_window(&self, kind: Kind, phase: Phase, round: Option<u32>) -> Option<CpuWindow> {
+        CpuWindow::sum(
+            self.cpu
+                .iter()
+                .filter(|r| {
+                    r.kind == kind && r.phase == phase && round.is_none_or(|n| r.round == n)
+                })
+                .map(|r| &r.window),
+        )
+    }
+
+    /// Mazu against the baseline in `phase`, in one round or (`None`) over
+    /// every round: CPU added up, divided by the requests added up.
+    pub fn cpu_comparison(&self, phase: Phase, round: Option<u32>) -> Option<Comparison> {
+        Comparison::of(
+            &self.cpu_window(Kind::Baseline, phase, round)?,
+            &self.cpu_window(Kind::Mazu, phase, round)?,
+        )
+    }
+
+    /// Spread of a per-round figure of the CPU comparison in `phase`:
+    /// (lowest, highest).
+    pub fn cpu_round_range(&self, phase: Phase, f: fn(&Comparison) -> f64) -> Option<(f64, f64)> {
+        range(
+            self.cpu_rounds(phase)
+                .into_iter()
+                .filter_map(|round| self.cpu_comparison(phase, Some(round)))
+                .map(|c| f(&c)),
+        )
+    }
+
+    /// Cold − warm median of `kind` (ms): what a connection right after a
+    /// server restart costs more than the next one.
+    pub fn cold_minus_warm(&self, kind: Kind) -> Option<f64> {
+        let churn = self.churn.get(&kind)?;
+        Some(quantile(&churn.cold_ms, 0.5)? - quantile(&churn.warm_ms, 0.5)?)
+    }
+
     /// The goals with what was measured.
     pub fn goals(&self) -> Vec<Goal> {
         let mut goals = Vec::new();
@@ -157,6 +292,33 @@ impl Results {
             name: "new-connection overhead, cached verdict (p50)".to_owned(),
             limit: 0.03,
             measured: cached,
+            unit: "ms",
+        });
+        for connections in [16, 64] {
+            goals.push(Goal {
+                name: format!("Envoy CPU per request, {connections} connections (over baseline)"),
+                limit: 3.0,
+                measured: self
+                    .cpu_comparison(Phase::KeepAlive { connections }, None)
+                    .map(|c| c.overhead_percent()),
+                unit: "%",
+            });
+        }
+        goals.push(Goal {
+            name: "Envoy CPU per new connection, cached verdict".to_owned(),
+            limit: 0.03,
+            measured: self
+                .cpu_comparison(Phase::NewConnections, None)
+                .map(|c| c.difference()),
+            unit: "ms",
+        });
+        goals.push(Goal {
+            name: "cold verdict (cold − warm connection, median, over baseline)".to_owned(),
+            limit: 0.2,
+            measured: self
+                .cold_minus_warm(Kind::Mazu)
+                .zip(self.cold_minus_warm(Kind::Baseline))
+                .map(|(m, b)| m - b),
             unit: "ms",
         });
         let per_vm = crate::scale::registry_memory(&self.memory)

@@ -4,14 +4,22 @@
 //! - **baseline**: plain CA-based mTLS (`bench/envoy/baseline-*.yaml`):
 //!   CA-signed certificates from files, the client certificate checked
 //!   against the CA, no filter;
-//! - **Mazu**: the local mesh's sidecar configuration as is
-//!   (`e2e/envoy/*.yaml` rendered by `mazu_e2e::envoy_config::render`, with
-//!   the mesh's own plugin configuration): self-signed certificates over SDS
-//!   from the mesh's node agents, the filter inbound and outbound, the
-//!   registry from the mesh's curator. The only difference from the mesh's
-//!   own frontend/checkout sidecars is the workload port (the 1 KiB backend).
+//! - **Mazu**, the new data plane: the local mesh's node agents run with
+//!   `--validator-config`, so the `ROOTCA` they serve over SDS is Mazu's
+//!   handshake validator (`libmazu_validator.so`, docs/validator.md) in both
+//!   sidecars; self-signed certificates carrying the token, from the same
+//!   agents. The server sidecar is the mesh's own sidecar template
+//!   (`e2e/envoy/sidecar.yaml` rendered by `mazu_e2e::envoy_config::render`
+//!   with the mesh's plugin configuration, no outbound listeners): the
+//!   validator in the handshake, then the Wasm filter inbound, its registry
+//!   from the mesh's curator. The client sidecar
+//!   (`bench/envoy/mazu-client.yaml`) has the baseline client's shape: the
+//!   validator checks the server (the destination's identity, from Istio's
+//!   SNI), no Wasm filter outbound.
 //!
-//! Both run with the mesh's Envoy flags (`--concurrency 1`).
+//! All four run with the mesh's Envoy flags (`--concurrency 1`). The client
+//! templates turn TLS session resumption off, so that every new connection
+//! is a full handshake in both configurations.
 
 use core::time::Duration;
 use std::io::{Read as _, Write as _};
@@ -20,8 +28,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context as _, Result, bail};
-use mazu_e2e::envoy_config::{self, OutboundPeer, SidecarConfig, substitute};
+use anyhow::{Context as _, Result, anyhow, bail};
+use mazu_e2e::envoy_config::{self, SidecarConfig, substitute};
 use mazu_e2e::mesh::LocalMesh;
 pub use mazu_e2e::mesh::filter_stats;
 use mazu_e2e::process::Process;
@@ -29,9 +37,11 @@ use mazu_wasm_tests::http;
 use mazu_wasm_tests::net::free_port;
 
 use crate::certs;
+use crate::cpu::{self, CpuWindow};
 
 const BASELINE_SERVER: &str = include_str!("../envoy/baseline-server.yaml");
 const BASELINE_CLIENT: &str = include_str!("../envoy/baseline-client.yaml");
+const MAZU_CLIENT: &str = include_str!("../envoy/mazu-client.yaml");
 
 /// Envoy's flags, the same for every sidecar of both configurations (and
 /// the local mesh's).
@@ -50,7 +60,8 @@ pub const ENVOY_FLAGS: &[&str] = &[
 pub enum Kind {
     /// Plain CA-based mTLS, no filter.
     Baseline,
-    /// Self-signed certificates over SDS and the Mazu filter both ways.
+    /// Self-signed certificates over SDS, the handshake validator both
+    /// ways, the Mazu filter inbound.
     Mazu,
 }
 
@@ -68,6 +79,9 @@ impl Kind {
 pub struct Sidecar {
     name: String,
     binary: PathBuf,
+    /// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`: where Envoy finds the validator
+    /// module (Mazu only).
+    modules: Option<PathBuf>,
     config_path: PathBuf,
     log_path: PathBuf,
     /// Its admin port.
@@ -81,6 +95,7 @@ impl Sidecar {
     fn start(
         name: &str,
         binary: &Path,
+        modules: Option<&Path>,
         config_path: PathBuf,
         admin_port: u16,
         filter_directions: Vec<&'static str>,
@@ -89,6 +104,7 @@ impl Sidecar {
         let mut sidecar = Sidecar {
             name: name.to_owned(),
             binary: binary.to_owned(),
+            modules: modules.map(Path::to_owned),
             log_path: config_path.with_extension("log"),
             config_path,
             admin_port,
@@ -103,6 +119,9 @@ impl Sidecar {
     /// given, until every filter of it holds that registry version.
     fn launch(&mut self, registry_version: Option<i64>) -> Result<()> {
         let mut command = Command::new(&self.binary);
+        if let Some(dir) = &self.modules {
+            command.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", dir);
+        }
         command
             .arg("--config-path")
             .arg(&self.config_path)
@@ -128,9 +147,46 @@ impl Sidecar {
         Ok(())
     }
 
+    /// Envoy's process id.
+    pub fn pid(&self) -> Result<u32> {
+        self.process
+            .as_ref()
+            .map(Process::pid)
+            .ok_or_else(|| anyhow!("{} is not running", self.name))
+    }
+
+    /// One of Envoy's own counters (e.g. `listener.127.0.0.1_1234.ssl.handshake`);
+    /// 0 if it does not exist.
+    pub fn counter(&self, name: &str) -> Result<u64> {
+        let body = http::get_text(self.admin_port, &format!("/stats?filter=^{name}$"))?;
+        Ok(body
+            .lines()
+            .find_map(|line| {
+                let (found, value) = line.split_once(": ")?;
+                (found == name).then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or(0))
+    }
+
+    /// Whether the `ROOTCA` Envoy holds (admin config dump) is the dynamic
+    /// module certificate validator, as the agent serves it with
+    /// `--validator-config`.
+    pub fn holds_validator(&self) -> Result<bool> {
+        let dump = http::get_text(
+            self.admin_port,
+            "/config_dump?resource=dynamic_active_secrets",
+        )?;
+        let dump: serde_json::Value = serde_json::from_str(&dump)?;
+        Ok(dump["configs"].as_array().into_iter().flatten().any(|s| {
+            s["name"] == "ROOTCA"
+                && s["secret"]["validation_context"]["custom_validator_config"]["name"]
+                    == "envoy.tls.cert_validator.dynamic_modules"
+        }))
+    }
+
     /// Kills Envoy (SIGKILL) and starts it again with the same configuration:
-    /// every cache in it (TLS sessions, the filter's verdict and token caches)
-    /// is gone.
+    /// every cache in it (TLS sessions, the validator's and the filter's
+    /// verdict and token caches) is gone.
     pub fn restart(&mut self, registry_version: Option<i64>) -> Result<()> {
         if let Some(mut process) = self.process.take() {
             process.kill();
@@ -146,9 +202,11 @@ pub struct Pair {
     /// The client sidecar's plain-text outbound port: load goes here.
     pub outbound_port: u16,
     /// The client sidecar (kept running).
-    _client: Sidecar,
+    pub client: Sidecar,
     /// The server sidecar.
     pub server: Sidecar,
+    /// The server sidecar's mTLS port.
+    pub inbound_port: u16,
     /// The registry version the filters must hold (Mazu only).
     registry_version: Option<i64>,
 }
@@ -187,6 +245,7 @@ impl Pair {
         let server = Sidecar::start(
             "envoy (baseline server)",
             envoy,
+            None,
             server_path,
             server_admin,
             vec![],
@@ -195,6 +254,7 @@ impl Pair {
         let client = Sidecar::start(
             "envoy (baseline client)",
             envoy,
+            None,
             client_path,
             client_admin,
             vec![],
@@ -203,31 +263,27 @@ impl Pair {
         let pair = Pair {
             kind: Kind::Baseline,
             outbound_port: outbound,
-            _client: client,
+            client,
             server,
+            inbound_port: inbound,
             registry_version: None,
         };
         pair.check_round_trip()?;
         Ok(pair)
     }
 
-    /// The Mazu pair: the mesh's `frontend` (client) and `checkout` (server)
-    /// sidecar configurations, with their agents' SDS, the mesh's curator and
-    /// plugin configuration, in front of the bench backend.
+    /// The Mazu pair: the mesh's `checkout` sidecar configuration as the
+    /// server (validator + filter inbound) and a `frontend` client sidecar
+    /// (validator, no filter), with their agents' SDS, the mesh's curator and
+    /// plugin configuration, in front of the bench backend. The mesh must
+    /// run with the handshake validator (`MeshOptions::handshake_validator`),
+    /// so that its agents serve it as `ROOTCA`.
     pub fn mazu(mesh: &LocalMesh, dir: &Path, backend_port: u16) -> Result<Pair> {
         std::fs::create_dir_all(dir)?;
         let client_spec = mesh.service("frontend")?;
         let server_spec = mesh.service("checkout")?;
-        let (server_admin, inbound, client_admin, client_inbound, outbound) = (
-            free_port()?,
-            free_port()?,
-            free_port()?,
-            free_port()?,
-            free_port()?,
-        );
-        let inbound_config = mesh.plugin_config("inbound");
-        let outbound_config = mesh.plugin_config("outbound");
-        let wasm = &mesh.binaries.filter_wasm;
+        let (server_admin, inbound, client_admin, outbound) =
+            (free_port()?, free_port()?, free_port()?, free_port()?);
         let server_sds = server_spec.sds_socket();
         let server_yaml = envoy_config::render(&SidecarConfig {
             service: &server_spec.spec.name,
@@ -238,44 +294,35 @@ impl Pair {
             curator_port: mesh.curator_port(),
             curator_tls_pin: mesh.curator_tls_pin()?,
             sds_socket: &server_sds,
-            filter_wasm: wasm,
-            inbound_plugin_config: &inbound_config,
-            outbound_plugin_config: &outbound_config,
+            filter_wasm: &mesh.binaries.filter_wasm,
+            inbound_plugin_config: &mesh.plugin_config("inbound"),
+            outbound_plugin_config: &mesh.plugin_config("outbound"),
             peers: &[],
             istio_san_matchers: false,
         })?;
-        let client_sds = client_spec.sds_socket();
-        let peers = [OutboundPeer {
-            name: server_spec.spec.name.clone(),
-            outbound_port: outbound,
-            peer_inbound_port: inbound,
-            spiffe_id: server_spec.spec.spiffe_id(),
-            host: server_spec.spec.host(),
-        }];
-        let client_yaml = envoy_config::render(&SidecarConfig {
-            service: &client_spec.spec.name,
-            namespace: &client_spec.spec.namespace,
-            admin_port: client_admin,
-            inbound_port: client_inbound,
-            workload_port: backend_port,
-            curator_port: mesh.curator_port(),
-            curator_tls_pin: mesh.curator_tls_pin()?,
-            sds_socket: &client_sds,
-            filter_wasm: wasm,
-            inbound_plugin_config: &inbound_config,
-            outbound_plugin_config: &outbound_config,
-            peers: &peers,
-            istio_san_matchers: false,
-        })?;
+        let client_yaml = substitute(
+            MAZU_CLIENT,
+            &[
+                ("SERVICE", client_spec.spec.name.clone()),
+                ("NAMESPACE", client_spec.spec.namespace.clone()),
+                ("ADMIN_PORT", client_admin.to_string()),
+                ("OUTBOUND_PORT", outbound.to_string()),
+                ("PEER_INBOUND_PORT", inbound.to_string()),
+                ("PEER_HOST", server_spec.spec.host()),
+                ("SDS_SOCKET", client_spec.sds_socket().display().to_string()),
+            ],
+        )?;
         let server_path = dir.join("mazu-server.yaml");
         let client_path = dir.join("mazu-client.yaml");
         std::fs::write(&server_path, server_yaml)?;
         std::fs::write(&client_path, client_yaml)?;
         let version = mesh.registry_version()?;
         let envoy = &mesh.binaries.envoy;
+        let modules = mesh.binaries.validator_module.parent();
         let server = Sidecar::start(
             "envoy (Mazu server)",
             envoy,
+            modules,
             server_path,
             server_admin,
             vec!["inbound"],
@@ -284,19 +331,30 @@ impl Pair {
         let client = Sidecar::start(
             "envoy (Mazu client)",
             envoy,
+            modules,
             client_path,
             client_admin,
-            vec!["inbound", "outbound"],
-            Some(version),
+            vec![],
+            None,
         )?;
         let pair = Pair {
             kind: Kind::Mazu,
             outbound_port: outbound,
-            _client: client,
+            client,
             server,
+            inbound_port: inbound,
             registry_version: Some(version),
         };
-        pair.check_round_trip()?;
+        for sidecar in [&pair.client, &pair.server] {
+            if !sidecar.holds_validator()? {
+                bail!(
+                    "{}: its ROOTCA is not Mazu's handshake validator (is the mesh \
+                     running with the validator?)",
+                    sidecar.name
+                );
+            }
+        }
+        pair.wait_for_round_trip(Duration::from_secs(30))?;
         Ok(pair)
     }
 
@@ -304,6 +362,42 @@ impl Pair {
     /// registry (Mazu).
     pub fn restart_server(&mut self) -> Result<()> {
         self.server.restart(self.registry_version)
+    }
+
+    /// Retries [`Pair::check_round_trip`] until it passes or `limit`
+    /// passes (SDS secrets may reach Envoy after it reports live).
+    pub fn wait_for_round_trip(&self, limit: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            match self.check_round_trip() {
+                Ok(()) => return Ok(()),
+                Err(error) if start.elapsed() > limit => {
+                    return Err(error.context(format!("no round trip after {limit:?}")));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+
+    /// The CPU time of both sidecars now: the start of a measurement window.
+    pub fn cpu_start(&self) -> Result<cpu::Start> {
+        cpu::start(self.client.pid()?, self.server.pid()?)
+    }
+
+    /// The window from `start` to now, with `units` requests (or new
+    /// connections) carried in it.
+    pub fn cpu_finish(&self, start: cpu::Start, units: u64) -> Result<CpuWindow> {
+        start.finish(self.client.pid()?, self.server.pid()?, units)
+    }
+
+    /// The server sidecar's inbound TLS counters now: (handshakes, of which
+    /// resumed sessions).
+    pub fn server_handshakes(&self) -> Result<(u64, u64)> {
+        let prefix = format!("listener.127.0.0.1_{}.ssl", self.inbound_port);
+        Ok((
+            self.server.counter(&format!("{prefix}.handshake"))?,
+            self.server.counter(&format!("{prefix}.session_reused"))?,
+        ))
     }
 
     /// One request through the pair must come back with the 1 KiB body.
