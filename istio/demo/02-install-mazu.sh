@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Step 2: install Mazu (the curator, the node agent DaemonSet, the WasmPlugins, the
-# EnvoyFilters) with this
+# Step 2: install Mazu (the curator, the node agent DaemonSet and its validator ConfigMap,
+# the WasmPlugins, the EnvoyFilters) with this
 # cluster's service-account issuer and JWKS. Writes a kustomize overlay on top of
 # istio/overlays/dev (or $MAZU_OVERLAY) that patches them in, then applies it.
 #   bash istio/demo/02-install-mazu.sh [--dry-run]
@@ -77,6 +77,11 @@ if os.environ.get("MAZU_FILTER_SHA256"):
 if os.environ.get("MAZU_CHECKPOINT_KEY"):
     plugin_ops.append({"op": "add", "path": "/spec/pluginConfig/curator/checkpoint_key",
                        "value": os.environ["MAZU_CHECKPOINT_KEY"].strip()})
+# The handshake validator's trust is the WasmPlugins' (ConfigMap mazu-validator, config.json).
+with open(os.path.join(os.environ["MAZU_ISTIO_DIR"], "base/agent/validator-configmap.yaml")) as f:
+    validator = json.loads(yaml.safe_load(f)["data"]["config.json"])
+validator["trust"]["issuers"] = [{"issuer": issuer, "namespaces": ["*"], "jwks": jwks}]
+validator_ops = [{"op": "replace", "path": "/data/config.json", "value": json.dumps(validator, indent=2) + "\n"}]
 pin = os.environ["MAZU_TLS_PIN"]
 with open(os.path.join(os.environ["MAZU_ISTIO_DIR"], "base/agent/daemonset.yaml")) as f:
     agent_args = yaml.safe_load(f)["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -88,6 +93,8 @@ k = {
     "patches": [
         {"target": {"kind": "ConfigMap", "name": "mazu-curator-issuers", "namespace": "mazu-system"},
          "patch": json.dumps(cm_ops)},
+        {"target": {"kind": "ConfigMap", "name": "mazu-validator", "namespace": "mazu-node"},
+         "patch": json.dumps(validator_ops)},
         {"target": {"kind": "DaemonSet", "name": "mazu-agent", "namespace": "mazu-node"},
          "patch": json.dumps([{"op": "replace", "path": f"/spec/template/spec/containers/0/args/{pin_index}", "value": pin}])},
         {"target": {"group": "networking.istio.io", "kind": "EnvoyFilter", "name": "mazu-curator-cluster", "namespace": "istio-system"},

@@ -10,7 +10,7 @@ step "Inbound listener: the Mazu filter (ECDS name istio-system.mazu-inbound) fi
 shell "istioctl proxy-config listener deploy/httpbin -n $DEMO_NS --port 15006 -o json | grep -n -E 'istio-system.mazu-inbound|ROOTCA|upstream_connect_mode' | head -n 20"
 step "The filter configuration itself (the WasmPlugin's pluginConfig), as delivered over ECDS"
 shell "istioctl proxy-config ecds deploy/httpbin -n $DEMO_NS -o json | grep -n -E 'mazu' | head -n 20"
-step "Outbound: the tlsMode-istio TLS context validates the server with ROOTCA (the agent's pins) alone"
+step "Outbound: the tlsMode-istio TLS context validates the server with ROOTCA alone (from the node agent: Mazu's validator module, ConfigMap mazu-validator)"
 shell "istioctl proxy-config cluster deploy/sleep -n $DEMO_NS --fqdn httpbin.$DEMO_NS.svc.cluster.local -o json | grep -n -E 'tlsMode-istio|ROOTCA|\"default\"' | head -n 20"
 step "The curator cluster the filter's callouts use"
 run istioctl proxy-config cluster deploy/httpbin -n "$DEMO_NS" --fqdn mazu-curator.mazu-system.svc.cluster.local

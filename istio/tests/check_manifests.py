@@ -16,6 +16,13 @@ Everything that can be checked without a cluster:
   consistent  the curator cluster, authority, trust domain, audience, issuer and JWKS
               agree across the Service, the curator, the agent template and both
               WasmPlugins
+  validator   the handshake validator as delivered: the DaemonSet's --validator-config is
+              a key of ConfigMap mazu-validator mounted into the agent; its JSON is accepted
+              by the module's own parser (`cargo run -p mazu-validator --example
+              check_config`), its registry_file lies where the "mazu" template mounts the
+              pod's socket directory into istio-proxy, its trust is the WasmPlugins';
+              the template's istio-proxy has ENVOY_DYNAMIC_MODULES_SEARCH_PATH = the
+              read-only mount of the emptyDir its init container copies the module into
   plugin      each WasmPlugin's pluginConfig, passed through google.protobuf.Struct as
               Istio does, is accepted by the filter's own parser
               (`cargo run -p mazu-filter --example check_config`)
@@ -25,13 +32,15 @@ Everything that can be checked without a cluster:
               configuration the real Envoy accepts (`envoy --mode validate`, which also
               runs the filter's on_configure)
   negative    cases that must fail do fail: schema errors (tests/fixtures/negative),
-              bad pluginConfigs (parser and real Envoy), and the naive EnvoyFilter
-              patches these manifests avoid (Envoy rejects the result)
+              bad pluginConfigs (parser and real Envoy), the naive EnvoyFilter
+              patches these manifests avoid (Envoy rejects the result), and variants of
+              the node agent and validator manifests derived from the real ones in code
   demo        istio/demo/run-all.sh --dry-run succeeds and prints every step
 
 One line per check ("ok" or "FAIL"); exit status 1 if any check failed.
 Environment: MAZU_ISTIO_CRDS (CRD bundle path), MAZU_ENVOY (Envoy binary),
-MAZU_FILTER_WASM (the filter .wasm), CARGO_TARGET_DIR (as cargo).
+MAZU_FILTER_WASM (the filter .wasm), MAZU_VALIDATOR_MODULE (libmazu_validator.so; by
+default built with `cargo build -p mazu-validator`), CARGO_TARGET_DIR (as cargo).
 """
 
 from __future__ import annotations
@@ -40,7 +49,9 @@ import copy
 import json
 import math
 import os
+import posixpath
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -501,6 +512,184 @@ def node_template_problems(pod: dict[str, Any], ds: dict[str, Any], audience: st
     return problems
 
 
+# ------------------------------------------------------ the handshake validator
+
+SEARCH_PATH_ENV = "ENVOY_DYNAMIC_MODULES_SEARCH_PATH"  # where Envoy looks for lib<name>.so
+# What the ConfigMap sets explicitly (docs/validator.md, "Configuration"), defaults included.
+VALIDATOR_FIELDS = ("registry_file", "max_registry_age_ms", "recheck_interval_ms", "trust", "destinations")
+
+
+def validator_module_name() -> str | None:
+    """The module name the node agent's ROOTCA gives Envoy (agent/src/sds.rs)."""
+    source = (REPO / "agent" / "src" / "sds.rs").read_text(encoding="utf-8")
+    m = re.search(r'VALIDATOR_MODULE_NAME: &str = "([^"]+)"', source)
+    return m.group(1) if m else None
+
+
+def node_agent_container(ds: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in ds["spec"]["template"]["spec"]["containers"] if (c.get("args") or [None])[0] == "node")
+
+
+def validator_config_source(ds: dict[str, Any], configmaps: dict[tuple[str, str], dict[str, Any]]) -> tuple[str | None, list[str]]:
+    """The JSON the DaemonSet's `--validator-config` reads: a key of a ConfigMap of the
+    manifests, mounted into the agent container."""
+    agent = node_agent_container(ds)
+    path = flag(agent.get("args", []), "--validator-config")
+    if path is None:
+        return None, ["no --validator-config: the node agent serves the SPKI pins and Envoy never loads the module"]
+    spec = ds["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    mounts = [m for m in agent.get("volumeMounts", []) if path.startswith(m["mountPath"].rstrip("/") + "/")]
+    if not mounts:
+        return None, [f"--validator-config {path} is not in a volume mounted into the agent"]
+    mount = max(mounts, key=lambda m: len(m["mountPath"]))
+    inner = path[len(mount["mountPath"].rstrip("/")) + 1:]
+    ref = volumes.get(mount["name"], {}).get("configMap")
+    if ref is None:
+        return None, [f"--validator-config {path}: volume {mount['name']} is not a ConfigMap"]
+    if mount.get("subPath") or mount.get("subPathExpr"):
+        return None, [f"--validator-config {path}: the ConfigMap is mounted with a subPath (not modelled)"]
+    key = {i["path"]: i["key"] for i in ref.get("items", [])}.get(inner) if ref.get("items") else inner
+    namespace = ds["metadata"].get("namespace", "")
+    cm = configmaps.get((namespace, ref.get("name", "")))
+    if cm is None:
+        return None, [f"--validator-config {path}: ConfigMap {namespace}/{ref.get('name')} is not part of the manifests"]
+    if key is None or key not in cm.get("data", {}):
+        return None, [f"--validator-config {path}: ConfigMap {ref['name']} has no key {key or inner!r}"]
+    return cm["data"][key], []
+
+
+def sample_destinations(samples: list[dict[str, Any]], trust_domain: str) -> dict[str, set[str]]:
+    """Host -> the SPIFFE IDs of the Mazu workloads behind each Service of the demo."""
+    out: dict[str, set[str]] = {}
+    deployments = [d for d in samples if d.get("kind") == "Deployment"]
+    for svc in (d for d in samples if d.get("kind") == "Service"):
+        ns = svc["metadata"].get("namespace", "default")
+        selector = svc["spec"].get("selector") or {}
+        ids = set()
+        for d in deployments:
+            template = d["spec"]["template"]
+            labels = template["metadata"].get("labels", {})
+            chosen = template["metadata"].get("annotations", {}).get("inject.istio.io/templates", "sidecar")
+            if d["metadata"].get("namespace", "default") != ns or not selector or \
+                    any(labels.get(k) != v for k, v in selector.items()) or \
+                    not any(t.strip().startswith("mazu") for t in chosen.split(",")):
+                continue
+            account = template["spec"].get("serviceAccountName") or "default"
+            ids.add(f"spiffe://{trust_domain}/ns/{ns}/sa/{account}")
+        if ids:
+            out[f"{svc['metadata']['name']}.{ns}.svc.cluster.local"] = ids
+    return out
+
+
+def validator_config_problems(text: str, pod: dict[str, Any], plugins: list[dict[str, Any]],
+                              samples: list[dict[str, Any]]) -> list[str]:
+    """What the validator configuration must say to work in the injected pod: its registry
+    file where the agent writes it as istio-proxy sees it, the filters' trust, and the
+    demo's destinations."""
+    try:
+        cfg = json.loads(text)
+    except ValueError as e:
+        return [f"does not parse as JSON: {e}"]
+    if not isinstance(cfg, dict):
+        return ["is not a JSON object"]
+    problems: list[str] = []
+    missing = [f for f in VALIDATOR_FIELDS if f not in cfg]
+    if missing:
+        problems.append(f"fields not set: {missing} (the ConfigMap states every field)")
+    proxy = next((c for c in pod["spec"]["containers"] if c["name"] == "istio-proxy"), {})
+    socket_dirs = {posixpath.normpath(m["mountPath"]) for m in proxy.get("volumeMounts", []) if m["name"] == "workload-socket"}
+    registry = cfg.get("registry_file")
+    if isinstance(registry, str):
+        name = posixpath.basename(registry)
+        if posixpath.dirname(posixpath.normpath(registry)) not in socket_dirs or posixpath.normpath(registry) != registry:
+            problems.append(f"registry_file {registry} is not in the directory where istio-proxy mounts the pod's socket "
+                            f"directory ({', '.join(sorted(socket_dirs)) or 'none'}): the node agent writes it beside the "
+                            "socket, keeping only its file name")
+        elif name == "socket":
+            problems.append("registry_file is named socket: the node agent would write it over the SDS socket")
+    trust = cfg.get("trust")
+    for p in plugins:
+        theirs = p["spec"]["pluginConfig"].get("trust")
+        if struct_json(trust) != struct_json(theirs):
+            fields = sorted(k for k in set(trust or {}) | set(theirs or {})
+                            if (trust or {}).get(k) != (theirs or {}).get(k)) if isinstance(trust, dict) else ["<all>"]
+            problems.append(f"trust differs from WasmPlugin {p['metadata']['name']}'s pluginConfig.trust in {fields}")
+        stale = p["spec"]["pluginConfig"].get("max_staleness_secs")
+        age = cfg.get("max_registry_age_ms")
+        if isinstance(age, int) and isinstance(stale, int) and age > stale * 1000:
+            problems.append(f"max_registry_age_ms {age} is more lenient than WasmPlugin {p['metadata']['name']}'s "
+                            f"max_staleness_secs {stale}")
+    destinations = cfg.get("destinations") if isinstance(cfg.get("destinations"), dict) else {}
+    domain = trust.get("trust_domain", "") if isinstance(trust, dict) else ""
+    for host, ids in sorted(sample_destinations(samples, domain).items()):
+        listed = set(destinations.get(host) or [])
+        if listed != ids:
+            problems.append(f"destinations[{host}] is {sorted(listed)}, but the demo's workloads behind that Service "
+                            f"run as {sorted(ids)}")
+    return problems
+
+
+def module_delivery_problems(pod: dict[str, Any], module: str) -> list[str]:
+    """How the injected pod's Envoy gets lib<module>.so: ENVOY_DYNAMIC_MODULES_SEARCH_PATH is
+    the read-only mount of an emptyDir that only a plain, least-privilege init container
+    writes, by copying the module into it."""
+    filename = f"lib{module}.so"
+    proxy = next((c for c in pod["spec"]["containers"] if c["name"] == "istio-proxy"), None)
+    if proxy is None:
+        return ["no istio-proxy container"]
+    search = next((e.get("value") for e in proxy.get("env", []) if e["name"] == SEARCH_PATH_ENV), None)
+    if not search:
+        return [f"istio-proxy has no {SEARCH_PATH_ENV} (a plain value): Envoy would not find {filename}"]
+    mount = next((m for m in proxy.get("volumeMounts", [])
+                  if posixpath.normpath(m["mountPath"]) == posixpath.normpath(search)), None)
+    if mount is None:
+        return [f"{SEARCH_PATH_ENV} {search} is not where a volume is mounted into istio-proxy: Envoy would not "
+                f"find {filename} there"]
+    problems: list[str] = []
+    volume = mount["name"]
+    if not mount.get("readOnly"):
+        problems.append(f"istio-proxy mounts the module volume {volume} writable: whoever runs in istio-proxy could "
+                        "replace the module Envoy loads")
+    if mount.get("subPath") or mount.get("subPathExpr"):
+        problems.append(f"istio-proxy mounts the module volume {volume} with a subPath (not where it is written)")
+    declared = next((v for v in pod["spec"].get("volumes", []) if v["name"] == volume), {})
+    if set(declared) != {"name", "emptyDir"}:
+        problems.append(f"volume {volume} is not an emptyDir of the pod (written only by its init container): {declared}")
+    plain_inits = {c["name"] for c in pod["spec"].get("initContainers", []) if c.get("restartPolicy") != "Always"}
+    copiers = []
+    for c in all_containers(pod):
+        for m in c.get("volumeMounts", []):
+            if m["name"] != volume or m.get("readOnly"):
+                continue
+            if c["name"] not in plain_inits:
+                problems.append(f"{c['name']} mounts the module volume {volume} writable; only a plain init container "
+                                "(finished before istio-proxy starts) may")
+                continue
+            words = [str(w) for w in c.get("command", []) + c.get("args", [])]
+            target = posixpath.normpath(m["mountPath"])
+            if len(words) < 2 or not any(w.endswith("/" + filename) for w in words[:-1]) or \
+                    posixpath.normpath(words[-1]) not in (target, f"{target}/{filename}"):
+                problems.append(f"{c['name']} does not copy {filename} into {m['mountPath']} (the module volume): {words}")
+            else:
+                copiers.append(c)
+    if not copiers:
+        problems.append(f"no init container writes {filename} into the module volume {volume}: Envoy's search path is empty")
+    for c in copiers:
+        sc = c.get("securityContext", {})
+        caps = sc.get("capabilities", {})
+        if not sc.get("runAsNonRoot") or sc.get("runAsUser") in (None, 0):
+            problems.append(f"{c['name']}: runs as root (or without runAsNonRoot and a runAsUser)")
+        if sc.get("privileged") or sc.get("allowPrivilegeEscalation") is not False or not sc.get("readOnlyRootFilesystem") \
+                or "ALL" not in caps.get("drop", []) or caps.get("add"):
+            problems.append(f"{c['name']}: not least privilege (privileged, privilege escalation, a writable root file "
+                            "system or capabilities)")
+        res = c.get("resources", {})
+        if not res.get("requests") or "memory" not in res.get("limits", {}):
+            problems.append(f"{c['name']}: resources need requests and a memory limit")
+    return problems
+
+
 # -------------------------------------------------------------- pluginConfig
 
 
@@ -532,10 +721,12 @@ def plugin_config_json(plugin: dict[str, Any]) -> str:
 
 
 class ConfigChecker:
-    """Runs the filter's real configuration parser (filter/examples/check_config.rs)."""
+    """Runs a component's real configuration parser: the filter's
+    (filter/examples/check_config.rs) or the handshake validator's
+    (validator/examples/check_config.rs)."""
 
-    def __init__(self) -> None:
-        self.command = ["cargo", "run", "-q", "-p", "mazu-filter", "--example", "check_config"]
+    def __init__(self, package: str = "mazu-filter") -> None:
+        self.command = ["cargo", "run", "-q", "-p", package, "--example", "check_config"]
 
     def run(self, config: str) -> tuple[int, str]:
         proc = subprocess.run(
@@ -775,24 +966,71 @@ def render_wasm_plugins(config: dict[str, Any], plugins: list[dict[str, Any]], w
                 chain["filters"].insert(0, copy.deepcopy(wasm_filter))
 
 
-def envoy_validate(envoy: Path, config: dict[str, Any]) -> tuple[bool, str]:
+def envoy_validate(envoy: Path, config: dict[str, Any], env: dict[str, str] | None = None,
+                   cwd: str | None = None) -> tuple[bool, str]:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(config, f)
         path = f.name
     try:
         proc = subprocess.run(
             [str(envoy), "--mode", "validate", "-c", path, "--log-level", "error"],
-            capture_output=True, text=True, timeout=300,
+            capture_output=True, text=True, timeout=300, env=env, cwd=cwd,
         )
     finally:
         os.unlink(path)
     text = (proc.stdout + proc.stderr).strip()
     lines = [l for l in text.splitlines() if l.strip()]
-    ok = proc.returncode == 0 and "OK" in (lines[-1] if lines else "")
-    reason = next((l for l in lines if "mazu-filter:" in l), None) or next(
+    # Envoy prints "configuration '<path>' OK" on stdout; a module may write to stderr after it.
+    ok = proc.returncode == 0 and any(l.startswith("configuration '") and l.rstrip().endswith("' OK") for l in lines)
+    reason = next((l for l in lines if "mazu-filter:" in l or "mazu-validator: configuration refused" in l), None) or next(
         (l for l in reversed(lines) if "rror" in l or "failed" in l or "critical" in l), lines[-1] if lines else "")
     reason = reason.split("] ", 1)[-1] if reason.startswith("[") else reason
     return ok, reason.strip()
+
+
+def module_rootca(module: str, config_json: str) -> dict[str, Any]:
+    """ROOTCA as the node agent serves it with --validator-config (agent/src/sds.rs,
+    module_validation_context): the module alone, no CA, no pins."""
+    return {"custom_validator_config": {
+        "name": "envoy.tls.cert_validator.dynamic_modules",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.cert_validator."
+                     "dynamic_modules.v3.DynamicModuleCertValidatorConfig",
+            "dynamic_module_config": {"name": module},
+            "validator_name": "mazu",
+            "validator_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": config_json},
+        }}}
+
+
+def with_rootca_inline(config: dict[str, Any], rootca: dict[str, Any]) -> int:
+    """The sidecar once the agent's ROOTCA arrived: every reference to the SDS secret
+    ROOTCA (the inbound chains' combined context, whose default part is empty, and the
+    outbound clusters' tlsMode-istio contexts) replaced by its content. Returns how many."""
+    count = 0
+
+    def visit(node: Any) -> None:
+        nonlocal count
+        if isinstance(node, dict):
+            ctx = node.get("common_tls_context")
+            if isinstance(ctx, dict):
+                cvc = ctx.get("combined_validation_context")
+                if isinstance(cvc, dict) and cvc.get("validation_context_sds_secret_config", {}).get("name") == "ROOTCA" \
+                        and not cvc.get("default_validation_context"):
+                    del ctx["combined_validation_context"]
+                    ctx["validation_context"] = copy.deepcopy(rootca)
+                    count += 1
+                elif ctx.get("validation_context_sds_secret_config", {}).get("name") == "ROOTCA":
+                    del ctx["validation_context_sds_secret_config"]
+                    ctx["validation_context"] = copy.deepcopy(rootca)
+                    count += 1
+            for v in node.values():
+                visit(v)
+        elif isinstance(node, list):
+            for v in node:
+                visit(v)
+
+    visit(config)
+    return count
 
 
 def find_tls(chain_or_socket_holder: dict[str, Any]) -> dict[str, Any]:
@@ -876,7 +1114,7 @@ def node_checks(r: Report, base: list[dict[str, Any]], template_pods: dict[str, 
                 m.pop("subPathExpr", None)
 
     def no_wait(spec: dict[str, Any]) -> None:
-        spec["initContainers"] = [c for c in spec["initContainers"] if c["args"][0] != "wait-socket"]
+        spec["initContainers"] = [c for c in spec["initContainers"] if (c.get("args") or [None])[0] != "wait-socket"]
 
     def native_wait(spec: dict[str, Any]) -> None:
         for c in spec["initContainers"]:
@@ -902,6 +1140,243 @@ def node_checks(r: Report, base: list[dict[str, Any]], template_pods: dict[str, 
                 f"expected a problem mentioning {expect!r}, got {found or 'none'}")
         if hit:
             print(f"     -> {hit[:300]}")
+
+
+def validator_checks(r: Report, base: list[dict[str, Any]], raw_templates: dict[str, dict[str, Any]],
+                     plugins: list[dict[str, Any]], samples: list[dict[str, Any]]) -> str | None:
+    """The handshake validator as the manifests deliver it: the DaemonSet's
+    --validator-config (ConfigMap mazu-validator), the module in the "mazu" template's
+    istio-proxy, and the cases those checks must refuse. Returns the configuration JSON."""
+    daemonsets = [d for d in base if d.get("kind") == "DaemonSet" and d["metadata"]["name"] == "mazu-agent"]
+    if not daemonsets or "mazu" not in raw_templates:
+        r.fail("validator", "no DaemonSet mazu-agent or no \"mazu\" template")
+        return None
+    ds = daemonsets[0]
+    configmaps = {(d["metadata"].get("namespace", ""), d["metadata"]["name"]): d for d in base if d.get("kind") == "ConfigMap"}
+    module = validator_module_name()
+    if module is None:
+        r.fail("validator", "VALIDATOR_MODULE_NAME not found in agent/src/sds.rs")
+        return None
+    template = raw_templates["mazu"]
+    pod = injected_pod(template)
+
+    text, problems = validator_config_source(ds, configmaps)
+    r.check("validator DaemonSet: --validator-config names a key of a ConfigMap of the manifests mounted into the agent",
+            text is not None, "; ".join(problems))
+    if text is None:
+        return None
+    problems = validator_config_problems(text, pod, plugins, samples)
+    r.check("validator config: JSON with every field set, registry_file in the directory where the \"mazu\" template "
+            "mounts the pod's socket directory into istio-proxy, trust = both WasmPlugins' trust, no more lenient "
+            "than the filters, destinations = the demo's Services and their service accounts",
+            not problems, "; ".join(problems))
+    parser = ConfigChecker("mazu-validator")
+    code, line = parser.run(text)
+    r.check("validator config accepted by the module's own parser (`cargo run -p mazu-validator --example check_config`)",
+            code == 0, line)
+    if code == 0:
+        print(f"     -> {line}")
+    problems = module_delivery_problems(pod, module)
+    r.check(f"validator module: the \"mazu\" template's istio-proxy has {SEARCH_PATH_ENV} = the read-only mount of an "
+            f"emptyDir into which a plain, least-privilege init container copies lib{module}.so",
+            not problems, "; ".join(problems))
+
+    # Negative: variants derived from the real manifests, each of which must be refused.
+    negatives: list[tuple[str, list[str], str]] = []
+    proxy_spec = next(c for c in template["spec"]["containers"] if c["name"] == "istio-proxy")
+    search = next(e["value"] for e in proxy_spec["env"] if e["name"] == SEARCH_PATH_ENV)
+    module_volume = next(m["name"] for m in proxy_spec["volumeMounts"] if m["mountPath"] == search)
+
+    def template_variant(edit: Callable[[dict[str, Any]], None]) -> list[str]:
+        variant = copy.deepcopy(template)
+        edit(variant["spec"])
+        return module_delivery_problems(injected_pod(variant), module)
+
+    def proxy_of(spec: dict[str, Any]) -> dict[str, Any]:
+        return next(c for c in spec["containers"] if c["name"] == "istio-proxy")
+
+    def copiers_of(spec: dict[str, Any]) -> list[dict[str, Any]]:
+        return [c for c in spec["initContainers"] if any(m["name"] == module_volume for m in c.get("volumeMounts", []))]
+
+    def unmounted(spec: dict[str, Any]) -> None:
+        proxy_of(spec)["volumeMounts"] = [m for m in proxy_of(spec)["volumeMounts"] if m["name"] != module_volume]
+
+    def elsewhere(spec: dict[str, Any]) -> None:
+        for e in proxy_of(spec)["env"]:
+            if e["name"] == SEARCH_PATH_ENV:
+                e["value"] = search.rstrip("/") + "-elsewhere"
+
+    def no_env(spec: dict[str, Any]) -> None:
+        proxy_of(spec)["env"] = [e for e in proxy_of(spec)["env"] if e["name"] != SEARCH_PATH_ENV]
+
+    def writable(spec: dict[str, Any]) -> None:
+        for m in proxy_of(spec)["volumeMounts"]:
+            if m["name"] == module_volume:
+                m["readOnly"] = False
+
+    def no_copier(spec: dict[str, Any]) -> None:
+        spec["initContainers"] = [c for c in spec["initContainers"] if c not in copiers_of(spec)]
+
+    def copier_as_root(spec: dict[str, Any]) -> None:
+        for c in copiers_of(spec):
+            c["securityContext"].update(runAsUser=0, runAsNonRoot=False)
+
+    def copier_writable_root(spec: dict[str, Any]) -> None:
+        for c in copiers_of(spec):
+            c["securityContext"]["readOnlyRootFilesystem"] = False
+
+    def copier_without_limits(spec: dict[str, Any]) -> None:
+        for c in copiers_of(spec):
+            c.pop("resources", None)
+
+    def copier_native(spec: dict[str, Any]) -> None:
+        for c in copiers_of(spec):
+            c["restartPolicy"] = "Always"
+
+    def other_file(spec: dict[str, Any]) -> None:
+        for c in copiers_of(spec):
+            c["command"] = [w.replace(f"lib{module}.so", "libvalidator.so") for w in c["command"]]
+
+    def host_path(spec: dict[str, Any]) -> None:
+        for v in spec["volumes"]:
+            if v["name"] == module_volume:
+                v.pop("emptyDir", None)
+                v["hostPath"] = {"path": "/opt/mazu/modules", "type": "Directory"}
+
+    negatives += [
+        (f"template whose istio-proxy does not mount the search path ({search})", template_variant(unmounted),
+         "is not where a volume is mounted"),
+        (f"template whose {SEARCH_PATH_ENV} is not the module mount", template_variant(elsewhere),
+         "is not where a volume is mounted"),
+        (f"template without {SEARCH_PATH_ENV}", template_variant(no_env), f"has no {SEARCH_PATH_ENV}"),
+        ("template whose module volume is writable by istio-proxy", template_variant(writable), "writable"),
+        ("template without the init container that copies the module", template_variant(no_copier), "no init container writes"),
+        ("template whose module copier runs as root", template_variant(copier_as_root), "runs as root"),
+        ("template whose module copier has a writable root file system", template_variant(copier_writable_root), "least privilege"),
+        ("template whose module copier has no resources", template_variant(copier_without_limits), "resources"),
+        ("template whose module copier is a native sidecar", template_variant(copier_native), "plain init container"),
+        (f"template that copies another file than lib{module}.so", template_variant(other_file), "does not copy"),
+        ("template whose module volume is a hostPath", template_variant(host_path), "not an emptyDir"),
+    ]
+
+    cfg = json.loads(text)
+    socket_dir = posixpath.dirname(cfg["registry_file"])
+
+    def config_variant(edit: Callable[[dict[str, Any]], None]) -> list[str]:
+        variant = copy.deepcopy(cfg)
+        edit(variant)
+        return validator_config_problems(json.dumps(variant), pod, plugins, samples)
+
+    def outside(c: dict[str, Any]) -> None:
+        c["registry_file"] = "/var/run/mazu/" + posixpath.basename(c["registry_file"])
+
+    def below(c: dict[str, Any]) -> None:
+        c["registry_file"] = f"{socket_dir}/registry/{posixpath.basename(c['registry_file'])}"
+
+    def over_socket(c: dict[str, Any]) -> None:
+        c["registry_file"] = f"{socket_dir}/socket"
+
+    def other_audience(c: dict[str, Any]) -> None:
+        c["trust"]["audience"] += "-other"
+
+    def other_jwks(c: dict[str, Any]) -> None:
+        c["trust"]["issuers"][0]["jwks"]["keys"][0]["kid"] = "another-key"
+
+    def no_destinations(c: dict[str, Any]) -> None:
+        c["destinations"] = {}
+
+    def wrong_account(c: dict[str, Any]) -> None:
+        for host in c["destinations"]:
+            c["destinations"][host] = [i.rpartition("/sa/")[0] + "/sa/impostor" for i in c["destinations"][host]]
+
+    def lenient(c: dict[str, Any]) -> None:
+        c["max_registry_age_ms"] = max(p["spec"]["pluginConfig"].get("max_staleness_secs", 0) for p in plugins) * 1000 + 1
+
+    def defaults_only(c: dict[str, Any]) -> None:
+        del c["recheck_interval_ms"]
+
+    negatives += [
+        ("config whose registry_file is outside the socket directory", config_variant(outside), "is not in the directory"),
+        ("config whose registry_file is in a subdirectory of the socket directory", config_variant(below), "is not in the directory"),
+        ("config whose registry_file is the socket", config_variant(over_socket), "SDS socket"),
+        ("config whose trust has another audience than the WasmPlugins'", config_variant(other_audience), "trust differs"),
+        ("config whose trust has another JWKS than the WasmPlugins'", config_variant(other_jwks), "trust differs"),
+        ("config without the demo's destinations", config_variant(no_destinations), "destinations["),
+        ("config whose destination names another service account", config_variant(wrong_account), "destinations["),
+        ("config more lenient on registry age than the filters", config_variant(lenient), "more lenient"),
+        ("config that leaves a field to its default", config_variant(defaults_only), "fields not set"),
+    ]
+
+    def ds_variant(edit: Callable[[dict[str, Any]], None]) -> list[str]:
+        variant = copy.deepcopy(ds)
+        edit(variant)
+        return validator_config_source(variant, configmaps)[1]
+
+    config_path = flag(node_agent_container(ds)["args"], "--validator-config") or ""
+
+    def no_flag(d: dict[str, Any]) -> None:
+        args = node_agent_container(d)["args"]
+        i = args.index("--validator-config")
+        del args[i:i + 2]
+
+    def unmounted_path(d: dict[str, Any]) -> None:
+        args = node_agent_container(d)["args"]
+        args[args.index("--validator-config") + 1] = "/etc/mazu/elsewhere/" + posixpath.basename(config_path)
+
+    def missing_key(d: dict[str, Any]) -> None:
+        args = node_agent_container(d)["args"]
+        args[args.index("--validator-config") + 1] = posixpath.dirname(config_path) + "/other.json"
+
+    def unknown_configmap(d: dict[str, Any]) -> None:
+        for v in d["spec"]["template"]["spec"]["volumes"]:
+            if "configMap" in v:
+                v["configMap"]["name"] += "-missing"
+
+    negatives += [
+        ("DaemonSet without --validator-config", ds_variant(no_flag), "no --validator-config"),
+        ("DaemonSet whose --validator-config is not in a mounted volume", ds_variant(unmounted_path), "not in a volume mounted"),
+        ("DaemonSet whose --validator-config names a key the ConfigMap lacks", ds_variant(missing_key), "has no key"),
+        ("DaemonSet that mounts a ConfigMap the manifests lack", ds_variant(unknown_configmap), "not part of the manifests"),
+    ]
+    for what, found, expect in negatives:
+        hit = next((p for p in found if expect in p), None)
+        r.check(f"negative validator checks refuse a {what}", hit is not None,
+                f"expected a problem mentioning {expect!r}, got {found or 'none'}")
+        if hit:
+            print(f"     -> {hit[:300]}")
+
+    # Negative: what the module's own parser refuses (Envoy would refuse the TLS context,
+    # and the agent would not start).
+    broken: list[tuple[str, dict[str, Any], str]] = []
+    relative = copy.deepcopy(cfg)
+    relative["registry_file"] = posixpath.basename(cfg["registry_file"])
+    broken.append(("a relative registry_file", relative, "absolute"))
+    young = copy.deepcopy(cfg)
+    young["max_registry_age_ms"] = 10
+    broken.append(("max_registry_age_ms 10", young, "max_registry_age_ms"))
+    slow = copy.deepcopy(cfg)
+    slow["recheck_interval_ms"] = cfg["max_registry_age_ms"] + 1
+    broken.append(("recheck_interval_ms above max_registry_age_ms", slow, "recheck_interval_ms"))
+    typo = copy.deepcopy(cfg)
+    typo["destinatons"] = typo.pop("destinations")
+    broken.append(("misspelled field destinatons", typo, "unknown field"))
+    foreign = copy.deepcopy(cfg)
+    for host in foreign["destinations"]:
+        foreign["destinations"][host] = ["spiffe://other.example/ns/x/sa/y"]
+    broken.append(("a destination outside the trust domain", foreign, "trust domain"))
+    no_trust = copy.deepcopy(cfg)
+    del no_trust["trust"]
+    broken.append(("no trust", no_trust, "trust"))
+    no_jwks = copy.deepcopy(cfg)
+    no_jwks["trust"]["issuers"][0]["jwks"] = {"keys": []}
+    broken.append(("an issuer with an empty JWKS", no_jwks, "jwks"))
+    for what, variant, expect in broken:
+        code, line = parser.run(json.dumps(variant))
+        r.check(f"negative validator config rejected by the module's parser: {what}", code == 1 and expect in line,
+                f"exit {code}: {line!r} (expected a refusal mentioning {expect!r})")
+        if code == 1:
+            print(f"     -> {line}")
+    return text
 
 
 def main() -> int:
@@ -994,6 +1469,8 @@ def main() -> int:
 
     # --- consistency
     base = rendered.get("base", [])
+    validator_json: str | None = None
+    samples = [d for p, ds in docs_by_file.items() if "samples" in p.parts for d in ds]
     def find(kind: str, name: str | None = None) -> list[dict[str, Any]]:
         return [d for d in base if d.get("kind") == kind and (name is None or d["metadata"]["name"] == name)]
     plugins = find("WasmPlugin")
@@ -1101,6 +1578,7 @@ def main() -> int:
             r.check("consistent per-pod agent template \"mazu-pod\": curator URL, token audience/path, trust domain, SDS socket",
                     not problems, "; ".join(problems))
         node_checks(r, base, template_pods, raw_templates, operator, env, f"https://{fqdn}:{port}", curator_pin)
+        validator_json = validator_checks(r, base, raw_templates, plugins, samples)
         selectors = {json.dumps(p["spec"]["selector"]["matchLabels"]) for p in plugins} | {
             json.dumps(e["spec"]["workloadSelector"]["labels"]) for e in envoy_filters}
         r.check("consistent WasmPlugins and EnvoyFilters select the same pods", len(selectors) == 1, f"{selectors}")
@@ -1241,6 +1719,48 @@ def main() -> int:
             r.check(f"envoy curator cluster {CURATOR_CLUSTER}: added once, TLS pinned to the curator's key, untouched by the outbound MERGE",
                     not problems, "; ".join(problems))
 
+            # The handshake validator in real Envoy: the patched sidecar with ROOTCA as the
+            # agent serves it (the module, configured with ConfigMap mazu-validator's JSON),
+            # the module laid out as the template's init container does.
+            module = validator_module_name()
+            module_path = Path(os.environ.get("MAZU_VALIDATOR_MODULE", target_dir / "debug" / f"lib{module}.so"))
+            build = None
+            if "MAZU_VALIDATOR_MODULE" not in os.environ:
+                build = subprocess.run(["cargo", "build", "-q", "-p", "mazu-validator", "--lib"], cwd=REPO,
+                                       capture_output=True, text=True, timeout=1800)
+            if validator_json is None or module is None:
+                r.fail("envoy validator", "no validator configuration (see the validator checks above)")
+            elif build is not None and build.returncode != 0:
+                r.fail("envoy validator", f"`cargo build -p mazu-validator` failed: {build.stderr[-400:]}")
+            elif not module_path.is_file():
+                r.fail("envoy validator", f"{module_path} is missing: run `cargo build -p mazu-validator` "
+                       "(or set MAZU_VALIDATOR_MODULE)")
+            else:
+                with tempfile.TemporaryDirectory(prefix="mazu-modules-") as modules, \
+                        tempfile.TemporaryDirectory(prefix="mazu-empty-") as empty:
+                    shutil.copyfile(module_path, Path(modules) / f"lib{module}.so")
+                    with_module = dict(os.environ, **{SEARCH_PATH_ENV: modules})
+                    without = {k: v for k, v in os.environ.items() if k not in (SEARCH_PATH_ENV, "LD_LIBRARY_PATH")}
+                    cfg = copy.deepcopy(patched)
+                    replaced = with_rootca_inline(cfg, module_rootca(module, validator_json))
+                    ok, why = envoy_validate(envoy, cfg, env=with_module, cwd=empty)
+                    r.check(f"envoy validate: the patched sidecar with ROOTCA = lib{module}.so configured by ConfigMap "
+                            f"mazu-validator, found through {SEARCH_PATH_ENV} ({replaced} TLS contexts)",
+                            ok and replaced > 0, why or f"{replaced} TLS contexts")
+                    ok, why = envoy_validate(envoy, cfg, env=without, cwd=empty)
+                    r.check(f"negative envoy refuses that sidecar when {SEARCH_PATH_ENV} does not lead to the module "
+                            "(fail closed)", not ok, "Envoy accepted it")
+                    if not ok:
+                        print(f"     -> {why[:300]}")
+                    bad = json.loads(validator_json)
+                    bad["max_registry_age_ms"] = 10
+                    cfg = copy.deepcopy(patched)
+                    with_rootca_inline(cfg, module_rootca(module, json.dumps(bad)))
+                    ok, why = envoy_validate(envoy, cfg, env=with_module, cwd=empty)
+                    r.check("negative envoy refuses a validator configuration the module refuses", not ok, "Envoy accepted it")
+                    if not ok:
+                        print(f"     -> {why[:300]}")
+
             # Negative: what the naive patches would do.
             naive_out = copy.deepcopy(envoy_filters)
             for ef in naive_out:
@@ -1340,6 +1860,30 @@ def main() -> int:
                 r.fail(name, "; ".join(errs))
             else:
                 r.ok(name)
+        # The overlay puts this cluster's issuer and JWKS into the validator's trust too (the
+        # dry run uses the base's placeholders, so equality alone would not show the patch).
+        name = ("demo generated install overlay: ConfigMap mazu-validator patched with the issuer and JWKS, its trust = "
+                "the patched WasmPlugins', accepted by the module's parser")
+        try:
+            overlay = yaml.safe_load((Path(workdir) / "kustomization.yaml").read_text())
+            problems = []
+            if not any(p["target"].get("kind") == "ConfigMap" and p["target"].get("name") == "mazu-validator"
+                       for p in overlay.get("patches", [])):
+                problems.append("no patch of ConfigMap mazu-validator")
+            gen_ds = next(d for d in generated if d.get("kind") == "DaemonSet")
+            gen_cms = {(d["metadata"].get("namespace", ""), d["metadata"]["name"]): d
+                       for d in generated if d.get("kind") == "ConfigMap"}
+            text, found = validator_config_source(gen_ds, gen_cms)
+            problems += found
+            if text is not None and "mazu" in template_pods:
+                problems += validator_config_problems(text, template_pods["mazu"],
+                                                      [d for d in generated if d.get("kind") == "WasmPlugin"], samples)
+                code, line = ConfigChecker("mazu-validator").run(text)
+                if code != 0:
+                    problems.append(f"refused by the module's parser: {line}")
+            r.check(name, not problems, "; ".join(problems))
+        except (OSError, yaml.YAMLError, StopIteration, KeyError, TypeError) as e:
+            r.fail(name, repr(e))
 
     print(f"istio-check: {r.passed} passed, {r.failed} failed")
     return 1 if r.failed else 0
