@@ -2,7 +2,7 @@
 //! that answer every request with their service name, and the plain-text
 //! client a workload uses to call a peer through its sidecar.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -234,5 +234,58 @@ pub fn keep_alive_get(stream: &mut TcpStream, host: &str) -> Option<CallResult> 
             Ok(0) | Err(_) => return None,
             Ok(n) => received.extend_from_slice(&buf[..n]),
         }
+    }
+}
+
+/// A server-first TCP workload (SMTP, MySQL...): greets every connection
+/// with `220 mazu greeting`, then echoes what it reads once.
+pub struct Greeter {
+    /// The port it listens on.
+    pub port: u16,
+    /// Connections accepted so far (an unauthenticated client must not
+    /// cause one).
+    pub accepted: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Greeter {
+    /// Starts the greeter on a free port.
+    pub fn start() -> Result<Greeter> {
+        let listener = TcpListener::bind("127.0.0.1:0").context("binding a greeter")?;
+        let port = listener.local_addr()?.port();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, stopped) = (accepted.clone(), stop.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut stream) = stream else { continue };
+                count.fetch_add(1, Ordering::SeqCst);
+                thread::spawn(move || {
+                    let _ = stream.write_all(GREETING);
+                    let mut buf = [0u8; 256];
+                    if let Ok(n) = stream.read(&mut buf) {
+                        let _ = stream.write_all(&buf[..n]);
+                    }
+                });
+            }
+        });
+        Ok(Greeter {
+            port,
+            accepted,
+            stop,
+        })
+    }
+}
+
+/// What a [`Greeter`] says first.
+pub const GREETING: &[u8] = b"220 mazu greeting\r\n";
+
+impl Drop for Greeter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
 }

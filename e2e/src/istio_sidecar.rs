@@ -12,6 +12,31 @@ use crate::envoy_config::{OutboundPeer, SidecarConfig, substitute};
 const SIDECAR: &str = include_str!("../envoy/istio-sidecar.yaml");
 const OUTBOUND_LISTENER: &str = include_str!("../envoy/istio-outbound-listener.yaml");
 const OUTBOUND_CLUSTER: &str = include_str!("../envoy/istio-outbound-cluster.yaml");
+const OUTBOUND_TCP_LISTENER: &str = include_str!("../envoy/istio-outbound-tcp-listener.yaml");
+
+/// An HTTP Service port's cluster protocol: the downstream's, as istiod
+/// renders it for a port whose protocol it detects (HTTP/1.1 or HTTP/2).
+const HTTP_PROTOCOL_OPTIONS: &str = r#"    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        common_http_protocol_options: { idle_timeout: 3600s }
+        use_downstream_protocol_config:
+          http_protocol_options: {}
+          http2_protocol_options: {}
+"#;
+
+/// The workload's TCP Service port (a server-first workload) and the peers'
+/// TCP ports: [`OutboundPeer`]s whose ports are the TCP ones.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpPorts<'a> {
+    /// The workload's own TCP port.
+    pub workload_port: u16,
+    /// The sidecar's mTLS port for it (a second address of the inbound
+    /// listener).
+    pub inbound_port: u16,
+    /// The peers, with their TCP ports.
+    pub peers: &'a [OutboundPeer],
+}
 
 /// The namespace the WasmPlugins live in (istio/base/mesh): istiod names
 /// their ECDS resources `<namespace>.<name>`.
@@ -45,6 +70,7 @@ pub fn outbound_cluster(peer: &OutboundPeer) -> String {
 /// no policy (every authenticated peer may call). ECDS files go to `dir`.
 pub fn render(
     config: &SidecarConfig<'_>,
+    tcp: &TcpPorts<'_>,
     allowed_principals: Option<&[String]>,
     dir: &Path,
 ) -> Result<IstioSidecar> {
@@ -52,7 +78,15 @@ pub fn render(
     let ecds_outbound_path = std::path::absolute(dir.join("ecds-mazu-outbound.yaml"))?;
     let mut listeners = String::new();
     let mut clusters = String::new();
-    for peer in config.peers {
+    let http = config
+        .peers
+        .iter()
+        .map(|peer| (peer, OUTBOUND_LISTENER, HTTP_PROTOCOL_OPTIONS));
+    let tcp_peers = tcp
+        .peers
+        .iter()
+        .map(|peer| (peer, OUTBOUND_TCP_LISTENER, ""));
+    for (peer, listener, protocol_options) in http.chain(tcp_peers) {
         // The Service host is `<name>.<namespace>.svc.<domain>`.
         let peer_namespace = peer.host.split('.').nth(1).unwrap_or_default();
         let vars = [
@@ -63,8 +97,9 @@ pub fn render(
             ("PEER_SPIFFE_ID", peer.spiffe_id.clone()),
             ("PEER_HOST", peer.host.clone()),
             ("ECDS_OUTBOUND", ecds_outbound_path.display().to_string()),
+            ("PROTOCOL_OPTIONS", protocol_options.to_owned()),
         ];
-        listeners.push_str(&substitute(OUTBOUND_LISTENER, &vars)?);
+        listeners.push_str(&substitute(listener, &vars)?);
         clusters.push_str(&substitute(OUTBOUND_CLUSTER, &vars)?);
     }
     let vars = [
@@ -73,6 +108,8 @@ pub fn render(
         ("ADMIN_PORT", config.admin_port.to_string()),
         ("INBOUND_PORT", config.inbound_port.to_string()),
         ("WORKLOAD_PORT", config.workload_port.to_string()),
+        ("TCP_WORKLOAD_PORT", tcp.workload_port.to_string()),
+        ("INBOUND_TCP_PORT", tcp.inbound_port.to_string()),
         ("CURATOR_PORT", config.curator_port.to_string()),
         ("CURATOR_TLS_PIN", config.curator_tls_pin.to_string()),
         ("SDS_SOCKET", config.sds_socket.display().to_string()),
@@ -202,7 +239,17 @@ mod tests {
         };
         let dir = Path::new("/tmp/sidecar");
         let policy = ["cluster.local/ns/shop/sa/checkout".to_owned()];
-        let rendered = render(&config, Some(&policy), dir).unwrap();
+        let tcp_peers = [OutboundPeer {
+            outbound_port: 7,
+            peer_inbound_port: 8,
+            ..peers[0].clone()
+        }];
+        let tcp = TcpPorts {
+            workload_port: 9,
+            inbound_port: 10,
+            peers: &tcp_peers,
+        };
+        let rendered = render(&config, &tcp, Some(&policy), dir).unwrap();
         let yaml = &rendered.bootstrap;
         assert!(!yaml.contains("${"), "{yaml}");
         for expected in [
@@ -214,6 +261,10 @@ mod tests {
             "exact: \"spiffe://cluster.local/ns/shop/sa/checkout\" } }",
             "ns[shop]-policy[frontend]-rule[0]:",
             "path: /tmp/sidecar/ecds-mazu-inbound.yaml",
+            "cluster: outbound|8||checkout.shop.svc.cluster.local",
+            "sni: outbound_.8_._.checkout.shop.svc.cluster.local",
+            "cluster: inbound|9||",
+            "port_value: 10 }",
         ] {
             assert!(yaml.contains(expected), "{expected} missing:\n{yaml}");
         }
@@ -226,7 +277,7 @@ mod tests {
             r#"{"direction":"outbound"}"#
         );
         // No policy: no RBAC filter.
-        let open = render(&config, None, dir).unwrap();
+        let open = render(&config, &tcp, None, dir).unwrap();
         assert!(!open.bootstrap.contains("envoy.filters.http.rbac"));
     }
 }

@@ -22,10 +22,10 @@ use mazu_wasm_tests::http::{self, Endpoint};
 use mazu_wasm_tests::net::free_port;
 use sha2::{Digest as _, Sha256};
 
-use crate::backend::{Backend, CallResult, http_get};
+use crate::backend::{Backend, CallResult, Greeter, http_get};
 use crate::binaries::Binaries;
 use crate::envoy_config::{self, OutboundPeer, SidecarConfig};
-use crate::istio_sidecar;
+use crate::istio_sidecar::{self, TcpPorts};
 use crate::liar::LyingCurator;
 use crate::process::Process;
 
@@ -362,6 +362,10 @@ pub struct Sidecar {
     /// Envoy's outbound cluster for each peer (`peer-<name>`, or istiod's
     /// `outbound|PORT||HOST`).
     pub outbound_clusters: BTreeMap<String, String>,
+    /// In Istio's shape: plain-text ports to reach each peer's TCP workload.
+    pub outbound_tcp: BTreeMap<String, u16>,
+    /// In Istio's shape: the TCP workload (server-first).
+    pub greeter: Option<Greeter>,
     // Declared in stop order: Envoy, then the agent, then the backend.
     envoy: Option<Process>,
     agent: Process,
@@ -595,6 +599,8 @@ pub struct LocalMesh {
     /// The programs run.
     pub binaries: Binaries,
     options: MeshOptions,
+    /// In Istio's shape: each service's mTLS port for its TCP workload.
+    inbound_tcp_ports: BTreeMap<String, u16>,
     dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
 }
@@ -653,6 +659,7 @@ impl LocalMesh {
             tokens,
             binaries,
             options: options.clone(),
+            inbound_tcp_ports: BTreeMap::new(),
             dir,
             _temp: temp,
         };
@@ -661,6 +668,11 @@ impl LocalMesh {
             .iter()
             .map(|name| Ok((name.clone(), free_port()?)))
             .collect::<Result<BTreeMap<_, _>>>()?;
+        if options.istio_sidecars {
+            for name in &names {
+                mesh.inbound_tcp_ports.insert(name.clone(), free_port()?);
+            }
+        }
         // Agents first, all at once: registering is the slow part.
         let mut pending = Vec::new();
         for spec in &options.services {
@@ -859,6 +871,24 @@ impl LocalMesh {
                 host: peer.host(),
             });
         }
+        // In Istio's shape every service also has a TCP Service port: a
+        // server-first workload behind tcp_proxy.
+        let mut outbound_tcp = BTreeMap::new();
+        let mut tcp_peers = Vec::new();
+        let greeter = if self.options.istio_sidecars {
+            for peer in &outbound_peers {
+                let port = free_port()?;
+                outbound_tcp.insert(peer.name.clone(), port);
+                tcp_peers.push(OutboundPeer {
+                    outbound_port: port,
+                    peer_inbound_port: self.inbound_tcp_port(&peer.name)?,
+                    ..peer.clone()
+                });
+            }
+            Some(Greeter::start()?)
+        } else {
+            None
+        };
         for peer in &outbound_peers {
             let cluster = if self.options.istio_sidecars {
                 istio_sidecar::outbound_cluster(peer)
@@ -885,6 +915,11 @@ impl LocalMesh {
         let yaml = if self.options.istio_sidecars {
             let rendered = istio_sidecar::render(
                 &sidecar_config,
+                &TcpPorts {
+                    workload_port: greeter.as_ref().map_or(0, |g| g.port),
+                    inbound_port: self.inbound_tcp_port(&pending.spec.name)?,
+                    peers: &tcp_peers,
+                },
                 self.options
                     .authorization
                     .get(&pending.spec.name)
@@ -925,10 +960,20 @@ impl LocalMesh {
             admin_port,
             outbound,
             outbound_clusters,
+            outbound_tcp,
+            greeter,
             envoy: Some(envoy),
             agent: pending.agent,
             backend,
         })
+    }
+
+    /// In Istio's shape: `service`'s mTLS port for its TCP workload.
+    pub fn inbound_tcp_port(&self, service: &str) -> Result<u16> {
+        self.inbound_tcp_ports
+            .get(service)
+            .copied()
+            .ok_or_else(|| anyhow!("{service} has no TCP port (not in Istio's shape?)"))
     }
 
     /// The handshake validator's configuration for an agent writing its
@@ -995,6 +1040,10 @@ impl LocalMesh {
             peer_specs.push(sidecar.spec.clone());
         }
         let inbound_port = free_port()?;
+        if self.options.istio_sidecars {
+            self.inbound_tcp_ports
+                .insert(spec.name.clone(), free_port()?);
+        }
         let pending = self.start_agent(&spec, inbound_port)?;
         let peer_refs: Vec<&ServiceSpec> = peer_specs.iter().collect();
         let sidecar = self.finish_sidecar(pending, &peer_refs, &ports)?;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Instant, SystemTime};
 
-use mazu_e2e::backend::{CallResult, http_get, keep_alive_get};
+use mazu_e2e::backend::{CallResult, GREETING, Greeter, http_get, keep_alive_get};
 use mazu_e2e::handshake::{ExtraSidecar, ExtraSidecarOptions, Impostor, UnfilteredSidecar};
 use mazu_e2e::mesh::{KEY_NOT_PINNED, LocalMesh, MeshOptions, ServiceSpec, Verdict};
 use mazu_e2e::{attacks, scenarios};
@@ -964,41 +964,10 @@ fn s20_a_pod_without_the_filter_refuses_an_unregistered_client() {
     );
 }
 
-/// A server-first workload: greets every connection at once, then echoes a
-/// line; counts the connections it accepted.
-struct Greeter {
-    port: u16,
-    accepted: Arc<AtomicU64>,
-}
-
-impl Greeter {
-    fn start() -> Greeter {
-        use std::io::{Read as _, Write as _};
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let accepted = Arc::new(AtomicU64::new(0));
-        let count = accepted.clone();
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                count.fetch_add(1, Ordering::SeqCst);
-                thread::spawn(move || {
-                    let _ = stream.write_all(b"220 mazu greeting\r\n");
-                    let mut buf = [0u8; 256];
-                    if let Ok(n) = stream.read(&mut buf) {
-                        let _ = stream.write_all(&buf[..n]);
-                    }
-                });
-            }
-        });
-        Greeter { port, accepted }
-    }
-}
-
 #[test]
 fn s21_a_server_first_protocol_greets_only_an_authenticated_client() {
     let mesh = start_mesh();
-    let greeter = Greeter::start();
+    let greeter = Greeter::start().unwrap();
     // checkout's agent and the Mazu filter in front of a server-first
     // workload, with the connect mode Istio gets from the EnvoyFilter
     // mazu-inbound-server-first.
@@ -1313,13 +1282,38 @@ fn s25_a_lying_curator_cannot_get_a_rebound_key_past_the_handshake_validator() {
     );
 }
 
+/// Connects to `port` (a sidecar's outbound TCP listener), sends `send`
+/// and reads until the bytes end with `until` (or 5 s pass).
+fn tcp_exchange(port: u16, send: &[u8], until: &[u8]) -> Vec<u8> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    if !send.is_empty() {
+        stream.write_all(send).unwrap();
+    }
+    let mut received = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 256];
+    while !received.ends_with(until) && Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    received
+}
+
 /// The mesh rebuilt in istiod's shape (`e2e/envoy/istio-sidecar.yaml`): HTTP
 /// connection managers inbound and outbound, the filter as WasmPlugins over
 /// ECDS without a `vm_id`, Istio's outbound clusters (SNI, SAN matcher,
 /// auto-mTLS), an AuthorizationPolicy on checkout, `ROOTCA` = the handshake
 /// validator. HTTP/1.1 and HTTP/2 flow both ways; the policy admits
-/// frontend and refuses reports; a revoked client's pooled connection is
-/// closed; impostor servers receive no byte.
+/// frontend and refuses reports; a TCP port serves a server-first and a
+/// client-first exchange and nothing to unauthenticated clients; a revoked
+/// client's pooled connection is closed; impostor servers receive no byte.
 #[test]
 fn s26_istio_shaped_sidecars_authenticate_http_both_ways_before_a_byte_flows() {
     use mazu_e2e::backend::{HttpVersion, curl_get};
@@ -1403,6 +1397,41 @@ fn s26_istio_shaped_sidecars_authenticate_http_both_ways_before_a_byte_flows() {
     assert!(stat("mazu.inbound.connections_allowed") > 0, "{stats:?}");
     assert!(stat("mazu.outbound.outbound_not_seen") > 0, "{stats:?}");
     assert_eq!(stat("mazu.outbound.connections_denied"), 0, "{stats:?}");
+
+    // A TCP Service port (tcp_proxy on both sides, the outbound filter sees
+    // the upstream): a server-first workload greets, a client-first
+    // exchange is echoed.
+    let tcp_port = mesh.service("frontend").unwrap().outbound_tcp["checkout"];
+    let greeted = tcp_exchange(tcp_port, b"", GREETING);
+    assert!(greeted.starts_with(GREETING), "{greeted:?}");
+    let echoed = tcp_exchange(tcp_port, b"ping\n", b"ping\n");
+    assert!(echoed.ends_with(b"ping\n"), "{echoed:?}");
+    let stats = mesh.service("frontend").unwrap().filter_stats().unwrap();
+    assert!(
+        stats
+            .get("mazu.outbound.connections_allowed")
+            .copied()
+            .unwrap_or(0)
+            >= 2,
+        "{stats:?}"
+    );
+    // Unauthenticated clients on checkout's TCP port: no greeting, and the
+    // workload is not even connected.
+    let greeter = mesh.service("checkout").unwrap().greeter.as_ref().unwrap();
+    let accepted = greeter.accepted.load(Ordering::SeqCst);
+    let stranger = attacks::never_registered(&mesh, &frontend()).unwrap();
+    for identity in [Some(stranger.as_pair()), None] {
+        let outcome = mazu_wasm_tests::net::tls_round_trip(
+            mesh.inbound_tcp_port("checkout").unwrap(),
+            identity,
+            b"",
+            Duration::from_secs(2),
+            mesh.dir(),
+        )
+        .unwrap();
+        assert!(outcome.received.is_empty(), "{outcome:?}");
+    }
+    assert_eq!(greeter.accepted.load(Ordering::SeqCst), accepted);
 
     // A pooled connection reports -> frontend, then reports is revoked:
     // frontend's inbound filter closes it at its next request, and a new
