@@ -158,14 +158,7 @@ impl Sidecar {
     /// One of Envoy's own counters (e.g. `listener.127.0.0.1_1234.ssl.handshake`);
     /// 0 if it does not exist.
     pub fn counter(&self, name: &str) -> Result<u64> {
-        let body = http::get_text(self.admin_port, &format!("/stats?filter=^{name}$"))?;
-        Ok(body
-            .lines()
-            .find_map(|line| {
-                let (found, value) = line.split_once(": ")?;
-                (found == name).then(|| value.trim().parse().ok())?
-            })
-            .unwrap_or(0))
+        http::envoy_counter(self.admin_port, name)
     }
 
     /// Whether the `ROOTCA` Envoy holds (admin config dump) is the dynamic

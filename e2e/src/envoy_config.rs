@@ -163,8 +163,46 @@ pub fn substitute(template: &str, vars: &[(&str, String)]) -> Result<String> {
     Ok(out)
 }
 
+/// What the renderers' tests share.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    /// The sidecar configuration the renderers' tests use: frontend, calling
+    /// `peers`.
+    pub(crate) fn example_config(peers: &[OutboundPeer]) -> SidecarConfig<'_> {
+        SidecarConfig {
+            service: "frontend",
+            namespace: "shop",
+            admin_port: 1,
+            inbound_port: 4,
+            workload_port: 5,
+            curator_port: 6,
+            curator_tls_pin: SpkiPin([6; 32]),
+            sds_socket: Path::new("/tmp/sds.sock"),
+            filter_wasm: Path::new("/tmp/mazu_filter.wasm"),
+            inbound_plugin_config: r#"{"direction":"inbound"}"#,
+            outbound_plugin_config: r#"{"direction":"outbound"}"#,
+            peers,
+            istio_san_matchers: true,
+        }
+    }
+
+    /// Checkout, as a peer the renderers' tests call.
+    pub(crate) fn example_peer() -> OutboundPeer {
+        OutboundPeer {
+            name: "checkout".into(),
+            outbound_port: 2,
+            peer_inbound_port: 3,
+            spiffe_id: "spiffe://cluster.local/ns/shop/sa/checkout".into(),
+            host: "checkout.shop.svc.cluster.local".into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::fixtures::{example_config, example_peer};
     use super::*;
 
     #[test]
@@ -177,27 +215,10 @@ mod tests {
 
     #[test]
     fn rendered_sidecar_has_no_placeholders_and_quotes_the_plugin_config() {
-        let peers = [OutboundPeer {
-            name: "checkout".into(),
-            outbound_port: 2,
-            peer_inbound_port: 3,
-            spiffe_id: "spiffe://cluster.local/ns/shop/sa/checkout".into(),
-            host: "checkout.shop.svc.cluster.local".into(),
-        }];
+        let peers = [example_peer()];
         let yaml = render(&SidecarConfig {
-            service: "frontend",
-            namespace: "shop",
-            admin_port: 1,
-            inbound_port: 4,
-            workload_port: 5,
-            curator_port: 6,
-            curator_tls_pin: SpkiPin([6; 32]),
-            sds_socket: Path::new("/tmp/sds.sock"),
-            filter_wasm: Path::new("/tmp/mazu_filter.wasm"),
-            inbound_plugin_config: r#"{"direction":"inbound"}"#,
-            outbound_plugin_config: r#"{"direction":"outbound"}"#,
-            peers: &peers,
             istio_san_matchers: false,
+            ..example_config(&peers)
         })
         .unwrap();
         assert!(!yaml.contains("${"), "{yaml}");

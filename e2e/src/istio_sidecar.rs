@@ -211,32 +211,12 @@ fn wasm_plugin(name: &str, wasm: &Path, plugin_config: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mazu_service::tls::SpkiPin;
+    use crate::envoy_config::fixtures::{example_config, example_peer};
 
     #[test]
     fn renders_istiods_names_and_the_policy() {
-        let peers = [OutboundPeer {
-            name: "checkout".into(),
-            outbound_port: 2,
-            peer_inbound_port: 3,
-            spiffe_id: "spiffe://cluster.local/ns/shop/sa/checkout".into(),
-            host: "checkout.shop.svc.cluster.local".into(),
-        }];
-        let config = SidecarConfig {
-            service: "frontend",
-            namespace: "shop",
-            admin_port: 1,
-            inbound_port: 4,
-            workload_port: 5,
-            curator_port: 6,
-            curator_tls_pin: SpkiPin([6; 32]),
-            sds_socket: Path::new("/tmp/sds.sock"),
-            filter_wasm: Path::new("/tmp/mazu_filter.wasm"),
-            inbound_plugin_config: r#"{"direction":"inbound"}"#,
-            outbound_plugin_config: r#"{"direction":"outbound"}"#,
-            peers: &peers,
-            istio_san_matchers: true,
-        };
+        let peers = [example_peer()];
+        let config = example_config(&peers);
         let dir = Path::new("/tmp/sidecar");
         let policy = ["cluster.local/ns/shop/sa/checkout".to_owned()];
         let tcp_peers = [OutboundPeer {

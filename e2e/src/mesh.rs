@@ -428,16 +428,7 @@ impl Sidecar {
     /// One of Envoy's own counters (e.g.
     /// `cluster.mazu-curator.ssl.fail_verify_cert_hash`); 0 if not there.
     pub fn envoy_counter(&self, name: &str) -> Result<u64> {
-        // All of them, matched here: istiod's cluster names hold `|`, which
-        // a `filter` regex would need escaped.
-        let body = http::get_text(self.admin_port, "/stats")?;
-        Ok(body
-            .lines()
-            .find_map(|line| {
-                let (found, value) = line.split_once(": ")?;
-                (found == name).then(|| value.trim().parse().ok())?
-            })
-            .unwrap_or(0))
+        http::envoy_counter(self.admin_port, name)
     }
 
     /// The SPKI pins (base64 SHA-256) Envoy holds in its `ROOTCA`

@@ -64,6 +64,39 @@ fn assert_impostor_gets_nothing(
     );
 }
 
+/// What an impostor answering for checkout may hold, each with what it is:
+/// a registered workload of another service account (frontend's own
+/// certificate), frontend's registered key and token with checkout's SPIFFE
+/// ID forged in, a valid checkout token with an unregistered key, a mesh-CA
+/// certificate for checkout.
+fn checkout_impostors(mesh: &LocalMesh) -> Vec<(&'static str, (String, String))> {
+    let checkout = mesh.service("checkout").unwrap().spec.clone();
+    vec![
+        (
+            "a registered workload of another service account",
+            mesh.service("frontend").unwrap().served_identity().unwrap(),
+        ),
+        (
+            "a registered key and token with checkout's SPIFFE ID forged in",
+            attacks::spiffe_id_mismatch(mesh, "frontend", &checkout)
+                .unwrap()
+                .into_pair(),
+        ),
+        (
+            "a valid token for checkout with an unregistered key",
+            attacks::never_registered(mesh, &checkout)
+                .unwrap()
+                .into_pair(),
+        ),
+        (
+            "a mesh-CA-signed certificate for checkout",
+            attacks::mesh_ca_signed(mesh.dir(), &checkout)
+                .unwrap()
+                .into_pair(),
+        ),
+    ]
+}
+
 /// `GET /` for checkout, over TLS to `port` with `identity` (certificate and
 /// key) or none, as `openssl s_client` sees it.
 fn get_checkout_over_tls(
@@ -1162,27 +1195,8 @@ fn s24_the_handshake_validator_admits_only_the_destinations_own_identity() {
     drop(bare);
 
     // Outbound: impostors on checkout's port.
-    let checkout_spec = mesh.service("checkout").unwrap().spec.clone();
     let checkout_port = mesh.service("checkout").unwrap().inbound_port;
-    let registered_other = mesh.service("frontend").unwrap().served_identity().unwrap();
-    let credentials = [
-        (
-            "a registered workload of another service account",
-            registered_other,
-        ),
-        (
-            "a valid token for checkout with an unregistered key",
-            attacks::never_registered(&mesh, &checkout_spec)
-                .unwrap()
-                .into_pair(),
-        ),
-        (
-            "a mesh-CA-signed certificate for checkout",
-            attacks::mesh_ca_signed(mesh.dir(), &checkout_spec)
-                .unwrap()
-                .into_pair(),
-        ),
-    ];
+    let credentials = checkout_impostors(&mesh);
     mesh.kill_envoy("checkout").unwrap();
     let frontend = mesh.service("frontend").unwrap();
     for (what, (cert, key)) in &credentials {
@@ -1478,32 +1492,8 @@ fn s26_istio_shaped_sidecars_authenticate_http_both_ways_before_a_byte_flows() {
     assert!(front.envoy_log().contains("handshake (revoked"));
 
     // Impostors answering for checkout receive none of frontend's request.
-    let checkout_spec = checkout.spec.clone();
     let checkout_port = checkout.inbound_port;
-    let credentials = [
-        (
-            "a registered workload of another service account",
-            front.served_identity().unwrap(),
-        ),
-        (
-            "a registered key and token with checkout's SPIFFE ID forged in",
-            attacks::spiffe_id_mismatch(&mesh, "frontend", &checkout_spec)
-                .unwrap()
-                .into_pair(),
-        ),
-        (
-            "a valid token for checkout with an unregistered key",
-            attacks::never_registered(&mesh, &checkout_spec)
-                .unwrap()
-                .into_pair(),
-        ),
-        (
-            "a mesh-CA-signed certificate for checkout",
-            attacks::mesh_ca_signed(mesh.dir(), &checkout_spec)
-                .unwrap()
-                .into_pair(),
-        ),
-    ];
+    let credentials = checkout_impostors(&mesh);
     mesh.kill_envoy("checkout").unwrap();
     let front = mesh.service("frontend").unwrap();
     for (what, (cert, key)) in &credentials {

@@ -143,6 +143,21 @@ pub fn get_text(port: u16, path: &str) -> Result<String> {
     Endpoint::plain(port).get_text(path)
 }
 
+/// One of Envoy's own counters (`name` exactly, e.g.
+/// `listener.127.0.0.1_1234.ssl.handshake`) from the admin on `admin_port`;
+/// 0 if it does not exist. All stats are read and matched here: Istio's
+/// cluster names hold `|`, which a `filter` regex would need escaped.
+pub fn envoy_counter(admin_port: u16, name: &str) -> Result<u64> {
+    let body = get_text(admin_port, "/stats")?;
+    Ok(body
+        .lines()
+        .find_map(|line| {
+            let (found, value) = line.split_once(": ")?;
+            (found == name).then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0))
+}
+
 fn dechunk(mut body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") {
