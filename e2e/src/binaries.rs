@@ -8,7 +8,7 @@ use anyhow::{Result, anyhow, bail};
 
 /// The command that builds everything the mesh needs.
 pub const BUILD_COMMAND: &str = "cargo build -p mazu-curator -p mazu-agent -p mazu-witness \
-     -p mazu-validator && \
+     -p mazu-validator -p mazu-audit && \
      cargo build -p mazu-filter --target wasm32-wasip1 --profile wasm";
 
 /// Paths of the programs the mesh starts.
