@@ -1480,15 +1480,28 @@ fn s26_istio_shaped_sidecars_authenticate_http_both_ways_before_a_byte_flows() {
         revoked(&revoked_after) > revoked(&revoked_before),
         "frontend's filter did not close the pooled connection: {revoked_after:?}"
     );
-    let answer = call("reports", "frontend", HttpVersion::Http1);
-    assert!(
-        !matches!(answer, CallResult::Answered { status: 200, .. }),
-        "{answer:?}"
-    );
-    // Refused in the handshake, not resumed: TLS resumption skips the
-    // validator, so the agent's ROOTCA changes with the live keys and Envoy
-    // builds new contexts (without it this connection resumed a session).
-    assert!(front.handshake_refusals(None).unwrap() > refused_before);
+    // New connections are refused in the handshake, not resumed: TLS
+    // resumption skips the validator, so the agent's ROOTCA changes with the
+    // live keys and Envoy builds new contexts (without that, this connection
+    // resumed its session and only the filter refused it). Retried while
+    // frontend's agent and validator catch up with the revocation (each
+    // attempt fails either way).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let answer = call("reports", "frontend", HttpVersion::Http1);
+        assert!(
+            !matches!(answer, CallResult::Answered { status: 200, .. }),
+            "{answer:?}"
+        );
+        if front.handshake_refusals(None).unwrap() > refused_before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the revoked client still passes frontend's handshake"
+        );
+        thread::sleep(Duration::from_millis(250));
+    }
     assert!(front.envoy_log().contains("handshake (revoked"));
 
     // Impostors answering for checkout receive none of frontend's request.
