@@ -599,6 +599,10 @@ pub struct LocalMesh {
 impl LocalMesh {
     /// Starts the mesh and waits until every filter holds the registry.
     pub fn start(options: MeshOptions) -> Result<LocalMesh> {
+        if options.istio_sidecars && !options.handshake_validator {
+            // istiod's outbound SAN matchers beside the pins are NACKed (s23).
+            bail!("istio_sidecars needs handshake_validator");
+        }
         let binaries = Binaries::locate()?;
         let (dir, temp) = match &options.dir {
             Some(dir) => {
