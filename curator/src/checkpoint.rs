@@ -15,8 +15,7 @@
 //! Checkpoints are C2SP signed notes by the **checkpoint key**, an Ed25519
 //! key that grants no identity power: nothing in Mazu accepts a workload
 //! because of it; it only makes the curator accountable (two checkpoints it
-//! signed that are not
-//! consistent prove it forked or rewrote its log).
+//! signed that are not consistent prove it forked or rewrote its log).
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, RwLock};

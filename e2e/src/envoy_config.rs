@@ -116,15 +116,8 @@ pub fn render(config: &SidecarConfig<'_>) -> Result<String> {
         listeners.push_str(&substitute(OUTBOUND_LISTENER, &vars)?);
         clusters.push_str(&substitute(&cluster, &vars)?);
     }
-    let vars = [
-        ("SERVICE", config.service.to_owned()),
-        ("NAMESPACE", config.namespace.to_owned()),
-        ("ADMIN_PORT", config.admin_port.to_string()),
-        ("INBOUND_PORT", config.inbound_port.to_string()),
-        ("WORKLOAD_PORT", config.workload_port.to_string()),
-        ("CURATOR_PORT", config.curator_port.to_string()),
-        ("CURATOR_TLS_PIN", config.curator_tls_pin.to_string()),
-        ("SDS_SOCKET", config.sds_socket.display().to_string()),
+    let mut vars = config.workload_vars();
+    vars.extend([
         ("FILTER_WASM", wasm),
         (
             "INBOUND_PLUGIN_CONFIG",
@@ -132,8 +125,25 @@ pub fn render(config: &SidecarConfig<'_>) -> Result<String> {
         ),
         ("OUTBOUND_LISTENERS", listeners),
         ("OUTBOUND_CLUSTERS", clusters),
-    ];
+    ]);
     substitute(SIDECAR, &vars)
+}
+
+impl SidecarConfig<'_> {
+    /// The placeholders every sidecar template fills the same way: the
+    /// workload, its ports, the curator and the SDS socket.
+    pub fn workload_vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("SERVICE", self.service.to_owned()),
+            ("NAMESPACE", self.namespace.to_owned()),
+            ("ADMIN_PORT", self.admin_port.to_string()),
+            ("INBOUND_PORT", self.inbound_port.to_string()),
+            ("WORKLOAD_PORT", self.workload_port.to_string()),
+            ("CURATOR_PORT", self.curator_port.to_string()),
+            ("CURATOR_TLS_PIN", self.curator_tls_pin.to_string()),
+            ("SDS_SOCKET", self.sds_socket.display().to_string()),
+        ]
+    }
 }
 
 /// A YAML double-quoted scalar holding `text` (a JSON string literal is one).

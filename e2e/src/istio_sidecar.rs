@@ -102,17 +102,10 @@ pub fn render(
         listeners.push_str(&substitute(listener, &vars)?);
         clusters.push_str(&substitute(OUTBOUND_CLUSTER, &vars)?);
     }
-    let vars = [
-        ("SERVICE", config.service.to_owned()),
-        ("NAMESPACE", config.namespace.to_owned()),
-        ("ADMIN_PORT", config.admin_port.to_string()),
-        ("INBOUND_PORT", config.inbound_port.to_string()),
-        ("WORKLOAD_PORT", config.workload_port.to_string()),
+    let mut vars = config.workload_vars();
+    vars.extend([
         ("TCP_WORKLOAD_PORT", tcp.workload_port.to_string()),
         ("INBOUND_TCP_PORT", tcp.inbound_port.to_string()),
-        ("CURATOR_PORT", config.curator_port.to_string()),
-        ("CURATOR_TLS_PIN", config.curator_tls_pin.to_string()),
-        ("SDS_SOCKET", config.sds_socket.display().to_string()),
         ("ECDS_INBOUND", ecds_inbound_path.display().to_string()),
         (
             "INBOUND_AUTHZ",
@@ -122,7 +115,7 @@ pub fn render(
         ),
         ("OUTBOUND_LISTENERS", listeners),
         ("OUTBOUND_CLUSTERS", clusters),
-    ];
+    ]);
     Ok(IstioSidecar {
         bootstrap: substitute(SIDECAR, &vars)?,
         ecds_inbound: wasm_plugin(

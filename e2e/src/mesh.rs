@@ -1433,6 +1433,21 @@ impl LocalMesh {
         })
     }
 
+    /// `mazu-agent <subcommand>` as `service`'s holder: its agent's state
+    /// (its keys) and the real curator, pinned. The caller adds the rest.
+    pub fn holder_command(&self, subcommand: &str, service: &str) -> Result<Command> {
+        let mut command = Command::new(&self.binaries.agent);
+        command
+            .arg(subcommand)
+            .arg("--state-dir")
+            .arg(self.service(service)?.state_dir())
+            .arg("--curator")
+            .arg(format!("https://127.0.0.1:{}", self.curator_port()))
+            .arg("--curator-tls-pin")
+            .arg(self.curator_tls_pin()?.to_string());
+        Ok(command)
+    }
+
     /// Runs `mazu-agent encrypt` of `message` to `id_hex` against the curator
     /// on `curator_port` (the real one, or the lying front), the way a
     /// sender outside the mesh would: pinning the real curator's CRS digest

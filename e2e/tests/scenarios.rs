@@ -129,16 +129,10 @@ fn assert_handshake_refused(verdict: &Verdict) {
 /// registration with `mazu-agent revoke`.
 #[track_caller]
 fn revoke(mesh: &LocalMesh, service: &str) {
-    let sidecar = mesh.service(service).unwrap();
-    let revoked_id = sidecar.registered_id().unwrap();
-    let out = std::process::Command::new(&mesh.binaries.agent)
-        .arg("revoke")
-        .arg("--state-dir")
-        .arg(sidecar.state_dir())
-        .arg("--curator")
-        .arg(format!("https://127.0.0.1:{}", mesh.curator_port()))
-        .arg("--curator-tls-pin")
-        .arg(mesh.curator_tls_pin().unwrap().to_string())
+    let revoked_id = mesh.service(service).unwrap().registered_id().unwrap();
+    let out = mesh
+        .holder_command("revoke", service)
+        .unwrap()
         .output()
         .unwrap();
     assert!(
@@ -804,14 +798,9 @@ fn s16_a_curator_that_forges_parameters_cannot_read_messages() {
     );
     let ciphertext = mesh.dir().join("s16.rbe");
     std::fs::write(&ciphertext, &out.stdout).unwrap();
-    let out = std::process::Command::new(&mesh.binaries.agent)
-        .arg("decrypt")
-        .arg("--state-dir")
-        .arg(checkout.state_dir())
-        .arg("--curator")
-        .arg(format!("https://127.0.0.1:{}", mesh.curator_port()))
-        .arg("--curator-tls-pin")
-        .arg(mesh.curator_tls_pin().unwrap().to_string())
+    let out = mesh
+        .holder_command("decrypt", &checkout.spec.name)
+        .unwrap()
         .arg("--in")
         .arg(&ciphertext)
         .output()

@@ -1040,6 +1040,17 @@ def find_tls(chain_or_socket_holder: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------ main
 
 
+def report_negatives(r: Report, checks: str, negatives: list[tuple[str, list[str], str]]) -> None:
+    """One check per derived variant: the problems the `checks` found in it must
+    include one mentioning its expected substring."""
+    for what, found, expect in negatives:
+        hit = next((p for p in found if expect in p), None)
+        r.check(f"negative {checks} checks refuse a {what}", hit is not None,
+                f"expected a problem mentioning {expect!r}, got {found or 'none'}")
+        if hit:
+            print(f"     -> {hit[:300]}")
+
+
 def node_checks(r: Report, base: list[dict[str, Any]], template_pods: dict[str, dict[str, Any]],
                 raw_templates: dict[str, dict[str, Any]], operator: dict[str, Any], env: dict[str, Any],
                 curator_url: str, curator_pin: str | None) -> None:
@@ -1134,12 +1145,7 @@ def node_checks(r: Report, base: list[dict[str, Any]], template_pods: dict[str, 
         ("template that declares the token volume but mounts it nowhere", template_variant(token_not_mounted), "skips unused volumes"),
         ("template that keeps the sidecar template's emptyDir socket", template_variant(emptydir_socket), "hostPath"),
     ]
-    for what, found, expect in negatives:
-        hit = next((p for p in found if expect in p), None)
-        r.check(f"negative node agent checks refuse a {what}", hit is not None,
-                f"expected a problem mentioning {expect!r}, got {found or 'none'}")
-        if hit:
-            print(f"     -> {hit[:300]}")
+    report_negatives(r, "node agent", negatives)
 
 
 def validator_checks(r: Report, base: list[dict[str, Any]], raw_templates: dict[str, dict[str, Any]],
@@ -1338,12 +1344,7 @@ def validator_checks(r: Report, base: list[dict[str, Any]], raw_templates: dict[
         ("DaemonSet whose --validator-config names a key the ConfigMap lacks", ds_variant(missing_key), "has no key"),
         ("DaemonSet that mounts a ConfigMap the manifests lack", ds_variant(unknown_configmap), "not part of the manifests"),
     ]
-    for what, found, expect in negatives:
-        hit = next((p for p in found if expect in p), None)
-        r.check(f"negative validator checks refuse a {what}", hit is not None,
-                f"expected a problem mentioning {expect!r}, got {found or 'none'}")
-        if hit:
-            print(f"     -> {hit[:300]}")
+    report_negatives(r, "validator", negatives)
 
     # Negative: what the module's own parser refuses (Envoy would refuse the TLS context,
     # and the agent would not start).
