@@ -23,7 +23,9 @@
 //! 1. **What a VM installs, it verified itself** ([`SharedReader::poll`]):
 //!    the note's curator signature and witness quorum under the VM's own
 //!    configuration, then the state's SHA-256 against the note's state line
-//!    and the state's size, root and clock against the note. Nothing is
+//!    and the state's size, root and clock against the note. Only the
+//!    registry is decoded from the state (a VM that does not fetch holds no
+//!    follower). Nothing is
 //!    trusted because another VM wrote it: a forged or swapped entry is
 //!    refused, once per entry (not re-verified every tick).
 //! 2. **A VM never goes back**: it installs only a larger size than it
@@ -55,7 +57,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use mazu_identity::registry::LogFollower;
+use mazu_identity::RegistrySnapshot;
 use sha2::{Digest as _, Sha256};
 
 use crate::config::CuratorConfig;
@@ -317,8 +319,8 @@ pub enum Found {
     Confirmed(AcceptedCheckpoint),
     /// A newer version, verified: install its registry.
     Newer {
-        /// The verified follower state.
-        log: LogFollower,
+        /// The registry of the verified follower state.
+        registry: RegistrySnapshot,
         /// Its checkpoint.
         checkpoint: AcceptedCheckpoint,
     },
@@ -400,10 +402,10 @@ fn read(
         // The state of another publish: the matching one follows.
         return (Found::Nothing, false);
     }
-    match transparency::verify_state(&checkpoint, accepted.witnessed_ms, state) {
-        Ok(log) => (
+    match transparency::verify_state_registry(&checkpoint, accepted.witnessed_ms, state) {
+        Ok(registry) => (
             Found::Newer {
-                log,
+                registry,
                 checkpoint: accepted,
             },
             true,

@@ -255,30 +255,63 @@ pub fn verify_checkpoint(
 /// Checks a follower state against a verified checkpoint witnessed at
 /// `witnessed_ms` (Unix ms): it must hash to the checkpoint's state line,
 /// decode, and have the checkpoint's size and root and no clock past the
-/// witnessed time. The state may come from the curator or from shared data;
-/// either way it is installed only through this check.
+/// witnessed time. Gives the follower, to go on following the log from.
 pub fn verify_state(
     checkpoint: &VerifiedCheckpoint,
     witnessed_ms: u64,
     body: &[u8],
 ) -> Result<LogFollower, Refusal> {
+    check_state_digest(checkpoint, body)?;
+    let log = LogFollower::decode_state(body).map_err(|_| Refusal::StateUndecodable)?;
+    check_state_header(
+        checkpoint,
+        witnessed_ms,
+        (log.size(), log.root(), log.registry().clock_ms()),
+    )?;
+    Ok(log)
+}
+
+/// [`verify_state`] for a VM that only decides with the registry (it
+/// installs what another VM fetched): the same checks, but only the
+/// registry is decoded, so the VM never holds the follower's maps.
+pub fn verify_state_registry(
+    checkpoint: &VerifiedCheckpoint,
+    witnessed_ms: u64,
+    body: &[u8],
+) -> Result<RegistrySnapshot, Refusal> {
+    check_state_digest(checkpoint, body)?;
+    let read = LogFollower::decode_state_registry(body).map_err(|_| Refusal::StateUndecodable)?;
+    check_state_header(
+        checkpoint,
+        witnessed_ms,
+        (read.size, read.root, read.clock_ms),
+    )?;
+    Ok(read.registry)
+}
+
+fn check_state_digest(checkpoint: &VerifiedCheckpoint, body: &[u8]) -> Result<(), Refusal> {
     let digest: Hash = Sha256::digest(body).into();
     if checkpoint.state != Some(digest) {
         return Err(Refusal::StateDigestMismatch {
             size: checkpoint.size,
         });
     }
-    let log = LogFollower::decode_state(body).map_err(|_| Refusal::StateUndecodable)?;
+    Ok(())
+}
+
+/// A decoded state's size, root and clock against the checkpoint's.
+fn check_state_header(
+    checkpoint: &VerifiedCheckpoint,
+    witnessed_ms: u64,
+    (size, root, clock_ms): (u64, Hash, u64),
+) -> Result<(), Refusal> {
     let latest = witnessed_ms.saturating_add(MAX_CLOCK_SKEW_MS);
-    if log.size() != checkpoint.size
-        || log.root() != checkpoint.root
-        || log.registry().clock_ms() > latest
-    {
+    if size != checkpoint.size || root != checkpoint.root || clock_ms > latest {
         return Err(Refusal::StateInconsistent {
             size: checkpoint.size,
         });
     }
-    Ok(log)
+    Ok(())
 }
 
 /// What to do after a checkpoint or a page was taken.

@@ -157,9 +157,10 @@ pub fn load_shared(vm: &SharedVm) -> bool {
             vm.borrow_mut().engine.confirm(checkpoint.witnessed_ms);
             false
         }
-        Found::Newer { log, checkpoint } => {
-            let snapshot = log.registry().snapshot();
-            drop(log);
+        Found::Newer {
+            registry: snapshot,
+            checkpoint,
+        } => {
             let entries = snapshot.len();
             let mut guard = vm.borrow_mut();
             guard.held = Some(checkpoint);

@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 
 use loom::sync::Mutex;
 use loom::thread;
+use mazu_identity::registry::LogFollower;
 
 use super::tests::fixture::{EnvoyMap, Version, curator_config, version};
 use super::*;
@@ -56,12 +57,21 @@ fn model(test: impl Fn() + Sync + Send + 'static) {
 fn check_installs(found: &[Found], versions: &[Version]) {
     let mut last = 0;
     for found in found {
-        if let Found::Newer { log, checkpoint } = found {
+        if let Found::Newer {
+            registry,
+            checkpoint,
+        } = found
+        {
             let version = versions
                 .iter()
                 .find(|v| v.checkpoint == *checkpoint)
                 .expect("installed a checkpoint nobody published");
-            assert_eq!(log.encode_state(), version.state, "installed another state");
+            let published = LogFollower::decode_state(&version.state).unwrap();
+            assert_eq!(
+                *registry,
+                published.registry().snapshot(),
+                "installed another registry"
+            );
             assert!(checkpoint.size > last, "went back");
             last = checkpoint.size;
         }

@@ -262,10 +262,13 @@ fn a_published_version_is_verified_and_installed_once() {
     assert_eq!(published, Published::Done);
     let mut reader = SharedReader::new();
     match poll(&mut reader, &store, None) {
-        Found::Newer { log, checkpoint } => {
+        Found::Newer {
+            registry,
+            checkpoint,
+        } => {
             assert_eq!(checkpoint, v2.checkpoint);
-            assert_eq!(log.size(), 4);
-            assert_eq!(log.registry().snapshot().len(), 2);
+            assert_eq!(registry.version(), 4);
+            assert_eq!(registry.len(), 2);
         }
         other => panic!("{other:?}"),
     }
