@@ -106,7 +106,8 @@ impl LogFollower {
         let mut ids = BTreeMap::new();
         let mut ended = BTreeSet::new();
         let mut slots = BTreeMap::new();
-        let header = walk_state(bytes, |id, state| {
+        let (header, encoded) = split_state(bytes)?;
+        walk_entries(&header, encoded, |id, state| {
             match state {
                 IdState::Bound { slot, .. } | IdState::Live { slot, .. } => {
                     slots.insert(slot, id);
@@ -137,8 +138,11 @@ impl LogFollower {
     /// party that decides with the registry but does not follow the log
     /// itself (a filter VM installing what another VM fetched).
     pub fn decode_state_registry(bytes: &[u8]) -> Result<StateRegistry, StateError> {
-        let mut entries = Vec::new();
-        let header = walk_state(bytes, |id, state| {
+        let (header, encoded) = split_state(bytes)?;
+        // At most one entry per id held: reserved once, not grown by
+        // doubling (a filter VM's linear memory keeps its high-water mark).
+        let mut entries = Vec::with_capacity(encoded.len());
+        walk_entries(&header, encoded, |id, state| {
             if let Some(entry) = snapshot_entry(&id, &state) {
                 entries.push(entry);
             }
@@ -173,14 +177,9 @@ struct StateHeader {
     frontier: Frontier,
 }
 
-/// Checks a follower state (see the [module docs](self)) and hands every
-/// id and its state to `visit`, in increasing id order. Nothing is visited
-/// unless the header and lengths check; an error part-way leaves what was
-/// visited to be thrown away by the caller.
-fn walk_state(
-    bytes: &[u8],
-    mut visit: impl FnMut(Hash, IdState),
-) -> Result<StateHeader, StateError> {
+/// Splits a follower state (see the [module docs](self)) into its header
+/// and its entries, checking the header and the lengths.
+fn split_state(bytes: &[u8]) -> Result<(StateHeader, &[[u8; STATE_ENTRY_LEN]]), StateError> {
     let (header, rest) = bytes.split_at_checked(5).ok_or(StateError::Header)?;
     if header[..4] != STATE_MAGIC || header[4] != STATE_FORMAT {
         return Err(StateError::Header);
@@ -200,6 +199,18 @@ fn walk_state(
     if !tail.is_empty() || entries.len() != count {
         return Err(StateError::Length);
     }
+    Ok((StateHeader { clock_ms, frontier }, entries))
+}
+
+/// Checks the entries of a follower state and hands every id and its state
+/// to `visit`, in increasing id order. An error part-way leaves what was
+/// visited to be thrown away by the caller.
+fn walk_entries(
+    header: &StateHeader,
+    entries: &[[u8; STATE_ENTRY_LEN]],
+    mut visit: impl FnMut(Hash, IdState),
+) -> Result<(), StateError> {
+    let (size, clock_ms) = (header.frontier.size(), header.clock_ms);
     // Slots of bound and live ids, to find one held twice (4 bytes each).
     let mut held_slots = Vec::new();
     let mut previous: Option<Hash> = None;
@@ -230,7 +241,7 @@ fn walk_state(
     if let Some(pair) = held_slots.windows(2).find(|pair| pair[0] == pair[1]) {
         return Err(StateError::SlotTwice(pair[0]));
     }
-    Ok(StateHeader { clock_ms, frontier })
+    Ok(())
 }
 
 /// [`LogFollower::encode_state`] of a registry and the frontier of the same
