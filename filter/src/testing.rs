@@ -34,6 +34,26 @@ pub fn log_members() -> String {
     )
 }
 
+/// The fixtures' curator settings: the fixtures' log, witnesses 1 and 2
+/// with a quorum of 2.
+pub fn curator_config() -> crate::config::CuratorConfig {
+    crate::config::CuratorConfig {
+        cluster: "mazu-curator".into(),
+        authority: "curator.local".into(),
+        refresh_interval_ms: 5_000,
+        timeout_ms: 2_000,
+        max_body_bytes: 1 << 20,
+        checkpoint_key: curator_signer().verifier(),
+        witnesses: Some(
+            mazu_log::WitnessPolicy::new(
+                vec![witness_signer(1).verifier(), witness_signer(2).verifier()],
+                2,
+            )
+            .expect("policy"),
+        ),
+    }
+}
+
 /// An issuer and helpers to make workloads.
 pub struct Fixture {
     pub issuer: DevIssuer,

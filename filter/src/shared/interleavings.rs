@@ -11,8 +11,9 @@ use loom::sync::Mutex;
 use loom::thread;
 use mazu_identity::registry::LogFollower;
 
-use super::tests::fixture::{EnvoyMap, Version, curator_config, version};
+use super::tests::fixture::{EnvoyMap, Version, version};
 use super::*;
+use crate::testing::curator_config;
 
 /// Envoy's shared data between threads: one lock per call.
 #[derive(Default)]
@@ -170,6 +171,16 @@ fn a_forged_state_written_during_a_publish_is_never_installed() {
     });
 }
 
+/// Two VMs joining at once, with these nonces: their instance numbers.
+fn join_concurrently(store: &Arc<LoomStore>, keys: &SharedKeys, nonces: [u32; 2]) -> [u64; 2] {
+    nonces
+        .map(|nonce| {
+            let (store, keys) = (store.clone(), keys.clone());
+            thread::spawn(move || join(&*store, &keys, nonce))
+        })
+        .map(|vm| vm.join().unwrap().unwrap())
+}
+
 #[test]
 fn instance_numbers_are_unique() {
     model(|| {
@@ -177,31 +188,11 @@ fn instance_numbers_are_unique() {
         let keys = SharedKeys::new(&curator_config());
         // Two first joiners race to create the counter: the nonce (random
         // per VM in Envoy) keeps them apart.
-        let joins: Vec<_> = [1u32, 2]
-            .map(|nonce| {
-                let (store, keys) = (store.clone(), keys.clone());
-                thread::spawn(move || join(&*store, &keys, nonce))
-            })
-            .into_iter()
-            .collect();
-        let numbers: Vec<u64> = joins
-            .into_iter()
-            .map(|j| j.join().unwrap().unwrap())
-            .collect();
+        let numbers = join_concurrently(&store, &keys, [1, 2]);
         assert_ne!(numbers[0], numbers[1]);
         // Once the counter exists, compare-and-swap alone keeps them apart,
         // even with equal nonces.
-        let joins: Vec<_> = [0, 1]
-            .map(|_| {
-                let (store, keys) = (store.clone(), keys.clone());
-                thread::spawn(move || join(&*store, &keys, 7))
-            })
-            .into_iter()
-            .collect();
-        let numbers: Vec<u64> = joins
-            .into_iter()
-            .map(|j| j.join().unwrap().unwrap())
-            .collect();
+        let numbers = join_concurrently(&store, &keys, [7, 7]);
         assert_ne!(numbers[0], numbers[1]);
     });
 }

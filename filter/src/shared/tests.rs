@@ -13,6 +13,7 @@ use mazu_log::record::{LeafRecord, RecordBody};
 use sha2::{Digest as _, Sha256};
 
 use super::*;
+use crate::testing::curator_config;
 use crate::testing::{curator_signer, witness_signer};
 
 pub(super) mod fixture {
@@ -22,24 +23,6 @@ pub(super) mod fixture {
 
     /// The witnessed time of every note, Unix seconds.
     pub const WITNESSED_SECS: u64 = 2_000_000;
-
-    pub fn curator_config() -> CuratorConfig {
-        CuratorConfig {
-            cluster: "mazu-curator".into(),
-            authority: "curator.local".into(),
-            refresh_interval_ms: 5_000,
-            timeout_ms: 2_000,
-            max_body_bytes: 1 << 20,
-            checkpoint_key: curator_signer().verifier(),
-            witnesses: Some(
-                WitnessPolicy::new(
-                    vec![witness_signer(1).verifier(), witness_signer(2).verifier()],
-                    2,
-                )
-                .unwrap(),
-            ),
-        }
-    }
 
     /// `n` workloads, each bound and revealed: `2n` records.
     fn records(n: u8) -> Vec<LeafRecord> {

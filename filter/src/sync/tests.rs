@@ -1,17 +1,12 @@
 use super::*;
 use crate::config::CuratorConfig;
-use crate::testing::curator_signer;
 use crate::transparency::Refusal;
 
+/// The fixtures' curator, without witnesses.
 fn curator() -> CuratorConfig {
     CuratorConfig {
-        cluster: "mazu-curator".into(),
-        authority: "curator.local".into(),
-        refresh_interval_ms: 5_000,
-        timeout_ms: 2_000,
-        max_body_bytes: 1 << 20,
-        checkpoint_key: curator_signer().verifier(),
         witnesses: None,
+        ..crate::testing::curator_config()
     }
 }
 
