@@ -24,10 +24,10 @@
 //!    the note's curator signature and witness quorum under the VM's own
 //!    configuration, then the state's SHA-256 against the note's state line
 //!    and the state's size, root and clock against the note. Only the
-//!    registry is decoded from the state (a VM that does not fetch holds no
-//!    follower). Nothing is
-//!    trusted because another VM wrote it: a forged or swapped entry is
-//!    refused, once per entry (not re-verified every tick).
+//!    registry is decoded from the state (a VM that does not fetch holds
+//!    no follower). Nothing is trusted because another VM wrote it: a
+//!    forged or swapped entry is refused, once per entry (not re-verified
+//!    every tick).
 //! 2. **A VM never goes back**: it installs only a larger size than it
 //!    holds, confirms only the size and root it holds, and refuses the same
 //!    size with another root (a fork).
@@ -37,8 +37,8 @@
 //! 4. **Publishes only move forward** ([`publish`]): every write is a
 //!    compare-and-swap against the value read, and a publisher that finds
 //!    a verified note at least as new, or the state of a later version,
-//!    writes nothing. A newer verified note is never replaced by an older
-//!    one, however writes interleave.
+//!    writes nothing. Once the entry exists, a newer verified note is never
+//!    replaced by an older one, however writes interleave.
 //! 5. **Instance numbers are unique and the lease has one holder** after
 //!    the entry exists: both are compare-and-swap ([`join`],
 //!    [`hold_lease`]).
@@ -52,7 +52,8 @@
 //! publish may be replaced by an older one once. None of these can make a
 //! VM install anything it did not verify (1) or go back (2).
 //! `shared/interleavings.rs` checks the invariants under every
-//! interleaving of the VMs' reads and writes (loom).
+//! interleaving of the VMs' reads and writes with up to three preemptions
+//! (loom).
 
 use alloc::string::String;
 use alloc::vec::Vec;
