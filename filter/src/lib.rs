@@ -10,8 +10,9 @@
 //! The crate is thin glue around pure, natively tested modules:
 //! - [`config`]: the plugin configuration (JSON), validated once;
 //! - [`engine`]: the per-VM decision state (registry copy, verdict cache);
-//! - [`sync`]: what to fetch from the curator and what its answers mean,
-//!   and the shared-data layout that hands the registry to every worker VM;
+//! - [`sync`]: what to fetch from the curator and what its answers mean;
+//! - [`shared`]: the cross-VM protocol that hands the verified registry to
+//!   every worker VM through Envoy's shared data;
 //! - [`transparency`]: following the curator's witnessed log and deriving
 //!   the registry from its records (checkpoint signature, witness quorum,
 //!   records that must give the checkpoint's root);
@@ -32,6 +33,7 @@ pub mod config;
 pub mod engine;
 pub mod metrics;
 pub mod parking;
+pub mod shared;
 pub mod sync;
 pub mod transparency;
 

@@ -42,11 +42,17 @@ pub enum Fixed {
     /// `tcp_proxy` upstream on the connection: an HTTP connection manager
     /// chain), left to the handshake (docs/filter.md, "HTTP chains").
     OutboundNotSeen,
+    /// Registries installed from shared data after verifying them (another
+    /// VM of this Envoy fetched them).
+    SharedInstalls,
+    /// Shared-data entries refused: they did not verify under this VM's
+    /// configuration.
+    SharedRefused,
 }
 
 impl Fixed {
     /// Every fixed metric.
-    pub const ALL: [Fixed; 14] = [
+    pub const ALL: [Fixed; 16] = [
         Fixed::ConnectionsAllowed,
         Fixed::ConnectionsDenied,
         Fixed::VerdictCacheHits,
@@ -61,6 +67,8 @@ impl Fixed {
         Fixed::RegistryAgeSeconds,
         Fixed::ParkedNow,
         Fixed::OutboundNotSeen,
+        Fixed::SharedInstalls,
+        Fixed::SharedRefused,
     ];
 
     /// The name after `mazu.<direction>.`.
@@ -80,6 +88,8 @@ impl Fixed {
             Fixed::RegistryAgeSeconds => "registry_age_seconds",
             Fixed::ParkedNow => "parked_connections",
             Fixed::OutboundNotSeen => "outbound_not_seen",
+            Fixed::SharedInstalls => "shared_installs",
+            Fixed::SharedRefused => "shared_refused",
         }
     }
 

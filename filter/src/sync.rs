@@ -1,16 +1,15 @@
-//! Keeping the registry current: what to ask the curator, what its answers
-//! mean, and how the copy is shared between the VMs of one Envoy.
+//! Keeping the registry current: what to ask the curator and what its
+//! answers mean.
 //!
 //! One root context at a time (the holder of a lease in shared data) follows
 //! the log: every refresh interval it asks for the newest witnessed
 //! checkpoint (`GET /v1/checkpoint`), and when that is larger than the log
 //! it follows, for the records up to it (`GET /v1/log/records?start=&end=`,
 //! page by page), which [`crate::transparency::Follower`] applies only if
-//! they give the checkpoint's root. It publishes the derived snapshot, the
-//! accepted checkpoint and a small status record in shared data; every root
-//! context (one per worker VM) polls the status on its tick and decodes the
-//! snapshot when the version moved. Any failure keeps the last good copy;
-//! the failure is counted and logged by the caller.
+//! they give the checkpoint's root. It publishes the verified checkpoint and the follower state in shared data, where every
+//! root context (one per worker VM) verifies and installs them
+//! ([`crate::shared`]). Any failure keeps the last good copy; the failure is
+//! counted and logged by the caller.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -24,180 +23,6 @@ pub const CHECKPOINT_PATH: &str = "/v1/checkpoint";
 pub const RECORDS_PATH: &str = "/v1/log/records";
 /// The path of the follower state at a checkpoint's size (`?size=N`).
 pub const STATE_PATH: &str = "/v1/log/state";
-
-/// The shared-data keys of one registry source.
-///
-/// Istio gives every WasmPlugin of a proxy the same (empty) `vm_id`, so all
-/// of them share one shared-data namespace. The keys therefore name
-/// everything that decides which registry a plugin may install: the curator
-/// cluster and authority it asks, the checkpoint key of the log, and the
-/// witness policy (witness keys and quorum) that decides which checkpoints
-/// count. Two plugins share one copy only when all of these agree; a plugin
-/// with a weaker policy (fewer witnesses, a lower quorum, none) never
-/// publishes where a stricter one reads.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SharedKeys {
-    /// The encoded snapshot.
-    pub snapshot: String,
-    /// [`RegistryStatus`]: version and the witnessed time confirming it.
-    pub status: String,
-    /// [`Lease`]: which root context fetches.
-    pub lease: String,
-    /// A counter handing out instance numbers to root contexts.
-    pub instances: String,
-    /// The last checkpoint accepted
-    /// ([`AcceptedCheckpoint`](crate::transparency::AcceptedCheckpoint)).
-    pub checkpoint: String,
-}
-
-impl SharedKeys {
-    /// Keys for the registry behind `curator`: a hash of its trust
-    /// configuration (see the type's documentation).
-    pub fn new(curator: &CuratorConfig) -> Self {
-        use sha2::{Digest as _, Sha256};
-        let mut hash = Sha256::new();
-        let mut field = |bytes: &[u8]| {
-            hash.update((bytes.len() as u64).to_be_bytes());
-            hash.update(bytes);
-        };
-        field(curator.cluster.as_bytes());
-        field(curator.authority.as_bytes());
-        field(curator.checkpoint_key.to_vkey().as_bytes());
-        match &curator.witnesses {
-            None => field(b"no witnesses"),
-            Some(policy) => {
-                let mut vkeys: Vec<String> = policy.witnesses.iter().map(|w| w.to_vkey()).collect();
-                vkeys.sort_unstable();
-                vkeys.dedup();
-                field(&(policy.quorum as u64).to_be_bytes());
-                for vkey in &vkeys {
-                    field(vkey.as_bytes());
-                }
-            }
-        }
-        let digest = hash.finalize();
-        let mut id = String::with_capacity(32);
-        for byte in &digest[..16] {
-            id.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
-            id.push(char::from(b"0123456789abcdef"[usize::from(byte & 0xf)]));
-        }
-        let base = format!("mazu.registry.v3|{id}");
-        SharedKeys {
-            snapshot: format!("{base}|snapshot"),
-            status: format!("{base}|status"),
-            lease: format!("{base}|lease"),
-            instances: format!("{base}|instances"),
-            checkpoint: format!("{base}|checkpoint"),
-        }
-    }
-}
-
-/// What the fetching root publishes beside the snapshot: the version it holds,
-/// the witnessed time of the newest checkpoint that confirmed it, and the
-/// SHA-256 of the encoded snapshot of that version.
-///
-/// The snapshot and the status are two shared-data entries, written one after
-/// the other (the snapshot first), so a reader can meet a snapshot that is not
-/// the status's (a torn publish, or another root's write between the two). A
-/// reader installs a snapshot only if its bytes hash to `snapshot_sha256` and
-/// it decodes to `version` ([`snapshot_matches`]), once per status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RegistryStatus {
-    /// The snapshot version in shared data (the log size it derives from).
-    pub version: u64,
-    /// The witnessed time of the newest checkpoint of that size,
-    /// milliseconds since the epoch (without witnesses: when the curator
-    /// served it).
-    pub confirmed_ms: u64,
-    /// SHA-256 of the encoded snapshot of `version`.
-    pub snapshot_sha256: [u8; 32],
-}
-
-impl RegistryStatus {
-    /// 48 bytes: version then confirmation time, big-endian, then the digest.
-    pub fn encode(&self) -> [u8; 48] {
-        let mut out = [0u8; 48];
-        out[..16].copy_from_slice(&encode_two_u64(self.version, self.confirmed_ms));
-        out[16..].copy_from_slice(&self.snapshot_sha256);
-        out
-    }
-
-    /// Decodes [`encode`](Self::encode)'s output; `None` for anything else.
-    pub fn decode(bytes: &[u8]) -> Option<Self> {
-        let bytes: &[u8; 48] = bytes.try_into().ok()?;
-        let (head, digest) = bytes.split_at(16);
-        let (version, confirmed) = two_u64(head)?;
-        Some(RegistryStatus {
-            version,
-            confirmed_ms: confirmed,
-            snapshot_sha256: digest.try_into().ok()?,
-        })
-    }
-}
-
-/// SHA-256 of an encoded snapshot, as [`RegistryStatus::snapshot_sha256`].
-pub fn snapshot_sha256(encoded: &[u8]) -> [u8; 32] {
-    use sha2::{Digest as _, Sha256};
-    Sha256::digest(encoded).into()
-}
-
-/// Whether `encoded` (read from shared data) is the snapshot `status`
-/// announces: same digest. (Its version is checked after decoding.)
-pub fn snapshot_matches(status: &RegistryStatus, encoded: &[u8]) -> bool {
-    snapshot_sha256(encoded) == status.snapshot_sha256
-}
-
-/// Who fetches the registry, until when.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Lease {
-    /// The holder's instance number.
-    pub owner: u64,
-    /// When the lease lapses unless renewed, milliseconds since the epoch.
-    pub expires_ms: u64,
-}
-
-impl Lease {
-    /// 16 bytes: owner then expiry, big-endian.
-    pub fn encode(&self) -> [u8; 16] {
-        encode_two_u64(self.owner, self.expires_ms)
-    }
-
-    /// Decodes [`encode`](Self::encode)'s output; `None` for anything else.
-    pub fn decode(bytes: &[u8]) -> Option<Self> {
-        let (owner, expires_ms) = two_u64(bytes)?;
-        Some(Lease { owner, expires_ms })
-    }
-
-    /// Whether instance `me` may (re)take the lease at `now_ms`: it is free,
-    /// lapsed, or already `me`'s.
-    pub fn may_take(current: Option<Lease>, me: u64, now_ms: u64) -> bool {
-        current.is_none_or(|lease| lease.owner == me || lease.expires_ms <= now_ms)
-    }
-}
-
-/// Two big-endian `u64`s in 16 bytes (the inverse of [`two_u64`]).
-fn encode_two_u64(a: u64, b: u64) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    out[..8].copy_from_slice(&a.to_be_bytes());
-    out[8..].copy_from_slice(&b.to_be_bytes());
-    out
-}
-
-fn two_u64(bytes: &[u8]) -> Option<(u64, u64)> {
-    let bytes: &[u8; 16] = bytes.try_into().ok()?;
-    let (a, b) = bytes.split_at(8);
-    Some((
-        u64::from_be_bytes(a.try_into().ok()?),
-        u64::from_be_bytes(b.try_into().ok()?),
-    ))
-}
-
-/// Decodes a shared instance counter (8 bytes, big-endian; absent = 0).
-pub fn decode_counter(bytes: Option<&[u8]>) -> u64 {
-    bytes
-        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-        .map_or(0, u64::from_be_bytes)
-}
 
 /// Which kind of request a fetch is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -65,8 +65,8 @@ pub struct VerifiedCheckpoint {
     pub state: Option<Hash>,
 }
 
-/// The last checkpoint accepted by any VM of this Envoy (shared data): the
-/// tree size, its root, and when it was witnessed (milliseconds).
+/// A checkpoint a VM accepted (from its own round, or verified from shared
+/// data): the tree size, its root, and when it was witnessed (milliseconds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AcceptedCheckpoint {
     /// Tree size (= the version of the registry derived from it).
@@ -75,27 +75,6 @@ pub struct AcceptedCheckpoint {
     pub root: Hash,
     /// Witnessed time (or answer time without witnesses), milliseconds.
     pub witnessed_ms: u64,
-}
-
-impl AcceptedCheckpoint {
-    /// 48 bytes: size (big-endian), root, witnessed time (big-endian).
-    pub fn encode(&self) -> [u8; 48] {
-        let mut out = [0u8; 48];
-        out[..8].copy_from_slice(&self.size.to_be_bytes());
-        out[8..40].copy_from_slice(&self.root);
-        out[40..].copy_from_slice(&self.witnessed_ms.to_be_bytes());
-        out
-    }
-
-    /// Decodes [`encode`](Self::encode)'s output; `None` for anything else.
-    pub fn decode(bytes: &[u8]) -> Option<Self> {
-        let bytes: &[u8; 48] = bytes.try_into().ok()?;
-        Some(AcceptedCheckpoint {
-            size: u64::from_be_bytes(bytes[..8].try_into().ok()?),
-            root: bytes[8..40].try_into().ok()?,
-            witnessed_ms: u64::from_be_bytes(bytes[40..].try_into().ok()?),
-        })
-    }
 }
 
 /// Why a checkpoint or a page of records was refused. The registry held
@@ -273,6 +252,68 @@ pub fn verify_checkpoint(
     })
 }
 
+/// Checks a follower state against a verified checkpoint witnessed at
+/// `witnessed_ms` (Unix ms): it must hash to the checkpoint's state line,
+/// decode, and have the checkpoint's size and root and no clock past the
+/// witnessed time. Gives the follower, to go on following the log from.
+pub fn verify_state(
+    checkpoint: &VerifiedCheckpoint,
+    witnessed_ms: u64,
+    body: &[u8],
+) -> Result<LogFollower, Refusal> {
+    check_state_digest(checkpoint, body)?;
+    let log = LogFollower::decode_state(body).map_err(|_| Refusal::StateUndecodable)?;
+    check_state_header(
+        checkpoint,
+        witnessed_ms,
+        (log.size(), log.root(), log.registry().clock_ms()),
+    )?;
+    Ok(log)
+}
+
+/// [`verify_state`] for a VM that only decides with the registry (it
+/// installs what another VM fetched): the same checks, but only the
+/// registry is decoded, so the VM never holds the follower's maps.
+pub fn verify_state_registry(
+    checkpoint: &VerifiedCheckpoint,
+    witnessed_ms: u64,
+    body: &[u8],
+) -> Result<RegistrySnapshot, Refusal> {
+    check_state_digest(checkpoint, body)?;
+    let read = LogFollower::decode_state_registry(body).map_err(|_| Refusal::StateUndecodable)?;
+    check_state_header(
+        checkpoint,
+        witnessed_ms,
+        (read.size, read.root, read.clock_ms),
+    )?;
+    Ok(read.registry)
+}
+
+fn check_state_digest(checkpoint: &VerifiedCheckpoint, body: &[u8]) -> Result<(), Refusal> {
+    let digest: Hash = Sha256::digest(body).into();
+    if checkpoint.state != Some(digest) {
+        return Err(Refusal::StateDigestMismatch {
+            size: checkpoint.size,
+        });
+    }
+    Ok(())
+}
+
+/// A decoded state's size, root and clock against the checkpoint's.
+fn check_state_header(
+    checkpoint: &VerifiedCheckpoint,
+    witnessed_ms: u64,
+    (size, root, clock_ms): (u64, Hash, u64),
+) -> Result<(), Refusal> {
+    let latest = witnessed_ms.saturating_add(MAX_CLOCK_SKEW_MS);
+    if size != checkpoint.size || root != checkpoint.root || clock_ms > latest {
+        return Err(Refusal::StateInconsistent {
+            size: checkpoint.size,
+        });
+    }
+    Ok(())
+}
+
 /// What to do after a checkpoint or a page was taken.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -349,9 +390,15 @@ impl Follower {
         self.log.registry().snapshot()
     }
 
+    /// The follower state of the records applied (what a checkpoint's state
+    /// line commits to), for the other VMs of this Envoy.
+    pub fn encode_state(&self) -> Vec<u8> {
+        self.log.encode_state()
+    }
+
     /// Takes a verified checkpoint, witnessed at `witnessed_ms` (Unix ms;
     /// the filter's clock without witnesses). `accepted` is the newest
-    /// checkpoint any VM of this Envoy accepted (a leader that starts from
+    /// checkpoint this VM installed (a leader that starts from
     /// the empty log still refuses to go behind it). Any records being
     /// fetched for an earlier checkpoint are dropped.
     pub fn offer_checkpoint(
@@ -402,7 +449,7 @@ impl Follower {
             // An answer for an earlier round.
             return Ok(Step::Current);
         };
-        let result = Self::check_state(&target, body);
+        let result = verify_state(&target.checkpoint, target.witnessed_ms, body);
         match result {
             Ok(log) if self.size() == 0 => {
                 self.log = log;
@@ -414,27 +461,6 @@ impl Follower {
                 Err(refusal)
             }
         }
-    }
-
-    fn check_state(target: &Target, body: &[u8]) -> Result<LogFollower, Refusal> {
-        let checkpoint = target.checkpoint;
-        let digest: Hash = Sha256::digest(body).into();
-        if checkpoint.state != Some(digest) {
-            return Err(Refusal::StateDigestMismatch {
-                size: checkpoint.size,
-            });
-        }
-        let log = LogFollower::decode_state(body).map_err(|_| Refusal::StateUndecodable)?;
-        let latest = target.witnessed_ms.saturating_add(MAX_CLOCK_SKEW_MS);
-        if log.size() != checkpoint.size
-            || log.root() != checkpoint.root
-            || log.registry().clock_ms() > latest
-        {
-            return Err(Refusal::StateInconsistent {
-                size: checkpoint.size,
-            });
-        }
-        Ok(log)
     }
 
     /// The state asked for could not be had (not kept any more, over the

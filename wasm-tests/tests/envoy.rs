@@ -46,6 +46,23 @@ fn envoy_with_the_real_curator_admits_registered_workloads_and_closes_others() {
             Duration::from_secs(10),
         )
         .unwrap();
+    // Two VMs (the worker's and the main thread's): one fetches, the other
+    // verifies what it published in Envoy's shared data and installs it.
+    envoy
+        .wait_stat(
+            "mazu.inbound.shared_installs",
+            |v| v >= 1,
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", envoy.log()));
+    assert!(
+        envoy
+            .log()
+            .contains("from shared data, verified against the witnessed checkpoint"),
+        "{}",
+        envoy.log()
+    );
+    assert_eq!(envoy.stat("mazu.inbound.shared_refused").unwrap_or(0), 0);
 
     // Registered: the bytes come back through TLS, the filter and tcp_proxy.
     let round_trip = |workload: &mazu_testkit::fixtures::Workload, message: &[u8]| {

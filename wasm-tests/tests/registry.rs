@@ -327,65 +327,71 @@ fn parking_is_bounded_and_a_closed_parked_connection_is_forgotten() {
     assert_eq!(vm.stat("mazu.inbound.connections_allowed"), 2);
 }
 
+/// Replaces the shared entry whose key ends in `suffix` with `edit` of it.
+fn tamper_shared(process: &ProcessHandle, suffix: &str, edit: impl Fn(&mut Vec<u8>)) {
+    let mut guard = process.lock();
+    let key = guard
+        .shared_data
+        .keys()
+        .find(|k| k.ends_with(suffix))
+        .cloned()
+        .unwrap_or_else(|| panic!("no shared entry {suffix}"));
+    let entry = guard.shared_data.get_mut(&key).expect("entry");
+    edit(&mut entry.0);
+    entry.1 += 1;
+}
+
 #[test]
-fn a_shared_snapshot_that_is_not_the_one_its_status_announces_is_not_installed() {
-    // A publish is two writes (snapshot, then status); another root, or any
-    // plugin in Istio's shared namespace, can write the snapshot in between.
-    let mesh = Mesh::new();
-    let cart = mesh.workload("shop", "cart");
-    let db = mesh.workload("shop", "db");
-    let curator = log(&[cart.entry]);
-    let process = ProcessHandle::new();
-    let config = mesh.config("inbound", "");
-    let mut main = configured_in(&process, &config);
-    let mut worker = configured_in(&process, &config);
-    let first = next_callout_full(&mut main);
-    curator.answer(&mut main, &first);
-    let records = main.take_callouts().pop().expect("records callout");
-    curator.answer(&mut main, &records);
-    // Swap the published snapshot for another valid one (db registered
-    // instead of cart), leaving the status as published.
-    let snapshot_key = {
-        let guard = process.lock();
-        guard
-            .shared_data
-            .keys()
-            .find(|k| k.ends_with("|snapshot"))
-            .cloned()
-            .expect("a published snapshot")
-    };
-    let other = mazu_identity::RegistrySnapshot::from_entries(2, vec![db.entry])
-        .expect("snapshot")
-        .encode();
-    {
-        let mut guard = process.lock();
-        let entry = guard.shared_data.get_mut(&snapshot_key).expect("entry");
-        entry.0 = other;
-        entry.1 += 1;
-    }
-    worker.tick().unwrap();
-    worker.tick().unwrap();
-    assert!(
-        worker.logged("not the one its status announces"),
-        "{}",
-        worker.log_text()
-    );
-    assert_eq!(
-        worker
+fn a_shared_registry_that_does_not_verify_is_never_installed() {
+    // Any plugin in Istio's shared namespace can write the registry's
+    // entries: a VM installs only what verifies under its own configuration.
+    for (suffix, what) in [
+        (
+            "|state",
+            "does not hash to the witnessed checkpoint's state line",
+        ),
+        ("|checkpoint", "does not verify with the pinned key"),
+    ] {
+        let mesh = Mesh::new();
+        let cart = mesh.workload("shop", "cart");
+        let curator = log(&[cart.entry]);
+        let process = ProcessHandle::new();
+        let config = mesh.config("inbound", "");
+        let mut main = configured_in(&process, &config);
+        let mut worker = configured_in(&process, &config);
+        let first = next_callout_full(&mut main);
+        curator.answer(&mut main, &first);
+        let records = main.take_callouts().pop().expect("records callout");
+        curator.answer(&mut main, &records);
+        // One byte changed past the entry's 8-byte header: a flipped bit in
+        // the state, or in the note's signature line.
+        tamper_shared(&process, suffix, |value| {
+            let at = value.len() - 4;
+            value[at] ^= 0x01;
+        });
+        worker.tick().unwrap();
+        worker.tick().unwrap();
+        let refusals = worker
             .log_text()
-            .matches("not the one its status announces")
-            .count(),
-        1,
-        "refused once per status, not re-read every tick"
-    );
-    // The swapped-in registry was not installed: db is not admitted, and
-    // the worker has no registry to admit cart either.
-    let (_, action) = connect_and_send(&mut worker, &db.peer());
-    assert_eq!(action, Action::Pause, "{}", worker.log_text());
-    assert_eq!(worker.stat("mazu.inbound.denied.registry_unavailable"), 1);
-    // The main VM's own copy is unaffected.
-    let (_, action) = connect_and_send(&mut main, &cart.peer());
-    assert_eq!(action, Action::Continue, "{}", main.log_text());
+            .matches("the registry in shared data does not verify")
+            .count();
+        assert_eq!(
+            refusals,
+            1,
+            "{suffix}: refused once, not every tick: {}",
+            worker.log_text()
+        );
+        assert!(worker.logged(what), "{suffix}: {}", worker.log_text());
+        assert_eq!(worker.stat("mazu.inbound.shared_refused"), 1, "{suffix}");
+        assert_eq!(worker.stat("mazu.inbound.shared_installs"), 0, "{suffix}");
+        // Nothing was installed: the worker has no registry to admit cart.
+        let (_, action) = connect_and_send(&mut worker, &cart.peer());
+        assert_eq!(action, Action::Pause, "{suffix}: {}", worker.log_text());
+        assert_eq!(worker.stat("mazu.inbound.denied.registry_unavailable"), 1);
+        // The main VM's own copy is unaffected.
+        let (_, action) = connect_and_send(&mut main, &cart.peer());
+        assert_eq!(action, Action::Continue, "{suffix}: {}", main.log_text());
+    }
 }
 
 #[test]
@@ -412,7 +418,7 @@ fn vms_of_one_envoy_share_one_registry_and_one_fetcher() {
     // The worker picks the registry up from shared data on its tick.
     worker.tick().unwrap();
     assert!(
-        worker.logged("registry version 2 (1 entries) from shared data"),
+        worker.logged("registry version 2 (1 entries) from shared data, verified"),
         "{}",
         worker.log_text()
     );

@@ -62,6 +62,28 @@ pub fn set_shared(key: &str, value: &[u8], cas: Option<u32>) -> bool {
     hostcalls::set_shared_data(key, Some(value), cas).is_ok()
 }
 
+/// Envoy's shared data, as the [cross-VM protocol](crate::shared) uses it.
+pub struct HostShared;
+
+impl crate::shared::SharedStore for HostShared {
+    fn get(&self, key: &str) -> (Option<Bytes>, Option<u32>) {
+        shared(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        set_shared(key, value, cas)
+    }
+}
+
+/// 32 random bits from the host (WASI `random_get`, which Envoy serves
+/// from BoringSSL's `RAND_bytes`), through the standard library's
+/// randomly keyed hasher.
+pub fn random_u32() -> u32 {
+    use core::hash::BuildHasher as _;
+    use std::hash::RandomState;
+    RandomState::new().hash_one(0u8) as u32
+}
+
 /// Defines a metric; `None` if the host refused.
 pub fn define_metric(kind: MetricType, name: &str) -> Option<u32> {
     match hostcalls::define_metric(kind, name) {

@@ -9,9 +9,8 @@ use proxy_wasm::types::{BufferType, MapType};
 
 use crate::config::FilterConfig;
 use crate::metrics::Fixed;
-use crate::sync::{
-    self, FetchFailure, FetchKind, FetchRequest, Fetcher, Lease, RegistryStatus, SharedKeys,
-};
+use crate::shared::{self, Publication, Published, SharedKeys};
+use crate::sync::{self, FetchFailure, FetchKind, FetchRequest, Fetcher};
 use crate::transparency::{self, AcceptedCheckpoint, Follower, Step};
 
 use super::host;
@@ -21,14 +20,18 @@ use super::vm::SharedVm;
 /// log as it follows it. The registry itself lives in the [`SharedVm`]
 /// every method is given.
 pub struct RegistrySource {
-    /// This root's number among all roots sharing the registry (lease owner id).
-    instance: u64,
+    /// This root's number among all roots sharing the registry (lease owner
+    /// id); `None` until it could take one (it does not fetch meanwhile).
+    instance: Option<u64>,
     fetcher: Fetcher,
     /// The log as this root follows it (only the lease holder fetches; a
     /// root that takes the lease over starts from the empty log).
     follower: Follower,
     /// The witnessed time of the checkpoint being caught up to, milliseconds.
     round_witnessed_ms: u64,
+    /// The signed note of that checkpoint, as served: published for the
+    /// other VMs, which verify it themselves.
+    round_note: Vec<u8>,
 }
 
 impl RegistrySource {
@@ -36,36 +39,34 @@ impl RegistrySource {
     /// sharing a registry.
     pub fn new() -> Self {
         RegistrySource {
-            instance: 0,
+            instance: None,
             fetcher: Fetcher::new(),
             follower: Follower::new(crate::config::defaults::MAX_BODY_BYTES),
             round_witnessed_ms: 0,
+            round_note: Vec::new(),
         }
     }
 
     /// Takes this root's instance number among the roots sharing `keys` and
     /// follows the log from the empty log, reading answers of at most
-    /// `max_body_bytes`. Returns the instance number; `context_id` (the
-    /// root's) is the fallback should the shared counter stay contended.
-    pub fn join(&mut self, context_id: u32, keys: &SharedKeys, max_body_bytes: usize) -> u64 {
-        self.instance = take_instance_number(context_id, &keys.instances);
+    /// `max_body_bytes`. Returns the instance number, if one could be had
+    /// (else [`poll`](Self::poll) tries again).
+    pub fn join(&mut self, keys: &SharedKeys, max_body_bytes: usize) -> Option<u64> {
+        self.instance = shared::join(&host::HostShared, keys, host::random_u32());
         self.follower = Follower::new(max_body_bytes);
         self.instance
     }
 
     /// Takes or renews the fetch lease; true if this root holds it.
-    fn hold_lease(&self, now_ms: u64, config: &FilterConfig, keys: &SharedKeys) -> bool {
-        let (value, cas) = host::shared(&keys.lease);
-        let current = value.as_deref().and_then(Lease::decode);
-        if !Lease::may_take(current, self.instance, now_ms) {
-            return false;
+    fn hold_lease(&mut self, now_ms: u64, config: &FilterConfig, keys: &SharedKeys) -> bool {
+        if self.instance.is_none() {
+            self.instance = shared::join(&host::HostShared, keys, host::random_u32());
         }
-        let ttl = 2 * config.curator.refresh_interval_ms + config.curator.timeout_ms + 1_000;
-        let lease = Lease {
-            owner: self.instance,
-            expires_ms: now_ms.saturating_add(ttl),
+        let Some(me) = self.instance else {
+            return false;
         };
-        host::set_shared(&keys.lease, &lease.encode(), cas)
+        let ttl = 2 * config.curator.refresh_interval_ms + config.curator.timeout_ms + 1_000;
+        shared::hold_lease(&host::HostShared, keys, me, now_ms, ttl)
     }
 
     /// Starts a round (asks for the newest checkpoint) if one is due and
@@ -142,61 +143,27 @@ impl RegistrySource {
         }
     }
 
-    /// Publishes the registry this root derived (its encoding, if new), the
-    /// checkpoint it accepted and the status, for the other VMs.
-    fn publish(&self, vm: &SharedVm, encoded: Option<&[u8]>, checkpoint: AcceptedCheckpoint) {
-        let keys = vm.borrow().keys.clone();
-        let shared = accepted_checkpoint(&keys);
-        if shared.is_some_and(|s| {
-            s.size > checkpoint.size
-                || (s.size == checkpoint.size && s.witnessed_ms > checkpoint.witnessed_ms)
-        }) {
-            // Another root (the previous leader) published a newer one.
-            return;
-        }
-        let (value, _) = host::shared(&keys.status);
-        let published = value.as_deref().and_then(RegistryStatus::decode);
-        // The digest the status vouches for: the new encoding, or (a
-        // confirmation of the same version) the one already published; a
-        // root that has neither publishes its own encoding of the version.
-        let reencoded;
-        let encoded = match (encoded, published) {
-            (Some(encoded), _) => Some(encoded),
-            (None, Some(p)) if p.version == checkpoint.size => None,
-            (None, _) => {
-                reencoded = self.follower.snapshot().encode();
-                Some(&reencoded[..])
+    /// Publishes the round's checkpoint note, with the follower state if
+    /// the round applied records, for the other VMs (which verify both).
+    fn publish(&self, vm: &SharedVm, checkpoint: AcceptedCheckpoint, with_state: bool) {
+        let (keys, curator) = {
+            let vm = vm.borrow();
+            (vm.keys.clone(), vm.engine.config().curator.clone())
+        };
+        let state = with_state.then(|| self.follower.encode_state());
+        let publication = Publication {
+            note: &self.round_note,
+            checkpoint,
+            state: state.as_deref(),
+        };
+        match shared::publish(&host::HostShared, &keys, &curator, &publication) {
+            Published::Done => {}
+            Published::Superseded => host::debug(
+                "mazu-filter: a newer checkpoint is already in shared data; not overwritten",
+            ),
+            Published::Contended => {
+                host::warn("mazu-filter: shared data stayed contended; publishing next round")
             }
-        };
-        let snapshot_sha256 = match (encoded, published) {
-            (Some(encoded), _) => sync::snapshot_sha256(encoded),
-            (None, Some(p)) => p.snapshot_sha256,
-            (None, None) => return,
-        };
-        if let Some(encoded) = encoded
-            && !host::set_shared(&keys.snapshot, encoded, None)
-        {
-            host::error("mazu-filter: cannot publish the registry in shared data");
-            return;
-        }
-        // Before the status, so that a root that sees the new version also
-        // sees the checkpoint that vouches for it.
-        if !host::set_shared(&keys.checkpoint, &checkpoint.encode(), None) {
-            host::error("mazu-filter: cannot publish the accepted checkpoint in shared data");
-            return;
-        }
-        let (value, cas) = host::shared(&keys.status);
-        let published = value.as_deref().and_then(RegistryStatus::decode);
-        if published.is_some_and(|p| p.version > checkpoint.size) {
-            return; // Someone published a newer one meanwhile.
-        }
-        let status = RegistryStatus {
-            version: checkpoint.size,
-            confirmed_ms: checkpoint.witnessed_ms,
-            snapshot_sha256,
-        };
-        if !host::set_shared(&keys.status, &status.encode(), cas) {
-            host::debug("mazu-filter: registry status changed concurrently; not overwritten");
         }
     }
 
@@ -278,10 +245,12 @@ impl RegistrySource {
                 self.round_witnessed_ms = checkpoint
                     .witnessed_secs
                     .map_or(now_ms, |secs| secs.saturating_mul(1000));
-                let keys = vm.borrow().keys.clone();
-                let accepted = accepted_checkpoint(&keys);
+                self.round_note = body;
+                // Never behind what this VM holds (installed from another
+                // VM's verified publish, say).
+                let held = vm.borrow().held;
                 self.follower
-                    .offer_checkpoint(checkpoint, accepted, self.round_witnessed_ms)
+                    .offer_checkpoint(checkpoint, held, self.round_witnessed_ms)
                     .map_err(FetchFailure::Refused)?
             }
             FetchKind::State { size } => self
@@ -332,25 +301,31 @@ impl RegistrySource {
         Ok(())
     }
 
+    /// The checkpoint the follower is at, witnessed this round.
+    fn followed(&self) -> AcceptedCheckpoint {
+        AcceptedCheckpoint {
+            size: self.follower.size(),
+            root: self.follower.root(),
+            witnessed_ms: self.round_witnessed_ms,
+        }
+    }
+
     /// The checkpoint is the one followed: the registry is confirmed as of
     /// its witnessed time.
     fn confirmed(&mut self, vm: &SharedVm, now_ms: u64) {
-        let witnessed_ms = self.round_witnessed_ms;
-        self.publish(
-            vm,
-            None,
-            AcceptedCheckpoint {
-                size: self.follower.size(),
-                root: self.follower.root(),
-                witnessed_ms,
-            },
-        );
+        let checkpoint = self.followed();
+        let first = vm.borrow().engine.registry().is_none();
+        // The first round may find the empty log (nothing to apply): the
+        // state is published all the same.
+        self.publish(vm, checkpoint, first);
         let mut guard = vm.borrow_mut();
-        if guard.engine.registry().is_none() {
-            // The first round found the empty log: an empty registry.
-            guard.engine.install(self.follower.snapshot(), witnessed_ms);
+        if first {
+            guard
+                .engine
+                .install(self.follower.snapshot(), checkpoint.witnessed_ms);
+            guard.held = Some(checkpoint);
         } else {
-            guard.engine.confirm(witnessed_ms);
+            guard.engine.confirm(checkpoint.witnessed_ms);
         }
         guard.metrics.increment(Fixed::RegistryUnchanged);
         let curator = guard.engine.config().curator.clone();
@@ -360,21 +335,14 @@ impl RegistrySource {
     /// Records were applied up to a witnessed checkpoint: install and
     /// publish the derived registry.
     fn applied(&mut self, vm: &SharedVm, now_ms: u64) {
-        let witnessed_ms = self.round_witnessed_ms;
+        let checkpoint = self.followed();
         let snapshot = self.follower.snapshot();
         let version = snapshot.version();
         let entries = snapshot.len();
-        self.publish(
-            vm,
-            Some(&snapshot.encode()),
-            AcceptedCheckpoint {
-                size: self.follower.size(),
-                root: self.follower.root(),
-                witnessed_ms,
-            },
-        );
+        self.publish(vm, checkpoint, true);
         let mut guard = vm.borrow_mut();
-        guard.engine.install(snapshot, witnessed_ms);
+        guard.engine.install(snapshot, checkpoint.witnessed_ms);
+        guard.held = Some(checkpoint);
         guard.metrics.increment(Fixed::RegistryUpdates);
         let curator = guard.engine.config().curator.clone();
         self.fetcher.finished(None, now_ms, true, &curator);
@@ -383,29 +351,6 @@ impl RegistrySource {
              witnessed log"
         ));
     }
-}
-
-/// A unique number for a root among all VMs: a CAS-incremented counter
-/// under `key`.
-fn take_instance_number(context_id: u32, key: &str) -> u64 {
-    for _ in 0..16 {
-        let (value, cas) = host::shared(key);
-        let next = sync::decode_counter(value.as_deref()).wrapping_add(1);
-        if host::set_shared(key, &next.to_be_bytes(), cas) {
-            return next;
-        }
-    }
-    // Contended beyond reason: fall back to the context id (unique in
-    // this VM); at worst two roots fetch concurrently.
-    u64::from(context_id) | (1 << 63)
-}
-
-/// The newest checkpoint accepted by any root of this Envoy.
-fn accepted_checkpoint(keys: &SharedKeys) -> Option<AcceptedCheckpoint> {
-    host::shared(&keys.checkpoint)
-        .0
-        .as_deref()
-        .and_then(AcceptedCheckpoint::decode)
 }
 
 /// Lower-case hex, for log lines.

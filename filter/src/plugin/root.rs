@@ -14,7 +14,7 @@ use crate::config::FilterConfig;
 use crate::engine::Engine;
 use crate::metrics::Fixed;
 use crate::parking::ParkingLot;
-use crate::sync::SharedKeys;
+use crate::shared::{SharedKeys, SharedReader};
 
 use super::host;
 use super::parked;
@@ -45,9 +45,7 @@ impl Root {
             .unwrap_or_default();
         let config = FilterConfig::parse(&bytes).map_err(|e| e.to_string())?;
         let keys = SharedKeys::new(&config.curator);
-        let instance = self
-            .source
-            .join(self.context_id, &keys, config.curator.max_body_bytes);
+        let instance = self.source.join(&keys, config.curator.max_body_bytes);
         let tick = config.tick_period_ms();
         hostcalls::set_tick_period(core::time::Duration::from_millis(tick))
             .map_err(|status| format!("cannot set the tick period: {status:?}"))?;
@@ -82,7 +80,10 @@ impl Root {
             config.when_stale,
             config.max_staleness_secs,
             tick,
-            instance,
+            instance.map_or_else(
+                || "none yet".to_owned(),
+                |n| format!("{}.{:08x}", n >> 32, n as u32)
+            ),
         ));
         let metrics = Metrics::define(config.direction);
         let max_parked = config.max_parked;
@@ -93,7 +94,8 @@ impl Root {
             metrics,
             keys,
             reported_missing_attribute: false,
-            refused_status: None,
+            reader: SharedReader::new(),
+            held: None,
         })));
         self.load_shared(host::now_ms());
         Ok(())

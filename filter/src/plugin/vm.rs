@@ -12,7 +12,9 @@ use crate::config::Direction;
 use crate::engine::{Decision, Engine};
 use crate::metrics::{self, Fixed};
 use crate::parking::ParkingLot;
-use crate::sync::{FetchFailure, RegistryStatus, SharedKeys};
+use crate::shared::{Found, SharedKeys, SharedReader};
+use crate::sync::FetchFailure;
+use crate::transparency::AcceptedCheckpoint;
 
 use super::host;
 
@@ -126,70 +128,60 @@ pub struct Vm {
     /// Whether the proxy was found to lack the `peer_certificate` attribute
     /// (logged once, loudly).
     pub reported_missing_attribute: bool,
-    /// The digest of the last shared status whose snapshot was refused (not
-    /// its snapshot, or not its version): not read and hashed again until
-    /// the status changes.
-    pub refused_status: Option<[u8; 32]>,
+    /// What this VM has read from shared data.
+    pub reader: SharedReader,
+    /// The checkpoint of the registry installed (from the log followed, or
+    /// verified from shared data).
+    pub held: Option<AcceptedCheckpoint>,
 }
 
 /// Installs a newer registry from shared data, if a root context (of this or
-/// another VM) published one; records the curator's last confirmation.
-/// Returns whether a new registry was installed.
+/// another VM) published one, after verifying it ([`crate::shared`]);
+/// records a verified confirmation of the held one. Returns whether a new
+/// registry was installed.
 pub fn load_shared(vm: &SharedVm) -> bool {
-    let status_key = vm.borrow().keys.status.clone();
-    let Some(status) = host::shared(&status_key)
-        .0
-        .and_then(|bytes| RegistryStatus::decode(&bytes))
-    else {
-        return false;
+    let found = {
+        let mut guard = vm.borrow_mut();
+        let Vm {
+            engine,
+            keys,
+            reader,
+            held,
+            ..
+        } = &mut *guard;
+        reader.poll(&host::HostShared, keys, &engine.config().curator, *held)
     };
-    let held = vm.borrow().engine.registry_version();
-    if held.is_some_and(|v| v >= status.version) {
-        vm.borrow_mut().engine.confirm(status.confirmed_ms);
-        return false;
-    }
-    if vm.borrow().refused_status == Some(status.snapshot_sha256) {
-        return false;
-    }
-    let snapshot_key = vm.borrow().keys.snapshot.clone();
-    let Some(bytes) = host::shared(&snapshot_key).0 else {
-        return false;
-    };
-    // Install only the snapshot the status vouches for (a publish is two
-    // writes; another root may have written between them), once per status.
-    let refuse = |why: &str| {
-        host::warn(&format!(
-            "mazu-filter: the shared registry copy is not the one its status announces \
-             (version {}): {why}; keeping the held one until the next publish",
-            status.version
-        ));
-        vm.borrow_mut().refused_status = Some(status.snapshot_sha256);
-        false
-    };
-    if !crate::sync::snapshot_matches(&status, &bytes) {
-        return refuse("its SHA-256 differs");
-    }
-    match mazu_identity::RegistrySnapshot::decode(&bytes) {
-        Ok(snapshot) if snapshot.version() != status.version => refuse("its version differs"),
-        Ok(snapshot) => {
-            let version = snapshot.version();
+    match found {
+        Found::Nothing => false,
+        Found::Confirmed(checkpoint) => {
+            vm.borrow_mut().engine.confirm(checkpoint.witnessed_ms);
+            false
+        }
+        Found::Newer {
+            registry: snapshot,
+            checkpoint,
+        } => {
             let entries = snapshot.len();
-            let installed = vm
-                .borrow_mut()
-                .engine
-                .install(snapshot, status.confirmed_ms);
+            let mut guard = vm.borrow_mut();
+            guard.held = Some(checkpoint);
+            let installed = guard.engine.install(snapshot, checkpoint.witnessed_ms);
+            guard.metrics.increment(Fixed::SharedInstalls);
             if installed {
                 host::info(&format!(
-                    "mazu-filter: registry version {version} ({entries} entries) from shared data"
+                    "mazu-filter: registry version {} ({entries} entries) from shared data, \
+                     verified against the witnessed checkpoint",
+                    checkpoint.size
                 ));
             }
             installed
         }
-        Err(e) => {
+        Found::Refused(refusal) => {
+            vm.borrow().metrics.increment(Fixed::SharedRefused);
             host::error(&format!(
-                "mazu-filter: shared registry copy does not decode ({e}); keeping the held one"
+                "mazu-filter: the registry in shared data does not verify ({refusal}); not \
+                 installed, keeping the held one (another plugin of this proxy wrote it, or a \
+                 publish was overwritten)"
             ));
-            vm.borrow_mut().refused_status = Some(status.snapshot_sha256);
             false
         }
     }

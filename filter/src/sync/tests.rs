@@ -16,58 +16,6 @@ fn curator() -> CuratorConfig {
 }
 
 #[test]
-fn shared_keys_name_the_whole_trust_configuration() {
-    use mazu_log::cosignature::{CosignatureSigner, WitnessPolicy};
-    let base = curator();
-    let keys = SharedKeys::new(&base);
-    assert_eq!(
-        SharedKeys::new(&curator()),
-        keys,
-        "same configuration, same keys"
-    );
-    assert!(keys.snapshot.starts_with("mazu.registry.v3|"));
-    let w1 = CosignatureSigner::new("w1.example", &[2; 32])
-        .expect("w1")
-        .verifier();
-    let w2 = CosignatureSigner::new("w2.example", &[3; 32])
-        .expect("w2")
-        .verifier();
-    let policy = |ws: Vec<_>, quorum| Some(WitnessPolicy::new(ws, quorum).expect("policy"));
-    let with = |edit: &dyn Fn(&mut CuratorConfig)| {
-        let mut c = curator();
-        edit(&mut c);
-        SharedKeys::new(&c)
-    };
-    let one_of_two = with(&|c| c.witnesses = policy(vec![w1.clone(), w2.clone()], 1));
-    let two_of_two = with(&|c| c.witnesses = policy(vec![w1.clone(), w2.clone()], 2));
-    let only_w1 = with(&|c| c.witnesses = policy(vec![w1.clone()], 1));
-    let other_cluster = with(&|c| c.cluster = "another-curator".into());
-    let other_authority = with(&|c| c.authority = "other.local".into());
-    let distinct = [
-        &keys,
-        &one_of_two,
-        &two_of_two,
-        &only_w1,
-        &other_cluster,
-        &other_authority,
-    ];
-    for (i, a) in distinct.iter().enumerate() {
-        for b in &distinct[i + 1..] {
-            assert_ne!(a.snapshot, b.snapshot);
-            assert_ne!(a.status, b.status);
-            assert_ne!(a.lease, b.lease);
-        }
-    }
-    // The order the witnesses are listed in does not matter.
-    assert_eq!(
-        with(&|c| c.witnesses = policy(vec![w2.clone(), w1.clone()], 2)),
-        two_of_two
-    );
-    // Timing settings are not trust: they do not split the copy.
-    assert_eq!(with(&|c| c.refresh_interval_ms = 100), keys);
-}
-
-#[test]
 fn requests() {
     let checkpoint = FetchRequest::new(&curator(), FetchKind::Checkpoint);
     assert_eq!(
@@ -118,42 +66,6 @@ fn failure_names_are_distinct_and_refusals_are_flagged() {
     assert!(!FetchFailure::NoAnswer.is_refusal());
     assert!(FetchFailure::ALL_NAMES.contains(&"checkpoint_below_quorum"));
     assert!(FetchFailure::ALL_NAMES.contains(&"checkpoint_rollback"));
-}
-
-#[test]
-fn shared_records_round_trip() {
-    let status = RegistryStatus {
-        version: 9,
-        confirmed_ms: 1_234,
-        snapshot_sha256: snapshot_sha256(b"snapshot"),
-    };
-    assert_eq!(RegistryStatus::decode(&status.encode()), Some(status));
-    assert_eq!(RegistryStatus::decode(b"short"), None);
-    assert_eq!(RegistryStatus::decode(&status.encode()[..16]), None);
-    // The status vouches for exactly one snapshot encoding.
-    assert!(snapshot_matches(&status, b"snapshot"));
-    assert!(!snapshot_matches(&status, b"snapshoT"));
-    assert!(!snapshot_matches(&status, b""));
-    let lease = Lease {
-        owner: 3,
-        expires_ms: 10_000,
-    };
-    assert_eq!(Lease::decode(&lease.encode()), Some(lease));
-    assert_eq!(decode_counter(None), 0);
-    assert_eq!(decode_counter(Some(&5u64.to_be_bytes())), 5);
-    assert_eq!(decode_counter(Some(b"xx")), 0);
-}
-
-#[test]
-fn lease_rules() {
-    let lease = Lease {
-        owner: 1,
-        expires_ms: 10_000,
-    };
-    assert!(Lease::may_take(None, 2, 0));
-    assert!(Lease::may_take(Some(lease), 1, 5_000));
-    assert!(!Lease::may_take(Some(lease), 2, 5_000));
-    assert!(Lease::may_take(Some(lease), 2, 10_000));
 }
 
 #[test]

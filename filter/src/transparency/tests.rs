@@ -434,20 +434,6 @@ fn void_records_are_reported() {
 }
 
 #[test]
-fn accepted_checkpoints_round_trip() {
-    let accepted = AcceptedCheckpoint {
-        size: 9,
-        root: [3; 32],
-        witnessed_ms: 1_234,
-    };
-    assert_eq!(
-        AcceptedCheckpoint::decode(&accepted.encode()),
-        Some(accepted)
-    );
-    assert_eq!(AcceptedCheckpoint::decode(&[0; 47]), None);
-}
-
-#[test]
 fn records_timed_after_the_witnessed_time_are_refused() {
     // A curator that times a record in the future would make every filter
     // forget revoked ids whose tokens are still valid.

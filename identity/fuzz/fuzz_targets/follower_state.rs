@@ -1,7 +1,8 @@
 //! The follower-state decoder (what a new filter takes from the curator,
 //! checked against a witnessed digest) on arbitrary bytes: never panics, is
-//! canonical (whatever decodes re-encodes to the same bytes), and a decoded
-//! state takes further records like any follower.
+//! canonical (whatever decodes re-encodes to the same bytes), the
+//! registry-only reading agrees with it, and a decoded state takes further
+//! records like any follower.
 
 #![no_main]
 
@@ -16,10 +17,18 @@ fuzz_target!(|data: &[u8]| {
     };
     let len = (u32::from_be_bytes(*len) as usize).min(rest.len());
     let (state, records) = rest.split_at(len);
+    // The registry-only reading accepts exactly what the full one does,
+    // and gives the full one's snapshot.
+    let registry = LogFollower::decode_state_registry(state);
     let Ok(mut follower) = LogFollower::decode_state(state) else {
+        assert_eq!(registry.err(), LogFollower::decode_state(state).err());
         return;
     };
     assert_eq!(follower.encode_state(), state);
+    assert_eq!(
+        registry.map(|r| r.registry).as_ref(),
+        Ok(&follower.registry().snapshot())
+    );
     if let Ok(records) = decode_records(records) {
         for record in &records {
             let _ = follower.append_own(record);

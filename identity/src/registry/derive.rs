@@ -67,7 +67,7 @@ use mazu_log::record::{LeafRecord, RecordBody, ReleaseReason};
 
 mod state;
 
-pub use state::{STATE_ENTRY_LEN, STATE_FORMAT, STATE_MAGIC, StateError};
+pub use state::{STATE_ENTRY_LEN, STATE_FORMAT, STATE_MAGIC, StateError, StateRegistry};
 
 use super::entry::RegistryEntry;
 use super::snapshot::RegistrySnapshot;
@@ -403,37 +403,43 @@ impl DerivedRegistry {
         let entries = self
             .ids
             .iter()
-            .filter_map(|(id, state)| match *state {
-                IdState::Live {
-                    slot,
-                    spki_hash,
-                    token_expiry,
-                    ..
-                } => Some(RegistryEntry {
-                    workload_id: WorkloadId::from_bytes(*id),
-                    slot,
-                    spki_hash: SpkiHash::from_bytes(spki_hash),
-                    token_expiry,
-                    revoked: false,
-                }),
-                IdState::Revoked {
-                    spki_hash,
-                    token_expiry,
-                    revealed: true,
-                } => Some(RegistryEntry {
-                    workload_id: WorkloadId::from_bytes(*id),
-                    // The slot is free again; a revoked entry keeps none.
-                    slot: u32::MAX,
-                    spki_hash: SpkiHash::from_bytes(spki_hash),
-                    token_expiry,
-                    revoked: true,
-                }),
-                _ => None,
-            })
+            .filter_map(|(id, state)| snapshot_entry(id, state))
             .collect();
         // The map is sorted by id and holds each id once, so the entries are
         // sorted and unique; each live or revoked id took at least two records.
         RegistrySnapshot::from_sorted_unchecked(self.size, entries)
+    }
+}
+
+/// The registry entry of `id` in `state`, if the verdict consults it: live
+/// ids, and revoked ids whose token was revealed (flagged revoked).
+fn snapshot_entry(id: &Hash, state: &IdState) -> Option<RegistryEntry> {
+    match *state {
+        IdState::Live {
+            slot,
+            spki_hash,
+            token_expiry,
+            ..
+        } => Some(RegistryEntry {
+            workload_id: WorkloadId::from_bytes(*id),
+            slot,
+            spki_hash: SpkiHash::from_bytes(spki_hash),
+            token_expiry,
+            revoked: false,
+        }),
+        IdState::Revoked {
+            spki_hash,
+            token_expiry,
+            revealed: true,
+        } => Some(RegistryEntry {
+            workload_id: WorkloadId::from_bytes(*id),
+            // The slot is free again; a revoked entry keeps none.
+            slot: u32::MAX,
+            spki_hash: SpkiHash::from_bytes(spki_hash),
+            token_expiry,
+            revoked: true,
+        }),
+        _ => None,
     }
 }
 

@@ -34,7 +34,8 @@ use mazu_log::merkle::Hash;
 use mazu_log::record::ReleaseReason;
 use sha2::{Digest, Sha256};
 
-use super::{DerivedRegistry, IdState, LogFollower};
+use super::{DerivedRegistry, IdState, LogFollower, snapshot_entry};
+use crate::registry::RegistrySnapshot;
 
 /// Follower-state magic, "MZFS".
 pub const STATE_MAGIC: [u8; 4] = *b"MZFS";
@@ -102,62 +103,145 @@ impl LogFollower {
     /// checkpoint's state line, its [`root`](Self::root) and
     /// [`size`](Self::size) against the checkpoint's.
     pub fn decode_state(bytes: &[u8]) -> Result<Self, StateError> {
-        let (header, rest) = bytes.split_at_checked(5).ok_or(StateError::Header)?;
-        if header[..4] != STATE_MAGIC || header[4] != STATE_FORMAT {
-            return Err(StateError::Header);
-        }
-        let (clock, rest) = rest.split_first_chunk::<8>().ok_or(StateError::Length)?;
-        let clock_ms = u64::from_be_bytes(*clock);
-        let (size, _) = rest.split_first_chunk::<8>().ok_or(StateError::Length)?;
-        let size = u64::from_be_bytes(*size);
-        let frontier_len = 8 + 32 * size.count_ones() as usize;
-        let (frontier, rest) = rest
-            .split_at_checked(frontier_len)
-            .ok_or(StateError::Length)?;
-        let frontier = Frontier::decode(frontier).ok_or(StateError::Length)?;
-        let (count, rest) = rest.split_first_chunk::<4>().ok_or(StateError::Length)?;
-        let count = u32::from_be_bytes(*count) as usize;
-        let (entries, tail) = rest.as_chunks::<STATE_ENTRY_LEN>();
-        if !tail.is_empty() || entries.len() != count {
-            return Err(StateError::Length);
-        }
-        let mut registry = DerivedRegistry {
-            size,
-            clock_ms,
-            ids: BTreeMap::new(),
-            slots: BTreeMap::new(),
-            ended: BTreeSet::new(),
-        };
-        let mut previous: Option<Hash> = None;
-        for (index, entry) in entries.iter().enumerate() {
-            let (id, state) = decode_entry(entry).ok_or(StateError::Entry(index))?;
-            if previous.is_some_and(|p| p >= id) {
-                return Err(StateError::Order);
-            }
-            previous = Some(id);
+        let mut ids = BTreeMap::new();
+        let mut ended = BTreeSet::new();
+        let mut slots = BTreeMap::new();
+        let (header, encoded) = split_state(bytes)?;
+        walk_entries(&header, encoded, |id, state| {
             match state {
-                IdState::Bound { slot, bound_at, .. } | IdState::Live { slot, bound_at, .. } => {
-                    if bound_at >= size {
-                        return Err(StateError::Inconsistent(index));
-                    }
-                    if registry.slots.insert(slot, id).is_some() {
-                        return Err(StateError::SlotTwice(slot));
-                    }
+                IdState::Bound { slot, .. } | IdState::Live { slot, .. } => {
+                    slots.insert(slot, id);
                 }
                 IdState::Revoked { token_expiry, .. } | IdState::Released { token_expiry, .. } => {
-                    let forget_at_ms = token_expiry.saturating_mul(1000);
-                    // `forget_expired` drops these before any record is
-                    // applied once the clock passes them.
-                    if forget_at_ms < clock_ms {
-                        return Err(StateError::Inconsistent(index));
-                    }
-                    registry.ended.insert((forget_at_ms, id));
+                    ended.insert((token_expiry.saturating_mul(1000), id));
                 }
             }
-            registry.ids.insert(id, state);
-        }
-        Ok(Self { registry, frontier })
+            ids.insert(id, state);
+        })?;
+        let registry = DerivedRegistry {
+            size: header.frontier.size(),
+            clock_ms: header.clock_ms,
+            ids,
+            slots,
+            ended,
+        };
+        Ok(Self {
+            registry,
+            frontier: header.frontier,
+        })
     }
+
+    /// The registry of a follower state without building the follower:
+    /// what [`decode_state`](Self::decode_state) followed by
+    /// [`DerivedRegistry::snapshot`] gives, with the same checks (the same
+    /// bytes are accepted), holding only the snapshot's entries. For a
+    /// party that decides with the registry but does not follow the log
+    /// itself (a filter VM installing what another VM fetched).
+    pub fn decode_state_registry(bytes: &[u8]) -> Result<StateRegistry, StateError> {
+        let (header, encoded) = split_state(bytes)?;
+        // At most one entry per id held: reserved once, not grown by
+        // doubling (a filter VM's linear memory keeps its high-water mark).
+        let mut entries = Vec::with_capacity(encoded.len());
+        walk_entries(&header, encoded, |id, state| {
+            if let Some(entry) = snapshot_entry(&id, &state) {
+                entries.push(entry);
+            }
+        })?;
+        let size = header.frontier.size();
+        Ok(StateRegistry {
+            size,
+            root: header.frontier.root(),
+            clock_ms: header.clock_ms,
+            // Walked in strictly increasing id order.
+            registry: RegistrySnapshot::from_sorted_unchecked(size, entries),
+        })
+    }
+}
+
+/// What [`LogFollower::decode_state_registry`] reads from a follower state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateRegistry {
+    /// The log size (the frontier's).
+    pub size: u64,
+    /// The Merkle root of the frontier.
+    pub root: Hash,
+    /// The state's clock, Unix milliseconds.
+    pub clock_ms: u64,
+    /// The registry the verdict consults, at version `size`.
+    pub registry: RegistrySnapshot,
+}
+
+/// The header of a follower state.
+struct StateHeader {
+    clock_ms: u64,
+    frontier: Frontier,
+}
+
+/// Splits a follower state (see the [module docs](self)) into its header
+/// and its entries, checking the header and the lengths.
+fn split_state(bytes: &[u8]) -> Result<(StateHeader, &[[u8; STATE_ENTRY_LEN]]), StateError> {
+    let (header, rest) = bytes.split_at_checked(5).ok_or(StateError::Header)?;
+    if header[..4] != STATE_MAGIC || header[4] != STATE_FORMAT {
+        return Err(StateError::Header);
+    }
+    let (clock, rest) = rest.split_first_chunk::<8>().ok_or(StateError::Length)?;
+    let clock_ms = u64::from_be_bytes(*clock);
+    let (size, _) = rest.split_first_chunk::<8>().ok_or(StateError::Length)?;
+    let size = u64::from_be_bytes(*size);
+    let frontier_len = 8 + 32 * size.count_ones() as usize;
+    let (frontier, rest) = rest
+        .split_at_checked(frontier_len)
+        .ok_or(StateError::Length)?;
+    let frontier = Frontier::decode(frontier).ok_or(StateError::Length)?;
+    let (count, rest) = rest.split_first_chunk::<4>().ok_or(StateError::Length)?;
+    let count = u32::from_be_bytes(*count) as usize;
+    let (entries, tail) = rest.as_chunks::<STATE_ENTRY_LEN>();
+    if !tail.is_empty() || entries.len() != count {
+        return Err(StateError::Length);
+    }
+    Ok((StateHeader { clock_ms, frontier }, entries))
+}
+
+/// Checks the entries of a follower state and hands every id and its state
+/// to `visit`, in increasing id order. An error part-way leaves what was
+/// visited to be thrown away by the caller.
+fn walk_entries(
+    header: &StateHeader,
+    entries: &[[u8; STATE_ENTRY_LEN]],
+    mut visit: impl FnMut(Hash, IdState),
+) -> Result<(), StateError> {
+    let (size, clock_ms) = (header.frontier.size(), header.clock_ms);
+    // Slots of bound and live ids, to find one held twice (4 bytes each).
+    let mut held_slots = Vec::new();
+    let mut previous: Option<Hash> = None;
+    for (index, entry) in entries.iter().enumerate() {
+        let (id, state) = decode_entry(entry).ok_or(StateError::Entry(index))?;
+        if previous.is_some_and(|p| p >= id) {
+            return Err(StateError::Order);
+        }
+        previous = Some(id);
+        match state {
+            IdState::Bound { slot, bound_at, .. } | IdState::Live { slot, bound_at, .. } => {
+                if bound_at >= size {
+                    return Err(StateError::Inconsistent(index));
+                }
+                held_slots.push(slot);
+            }
+            IdState::Revoked { token_expiry, .. } | IdState::Released { token_expiry, .. } => {
+                // `forget_expired` drops these before any record is
+                // applied once the clock passes them.
+                if token_expiry.saturating_mul(1000) < clock_ms {
+                    return Err(StateError::Inconsistent(index));
+                }
+            }
+        }
+        visit(id, state);
+    }
+    held_slots.sort_unstable();
+    if let Some(pair) = held_slots.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(StateError::SlotTwice(pair[0]));
+    }
+    Ok(())
 }
 
 /// [`LogFollower::encode_state`] of a registry and the frontier of the same
@@ -390,6 +474,23 @@ mod tests {
     }
 
     #[test]
+    fn the_registry_alone_is_the_snapshot_of_the_decoded_follower() {
+        for follower in [every_kind(), LogFollower::new()] {
+            let bytes = follower.encode_state();
+            let read = LogFollower::decode_state_registry(&bytes).unwrap();
+            assert_eq!(read.registry, follower.registry().snapshot());
+            assert_eq!(
+                (read.size, read.root, read.clock_ms),
+                (
+                    follower.size(),
+                    follower.root(),
+                    follower.registry().clock_ms()
+                )
+            );
+        }
+    }
+
+    #[test]
     fn the_empty_follower_has_a_state_too() {
         let empty = LogFollower::new();
         let restored = LogFollower::decode_state(&empty.encode_state()).unwrap();
@@ -410,6 +511,8 @@ mod tests {
             let mut bytes = good.clone();
             mutate(&mut bytes);
             assert_eq!(LogFollower::decode_state(&bytes).err(), Some(want));
+            // The registry-only reading refuses exactly the same bytes.
+            assert_eq!(LogFollower::decode_state_registry(&bytes).err(), Some(want));
         };
         // Entries by id: 1 live, 2 revoked (revealed), 3 released,
         // 4 bound, 5 live, 6 revoked (unrevealed).
