@@ -12,8 +12,8 @@ use common::{
 };
 use mazu_curator::entry::EntryBody;
 use mazu_log::record::ReleaseReason;
-use mazu_wasm_tests::fixtures::Mesh;
-use mazu_wasm_tests::net::free_port;
+use mazu_testkit::fixtures::Mesh;
+use mazu_testkit::net::free_port;
 
 const WAIT: Duration = Duration::from_secs(60);
 

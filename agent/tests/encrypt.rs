@@ -18,8 +18,8 @@ use common::{
     AgentFiles, AgentProcess, FixedCurator, Witnesses, agent_command, id_of, mint, write_token,
 };
 use mazu_rbe::bls12_381_plus::{G1Affine, G1Projective};
-use mazu_wasm_tests::fixtures::Mesh;
-use mazu_wasm_tests::net::free_port;
+use mazu_testkit::fixtures::Mesh;
+use mazu_testkit::net::free_port;
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -354,9 +354,9 @@ fn relay(stream: TcpStream, upstream: u16, count: &AtomicU64) -> anyhow::Result<
             break;
         }
     }
-    let (status, mut body) = mazu_wasm_tests::http::get(upstream, &target)?;
+    let (status, mut body) = mazu_testkit::http::get(upstream, &target)?;
     if status == 200 && target.starts_with("/v1/params") {
-        let (_, crs) = mazu_wasm_tests::http::get(upstream, "/v1/crs")?;
+        let (_, crs) = mazu_testkit::http::get(upstream, "/v1/crs")?;
         let crs = mazu_rbe::Crs::from_bytes(&crs).map_err(|e| anyhow::anyhow!("{e}"))?;
         body = forge_params(&body, &crs)?;
         count.fetch_add(1, Ordering::SeqCst);

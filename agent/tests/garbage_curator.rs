@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use common::{AgentFiles, AgentProcess, mint, write_token};
-use mazu_wasm_tests::fixtures::Mesh;
+use mazu_testkit::fixtures::Mesh;
 
 /// Serves `HTTP/1.1 200` with `Content-Length: 1 GB` to every request on
 /// 127.0.0.1, then streams zeros until the client goes away. Returns the

@@ -19,8 +19,8 @@ use common::{
     spki_hash_of_pem, write_projected_token,
 };
 use mazu_agent::state::Status;
-use mazu_wasm_tests::fixtures::Mesh;
-use mazu_wasm_tests::net::echo_server;
+use mazu_testkit::fixtures::Mesh;
+use mazu_testkit::net::echo_server;
 
 const WAIT: Duration = Duration::from_secs(60);
 

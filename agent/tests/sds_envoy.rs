@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use common::Curator;
 use common::{AgentFiles, AgentProcess, SdsEnvoy, id_of, mint, write_token};
-use mazu_wasm_tests::fixtures::Mesh;
-use mazu_wasm_tests::net::{echo_server, tls_round_trip};
+use mazu_testkit::fixtures::Mesh;
+use mazu_testkit::net::{echo_server, tls_round_trip};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -159,7 +159,7 @@ fn round_trip_until_allowed(
     identity: (&str, &str),
     message: &[u8],
     dir: &std::path::Path,
-) -> mazu_wasm_tests::net::ClientOutcome {
+) -> mazu_testkit::net::ClientOutcome {
     let start = Instant::now();
     loop {
         let outcome = tls_round_trip(port, Some(identity), message, Duration::from_secs(5), dir)

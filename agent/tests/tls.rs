@@ -10,8 +10,8 @@ use std::thread;
 
 use common::{AgentFiles, AgentProcess, FixedCurator, agent_command, mint, write_token};
 use mazu_service::tls::SpkiPin;
-use mazu_wasm_tests::fixtures::Mesh;
-use mazu_wasm_tests::net::free_port;
+use mazu_testkit::fixtures::Mesh;
+use mazu_testkit::net::free_port;
 
 const WAIT: Duration = Duration::from_secs(60);
 

@@ -12,8 +12,8 @@ use common::{AgentProcess, FixedCurator, agent_command, http_get, mint, mode, wr
 use mazu_agent::state::Status;
 use mazu_agent::transparency::CheckpointFile;
 use mazu_log::checkpoint::CheckpointSigner;
-use mazu_wasm_tests::fixtures::Mesh;
-use mazu_wasm_tests::net::free_port;
+use mazu_testkit::fixtures::Mesh;
+use mazu_testkit::net::free_port;
 
 const WAIT: Duration = Duration::from_secs(60);
 

@@ -18,8 +18,8 @@ use common::{
 use mazu_agent::state::RegistrationOutcome;
 use mazu_agent::transparency::CheckpointFile;
 use mazu_log::cosignature::{WitnessPolicy, WitnessVerifier};
-use mazu_wasm_tests::fixtures::Mesh;
-use mazu_wasm_tests::net::free_port;
+use mazu_testkit::fixtures::Mesh;
+use mazu_testkit::net::free_port;
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -378,7 +378,7 @@ fn forward(mut stream: TcpStream, upstream: u16) -> std::io::Result<()> {
     let mut words = head.split_whitespace();
     let (method, path) = (words.next().unwrap_or("GET"), words.next().unwrap_or("/"));
     let body = String::from_utf8_lossy(&buf[head_end..]).into_owned();
-    let (status, mut answer) = mazu_wasm_tests::http::request(
+    let (status, mut answer) = mazu_testkit::http::request(
         upstream,
         method,
         path,

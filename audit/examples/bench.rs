@@ -120,7 +120,7 @@ fn build_fixture(dir: &Path, capacity: u32, entries: usize) {
             .flat_map(|h| h.join().unwrap())
             .collect()
     });
-    mazu_wasm_tests::curator_log::write_log(&dir.join("data"), crs.digest(), &frames).unwrap();
+    mazu_testkit::curator_log::write_log(&dir.join("data"), crs.digest(), &frames).unwrap();
     std::fs::write(dir.join("complete"), b"").unwrap();
     eprintln!(
         "fixture: {entries} registrations in {:.0} s",

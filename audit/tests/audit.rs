@@ -13,7 +13,7 @@ mod common;
 use common::{Lie, World, lying_proxy, record_of};
 use mazu_audit::check::Report;
 use mazu_curator::entry::{EntryBody, LogEntry};
-use mazu_wasm_tests::curator_log::read_log;
+use mazu_testkit::curator_log::read_log;
 use sha2::Digest as _;
 
 fn assert_clean(r: &Report) {

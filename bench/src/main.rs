@@ -101,7 +101,7 @@ fn main() -> Result<()> {
         .unwrap_or_else(|| temp.path().to_owned());
     std::fs::create_dir_all(&work)?;
     let oha = oha::binary()?;
-    let envoy = mazu_wasm_tests::envoy::envoy_binary()?;
+    let envoy = mazu_testkit::envoy::envoy_binary()?;
     let mut results = Results {
         conditions: conditions(&args, &oha, &envoy),
         ..Results::default()

@@ -1,6 +1,6 @@
 //! Filter memory at scale: a real Envoy whose Mazu filter holds a synthetic
 //! registry of N entries, served by a stand-in registry server
-//! (`mazu_wasm_tests::net::RegistryServer`).
+//! (`mazu_testkit::net::RegistryServer`).
 //!
 //! Envoy's memory is read two ways once the registry is in every VM: the
 //! process's resident set (`VmRSS` in `/proc/<pid>/status`: everything,
@@ -21,10 +21,10 @@ use anyhow::{Context as _, Result, anyhow};
 use mazu_e2e::envoy_config::substitute;
 use mazu_e2e::process::Process;
 use mazu_identity::{RegistryEntry, RegistrySnapshot, SpkiHash, WorkloadId};
-use mazu_wasm_tests::fixtures::{self, Mesh};
-use mazu_wasm_tests::http;
-use mazu_wasm_tests::net::{RegistryServer, free_port};
-use mazu_wasm_tests::witnessed::TestLog;
+use mazu_testkit::fixtures::{self, Mesh};
+use mazu_testkit::http;
+use mazu_testkit::net::{RegistryServer, free_port};
+use mazu_testkit::witnessed::TestLog;
 
 use crate::topology::filter_stats;
 

@@ -33,8 +33,8 @@ use mazu_e2e::envoy_config::{self, SidecarConfig, substitute};
 use mazu_e2e::mesh::LocalMesh;
 pub use mazu_e2e::mesh::filter_stats;
 use mazu_e2e::process::Process;
-use mazu_wasm_tests::http;
-use mazu_wasm_tests::net::free_port;
+use mazu_testkit::http;
+use mazu_testkit::net::free_port;
 
 use crate::certs;
 use crate::cpu::{self, CpuWindow};

@@ -11,7 +11,7 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 use der::asn1::{BitString, Ia5String, OctetString};
 use der::{Decode, Encode};
 use mazu_dev_issuer::{Algorithm, DevIssuer};
-use mazu_wasm_tests::fixtures::{WorkloadSpec, unix_now};
+use mazu_testkit::fixtures::{WorkloadSpec, unix_now};
 use p256::ecdsa::signature::Signer as _;
 use p256::ecdsa::{Signature, SigningKey};
 use p256::pkcs8::DecodePrivateKey as _;
@@ -132,7 +132,7 @@ fn openssl(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn credential_of(workload: mazu_wasm_tests::fixtures::Workload) -> Credential {
+fn credential_of(workload: mazu_testkit::fixtures::Workload) -> Credential {
     Credential {
         cert_pem: workload.cert_pem,
         key_pem: workload.key_pem,

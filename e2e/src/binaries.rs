@@ -36,8 +36,8 @@ impl Binaries {
             curator: workspace_binary("mazu-curator", "MAZU_CURATOR_BIN")?,
             agent: workspace_binary("mazu-agent", "MAZU_AGENT_BIN")?,
             witness: workspace_binary("mazu-witness", "MAZU_WITNESS_BIN")?,
-            envoy: mazu_wasm_tests::envoy::envoy_binary()?,
-            filter_wasm: mazu_wasm_tests::filter_wasm_path().map_err(|e| anyhow!(e))?,
+            envoy: mazu_testkit::envoy::envoy_binary()?,
+            filter_wasm: mazu_testkit::filter_wasm::filter_wasm_path().map_err(|e| anyhow!(e))?,
             validator_module: workspace_binary("libmazu_validator.so", "MAZU_VALIDATOR_MODULE")?,
         })
     }

@@ -8,8 +8,8 @@ use core::time::Duration;
 use std::path::Path;
 
 use anyhow::Result;
-pub use mazu_wasm_tests::net::Impostor;
-use mazu_wasm_tests::net::free_port;
+pub use mazu_testkit::net::Impostor;
+use mazu_testkit::net::free_port;
 
 use crate::binaries::Binaries;
 use crate::mesh::{LocalMesh, Sidecar};
@@ -197,7 +197,7 @@ impl ExtraSidecar {
             &dir.join(format!("extra-sidecar-{tag}.log")),
         )?;
         envoy.wait_until("ready", Duration::from_secs(30), || {
-            mazu_wasm_tests::http::get_text(admin, "/ready").is_ok_and(|b| b.trim() == "LIVE")
+            mazu_testkit::http::get_text(admin, "/ready").is_ok_and(|b| b.trim() == "LIVE")
         })?;
         Ok(ExtraSidecar {
             port,

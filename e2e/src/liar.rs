@@ -46,7 +46,7 @@ use mazu_curator::api::views::BindingRequest;
 use mazu_log::record::{LeafRecord, RecordBody, decode_records};
 use mazu_log::{Checkpoint, CheckpointSigner, Frontier};
 use mazu_service::tls::ServerTls;
-use mazu_wasm_tests::http::{self, Endpoint};
+use mazu_testkit::http::{self, Endpoint};
 use p256::ecdsa::signature::Signer as _;
 use p256::pkcs8::EncodePublicKey as _;
 use sha2::{Digest as _, Sha256};

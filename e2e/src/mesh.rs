@@ -17,9 +17,9 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, anyhow, bail};
 use mazu_dev_issuer::TokenRequest;
 use mazu_service::tls::SpkiPin;
-use mazu_wasm_tests::fixtures::{self, Mesh as TokenAuthority};
-use mazu_wasm_tests::http::{self, Endpoint};
-use mazu_wasm_tests::net::free_port;
+use mazu_testkit::fixtures::{self, Mesh as TokenAuthority};
+use mazu_testkit::http::{self, Endpoint};
+use mazu_testkit::net::free_port;
 use sha2::{Digest as _, Sha256};
 
 use crate::backend::{Backend, CallResult, Greeter, http_get};
@@ -343,7 +343,7 @@ impl CuratorNode {
     /// order and may reorder, drop or replace them; the curator replays the
     /// result as its own on the next start.
     fn rewrite_log(&self, edit: impl FnOnce(&mut Vec<Vec<u8>>)) -> Result<()> {
-        mazu_wasm_tests::curator_log::rewrite_log(&self.dir.join("data"), edit)
+        mazu_testkit::curator_log::rewrite_log(&self.dir.join("data"), edit)
     }
 }
 
@@ -1397,7 +1397,7 @@ impl LocalMesh {
         let sidecar = self.service(target)?;
         let before = sidecar.filter_stats()?;
         let request = format!("GET / HTTP/1.1\r\nhost: {target}\r\nconnection: close\r\n\r\n");
-        let outcome = mazu_wasm_tests::net::tls_round_trip(
+        let outcome = mazu_testkit::net::tls_round_trip(
             sidecar.inbound_port,
             identity,
             request.as_bytes(),

@@ -10,7 +10,7 @@ use std::process::Command;
 use mazu_e2e::envoy_config::{OutboundPeer, SidecarConfig, render};
 
 fn validate(yaml: &str) -> (bool, String) {
-    let envoy = mazu_wasm_tests::envoy::envoy_binary().expect("envoy is installed");
+    let envoy = mazu_testkit::envoy::envoy_binary().expect("envoy is installed");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sidecar.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -43,7 +43,7 @@ fn rendered(wasm: &Path) -> String {
     ];
     // A complete filter configuration: validation runs the filter's own
     // parser inside Envoy, so an incomplete one would be refused.
-    let tokens = mazu_wasm_tests::fixtures::Mesh::new();
+    let tokens = mazu_testkit::fixtures::Mesh::new();
     let inbound = tokens.config("inbound", "");
     let outbound = tokens.config("outbound", "");
     render(&SidecarConfig {
@@ -66,14 +66,14 @@ fn rendered(wasm: &Path) -> String {
 
 #[test]
 fn the_rendered_sidecar_configuration_is_accepted_by_envoy() {
-    let wasm = mazu_wasm_tests::filter_wasm_path().expect("the filter .wasm is built");
+    let wasm = mazu_testkit::filter_wasm::filter_wasm_path().expect("the filter .wasm is built");
     let (ok, output) = validate(&rendered(&wasm));
     assert!(ok, "envoy --mode validate refused the sidecar:\n{output}");
 }
 
 #[test]
 fn envoy_validation_refuses_a_broken_sidecar_configuration() {
-    let wasm = mazu_wasm_tests::filter_wasm_path().expect("the filter .wasm is built");
+    let wasm = mazu_testkit::filter_wasm::filter_wasm_path().expect("the filter .wasm is built");
     let broken = rendered(&wasm).replace(
         "require_client_certificate: true",
         "require_client_certificate: maybe",

@@ -103,16 +103,10 @@ fn get_checkout_over_tls(
     port: u16,
     identity: Option<(&str, &str)>,
     mesh: &LocalMesh,
-) -> mazu_wasm_tests::net::ClientOutcome {
+) -> mazu_testkit::net::ClientOutcome {
     let request = b"GET / HTTP/1.1\r\nhost: checkout\r\nconnection: close\r\n\r\n";
-    mazu_wasm_tests::net::tls_round_trip(
-        port,
-        identity,
-        request,
-        Duration::from_secs(5),
-        mesh.dir(),
-    )
-    .unwrap()
+    mazu_testkit::net::tls_round_trip(port, identity, request, Duration::from_secs(5), mesh.dir())
+        .unwrap()
 }
 
 /// Refused in the TLS handshake because the key is not a live registered
@@ -322,7 +316,7 @@ fn s08_a_new_workload_is_allowed_within_one_refresh_interval_without_restarts() 
             while start.elapsed() < Duration::from_secs(60) {
                 // The VM holds what either of its plugins (inbound,
                 // outbound) fetched; connections read it at once.
-                let version = mazu_wasm_tests::http::get_text(
+                let version = mazu_testkit::http::get_text(
                     checkout_admin,
                     "/stats?filter=mazu\\.(in|out)bound\\.registry_version",
                 )
@@ -563,10 +557,10 @@ fn start_lying_mesh() -> LocalMesh {
 
 /// The attacker's certificate: checkout's token (tokens are public in
 /// certificates) with the lying curator's own TLS key.
-fn attackers_checkout(mesh: &LocalMesh) -> mazu_wasm_tests::fixtures::Workload {
+fn attackers_checkout(mesh: &LocalMesh) -> mazu_testkit::fixtures::Workload {
     mesh.tokens.workload_with_key(
         mesh.service("checkout").unwrap().token().unwrap(),
-        &mazu_wasm_tests::fixtures::WorkloadSpec::new("shop", "checkout"),
+        &mazu_testkit::fixtures::WorkloadSpec::new("shop", "checkout"),
         mesh.liar().unwrap().attacker().signing_key(),
     )
 }
@@ -1004,14 +998,8 @@ fn s21_a_server_first_protocol_greets_only_an_authenticated_client() {
     )
     .unwrap();
     let send = |port: u16, identity: Option<(&str, &str)>| {
-        mazu_wasm_tests::net::tls_round_trip(
-            port,
-            identity,
-            b"",
-            Duration::from_secs(2),
-            mesh.dir(),
-        )
-        .unwrap()
+        mazu_testkit::net::tls_round_trip(port, identity, b"", Duration::from_secs(2), mesh.dir())
+            .unwrap()
     };
     // A registered client that waits for the greeting gets it (the filter
     // decides it on the greeting, after the handshake); retried while the
@@ -1340,9 +1328,8 @@ fn s26_istio_shaped_sidecars_authenticate_http_both_ways_before_a_byte_flows() {
 
     // The filter came over ECDS, as istiod delivers a WasmPlugin: no vm_id.
     let front = mesh.service("frontend").unwrap();
-    let dump =
-        mazu_wasm_tests::http::get_text(front.admin_port, "/config_dump?resource=ecds_filters")
-            .unwrap();
+    let dump = mazu_testkit::http::get_text(front.admin_port, "/config_dump?resource=ecds_filters")
+        .unwrap();
     for plugin in ["mazu-system.mazu-inbound", "mazu-system.mazu-outbound"] {
         assert!(
             dump.contains(plugin),
@@ -1424,7 +1411,7 @@ fn s26_istio_shaped_sidecars_authenticate_http_both_ways_before_a_byte_flows() {
     let accepted = greeter.accepted.load(Ordering::SeqCst);
     let stranger = attacks::never_registered(&mesh, &frontend()).unwrap();
     for identity in [Some(stranger.as_pair()), None] {
-        let outcome = mazu_wasm_tests::net::tls_round_trip(
+        let outcome = mazu_testkit::net::tls_round_trip(
             mesh.inbound_tcp_port("checkout").unwrap(),
             identity,
             b"",

@@ -26,8 +26,8 @@ use std::process::Command;
 use std::thread;
 
 use mazu_identity::RegistryEntry;
-use mazu_wasm_tests::fixtures::{Mesh, Workload};
-use mazu_wasm_tests::net::echo_server;
+use mazu_testkit::fixtures::{Mesh, Workload};
+use mazu_testkit::net::echo_server;
 use support::{EnvoySpec, Heartbeat, ValidatorEnvoy, config, workload, write_registry};
 
 /// Envoy's CPU time so far, in clock ticks.

@@ -17,8 +17,8 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::thread;
 
-use mazu_wasm_tests::fixtures::{Mesh, Workload};
-use mazu_wasm_tests::net::{Impostor, echo_server, free_port, tls_round_trip};
+use mazu_testkit::fixtures::{Mesh, Workload};
+use mazu_testkit::net::{Impostor, echo_server, free_port, tls_round_trip};
 use support::{
     CHECKOUT_HOST, EnvoySpec, Heartbeat, Outbound, ValidatorEnvoy, config, workload, write_registry,
 };
@@ -54,8 +54,7 @@ fn the_handshake_admits_registered_peers_and_only_the_expected_server() {
     // service account; checkout's token under an unregistered key; a
     // certificate without any token; cart, genuine, but for a host the
     // configuration does not list.
-    mazu_wasm_tests::envoy::make_self_signed(dir.path(), "plain", CHECKOUT_HOST)
-        .expect("openssl req");
+    mazu_testkit::envoy::make_self_signed(dir.path(), "plain", CHECKOUT_HOST).expect("openssl req");
     let plain_pem = std::fs::read_to_string(dir.path().join("plain.crt")).expect("cert");
     let plain_key = std::fs::read_to_string(dir.path().join("plain.key")).expect("key");
     let upstreams: Vec<(&str, &'static str, String, String)> = vec![

@@ -15,9 +15,10 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mazu_dev_issuer::{Algorithm, DEFAULT_ISSUER_URL, DevIssuer};
+use mazu_testkit::fixtures::{Mesh, Workload, WorkloadSpec, log};
 use mazu_wasm_tests::abi::Action;
-use mazu_wasm_tests::fixtures::{Mesh, Workload, WorkloadSpec, log};
 use mazu_wasm_tests::harness::inbound_with;
+use mazu_wasm_tests::peer::WorkloadPeer as _;
 use mazu_wasm_tests::plugin::{PeerProperties, Side, Vm};
 use rand::rngs::OsRng;
 

@@ -3,17 +3,20 @@
 
 use std::sync::OnceLock;
 
-use crate::fixtures::{CURATOR_CLUSTER, Mesh};
+use mazu_testkit::filter_wasm::filter_wasm_path;
+use mazu_testkit::fixtures::{CURATOR_CLUSTER, Mesh, unix_now};
+use mazu_testkit::witnessed::TestLog;
+
+use crate::callouts::AnswerCallouts as _;
 use crate::plugin::{FilterModule, Vm};
 use crate::state::{Callout, ProcessHandle};
-use crate::witnessed::TestLog;
 
 /// The filter, compiled once per test process. Panics, saying how to build
 /// it, if the `.wasm` is missing.
 pub fn module() -> &'static FilterModule {
     static MODULE: OnceLock<FilterModule> = OnceLock::new();
     MODULE.get_or_init(|| {
-        let path = crate::filter_wasm_path().unwrap_or_else(|message| panic!("{message}"));
+        let path = filter_wasm_path().unwrap_or_else(|message| panic!("{message}"));
         FilterModule::load(&path).unwrap_or_else(|e| panic!("{e:?}"))
     })
 }
@@ -26,7 +29,7 @@ pub fn configured(config: &str) -> Vm {
 
 /// A VM of `process`, configured with `config`; the clock is the real time.
 pub fn configured_in(process: &ProcessHandle, config: &str) -> Vm {
-    let now_ms = crate::fixtures::unix_now() * 1000;
+    let now_ms = unix_now() * 1000;
     let mut vm = Vm::new(module(), process, &[CURATOR_CLUSTER], now_ms).expect("instantiate");
     let accepted = vm.start(config.as_bytes()).expect("start");
     assert!(accepted, "configuration refused:\n{}", vm.log_text());

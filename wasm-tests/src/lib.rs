@@ -1,86 +1,30 @@
 //! A wasmtime host for the proxy-wasm ABI, for testing `mazu-filter`'s real
-//! `.wasm` without Envoy, plus the harness that runs it in a real Envoy.
+//! `.wasm` without Envoy. The process harnesses (a real Envoy, the curator,
+//! fixtures, loopback servers) are in `mazu-testkit`; `tests/envoy.rs` runs
+//! the same `.wasm` in a real Envoy with them.
 //!
 //! - [`plugin`]: load the module, start VMs, drive the root context (ticks,
 //!   callout answers) and connections (properties, data, closes);
 //! - [`imports`]: the host functions (proxy-wasm calls, the WASI calls Rust's
 //!   `std` needs; anything else traps naming the function);
 //! - [`state`]: what the host records (logs, stats, shared data, callouts);
-//! - [`fixtures`]: tokens, certificates and registries made with the identity
-//!   crate and the development issuer;
 //! - [`harness`]: the compiled module (once per process) and configured VMs;
-//! - [`witnessed`]: a curator's witnessed log in memory (records,
-//!   checkpoints, cosignatures) answering the filter's callouts;
-//! - [`curator`]: the real `mazu-curator` process, with registrations through its API;
-//! - [`envoy`]: a real Envoy process with the filter (see `tests/envoy.rs`);
-//! - [`net`]: loopback servers and the TLS client those tests use;
-//! - [`http`]: plain HTTP/1.1 GETs (curator API, Envoy admin) for harnesses.
+//! - [`callouts`]: a witnessed log of `mazu-testkit` answering the filter's
+//!   callouts as the curator does;
+//! - [`peer`]: what Envoy reports to the filter for a `mazu-testkit`
+//!   workload after the handshake.
 //!
 //! The tests load the `.wasm` named by `MAZU_FILTER_WASM`, or the one
 //! `cargo build -p mazu-filter --target wasm32-wasip1 --profile wasm` leaves
-//! in the target directory ([`filter_wasm_path`]).
+//! in the target directory ([`mazu_testkit::filter_wasm::filter_wasm_path`]).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod abi;
-pub mod curator;
-pub mod curator_log;
-pub mod envoy;
-pub mod fixtures;
+pub mod callouts;
 pub mod harness;
-pub mod http;
 pub mod imports;
-pub mod net;
+pub mod peer;
 pub mod plugin;
 pub mod state;
-pub mod witnessed;
-
-use std::path::PathBuf;
-
-/// The command that builds the filter.
-pub const BUILD_COMMAND: &str = "cargo build -p mazu-filter --target wasm32-wasip1 --profile wasm";
-
-/// Where the built filter is: `$MAZU_FILTER_WASM`, else
-/// `wasm32-wasip1/wasm/mazu_filter.wasm` under the target directory
-/// (`$CARGO_TARGET_DIR`, the one this test binary runs from, or the
-/// workspace's `target/`). The error says how to build it.
-pub fn filter_wasm_path() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("MAZU_FILTER_WASM") {
-        let path = PathBuf::from(path);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(format!(
-                "MAZU_FILTER_WASM={} does not exist; build it with `{BUILD_COMMAND}`",
-                path.display()
-            ))
-        };
-    }
-    let relative = ["wasm32-wasip1", "wasm", "mazu_filter.wasm"]
-        .iter()
-        .collect::<PathBuf>();
-    let mut candidates = Vec::new();
-    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
-        candidates.push(PathBuf::from(dir).join(&relative));
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        // <target>/<profile>/deps/<test binary>
-        for ancestor in exe.ancestors().skip(1).take(3) {
-            candidates.push(ancestor.join(&relative));
-        }
-    }
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    candidates.push(workspace.join("target").join(&relative));
-    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
-        return Ok(found.clone());
-    }
-    let looked: Vec<String> = candidates
-        .iter()
-        .map(|p| format!("  {}", p.display()))
-        .collect();
-    Err(format!(
-        "the filter .wasm is missing; run `{BUILD_COMMAND}` first (or set MAZU_FILTER_WASM).\nLooked in:\n{}",
-        looked.join("\n")
-    ))
-}

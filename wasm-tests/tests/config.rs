@@ -1,12 +1,12 @@
 //! Bad plugin configurations are refused by the real `.wasm`: `on_configure`
 //! returns false and the reason is logged at error level.
 
+use mazu_testkit::fixtures::{AUDIENCE, CURATOR_CLUSTER, Mesh, unix_now};
+use mazu_testkit::witnessed::curator_signer;
 use mazu_wasm_tests::abi::{Action, LogLevel};
-use mazu_wasm_tests::fixtures::{AUDIENCE, CURATOR_CLUSTER, Mesh, unix_now};
 use mazu_wasm_tests::harness::module;
 use mazu_wasm_tests::plugin::{PeerProperties, Side, Vm};
 use mazu_wasm_tests::state::ProcessHandle;
-use mazu_wasm_tests::witnessed::curator_signer;
 
 fn start(config: &str) -> Vm {
     let mut vm = Vm::new(

@@ -2,11 +2,12 @@
 //! peers, every deny reason, missing client certificates, the outbound check.
 
 use mazu_dev_issuer::{Algorithm, DEFAULT_ISSUER_URL, DevIssuer};
-use mazu_wasm_tests::abi::{Action, LogLevel};
-use mazu_wasm_tests::fixtures::{
+use mazu_testkit::fixtures::{
     MAZU_OID_DER, Mesh, WorkloadSpec, log, push_not_after_to_2049, replace_once, unix_now,
 };
+use mazu_wasm_tests::abi::{Action, LogLevel};
 use mazu_wasm_tests::harness::{self, configured, inbound_with, serve};
+use mazu_wasm_tests::peer::WorkloadPeer as _;
 use mazu_wasm_tests::plugin::{PeerProperties, Side, Vm};
 use rand::rngs::OsRng;
 

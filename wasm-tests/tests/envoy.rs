@@ -14,11 +14,11 @@
 
 use core::time::Duration;
 
-use mazu_wasm_tests::curator::Curator;
-use mazu_wasm_tests::envoy::{Envoy, EnvoySetup, envoy_binary};
-use mazu_wasm_tests::filter_wasm_path;
-use mazu_wasm_tests::fixtures::{Mesh, log};
-use mazu_wasm_tests::net::{RegistryServer, echo_server, tls_round_trip};
+use mazu_testkit::curator::Curator;
+use mazu_testkit::envoy::{Envoy, EnvoySetup, envoy_binary};
+use mazu_testkit::filter_wasm::filter_wasm_path;
+use mazu_testkit::fixtures::{Mesh, log};
+use mazu_testkit::net::{RegistryServer, echo_server, tls_round_trip};
 
 #[test]
 fn envoy_with_the_real_curator_admits_registered_workloads_and_closes_others() {
@@ -65,7 +65,7 @@ fn envoy_with_the_real_curator_admits_registered_workloads_and_closes_others() {
     assert_eq!(envoy.stat("mazu.inbound.shared_refused").unwrap_or(0), 0);
 
     // Registered: the bytes come back through TLS, the filter and tcp_proxy.
-    let round_trip = |workload: &mazu_wasm_tests::fixtures::Workload, message: &[u8]| {
+    let round_trip = |workload: &mazu_testkit::fixtures::Workload, message: &[u8]| {
         tls_round_trip(
             envoy.listener_port,
             Some((&workload.cert_pem, &workload.key_pem)),

@@ -1,12 +1,14 @@
 //! The registry cache of the real filter `.wasm`: callouts (checkpoint, then
 //! records), curator failures, staleness, parking, and sharing between VMs.
 
+use mazu_testkit::fixtures::{Mesh, log};
+use mazu_testkit::witnessed::TestLog;
 use mazu_wasm_tests::abi::Action;
-use mazu_wasm_tests::fixtures::{Mesh, log};
+use mazu_wasm_tests::callouts::AnswerCallouts as _;
 use mazu_wasm_tests::harness::{configured, configured_in, next_callout, next_callout_full, serve};
+use mazu_wasm_tests::peer::WorkloadPeer as _;
 use mazu_wasm_tests::plugin::{PeerProperties, Side, Vm};
 use mazu_wasm_tests::state::ProcessHandle;
-use mazu_wasm_tests::witnessed::TestLog;
 
 fn connect_and_send(vm: &mut Vm, peer: &PeerProperties) -> (u32, Action) {
     let (id, _) = vm.connect(Side::Downstream, peer).expect("connect");
@@ -80,7 +82,7 @@ fn records_come_in_pages_that_fit_max_body_bytes() {
     // 20 ids (85 bytes each): the filter falls back to records.
     let members = format!(
         r#"{},"max_body_bytes":1024"#,
-        mazu_wasm_tests::witnessed::log_members()
+        mazu_testkit::witnessed::log_members()
     );
     let mut vm = configured(&mesh.config_with("inbound", &members, ""));
     let answered = curator.serve(&mut vm);

@@ -13,11 +13,13 @@
 )]
 
 use mazu_log::CheckpointSigner;
+use mazu_testkit::fixtures::{Mesh, Workload, WorkloadSpec, log};
+use mazu_testkit::witnessed::{TestLog, curator_signer, log_members};
 use mazu_wasm_tests::abi::Action;
-use mazu_wasm_tests::fixtures::{Mesh, Workload, WorkloadSpec, log};
+use mazu_wasm_tests::callouts::AnswerCallouts as _;
 use mazu_wasm_tests::harness::{configured, next_callout_full, serve};
+use mazu_wasm_tests::peer::WorkloadPeer as _;
 use mazu_wasm_tests::plugin::{PeerProperties, Side, Vm};
-use mazu_wasm_tests::witnessed::{TestLog, curator_signer, log_members};
 use p256::ecdsa::SigningKey;
 use rand::rngs::OsRng;
 

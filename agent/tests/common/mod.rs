@@ -1,7 +1,7 @@
 //! Shared test helpers: the `mazu-agent` binary as a child process, tokens
 //! from the development issuer written the way the kubelet writes them, and
 //! a curator on a fixed port that can be stopped and started again (the
-//! wasm-tests harness's `Curator` picks its own port).
+//! testkit harness's `Curator` picks its own port).
 
 #![allow(dead_code, missing_docs)]
 
@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, bail};
 use mazu_agent::state::Status;
 use mazu_dev_issuer::TokenRequest;
-use mazu_wasm_tests::fixtures::{Mesh, TRUST_DOMAIN};
+use mazu_testkit::fixtures::{Mesh, TRUST_DOMAIN};
 
 /// The agent binary cargo built for these tests.
 pub const AGENT: &str = env!("CARGO_BIN_EXE_mazu-agent");
@@ -247,7 +247,7 @@ pub fn agent_command(args: &[&str]) -> Output {
 
 /// One HTTP/1.1 GET to 127.0.0.1:`port`: status and body.
 pub fn http_get(port: u16, path: &str) -> Result<(u16, Vec<u8>)> {
-    mazu_wasm_tests::http::get(port, path)
+    mazu_testkit::http::get(port, path)
 }
 
 /// Every entry of the curator's log at `port` (`GET /v1/log`, paged).
@@ -383,7 +383,7 @@ impl Witnesses {
         log: &mazu_log::CheckpointVerifier,
     ) -> (mazu_witness::Config, core::net::SocketAddr, String) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = mazu_wasm_tests::net::free_port().expect("port");
+        let port = mazu_testkit::net::free_port().expect("port");
         let mut config = mazu_witness::Config::new(
             "late.agent-tests.example",
             vec![log.clone()],
@@ -466,7 +466,7 @@ pub struct Curator;
 impl Curator {
     /// Starts a curator for `mesh` on a free port.
     pub fn start(mesh: &Mesh) -> Result<FixedCurator> {
-        let mut curator = FixedCurator::new(mesh, mazu_wasm_tests::net::free_port()?)?;
+        let mut curator = FixedCurator::new(mesh, mazu_testkit::net::free_port()?)?;
         curator.start()?;
         Ok(curator)
     }
@@ -513,10 +513,10 @@ impl FixedCurator {
     }
 
     /// How the harness reaches it (pinned TLS or plain HTTP).
-    pub fn endpoint(&self) -> mazu_wasm_tests::http::Endpoint {
+    pub fn endpoint(&self) -> mazu_testkit::http::Endpoint {
         match self.tls_pin() {
-            Ok(pin) if self.tls => mazu_wasm_tests::http::Endpoint::pinned(self.port, pin),
-            _ => mazu_wasm_tests::http::Endpoint::plain(self.port),
+            Ok(pin) if self.tls => mazu_testkit::http::Endpoint::pinned(self.port, pin),
+            _ => mazu_testkit::http::Endpoint::plain(self.port),
         }
     }
 
@@ -528,7 +528,7 @@ impl FixedCurator {
 
     /// Starts it and waits until `/readyz` answers 200.
     pub fn start(&mut self) -> Result<()> {
-        let binary = mazu_wasm_tests::curator::curator_binary()?;
+        let binary = mazu_testkit::curator::curator_binary()?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -674,7 +674,7 @@ impl SdsEnvoy {
     /// Starts Envoy for `sockets`, with listeners on free ports that
     /// require a client certificate if `mutual`.
     pub fn start(sockets: &[PathBuf], echo_port: u16, mutual: bool) -> Self {
-        use mazu_wasm_tests::net::free_port;
+        use mazu_testkit::net::free_port;
         use serde_json::json;
         let admin_port = free_port().expect("port");
         let listener_ports: Vec<u16> = sockets.iter().map(|_| free_port().expect("port")).collect();
@@ -754,7 +754,7 @@ impl SdsEnvoy {
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
             "static_resources": {"listeners": listeners, "clusters": clusters}
         });
-        let binary = mazu_wasm_tests::envoy::envoy_binary().expect("envoy binary");
+        let binary = mazu_testkit::envoy::envoy_binary().expect("envoy binary");
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("envoy.json");
         std::fs::write(
@@ -925,7 +925,7 @@ impl FixedCurator {
     }
 
     fn post(&self, path: &str, json: &str) -> Result<(u16, Vec<u8>)> {
-        mazu_wasm_tests::http::request(self.port, "POST", path, Some(json))
+        mazu_testkit::http::request(self.port, "POST", path, Some(json))
     }
 
     /// Replaces the extra start flags (e.g. witnesses instead of
@@ -961,14 +961,14 @@ impl FixedCurator {
     /// The log's context (CRS digest) and entries, to rewrite it while the
     /// curator is stopped.
     pub fn read_log(&self) -> ([u8; 32], Vec<Vec<u8>>) {
-        mazu_wasm_tests::curator_log::read_log(&self.data_dir()).expect("read the log")
+        mazu_testkit::curator_log::read_log(&self.data_dir()).expect("read the log")
     }
 
     /// Replaces the log by these entries, so the next start replays exactly
     /// them (and signs checkpoints over them: a curator rewriting its
     /// history).
     pub fn write_log(&self, context: [u8; 32], entries: &[Vec<u8>]) {
-        mazu_wasm_tests::curator_log::write_log(&self.data_dir(), context, entries)
+        mazu_testkit::curator_log::write_log(&self.data_dir(), context, entries)
             .expect("write the log");
     }
 }

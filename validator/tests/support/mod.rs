@@ -15,10 +15,10 @@ use std::time::SystemTime;
 
 use anyhow::{Context as _, Result};
 use mazu_identity::{RegistryEntry, RegistrySnapshot};
+use mazu_testkit::envoy;
+use mazu_testkit::fixtures::{AUDIENCE, Mesh, TRUST_DOMAIN, Workload, WorkloadSpec};
+use mazu_testkit::net::free_port;
 use mazu_validator::RegistryFile;
-use mazu_wasm_tests::envoy;
-use mazu_wasm_tests::fixtures::{AUDIENCE, Mesh, TRUST_DOMAIN, Workload, WorkloadSpec};
-use mazu_wasm_tests::net::free_port;
 use serde_json::json;
 
 pub const CHECKOUT_HOST: &str = "checkout.shop.svc.cluster.local";
@@ -252,7 +252,7 @@ impl ValidatorEnvoy {
 
     /// GETs an admin path.
     pub fn admin(&self, path: &str) -> Result<String> {
-        mazu_wasm_tests::http::get_text(self.admin_port, path)
+        mazu_testkit::http::get_text(self.admin_port, path)
     }
 
     /// The sum of the counters whose name ends with `suffix`.

@@ -1,11 +1,15 @@
-//! A curator's witnessed log in memory, answering the filter's callouts the
-//! way the curator does (`GET /v1/checkpoint`, `GET /v1/log/records`,
+//! A curator's witnessed log in memory, serving what the curator serves to
+//! the filter's callouts (`GET /v1/checkpoint`, `GET /v1/log/records`,
 //! `GET /v1/log/state`): leaf records, checkpoints signed with the curator
 //! key and carrying the state line, cosignatures by
 //! witness keys — all made with `mazu-log`'s own signers, so the filter
 //! verifies exactly what a real curator and real witnesses produce. Tests
 //! also use it to lie: serve other records than the checkpoint commits to,
 //! withhold cosignatures, roll back, freeze.
+//!
+//! A real Envoy reaches it over HTTP through [`crate::net::RegistryServer`];
+//! `mazu-wasm-tests` (its `callouts` module) answers the wasmtime-hosted
+//! filter's callouts from it.
 
 use mazu_identity::RegistryEntry;
 use mazu_identity::registry::LogFollower;
@@ -14,9 +18,6 @@ use mazu_log::evidence::state_extension;
 use mazu_log::merkle::{Hash, MerkleTree};
 use mazu_log::record::{LeafRecord, RecordBody};
 use mazu_log::{CheckpointSigner, CosignatureSigner};
-
-use crate::plugin::Vm;
-use crate::state::Callout;
 
 /// The most records the curator serves per page.
 pub const PAGE: u64 = 16_384;
@@ -181,38 +182,6 @@ impl TestLog {
             .iter()
             .flat_map(LeafRecord::to_bytes)
             .collect()
-    }
-
-    /// Answers `callout` as an honest curator would at the VM's clock.
-    pub fn answer(&self, vm: &mut Vm, callout: &Callout) {
-        let time = vm.now_ms() / 1000;
-        self.answer_with(vm, callout, &self.checkpoint(time));
-    }
-
-    /// Answers `callout` with `note` for a checkpoint request and with this
-    /// log's records for a records request.
-    pub fn answer_with(&self, vm: &mut Vm, callout: &Callout, note: &str) {
-        let body = match parse_path(callout.header(":path").unwrap_or_default()) {
-            Request::Checkpoint => note.as_bytes().to_vec(),
-            Request::Records { start, end } => self.records_bytes(start, end),
-            Request::State { size } => self.state(size),
-            Request::Other(path) => panic!("unexpected callout path {path}"),
-        };
-        vm.respond(callout.token, Some(200), &body)
-            .expect("respond");
-    }
-
-    /// Ticks until the filter starts a round and answers every callout of
-    /// it as an honest curator; returns the callouts answered.
-    pub fn serve(&self, vm: &mut Vm) -> Vec<Callout> {
-        let first = crate::harness::next_callout_full(vm);
-        self.answer(vm, &first);
-        let mut answered = vec![first];
-        while let Some(callout) = vm.take_callouts().pop() {
-            self.answer(vm, &callout);
-            answered.push(callout);
-        }
-        answered
     }
 }
 

@@ -1,6 +1,8 @@
 //! Real inputs for the filter: a development token issuer, workload
 //! certificates built with the identity crate's builder, registry snapshots,
-//! and certificates broken in each way the verdict refuses.
+//! and certificates broken in each way the verdict refuses. (What Envoy
+//! reports to the filter for a workload, the peer properties of the
+//! wasmtime host, is in `mazu-wasm-tests`' `peer` module.)
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -10,9 +12,6 @@ use mazu_identity::{RegistryEntry, TrustDomain};
 use p256::ecdsa::SigningKey;
 use p256::pkcs8::{EncodePrivateKey, LineEnding};
 use rand::rngs::OsRng;
-use sha2::{Digest, Sha256};
-
-use crate::plugin::PeerProperties;
 
 /// The mesh trust domain of the fixtures.
 pub const TRUST_DOMAIN: &str = "cluster.local";
@@ -41,47 +40,6 @@ pub struct Workload {
     pub key_pem: String,
     /// The entry that registers it.
     pub entry: RegistryEntry,
-}
-
-impl Workload {
-    /// What Envoy reports for this workload after the handshake.
-    pub fn peer(&self) -> PeerProperties {
-        PeerProperties {
-            mtls: Some(true),
-            peer_certificate: Some(self.cert_pem.clone()),
-            digest: Some(hex(&Sha256::digest(&self.issued.der))),
-            http_chain: false,
-        }
-    }
-
-    /// The same certificate DER, re-encoded as PEM after `edit`, as a peer
-    /// presenting that altered certificate (the signature is not checked by
-    /// Mazu: the handshake proves the key, the registry binds it).
-    pub fn altered(&self, edit: impl FnOnce(&mut Vec<u8>)) -> PeerProperties {
-        let mut der = self.issued.der.clone();
-        edit(&mut der);
-        PeerProperties {
-            mtls: Some(true),
-            peer_certificate: Some(pem("CERTIFICATE", &der)),
-            digest: Some(hex(&Sha256::digest(&der))),
-            http_chain: false,
-        }
-    }
-}
-
-impl Workload {
-    /// This certificate with its embedded token replaced by `token` (same
-    /// length, so the DER stays well-formed) and the workload ID in the
-    /// extension updated to SHA-256 of it: for tokens the builder refuses to
-    /// embed (e.g. `alg: none`).
-    pub fn with_token(&self, token: &str) -> PeerProperties {
-        assert_eq!(token.len(), self.token.len(), "same-length tokens only");
-        let new_id: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        self.altered(|der| {
-            replace_once(der, self.token.as_bytes(), token.as_bytes());
-            replace_once(der, self.entry.workload_id.as_bytes(), &new_id);
-        })
-    }
 }
 
 /// How to make one workload.

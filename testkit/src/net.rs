@@ -102,7 +102,7 @@ pub fn echo_server() -> Result<Server> {
 /// A stand-in for the curator where a test needs failures on demand (the
 /// real one is in [`crate::curator`]): a minimal HTTP/1.1 server answering
 /// `GET /v1/checkpoint` and `GET /v1/log/records` from a
-/// [`TestLog`](crate::witnessed::TestLog) (cosigned at the current time), or
+/// [`TestLog`] (cosigned at the current time), or
 /// `503` while [`set_unavailable`](RegistryServer::set_unavailable).
 pub struct RegistryServer {
     server: Server,
