@@ -11,18 +11,22 @@ Everything that can be checked without a cluster:
               errors, as with `kubectl apply --validate=strict`); the CRDs' CEL rules
               that apply to these kinds are evaluated by hand-written equivalents
   core        every core Kubernetes resource validates with kubernetes-validate
-              (Kubernetes 1.33 schemas, strict), also the Pod the "mazu" injection
-              template of istio/install/istio-mazu.yaml produces
+              (Kubernetes 1.33 schemas, strict), also the Pods the "mazu" and
+              "mazu-pod" injection templates of istio/install/istio-mazu.yaml produce
   consistent  the curator cluster, authority, trust domain, audience, issuer and JWKS
               agree across the Service, the curator, the agent template and both
               WasmPlugins
   validator   the handshake validator as delivered: the DaemonSet's --validator-config is
-              a key of ConfigMap mazu-validator mounted into the agent; its JSON is accepted
-              by the module's own parser (`cargo run -p mazu-validator --example
-              check_config`), its registry_file lies where the "mazu" template mounts the
-              pod's socket directory into istio-proxy, its trust is the WasmPlugins';
-              the template's istio-proxy has ENVOY_DYNAMIC_MODULES_SEARCH_PATH = the
-              read-only mount of the emptyDir its init container copies the module into
+              a key of ConfigMap mazu-validator mounted into the agent, not optional; its
+              JSON is accepted by the module's own parser (`cargo run -p mazu-validator
+              --example check_config`), its registry_file lies where the "mazu" template
+              mounts the pod's socket directory into istio-proxy, its trust is the
+              WasmPlugins'; both templates' istio-proxy has ENVOY_DYNAMIC_MODULES_SEARCH_PATH
+              = the read-only mount of the emptyDir its init container copies the module
+              into, "mazu-pod" exactly as "mazu"; the "mazu-pod" agent's --validator-config
+              is ConfigMap mazu-validator of the pod's namespace (istio/namespace), not
+              optional, whose registry_file it can write where istio-proxy reads it, and
+              whose JSON passes the same checks and parser
   plugin      each WasmPlugin's pluginConfig, passed through google.protobuf.Struct as
               Istio does, is accepted by the filter's own parser
               (`cargo run -p mazu-filter --example check_config`)
@@ -530,14 +534,27 @@ def node_agent_container(ds: dict[str, Any]) -> dict[str, Any]:
     return next(c for c in ds["spec"]["template"]["spec"]["containers"] if (c.get("args") or [None])[0] == "node")
 
 
-def validator_config_source(ds: dict[str, Any], configmaps: dict[tuple[str, str], dict[str, Any]]) -> tuple[str | None, list[str]]:
-    """The JSON the DaemonSet's `--validator-config` reads: a key of a ConfigMap of the
-    manifests, mounted into the agent container."""
-    agent = node_agent_container(ds)
+def pod_agent_container(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The per-pod agent (`mazu-agent run`) of a pod spec (the "mazu-pod" template's)."""
+    return next((c for c in spec.get("initContainers", []) if (c.get("args") or [None])[0] == "run"), None)
+
+
+def daemonset_validator_config(ds: dict[str, Any], configmaps: dict[tuple[str, str], dict[str, Any]]) -> tuple[str | None, list[str]]:
+    """validator_config_source of the node agent's DaemonSet."""
+    return validator_config_source(node_agent_container(ds), ds["spec"]["template"]["spec"],
+                                   ds["metadata"].get("namespace", ""), configmaps)
+
+
+def validator_config_source(agent: dict[str, Any] | None, spec: dict[str, Any], namespace: str,
+                            configmaps: dict[tuple[str, str], dict[str, Any]]) -> tuple[str | None, list[str]]:
+    """The JSON an agent's `--validator-config` reads: a key of a ConfigMap of the
+    manifests in the agent's own namespace, mounted into the agent container, and not
+    optional (a missing ConfigMap must stop the pod at the mount: fail closed)."""
+    if agent is None:
+        return None, ["no agent container (`mazu-agent node` or `run`)"]
     path = flag(agent.get("args", []), "--validator-config")
     if path is None:
-        return None, ["no --validator-config: the node agent serves the SPKI pins and Envoy never loads the module"]
-    spec = ds["spec"]["template"]["spec"]
+        return None, ["no --validator-config: the agent serves the SPKI pins and Envoy never loads the module"]
     volumes = {v["name"]: v for v in spec.get("volumes", [])}
     mounts = [m for m in agent.get("volumeMounts", []) if path.startswith(m["mountPath"].rstrip("/") + "/")]
     if not mounts:
@@ -549,14 +566,46 @@ def validator_config_source(ds: dict[str, Any], configmaps: dict[tuple[str, str]
         return None, [f"--validator-config {path}: volume {mount['name']} is not a ConfigMap"]
     if mount.get("subPath") or mount.get("subPathExpr"):
         return None, [f"--validator-config {path}: the ConfigMap is mounted with a subPath (not modelled)"]
+    problems = []
+    if ref.get("optional"):
+        problems.append(f"--validator-config {path}: ConfigMap {ref.get('name')} is optional: without it a pod must "
+                        "not start at all (fail closed at the mount), not start and leave the refusal to the agent")
     key = {i["path"]: i["key"] for i in ref.get("items", [])}.get(inner) if ref.get("items") else inner
-    namespace = ds["metadata"].get("namespace", "")
     cm = configmaps.get((namespace, ref.get("name", "")))
     if cm is None:
-        return None, [f"--validator-config {path}: ConfigMap {namespace}/{ref.get('name')} is not part of the manifests"]
+        return None, problems + [f"--validator-config {path}: ConfigMap {namespace}/{ref.get('name')} is not part of "
+                                 "the manifests"]
     if key is None or key not in cm.get("data", {}):
-        return None, [f"--validator-config {path}: ConfigMap {ref['name']} has no key {key or inner!r}"]
-    return cm["data"][key], []
+        return None, problems + [f"--validator-config {path}: ConfigMap {ref['name']} has no key {key or inner!r}"]
+    return (cm["data"][key], []) if not problems else (None, problems)
+
+
+def registry_writer_problems(text: str, pod: dict[str, Any]) -> list[str]:
+    """The per-pod agent (`run`) writes registry_file at exactly that path, and istio-proxy
+    reads it at that path: the agent must mount, writable, the volume istio-proxy mounts at
+    its directory, the same way (the node agent instead writes beside each pod's socket)."""
+    try:
+        registry = json.loads(text).get("registry_file")
+    except (ValueError, AttributeError):
+        return []  # validator_config_problems says why
+    if not isinstance(registry, str):
+        return []
+    directory = posixpath.dirname(posixpath.normpath(registry))
+    agent = pod_agent_container(pod["spec"]) or {}
+    proxy = next((c for c in pod["spec"]["containers"] if c["name"] == "istio-proxy"), {})
+
+    def mount_at(container: dict[str, Any]) -> dict[str, Any] | None:
+        return next((m for m in container.get("volumeMounts", []) if posixpath.normpath(m["mountPath"]) == directory), None)
+
+    theirs, mine = mount_at(proxy), mount_at(agent)
+    if theirs is None:
+        return []  # validator_config_problems says why
+    if mine is None or any(mine.get(k) != theirs.get(k) for k in ("name", "subPath", "subPathExpr")):
+        return [f"the per-pod agent does not mount volume {theirs['name']} at {directory} as istio-proxy does: it "
+                f"would write registry_file {registry} where istio-proxy does not read it"]
+    if mine.get("readOnly"):
+        return [f"the per-pod agent mounts {directory} read-only: it cannot write registry_file {registry}"]
+    return []
 
 
 def sample_destinations(samples: list[dict[str, Any]], trust_domain: str) -> dict[str, set[str]]:
@@ -604,10 +653,10 @@ def validator_config_problems(text: str, pod: dict[str, Any], plugins: list[dict
         name = posixpath.basename(registry)
         if posixpath.dirname(posixpath.normpath(registry)) not in socket_dirs or posixpath.normpath(registry) != registry:
             problems.append(f"registry_file {registry} is not in the directory where istio-proxy mounts the pod's socket "
-                            f"directory ({', '.join(sorted(socket_dirs)) or 'none'}): the node agent writes it beside the "
-                            "socket, keeping only its file name")
+                            f"directory ({', '.join(sorted(socket_dirs)) or 'none'}): the agent writes it beside the "
+                            "socket (the node agent keeping only its file name)")
         elif name == "socket":
-            problems.append("registry_file is named socket: the node agent would write it over the SDS socket")
+            problems.append("registry_file is named socket: the agent would write it over the SDS socket")
     trust = cfg.get("trust")
     for p in plugins:
         theirs = p["spec"]["pluginConfig"].get("trust")
@@ -688,6 +737,24 @@ def module_delivery_problems(pod: dict[str, Any], module: str) -> list[str]:
         if not res.get("requests") or "memory" not in res.get("limits", {}):
             problems.append(f"{c['name']}: resources need requests and a memory limit")
     return problems
+
+
+def module_delivery_differences(template: dict[str, Any], reference: dict[str, Any], volume: str) -> list[str]:
+    """Where `template` delivers the module (the volume `volume`) otherwise than `reference`
+    (the "mazu" template): its writers, the volume, istio-proxy's mounts of it and search path."""
+    def parts(t: dict[str, Any]) -> dict[str, list[Any]]:
+        spec = t.get("spec", {})
+        proxy = next((c for c in spec.get("containers", []) if c["name"] == "istio-proxy"), {})
+        return {
+            "init containers that mount it": [c for c in spec.get("initContainers", [])
+                                              if any(m["name"] == volume for m in c.get("volumeMounts", []))],
+            "volume": [v for v in spec.get("volumes", []) if v["name"] == volume],
+            "istio-proxy's mounts of it": [m for m in proxy.get("volumeMounts", []) if m["name"] == volume],
+            f"istio-proxy's {SEARCH_PATH_ENV}": [e for e in proxy.get("env", []) if e["name"] == SEARCH_PATH_ENV],
+        }
+    mine, theirs = parts(template), parts(reference)
+    return [f"module volume {volume}: the {what} differ from the \"mazu\" template's: {mine[what]} != {theirs[what]}"
+            for what in theirs if mine[what] != theirs[what]]
 
 
 # -------------------------------------------------------------- pluginConfig
@@ -1040,6 +1107,26 @@ def find_tls(chain_or_socket_holder: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------ main
 
 
+def flag_values(args: list[str], name: str) -> list[str]:
+    """Every value of a repeatable flag."""
+    return [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == name]
+
+
+def witness_problems(parties: dict[str, tuple[list[str], str | None]]) -> list[str]:
+    """Every party (curator, agents, WasmPlugins) must list the same witnesses
+    with the same quorum: a party with fewer would act on checkpoints the others
+    refuse, and an agent without any refuses to start."""
+    problems = []
+    reference_name, reference = next(iter(parties.items()))
+    for name, (witnesses, quorum) in parties.items():
+        if not witnesses or not quorum:
+            problems.append(f"{name} lists no witnesses or no quorum")
+        elif (sorted(witnesses), quorum) != (sorted(reference[0]), reference[1]):
+            problems.append(f"{name} lists witnesses {witnesses} quorum {quorum}, the {reference_name} "
+                            f"{reference[0]} quorum {reference[1]}")
+    return problems
+
+
 def report_negatives(r: Report, checks: str, negatives: list[tuple[str, list[str], str]]) -> None:
     """One check per derived variant: the problems the `checks` found in it must
     include one mentioning its expected substring."""
@@ -1148,27 +1235,31 @@ def node_checks(r: Report, base: list[dict[str, Any]], template_pods: dict[str, 
     report_negatives(r, "node agent", negatives)
 
 
-def validator_checks(r: Report, base: list[dict[str, Any]], raw_templates: dict[str, dict[str, Any]],
-                     plugins: list[dict[str, Any]], samples: list[dict[str, Any]]) -> str | None:
+def validator_checks(r: Report, base: list[dict[str, Any]], namespace_docs: list[dict[str, Any]],
+                     raw_templates: dict[str, dict[str, Any]], plugins: list[dict[str, Any]],
+                     samples: list[dict[str, Any]]) -> str | None:
     """The handshake validator as the manifests deliver it: the DaemonSet's
-    --validator-config (ConfigMap mazu-validator), the module in the "mazu" template's
-    istio-proxy, and the cases those checks must refuse. Returns the configuration JSON."""
+    --validator-config (ConfigMap mazu-validator), the module in the istio-proxy of both
+    templates, the "mazu-pod" agent's --validator-config (ConfigMap mazu-validator of the
+    pod's namespace, istio/namespace), and the cases those checks must refuse. Returns
+    the mesh configuration JSON."""
     daemonsets = [d for d in base if d.get("kind") == "DaemonSet" and d["metadata"]["name"] == "mazu-agent"]
-    if not daemonsets or "mazu" not in raw_templates:
-        r.fail("validator", "no DaemonSet mazu-agent or no \"mazu\" template")
+    if not daemonsets or "mazu" not in raw_templates or "mazu-pod" not in raw_templates:
+        r.fail("validator", "no DaemonSet mazu-agent or no \"mazu\" and \"mazu-pod\" templates")
         return None
     ds = daemonsets[0]
-    configmaps = {(d["metadata"].get("namespace", ""), d["metadata"]["name"]): d for d in base if d.get("kind") == "ConfigMap"}
+    configmaps = {(d["metadata"].get("namespace", ""), d["metadata"]["name"]): d
+                  for d in base + namespace_docs if d.get("kind") == "ConfigMap"}
     module = validator_module_name()
     if module is None:
         r.fail("validator", "VALIDATOR_MODULE_NAME not found in agent/src/sds.rs")
         return None
-    template = raw_templates["mazu"]
-    pod = injected_pod(template)
+    template, pod_template = raw_templates["mazu"], raw_templates["mazu-pod"]
+    pod, pod_pod = injected_pod(template), injected_pod(pod_template)
 
-    text, problems = validator_config_source(ds, configmaps)
-    r.check("validator DaemonSet: --validator-config names a key of a ConfigMap of the manifests mounted into the agent",
-            text is not None, "; ".join(problems))
+    text, problems = daemonset_validator_config(ds, configmaps)
+    r.check("validator DaemonSet: --validator-config names a key of a ConfigMap of the manifests mounted into the agent, "
+            "not optional", text is not None, "; ".join(problems))
     if text is None:
         return None
     problems = validator_config_problems(text, pod, plugins, samples)
@@ -1182,16 +1273,43 @@ def validator_checks(r: Report, base: list[dict[str, Any]], raw_templates: dict[
             code == 0, line)
     if code == 0:
         print(f"     -> {line}")
-    problems = module_delivery_problems(pod, module)
-    r.check(f"validator module: the \"mazu\" template's istio-proxy has {SEARCH_PATH_ENV} = the read-only mount of an "
-            f"emptyDir into which a plain, least-privilege init container copies lib{module}.so",
-            not problems, "; ".join(problems))
-
-    # Negative: variants derived from the real manifests, each of which must be refused.
-    negatives: list[tuple[str, list[str], str]] = []
+    for name, injected in (("mazu", pod), ("mazu-pod", pod_pod)):
+        problems = module_delivery_problems(injected, module)
+        r.check(f"validator module: the \"{name}\" template's istio-proxy has {SEARCH_PATH_ENV} = the read-only mount "
+                f"of an emptyDir into which a plain, least-privilege init container copies lib{module}.so",
+                not problems, "; ".join(problems))
     proxy_spec = next(c for c in template["spec"]["containers"] if c["name"] == "istio-proxy")
     search = next(e["value"] for e in proxy_spec["env"] if e["name"] == SEARCH_PATH_ENV)
     module_volume = next(m["name"] for m in proxy_spec["volumeMounts"] if m["mountPath"] == search)
+    problems = module_delivery_differences(pod_template, template, module_volume)
+    r.check(f"validator module: the \"mazu-pod\" template delivers it exactly as \"mazu\" does (the same init "
+            f"container, emptyDir {module_volume}, istio-proxy mount and {SEARCH_PATH_ENV})", not problems, "; ".join(problems))
+
+    # The per-pod agent: its own namespace's ConfigMap, and the registry file it writes.
+    def pod_agent_problems(t: dict[str, Any]) -> tuple[str | None, list[str]]:
+        injected = injected_pod(t)
+        spec = injected["spec"]
+        found_text, found = validator_config_source(pod_agent_container(spec), spec, injected["metadata"]["namespace"], configmaps)
+        return found_text, found + (registry_writer_problems(found_text, injected) if found_text is not None else [])
+
+    ns_text, problems = pod_agent_problems(pod_template)
+    r.check(f"validator per-pod agent (\"mazu-pod\"): --validator-config names a key of ConfigMap mazu-validator of the "
+            f"pod's own namespace ({pod_pod['metadata']['namespace']}, istio/namespace) mounted into the agent, not "
+            "optional (fail closed); the agent mounts, writable, the socket volume in which istio-proxy reads registry_file",
+            ns_text is not None and not problems, "; ".join(problems))
+    if ns_text is not None:
+        problems = validator_config_problems(ns_text, pod_pod, plugins, samples)
+        r.check("validator namespace config (istio/namespace, ConfigMap mazu-validator): JSON with every field set, "
+                "registry_file in the directory where the \"mazu-pod\" template's istio-proxy mounts the socket emptyDir, "
+                "trust = both WasmPlugins' trust, no more lenient than the filters, destinations = the demo's Services "
+                "and their service accounts", not problems, "; ".join(problems))
+        code, line = parser.run(ns_text)
+        r.check("validator namespace config accepted by the module's own parser", code == 0, line)
+        if code == 0:
+            print(f"     -> {line}")
+
+    # Negative: variants derived from the real manifests, each of which must be refused.
+    negatives: list[tuple[str, list[str], str]] = []
 
     def template_variant(edit: Callable[[dict[str, Any]], None]) -> list[str]:
         variant = copy.deepcopy(template)
@@ -1268,10 +1386,11 @@ def validator_checks(r: Report, base: list[dict[str, Any]], raw_templates: dict[
     cfg = json.loads(text)
     socket_dir = posixpath.dirname(cfg["registry_file"])
 
-    def config_variant(edit: Callable[[dict[str, Any]], None]) -> list[str]:
-        variant = copy.deepcopy(cfg)
+    def config_variant(edit: Callable[[dict[str, Any]], None], source: dict[str, Any] = cfg,
+                       target: dict[str, Any] = pod) -> list[str]:
+        variant = copy.deepcopy(source)
         edit(variant)
-        return validator_config_problems(json.dumps(variant), pod, plugins, samples)
+        return validator_config_problems(json.dumps(variant), target, plugins, samples)
 
     def outside(c: dict[str, Any]) -> None:
         c["registry_file"] = "/var/run/mazu/" + posixpath.basename(c["registry_file"])
@@ -1312,37 +1431,96 @@ def validator_checks(r: Report, base: list[dict[str, Any]], raw_templates: dict[
         ("config more lenient on registry age than the filters", config_variant(lenient), "more lenient"),
         ("config that leaves a field to its default", config_variant(defaults_only), "fields not set"),
     ]
+    if ns_text is not None:
+        ns_cfg = json.loads(ns_text)
+        negatives += [
+            ("namespace config whose trust has another JWKS than the WasmPlugins'",
+             config_variant(other_jwks, ns_cfg, pod_pod), "trust differs"),
+            ("namespace config whose registry_file is outside the socket emptyDir",
+             config_variant(outside, ns_cfg, pod_pod), "is not in the directory"),
+            ("namespace config without the demo's destinations", config_variant(no_destinations, ns_cfg, pod_pod),
+             "destinations["),
+        ]
 
-    def ds_variant(edit: Callable[[dict[str, Any]], None]) -> list[str]:
+    # The same mistakes in the node agent's DaemonSet and in the per-pod agent: each edit
+    # takes the agent container and its pod spec.
+    def ds_variant(edit: Callable[[dict[str, Any], dict[str, Any]], None]) -> list[str]:
         variant = copy.deepcopy(ds)
-        edit(variant)
-        return validator_config_source(variant, configmaps)[1]
+        edit(node_agent_container(variant), variant["spec"]["template"]["spec"])
+        return daemonset_validator_config(variant, configmaps)[1]
 
-    config_path = flag(node_agent_container(ds)["args"], "--validator-config") or ""
+    def pod_variant(edit: Callable[[dict[str, Any]], None]) -> list[str]:
+        variant = copy.deepcopy(pod_template)
+        edit(variant["spec"])
+        return (module_delivery_problems(injected_pod(variant), module)
+                + module_delivery_differences(variant, template, module_volume) + pod_agent_problems(variant)[1])
 
-    def no_flag(d: dict[str, Any]) -> None:
-        args = node_agent_container(d)["args"]
-        i = args.index("--validator-config")
-        del args[i:i + 2]
+    def on_pod_agent(edit: Callable[[dict[str, Any], dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+        return lambda spec: edit(pod_agent_container(spec), spec)
 
-    def unmounted_path(d: dict[str, Any]) -> None:
-        args = node_agent_container(d)["args"]
-        args[args.index("--validator-config") + 1] = "/etc/mazu/elsewhere/" + posixpath.basename(config_path)
+    def config_path_of(agent: dict[str, Any]) -> str:
+        return flag(agent["args"], "--validator-config") or ""
 
-    def missing_key(d: dict[str, Any]) -> None:
-        args = node_agent_container(d)["args"]
-        args[args.index("--validator-config") + 1] = posixpath.dirname(config_path) + "/other.json"
+    def no_flag(agent: dict[str, Any], spec: dict[str, Any]) -> None:
+        i = agent["args"].index("--validator-config")
+        del agent["args"][i:i + 2]
 
-    def unknown_configmap(d: dict[str, Any]) -> None:
-        for v in d["spec"]["template"]["spec"]["volumes"]:
+    def unmounted_path(agent: dict[str, Any], spec: dict[str, Any]) -> None:
+        agent["args"][agent["args"].index("--validator-config") + 1] = \
+            "/etc/mazu/elsewhere/" + posixpath.basename(config_path_of(agent))
+
+    def missing_key(agent: dict[str, Any], spec: dict[str, Any]) -> None:
+        agent["args"][agent["args"].index("--validator-config") + 1] = \
+            posixpath.dirname(config_path_of(agent)) + "/other.json"
+
+    def unknown_configmap(agent: dict[str, Any], spec: dict[str, Any]) -> None:
+        for v in spec["volumes"]:
             if "configMap" in v:
                 v["configMap"]["name"] += "-missing"
 
+    def optional_configmap(agent: dict[str, Any], spec: dict[str, Any]) -> None:
+        for v in spec["volumes"]:
+            if "configMap" in v:
+                v["configMap"]["optional"] = True
+
+    agent_edits = [
+        ("without --validator-config", no_flag, "no --validator-config"),
+        ("whose --validator-config is not in a mounted volume", unmounted_path, "not in a volume mounted"),
+        ("whose --validator-config names a key the ConfigMap lacks", missing_key, "has no key"),
+        ("that mounts a ConfigMap the manifests lack", unknown_configmap, "not part of the manifests"),
+        ("whose validator ConfigMap is optional", optional_configmap, "is optional"),
+    ]
+    negatives += [(f"DaemonSet {what}", ds_variant(edit), expect) for what, edit, expect in agent_edits]
+    negatives += [(f"\"mazu-pod\" template {what}", pod_variant(on_pod_agent(edit)), expect)
+                  for what, edit, expect in agent_edits]
+
+    def other_image(spec: dict[str, Any]) -> None:
+        for c in copiers_of(spec):
+            c["image"] += "-other"
+
+    def socket_mounts_of(spec: dict[str, Any]) -> list[dict[str, Any]]:
+        return [m for m in pod_agent_container(spec)["volumeMounts"] if m["name"] == "workload-socket"]
+
+    def socket_read_only(spec: dict[str, Any]) -> None:
+        for m in socket_mounts_of(spec):
+            m["readOnly"] = True
+
+    def socket_elsewhere(spec: dict[str, Any]) -> None:
+        for m in socket_mounts_of(spec):
+            m["mountPath"] = "/var/run/mazu-agent-socket"
+
     negatives += [
-        ("DaemonSet without --validator-config", ds_variant(no_flag), "no --validator-config"),
-        ("DaemonSet whose --validator-config is not in a mounted volume", ds_variant(unmounted_path), "not in a volume mounted"),
-        ("DaemonSet whose --validator-config names a key the ConfigMap lacks", ds_variant(missing_key), "has no key"),
-        ("DaemonSet that mounts a ConfigMap the manifests lack", ds_variant(unknown_configmap), "not part of the manifests"),
+        ("\"mazu-pod\" template whose istio-proxy does not mount the module volume", pod_variant(unmounted),
+         "is not where a volume is mounted"),
+        ("\"mazu-pod\" template whose module volume is writable by istio-proxy", pod_variant(writable), "writable"),
+        ("\"mazu-pod\" template without the init container that copies the module", pod_variant(no_copier),
+         "no init container writes"),
+        ("\"mazu-pod\" template whose module copier differs from \"mazu\"'s (another image)", pod_variant(other_image),
+         "differ from the \"mazu\" template's"),
+        ("\"mazu-pod\" template whose agent mounts the socket emptyDir read-only", pod_variant(socket_read_only),
+         "cannot write registry_file"),
+        ("\"mazu-pod\" template whose agent mounts the socket emptyDir elsewhere than istio-proxy",
+         pod_variant(socket_elsewhere), "where istio-proxy does not read it"),
     ]
     report_negatives(r, "validator", negatives)
 
@@ -1578,8 +1756,36 @@ def main() -> int:
                 problems.append("meshConfig.trustDomain differs")
             r.check("consistent per-pod agent template \"mazu-pod\": curator URL, token audience/path, trust domain, SDS socket",
                     not problems, "; ".join(problems))
+        parties = {"curator": ([w.partition("=")[2].partition(";")[0]
+                                for w in (env.get("MAZU_CURATOR_WITNESSES") or "").split(",") if w],
+                               env.get("MAZU_CURATOR_WITNESS_QUORUM"))}
+        for d in base:
+            if d.get("kind") == "DaemonSet" and d["metadata"]["name"] == "mazu-agent":
+                ds_args = next(c for c in d["spec"]["template"]["spec"]["containers"]
+                               if (c.get("args") or [None])[0] == "node")["args"]
+                parties["node agent"] = (flag_values(ds_args, "--witness"),
+                                         next(iter(flag_values(ds_args, "--witness-quorum")), None))
+        if "mazu-pod" in template_pods:
+            pod_args = next(c for c in template_pods["mazu-pod"]["spec"]["initContainers"]
+                            if (c.get("args") or [None])[0] == "run")["args"]
+            parties["per-pod agent (\"mazu-pod\")"] = (flag_values(pod_args, "--witness"),
+                                                         next(iter(flag_values(pod_args, "--witness-quorum")), None))
+        for p in plugins:
+            parties[f"WasmPlugin {p['metadata']['name']}"] = (
+                list(p["spec"]["pluginConfig"]["curator"].get("witnesses") or []),
+                str(p["spec"]["pluginConfig"]["curator"].get("witness_quorum") or "") or None)
+        problems = witness_problems(parties)
+        r.check(f"consistent witnesses and quorum: {', '.join(parties)}", not problems, "; ".join(problems))
+        negatives = []
+        for name in list(parties)[1:]:
+            variant = dict(parties)
+            variant[name] = ([], None)
+            negatives.append((f"{name} without witnesses", witness_problems(variant), name))
+            variant[name] = (parties[name][0][:1], parties[name][1])
+            negatives.append((f"{name} with one witness fewer", witness_problems(variant), name))
+        report_negatives(r, "witness", negatives)
         node_checks(r, base, template_pods, raw_templates, operator, env, f"https://{fqdn}:{port}", curator_pin)
-        validator_json = validator_checks(r, base, raw_templates, plugins, samples)
+        validator_json = validator_checks(r, base, rendered.get("namespace", []), raw_templates, plugins, samples)
         selectors = {json.dumps(p["spec"]["selector"]["matchLabels"]) for p in plugins} | {
             json.dumps(e["spec"]["workloadSelector"]["labels"]) for e in envoy_filters}
         r.check("consistent WasmPlugins and EnvoyFilters select the same pods", len(selectors) == 1, f"{selectors}")
@@ -1874,7 +2080,7 @@ def main() -> int:
             gen_ds = next(d for d in generated if d.get("kind") == "DaemonSet")
             gen_cms = {(d["metadata"].get("namespace", ""), d["metadata"]["name"]): d
                        for d in generated if d.get("kind") == "ConfigMap"}
-            text, found = validator_config_source(gen_ds, gen_cms)
+            text, found = daemonset_validator_config(gen_ds, gen_cms)
             problems += found
             if text is not None and "mazu" in template_pods:
                 problems += validator_config_problems(text, template_pods["mazu"],
