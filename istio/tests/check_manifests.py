@@ -1728,27 +1728,29 @@ def main() -> int:
                                 f"the curator's scope {issuer_scope!r}")
             r.check(f"consistent WasmPlugin {n}: {spec.get('type')} {spec.get('phase')} {spec.get('failStrategy')}, "
                     f"curator {pc['curator']['cluster']}, trust = curator's", not problems, "; ".join(problems))
-        if "mazu-pod" in template_pods:
+        # The per-pod agent (`mazu-agent run`) of the "mazu-pod" template; a template
+        # without one is reported by the validator checks ("no agent container").
+        pod_agent = pod_agent_container(template_pods["mazu-pod"]["spec"]) if "mazu-pod" in template_pods else None
+        if pod_agent is not None:
             template_pod = template_pods["mazu-pod"]
-            agent = template_pod["spec"]["initContainers"][0]
+            agent = pod_agent
             args = agent["args"]
-            flag = lambda name: args[args.index(name) + 1] if name in args else None  # noqa: E731
             token_vol = next(v for v in template_pod["spec"]["volumes"] if v["name"] == "mazu-token")
             audience = token_vol["projected"]["sources"][0]["serviceAccountToken"]["audience"]
             mount = next(m for m in agent["volumeMounts"] if m["name"] == "mazu-token")["mountPath"]
             token_path = token_vol["projected"]["sources"][0]["serviceAccountToken"]["path"]
             problems = []
-            if flag("--curator") != f"https://{fqdn}:{port}":
-                problems.append(f"--curator {flag('--curator')} != https://{fqdn}:{port}")
-            if flag("--curator-tls-pin") != curator_pin:
-                problems.append(f"--curator-tls-pin {flag('--curator-tls-pin')} != the curator cluster's pin {curator_pin}")
-            if flag("--trust-domain") != env["MAZU_CURATOR_TRUST_DOMAIN"]:
+            if flag(args, "--curator") != f"https://{fqdn}:{port}":
+                problems.append(f"--curator {flag(args, '--curator')} != https://{fqdn}:{port}")
+            if flag(args, "--curator-tls-pin") != curator_pin:
+                problems.append(f"--curator-tls-pin {flag(args, '--curator-tls-pin')} != the curator cluster's pin {curator_pin}")
+            if flag(args, "--trust-domain") != env["MAZU_CURATOR_TRUST_DOMAIN"]:
                 problems.append("--trust-domain differs from the curator's")
             if audience != env["MAZU_CURATOR_AUDIENCE"]:
                 problems.append(f"projected token audience {audience!r} != curator audience")
-            if flag("--token-file") != f"{mount}/{token_path}":
-                problems.append(f"--token-file {flag('--token-file')} is not the projected token {mount}/{token_path}")
-            if flag("--sds-socket") != "/var/run/secrets/workload-spiffe-uds/socket":
+            if flag(args, "--token-file") != f"{mount}/{token_path}":
+                problems.append(f"--token-file {flag(args, '--token-file')} is not the projected token {mount}/{token_path}")
+            if flag(args, "--sds-socket") != "/var/run/secrets/workload-spiffe-uds/socket":
                 problems.append("--sds-socket is not Istio's workload-spiffe-uds socket")
             if agent.get("restartPolicy") != "Always" or "startupProbe" not in agent:
                 problems.append("the agent must be a native sidecar with a startupProbe (it must start before istio-proxy)")
@@ -1761,15 +1763,11 @@ def main() -> int:
                                env.get("MAZU_CURATOR_WITNESS_QUORUM"))}
         for d in base:
             if d.get("kind") == "DaemonSet" and d["metadata"]["name"] == "mazu-agent":
-                ds_args = next(c for c in d["spec"]["template"]["spec"]["containers"]
-                               if (c.get("args") or [None])[0] == "node")["args"]
-                parties["node agent"] = (flag_values(ds_args, "--witness"),
-                                         next(iter(flag_values(ds_args, "--witness-quorum")), None))
-        if "mazu-pod" in template_pods:
-            pod_args = next(c for c in template_pods["mazu-pod"]["spec"]["initContainers"]
-                            if (c.get("args") or [None])[0] == "run")["args"]
-            parties["per-pod agent (\"mazu-pod\")"] = (flag_values(pod_args, "--witness"),
-                                                         next(iter(flag_values(pod_args, "--witness-quorum")), None))
+                ds_args = node_agent_container(d)["args"]
+                parties["node agent"] = (flag_values(ds_args, "--witness"), flag(ds_args, "--witness-quorum"))
+        if pod_agent is not None:
+            parties["per-pod agent (\"mazu-pod\")"] = (flag_values(pod_agent["args"], "--witness"),
+                                                         flag(pod_agent["args"], "--witness-quorum"))
         for p in plugins:
             parties[f"WasmPlugin {p['metadata']['name']}"] = (
                 list(p["spec"]["pluginConfig"]["curator"].get("witnesses") or []),
