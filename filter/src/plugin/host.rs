@@ -52,26 +52,17 @@ pub fn bool_property(path: &[&str]) -> Option<bool> {
     }
 }
 
-/// A shared-data value and its CAS token.
-pub fn shared(key: &str) -> (Option<Bytes>, Option<u32>) {
-    hostcalls::get_shared_data(key).unwrap_or((None, None))
-}
-
-/// Sets shared data under CAS; false if the write was refused.
-pub fn set_shared(key: &str, value: &[u8], cas: Option<u32>) -> bool {
-    hostcalls::set_shared_data(key, Some(value), cas).is_ok()
-}
-
-/// Envoy's shared data, as the [cross-VM protocol](crate::shared) uses it.
+/// Envoy's shared data, as the [cross-VM protocol](crate::shared) uses it:
+/// an unreadable entry reads as absent, a refused write as `false`.
 pub struct HostShared;
 
 impl crate::shared::SharedStore for HostShared {
     fn get(&self, key: &str) -> (Option<Bytes>, Option<u32>) {
-        shared(key)
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-        set_shared(key, value, cas)
+        hostcalls::set_shared_data(key, Some(value), cas).is_ok()
     }
 }
 

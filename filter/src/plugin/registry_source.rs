@@ -52,7 +52,7 @@ impl RegistrySource {
     /// `max_body_bytes`. Returns the instance number, if one could be had
     /// (else [`poll`](Self::poll) tries again).
     pub fn join(&mut self, keys: &SharedKeys, max_body_bytes: usize) -> Option<u64> {
-        self.instance = shared::join(&host::HostShared, keys, host::random_u32());
+        self.instance = take_instance(keys);
         self.follower = Follower::new(max_body_bytes);
         self.instance
     }
@@ -60,7 +60,7 @@ impl RegistrySource {
     /// Takes or renews the fetch lease; true if this root holds it.
     fn hold_lease(&mut self, now_ms: u64, config: &FilterConfig, keys: &SharedKeys) -> bool {
         if self.instance.is_none() {
-            self.instance = shared::join(&host::HostShared, keys, host::random_u32());
+            self.instance = take_instance(keys);
         }
         let Some(me) = self.instance else {
             return false;
@@ -351,6 +351,12 @@ impl RegistrySource {
              witnessed log"
         ));
     }
+}
+
+/// An instance number among the roots sharing `keys`, with this VM's
+/// random nonce ([`shared::join`]).
+fn take_instance(keys: &SharedKeys) -> Option<u64> {
+    shared::join(&host::HostShared, keys, host::random_u32())
 }
 
 /// Lower-case hex, for log lines.
