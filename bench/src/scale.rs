@@ -137,15 +137,32 @@ pub fn measure(
     })?;
     let expected = i64::try_from(n)?;
     let version = log_size;
-    process.wait_until("holding the registry", Duration::from_secs(120), || {
-        filter_stats(admin).is_ok_and(|s| {
-            s.get("mazu.inbound.registry_entries") == Some(&expected)
-                && s.get("mazu.inbound.registry_version") == Some(&version)
-        })
-    })?;
+    // One VM fetches; every other one (one per worker) installs the
+    // registry from shared data after verifying it.
+    let others = i64::from(workers);
+    process.wait_until(
+        "every VM holding the registry",
+        Duration::from_secs(120),
+        || {
+            filter_stats(admin).is_ok_and(|s| {
+                s.get("mazu.inbound.registry_entries") == Some(&expected)
+                    && s.get("mazu.inbound.registry_version") == Some(&version)
+                    && s.get("mazu.inbound.shared_installs")
+                        .is_some_and(|&n| n >= others)
+            })
+        },
+    )?;
     let load_secs = start.elapsed().as_secs_f64();
-    // Every root context decodes the shared copy on its next tick (≤ 1 s);
-    // then let the allocators settle.
+    let refused = filter_stats(admin)?
+        .get("mazu.inbound.shared_refused")
+        .copied()
+        .unwrap_or(0);
+    if refused != 0 {
+        return Err(anyhow!(
+            "{refused} shared-data refusals: the measurement would not be of a verified registry"
+        ));
+    }
+    // Let the allocators settle.
     thread::sleep(Duration::from_secs(3));
     let rss = rss_bytes(process.pid())?;
     let memory: serde_json::Value = serde_json::from_str(&http::get_text(admin, "/memory")?)

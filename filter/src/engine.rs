@@ -1,4 +1,4 @@
-//! The per-VM decision state: the registry copy, the verdict cache and the
+//! The per-VM decision state: the registry held, the verdict cache and the
 //! connection decision. Pure: the proxy-wasm glue feeds it properties and the
 //! time and carries out what it decides.
 //!
@@ -10,7 +10,8 @@
 //! 2. whether a registry exists and is fresh enough (else `deny`/`park`);
 //! 3. the verdict caches, keyed by Envoy's `sha256_peer_certificate_digest`:
 //!    a cached allow is re-checked against the current registry entry (one
-//!    binary search) whenever the registry version moved since it was
+//!    lookup: a binary search, in shared data a piece read and hashed)
+//!    whenever the registry version moved since it was
 //!    cached, so a revocation applies to the very next connection; a cached
 //!    deny holds only for the registry version it was made under and at most
 //!    [`DENY_TTL_SECS`]. Allows and denials live in two separate bounded
@@ -22,12 +23,17 @@
 use alloc::string::{String, ToString};
 
 use mazu_identity::{
-    PeerCertificate, PeerIdentity, RegistryEntry, RegistrySnapshot, Verdict, Verifier,
+    PeerCertificate, PeerIdentity, RegistryEntry, RegistryLookup, Verdict, Verifier,
 };
 use sha2::{Digest, Sha256};
 
 use crate::cache::{CertDigest, VerdictCache};
 use crate::config::{BeforeRegistry, FilterConfig, WhenStale};
+
+mod held;
+
+pub use held::HeldRegistry;
+use held::VerdictLookup;
 
 /// How long a cached denial holds at most, seconds (it also ends when the
 /// registry changes). Short, so that a certificate that was not yet valid, or
@@ -54,15 +60,20 @@ pub mod reason {
     pub const PARK_TIMEOUT: &str = "park_timeout";
     /// Parking was needed but `max_parked` connections already wait.
     pub const PARK_OVERFLOW: &str = "park_overflow";
+    /// The registry is read from shared data and the piece that would
+    /// answer was overwritten since it was verified (and no newer verified
+    /// registry was there to install).
+    pub const REGISTRY_UNREADABLE: &str = "registry_unreadable";
 
     /// Every filter-level reason.
-    pub const ALL: [&str; 6] = [
+    pub const ALL: [&str; 7] = [
         NO_CLIENT_CERTIFICATE,
         NO_PEER_CERTIFICATE,
         REGISTRY_UNAVAILABLE,
         REGISTRY_STALE,
         PARK_TIMEOUT,
         PARK_OVERFLOW,
+        REGISTRY_UNREADABLE,
     ];
 }
 
@@ -144,7 +155,7 @@ struct CachedDeny {
 pub struct Engine {
     config: FilterConfig,
     verifier: Verifier,
-    registry: Option<RegistrySnapshot>,
+    registry: Option<HeldRegistry>,
     confirmed_ms: u64,
     /// Allowed peers only: nothing a denied certificate does evicts them.
     allowed: VerdictCache<CachedAllow>,
@@ -174,13 +185,13 @@ impl Engine {
     }
 
     /// The registry held, if any.
-    pub fn registry(&self) -> Option<&RegistrySnapshot> {
+    pub fn registry(&self) -> Option<&HeldRegistry> {
         self.registry.as_ref()
     }
 
     /// The version of the registry held.
     pub fn registry_version(&self) -> Option<u64> {
-        self.registry.as_ref().map(RegistrySnapshot::version)
+        self.registry.as_ref().map(HeldRegistry::version)
     }
 
     /// When the curator last confirmed the registry, milliseconds since the epoch.
@@ -188,17 +199,18 @@ impl Engine {
         self.confirmed_ms
     }
 
-    /// Installs `snapshot` if it is newer than the one held (or none is
+    /// Installs `registry` if it is newer than the one held (or none is
     /// held) and records the confirmation time. Returns whether it was installed.
-    pub fn install(&mut self, snapshot: RegistrySnapshot, confirmed_ms: u64) -> bool {
+    pub fn install(&mut self, registry: impl Into<HeldRegistry>, confirmed_ms: u64) -> bool {
+        let registry = registry.into();
         self.confirm(confirmed_ms);
         if self
             .registry_version()
-            .is_some_and(|held| held >= snapshot.version())
+            .is_some_and(|held| held >= registry.version())
         {
             return false;
         }
-        self.registry = Some(snapshot);
+        self.registry = Some(registry);
         true
     }
 
@@ -292,9 +304,12 @@ impl Engine {
             if cached.registry_version != version {
                 // Same binding, still not revoked, registration not expired.
                 let entry = &cached.entry;
-                let current = registry.get(&entry.workload_id);
-                let still_valid =
-                    current == Some(entry) && now_unix < entry.token_expiry.saturating_add(skew);
+                let Ok(current) = registry.get(&entry.workload_id) else {
+                    // Kept: it is re-checked once a registry can answer.
+                    return Some(Decision::deny(reason::REGISTRY_UNREADABLE));
+                };
+                let still_valid = current.as_ref() == Some(entry)
+                    && now_unix < entry.token_expiry.saturating_add(skew);
                 if !still_valid {
                     self.allowed.remove(digest);
                     return None;
@@ -328,9 +343,15 @@ impl Engine {
             return Decision::deny(reason::REGISTRY_UNAVAILABLE);
         };
         let version = registry.version();
-        match self.verifier.verdict(certificate, now_unix, registry) {
+        let lookup = VerdictLookup::new(registry);
+        let verdict = self.verifier.verdict(certificate, now_unix, &lookup);
+        if lookup.was_unreadable() {
+            // Decided without the registry's answer: neither used nor cached.
+            return Decision::deny(reason::REGISTRY_UNREADABLE);
+        }
+        match verdict {
             Verdict::Allow(identity) => {
-                let Some(entry) = registry.get(&identity.workload_id).copied() else {
+                let Some(entry) = lookup.entry(&identity.workload_id) else {
                     // The verdict just found it; cannot happen. Do not cache.
                     return allow(&identity, false);
                 };

@@ -15,25 +15,27 @@
 //! |---|---|
 //! | `instances` | a counter, 8 bytes big-endian |
 //! | `lease` | [`Lease`]: holder instance and expiry |
-//! | `state` | the version (8 bytes big-endian), then the follower state of that version ([`mazu_identity::registry::LogFollower::encode_state`]) |
+//! | `state` and `state\|<slot>\|<i>` | the follower state of the newest published version ([`mazu_identity::registry::LogFollower::encode_state`]) in pieces, and its manifest ([`chunks`]) |
 //! | `checkpoint` | the time the publisher saw the checkpoint (8 bytes big-endian; used only without witnesses), then the signed checkpoint note as the curator served it |
 //!
 //! # Invariants
 //!
 //! 1. **What a VM installs, it verified itself** ([`SharedReader::poll`]):
 //!    the note's curator signature and witness quorum under the VM's own
-//!    configuration, then the state's SHA-256 against the note's state line
-//!    and the state's size, root and clock against the note. Only the
-//!    registry is decoded from the state (a VM that does not fetch holds
-//!    no follower). Nothing is trusted because another VM wrote it: a
-//!    forged or swapped entry is refused, once per entry (not re-verified
-//!    every tick).
+//!    configuration, then the state's SHA-256 against the note's state line,
+//!    every check of the state decoder, and the state's size, root and
+//!    clock against the note. The state is read piece by piece and never
+//!    held: the VM keeps each piece's digest and reads the registry in
+//!    place ([`SharedRegistry`]), using a piece only while its digest
+//!    matches. Nothing is trusted because another VM wrote it: a forged or
+//!    swapped entry is refused, once per entry (not re-verified every
+//!    tick).
 //! 2. **A VM never goes back**: it installs only a larger size than it
 //!    holds, confirms only the size and root it holds, and refuses the same
 //!    size with another root (a fork).
 //! 3. **A torn read installs nothing and is not held against the entry**:
-//!    the note of one publish beside the state of another (they are two
-//!    writes) is retried at the next poll.
+//!    the note of one publish beside the state of another, or pieces of a
+//!    later publish being written, are retried at the next poll.
 //! 4. **Publishes only move forward** ([`publish`]): every write is a
 //!    compare-and-swap against the value read, and a publisher that finds
 //!    a verified note at least as new, or the state of a later version,
@@ -48,8 +50,8 @@
 //! token. Two VMs that both find a key missing both create it, the later
 //! write winning. For `instances` the number also carries a per-VM random
 //! `nonce`, so that two first joiners still differ; for `lease`, two VMs
-//! may fetch for one round; for `state` and `checkpoint`, the first
-//! publish may be replaced by an older one once. None of these can make a
+//! may fetch for one round; for the state's pieces and manifest and for
+//! `checkpoint`, the first publish may be replaced by an older one once. None of these can make a
 //! VM install anything it did not verify (1) or go back (2).
 //! `shared/interleavings.rs` checks the invariants under every
 //! interleaving of the VMs' reads and writes with up to three preemptions
@@ -58,11 +60,14 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use mazu_identity::RegistrySnapshot;
 use sha2::{Digest as _, Sha256};
 
 use crate::config::CuratorConfig;
 use crate::transparency::{self, AcceptedCheckpoint, Refusal, VerifiedCheckpoint};
+
+mod chunks;
+
+pub use chunks::{ENTRIES_PER_CHUNK, SharedRegistry, Unreadable};
 
 /// Shared data as Envoy provides it (`proxy_get_shared_data` /
 /// `proxy_set_shared_data`): every call is atomic, and a write succeeds if
@@ -95,10 +100,14 @@ pub struct SharedKeys {
     pub instances: String,
     /// [`Lease`]: which root context fetches.
     pub lease: String,
-    /// The follower state of the newest published version.
+    /// The manifest of the newest published follower state; its pieces
+    /// are under [`chunk`](Self::chunk).
     pub state: String,
     /// The signed checkpoint note that state is verified against.
     pub checkpoint: String,
+    /// Entries per piece of a published state ([`ENTRIES_PER_CHUNK`];
+    /// readers take any).
+    pub entries_per_chunk: usize,
 }
 
 impl SharedKeys {
@@ -127,13 +136,24 @@ impl SharedKeys {
         }
         let digest = hash.finalize();
         let id: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-        let base = format!("mazu.registry.v4|{id}");
+        let base = format!("mazu.registry.v5|{id}");
         SharedKeys {
             instances: format!("{base}|instances"),
             lease: format!("{base}|lease"),
             state: format!("{base}|state"),
             checkpoint: format!("{base}|checkpoint"),
+            entries_per_chunk: ENTRIES_PER_CHUNK,
         }
+    }
+
+    /// The key of piece `index` of the state in `slot`.
+    pub fn chunk(&self, slot: u8, index: u32) -> String {
+        format!("{}|{index}", self.chunk_base(slot))
+    }
+
+    /// The prefix of the keys of the state's pieces in `slot`.
+    fn chunk_base(&self, slot: u8) -> String {
+        format!("{}|{slot}", self.state)
     }
 }
 
@@ -234,9 +254,9 @@ pub enum Published {
     Contended,
 }
 
-/// Publishes a round's result: the state first, then the note, each by
-/// compare-and-swap against the value read, and never over a newer one
-/// (invariant 4). A note entry found in shared data counts only if it
+/// Publishes a round's result: the state first (its pieces, then its
+/// manifest), then the note, each by compare-and-swap against the value
+/// read, and never over a newer one (invariant 4). A note entry found in shared data counts only if it
 /// verifies under `curator` (one that does not is written over).
 pub fn publish(
     store: &impl SharedStore,
@@ -245,13 +265,10 @@ pub fn publish(
     publication: &Publication<'_>,
 ) -> Published {
     let ours = publication.checkpoint;
-    if let Some(state) = publication.state {
-        let mut entry = Vec::with_capacity(8 + state.len());
-        entry.extend_from_slice(&ours.size.to_be_bytes());
-        entry.extend_from_slice(state);
-        if !write_state(store, keys, ours.size, &entry) {
-            return Published::Contended;
-        }
+    if let Some(state) = publication.state
+        && !chunks::write(store, keys, ours.size, state)
+    {
+        return Published::Contended;
     }
     let mut entry = Vec::with_capacity(8 + publication.note.len());
     entry.extend_from_slice(&ours.witnessed_ms.to_be_bytes());
@@ -270,22 +287,6 @@ pub fn publish(
         }
     }
     Published::Contended
-}
-
-/// Writes the state entry of `version` unless a later version's is there
-/// (someone's newer publish) or this very entry is; false if contended.
-fn write_state(store: &impl SharedStore, keys: &SharedKeys, version: u64, entry: &[u8]) -> bool {
-    for _ in 0..CAS_ATTEMPTS {
-        let (value, cas) = store.get(&keys.state);
-        let current = value.as_deref().and_then(|v| decode_u64(v.get(..8)));
-        if current > Some(version) || value.as_deref() == Some(entry) {
-            return true;
-        }
-        if store.set(&keys.state, entry, cas) {
-            return true;
-        }
-    }
-    false
 }
 
 /// Decodes and verifies a note entry under `curator`: the checkpoint with
@@ -320,8 +321,8 @@ pub enum Found {
     Confirmed(AcceptedCheckpoint),
     /// A newer version, verified: install its registry.
     Newer {
-        /// The registry of the verified follower state.
-        registry: RegistrySnapshot,
+        /// The registry of the verified follower state, read in place.
+        registry: SharedRegistry,
         /// Its checkpoint.
         checkpoint: AcceptedCheckpoint,
     },
@@ -395,23 +396,16 @@ fn read(
             return (found, true);
         }
     }
-    let state_entry = store.get(&keys.state).0.unwrap_or_default();
-    let Some((version, state)) = state_entry.split_first_chunk::<8>() else {
-        return (Found::Nothing, false);
-    };
-    if u64::from_be_bytes(*version) != accepted.size {
-        // The state of another publish: the matching one follows.
-        return (Found::Nothing, false);
-    }
-    match transparency::verify_state_registry(&checkpoint, accepted.witnessed_ms, state) {
-        Ok(registry) => (
+    match chunks::read(store, keys, &checkpoint, accepted.witnessed_ms) {
+        chunks::StateRead::Torn => (Found::Nothing, false),
+        chunks::StateRead::Refused(refusal) => (Found::Refused(refusal), true),
+        chunks::StateRead::Verified(registry) => (
             Found::Newer {
                 registry,
                 checkpoint: accepted,
             },
             true,
         ),
-        Err(refusal) => (Found::Refused(refusal), true),
     }
 }
 
@@ -423,7 +417,7 @@ fn decode_u64(bytes: Option<&[u8]>) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod interleavings;

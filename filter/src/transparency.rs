@@ -40,7 +40,7 @@ use core::fmt;
 
 use mazu_identity::RegistrySnapshot;
 use mazu_identity::registry::derive::MAX_CLOCK_SKEW_MS;
-use mazu_identity::registry::{FollowError, LogFollower, VoidRecord};
+use mazu_identity::registry::{FollowError, LogFollower, StateSummary, StateWalker, VoidRecord};
 use mazu_log::evidence::state_digest;
 use mazu_log::merkle::Hash;
 use mazu_log::record::{LeafRecord, MAX_RECORD_LEN, RecordError, decode_records};
@@ -271,22 +271,89 @@ pub fn verify_state(
     Ok(log)
 }
 
-/// [`verify_state`] for a VM that only decides with the registry (it
-/// installs what another VM fetched): the same checks, but only the
-/// registry is decoded, so the VM never holds the follower's maps.
-pub fn verify_state_registry(
-    checkpoint: &VerifiedCheckpoint,
+/// [`verify_state`]'s checks on a state read in pieces, for a VM that only
+/// decides with the registry (it reads what another VM fetched from shared
+/// data and never holds the state): give it the header, then the entries in
+/// runs, in order. A refusal is the first check that failed, in
+/// [`verify_state`]'s order: the digest, then the decoding, then the size,
+/// root and clock.
+pub struct StateCheck<'a> {
+    checkpoint: &'a VerifiedCheckpoint,
     witnessed_ms: u64,
-    body: &[u8],
-) -> Result<RegistrySnapshot, Refusal> {
-    check_state_digest(checkpoint, body)?;
-    let read = LogFollower::decode_state_registry(body).map_err(|_| Refusal::StateUndecodable)?;
-    check_state_header(
-        checkpoint,
-        witnessed_ms,
-        (read.size, read.root, read.clock_ms),
-    )?;
-    Ok(read.registry)
+    digest: Sha256,
+    /// The decoding so far; `None` before the header, or once it failed
+    /// (the digest is still computed, to be reported first).
+    walker: Option<StateWalker>,
+    undecodable: bool,
+}
+
+impl<'a> StateCheck<'a> {
+    /// A check of the state of `checkpoint`, witnessed at `witnessed_ms`.
+    pub fn new(checkpoint: &'a VerifiedCheckpoint, witnessed_ms: u64) -> Self {
+        StateCheck {
+            checkpoint,
+            witnessed_ms,
+            digest: Sha256::new(),
+            walker: None,
+            undecodable: false,
+        }
+    }
+
+    /// The state's header (everything before its entries).
+    pub fn header(&mut self, bytes: &[u8]) {
+        self.digest.update(bytes);
+        match StateWalker::start(bytes) {
+            Ok(walker) if self.walker.is_none() && !self.undecodable => self.walker = Some(walker),
+            _ => self.fail(),
+        }
+    }
+
+    /// The next run of whole entries.
+    pub fn entries(&mut self, bytes: &[u8]) {
+        self.digest.update(bytes);
+        let walked = match self.walker.as_mut() {
+            Some(walker) => walker.entries(bytes, |_, _| {}).is_ok(),
+            None => false,
+        };
+        if !walked {
+            self.fail();
+        }
+    }
+
+    /// What to refuse the state with when its pieces cannot be read as
+    /// pieces of this state (a piece of another version): its digest
+    /// does not match.
+    pub fn mismatch(&self) -> Refusal {
+        Refusal::StateDigestMismatch {
+            size: self.checkpoint.size,
+        }
+    }
+
+    fn fail(&mut self) {
+        self.walker = None;
+        self.undecodable = true;
+    }
+
+    /// The verdict on all the pieces given.
+    pub fn finish(self) -> Result<StateSummary, Refusal> {
+        let digest: Hash = self.digest.finalize().into();
+        if self.checkpoint.state != Some(digest) {
+            return Err(Refusal::StateDigestMismatch {
+                size: self.checkpoint.size,
+            });
+        }
+        let summary = self
+            .walker
+            .ok_or(Refusal::StateUndecodable)?
+            .finish()
+            .map_err(|_| Refusal::StateUndecodable)?;
+        check_state_header(
+            self.checkpoint,
+            self.witnessed_ms,
+            (summary.size, summary.root, summary.clock_ms),
+        )?;
+        Ok(summary)
+    }
 }
 
 fn check_state_digest(checkpoint: &VerifiedCheckpoint, body: &[u8]) -> Result<(), Refusal> {

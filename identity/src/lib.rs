@@ -66,7 +66,7 @@ pub use digest::{ClaimsDigest, SpkiHash, WorkloadId};
 pub use error::Error;
 pub use jwks::{Jwks, JwksError};
 pub use jwt::{Claims, TokenError, VerifiedToken};
-pub use registry::{RegistryDelta, RegistryEntry, RegistryError, RegistrySnapshot};
+pub use registry::{RegistryDelta, RegistryEntry, RegistryError, RegistryLookup, RegistrySnapshot};
 pub use spiffe::{SpiffeId, SpiffeIdError, TrustDomain};
 pub use trust::{ConfigError, TrustConfig, TrustConfigBuilder};
 pub use verdict::{DenyReason, PeerIdentity, Verdict, Verifier, verdict};

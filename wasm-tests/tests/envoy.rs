@@ -58,7 +58,7 @@ fn envoy_with_the_real_curator_admits_registered_workloads_and_closes_others() {
     assert!(
         envoy
             .log()
-            .contains("from shared data, verified against the witnessed checkpoint"),
+            .contains("in shared data, verified against the witnessed checkpoint; read in place"),
         "{}",
         envoy.log()
     );

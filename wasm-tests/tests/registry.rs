@@ -347,7 +347,8 @@ fn a_shared_registry_that_does_not_verify_is_never_installed() {
     // entries: a VM installs only what verifies under its own configuration.
     for (suffix, what) in [
         (
-            "|state",
+            // The piece of the state holding the entries (slot 0, piece 1).
+            "|state|0|1",
             "does not hash to the witnessed checkpoint's state line",
         ),
         ("|checkpoint", "does not verify with the pinned key"),
@@ -395,6 +396,37 @@ fn a_shared_registry_that_does_not_verify_is_never_installed() {
 }
 
 #[test]
+fn a_piece_overwritten_after_it_was_verified_is_never_used() {
+    // A VM that installed from shared data reads the registry there, in
+    // place: a piece changed since it was verified gives no answer at all.
+    let mesh = Mesh::new();
+    let cart = mesh.workload("shop", "cart");
+    let process = ProcessHandle::new();
+    let config = mesh.config("inbound", "");
+    let mut main = configured_in(&process, &config);
+    let mut worker = configured_in(&process, &config);
+    serve(&mut main, &log(&[cart.entry]));
+    worker.tick().unwrap();
+    assert!(
+        worker.logged("in shared data, verified"),
+        "{}",
+        worker.log_text()
+    );
+    // Another plugin flips a bit of cart's registered key hash.
+    tamper_shared(&process, "|state|0|1", |value| {
+        let at = value.len() - 20;
+        value[at] ^= 0x01;
+    });
+    let (_, action) = connect_and_send(&mut worker, &cart.peer());
+    assert_eq!(action, Action::Pause, "{}", worker.log_text());
+    assert_eq!(worker.stat("mazu.inbound.denied.registry_unreadable"), 1);
+    assert_eq!(worker.stat("mazu.inbound.connections_allowed"), 0);
+    // The main VM decides with the registry it derived itself.
+    let (_, action) = connect_and_send(&mut main, &cart.peer());
+    assert_eq!(action, Action::Continue, "{}", main.log_text());
+}
+
+#[test]
 fn vms_of_one_envoy_share_one_registry_and_one_fetcher() {
     let mesh = Mesh::new();
     let cart = mesh.workload("shop", "cart");
@@ -418,7 +450,7 @@ fn vms_of_one_envoy_share_one_registry_and_one_fetcher() {
     // The worker picks the registry up from shared data on its tick.
     worker.tick().unwrap();
     assert!(
-        worker.logged("registry version 2 (1 entries) from shared data, verified"),
+        worker.logged("registry version 2 (1 entries) in shared data, verified"),
         "{}",
         worker.log_text()
     );
@@ -471,7 +503,7 @@ fn a_worker_that_has_not_ticked_yet_picks_the_registry_up_at_its_first_connectio
     serve(&mut main, &log(&[cart.entry]));
     let (_, action) = connect_and_send(&mut worker, &cart.peer());
     assert_eq!(action, Action::Continue, "{}", worker.log_text());
-    assert!(worker.logged("registry version 2 (1 entries) from shared data"));
+    assert!(worker.logged("registry version 2 (1 entries) in shared data"));
 }
 
 #[test]
@@ -491,5 +523,5 @@ fn a_worker_behind_another_vms_newer_registry_catches_up_before_refusing() {
     serve(&mut main, &curator);
     let (_, action) = connect_and_send(&mut worker, &db.peer());
     assert_eq!(action, Action::Continue, "{}", worker.log_text());
-    assert!(worker.logged("registry version 4 (2 entries) from shared data"));
+    assert!(worker.logged("registry version 4 (2 entries) in shared data"));
 }

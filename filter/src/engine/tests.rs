@@ -53,6 +53,65 @@ fn registered_peer_is_allowed_then_served_from_the_cache() {
 }
 
 #[test]
+fn a_registry_read_in_place_decides_alike_and_an_unreadable_piece_is_never_a_verdict() {
+    use alloc::rc::Rc;
+
+    use crate::shared::tests::fixture::{EnvoyStore, version_of};
+    use crate::shared::{Found, SharedKeys, SharedReader, SharedStore, publish};
+    use crate::testing::curator_config;
+
+    let fixture = Fixture::new();
+    let cart = fixture.workload("shop", "cart", 0);
+    let shop = fixture.workload("shop", "shop", 1);
+    let version = version_of(&[cart.entry, shop.entry]);
+    let store = Rc::new(EnvoyStore::default());
+    let mut keys = SharedKeys::new(&curator_config());
+    keys.entries_per_chunk = 1;
+    publish(&*store, &keys, &curator_config(), &version.publication());
+    let Found::Newer { registry, .. } =
+        SharedReader::new().poll(&*store, &keys, &curator_config(), None)
+    else {
+        panic!("not installed");
+    };
+    let mut engine = engine(&fixture, "");
+    let shared: Rc<dyn SharedStore> = store.clone();
+    assert!(engine.install(
+        HeldRegistry::Shared {
+            registry,
+            store: shared
+        },
+        NOW_MS
+    ));
+    let reads = Cell::new(0);
+    let peer = |sa: &str| format!("spiffe://cluster.local/ns/shop/sa/{sa}");
+    assert_eq!(
+        decide(&mut engine, &cart, &reads),
+        allowed(&peer("cart"), false)
+    );
+    // Another plugin overwrites the piece that holds shop's entry (one
+    // entry per piece, in id order).
+    let shop_first = shop.entry.workload_id > cart.entry.workload_id;
+    let key = keys.chunk(0, if shop_first { 2 } else { 1 });
+    let piece = store.get(&key).0.unwrap();
+    store.set(&key, &[&piece[..8], &[0u8; 85][..]].concat(), None);
+    let unreadable = decide(&mut engine, &shop, &reads);
+    assert!(
+        matches!(unreadable, Decision::Deny { reason, cached: false, .. } if reason == reason::REGISTRY_UNREADABLE),
+        "{unreadable:?}"
+    );
+    // Not cached: once the piece is back, the peer is decided afresh.
+    store.set(&key, &piece, None);
+    assert_eq!(
+        decide(&mut engine, &shop, &reads),
+        allowed(&peer("shop"), false)
+    );
+    assert_eq!(
+        decide(&mut engine, &cart, &reads),
+        allowed(&peer("cart"), true)
+    );
+}
+
+#[test]
 fn revocation_applies_to_the_next_connection_despite_the_cache() {
     let fixture = Fixture::new();
     let cart = fixture.workload("shop", "cart", 0);

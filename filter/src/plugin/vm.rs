@@ -9,7 +9,7 @@ use proxy_wasm::types::{Bytes, MetricType};
 
 use crate::cache::CertDigest;
 use crate::config::Direction;
-use crate::engine::{Decision, Engine};
+use crate::engine::{Decision, Engine, HeldRegistry};
 use crate::metrics::{self, Fixed};
 use crate::parking::ParkingLot;
 use crate::shared::{Found, SharedKeys, SharedReader};
@@ -158,18 +158,22 @@ pub fn load_shared(vm: &SharedVm) -> bool {
             false
         }
         Found::Newer {
-            registry: snapshot,
+            registry,
             checkpoint,
         } => {
-            let entries = snapshot.len();
+            let entries = registry.len();
+            let held = HeldRegistry::Shared {
+                registry,
+                store: Rc::new(host::HostShared),
+            };
             let mut guard = vm.borrow_mut();
             guard.held = Some(checkpoint);
-            let installed = guard.engine.install(snapshot, checkpoint.witnessed_ms);
+            let installed = guard.engine.install(held, checkpoint.witnessed_ms);
             guard.metrics.increment(Fixed::SharedInstalls);
             if installed {
                 host::info(&format!(
-                    "mazu-filter: registry version {} ({entries} entries) from shared data, \
-                     verified against the witnessed checkpoint",
+                    "mazu-filter: registry version {} ({entries} entries) in shared data, \
+                     verified against the witnessed checkpoint; read in place",
                     checkpoint.size
                 ));
             }

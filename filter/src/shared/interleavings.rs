@@ -9,7 +9,8 @@ use alloc::vec::Vec;
 
 use loom::sync::Mutex;
 use loom::thread;
-use mazu_identity::registry::LogFollower;
+use mazu_identity::WorkloadId;
+use mazu_identity::registry::{LogFollower, STATE_ENTRY_LEN};
 
 use super::tests::fixture::{EnvoyMap, Version, version};
 use super::*;
@@ -54,8 +55,10 @@ fn model(test: impl Fn() + Sync + Send + 'static) {
 }
 
 /// What a reader installs is one publish's verified state, never torn or
-/// forged, and its versions only grow.
-fn check_installs(found: &[Found], versions: &[Version]) {
+/// forged, and its versions only grow: every lookup in it gives that
+/// version's entry, or [`Unreadable`] once a later publish took its slot,
+/// never another entry.
+fn check_installs(found: &[Found], versions: &[Version], store: &LoomStore) {
     let mut last = 0;
     for found in found {
         if let Found::Newer {
@@ -67,12 +70,16 @@ fn check_installs(found: &[Found], versions: &[Version]) {
                 .iter()
                 .find(|v| v.checkpoint == *checkpoint)
                 .expect("installed a checkpoint nobody published");
+            assert_eq!(registry.version(), checkpoint.size);
             let published = LogFollower::decode_state(&version.state).unwrap();
-            assert_eq!(
-                *registry,
-                published.registry().snapshot(),
-                "installed another registry"
-            );
+            let published = published.registry().snapshot();
+            assert_eq!(registry.len(), published.len());
+            for id in (1..=4u8).map(|i| WorkloadId::from_bytes([i; 32])) {
+                // Err(Unreadable) is allowed: a later publish took the slot.
+                if let Ok(entry) = registry.get(store, &id) {
+                    assert_eq!(entry.as_ref(), published.get(&id), "another registry");
+                }
+            }
             assert!(checkpoint.size > last, "went back");
             last = checkpoint.size;
         }
@@ -81,14 +88,19 @@ fn check_installs(found: &[Found], versions: &[Version]) {
 
 #[test]
 fn concurrent_publishes_move_forward_and_readers_install_only_verified_states() {
-    // v1 is published; two leaders (a lapsed one and its successor) publish
-    // v2 and v3 while a worker polls.
-    let fixtures = fixtures(&[1, 2, 3]);
+    // v1 and v2 are published (so every entry exists in both slots: the
+    // invariants hold once the entries exist; the race on a missing piece
+    // is `an_older_publish_that_created_a_piece_over_a_newer_one_is_repaired`);
+    // two leaders (a lapsed one and its successor) publish v3 and v4 while a
+    // worker polls.
+    let fixtures = fixtures(&[1, 2, 3, 4]);
     model(move || {
         let store = Arc::new(LoomStore::default());
         let f = &fixtures;
-        publish(&*store, &f.keys, &f.config, &f.versions[0].publication());
-        let publishers: Vec<_> = [1, 2]
+        for version in &f.versions[..2] {
+            publish(&*store, &f.keys, &f.config, &version.publication());
+        }
+        let publishers: Vec<_> = [2, 3]
             .map(|i| {
                 let (store, f) = (store.clone(), fixtures.clone());
                 thread::spawn(move || {
@@ -101,7 +113,7 @@ fn concurrent_publishes_move_forward_and_readers_install_only_verified_states() 
             let (store, f) = (store.clone(), fixtures.clone());
             thread::spawn(move || {
                 let mut reader = SharedReader::new();
-                let mut held = Some(f.versions[0].checkpoint);
+                let mut held = Some(f.versions[1].checkpoint);
                 let mut found = Vec::new();
                 for _ in 0..2 {
                     let next = reader.poll(&*store, &f.keys, &f.config, held);
@@ -117,16 +129,25 @@ fn concurrent_publishes_move_forward_and_readers_install_only_verified_states() 
             assert_ne!(publisher.join().unwrap(), Published::Contended);
         }
         let found = reader.join().unwrap();
-        check_installs(&found, &f.versions);
+        check_installs(&found, &f.versions, &store);
         assert!(
             !found.iter().any(|x| matches!(x, Found::Refused(_))),
             "an honest publish was refused: {found:?}"
         );
         // The newest publish stands, whatever the order of the writes, and
-        // a VM that looks now installs it.
-        let newest = &f.versions[2];
+        // a VM that looks now installs it and reads every entry.
+        let newest = &f.versions[3];
         match SharedReader::new().poll(&*store, &f.keys, &f.config, None) {
-            Found::Newer { checkpoint, .. } => assert_eq!(checkpoint, newest.checkpoint),
+            Found::Newer {
+                checkpoint,
+                registry,
+            } => {
+                assert_eq!(checkpoint, newest.checkpoint);
+                for i in 1..=4u8 {
+                    let id = WorkloadId::from_bytes([i; 32]);
+                    assert!(matches!(registry.get(&*store, &id), Ok(Some(_))));
+                }
+            }
             other => panic!("{other:?}"),
         }
     });
@@ -148,11 +169,12 @@ fn a_forged_state_written_during_a_publish_is_never_installed() {
         let forger = {
             let (store, f) = (store.clone(), fixtures.clone());
             thread::spawn(move || {
-                // Another plugin's blind write: version 2's header, the
-                // state of version 1.
+                // Another plugin's blind write, where version 2's entries
+                // go: version 2's number, version 1's entries.
                 let mut forged = f.versions[1].checkpoint.size.to_be_bytes().to_vec();
-                forged.extend_from_slice(&f.versions[0].state);
-                store.set(&f.keys.state, &forged, None);
+                let v1 = &f.versions[0].state;
+                forged.extend_from_slice(&v1[v1.len() - STATE_ENTRY_LEN..]);
+                store.set(&f.keys.chunk(1, 1), &forged, None);
             })
         };
         let mut reader = SharedReader::new();
@@ -167,7 +189,7 @@ fn a_forged_state_written_during_a_publish_is_never_installed() {
         }
         publisher.join().unwrap();
         forger.join().unwrap();
-        check_installs(&found, &f.versions);
+        check_installs(&found, &f.versions, &store);
     });
 }
 

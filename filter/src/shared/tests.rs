@@ -2,10 +2,11 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 use mazu_identity::registry::LogFollower;
+use mazu_identity::{RegistryEntry, SpkiHash, WorkloadId};
 use mazu_log::cosignature::{WitnessPolicy, append_cosignatures};
 use mazu_log::evidence::state_extension;
 use mazu_log::merkle::{Hash, MerkleTree};
@@ -16,7 +17,7 @@ use super::*;
 use crate::testing::curator_config;
 use crate::testing::{curator_signer, witness_signer};
 
-pub(super) mod fixture {
+pub(crate) mod fixture {
     //! A log of `n` binds with witnessed notes and follower states, and a
     //! store with Envoy's shared-data semantics.
     use super::*;
@@ -26,20 +27,34 @@ pub(super) mod fixture {
 
     /// `n` workloads, each bound and revealed: `2n` records.
     fn records(n: u8) -> Vec<LeafRecord> {
-        (0..n)
-            .flat_map(|i| {
-                let id = [i + 1; 32];
+        let entries: Vec<RegistryEntry> = (0..n)
+            .map(|i| RegistryEntry {
+                workload_id: WorkloadId::from_bytes([i + 1; 32]),
+                slot: u32::from(i),
+                spki_hash: SpkiHash::from_bytes([i + 100; 32]),
+                token_expiry: 2_000_000_000,
+                revoked: false,
+            })
+            .collect();
+        records_of(&entries)
+    }
+
+    /// A bind and a reveal for each of `entries`.
+    fn records_of(entries: &[RegistryEntry]) -> Vec<LeafRecord> {
+        entries
+            .iter()
+            .flat_map(|entry| {
                 let bind = RecordBody::Bind {
-                    slot: u32::from(i),
-                    spki_hash: [i + 100; 32],
-                    token_expiry: 2_000_000_000,
+                    slot: entry.slot,
+                    spki_hash: *entry.spki_hash.as_bytes(),
+                    token_expiry: entry.token_expiry,
                 };
                 let reveal = RecordBody::Reveal {
-                    token_expiry: 2_000_000_000,
+                    token_expiry: entry.token_expiry,
                 };
                 [(1, bind), (2, reveal)].map(|(at_ms, body)| LeafRecord {
                     at_ms,
-                    id,
+                    id: *entry.workload_id.as_bytes(),
                     entry_digest: [0; 32],
                     body,
                 })
@@ -68,9 +83,18 @@ pub(super) mod fixture {
     /// The log of `n` registered workloads (size `2n`), its note cosigned
     /// at `WITNESSED_SECS + extra_secs`.
     pub fn version(n: u8, extra_secs: u64) -> Version {
-        let records = records(n);
+        version_of_records(&records(n), extra_secs)
+    }
+
+    /// The log registering `entries` (a bind and a reveal each, in order),
+    /// its note cosigned at `WITNESSED_SECS`.
+    pub fn version_of(entries: &[RegistryEntry]) -> Version {
+        version_of_records(&records_of(entries), 0)
+    }
+
+    fn version_of_records(records: &[LeafRecord], extra_secs: u64) -> Version {
         let mut log = LogFollower::new();
-        for record in &records {
+        for record in records {
             log.append_own(record).unwrap();
         }
         let state = log.encode_state();
@@ -152,9 +176,33 @@ fn keys() -> SharedKeys {
     SharedKeys::new(&curator_config())
 }
 
-/// The state entry a publish of `version` writes.
-fn state_entry(version: &Version) -> Vec<u8> {
-    [&version.checkpoint.size.to_be_bytes()[..], &version.state].concat()
+/// Writes `version`'s state (pieces and manifest) as a publish does,
+/// without its note.
+fn write_state(store: &EnvoyStore, keys: &SharedKeys, version: &Version) {
+    assert!(chunks::write(
+        store,
+        keys,
+        version.checkpoint.size,
+        &version.state
+    ));
+}
+
+/// The registry a poll installed.
+fn installed(found: Found) -> SharedRegistry {
+    match found {
+        Found::Newer { registry, .. } => registry,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The registry entries of `version`, as the log's follower derives them.
+fn entries(version: &Version) -> Vec<RegistryEntry> {
+    LogFollower::decode_state(&version.state)
+        .unwrap()
+        .registry()
+        .snapshot()
+        .entries()
+        .to_vec()
 }
 
 fn poll(reader: &mut SharedReader, store: &EnvoyStore, held: Option<AcceptedCheckpoint>) -> Found {
@@ -171,7 +219,7 @@ fn shared_keys_name_the_whole_trust_configuration() {
         keys,
         "same configuration"
     );
-    assert!(keys.state.starts_with("mazu.registry.v4|"));
+    assert!(keys.state.starts_with("mazu.registry.v5|"));
     let w3 = CosignatureSigner::new("w3.example", &[3; 32])
         .unwrap()
         .verifier();
@@ -286,19 +334,20 @@ fn forged_entries_are_refused_once_and_installed_never() {
     let mut forged = 0u64.to_be_bytes().to_vec();
     forged.extend_from_slice(b"mazu-curator/test\n6\nAAAA\n\n- someone abc\n");
     store.set(&keys.checkpoint, &forged, None);
-    store.set(&keys.state, &state_entry(&v3), None);
+    write_state(&store, &keys, &v3);
     let mut reader = SharedReader::new();
     assert!(matches!(
         poll(&mut reader, &store, None),
         Found::Refused(Refusal::Signature(_))
     ));
     assert!(matches!(poll(&mut reader, &store, None), Found::Nothing));
-    // A genuine note beside the state of another log of that size.
+    // A genuine note beside the state of another log of that size: its
+    // header (all of the empty log's state) over the published one's.
     let store = EnvoyStore::default();
     publish(&store, &keys, &curator_config(), &v2.publication());
     let other = LogFollower::new().encode_state();
     store.set(
-        &keys.state,
+        &keys.chunk(0, 0),
         &[&4u64.to_be_bytes()[..], &other].concat(),
         None,
     );
@@ -318,7 +367,7 @@ fn a_torn_read_installs_nothing_and_is_retried() {
     let v3 = version(3, 0);
     publish(&store, &keys, &curator_config(), &v2.publication());
     // The next publish has written its state but not yet its note.
-    store.set(&keys.state, &state_entry(&v3), None);
+    write_state(&store, &keys, &v3);
     let mut reader = SharedReader::new();
     assert!(matches!(poll(&mut reader, &store, None), Found::Nothing));
     // ... and then its note: the same reader installs it.
@@ -398,7 +447,7 @@ fn a_note_for_another_trust_configuration_is_refused() {
     let mut entry = 0u64.to_be_bytes().to_vec();
     entry.extend_from_slice(one_witness.as_bytes());
     store.set(&keys.checkpoint, &entry, None);
-    store.set(&keys.state, &state_entry(&v2), None);
+    write_state(&store, &keys, &v2);
     let mut reader = SharedReader::new();
     assert!(matches!(
         poll(&mut reader, &store, None),
@@ -407,4 +456,160 @@ fn a_note_for_another_trust_configuration_is_refused() {
             quorum: 2
         })
     ));
+}
+
+#[test]
+fn a_registry_read_in_place_answers_like_the_decoded_one() {
+    for per_chunk in [1, 2, ENTRIES_PER_CHUNK] {
+        let mut keys = keys();
+        keys.entries_per_chunk = per_chunk;
+        let store = EnvoyStore::default();
+        let v5 = version(5, 0);
+        publish(&store, &keys, &curator_config(), &v5.publication());
+        let registry = installed(SharedReader::new().poll(&store, &keys, &curator_config(), None));
+        assert_eq!((registry.version(), registry.len()), (10, 5));
+        for entry in entries(&v5) {
+            assert_eq!(registry.get(&store, &entry.workload_id), Ok(Some(entry)));
+        }
+        // Below the first id, between ids, past the last.
+        for id in [[0; 32], [6; 32], [0xff; 32]] {
+            let id = WorkloadId::from_bytes(id);
+            assert_eq!(registry.get(&store, &id), Ok(None), "per_chunk {per_chunk}");
+        }
+    }
+}
+
+#[test]
+fn an_overwritten_piece_is_never_used() {
+    let mut keys = keys();
+    keys.entries_per_chunk = 1;
+    let store = EnvoyStore::default();
+    let v3 = version(3, 0);
+    publish(&store, &keys, &curator_config(), &v3.publication());
+    let registry = installed(SharedReader::new().poll(&store, &keys, &curator_config(), None));
+    let [first, second, third] = <[RegistryEntry; 3]>::try_from(entries(&v3)).unwrap();
+    // Another plugin writes the first id's piece where the second's was
+    // (a well-formed piece of this very version, under a valid header).
+    let (piece_1, _) = store.get(&keys.chunk(0, 1));
+    store.set(&keys.chunk(0, 2), &piece_1.unwrap(), None);
+    assert_eq!(registry.get(&store, &second.workload_id), Err(Unreadable));
+    // ... or removes the third's content.
+    store.set(&keys.chunk(0, 3), &6u64.to_be_bytes(), None);
+    assert_eq!(registry.get(&store, &third.workload_id), Err(Unreadable));
+    // The pieces left alone still answer.
+    assert_eq!(registry.get(&store, &first.workload_id), Ok(Some(first)));
+}
+
+#[test]
+fn a_held_version_is_read_undisturbed_while_the_next_is_published() {
+    let mut keys = keys();
+    keys.entries_per_chunk = 1;
+    let store = EnvoyStore::default();
+    let (v2, v3) = (version(2, 0), version(3, 0));
+    publish(&store, &keys, &curator_config(), &v2.publication());
+    let mut reader = SharedReader::new();
+    let held = installed(reader.poll(&store, &keys, &curator_config(), None));
+    // The next version goes to the other slot.
+    publish(&store, &keys, &curator_config(), &v3.publication());
+    assert!(store.get(&keys.chunk(1, 0)).0.is_some());
+    for entry in entries(&v2) {
+        assert_eq!(held.get(&store, &entry.workload_id), Ok(Some(entry)));
+    }
+    let next = installed(reader.poll(&store, &keys, &curator_config(), Some(v2.checkpoint)));
+    assert_eq!(next.version(), 6);
+    for entry in entries(&v3) {
+        assert_eq!(next.get(&store, &entry.workload_id), Ok(Some(entry)));
+    }
+}
+
+#[test]
+fn pieces_of_another_version_are_torn_and_other_content_refused() {
+    let keys = keys();
+    let v2 = version(2, 0);
+    let store = EnvoyStore::default();
+    publish(&store, &keys, &curator_config(), &v2.publication());
+    let (piece, _) = store.get(&keys.chunk(0, 1));
+    let piece = piece.unwrap();
+    let with_version = |version: u64| {
+        let mut other = piece.clone();
+        other[..8].copy_from_slice(&version.to_be_bytes());
+        other
+    };
+    // A piece of a later publish being written, or of an earlier one (the
+    // race on a missing key): retried, never refused nor installed.
+    let mut reader = SharedReader::new();
+    for version in [9, 1] {
+        store.set(&keys.chunk(0, 1), &with_version(version), None);
+        assert!(matches!(poll(&mut reader, &store, None), Found::Nothing));
+    }
+    // This version's number on other content: refused.
+    let mut other = piece.clone();
+    *other.last_mut().unwrap() ^= 1;
+    store.set(&keys.chunk(0, 1), &other, None);
+    assert!(matches!(
+        poll(&mut reader, &store, None),
+        Found::Refused(Refusal::StateDigestMismatch { size: 4 })
+    ));
+    // A manifest announcing more pieces than exist: nothing allocated for
+    // them, nothing installed.
+    store.set(&keys.chunk(0, 1), &piece, None);
+    let mut manifest = store.get(&keys.state).0.unwrap();
+    manifest[9..].copy_from_slice(&u32::MAX.to_be_bytes());
+    store.set(&keys.state, &manifest, None);
+    assert!(matches!(
+        SharedReader::new().poll(&store, &keys, &curator_config(), None),
+        Found::Nothing
+    ));
+}
+
+#[test]
+fn an_older_publish_that_created_a_piece_over_a_newer_one_is_repaired() {
+    // Envoy lets a write create a missing key whatever its CAS token: an
+    // older publisher that found the piece missing writes it after the
+    // newer one did. The newer publisher puts it back after its manifest.
+    let keys = keys();
+    let store = EnvoyStore::default();
+    let (v2, v3) = (version(2, 0), version(3, 0));
+    let older = [&4u64.to_be_bytes()[..], b"an older piece"].concat();
+    let racing = RacingStore {
+        store: &store,
+        key: keys.chunk(0, 1),
+        value: older,
+        done: Cell::new(false),
+    };
+    publish(&racing, &keys, &curator_config(), &v3.publication());
+    assert!(racing.done.get(), "the race was run");
+    match SharedReader::new().poll(&store, &keys, &curator_config(), None) {
+        Found::Newer { checkpoint, .. } => assert_eq!(checkpoint, v3.checkpoint),
+        other => panic!("{other:?}"),
+    }
+    // The older publisher, going on, stops at the newer pieces.
+    assert_eq!(
+        publish(&store, &keys, &curator_config(), &v2.publication()),
+        Published::Superseded
+    );
+}
+
+/// A store where another writer creates `key` with `value`, unconditionally,
+/// right after the first write of `key` (as an older publisher that read
+/// the key missing would).
+struct RacingStore<'a> {
+    store: &'a EnvoyStore,
+    key: String,
+    value: Vec<u8>,
+    done: Cell<bool>,
+}
+
+impl SharedStore for RacingStore<'_> {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        self.store.get(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        let written = self.store.set(key, value, cas);
+        if written && key == self.key && !self.done.replace(true) {
+            self.store.set(key, &self.value, None);
+        }
+        written
+    }
 }

@@ -67,7 +67,10 @@ use mazu_log::record::{LeafRecord, RecordBody, ReleaseReason};
 
 mod state;
 
-pub use state::{STATE_ENTRY_LEN, STATE_FORMAT, STATE_MAGIC, StateError, StateRegistry};
+pub use state::{
+    STATE_ENTRY_LEN, STATE_FORMAT, STATE_MAGIC, StateError, StateSummary, StateWalker,
+    registry_entry_in,
+};
 
 use super::entry::RegistryEntry;
 use super::snapshot::RegistrySnapshot;

@@ -7,15 +7,17 @@ mod delta;
 pub mod derive;
 mod entry;
 mod error;
+mod lookup;
 mod snapshot;
 
 pub use delta::{DELTA_FORMAT, DELTA_HEADER_LEN, DELTA_MAGIC, RegistryDelta};
 pub use derive::{
     DerivedRegistry, FollowError, IdState, LogFollower, STATE_ENTRY_LEN, STATE_FORMAT, STATE_MAGIC,
-    StateError, VoidReason, VoidRecord,
+    StateError, StateSummary, StateWalker, VoidReason, VoidRecord, registry_entry_in,
 };
 pub use entry::{ENTRY_LEN, RegistryEntry};
 pub use error::RegistryError;
+pub use lookup::RegistryLookup;
 pub use snapshot::{RegistrySnapshot, SNAPSHOT_FORMAT, SNAPSHOT_HEADER_LEN, SNAPSHOT_MAGIC};
 
 #[cfg(test)]

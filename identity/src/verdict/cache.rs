@@ -5,7 +5,7 @@ use alloc::collections::BTreeMap;
 use super::{CheckedCertificate, Verdict, decide, recheck};
 use crate::digest::{WorkloadId, sha256};
 use crate::jwt::{TokenError, VerifiedToken};
-use crate::registry::RegistrySnapshot;
+use crate::registry::RegistryLookup;
 use crate::trust::TrustConfig;
 
 /// Default number of entries in each cache (a cached token is about 0.5 KiB,
@@ -92,7 +92,7 @@ impl Verifier {
         &mut self,
         peer_certificate: &[u8],
         now_unix: u64,
-        registry: &RegistrySnapshot,
+        registry: &(impl RegistryLookup + ?Sized),
     ) -> Verdict {
         let Self {
             trust,

@@ -16,7 +16,7 @@ pub use deny::DenyReason;
 use crate::certificate::{PeerCertificate, check_validity_window};
 use crate::digest::{ClaimsDigest, SpkiHash, WorkloadId};
 use crate::jwt::{TokenError, VerifiedToken};
-use crate::registry::RegistrySnapshot;
+use crate::registry::RegistryLookup;
 use crate::spiffe::SpiffeId;
 use crate::trust::TrustConfig;
 
@@ -100,7 +100,7 @@ pub fn verdict(
     peer_certificate: &[u8],
     now_unix: u64,
     trust: &TrustConfig,
-    registry: &RegistrySnapshot,
+    registry: &(impl RegistryLookup + ?Sized),
 ) -> Verdict {
     decide(peer_certificate, now_unix, trust, registry, |token, _id| {
         trust.verify_token(token, now_unix)
@@ -134,7 +134,7 @@ pub(crate) fn decide(
     peer_certificate: &[u8],
     now_unix: u64,
     trust: &TrustConfig,
-    registry: &RegistrySnapshot,
+    registry: &(impl RegistryLookup + ?Sized),
     verify_token: impl FnOnce(&[u8], WorkloadId) -> Result<VerifiedToken, TokenError>,
 ) -> (Verdict, Option<CheckedCertificate>) {
     match checks(peer_certificate, now_unix, trust, registry, verify_token) {
@@ -148,7 +148,7 @@ fn checks(
     peer_certificate: &[u8],
     now_unix: u64,
     trust: &TrustConfig,
-    registry: &RegistrySnapshot,
+    registry: &(impl RegistryLookup + ?Sized),
     verify_token: impl FnOnce(&[u8], WorkloadId) -> Result<VerifiedToken, TokenError>,
 ) -> Result<(PeerIdentity, CheckedCertificate), DenyReason> {
     let skew = trust.clock_skew_secs();
@@ -202,7 +202,7 @@ pub(crate) fn recheck(
     checked: &CheckedCertificate,
     now_unix: u64,
     trust: &TrustConfig,
-    registry: &RegistrySnapshot,
+    registry: &(impl RegistryLookup + ?Sized),
 ) -> Verdict {
     let skew = trust.clock_skew_secs();
     let result = check_validity_window(checked.not_before, checked.not_after, now_unix, skew)
@@ -224,9 +224,11 @@ pub(crate) fn recheck(
 fn binding_checks(
     workload_id: &WorkloadId,
     spki_hash: &SpkiHash,
-    registry: &RegistrySnapshot,
+    registry: &(impl RegistryLookup + ?Sized),
 ) -> Result<(), DenyReason> {
-    let entry = registry.get(workload_id).ok_or(DenyReason::NotRegistered)?;
+    let entry = registry
+        .entry(workload_id)
+        .ok_or(DenyReason::NotRegistered)?;
     if entry.revoked {
         return Err(DenyReason::Revoked);
     }
@@ -241,11 +243,11 @@ fn registration_checks(
     checked: &CheckedCertificate,
     now_unix: u64,
     trust: &TrustConfig,
-    registry: &RegistrySnapshot,
+    registry: &(impl RegistryLookup + ?Sized),
 ) -> Result<PeerIdentity, DenyReason> {
     let workload_id = checked.token.workload_id;
     let entry = registry
-        .get(&workload_id)
+        .entry(&workload_id)
         .ok_or(DenyReason::NotRegistered)?;
     if now_unix >= entry.token_expiry.saturating_add(trust.clock_skew_secs()) {
         return Err(DenyReason::RegistrationExpired);

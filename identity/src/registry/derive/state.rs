@@ -35,7 +35,8 @@ use mazu_log::record::ReleaseReason;
 use sha2::{Digest, Sha256};
 
 use super::{DerivedRegistry, IdState, LogFollower, snapshot_entry};
-use crate::registry::RegistrySnapshot;
+use crate::digest::WorkloadId;
+use crate::registry::RegistryEntry;
 
 /// Follower-state magic, "MZFS".
 pub const STATE_MAGIC: [u8; 4] = *b"MZFS";
@@ -106,8 +107,8 @@ impl LogFollower {
         let mut ids = BTreeMap::new();
         let mut ended = BTreeSet::new();
         let mut slots = BTreeMap::new();
-        let (header, encoded) = split_state(bytes)?;
-        walk_entries(&header, encoded, |id, state| {
+        let (mut walker, encoded) = split_state(bytes)?;
+        walker.entries(encoded, |id, state| {
             match state {
                 IdState::Bound { slot, .. } | IdState::Live { slot, .. } => {
                     slots.insert(slot, id);
@@ -118,130 +119,193 @@ impl LogFollower {
             }
             ids.insert(id, state);
         })?;
+        let (clock_ms, frontier) = (walker.clock_ms, walker.frontier.clone());
+        walker.finish()?;
         let registry = DerivedRegistry {
-            size: header.frontier.size(),
-            clock_ms: header.clock_ms,
+            size: frontier.size(),
+            clock_ms,
             ids,
             slots,
             ended,
         };
-        Ok(Self {
-            registry,
-            frontier: header.frontier,
-        })
-    }
-
-    /// The registry of a follower state without building the follower:
-    /// what [`decode_state`](Self::decode_state) followed by
-    /// [`DerivedRegistry::snapshot`] gives, with the same checks (the same
-    /// bytes are accepted), holding only the snapshot's entries. For a
-    /// party that decides with the registry but does not follow the log
-    /// itself (a filter VM installing what another VM fetched).
-    pub fn decode_state_registry(bytes: &[u8]) -> Result<StateRegistry, StateError> {
-        let (header, encoded) = split_state(bytes)?;
-        // At most one entry per id held: reserved once, not grown by
-        // doubling (a filter VM's linear memory keeps its high-water mark).
-        let mut entries = Vec::with_capacity(encoded.len());
-        walk_entries(&header, encoded, |id, state| {
-            if let Some(entry) = snapshot_entry(&id, &state) {
-                entries.push(entry);
-            }
-        })?;
-        let size = header.frontier.size();
-        Ok(StateRegistry {
-            size,
-            root: header.frontier.root(),
-            clock_ms: header.clock_ms,
-            // Walked in strictly increasing id order.
-            registry: RegistrySnapshot::from_sorted_unchecked(size, entries),
-        })
+        Ok(Self { registry, frontier })
     }
 }
 
-/// What [`LogFollower::decode_state_registry`] reads from a follower state.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StateRegistry {
+/// What a follower state says about the log, once [`StateWalker`] has
+/// checked all of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateSummary {
     /// The log size (the frontier's).
     pub size: u64,
     /// The Merkle root of the frontier.
     pub root: Hash,
     /// The state's clock, Unix milliseconds.
     pub clock_ms: u64,
-    /// The registry the verdict consults, at version `size`.
-    pub registry: RegistrySnapshot,
+    /// How many of its ids have a registry entry (live, or revoked after
+    /// the reveal): the length of the registry it gives.
+    pub registry_len: usize,
 }
 
-/// The header of a follower state.
-struct StateHeader {
+/// How many held slots [`StateWalker::start`] reserves room for at most
+/// (4 MB): beyond it the vector grows as needed.
+const PRESIZED_SLOTS: usize = 1 << 20;
+
+/// Checks a follower state in pieces, in order: its header, then its
+/// entries in any number of runs of whole entries. It applies the checks of
+/// [`LogFollower::decode_state`] without holding the state: for a party that
+/// reads the state in pieces and keeps none of it (a filter VM reading it
+/// from shared data). Besides its own bookkeeping it holds 4 bytes per bound
+/// or live id (to find a slot held twice).
+#[derive(Debug)]
+pub struct StateWalker {
     clock_ms: u64,
     frontier: Frontier,
+    /// Entries the header announces.
+    count: usize,
+    /// Entries walked so far.
+    walked: usize,
+    registry_len: usize,
+    previous: Option<Hash>,
+    /// Slots of bound and live ids.
+    held_slots: Vec<u32>,
 }
 
-/// Splits a follower state (see the [module docs](self)) into its header
-/// and its entries, checking the header and the lengths.
-fn split_state(bytes: &[u8]) -> Result<(StateHeader, &[[u8; STATE_ENTRY_LEN]]), StateError> {
-    let (header, rest) = bytes.split_at_checked(5).ok_or(StateError::Header)?;
-    if header[..4] != STATE_MAGIC || header[4] != STATE_FORMAT {
-        return Err(StateError::Header);
+impl StateWalker {
+    /// The length of the header at the start of `state` (everything before
+    /// the entries), read from its first bytes.
+    pub fn header_len(state: &[u8]) -> Result<usize, StateError> {
+        let (header, rest) = state.split_at_checked(5).ok_or(StateError::Header)?;
+        if header[..4] != STATE_MAGIC || header[4] != STATE_FORMAT {
+            return Err(StateError::Header);
+        }
+        let size = rest.get(8..16).ok_or(StateError::Length)?;
+        let size = u64::from_be_bytes(size.try_into().map_err(|_| StateError::Length)?);
+        // magic, format, clock, frontier (size, one hash per set bit), count.
+        Ok(5 + 8 + 8 + 32 * size.count_ones() as usize + 4)
     }
-    let (clock, rest) = rest.split_first_chunk::<8>().ok_or(StateError::Length)?;
-    let clock_ms = u64::from_be_bytes(*clock);
-    let (size, _) = rest.split_first_chunk::<8>().ok_or(StateError::Length)?;
-    let size = u64::from_be_bytes(*size);
-    let frontier_len = 8 + 32 * size.count_ones() as usize;
-    let (frontier, rest) = rest
-        .split_at_checked(frontier_len)
+
+    /// Starts on `header`, exactly the bytes [`header_len`](Self::header_len)
+    /// says.
+    pub fn start(header: &[u8]) -> Result<Self, StateError> {
+        if header.len() != Self::header_len(header)? {
+            return Err(StateError::Length);
+        }
+        let (clock, rest) = header[5..]
+            .split_first_chunk::<8>()
+            .ok_or(StateError::Length)?;
+        let (frontier, count) = rest.split_last_chunk::<4>().ok_or(StateError::Length)?;
+        let frontier = Frontier::decode(frontier).ok_or(StateError::Length)?;
+        let count = u32::from_be_bytes(*count) as usize;
+        Ok(StateWalker {
+            clock_ms: u64::from_be_bytes(*clock),
+            frontier,
+            count,
+            walked: 0,
+            registry_len: 0,
+            previous: None,
+            // Reserved once rather than grown by doubling (a Wasm VM keeps
+            // its high-water mark); the count is the state's word, so only
+            // up to a bound.
+            held_slots: Vec::with_capacity(count.min(PRESIZED_SLOTS)),
+        })
+    }
+
+    /// How many entries the header announces.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Checks the next run of whole entries and hands every id and its state
+    /// to `visit`, in increasing id order. After an error the walker is
+    /// spent: what was visited is the caller's to throw away.
+    pub fn entries(
+        &mut self,
+        entries: &[u8],
+        mut visit: impl FnMut(Hash, IdState),
+    ) -> Result<(), StateError> {
+        let (entries, tail) = entries.as_chunks::<STATE_ENTRY_LEN>();
+        if !tail.is_empty() || self.walked + entries.len() > self.count {
+            return Err(StateError::Length);
+        }
+        let (size, clock_ms) = (self.frontier.size(), self.clock_ms);
+        for entry in entries {
+            let index = self.walked;
+            self.walked += 1;
+            let (id, state) = decode_entry(entry).ok_or(StateError::Entry(index))?;
+            if self.previous.is_some_and(|p| p >= id) {
+                return Err(StateError::Order);
+            }
+            self.previous = Some(id);
+            match state {
+                IdState::Bound { slot, bound_at, .. } | IdState::Live { slot, bound_at, .. } => {
+                    if bound_at >= size {
+                        return Err(StateError::Inconsistent(index));
+                    }
+                    self.held_slots.push(slot);
+                }
+                IdState::Revoked { token_expiry, .. } | IdState::Released { token_expiry, .. } => {
+                    // `forget_expired` drops these before any record is
+                    // applied once the clock passes them.
+                    if token_expiry.saturating_mul(1000) < clock_ms {
+                        return Err(StateError::Inconsistent(index));
+                    }
+                }
+            }
+            if snapshot_entry(&id, &state).is_some() {
+                self.registry_len += 1;
+            }
+            visit(id, state);
+        }
+        Ok(())
+    }
+
+    /// The last checks, once every entry was walked: as many entries as
+    /// the header announced, no slot held twice.
+    pub fn finish(mut self) -> Result<StateSummary, StateError> {
+        if self.walked != self.count {
+            return Err(StateError::Length);
+        }
+        self.held_slots.sort_unstable();
+        if let Some(pair) = self.held_slots.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(StateError::SlotTwice(pair[0]));
+        }
+        Ok(StateSummary {
+            size: self.frontier.size(),
+            root: self.frontier.root(),
+            clock_ms: self.clock_ms,
+            registry_len: self.registry_len,
+        })
+    }
+}
+
+/// The registry entry of `id` in `entries`, a run of whole entries of a
+/// follower state that was checked (by [`StateWalker`] or the decoders):
+/// a binary search over the encoded entries, nothing decoded but the one
+/// found. `None` if `id` is not among them or has no registry entry.
+pub fn registry_entry_in(entries: &[u8], id: &WorkloadId) -> Option<RegistryEntry> {
+    let (entries, _) = entries.as_chunks::<STATE_ENTRY_LEN>();
+    let wanted = id.as_bytes();
+    let at = entries
+        .binary_search_by(|entry| entry[..32].cmp(&wanted[..]))
+        .ok()?;
+    let (found, state) = decode_entry(&entries[at])?;
+    snapshot_entry(&found, &state)
+}
+
+/// Splits a whole follower state (see the [module docs](self)) into a
+/// walker started on its header and its entries, checking the lengths
+/// first (so a state of the wrong length is refused as such).
+fn split_state(bytes: &[u8]) -> Result<(StateWalker, &[u8]), StateError> {
+    let header_len = StateWalker::header_len(bytes)?;
+    let (header, entries) = bytes
+        .split_at_checked(header_len)
         .ok_or(StateError::Length)?;
-    let frontier = Frontier::decode(frontier).ok_or(StateError::Length)?;
-    let (count, rest) = rest.split_first_chunk::<4>().ok_or(StateError::Length)?;
-    let count = u32::from_be_bytes(*count) as usize;
-    let (entries, tail) = rest.as_chunks::<STATE_ENTRY_LEN>();
-    if !tail.is_empty() || entries.len() != count {
+    let walker = StateWalker::start(header)?;
+    if entries.len() != walker.count * STATE_ENTRY_LEN {
         return Err(StateError::Length);
     }
-    Ok((StateHeader { clock_ms, frontier }, entries))
-}
-
-/// Checks the entries of a follower state and hands every id and its state
-/// to `visit`, in increasing id order. An error part-way leaves what was
-/// visited to be thrown away by the caller.
-fn walk_entries(
-    header: &StateHeader,
-    entries: &[[u8; STATE_ENTRY_LEN]],
-    mut visit: impl FnMut(Hash, IdState),
-) -> Result<(), StateError> {
-    let (size, clock_ms) = (header.frontier.size(), header.clock_ms);
-    // Slots of bound and live ids, to find one held twice (4 bytes each).
-    let mut held_slots = Vec::new();
-    let mut previous: Option<Hash> = None;
-    for (index, entry) in entries.iter().enumerate() {
-        let (id, state) = decode_entry(entry).ok_or(StateError::Entry(index))?;
-        if previous.is_some_and(|p| p >= id) {
-            return Err(StateError::Order);
-        }
-        previous = Some(id);
-        match state {
-            IdState::Bound { slot, bound_at, .. } | IdState::Live { slot, bound_at, .. } => {
-                if bound_at >= size {
-                    return Err(StateError::Inconsistent(index));
-                }
-                held_slots.push(slot);
-            }
-            IdState::Revoked { token_expiry, .. } | IdState::Released { token_expiry, .. } => {
-                // `forget_expired` drops these before any record is
-                // applied once the clock passes them.
-                if token_expiry.saturating_mul(1000) < clock_ms {
-                    return Err(StateError::Inconsistent(index));
-                }
-            }
-        }
-        visit(id, state);
-    }
-    held_slots.sort_unstable();
-    if let Some(pair) = held_slots.windows(2).find(|pair| pair[0] == pair[1]) {
-        return Err(StateError::SlotTwice(pair[0]));
-    }
-    Ok(())
+    Ok((walker, entries))
 }
 
 /// [`LogFollower::encode_state`] of a registry and the frontier of the same
@@ -473,21 +537,78 @@ mod tests {
         assert_eq!(registry.follower_state(&frontier), None, "sizes differ");
     }
 
+    /// Walks `state` with [`StateWalker`]: its header, then runs of `run`
+    /// entries (the last one shorter).
+    fn walk_in_runs(state: &[u8], run: usize) -> Result<StateSummary, StateError> {
+        let header_len = StateWalker::header_len(state)?;
+        let (header, entries) = state
+            .split_at_checked(header_len)
+            .ok_or(StateError::Length)?;
+        let mut walker = StateWalker::start(header)?;
+        for piece in entries.chunks(run * STATE_ENTRY_LEN) {
+            walker.entries(piece, |_, _| {})?;
+        }
+        walker.finish()
+    }
+
     #[test]
-    fn the_registry_alone_is_the_snapshot_of_the_decoded_follower() {
+    fn a_state_walked_in_pieces_reads_like_the_whole_and_is_searched_in_place() {
         for follower in [every_kind(), LogFollower::new()] {
             let bytes = follower.encode_state();
-            let read = LogFollower::decode_state_registry(&bytes).unwrap();
-            assert_eq!(read.registry, follower.registry().snapshot());
-            assert_eq!(
-                (read.size, read.root, read.clock_ms),
-                (
-                    follower.size(),
-                    follower.root(),
-                    follower.registry().clock_ms()
-                )
-            );
+            let snapshot = follower.registry().snapshot();
+            for run in 1..=4 {
+                let summary = walk_in_runs(&bytes, run).unwrap();
+                assert_eq!(
+                    (summary.size, summary.root, summary.clock_ms),
+                    (
+                        follower.size(),
+                        follower.root(),
+                        follower.registry().clock_ms()
+                    )
+                );
+                assert_eq!(summary.registry_len, snapshot.len());
+            }
+            let entries = &bytes[StateWalker::header_len(&bytes).unwrap()..];
+            for entry in snapshot.entries() {
+                assert_eq!(registry_entry_in(entries, &entry.workload_id), Some(*entry));
+            }
+            // Ids held without a registry entry (bound, released, revoked
+            // before the reveal), and ids never seen, are not found.
+            for id in [3u8, 4, 6, 7, 0] {
+                let id = WorkloadId::from_bytes([id; 32]);
+                assert_eq!(registry_entry_in(entries, &id), snapshot.get(&id).copied());
+            }
         }
+        // A piece that is not whole entries, or one entry too many.
+        let bytes = every_kind().encode_state();
+        let header_len = StateWalker::header_len(&bytes).unwrap();
+        let mut walker = StateWalker::start(&bytes[..header_len]).unwrap();
+        assert_eq!(
+            walker.entries(&bytes[header_len..header_len + 1], |_, _| {}),
+            Err(StateError::Length)
+        );
+        let mut walker = StateWalker::start(&bytes[..header_len]).unwrap();
+        let mut too_many = bytes[header_len..].to_vec();
+        too_many.extend_from_slice(&bytes[bytes.len() - STATE_ENTRY_LEN..]);
+        assert_eq!(
+            walker.entries(&too_many, |_, _| {}),
+            Err(StateError::Length)
+        );
+        // A header with a byte more or less.
+        assert_eq!(
+            StateWalker::start(&bytes[..header_len + 1]).err(),
+            Some(StateError::Length)
+        );
+        assert_eq!(
+            StateWalker::start(&bytes[..header_len - 1]).err(),
+            Some(StateError::Length)
+        );
+        // Fewer entries than announced.
+        let mut walker = StateWalker::start(&bytes[..header_len]).unwrap();
+        walker
+            .entries(&bytes[header_len..header_len + STATE_ENTRY_LEN], |_, _| {})
+            .unwrap();
+        assert_eq!(walker.finish().err(), Some(StateError::Length));
     }
 
     #[test]
@@ -511,8 +632,10 @@ mod tests {
             let mut bytes = good.clone();
             mutate(&mut bytes);
             assert_eq!(LogFollower::decode_state(&bytes).err(), Some(want));
-            // The registry-only reading refuses exactly the same bytes.
-            assert_eq!(LogFollower::decode_state_registry(&bytes).err(), Some(want));
+            // So does a walk in pieces (whatever their size).
+            for run in 1..=3 {
+                assert!(walk_in_runs(&bytes, run).is_err(), "runs of {run}");
+            }
         };
         // Entries by id: 1 live, 2 revoked (revealed), 3 released,
         // 4 bound, 5 live, 6 revoked (unrevealed).
