@@ -803,7 +803,19 @@ impl Agent {
         }
         let mut points = vec![(offered.size, offered.root)];
         points.extend(self.checkpoints.accepted());
-        match self.log.advance(&self.client, &points).await {
+        let bootstrap = match mazu_log::evidence::state_digest(&offered) {
+            Ok(Some(digest)) => {
+                self.log
+                    .bootstrap(&self.client, (offered.size, offered.root), &digest)
+                    .await
+            }
+            _ => Ok(false),
+        };
+        let followed = match bootstrap {
+            Ok(_) => self.log.advance(&self.client, &points).await,
+            Err(e) => Err(e),
+        };
+        match followed {
             Ok(()) => {}
             Err(Error::Checkpoint(error)) => {
                 return Err(self.refuse_answer(error, Some(offered.size), &answer.checkpoint));
@@ -813,6 +825,35 @@ impl Agent {
         self.checkpoints
             .accept_followed(&offered, &answer.checkpoint)?;
         Ok(offered)
+    }
+
+    /// The leaf hash of this agent's bind record at `index`, when the log
+    /// view started from a witnessed state (which gives the index, not the
+    /// record): fetched, and checked to be the bind of `id`. The own-entry
+    /// tracking then proves it included in every accepted checkpoint.
+    async fn own_bind_leaf(&mut self, id: &Hash, index: u64) -> Result<Hash, Outcome> {
+        let records = self
+            .client
+            .records(index, index + 1)
+            .await
+            .map_err(|e| Outcome::Retry(e.into()))?;
+        match records.first() {
+            Some(record)
+                if record.id == *id
+                    && matches!(record.body, mazu_log::record::RecordBody::Bind { .. }) =>
+            {
+                let leaf = record.leaf_hash();
+                self.log.note_first_bind_leaf(id, index, leaf);
+                Ok(leaf)
+            }
+            _ => Err(Outcome::Retry(
+                CuratorError::Malformed {
+                    what: "GET /v1/log/records".to_owned(),
+                    reason: format!("record {index} is not this agent's bind"),
+                }
+                .into(),
+            )),
+        }
     }
 
     /// Records and reports the refusal of the checkpoint `note` a bind or
@@ -1188,6 +1229,7 @@ impl Agent {
             log_index: self.checkpoints.included_index(&active.record.id),
             checkpoint_refused: self.checkpoints.refusal().cloned(),
             registration_refused: self.last_outcome.clone(),
+            first_binds_held: self.log.first_binds_held() as u64,
         };
         if let Err(e) = self.state.write_status(&status) {
             error!(error = %e, "could not write status.json");
@@ -1263,7 +1305,15 @@ impl Agent {
             }
         };
         if let Some(point) = self.checkpoints.accepted() {
-            match self.log.advance(&self.client, &[point]).await {
+            let bootstrap = match self.checkpoints.accepted_state_digest() {
+                Some(digest) => self.log.bootstrap(&self.client, point, &digest).await,
+                None => Ok(false),
+            };
+            let followed = match bootstrap {
+                Ok(_) => self.log.advance(&self.client, &[point]).await,
+                Err(e) => Err(e),
+            };
+            match followed {
                 Ok(()) => {
                     self.log_followed = true;
                     self.publish_registry_file();
@@ -1283,8 +1333,11 @@ impl Agent {
                     if let Some(first) = self.log.first_bind(&own.id_bytes)
                         && first.index == bound_at
                     {
-                        self.checkpoints
-                            .track_own(&own.id, first.index, &first.leaf)?;
+                        let leaf = match first.leaf {
+                            Some(leaf) => leaf,
+                            None => self.own_bind_leaf(&own.id_bytes, bound_at).await?,
+                        };
+                        self.checkpoints.track_own(&own.id, first.index, &leaf)?;
                     }
                 }
                 other => {
@@ -1392,6 +1445,15 @@ impl Agent {
                 to = active.record.openings_version,
                 openings = history.openings().len(),
                 "opening history brought up to date"
+            );
+        }
+        // The refresh never reads the log before its position again.
+        let dropped = self.log.prune_first_binds(active.record.openings_version);
+        if dropped > 0 {
+            debug!(
+                dropped,
+                held = self.log.first_binds_held(),
+                "first binds of ended ids dropped"
             );
         }
         Ok(())

@@ -368,6 +368,15 @@ impl CuratorClient {
         Ok(out)
     }
 
+    /// `GET /v1/log/state?size=N`: the follower state after the log's first
+    /// `size` records, as served (the caller checks it against a witnessed
+    /// checkpoint's state line).
+    pub async fn follower_state(&self, size: u64) -> Result<Vec<u8>, CuratorError> {
+        let path = format!("/v1/log/state?size={size}");
+        self.bytes("GET /v1/log/state", self.http.get(self.url(&path)))
+            .await
+    }
+
     /// `GET /v1/openings/{slot}`.
     pub async fn opening(&self, slot: u32) -> Result<OpeningAnswer, CuratorError> {
         let path = format!("/v1/openings/{slot}");

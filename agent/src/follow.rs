@@ -24,13 +24,15 @@
 //! smaller than what was followed already is checked with the curator's
 //! consistency proof against the follower's root.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
-use mazu_identity::registry::derive::{IdState, LogFollower};
+use mazu_identity::registry::derive::{IdState, LogFollower, MAX_CLOCK_SKEW_MS};
 use mazu_log::checkpoint::{Checkpoint, CheckpointVerifier};
 use mazu_log::cosignature::WitnessPolicy;
 use mazu_log::merkle::{Hash, verify_consistency};
 use mazu_log::record::{LeafRecord, RecordBody};
+use sha2::{Digest as _, Sha256};
+use tracing::{debug, error, info};
 
 use crate::curator::CuratorClient;
 use crate::error::{CheckpointError, CuratorError, Error};
@@ -92,8 +94,9 @@ pub fn verify_witnessed(
 pub struct FirstBind {
     /// Its log index.
     pub index: u64,
-    /// Its record's Merkle leaf hash.
-    pub leaf: Hash,
+    /// Its record's Merkle leaf hash; `None` when the view started from a
+    /// witnessed state, which gives the index but not the record.
+    pub leaf: Option<Hash>,
 }
 
 /// The agent's verified view of the curator's log.
@@ -104,8 +107,14 @@ pub struct LogView {
     /// The first bind record of every id seen (index and leaf hash), for
     /// the own-entry tracking of [`crate::transparency`] and the opening
     /// refresh (a neighbour's release needs its bind entry, also after the
-    /// follower forgot the id). It grows with the history.
+    /// follower forgot the id). An id's entry is dropped once the opening
+    /// refresh has consumed the log past the id's end
+    /// ([`prune_first_binds`](Self::prune_first_binds)), so it follows the
+    /// ids bound and not yet ended, plus the refresh's lag.
     first_binds: HashMap<Hash, FirstBind>,
+    /// The ends (release or revocation records) seen of ids in
+    /// `first_binds`, in log order: `(index, id)`.
+    ends: VecDeque<(u64, Hash)>,
 }
 
 impl LogView {
@@ -115,6 +124,7 @@ impl LogView {
             follower: LogFollower::new(),
             policy,
             first_binds: HashMap::new(),
+            ends: VecDeque::new(),
         }
     }
 
@@ -152,6 +162,67 @@ impl LogView {
     /// accepts, so the pins only narrow what reaches the filter.
     pub fn peer_pins(&self, now: u64) -> Vec<Hash> {
         live_pins(&self.follower.registry().snapshot(), now)
+    }
+
+    /// Starts the view at a witnessed state instead of at record 0: the
+    /// curator's follower state at `size`, used only if it hashes to
+    /// `state_digest` (the state line of a checkpoint of that size the
+    /// caller verified, witness quorum included), decodes (every field
+    /// checked), and has the checkpoint's size and `root` and no clock past
+    /// this agent's. Then the download and the start-up follow the live
+    /// registrations, not the history. Only from the empty view. `Ok(false)`
+    /// when nothing was done and the records serve instead: the curator no
+    /// longer keeps that state, or served one that does not verify (logged
+    /// as curator misbehaviour; the records are checked against the root
+    /// all the same). `Err` only for transient trouble.
+    pub async fn bootstrap(
+        &mut self,
+        client: &CuratorClient,
+        (size, root): (u64, Hash),
+        state_digest: &Hash,
+    ) -> Result<bool, Error> {
+        if self.size() != 0 || size == 0 {
+            return Ok(false);
+        }
+        let body = match client.follower_state(size).await {
+            Ok(body) => body,
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) => {
+                debug!(size, error = %e, "no follower state from the curator; following the records from 0");
+                return Ok(false);
+            }
+        };
+        let follower = match verify_state(&body, size, &root, state_digest) {
+            Ok(follower) => follower,
+            Err(reason) => {
+                error!(
+                    size,
+                    "CURATOR MISBEHAVIOUR? the follower state it served for a witnessed \
+                     checkpoint {reason}; not used, following the log's records from 0 instead"
+                );
+                return Ok(false);
+            }
+        };
+        // The ids bound before `size` that can still end: their bind index
+        // is in the state (the opening refresh needs it for their end).
+        for (id, state) in follower.registry().iter() {
+            if let IdState::Bound { bound_at, .. } | IdState::Live { bound_at, .. } = *state {
+                self.first_binds.insert(
+                    *id,
+                    FirstBind {
+                        index: bound_at,
+                        leaf: None,
+                    },
+                );
+            }
+        }
+        info!(
+            size,
+            ids = follower.registry().ids_held(),
+            "following the log from its witnessed state (not from record 0)"
+        );
+        self.follower = follower;
+        Ok(true)
     }
 
     /// Follows the log through the verified checkpoints `points` (size and
@@ -261,14 +332,77 @@ impl LogView {
 
     fn note_binds(&mut self, start: u64, records: &[LeafRecord]) {
         for (i, record) in records.iter().enumerate() {
-            if let RecordBody::Bind { .. } = record.body {
-                self.first_binds.entry(record.id).or_insert(FirstBind {
-                    index: start + i as u64,
-                    leaf: record.leaf_hash(),
-                });
+            let index = start + i as u64;
+            match record.body {
+                RecordBody::Bind { .. } => {
+                    self.first_binds.entry(record.id).or_insert(FirstBind {
+                        index,
+                        leaf: Some(record.leaf_hash()),
+                    });
+                }
+                RecordBody::Release { .. } | RecordBody::Revoke
+                    if self.first_binds.contains_key(&record.id) =>
+                {
+                    self.ends.push_back((index, record.id));
+                }
+                _ => {}
             }
         }
     }
+
+    /// Drops the first binds of the ids whose end is before log index
+    /// `consumed`, the position the opening refresh has applied the log up
+    /// to: it will never look for them again (an id is never bound again
+    /// after its end; a bind the log shows anyway is noted afresh).
+    /// Returns how many were dropped.
+    pub fn prune_first_binds(&mut self, consumed: u64) -> usize {
+        let mut dropped = 0;
+        while let Some(&(index, id)) = self.ends.front()
+            && index < consumed
+        {
+            self.ends.pop_front();
+            if self
+                .first_binds
+                .get(&id)
+                .is_some_and(|bind| bind.index < index)
+            {
+                self.first_binds.remove(&id);
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
+    /// Remembers the leaf hash of `id`'s first bind at `index`, fetched
+    /// after a start from a witnessed state.
+    pub fn note_first_bind_leaf(&mut self, id: &Hash, index: u64, leaf: Hash) {
+        if let Some(first) = self.first_binds.get_mut(id)
+            && first.index == index
+        {
+            first.leaf = Some(leaf);
+        }
+    }
+
+    /// How many first binds are held (ids bound and not yet pruned).
+    pub fn first_binds_held(&self) -> usize {
+        self.first_binds.len()
+    }
+}
+
+/// A follower state `body` checked against a verified checkpoint of `size`
+/// and `root` whose state line is `digest`: the follower, or why not.
+fn verify_state(body: &[u8], size: u64, root: &Hash, digest: &Hash) -> Result<LogFollower, String> {
+    if <[u8; 32]>::from(Sha256::digest(body)) != *digest {
+        return Err("does not hash to the checkpoint's state line".to_owned());
+    }
+    let follower = LogFollower::decode_state(body).map_err(|e| format!("does not decode ({e})"))?;
+    if follower.size() != size || follower.root() != *root {
+        return Err("has another size or root than the checkpoint".to_owned());
+    }
+    if follower.registry().clock_ms() > now_ms().saturating_add(MAX_CLOCK_SKEW_MS) {
+        return Err("has a clock ahead of this agent's".to_owned());
+    }
+    Ok(follower)
 }
 
 /// The SPKI hashes of the entries of `registry` that are live at `now`
@@ -444,6 +578,108 @@ mod tests {
             witness_policy(&["nonsense".to_owned()], None, false),
             Err(Error::Config(_))
         ));
+    }
+
+    #[test]
+    fn first_binds_are_dropped_once_the_opening_refresh_is_past_their_end() {
+        use mazu_log::record::ReleaseReason;
+        let record = |id: u8, body: RecordBody| LeafRecord {
+            at_ms: 1,
+            id: [id; 32],
+            entry_digest: [0; 32],
+            body,
+        };
+        let bind = |id: u8| {
+            record(
+                id,
+                RecordBody::Bind {
+                    slot: u32::from(id),
+                    spki_hash: [id; 32],
+                    token_expiry: 2_000,
+                },
+            )
+        };
+        let mut view = LogView::new(None);
+        view.note_binds(
+            0,
+            &[
+                bind(1),
+                record(
+                    1,
+                    RecordBody::Reveal {
+                        token_expiry: 2_000,
+                    },
+                ),
+                bind(2),
+                record(
+                    1,
+                    RecordBody::Release {
+                        reason: ReleaseReason::Holder,
+                    },
+                ),
+                // An end of an id never bound here: nothing to drop.
+                record(9, RecordBody::Revoke),
+                record(2, RecordBody::Revoke),
+                bind(3),
+            ],
+        );
+        assert_eq!(view.first_binds_held(), 3);
+        // The refresh has not applied id 1's release (index 3) yet.
+        assert_eq!(view.prune_first_binds(3), 0);
+        assert_eq!(view.first_bind(&[1; 32]).map(|b| b.index), Some(0));
+        assert_eq!(view.prune_first_binds(4), 1);
+        assert_eq!(view.first_bind(&[1; 32]), None);
+        assert_eq!(view.first_bind(&[2; 32]).map(|b| b.index), Some(2));
+        // Past every end: only the id still bound is kept.
+        assert_eq!(view.prune_first_binds(100), 1);
+        assert_eq!(view.first_binds_held(), 1);
+        assert_eq!(view.first_bind(&[3; 32]).map(|b| b.index), Some(6));
+        // A bind the log shows later for a dropped id is noted afresh.
+        view.note_binds(7, &[bind(1)]);
+        assert_eq!(view.first_bind(&[1; 32]).map(|b| b.index), Some(7));
+    }
+
+    #[test]
+    fn a_follower_state_is_used_only_if_it_is_the_witnessed_one() {
+        let mut log = LogFollower::new();
+        for body in [
+            RecordBody::Bind {
+                slot: 0,
+                spki_hash: [5; 32],
+                token_expiry: 4_000_000_000,
+            },
+            RecordBody::Reveal {
+                token_expiry: 4_000_000_000,
+            },
+        ] {
+            let record = LeafRecord {
+                at_ms: 1,
+                id: [1; 32],
+                entry_digest: [0; 32],
+                body,
+            };
+            log.append_own(&record).expect("append");
+        }
+        let state = log.encode_state();
+        let digest: Hash = Sha256::digest(&state).into();
+        let root = log.root();
+        let read = verify_state(&state, 2, &root, &digest).expect("the witnessed state");
+        assert_eq!(read.registry().snapshot(), log.registry().snapshot());
+        let refused = |body: &[u8], size, root: &Hash, digest: &Hash| {
+            verify_state(body, size, root, digest).expect_err("refused")
+        };
+        assert!(refused(&state, 2, &root, &[0; 32]).contains("state line"));
+        assert!(refused(&state, 2, &[9; 32], &digest).contains("size or root"));
+        assert!(refused(&state, 3, &root, &digest).contains("size or root"));
+        // Garbage that hashes to its own line still has to decode.
+        let garbage = b"not a state".to_vec();
+        let garbage_digest: Hash = Sha256::digest(&garbage).into();
+        assert!(refused(&garbage, 2, &root, &garbage_digest).contains("decode"));
+        // A clock far ahead of this agent's (bytes 5..13), under its own line.
+        let mut ahead = state.clone();
+        ahead[5..13].copy_from_slice(&u64::MAX.to_be_bytes());
+        let ahead_digest: Hash = Sha256::digest(&ahead).into();
+        assert!(refused(&ahead, 2, &root, &ahead_digest).contains("clock"));
     }
 
     #[test]

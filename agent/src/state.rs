@@ -143,6 +143,11 @@ pub struct Status {
     /// revealed (e.g. `front_run`); absent if none did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_refused: Option<RegistrationOutcome>,
+    /// How many first binds the agent's log view holds: the ids bound and
+    /// not yet ended, plus ended ones the opening refresh has not consumed.
+    /// It follows the live registrations, not the history.
+    #[serde(default)]
+    pub first_binds_held: u64,
 }
 
 /// A checkpoint refusal, as `status.json` and `checkpoint.json` show it.
@@ -522,6 +527,7 @@ mod tests {
             updated_at: 9,
             checkpoint_size: Some(4),
             log_index: Some(2),
+            first_binds_held: 7,
             checkpoint_refused: Some(CheckpointRefusal {
                 kind: "fork".to_owned(),
                 reason: "r".to_owned(),

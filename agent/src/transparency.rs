@@ -386,6 +386,15 @@ impl CheckpointTracker {
         self.witnessed_at
     }
 
+    /// The state line (`mazu-state-sha256`) of the accepted checkpoint, if
+    /// it has one: what a log view may start from instead of record 0.
+    pub fn accepted_state_digest(&self) -> Option<Hash> {
+        let note = &self.file.checkpoint.as_ref()?.note;
+        let text = &note[..note.find("\n\n")? + 1];
+        let checkpoint = mazu_log::checkpoint::Checkpoint::parse_body(text).ok()?;
+        mazu_log::evidence::state_digest(&checkpoint).ok().flatten()
+    }
+
     /// The accepted tree size, if a checkpoint was accepted.
     pub fn accepted_size(&self) -> Option<u64> {
         self.accepted.map(|(size, _)| size)

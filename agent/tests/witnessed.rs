@@ -262,9 +262,10 @@ fn a_checkpoint_below_the_quorum_is_refused() {
     );
 }
 
-/// An attacker between agent and curator rewrites one record of every
-/// `GET /v1/log/records` answer: the records do not give the witnessed
-/// checkpoint's root, so the agent never reveals.
+/// An attacker between agent and curator rewrites the follower state and
+/// one record of every `GET /v1/log/records` answer: the state does not
+/// hash to the witnessed checkpoint's state line (not used), the records
+/// do not give its root, so the agent never reveals.
 #[test]
 fn records_that_do_not_give_the_witnessed_root_are_refused() {
     let mesh = Mesh::new();
@@ -275,6 +276,11 @@ fn records_that_do_not_give_the_witnessed_root_are_refused() {
     write_token(&files.token_file, &token);
     let flags = agent_flags(&curator, &witnesses.agent_args(), 1);
     let mut agent = start_agent(&format!("http://127.0.0.1:{}", proxy.port), &files, &flags);
+    agent.wait_log(
+        WAIT,
+        "the follower state it served for a witnessed checkpoint does not hash to the \
+         checkpoint's state line; not used",
+    );
     agent.wait_log(WAIT, "do not give its signed checkpoint's root");
     // Refused like a polled checkpoint: with its kind and the offered note.
     agent.wait_log(WAIT, "refusing the curator's checkpoint");
@@ -326,7 +332,8 @@ fn no_witness_needs_the_explicit_development_flag() {
 
 /// A man in the middle: forwards every request to the curator and changes
 /// the first record of each `GET /v1/log/records` answer (its time), which
-/// still decodes but has another leaf hash.
+/// still decodes but has another leaf hash, and the last byte of each
+/// `GET /v1/log/state` answer.
 struct TamperingProxy {
     port: u16,
 }
@@ -392,6 +399,12 @@ fn forward(mut stream: TcpStream, upstream: u16) -> std::io::Result<()> {
     {
         first.at_ms ^= 1;
         answer = records.iter().flat_map(|r| r.to_bytes()).collect();
+    }
+    if status == 200
+        && path.starts_with("/v1/log/state")
+        && let Some(last) = answer.last_mut()
+    {
+        *last ^= 1;
     }
     write!(
         stream,

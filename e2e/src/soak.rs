@@ -217,6 +217,10 @@ pub struct SoakReport {
     /// (binds, releases of its block's neighbours) different from the
     /// curator's, and fell back to the curator's.
     pub opening_resets: usize,
+    /// The most first binds any agent held at the end (its `status.json`):
+    /// what its log view keeps follows the live registrations, not the
+    /// history.
+    pub first_binds_max: u64,
     /// Whether `mazu-audit check` exited 0.
     pub audit_ok: bool,
     /// Its output (stdout, then stderr).
@@ -238,6 +242,10 @@ pub fn flat(series: &[u64], margin: u64) -> (bool, u64, u64) {
 /// Flatness margin of the filters' registry size: one rotation's worth of
 /// entries per service (its next binding and the previous one draining).
 pub const FILTER_ENTRIES_MARGIN: u64 = 4;
+/// The most first binds an agent may hold: every slot's id, and as many
+/// ended ones not yet consumed by its opening refresh (far below the
+/// registrations of a run, at least ten times capacity).
+pub const FIRST_BINDS_BOUND: u64 = 2 * CAPACITY as u64;
 /// Flatness margin of the curator's resident set, KiB.
 pub const CURATOR_RSS_MARGIN_KIB: u64 = 2048;
 
@@ -270,6 +278,13 @@ impl SoakReport {
             problems.push(format!(
                 "the agents' openings diverged from the curator's {} times",
                 self.opening_resets
+            ));
+        }
+        if self.first_binds_max > FIRST_BINDS_BOUND {
+            problems.push(format!(
+                "an agent holds {} first binds, more than {FIRST_BINDS_BOUND}: its log view \
+                 follows the history",
+                self.first_binds_max
             ));
         }
         if self.samples.len() < 6 {
@@ -386,8 +401,9 @@ impl fmt::Display for SoakReport {
         }
         writeln!(
             f,
-            "  agents' openings diverged from the curator's: {} times",
-            self.opening_resets
+            "  agents' openings diverged from the curator's: {} times; first binds held at most \
+             {} (<= {FIRST_BINDS_BOUND})",
+            self.opening_resets, self.first_binds_max
         )?;
         writeln!(
             f,
@@ -604,9 +620,15 @@ pub fn run(options: &SoakOptions) -> Result<SoakReport> {
             .sum::<i64>();
     }
     let mut opening_resets = 0;
+    let mut first_binds_max = 0;
     for sidecar in mesh.services() {
         let log = std::fs::read_to_string(sidecar.dir.join("agent.log"))?;
         opening_resets += log.matches(OPENING_RESET).count();
+        let held = sidecar
+            .agent_status()
+            .and_then(|status| status["first_binds_held"].as_u64())
+            .ok_or_else(|| anyhow!("{}: no first_binds_held in status.json", sidecar.spec.name))?;
+        first_binds_max = first_binds_max.max(held);
     }
     let audit = mesh.audit_check()?;
     let failures = tally.failures.lock().map(|f| f.clone()).unwrap_or_default();
@@ -625,6 +647,7 @@ pub fn run(options: &SoakOptions) -> Result<SoakReport> {
         denied,
         samples,
         opening_resets,
+        first_binds_max,
         audit_ok: audit.status.success(),
         audit_output: format!(
             "{}{}",

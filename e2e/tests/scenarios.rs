@@ -215,6 +215,13 @@ fn s01_registered_workloads_call_each_other_both_ways() {
         assert!(stats["mazu.outbound.connections_allowed"] >= 1, "{stats:?}");
         assert_eq!(stats["mazu.inbound.connections_denied"], 0, "{stats:?}");
         assert_eq!(stats["mazu.outbound.connections_denied"], 0, "{stats:?}");
+        // Its agent started from the witnessed state of the log its
+        // registration landed in, not from record 0.
+        let log = sidecar.agent_log();
+        assert!(
+            log.contains("following the log from its witnessed state"),
+            "{log}"
+        );
     }
 }
 
@@ -1095,6 +1102,13 @@ fn s22_a_curator_that_hands_a_new_sidecar_a_rebound_state_is_refused() {
     let log = mesh.service("payments").unwrap().envoy_log();
     assert!(
         log.contains("does not hash to the witnessed checkpoint's state line"),
+        "{log}"
+    );
+    // Its agent was handed the rebound state too: refused, and it followed
+    // the records instead (the handshake refusal above is its pins').
+    let log = mesh.service("payments").unwrap().agent_log();
+    assert!(
+        log.contains("CURATOR MISBEHAVIOUR? the follower state it served for a witnessed checkpoint does not hash to the checkpoint's state line"),
         "{log}"
     );
 }

@@ -1,7 +1,7 @@
 //! The registry cache of the real filter `.wasm`: callouts (checkpoint, then
 //! records), curator failures, staleness, parking, and sharing between VMs.
 
-use mazu_testkit::fixtures::{Mesh, log};
+use mazu_testkit::fixtures::{Mesh, Workload, log};
 use mazu_testkit::witnessed::TestLog;
 use mazu_wasm_tests::abi::Action;
 use mazu_wasm_tests::callouts::AnswerCallouts as _;
@@ -395,17 +395,24 @@ fn a_shared_registry_that_does_not_verify_is_never_installed() {
     }
 }
 
-#[test]
-fn a_piece_overwritten_after_it_was_verified_is_never_used() {
-    // A VM that installed from shared data reads the registry there, in
-    // place: a piece changed since it was verified gives no answer at all.
+/// Two VMs of one process: the main one has fetched a log registering
+/// cart (and published it), the worker has not looked at shared data yet.
+fn a_fetching_vm_and_a_worker() -> (Workload, ProcessHandle, Vm, Vm) {
     let mesh = Mesh::new();
     let cart = mesh.workload("shop", "cart");
     let process = ProcessHandle::new();
     let config = mesh.config("inbound", "");
     let mut main = configured_in(&process, &config);
-    let mut worker = configured_in(&process, &config);
+    let worker = configured_in(&process, &config);
     serve(&mut main, &log(&[cart.entry]));
+    (cart, process, main, worker)
+}
+
+#[test]
+fn a_piece_overwritten_after_it_was_verified_is_never_used() {
+    // A VM that installed from shared data reads the registry there, in
+    // place: a piece changed since it was verified gives no answer at all.
+    let (cart, process, mut main, mut worker) = a_fetching_vm_and_a_worker();
     worker.tick().unwrap();
     assert!(
         worker.logged("in shared data, verified"),
@@ -494,13 +501,7 @@ fn a_callout_to_an_unknown_cluster_is_counted() {
 
 #[test]
 fn a_worker_that_has_not_ticked_yet_picks_the_registry_up_at_its_first_connection() {
-    let mesh = Mesh::new();
-    let cart = mesh.workload("shop", "cart");
-    let process = ProcessHandle::new();
-    let config = mesh.config("inbound", "");
-    let mut main = configured_in(&process, &config);
-    let mut worker = configured_in(&process, &config);
-    serve(&mut main, &log(&[cart.entry]));
+    let (cart, _process, _main, mut worker) = a_fetching_vm_and_a_worker();
     let (_, action) = connect_and_send(&mut worker, &cart.peer());
     assert_eq!(action, Action::Continue, "{}", worker.log_text());
     assert!(worker.logged("registry version 2 (1 entries) in shared data"));

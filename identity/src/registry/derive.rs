@@ -252,6 +252,11 @@ impl DerivedRegistry {
         self.ids.len()
     }
 
+    /// Every id held and where it stands, in increasing id order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Hash, &IdState)> {
+        self.ids.iter()
+    }
+
     /// Where `id` stands (`None`: never bound, or forgotten).
     pub fn state(&self, id: &Hash) -> Option<&IdState> {
         self.ids.get(id)
