@@ -26,6 +26,7 @@ use mazu_testkit::http;
 use mazu_testkit::net::{RegistryServer, free_port};
 use mazu_testkit::witnessed::TestLog;
 
+use crate::cpu;
 use crate::topology::filter_stats;
 
 const SCALE: &str = include_str!("../envoy/scale.yaml");
@@ -45,6 +46,11 @@ pub struct MemoryReading {
     pub snapshot_bytes: u64,
     /// Seconds from Envoy's start until every filter held the registry.
     pub load_secs: f64,
+    /// Envoy's CPU time (ms, every thread) for one more registration to
+    /// reach every VM: the fetching VM follows the new records, derives and
+    /// publishes the state; every other one verifies it in shared data.
+    /// Includes the idle polls of that window (at most a few ms).
+    pub refresh_cpu_ms: f64,
 }
 
 /// A synthetic snapshot of `n` distinct, unrevoked entries (version `n`, at
@@ -93,17 +99,15 @@ pub fn measure(
     let snapshot_bytes = snapshot.encode().len() as u64;
     // The filter derives its registry from log records (a bind and a
     // reveal per entry) under a witnessed checkpoint.
-    let log = TestLog::with_entries(snapshot.entries());
+    let mut log = TestLog::with_entries(snapshot.entries());
     let log_size = i64::try_from(log.size())?;
-    let registry = RegistryServer::start(log)?;
+    // The same log, served; `log` grows by one registration later.
+    let registry = RegistryServer::start(TestLog::with_entries(snapshot.entries()))?;
     let authority = Mesh::new();
-    // Poll rarely: the stand-in answers every poll with the full snapshot.
+    // A poll that finds nothing new is one small checkpoint fetch (the
+    // stand-in computes its root, which at 100,000 ids costs it a little).
     let config = authority
         .config("inbound", "")
-        .replace(
-            "\"refresh_interval_ms\":1000",
-            "\"refresh_interval_ms\":60000",
-        )
         .replace("\"timeout_ms\":500", "\"timeout_ms\":10000");
     let admin = free_port()?;
     let yaml = substitute(
@@ -172,6 +176,35 @@ pub fn measure(
         .and_then(|s| s.parse().ok())
         .or_else(|| memory["allocated"].as_u64())
         .unwrap_or(0);
+    // One more registration, once everything has settled.
+    let before = cpu::read(process.pid())?;
+    let expiry = fixtures::unix_now() + 86_400;
+    log.register(&RegistryEntry {
+        workload_id: WorkloadId::from_bytes(spread(n, 0x57)),
+        slot: u32::try_from(n).unwrap_or(u32::MAX),
+        spki_hash: SpkiHash::from_bytes(spread(n, 0xa3)),
+        token_expiry: expiry,
+        revoked: false,
+    });
+    let (next_version, next_entries) = (i64::try_from(log.size())?, expected + 1);
+    registry.set(log);
+    process.wait_until(
+        "every VM holding one more",
+        Duration::from_secs(120),
+        || {
+            filter_stats(admin).is_ok_and(|s| {
+                s.get("mazu.inbound.registry_entries") == Some(&next_entries)
+                    && s.get("mazu.inbound.registry_version") == Some(&next_version)
+                    && s.get("mazu.inbound.shared_installs")
+                        .is_some_and(|&i| i >= 2 * others)
+            })
+        },
+    )?;
+    let after = cpu::read(process.pid())?;
+    let refresh_cpu_ms = cpu::ticks_to_ms(
+        after.total().saturating_sub(before.total()),
+        cpu::clock_ticks_per_second(),
+    );
     process.check_running()?;
     drop(process);
     drop(registry);
@@ -182,6 +215,7 @@ pub fn measure(
         allocated,
         snapshot_bytes,
         load_secs,
+        refresh_cpu_ms,
     })
 }
 
@@ -270,6 +304,7 @@ mod tests {
             allocated,
             snapshot_bytes: 0,
             load_secs: 0.0,
+            refresh_cpu_ms: 0.0,
         };
         let readings = [
             r(0, 1, 100, 10),
