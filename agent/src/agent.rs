@@ -804,7 +804,7 @@ impl Agent {
         let mut points = vec![(offered.size, offered.root)];
         points.extend(self.checkpoints.accepted());
         let bootstrap = match mazu_log::evidence::state_digest(&offered) {
-            Ok(Some(digest)) => {
+            Ok(Some(digest)) if self.may_start_log_at(offered.size) => {
                 self.log
                     .bootstrap(&self.client, (offered.size, offered.root), &digest)
                     .await
@@ -825,6 +825,29 @@ impl Agent {
         self.checkpoints
             .accept_followed(&offered, &answer.checkpoint)?;
         Ok(offered)
+    }
+
+    /// Whether the log view may start from the witnessed state at `size`
+    /// ([`LogView::bootstrap`]): not while an opening history restored from
+    /// disk still has to apply log entries before `size` (the ends there
+    /// need their ids' bind entries, which a state does not give for ids
+    /// that already ended).
+    fn may_start_log_at(&self, size: u64) -> bool {
+        let history_at = self
+            .active
+            .as_ref()
+            .filter(|active| active.history.is_some())
+            .map(|active| active.record.openings_version);
+        let allowed = may_start_log_at(history_at, size);
+        if !allowed {
+            info!(
+                size,
+                opening_history_at = history_at,
+                "following the log from record 0: the opening history restored from disk \
+                 is behind the witnessed state"
+            );
+        }
+        allowed
     }
 
     /// The leaf hash of this agent's bind record at `index`, when the log
@@ -1306,8 +1329,10 @@ impl Agent {
         };
         if let Some(point) = self.checkpoints.accepted() {
             let bootstrap = match self.checkpoints.accepted_state_digest() {
-                Some(digest) => self.log.bootstrap(&self.client, point, &digest).await,
-                None => Ok(false),
+                Some(digest) if self.may_start_log_at(point.0) => {
+                    self.log.bootstrap(&self.client, point, &digest).await
+                }
+                _ => Ok(false),
             };
             let followed = match bootstrap {
                 Ok(_) => self.log.advance(&self.client, &[point]).await,
@@ -1460,6 +1485,12 @@ impl Agent {
     }
 }
 
+/// Whether a log view may start from the witnessed state at `size` when
+/// the opening history (if any) has applied the log up to `history_at`.
+fn may_start_log_at(history_at: Option<u64>, size: u64) -> bool {
+    history_at.is_none_or(|at| at >= size)
+}
+
 /// Whether a certificate valid until `not_after` should be rebuilt at
 /// `now`: it is within the margin of expiring and a new one (bounded by the
 /// token's `exp`) would last longer. The margin is capped at half the
@@ -1473,6 +1504,18 @@ pub fn needs_renewal(now: u64, not_after: u64, token_exp: u64, margin: u64, life
 #[cfg(test)]
 mod tests {
     use super::needs_renewal;
+
+    #[test]
+    fn the_log_starts_from_a_state_only_where_the_opening_history_is() {
+        use super::may_start_log_at;
+        // No history yet: the one fetched later starts at the curator's
+        // version, past the state.
+        assert!(may_start_log_at(None, 40));
+        assert!(may_start_log_at(Some(40), 40));
+        assert!(may_start_log_at(Some(41), 40));
+        // A restored history that still has to apply entries 30..40.
+        assert!(!may_start_log_at(Some(30), 40));
+    }
 
     #[test]
     fn renewal_decision() {
