@@ -573,58 +573,36 @@ impl Curator {
             },
             &new_tree,
         )?;
-        // The tree must give the acknowledged checkpoint's root: for a start
-        // from the snapshot this is what pins the tree's chunk roots (below
-        // that size) to a signed root before anything is served.
-        if let Some((size, root)) = options.acknowledged_root {
-            let found = rebuilt.transparency.root(size);
-            if found.as_ref().ok() != Some(&root) {
-                let detail = match &found {
-                    Ok(found) => format!(
-                        "they hash to {}, the checkpoint says {}",
-                        hex::encode(found),
-                        hex::encode(root)
-                    ),
-                    Err(e) => e.to_string(),
-                };
-                if !from_snapshot {
-                    return Err(OpenError::AcknowledgedRoot { size, detail });
-                }
-                let reason = format!(
-                    "the snapshot's tree does not give the acknowledged checkpoint's root at size \
-                     {size} ({detail})"
-                );
-                tracing::warn!(
-                    reason = %reason,
-                    "state snapshot not used; replaying the whole log (the log is \
-                     authoritative, this only costs start-up time)"
-                );
-                snapshot_refused = Some(reason);
-                rebuilt = rebuild(
-                    &crs,
-                    &store,
-                    None,
-                    snapshot_load,
-                    &|_, _| new_tree(),
-                    &new_tree,
-                )?;
-                let found = rebuilt.transparency.root(size);
-                if found.as_ref().ok() != Some(&root) {
-                    return Err(OpenError::AcknowledgedRoot {
-                        size,
-                        detail: found.map_or_else(
-                            |e| e.to_string(),
-                            |f| {
-                                format!(
-                                    "they hash to {}, the checkpoint says {}",
-                                    hex::encode(f),
-                                    hex::encode(root)
-                                )
-                            },
-                        ),
-                    });
-                }
-            }
+        // The tree must give the acknowledged checkpoint's root; after a
+        // start from the snapshot, that pins the snapshot's chunk roots below
+        // that size to a signed root, and the chunks from there to the end
+        // of the snapshot's prefix are checked against the log's records
+        // (normally the last one: the acknowledged checkpoint covers the
+        // snapshot's prefix but for the entries of the last moments). Only
+        // then is anything served from the snapshot's tree. If either check
+        // fails, the snapshot is dropped and the whole log replayed.
+        if from_snapshot
+            && let Some(reason) = snapshot_tree_problem(&rebuilt, options.acknowledged_root)
+        {
+            tracing::warn!(
+                reason = %reason,
+                "state snapshot not used; replaying the whole log (the log is \
+                 authoritative, this only costs start-up time)"
+            );
+            snapshot_refused = Some(reason);
+            rebuilt = rebuild(
+                &crs,
+                &store,
+                None,
+                snapshot_load,
+                &|_, _| new_tree(),
+                &new_tree,
+            )?;
+        }
+        if let Some((size, root)) = options.acknowledged_root
+            && let Some(detail) = root_differs(&rebuilt.transparency, size, &root)
+        {
+            return Err(OpenError::AcknowledgedRoot { size, detail });
         }
         let Rebuilt {
             registry,
@@ -1361,6 +1339,57 @@ fn rebuild(
         snapshot_load,
         replay: replay_started.elapsed(),
     })
+}
+
+/// Why the tree rebuilt from `rebuilt` (a snapshot's) is not to be served:
+/// it does not give the acknowledged root, or the chunks after the size
+/// that root pins do not hold the log's records. `None`: it may be served.
+fn snapshot_tree_problem(
+    rebuilt: &Rebuilt,
+    acknowledged: Option<(u64, mazu_log::Hash)>,
+) -> Option<String> {
+    let covers = rebuilt.snapshot_entries;
+    let pinned = match acknowledged {
+        Some((size, root)) => {
+            if let Some(detail) = root_differs(&rebuilt.transparency, size, &root) {
+                return Some(format!(
+                    "the snapshot's tree does not give the acknowledged checkpoint's root at size \
+                     {size} ({detail})"
+                ));
+            }
+            size.min(covers)
+        }
+        None => 0,
+    };
+    let chunk = 1u64 << crate::checkpoint::CHUNK_BITS;
+    let from = pinned / chunk * chunk;
+    let checked = rebuilt.transparency.records_each(from, covers);
+    if from + chunk < covers {
+        tracing::info!(
+            from,
+            to = covers,
+            acknowledged = acknowledged.map(|(size, _)| size),
+            "the snapshot's tree levels the acknowledged checkpoint does not pin were checked \
+             against the log before serving"
+        );
+    }
+    checked.err().map(|e| {
+        format!("the snapshot's tree does not hold the log's records {from}..{covers} ({e})")
+    })
+}
+
+/// What differs between the tree's root at `size` and `root` (`None`: the
+/// same).
+fn root_differs(transparency: &Transparency, size: u64, root: &mazu_log::Hash) -> Option<String> {
+    match transparency.root(size) {
+        Ok(found) if found == *root => None,
+        Ok(found) => Some(format!(
+            "they hash to {}, the checkpoint says {}",
+            hex::encode(found),
+            hex::encode(root)
+        )),
+        Err(e) => Some(e.to_string()),
+    }
 }
 
 /// Starts the background check of the snapshot's prefix (see

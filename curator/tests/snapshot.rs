@@ -357,9 +357,29 @@ async fn an_old_format_snapshot_is_refused_by_name() {
 
 // --- Format 3: start without reading the covered prefix, checked after. ---
 
+/// The Merkle root of the records of the log's first `size` entries,
+/// computed here from the log file (what an acknowledged checkpoint says).
+fn log_root(w: &World, size: u64) -> mazu_log::Hash {
+    let (store, _) = FileLogStore::open(&w.log_path(), w.crs.digest()).unwrap();
+    let leaves = store
+        .read_range(0, usize::try_from(size).unwrap())
+        .unwrap()
+        .iter()
+        .map(|bytes| {
+            let entry = mazu_curator::entry::LogEntry::from_bytes(bytes).unwrap();
+            mazu_log::merkle::leaf_hash(&entry.record(bytes).unwrap().to_bytes())
+        })
+        .collect::<Vec<_>>();
+    mazu_log::MerkleTree::from_leaves(leaves)
+        .root(size)
+        .unwrap()
+}
+
 /// Opens the log the way the server does from a format-3 snapshot: the
-/// frames the snapshot's frame index covers are not read at open.
-fn open_fast(w: &World) -> (Curator, ReplayReport, u64) {
+/// frames the snapshot's frame index covers are not read at open, and the
+/// acknowledged checkpoint (here: the log's root at the snapshot's size,
+/// `ack`) pins the snapshot's tree.
+fn open_fast(w: &World, ack: Option<(u64, mazu_log::Hash)>) -> (Curator, ReplayReport, u64) {
     let (_, layout) = mazu_curator::snapshot::covered_prefix(&w.snapshot_path(), &w.crs.digest())
         .unwrap()
         .unwrap();
@@ -373,6 +393,7 @@ fn open_fast(w: &World) -> (Curator, ReplayReport, u64) {
             path: w.snapshot_path(),
             every: 0,
         }),
+        acknowledged_root: ack,
         ..CuratorOptions::default()
     };
     let (c, replay) = Curator::open(
@@ -461,7 +482,7 @@ async fn a_format_3_start_serves_what_a_full_replay_serves() {
     let openings: Vec<_> = (0..64).map(|s| plain.opening(s).unwrap()).collect();
     plain.shutdown();
 
-    let (c, report, unscanned) = open_fast(&w);
+    let (c, report, unscanned) = open_fast(&w, Some((68, log_root(&w, 68))));
     assert_eq!(
         unscanned, 68,
         "the log was opened without reading the prefix"
@@ -573,7 +594,7 @@ async fn a_lying_identity_state_is_refuted_in_the_background() {
     for (why, edit) in cases {
         std::fs::write(w.snapshot_path(), &good).unwrap();
         reseal(&w.snapshot_path(), edit);
-        let (c, report, _) = open_fast(&w);
+        let (c, report, _) = open_fast(&w, Some((10, log_root(&w, 10))));
         assert_eq!(report.snapshot_entries, 10, "{report:?}");
         assert_refuted(&w, &c, why).await;
         c.shutdown();
@@ -643,10 +664,11 @@ async fn a_log_prefix_changed_after_the_snapshot_is_refuted_and_proves_nothing()
     for fix_crc in [true, false] {
         let w = World::new(crs_64());
         build_long(&w, 34, 34).await;
+        let acknowledged = (68, log_root(&w, 68));
         // Entry 5: the reveal of the third registration; its time's last
         // byte changes (it still decodes).
         rewrite_entry(&w.log_path(), 5, fix_crc, |payload| payload[13] ^= 1);
-        let (c, report, unscanned) = open_fast(&w);
+        let (c, report, unscanned) = open_fast(&w, Some(acknowledged));
         assert_eq!((unscanned, report.snapshot_entries), (68, 68), "{report:?}");
         // Whether or not the check has finished: no proof from the entry.
         assert!(c.transparency().inclusion(5, 68).is_err());
@@ -659,4 +681,78 @@ async fn a_log_prefix_changed_after_the_snapshot_is_refuted_and_proves_nothing()
         assert_refuted(&w, &c, why).await;
         c.shutdown();
     }
+}
+
+/// A snapshot whose tree lies about a complete chunk (its root changed,
+/// and the follower's frontier with it, so the sections agree): with an
+/// acknowledged checkpoint the tree does not give its root; without one,
+/// the chunks it does not pin are checked against the log before serving.
+/// Either way the snapshot is dropped and the log replayed; the
+/// acknowledged root of another log refuses the start.
+#[tokio::test]
+async fn a_lying_chunk_root_is_refused_before_serving() {
+    let w = World::new(crs_64());
+    build_long(&w, 34, 34).await;
+    let root = log_root(&w, 68);
+    let (plain, _) = w.open(false);
+    let expected = transparency_served(&plain, 68).await;
+    plain.shutdown();
+    let good = std::fs::read(w.snapshot_path()).unwrap();
+    reseal(&w.snapshot_path(), |b| {
+        // The first chunk root (after the chunk bits and the count) and
+        // the follower's first frontier hash (the subtree of 64 leaves).
+        let tree = section(b, 3);
+        let follower = section(b, 1);
+        let at = tree.start + 9;
+        b[at] ^= 1;
+        let lie: [u8; 32] = b[at..at + 32].try_into().unwrap();
+        b[follower.start + 21..follower.start + 53].copy_from_slice(&lie);
+    });
+    let lying = std::fs::read(w.snapshot_path()).unwrap();
+    for (ack, why) in [
+        (
+            Some((68, root)),
+            "does not give the acknowledged checkpoint's root",
+        ),
+        (None, "does not hold the log's records 0..68"),
+    ] {
+        std::fs::write(w.snapshot_path(), &lying).unwrap();
+        let (c, report, _) = open_fast(&w, ack);
+        let refused = report.snapshot_refused.clone().unwrap_or_default();
+        assert!(refused.contains(why), "{refused}");
+        assert_eq!((report.snapshot_entries, report.replayed_entries), (0, 68));
+        assert_eq!(c.prefix_check().borrow().clone(), PrefixCheck::NotNeeded);
+        assert_eq!(transparency_served(&c, 68).await, expected);
+        c.shutdown();
+    }
+    // The good snapshot under the right acknowledged root is used; under
+    // another root the start is refused (after replaying the whole log).
+    std::fs::write(w.snapshot_path(), &good).unwrap();
+    let (c, report, _) = open_fast(&w, Some((68, root)));
+    assert_eq!(report.snapshot_entries, 68);
+    c.shutdown();
+    let (store, _) = FileLogStore::open(&w.log_path(), w.crs.digest()).unwrap();
+    let options = CuratorOptions {
+        snapshot: Some(SnapshotOptions {
+            path: w.snapshot_path(),
+            every: 0,
+        }),
+        acknowledged_root: Some((68, [7; 32])),
+        ..CuratorOptions::default()
+    };
+    let err = Curator::open(
+        w.crs.clone(),
+        w.trust(),
+        Arc::new(store) as Arc<dyn LogStore>,
+        Arc::new(Metrics::new()),
+        &options,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            mazu_curator::service::OpenError::AcknowledgedRoot { size: 68, .. }
+        ),
+        "{err}"
+    );
 }
