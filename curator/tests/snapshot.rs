@@ -334,8 +334,12 @@ async fn periodic_snapshots_are_written_in_the_background() {
 async fn an_old_format_snapshot_is_refused_by_name() {
     let w = World::new(dev_crs());
     let expected = build(&w, 2, 2).await;
-    // A format 1 file (log format 1): same framing, magic "MZSNAP01", even
-    // with a valid checksum.
+    // A format 1 or 2 file: magic "MZSNAP01" / "MZSNAP02", even with a
+    // valid checksum.
+    let good = std::fs::read(w.snapshot_path()).unwrap();
+    reseal(&w.snapshot_path(), |b| b[7] = b'2');
+    assert_falls_back(&w, "snapshot format 2 is not readable", &expected).await;
+    std::fs::write(w.snapshot_path(), &good).unwrap();
     reseal(&w.snapshot_path(), |b| b[7] = b'1');
     assert_falls_back(&w, "snapshot format 1 is not readable", &expected).await;
     let (c, report) = w.open(true);
