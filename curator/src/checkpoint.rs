@@ -300,7 +300,7 @@ impl Transparency {
     /// The tree restored from a state snapshot over the first `tree.len()`
     /// entries of `store`, with the follower after them: their records are
     /// not written to the records file but derived from `store` when
-    /// needed (see [`Prefix`]). The entries after them are then added with
+    /// needed (and checked against the tree like the file's). The entries after them are then added with
     /// [`push_batched`](Self::push_batched).
     pub fn restored(
         origin: &str,

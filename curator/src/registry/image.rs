@@ -56,7 +56,8 @@ pub struct IdentityImage {
 }
 
 impl Registry {
-    /// The identity image of this state (see the [module docs](self)).
+    /// The identity image of this state (`MZCI`: the maps beside the id
+    /// lifecycle, sorted by id; format in `docs/curator.md`, "State snapshot").
     pub fn identity_image(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(&MAGIC);
