@@ -300,8 +300,8 @@ impl Transparency {
     /// The tree restored from a state snapshot over the first `tree.len()`
     /// entries of `store`, with the follower after them: their records are
     /// not written to the records file but derived from `store` when
-    /// needed (and checked against the tree like the file's). The entries after them are then added with
-    /// [`push_batched`](Self::push_batched).
+    /// needed (and checked against the tree like the file's). The entries
+    /// after them are then added with [`push_batched`](Self::push_batched).
     pub fn restored(
         origin: &str,
         secret: &[u8; 32],
