@@ -115,12 +115,27 @@ struct Leaves {
 struct Prefix {
     store: Arc<dyn LogStore>,
     entries: u64,
+    /// The prefix's records from its start, as the background check of
+    /// the prefix derives them (`None` once a write failed: they are then
+    /// derived from the log again). Read like the other records file, and
+    /// checked against the tree the same way.
+    filled: Option<RecordsFile>,
 }
 
 impl Prefix {
-    /// The records of entries `start..end` (all within the prefix),
-    /// derived from the log's entries.
+    /// The records of entries `start..end` (all within the prefix): from
+    /// the filled file if it holds them all, else derived from the log.
     fn records(&self, start: u64, end: u64) -> std::io::Result<Vec<Vec<u8>>> {
+        if let Some(file) = &self.filled
+            && let Some(records) = file.read(start, end)?
+        {
+            return Ok(records);
+        }
+        self.derive(start, end)
+    }
+
+    /// The records of entries `start..end`, derived from the log's entries.
+    fn derive(&self, start: u64, end: u64) -> std::io::Result<Vec<Vec<u8>>> {
         let count = usize::try_from(end - start).map_err(std::io::Error::other)?;
         let entries = self
             .store
@@ -316,11 +331,46 @@ impl Transparency {
             leaves.prefix = Some(Prefix {
                 store,
                 entries: tree.len(),
+                filled: RecordsFile::create_in(records_dir)
+                    .map_err(|e| tracing::warn!(error = %e, "cannot create the prefix records file; the prefix's records are derived from the log"))
+                    .ok(),
             });
             leaves.tree = tree;
             leaves.follower = Some(follower);
         }
         Ok(this)
+    }
+
+    /// Appends the next records of the restored prefix (in log order, from
+    /// its first entry) to the file that serves them from then on: what
+    /// the background check of the prefix derives anyway. Past the prefix,
+    /// or after a failed write (the file is then dropped: the records are
+    /// derived from the log again, memory does not hold them), nothing.
+    pub fn fill_prefix(&self, records: &[Vec<u8>]) {
+        let mut leaves = self.write();
+        let Some(prefix) = &mut leaves.prefix else {
+            return;
+        };
+        let entries = prefix.entries;
+        let Some(file) = &mut prefix.filled else {
+            return;
+        };
+        let room = usize::try_from(entries - file.len().min(entries)).unwrap_or(usize::MAX);
+        let mut written = Ok(());
+        for record in records.iter().take(room) {
+            written = file.push_batched(record);
+            if written.is_err() {
+                break;
+            }
+        }
+        if let Err(e) = written.and_then(|()| file.flush()) {
+            tracing::warn!(
+                error = %e,
+                "cannot write the prefix records file; the prefix's records are derived from the \
+                 log"
+            );
+            prefix.filled = None;
+        }
     }
 
     /// What a state snapshot keeps of the tree at size `size`: the

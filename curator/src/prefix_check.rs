@@ -54,8 +54,14 @@ impl PrefixCheck {
 }
 
 /// Runs the check (blocking: the whole prefix is read). `Err` says what
-/// differed.
-pub fn check(store: &dyn LogStore, crs: &Crs, claims: &PrefixClaims) -> Result<(), String> {
+/// differed. `records` is given each record derived, in log order (the
+/// curator keeps them on disk to serve them, checked against the tree).
+pub fn check(
+    store: &dyn LogStore,
+    crs: &Crs,
+    claims: &PrefixClaims,
+    records: &mut dyn FnMut(&LeafRecord),
+) -> Result<(), String> {
     store
         .verify_prefix()
         .map_err(|e| format!("the log's frames: {e}"))?;
@@ -63,6 +69,7 @@ pub fn check(store: &dyn LogStore, crs: &Crs, claims: &PrefixClaims) -> Result<(
     let registry = rederive(store, crs, claims, &mut |record| {
         // Void records are refused by the lifecycle check in `rederive`.
         let _ = follower.append_own(record);
+        records(record);
     })?;
     if follower.root() != claims.root {
         return Err(format!(

@@ -377,22 +377,6 @@ pub async fn run(
         let started = Instant::now();
         match Curator::open(crs, trust, store, metrics, &options) {
             Ok((curator, report)) => {
-                if unwitnessed {
-                    // Without witnesses the publisher thread signs the first
-                    // checkpoint at once: ready means it is served, so that
-                    // nobody sees `/readyz` 200 and then a 503 checkpoint.
-                    let deadline = Instant::now() + Duration::from_secs(30);
-                    while curator.checkpoint().is_err() && Instant::now() < deadline {
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                }
-                tracing::info!(
-                    origin = curator.transparency().origin(),
-                    verifier_key = curator.transparency().verifier_key(),
-                    tree_size = curator.transparency().size(),
-                    "checkpoints signed"
-                );
-                log_audience_advice(&audience, curator.transparency().origin());
                 // A refuted snapshot stops the server (exit status 1): the
                 // next start replays the whole log (the snapshot was moved
                 // aside), rather than serving on, unready, until someone
@@ -407,6 +391,26 @@ pub async fn run(
                         let _ = refuted_tx.try_send(ServerError::Refuted(what.clone()));
                     }
                 });
+                if unwitnessed {
+                    // Without witnesses the publisher thread signs the first
+                    // checkpoint at once: ready means it is served, so that
+                    // nobody sees `/readyz` 200 and then a 503 checkpoint.
+                    let deadline = Instant::now() + Duration::from_secs(30);
+                    // (A refuted state signs none: the server stops instead.)
+                    while curator.checkpoint().is_err()
+                        && curator.refuted().is_none()
+                        && Instant::now() < deadline
+                    {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                }
+                tracing::info!(
+                    origin = curator.transparency().origin(),
+                    verifier_key = curator.transparency().verifier_key(),
+                    tree_size = curator.transparency().size(),
+                    "checkpoints signed"
+                );
+                log_audience_advice(&audience, curator.transparency().origin());
                 tracing::info!(
                     entries = report.entries,
                     scan_ms = scan_time.as_millis() as u64,

@@ -1392,6 +1392,9 @@ fn root_differs(transparency: &Transparency, size: u64, root: &mazu_log::Hash) -
     }
 }
 
+/// Records the background check hands to the records file at once.
+const FILL_BATCH: usize = 512;
+
 /// Starts the background check of the snapshot's prefix (see
 /// [`crate::prefix_check`]): on a difference, [`Core::refute`].
 fn spawn_prefix_check(
@@ -1402,7 +1405,20 @@ fn spawn_prefix_check(
         .name("prefix-check".into())
         .spawn(move || {
             let started = Instant::now();
-            match crate::prefix_check::check(core.store.as_ref(), &core.crs, &claims) {
+            // The records derived go to the file that serves the prefix's
+            // records from then on (instead of deriving them again).
+            let mut batch = Vec::with_capacity(FILL_BATCH);
+            let mut fill = |record: &LeafRecord| {
+                batch.push(record.to_bytes());
+                if batch.len() == FILL_BATCH {
+                    core.transparency.fill_prefix(&batch);
+                    batch.clear();
+                }
+            };
+            let outcome =
+                crate::prefix_check::check(core.store.as_ref(), &core.crs, &claims, &mut fill);
+            core.transparency.fill_prefix(&batch);
+            match outcome {
                 Ok(()) => {
                     tracing::info!(
                         entries = claims.entries,

@@ -484,6 +484,7 @@ async fn a_format_3_start_serves_what_a_full_replay_serves() {
     let (plain, _) = w.open(false);
     let expected = (served(&plain).await, transparency_served(&plain, 72).await);
     let openings: Vec<_> = (0..64).map(|s| plain.opening(s).unwrap()).collect();
+    let first_chunk = plain.transparency().records(0, 64).unwrap().unwrap().2;
     plain.shutdown();
 
     let (c, report, unscanned) = open_fast(&w, Some((68, log_root(&w, 68))));
@@ -507,6 +508,15 @@ async fn a_format_3_start_serves_what_a_full_replay_serves() {
         (served(&c).await, transparency_served(&c, 72).await),
         expected
     );
+    // Once checked, the prefix's records are served from the file the
+    // check filled (not derived from the log again): an entry changed on
+    // disk now does not reach them.
+    rewrite_entry(&w.log_path(), 5, true, |payload| payload[13] ^= 1);
+    assert_eq!(
+        c.transparency().records(0, 64).unwrap().unwrap().2,
+        first_chunk
+    );
+    assert!(c.transparency().inclusion(5, 72).is_ok());
     w.register(&c, "after").await;
     assert_eq!(c.transparency().size(), 74);
     c.shutdown();
