@@ -3,9 +3,11 @@
 //!
 //! Leaf `i` of the tree (RFC 6962 hashing) is `SHA-256(0x00 || record_i)`,
 //! where `record_i` is the leaf record of entry `i` (`LogEntry::record`).
-//! The tree and the records are rebuilt at start-up from the log and
-//! extended by the writer after every append, so its size is always the
-//! number of durable entries. So that memory follows the live registrations
+//! The tree and the records are rebuilt at start-up from the log (or the
+//! tree restored from the state snapshot, whose prefix's records are then
+//! derived from the log's entries until the background check of the prefix
+//! has written them) and extended by the writer after every append, so its
+//! size is always the number of durable entries. So that memory follows the live registrations
 //! and not the history, the records live in a derived file on disk
 //! ([`crate::records_file`]) and the tree keeps only its levels above
 //! chunks of 64 leaves in memory (`mazu_log::chunked::ChunkedTree`),
