@@ -562,17 +562,43 @@ impl Curator {
             }
         }
         let snapshot_load = load_started.elapsed();
-        let from_snapshot = restored.is_some();
-        let mut rebuilt = rebuild(
+        let mut from_snapshot = restored.is_some();
+        let restored_tree = |tree, follower| {
+            Transparency::restored(&origin, &key, &records_dir, tree, follower, store.clone())
+        };
+        let mut rebuilt = match rebuild(
             &crs,
             &store,
             restored,
             snapshot_load,
-            &|tree, follower| {
-                Transparency::restored(&origin, &key, &records_dir, tree, follower, store.clone())
-            },
+            &restored_tree,
             &new_tree,
-        )?;
+        ) {
+            Ok(rebuilt) => rebuilt,
+            // The entries after the prefix do not replay on the snapshot's
+            // state: the snapshot or the log is wrong. The whole log
+            // decides (it replays, or the start fails on its own error).
+            Err(e @ OpenError::Replay { .. }) if from_snapshot => {
+                let reason =
+                    format!("the entries after the snapshot's prefix do not replay on it: {e}");
+                tracing::warn!(
+                    reason = %reason,
+                    "state snapshot not used; replaying the whole log (the log is \
+                     authoritative, this only costs start-up time)"
+                );
+                snapshot_refused = Some(reason);
+                from_snapshot = false;
+                rebuild(
+                    &crs,
+                    &store,
+                    None,
+                    snapshot_load,
+                    &|_, _| new_tree(),
+                    &new_tree,
+                )?
+            }
+            Err(e) => return Err(e),
+        };
         // The tree must give the acknowledged checkpoint's root; after a
         // start from the snapshot, that pins the snapshot's chunk roots below
         // that size to a signed root, and the chunks from there to the end

@@ -14,7 +14,8 @@
 //!   ([`Registry::from_image`]);
 //! - the log agrees with them where they point: the bind entry of every id
 //!   holding a slot is read (by the index the snapshot gives) and must be a
-//!   bind of that id with that content and time, and the registrations in
+//!   bind of that id with that content and time, into the slot the
+//!   lifecycle holds it in, and the registrations in
 //!   them must be exactly the RBE image's live table (slot, id, key) —
 //!   [`SnapshotRestore::finish_live`], which also takes their proofs of
 //!   knowledge; the last covered entries (up to a chunk of the tree) are
@@ -34,6 +35,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use mazu_identity::registry::LogFollower;
+use mazu_identity::registry::derive::IdState;
 use mazu_log::chunked::ChunkedTree;
 use mazu_log::merkle::{Hash, leaf_hash};
 use mazu_rbe::{Crs, SnapshotRestore};
@@ -158,9 +160,23 @@ pub fn restore(
                 "it is not the bind the snapshot names for this id",
             ));
         }
-        let EntryBody::Bind { registration, .. } = entry.body else {
+        let EntryBody::Bind {
+            slot, registration, ..
+        } = entry.body
+        else {
             return Err(entry_error("not a bind"));
         };
+        // The lifecycle holds the id in the slot its bind names (the RBE
+        // image's slot for it is checked by `finish_live`).
+        let held = match ids.state(&id) {
+            Some(IdState::Bound { slot, .. } | IdState::Live { slot, .. }) => Some(*slot),
+            _ => None,
+        };
+        if held != Some(slot) {
+            return Err(entry_error(
+                "the follower state holds this id in another slot than its bind's",
+            ));
+        }
         live.push(registration);
     }
     let rbe = rbe.finish_live(live.iter().map(Vec::as_slice))?;

@@ -770,3 +770,48 @@ async fn a_lying_chunk_root_is_refused_before_serving() {
         "{err}"
     );
 }
+
+/// Lies the live state or the entries after the prefix show are caught
+/// before serving: the follower state holding a live id in another slot
+/// than its bind entry's; identity maps under which an entry after the
+/// prefix does not replay (a claims digest of a token revealed later,
+/// claimed as revealed already). Both fall back to the full replay.
+#[tokio::test]
+async fn lies_the_live_state_shows_are_refused_before_serving() {
+    let w = World::new(dev_crs());
+    let expected = build(&w, 3, 5).await;
+    let good = std::fs::read(w.snapshot_path()).unwrap();
+    reseal(&w.snapshot_path(), |b| {
+        // The first id's slot in the follower state: after magic, format,
+        // clock, frontier (size 6: two hashes) and count, then id and kind.
+        let follower = section(b, 1);
+        let at = follower.start + 5 + 8 + 8 + 64 + 4 + 33;
+        b[at..at + 4].copy_from_slice(&15u32.to_be_bytes());
+    });
+    assert_falls_back(&w, "another slot than its bind's", &expected).await;
+
+    // The token revealed by entry 7 (after the prefix of 6 entries).
+    let (store, _) = FileLogStore::open(&w.log_path(), w.crs.digest()).unwrap();
+    let reveal = store.read_range(7, 1).unwrap().pop().unwrap();
+    drop(store);
+    let mazu_curator::entry::EntryBody::Reveal { token } =
+        mazu_curator::entry::LogEntry::from_bytes(&reveal)
+            .unwrap()
+            .body
+    else {
+        panic!("entry 7 is not a reveal");
+    };
+    let later = mazu_curator::registry::claims_digest_of(&token);
+    std::fs::write(w.snapshot_path(), &good).unwrap();
+    reseal(&w.snapshot_path(), |b| {
+        let identity = section(b, 2);
+        let binds = u32::from_be_bytes(
+            b[identity.start + 5..identity.start + 9]
+                .try_into()
+                .unwrap(),
+        );
+        let at = identity.start + 9 + binds as usize * 80 + 4 + 32 + 8;
+        b[at..at + 32].copy_from_slice(later.as_bytes());
+    });
+    assert_falls_back(&w, "do not replay on it", &expected).await;
+}
