@@ -17,9 +17,9 @@
 //!    identity image of the state derived.
 //!
 //! On a difference the curator stops trusting what it restored: see
-//! [`crate::service`] (`/readyz` fails, nothing more is logged, no proof or
-//! record is served, the snapshot is moved aside so that the next start
-//! replays the whole log, and the server exits non-zero).
+//! [`crate::service`] (`/readyz` fails, no entry is appended any more, no
+//! proof or record is served, the snapshot is moved aside so that the next
+//! start replays the whole log, and the server exits non-zero).
 
 use mazu_identity::registry::LogFollower;
 use mazu_log::LeafRecord;
