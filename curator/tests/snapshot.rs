@@ -384,6 +384,19 @@ fn log_root(w: &World, size: u64) -> mazu_log::Hash {
 /// acknowledged checkpoint (here: the log's root at the snapshot's size,
 /// `ack`) pins the snapshot's tree.
 fn open_fast(w: &World, ack: Option<(u64, mazu_log::Hash)>) -> (Curator, ReplayReport, u64) {
+    let (opened, unscanned) = try_open_fast(w, ack);
+    let (c, report) = opened.unwrap();
+    (c, report, unscanned)
+}
+
+/// [`open_fast`], the curator's open not unwrapped.
+fn try_open_fast(
+    w: &World,
+    ack: Option<(u64, mazu_log::Hash)>,
+) -> (
+    Result<(Curator, ReplayReport), mazu_curator::service::OpenError>,
+    u64,
+) {
     let (_, layout) = mazu_curator::snapshot::covered_prefix(&w.snapshot_path(), &w.crs.digest())
         .unwrap()
         .unwrap();
@@ -400,15 +413,14 @@ fn open_fast(w: &World, ack: Option<(u64, mazu_log::Hash)>) -> (Curator, ReplayR
         acknowledged_root: ack,
         ..CuratorOptions::default()
     };
-    let (c, replay) = Curator::open(
+    let opened = Curator::open(
         w.crs.clone(),
         w.trust(),
         Arc::new(store) as Arc<dyn LogStore>,
         Arc::new(Metrics::new()),
         &options,
-    )
-    .unwrap();
-    (c, replay, report.unverified_prefix)
+    );
+    (opened, report.unverified_prefix)
 }
 
 /// Waits for the background check of the snapshot's prefix.
@@ -814,4 +826,31 @@ async fn lies_the_live_state_shows_are_refused_before_serving() {
         b[at..at + 32].copy_from_slice(later.as_bytes());
     });
     assert_falls_back(&w, "do not replay on it", &expected).await;
+}
+
+/// A store opened from the snapshot's frame index whose snapshot is then
+/// refused reads the prefix's frames before replaying them: a frame
+/// damaged there refuses the start, naming it, instead of being taken on
+/// the snapshot's word.
+#[tokio::test]
+async fn a_refused_snapshot_leaves_no_frame_unread() {
+    let w = World::new(crs_64());
+    build_long(&w, 34, 34).await;
+    rewrite_entry(&w.log_path(), 5, false, |payload| payload[13] ^= 1);
+    // The follower's frontier: the snapshot parses (its frame index is
+    // used) but is refused by the restore.
+    reseal(&w.snapshot_path(), |b| {
+        let follower = section(b, 1);
+        b[follower.start + 21] ^= 1;
+    });
+    let (opened, unscanned) = try_open_fast(&w, None);
+    assert_eq!(unscanned, 68);
+    let err = opened.err().unwrap().to_string();
+    assert!(
+        err.contains("not the frames the state snapshot recorded")
+            && err.contains("entry #5")
+            && err.contains("checksum mismatch")
+            && err.contains("repair"),
+        "{err}"
+    );
 }

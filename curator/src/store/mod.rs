@@ -194,7 +194,8 @@ pub enum StoreError {
     /// (or not what) the state snapshot's frame index says.
     #[error(
         "log {path}: the first {entries} entries are not the frames the state snapshot recorded \
-         ({detail})"
+         ({detail}); nothing was changed (run `mazu-curator repair --data-dir DIR` to see the \
+         damage and choose what to do; see docs/curator.md, \"Operations\")"
     )]
     PrefixMismatch {
         /// The file.
