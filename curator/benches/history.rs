@@ -15,7 +15,9 @@
 //! snapshot (the whole log replayed with every check, pairing included; it
 //! writes a snapshot at its clean shutdown), then from that snapshot. It
 //! reports the start-up times the curator logs (`total_ms`), its resident
-//! set once ready (`VmRSS`) and its peak (`VmHWM`), and, between the
+//! set once ready (`VmRSS`) and its peak (`VmHWM`), how long the background
+//! check of the snapshot's prefix took after that (`check_ms`, snapshot
+//! format 3: the start-up no longer reads the prefix), and, between the
 //! shortest and the longest history (same L, same capacity, same run), the
 //! growth per historical registration: the baseline is the shortest run.
 //! `MAZU_BENCH_BASELINE` names another build of the binary (e.g. an older
@@ -53,6 +55,9 @@ struct Point {
     log_bytes: u64,
     full_ms: u64,
     snapshot_ms: u64,
+    /// The background check of the snapshot's prefix, once serving (`None`:
+    /// a binary that checks the prefix before serving).
+    check_ms: Option<u64>,
     full_rss_kib: u64,
     rss_kib: u64,
     peak_kib: u64,
@@ -187,12 +192,14 @@ fn measure(
     let second = Run::start(bin, dir, &args, "snapshot");
     let (snap_entries, snapshot_ms) = second.ready();
     assert_eq!(snap_entries, entries);
+    let check_ms = second.prefix_check();
     std::thread::sleep(Duration::from_millis(500));
     let rss_kib = second.status("VmRSS:");
     let peak_kib = second.status("VmHWM:");
     second.stop();
     eprintln!(
-        "  H={history} {binary}: full replay {full_ms} ms, from the snapshot {snapshot_ms} ms, RSS {rss_kib} KiB"
+        "  H={history} {binary}: full replay {full_ms} ms, from the snapshot {snapshot_ms} ms \
+         (then the background check {check_ms:?} ms), RSS {rss_kib} KiB"
     );
     Point {
         binary,
@@ -201,6 +208,7 @@ fn measure(
         log_bytes,
         full_ms,
         snapshot_ms,
+        check_ms,
         full_rss_kib,
         rss_kib,
         peak_kib,
@@ -357,6 +365,36 @@ impl Run {
     }
 
     /// A `/proc/PID/status` figure, KiB.
+    /// After a start from a snapshot whose prefix was not read (the log
+    /// line says `unscanned_prefix=N`, N > 0): waits for the background
+    /// check of the prefix and returns its `check_ms`. `None` for a start
+    /// that read the prefix.
+    fn prefix_check(&self) -> Option<u64> {
+        let text = strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default());
+        let opened = text
+            .lines()
+            .find(|l| l.contains("registration log opened"))?;
+        if !opened.contains("unscanned_prefix=") || field(opened, "unscanned_prefix=") == 0 {
+            return None;
+        }
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        loop {
+            let text = strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default());
+            if let Some(line) = text
+                .lines()
+                .find(|l| l.contains("checked in the background"))
+            {
+                return Some(field(line, "check_ms="));
+            }
+            assert!(
+                !text.contains("does not give what the snapshot claimed"),
+                "the prefix check refuted the snapshot:\n{text}"
+            );
+            assert!(Instant::now() < deadline, "prefix check not done:\n{text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn status(&self, key: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         let line = status.lines().find(|l| l.starts_with(key)).unwrap();
@@ -423,17 +461,19 @@ fn report(binary: &str, shape: &Shape, points: &[&Point]) {
         shape.capacity, shape.live
     );
     println!(
-        "| historical registrations | log entries | log size | start-up, full replay | start-up from the snapshot | RSS after the full replay | RSS from the snapshot | peak RSS (snapshot start) |"
+        "| historical registrations | log entries | log size | start-up, full replay | start-up from the snapshot | then, in the background: prefix check | RSS after the full replay | RSS from the snapshot | peak RSS (snapshot start) |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for p in points {
         println!(
-            "| {} | {} | {:.1} MB | {:.2} s | {:.3} s | {} KiB | {} KiB | {} KiB |",
+            "| {} | {} | {:.1} MB | {:.2} s | {:.3} s | {} | {} KiB | {} KiB | {} KiB |",
             p.history,
             p.entries,
             p.log_bytes as f64 / 1e6,
             p.full_ms as f64 / 1e3,
             p.snapshot_ms as f64 / 1e3,
+            p.check_ms
+                .map_or_else(|| "-".to_owned(), |ms| format!("{:.3} s", ms as f64 / 1e3)),
             p.full_rss_kib,
             p.rss_kib,
             p.peak_kib
@@ -445,7 +485,8 @@ fn report(binary: &str, shape: &Shape, points: &[&Point]) {
     println!(
         "\nFrom {} to {} historical registrations ({:.0}x): RSS from the snapshot {:.2}x \
          ({:+.1} bytes per historical registration), after the full replay {:.2}x ({:+.1} B), \
-         peak {:.2}x ({:+.1} B); start-up from the snapshot {:.2}x, full replay {:.2}x.",
+         peak {:.2}x ({:+.1} B); start-up from the snapshot {:.2}x ({} -> {} ms), full replay \
+         {:.2}x, background prefix check {}.",
         a.history,
         b.history,
         b.history as f64 / a.history as f64,
@@ -456,7 +497,14 @@ fn report(binary: &str, shape: &Shape, points: &[&Point]) {
         b.peak_kib as f64 / a.peak_kib as f64,
         per(a.peak_kib, b.peak_kib),
         b.snapshot_ms.max(1) as f64 / a.snapshot_ms.max(1) as f64,
+        a.snapshot_ms,
+        b.snapshot_ms,
         b.full_ms.max(1) as f64 / a.full_ms.max(1) as f64,
+        match (a.check_ms, b.check_ms) {
+            (Some(x), Some(y)) =>
+                format!("{:.2}x ({x} -> {y} ms)", y.max(1) as f64 / x.max(1) as f64),
+            _ => "not run".to_owned(),
+        },
     );
 }
 

@@ -3,9 +3,11 @@
 //!
 //! Leaf `i` of the tree (RFC 6962 hashing) is `SHA-256(0x00 || record_i)`,
 //! where `record_i` is the leaf record of entry `i` (`LogEntry::record`).
-//! The tree and the records are rebuilt at start-up from the log and
-//! extended by the writer after every append, so its size is always the
-//! number of durable entries. So that memory follows the live registrations
+//! The tree and the records are rebuilt at start-up from the log (or the
+//! tree restored from the state snapshot, whose prefix's records are then
+//! derived from the log's entries until the background check of the prefix
+//! has written them) and extended by the writer after every append, so its
+//! size is always the number of durable entries. So that memory follows the live registrations
 //! and not the history, the records live in a derived file on disk
 //! ([`crate::records_file`]) and the tree keeps only its levels above
 //! chunks of 64 leaves in memory (`mazu_log::chunked::ChunkedTree`),
@@ -17,8 +19,9 @@
 //! because of it; it only makes the curator accountable (two checkpoints it
 //! signed that are not consistent prove it forked or rewrote its log).
 
+use core::sync::atomic::{AtomicBool, Ordering};
 use std::collections::VecDeque;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use axum::body::Bytes;
 
@@ -30,7 +33,9 @@ use mazu_log::merkle::{Hash, ProofError, leaf_hash};
 use mazu_log::record::LeafRecord;
 use sha2::{Digest, Sha256};
 
+use crate::entry::LogEntry;
 use crate::records_file::RecordsFile;
+use crate::store::LogStore;
 
 /// Name of the generated checkpoint key inside the data directory.
 pub const CHECKPOINT_KEY_FILE: &str = "checkpoint.key";
@@ -57,7 +62,7 @@ const STATES_KEPT: usize = 4;
 /// Leaves per chunk of the Merkle tree whose lower levels are recomputed
 /// from the records on disk (`2^6`: 8 KiB of records per proof below a
 /// chunk root; the levels kept in memory are about 1 byte per entry).
-const CHUNK_BITS: u32 = 6;
+pub const CHUNK_BITS: u32 = 6;
 
 /// Why the tree could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +75,11 @@ pub enum TreeError {
     /// tree held in memory.
     #[error("the leaf records kept on disk cannot be used: {0}")]
     Records(String),
+    /// The background check of the snapshot's log prefix found that the
+    /// tree or the state restored from it is not the log's: nothing is
+    /// served from it any more.
+    #[error("the state restored from the snapshot was refuted by the log; restart the curator")]
+    Refuted,
 }
 
 impl From<ChunkedError<std::io::Error>> for TreeError {
@@ -87,15 +97,96 @@ struct Leaves {
     /// The upper levels of the tree; the lower ones are recomputed from
     /// `records` when a proof needs them.
     tree: ChunkedTree,
-    /// Every record (`LogEntry::record` of each entry), on disk.
+    /// Every record (`LogEntry::record` of each entry) after the prefix
+    /// (if any), on disk: record `prefix + i` is the file's record `i`.
     records: RecordsFile,
+    /// A log prefix whose records are not in the file (a start from the
+    /// state snapshot): they are derived from the log's entries when a
+    /// proof or a read needs them, and checked against the tree like the
+    /// file's.
+    prefix: Option<Prefix>,
     /// The registry derived from the records, as every follower derives it:
     /// its state is what the checkpoints' state line commits to. `None` if
     /// a record did not decode (checkpoints then carry no state line).
     follower: Option<LogFollower>,
 }
 
+/// The log prefix a snapshot covered, whose records are derived from the
+/// log on demand.
+#[derive(Debug)]
+struct Prefix {
+    store: Arc<dyn LogStore>,
+    entries: u64,
+    /// The prefix's records from its start, as the background check of
+    /// the prefix derives them (`None` once a write failed: they are then
+    /// derived from the log again). Read like the other records file, and
+    /// checked against the tree the same way.
+    filled: Option<RecordsFile>,
+}
+
+impl Prefix {
+    /// The records of entries `start..end` (all within the prefix): from
+    /// the filled file if it holds them all, else derived from the log.
+    fn records(&self, start: u64, end: u64) -> std::io::Result<Vec<Vec<u8>>> {
+        if let Some(file) = &self.filled
+            && let Some(records) = file.read(start, end)?
+        {
+            return Ok(records);
+        }
+        self.derive(start, end)
+    }
+
+    /// The records of entries `start..end`, derived from the log's entries.
+    fn derive(&self, start: u64, end: u64) -> std::io::Result<Vec<Vec<u8>>> {
+        let count = usize::try_from(end - start).map_err(std::io::Error::other)?;
+        let entries = self
+            .store
+            .read_range(start, count)
+            .map_err(std::io::Error::other)?;
+        if entries.len() != count {
+            return Err(std::io::Error::other(format!(
+                "the log has no entries {start}..{end}"
+            )));
+        }
+        entries
+            .iter()
+            .map(|bytes| {
+                LogEntry::from_bytes(bytes)
+                    .and_then(|e| e.record(bytes))
+                    .map(|r| r.to_bytes())
+                    .map_err(std::io::Error::other)
+            })
+            .collect()
+    }
+}
+
 impl Leaves {
+    /// Records `start..end` (`start <= end`), from the log below the
+    /// prefix's end and from the file above it, unchecked; `None` if they
+    /// are not all held.
+    fn read_records(&self, start: u64, end: u64) -> std::io::Result<Option<Vec<Vec<u8>>>> {
+        let (split, mut out) = match &self.prefix {
+            Some(p) if start < p.entries => {
+                let split = end.min(p.entries);
+                (split, p.records(start, split)?)
+            }
+            Some(_) | None => (start, Vec::new()),
+        };
+        let base = self.prefix.as_ref().map_or(0, |p| p.entries);
+        if end > split {
+            match self.records.read(split - base, end - base)? {
+                Some(records) => out.extend(records),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// The index the next record gets.
+    fn next_index(&self) -> u64 {
+        self.prefix.as_ref().map_or(0, |p| p.entries) + self.records.len()
+    }
+
     /// Records `start..end` (`start <= end <= size`), read from disk and
     /// checked against the tree held in memory before they are served (the
     /// chunks they touch are read whole and hashed): what the curator
@@ -114,8 +205,7 @@ impl Leaves {
         let lo = start - start % chunk;
         let hi = end.div_ceil(chunk).saturating_mul(chunk).min(size);
         let mut records = self
-            .records
-            .read(lo, hi)
+            .read_records(lo, hi)
             .map_err(records_error)?
             .ok_or_else(|| TreeError::Records(format!("records {lo}..{hi} are not all held")))?;
         let hashes: Vec<Hash> = records.iter().map(|r| leaf_hash(r)).collect();
@@ -132,7 +222,7 @@ impl Leaves {
 
     /// Leaf hashes `start..end`, from the records on disk.
     fn leaf_hashes(&self, start: u64, end: u64) -> std::io::Result<Vec<Hash>> {
-        let records = self.records.read(start, end)?.ok_or_else(|| {
+        let records = self.read_records(start, end)?.ok_or_else(|| {
             std::io::Error::other(format!("records {start}..{end} are not all held"))
         })?;
         Ok(records.iter().map(|r| leaf_hash(r)).collect())
@@ -147,7 +237,7 @@ impl Leaves {
                 Ok(parsed) => drop(follower.append_own(&parsed)),
                 Err(e) => {
                     tracing::error!(
-                        index = self.records.len(),
+                        index = self.next_index(),
                         error = %e,
                         "a log record does not decode; checkpoints will carry no state line"
                     );
@@ -163,7 +253,7 @@ impl Leaves {
         if let Err(e) = written {
             // Kept in memory and retried with the next record.
             tracing::warn!(
-                index = self.records.len() - 1,
+                index = self.next_index() - 1,
                 error = %e,
                 "cannot write a leaf record to the records file"
             );
@@ -186,6 +276,9 @@ pub struct Transparency {
     cache: Mutex<Option<(u64, String)>>,
     /// The follower states of the newest signed checkpoints, oldest first.
     states: Mutex<VecDeque<EncodedState>>,
+    /// Set when the background check refuted the snapshot's prefix:
+    /// nothing is served any more.
+    refuted: AtomicBool,
 }
 
 impl Transparency {
@@ -209,6 +302,7 @@ impl Transparency {
                 }
             })?,
             follower: Some(LogFollower::new()),
+            prefix: None,
         };
         Ok(Self {
             leaves: RwLock::new(leaves),
@@ -216,7 +310,110 @@ impl Transparency {
             verifier_key,
             cache: Mutex::new(None),
             states: Mutex::new(VecDeque::new()),
+            refuted: AtomicBool::new(false),
         })
+    }
+
+    /// The tree restored from a state snapshot over the first `tree.len()`
+    /// entries of `store`, with the follower after them: their records are
+    /// not written to the records file but derived from `store` when
+    /// needed (and checked against the tree like the file's). The entries
+    /// after them are then added with [`push_batched`](Self::push_batched).
+    pub fn restored(
+        origin: &str,
+        secret: &[u8; 32],
+        records_dir: &std::path::Path,
+        tree: ChunkedTree,
+        follower: LogFollower,
+        store: Arc<dyn LogStore>,
+    ) -> Result<Self, TransparencyInitError> {
+        let this = Self::new(origin, secret, records_dir)?;
+        {
+            let mut leaves = this.write();
+            leaves.prefix = Some(Prefix {
+                store,
+                entries: tree.len(),
+                filled: RecordsFile::create_in(records_dir)
+                    .map_err(|e| tracing::warn!(error = %e, "cannot create the prefix records file; the prefix's records are derived from the log"))
+                    .ok(),
+            });
+            leaves.tree = tree;
+            leaves.follower = Some(follower);
+        }
+        Ok(this)
+    }
+
+    /// Appends the next records of the restored prefix (in log order, from
+    /// its first entry) to the file that serves them from then on: what
+    /// the background check of the prefix derives anyway. Past the prefix,
+    /// or after a failed write (the file is then dropped: the records are
+    /// derived from the log again, memory does not hold them), nothing.
+    pub fn fill_prefix(&self, records: &[Vec<u8>]) {
+        let mut leaves = self.write();
+        let Some(prefix) = &mut leaves.prefix else {
+            return;
+        };
+        let entries = prefix.entries;
+        let Some(file) = &mut prefix.filled else {
+            return;
+        };
+        let room = usize::try_from(entries - file.len().min(entries)).unwrap_or(usize::MAX);
+        let mut written = Ok(());
+        for record in records.iter().take(room) {
+            written = file.push_batched(record);
+            if written.is_err() {
+                break;
+            }
+        }
+        if let Err(e) = written.and_then(|()| file.flush()) {
+            tracing::warn!(
+                error = %e,
+                "cannot write the prefix records file; the prefix's records are derived from the \
+                 log"
+            );
+            prefix.filled = None;
+        }
+    }
+
+    /// What a state snapshot keeps of the tree at size `size`: the
+    /// follower state, the chunk roots and the leaves after them; `None`
+    /// if the tree is not at that size or has no follower state.
+    pub fn capture(&self, size: u64) -> Option<(Vec<u8>, Vec<Hash>, Vec<Hash>)> {
+        let leaves = self.read();
+        if leaves.tree.len() != size {
+            return None;
+        }
+        let follower = leaves.follower.as_ref()?.encode_state();
+        Some((
+            follower,
+            leaves.tree.chunk_roots(),
+            leaves.tree.tail_leaves(),
+        ))
+    }
+
+    /// Stops serving anything: the background check refuted the prefix
+    /// the tree was restored from.
+    pub fn refute(&self) {
+        self.refuted.store(true, Ordering::SeqCst);
+        *self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    /// `Err(Refuted)` once [`refute`](Self::refute) was called.
+    fn usable(&self) -> Result<(), TreeError> {
+        if self.refuted.load(Ordering::SeqCst) {
+            return Err(TreeError::Refuted);
+        }
+        Ok(())
+    }
+
+    /// The root of the first `size` entries.
+    pub fn root(&self, size: u64) -> Result<Hash, TreeError> {
+        self.usable()?;
+        let leaves = self.read();
+        Ok(leaves.tree.root(size, |a, b| leaves.leaf_hashes(a, b))?)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Leaves> {
@@ -275,6 +472,7 @@ impl Transparency {
     /// [`state`](Self::state)), before any witness cosigned it. Signed once
     /// per size.
     pub fn sign_latest(&self) -> Result<(u64, String), TreeError> {
+        self.usable()?;
         let leaves = self.read();
         let size = leaves.tree.len();
         let mut cache = self
@@ -311,6 +509,9 @@ impl Transparency {
     /// The follower state (canonical encoding) at `size`, if it is one of the
     /// newest signed checkpoints' ([`sign_latest`](Self::sign_latest)).
     pub fn state(&self, size: u64) -> Option<Bytes> {
+        if self.usable().is_err() {
+            return None;
+        }
         self.states
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -321,6 +522,7 @@ impl Transparency {
 
     /// The leaf hash of entry `index`.
     pub fn leaf(&self, index: u64) -> Result<Hash, TreeError> {
+        self.usable()?;
         let leaves = self.read();
         Ok(leaves.tree.leaf(index, |a, b| leaves.leaf_hashes(a, b))?)
     }
@@ -328,6 +530,7 @@ impl Transparency {
     /// The records of entries `start..min(end, size)`, each on its own
     /// (none if `start >= size`).
     pub fn records_each(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, TreeError> {
+        self.usable()?;
         let leaves = self.read();
         let end = end.min(leaves.tree.len());
         if start >= end {
@@ -339,6 +542,7 @@ impl Transparency {
     /// Records `start..min(end, size, start + MAX_RECORDS_PAGE)`
     /// concatenated, the tree size and the count; `None` if `start > size`.
     pub fn records(&self, start: u64, end: u64) -> Result<Option<(u64, u64, Vec<u8>)>, TreeError> {
+        self.usable()?;
         let leaves = self.read();
         let size = leaves.tree.len();
         if start > size {
@@ -355,6 +559,7 @@ impl Transparency {
     /// Records `start..end` concatenated, unpaged (what a witness is sent
     /// with a checkpoint); `None` unless `start <= end <= size`.
     pub fn records_between(&self, start: u64, end: u64) -> Result<Option<Vec<u8>>, TreeError> {
+        self.usable()?;
         let leaves = self.read();
         if start > end || end > leaves.tree.len() {
             return Ok(None);
@@ -365,6 +570,7 @@ impl Transparency {
     /// The leaf hash at `index` and its inclusion proof in the tree of
     /// `size` entries.
     pub fn inclusion(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), TreeError> {
+        self.usable()?;
         let leaves = self.read();
         let mut reader = leaves.tree.reader(|a, b| leaves.leaf_hashes(a, b));
         let proof = reader.inclusion_proof(index, size)?;
@@ -374,6 +580,7 @@ impl Transparency {
 
     /// The consistency proof from `from` to `to` entries, with both roots.
     pub fn consistency(&self, from: u64, to: u64) -> Result<(Hash, Hash, Vec<Hash>), TreeError> {
+        self.usable()?;
         let leaves = self.read();
         let mut reader = leaves.tree.reader(|a, b| leaves.leaf_hashes(a, b));
         let proof = reader.consistency_proof(from, to)?;

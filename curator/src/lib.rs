@@ -27,8 +27,11 @@
 //!   token checks; [`writer`]: the serialized commit half;
 //!   [`lifecycle`]: releases (reveal window, expiry) and holders' signed
 //!   releases and revocations;
-//! - [`snapshot`]: the checked state snapshot that shortens start-up;
-//!   [`recovery`]: the acknowledged checkpoint, start-up checks, repair;
+//! - [`snapshot`]: the state snapshot's file format and writer;
+//!   [`snapshot_start`]: starting from it with the checks that follow the
+//!   live state; [`prefix_check`]: the background check of the log prefix
+//!   it covers; [`recovery`]: the acknowledged checkpoint, start-up
+//!   checks, repair;
 //! - [`checkpoint`]: the Merkle tree over the records and signed checkpoints;
 //!   [`witnessing`]: the witness client and the newest witnessed checkpoint;
 //! - [`service`]: [`service::Curator`], the service without HTTP;
@@ -52,6 +55,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod metrics;
 pub mod pop;
+pub mod prefix_check;
 pub mod records_file;
 pub mod recovery;
 pub mod register;
@@ -60,6 +64,7 @@ pub mod reservations;
 pub mod server;
 pub mod service;
 pub mod snapshot;
+pub mod snapshot_start;
 pub mod store;
 pub mod witnessing;
 pub mod writer;

@@ -117,9 +117,20 @@ pub(crate) async fn sweep_loop(
         let Some(sender) = jobs.upgrade() else {
             return;
         };
-        let due = core
-            .read_registry()
-            .due_releases(now_ms(), window_ms, grace_ms, SWEEP_BATCH);
+        // While the background check of a snapshot's prefix runs, the
+        // lifecycle it restored is not confirmed yet: the curator's own
+        // releases (never urgent: a grace period is built in) wait for it,
+        // so that none is decided from a state the check could refute.
+        let confirmed = !matches!(
+            *core.prefix_check.borrow(),
+            crate::prefix_check::PrefixCheck::Running
+        );
+        let due = if confirmed {
+            core.read_registry()
+                .due_releases(now_ms(), window_ms, grace_ms, SWEEP_BATCH)
+        } else {
+            Vec::new()
+        };
         for (id, reason) in due {
             let prepare_core = core.clone();
             let body = EntryBody::Release {

@@ -6,7 +6,9 @@
 //! not the live registrations. The records are a pure function of the log
 //! entries, so they are kept in a file that is **derived, not durable**: an
 //! unlinked temporary file in the data directory, written from the log at
-//! every start-up and extended after every append. Nothing ever reads it
+//! every start-up (after a start from the state snapshot: a file for the
+//! entries after it, and one for its prefix written by the background check
+//! of that prefix) and extended after every append. Nothing ever reads it
 //! across a restart, so it needs no fsync, no format version and no
 //! recovery; a crash simply drops it.
 //!

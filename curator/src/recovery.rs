@@ -89,6 +89,10 @@ pub struct Evidence {
     pub acknowledged: Option<Checkpoint>,
     /// Entries covered by an intact snapshot made under this CRS.
     pub snapshot_entries: Option<u64>,
+    /// Where that snapshot says the frames of its prefix lie (format 3):
+    /// the log is opened without scanning them (see
+    /// [`crate::store::Known::layout`]).
+    pub snapshot_layout: Option<crate::store::FrameLayout>,
 }
 
 impl Evidence {
@@ -208,11 +212,13 @@ pub fn evidence(
     verifier: &CheckpointVerifier,
 ) -> Result<Evidence, StoreError> {
     let acknowledged = load_acknowledged(&data_dir.join(ACKNOWLEDGED_FILE), verifier)?;
-    let snapshot_entries =
-        crate::snapshot::covered_entries(&data_dir.join(SNAPSHOT_FILE), crs_digest)?;
+    let (snapshot_entries, snapshot_layout) =
+        crate::snapshot::covered_prefix(&data_dir.join(SNAPSHOT_FILE), crs_digest)?
+            .map_or((None, None), |(entries, layout)| (Some(entries), layout));
     Ok(Evidence {
         acknowledged,
         snapshot_entries,
+        snapshot_layout,
     })
 }
 
@@ -234,6 +240,7 @@ pub fn open_log(
             .acknowledged
             .as_ref()
             .map(|c| (c.size, c.root, leaf)),
+        layout: evidence.snapshot_layout.as_ref(),
     };
     let (store, report) = FileLogStore::open_with(&data_dir.join(LOG_FILE), crs_digest, &known)?;
     Ok((store, report, evidence))

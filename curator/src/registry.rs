@@ -39,6 +39,9 @@ use sha2::{Digest, Sha256};
 
 use crate::entry::{EntryBody, EntryError, LogEntry};
 
+mod image;
+pub use image::{IdentityImage, ImageError};
+
 /// What the state remembers of a bind entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BindInfo {

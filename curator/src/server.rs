@@ -81,6 +81,13 @@ pub enum ServerError {
     /// A start-up task panicked.
     #[error("start-up task failed: {0}")]
     Task(String),
+    /// The background check of the state snapshot's log prefix refuted
+    /// the state the curator restored from it.
+    #[error(
+        "the state restored from the snapshot is not the log's ({0}); the snapshot was moved \
+         aside: the next start replays the whole log"
+    )]
+    Refuted(String),
 }
 
 async fn blocking<T: Send + 'static>(
@@ -233,6 +240,12 @@ pub async fn run(
              acknowledged entry (an interrupted, never-acknowledged write)"
         );
     }
+    if let Some(reason) = &report.layout_refused {
+        tracing::warn!(
+            reason = %reason,
+            "the state snapshot's frame index was not used; every frame of the log was scanned"
+        );
+    }
     if evidence.acknowledged.is_none() && report.entries > 0 {
         tracing::warn!(
             path = %config.data_dir.join(crate::recovery::ACKNOWLEDGED_FILE).display(),
@@ -249,8 +262,10 @@ pub async fn run(
         acknowledged_entries = evidence.entries(),
         created = report.created,
         scan_ms = report.scan_time.as_millis() as u64,
+        unscanned_prefix = report.unverified_prefix,
         "registration log opened"
     );
+    let acknowledged_root = evidence.acknowledged.as_ref().map(|c| (c.size, c.root));
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -337,6 +352,7 @@ pub async fn run(
         lifecycle: Some(config.lifecycle),
         namespace_quota: config.namespace_quota,
         max_token_lifetime: config.max_token_lifetime,
+        acknowledged_root,
     };
     let scan_time = report.scan_time;
     if let Some(interval) = config.jwks_refresh
@@ -350,22 +366,41 @@ pub async fn run(
     }
 
     // Replay in the background: /healthz answers meanwhile, /readyz says 503.
-    let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<ServerError>();
+    let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<ServerError>(2);
     let replay_state = state.clone();
     let crs = loaded.crs;
     let store: Arc<dyn LogStore> = Arc::new(store);
     let audience = config.audience.clone();
     let unwitnessed = config.witness.is_none();
+    let runtime = tokio::runtime::Handle::current();
     let replay = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         match Curator::open(crs, trust, store, metrics, &options) {
             Ok((curator, report)) => {
+                // A refuted snapshot stops the server (exit status 1): the
+                // next start replays the whole log (the snapshot was moved
+                // aside), rather than serving on, unready, until someone
+                // notices. Nothing is served from the refuted state
+                // meanwhile.
+                let mut check = curator.prefix_check();
+                let refuted_tx = fatal_tx.clone();
+                runtime.spawn(async move {
+                    if let Ok(state) = check.wait_for(|s| s.is_done()).await
+                        && let crate::prefix_check::PrefixCheck::Refuted(what) = &*state
+                    {
+                        let _ = refuted_tx.try_send(ServerError::Refuted(what.clone()));
+                    }
+                });
                 if unwitnessed {
                     // Without witnesses the publisher thread signs the first
                     // checkpoint at once: ready means it is served, so that
                     // nobody sees `/readyz` 200 and then a 503 checkpoint.
                     let deadline = Instant::now() + Duration::from_secs(30);
-                    while curator.checkpoint().is_err() && Instant::now() < deadline {
+                    // (A refuted state signs none: the server stops instead.)
+                    while curator.checkpoint().is_err()
+                        && curator.refuted().is_none()
+                        && Instant::now() < deadline
+                    {
                         std::thread::sleep(Duration::from_millis(2));
                     }
                 }
@@ -390,7 +425,7 @@ pub async fn run(
             }
             Err(e) => {
                 tracing::error!(error = %e, "log replay failed");
-                let _ = fatal_tx.send(ServerError::Replay(e));
+                let _ = fatal_tx.try_send(ServerError::Replay(e));
             }
         }
     });
@@ -419,7 +454,6 @@ pub async fn run(
     })?;
     let grace = config.shutdown_grace;
     tokio::pin!(shutdown);
-    tokio::pin!(fatal_rx);
     tokio::select! {
         () = &mut server => {}
         () = &mut shutdown => {
@@ -428,7 +462,7 @@ pub async fn run(
                 tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time");
             }
         }
-        Ok(e) = &mut fatal_rx => {
+        Some(e) = fatal_rx.recv() => {
             let _ = stop_tx.send(true);
             fatal = Some(e);
             let _ = tokio::time::timeout(grace, &mut server).await;

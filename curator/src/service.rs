@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::register::{self, BindingRequest, PreparedBind, RevealRequest};
 use crate::registry::{ApplyError, Registry, ReplayEntry};
 use crate::reservations::Reservations;
-use crate::snapshot::{self, Snapshots};
+use crate::snapshot::Snapshots;
 use crate::store::{LogStore, StoreError};
 use crate::witnessing::{WitnessedLog, Witnessing};
 use crate::writer::{self, Job, Logged, Work};
@@ -82,6 +82,12 @@ pub struct CuratorOptions {
     /// The latest token expiry a binding may commit to, from now (longer
     /// ones are refused: an ended id is kept until its token's expiry).
     pub max_token_lifetime: Duration,
+    /// The acknowledged checkpoint's size and root (checked with the
+    /// checkpoint key): the rebuilt tree must give that root at that size,
+    /// or the start fails (after a start from the snapshot: the snapshot
+    /// is dropped and the whole log replayed first). A store opened from
+    /// the snapshot's frame layout did not check it.
+    pub acknowledged_root: Option<(u64, mazu_log::Hash)>,
 }
 
 /// How checkpoints are witnessed before binds and reveals are answered.
@@ -131,6 +137,7 @@ impl Default for CuratorOptions {
             lifecycle: None,
             namespace_quota: 0,
             max_token_lifetime: Duration::from_secs(48 * 3600),
+            acknowledged_root: None,
         }
     }
 }
@@ -153,6 +160,19 @@ pub struct ReplayReport {
     pub replayed_entries: u64,
     /// Time spent replaying them.
     pub replay: Duration,
+}
+
+/// The state rebuilt at start-up, before the curator serves.
+struct Rebuilt {
+    registry: Registry,
+    transparency: Transparency,
+    /// What the snapshot claimed about the prefix it covers (`None`: the
+    /// whole log was replayed).
+    claims: Option<crate::snapshot_start::PrefixClaims>,
+    entries: u64,
+    snapshot_entries: u64,
+    snapshot_load: Duration,
+    replay: Duration,
 }
 
 /// Start-up replay failed: the log does not describe a valid registry.
@@ -179,6 +199,18 @@ pub enum OpenError {
     /// The Merkle tree and its records file cannot be set up.
     #[error(transparent)]
     Transparency(#[from] crate::checkpoint::TransparencyInitError),
+    /// The log's first entries are not the ones the acknowledged
+    /// checkpoint commits to.
+    #[error(
+        "the first {size} log entries are not the ones the acknowledged checkpoint commits to \
+         ({detail}). Refusing to start; nothing was changed (see docs/curator.md, \"Operations\")"
+    )]
+    AcknowledgedRoot {
+        /// The checkpoint's size.
+        size: u64,
+        /// What differs.
+        detail: String,
+    },
 }
 
 /// A granted slot reservation.
@@ -225,6 +257,8 @@ pub(crate) struct Core {
     /// Without witnesses, with an acknowledged-checkpoint file: the thread
     /// that records and publishes checkpoints (group commit).
     publisher: Option<Arc<Publisher>>,
+    /// The background check of the snapshot's prefix.
+    pub(crate) prefix_check: watch::Sender<crate::prefix_check::PrefixCheck>,
 }
 
 /// Hands log sizes from the writer to the publisher thread, which records
@@ -351,6 +385,69 @@ impl Core {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Everything a state snapshot keeps, copied at one log size (the
+    /// registry, the tree and the store agree on it: the writer changes
+    /// them one after the other, so a copy is retried until they do).
+    /// `None` if they never agree or the tree has no follower state.
+    pub(crate) fn capture(&self) -> Option<crate::snapshot::Capture> {
+        for _ in 0..200 {
+            {
+                let registry = self.read_registry();
+                let size = registry.size();
+                let layout = match self.store.frame_layout(size) {
+                    Some(layout) => Some(layout),
+                    // A store without a byte layout (in memory).
+                    None if self.store.len() == size => Some(crate::store::FrameLayout::default()),
+                    None => None,
+                };
+                if let (Some(layout), Some((follower, chunk_roots, tail))) =
+                    (layout, self.transparency.capture(size))
+                {
+                    return Some(crate::snapshot::Capture {
+                        entries: size,
+                        rbe: registry.rbe().clone(),
+                        follower,
+                        identity: registry.identity_image(),
+                        chunk_bits: crate::checkpoint::CHUNK_BITS,
+                        chunk_roots,
+                        tail,
+                        layout,
+                    });
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        tracing::warn!("no consistent copy of the state for a snapshot; none written");
+        None
+    }
+
+    /// The background check refuted what was restored from the snapshot:
+    /// accept nothing more, serve nothing from it, and move the snapshot
+    /// aside (kept as evidence) so that the next start replays the whole
+    /// log with every check.
+    pub(crate) fn refute(&self, difference: &str) {
+        self.failed.store(true, Ordering::SeqCst);
+        self.transparency.refute();
+        let moved = self.snapshots.as_ref().map(|s| s.retire(now_unix()));
+        let moved_to = match &moved {
+            Some(Ok(Some(path))) => path.display().to_string(),
+            Some(Ok(None)) | None => "(no snapshot file)".into(),
+            Some(Err(e)) => format!("(cannot move it aside: {e}; delete it before restarting)"),
+        };
+        tracing::error!(
+            difference,
+            snapshot_moved_to = %moved_to,
+            "the log prefix the state snapshot covers does not give what the snapshot claimed: \
+             the state restored from it is not trusted (no registration is accepted, nothing is \
+             served, /readyz fails). Restart the curator: the next start replays the whole log \
+             with every check"
+        );
+        self.prefix_check
+            .send_replace(crate::prefix_check::PrefixCheck::Refuted(
+                difference.to_owned(),
+            ));
+    }
+
     /// The log grew to `size`: without witnesses, publish its checkpoint at
     /// once; with them, wake the witnessing task.
     pub(crate) fn grew(&self, size: u64) {
@@ -442,19 +539,18 @@ impl Curator {
             .clone()
             .unwrap_or_else(std::env::temp_dir);
         let new_tree = || Transparency::new(&origin, &key, &records_dir);
-        // The tree is built from the records the snapshot check and the
-        // replay derive anyway: one pass over the log.
-        let mut transparency = new_tree()?;
         let mut snapshot_refused = None;
-        let mut registry = None;
+        let mut restored = None;
+        let load_started = Instant::now();
         if let Some(opts) = &options.snapshot {
-            let mut sink = |record: &LeafRecord| transparency.push_batched(record.to_bytes());
-            match snapshot::load(&opts.path, &crs, store.as_ref(), &mut sink) {
-                Ok(Some(restored)) => registry = Some(restored),
-                Ok(None) => {}
+            match crate::snapshot_start::load(
+                &opts.path,
+                &crs,
+                &store,
+                crate::checkpoint::CHUNK_BITS,
+            ) {
+                Ok(r) => restored = r,
                 Err(e) => {
-                    // What the refused snapshot's check added goes too.
-                    transparency = new_tree()?;
                     tracing::warn!(
                         path = %opts.path.display(),
                         reason = %e,
@@ -465,17 +561,84 @@ impl Curator {
                 }
             }
         }
-        let snapshot_load = started.elapsed();
-        let snapshot_entries = registry.as_ref().map_or(0, Registry::size);
-        let mut registry = registry.unwrap_or_else(|| Registry::new(crs.clone()));
-        let replay_started = Instant::now();
-        let index = replay_from(&mut registry, &store, snapshot_entries, &mut |record| {
-            transparency.push_batched(record.to_bytes());
-        })?;
-        // A batch the disk refused stays in memory (and is retried).
-        if let Err(e) = transparency.flush() {
-            tracing::warn!(error = %e, "cannot write the leaf records file; records kept in memory");
+        let snapshot_load = load_started.elapsed();
+        let mut from_snapshot = restored.is_some();
+        let restored_tree = |tree, follower| {
+            Transparency::restored(&origin, &key, &records_dir, tree, follower, store.clone())
+        };
+        let mut rebuilt = match rebuild(
+            &crs,
+            &store,
+            restored,
+            snapshot_load,
+            &restored_tree,
+            &new_tree,
+        ) {
+            Ok(rebuilt) => rebuilt,
+            // The entries after the prefix do not replay on the snapshot's
+            // state: the snapshot or the log is wrong. The whole log
+            // decides (it replays, or the start fails on its own error).
+            Err(e @ OpenError::Replay { .. }) if from_snapshot => {
+                let reason =
+                    format!("the entries after the snapshot's prefix do not replay on it: {e}");
+                tracing::warn!(
+                    reason = %reason,
+                    "state snapshot not used; replaying the whole log (the log is \
+                     authoritative, this only costs start-up time)"
+                );
+                snapshot_refused = Some(reason);
+                from_snapshot = false;
+                rebuild(
+                    &crs,
+                    &store,
+                    None,
+                    snapshot_load,
+                    &|_, _| new_tree(),
+                    &new_tree,
+                )?
+            }
+            Err(e) => return Err(e),
+        };
+        // The tree must give the acknowledged checkpoint's root; after a
+        // start from the snapshot, that pins the snapshot's chunk roots below
+        // that size to a signed root, and the chunks from there to the end
+        // of the snapshot's prefix are checked against the log's records
+        // (normally the last one: the acknowledged checkpoint covers the
+        // snapshot's prefix but for the entries of the last moments). Only
+        // then is anything served from the snapshot's tree. If either check
+        // fails, the snapshot is dropped and the whole log replayed.
+        if from_snapshot
+            && let Some(reason) = snapshot_tree_problem(&rebuilt, options.acknowledged_root)
+        {
+            tracing::warn!(
+                reason = %reason,
+                "state snapshot not used; replaying the whole log (the log is \
+                 authoritative, this only costs start-up time)"
+            );
+            snapshot_refused = Some(reason);
+            rebuilt = rebuild(
+                &crs,
+                &store,
+                None,
+                snapshot_load,
+                &|_, _| new_tree(),
+                &new_tree,
+            )?;
         }
+        if let Some((size, root)) = options.acknowledged_root
+            && let Some(detail) = root_differs(&rebuilt.transparency, size, &root)
+        {
+            return Err(OpenError::AcknowledgedRoot { size, detail });
+        }
+        let Rebuilt {
+            registry,
+            transparency,
+            claims,
+            entries: index,
+            snapshot_entries,
+            snapshot_load,
+            replay,
+        } = rebuilt;
         let report = ReplayReport {
             entries: index,
             elapsed: started.elapsed(),
@@ -483,7 +646,7 @@ impl Curator {
             snapshot_load,
             snapshot_refused,
             replayed_entries: index - snapshot_entries,
-            replay: replay_started.elapsed(),
+            replay,
         };
         metrics
             .log_entries
@@ -500,6 +663,11 @@ impl Curator {
         let crs_json = Bytes::from(serde_json::to_vec(&crs).map_err(std::io::Error::other)?);
         let insecure_no_witness = matches!(options.witness, WitnessMode::Insecure);
         let (size_tx, size_rx) = watch::channel(index);
+        let (prefix_check, _) = watch::channel(if claims.is_some() {
+            crate::prefix_check::PrefixCheck::Running
+        } else {
+            crate::prefix_check::PrefixCheck::NotNeeded
+        });
         let recorder = options
             .acknowledged
             .as_ref()
@@ -522,7 +690,11 @@ impl Curator {
             publisher: publisher.clone(),
             namespace_quota: options.namespace_quota,
             max_token_lifetime: options.max_token_lifetime,
+            prefix_check,
         });
+        if let Some(claims) = claims {
+            spawn_prefix_check(core.clone(), claims)?;
+        }
         let (witness_task, witness_wait) = match &options.witness {
             WitnessMode::Insecure => {
                 if let (Some(publisher), Some(recorder)) = (publisher, recorder.clone()) {
@@ -1018,12 +1190,27 @@ impl Curator {
         if self.core.failed.load(Ordering::SeqCst) {
             return Ok(0);
         }
-        // Clone under the lock (a memory copy), encode and write without it.
-        let (state, size) = {
-            let registry = self.core.read_registry();
-            (registry.rbe().clone(), registry.size())
-        };
-        snapshots.write_now(&state, size)
+        // Copied under the lock (a memory copy), encoded and written
+        // without it.
+        match self.core.capture() {
+            Some(capture) => snapshots.write_now(&capture),
+            None => Ok(0),
+        }
+    }
+
+    /// The background check of the snapshot's prefix: where it stands, and
+    /// a receiver that sees it change.
+    pub fn prefix_check(&self) -> watch::Receiver<crate::prefix_check::PrefixCheck> {
+        self.core.prefix_check.subscribe()
+    }
+
+    /// What the background check found wrong with the state restored from
+    /// the snapshot, if it refuted it.
+    pub fn refuted(&self) -> Option<String> {
+        match &*self.core.prefix_check.borrow() {
+            crate::prefix_check::PrefixCheck::Refuted(what) => Some(what.clone()),
+            _ => None,
+        }
     }
 
     /// Whether a background snapshot write is running.
@@ -1133,7 +1320,147 @@ async fn witness_loop(
     }
 }
 
-/// The canonical record bytes of the first `size` log entries.
+/// Rebuilds the state: from `restored` (a snapshot) and the entries after
+/// it, or (`None`) by replaying every entry. `restored_tree` makes the tree
+/// of a restored state, `new_tree` an empty one.
+fn rebuild(
+    crs: &Crs,
+    store: &Arc<dyn LogStore>,
+    restored: Option<crate::snapshot_start::Restored>,
+    snapshot_load: Duration,
+    restored_tree: &dyn Fn(
+        mazu_log::chunked::ChunkedTree,
+        mazu_identity::registry::LogFollower,
+    ) -> Result<Transparency, crate::checkpoint::TransparencyInitError>,
+    new_tree: &dyn Fn() -> Result<Transparency, crate::checkpoint::TransparencyInitError>,
+) -> Result<Rebuilt, OpenError> {
+    let (mut registry, transparency, claims) = match restored {
+        Some(r) => (
+            r.registry,
+            restored_tree(r.tree, r.follower)?,
+            Some(r.claims),
+        ),
+        None => {
+            // Frames the store took from the snapshot's layout without
+            // reading them are read now: the replay needs them all checked.
+            store.verify_prefix()?;
+            (Registry::new(crs.clone()), new_tree()?, None)
+        }
+    };
+    let snapshot_entries = registry.size();
+    let replay_started = Instant::now();
+    let entries = replay_from(&mut registry, store, snapshot_entries, &mut |record| {
+        transparency.push_batched(record.to_bytes());
+    })?;
+    // A batch the disk refused stays in memory (and is retried).
+    if let Err(e) = transparency.flush() {
+        tracing::warn!(error = %e, "cannot write the leaf records file; records kept in memory");
+    }
+    Ok(Rebuilt {
+        registry,
+        transparency,
+        claims,
+        entries,
+        snapshot_entries,
+        snapshot_load,
+        replay: replay_started.elapsed(),
+    })
+}
+
+/// Why the tree rebuilt from `rebuilt` (a snapshot's) is not to be served:
+/// it does not give the acknowledged root, or the chunks after the size
+/// that root pins do not hold the log's records. `None`: it may be served.
+fn snapshot_tree_problem(
+    rebuilt: &Rebuilt,
+    acknowledged: Option<(u64, mazu_log::Hash)>,
+) -> Option<String> {
+    let covers = rebuilt.snapshot_entries;
+    let pinned = match acknowledged {
+        Some((size, root)) => {
+            if let Some(detail) = root_differs(&rebuilt.transparency, size, &root) {
+                return Some(format!(
+                    "the snapshot's tree does not give the acknowledged checkpoint's root at size \
+                     {size} ({detail})"
+                ));
+            }
+            size.min(covers)
+        }
+        None => 0,
+    };
+    let chunk = 1u64 << crate::checkpoint::CHUNK_BITS;
+    let from = pinned / chunk * chunk;
+    let checked = rebuilt.transparency.records_each(from, covers);
+    if from + chunk < covers {
+        tracing::info!(
+            from,
+            to = covers,
+            acknowledged = acknowledged.map(|(size, _)| size),
+            "the snapshot's tree levels the acknowledged checkpoint does not pin were checked \
+             against the log before serving"
+        );
+    }
+    checked.err().map(|e| {
+        format!("the snapshot's tree does not hold the log's records {from}..{covers} ({e})")
+    })
+}
+
+/// What differs between the tree's root at `size` and `root` (`None`: the
+/// same).
+fn root_differs(transparency: &Transparency, size: u64, root: &mazu_log::Hash) -> Option<String> {
+    match transparency.root(size) {
+        Ok(found) if found == *root => None,
+        Ok(found) => Some(format!(
+            "they hash to {}, the checkpoint says {}",
+            hex::encode(found),
+            hex::encode(root)
+        )),
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+/// Records the background check hands to the records file at once.
+const FILL_BATCH: usize = 512;
+
+/// Starts the background check of the snapshot's prefix (see
+/// [`crate::prefix_check`]): on a difference, [`Core::refute`].
+fn spawn_prefix_check(
+    core: Arc<Core>,
+    claims: crate::snapshot_start::PrefixClaims,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("prefix-check".into())
+        .spawn(move || {
+            let started = Instant::now();
+            // The records derived go to the file that serves the prefix's
+            // records from then on (instead of deriving them again).
+            let mut batch = Vec::with_capacity(FILL_BATCH);
+            let mut fill = |record: &LeafRecord| {
+                batch.push(record.to_bytes());
+                if batch.len() == FILL_BATCH {
+                    core.transparency.fill_prefix(&batch);
+                    batch.clear();
+                }
+            };
+            let outcome =
+                crate::prefix_check::check(core.store.as_ref(), &core.crs, &claims, &mut fill);
+            core.transparency.fill_prefix(&batch);
+            match outcome {
+                Ok(()) => {
+                    tracing::info!(
+                        entries = claims.entries,
+                        check_ms = started.elapsed().as_millis() as u64,
+                        "the log prefix the state snapshot covers was checked in the background: \
+                         it gives what the snapshot claimed"
+                    );
+                    core.prefix_check
+                        .send_replace(crate::prefix_check::PrefixCheck::Passed);
+                }
+                Err(difference) => core.refute(&difference),
+            }
+        })?;
+    Ok(())
+}
+
 /// Replays the log entries from `start` on into `registry` with every check,
 /// giving `records` each one's leaf record in log order; returns the log
 /// size replayed to.

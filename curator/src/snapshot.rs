@@ -2,73 +2,59 @@
 //!
 //! Replaying the log decodes every RBE registration (each point
 //! subgroup-checked) and re-runs its pairing check: ~40 ms per entry at
-//! capacity 65,536, most of an hour for a full registry. The curator therefore
-//! writes, every `--snapshot-every` entries and on a clean shutdown, an image
-//! of its RBE state ([`mazu_rbe::RegistryState::to_snapshot_bytes`]) to
-//! `DATA_DIR/state.snapshot`, atomically (temporary file, fsync, rename, fsync
-//! of the directory).
+//! capacity 65,536, most of an hour for a full registry. And even checking
+//! a snapshot against the whole log prefix it covers made the start-up
+//! follow the history. So the curator writes, every `--snapshot-every`
+//! entries and on a clean shutdown, everything it holds after a log prefix
+//! to `DATA_DIR/state.snapshot`, atomically (temporary file, fsync, rename,
+//! fsync of the directory), and starts from it without reading the
+//! prefix: [`crate::snapshot_start`] restores from it with the checks that
+//! follow the live state, and [`crate::prefix_check`] checks the prefix in
+//! the background once the curator serves.
 //!
-//! # File format (version 2, log format 2)
+//! # File format (version 3, log format 2)
 //!
 //! ```text
-//! magic      "MZSNAP02" (8 bytes; the final '2' is the format version)
+//! magic      "MZSNAP03" (8 bytes; the final '3' is the format version)
 //! crs digest 32 bytes
-//! entries    u64 BE: the log prefix the snapshot covers (binds and reveals)
-//! image len  u64 BE
-//! image      the rbe crate's state image (RBES) after the prefix's binds
+//! entries    u64 BE: the log prefix the snapshot covers
+//! 5 sections, each a u64 BE length and its bytes, in this order:
+//!   image    the rbe crate's state image (RBES) after the prefix
+//!   follower the follower state after it (MZFS: id lifecycle, Merkle frontier)
+//!   identity the curator's maps beside the lifecycle (MZCI, registry::image)
+//!   tree     chunk bits u8, u64 count + the roots of the complete chunks
+//!            (32 bytes each), u64 count + the leaf hashes after them
+//!   frames   prefix byte length u64, u64 count + the offset (u64) of every
+//!            16th frame
 //! checksum   SHA-256 of every byte above (32 bytes)
 //! ```
 //!
-//! A format 1 snapshot (`MZSNAP01`, written for log format 1 where every
-//! entry was a registration) is refused with [`SnapshotLoadError::OldFormat`]
-//! and replaced by the next snapshot written.
-//!
-//! # Loading
-//!
-//! The log stays authoritative: it is scanned as always, and the snapshot is
-//! used only if it is intact (length, checksum, magic), made under the
-//! configured CRS, covers no more entries than the log holds, and matches the
-//! log prefix it claims to cover: every covered entry is decoded and its
-//! record derived (hashing only, no curve arithmetic) and applied to the id
-//! lifecycle with the same rules as a replay (a void entry is refused);
-//! [`mazu_rbe::SnapshotRestore`] checks every covered bind's slot, id and
-//! public key against the image, recomputes the RBE log digest from the
-//! log's own registration bytes, and recomputes the block commitments from
-//! the keys. The identity state (lifecycle, bind and reveal indexes, claims
-//! digests) is not in the snapshot at all: it is re-derived from the covered
-//! entries. Then only the entries after the prefix are replayed with every
-//! check. Anything else (missing, damaged, stale, another CRS, another log,
-//! an older format) logs a warning and falls back to the full replay, so a
-//! bad snapshot can cost time but never change the state the public
-//! parameters are computed from.
+//! Formats 1 and 2 (`MZSNAP01`, `MZSNAP02`) are refused by name
+//! ([`SnapshotLoadError::OldFormat`]): the log is replayed and the next
+//! snapshot replaces the file.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use mazu_log::LeafRecord;
-use mazu_rbe::{Crs, RegistryState, SnapshotError, SnapshotRestore};
+use mazu_log::merkle::Hash;
+use mazu_rbe::{RegistryState, SnapshotError};
 use sha2::{Digest, Sha256};
 
-use crate::entry::{EntryBody, LogEntry};
-use crate::registry::Registry;
-use crate::store::{LogStore, StoreError};
+use crate::store::{FrameLayout, StoreError};
 
 /// Name of the snapshot file inside the data directory.
 pub const SNAPSHOT_FILE: &str = "state.snapshot";
 
 /// Magic bytes; the last byte is the format version.
-pub const SNAPSHOT_MAGIC: [u8; 8] = *b"MZSNAP02";
+pub const SNAPSHOT_MAGIC: [u8; 8] = *b"MZSNAP03";
 
 /// The magic of a format the curator no longer reads, without its version.
 const MAGIC_PREFIX: &[u8; 7] = b"MZSNAP0";
 
-/// Header: magic, CRS digest, entries, image length.
-const HEADER_LEN: usize = 8 + 32 + 8 + 8;
-
-/// Entries read from the log per batch while checking the prefix.
-const READ_BATCH: usize = 256;
+/// Header: magic, CRS digest, entries.
+const HEADER_LEN: usize = 8 + 32 + 8;
 
 /// Why a snapshot was not used (the curator then replays the whole log).
 #[derive(Debug, thiserror::Error)]
@@ -77,8 +63,8 @@ pub enum SnapshotLoadError {
     /// The file cannot be read.
     #[error("cannot read the snapshot: {0}")]
     Io(#[from] std::io::Error),
-    /// Shorter than a header and checksum, or the image length disagrees
-    /// with the file length (a truncated or extended file).
+    /// Shorter than a header and checksum, or its sections do not add up
+    /// to the file length (a truncated or extended file).
     #[error("snapshot is truncated or has a wrong length")]
     Length,
     /// The SHA-256 over the file does not match (damaged file).
@@ -87,9 +73,9 @@ pub enum SnapshotLoadError {
     /// Not a curator snapshot.
     #[error("not a curator snapshot (bad magic)")]
     Magic,
-    /// A snapshot of an older format (written for another log format).
+    /// A snapshot of an older format.
     #[error(
-        "snapshot format {version} is not readable by this curator (it reads format 2, for log \
+        "snapshot format {version} is not readable by this curator (it reads format 3, for log \
          format 2); the log is replayed instead and the next snapshot replaces this file"
     )]
     OldFormat {
@@ -108,14 +94,18 @@ pub enum SnapshotLoadError {
         /// Entries in the log.
         log_len: u64,
     },
-    /// The image is invalid or does not match the log prefix.
+    /// The RBE image is invalid or does not match the log.
     #[error("snapshot does not match the log: {0}")]
     Restore(#[from] SnapshotError),
-    /// Reading the log prefix failed.
+    /// Reading the log failed.
     #[error("reading the log prefix: {0}")]
     Store(#[from] StoreError),
-    /// A covered log entry is malformed or conflicts with an earlier one.
-    #[error("log entry #{index} of the covered prefix: {reason}")]
+    /// A section does not decode, or the sections contradict each other.
+    #[error("snapshot is inconsistent: {0}")]
+    Parts(String),
+    /// A log entry the snapshot points to (a live bind, the last covered
+    /// entries) is not what it says.
+    #[error("snapshot does not match the log: log entry #{index}: {reason}")]
     Entry {
         /// Its index.
         index: u64,
@@ -124,24 +114,87 @@ pub enum SnapshotLoadError {
     },
 }
 
-/// Encodes the snapshot file for `state`, the RBE state after the first
-/// `entries` log entries.
-pub fn encode(state: &RegistryState, entries: u64) -> Vec<u8> {
-    let image = state.to_snapshot_bytes();
-    let mut out = Vec::with_capacity(HEADER_LEN + image.len() + 32);
+/// What a snapshot holds, taken from a running curator at one log size
+/// (see [`crate::service`]'s capture) and encoded off the writer.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    /// The log size it reflects.
+    pub entries: u64,
+    /// The RBE state.
+    pub rbe: RegistryState,
+    /// The follower state (`LogFollower::encode_state`).
+    pub follower: Vec<u8>,
+    /// The identity image (`Registry::identity_image`).
+    pub identity: Vec<u8>,
+    /// The Merkle tree's chunk size (bits).
+    pub chunk_bits: u32,
+    /// The roots of its complete chunks.
+    pub chunk_roots: Vec<Hash>,
+    /// The leaf hashes after them.
+    pub tail: Vec<Hash>,
+    /// Where the log's frames lie (empty for a store without a byte
+    /// layout).
+    pub layout: FrameLayout,
+}
+
+/// A snapshot file whose framing passed, its sections borrowed.
+#[derive(Debug, Clone)]
+pub struct Parsed<'a> {
+    /// Entries covered.
+    pub entries: u64,
+    /// The RBE state image.
+    pub image: &'a [u8],
+    /// The follower state.
+    pub follower: &'a [u8],
+    /// The identity image.
+    pub identity: &'a [u8],
+    /// The Merkle tree's chunk size (bits).
+    pub chunk_bits: u32,
+    /// The roots of its complete chunks.
+    pub chunk_roots: Vec<Hash>,
+    /// The leaf hashes after them.
+    pub tail: Vec<Hash>,
+    /// Where the frames of the prefix lie (`entries` 0: not known).
+    pub layout: FrameLayout,
+}
+
+/// Encodes the snapshot file of `capture`.
+pub fn encode(capture: &Capture) -> Vec<u8> {
+    let image = capture.rbe.to_snapshot_bytes();
+    let mut tree = Vec::with_capacity(17 + 32 * (capture.chunk_roots.len() + capture.tail.len()));
+    tree.push(u8::try_from(capture.chunk_bits).unwrap_or(u8::MAX));
+    for hashes in [&capture.chunk_roots, &capture.tail] {
+        tree.extend_from_slice(&(hashes.len() as u64).to_be_bytes());
+        for h in hashes {
+            tree.extend_from_slice(h);
+        }
+    }
+    let mut frames = Vec::with_capacity(16 + 8 * capture.layout.marks.len());
+    frames.extend_from_slice(&capture.layout.end.to_be_bytes());
+    frames.extend_from_slice(&(capture.layout.marks.len() as u64).to_be_bytes());
+    for m in &capture.layout.marks {
+        frames.extend_from_slice(&m.to_be_bytes());
+    }
+    let sections: [&[u8]; 5] = [&image, &capture.follower, &capture.identity, &tree, &frames];
+    let mut out =
+        Vec::with_capacity(HEADER_LEN + 32 + sections.iter().map(|s| 8 + s.len()).sum::<usize>());
     out.extend_from_slice(&SNAPSHOT_MAGIC);
-    out.extend_from_slice(&state.crs().digest());
-    out.extend_from_slice(&entries.to_be_bytes());
-    out.extend_from_slice(&(image.len() as u64).to_be_bytes());
-    out.extend_from_slice(&image);
+    out.extend_from_slice(&capture.rbe.crs().digest());
+    out.extend_from_slice(&capture.entries.to_be_bytes());
+    for section in sections {
+        out.extend_from_slice(&(section.len() as u64).to_be_bytes());
+        out.extend_from_slice(section);
+    }
     let checksum = Sha256::digest(&out);
     out.extend_from_slice(&checksum);
     out
 }
 
-/// A snapshot file whose framing passed: (entries covered, image bytes).
-fn parse<'a>(bytes: &'a [u8], crs_digest: &[u8; 32]) -> Result<(u64, &'a [u8]), SnapshotLoadError> {
-    // An older format is named before anything else: its framing may differ.
+/// Parses a snapshot file: length, checksum, magic (an older format named),
+/// CRS, and the sections' framing. The sections' contents are checked by
+/// whoever uses them.
+pub fn parse<'a>(bytes: &'a [u8], crs_digest: &[u8; 32]) -> Result<Parsed<'a>, SnapshotLoadError> {
+    // An older format is named before anything else: its framing differs.
     if bytes.len() >= 8 && bytes[..7] == MAGIC_PREFIX[..] && bytes[7] != SNAPSHOT_MAGIC[7] {
         let version = bytes[7].wrapping_sub(b'0');
         return Err(SnapshotLoadError::OldFormat { version });
@@ -155,43 +208,81 @@ fn parse<'a>(bytes: &'a [u8], crs_digest: &[u8; 32]) -> Result<(u64, &'a [u8]), 
     if Sha256::digest(body).as_slice() != checksum {
         return Err(SnapshotLoadError::Checksum);
     }
-    let (header, image) = body.split_at(HEADER_LEN);
+    let (header, mut rest) = body.split_at(HEADER_LEN);
     if header[..8] != SNAPSHOT_MAGIC {
         return Err(SnapshotLoadError::Magic);
     }
     if &header[8..40] != crs_digest {
         return Err(SnapshotLoadError::CrsMismatch);
     }
-    let mut entries = [0u8; 8];
-    entries.copy_from_slice(&header[40..48]);
-    let mut image_len = [0u8; 8];
-    image_len.copy_from_slice(&header[48..56]);
-    if u64::from_be_bytes(image_len) != image.len() as u64 {
+    let entries = be_u64(&header[40..48]);
+    let mut sections = [&[][..]; 5];
+    for section in &mut sections {
+        let (len, after) = rest
+            .split_first_chunk::<8>()
+            .ok_or(SnapshotLoadError::Length)?;
+        let len =
+            usize::try_from(u64::from_be_bytes(*len)).map_err(|_| SnapshotLoadError::Length)?;
+        let (bytes, after) = after
+            .split_at_checked(len)
+            .ok_or(SnapshotLoadError::Length)?;
+        *section = bytes;
+        rest = after;
+    }
+    if !rest.is_empty() {
         return Err(SnapshotLoadError::Length);
     }
-    Ok((u64::from_be_bytes(entries), image))
+    let [image, follower, identity, tree, frames] = sections;
+    let parts = |what: &str| SnapshotLoadError::Parts(format!("the {what} section is malformed"));
+    let (&chunk_bits, tree) = tree.split_first().ok_or_else(|| parts("tree"))?;
+    let (chunk_roots, tree) = hashes(tree).ok_or_else(|| parts("tree"))?;
+    let (tail, tree) = hashes(tree).ok_or_else(|| parts("tree"))?;
+    if !tree.is_empty() {
+        return Err(parts("tree"));
+    }
+    let (end, frames) = frames
+        .split_first_chunk::<8>()
+        .ok_or_else(|| parts("frames"))?;
+    let (count, frames) = frames
+        .split_first_chunk::<8>()
+        .ok_or_else(|| parts("frames"))?;
+    let (marks, trailing) = frames.as_chunks::<8>();
+    if !trailing.is_empty() || marks.len() as u64 != u64::from_be_bytes(*count) {
+        return Err(parts("frames"));
+    }
+    let marks: Vec<u64> = marks.iter().map(|m| u64::from_be_bytes(*m)).collect();
+    let layout = FrameLayout {
+        // A store without a byte layout records none.
+        entries: if marks.is_empty() { 0 } else { entries },
+        end: u64::from_be_bytes(*end),
+        marks,
+    };
+    Ok(Parsed {
+        entries,
+        image,
+        follower,
+        identity,
+        chunk_bits: u32::from(chunk_bits),
+        chunk_roots,
+        tail,
+        layout,
+    })
 }
 
-/// Loads the snapshot at `path` (`Ok(None)` if there is none) and checks it
-/// against the first entries of `store` (see the module docs). Returns the
-/// state after the covered entries.
-///
-/// `records` is called with the leaf record of every covered entry, in log
-/// order, as the prefix is checked (the Merkle tree is built from them
-/// without another pass over the log); if the snapshot is refused, what it
-/// was given is to be discarded.
-pub fn load(
-    path: &Path,
-    crs: &Crs,
-    store: &dyn LogStore,
-    records: &mut dyn FnMut(&LeafRecord),
-) -> Result<Option<Registry>, SnapshotLoadError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    restore(&bytes, crs, store, records).map(Some)
+/// A u64 count and that many 32-byte hashes, and what follows.
+fn hashes(bytes: &[u8]) -> Option<(Vec<Hash>, &[u8])> {
+    let (count, rest) = bytes.split_first_chunk::<8>()?;
+    let len = usize::try_from(u64::from_be_bytes(*count))
+        .ok()?
+        .checked_mul(32)?;
+    let (hashes, rest) = rest.split_at_checked(len)?;
+    Some((hashes.as_chunks::<32>().0.to_vec(), rest))
+}
+
+fn be_u64(bytes: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(bytes);
+    u64::from_be_bytes(b)
 }
 
 /// How many log entries the snapshot at `path` covers, if it is an intact
@@ -200,12 +291,24 @@ pub fn load(
 /// another format or CRS). Such a snapshot was written from a state that
 /// held that many durable entries, so the log must still hold them.
 pub fn covered_entries(path: &Path, crs_digest: &[u8; 32]) -> std::io::Result<Option<u64>> {
+    Ok(covered_prefix(path, crs_digest)?.map(|(entries, _)| entries))
+}
+
+/// [`covered_entries`], with where the snapshot says the frames of that
+/// prefix lie (`None` if it does not say).
+pub fn covered_prefix(
+    path: &Path,
+    crs_digest: &[u8; 32],
+) -> std::io::Result<Option<(u64, Option<FrameLayout>)>> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    Ok(parse(&bytes, crs_digest).ok().map(|(covers, _)| covers))
+    Ok(parse(&bytes, crs_digest).ok().map(|p| {
+        let layout = (p.layout.entries > 0).then_some(p.layout);
+        (p.entries, layout)
+    }))
 }
 
 /// The entry count in the header of the snapshot at `path`, unchecked
@@ -221,95 +324,7 @@ fn claimed_entries(path: &Path) -> std::io::Result<Option<u64>> {
     if file.read_exact(&mut header).is_err() || header[..8] != SNAPSHOT_MAGIC {
         return Ok(None);
     }
-    let mut entries = [0u8; 8];
-    entries.copy_from_slice(&header[40..48]);
-    Ok(Some(u64::from_be_bytes(entries)))
-}
-
-/// [`load`] on bytes already read.
-pub fn restore(
-    bytes: &[u8],
-    crs: &Crs,
-    store: &dyn LogStore,
-    records: &mut dyn FnMut(&LeafRecord),
-) -> Result<Registry, SnapshotLoadError> {
-    let (covers, image) = parse(bytes, &crs.digest())?;
-    let log_len = store.len();
-    if covers > log_len {
-        return Err(SnapshotLoadError::AheadOfLog { covers, log_len });
-    }
-    let mut restore = SnapshotRestore::from_bytes_unchecked(crs.clone(), image)?;
-    // The identity side is re-derived from the covered entries on an empty
-    // RBE state (whose slots are all free, so only the lifecycle rules
-    // decide); the checked image replaces it at the end.
-    let mut registry = Registry::new(crs.clone());
-    let mut index = 0u64;
-    while index < covers {
-        let want = usize::try_from(covers - index).map_or(READ_BATCH, |r| r.min(READ_BATCH));
-        let chunk = store.read_range(index, want)?;
-        if chunk.is_empty() {
-            return Err(SnapshotLoadError::AheadOfLog {
-                covers,
-                log_len: index,
-            });
-        }
-        for bytes in chunk {
-            let entry_error = |reason: String| SnapshotLoadError::Entry { index, reason };
-            let entry = LogEntry::from_bytes(&bytes).map_err(|e| entry_error(e.to_string()))?;
-            let record = entry
-                .record(&bytes)
-                .map_err(|e| entry_error(e.to_string()))?;
-            match &entry.body {
-                EntryBody::Bind {
-                    slot, registration, ..
-                } => {
-                    let (image_slot, image_id) = restore.push_registration(registration)?;
-                    if image_slot != *slot || image_id != entry.id {
-                        return Err(entry_error(
-                            "the registration's slot or id is not the entry's".into(),
-                        ));
-                    }
-                }
-                EntryBody::Release { .. } | EntryBody::Revoke { .. } => {
-                    // The RBE side takes out exactly the registration of the
-                    // id's bind entry.
-                    let bind_index =
-                        registry
-                            .bind_of(&entry.id)
-                            .map(|b| b.index)
-                            .ok_or_else(|| {
-                                entry_error("ends a binding the log does not hold".into())
-                            })?;
-                    let bind_bytes = crate::service::read_entry(store, bind_index)
-                        .map_err(|e| entry_error(e.to_string()))?;
-                    let Ok(LogEntry {
-                        body: EntryBody::Bind { registration, .. },
-                        ..
-                    }) = LogEntry::from_bytes(&bind_bytes)
-                    else {
-                        return Err(entry_error(format!(
-                            "entry {bind_index}, the binding it ends, is not a bind"
-                        )));
-                    };
-                    let (_, image_id) = restore.push_release(&registration)?;
-                    if image_id != entry.id {
-                        return Err(entry_error(
-                            "the released registration's id is not the entry's".into(),
-                        ));
-                    }
-                }
-                EntryBody::Reveal { .. } => {}
-            }
-            registry
-                .apply_identity(&entry, &record)
-                .map_err(|e| entry_error(e.to_string()))?;
-            records(&record);
-            index += 1;
-        }
-    }
-    let rbe = restore.finish()?;
-    registry.replace_rbe(rbe);
-    Ok(registry)
+    Ok(Some(be_u64(&header[40..48])))
 }
 
 /// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync
@@ -331,6 +346,8 @@ pub(crate) struct Snapshots {
     busy: Arc<AtomicBool>,
     /// Serializes writes of the same file.
     lock: Mutex<()>,
+    /// The snapshot was refuted: none is written any more.
+    retired: AtomicBool,
 }
 
 impl Snapshots {
@@ -342,6 +359,7 @@ impl Snapshots {
             last: AtomicU64::new(last),
             busy: Arc::new(AtomicBool::new(false)),
             lock: Mutex::new(()),
+            retired: AtomicBool::new(false),
         }
     }
 
@@ -352,14 +370,40 @@ impl Snapshots {
             && !self.busy.load(Ordering::SeqCst)
     }
 
-    /// Writes a snapshot of `state`, the RBE state after the first `version`
-    /// log entries, now (blocking) unless one at least as new exists.
-    /// Returns the bytes written (0 if skipped).
-    pub(crate) fn write_now(&self, state: &RegistryState, version: u64) -> std::io::Result<usize> {
+    /// Moves the snapshot aside to `NAME.refuted-<stamp>` (kept as
+    /// evidence) and writes none any more: the background check refuted
+    /// it. Returns where it went (`None`: there was no file).
+    pub(crate) fn retire(&self, stamp: u64) -> std::io::Result<Option<PathBuf>> {
         let _guard = self
             .lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.retired.store(true, Ordering::SeqCst);
+        let mut aside = self.path.as_os_str().to_owned();
+        aside.push(format!(".refuted-{stamp}"));
+        let aside = PathBuf::from(aside);
+        match std::fs::rename(&self.path, &aside) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        if let Some(dir) = self.path.parent() {
+            mazu_service::files::sync_dir(dir)?;
+        }
+        Ok(Some(aside))
+    }
+
+    /// Writes the snapshot of `capture` now (blocking) unless one at least
+    /// as new exists. Returns the bytes written (0 if skipped).
+    pub(crate) fn write_now(&self, capture: &Capture) -> std::io::Result<usize> {
+        let version = capture.entries;
+        let _guard = self
+            .lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.retired.load(Ordering::SeqCst) {
+            return Ok(0);
+        }
         // A snapshot of version 0 would only slow the next start down.
         if version == 0 || version <= self.last.load(Ordering::SeqCst) && self.path.exists() {
             return Ok(0);
@@ -371,7 +415,7 @@ impl Snapshots {
         // when it claims more (a damaged header proves nothing).
         let claims_more = claimed_entries(&self.path)?.is_some_and(|c| c > version);
         let existing = if claims_more {
-            covered_entries(&self.path, &state.crs().digest())?
+            covered_entries(&self.path, &capture.rbe.crs().digest())?
         } else {
             None
         };
@@ -388,7 +432,7 @@ impl Snapshots {
             return Ok(0);
         }
         let started = Instant::now();
-        let bytes = encode(state, version);
+        let bytes = encode(capture);
         write(&self.path, &bytes)?;
         self.last.fetch_max(version, Ordering::SeqCst);
         tracing::info!(
@@ -401,9 +445,9 @@ impl Snapshots {
         Ok(bytes.len())
     }
 
-    /// Writes a snapshot of `state` on a background thread, unless one is
-    /// already being written.
-    pub(crate) fn write_in_background(self: &Arc<Self>, state: RegistryState, version: u64) {
+    /// Writes the snapshot of `capture` on a background thread, unless one
+    /// is already being written.
+    pub(crate) fn write_in_background(self: &Arc<Self>, capture: Capture) {
         if self.busy.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -411,7 +455,7 @@ impl Snapshots {
         let spawned = std::thread::Builder::new()
             .name("state-snapshot".into())
             .spawn(move || {
-                if let Err(e) = this.write_now(&state, version) {
+                if let Err(e) = this.write_now(&capture) {
                     tracing::warn!(error = %e, "writing the state snapshot failed (the log is unaffected)");
                 }
                 this.busy.store(false, Ordering::SeqCst);

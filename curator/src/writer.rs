@@ -294,8 +294,9 @@ fn append(
     {
         // Clone under the read lock (a memory copy); encoding, writing and
         // fsyncing happen on another thread, so the writer is not held up.
-        let state = core.read_registry().rbe().clone();
-        snapshots.write_in_background(state, size);
+        if let Some(capture) = core.capture() {
+            snapshots.write_in_background(capture);
+        }
     }
     core.grew(size);
     Ok(Logged {

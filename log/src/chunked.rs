@@ -101,6 +101,48 @@ impl ChunkedTree {
         }
     }
 
+    /// The chunk size as a power of two.
+    pub fn chunk_bits(&self) -> u32 {
+        self.chunk_bits
+    }
+
+    /// The roots of the complete chunks, in order: with
+    /// [`tail_leaves`](Self::tail_leaves), everything the tree holds (what a
+    /// state snapshot keeps to rebuild it with [`from_parts`](Self::from_parts)).
+    pub fn chunk_roots(&self) -> Vec<Hash> {
+        (0..self.chunks.len())
+            .filter_map(|i| self.chunks.stored(i, 0))
+            .collect()
+    }
+
+    /// The leaf hashes after the last complete chunk (fewer than a chunk).
+    pub fn tail_leaves(&self) -> Vec<Hash> {
+        (0..self.tail.len())
+            .filter_map(|i| self.tail.stored(i, 0))
+            .collect()
+    }
+
+    /// The tree whose complete chunks have these roots, followed by these
+    /// leaves: the inverse of [`chunk_roots`](Self::chunk_roots) and
+    /// [`tail_leaves`](Self::tail_leaves). `None` if `chunk_bits` is above
+    /// 32 or `tail` is not shorter than a chunk. Only the upper levels are
+    /// hashed (one hash per chunk); whether the chunk roots are those of
+    /// some leaves is for the caller to check, e.g. against a signed root.
+    pub fn from_parts(
+        chunk_bits: u32,
+        chunk_roots: impl IntoIterator<Item = Hash>,
+        tail: &[Hash],
+    ) -> Option<Self> {
+        if chunk_bits > 32 || tail.len() as u64 >= 1u64 << chunk_bits {
+            return None;
+        }
+        Some(Self {
+            chunk_bits,
+            chunks: MerkleTree::from_leaves(chunk_roots),
+            tail: MerkleTree::from_leaves(tail.iter().copied()),
+        })
+    }
+
     /// The root hash of the first `size` leaves. `fetch(start, end)` returns
     /// the leaf hashes `start..end` of one chunk when they are needed.
     pub fn root<E>(
@@ -444,6 +486,44 @@ mod tests {
         );
         // Nothing below a chunk root is needed for the whole tree's root.
         assert!(t.root(200, failing).is_ok());
+    }
+
+    /// A tree rebuilt from its chunk roots and tail answers as the one it
+    /// was taken from; a tail of a whole chunk is refused.
+    #[test]
+    fn parts_rebuild_the_same_tree() {
+        let l = leaves(150);
+        let fetch = |s: u64, e: u64| Ok::<_, ()>(l[s as usize..e as usize].to_vec());
+        for n in [0usize, 1, 31, 32, 33, 64, 150] {
+            let t = build(5, &l[..n]);
+            let rebuilt = ChunkedTree::from_parts(5, t.chunk_roots(), &t.tail_leaves()).unwrap();
+            assert_eq!(rebuilt.len(), n as u64);
+            assert_eq!(
+                rebuilt.root(n as u64, fetch).unwrap(),
+                t.root(n as u64, fetch).unwrap()
+            );
+            if n > 0 {
+                let i = n as u64 - 1;
+                assert_eq!(
+                    rebuilt.inclusion_proof(0, i + 1, fetch).unwrap(),
+                    t.inclusion_proof(0, i + 1, fetch).unwrap()
+                );
+            }
+        }
+        assert!(ChunkedTree::from_parts(5, [], &l[..32]).is_none());
+        assert!(ChunkedTree::from_parts(33, [], &[]).is_none());
+        // A changed chunk root changes the root (what a snapshot check
+        // against a signed root relies on).
+        let t = build(5, &l[..100]);
+        let mut roots = t.chunk_roots();
+        roots[1][0] ^= 1;
+        let lying = ChunkedTree::from_parts(5, roots, &t.tail_leaves()).unwrap();
+        assert_ne!(lying.root(100, fetch), t.root(100, fetch));
+        // ... and proofs below it fail against the real leaves.
+        assert!(matches!(
+            lying.inclusion_proof(40, 100, fetch),
+            Err(ChunkedError::ChunkMismatch { .. })
+        ));
     }
 
     /// Leaves kept elsewhere are checked against the chunk roots and the

@@ -453,6 +453,54 @@ impl SnapshotRestore {
     }
 }
 
+impl SnapshotRestore {
+    /// The restored state from the registrations live at the image's
+    /// version alone (their canonical bytes, in any order), instead of
+    /// every operation before it: they must be exactly the image's live
+    /// table (slot, id, key, each once), and their proofs of knowledge are
+    /// taken from them. No operation may have been pushed.
+    ///
+    /// **The log digest is not checked**: that needs every operation of the
+    /// prefix. The caller must check the prefix otherwise, e.g. by pushing
+    /// every operation to another restore of the same image and calling
+    /// [`finish`](Self::finish) (what the curator does in the background
+    /// after it starts serving, see `docs/curator.md`).
+    pub fn finish_live<'a>(
+        mut self,
+        live: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<RegistryState, SnapshotError> {
+        if self.pushed != 0 {
+            return Err(SnapshotError::PrefixLength {
+                covers: self.state.version,
+                pushed: self.pushed,
+            });
+        }
+        let mut records = BTreeMap::new();
+        for registration_bytes in live {
+            let h = read_header(registration_bytes)?;
+            let matches = self.state.ids.get(&h.id) == Some(&h.slot)
+                && self
+                    .state
+                    .keys
+                    .get(&h.slot)
+                    .is_some_and(|key| key.to_compressed() == h.public_key);
+            let record = KeyRecord {
+                id: h.id,
+                proof: h.proof,
+                digest: registration_digest(registration_bytes),
+            };
+            if !matches || records.insert(h.slot, record).is_some() {
+                return Err(SnapshotError::LiveSetMismatch);
+            }
+        }
+        if records.len() != self.state.keys.len() {
+            return Err(SnapshotError::LiveSetMismatch);
+        }
+        self.state.key_records = records;
+        Ok(self.state)
+    }
+}
+
 /// **Unchecked**: an uncompressed G1 point that is on the curve but *not*
 /// checked to be in the prime-order subgroup. Only for the state image, whose
 /// points came out of this crate's own arithmetic on checked inputs (see the
@@ -552,6 +600,47 @@ mod tests {
         assert!(matches!(
             r.push_registration(&short),
             Err(SnapshotError::Decode(_))
+        ));
+    }
+
+    /// From the live registrations alone: the same state (proofs of
+    /// knowledge included); a missing, extra, repeated or other
+    /// registration is refused, and so is a restore already pushed to.
+    #[test]
+    fn finish_live_needs_exactly_the_live_registrations() {
+        let (crs, state, log) = registered(16, &[0, 5, 6, 15]);
+        let image = state.to_snapshot_bytes();
+        let open = || SnapshotRestore::from_bytes_unchecked(crs.clone(), &image).unwrap();
+        let live: Vec<&[u8]> = log.iter().rev().map(Vec::as_slice).collect();
+        let restored = open().finish_live(live.iter().copied()).unwrap();
+        for slot in 0..16 {
+            assert_eq!(
+                restored.membership_proof(slot),
+                state.membership_proof(slot)
+            );
+        }
+        assert_eq!(restored.to_snapshot_bytes(), image);
+        assert_eq!(
+            open().finish_live(live[1..].iter().copied()).err(),
+            Some(SnapshotError::LiveSetMismatch)
+        );
+        let repeated = [live[0], live[0], live[1], live[2]];
+        assert_eq!(
+            open().finish_live(repeated).err(),
+            Some(SnapshotError::LiveSetMismatch)
+        );
+        let (_, other, other_log) = registered(16, &[0, 5, 6, 15, 3]);
+        drop(other);
+        let with_extra = live.iter().copied().chain([other_log[4].as_slice()]);
+        assert_eq!(
+            open().finish_live(with_extra).err(),
+            Some(SnapshotError::LiveSetMismatch)
+        );
+        let mut pushed = open();
+        pushed.push_registration(&log[0]).unwrap();
+        assert!(matches!(
+            pushed.finish_live(live.iter().copied()),
+            Err(SnapshotError::PrefixLength { .. })
         ));
     }
 

@@ -184,6 +184,13 @@ pub enum ApiError {
     /// The log could not be written; nothing was changed.
     #[error("the registration log cannot be written; nothing was changed")]
     StorageUnavailable,
+    /// The background check of the state snapshot's log prefix refuted
+    /// the state restored from it: nothing is served from it.
+    #[error(
+        "the state this curator restored from its snapshot is not the log's (see its log); it \
+         serves nothing until restarted"
+    )]
+    StateRefuted,
     /// An unexpected failure (details are logged, not sent).
     #[error("internal error")]
     Internal,
@@ -229,6 +236,7 @@ impl ApiError {
             Self::Timeout => "timeout",
             Self::NotReady => "not_ready",
             Self::StorageUnavailable => "storage_unavailable",
+            Self::StateRefuted => "state_refuted",
             Self::Internal => "internal",
         }
     }
@@ -269,6 +277,7 @@ impl ApiError {
             Self::Overloaded
             | Self::NotReady
             | Self::StorageUnavailable
+            | Self::StateRefuted
             | Self::WitnessUnavailable { .. }
             | Self::NoWitnessedCheckpoint => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,

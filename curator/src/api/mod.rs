@@ -91,9 +91,20 @@ impl AppState {
         }
     }
 
-    /// The curator, or `not_ready` while the log is being replayed.
+    /// The curator, or `not_ready` while the log is being replayed, or
+    /// `state_refuted` once the background check of the snapshot's prefix
+    /// refuted the state it restored (nothing is served from it).
     pub fn curator(&self) -> Result<&Arc<Curator>, ApiError> {
-        self.inner.curator.get().ok_or(ApiError::NotReady)
+        let curator = self.inner.curator.get().ok_or(ApiError::NotReady)?;
+        if curator.refuted().is_some() {
+            return Err(ApiError::StateRefuted);
+        }
+        Ok(curator)
+    }
+
+    /// The curator, refuted or not (the probes report on it).
+    pub(crate) fn curator_any(&self) -> Option<&Arc<Curator>> {
+        self.inner.curator.get()
     }
 
     /// The metrics.

@@ -30,9 +30,21 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     if state.dev_crs() {
         warnings.push(DEV_CRS_WARNING.to_owned());
     }
-    let (status, code, version) = match state.curator() {
-        Err(_) => ("starting", StatusCode::SERVICE_UNAVAILABLE, None),
-        Ok(c) if !c.is_healthy() => {
+    let (status, code, version) = match state.curator_any() {
+        None => ("starting", StatusCode::SERVICE_UNAVAILABLE, None),
+        Some(c) if c.refuted().is_some() => {
+            warnings.push(format!(
+                "the state restored from the snapshot is not the log's ({}); restart the curator \
+                 (the next start replays the whole log)",
+                c.refuted().unwrap_or_default()
+            ));
+            (
+                "refuted",
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(c.version()),
+            )
+        }
+        Some(c) if !c.is_healthy() => {
             warnings.push("the registration log cannot be written; restart the curator".into());
             (
                 "unavailable",
@@ -40,7 +52,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
                 Some(c.version()),
             )
         }
-        Ok(c) => ("ok", StatusCode::OK, Some(c.version())),
+        Some(c) => ("ok", StatusCode::OK, Some(c.version())),
     };
     state.metrics().ready.set(i64::from(code == StatusCode::OK));
     (

@@ -51,7 +51,7 @@ use std::time::Instant;
 use mazu_log::Frontier;
 use mazu_log::merkle::Hash;
 
-use super::frame_index::FrameIndex;
+use super::frame_index::{FrameIndex, FrameLayout};
 use super::{LogStore, StoreError};
 
 /// Magic bytes at the start of the file; the last byte is the format version.
@@ -80,6 +80,15 @@ pub struct OpenReport {
     pub created: bool,
     /// How long the scan took.
     pub scan_time: Duration,
+    /// Entries at the start of the log whose frames were not read: their
+    /// layout was taken from [`Known::layout`] (0: every frame was
+    /// scanned). Their frames are checked later by
+    /// [`LogStore::verify_prefix`](super::LogStore::verify_prefix), and the
+    /// known root ([`Known::root`]) was **not** checked: the caller checks
+    /// it against the tree it restored.
+    pub unverified_prefix: u64,
+    /// Why a [`Known::layout`] was not used (every frame was then scanned).
+    pub layout_refused: Option<String>,
 }
 
 /// Computes the Merkle leaf hash of a log entry's payload (its record's
@@ -99,6 +108,11 @@ pub struct Known<'a> {
     /// A Merkle root of the first `.0` entries, with the function that
     /// hashes one entry into its leaf (`.2`).
     pub root: Option<(u64, Hash, LeafFn<'a>)>,
+    /// Where the frames of a prefix lie, from the state snapshot: if it
+    /// passes the spot checks (well formed, inside the file, the frames at
+    /// its first and last marks parse and end exactly at its end), those
+    /// frames are not scanned now (see [`OpenReport::unverified_prefix`]).
+    pub layout: Option<&'a FrameLayout>,
 }
 
 impl core::fmt::Debug for Known<'_> {
@@ -110,6 +124,7 @@ impl core::fmt::Debug for Known<'_> {
                 "root",
                 &self.root.as_ref().map(|(n, r, _)| (*n, hex::encode(r))),
             )
+            .field("layout", &self.layout.map(|l| (l.entries, l.end)))
             .finish()
     }
 }
@@ -127,6 +142,9 @@ pub struct FileLogStore {
     reader: File,
     /// Mirror of `Writer::poisoned`, readable without waiting for an fsync.
     poisoned: AtomicBool,
+    /// The layout of a prefix taken from the snapshot, until its frames
+    /// are checked ([`LogStore::verify_prefix`]).
+    unverified: Mutex<Option<FrameLayout>>,
 }
 
 #[derive(Debug)]
@@ -222,9 +240,25 @@ impl FileLogStore {
         }
 
         let len = file.metadata()?.len();
-        let leaves_wanted = known.root.as_ref().map_or(0, |(n, _, _)| *n);
-        let leaf = known.root.as_ref().map(|(_, _, f)| *f);
-        let scan = scan_frames(&file, len, leaves_wanted, leaf)?;
+        // A prefix whose layout the snapshot gives (and that passes the spot
+        // checks) is not scanned: start-up follows the entries after it.
+        let mut layout_refused = None;
+        let trusted = known.layout.and_then(|layout| {
+            check_layout(&file, len, layout)
+                .map_err(|reason| layout_refused = Some(reason))
+                .ok()
+                .map(|index| (layout.clone(), index))
+        });
+        let (start, frames, leaves_wanted, leaf) = match &trusted {
+            Some((layout, index)) => (layout.end, index.clone(), 0, None),
+            None => (
+                HEADER_LEN,
+                FrameIndex::default(),
+                known.root.as_ref().map_or(0, |(n, _, _)| *n),
+                known.root.as_ref().map(|(_, _, f)| *f),
+            ),
+        };
+        let scan = scan_frames(&file, len, start, frames, leaves_wanted, leaf)?;
         let valid = scan.frames.len();
         // 1. The acknowledged prefix is all there.
         if valid < known.entries {
@@ -251,8 +285,9 @@ impl FileLogStore {
                 source_desc: known.source.to_string(),
             });
         }
-        // 2. It is the log the known root commits to.
-        if let Some((size, root, _)) = &known.root {
+        // 2. It is the log the known root commits to (with a trusted
+        // prefix, the caller checks it against the tree it restores).
+        if let Some((size, root, _)) = known.root.as_ref().filter(|_| trusted.is_none()) {
             if scan.leaves.size() != *size {
                 return Err(StoreError::RootMismatch {
                     path: display,
@@ -308,6 +343,7 @@ impl FileLogStore {
             frames: RwLock::new(scan.frames),
             reader,
             poisoned: AtomicBool::new(false),
+            unverified: Mutex::new(trusted.as_ref().map(|(layout, _)| layout.clone())),
         };
         let report = OpenReport {
             entries,
@@ -315,6 +351,8 @@ impl FileLogStore {
             discarded_reason,
             created,
             scan_time: started.elapsed(),
+            unverified_prefix: trusted.map_or(0, |(layout, _)| layout.entries),
+            layout_refused,
         };
         Ok((store, report))
     }
@@ -390,7 +428,7 @@ impl LogStore for FileLogStore {
             .frames
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        frames.push(at);
+        frames.push(at, w.end);
         Ok(frames.len() - 1)
     }
 
@@ -434,6 +472,132 @@ impl LogStore for FileLogStore {
     fn is_poisoned(&self) -> bool {
         self.poisoned.load(Ordering::SeqCst)
     }
+
+    fn frame_layout(&self, entries: u64) -> Option<FrameLayout> {
+        let frames = self.frames();
+        (frames.len() == entries).then(|| frames.layout())
+    }
+
+    fn unverified_prefix(&self) -> u64 {
+        self.unverified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map_or(0, |l| l.entries)
+    }
+
+    fn verify_prefix(&self) -> Result<(), StoreError> {
+        let Some(layout) = self
+            .unverified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+        else {
+            return Ok(());
+        };
+        let mismatch = |detail: String| StoreError::PrefixMismatch {
+            path: self.path.display().to_string(),
+            entries: layout.entries,
+            detail,
+        };
+        // A handle of its own: the scan moves the file position.
+        let file = File::open(&self.path)?;
+        let scan = scan_frames(
+            &file,
+            layout.end,
+            HEADER_LEN,
+            FrameIndex::default(),
+            0,
+            None,
+        )?;
+        if let Some(damage) = scan.damage {
+            return Err(mismatch(format!(
+                "entry #{} at byte offset {}: {}",
+                scan.frames.len(),
+                damage.offset,
+                damage.reason
+            )));
+        }
+        let found = scan.frames.layout();
+        if found != layout {
+            let mark = found
+                .marks
+                .iter()
+                .zip(&layout.marks)
+                .position(|(a, b)| a != b);
+            return Err(mismatch(format!(
+                "the frames found are {} ending at byte {}, the snapshot's frame index says {}                  ending at byte {}{}",
+                found.entries,
+                found.end,
+                layout.entries,
+                layout.end,
+                mark.map(|k| format!(
+                    "; frame #{} starts at byte {}, not {}",
+                    k as u64 * super::frame_index::MARK_EVERY,
+                    found.marks[k],
+                    layout.marks[k]
+                ))
+                .unwrap_or_default()
+            )));
+        }
+        *self
+            .unverified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        Ok(())
+    }
+}
+
+/// The spot checks of a prefix layout taken from the snapshot: well formed
+/// for this file (inside it, marks increasing from the first frame), the
+/// first frame and every frame from the last mark parse and check, and
+/// the latter end exactly at the layout's end. Returns its index, or why
+/// it is not used.
+fn check_layout(file: &File, len: u64, layout: &FrameLayout) -> Result<FrameIndex, String> {
+    if layout.end > len {
+        return Err(format!(
+            "the log has {len} bytes, the snapshot's prefix ends at byte {}",
+            layout.end
+        ));
+    }
+    let index = FrameIndex::from_layout(layout, HEADER_LEN)
+        .ok_or_else(|| "the snapshot's frame index is malformed".to_string())?;
+    let Some((mark, mut at)) = layout
+        .entries
+        .checked_sub(1)
+        .and_then(|last| index.mark_before(last))
+    else {
+        return Ok(index);
+    };
+    let frame_at = |at: u64| -> Result<u64, String> {
+        let bad = |why: &str| format!("frame at byte {at} of the snapshot's prefix: {why}");
+        let mut head = [0u8; FRAME_HEADER_LEN as usize];
+        file.read_exact_at(&mut head, at)
+            .map_err(|e| bad(&e.to_string()))?;
+        let (frame_len, crc) = split_frame_header(&head);
+        let frame_end = at + FRAME_HEADER_LEN + u64::from(frame_len);
+        if frame_len == 0 || frame_len as usize > MAX_ENTRY_LEN || frame_end > layout.end {
+            return Err(bad("length out of range"));
+        }
+        let mut payload = vec![0u8; frame_len as usize];
+        file.read_exact_at(&mut payload, at + FRAME_HEADER_LEN)
+            .map_err(|e| bad(&e.to_string()))?;
+        if crc32c::crc32c(&payload) != crc {
+            return Err(bad("checksum mismatch"));
+        }
+        Ok(frame_end)
+    };
+    frame_at(HEADER_LEN)?;
+    for _ in mark..layout.entries {
+        at = frame_at(at)?;
+    }
+    if at != layout.end {
+        return Err(format!(
+            "the snapshot's last frames end at byte {at}, not at its prefix end {}",
+            layout.end
+        ));
+    }
+    Ok(index)
 }
 
 fn split_frame_header(head: &[u8; FRAME_HEADER_LEN as usize]) -> (u32, u32) {
@@ -486,7 +650,7 @@ pub(crate) fn inspect(path: &Path) -> Result<(u64, [u8; 32], Scan), StoreError> 
     }
     let mut context = [0u8; 32];
     context.copy_from_slice(&head[8..]);
-    let scan = scan_frames(&file, len, 0, None)?;
+    let scan = scan_frames(&file, len, HEADER_LEN, FrameIndex::default(), 0, None)?;
     Ok((len, context, scan))
 }
 
@@ -513,18 +677,22 @@ fn zeros_to_end(file: &File, from: u64, len: u64) -> std::io::Result<bool> {
     Ok(true)
 }
 
+/// Scans the frames of `file` from `start` (where frame `frames.len()`
+/// begins) to `len`, adding them to `frames`; hashes the leaves of the
+/// first `leaves_wanted` entries with `leaf`.
 fn scan_frames(
     file: &File,
     len: u64,
+    start: u64,
+    mut frames: FrameIndex,
     leaves_wanted: u64,
     leaf: Option<LeafFn<'_>>,
 ) -> Result<Scan, StoreError> {
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(HEADER_LEN))?;
-    let mut frames = FrameIndex::default();
+    std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(start))?;
     let mut leaves = Frontier::new();
     let mut leaf_error = None;
-    let mut pos = HEADER_LEN;
+    let mut pos = start;
     let mut payload = Vec::new();
     let damage = loop {
         let remaining = len - pos;
@@ -586,7 +754,7 @@ fn scan_frames(
                 Err(e) => leaf_error = Some((pos, index, e)),
             }
         }
-        frames.push(pos);
+        frames.push(pos, frame_end);
         pos = frame_end;
     };
     Ok(Scan {
@@ -834,6 +1002,7 @@ mod tests {
             entries: 3,
             source: "test",
             root: Some((3, root_of(&entries), f)),
+            layout: None,
         };
         // Intact: opens.
         let (store, report) = FileLogStore::open_with(&path, CTX, &known).unwrap();
@@ -880,6 +1049,111 @@ mod tests {
         assert!(!path.exists());
     }
 
+    /// A prefix layout from the snapshot: used when its spot checks pass
+    /// (its frames are then not read at open, and the known root is left
+    /// to the caller); refused (everything scanned) when they fail; and
+    /// `verify_prefix` catches what the spot checks do not read: a damaged
+    /// frame inside the prefix, a mark that points to another frame.
+    #[test]
+    fn a_snapshot_layout_skips_the_prefix_scan_until_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let entry = |i: usize| vec![i as u8; 1 + i % 13];
+        let (store, _) = open(&path);
+        for i in 0..40 {
+            store.append(&entry(i)).unwrap();
+        }
+        let layout = store.frame_layout(40).unwrap();
+        assert!(store.frame_layout(39).is_none());
+        for i in 40..45 {
+            store.append(&entry(i)).unwrap();
+        }
+        drop(store);
+        let f: LeafFn<'_> = &leaf;
+        let open_with = |layout: &FrameLayout| {
+            let known = Known {
+                entries: 40,
+                source: "test",
+                root: Some((40, [9; 32], f)),
+                layout: Some(layout),
+            };
+            FileLogStore::open_with(&path, CTX, &known).unwrap()
+        };
+        // Used: the wrong root is not checked here (the caller's job).
+        let (store, report) = open_with(&layout);
+        assert_eq!((report.entries, report.unverified_prefix), (45, 40));
+        assert_eq!(report.layout_refused, None);
+        assert_eq!(store.unverified_prefix(), 40);
+        assert_eq!(
+            store.read_range(17, 3).unwrap(),
+            vec![entry(17), entry(18), entry(19)]
+        );
+        assert_eq!(store.read_range(43, 9).unwrap(), vec![entry(43), entry(44)]);
+        store.verify_prefix().unwrap();
+        assert_eq!(store.unverified_prefix(), 0);
+        drop(store);
+
+        // Refused by the spot checks: the whole log is scanned (and the
+        // known root checked: here it is wrong, so the open fails).
+        let refused = |edit: &dyn Fn(&mut FrameLayout), why: &str| {
+            let mut l = layout.clone();
+            edit(&mut l);
+            let known = Known {
+                entries: 40,
+                source: "test",
+                root: None,
+                layout: Some(&l),
+            };
+            let (_, report) = FileLogStore::open_with(&path, CTX, &known).unwrap();
+            assert_eq!(report.unverified_prefix, 0, "{why}");
+            let reason = report.layout_refused.unwrap();
+            assert!(reason.contains(why), "{reason}");
+        };
+        refused(&|l| l.end += 1, "not at its prefix end");
+        refused(&|l| l.end = 1 << 30, "the log has");
+        refused(&|l| l.marks[0] += 1, "malformed");
+        refused(&|l| l.marks[2] += 9, "frame at byte");
+        let bad_root = Known {
+            entries: 40,
+            source: "test",
+            root: Some((40, [9; 32], f)),
+            layout: None,
+        };
+        assert!(matches!(
+            FileLogStore::open_with(&path, CTX, &bad_root),
+            Err(StoreError::RootMismatch { .. })
+        ));
+
+        // A middle mark pointing at another frame passes the spot checks;
+        // the verification finds it.
+        let mut shifted = layout.clone();
+        shifted.marks[1] += 8 + entry(16).len() as u64;
+        let (store, report) = open_with(&shifted);
+        assert_eq!(report.unverified_prefix, 40);
+        let err = store.verify_prefix().unwrap_err();
+        assert!(
+            matches!(&err, StoreError::PrefixMismatch { entries: 40, .. })
+                && err.to_string().contains("frame #16 starts at byte"),
+            "{err}"
+        );
+        assert_eq!(store.unverified_prefix(), 40, "still unverified");
+        drop(store);
+
+        // A frame inside the prefix damaged after the snapshot: not read at
+        // open, found by the verification.
+        let at = HEADER_LEN + (0..20).map(|i| 8 + entry(i).len() as u64).sum::<u64>();
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&[0xee], at + 8).unwrap();
+        let (store, report) = open_with(&layout);
+        assert_eq!(report.unverified_prefix, 40);
+        let err = store.verify_prefix().unwrap_err();
+        assert!(err.to_string().contains("entry #20"), "{err}");
+        assert!(matches!(
+            store.read_range(20, 1),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+
     #[test]
     fn a_torn_tail_past_the_acknowledged_prefix_is_truncated() {
         let dir = tempfile::tempdir().unwrap();
@@ -895,6 +1169,7 @@ mod tests {
             entries: 2,
             source: "test",
             root: None,
+            layout: None,
         };
         let (_, report) = FileLogStore::open_with(&path, CTX, &known).unwrap();
         assert_eq!(report.entries, 2);

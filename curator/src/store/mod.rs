@@ -16,6 +16,7 @@ mod memory;
 
 pub use file::{FILE_MAGIC, FileLogStore, Known, LeafFn, MAX_ENTRY_LEN, OpenReport};
 pub(crate) use file::{inspect, truncate};
+pub use frame_index::{FrameLayout, MARK_EVERY};
 pub use memory::MemoryLogStore;
 
 /// An append-only, durable list of byte entries.
@@ -47,6 +48,28 @@ pub trait LogStore: Send + Sync + core::fmt::Debug + 'static {
     /// Whether a failed write left the store unable to accept appends.
     fn is_poisoned(&self) -> bool {
         false
+    }
+
+    /// Where the frames of the whole log lie, if it has `entries` entries
+    /// and a byte layout (what the state snapshot keeps so that the next
+    /// start need not scan them); `None` otherwise.
+    fn frame_layout(&self, _entries: u64) -> Option<FrameLayout> {
+        None
+    }
+
+    /// Entries at the start of the log whose frames were not read when the
+    /// store was opened (their layout came from the state snapshot): until
+    /// [`verify_prefix`](Self::verify_prefix) passes, they are only as good
+    /// as the snapshot's word. 0 for a store that read everything.
+    fn unverified_prefix(&self) -> u64 {
+        0
+    }
+
+    /// Reads every frame of the [unverified prefix](Self::unverified_prefix)
+    /// (checksums) and checks that they lie where the layout said; then the
+    /// prefix is verified. An error says what differs.
+    fn verify_prefix(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 
@@ -166,6 +189,21 @@ pub enum StoreError {
         path: String,
         /// Why.
         reason: String,
+    },
+    /// The frames of a prefix the store did not scan at open are not where
+    /// (or not what) the state snapshot's frame index says.
+    #[error(
+        "log {path}: the first {entries} entries are not the frames the state snapshot recorded \
+         ({detail}); nothing was changed (run `mazu-curator repair --data-dir DIR` to see the \
+         damage and choose what to do; see docs/curator.md, \"Operations\")"
+    )]
+    PrefixMismatch {
+        /// The file.
+        path: String,
+        /// Entries in the prefix.
+        entries: u64,
+        /// What differs.
+        detail: String,
     },
     /// An entry longer than [`MAX_ENTRY_LEN`] or empty.
     #[error("entry length {0} out of range (1..={MAX_ENTRY_LEN})")]
