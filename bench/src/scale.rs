@@ -144,17 +144,12 @@ pub fn measure(
     // One VM fetches; every other one (one per worker) installs the
     // registry from shared data after verifying it.
     let others = i64::from(workers);
-    process.wait_until(
-        "every VM holding the registry",
-        Duration::from_secs(120),
-        || {
-            filter_stats(admin).is_ok_and(|s| {
-                s.get("mazu.inbound.registry_entries") == Some(&expected)
-                    && s.get("mazu.inbound.registry_version") == Some(&version)
-                    && s.get("mazu.inbound.shared_installs")
-                        .is_some_and(|&n| n >= others)
-            })
-        },
+    wait_for_every_vm(
+        &mut process,
+        admin,
+        "the registry",
+        (expected, version),
+        others,
     )?;
     let load_secs = start.elapsed().as_secs_f64();
     let refused = filter_stats(admin)?
@@ -188,17 +183,12 @@ pub fn measure(
     });
     let (next_version, next_entries) = (i64::try_from(log.size())?, expected + 1);
     registry.set(log);
-    process.wait_until(
-        "every VM holding one more",
-        Duration::from_secs(120),
-        || {
-            filter_stats(admin).is_ok_and(|s| {
-                s.get("mazu.inbound.registry_entries") == Some(&next_entries)
-                    && s.get("mazu.inbound.registry_version") == Some(&next_version)
-                    && s.get("mazu.inbound.shared_installs")
-                        .is_some_and(|&i| i >= 2 * others)
-            })
-        },
+    wait_for_every_vm(
+        &mut process,
+        admin,
+        "one more",
+        (next_entries, next_version),
+        2 * others,
     )?;
     let after = cpu::read(process.pid())?;
     let refresh_cpu_ms = cpu::ticks_to_ms(
@@ -230,6 +220,30 @@ pub fn parse_vm_rss(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// Waits until the filter's gauges show `entries` at `version` and the
+/// VMs that do not fetch have installed `installs` registries from shared
+/// data in all.
+fn wait_for_every_vm(
+    process: &mut Process,
+    admin: u16,
+    what: &str,
+    (entries, version): (i64, i64),
+    installs: i64,
+) -> Result<()> {
+    process.wait_until(
+        &format!("every VM holding {what}"),
+        Duration::from_secs(120),
+        || {
+            filter_stats(admin).is_ok_and(|s| {
+                s.get("mazu.inbound.registry_entries") == Some(&entries)
+                    && s.get("mazu.inbound.registry_version") == Some(&version)
+                    && s.get("mazu.inbound.shared_installs")
+                        .is_some_and(|&n| n >= installs)
+            })
+        },
+    )
 }
 
 /// The memory attributable to the registry, from readings with 0 and `n`

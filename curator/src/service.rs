@@ -566,6 +566,22 @@ impl Curator {
         let restored_tree = |tree, follower| {
             Transparency::restored(&origin, &key, &records_dir, tree, follower, store.clone())
         };
+        // The snapshot is dropped: the whole log decides.
+        let replay_all = |reason: &str| {
+            tracing::warn!(
+                reason = %reason,
+                "state snapshot not used; replaying the whole log (the log is \
+                 authoritative, this only costs start-up time)"
+            );
+            rebuild(
+                &crs,
+                &store,
+                None,
+                snapshot_load,
+                &|_, _| new_tree(),
+                &new_tree,
+            )
+        };
         let mut rebuilt = match rebuild(
             &crs,
             &store,
@@ -581,21 +597,10 @@ impl Curator {
             Err(e @ OpenError::Replay { .. }) if from_snapshot => {
                 let reason =
                     format!("the entries after the snapshot's prefix do not replay on it: {e}");
-                tracing::warn!(
-                    reason = %reason,
-                    "state snapshot not used; replaying the whole log (the log is \
-                     authoritative, this only costs start-up time)"
-                );
+                let rebuilt = replay_all(&reason)?;
                 snapshot_refused = Some(reason);
                 from_snapshot = false;
-                rebuild(
-                    &crs,
-                    &store,
-                    None,
-                    snapshot_load,
-                    &|_, _| new_tree(),
-                    &new_tree,
-                )?
+                rebuilt
             }
             Err(e) => return Err(e),
         };
@@ -610,20 +615,8 @@ impl Curator {
         if from_snapshot
             && let Some(reason) = snapshot_tree_problem(&rebuilt, options.acknowledged_root)
         {
-            tracing::warn!(
-                reason = %reason,
-                "state snapshot not used; replaying the whole log (the log is \
-                 authoritative, this only costs start-up time)"
-            );
+            rebuilt = replay_all(&reason)?;
             snapshot_refused = Some(reason);
-            rebuilt = rebuild(
-                &crs,
-                &store,
-                None,
-                snapshot_load,
-                &|_, _| new_tree(),
-                &new_tree,
-            )?;
         }
         if let Some((size, root)) = options.acknowledged_root
             && let Some(detail) = root_differs(&rebuilt.transparency, size, &root)
