@@ -639,7 +639,7 @@ fn render_misses(results: &Results, out: &mut String) {
                 "A VM that does not fetch keeps, per version, the first id and SHA-256 of \
                  each 96-entry piece of the follower state in shared data (64 B per piece), \
                  and one piece at a time while it verifies the state or answers a lookup \
-                 (docs/filter.md, \"Shared data\").{detail} Whatever exceeds that is V8's \
+                 (docs/filter.md, \"The state in pieces\").{detail} Whatever exceeds that is V8's \
                  own per-VM heap, or noise: an empty registry gives ±1 MB between runs."
             )
         };
