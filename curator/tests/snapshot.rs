@@ -24,7 +24,10 @@ use mazu_curator::{Curator, CuratorOptions};
 use mazu_dev_issuer::{Algorithm, DEFAULT_ISSUER_URL, DevIssuer, TokenRequest};
 use mazu_identity::TrustConfig;
 use mazu_rbe::Crs;
-use sha2::{Digest, Sha256};
+#[path = "support/snapshot_file.rs"]
+mod snapshot_file;
+
+use snapshot_file::reseal;
 
 struct World {
     crs: Crs,
@@ -134,17 +137,6 @@ async fn build(w: &World, snapshot_at: usize, registered: usize) -> (Vec<u8>, Ve
     let state = served(&c).await;
     c.shutdown();
     state
-}
-
-/// Rewrites the snapshot's trailing SHA-256 after a deliberate edit, so the
-/// edit reaches the checks behind the checksum.
-fn reseal(path: &Path, edit: impl FnOnce(&mut Vec<u8>)) {
-    let mut bytes = std::fs::read(path).unwrap();
-    bytes.truncate(bytes.len() - 32);
-    edit(&mut bytes);
-    let sum = Sha256::digest(&bytes);
-    bytes.extend_from_slice(&sum);
-    std::fs::write(path, bytes).unwrap();
 }
 
 /// Opens with snapshots on; asserts the snapshot was refused (reason

@@ -12,13 +12,14 @@
 )]
 
 mod common;
+#[path = "support/snapshot_file.rs"]
+mod snapshot_file;
 
 use core::time::Duration;
-use std::path::Path;
 use std::time::Instant;
 
 use common::{Curator, Fixture};
-use sha2::{Digest, Sha256};
+use snapshot_file::reseal;
 
 /// Everything the curator serves that follows the log: parameters,
 /// registry, checkpoint (origin, size, root, state line), inclusion and
@@ -76,16 +77,6 @@ async fn logged(c: &Curator, text: &str) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Recomputes the snapshot's checksum after an edit.
-fn reseal(path: &Path, edit: impl FnOnce(&mut Vec<u8>)) {
-    let mut bytes = std::fs::read(path).unwrap();
-    bytes.truncate(bytes.len() - 32);
-    edit(&mut bytes);
-    let sum = Sha256::digest(&bytes);
-    bytes.extend_from_slice(&sum);
-    std::fs::write(path, bytes).unwrap();
 }
 
 #[tokio::test]

@@ -14,6 +14,8 @@ use mazu_log::{CheckpointVerifier, WitnessPolicy, WitnessVerifier};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::vouch::TrustDigest;
+
 /// Which peer the filter checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -92,6 +94,9 @@ pub struct FilterConfig {
     pub curator: CuratorConfig,
     /// Token and certificate rules for the verdict.
     pub trust: TrustConfig,
+    /// The `trust` object's digest: the handshake validator vouches for
+    /// token signatures under it (`crate::vouch`).
+    pub trust_digest: TrustDigest,
     /// Behaviour before the first registry.
     pub before_registry: BeforeRegistry,
     /// Most connections parked at once per VM; beyond it new ones are closed.
@@ -166,7 +171,7 @@ struct RawConfig<'a> {
     direction: Option<Direction>,
     curator: Option<RawCurator>,
     #[serde(borrow)]
-    trust: Option<RawTrust<'a>>,
+    trust: Option<&'a RawValue>,
     before_registry: Option<RawBeforeRegistry>,
     park_timeout_ms: Option<u64>,
     max_parked: Option<u64>,
@@ -260,7 +265,10 @@ impl FilterConfig {
 
         let direction = required(raw.direction, "direction")?;
         let curator = parse_curator(required(raw.curator, "curator")?)?;
-        let trust = parse_trust(required(raw.trust, "trust")?)?;
+        let trust_json = required(raw.trust, "trust")?.get().as_bytes();
+        let trust = parse_trust_section(trust_json)?;
+        let trust_digest = TrustDigest::of_json(trust_json)
+            .ok_or_else(|| ConfigError::Json("trust: not JSON".into()))?;
 
         let park_timeout_ms = in_range(
             raw.park_timeout_ms.unwrap_or(defaults::PARK_TIMEOUT_MS),
@@ -307,6 +315,7 @@ impl FilterConfig {
             direction,
             curator,
             trust,
+            trust_digest,
             before_registry,
             max_parked: usize::try_from(max_parked).unwrap_or(defaults::MAX_PARKED),
             max_staleness_secs,

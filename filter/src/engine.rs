@@ -23,12 +23,13 @@
 use alloc::string::{String, ToString};
 
 use mazu_identity::{
-    PeerCertificate, PeerIdentity, RegistryEntry, RegistryLookup, Verdict, Verifier,
+    PeerCertificate, PeerIdentity, RegistryEntry, RegistryLookup, Verdict, Verifier, WorkloadId,
 };
 use sha2::{Digest, Sha256};
 
 use crate::cache::{CertDigest, VerdictCache};
 use crate::config::{BeforeRegistry, FilterConfig, WhenStale};
+use crate::vouch;
 
 mod held;
 
@@ -243,6 +244,20 @@ impl Engine {
         facts: PeerFacts<'_>,
         read_certificate: impl FnOnce() -> Option<alloc::vec::Vec<u8>>,
     ) -> Decision {
+        self.decide_vouched(now_ms, facts, read_certificate, || None)
+    }
+
+    /// [`decide`](Self::decide), where `read_vouch`, called only when the
+    /// full verdict runs, gives the handshake validator's word on the
+    /// token's signature (the connection's [`vouch::FILTER_STATE_KEY`]):
+    /// honoured only if made under this configuration's trust object.
+    pub fn decide_vouched(
+        &mut self,
+        now_ms: u64,
+        facts: PeerFacts<'_>,
+        read_certificate: impl FnOnce() -> Option<alloc::vec::Vec<u8>>,
+        read_vouch: impl FnOnce() -> Option<alloc::vec::Vec<u8>>,
+    ) -> Decision {
         if facts.mtls != Some(true) {
             return Decision::deny(reason::NO_CLIENT_CERTIFICATE);
         }
@@ -269,7 +284,9 @@ impl Engine {
             return Decision::deny(reason::NO_PEER_CERTIFICATE);
         };
         let digest = envoy_digest.unwrap_or_else(|| fallback_digest(&certificate));
-        self.decide_certificate(digest, &certificate, now_unix)
+        let vouched =
+            read_vouch().and_then(|value| vouch::vouched_id(&value, &self.config.trust_digest));
+        self.decide_certificate(digest, &certificate, now_unix, vouched)
     }
 
     /// Decides a parked connection from its certificate, once a registry
@@ -292,7 +309,7 @@ impl Engine {
         if let Some(decision) = self.lookup(&digest, now_unix) {
             return decision;
         }
-        self.decide_certificate(digest, certificate, now_unix)
+        self.decide_certificate(digest, certificate, now_unix, None)
     }
 
     /// A cached decision for `digest`, re-validated against the current registry.
@@ -338,13 +355,16 @@ impl Engine {
         digest: CertDigest,
         certificate: &[u8],
         now_unix: u64,
+        signature_vouched: Option<WorkloadId>,
     ) -> Decision {
         let Some(registry) = self.registry.as_ref() else {
             return Decision::deny(reason::REGISTRY_UNAVAILABLE);
         };
         let version = registry.version();
         let lookup = VerdictLookup::new(registry);
-        let verdict = self.verifier.verdict(certificate, now_unix, &lookup);
+        let verdict =
+            self.verifier
+                .verdict_vouched(certificate, now_unix, &lookup, signature_vouched);
         if lookup.was_unreadable() {
             // Decided without the registry's answer: neither used nor cached.
             return Decision::deny(reason::REGISTRY_UNREADABLE);
@@ -389,6 +409,15 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Token signatures this VM verified itself, and tokens it took as
+    /// verified on the handshake validator's word (`crate::vouch`).
+    pub fn token_signatures(&self) -> (u64, u64) {
+        (
+            self.verifier.token_verifications(),
+            self.verifier.vouched_tokens(),
+        )
     }
 
     /// Number of cached verdicts (allows and denials).

@@ -18,7 +18,8 @@
 //!   records that must give the checkpoint's root);
 //! - [`parking`]: connections held until the first registry arrives;
 //! - [`cache`]: the bounded verdict cache;
-//! - [`metrics`]: metric names.
+//! - [`metrics`]: metric names;
+//! - [`vouch`]: the handshake validator's word on a token signature.
 //!
 //! The proxy-wasm glue (`plugin`) is compiled only for `wasm32`. The
 //! configuration reference, metrics and behaviour are in `docs/filter.md`.
@@ -36,6 +37,7 @@ pub mod parking;
 pub mod shared;
 pub mod sync;
 pub mod transparency;
+pub mod vouch;
 
 #[cfg(target_arch = "wasm32")]
 mod plugin;

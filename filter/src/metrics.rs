@@ -48,11 +48,16 @@ pub enum Fixed {
     /// Shared-data entries refused: they did not verify under this VM's
     /// configuration.
     SharedRefused,
+    /// Token signatures this filter verified itself (in V8).
+    TokenSignaturesVerified,
+    /// Tokens taken as signed on the handshake validator's word, which
+    /// verified them under the same trust object (`crate::vouch`).
+    TokenSignaturesVouched,
 }
 
 impl Fixed {
     /// Every fixed metric.
-    pub const ALL: [Fixed; 16] = [
+    pub const ALL: [Fixed; 18] = [
         Fixed::ConnectionsAllowed,
         Fixed::ConnectionsDenied,
         Fixed::VerdictCacheHits,
@@ -69,6 +74,8 @@ impl Fixed {
         Fixed::OutboundNotSeen,
         Fixed::SharedInstalls,
         Fixed::SharedRefused,
+        Fixed::TokenSignaturesVerified,
+        Fixed::TokenSignaturesVouched,
     ];
 
     /// The name after `mazu.<direction>.`.
@@ -90,6 +97,8 @@ impl Fixed {
             Fixed::OutboundNotSeen => "outbound_not_seen",
             Fixed::SharedInstalls => "shared_installs",
             Fixed::SharedRefused => "shared_refused",
+            Fixed::TokenSignaturesVerified => "token_signatures_verified",
+            Fixed::TokenSignaturesVouched => "token_signatures_vouched",
         }
     }
 

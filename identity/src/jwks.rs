@@ -108,17 +108,42 @@ impl PublicKey {
     }
 }
 
+/// A key's public parameters in the encodings native signature libraries
+/// take (see [`SignatureBackend`](crate::jwt::SignatureBackend)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublicKeyParams {
+    /// RS256: the big-endian modulus and public exponent, no leading zeros.
+    Rsa {
+        /// Modulus.
+        n: Vec<u8>,
+        /// Public exponent.
+        e: Vec<u8>,
+    },
+    /// ES256: the SEC1 uncompressed point, `0x04 || x || y`.
+    P256 {
+        /// The point.
+        uncompressed: [u8; 65],
+    },
+}
+
 /// One usable verification key.
 #[derive(Clone, Debug)]
 pub struct Jwk {
     kid: String,
     pub(crate) key: PublicKey,
+    params: PublicKeyParams,
 }
 
 impl Jwk {
     /// The key id.
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+
+    /// The public key's parameters, checked as this key was parsed.
+    pub fn params(&self) -> &PublicKeyParams {
+        &self.params
     }
 
     /// The algorithm this key verifies.
@@ -227,16 +252,23 @@ fn parse_key(index: usize, raw: RawJwk) -> Result<Option<Jwk>, JwksError> {
     if raw.d.is_some() || raw.p.is_some() || raw.k.is_some() {
         return Err(JwksError::PrivateKeyMaterial { kid });
     }
-    let key = if kty == "RSA" {
+    let (key, params) = if kty == "RSA" {
         let n = BigUint::from_bytes_be(&decode_param(&kid, "n", raw.n.as_deref())?);
         let e = BigUint::from_bytes_be(&decode_param(&kid, "e", raw.e.as_deref())?);
         let bits = n.bits();
         if bits < MIN_RSA_BITS {
             return Err(JwksError::WeakRsaKey { kid, bits });
         }
+        let params = PublicKeyParams::Rsa {
+            n: n.to_bytes_be(),
+            e: e.to_bytes_be(),
+        };
         let public = RsaPublicKey::new_with_max_size(n, e, MAX_RSA_BITS)
             .map_err(|_| JwksError::InvalidRsaKey { kid: kid.clone() })?;
-        PublicKey::Rsa(rsa::pkcs1v15::VerifyingKey::new(public))
+        (
+            PublicKey::Rsa(rsa::pkcs1v15::VerifyingKey::new(public)),
+            params,
+        )
     } else {
         match raw.crv.as_deref() {
             Some("P-256") => {}
@@ -252,7 +284,10 @@ fn parse_key(index: usize, raw: RawJwk) -> Result<Option<Jwk>, JwksError> {
         let point = p256::EncodedPoint::from_affine_coordinates(&x.into(), &y.into(), false);
         let key = p256::ecdsa::VerifyingKey::from_encoded_point(&point)
             .map_err(|_| JwksError::InvalidEcPoint { kid: kid.clone() })?;
-        PublicKey::P256(key)
+        let mut uncompressed = [0x04; 65];
+        uncompressed[1..33].copy_from_slice(&x);
+        uncompressed[33..].copy_from_slice(&y);
+        (PublicKey::P256(key), PublicKeyParams::P256 { uncompressed })
     };
-    Ok(Some(Jwk { kid, key }))
+    Ok(Some(Jwk { kid, key, params }))
 }

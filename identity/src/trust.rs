@@ -25,7 +25,7 @@ use alloc::vec::Vec;
 use crate::certificate::DEFAULT_MAX_CERTIFICATE_LEN;
 use crate::jwks::{Jwks, JwksError};
 use crate::jwt::{
-    DEFAULT_CLOCK_SKEW_SECS, DEFAULT_MAX_TOKEN_LEN, Issuer, MAX_CLOCK_SKEW_SECS,
+    DEFAULT_CLOCK_SKEW_SECS, DEFAULT_MAX_TOKEN_LEN, Issuer, MAX_CLOCK_SKEW_SECS, SignatureBackend,
     TOKEN_LEN_LIMIT_RANGE, TokenError, TokenPolicy, VerifiedToken,
 };
 use crate::spiffe::{SpiffeIdError, TrustDomain};
@@ -137,6 +137,27 @@ impl TrustConfig {
     /// Verifies a token (the curator's registration check).
     pub fn verify_token(&self, token: &[u8], now_unix: u64) -> Result<VerifiedToken, TokenError> {
         self.tokens.verify(token, now_unix)
+    }
+
+    /// [`verify_token`](Self::verify_token) with the signature checked by
+    /// `backend` ([`TokenPolicy::verify_with`]).
+    pub fn verify_token_with(
+        &self,
+        token: &[u8],
+        now_unix: u64,
+        backend: &dyn SignatureBackend,
+    ) -> Result<VerifiedToken, TokenError> {
+        self.tokens.verify_with(token, now_unix, backend)
+    }
+
+    /// [`verify_token`](Self::verify_token) without the signature check
+    /// ([`TokenPolicy::verify_vouched`]).
+    pub fn verify_vouched_token(
+        &self,
+        token: &[u8],
+        now_unix: u64,
+    ) -> Result<VerifiedToken, TokenError> {
+        self.tokens.verify_vouched(token, now_unix)
     }
 }
 

@@ -1166,3 +1166,88 @@ fn a_flood_of_denied_certificates_never_evicts_an_allowed_entry() {
     }
     assert_eq!(verifier.token_verifications(), before);
 }
+
+#[test]
+fn a_vouched_signature_skips_the_signature_check_and_nothing_else() {
+    let good = rsa_token();
+    let forged = flip_signature_bit(&good);
+    let cert = workload_with_key(forged.clone(), 8);
+    let registry = registered(&forged, &tls_key(8));
+    let mut verifier = Verifier::new(trust(), 4);
+    // Not vouched, or vouched for another token: the signature is checked.
+    assert_eq!(
+        verifier
+            .verdict_vouched(&cert, NOW, &registry, None)
+            .as_str(),
+        "token_bad_signature"
+    );
+    assert_eq!(
+        verifier
+            .verdict_vouched(&cert, NOW, &registry, Some(WorkloadId::of_token(&good)))
+            .as_str(),
+        "token_bad_signature"
+    );
+    assert_eq!(verifier.token_verifications(), 2);
+    assert_eq!(verifier.vouched_tokens(), 0);
+    // Vouched for this very token: the (broken) signature is not looked at.
+    let vouched = Some(WorkloadId::of_token(&forged));
+    assert!(
+        verifier
+            .verdict_vouched(&cert, NOW, &registry, vouched)
+            .is_allow()
+    );
+    assert_eq!(
+        (verifier.token_verifications(), verifier.vouched_tokens()),
+        (2, 1)
+    );
+
+    // Every other check still runs on a vouched token: the registry...
+    let mut fresh = Verifier::new(trust(), 0);
+    assert_eq!(
+        fresh
+            .verdict_vouched(&cert, NOW, &RegistrySnapshot::empty(), vouched)
+            .as_str(),
+        "not_registered"
+    );
+    assert_eq!(
+        fresh
+            .verdict_vouched(&cert, NOW, &registered(&forged, &tls_key(9)), vouched)
+            .as_str(),
+        "key_mismatch"
+    );
+    // ...the certificate's times...
+    assert_eq!(
+        fresh
+            .verdict_vouched(&cert, TOKEN_EXP + SKEW + 1, &registry, vouched)
+            .as_str(),
+        "certificate_expired"
+    );
+    // ...and its claims: another audience is refused though vouched for.
+    let api_only = flip_signature_bit(&mint(
+        rsa(),
+        &request().audiences(["https://kubernetes.default.svc.cluster.local"]),
+    ));
+    let api_cert = workload_with_key(api_only.clone(), 10);
+    assert_eq!(
+        fresh
+            .verdict_vouched(
+                &api_cert,
+                NOW,
+                &registered(&api_only, &tls_key(10)),
+                Some(WorkloadId::of_token(&api_only)),
+            )
+            .as_str(),
+        "token_wrong_audience"
+    );
+    // An issuer trusted for other namespaces only is refused too.
+    let unknown = flip_signature_bit(&mint(tenant(), &request()));
+    let unknown_cert = workload_with_key(unknown.clone(), 11);
+    let refused = fresh.verdict_vouched(
+        &unknown_cert,
+        NOW,
+        &registered(&unknown, &tls_key(11)),
+        Some(WorkloadId::of_token(&unknown)),
+    );
+    assert_eq!(refused.as_str(), "token_namespace_out_of_scope");
+    assert_eq!(fresh.token_verifications(), 0);
+}

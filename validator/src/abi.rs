@@ -10,9 +10,11 @@
 use core::ffi::{c_char, c_void};
 use core::panic::AssertUnwindSafe;
 use std::panic::catch_unwind;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::SystemTime;
 
+use mazu_filter::vouch::{self, TrustDigest};
+use mazu_identity::WorkloadId;
 use sha2::{Digest, Sha256};
 
 use crate::config::ValidatorConfig;
@@ -74,6 +76,60 @@ struct Module {
     /// SHA-256 of the configuration: a changed configuration invalidates
     /// TLS sessions resumed under the old one.
     digest: [u8; 32],
+    /// The `trust` object's digest, named when vouching for a token's
+    /// signature to the filter (`mazu_filter::vouch`).
+    trust_digest: Option<TrustDigest>,
+}
+
+/// `envoy_dynamic_module_callback_cert_validator_set_filter_state`: key and
+/// value as module buffers, true if stored.
+type SetFilterState = unsafe extern "C" fn(*mut c_void, Buffer, Buffer) -> bool;
+
+/// Envoy's `set_filter_state` callback, if this Envoy has it (1.40 does;
+/// the ABI of 1.38 and 1.39 may not). Looked up at run time rather than
+/// linked, so that the module still loads into an Envoy without it.
+fn set_filter_state_callback() -> Option<SetFilterState> {
+    static CALLBACK: OnceLock<Option<SetFilterState>> = OnceLock::new();
+    *CALLBACK.get_or_init(|| {
+        unsafe extern "C" {
+            fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+        }
+        const NAME: &core::ffi::CStr =
+            c"envoy_dynamic_module_callback_cert_validator_set_filter_state";
+        // SAFETY: dlsym with RTLD_DEFAULT (a null handle on Linux) looks the
+        // name up in the process's global symbols; NAME is NUL-terminated.
+        let address = unsafe { dlsym(core::ptr::null_mut(), NAME.as_ptr()) };
+        if address.is_null() {
+            eprintln!(
+                "mazu-validator: this Envoy has no cert-validator filter state callback: \
+                 the Wasm filter verifies token signatures itself"
+            );
+            return None;
+        }
+        // SAFETY: Envoy's exported function of that name has this signature
+        // (abi.h: config_envoy_ptr, module_buffer key, module_buffer value -> bool).
+        Some(unsafe { core::mem::transmute::<*mut c_void, SetFilterState>(address) })
+    })
+}
+
+/// Tells the inbound Wasm filter, through the connection's filter state,
+/// that this handshake verified `workload_id`'s token signature under the
+/// trust object `trust` (`mazu_filter::vouch`). Best effort: without it the
+/// filter verifies the signature itself.
+fn vouch_for_signature(envoy: *mut c_void, trust: &TrustDigest, workload_id: &WorkloadId) {
+    let Some(set_filter_state) = set_filter_state_callback() else {
+        return;
+    };
+    let value = vouch::encode(trust, workload_id);
+    let key = vouch::FILTER_STATE_KEY;
+    let buffer = |text: &str| Buffer {
+        ptr: text.as_ptr().cast(),
+        length: text.len(),
+    };
+    // SAFETY: `envoy` is the config pointer Envoy passed to this
+    // do_verify_cert_chain call, during which the callback is valid; both
+    // buffers outlive the call (Envoy copies them).
+    unsafe { set_filter_state(envoy, buffer(key), buffer(&value)) };
 }
 
 /// Refusals seen per reason; a reason is logged at its 1st, 2nd, 4th, 8th...
@@ -132,6 +188,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_cert_validator_config_new(
             parsed.destinations.len()
         );
         Ok(Module {
+            trust_digest: TrustDigest::of_json(parsed.trust_json.as_bytes()),
             validator: Validator::new(parsed),
             digest: Sha256::digest(config).into(),
         })
@@ -170,7 +227,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_cert_validator_config_destroy(
 /// buffers; all are valid for the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn envoy_dynamic_module_on_cert_validator_do_verify_cert_chain(
-    _envoy: *mut c_void,
+    envoy: *mut c_void,
     module: *const c_void,
     certs: *const Buffer,
     certs_count: usize,
@@ -205,12 +262,21 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_cert_validator_do_verify_cert_c
         module.validator.check(leaf, side, &sni, SystemTime::now())
     }));
     match decided {
-        Ok(Ok(_peer)) => ValidationResult {
-            status: STATUS_SUCCESSFUL,
-            detailed_status: CLIENT_VALIDATED,
-            tls_alert: 0,
-            has_tls_alert: false,
-        },
+        Ok(Ok(peer)) => {
+            // Inbound, the filter decides this client again at its first
+            // byte: spare it the signature this handshake just verified.
+            if side == Side::Server
+                && let Some(trust) = &module.trust_digest
+            {
+                vouch_for_signature(envoy, trust, &peer.workload_id);
+            }
+            ValidationResult {
+                status: STATUS_SUCCESSFUL,
+                detailed_status: CLIENT_VALIDATED,
+                tls_alert: 0,
+                has_tls_alert: false,
+            }
+        }
         Ok(Err(refusal)) => {
             log_refusal(&refusal, side);
             if refusal == Refusal::NoCertificate {

@@ -16,6 +16,7 @@
 //! - `shared`: one source per file and one verdict cache per trust
 //!   configuration for every TLS context of the process;
 //! - [`validator`]: the decision for one handshake;
+//! - [`signatures`]: token signatures checked with `ring`;
 //! - `abi`: the C hooks Envoy calls.
 //!
 //! See `docs/validator.md`.
@@ -25,6 +26,7 @@ mod abi;
 pub mod config;
 pub mod registry_file;
 mod shared;
+pub mod signatures;
 pub mod source;
 pub mod validator;
 

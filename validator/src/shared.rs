@@ -56,10 +56,10 @@ pub fn verifier(config: &ValidatorConfig) -> Arc<Mutex<Verifier>> {
     {
         return found;
     }
-    let made = Arc::new(Mutex::new(Verifier::new(
-        config.trust.clone(),
-        CACHE_ENTRIES,
-    )));
+    let made = Arc::new(Mutex::new(
+        Verifier::new(config.trust.clone(), CACHE_ENTRIES)
+            .with_signature_backend(&crate::signatures::RING),
+    ));
     verifiers.push((config.trust_json.clone(), Arc::downgrade(&made)));
     made
 }

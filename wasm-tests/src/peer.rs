@@ -30,6 +30,7 @@ impl WorkloadPeer for Workload {
             mtls: Some(true),
             peer_certificate: Some(self.cert_pem.clone()),
             digest: Some(hex(&Sha256::digest(&self.issued.der))),
+            vouch: None,
             http_chain: false,
         }
     }
@@ -41,6 +42,7 @@ impl WorkloadPeer for Workload {
             mtls: Some(true),
             peer_certificate: Some(pem("CERTIFICATE", &der)),
             digest: Some(hex(&Sha256::digest(&der))),
+            vouch: None,
             http_chain: false,
         }
     }

@@ -95,6 +95,9 @@ pub struct PeerProperties {
     pub peer_certificate: Option<String>,
     /// `sha256_peer_certificate_digest` (hex).
     pub digest: Option<String>,
+    /// The connection's filter state `mazu.validator.signature_vouched`
+    /// (`mazu_filter::vouch`), as Mazu's handshake validator sets it.
+    pub vouch: Option<String>,
     /// The connection runs an HTTP connection manager rather than
     /// `tcp_proxy`: no `upstream.address` (Envoy sets it on the downstream
     /// connection only from `tcp_proxy`).
@@ -285,6 +288,12 @@ impl Vm {
             connection
                 .properties
                 .insert(key("peer_certificate"), pem.clone().into_bytes());
+        }
+        if let Some(vouch) = &peer.vouch {
+            connection.properties.insert(
+                format!("filter_state\0{}", mazu_filter::vouch::FILTER_STATE_KEY),
+                vouch.clone().into_bytes(),
+            );
         }
         if side == Side::Upstream && !peer.http_chain {
             connection

@@ -129,7 +129,7 @@ fn a_refused_configuration_lets_nothing_through() {
                 mtls: Some(true),
                 peer_certificate: Some("x".into()),
                 digest: None,
-                http_chain: false,
+                ..PeerProperties::default()
             },
         )
         .unwrap();

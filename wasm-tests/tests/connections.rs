@@ -130,7 +130,7 @@ fn no_client_certificate_is_closed() {
         mtls: Some(false),
         peer_certificate: None,
         digest: None,
-        http_chain: false,
+        ..PeerProperties::default()
     };
     assert_denied(&mut vm, &no_cert, "no_client_certificate");
     // Not TLS at all: no `mtls` property.
@@ -144,7 +144,7 @@ fn no_client_certificate_is_closed() {
         mtls: Some(true),
         peer_certificate: None,
         digest: None,
-        http_chain: false,
+        ..PeerProperties::default()
     };
     assert_denied(&mut vm, &missing, "no_peer_certificate");
     assert_eq!(vm.stat(DENIED), 4);
@@ -177,7 +177,7 @@ fn a_proxy_without_the_certificate_attribute_is_reported_once_loudly() {
         mtls: Some(true),
         peer_certificate: None,
         digest: None,
-        http_chain: false,
+        ..PeerProperties::default()
     };
     assert_denied(&mut vm, &missing, "no_peer_certificate");
     assert!(
@@ -296,14 +296,14 @@ fn every_verdict_deny_reason_closes_the_connection() {
             "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n".into(),
         ),
         digest: Some("00".repeat(32)),
-        http_chain: false,
+        ..PeerProperties::default()
     };
     let garbage_der = good.altered(|der| der.truncate(40));
     let huge = PeerProperties {
         mtls: Some(true),
         peer_certificate: Some("A".repeat(100_000)),
         digest: Some("11".repeat(32)),
-        http_chain: false,
+        ..PeerProperties::default()
     };
 
     let cases: Vec<(&str, PeerProperties)> = vec![
@@ -423,10 +423,8 @@ fn outbound_on_an_http_chain_leaves_the_server_to_the_handshake_and_says_so() {
     // cannot see which server answered (the router picked it per request),
     // so it does not pretend to: the response passes, counted.
     let http = PeerProperties {
-        mtls: None,
-        peer_certificate: None,
-        digest: None,
         http_chain: true,
+        ..PeerProperties::default()
     };
     for _ in 0..2 {
         let (id, _) = vm.connect(Side::Upstream, &http).unwrap();
@@ -553,4 +551,75 @@ fn an_open_connection_of_a_peer_revoked_since_is_closed_at_its_next_bytes() {
         "the revoked server's bytes leaked"
     );
     assert!(conn.closed_downstream);
+}
+
+/// The handshake validator's word on a token signature
+/// (`mazu_filter::vouch`): the filter skips that token's signature check, and
+/// only that check, only for a value made under its own trust object.
+/// The certificate here carries a token whose signature is broken, so only a
+/// skipped check lets it through.
+#[test]
+fn a_signature_vouched_for_under_the_same_trust_is_not_verified_again() {
+    use mazu_filter::vouch::{self, TrustDigest};
+    use mazu_identity::WorkloadId;
+
+    let mesh = Mesh::new();
+    let good = mesh.workload("shop", "good");
+    let forged = mesh.workload_with_token(
+        flip_last_signature_char(&good.token),
+        &WorkloadSpec::new("shop", "good"),
+    );
+    let stranger = mesh.workload("shop", "stranger");
+    let config: serde_json::Value =
+        serde_json::from_str(&mesh.config("inbound", "")).expect("config JSON");
+    let trust = TrustDigest::of(&config["trust"]);
+    let vouched = |peer: PeerProperties, trust: &TrustDigest, token: &str| PeerProperties {
+        vouch: Some(vouch::encode(
+            trust,
+            &WorkloadId::of_token(token.as_bytes()),
+        )),
+        ..peer
+    };
+    let registry = log(&[forged.entry, good.entry]);
+    let verified = "mazu.inbound.token_signatures_verified";
+    let vouches = "mazu.inbound.token_signatures_vouched";
+
+    // Refused with the signature checked: no word, a word under another
+    // trust object, a word for another token, a malformed word.
+    let mut other_trust = config["trust"].clone();
+    other_trust["clock_skew_secs"] = serde_json::json!(5);
+    let other_trust = TrustDigest::of(&other_trust);
+    for (what, peer) in [
+        ("no word", forged.peer()),
+        (
+            "another trust object",
+            vouched(forged.peer(), &other_trust, &forged.token),
+        ),
+        ("another token", vouched(forged.peer(), &trust, &good.token)),
+        (
+            "malformed",
+            PeerProperties {
+                vouch: Some("v1 yes".into()),
+                ..forged.peer()
+            },
+        ),
+    ] {
+        let mut vm = inbound_with(&mesh, "", &registry);
+        assert_denied(&mut vm, &peer, "token_bad_signature");
+        assert_eq!((vm.stat(verified), vm.stat(vouches)), (1, 0), "{what}");
+    }
+
+    // Its own word under this trust object: the signature is not looked at.
+    let mut vm = inbound_with(&mesh, "", &registry);
+    assert_allowed(&mut vm, &vouched(forged.peer(), &trust, &forged.token));
+    assert_eq!((vm.stat(verified), vm.stat(vouches)), (0, 1));
+    // A genuine client with its word: allowed, not verified in V8 either.
+    assert_allowed(&mut vm, &vouched(good.peer(), &trust, &good.token));
+    assert_eq!((vm.stat(verified), vm.stat(vouches)), (0, 2));
+    // Every other check still runs: vouched for but not registered.
+    assert_denied(
+        &mut vm,
+        &vouched(stranger.peer(), &trust, &stranger.token),
+        "not_registered",
+    );
 }

@@ -90,8 +90,15 @@ pub fn define_metric(kind: MetricType, name: &str) -> Option<u32> {
 
 /// Adds 1 to a counter.
 pub fn increment(id: Option<u32>) {
-    if let Some(id) = id {
-        let _ = hostcalls::increment_metric(id, 1);
+    increment_by(id, 1);
+}
+
+/// Adds `by` to a counter.
+pub fn increment_by(id: Option<u32>, by: u64) {
+    if let Some(id) = id
+        && by > 0
+    {
+        let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
     }
 }
 

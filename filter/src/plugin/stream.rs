@@ -12,6 +12,7 @@ use proxy_wasm::types::{Action, BufferType, PeerType};
 use crate::config::Direction;
 use crate::engine::{Decision, PeerFacts, parse_hex_digest, reason};
 use crate::metrics::Fixed;
+use crate::vouch;
 
 use super::host;
 use super::vm::{self, ParkedPeer, Settled, SharedVm};
@@ -138,9 +139,17 @@ impl Stream {
             digest_hex: digest_hex.as_deref(),
         };
         let decide = || {
-            vm.borrow_mut().engine.decide(now_ms, facts, || {
-                host::property(&[prefix, "peer_certificate"])
-            })
+            vm.borrow_mut().engine.decide_vouched(
+                now_ms,
+                facts,
+                || host::property(&[prefix, "peer_certificate"]),
+                // The validator vouches on the connection it checked: the
+                // downstream one; an upstream's is not this connection's.
+                || match peer {
+                    Peer::Downstream => host::property(&["filter_state", vouch::FILTER_STATE_KEY]),
+                    Peer::Upstream => None,
+                },
+            )
         };
         let mut decision = decide();
         // Before refusing, make sure this VM is not behind another VM's

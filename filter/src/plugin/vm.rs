@@ -81,6 +81,11 @@ impl Metrics {
         host::increment(self.fixed.get(metric.index()).copied().flatten());
     }
 
+    /// Adds `by` to a fixed counter.
+    pub fn increment_by(&self, metric: Fixed, by: u64) {
+        host::increment_by(self.fixed.get(metric.index()).copied().flatten(), by);
+    }
+
     /// Sets a fixed gauge.
     pub fn record(&self, metric: Fixed, value: u64) {
         host::record(self.fixed.get(metric.index()).copied().flatten(), value);
@@ -128,6 +133,9 @@ pub struct Vm {
     /// Whether the proxy was found to lack the `peer_certificate` attribute
     /// (logged once, loudly).
     pub reported_missing_attribute: bool,
+    /// The engine's token signature counts already added to the metrics
+    /// (verified here, vouched for by the validator).
+    pub token_signatures_counted: (u64, u64),
     /// What this VM has read from shared data.
     pub reader: SharedReader,
     /// The checkpoint of the registry installed (from the log followed, or
@@ -194,6 +202,17 @@ pub fn load_shared(vm: &SharedVm) -> bool {
 impl Vm {
     /// Counts and logs a final decision (allow or deny; not park).
     pub fn record_decision(&mut self, decision: &Decision) {
+        let (verified, vouched) = self.engine.token_signatures();
+        let (counted_verified, counted_vouched) = self.token_signatures_counted;
+        self.metrics.increment_by(
+            Fixed::TokenSignaturesVerified,
+            verified.saturating_sub(counted_verified),
+        );
+        self.metrics.increment_by(
+            Fixed::TokenSignaturesVouched,
+            vouched.saturating_sub(counted_vouched),
+        );
+        self.token_signatures_counted = (verified, vouched);
         let direction = self.engine.config().direction.as_str();
         match decision {
             Decision::Allow { peer, cached } => {

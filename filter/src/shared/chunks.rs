@@ -125,11 +125,12 @@ pub(super) fn write(
         slot,
         pieces: pieces.len() as u32,
     };
-    match write_pieces(store, keys, ours, &pieces) {
-        Some(true) => {}
-        Some(false) => return true,
+    let all: Vec<usize> = (0..pieces.len()).collect();
+    let created = match write_pieces(store, keys, ours, &pieces, &all) {
+        Some(Written::All { created }) => created,
+        Some(Written::LaterFound) => return true,
         None => return false,
-    }
+    };
     match set_manifest(store, keys, ours) {
         Some(true) => {}
         Some(false) => return true,
@@ -137,50 +138,75 @@ pub(super) fn write(
     }
     // Envoy creates a missing key whatever the CAS token, so an older
     // publisher that found a piece missing may have written it over ours.
-    // Such a piece is put back: the key exists now, so compare-and-swap
-    // holds, and the older publisher stops at the first piece it finds
-    // newer. Readers meanwhile find the piece torn and retry.
-    write_pieces(store, keys, ours, &pieces).is_some()
+    // Only a key this publish created can have been raced so (an existing
+    // key's compare-and-swap holds); each is put back: the key exists now,
+    // so compare-and-swap holds, and the older publisher stops at the first
+    // piece it finds newer. Readers meanwhile find the piece torn and retry.
+    write_pieces(store, keys, ours, &pieces, &created).is_some()
 }
 
-/// Writes every piece of `ours`. `Some(false)` as soon as a piece of a
-/// later version is found (that publish stands), `None` if contended.
+/// What writing pieces did.
+enum Written {
+    /// Every piece asked for is in place; these keys were created (missing
+    /// before this write).
+    All { created: Vec<usize> },
+    /// A piece of a later version was found: that publish stands.
+    LaterFound,
+}
+
+/// Writes the pieces of `ours` at `indexes`. `None` if contended.
 fn write_pieces(
     store: &impl SharedStore,
     keys: &SharedKeys,
     ours: Manifest,
     pieces: &[&[u8]],
-) -> Option<bool> {
-    for (index, piece) in pieces.iter().enumerate() {
+    indexes: &[usize],
+) -> Option<Written> {
+    let mut created = Vec::new();
+    for &index in indexes {
+        let Some(piece) = pieces.get(index) else {
+            continue;
+        };
         let mut entry = Vec::with_capacity(8 + piece.len());
         entry.extend_from_slice(&ours.version.to_be_bytes());
         entry.extend_from_slice(piece);
-        if !write_piece(
-            store,
-            &keys.chunk(ours.slot, index as u32),
-            ours.version,
-            &entry,
-        )? {
-            return Some(false);
+        let key = keys.chunk(ours.slot, index as u32);
+        match write_piece(store, &key, ours.version, &entry)? {
+            PieceWrite::InPlace { created: true } => created.push(index),
+            PieceWrite::InPlace { created: false } => {}
+            PieceWrite::Later => return Some(Written::LaterFound),
         }
     }
-    Some(true)
+    Some(Written::All { created })
 }
 
-/// Writes one piece unless a later version's is there. `Some(true)` if
-/// the entry is in place, `Some(false)` if a later version's is, `None` if
-/// contended.
-fn write_piece(store: &impl SharedStore, key: &str, version: u64, entry: &[u8]) -> Option<bool> {
+/// What writing one piece found.
+enum PieceWrite {
+    /// Ours is in place; `created` if the key was missing before.
+    InPlace { created: bool },
+    /// A later version's piece is there.
+    Later,
+}
+
+/// Writes one piece unless a later version's is there. `None` if contended.
+fn write_piece(
+    store: &impl SharedStore,
+    key: &str,
+    version: u64,
+    entry: &[u8],
+) -> Option<PieceWrite> {
     for _ in 0..CAS_ATTEMPTS {
         let (value, cas) = store.get(key);
         if value.as_deref() == Some(entry) {
-            return Some(true);
+            return Some(PieceWrite::InPlace { created: false });
         }
         if decode_u64(value.as_deref().and_then(|v| v.get(..8))) > Some(version) {
-            return Some(false);
+            return Some(PieceWrite::Later);
         }
         if store.set(key, entry, cas) {
-            return Some(true);
+            return Some(PieceWrite::InPlace {
+                created: value.is_none(),
+            });
         }
     }
     None

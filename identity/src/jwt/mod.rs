@@ -16,7 +16,7 @@ pub use claims::{Claims, KubernetesClaims, ObjectRef};
 pub use error::{TokenError, TokenPart};
 pub use header::Algorithm;
 pub use verify::{
-    DEFAULT_CLOCK_SKEW_SECS, DEFAULT_MAX_TOKEN_LEN, Issuer, MAX_CLOCK_SKEW_SECS,
+    DEFAULT_CLOCK_SKEW_SECS, DEFAULT_MAX_TOKEN_LEN, Issuer, MAX_CLOCK_SKEW_SECS, SignatureBackend,
     TOKEN_LEN_LIMIT_RANGE, TokenPolicy, VerifiedToken,
 };
 

@@ -4,7 +4,7 @@ use alloc::collections::BTreeMap;
 
 use super::{CheckedCertificate, Verdict, decide, recheck};
 use crate::digest::{WorkloadId, sha256};
-use crate::jwt::{TokenError, VerifiedToken};
+use crate::jwt::{SignatureBackend, TokenError, VerifiedToken};
 use crate::registry::RegistryLookup;
 use crate::trust::TrustConfig;
 
@@ -37,6 +37,8 @@ pub struct Verifier {
     tokens: BoundedCache<WorkloadId, VerifiedToken>,
     certificates: BoundedCache<[u8; 32], CheckedCertificate>,
     token_verifications: u64,
+    vouched_tokens: u64,
+    signature_backend: Option<&'static dyn SignatureBackend>,
 }
 
 impl Verifier {
@@ -48,7 +50,16 @@ impl Verifier {
             tokens: BoundedCache::new(capacity, |t: &VerifiedToken| t.claims.expires_at),
             certificates: BoundedCache::new(capacity, CheckedCertificate::expires_at),
             token_verifications: 0,
+            vouched_tokens: 0,
+            signature_backend: None,
         }
+    }
+
+    /// This verifier with token signatures checked by `backend` instead of
+    /// the built-in pure-Rust implementation (same verdicts, less time).
+    pub fn with_signature_backend(mut self, backend: &'static dyn SignatureBackend) -> Self {
+        self.signature_backend = Some(backend);
+        self
     }
 
     /// How many tokens this verifier has verified in full, signature
@@ -56,6 +67,12 @@ impl Verifier {
     /// token, do not count). A metric of the expensive work done.
     pub fn token_verifications(&self) -> u64 {
         self.token_verifications
+    }
+
+    /// How many tokens this verifier checked without their signature,
+    /// vouched for by the caller ([`verdict_vouched`](Self::verdict_vouched)).
+    pub fn vouched_tokens(&self) -> u64 {
+        self.vouched_tokens
     }
 
     /// The configuration verdicts are made under.
@@ -94,11 +111,30 @@ impl Verifier {
         now_unix: u64,
         registry: &(impl RegistryLookup + ?Sized),
     ) -> Verdict {
+        self.verdict_vouched(peer_certificate, now_unix, registry, None)
+    }
+
+    /// [`verdict`](Self::verdict), except that the token whose ID is
+    /// `signature_vouched` (if it is the certificate's) is checked without
+    /// its signature ([`TokenPolicy::verify_vouched`]): the caller knows a
+    /// component trusted under this same configuration verified it. Every
+    /// other check runs; an allowed token is cached as if verified here.
+    ///
+    /// [`TokenPolicy::verify_vouched`]: crate::jwt::TokenPolicy::verify_vouched
+    pub fn verdict_vouched(
+        &mut self,
+        peer_certificate: &[u8],
+        now_unix: u64,
+        registry: &(impl RegistryLookup + ?Sized),
+        signature_vouched: Option<WorkloadId>,
+    ) -> Verdict {
         let Self {
             trust,
             tokens,
             certificates,
             token_verifications,
+            vouched_tokens,
+            signature_backend,
         } = self;
         let skew = trust.clock_skew_secs();
         // Oversized input is refused by the pure path without hashing it.
@@ -121,8 +157,16 @@ impl Verifier {
                         }
                     };
                 }
-                *token_verifications = token_verifications.saturating_add(1);
-                let verified = trust.verify_token(token, now_unix)?;
+                let verified = if signature_vouched == Some(id) {
+                    *vouched_tokens = vouched_tokens.saturating_add(1);
+                    trust.verify_vouched_token(token, now_unix)?
+                } else {
+                    *token_verifications = token_verifications.saturating_add(1);
+                    match signature_backend {
+                        Some(backend) => trust.verify_token_with(token, now_unix, *backend)?,
+                        None => trust.verify_token(token, now_unix)?,
+                    }
+                };
                 newly_verified = Some(verified.clone());
                 Ok(verified)
             });
