@@ -135,6 +135,13 @@ pub struct ValidatorHandoff {
     pub config_json: String,
     /// Its `registry_file`: written from the witnessed log.
     pub registry_file: PathBuf,
+    /// Its `trust.trust_domain`.
+    pub trust_domain: String,
+    /// With destinations from Kubernetes: the configuration to serve
+    /// instead of `config_json`, with the derived destinations merged in
+    /// ([`crate::kube::DestinationsPoller`]); `None` in the channel until
+    /// the API server was read once (`ROOTCA` is not served until then).
+    pub served: Option<watch::Receiver<crate::kube::ServedConfig>>,
 }
 
 impl ValidatorHandoff {
@@ -147,6 +154,8 @@ impl ValidatorHandoff {
         Ok(ValidatorHandoff {
             config_json,
             registry_file: parsed.registry_file,
+            trust_domain: parsed.trust.trust_domain().as_str().to_owned(),
+            served: None,
         })
     }
 }
@@ -168,6 +177,17 @@ impl AgentConfig {
             self.cert_lifetime.as_secs(),
         )
     }
+}
+
+/// Completes when the destinations poller published a new configuration;
+/// never without a poller, or once it stopped.
+async fn validator_config_changed(rx: &mut Option<watch::Receiver<crate::kube::ServedConfig>>) {
+    if let Some(rx) = rx
+        && rx.changed().await.is_ok()
+    {
+        return;
+    }
+    core::future::pending::<()>().await;
 }
 
 fn unix_now() -> u64 {
@@ -253,6 +273,9 @@ pub struct Agent {
     last_outcome: Option<RegistrationOutcome>,
     /// A replaced registration to release once its drain time is over.
     pending_release: Option<PendingRelease>,
+    /// With destinations from Kubernetes: the validator configuration to
+    /// serve, as the poller publishes it.
+    served_config: Option<watch::Receiver<crate::kube::ServedConfig>>,
 }
 
 /// A registration replaced by a rotation, released at `due`.
@@ -313,9 +336,20 @@ impl Agent {
         let client = CuratorClient::new(&config.curator, &config.curator_transport)?;
         let state = StateDir::open(&config.state_dir)?;
         let cert_dir = config.cert_dir.as_ref().map(CertDir::new).transpose()?;
-        // No `ROOTCA` until the log is followed (`crate::sds`).
+        // No `ROOTCA` until the log is followed (`crate::sds`), nor, with
+        // destinations from Kubernetes, until they were read once.
+        let mut served_config = config.validator.as_ref().and_then(|v| v.served.clone());
+        let (validator_config, validator_pending) = match (&config.validator, &mut served_config) {
+            (None, _) => (None, false),
+            (Some(v), None) => (Some(v.config_json.clone()), false),
+            (Some(v), Some(rx)) => match rx.borrow_and_update().as_deref() {
+                Some(served) => (Some(served.to_owned()), false),
+                None => (Some(v.config_json.clone()), true),
+            },
+        };
         let (secrets, receiver) = watch::channel(Arc::new(Secrets {
-            validator_config: config.validator.as_ref().map(|v| v.config_json.clone()),
+            validator_config,
+            validator_pending,
             ..Secrets::default()
         }));
         let crs = match state.crs_bytes()? {
@@ -370,6 +404,7 @@ impl Agent {
             log: LogView::new(policy),
             last_outcome: None,
             pending_release: None,
+            served_config,
         };
         agent.restore();
         Ok((agent, receiver))
@@ -421,6 +456,7 @@ impl Agent {
         let mut watcher = TokenWatcher::new(self.config.token_file.clone());
         tokio::pin!(shutdown);
         loop {
+            self.publish_validator_config();
             self.poll_token(&mut watcher);
             // A curator that never answers must not hold up the shutdown:
             // the step is dropped mid-call (every state file is written
@@ -439,7 +475,38 @@ impl Agent {
                     return;
                 }
                 () = tokio::time::sleep(self.config.poll_interval) => {}
+                // New destinations are served at once, not a poll later.
+                () = validator_config_changed(&mut self.served_config) => {}
             }
+        }
+    }
+
+    /// Serves the validator configuration the destinations poller published
+    /// last, if it changed: every open SDS stream gets the new `ROOTCA`.
+    fn publish_validator_config(&mut self) {
+        let Some(rx) = self.served_config.as_mut() else {
+            return;
+        };
+        // `validator_config_changed` may have marked the value seen:
+        // compare contents instead.
+        let Some(served) = rx.borrow_and_update().clone() else {
+            return;
+        };
+        let served = served.to_string();
+        let changed = self.secrets.send_if_modified(|s| {
+            if s.validator_config.as_deref() == Some(served.as_str()) && !s.validator_pending {
+                return false;
+            }
+            let mut next = (**s).clone();
+            next.validator_config = Some(served);
+            next.validator_pending = false;
+            *s = Arc::new(next);
+            true
+        });
+        if changed {
+            info!(
+                "serving the validator configuration with the destinations derived from Kubernetes"
+            );
         }
     }
 
