@@ -421,7 +421,7 @@ impl DestinationsPoller {
                 warn!(
                     error = %e,
                     kept_hosts = last.as_ref().map(Destinations::len),
-                    "cannot read Services from the Kubernetes API server; keeping the last destinations"
+                    "cannot read Services, EndpointSlices and Pods from the Kubernetes API server; keeping the last destinations"
                 );
                 return;
             }
