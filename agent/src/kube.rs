@@ -367,7 +367,7 @@ impl KubeClient {
     }
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
+fn error_chain(error: &dyn core::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {

@@ -232,8 +232,8 @@ fn tls_for_localhost(ca_file: &Path) -> Arc<rustls::ServerConfig> {
     std::fs::write(ca_file, ca.pem()).expect("write ca.crt");
     let key = KeyPair::generate().expect("server key");
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.subject_alt_names = vec![SanType::IpAddress(std::net::IpAddr::V4(
-        std::net::Ipv4Addr::LOCALHOST,
+    params.subject_alt_names = vec![SanType::IpAddress(core::net::IpAddr::V4(
+        core::net::Ipv4Addr::LOCALHOST,
     ))];
     params
         .distinguished_name
