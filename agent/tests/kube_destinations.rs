@@ -37,7 +37,7 @@ use prost::Message as _;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use common::{AgentFiles, AgentProcess, Curator, mint, write_token};
+use common::{AgentFiles, AgentProcess, Curator, agent_command, mint, write_token};
 use mazu_testkit::fixtures::Mesh;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -620,4 +620,78 @@ fn rootca_carries_destinations_derived_from_kubernetes_and_keeps_them_when_it_fa
     assert_eq!(agent.terminate(), Some(0));
     drop(stream);
     drop(runtime);
+}
+
+#[test]
+fn unusable_kubernetes_settings_exit_2_with_one_line() {
+    let mesh = Mesh::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let validator = validator_config_file(dir.path(), &mesh);
+    let ca_file = dir.path().join("ca.crt");
+    tls_for_localhost(&ca_file);
+    let state = dir.path().join("state");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--curator",
+            "http://127.0.0.1:1",
+            "--insecure-no-witness",
+            "--token-file",
+            "/nonexistent/token",
+            "--state-dir",
+            state.to_str().expect("utf-8"),
+            "--destinations-from-kubernetes",
+        ];
+        args.extend_from_slice(extra);
+        let out = agent_command(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {stderr}");
+        stderr
+    };
+    let config = validator.to_str().expect("utf-8");
+    let ca = ca_file.to_str().expect("utf-8");
+    let one_line = |stderr: String, needle: &str| {
+        assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    };
+    one_line(run(&[]), "needs --validator-config");
+    one_line(
+        run(&[
+            "--validator-config",
+            config,
+            "--kubernetes-api-url",
+            "http://127.0.0.1:6443",
+            "--kubernetes-ca-file",
+            ca,
+        ]),
+        "https:// URL is required",
+    );
+    one_line(
+        run(&[
+            "--validator-config",
+            config,
+            "--kubernetes-api-url",
+            "https://127.0.0.1:6443",
+            "--kubernetes-ca-file",
+            "/nonexistent/ca.crt",
+        ]),
+        "CA file /nonexistent/ca.crt",
+    );
+    assert!(
+        run(&[
+            "--validator-config",
+            config,
+            "--kubernetes-api-url",
+            "https://127.0.0.1:6443",
+            "--kubernetes-ca-file",
+            ca,
+            "--kubernetes-poll-interval-ms",
+            "5",
+        ])
+        .contains("--kubernetes-poll-interval-ms")
+    );
+    assert!(
+        !state.exists(),
+        "nothing is started on a configuration error"
+    );
 }
