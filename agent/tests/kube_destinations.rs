@@ -37,7 +37,9 @@ use prost::Message as _;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use common::{AgentFiles, AgentProcess, Curator, agent_command, mint, write_token};
+use common::{
+    AgentFiles, AgentProcess, Curator, agent_command, mint, write_projected_token, write_token,
+};
 use mazu_testkit::fixtures::Mesh;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -694,4 +696,124 @@ fn unusable_kubernetes_settings_exit_2_with_one_line() {
         !state.exists(),
         "nothing is started on a configuration error"
     );
+}
+
+/// Waits on `stream` for a `ROOTCA` whose destinations for checkout are `want`.
+fn wait_checkout(
+    runtime: &tokio::runtime::Runtime,
+    stream: &mut RootcaStream,
+    want: &[&str],
+) -> Value {
+    let start = Instant::now();
+    while start.elapsed() < WAIT {
+        let Some(config) = runtime.block_on(stream.next(WAIT)) else {
+            break;
+        };
+        if ids(&config, "checkout.shop.svc.cluster.local") == want {
+            return config;
+        }
+    }
+    panic!("no ROOTCA with checkout served by {want:?}");
+}
+
+#[test]
+fn node_mode_pushes_the_derived_destinations_to_every_pod() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mesh = Mesh::new();
+    let curator = Curator::start(&mesh).expect("curator");
+    let node = tempfile::tempdir().expect("tempdir");
+    let (pods, state, sockets) = (
+        node.path().join("pods"),
+        node.path().join("state"),
+        node.path().join("sockets"),
+    );
+    let uids = [
+        "0a1b2c3d-0000-4000-8000-000000000001",
+        "0a1b2c3d-0000-4000-8000-000000000002",
+    ];
+    for (uid, sa) in uids.iter().zip(["frontend", "cart"]) {
+        write_projected_token(
+            &pods
+                .join(uid)
+                .join("volumes/kubernetes.io~projected/mazu-token"),
+            &mint(&mesh, "shop", sa),
+        );
+    }
+    let ca_file = node.path().join("ca.crt");
+    let kube_token = node.path().join("kube-token");
+    std::fs::write(&kube_token, SERVICE_ACCOUNT_TOKEN).expect("token");
+    let validator = validator_config_file(node.path(), &mesh);
+    let cluster: Shared = Arc::new(Mutex::new(Cluster {
+        mode: Mode::Serve,
+        token: SERVICE_ACCOUNT_TOKEN.to_owned(),
+        services: vec![service("shop", "checkout")],
+        slices: vec![slice("shop", "checkout", "a1b2c", &["checkout-1"])],
+        pods: vec![pod("shop", "checkout-1", "checkout")],
+        served: 0,
+        failed: 0,
+        unauthorized: 0,
+        without_limit: 0,
+    }));
+    let port = runtime.block_on(stand_in(cluster.clone(), tls_for_localhost(&ca_file)));
+    let api_url = format!("https://127.0.0.1:{port}");
+    let mut agent = AgentProcess::start_node(
+        &format!("http://127.0.0.1:{}", curator.port),
+        &pods,
+        &state,
+        &sockets,
+        &[
+            "--validator-config",
+            validator.to_str().expect("utf-8"),
+            "--destinations-from-kubernetes",
+            "--kubernetes-api-url",
+            &api_url,
+            "--kubernetes-token-file",
+            kube_token.to_str().expect("utf-8"),
+            "--kubernetes-ca-file",
+            ca_file.to_str().expect("utf-8"),
+            "--kubernetes-poll-interval-ms",
+            "200",
+        ],
+    );
+    let socket = |uid: &str| sockets.join(uid).join("socket");
+    for uid in uids {
+        wait_until(WAIT, "the pod's SDS socket", || socket(uid).exists());
+    }
+    let mut streams: Vec<RootcaStream> = uids
+        .iter()
+        .map(|uid| runtime.block_on(RootcaStream::open(&socket(uid))))
+        .collect();
+    let only = ["spiffe://cluster.local/ns/shop/sa/checkout"];
+    for stream in &mut streams {
+        wait_checkout(&runtime, stream, &only);
+    }
+    {
+        let mut c = lock(&cluster);
+        c.pods
+            .push(pod("shop", "checkout-canary", "checkout-canary"));
+        c.slices
+            .push(slice("shop", "checkout", "j7k8l", &["checkout-canary"]));
+    }
+    let both = [
+        "spiffe://cluster.local/ns/shop/sa/checkout",
+        "spiffe://cluster.local/ns/shop/sa/checkout-canary",
+    ];
+    for stream in &mut streams {
+        wait_checkout(&runtime, stream, &both);
+    }
+    // One poller for the node, not one per pod.
+    let log = agent.log();
+    assert_eq!(
+        log.matches("deriving the validator's destinations from Kubernetes")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(agent.terminate(), Some(0));
+    drop(streams);
+    drop(runtime);
 }
