@@ -39,6 +39,9 @@ Everything that can be checked without a cluster:
               bad pluginConfigs (parser and real Envoy), the naive EnvoyFilter
               patches these manifests avoid (Envoy rejects the result), and variants of
               the node agent and validator manifests derived from the real ones in code
+              (with --destinations-from-kubernetes: the ClusterRole bound to the agent
+              lists services, pods and endpointslices and grants nothing more, the token
+              and CA are mounted into the agent)
   demo        istio/demo/run-all.sh --dry-run succeeds and prints every step
 
 One line per check ("ok" or "FAIL"); exit status 1 if any check failed.
