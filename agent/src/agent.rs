@@ -42,7 +42,7 @@ use mazu_identity::TrustDomain;
 use mazu_rbe::{Crs, OpeningHistory};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument as _, debug, error, info, warn};
 
 use mazu_curator::api::views::{BindingRequest, LoggedJson};
 use mazu_log::checkpoint::Checkpoint;
@@ -135,6 +135,13 @@ pub struct ValidatorHandoff {
     pub config_json: String,
     /// Its `registry_file`: written from the witnessed log.
     pub registry_file: PathBuf,
+    /// Its `trust.trust_domain`.
+    pub trust_domain: String,
+    /// With destinations from Kubernetes: the configuration to serve
+    /// instead of `config_json`, with the derived destinations merged in
+    /// ([`crate::kube::DestinationsPoller`]); `None` in the channel until
+    /// the API server was read once (`ROOTCA` is not served until then).
+    pub served: Option<watch::Receiver<crate::kube::ServedConfig>>,
 }
 
 impl ValidatorHandoff {
@@ -147,6 +154,8 @@ impl ValidatorHandoff {
         Ok(ValidatorHandoff {
             config_json,
             registry_file: parsed.registry_file,
+            trust_domain: parsed.trust.trust_domain().as_str().to_owned(),
+            served: None,
         })
     }
 }
@@ -167,6 +176,53 @@ impl AgentConfig {
             now,
             self.cert_lifetime.as_secs(),
         )
+    }
+}
+
+/// Serves every validator configuration the destinations poller publishes
+/// (`rx`) in `ROOTCA` as soon as it is published, independently of the run
+/// loop (a curator call in progress does not delay it): every open SDS
+/// stream gets the new `ROOTCA`. Ends when the poller stops; aborted when
+/// the agent stops (it holds a sender of the SDS channel).
+async fn forward_validator_config(
+    mut rx: watch::Receiver<crate::kube::ServedConfig>,
+    secrets: watch::Sender<Arc<Secrets>>,
+) {
+    loop {
+        let served = rx.borrow_and_update().clone();
+        if let Some(served) = served
+            && serve_validator_config(&secrets, &served)
+        {
+            info!(
+                "serving the validator configuration with the destinations derived from Kubernetes"
+            );
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Puts `served` in `ROOTCA` (and ends the wait for it); whether it changed.
+fn serve_validator_config(secrets: &watch::Sender<Arc<Secrets>>, served: &str) -> bool {
+    secrets.send_if_modified(|s| {
+        if s.validator_config.as_deref() == Some(served) && !s.validator_pending {
+            return false;
+        }
+        let mut next = (**s).clone();
+        next.validator_config = Some(served.to_owned());
+        next.validator_pending = false;
+        *s = Arc::new(next);
+        true
+    })
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -253,6 +309,9 @@ pub struct Agent {
     last_outcome: Option<RegistrationOutcome>,
     /// A replaced registration to release once its drain time is over.
     pending_release: Option<PendingRelease>,
+    /// With destinations from Kubernetes: the validator configuration to
+    /// serve, as the poller publishes it (taken by `run`'s forwarder).
+    served_config: Option<watch::Receiver<crate::kube::ServedConfig>>,
 }
 
 /// A registration replaced by a rotation, released at `due`.
@@ -313,9 +372,20 @@ impl Agent {
         let client = CuratorClient::new(&config.curator, &config.curator_transport)?;
         let state = StateDir::open(&config.state_dir)?;
         let cert_dir = config.cert_dir.as_ref().map(CertDir::new).transpose()?;
-        // No `ROOTCA` until the log is followed (`crate::sds`).
+        // No `ROOTCA` until the log is followed (`crate::sds`), nor, with
+        // destinations from Kubernetes, until they were read once.
+        let mut served_config = config.validator.as_ref().and_then(|v| v.served.clone());
+        let (validator_config, validator_pending) = match (&config.validator, &mut served_config) {
+            (None, _) => (None, false),
+            (Some(v), None) => (Some(v.config_json.clone()), false),
+            (Some(v), Some(rx)) => match rx.borrow_and_update().as_deref() {
+                Some(served) => (Some(served.to_owned()), false),
+                None => (Some(v.config_json.clone()), true),
+            },
+        };
         let (secrets, receiver) = watch::channel(Arc::new(Secrets {
-            validator_config: config.validator.as_ref().map(|v| v.config_json.clone()),
+            validator_config,
+            validator_pending,
             ..Secrets::default()
         }));
         let crs = match state.crs_bytes()? {
@@ -370,6 +440,7 @@ impl Agent {
             log: LogView::new(policy),
             last_outcome: None,
             pending_release: None,
+            served_config,
         };
         agent.restore();
         Ok((agent, receiver))
@@ -419,6 +490,11 @@ impl Agent {
     /// Runs until `shutdown` completes.
     pub async fn run(mut self, shutdown: impl core::future::Future<Output = ()>) {
         let mut watcher = TokenWatcher::new(self.config.token_file.clone());
+        let _forwarder = self.served_config.take().map(|rx| {
+            AbortOnDrop(tokio::spawn(
+                forward_validator_config(rx, self.secrets.clone()).in_current_span(),
+            ))
+        });
         tokio::pin!(shutdown);
         loop {
             self.poll_token(&mut watcher);
@@ -1503,7 +1579,10 @@ pub fn needs_renewal(now: u64, not_after: u64, token_exp: u64, margin: u64, life
 
 #[cfg(test)]
 mod tests {
-    use super::needs_renewal;
+    use super::{
+        AbortOnDrop, Arc, Duration, Secrets, forward_validator_config, needs_renewal,
+        serve_validator_config, watch,
+    };
 
     #[test]
     fn the_log_starts_from_a_state_only_where_the_opening_history_is() {
@@ -1533,5 +1612,49 @@ mod tests {
         // it, so a fresh certificate is not renewed at once.
         assert!(!needs_renewal(now, now + 60, now + 7200, 600, 60));
         assert!(needs_renewal(now, now + 30, now + 7200, 600, 60));
+    }
+
+    #[tokio::test]
+    async fn published_validator_configurations_reach_rootca_at_once() {
+        let (secrets, mut served) = watch::channel(Arc::new(Secrets {
+            peer_pins: Some(vec![[7; 32]]),
+            validator_config: Some("{}".to_owned()),
+            validator_pending: true,
+            ..Secrets::default()
+        }));
+        let (tx, rx) = watch::channel(None);
+        let forwarder = AbortOnDrop(tokio::spawn(forward_validator_config(rx, secrets.clone())));
+        assert!(
+            served
+                .borrow_and_update()
+                .secret(crate::sds::ROOTCA_RESOURCE)
+                .is_none()
+        );
+        tx.send_replace(Some(Arc::from(r#"{"destinations":{"a":["x"]}}"#)));
+        tokio::time::timeout(Duration::from_secs(5), served.changed())
+            .await
+            .expect("pushed at once")
+            .expect("open");
+        let now = served.borrow_and_update().clone();
+        assert!(!now.validator_pending);
+        assert_eq!(
+            now.validator_config.as_deref(),
+            Some(r#"{"destinations":{"a":["x"]}}"#)
+        );
+        // The same configuration again is no new version (no push).
+        assert!(!serve_validator_config(
+            &secrets,
+            r#"{"destinations":{"a":["x"]}}"#
+        ));
+        assert!(serve_validator_config(&secrets, "{}"));
+        // Once aborted, the forwarder holds no sender: the SDS streams can
+        // see the agent stop.
+        drop(forwarder);
+        drop(secrets);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while served.changed().await.is_ok() {}
+        })
+        .await
+        .expect("the channel closes");
     }
 }

@@ -19,7 +19,10 @@
 //!   log, who bound an id first;
 //! - [`transparency`]: holding the curator to its signed checkpoints;
 //! - [`openings`]: keeping the RBE opening current; [`crypt`]: `encrypt` and
-//!   `decrypt`; [`commitment`]: the block commitment from the witnessed log.
+//!   `decrypt`; [`commitment`]: the block commitment from the witnessed log;
+//! - [`kube`]: reading Services, EndpointSlices and Pods from the API
+//!   server; [`destinations`]: the validator's `destinations` derived from
+//!   them (pure).
 //!
 //! Flags, files and behaviour are documented in `docs/agent.md`.
 
@@ -32,9 +35,11 @@ pub mod commitment;
 pub mod credentials;
 pub mod crypt;
 pub mod curator;
+pub mod destinations;
 pub mod error;
 pub mod files;
 pub mod follow;
+pub mod kube;
 pub mod node;
 pub mod openings;
 pub mod registry_file;

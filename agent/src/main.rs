@@ -137,6 +137,101 @@ struct RunArgs {
     backoff_max_ms: u64,
     #[command(flatten)]
     log: LogTrustArgs,
+    #[command(flatten)]
+    kubernetes: KubernetesArgs,
+}
+
+/// Destinations from Kubernetes (flattened into `run` and `node`).
+#[derive(Args, Clone, Debug)]
+struct KubernetesArgs {
+    /// Derive the validator's `destinations` from Kubernetes: each
+    /// Service's host (NAME.NAMESPACE.svc.CLUSTER_DOMAIN) may be served by
+    /// the service accounts of the pods behind it (its EndpointSlices),
+    /// read from the API server every --kubernetes-poll-interval-ms. Hosts
+    /// written in the configuration's `destinations` win. Needs
+    /// --validator-config, and RBAC to list services, endpointslices and
+    /// pods in every namespace.
+    #[arg(long, env = "MAZU_AGENT_DESTINATIONS_FROM_KUBERNETES")]
+    destinations_from_kubernetes: bool,
+    /// How often the API server is read, in milliseconds.
+    #[arg(long, env = "MAZU_AGENT_KUBERNETES_POLL_INTERVAL_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
+    kubernetes_poll_interval_ms: u64,
+    /// The cluster's DNS domain (the hosts' suffix after `svc.`).
+    #[arg(
+        long,
+        env = "MAZU_AGENT_CLUSTER_DOMAIN",
+        default_value = "cluster.local"
+    )]
+    cluster_domain: String,
+    /// The API server's URL (https:// only); default: in cluster, from
+    /// KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT.
+    #[arg(long, env = "MAZU_AGENT_KUBERNETES_API_URL", value_name = "URL")]
+    kubernetes_api_url: Option<String>,
+    /// The bearer token file, read again for every poll (it rotates).
+    #[arg(long, env = "MAZU_AGENT_KUBERNETES_TOKEN_FILE", default_value = mazu_agent::kube::DEFAULT_TOKEN_FILE)]
+    kubernetes_token_file: PathBuf,
+    /// The CA certificate(s) (PEM) the API server's certificate must chain
+    /// to; no other CA is trusted.
+    #[arg(long, env = "MAZU_AGENT_KUBERNETES_CA_FILE", default_value = mazu_agent::kube::DEFAULT_CA_FILE)]
+    kubernetes_ca_file: PathBuf,
+}
+
+impl KubernetesArgs {
+    /// Starts the destinations poller when the flag is on, and hands its
+    /// channel to the validator handoff; a configuration error if the
+    /// flags do not allow it.
+    fn start(
+        &self,
+        validator: Option<&mut ValidatorHandoff>,
+    ) -> Result<Option<tokio::task::JoinHandle<()>>, Error> {
+        if !self.destinations_from_kubernetes {
+            return Ok(None);
+        }
+        let Some(handoff) = validator else {
+            return Err(Error::Config(
+                "--destinations-from-kubernetes needs --validator-config (the destinations are the validator's)"
+                    .to_owned(),
+            ));
+        };
+        let api_url = match &self.kubernetes_api_url {
+            Some(url) => url.clone(),
+            None => mazu_agent::kube::KubeSource::in_cluster_url().ok_or_else(|| {
+                Error::Config(
+                    "--destinations-from-kubernetes: no --kubernetes-api-url, and KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT are not set (not in a pod?)"
+                        .to_owned(),
+                )
+            })?,
+        };
+        if self.cluster_domain.is_empty() || self.cluster_domain.starts_with('.') {
+            return Err(Error::Config(format!(
+                "--cluster-domain {:?} is not a DNS domain",
+                self.cluster_domain
+            )));
+        }
+        let source = mazu_agent::kube::KubeSource {
+            api_url,
+            token_file: self.kubernetes_token_file.clone(),
+            ca_file: self.kubernetes_ca_file.clone(),
+        };
+        let client = mazu_agent::kube::KubeClient::new(&source)
+            .map_err(|e| Error::Config(format!("--destinations-from-kubernetes: {e}")))?;
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        handoff.served = Some(rx);
+        let poller = mazu_agent::kube::DestinationsPoller {
+            client,
+            config_json: handoff.config_json.clone(),
+            trust_domain: handoff.trust_domain.clone(),
+            cluster_domain: self.cluster_domain.clone(),
+            interval: Duration::from_millis(self.kubernetes_poll_interval_ms),
+        };
+        tracing::info!(
+            api = %source.api_url,
+            interval_ms = self.kubernetes_poll_interval_ms,
+            cluster_domain = %self.cluster_domain,
+            "deriving the validator's destinations from Kubernetes Services"
+        );
+        Ok(Some(tokio::spawn(poller.run(tx))))
+    }
 }
 
 /// How to reach the curator (flattened into every subcommand that does).
@@ -457,7 +552,9 @@ fn agent_config(args: RunArgs, workload: WorkloadArgs) -> Result<AgentConfig, Er
 
 async fn run(workload: WorkloadArgs, args: RunArgs) -> anyhow::Result<()> {
     // Flags first: a configuration error is the only line printed.
-    let config = agent_config(args, workload)?;
+    let kubernetes = args.kubernetes.clone();
+    let mut config = agent_config(args, workload)?;
+    let poller = kubernetes.start(config.validator.as_mut())?;
     if config.cert_dir.is_none() && config.sds_socket.is_none() {
         tracing::warn!(
             "neither --cert-dir nor --sds-socket given: the certificate is only registered, not served"
@@ -486,6 +583,9 @@ async fn run(workload: WorkloadArgs, args: RunArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     let _ = stop_tx.send(true);
     let _ = agent_task.await;
+    if let Some(poller) = poller {
+        poller.abort();
+    }
     if let Some(sds) = sds {
         // A stream Envoy keeps open would hold graceful shutdown forever.
         match tokio::time::timeout(Duration::from_secs(3), sds).await {
@@ -510,8 +610,11 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
         cert_dir: None,
         sds_socket: None,
     };
+    let kubernetes = args.agent.kubernetes.clone();
+    let mut template = agent_config(args.agent, workload)?;
+    let poller = kubernetes.start(template.validator.as_mut())?;
     let config = mazu_agent::node::NodeConfig {
-        template: agent_config(args.agent, workload)?,
+        template,
         pods_dir: args.pods_dir,
         token_volume: args.token_volume,
         token_path: args.token_path,
@@ -520,7 +623,11 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
         socket_owner: args.socket_owner,
         scan_interval: Duration::from_millis(args.scan_interval_ms),
     };
-    mazu_agent::node::run(config, shutdown).await?;
+    let result = mazu_agent::node::run(config, shutdown).await;
+    if let Some(poller) = poller {
+        poller.abort();
+    }
+    result?;
     tracing::info!("stopped");
     Ok(())
 }

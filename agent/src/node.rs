@@ -773,6 +773,8 @@ mod tests {
             validator: Some(crate::agent::ValidatorHandoff {
                 config_json: "{}".into(),
                 registry_file: PathBuf::from("/var/run/secrets/workload-spiffe-uds/mazu-registry"),
+                trust_domain: "cluster.local".into(),
+                served: None,
             }),
         };
         let node = NodeConfig {

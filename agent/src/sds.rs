@@ -83,6 +83,11 @@ pub struct Secrets {
     /// [`module_validation_context`] instead of the pins, served from the
     /// same moment (once the log was followed and the registry file written).
     pub validator_config: Option<String>,
+    /// The validator configuration is not complete yet: its destinations
+    /// come from Kubernetes ([`crate::kube`]) and the API server has not been
+    /// read successfully once. `ROOTCA` is then not served (an Envoy keeps
+    /// the context it has, or waits), rather than served without them.
+    pub validator_pending: bool,
 }
 
 /// The dynamic module Envoy loads: `lib<name>.so` in its
@@ -197,6 +202,9 @@ impl Secrets {
             }
             ROOTCA_RESOURCE => {
                 let pins = self.peer_pins.as_deref()?;
+                if self.validator_pending {
+                    return None;
+                }
                 secret::Type::ValidationContext(match &self.validator_config {
                     Some(config) => module_validation_context(&with_live_keys(config, pins)),
                     None => pinned_validation_context(pins),
@@ -647,5 +655,11 @@ mod tests {
             ..Secrets::default()
         };
         assert!(before.secret(ROOTCA_RESOURCE).is_none());
+        // Nor while the destinations from Kubernetes were never read.
+        let pending = Secrets {
+            validator_pending: true,
+            ..secrets.clone()
+        };
+        assert!(pending.secret(ROOTCA_RESOURCE).is_none());
     }
 }

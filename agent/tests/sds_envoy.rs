@@ -200,6 +200,7 @@ fn cost_of_a_pin_update_10_vs_10000_pins() {
         certificate: Some((served.cert_pem.clone(), served.key_pem.clone())),
         peer_pins: Some(pins(10, 0)),
         validator_config: None,
+        validator_pending: false,
     }));
     let listener = runtime
         .block_on(async { sds::bind(&socket, 0o600) })

@@ -39,6 +39,9 @@ Everything that can be checked without a cluster:
               bad pluginConfigs (parser and real Envoy), the naive EnvoyFilter
               patches these manifests avoid (Envoy rejects the result), and variants of
               the node agent and validator manifests derived from the real ones in code
+              (with --destinations-from-kubernetes: the ClusterRole bound to the agent
+              lists services, pods and endpointslices and grants nothing more, the token
+              and CA are mounted into the agent)
   demo        istio/demo/run-all.sh --dry-run succeeds and prints every step
 
 One line per check ("ok" or "FAIL"); exit status 1 if any check failed.
@@ -545,6 +548,74 @@ def daemonset_validator_config(ds: dict[str, Any], configmaps: dict[tuple[str, s
                                    ds["metadata"].get("namespace", ""), configmaps)
 
 
+DESTINATIONS_FLAG = "--destinations-from-kubernetes"
+KUBE_SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+# What --destinations-from-kubernetes lists: (API group, resource).
+KUBE_LISTS = {("", "services"), ("", "pods"), ("discovery.k8s.io", "endpointslices")}
+
+
+def spec_automounts(ds: dict[str, Any]) -> bool:
+    return bool(ds["spec"]["template"]["spec"].get("automountServiceAccountToken", True))
+
+
+def derives_destinations(ds: dict[str, Any]) -> bool:
+    return DESTINATIONS_FLAG in node_agent_container(ds).get("args", [])
+
+
+def kubernetes_access_problems(ds: dict[str, Any], base: list[dict[str, Any]]) -> list[str]:
+    """What --destinations-from-kubernetes needs (docs/agent.md, "Destinations from
+    Kubernetes"): --validator-config; a ClusterRole bound to the DaemonSet's service
+    account that lets it list services, pods and endpointslices in every namespace, and
+    nothing more (read-only, those resources only); the token and CA mounted into the
+    agent container where it reads them (--kubernetes-token-file, --kubernetes-ca-file)."""
+    agent = node_agent_container(ds)
+    args = agent.get("args", [])
+    if DESTINATIONS_FLAG not in args:
+        return []
+    problems: list[str] = []
+    if flag(args, "--validator-config") is None:
+        problems.append(f"{DESTINATIONS_FLAG} without --validator-config: the agent refuses to start")
+    spec = ds["spec"]["template"]["spec"]
+    namespace = ds["metadata"].get("namespace", "")
+    account = spec.get("serviceAccountName") or "default"
+    roles = {d["metadata"]["name"]: d for d in base if d.get("kind") == "ClusterRole"}
+    granted: set[tuple[str, str]] = set()
+    for binding in (d for d in base if d.get("kind") == "ClusterRoleBinding"):
+        if not any(s.get("kind") == "ServiceAccount" and s.get("name") == account and s.get("namespace") == namespace
+                   for s in binding.get("subjects") or []):
+            continue
+        ref = binding.get("roleRef", {})
+        role = roles.get(ref.get("name")) if ref.get("kind") == "ClusterRole" else None
+        if role is None:
+            problems.append(f"ClusterRoleBinding {binding['metadata']['name']} refers to no ClusterRole of the manifests")
+            continue
+        for rule in role.get("rules") or []:
+            verbs = set(rule.get("verbs") or [])
+            pairs = {(g, res) for g in rule.get("apiGroups") or [] for res in rule.get("resources") or []}
+            if verbs - {"get", "list", "watch"} or pairs - KUBE_LISTS:
+                problems.append(f"ClusterRole {role['metadata']['name']} grants more than reading services, pods and "
+                                f"endpointslices: {sorted(verbs)} on {sorted(pairs)}")
+            if "list" in verbs or "*" in verbs:
+                granted |= pairs & KUBE_LISTS
+    missing = sorted(f"{res}.{g}" if g else res for g, res in KUBE_LISTS - granted)
+    if missing:
+        problems.append(f"{DESTINATIONS_FLAG}: service account {namespace}/{account} may not list {missing} cluster-wide "
+                        "(no ClusterRole bound to it grants it): every poll fails and no destination is derived")
+    token = flag(args, "--kubernetes-token-file") or f"{KUBE_SA_DIR}/token"
+    ca = flag(args, "--kubernetes-ca-file") or f"{KUBE_SA_DIR}/ca.crt"
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    for what, path, source in (("token", token, "serviceAccountToken"), ("CA", ca, "configMap")):
+        directory = posixpath.dirname(path)
+        mount = next((m for m in agent.get("volumeMounts", []) if posixpath.normpath(m["mountPath"]) == directory), None)
+        sources = (volumes.get(mount["name"], {}).get("projected") or {}).get("sources", []) if mount else []
+        if not any(source in src and (src[source].get("path") == posixpath.basename(path) or
+                                      any(i.get("path") == posixpath.basename(path) for i in src[source].get("items", [])))
+                   for src in sources):
+            problems.append(f"{DESTINATIONS_FLAG}: the {what} file {path} is not in a projected volume mounted into the "
+                            "agent container")
+    return problems
+
+
 def validator_config_source(agent: dict[str, Any] | None, spec: dict[str, Any], namespace: str,
                             configmaps: dict[tuple[str, str], dict[str, Any]]) -> tuple[str | None, list[str]]:
     """The JSON an agent's `--validator-config` reads: a key of a ConfigMap of the
@@ -632,10 +703,12 @@ def sample_destinations(samples: list[dict[str, Any]], trust_domain: str) -> dic
 
 
 def validator_config_problems(text: str, pod: dict[str, Any], plugins: list[dict[str, Any]],
-                              samples: list[dict[str, Any]]) -> list[str]:
+                              samples: list[dict[str, Any]], derived: bool = False) -> list[str]:
     """What the validator configuration must say to work in the injected pod: its registry
     file where the agent writes it as istio-proxy sees it, the filters' trust, and the
-    demo's destinations."""
+    demo's destinations. With `derived` (the agent runs --destinations-from-kubernetes)
+    a demo host may be left out (the agent derives it), but one written by hand must
+    still name the demo's service accounts: it wins over the derived entry."""
     try:
         cfg = json.loads(text)
     except ValueError as e:
@@ -672,6 +745,8 @@ def validator_config_problems(text: str, pod: dict[str, Any], plugins: list[dict
     destinations = cfg.get("destinations") if isinstance(cfg.get("destinations"), dict) else {}
     domain = trust.get("trust_domain", "") if isinstance(trust, dict) else ""
     for host, ids in sorted(sample_destinations(samples, domain).items()):
+        if derived and host not in destinations:
+            continue
         listed = set(destinations.get(host) or [])
         if listed != ids:
             problems.append(f"destinations[{host}] is {sorted(listed)}, but the demo's workloads behind that Service "
@@ -1162,6 +1237,52 @@ def node_checks(r: Report, base: list[dict[str, Any]], template_pods: dict[str, 
             operator["spec"]["meshConfig"]["trustDomain"] != env["MAZU_CURATOR_TRUST_DOMAIN"]:
         problems.append("--trust-domain differs from the curator's or meshConfig.trustDomain")
     r.check("consistent node agent: curator URL, trust domain", not problems, "; ".join(problems))
+    if derives_destinations(ds):
+        problems = kubernetes_access_problems(ds, base)
+        r.check(f"node agent {DESTINATIONS_FLAG}: a ClusterRole bound to its service account lists services, pods "
+                "and endpointslices cluster-wide and grants nothing more; token and CA mounted into the agent only",
+                not problems, "; ".join(problems))
+        if spec_automounts(ds):
+            r.fail("node agent token", "automountServiceAccountToken is on: every container of the pod gets the token")
+
+        def access_variant(edit: Callable[[dict[str, Any], list[dict[str, Any]]], None]) -> list[str]:
+            variant, docs = copy.deepcopy(ds), copy.deepcopy(base)
+            edit(variant, docs)
+            return kubernetes_access_problems(variant, docs)
+
+        def no_binding(d: dict[str, Any], docs: list[dict[str, Any]]) -> None:
+            docs[:] = [x for x in docs if x.get("kind") != "ClusterRoleBinding"]
+
+        def no_slices(d: dict[str, Any], docs: list[dict[str, Any]]) -> None:
+            for role in (x for x in docs if x.get("kind") == "ClusterRole"):
+                role["rules"] = [rule for rule in role["rules"] if "endpointslices" not in rule.get("resources", [])]
+
+        def secrets_too(d: dict[str, Any], docs: list[dict[str, Any]]) -> None:
+            for role in (x for x in docs if x.get("kind") == "ClusterRole"):
+                role["rules"][0]["resources"].append("secrets")
+
+        def writes_too(d: dict[str, Any], docs: list[dict[str, Any]]) -> None:
+            for role in (x for x in docs if x.get("kind") == "ClusterRole"):
+                role["rules"][0]["verbs"].append("patch")
+
+        def no_token(d: dict[str, Any], docs: list[dict[str, Any]]) -> None:
+            agent = d["spec"]["template"]["spec"]["containers"][0]
+            agent["volumeMounts"] = [m for m in agent["volumeMounts"] if m["mountPath"] != KUBE_SA_DIR]
+
+        def no_config(d: dict[str, Any], docs: list[dict[str, Any]]) -> None:
+            args = d["spec"]["template"]["spec"]["containers"][0]["args"]
+            i = args.index("--validator-config")
+            del args[i:i + 2]
+
+        report_negatives(r, "node agent Kubernetes access", [
+            ("DaemonSet whose service account is bound to no ClusterRole", access_variant(no_binding), "may not list"),
+            ("ClusterRole without endpointslices", access_variant(no_slices), "endpointslices"),
+            ("ClusterRole that also reads secrets", access_variant(secrets_too), "grants more"),
+            ("ClusterRole that also patches", access_variant(writes_too), "grants more"),
+            ("DaemonSet without the token volume mounted", access_variant(no_token), "token file"),
+            (f"DaemonSet with {DESTINATIONS_FLAG} but no --validator-config", access_variant(no_config),
+             "without --validator-config"),
+        ])
     audience = env["MAZU_CURATOR_AUDIENCE"]
     if "mazu" not in template_pods:
         return
@@ -1262,10 +1383,13 @@ def validator_checks(r: Report, base: list[dict[str, Any]], namespace_docs: list
             "not optional", text is not None, "; ".join(problems))
     if text is None:
         return None
-    problems = validator_config_problems(text, pod, plugins, samples)
+    derived = derives_destinations(ds)
+    problems = validator_config_problems(text, pod, plugins, samples, derived)
     r.check("validator config: JSON with every field set, registry_file in the directory where the \"mazu\" template "
             "mounts the pod's socket directory into istio-proxy, trust = both WasmPlugins' trust, no more lenient "
-            "than the filters, destinations = the demo's Services and their service accounts",
+            "than the filters, destinations = the demo's Services and their service accounts"
+            + (f" (derived by the agent, {DESTINATIONS_FLAG}; a hand-written demo host names the same accounts)"
+               if derived else ""),
             not problems, "; ".join(problems))
     parser = ConfigChecker("mazu-validator")
     code, line = parser.run(text)
@@ -1387,10 +1511,15 @@ def validator_checks(r: Report, base: list[dict[str, Any]], namespace_docs: list
     socket_dir = posixpath.dirname(cfg["registry_file"])
 
     def config_variant(edit: Callable[[dict[str, Any]], None], source: dict[str, Any] = cfg,
-                       target: dict[str, Any] = pod) -> list[str]:
+                       target: dict[str, Any] = pod, derived: bool = False) -> list[str]:
         variant = copy.deepcopy(source)
         edit(variant)
-        return validator_config_problems(json.dumps(variant), target, plugins, samples)
+        return validator_config_problems(json.dumps(variant), target, plugins, samples, derived)
+
+    demo_hosts = sample_destinations(samples, cfg["trust"]["trust_domain"])
+
+    def demo_destinations(c: dict[str, Any]) -> None:
+        c["destinations"] = {host: sorted(ids) for host, ids in demo_hosts.items()}
 
     def outside(c: dict[str, Any]) -> None:
         c["registry_file"] = "/var/run/mazu/" + posixpath.basename(c["registry_file"])
@@ -1411,6 +1540,7 @@ def validator_checks(r: Report, base: list[dict[str, Any]], namespace_docs: list
         c["destinations"] = {}
 
     def wrong_account(c: dict[str, Any]) -> None:
+        demo_destinations(c)
         for host in c["destinations"]:
             c["destinations"][host] = [i.rpartition("/sa/")[0] + "/sa/impostor" for i in c["destinations"][host]]
 
@@ -1426,8 +1556,11 @@ def validator_checks(r: Report, base: list[dict[str, Any]], namespace_docs: list
         ("config whose registry_file is the socket", config_variant(over_socket), "SDS socket"),
         ("config whose trust has another audience than the WasmPlugins'", config_variant(other_audience), "trust differs"),
         ("config whose trust has another JWKS than the WasmPlugins'", config_variant(other_jwks), "trust differs"),
-        ("config without the demo's destinations", config_variant(no_destinations), "destinations["),
+        (f"config without the demo's destinations (and no {DESTINATIONS_FLAG})", config_variant(no_destinations),
+         "destinations["),
         ("config whose destination names another service account", config_variant(wrong_account), "destinations["),
+        (f"config whose hand-written destination names another service account (it wins over {DESTINATIONS_FLAG})",
+         config_variant(wrong_account, derived=True), "destinations["),
         ("config more lenient on registry age than the filters", config_variant(lenient), "more lenient"),
         ("config that leaves a field to its default", config_variant(defaults_only), "fields not set"),
     ]
@@ -1540,8 +1673,9 @@ def validator_checks(r: Report, base: list[dict[str, Any]], namespace_docs: list
     typo["destinatons"] = typo.pop("destinations")
     broken.append(("misspelled field destinatons", typo, "unknown field"))
     foreign = copy.deepcopy(cfg)
-    for host in foreign["destinations"]:
-        foreign["destinations"][host] = ["spiffe://other.example/ns/x/sa/y"]
+    # (The mesh configuration may list none: its agent derives them.)
+    foreign["destinations"] = {host: ["spiffe://other.example/ns/x/sa/y"]
+                               for host in foreign["destinations"] or {"checkout.shop.svc.cluster.local": []}}
     broken.append(("a destination outside the trust domain", foreign, "trust domain"))
     no_trust = copy.deepcopy(cfg)
     del no_trust["trust"]
@@ -2082,7 +2216,8 @@ def main() -> int:
             problems += found
             if text is not None and "mazu" in template_pods:
                 problems += validator_config_problems(text, template_pods["mazu"],
-                                                      [d for d in generated if d.get("kind") == "WasmPlugin"], samples)
+                                                      [d for d in generated if d.get("kind") == "WasmPlugin"], samples,
+                                                      derives_destinations(gen_ds))
                 code, line = ConfigChecker("mazu-validator").run(text)
                 if code != 0:
                     problems.append(f"refused by the module's parser: {line}")
