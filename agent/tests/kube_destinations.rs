@@ -184,38 +184,28 @@ fn answer(
     }
 }
 
+/// A `GET` handler answering with the list `list` selects.
+fn list_handler(
+    list: fn(&Cluster) -> (&'static str, &[Value]),
+) -> axum::routing::MethodRouter<Shared> {
+    get(
+        move |State(c): State<Shared>, h: HeaderMap, Query(q): Query<BTreeMap<String, String>>| async move {
+            answer(&c, &h, &q, list)
+        },
+    )
+}
+
 fn router(cluster: Shared) -> axum::Router {
     axum::Router::new()
         .route(
             "/api/v1/services",
-            get(
-                |State(c): State<Shared>,
-                 h: HeaderMap,
-                 Query(q): Query<BTreeMap<String, String>>| async move {
-                    answer(&c, &h, &q, |c| ("ServiceList", &c.services))
-                },
-            ),
+            list_handler(|c| ("ServiceList", &c.services)),
         )
         .route(
             "/apis/discovery.k8s.io/v1/endpointslices",
-            get(
-                |State(c): State<Shared>,
-                 h: HeaderMap,
-                 Query(q): Query<BTreeMap<String, String>>| async move {
-                    answer(&c, &h, &q, |c| ("EndpointSliceList", &c.slices))
-                },
-            ),
+            list_handler(|c| ("EndpointSliceList", &c.slices)),
         )
-        .route(
-            "/api/v1/pods",
-            get(
-                |State(c): State<Shared>,
-                 h: HeaderMap,
-                 Query(q): Query<BTreeMap<String, String>>| async move {
-                    answer(&c, &h, &q, |c| ("PodList", &c.pods))
-                },
-            ),
-        )
+        .route("/api/v1/pods", list_handler(|c| ("PodList", &c.pods)))
         .with_state(cluster)
 }
 
