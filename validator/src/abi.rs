@@ -85,9 +85,10 @@ struct Module {
 /// value as module buffers, true if stored.
 type SetFilterState = unsafe extern "C" fn(*mut c_void, Buffer, Buffer) -> bool;
 
-/// Envoy's `set_filter_state` callback, if this Envoy has it (1.40 does;
-/// the ABI of 1.38 and 1.39 may not). Looked up at run time rather than
-/// linked, so that the module still loads into an Envoy without it.
+/// Envoy's `set_filter_state` callback, if this Envoy has it (the 1.38.2,
+/// 1.39.0 and 1.40.0 binaries export it: docs/versions.md). Looked up at
+/// run time rather than linked, so that the module still loads into an
+/// Envoy without it.
 fn set_filter_state_callback() -> Option<SetFilterState> {
     static CALLBACK: OnceLock<Option<SetFilterState>> = OnceLock::new();
     *CALLBACK.get_or_init(|| {
