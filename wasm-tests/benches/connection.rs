@@ -8,13 +8,18 @@
 //!   verdict comes from the cache (reads `mtls` and the digest property);
 //! - `connection_cold_es256` / `connection_cold_rs256`: the same with a cache
 //!   miss every time (two workloads alternating through a one-entry cache):
-//!   PEM + X.509 parse, token signature check, registry lookup.
+//!   PEM + X.509 parse, token signature check, registry lookup;
+//! - `connection_cold_es256_vouched`: the cold ES256 connection with the
+//!   handshake validator's word on the signature (`mazu_filter::vouch`), as
+//!   behind the validator: every check but the signature.
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mazu_dev_issuer::{Algorithm, DEFAULT_ISSUER_URL, DevIssuer};
+use mazu_filter::vouch::{self, TrustDigest};
+use mazu_identity::WorkloadId;
 use mazu_testkit::fixtures::{Mesh, Workload, WorkloadSpec, log};
 use mazu_wasm_tests::abi::Action;
 use mazu_wasm_tests::harness::inbound_with;
@@ -98,6 +103,30 @@ fn benches(c: &mut Criterion) {
             "{name} hit the cache"
         );
     }
+    let mesh = mesh_with(Algorithm::Es256);
+    let (a, b) = two_workloads(&mesh);
+    let registry = log(&[a.entry, b.entry]);
+    let config: serde_json::Value =
+        serde_json::from_str(&mesh.config("inbound", "")).expect("config JSON");
+    let trust = TrustDigest::of(&config["trust"]);
+    let vouched = |workload: &Workload| PeerProperties {
+        vouch: Some(vouch::encode(
+            &trust,
+            &WorkloadId::of_token(workload.token.as_bytes()),
+        )),
+        ..workload.peer()
+    };
+    let mut vm = inbound_with(&mesh, r#","verdict_cache_entries":1"#, &registry);
+    let peers = [vouched(&a), vouched(&b)];
+    let mut turn = 0usize;
+    group.bench_function("connection_cold_es256_vouched", |bench| {
+        bench.iter(|| {
+            turn ^= 1;
+            connection(&mut vm, &peers[turn], Action::Continue);
+        })
+    });
+    assert_eq!(vm.stat("mazu.inbound.verdict_cache_hits"), 0);
+    assert_eq!(vm.stat("mazu.inbound.token_signatures_verified"), 0);
     group.finish();
 }
 
