@@ -619,9 +619,11 @@ fn render_misses(results: &Results, out: &mut String) {
             "A cold verdict verifies the token's signature once, in the validator, with \
              ring (ES256 about 0.08 ms, RS256 about 0.03 ms: docs/validator.md, \"Cost\"); \
              the inbound filter takes its word for it and runs the remaining checks in V8 \
-             (certificate parse, registry lookup). What remains above the goal is those \
-             checks and the larger first handshake; it is paid once per client \
-             certificate, then cached."
+             (certificate parse, registry lookup: about 0.1 ms in wasmtime, \
+             `connection_cold_es256_vouched` in docs/filter.md, \"Benchmarks\"). The rest of \
+             the difference comes with the restart this measurement makes (perhaps V8 \
+             compiling the filter's code at its first call) and is not separated; it is \
+             paid once per client certificate, then cached."
                 .to_owned()
         } else {
             let detail = registry_memory(&results.memory)
