@@ -611,7 +611,7 @@ fn parse_hashes(texts: &[String]) -> Option<Vec<Hash>> {
 
 /// reqwest errors hide the cause (connection refused, ...) in their source
 /// chain; the log line should say it.
-fn error_chain(e: &dyn core::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn core::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

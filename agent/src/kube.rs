@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::curator::error_chain;
 use crate::destinations::{self, Change, ClusterView, Destinations};
 
 /// The in-cluster service-account token.
@@ -365,17 +366,6 @@ impl KubeClient {
             pods: self.list("/api/v1/pods").await?,
         })
     }
-}
-
-fn error_chain(error: &dyn core::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 /// What the poller publishes: the validator configuration to serve, with
