@@ -30,8 +30,21 @@ use clap::Parser;
 use mazu_e2e::mesh::{LocalMesh, MeshOptions};
 
 use crate::oha::Load;
-use crate::results::{Churn, Conditions, CpuRun, IdleCpu, LatencyRun, Phase, Results};
+use crate::results::{
+    Churn, Conditions, CpuRun, FilterVerdicts, IdleCpu, LatencyRun, Phase, Results,
+};
 use crate::topology::{Kind, Pair, filter_stats, one_request};
+
+/// How often the filters poll the curator: the filter's default
+/// (`curator.refresh_interval_ms`, docs/filter.md), which the Istio manifests
+/// deploy. The local mesh's tests poll every second; at that rate the polls
+/// alone cost about 2% of the baseline's CPU per request here.
+const REFRESH_INTERVAL_MS: u64 = 5_000;
+
+/// The agents' `--release-delay-ms`: short, so that a rotated client's old
+/// registration is released, and the server has taken that in, before the
+/// next cold-verdict sample.
+const RELEASE_DELAY_MS: u64 = 1_000;
 
 /// Mazu against plain mTLS through real Envoy sidecars; writes the report.
 #[derive(Parser, Debug)]
@@ -122,6 +135,8 @@ fn main() -> Result<()> {
         let mesh = LocalMesh::start(MeshOptions {
             dir: Some(work.join("mesh")),
             handshake_validator: true,
+            refresh_interval_ms: REFRESH_INTERVAL_MS,
+            release_delay_ms: Some(RELEASE_DELAY_MS),
             ..MeshOptions::default()
         })
         .context("starting the local mesh (build it first: see `just perf`)")?;
@@ -134,7 +149,7 @@ fn main() -> Result<()> {
             latency(&args, &oha, &baseline, &mazu, &mut results)?;
         }
         if !args.skip_churn {
-            churn(&args, &oha, &mut baseline, &mut mazu, &mut results)?;
+            churn(&args, &oha, &mesh, &mut baseline, &mut mazu, &mut results)?;
         }
         // Everything stops here (sidecars, mesh, backend) before the memory
         // runs, so that those Envoys have the machine to themselves.
@@ -295,10 +310,11 @@ fn idle(args: &Args, baseline: &Pair, mazu: &Pair, results: &mut Results) -> Res
 }
 
 /// New connections: cached verdicts at a fixed rate, the highest rate, and
-/// cold verdicts after server restarts.
+/// cold verdicts, with a new client certificate and after server restarts.
 fn churn(
     args: &Args,
     oha: &Path,
+    mesh: &LocalMesh,
     baseline: &mut Pair,
     mazu: &mut Pair,
     results: &mut Results,
@@ -384,6 +400,7 @@ fn churn(
         );
         churns[index].max_rate = Some(summary.requests_per_sec);
     }
+    new_certificates(args, mesh, baseline, mazu, &mut churns, results)?;
     for restart in 0..args.restarts {
         let order = if restart % 2 == 0 { [0, 1] } else { [1, 0] };
         for index in order {
@@ -403,13 +420,95 @@ fn churn(
                 ));
                 continue;
             }
-            churns[index].cold_ms.push(cold.as_secs_f64() * 1000.0);
-            churns[index].warm_ms.push(warm.as_secs_f64() * 1000.0);
+            let samples = &mut churns[index].after_restart;
+            samples.cold_ms.push(cold.as_secs_f64() * 1000.0);
+            samples.warm_ms.push(warm.as_secs_f64() * 1000.0);
         }
     }
     let [base, mazu_churn] = churns;
     results.churn.insert(Kind::Baseline, base);
     results.churn.insert(Kind::Mazu, mazu_churn);
+    Ok(())
+}
+
+/// How long the new-certificate samples wait once the client presents its
+/// certificate: the old registration's release and one registry poll.
+fn settle_time() -> Duration {
+    Duration::from_millis(RELEASE_DELAY_MS + REFRESH_INTERVAL_MS + 1_000)
+}
+
+/// Cold verdicts on a warm server: the client sidecar gets a new
+/// certificate (baseline: a new CA-signed one; Mazu: its agent registers a
+/// rotated token and serves the new certificate), then one connection, the
+/// first the server sees with that certificate, and the next as the warm
+/// control. As many samples as restarts, interleaved.
+fn new_certificates(
+    args: &Args,
+    mesh: &LocalMesh,
+    baseline: &mut Pair,
+    mazu: &mut Pair,
+    churns: &mut [Churn; 2],
+    results: &mut Results,
+) -> Result<()> {
+    // After the client presents its new certificate, Mazu's agent releases
+    // the old registration (its release delay) and the server's filter and
+    // validator take in that change: the samples start once it is over,
+    // the same pause for both configurations.
+    let settle = settle_time();
+    let counters = |pair: &Pair| -> Result<FilterVerdicts> {
+        let stats = filter_stats(pair.server.admin_port)?;
+        let get = |k: &str| {
+            stats
+                .get(&format!("mazu.inbound.{k}"))
+                .copied()
+                .unwrap_or(0)
+        };
+        Ok(FilterVerdicts {
+            connections: 0,
+            misses: get("verdict_cache_misses"),
+            vouched: get("token_signatures_vouched"),
+            verified: get("token_signatures_verified"),
+            micros: get("uncached_verdict_micros"),
+        })
+    };
+    let mut verdicts = FilterVerdicts::default();
+    for sample in 0..args.restarts {
+        let order = if sample % 2 == 0 { [0, 1] } else { [1, 0] };
+        for index in order {
+            let pair: &mut Pair = if index == 0 {
+                &mut *baseline
+            } else {
+                &mut *mazu
+            };
+            pair.renew_client_certificate(mesh)?;
+            std::thread::sleep(settle);
+            let before = (pair.kind == Kind::Mazu)
+                .then(|| counters(pair))
+                .transpose()?;
+            let (status, cold) = one_request(pair.outbound_port)?;
+            let after = before.map(|_| counters(pair)).transpose()?;
+            let (status2, warm) = one_request(pair.outbound_port)?;
+            if status != 200 || status2 != 200 {
+                results.notes.push(format!(
+                    "new-certificate sample {} of {}: statuses {status}/{status2}",
+                    sample + 1,
+                    pair.kind.label()
+                ));
+                continue;
+            }
+            if let (Some(before), Some(after)) = (before, after) {
+                verdicts.connections += 1;
+                verdicts.misses += after.misses - before.misses;
+                verdicts.vouched += after.vouched - before.vouched;
+                verdicts.verified += after.verified - before.verified;
+                verdicts.micros += after.micros - before.micros;
+            }
+            let samples = &mut churns[index].new_certificate;
+            samples.cold_ms.push(cold.as_secs_f64() * 1000.0);
+            samples.warm_ms.push(warm.as_secs_f64() * 1000.0);
+        }
+    }
+    churns[1].new_certificate_verdicts = Some(verdicts);
     Ok(())
 }
 
@@ -457,7 +556,8 @@ fn conditions(args: &Args, oha: &Path, envoy: &Path) -> Conditions {
             oha::version(oha).unwrap_or_else(|_| "oha".to_owned())
         ),
         clock_ticks: cpu::clock_ticks_per_second(),
-        registry_refresh_ms: MeshOptions::default().refresh_interval_ms,
+        registry_refresh_ms: REFRESH_INTERVAL_MS,
+        settle_ms: u64::try_from(settle_time().as_millis()).unwrap_or(u64::MAX),
     }
 }
 

@@ -2,8 +2,9 @@
 //! 127.0.0.1 in front of the same bench backend:
 //!
 //! - **baseline**: plain CA-based mTLS (`bench/envoy/baseline-*.yaml`):
-//!   CA-signed certificates from files, the client certificate checked
-//!   against the CA, no filter;
+//!   CA-signed certificates (the server's from files, the client's from a
+//!   file-based SDS secret, so that it can be renewed), the client
+//!   certificate checked against the CA, no filter;
 //! - **Mazu**, the new data plane: the local mesh's node agents run with
 //!   `--validator-config`, so the `ROOTCA` they serve over SDS is Mazu's
 //!   handshake validator (`libmazu_validator.so`, docs/validator.md) in both
@@ -22,6 +23,7 @@
 //! is a full handshake in both configurations.
 
 use core::time::Duration;
+use std::collections::BTreeSet;
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -177,6 +179,21 @@ impl Sidecar {
         }))
     }
 
+    /// The serial numbers (hex, as Envoy writes them) of the certificates
+    /// this sidecar presents (admin `/certs`).
+    pub fn presented_serials(&self) -> Result<BTreeSet<String>> {
+        let certs: serde_json::Value =
+            serde_json::from_str(&http::get_text(self.admin_port, "/certs")?)?;
+        Ok(certs["certificates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["cert_chain"].as_array().into_iter().flatten())
+            .filter_map(|c| c["serial_number"].as_str())
+            .map(str::to_ascii_lowercase)
+            .collect())
+    }
+
     /// Kills Envoy (SIGKILL) and starts it again with the same configuration:
     /// every cache in it (TLS sessions, the validator's and the filter's
     /// verdict and token caches) is gone.
@@ -202,6 +219,19 @@ pub struct Pair {
     pub inbound_port: u16,
     /// The registry version the filters must hold (Mazu only).
     registry_version: Option<i64>,
+    /// How the client gets a new certificate.
+    client_renewal: ClientRenewal,
+}
+
+/// How a pair's client sidecar gets a new certificate while it runs.
+enum ClientRenewal {
+    /// A new CA-signed certificate in the client's file-based SDS secret
+    /// (`certs::renew_client`); the count names the files.
+    Pki { dir: PathBuf, issued: u32 },
+    /// A new token for the mesh's service: its agent registers the new
+    /// workload id and, once that has propagated, serves a new self-signed
+    /// certificate over SDS, as when the kubelet rotates the token.
+    Token { service: String },
 }
 
 impl Pair {
@@ -260,6 +290,10 @@ impl Pair {
             server,
             inbound_port: inbound,
             registry_version: None,
+            client_renewal: ClientRenewal::Pki {
+                dir: cert_dir,
+                issued: 0,
+            },
         };
         pair.check_round_trip()?;
         Ok(pair)
@@ -337,6 +371,9 @@ impl Pair {
             server,
             inbound_port: inbound,
             registry_version: Some(version),
+            client_renewal: ClientRenewal::Token {
+                service: client_spec.spec.name.clone(),
+            },
         };
         for sidecar in [&pair.client, &pair.server] {
             if !sidecar.holds_validator()? {
@@ -355,6 +392,37 @@ impl Pair {
     /// registry (Mazu).
     pub fn restart_server(&mut self) -> Result<()> {
         self.server.restart(self.registry_version)
+    }
+
+    /// Gives the client sidecar a new certificate (the server sidecar keeps
+    /// running, its caches warm) and waits until the client presents it.
+    /// `mesh` is the local mesh whose agent serves the Mazu client.
+    pub fn renew_client_certificate(&mut self, mesh: &LocalMesh) -> Result<()> {
+        let before = self.client.presented_serials()?;
+        match &mut self.client_renewal {
+            ClientRenewal::Pki { dir, issued } => {
+                *issued += 1;
+                certs::renew_client(dir, &format!("client-{issued}"))?;
+            }
+            ClientRenewal::Token { service } => {
+                mesh.rotate_token(service)?;
+            }
+        }
+        let start = Instant::now();
+        let limit = Duration::from_secs(60);
+        loop {
+            let now = self.client.presented_serials()?;
+            if now.difference(&before).next().is_some() {
+                return Ok(());
+            }
+            if start.elapsed() > limit {
+                bail!(
+                    "{} pair: the client sidecar presents no new certificate after {limit:?}",
+                    self.kind.label()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Retries [`Pair::check_round_trip`] until it passes or `limit`

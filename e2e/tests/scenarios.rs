@@ -1172,6 +1172,12 @@ fn s24_the_handshake_validator_admits_only_the_destinations_own_identity() {
             0,
             "{service}: {stats:?}"
         );
+        // What those full verdicts took, by Envoy's clock (the bench reads
+        // it per cold verdict).
+        assert!(
+            stat("mazu.inbound.uncached_verdict_micros") > 0,
+            "{service}: {stats:?}"
+        );
     }
 
     // Inbound, without the filter: the validator alone decides.

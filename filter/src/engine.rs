@@ -102,6 +102,16 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// Whether the full verdict ran: not answered by the cache, and not one
+    /// of the filter's own refusals (which never reach the verdict).
+    pub fn ran_full_verdict(&self) -> bool {
+        match self {
+            Decision::Allow { cached, .. } => !cached,
+            Decision::Deny { reason, cached, .. } => !cached && !reason::ALL.contains(reason),
+            Decision::Park => false,
+        }
+    }
+
     fn deny(reason: &'static str) -> Decision {
         Decision::Deny {
             reason,

@@ -53,11 +53,16 @@ pub enum Fixed {
     /// Tokens taken as signed on the handshake validator's word, which
     /// verified them under the same trust object (`crate::vouch`).
     TokenSignaturesVouched,
+    /// Microseconds spent on decisions the verdict cache did not answer
+    /// (reading the certificate and the validator's word, every check), by
+    /// the host's clock: divided by `verdict_cache_misses`, the mean cold
+    /// verdict inside this proxy.
+    UncachedVerdictMicros,
 }
 
 impl Fixed {
     /// Every fixed metric.
-    pub const ALL: [Fixed; 18] = [
+    pub const ALL: [Fixed; 19] = [
         Fixed::ConnectionsAllowed,
         Fixed::ConnectionsDenied,
         Fixed::VerdictCacheHits,
@@ -76,6 +81,7 @@ impl Fixed {
         Fixed::SharedRefused,
         Fixed::TokenSignaturesVerified,
         Fixed::TokenSignaturesVouched,
+        Fixed::UncachedVerdictMicros,
     ];
 
     /// The name after `mazu.<direction>.`.
@@ -99,6 +105,7 @@ impl Fixed {
             Fixed::SharedRefused => "shared_refused",
             Fixed::TokenSignaturesVerified => "token_signatures_verified",
             Fixed::TokenSignaturesVouched => "token_signatures_vouched",
+            Fixed::UncachedVerdictMicros => "uncached_verdict_micros",
         }
     }
 

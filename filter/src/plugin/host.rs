@@ -38,6 +38,15 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// The host's clock in nanoseconds since the Unix epoch (0 if unreadable):
+/// for measuring spans of the filter's own work.
+pub fn now_nanos() -> u128 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos())
+}
+
 /// A property, `None` when absent or unreadable.
 pub fn property(path: &[&str]) -> Option<Bytes> {
     hostcalls::get_property(path.to_vec()).ok().flatten()

@@ -151,7 +151,15 @@ impl Stream {
                 },
             )
         };
+        let started = host::now_nanos();
         let mut decision = decide();
+        if decision.ran_full_verdict() {
+            let micros = host::now_nanos().saturating_sub(started) / 1_000;
+            vm.borrow().metrics.increment_by(
+                Fixed::UncachedVerdictMicros,
+                u64::try_from(micros).unwrap_or(u64::MAX),
+            );
+        }
         // Before refusing, make sure this VM is not behind another VM's
         // newer registry (a workload registered since this VM's last tick).
         if let Decision::Deny { reason, .. } = &decision

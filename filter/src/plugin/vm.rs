@@ -237,8 +237,7 @@ impl Vm {
                 self.metrics.increment_denied(reason);
                 if *cached {
                     self.metrics.increment(Fixed::VerdictCacheHits);
-                } else if !crate::engine::reason::ALL.contains(reason) {
-                    // The full verdict ran (filter-level denials never reach it).
+                } else if decision.ran_full_verdict() {
                     self.metrics.increment(Fixed::VerdictCacheMisses);
                 }
                 host::warn(&format!(
