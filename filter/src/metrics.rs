@@ -54,8 +54,8 @@ pub enum Fixed {
     /// verified them under the same trust object (`crate::vouch`).
     TokenSignaturesVouched,
     /// Microseconds spent on decisions the verdict cache did not answer
-    /// (reading the certificate and the validator's word, every check), by
-    /// the host's clock: divided by `verdict_cache_misses`, the mean cold
+    /// (from reading the certificate: the validator's word, every check),
+    /// by the host's clock: divided by `verdict_cache_misses`, the mean cold
     /// verdict inside this proxy.
     UncachedVerdictMicros,
 }

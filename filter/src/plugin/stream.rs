@@ -138,11 +138,17 @@ impl Stream {
             mtls,
             digest_hex: digest_hex.as_deref(),
         };
+        // The clock is read only once the cache has missed (the certificate
+        // is read then and only then): a cached verdict pays no host call.
+        let verdict_started = core::cell::Cell::new(None);
         let decide = || {
             vm.borrow_mut().engine.decide_vouched(
                 now_ms,
                 facts,
-                || host::property(&[prefix, "peer_certificate"]),
+                || {
+                    verdict_started.set(Some(host::now_nanos()));
+                    host::property(&[prefix, "peer_certificate"])
+                },
                 // The validator vouches on the connection it checked: the
                 // downstream one; an upstream's is not this connection's.
                 || match peer {
@@ -151,9 +157,10 @@ impl Stream {
                 },
             )
         };
-        let started = host::now_nanos();
         let mut decision = decide();
-        if decision.ran_full_verdict() {
+        if decision.ran_full_verdict()
+            && let Some(started) = verdict_started.get()
+        {
             let micros = host::now_nanos().saturating_sub(started) / 1_000;
             vm.borrow().metrics.increment_by(
                 Fixed::UncachedVerdictMicros,
