@@ -402,13 +402,7 @@ fn churn(
     }
     new_certificates(args, mesh, baseline, mazu, &mut churns, results)?;
     for restart in 0..args.restarts {
-        let order = if restart % 2 == 0 { [0, 1] } else { [1, 0] };
-        for index in order {
-            let pair: &mut Pair = if index == 0 {
-                &mut *baseline
-            } else {
-                &mut *mazu
-            };
+        for (index, pair) in interleaved(restart, baseline, mazu) {
             pair.restart_server()?;
             let (status, cold) = one_request(pair.outbound_port)?;
             let (status2, warm) = one_request(pair.outbound_port)?;
@@ -473,13 +467,7 @@ fn new_certificates(
     };
     let mut verdicts = FilterVerdicts::default();
     for sample in 0..args.restarts {
-        let order = if sample % 2 == 0 { [0, 1] } else { [1, 0] };
-        for index in order {
-            let pair: &mut Pair = if index == 0 {
-                &mut *baseline
-            } else {
-                &mut *mazu
-            };
+        for (index, pair) in interleaved(sample, baseline, mazu) {
             pair.renew_client_certificate(mesh)?;
             std::thread::sleep(settle);
             let before = (pair.kind == Kind::Mazu)
@@ -510,6 +498,20 @@ fn new_certificates(
     }
     churns[1].new_certificate_verdicts = Some(verdicts);
     Ok(())
+}
+
+/// The two pairs in the order of sample `n` (baseline first in even
+/// samples, Mazu first in odd ones), each with its index in the churns.
+fn interleaved<'a>(
+    n: u32,
+    baseline: &'a mut Pair,
+    mazu: &'a mut Pair,
+) -> [(usize, &'a mut Pair); 2] {
+    if n.is_multiple_of(2) {
+        [(0, baseline), (1, mazu)]
+    } else {
+        [(1, mazu), (0, baseline)]
+    }
 }
 
 fn note_failures(results: &mut Results, what: &str, summary: &oha::Summary) {
