@@ -460,6 +460,7 @@ fn new_certificates(
         Ok(FilterVerdicts {
             connections: 0,
             misses: get("verdict_cache_misses"),
+            verdicts_vouched: get("verdicts_vouched"),
             vouched: get("token_signatures_vouched"),
             verified: get("token_signatures_verified"),
             micros: get("uncached_verdict_micros"),
@@ -487,6 +488,7 @@ fn new_certificates(
             if let (Some(before), Some(after)) = (before, after) {
                 verdicts.connections += 1;
                 verdicts.misses += after.misses - before.misses;
+                verdicts.verdicts_vouched += after.verdicts_vouched - before.verdicts_vouched;
                 verdicts.vouched += after.vouched - before.vouched;
                 verdicts.verified += after.verified - before.verified;
                 verdicts.micros += after.micros - before.micros;

@@ -411,9 +411,10 @@ fn render_churn(results: &Results, out: &mut String) {
          self-signed certificate over SDS. Both then wait {:.0} s (Mazu's old registration is \
          released and the server's filter polls the registry meanwhile). The validator computes the verdict \
          in the handshake (native code: certificate parse, ES256 token signature with ring, \
-         registry lookup) and vouches for the token's signature to the filter, which runs \
-         every other check at the first data event (docs/filter.md, \"The validator's \
-         word on a signature\").\n\
+         registry lookup) and vouches for it to the filter, which at the first data event \
+         takes it once its own registry agrees (registered, not revoked, the same key, not \
+         expired) and otherwise runs the whole verdict itself (docs/filter.md, \"The \
+         validator's word\").\n\
          - **After a server-sidecar restart**: the server sidecar is killed and started \
          again (every cache empty: TLS sessions, the validator's and the filter's verdicts \
          and tokens; the filter's code freshly loaded into V8; the filter holds the registry \
@@ -464,7 +465,8 @@ fn render_churn(results: &Results, out: &mut String) {
         let mean = if v.misses > 0 {
             format!(
                 ", and spent {} ms per full verdict on average (its `uncached_verdict_micros`, by \
-                 Envoy's clock: reading the certificate and the validator's word, every check)",
+                 Envoy's clock: reading the validator's word, and the certificate where it ran \
+                 the verdict itself; every check)",
                 ms(v.micros as f64 / v.misses as f64 / 1000.0)
             )
         } else {
@@ -473,9 +475,10 @@ fn render_churn(results: &Results, out: &mut String) {
         let _ = writeln!(
             out,
             "\nOver Mazu's {} first connections with a new client certificate, the server's \
-             filter counted {} verdict-cache misses, {} token signatures vouched for by the \
-             validator and {} verified itself{mean}.",
-            v.connections, v.misses, v.vouched, v.verified
+             filter counted {} verdict-cache misses: {} verdicts taken from the validator once \
+             its own registry agreed, and in the verdicts it ran itself {} token signatures \
+             vouched for by the validator and {} verified{mean}.",
+            v.connections, v.misses, v.verdicts_vouched, v.vouched, v.verified
         );
     }
     let costs = |samples: EventSamples| results.cold_over_baseline(samples);
@@ -661,16 +664,17 @@ fn render_misses(results: &Results, out: &mut String) {
             "After a restart the first connection pays more than the verdict: with a new \
              certificate on a warm server (the row above) the same verdict costs what the \
              \"Cold verdicts\" table shows. What the restart adds is paid once per proxy start, \
-             not per certificate; this run does not separate it further (V8 compiling the \
-             filter's code at its first calls is the likely part)."
+             not per certificate; this run does not separate it further. It is not V8 \
+             compiling the filter's verdict code at its first call: running the verdict 200 \
+             times at start-up before the first peer (tried 2026-12-08, docs/filter.md, \
+             \"Benchmarks\") left it unchanged."
                 .to_owned()
         } else if goal.name.starts_with("cold verdict") {
-            "A cold verdict verifies the token's signature once, in the validator, with \
-             ring (ES256 about 0.08 ms, RS256 about 0.03 ms: docs/validator.md, \"Cost\"); \
-             the inbound filter takes its word for it and runs the remaining checks in V8 \
-             (certificate parse, registry lookup: about 0.1 ms in wasmtime, \
-             `connection_cold_es256_vouched` in docs/filter.md, \"Benchmarks\"). It is paid \
-             once per client certificate, then cached."
+            "A cold verdict runs once, in the validator, natively (ES256 token signature \
+             with ring in about 0.08 ms, RS256 about 0.03 ms: docs/validator.md, \"Cost\"); \
+             the inbound filter takes its verdict once its own registry agrees (a registry \
+             lookup in V8, `connection_cold_vouched_verdict` in docs/filter.md, \
+             \"Benchmarks\"). It is paid once per client certificate, then cached."
                 .to_owned()
         } else {
             let detail = registry_memory(&results.memory)
@@ -912,7 +916,8 @@ mod tests {
             new_certificate_verdicts: hits.map(|_| FilterVerdicts {
                 connections: 2,
                 misses: 2,
-                vouched: 2,
+                verdicts_vouched: 2,
+                vouched: 0,
                 verified: 0,
                 micros: 250,
             }),
@@ -1139,7 +1144,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("server's filter counted 2 verdict-cache misses, 2 token signatures vouched for by the validator and 0 verified itself, and spent 0.125 ms per full verdict"),
+            text.contains("server's filter counted 2 verdict-cache misses: 2 verdicts taken from the validator once its own registry agreed, and in the verdicts it ran itself 0 token signatures vouched for by the validator and 0 verified, and spent 0.125 ms per full verdict"),
             "{text}"
         );
         // Idle: 1 ms/s against 3 ms/s; 2 ms/s more is 0.002 ms per request

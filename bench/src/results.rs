@@ -89,7 +89,11 @@ pub struct FilterVerdicts {
     pub connections: u64,
     /// Verdict-cache misses (full verdicts).
     pub misses: i64,
-    /// Token signatures taken on the handshake validator's word.
+    /// Verdicts taken from the handshake validator once the filter's own
+    /// registry agreed (its `verdicts_vouched`).
+    pub verdicts_vouched: i64,
+    /// Token signatures taken on the handshake validator's word (in
+    /// verdicts the filter ran itself).
     pub vouched: i64,
     /// Token signatures the filter verified itself.
     pub verified: i64,

@@ -1156,15 +1156,16 @@ fn s24_the_handshake_validator_admits_only_the_destinations_own_identity() {
     .expect("the mesh starts with the validator beside Istio's SAN matchers");
     assert!(mesh.call("frontend", "checkout").unwrap().is_allowed());
     assert!(mesh.call("checkout", "frontend").unwrap().is_allowed());
-    // The validator vouched for each client's token signature in the
-    // handshake (same trust object): the inbound filters checked everything
-    // else and verified no signature again in V8 (mazu_filter::vouch).
+    // The validator vouched for each client's verdict in the handshake
+    // (same trust object): the inbound filters took it once their own
+    // registry agreed, and verified no signature again in V8
+    // (mazu_filter::vouch).
     for service in ["checkout", "frontend"] {
         let stats = mesh.service(service).unwrap().filter_stats().unwrap();
         let stat = |name: &str| stats.get(name).copied().unwrap_or(0);
         assert!(stat("mazu.inbound.connections_allowed") > 0, "{stats:?}");
         assert!(
-            stat("mazu.inbound.token_signatures_vouched") > 0,
+            stat("mazu.inbound.verdicts_vouched") > 0,
             "{service}: {stats:?}"
         );
         assert_eq!(

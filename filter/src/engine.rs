@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::{CertDigest, VerdictCache};
 use crate::config::{BeforeRegistry, FilterConfig, WhenStale};
-use crate::vouch;
+use crate::vouch::{self, Vouch, VouchedVerdict};
 
 mod held;
 
@@ -172,6 +172,8 @@ pub struct Engine {
     allowed: VerdictCache<CachedAllow>,
     /// Denials, in their own smaller cache.
     denied: VerdictCache<CachedDeny>,
+    /// Verdicts taken from the handshake validator (`crate::vouch`).
+    vouched_verdicts: u64,
 }
 
 impl Engine {
@@ -187,6 +189,7 @@ impl Engine {
             confirmed_ms: 0,
             allowed,
             denied,
+            vouched_verdicts: 0,
         }
     }
 
@@ -258,9 +261,13 @@ impl Engine {
     }
 
     /// [`decide`](Self::decide), where `read_vouch`, called only when the
-    /// full verdict runs, gives the handshake validator's word on the
-    /// token's signature (the connection's [`vouch::FILTER_STATE_KEY`]):
-    /// honoured only if made under this configuration's trust object.
+    /// cache cannot answer (and before `read_certificate`), gives the
+    /// handshake validator's word (the connection's
+    /// [`vouch::FILTER_STATE_KEY`]), honoured only if made under this
+    /// configuration's trust object: its verdict on this very certificate
+    /// is taken once this VM's own registry agrees with it, without reading
+    /// the certificate; otherwise the whole verdict runs, with the token's
+    /// signature taken as verified.
     pub fn decide_vouched(
         &mut self,
         now_ms: u64,
@@ -290,13 +297,61 @@ impl Engine {
         {
             return decision;
         }
+        let vouch = read_vouch().and_then(|value| vouch::parse(&value, &self.config.trust_digest));
+        if let (Some(Vouch::Verdict(verdict)), Some(digest)) = (&vouch, envoy_digest)
+            && let Some(decision) = self.decide_vouched_verdict(digest, verdict, now_unix)
+        {
+            return decision;
+        }
         let Some(certificate) = read_certificate() else {
             return Decision::deny(reason::NO_PEER_CERTIFICATE);
         };
         let digest = envoy_digest.unwrap_or_else(|| fallback_digest(&certificate));
-        let vouched =
-            read_vouch().and_then(|value| vouch::vouched_id(&value, &self.config.trust_digest));
-        self.decide_certificate(digest, &certificate, now_unix, vouched)
+        let signature_vouched = vouch.as_ref().map(Vouch::workload_id);
+        self.decide_certificate(digest, &certificate, now_unix, signature_vouched)
+    }
+
+    /// The validator's verdict on the certificate whose digest Envoy
+    /// reports as `digest`, taken only if it is about that certificate and
+    /// this VM's own registry agrees: the id is registered, not revoked,
+    /// bound to the vouched key, its registration unexpired, and the
+    /// verdict still holds. `None` (the whole verdict runs here) otherwise,
+    /// so every refusal keeps its own reason.
+    fn decide_vouched_verdict(
+        &mut self,
+        digest: CertDigest,
+        verdict: &VouchedVerdict,
+        now_unix: u64,
+    ) -> Option<Decision> {
+        if verdict.certificate_digest != digest || now_unix > verdict.valid_until {
+            return None;
+        }
+        let registry = self.registry.as_ref()?;
+        let entry = registry.get(&verdict.workload_id).ok()??;
+        let skew = self.config.trust.clock_skew_secs();
+        if entry.revoked
+            || !entry.spki_hash.ct_eq(&verdict.spki_hash)
+            || now_unix >= entry.token_expiry.saturating_add(skew)
+        {
+            return None;
+        }
+        let peer = verdict.spiffe_id.as_str().to_string();
+        self.denied.remove(&digest);
+        self.allowed.insert(
+            digest,
+            CachedAllow {
+                peer: peer.clone(),
+                entry,
+                registry_version: registry.version(),
+            },
+            verdict.valid_until,
+            now_unix,
+        );
+        self.vouched_verdicts = self.vouched_verdicts.saturating_add(1);
+        Some(Decision::Allow {
+            peer,
+            cached: false,
+        })
     }
 
     /// Decides a parked connection from its certificate, once a registry
@@ -428,6 +483,12 @@ impl Engine {
             self.verifier.token_verifications(),
             self.verifier.vouched_tokens(),
         )
+    }
+
+    /// Connections allowed on the handshake validator's verdict
+    /// (`crate::vouch`), after this VM's own registry agreed.
+    pub fn vouched_verdicts(&self) -> u64 {
+        self.vouched_verdicts
     }
 
     /// Number of cached verdicts (allows and denials).

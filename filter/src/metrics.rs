@@ -53,8 +53,12 @@ pub enum Fixed {
     /// Tokens taken as signed on the handshake validator's word, which
     /// verified them under the same trust object (`crate::vouch`).
     TokenSignaturesVouched,
+    /// Connections allowed on the handshake validator's verdict, once this
+    /// VM's own registry agreed with it (`crate::vouch`): no certificate or
+    /// token was parsed here.
+    VerdictsVouched,
     /// Microseconds spent on decisions the verdict cache did not answer
-    /// (from reading the certificate: the validator's word, every check),
+    /// (from reading the validator's word or the certificate: every check),
     /// by the host's clock: divided by `verdict_cache_misses`, the mean cold
     /// verdict inside this proxy.
     UncachedVerdictMicros,
@@ -62,7 +66,7 @@ pub enum Fixed {
 
 impl Fixed {
     /// Every fixed metric.
-    pub const ALL: [Fixed; 19] = [
+    pub const ALL: [Fixed; 20] = [
         Fixed::ConnectionsAllowed,
         Fixed::ConnectionsDenied,
         Fixed::VerdictCacheHits,
@@ -81,6 +85,7 @@ impl Fixed {
         Fixed::SharedRefused,
         Fixed::TokenSignaturesVerified,
         Fixed::TokenSignaturesVouched,
+        Fixed::VerdictsVouched,
         Fixed::UncachedVerdictMicros,
     ];
 
@@ -105,6 +110,7 @@ impl Fixed {
             Fixed::SharedRefused => "shared_refused",
             Fixed::TokenSignaturesVerified => "token_signatures_verified",
             Fixed::TokenSignaturesVouched => "token_signatures_vouched",
+            Fixed::VerdictsVouched => "verdicts_vouched",
             Fixed::UncachedVerdictMicros => "uncached_verdict_micros",
         }
     }

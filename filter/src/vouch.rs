@@ -1,23 +1,31 @@
-//! The handshake validator's word on a token signature, handed to the
-//! inbound filter on the connection it checked.
+//! The handshake validator's word on a client, handed to the inbound
+//! filter on the connection it checked.
 //!
 //! In a sidecar with both Mazu layers, the native validator
-//! (`mazu-validator`) decides the client in the TLS handshake, token
-//! signature included; the filter then decides the same certificate again at
-//! the first byte. The signature is the one costly step (ES256 about 2 ms
-//! in V8), so the validator leaves, in the connection's filter state under
-//! [`FILTER_STATE_KEY`], which token it verified and under which `trust`
-//! object:
+//! (`mazu-validator`) decides the client in the TLS handshake; the filter
+//! then decides the same certificate again at the first byte. So that the
+//! filter does not redo in V8 what native code just did, the validator
+//! leaves its verdict in the connection's filter state under
+//! [`FILTER_STATE_KEY`]:
 //!
 //! ```text
-//! v1 <SHA-256 of the trust object, canonical JSON, hex> <workload id, hex>
+//! v2 <trust digest> <certificate digest> <workload id> <SPKI hash> <valid until> <SPIFFE ID>
 //! ```
 //!
-//! The filter skips only that token's signature check, and only when the
-//! trust digest is its own ([`vouched_id`]); every other check of the
-//! verdict runs against its own registry ([`mazu_identity::Verifier::verdict_vouched`]).
-//! Anything else (absent, another trust object, malformed) means the filter
-//! verifies the signature itself.
+//! The digests are lowercase hex SHA-256: of the `trust` object in
+//! canonical JSON ([`TrustDigest`]), of the DER leaf certificate, of the
+//! token (the workload id) and of the certificate's `SubjectPublicKeyInfo`;
+//! `valid until` is the verdict's Unix second (the earlier of the token's
+//! expiry and the certificate's `notAfter`). The filter takes that word
+//! ([`VouchedVerdict`]) only when the trust digest is its own and the
+//! certificate digest is the one Envoy reports for this connection, and
+//! even then checks the binding against its **own** registry: the id is
+//! registered there, not revoked, bound to that SPKI hash, and its
+//! registration has not expired (`Engine`'s vouched path). Any of those
+//! failing, it runs the whole verdict itself, taking only the token's
+//! signature as checked. A previous validator's value,
+//! `v1 <trust digest> <workload id>`, vouches for that signature alone
+//! ([`Vouch::Signature`]).
 //!
 //! Who can write the key: the validator, in the handshake (Envoy stores it
 //! read-only, so it cannot be overwritten afterwards), and any filter the
@@ -30,15 +38,54 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write as _;
 
-use mazu_identity::WorkloadId;
+use mazu_identity::{SpiffeId, SpkiHash, WorkloadId};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+use crate::engine::parse_hex_digest;
 
 /// The connection filter-state key the validator writes.
 pub const FILTER_STATE_KEY: &str = "mazu.validator.signature_vouched";
 
-/// The only version of the value.
-const VERSION: &str = "v1";
+/// The value that vouches for a token's signature only.
+const SIGNATURE: &str = "v1";
+/// The value that vouches for the whole verdict.
+const VERDICT: &str = "v2";
+
+/// What the validator's word covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Vouch {
+    /// The token of this workload id is signed by a trusted issuer.
+    Signature(WorkloadId),
+    /// The certificate passed every check of the verdict.
+    Verdict(VouchedVerdict),
+}
+
+impl Vouch {
+    /// The workload id whose token signature is vouched for (in either form).
+    pub fn workload_id(&self) -> WorkloadId {
+        match self {
+            Vouch::Signature(id) => *id,
+            Vouch::Verdict(verdict) => verdict.workload_id,
+        }
+    }
+}
+
+/// The validator's verdict on one certificate: it was allowed, with these
+/// facts, under the trust object the value names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VouchedVerdict {
+    /// SHA-256 of the DER leaf certificate.
+    pub certificate_digest: [u8; 32],
+    /// SHA-256 of the token it carries.
+    pub workload_id: WorkloadId,
+    /// SHA-256 of its `SubjectPublicKeyInfo`.
+    pub spki_hash: SpkiHash,
+    /// Unix second after which the verdict no longer holds.
+    pub valid_until: u64,
+    /// Its SPIFFE ID.
+    pub spiffe_id: SpiffeId,
+}
 
 /// SHA-256 of a `trust` object in canonical form (object keys sorted, no
 /// whitespace): the same for the filter's and the validator's copies of one
@@ -101,37 +148,83 @@ fn write_scalar(value: &Value, out: &mut Vec<u8>) {
     out.extend_from_slice(text.as_bytes());
 }
 
-/// The value the validator writes for `workload_id`, verified under the
-/// trust object whose digest is `trust`.
-pub fn encode(trust: &TrustDigest, workload_id: &WorkloadId) -> String {
+/// The value that vouches for `workload_id`'s token signature only,
+/// verified under the trust object whose digest is `trust` (what a
+/// validator before the whole-verdict value wrote).
+pub fn encode_signature(trust: &TrustDigest, workload_id: &WorkloadId) -> String {
     let mut value = String::with_capacity(2 + 1 + 64 + 1 + 64);
-    value.push_str(VERSION);
+    value.push_str(SIGNATURE);
     value.push(' ');
-    value.push_str(&encode_digest(trust));
+    value.push_str(&hex(&trust.0));
     value.push(' ');
     let _ = write!(value, "{workload_id}");
     value
 }
 
-/// The workload id whose token signature `value` vouches for, if `value` is
-/// a well-formed handoff made under the trust object `trust`.
-pub fn vouched_id(value: &[u8], trust: &TrustDigest) -> Option<WorkloadId> {
-    let text = core::str::from_utf8(value).ok()?;
-    let mut parts = text.split(' ');
-    let (Some(VERSION), Some(digest), Some(id), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return None;
-    };
-    if digest.len() != 64 || !digest.eq_ignore_ascii_case(&encode_digest(trust)) {
-        return None;
-    }
-    WorkloadId::from_hex(id).ok()
+/// The value the validator writes for a certificate it allowed under the
+/// trust object whose digest is `trust`.
+pub fn encode_verdict(trust: &TrustDigest, verdict: &VouchedVerdict) -> String {
+    let mut value = String::with_capacity(2 + 4 * 65 + 21 + 1 + verdict.spiffe_id.as_str().len());
+    let _ = write!(
+        value,
+        "{VERDICT} {} {} {} {} {} {}",
+        hex(&trust.0),
+        hex(&verdict.certificate_digest),
+        verdict.workload_id,
+        verdict.spki_hash,
+        verdict.valid_until,
+        verdict.spiffe_id.as_str(),
+    );
+    value
 }
 
-fn encode_digest(trust: &TrustDigest) -> String {
+/// What `value` vouches for, if it is a well-formed value made under the
+/// trust object `trust`. Hex is read in lowercase only (as written).
+pub fn parse(value: &[u8], trust: &TrustDigest) -> Option<Vouch> {
+    let text = core::str::from_utf8(value).ok()?;
+    let mut parts = text.split(' ');
+    let version = parts.next()?;
+    if parts.next()? != hex(&trust.0) {
+        return None;
+    }
+    let vouch = match version {
+        SIGNATURE => Vouch::Signature(WorkloadId::from_bytes(lowercase_hex(parts.next()?)?)),
+        VERDICT => Vouch::Verdict(VouchedVerdict {
+            certificate_digest: lowercase_hex(parts.next()?)?,
+            workload_id: WorkloadId::from_bytes(lowercase_hex(parts.next()?)?),
+            spki_hash: SpkiHash::from_bytes(lowercase_hex(parts.next()?)?),
+            valid_until: decimal(parts.next()?)?,
+            spiffe_id: SpiffeId::parse(parts.next()?).ok()?,
+        }),
+        _ => return None,
+    };
+    parts.next().is_none().then_some(vouch)
+}
+
+/// The workload id whose token signature `value` vouches for (either form).
+pub fn vouched_id(value: &[u8], trust: &TrustDigest) -> Option<WorkloadId> {
+    parse(value, trust).map(|vouch| vouch.workload_id())
+}
+
+/// 64 lowercase hex digits.
+fn lowercase_hex(text: &str) -> Option<[u8; 32]> {
+    let lowercase = text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    lowercase
+        .then(|| parse_hex_digest(text.as_bytes()))
+        .flatten()
+}
+
+/// A Unix second in canonical decimal (no sign, no leading zero).
+fn decimal(text: &str) -> Option<u64> {
+    let canonical = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    canonical.then(|| text.parse().ok()).flatten()
+}
+
+fn hex(bytes: &[u8; 32]) -> String {
     let mut hex = String::with_capacity(64);
-    for byte in trust.0 {
+    for byte in bytes {
         let _ = write!(hex, "{byte:02x}");
     }
     hex
@@ -162,26 +255,70 @@ mod tests {
         assert_eq!(TrustDigest::of_json(b"{not json"), None);
     }
 
+    fn verdict() -> VouchedVerdict {
+        VouchedVerdict {
+            certificate_digest: [0xc3; 32],
+            workload_id: WorkloadId::of_token(b"token"),
+            spki_hash: SpkiHash::of_spki_der(b"spki"),
+            valid_until: 1_800_003_600,
+            spiffe_id: SpiffeId::parse("spiffe://cluster.local/ns/shop/sa/cart").unwrap(),
+        }
+    }
+
     #[test]
     fn only_a_well_formed_value_under_the_same_trust_vouches() {
         let trust = TrustDigest::of_json(TRUST.as_bytes()).unwrap();
-        let id = WorkloadId::of_token(b"token");
-        let value = encode(&trust, &id);
-        assert_eq!(vouched_id(value.as_bytes(), &trust), Some(id));
-        assert_eq!(vouched_id(value.to_uppercase().as_bytes(), &trust), None);
-
         let other = TrustDigest::of_json(TRUST.replace("mazu:a", "mazu:b").as_bytes()).unwrap();
-        assert_eq!(vouched_id(value.as_bytes(), &other), None);
-        for bad in [
-            String::new(),
-            value.replacen("v1", "v2", 1),
-            format!("{value} extra"),
-            value[..value.len() - 1].to_string(),
-            value.replacen(' ', "  ", 1),
-            format!("{value}\n"),
-        ] {
-            assert_eq!(vouched_id(bad.as_bytes(), &trust), None, "{bad:?}");
+        let id = WorkloadId::of_token(b"token");
+        let signature = encode_signature(&trust, &id);
+        let whole = encode_verdict(&trust, &verdict());
+        assert_eq!(
+            parse(signature.as_bytes(), &trust),
+            Some(Vouch::Signature(id))
+        );
+        assert_eq!(
+            parse(whole.as_bytes(), &trust),
+            Some(Vouch::Verdict(verdict()))
+        );
+        assert_eq!(vouched_id(whole.as_bytes(), &trust), Some(id));
+        assert_eq!(
+            parse(&signature.as_bytes()[..signature.len() - 1], &trust),
+            None
+        );
+        for value in [&signature, &whole] {
+            assert_eq!(parse(value.as_bytes(), &other), None);
+            assert_eq!(parse(value.to_uppercase().as_bytes(), &trust), None);
+            for bad in [
+                String::new(),
+                value.replacen("v", "w", 1),
+                format!("{value} extra"),
+                value.replacen(' ', "  ", 1),
+                format!("{value}\n"),
+                format!(" {value}"),
+            ] {
+                assert_eq!(parse(bad.as_bytes(), &trust), None, "{bad:?}");
+            }
         }
-        assert_eq!(vouched_id(&[0xff, 0xfe], &trust), None);
+        // Each field of the whole verdict is checked.
+        let fields: Vec<&str> = whole.split(' ').collect();
+        for (at, bad) in [
+            (0, "v3"),
+            (2, "c3c3"),
+            (3, "zz"),
+            (4, &*"A".repeat(64)),
+            (5, "-1"),
+            (5, "0123"),
+            (5, "18446744073709551616"),
+            (6, "https://cluster.local/ns/shop/sa/cart"),
+        ] {
+            let mut altered = fields.clone();
+            altered[at] = bad;
+            assert_eq!(
+                parse(altered.join(" ").as_bytes(), &trust),
+                None,
+                "{at}: {bad}"
+            );
+        }
+        assert_eq!(parse(&[0xff, 0xfe], &trust), None);
     }
 }

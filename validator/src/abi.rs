@@ -13,8 +13,8 @@ use std::panic::catch_unwind;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::SystemTime;
 
-use mazu_filter::vouch::{self, TrustDigest};
-use mazu_identity::WorkloadId;
+use mazu_filter::vouch::{self, TrustDigest, VouchedVerdict};
+use mazu_identity::PeerIdentity;
 use sha2::{Digest, Sha256};
 
 use crate::config::ValidatorConfig;
@@ -114,14 +114,23 @@ fn set_filter_state_callback() -> Option<SetFilterState> {
 }
 
 /// Tells the inbound Wasm filter, through the connection's filter state,
-/// that this handshake verified `workload_id`'s token signature under the
-/// trust object `trust` (`mazu_filter::vouch`). Best effort: without it the
-/// filter verifies the signature itself.
-fn vouch_for_signature(envoy: *mut c_void, trust: &TrustDigest, workload_id: &WorkloadId) {
+/// that this handshake allowed the client certificate `leaf` as `peer`
+/// under the trust object `trust` (`mazu_filter::vouch`). Best effort:
+/// without it the filter decides the certificate itself.
+fn vouch_for_verdict(envoy: *mut c_void, trust: &TrustDigest, leaf: &[u8], peer: &PeerIdentity) {
     let Some(set_filter_state) = set_filter_state_callback() else {
         return;
     };
-    let value = vouch::encode(trust, workload_id);
+    let value = vouch::encode_verdict(
+        trust,
+        &VouchedVerdict {
+            certificate_digest: Sha256::digest(leaf).into(),
+            workload_id: peer.workload_id,
+            spki_hash: peer.spki_hash,
+            valid_until: peer.valid_until,
+            spiffe_id: peer.spiffe_id.clone(),
+        },
+    );
     let key = vouch::FILTER_STATE_KEY;
     let buffer = |text: &str| Buffer {
         ptr: text.as_ptr().cast(),
@@ -265,15 +274,16 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_cert_validator_do_verify_cert_c
     match decided {
         Ok(Ok(peer)) => {
             // Inbound, the filter decides this client again at its first
-            // byte: spare it the signature this handshake just verified.
+            // byte: spare it the checks this handshake just made.
             if side == Side::Server
                 && let Some(trust) = &module.trust_digest
+                && let Some(leaf) = leaf
                 && catch_unwind(AssertUnwindSafe(|| {
-                    vouch_for_signature(envoy, trust, &peer.workload_id);
+                    vouch_for_verdict(envoy, trust, leaf, &peer);
                 }))
                 .is_err()
             {
-                eprintln!("mazu-validator: could not vouch for a signature: the module panicked");
+                eprintln!("mazu-validator: could not vouch for a verdict: the module panicked");
             }
             ValidationResult {
                 status: STATUS_SUCCESSFUL,

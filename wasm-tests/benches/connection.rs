@@ -10,15 +10,19 @@
 //!   miss every time (two workloads alternating through a one-entry cache):
 //!   PEM + X.509 parse, token signature check, registry lookup;
 //! - `connection_cold_es256_vouched`: the cold ES256 connection with the
-//!   handshake validator's word on the signature (`mazu_filter::vouch`), as
-//!   behind the validator: every check but the signature.
+//!   handshake validator's word on the signature only (`mazu_filter::vouch`,
+//!   `v1`): every check but the signature;
+//! - `connection_cold_vouched_verdict`: the cold connection with the
+//!   validator's verdict (`v2`), as behind the validator: its word read and
+//!   checked against this VM's registry, no certificate read or parsed.
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use mazu_dev_issuer::{Algorithm, DEFAULT_ISSUER_URL, DevIssuer};
-use mazu_filter::vouch::{self, TrustDigest};
+use mazu_filter::vouch::{self, TrustDigest, VouchedVerdict};
 use mazu_identity::WorkloadId;
 use mazu_testkit::fixtures::{Mesh, Workload, WorkloadSpec, log};
 use mazu_wasm_tests::abi::Action;
@@ -26,6 +30,7 @@ use mazu_wasm_tests::harness::inbound_with;
 use mazu_wasm_tests::peer::WorkloadPeer as _;
 use mazu_wasm_tests::plugin::{PeerProperties, Side, Vm};
 use rand::rngs::OsRng;
+use sha2::{Digest as _, Sha256};
 
 fn connection(vm: &mut Vm, peer: &PeerProperties, expect: Action) {
     let (id, _) = vm.connect(Side::Downstream, peer).expect("connect");
@@ -34,6 +39,23 @@ fn connection(vm: &mut Vm, peer: &PeerProperties, expect: Action) {
     vm.remote_close(id).expect("close");
     vm.forget_connection(id);
     vm.clear_logs();
+}
+
+/// Connections from the two `peers` in turn: with a one-entry verdict
+/// cache, every one is a cache miss.
+fn alternating(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    vm: &mut Vm,
+    peers: &[PeerProperties; 2],
+) {
+    let mut turn = 0usize;
+    group.bench_function(name, |bench| {
+        bench.iter(|| {
+            turn ^= 1;
+            connection(vm, &peers[turn], Action::Continue);
+        })
+    });
 }
 
 fn mesh_with(alg: Algorithm) -> Mesh {
@@ -90,13 +112,7 @@ fn benches(c: &mut Criterion) {
         let registry = log(&[a.entry, b.entry]);
         let mut vm = inbound_with(&mesh, r#","verdict_cache_entries":1"#, &registry);
         let peers = [a.peer(), b.peer()];
-        let mut turn = 0usize;
-        group.bench_function(name, |bench| {
-            bench.iter(|| {
-                turn ^= 1;
-                connection(&mut vm, &peers[turn], Action::Continue);
-            })
-        });
+        alternating(&mut group, name, &mut vm, &peers);
         assert_eq!(
             vm.stat("mazu.inbound.verdict_cache_hits"),
             0,
@@ -110,7 +126,7 @@ fn benches(c: &mut Criterion) {
         serde_json::from_str(&mesh.config("inbound", "")).expect("config JSON");
     let trust = TrustDigest::of(&config["trust"]);
     let vouched = |workload: &Workload| PeerProperties {
-        vouch: Some(vouch::encode(
+        vouch: Some(vouch::encode_signature(
             &trust,
             &WorkloadId::of_token(workload.token.as_bytes()),
         )),
@@ -118,15 +134,34 @@ fn benches(c: &mut Criterion) {
     };
     let mut vm = inbound_with(&mesh, r#","verdict_cache_entries":1"#, &registry);
     let peers = [vouched(&a), vouched(&b)];
-    let mut turn = 0usize;
-    group.bench_function("connection_cold_es256_vouched", |bench| {
-        bench.iter(|| {
-            turn ^= 1;
-            connection(&mut vm, &peers[turn], Action::Continue);
-        })
-    });
+    alternating(&mut group, "connection_cold_es256_vouched", &mut vm, &peers);
     assert_eq!(vm.stat("mazu.inbound.verdict_cache_hits"), 0);
     assert_eq!(vm.stat("mazu.inbound.token_signatures_verified"), 0);
+
+    let verdict = |workload: &Workload| PeerProperties {
+        vouch: Some(vouch::encode_verdict(
+            &trust,
+            &VouchedVerdict {
+                certificate_digest: Sha256::digest(&workload.issued.der).into(),
+                workload_id: workload.issued.workload_id,
+                spki_hash: workload.issued.spki_hash,
+                valid_until: workload.issued.not_after.min(workload.entry.token_expiry),
+                spiffe_id: workload.issued.spiffe_id.clone(),
+            },
+        )),
+        ..workload.peer()
+    };
+    let mut vm = inbound_with(&mesh, r#","verdict_cache_entries":1"#, &registry);
+    let peers = [verdict(&a), verdict(&b)];
+    alternating(
+        &mut group,
+        "connection_cold_vouched_verdict",
+        &mut vm,
+        &peers,
+    );
+    assert_eq!(vm.stat("mazu.inbound.verdict_cache_hits"), 0);
+    assert_eq!(vm.stat("mazu.inbound.token_signatures_vouched"), 0);
+    assert!(vm.stat("mazu.inbound.verdicts_vouched") > 0);
     group.finish();
 }
 

@@ -574,7 +574,7 @@ fn a_signature_vouched_for_under_the_same_trust_is_not_verified_again() {
         serde_json::from_str(&mesh.config("inbound", "")).expect("config JSON");
     let trust = TrustDigest::of(&config["trust"]);
     let vouched = |peer: PeerProperties, trust: &TrustDigest, token: &str| PeerProperties {
-        vouch: Some(vouch::encode(
+        vouch: Some(vouch::encode_signature(
             trust,
             &WorkloadId::of_token(token.as_bytes()),
         )),
@@ -622,4 +622,88 @@ fn a_signature_vouched_for_under_the_same_trust_is_not_verified_again() {
         &vouched(stranger.peer(), &trust, &stranger.token),
         "not_registered",
     );
+}
+
+/// The handshake validator's verdict (`mazu_filter::vouch`, `v2`): taken
+/// without parsing the certificate, but only about this connection's
+/// certificate, under the filter's own trust object, and where the filter's
+/// own registry agrees; otherwise the whole verdict runs in the filter.
+#[test]
+fn a_verdict_vouched_for_is_taken_only_where_this_registry_agrees() {
+    use mazu_filter::vouch::{self, TrustDigest, VouchedVerdict};
+    use mazu_testkit::fixtures::Workload;
+    use sha2::{Digest, Sha256};
+
+    let mesh = Mesh::new();
+    let good = mesh.workload("shop", "good");
+    let stranger = mesh.workload("shop", "stranger");
+    let config: serde_json::Value =
+        serde_json::from_str(&mesh.config("inbound", "")).expect("config JSON");
+    let trust = TrustDigest::of(&config["trust"]);
+    let verdict_on = |workload: &Workload| VouchedVerdict {
+        certificate_digest: Sha256::digest(&workload.issued.der).into(),
+        workload_id: workload.issued.workload_id,
+        spki_hash: workload.issued.spki_hash,
+        valid_until: workload.issued.not_after.min(workload.entry.token_expiry),
+        spiffe_id: workload.issued.spiffe_id.clone(),
+    };
+    let with =
+        |peer: PeerProperties, trust: &TrustDigest, verdict: &VouchedVerdict| PeerProperties {
+            vouch: Some(vouch::encode_verdict(trust, verdict)),
+            ..peer
+        };
+    let counts = |vm: &Vm| {
+        (
+            vm.stat("mazu.inbound.verdicts_vouched"),
+            vm.stat("mazu.inbound.token_signatures_verified"),
+        )
+    };
+    let registry = log(&[good.entry]);
+
+    // Taken: nothing parsed or verified in V8; the next connection is cached.
+    let mut vm = inbound_with(&mesh, "", &registry);
+    let vouched = with(good.peer(), &trust, &verdict_on(&good));
+    assert_allowed(&mut vm, &vouched);
+    assert_eq!(counts(&vm), (1, 0));
+    assert_allowed(&mut vm, &vouched);
+    assert_eq!(vm.stat("mazu.inbound.verdict_cache_hits"), 1);
+
+    // Not in this registry: the filter decides, and refuses.
+    let mut vm = inbound_with(&mesh, "", &registry);
+    assert_denied(
+        &mut vm,
+        &with(stranger.peer(), &trust, &verdict_on(&stranger)),
+        "not_registered",
+    );
+    assert_eq!(counts(&vm), (0, 0));
+
+    // Revoked in this registry: refused.
+    let mut revoked = good.entry;
+    revoked.revoked = true;
+    let mut vm = inbound_with(&mesh, "", &log(&[revoked]));
+    assert_denied(&mut vm, &vouched, "revoked");
+    assert_eq!(counts(&vm), (0, 0));
+
+    // About another certificate, or under another trust object: not taken;
+    // the filter verifies the token's signature itself.
+    let mut other_trust = config["trust"].clone();
+    other_trust["clock_skew_secs"] = serde_json::json!(5);
+    for (what, peer) in [
+        (
+            "another certificate",
+            with(good.peer(), &trust, &verdict_on(&stranger)),
+        ),
+        (
+            "another trust object",
+            with(
+                good.peer(),
+                &TrustDigest::of(&other_trust),
+                &verdict_on(&good),
+            ),
+        ),
+    ] {
+        let mut vm = inbound_with(&mesh, "", &registry);
+        assert_allowed(&mut vm, &peer);
+        assert_eq!(counts(&vm), (0, 1), "{what}");
+    }
 }

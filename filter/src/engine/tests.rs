@@ -3,6 +3,7 @@ use core::cell::Cell;
 use super::*;
 use crate::config::FilterConfig;
 use crate::testing::{Fixture, NOW, Workload, snapshot};
+use crate::vouch;
 
 const NOW_MS: u64 = NOW * 1000;
 
@@ -16,9 +17,19 @@ fn hex(digest: &[u8]) -> String {
 
 /// Decides `workload` with Envoy's digest, counting certificate reads.
 fn decide(engine: &mut Engine, workload: &Workload, reads: &Cell<u32>) -> Decision {
+    decide_vouched(engine, workload, None, reads)
+}
+
+/// [`decide`] with the validator's word `vouch` (already encoded), if any.
+fn decide_vouched(
+    engine: &mut Engine,
+    workload: &Workload,
+    vouch: Option<&str>,
+    reads: &Cell<u32>,
+) -> Decision {
     use sha2::{Digest, Sha256};
     let digest = hex(&Sha256::digest(&workload.issued.der));
-    engine.decide(
+    engine.decide_vouched(
         NOW_MS,
         PeerFacts {
             mtls: Some(true),
@@ -28,6 +39,7 @@ fn decide(engine: &mut Engine, workload: &Workload, reads: &Cell<u32>) -> Decisi
             reads.set(reads.get() + 1);
             Some(workload.pem.clone().into_bytes())
         },
+        || vouch.map(|value| value.as_bytes().to_vec()),
     )
 }
 
@@ -413,4 +425,153 @@ fn a_flood_of_denied_certificates_never_evicts_an_allowed_peer() {
 fn victim_token(workload: &Workload) -> String {
     let cert = mazu_identity::PeerCertificate::parse(&workload.issued.der, 1 << 16).unwrap();
     String::from_utf8(cert.token.clone()).unwrap()
+}
+
+/// What the handshake validator vouches for on `workload`'s connection.
+fn validator_verdict(workload: &Workload) -> vouch::VouchedVerdict {
+    use sha2::{Digest, Sha256};
+    vouch::VouchedVerdict {
+        certificate_digest: Sha256::digest(&workload.issued.der).into(),
+        workload_id: workload.issued.workload_id,
+        spki_hash: workload.issued.spki_hash,
+        valid_until: workload.issued.not_after.min(workload.entry.token_expiry),
+        spiffe_id: workload.issued.spiffe_id.clone(),
+    }
+}
+
+#[test]
+fn the_validators_verdict_is_taken_without_reading_the_certificate_when_the_registry_agrees() {
+    let fixture = Fixture::new();
+    let cart = fixture.workload("shop", "cart", 0);
+    let mut engine = engine(&fixture, "");
+    engine.install(snapshot(1, &[cart.entry]), NOW_MS);
+    let trust = engine.config().trust_digest;
+    let value = vouch::encode_verdict(&trust, &validator_verdict(&cart));
+    let reads = Cell::new(0);
+    let peer = "spiffe://cluster.local/ns/shop/sa/cart";
+    assert_eq!(
+        decide_vouched(&mut engine, &cart, Some(&value), &reads),
+        allowed(peer, false)
+    );
+    assert_eq!(reads.get(), 0, "the certificate was not read");
+    assert_eq!(engine.vouched_verdicts(), 1);
+    assert_eq!(engine.token_signatures(), (0, 0));
+    // Cached like any allow; revoked later, the next connection is refused.
+    assert_eq!(decide(&mut engine, &cart, &reads), allowed(peer, true));
+    let mut revoked = cart.entry;
+    revoked.revoked = true;
+    engine.install(snapshot(2, &[revoked]), NOW_MS);
+    assert!(matches!(
+        decide_vouched(&mut engine, &cart, Some(&value), &reads),
+        Decision::Deny {
+            reason: "revoked",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn the_validators_verdict_is_not_taken_unless_this_registry_and_this_certificate_agree() {
+    let fixture = Fixture::new();
+    let cart = fixture.workload("shop", "cart", 0);
+    let other = fixture.workload("shop", "other", 1);
+    let vouched = validator_verdict(&cart);
+    let expired_registration = {
+        let mut entry = cart.entry;
+        entry.token_expiry = NOW - 3600;
+        entry
+    };
+    let revoked = mazu_identity::RegistryEntry {
+        revoked: true,
+        ..cart.entry
+    };
+    let bound_elsewhere = mazu_identity::RegistryEntry {
+        spki_hash: other.entry.spki_hash,
+        ..cart.entry
+    };
+    let the_real_key_registered_other_key_vouched = vouch::VouchedVerdict {
+        spki_hash: other.entry.spki_hash,
+        ..vouched.clone()
+    };
+    let another_certificate = vouch::VouchedVerdict {
+        certificate_digest: [7; 32],
+        ..vouched.clone()
+    };
+    let over = vouch::VouchedVerdict {
+        valid_until: NOW - 1,
+        ..vouched.clone()
+    };
+    // (case, registry, the validator's word, what the whole verdict then says)
+    let cases: [(
+        &str,
+        Vec<mazu_identity::RegistryEntry>,
+        &vouch::VouchedVerdict,
+        &str,
+    ); 7] = [
+        (
+            "not in this registry",
+            vec![other.entry],
+            &vouched,
+            "not_registered",
+        ),
+        ("revoked here", vec![revoked], &vouched, "revoked"),
+        (
+            "bound to another key here",
+            vec![bound_elsewhere],
+            &vouched,
+            "key_mismatch",
+        ),
+        (
+            "registration expired here",
+            vec![expired_registration],
+            &vouched,
+            "registration_expired",
+        ),
+        (
+            "another key vouched",
+            vec![cart.entry],
+            &the_real_key_registered_other_key_vouched,
+            "allow",
+        ),
+        (
+            "another certificate",
+            vec![cart.entry],
+            &another_certificate,
+            "allow",
+        ),
+        ("no longer valid", vec![cart.entry], &over, "allow"),
+    ];
+    for (case, entries, verdict, outcome) in cases {
+        let mut engine = engine(&fixture, "");
+        let mut entries = entries;
+        entries.sort_by_key(|entry| entry.slot);
+        engine.install(snapshot(2, &entries), NOW_MS);
+        let value = vouch::encode_verdict(&engine.config().trust_digest, verdict);
+        let reads = Cell::new(0);
+        let decision = decide_vouched(&mut engine, &cart, Some(&value), &reads);
+        let said = match &decision {
+            Decision::Allow { .. } => "allow",
+            Decision::Deny { reason, .. } => reason,
+            Decision::Park => "park",
+        };
+        assert_eq!(said, outcome, "{case}: {decision:?}");
+        assert_eq!(reads.get(), 1, "{case}: the whole verdict ran");
+        assert_eq!(engine.vouched_verdicts(), 0, "{case}");
+        // The signature is still taken as vouched for.
+        assert_eq!(engine.token_signatures().0, 0, "{case}");
+    }
+
+    // Under another trust object the word is ignored altogether: the
+    // signature is verified here.
+    let mut engine = engine(&fixture, "");
+    engine.install(snapshot(1, &[cart.entry]), NOW_MS);
+    let foreign = vouch::TrustDigest::of_json(br#"{"trust_domain":"elsewhere"}"#).unwrap();
+    let value = vouch::encode_verdict(&foreign, &vouched);
+    let reads = Cell::new(0);
+    assert!(matches!(
+        decide_vouched(&mut engine, &cart, Some(&value), &reads),
+        Decision::Allow { cached: false, .. }
+    ));
+    assert_eq!((reads.get(), engine.vouched_verdicts()), (1, 0));
+    assert_eq!(engine.token_signatures(), (1, 0));
 }

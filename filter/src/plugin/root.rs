@@ -94,7 +94,7 @@ impl Root {
             metrics,
             keys,
             reported_missing_attribute: false,
-            token_signatures_counted: (0, 0),
+            vouch_counts: [0; 3],
             reader: SharedReader::new(),
             held: None,
         })));

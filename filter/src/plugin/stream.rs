@@ -138,22 +138,25 @@ impl Stream {
             mtls,
             digest_hex: digest_hex.as_deref(),
         };
-        // The clock is read only once the cache has missed (the certificate
-        // is read then and only then): a cached verdict pays no host call.
+        // The clock is read only once the cache has missed (the validator's
+        // word is read then and only then, first): a cached verdict pays no
+        // host call.
         let verdict_started = core::cell::Cell::new(None);
         let decide = || {
             vm.borrow_mut().engine.decide_vouched(
                 now_ms,
                 facts,
+                || host::property(&[prefix, "peer_certificate"]),
                 || {
                     verdict_started.set(Some(host::now_nanos()));
-                    host::property(&[prefix, "peer_certificate"])
-                },
-                // The validator vouches on the connection it checked: the
-                // downstream one; an upstream's is not this connection's.
-                || match peer {
-                    Peer::Downstream => host::property(&["filter_state", vouch::FILTER_STATE_KEY]),
-                    Peer::Upstream => None,
+                    // The validator vouches on the connection it checked: the
+                    // downstream one; an upstream's is not this connection's.
+                    match peer {
+                        Peer::Downstream => {
+                            host::property(&["filter_state", vouch::FILTER_STATE_KEY])
+                        }
+                        Peer::Upstream => None,
+                    }
                 },
             )
         };

@@ -133,9 +133,9 @@ pub struct Vm {
     /// Whether the proxy was found to lack the `peer_certificate` attribute
     /// (logged once, loudly).
     pub reported_missing_attribute: bool,
-    /// The engine's token signature counts already added to the metrics
-    /// (verified here, vouched for by the validator).
-    pub token_signatures_counted: (u64, u64),
+    /// The engine's counts already added to the metrics: token signatures
+    /// verified here, signatures and whole verdicts vouched for by the validator.
+    pub vouch_counts: [u64; 3],
     /// What this VM has read from shared data.
     pub reader: SharedReader,
     /// The checkpoint of the registry installed (from the log followed, or
@@ -203,16 +203,17 @@ impl Vm {
     /// Counts and logs a final decision (allow or deny; not park).
     pub fn record_decision(&mut self, decision: &Decision) {
         let (verified, vouched) = self.engine.token_signatures();
-        let (counted_verified, counted_vouched) = self.token_signatures_counted;
-        self.metrics.increment_by(
+        let counts = [verified, vouched, self.engine.vouched_verdicts()];
+        let metrics = [
             Fixed::TokenSignaturesVerified,
-            verified.saturating_sub(counted_verified),
-        );
-        self.metrics.increment_by(
             Fixed::TokenSignaturesVouched,
-            vouched.saturating_sub(counted_vouched),
-        );
-        self.token_signatures_counted = (verified, vouched);
+            Fixed::VerdictsVouched,
+        ];
+        for ((metric, count), counted) in metrics.into_iter().zip(counts).zip(&self.vouch_counts) {
+            self.metrics
+                .increment_by(metric, count.saturating_sub(*counted));
+        }
+        self.vouch_counts = counts;
         let direction = self.engine.config().direction.as_str();
         match decision {
             Decision::Allow { peer, cached } => {

@@ -28,6 +28,9 @@ pub struct PeerIdentity {
     pub spiffe_id: SpiffeId,
     /// SHA-256 of its token.
     pub workload_id: WorkloadId,
+    /// SHA-256 of its certificate's `SubjectPublicKeyInfo` (the key the
+    /// registration binds).
+    pub spki_hash: SpkiHash,
     /// SHA-256 of the token's signing input (see [`ClaimsDigest`]).
     pub claims_digest: ClaimsDigest,
     /// Its registry slot.
@@ -256,6 +259,7 @@ fn registration_checks(
     Ok(PeerIdentity {
         spiffe_id: checked.spiffe_id.clone(),
         workload_id,
+        spki_hash: checked.spki_hash,
         claims_digest: checked.token.claims_digest,
         slot: entry.slot,
         token_expiry,
