@@ -201,11 +201,6 @@ pub fn parse(value: &[u8], trust: &TrustDigest) -> Option<Vouch> {
     parts.next().is_none().then_some(vouch)
 }
 
-/// The workload id whose token signature `value` vouches for (either form).
-pub fn vouched_id(value: &[u8], trust: &TrustDigest) -> Option<WorkloadId> {
-    parse(value, trust).map(|vouch| vouch.workload_id())
-}
-
 /// 64 lowercase hex digits.
 fn lowercase_hex(text: &str) -> Option<[u8; 32]> {
     let lowercase = text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
@@ -280,7 +275,10 @@ mod tests {
             parse(whole.as_bytes(), &trust),
             Some(Vouch::Verdict(verdict()))
         );
-        assert_eq!(vouched_id(whole.as_bytes(), &trust), Some(id));
+        assert_eq!(
+            parse(whole.as_bytes(), &trust).map(|vouch| vouch.workload_id()),
+            Some(id)
+        );
         assert_eq!(
             parse(&signature.as_bytes()[..signature.len() - 1], &trust),
             None
