@@ -327,14 +327,16 @@ impl Engine {
             return None;
         }
         let registry = self.registry.as_ref()?;
-        let entry = registry.get(&verdict.workload_id).ok()??;
-        let skew = self.config.trust.clock_skew_secs();
-        if entry.revoked
-            || !entry.spki_hash.ct_eq(&verdict.spki_hash)
-            || now_unix >= entry.token_expiry.saturating_add(skew)
-        {
-            return None;
-        }
+        // An unreadable piece reads as unregistered here; the whole verdict
+        // then meets it again and says so.
+        let entry = mazu_identity::check_registration(
+            &verdict.workload_id,
+            &verdict.spki_hash,
+            now_unix,
+            &self.config.trust,
+            &VerdictLookup::new(registry),
+        )
+        .ok()?;
         let peer = verdict.spiffe_id.as_str().to_string();
         self.denied.remove(&digest);
         self.allowed.insert(

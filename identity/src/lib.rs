@@ -69,4 +69,4 @@ pub use jwt::{Claims, TokenError, VerifiedToken};
 pub use registry::{RegistryDelta, RegistryEntry, RegistryError, RegistryLookup, RegistrySnapshot};
 pub use spiffe::{SpiffeId, SpiffeIdError, TrustDomain};
 pub use trust::{ConfigError, TrustConfig, TrustConfigBuilder};
-pub use verdict::{DenyReason, PeerIdentity, Verdict, Verifier, verdict};
+pub use verdict::{DenyReason, PeerIdentity, Verdict, Verifier, check_registration, verdict};

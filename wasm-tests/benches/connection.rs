@@ -22,7 +22,7 @@
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use mazu_dev_issuer::{Algorithm, DEFAULT_ISSUER_URL, DevIssuer};
-use mazu_filter::vouch::{self, TrustDigest, VouchedVerdict};
+use mazu_filter::vouch::{self, TrustDigest};
 use mazu_identity::WorkloadId;
 use mazu_testkit::fixtures::{Mesh, Workload, WorkloadSpec, log};
 use mazu_wasm_tests::abi::Action;
@@ -30,7 +30,6 @@ use mazu_wasm_tests::harness::inbound_with;
 use mazu_wasm_tests::peer::WorkloadPeer as _;
 use mazu_wasm_tests::plugin::{PeerProperties, Side, Vm};
 use rand::rngs::OsRng;
-use sha2::{Digest as _, Sha256};
 
 fn connection(vm: &mut Vm, peer: &PeerProperties, expect: Action) {
     let (id, _) = vm.connect(Side::Downstream, peer).expect("connect");
@@ -139,16 +138,7 @@ fn benches(c: &mut Criterion) {
     assert_eq!(vm.stat("mazu.inbound.token_signatures_verified"), 0);
 
     let verdict = |workload: &Workload| PeerProperties {
-        vouch: Some(vouch::encode_verdict(
-            &trust,
-            &VouchedVerdict {
-                certificate_digest: Sha256::digest(&workload.issued.der).into(),
-                workload_id: workload.issued.workload_id,
-                spki_hash: workload.issued.spki_hash,
-                valid_until: workload.issued.not_after.min(workload.entry.token_expiry),
-                spiffe_id: workload.issued.spiffe_id.clone(),
-            },
-        )),
+        vouch: Some(vouch::encode_verdict(&trust, &workload.vouched_verdict())),
         ..workload.peer()
     };
     let mut vm = inbound_with(&mesh, r#","verdict_cache_entries":1"#, &registry);

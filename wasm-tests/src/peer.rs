@@ -2,6 +2,7 @@
 //! after the handshake: its certificate, or that certificate altered, as
 //! the wasmtime host's [`PeerProperties`].
 
+use mazu_filter::vouch::VouchedVerdict;
 use mazu_testkit::fixtures::{Workload, hex, pem, replace_once};
 use sha2::{Digest, Sha256};
 
@@ -22,9 +23,23 @@ pub trait WorkloadPeer {
     /// extension updated to SHA-256 of it: for tokens the builder refuses to
     /// embed (e.g. `alg: none`).
     fn with_token(&self, token: &str) -> PeerProperties;
+
+    /// What the handshake validator vouches for after admitting this
+    /// workload's certificate (`mazu_filter::vouch`).
+    fn vouched_verdict(&self) -> VouchedVerdict;
 }
 
 impl WorkloadPeer for Workload {
+    fn vouched_verdict(&self) -> VouchedVerdict {
+        VouchedVerdict {
+            certificate_digest: Sha256::digest(&self.issued.der).into(),
+            workload_id: self.issued.workload_id,
+            spki_hash: self.issued.spki_hash,
+            valid_until: self.issued.not_after.min(self.entry.token_expiry),
+            spiffe_id: self.issued.spiffe_id.clone(),
+        }
+    }
+
     fn peer(&self) -> PeerProperties {
         PeerProperties {
             mtls: Some(true),

@@ -631,8 +631,6 @@ fn a_signature_vouched_for_under_the_same_trust_is_not_verified_again() {
 #[test]
 fn a_verdict_vouched_for_is_taken_only_where_this_registry_agrees() {
     use mazu_filter::vouch::{self, TrustDigest, VouchedVerdict};
-    use mazu_testkit::fixtures::Workload;
-    use sha2::{Digest, Sha256};
 
     let mesh = Mesh::new();
     let good = mesh.workload("shop", "good");
@@ -640,13 +638,6 @@ fn a_verdict_vouched_for_is_taken_only_where_this_registry_agrees() {
     let config: serde_json::Value =
         serde_json::from_str(&mesh.config("inbound", "")).expect("config JSON");
     let trust = TrustDigest::of(&config["trust"]);
-    let verdict_on = |workload: &Workload| VouchedVerdict {
-        certificate_digest: Sha256::digest(&workload.issued.der).into(),
-        workload_id: workload.issued.workload_id,
-        spki_hash: workload.issued.spki_hash,
-        valid_until: workload.issued.not_after.min(workload.entry.token_expiry),
-        spiffe_id: workload.issued.spiffe_id.clone(),
-    };
     let with =
         |peer: PeerProperties, trust: &TrustDigest, verdict: &VouchedVerdict| PeerProperties {
             vouch: Some(vouch::encode_verdict(trust, verdict)),
@@ -662,7 +653,7 @@ fn a_verdict_vouched_for_is_taken_only_where_this_registry_agrees() {
 
     // Taken: nothing parsed or verified in V8; the next connection is cached.
     let mut vm = inbound_with(&mesh, "", &registry);
-    let vouched = with(good.peer(), &trust, &verdict_on(&good));
+    let vouched = with(good.peer(), &trust, &good.vouched_verdict());
     assert_allowed(&mut vm, &vouched);
     assert_eq!(counts(&vm), (1, 0));
     assert_allowed(&mut vm, &vouched);
@@ -672,7 +663,7 @@ fn a_verdict_vouched_for_is_taken_only_where_this_registry_agrees() {
     let mut vm = inbound_with(&mesh, "", &registry);
     assert_denied(
         &mut vm,
-        &with(stranger.peer(), &trust, &verdict_on(&stranger)),
+        &with(stranger.peer(), &trust, &stranger.vouched_verdict()),
         "not_registered",
     );
     assert_eq!(counts(&vm), (0, 0));
@@ -691,14 +682,14 @@ fn a_verdict_vouched_for_is_taken_only_where_this_registry_agrees() {
     for (what, peer) in [
         (
             "another certificate",
-            with(good.peer(), &trust, &verdict_on(&stranger)),
+            with(good.peer(), &trust, &stranger.vouched_verdict()),
         ),
         (
             "another trust object",
             with(
                 good.peer(),
                 &TrustDigest::of(&other_trust),
-                &verdict_on(&good),
+                &good.vouched_verdict(),
             ),
         ),
     ] {

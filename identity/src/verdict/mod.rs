@@ -16,7 +16,7 @@ pub use deny::DenyReason;
 use crate::certificate::{PeerCertificate, check_validity_window};
 use crate::digest::{ClaimsDigest, SpkiHash, WorkloadId};
 use crate::jwt::{TokenError, VerifiedToken};
-use crate::registry::RegistryLookup;
+use crate::registry::{RegistryEntry, RegistryLookup};
 use crate::spiffe::SpiffeId;
 use crate::trust::TrustConfig;
 
@@ -222,6 +222,25 @@ pub(crate) fn recheck(
     into_verdict(result)
 }
 
+/// Steps 3 and 7 alone, for a certificate whose other checks a trusted
+/// component made (the filter taking the handshake validator's verdict):
+/// `workload_id` is registered, not revoked, bound to `spki_hash`, and its
+/// registration has not expired at `now_unix`. Returns its entry.
+pub fn check_registration(
+    workload_id: &WorkloadId,
+    spki_hash: &SpkiHash,
+    now_unix: u64,
+    trust: &TrustConfig,
+    registry: &(impl RegistryLookup + ?Sized),
+) -> Result<RegistryEntry, DenyReason> {
+    binding_checks(workload_id, spki_hash, registry)?;
+    let entry = registry
+        .entry(workload_id)
+        .ok_or(DenyReason::NotRegistered)?;
+    registration_unexpired(&entry, now_unix, trust)?;
+    Ok(entry)
+}
+
 /// Step 3: registered, not revoked, same key. Only a lookup and a
 /// comparison: this runs before any signature verification.
 fn binding_checks(
@@ -252,9 +271,7 @@ fn registration_checks(
     let entry = registry
         .entry(&workload_id)
         .ok_or(DenyReason::NotRegistered)?;
-    if now_unix >= entry.token_expiry.saturating_add(trust.clock_skew_secs()) {
-        return Err(DenyReason::RegistrationExpired);
-    }
+    registration_unexpired(&entry, now_unix, trust)?;
     let token_expiry = checked.token.claims.expires_at;
     Ok(PeerIdentity {
         spiffe_id: checked.spiffe_id.clone(),
@@ -266,6 +283,18 @@ fn registration_checks(
         certificate_not_after: checked.not_after,
         valid_until: token_expiry.min(checked.not_after),
     })
+}
+
+/// Step 7's test: the registered expiry (plus skew) is still ahead.
+fn registration_unexpired(
+    entry: &RegistryEntry,
+    now_unix: u64,
+    trust: &TrustConfig,
+) -> Result<(), DenyReason> {
+    if now_unix >= entry.token_expiry.saturating_add(trust.clock_skew_secs()) {
+        return Err(DenyReason::RegistrationExpired);
+    }
+    Ok(())
 }
 
 fn into_verdict(result: Result<PeerIdentity, DenyReason>) -> Verdict {
